@@ -1,0 +1,42 @@
+# Framelog developer entry points.
+#   make run  [ARGS="--listen 127.0.0.1:4567 --data-dir ./data"]   build and start the server
+#   make test                                                      every check CI runs
+#   make bench                                                     benchmarks against kinesalite
+SHELL := bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := test
+
+# Cargo's target dir lives outside the clone when possible, so CI runs in fresh clones reuse the
+# (slow, ~14 min cold) RocksDB build. Override from the environment: CARGO_TARGET_DIR=... make test
+FRAMELOG_DEFAULT_TARGET_DIR := $(if $(shell test -w /var/cache && echo yes),/var/cache/framelog/target,$(CURDIR)/target)
+CARGO_TARGET_DIR ?= $(FRAMELOG_DEFAULT_TARGET_DIR)
+export CARGO_TARGET_DIR
+
+# rustup's default location, in case a non-login shell did not put it on PATH.
+export PATH := $(PATH):$(HOME)/.cargo/bin
+
+CARGO ?= cargo
+RELEASE_DIR := $(CARGO_TARGET_DIR)/release
+FRAMELOG_BIN := $(RELEASE_DIR)/framelog
+VENV_PYTHON := $(CURDIR)/.venv/bin/python
+ARGS ?=
+
+.PHONY: setup run test bench
+
+setup:
+	scripts/setup.sh
+
+run: setup
+	$(CARGO) build --release -p framelog-server
+	exec $(FRAMELOG_BIN) serve $(ARGS)
+
+test: setup
+	$(CARGO) fmt --all --check
+	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
+	$(CARGO) build --release --workspace --all-targets
+	$(CARGO) test --release --workspace
+	FRAMELOG_BIN=$(FRAMELOG_BIN) $(VENV_PYTHON) -m pytest -q media-tests/python
+
+bench: setup
+	$(CARGO) build --release -p framelog-server -p framelog-bench
+	$(RELEASE_DIR)/framelog-bench --framelog-bin $(FRAMELOG_BIN) --kinesalite bench-baseline/node_modules/.bin/kinesalite

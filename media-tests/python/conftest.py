@@ -1,0 +1,65 @@
+"""Fixtures for the KDS wire-compatibility suite: real framelog server processes plus clients.
+
+The server binary comes from the FRAMELOG_BIN environment variable (`make test` sets it). Servers are
+started as `FRAMELOG_BIN serve --listen 127.0.0.1:<port> --data-dir <dir>`; without the binary the
+suite fails, it never skips.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from kds_helpers import AwsCli, FramelogServer, framelog_bin, new_stream_name as _new_stream_name
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory) -> FramelogServer:
+    """The server shared by the whole session; it must exit 0 on SIGTERM at the end."""
+    base = tmp_path_factory.mktemp("framelog-shared")
+    srv = FramelogServer(framelog_bin(), base / "data", base).start()
+    yield srv
+    srv.stop_and_check_clean_exit()
+
+
+@pytest.fixture
+def private_server(tmp_path) -> FramelogServer:
+    """A server of the test's own on its own data dir: the test may SIGTERM, kill -9 and restart it
+    (`stop()`, `kill()`, `start()`, `restart()`; make a new `client()` after each start)."""
+    srv = FramelogServer(framelog_bin(), tmp_path / "data", tmp_path).start()
+    yield srv
+    srv.stop_and_check_clean_exit()
+
+
+@pytest.fixture(scope="session")
+def endpoint(server) -> str:
+    return server.endpoint
+
+
+@pytest.fixture(scope="session")
+def kinesis(server):
+    """boto3 Kinesis client for the shared server (dummy credentials, us-east-1, no retries)."""
+    return server.client()
+
+
+@pytest.fixture
+def new_stream_name():
+    """Generator of unique stream names: new_stream_name() or new_stream_name('prefix')."""
+    return _new_stream_name
+
+
+@pytest.fixture
+def make_stream(kinesis):
+    """Creates a PROVISIONED stream with the given shard count on the shared server; returns its name."""
+
+    def create(shard_count: int = 1, name: str | None = None) -> str:
+        name = name or _new_stream_name()
+        kinesis.create_stream(StreamName=name, ShardCount=shard_count)
+        return name
+
+    return create
+
+
+@pytest.fixture(scope="session")
+def aws_cli(server, tmp_path_factory) -> AwsCli:
+    """AWS CLI v1 from the venv, pointed at the shared server with dummy credentials."""
+    return AwsCli(server.endpoint, tmp_path_factory.mktemp("aws-home"))

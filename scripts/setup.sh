@@ -1,0 +1,159 @@
+#!/usr/bin/env bash
+# Idempotent set-up for building, testing and benchmarking Framelog on Debian 12.
+#
+# Installs only what is missing:
+#   - Debian packages (apt-get update runs once, and only if something is missing);
+#   - a project-local Python virtualenv `.venv` with the test tools (boto3, AWS CLI v1, cbor2, pytest);
+#   - the kinesalite benchmark baseline under bench-baseline/ (npm);
+# and checks that the Rust toolchain (cargo, rustc, rustfmt, clippy) is present.
+#
+# Runs as root (CI) or as a user with sudo. Safe to run repeatedly: a second run does nothing.
+# Set FRAMELOG_SETUP_DRY_RUN=1 to print what would be installed without installing anything.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+# ---------------------------------------------------------------------------------------------
+# What the project needs. Extend these lists rather than adding ad-hoc install steps.
+# ---------------------------------------------------------------------------------------------
+# Debian packages needed to build and test (clang/libclang-dev: bindgen for rocksdb).
+APT_PACKAGES=(
+  build-essential
+  pkg-config
+  clang
+  libclang-dev
+  curl
+  ca-certificates
+  python3-venv
+)
+# Node.js for the kinesalite baseline; installed from Debian only when `node`/`npm` are not on PATH.
+NODE_APT_PACKAGES=(nodejs npm)
+# Python packages for the wire-compatibility tests (media-tests/python), installed into .venv.
+# cbor2 6 is needed for `semantic_decoders` (the tests read AWS's tag(1) integer milliseconds raw).
+PY_REQUIREMENTS=(boto3 awscli "cbor2>=6,<7" pytest)
+# Python modules that must import for the venv to count as ready (awscli provides .venv/bin/aws).
+PY_IMPORT_CHECK="import boto3, awscli, cbor2, pytest"
+
+VENV_DIR="$ROOT/.venv"
+VENV_STAMP="$VENV_DIR/.framelog-stamp"
+PYTHON="${PYTHON:-python3}"
+BENCH_DIR="$ROOT/bench-baseline"
+DRY_RUN="${FRAMELOG_SETUP_DRY_RUN:-0}"
+
+# ---------------------------------------------------------------------------------------------
+log() { printf '[setup] %s\n' "$*"; }
+die() { printf '[setup] ERROR: %s\n' "$*" >&2; exit 1; }
+
+SUDO=()
+if [ "$(id -u)" -ne 0 ]; then
+  command -v sudo >/dev/null 2>&1 || die "not root and sudo is not available: run as root"
+  SUDO=(sudo)
+fi
+
+is_installed() {
+  dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q '^install ok installed$'
+}
+
+APT_UPDATED=0
+# apt_install PKG... : installs those of PKG that are not installed yet.
+apt_install() {
+  local missing=() pkg
+  for pkg in "$@"; do
+    is_installed "$pkg" || missing+=("$pkg")
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    return 0
+  fi
+  if [ "$DRY_RUN" = 1 ]; then
+    log "dry run: would apt-get install ${missing[*]}"
+    return 0
+  fi
+  if [ "$APT_UPDATED" -eq 0 ]; then
+    log "apt-get update"
+    "${SUDO[@]}" apt-get update -qq
+    APT_UPDATED=1
+  fi
+  log "apt-get install ${missing[*]}"
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# 1. System packages
+# ---------------------------------------------------------------------------------------------
+wanted=("${APT_PACKAGES[@]}")
+if command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; then
+  log "node $(node --version) and npm $(npm --version) found on PATH"
+else
+  wanted+=("${NODE_APT_PACKAGES[@]}")
+fi
+apt_install "${wanted[@]}"
+log "system packages ok"
+
+# ---------------------------------------------------------------------------------------------
+# 2. Rust toolchain (installed by rustup on our machines; we do not install it here)
+# ---------------------------------------------------------------------------------------------
+if ! command -v cargo >/dev/null 2>&1 && [ -x "${HOME:-}/.cargo/bin/cargo" ]; then
+  export PATH="$PATH:${HOME:-}/.cargo/bin"
+fi
+if ! command -v cargo >/dev/null 2>&1 || ! command -v rustc >/dev/null 2>&1; then
+  die "cargo/rustc not found: install the Rust toolchain with rustup (and put ~/.cargo/bin on PATH)"
+fi
+for component in fmt clippy; do
+  if ! cargo "$component" --version >/dev/null 2>&1; then
+    die "cargo $component is missing: run 'rustup component add ${component/fmt/rustfmt}'"
+  fi
+done
+log "$(rustc --version) ok"
+
+# ---------------------------------------------------------------------------------------------
+# 3. Python virtualenv with the test tools
+# ---------------------------------------------------------------------------------------------
+venv_works() {
+  [ -x "$VENV_DIR/bin/python" ] && "$VENV_DIR/bin/python" -c 'import sys' >/dev/null 2>&1
+}
+
+if ! venv_works; then
+  if [ "$DRY_RUN" = 1 ]; then
+    log "dry run: would create $VENV_DIR with $PYTHON -m venv"
+  else
+    log "creating virtualenv .venv ($PYTHON)"
+    rm -rf "$VENV_DIR"
+    if ! "$PYTHON" -m venv "$VENV_DIR"; then
+      log "$PYTHON -m venv failed; installing python3-venv and retrying"
+      rm -rf "$VENV_DIR"
+      apt_install python3-venv
+      "$PYTHON" -m venv "$VENV_DIR" || die "could not create $VENV_DIR with $PYTHON -m venv"
+    fi
+  fi
+fi
+
+want_stamp="${PY_REQUIREMENTS[*]}"
+if venv_works \
+  && [ -f "$VENV_STAMP" ] && [ "$(cat "$VENV_STAMP")" = "$want_stamp" ] \
+  && "$VENV_DIR/bin/python" -c "$PY_IMPORT_CHECK" >/dev/null 2>&1 \
+  && [ -x "$VENV_DIR/bin/aws" ]; then
+  log "python test tools ok ($want_stamp)"
+elif [ "$DRY_RUN" = 1 ]; then
+  log "dry run: would pip install $want_stamp into .venv"
+else
+  log "pip install $want_stamp into .venv"
+  "$VENV_DIR/bin/python" -m pip install -q --disable-pip-version-check "${PY_REQUIREMENTS[@]}"
+  "$VENV_DIR/bin/python" -c "$PY_IMPORT_CHECK" || die "python test tools do not import after install"
+  printf '%s' "$want_stamp" >"$VENV_STAMP"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 4. Benchmark baseline: kinesalite (see bench-baseline/package.json)
+# ---------------------------------------------------------------------------------------------
+if [ -f "$BENCH_DIR/node_modules/kinesalite/package.json" ] && [ -e "$BENCH_DIR/node_modules/.bin/kinesalite" ]; then
+  log "kinesalite baseline ok"
+elif [ "$DRY_RUN" = 1 ]; then
+  log "dry run: would npm install the kinesalite baseline into bench-baseline/"
+else
+  log "npm install kinesalite into bench-baseline/"
+  npm install --no-audit --no-fund --loglevel=error --prefix "$BENCH_DIR"
+  [ -e "$BENCH_DIR/node_modules/.bin/kinesalite" ] || die "kinesalite did not install into $BENCH_DIR"
+fi
+
+log "done"

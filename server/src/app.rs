@@ -1,0 +1,103 @@
+//! The running server: opens the engine, builds the router, serves until SIGINT/SIGTERM, lets
+//! in-flight requests finish, then closes the engine (commit thread drained, memtables flushed).
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::routing::any;
+use framelog_store::{Engine, EngineOptions, SystemClock};
+
+use crate::config::Config;
+use crate::kds::{self, Ctx, IteratorCodec, KdsSettings};
+
+/// Large enough for a 10 MiB PutRecords request in base64 JSON.
+const MAX_BODY_BYTES: usize = 16 << 20;
+
+pub async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
+    let engine = Engine::open(&config.data_dir.join("engine"), Arc::new(SystemClock), EngineOptions::default())
+        .context("opening the engine")?;
+    let ctx = Ctx {
+        engine: engine.clone(),
+        settings: KdsSettings {
+            account_id: config.account_id.clone(),
+            region: config.region.clone(),
+            shard_limit: config.shard_limit,
+            default_retention_hours: 24,
+        },
+        iterators: IteratorCodec::new(load_secret(&config.data_dir)?),
+    };
+    let router = Router::new()
+        .route("/", any(|State(ctx): State<Ctx>, method, headers, body| kds::handle(ctx, method, headers, body)))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(ctx);
+
+    let listener =
+        tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+    let address = listener.local_addr()?;
+    let trimmer =
+        tokio::spawn(trim_periodically(engine.clone(), Duration::from_secs(config.trim_interval_secs.max(1))));
+    println!("framelog listening on http://{address} (point clients at --endpoint-url http://{address})");
+    tracing::info!(%address, data_dir = %config.data_dir.display(), "ready");
+    axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+    trimmer.abort();
+    tokio::task::spawn_blocking(move || engine.close()).await??;
+    tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+async fn trim_periodically(engine: Engine, every: Duration) {
+    let mut ticks = tokio::time::interval(every);
+    loop {
+        ticks.tick().await;
+        let engine = engine.clone();
+        match tokio::task::spawn_blocking(move || engine.trim_expired()).await {
+            Ok(Ok(stats)) if stats.entries_removed > 0 => tracing::info!(?stats, "trimmed expired entries"),
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::error!(%error, "retention trim failed"),
+            Err(error) => tracing::error!(%error, "retention trim panicked"),
+        }
+    }
+}
+
+/// The iterator-signing secret: random, made once per data directory so iterators survive restarts.
+fn load_secret(data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+    let path = data_dir.join("iterator-secret");
+    match std::fs::read(&path) {
+        Ok(secret) if secret.len() == 32 => Ok(secret),
+        _ => {
+            let secret: [u8; 32] = rand::random();
+            let temp = data_dir.join("iterator-secret.tmp");
+            std::fs::write(&temp, secret)?;
+            std::fs::File::open(&temp)?.sync_all()?;
+            std::fs::rename(&temp, &path)?;
+            Ok(secret.to_vec())
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
+}

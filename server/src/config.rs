@@ -1,0 +1,71 @@
+//! Server configuration: defaults, an optional TOML file, then command-line flags (flags win).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// Everything `framelog serve` can be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub region: String,
+    pub account_id: String,
+    pub shard_limit: u32,
+    pub trim_interval_secs: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            // The port local AWS emulators use, so existing `--endpoint-url`s keep working.
+            listen: SocketAddr::from(([127, 0, 0, 1], 4566)),
+            data_dir: PathBuf::from("./data"),
+            region: "us-east-1".into(),
+            account_id: "000000000000".into(),
+            shard_limit: 10_000,
+            trim_interval_secs: 60,
+        }
+    }
+}
+
+/// The TOML file: every key optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<SocketAddr>,
+    pub data_dir: Option<PathBuf>,
+    pub region: Option<String>,
+    pub account_id: Option<String>,
+    pub shard_limit: Option<u32>,
+    pub trim_interval_secs: Option<u64>,
+}
+
+impl Config {
+    /// Applies a parsed file on top of `self`.
+    pub fn merge(mut self, file: FileConfig) -> Self {
+        self.listen = file.listen.unwrap_or(self.listen);
+        self.data_dir = file.data_dir.unwrap_or(self.data_dir);
+        self.region = file.region.unwrap_or(self.region);
+        self.account_id = file.account_id.unwrap_or(self.account_id);
+        self.shard_limit = file.shard_limit.unwrap_or(self.shard_limit);
+        self.trim_interval_secs = file.trim_interval_secs.unwrap_or(self.trim_interval_secs);
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_values_replace_defaults_and_unknown_keys_are_rejected() {
+        let file: FileConfig = toml::from_str("listen = \"127.0.0.1:9000\"\nshard_limit = 7\n").expect("parses");
+        let config = Config::default().merge(file);
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.shard_limit, 7);
+        assert_eq!(config.data_dir, PathBuf::from("./data"));
+        assert!(toml::from_str::<FileConfig>("listn = \"x\"").is_err());
+    }
+}

@@ -1,0 +1,127 @@
+//! API errors and the one place that maps them to an HTTP status and an AWS error type.
+
+use framelog_store::StoreError;
+
+/// The AWS error types this server answers with. The names are the wire `__type` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorType {
+    ResourceNotFound,
+    ResourceInUse,
+    InvalidArgument,
+    ExpiredIterator,
+    ExpiredNextToken,
+    LimitExceeded,
+    Validation,
+    Serialization,
+    UnknownOperation,
+    MissingAuthenticationToken,
+    IncompleteSignature,
+    InternalFailure,
+}
+
+impl ErrorType {
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorType::ResourceNotFound => "ResourceNotFoundException",
+            ErrorType::ResourceInUse => "ResourceInUseException",
+            ErrorType::InvalidArgument => "InvalidArgumentException",
+            ErrorType::ExpiredIterator => "ExpiredIteratorException",
+            ErrorType::ExpiredNextToken => "ExpiredNextTokenException",
+            ErrorType::LimitExceeded => "LimitExceededException",
+            ErrorType::Validation => "ValidationException",
+            ErrorType::Serialization => "SerializationException",
+            ErrorType::UnknownOperation => "UnknownOperationException",
+            ErrorType::MissingAuthenticationToken => "MissingAuthenticationTokenException",
+            ErrorType::IncompleteSignature => "IncompleteSignatureException",
+            ErrorType::InternalFailure => "InternalFailure",
+        }
+    }
+
+    /// HTTP status as KDS sends it: every client error is 400, internal failures 500.
+    pub fn status(self) -> u16 {
+        match self {
+            ErrorType::InternalFailure => 500,
+            ErrorType::MissingAuthenticationToken | ErrorType::IncompleteSignature => 403,
+            _ => 400,
+        }
+    }
+}
+
+/// An error answered to a client. Internal causes are logged where they are converted, once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub kind: ErrorType,
+    pub message: Option<String>,
+}
+
+impl ApiError {
+    pub fn new(kind: ErrorType, message: impl Into<String>) -> Self {
+        Self { kind, message: Some(message.into()) }
+    }
+
+    pub fn bare(kind: ErrorType) -> Self {
+        Self { kind, message: None }
+    }
+
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(ErrorType::InvalidArgument, message)
+    }
+
+    pub fn serialization(message: impl Into<String>) -> Self {
+        Self::new(ErrorType::Serialization, message)
+    }
+
+    pub fn internal(cause: &dyn std::error::Error) -> Self {
+        tracing::error!(error = %cause, source = ?cause.source().map(|s| s.to_string()), "internal failure");
+        Self::bare(ErrorType::InternalFailure)
+    }
+
+    /// The JSON-shaped body: `{"__type": ..., "message": ...}`; SerializationException says `Message`,
+    /// as KDS does.
+    pub fn body(&self) -> serde_json::Value {
+        let mut body = serde_json::Map::new();
+        body.insert("__type".into(), self.kind.name().into());
+        if let Some(message) = &self.message {
+            let key = if self.kind == ErrorType::Serialization { "Message" } else { "message" };
+            body.insert(key.into(), message.clone().into());
+        }
+        serde_json::Value::Object(body)
+    }
+}
+
+/// Maps an engine error for a stream named `stream` in `account` to what KDS would answer.
+pub fn from_store(error: StoreError, account: &str) -> ApiError {
+    match error {
+        StoreError::StreamNotFound(name) | StoreError::StreamDeleted(name) => {
+            ApiError::new(ErrorType::ResourceNotFound, format!("Stream {name} under account {account} not found."))
+        }
+        StoreError::StreamExists(name) => {
+            ApiError::new(ErrorType::ResourceInUse, format!("Stream {name} under account {account} already exists."))
+        }
+        StoreError::ShardNotFound { stream, shard } => ApiError::new(
+            ErrorType::ResourceNotFound,
+            format!("Shard shardId-{shard:012} in stream {stream} under account {account} does not exist"),
+        ),
+        other => ApiError::internal(&other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn serialization_errors_use_capital_message_like_kds() {
+        let body = ApiError::serialization("bad").body();
+        assert_eq!(body, serde_json::json!({"__type": "SerializationException", "Message": "bad"}));
+        let body = ApiError::invalid("x").body();
+        assert_eq!(body, serde_json::json!({"__type": "InvalidArgumentException", "message": "x"}));
+    }
+
+    #[test]
+    fn missing_stream_maps_to_resource_not_found_with_the_kds_message() {
+        let error = from_store(StoreError::StreamNotFound("nope".into()), "000000000000");
+        assert_eq!(error.kind.status(), 400);
+        assert_eq!(error.message.as_deref(), Some("Stream nope under account 000000000000 not found."));
+    }
+}

@@ -1,0 +1,99 @@
+//! What every KDS operation needs: the engine, the account settings, the iterator codec, and the
+//! shared request checks (which stream is meant, shard id syntax).
+
+use framelog_store::{Engine, StreamHandle, StreamMeta};
+use serde_json::{Value, json};
+
+use super::body::{Body, Violations};
+use super::iterator::IteratorCodec;
+use super::seqnum;
+use crate::error::{ApiError, from_store};
+
+/// Account-level settings of the KDS personality.
+#[derive(Debug, Clone)]
+pub struct KdsSettings {
+    pub account_id: String,
+    pub region: String,
+    /// Most shards all streams together may have (LimitExceededException beyond).
+    pub shard_limit: u32,
+    pub default_retention_hours: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Ctx {
+    pub engine: Engine,
+    pub settings: KdsSettings,
+    pub iterators: IteratorCodec,
+}
+
+impl Ctx {
+    pub fn arn(&self, name: &str) -> String {
+        format!("arn:aws:kinesis:{}:{}:stream/{}", self.settings.region, self.settings.account_id, name)
+    }
+
+    pub fn store_error(&self, error: framelog_store::StoreError) -> ApiError {
+        from_store(error, &self.settings.account_id)
+    }
+
+    pub fn not_found(&self, name: &str) -> ApiError {
+        self.store_error(framelog_store::StoreError::StreamNotFound(name.to_string()))
+    }
+
+    /// Reads `StreamName` / `StreamARN`, validates them, and finds the stream.
+    pub fn stream(&self, body: &Body) -> Result<StreamHandle, ApiError> {
+        let name = self.stream_name(body, &mut Violations::default(), true)?;
+        self.engine.stream(&name).map_err(|e| self.store_error(e))
+    }
+
+    /// The stream a request names, after adding constraint violations for name and ARN to `v`.
+    /// Call `v.finish()` before using the result when `finish` is false.
+    pub fn stream_name(&self, body: &Body, v: &mut Violations, finish: bool) -> Result<String, ApiError> {
+        let name = body.str("StreamName")?;
+        let arn = body.str("StreamARN")?;
+        v.name(&name, "streamName", 128);
+        if let Some(arn) = &arn {
+            v.length(arn, "streamARN", 1, 2048);
+        }
+        if finish {
+            std::mem::take(v).finish()?;
+        }
+        let from_arn = arn.as_deref().map(|a| {
+            a.rsplit_once(":stream/")
+                .map(|(_, n)| n.to_string())
+                .ok_or_else(|| ApiError::invalid(format!("Invalid StreamARN {a}")))
+        });
+        match (name, from_arn) {
+            (Some(name), _) => Ok(name),
+            (None, Some(from_arn)) => from_arn,
+            (None, None) => Err(ApiError::invalid("Either StreamName or StreamARN should be provided.")),
+        }
+    }
+}
+
+pub fn shard_id(index: u32) -> String {
+    format!("shardId-{index:012}")
+}
+
+/// Parses `shardId-000000000003`, and also the short forms kinesalite accepts (`shardId-3`, `3`).
+pub fn parse_shard_id(text: &str) -> Option<u32> {
+    text.strip_prefix("shardId-").unwrap_or(text).parse().ok()
+}
+
+pub fn shard_json(meta: &StreamMeta, index: usize) -> Value {
+    let shard = &meta.shards[index];
+    json!({
+        "ShardId": shard_id(shard.index),
+        "HashKeyRange": {
+            "StartingHashKey": shard.start_hash.to_string(),
+            "EndingHashKey": shard.end_hash.to_string(),
+        },
+        "SequenceNumberRange": {
+            "StartingSequenceNumber": seqnum::starting(shard.created_ms / 1000, shard.index),
+        },
+    })
+}
+
+pub fn epoch_secs(ms: u64) -> Value {
+    // JSON timestamps are epoch seconds with millisecond fractions, as KDS sends them.
+    json!(ms as f64 / 1000.0)
+}

@@ -1,0 +1,149 @@
+//! The Kinesis Data Streams API (awsJson1_1 and CBOR): `POST /` with `X-Amz-Target:
+//! Kinesis_20131202.<Operation>`. This module checks the envelope in KDS's order, decodes the
+//! document, runs the operation on a blocking thread (engine calls block on RocksDB and on group
+//! commit), and encodes the answer in the request's own content type.
+
+mod body;
+mod cbor;
+mod context;
+mod hashkey;
+mod iterator;
+mod records;
+mod seqnum;
+mod streams;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+pub use context::{Ctx, KdsSettings};
+pub use iterator::IteratorCodec;
+
+use crate::error::{ApiError, ErrorType};
+use body::Body;
+
+const TARGET_PREFIX: &str = "Kinesis_20131202.";
+const JSON_TYPE: &str = "application/x-amz-json-1.1";
+const CBOR_TYPE: &str = "application/x-amz-cbor-1.1";
+
+type Operation = fn(&Ctx, Body) -> Result<Value, ApiError>;
+
+fn operation(name: &str) -> Option<Operation> {
+    Some(match name {
+        "CreateStream" => streams::create_stream,
+        "DeleteStream" => streams::delete_stream,
+        "DescribeStream" => streams::describe_stream,
+        "DescribeStreamSummary" => streams::describe_stream_summary,
+        "ListStreams" => streams::list_streams,
+        "ListShards" => streams::list_shards,
+        "IncreaseStreamRetentionPeriod" => |ctx, body| streams::change_retention(ctx, body, true),
+        "DecreaseStreamRetentionPeriod" => |ctx, body| streams::change_retention(ctx, body, false),
+        "AddTagsToStream" => streams::add_tags,
+        "RemoveTagsFromStream" => streams::remove_tags,
+        "ListTagsForStream" => streams::list_tags,
+        "PutRecord" => records::put_record,
+        "PutRecords" => records::put_records,
+        "GetShardIterator" => records::get_shard_iterator,
+        "GetRecords" => records::get_records,
+        _ => return None,
+    })
+}
+
+/// Handles one KDS request end to end.
+pub async fn handle(ctx: Ctx, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let cbor = content_type.starts_with(CBOR_TYPE);
+    let result = match envelope(&method, &headers, content_type, &body) {
+        Ok((op, document)) => tokio::task::spawn_blocking(move || op(&ctx, document))
+            .await
+            .unwrap_or_else(|join| Err(ApiError::internal(&join))),
+        Err(EnvelopeError::Xml(status, name, message)) => return xml_error(status, name, message),
+        Err(EnvelopeError::Api(error)) => Err(error),
+    };
+    let (status, document) = match result {
+        Ok(document) => (StatusCode::OK, document),
+        Err(error) => (StatusCode::from_u16(error.kind.status()).unwrap_or(StatusCode::BAD_REQUEST), error.body()),
+    };
+    let (bytes, kind) = if cbor {
+        (cbor::encode_response(&document), CBOR_TYPE)
+    } else {
+        (serde_json::to_vec(&document).unwrap_or_default(), JSON_TYPE)
+    };
+    with_request_id((status, [(header::CONTENT_TYPE, HeaderValue::from_static(kind))], bytes).into_response())
+}
+
+enum EnvelopeError {
+    Xml(StatusCode, &'static str, &'static str),
+    Api(ApiError),
+}
+
+impl From<ApiError> for EnvelopeError {
+    fn from(error: ApiError) -> Self {
+        EnvelopeError::Api(error)
+    }
+}
+
+/// KDS's pre-dispatch checks, in kinesalite's (and AWS's) order.
+fn envelope(
+    method: &Method,
+    headers: &HeaderMap,
+    content_type: &str,
+    body: &[u8],
+) -> Result<(Operation, Body), EnvelopeError> {
+    if method != Method::POST {
+        return Err(EnvelopeError::Xml(
+            StatusCode::FORBIDDEN,
+            "AccessDeniedException",
+            "Unable to determine service/operation name to be authorized",
+        ));
+    }
+    let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let op = target.strip_prefix(TARGET_PREFIX).and_then(operation);
+    let json = content_type.starts_with(JSON_TYPE) || content_type.starts_with("application/json");
+    if !json && !content_type.starts_with(CBOR_TYPE) {
+        return Err(EnvelopeError::Xml(StatusCode::NOT_FOUND, "UnknownOperationException", ""));
+    }
+    if body.is_empty() {
+        return Err(match op {
+            Some(_) => ApiError::bare(ErrorType::Serialization),
+            None => ApiError::bare(ErrorType::UnknownOperation),
+        }
+        .into());
+    }
+    let document = if json {
+        serde_json::from_slice::<Value>(body)
+            .map_err(|e| ApiError::serialization(format!("Unexpected token in request body: {e}")))?
+    } else {
+        cbor::decode_request(body)?
+    };
+    let op = op.ok_or_else(|| ApiError::bare(ErrorType::UnknownOperation))?;
+    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    match auth {
+        None => return Err(ApiError::new(ErrorType::MissingAuthenticationToken, "Missing Authentication Token").into()),
+        Some(auth) if !auth.contains("Credential=") => {
+            return Err(ApiError::new(
+                ErrorType::IncompleteSignature,
+                format!("Authorization header requires 'Credential' parameter. Authorization header requires 'Signature' parameter. Authorization header requires 'SignedHeaders' parameter. Authorization={auth}"),
+            )
+            .into());
+        }
+        Some(_) => {}
+    }
+    Ok((op, Body::parse(document)?))
+}
+
+fn xml_error(status: StatusCode, name: &str, message: &str) -> Response {
+    let body = format!("<{name}>\n  <Message>{message}</Message>\n</{name}>\n");
+    with_request_id((status, [(header::CONTENT_TYPE, "application/xml")], body).into_response())
+}
+
+fn with_request_id(mut response: Response) -> Response {
+    let id: [u8; 16] = rand::random();
+    let hex = hex::encode(id);
+    let uuid = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
+    if let Ok(value) = HeaderValue::from_str(&uuid) {
+        response.headers_mut().insert("x-amzn-RequestId", value);
+    }
+    response
+}

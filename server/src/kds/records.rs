@@ -1,0 +1,359 @@
+//! Record operations: PutRecord(s), GetShardIterator and GetRecords.
+
+use base64::Engine as _;
+use framelog_store::{NewEntry, Position, StreamHandle, StreamMeta};
+use serde_json::{Value, json};
+
+use super::body::{Body, Violations};
+use super::context::{Ctx, epoch_secs, shard_id};
+use super::hashkey;
+use super::iterator::{ITERATOR_TTL_MS, IteratorState};
+use super::seqnum;
+use super::streams::{DEFAULT_MAX_RECORD_KIB, SETTING_MAX_RECORD_KIB, shard_index_for};
+use crate::error::{ApiError, ErrorType};
+
+const MAX_PUT_RECORDS: usize = 500;
+const MAX_REQUEST_BYTES: usize = 10 << 20;
+const MAX_GET_RECORDS: i64 = 10_000;
+const MAX_GET_BYTES: usize = 10 << 20;
+/// Largest record any stream may allow (MaxRecordSizeInKiB's upper bound).
+const MAX_RECORD_BYTES: usize = 10240 * 1024;
+
+fn max_record_bytes(meta: &StreamMeta) -> usize {
+    let kib: i64 =
+        meta.settings.get(SETTING_MAX_RECORD_KIB).and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_RECORD_KIB);
+    kib as usize * 1024
+}
+
+/// One record of a put, validated.
+struct PutInput {
+    data: Vec<u8>,
+    partition_key: String,
+    explicit_hash_key: Option<String>,
+}
+
+fn read_put_input(body: &Body, v: &mut Violations, path: &str) -> Result<PutInput, ApiError> {
+    let data = body.blob("Data")?;
+    v.required(&data, &format!("{path}data"));
+    let partition_key = body.str("PartitionKey")?;
+    v.required(&partition_key, &format!("{path}partitionKey"));
+    if let Some(key) = &partition_key {
+        v.length(key, &format!("{path}partitionKey"), 1, 256);
+    }
+    let explicit_hash_key = body.str("ExplicitHashKey")?;
+    if let Some(ehk) = &explicit_hash_key
+        && !hashkey::is_hash_key_syntax(ehk)
+    {
+        v.add(Some(ehk), &format!("{path}explicitHashKey"), "satisfy regular expression pattern: 0|([1-9]\\d{0,38})");
+    }
+    let data = data.unwrap_or_default();
+    v.blob_max(&data, &format!("{path}data"), MAX_RECORD_BYTES);
+    Ok(PutInput { data, partition_key: partition_key.unwrap_or_default(), explicit_hash_key })
+}
+
+/// Picks the shard whose hash key range holds the record's hash.
+fn route(meta: &StreamMeta, input: &PutInput) -> Result<u32, ApiError> {
+    let hash = match &input.explicit_hash_key {
+        Some(text) => hashkey::parse_explicit(text).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {text}"
+            ))
+        })?,
+        None => hashkey::partition_hash(&input.partition_key),
+    };
+    let found = meta.shards.partition_point(|s| s.end_hash < hash);
+    meta.shards
+        .get(found)
+        .filter(|s| s.start_hash <= hash)
+        .map(|s| s.index)
+        .ok_or_else(|| ApiError::bare(ErrorType::InternalFailure))
+}
+
+fn check_record_size(meta: &StreamMeta, input: &PutInput, v: &mut Violations, path: &str) {
+    let limit = max_record_bytes(meta);
+    if input.data.len() + input.partition_key.len() > limit && input.data.len() <= MAX_RECORD_BYTES {
+        v.blob_max(&input.data, &format!("{path}data"), limit.saturating_sub(input.partition_key.len()));
+    }
+}
+
+fn sequence_number(meta: &StreamMeta, shard: u32, seq: u64, arrival_ms: u64) -> String {
+    let created_secs = meta.shards[shard as usize].created_ms / 1000;
+    seqnum::encode(created_secs, shard, Some(seq), arrival_ms / 1000)
+}
+
+pub fn put_record(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+    let mut v = Violations::default();
+    let input = read_put_input(&body, &mut v, "")?;
+    let ordering = body.str("SequenceNumberForOrdering")?;
+    if let Some(o) = &ordering
+        && !seqnum::is_syntax(o)
+    {
+        v.add(Some(o), "sequenceNumberForOrdering", "satisfy regular expression pattern: 0|([1-9]\\d{0,128})");
+    }
+    let name = ctx.stream_name(&body, &mut v, false)?;
+    v.finish()?;
+    let handle = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?;
+    let meta = handle.meta();
+    let mut v = Violations::default();
+    check_record_size(&meta, &input, &mut v, "");
+    v.finish()?;
+    if let Some(o) = &ordering
+        && seqnum::decode(o).is_none()
+    {
+        return Err(ApiError::invalid(format!(
+            "ExclusiveMinimumSequenceNumber {o} used in PutRecord on stream {name} under account {} is invalid.",
+            ctx.settings.account_id
+        )));
+    }
+    let shard = route(&meta, &input)?;
+    let entry = NewEntry { shard, producer_ts_ms: None, attrs: input.partition_key.into_bytes(), payload: input.data };
+    let landed = append(ctx, &handle, vec![entry])?;
+    let first = landed.first().ok_or_else(|| ApiError::bare(ErrorType::InternalFailure))?;
+    Ok(json!({
+        "ShardId": shard_id(shard),
+        "SequenceNumber": sequence_number(&meta, shard, first.seq, first.arrival_ms),
+        "EncryptionType": "NONE",
+    }))
+}
+
+fn append(ctx: &Ctx, handle: &StreamHandle, entries: Vec<NewEntry>) -> Result<Vec<framelog_store::Appended>, ApiError> {
+    ctx.engine.append(handle, entries).and_then(|wait| wait.wait_blocking()).map_err(|e| ctx.store_error(e))
+}
+
+pub fn put_records(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+    let mut v = Violations::default();
+    let records = body.list("Records")?.cloned();
+    v.required(&records, "records");
+    let records = records.unwrap_or_default();
+    if records.is_empty() && body.list("Records")?.is_some() {
+        v.add(Some("[]"), "records", "have length greater than or equal to 1");
+    }
+    if records.len() > MAX_PUT_RECORDS {
+        v.add(Some("[...]"), "records", &format!("have length less than or equal to {MAX_PUT_RECORDS}"));
+    }
+    let mut inputs = Vec::with_capacity(records.len().min(MAX_PUT_RECORDS));
+    for (i, record) in records.into_iter().take(MAX_PUT_RECORDS).enumerate() {
+        let record = Body::parse(record)?;
+        inputs.push(read_put_input(&record, &mut v, &format!("records.{}.member.", i + 1))?);
+    }
+    let name = ctx.stream_name(&body, &mut v, false)?;
+    v.finish()?;
+    let total: usize = inputs.iter().map(|r| r.data.len() + r.partition_key.len()).sum();
+    if total > MAX_REQUEST_BYTES {
+        return Err(ApiError::invalid(format!("Records size exceeds {} MB limit", MAX_REQUEST_BYTES >> 20)));
+    }
+    let handle = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?;
+    let meta = handle.meta();
+    let mut v = Violations::default();
+    for (i, input) in inputs.iter().enumerate() {
+        check_record_size(&meta, input, &mut v, &format!("records.{}.member.", i + 1));
+    }
+    v.finish()?;
+    let shards = inputs.iter().map(|input| route(&meta, input)).collect::<Result<Vec<_>, _>>()?;
+    let entries = inputs
+        .into_iter()
+        .zip(&shards)
+        .map(|(input, &shard)| NewEntry {
+            shard,
+            producer_ts_ms: None,
+            attrs: input.partition_key.into_bytes(),
+            payload: input.data,
+        })
+        .collect();
+    // One engine append per request: the whole batch shares one group commit. If it fails, every
+    // entry reports InternalFailure, as KDS's per-record results allow.
+    let results: Vec<Value> = match append(ctx, &handle, entries) {
+        Ok(landed) => landed
+            .iter()
+            .map(|a| json!({"SequenceNumber": sequence_number(&meta, a.shard, a.seq, a.arrival_ms), "ShardId": shard_id(a.shard)}))
+            .collect(),
+        Err(error) if error.kind == ErrorType::InternalFailure => {
+            shards.iter().map(|_| json!({"ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure."})).collect()
+        }
+        Err(error) => return Err(error),
+    };
+    let failed = results.iter().filter(|r| r.get("ErrorCode").is_some()).count();
+    Ok(json!({"FailedRecordCount": failed, "Records": results, "EncryptionType": "NONE"}))
+}
+
+pub fn get_shard_iterator(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+    let mut v = Violations::default();
+    let shard_text = body.str("ShardId")?;
+    v.required(&shard_text, "shardId");
+    v.name(&shard_text, "shardId", 128);
+    let kind = body.str("ShardIteratorType")?;
+    v.required(&kind, "shardIteratorType");
+    let kinds = ["AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"];
+    v.one_of(&kind, "shardIteratorType", &kinds);
+    let starting = body.str("StartingSequenceNumber")?;
+    if let Some(s) = &starting
+        && !seqnum::is_syntax(s)
+    {
+        v.add(Some(s), "startingSequenceNumber", "satisfy regular expression pattern: 0|([1-9]\\d{0,128})");
+    }
+    let timestamp_ms = body.timestamp_ms("Timestamp")?;
+    let name = ctx.stream_name(&body, &mut v, false)?;
+    v.finish()?;
+    let (shard_text, kind) = (shard_text.unwrap_or_default(), kind.unwrap_or_default());
+    let handle = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?;
+    let meta = handle.meta();
+    let account = &ctx.settings.account_id;
+    let shard = shard_index_for(&meta, &shard_text).ok_or_else(|| {
+        ApiError::new(
+            ErrorType::ResourceNotFound,
+            format!("Shard {shard_text} in stream {name} under account {account} does not exist"),
+        )
+    })?;
+    let needs_seq = kind.ends_with("SEQUENCE_NUMBER");
+    if needs_seq != starting.is_some() && kind != "AT_TIMESTAMP" {
+        let what =
+            if starting.is_some() { "and also a StartingSequenceNumber" } else { "and no StartingSequenceNumber" };
+        return Err(ApiError::invalid(format!(
+            "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified {kind} {what}."
+        )));
+    }
+    let position = match kind.as_str() {
+        "TRIM_HORIZON" => Position::TrimHorizon,
+        "LATEST" => Position::Latest,
+        "AT_TIMESTAMP" => {
+            let now_ms = ctx.engine.now_ms();
+            let ms = timestamp_ms.ok_or_else(|| {
+                ApiError::invalid("Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
+            })?;
+            if ms > now_ms {
+                return Err(ApiError::invalid(format!(
+                    "The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: {ms}, currentTimestampInMillis: {now_ms}"
+                )));
+            }
+            Position::AtArrivalMs(ms)
+        }
+        _ => {
+            let text = starting.unwrap_or_default();
+            let invalid = |suffix: &str| {
+                ApiError::invalid(format!(
+                    "StartingSequenceNumber {text} used in GetShardIterator on shard {} in stream {name} under account {account} is invalid{suffix}.",
+                    shard_id(shard)
+                ))
+            };
+            let decoded = seqnum::decode(&text).ok_or_else(|| invalid(""))?;
+            if decoded.shard_index != shard {
+                return Err(ApiError::invalid(format!(
+                    "Invalid StartingSequenceNumber. It encodes {}, while it was used in a call to a shard with {}",
+                    shard_id(decoded.shard_index),
+                    shard_id(shard)
+                )));
+            }
+            if decoded.shard_created_secs != (meta.shards[shard as usize].created_ms / 1000) & 0xf_ffff_ffff {
+                return Err(invalid(" because it did not come from this stream"));
+            }
+            match (decoded.record_seq, kind.as_str()) {
+                (None, _) => Position::TrimHorizon,
+                (Some(seq), "AT_SEQUENCE_NUMBER") => Position::AtSeq(seq),
+                (Some(seq), _) => Position::AfterSeq(seq),
+            }
+        }
+    };
+    let seq = ctx.engine.resolve(&handle, shard, position).map_err(|e| ctx.store_error(e))?;
+    let token = ctx.iterators.encode(&IteratorState {
+        issued_ms: ctx.engine.now_ms(),
+        stream_id: meta.id,
+        stream_name: meta.name,
+        shard,
+        seq,
+    });
+    Ok(json!({"ShardIterator": token}))
+}
+
+pub fn get_records(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+    let mut v = Violations::default();
+    let token = body.str("ShardIterator")?;
+    v.required(&token, "shardIterator");
+    if let Some(t) = &token {
+        v.length(t, "shardIterator", 1, 512);
+    }
+    let limit = body.int("Limit")?;
+    v.range(limit, "limit", 1, MAX_GET_RECORDS);
+    v.finish()?;
+    let state =
+        ctx.iterators.decode(&token.unwrap_or_default()).ok_or_else(|| ApiError::invalid("Invalid ShardIterator."))?;
+    let now_ms = ctx.engine.now_ms();
+    if now_ms.saturating_sub(state.issued_ms) > ITERATOR_TTL_MS {
+        return Err(ApiError::new(
+            ErrorType::ExpiredIterator,
+            format!(
+                "Iterator expired. The iterator was created at time {} while right now it is {} which is further in the future than the tolerated delay of {ITERATOR_TTL_MS} milliseconds.",
+                java_date(state.issued_ms),
+                java_date(now_ms)
+            ),
+        ));
+    }
+    let handle = ctx.engine.stream(&state.stream_name).map_err(|e| ctx.store_error(e))?;
+    if handle.id() != state.stream_id {
+        return Err(ctx.not_found(&state.stream_name));
+    }
+    let limit = limit.unwrap_or(MAX_GET_RECORDS) as usize;
+    let batch =
+        ctx.engine.read(&handle, state.shard, state.seq, limit, MAX_GET_BYTES).map_err(|e| ctx.store_error(e))?;
+    let meta = handle.meta();
+    let millis_behind = match batch.entries.last() {
+        _ if batch.next_seq >= batch.tip_seq => 0,
+        Some(last) => batch.tip_arrival_ms.saturating_sub(last.arrival_ms),
+        None => now_ms.saturating_sub(batch.tip_arrival_ms),
+    };
+    let records: Vec<Value> = batch
+        .entries
+        .iter()
+        .map(|e| {
+            json!({
+                "SequenceNumber": sequence_number(&meta, state.shard, e.seq, e.arrival_ms),
+                "ApproximateArrivalTimestamp": epoch_secs(e.arrival_ms),
+                "Data": base64::engine::general_purpose::STANDARD.encode(&e.payload),
+                "PartitionKey": String::from_utf8_lossy(&e.attrs),
+            })
+        })
+        .collect();
+    let next = ctx.iterators.encode(&IteratorState { issued_ms: now_ms, seq: batch.next_seq, ..state });
+    Ok(json!({"Records": records, "NextShardIterator": next, "MillisBehindLatest": millis_behind}))
+}
+
+/// Formats like Java's `Date.toString()` in UTC, which KDS uses in its expiry message:
+/// `Thu Jan 22 01:22:02 UTC 2015`.
+fn java_date(ms: u64) -> String {
+    let secs = ms / 1000;
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Civil-from-days (H. Hinnant's algorithm), valid for the proleptic Gregorian calendar.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MONTHS: [&str; 12] = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    format!(
+        "{} {} {:02} {:02}:{:02}:{:02} UTC {}",
+        WEEKDAYS[days.rem_euclid(7) as usize],
+        MONTHS[(month - 1) as usize],
+        day,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+        year
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expiry_dates_are_formatted_like_java() {
+        // The example in KDS's ExpiredIteratorException message.
+        assert_eq!(java_date(1_421_889_722_000), "Thu Jan 22 01:22:02 UTC 2015");
+        assert_eq!(java_date(1_795_651_512_000), "Thu Nov 26 00:05:12 UTC 2026");
+    }
+}

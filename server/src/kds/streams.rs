@@ -1,0 +1,346 @@
+//! Stream-level operations: create, delete, describe, list, retention and tags.
+
+use base64::Engine as _;
+use framelog_store::{StreamKind, new_stream_meta};
+use serde_json::{Value, json};
+
+use super::body::{Body, Violations};
+use super::context::{Ctx, epoch_secs, parse_shard_id, shard_json};
+use crate::error::{ApiError, ErrorType};
+
+pub const MIN_RETENTION_HOURS: i64 = 24;
+pub const MAX_RETENTION_HOURS: i64 = 8760;
+const ON_DEMAND_SHARDS: u32 = 4;
+const MAX_TAGS_PER_STREAM: usize = 50;
+pub const SETTING_MODE: &str = "kds.stream_mode";
+pub const SETTING_MAX_RECORD_KIB: &str = "kds.max_record_size_kib";
+pub const DEFAULT_MAX_RECORD_KIB: i64 = 1024;
+
+pub fn create_stream(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+    let mut v = Violations::default();
+    let name = body.str("StreamName")?;
+    v.required(&name, "streamName");
+    v.name(&name, "streamName", 128);
+    let shard_count = body.int("ShardCount")?;
+    v.range(shard_count, "shardCount", 1, 100_000);
+    let mode = match body.object("StreamModeDetails")? {
+        Some(details) => {
+            let mode = details.str("StreamMode")?;
+            v.required(&mode, "streamModeDetails.streamMode");
+            v.one_of(&mode, "streamModeDetails.streamMode", &["PROVISIONED", "ON_DEMAND"]);
+            mode.unwrap_or_default()
+        }
+        None => "PROVISIONED".to_string(),
+    };
+    let max_record_kib = body.int("MaxRecordSizeInKiB")?;
+    v.range(max_record_kib, "maxRecordSizeInKiB", 1024, 10240);
+    let tags = body.string_map("Tags")?.unwrap_or_default();
+    check_tags(&mut v, &tags);
+    v.finish()?;
+    let name = name.unwrap_or_default();
+
+    let shards = match (mode.as_str(), shard_count) {
+        (_, Some(n)) => n as u32,
+        ("ON_DEMAND", None) => ON_DEMAND_SHARDS,
+        _ => return Err(ApiError::invalid("ShardCount is required for a stream in PROVISIONED mode.")),
+    };
+    let current: u32 = ctx.engine.streams().iter().map(|s| s.shard_count()).sum();
+    if current + shards > ctx.settings.shard_limit {
+        return Err(ApiError::new(
+            ErrorType::LimitExceeded,
+            format!(
+                "This request would exceed the shard limit for the account {} in {}. Current shard count for the account: {}. \
+                 Limit: {}. Number of additional shards that would have resulted from this request: {}. Refer to the AWS Service \
+                 Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how \
+                 to request higher limits.",
+                ctx.settings.account_id, ctx.settings.region, current, ctx.settings.shard_limit, shards
+            ),
+        ));
+    }
+    let now_ms = ctx.engine.now_ms();
+    let mut meta =
+        new_stream_meta(&name, StreamKind::Data, &ctx.arn(&name), shards, ctx.settings.default_retention_hours, now_ms);
+    meta.settings.insert(SETTING_MODE.into(), mode);
+    meta.settings.insert(SETTING_MAX_RECORD_KIB.into(), max_record_kib.unwrap_or(DEFAULT_MAX_RECORD_KIB).to_string());
+    meta.tags.extend(tags);
+    ctx.engine.create_stream(meta).map_err(|e| ctx.store_error(e))?;
+    Ok(json!({}))
+}
+
+pub fn delete_stream(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+    let handle = ctx.stream(&body)?;
+    body.bool("EnforceConsumerDeletion")?;
+    let name = handle.meta().name;
+    ctx.engine.delete_stream(&name).map_err(|e| ctx.store_error(e))?;
+    Ok(json!({}))
+}
+
+fn mode_details(meta: &framelog_store::StreamMeta) -> Value {
+    json!({"StreamMode": meta.settings.get(SETTING_MODE).map_or("PROVISIONED", String::as_str)})
+}
+
+pub fn describe_stream(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+    let mut v = Violations::default();
+    let limit = body.int("Limit")?;
+    v.range(limit, "limit", 1, 10_000);
+    let start = body.str("ExclusiveStartShardId")?;
+    v.name(&start, "exclusiveStartShardId", 128);
+    let name = ctx.stream_name(&body, &mut v, true)?;
+    let meta = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?.meta();
+    let limit = limit.unwrap_or(100) as usize;
+    let after = start.as_deref().and_then(parse_shard_id);
+    let eligible: Vec<usize> =
+        (0..meta.shards.len()).filter(|&i| after.is_none_or(|a| meta.shards[i].index > a)).collect();
+    let shards: Vec<Value> = eligible.iter().take(limit).map(|&i| shard_json(&meta, i)).collect();
+    Ok(json!({"StreamDescription": {
+        "StreamName": meta.name,
+        "StreamARN": meta.arn,
+        "StreamStatus": "ACTIVE",
+        "StreamModeDetails": mode_details(&meta),
+        "Shards": shards,
+        "HasMoreShards": eligible.len() > limit,
+        "RetentionPeriodHours": meta.retention_hours,
+        "StreamCreationTimestamp": epoch_secs(meta.created_ms),
+        "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
+        "EncryptionType": "NONE",
+    }}))
+}
+
+pub fn describe_stream_summary(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+    let meta = ctx.stream(&body)?.meta();
+    let max_kib: i64 =
+        meta.settings.get(SETTING_MAX_RECORD_KIB).and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_RECORD_KIB);
+    Ok(json!({"StreamDescriptionSummary": {
+        "StreamName": meta.name,
+        "StreamARN": meta.arn,
+        "StreamStatus": "ACTIVE",
+        "StreamModeDetails": mode_details(&meta),
+        "RetentionPeriodHours": meta.retention_hours,
+        "StreamCreationTimestamp": epoch_secs(meta.created_ms),
+        "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
+        "EncryptionType": "NONE",
+        "OpenShardCount": meta.shards.len(),
+        "ConsumerCount": 0,
+        "MaxRecordSizeInKiB": max_kib,
+    }}))
+}
+
+pub fn list_streams(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+    let mut v = Violations::default();
+    let limit = body.int("Limit")?;
+    v.range(limit, "limit", 1, 10_000);
+    let start = body.str("ExclusiveStartStreamName")?;
+    v.name(&start, "exclusiveStartStreamName", 128);
+    let token = body.str("NextToken")?;
+    v.finish()?;
+    let after = match token {
+        Some(token) => Some(decode_token(&token, "streams")?.0),
+        None => start,
+    };
+    let limit = limit.unwrap_or(100) as usize;
+    let all: Vec<_> = ctx
+        .engine
+        .streams()
+        .into_iter()
+        .map(|h| h.meta())
+        .filter(|m| after.as_deref().is_none_or(|a| m.name.as_str() > a))
+        .collect();
+    let page = &all[..all.len().min(limit)];
+    let more = all.len() > limit;
+    let mut out = json!({
+        "StreamNames": page.iter().map(|m| m.name.clone()).collect::<Vec<_>>(),
+        "HasMoreStreams": more,
+        "StreamSummaries": page.iter().map(|m| json!({
+            "StreamName": m.name,
+            "StreamARN": m.arn,
+            "StreamStatus": "ACTIVE",
+            "StreamModeDetails": mode_details(m),
+            "StreamCreationTimestamp": epoch_secs(m.created_ms),
+        })).collect::<Vec<_>>(),
+    });
+    if more && let Some(last) = page.last() {
+        out["NextToken"] = encode_token(&last.name, "streams", ctx.engine.now_ms()).into();
+    }
+    Ok(out)
+}
+
+pub fn list_shards(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+    let mut v = Violations::default();
+    let max = body.int("MaxResults")?;
+    v.range(max, "maxResults", 1, 10_000);
+    let start = body.str("ExclusiveStartShardId")?;
+    v.name(&start, "exclusiveStartShardId", 128);
+    let token = body.str("NextToken")?;
+    let has_stream = body.str("StreamName")?.is_some() || body.str("StreamARN")?.is_some();
+    if let Some(filter) = body.object("ShardFilter")? {
+        let kind = filter.str("Type")?;
+        v.required(&kind, "shardFilter.type");
+        let types =
+            ["AFTER_SHARD_ID", "AT_TRIM_HORIZON", "FROM_TRIM_HORIZON", "AT_LATEST", "AT_TIMESTAMP", "FROM_TIMESTAMP"];
+        v.one_of(&kind, "shardFilter.type", &types);
+    }
+    let (name, after) = match token {
+        Some(_) if has_stream => {
+            return Err(ApiError::invalid("NextToken and StreamName cannot be provided together."));
+        }
+        Some(token) => {
+            v.finish()?;
+            let (payload, issued_ms) = decode_token(&token, "shards")?;
+            if ctx.engine.now_ms().saturating_sub(issued_ms) > 300_000 {
+                return Err(ApiError::new(
+                    ErrorType::ExpiredNextToken,
+                    "The timestamp of the given NextToken has expired",
+                ));
+            }
+            let (name, index) = payload.rsplit_once('/').ok_or_else(|| ApiError::invalid("Invalid NextToken."))?;
+            (name.to_string(), index.parse::<u32>().ok())
+        }
+        None if !has_stream => return Err(ApiError::invalid("Either NextToken or StreamName should be provided.")),
+        None => (ctx.stream_name(&body, &mut v, true)?, start.as_deref().and_then(parse_shard_id)),
+    };
+    let meta = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?.meta();
+    let max = max.unwrap_or(1000).min(1000) as usize;
+    let eligible: Vec<usize> =
+        (0..meta.shards.len()).filter(|&i| after.is_none_or(|a| meta.shards[i].index > a)).collect();
+    let page: Vec<usize> = eligible.iter().take(max).copied().collect();
+    let mut out = json!({"Shards": page.iter().map(|&i| shard_json(&meta, i)).collect::<Vec<_>>()});
+    if eligible.len() > max
+        && let Some(&last) = page.last()
+    {
+        let payload = format!("{}/{}", meta.name, meta.shards[last].index);
+        out["NextToken"] = encode_token(&payload, "shards", ctx.engine.now_ms()).into();
+    }
+    Ok(out)
+}
+
+/// Pagination tokens: base64 of `kind|issued_ms|payload`. Not secret: they only name a position.
+fn encode_token(payload: &str, kind: &str, now_ms: u64) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{kind}|{now_ms}|{payload}"))
+}
+
+fn decode_token(token: &str, kind: &str) -> Result<(String, u64), ApiError> {
+    let invalid = || ApiError::invalid("Invalid NextToken.");
+    let bytes = base64::engine::general_purpose::STANDARD.decode(token).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let mut parts = text.splitn(3, '|');
+    match (parts.next(), parts.next().and_then(|t| t.parse().ok()), parts.next()) {
+        (Some(k), Some(issued), Some(payload)) if k == kind => Ok((payload.to_string(), issued)),
+        _ => Err(invalid()),
+    }
+}
+
+pub fn change_retention(ctx: &Ctx, body: Body, increase: bool) -> Result<Value, ApiError> {
+    let mut v = Violations::default();
+    let hours = body.int("RetentionPeriodHours")?;
+    v.required(&hours, "retentionPeriodHours");
+    v.range(hours, "retentionPeriodHours", 1, 100_000);
+    let name = ctx.stream_name(&body, &mut v, true)?;
+    let hours = hours.unwrap_or_default();
+    if hours < MIN_RETENTION_HOURS {
+        return Err(ApiError::invalid(format!(
+            "Minimum allowed retention period is {MIN_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too short."
+        )));
+    }
+    if hours > MAX_RETENTION_HOURS {
+        return Err(ApiError::invalid(format!(
+            "Maximum allowed retention period is {MAX_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too long."
+        )));
+    }
+    let handle = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?;
+    let current = i64::from(handle.meta().retention_hours);
+    if increase && hours < current {
+        return Err(ApiError::invalid(format!(
+            "Requested retention period ({hours} hours) for stream {name} can not be shorter than existing retention period ({current} hours). Use DecreaseRetentionPeriod API."
+        )));
+    }
+    if !increase && hours > current {
+        return Err(ApiError::invalid(format!(
+            "Requested retention period ({hours} hours) for stream {name} can not be longer than existing retention period ({current} hours). Use IncreaseRetentionPeriod API."
+        )));
+    }
+    ctx.engine.update_meta(&handle, |m| m.retention_hours = hours as u32).map_err(|e| ctx.store_error(e))?;
+    Ok(json!({}))
+}
+
+fn check_tags(v: &mut Violations, tags: &[(String, String)]) {
+    for (key, value) in tags {
+        v.length(key, "tags.key", 1, 128);
+        v.length(value, "tags.value", 0, 256);
+    }
+}
+
+fn tag_chars_ok(text: &str) -> bool {
+    text.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_./=+-%@:".contains(c))
+}
+
+pub fn add_tags(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+    let mut v = Violations::default();
+    let tags = body.string_map("Tags")?;
+    v.required(&tags, "tags");
+    let tags = tags.unwrap_or_default();
+    if tags.len() > 200 {
+        v.add(Some("{...}"), "tags", "have length less than or equal to 200");
+    }
+    check_tags(&mut v, &tags);
+    let name = ctx.stream_name(&body, &mut v, true)?;
+    if tags.iter().any(|(k, v)| !tag_chars_ok(k) || !tag_chars_ok(v)) {
+        return Err(ApiError::invalid(
+            "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @.",
+        ));
+    }
+    let handle = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?;
+    let mut merged = handle.meta().tags;
+    merged.extend(tags.iter().cloned());
+    if merged.len() > MAX_TAGS_PER_STREAM {
+        return Err(ApiError::new(
+            ErrorType::LimitExceeded,
+            format!(
+                "Failed to add tags to stream {name} under account {} because a given stream cannot have more than {MAX_TAGS_PER_STREAM} tags.",
+                ctx.settings.account_id
+            ),
+        ));
+    }
+    ctx.engine.update_meta(&handle, |m| m.tags = merged).map_err(|e| ctx.store_error(e))?;
+    Ok(json!({}))
+}
+
+pub fn remove_tags(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+    let mut v = Violations::default();
+    let keys = body.list("TagKeys")?.cloned();
+    v.required(&keys, "tagKeys");
+    let keys: Vec<String> = keys.unwrap_or_default().iter().map(super::body::as_string).collect::<Result<_, _>>()?;
+    if keys.is_empty() {
+        v.add(Some("[]"), "tagKeys", "have length greater than or equal to 1");
+    }
+    if keys.len() > 50 {
+        v.add(Some("[...]"), "tagKeys", "have length less than or equal to 50");
+    }
+    let name = ctx.stream_name(&body, &mut v, true)?;
+    let handle = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?;
+    ctx.engine
+        .update_meta(&handle, |m| keys.iter().for_each(|k| drop(m.tags.remove(k))))
+        .map_err(|e| ctx.store_error(e))?;
+    Ok(json!({}))
+}
+
+pub fn list_tags(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+    let mut v = Violations::default();
+    let limit = body.int("Limit")?;
+    v.range(limit, "limit", 1, 50);
+    let start = body.str("ExclusiveStartTagKey")?;
+    if let Some(s) = &start {
+        v.length(s, "exclusiveStartTagKey", 1, 128);
+    }
+    let name = ctx.stream_name(&body, &mut v, true)?;
+    let tags = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?.meta().tags;
+    let limit = limit.unwrap_or(50) as usize;
+    let eligible: Vec<_> = tags.iter().filter(|(k, _)| start.as_deref().is_none_or(|s| k.as_str() > s)).collect();
+    Ok(json!({
+        "Tags": eligible.iter().take(limit).map(|(k, v)| json!({"Key": k, "Value": v})).collect::<Vec<_>>(),
+        "HasMoreTags": eligible.len() > limit,
+    }))
+}
+
+pub fn shard_index_for(meta: &framelog_store::StreamMeta, shard_id_text: &str) -> Option<u32> {
+    parse_shard_id(shard_id_text).filter(|&i| (i as usize) < meta.shards.len())
+}

@@ -1,0 +1,173 @@
+//! The commit thread: the single writer. It assigns sequence numbers and arrival times, merges
+//! every append waiting in its queue into one RocksDB write batch, syncs the WAL once for all of
+//! them (group commit), and only then publishes the new tips and answers the writers.
+//!
+//! One writer makes sequence assignment trivially ordered, and batching makes the cost of an
+//! fsync shared by every writer that arrived while the previous sync ran.
+
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, mpsc};
+
+use rocksdb::{DB, WriteBatch, WriteOptions};
+use tokio::sync::oneshot;
+
+use crate::clock::Clock;
+use crate::engine::{StreamState, cf};
+use crate::entry::{Appended, NewEntry, encode_header};
+use crate::error::{Result, StoreError};
+use crate::keys::{self, CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX, TimeKind};
+
+/// Work for the commit thread.
+pub(crate) enum Job {
+    Append { stream: Arc<StreamState>, entries: Vec<NewEntry>, reply: oneshot::Sender<Result<Vec<Appended>>> },
+    Delete { stream: Arc<StreamState>, reply: oneshot::Sender<Result<()>> },
+}
+
+/// Upper bounds for one group commit, so one sync never waits on an unbounded batch.
+const MAX_GROUP_JOBS: usize = 4096;
+const MAX_GROUP_BYTES: usize = 64 << 20;
+
+pub(crate) struct Committer {
+    db: Arc<DB>,
+    clock: Arc<dyn Clock>,
+    write_options: WriteOptions,
+}
+
+/// Counters of one shard before a batch, restored if the batch fails to write.
+struct Undo<'a> {
+    stream: &'a StreamState,
+    shard: usize,
+    next_seq: u64,
+    last_arrival_ms: u64,
+    last_indexed_arrival_ms: u64,
+}
+
+impl Committer {
+    pub(crate) fn new(db: Arc<DB>, clock: Arc<dyn Clock>, sync: bool) -> Self {
+        let mut write_options = WriteOptions::default();
+        write_options.set_sync(sync);
+        Self { db, clock, write_options }
+    }
+
+    pub(crate) fn run(self, jobs: mpsc::Receiver<Job>) {
+        while let Ok(first) = jobs.recv() {
+            let mut appends = Vec::new();
+            let mut bytes = 0usize;
+            let mut next = Some(first);
+            while let Some(job) = next.take() {
+                match job {
+                    Job::Delete { stream, reply } => {
+                        // Deletes are rare: commit what is queued before it, then delete alone.
+                        self.commit(std::mem::take(&mut appends));
+                        let _ = reply.send(self.delete(&stream));
+                    }
+                    Job::Append { stream, entries, reply } => {
+                        bytes += entries.iter().map(|e| e.payload.len() + e.attrs.len()).sum::<usize>();
+                        appends.push((stream, entries, reply));
+                    }
+                }
+                if appends.len() < MAX_GROUP_JOBS && bytes < MAX_GROUP_BYTES {
+                    next = jobs.try_recv().ok();
+                }
+            }
+            self.commit(appends);
+        }
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn commit(&self, appends: Vec<(Arc<StreamState>, Vec<NewEntry>, oneshot::Sender<Result<Vec<Appended>>>)>) {
+        if appends.is_empty() {
+            return;
+        }
+        let now_ms = self.clock.now_ms();
+        let mut batch = WriteBatch::default();
+        let mut undo: Vec<Undo> = Vec::new();
+        let mut results = Vec::with_capacity(appends.len());
+        for (stream, entries, _) in &appends {
+            if stream.deleted.load(Ordering::Acquire) {
+                let name = stream.meta.read().unwrap_or_else(|e| e.into_inner()).name.clone();
+                results.push(Err(StoreError::StreamDeleted(name)));
+                continue;
+            }
+            let stream_id = stream.meta.read().unwrap_or_else(|e| e.into_inner()).id;
+            let mut landed = Vec::with_capacity(entries.len());
+            for entry in entries {
+                let index = entry.shard as usize;
+                let shard = &stream.shards[index];
+                if !undo.iter().any(|u| std::ptr::eq(u.stream, stream.as_ref()) && u.shard == index) {
+                    undo.push(Undo {
+                        stream,
+                        shard: index,
+                        next_seq: shard.next_seq.load(Ordering::Acquire),
+                        last_arrival_ms: shard.last_arrival_ms.load(Ordering::Acquire),
+                        last_indexed_arrival_ms: shard.last_indexed_arrival_ms.load(Ordering::Acquire),
+                    });
+                }
+                let seq = shard.next_seq.load(Ordering::Acquire);
+                // Arrival times never go backwards within a shard, so the log is also ordered by time.
+                let arrival_ms = now_ms.max(shard.last_arrival_ms.load(Ordering::Acquire));
+                let key = keys::entry_key(stream_id, entry.shard, seq);
+                batch.put_cf(
+                    cf(&self.db, CF_ENTRIES),
+                    key,
+                    encode_header(arrival_ms, entry.producer_ts_ms, &entry.attrs, entry.payload.len() as u64),
+                );
+                batch.put_cf(cf(&self.db, CF_PAYLOADS), key, &entry.payload);
+                if seq == 0 || shard.last_indexed_arrival_ms.load(Ordering::Acquire) != arrival_ms {
+                    let time_key = keys::time_key(stream_id, entry.shard, TimeKind::Arrival, arrival_ms, seq);
+                    batch.put_cf(cf(&self.db, CF_TIME_INDEX), time_key, []);
+                    shard.last_indexed_arrival_ms.store(arrival_ms, Ordering::Release);
+                }
+                if let Some(producer_ms) = entry.producer_ts_ms {
+                    let time_key = keys::time_key(stream_id, entry.shard, TimeKind::Producer, producer_ms, seq);
+                    batch.put_cf(cf(&self.db, CF_TIME_INDEX), time_key, []);
+                }
+                shard.next_seq.store(seq + 1, Ordering::Release);
+                shard.last_arrival_ms.store(arrival_ms, Ordering::Release);
+                landed.push(Appended { shard: entry.shard, seq, arrival_ms });
+            }
+            results.push(Ok(landed));
+        }
+
+        match self.db.write_opt(batch, &self.write_options) {
+            Ok(()) => {
+                for u in &undo {
+                    let shard = &u.stream.shards[u.shard];
+                    shard.tip.send_replace(shard.next_seq.load(Ordering::Acquire));
+                }
+                for ((_, _, reply), result) in appends.into_iter().zip(results) {
+                    let _ = reply.send(result);
+                }
+            }
+            Err(error) => {
+                tracing::error!(%error, "group commit failed; no entry of the batch was acknowledged");
+                for u in &undo {
+                    let shard = &u.stream.shards[u.shard];
+                    shard.next_seq.store(u.next_seq, Ordering::Release);
+                    shard.last_arrival_ms.store(u.last_arrival_ms, Ordering::Release);
+                    shard.last_indexed_arrival_ms.store(u.last_indexed_arrival_ms, Ordering::Release);
+                }
+                for (_, _, reply) in appends {
+                    let _ = reply.send(Err(StoreError::Rocks(error.clone())));
+                }
+            }
+        }
+    }
+
+    fn delete(&self, stream: &StreamState) -> Result<()> {
+        let meta = stream.meta.read().unwrap_or_else(|e| e.into_inner()).clone();
+        let start = meta.id.to_be_bytes();
+        let end = keys::stream_end_key(meta.id);
+        let mut batch = WriteBatch::default();
+        batch.delete_cf(cf(&self.db, CF_META), keys::stream_meta_key(&meta.name));
+        for shard in 0..meta.shards.len() as u32 {
+            batch.delete_cf(cf(&self.db, CF_META), keys::trim_floor_key(meta.id, shard));
+        }
+        for name in [CF_ENTRIES, CF_PAYLOADS, CF_TIME_INDEX] {
+            batch.delete_range_cf(cf(&self.db, name), start, end);
+        }
+        self.db.write_opt(batch, &crate::engine::synced())?;
+        stream.deleted.store(true, Ordering::Release);
+        Ok(())
+    }
+}

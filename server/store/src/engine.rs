@@ -1,0 +1,342 @@
+//! The engine: opens RocksDB, keeps the live stream table, and owns the commit thread.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, mpsc};
+use std::thread::JoinHandle;
+
+use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options};
+use tokio::sync::{oneshot, watch};
+
+use crate::clock::Clock;
+use crate::committer::{Committer, Job};
+use crate::entry::{Appended, NewEntry, decode_header};
+use crate::error::{Result, StoreError};
+use crate::keys::{self, CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX};
+use crate::meta::StreamMeta;
+
+/// How the engine is opened.
+#[derive(Debug, Clone)]
+pub struct EngineOptions {
+    /// Sync the WAL before acknowledging an append. Only benchmarks turn this off.
+    pub sync_writes: bool,
+    /// Payloads at least this large go to blob files, so compaction never rewrites them.
+    pub min_blob_size_bytes: u64,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        Self { sync_writes: true, min_blob_size_bytes: 4096 }
+    }
+}
+
+/// Live per-shard state. `next_seq` and `last_arrival_ms` are written only by the commit thread.
+#[derive(Debug)]
+pub(crate) struct ShardState {
+    pub(crate) next_seq: AtomicU64,
+    pub(crate) last_arrival_ms: AtomicU64,
+    pub(crate) last_indexed_arrival_ms: AtomicU64,
+    /// Publishes the committed tip (next sequence number) to tailing readers.
+    pub(crate) tip: watch::Sender<u64>,
+}
+
+#[derive(Debug)]
+pub(crate) struct StreamState {
+    pub(crate) meta: RwLock<StreamMeta>,
+    pub(crate) shards: Vec<ShardState>,
+    pub(crate) deleted: AtomicBool,
+}
+
+/// A cheap handle on one stream, valid until the stream is deleted.
+#[derive(Debug, Clone)]
+pub struct StreamHandle(pub(crate) Arc<StreamState>);
+
+impl StreamHandle {
+    pub fn meta(&self) -> StreamMeta {
+        self.0.meta.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    pub fn id(&self) -> u64 {
+        self.0.meta.read().unwrap_or_else(|e| e.into_inner()).id
+    }
+
+    pub fn shard_count(&self) -> u32 {
+        self.0.shards.len() as u32
+    }
+
+    pub(crate) fn shard(&self, shard: u32) -> Result<&ShardState> {
+        self.0.shards.get(shard as usize).ok_or_else(|| StoreError::ShardNotFound { stream: self.meta().name, shard })
+    }
+
+    /// The next sequence number to be assigned in a shard (one past the newest committed entry).
+    pub fn tip_seq(&self, shard: u32) -> Result<u64> {
+        Ok(self.shard(shard)?.next_seq.load(Ordering::Acquire))
+    }
+
+    /// Arrival time of the newest committed entry of a shard (0 if it has none).
+    pub fn last_arrival_ms(&self, shard: u32) -> Result<u64> {
+        Ok(self.shard(shard)?.last_arrival_ms.load(Ordering::Acquire))
+    }
+
+    /// A receiver that changes whenever new entries are committed to the shard: tailing readers wait on it.
+    pub fn subscribe(&self, shard: u32) -> Result<watch::Receiver<u64>> {
+        Ok(self.shard(shard)?.tip.subscribe())
+    }
+}
+
+pub(crate) struct Inner {
+    pub(crate) db: Arc<DB>,
+    pub(crate) clock: Arc<dyn Clock>,
+    streams: RwLock<BTreeMap<String, StreamHandle>>,
+    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    committer: Mutex<Option<JoinHandle<()>>>,
+}
+
+/// The shard log engine. Clone it freely; all clones share one database.
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("path", &self.inner.db.path()).finish()
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) an engine in `path` and restores every stream's tip from disk.
+    pub fn open(path: &Path, clock: Arc<dyn Clock>, options: EngineOptions) -> Result<Engine> {
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(true);
+        db_opts.create_missing_column_families(true);
+        db_opts.set_max_background_jobs(2);
+        db_opts.set_bytes_per_sync(1 << 20);
+
+        let mut small = Options::default();
+        small.set_compression_type(rocksdb::DBCompressionType::Lz4);
+        let mut payloads = Options::default();
+        payloads.set_compression_type(rocksdb::DBCompressionType::None);
+        payloads.set_enable_blob_files(true);
+        payloads.set_min_blob_size(options.min_blob_size_bytes);
+        payloads.set_blob_file_size(256 << 20);
+        payloads.set_enable_blob_gc(true);
+        payloads.set_write_buffer_size(64 << 20);
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_META, Options::default()),
+            ColumnFamilyDescriptor::new(CF_ENTRIES, small.clone()),
+            ColumnFamilyDescriptor::new(CF_PAYLOADS, payloads),
+            ColumnFamilyDescriptor::new(CF_TIME_INDEX, small),
+        ];
+        let db = Arc::new(DB::open_cf_descriptors(&db_opts, path, cfs)?);
+
+        let mut streams = BTreeMap::new();
+        for item in db.iterator_cf(cf(&db, CF_META), IteratorMode::From(keys::META_STREAM_PREFIX, Direction::Forward)) {
+            let (key, value) = item?;
+            if !key.starts_with(keys::META_STREAM_PREFIX) {
+                break;
+            }
+            let meta: StreamMeta = serde_json::from_slice(&value).map_err(|source| StoreError::BadMetadata {
+                key: String::from_utf8_lossy(&key).into_owned(),
+                source,
+            })?;
+            let state = restore_stream(&db, meta)?;
+            streams.insert(state.meta().name, state);
+        }
+
+        let (sender, receiver) = mpsc::channel();
+        let committer = Committer::new(db.clone(), clock.clone(), options.sync_writes);
+        let thread = std::thread::Builder::new()
+            .name("framelog-commit".into())
+            .spawn(move || committer.run(receiver))
+            .map_err(|_| StoreError::CommitterGone)?;
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                db,
+                clock,
+                streams: RwLock::new(streams),
+                jobs: Mutex::new(Some(sender)),
+                committer: Mutex::new(Some(thread)),
+            }),
+        })
+    }
+
+    pub fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
+    /// Creates a stream from `meta` (its `id` is assigned here). Durable before it returns.
+    pub fn create_stream(&self, mut meta: StreamMeta) -> Result<StreamHandle> {
+        let mut streams = self.inner.streams.write().unwrap_or_else(|e| e.into_inner());
+        if streams.contains_key(&meta.name) {
+            return Err(StoreError::StreamExists(meta.name));
+        }
+        let db = &self.inner.db;
+        let meta_cf = cf(db, CF_META);
+        let next_id = match db.get_cf(meta_cf, keys::META_NEXT_STREAM_ID)? {
+            Some(bytes) if bytes.len() == 8 => u64::from_be_bytes(bytes[..8].try_into().unwrap_or([0; 8])),
+            _ => 1,
+        };
+        meta.id = next_id;
+        let mut batch = rocksdb::WriteBatch::default();
+        batch.put_cf(meta_cf, keys::META_NEXT_STREAM_ID, (next_id + 1).to_be_bytes());
+        batch.put_cf(meta_cf, keys::stream_meta_key(&meta.name), meta_json(&meta));
+        db.write_opt(batch, &synced())?;
+        let handle = new_handle(meta);
+        streams.insert(handle.meta().name, handle.clone());
+        Ok(handle)
+    }
+
+    pub fn stream(&self, name: &str) -> Result<StreamHandle> {
+        self.inner
+            .streams
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+            .ok_or_else(|| StoreError::StreamNotFound(name.to_string()))
+    }
+
+    /// All streams, ordered by name.
+    pub fn streams(&self) -> Vec<StreamHandle> {
+        self.inner.streams.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// Applies `change` to a stream's metadata and stores it durably; returns the new metadata.
+    pub fn update_meta<T>(
+        &self,
+        handle: &StreamHandle,
+        change: impl FnOnce(&mut StreamMeta) -> T,
+    ) -> Result<(StreamMeta, T)> {
+        let mut meta = handle.0.meta.write().unwrap_or_else(|e| e.into_inner());
+        if handle.0.deleted.load(Ordering::Acquire) {
+            return Err(StoreError::StreamDeleted(meta.name.clone()));
+        }
+        let mut next = meta.clone();
+        let out = change(&mut next);
+        let db = &self.inner.db;
+        db.put_cf_opt(cf(db, CF_META), keys::stream_meta_key(&next.name), meta_json(&next), &synced())?;
+        *meta = next.clone();
+        Ok((next, out))
+    }
+
+    /// Deletes a stream and all its entries. Runs on the commit thread so no append can land after it.
+    pub fn delete_stream(&self, name: &str) -> Result<()> {
+        let handle = self.stream(name)?;
+        let (reply, done) = oneshot::channel();
+        self.send(Job::Delete { stream: handle.0.clone(), reply })?;
+        done.blocking_recv().map_err(|_| StoreError::CommitterGone)??;
+        self.inner.streams.write().unwrap_or_else(|e| e.into_inner()).remove(name);
+        Ok(())
+    }
+
+    /// Appends entries to a stream; resolves once they are durable, in the order given.
+    pub fn append(&self, handle: &StreamHandle, entries: Vec<NewEntry>) -> Result<AppendWait> {
+        for entry in &entries {
+            handle.shard(entry.shard)?;
+        }
+        let (reply, done) = oneshot::channel();
+        self.send(Job::Append { stream: handle.0.clone(), entries, reply })?;
+        Ok(AppendWait(done))
+    }
+
+    /// Appends and blocks the calling thread until durable; for synchronous callers.
+    pub fn append_blocking(&self, handle: &StreamHandle, entries: Vec<NewEntry>) -> Result<Vec<Appended>> {
+        self.append(handle, entries)?.wait_blocking()
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        let jobs = self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner());
+        jobs.as_ref().ok_or(StoreError::CommitterGone)?.send(job).map_err(|_| StoreError::CommitterGone)
+    }
+
+    /// Stops the commit thread after the appends already queued, then flushes memtables.
+    pub fn close(&self) -> Result<()> {
+        self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = self.inner.committer.lock().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = thread.join();
+        }
+        for name in [CF_META, CF_ENTRIES, CF_PAYLOADS, CF_TIME_INDEX] {
+            self.inner.db.flush_cf(cf(&self.inner.db, name))?;
+        }
+        Ok(())
+    }
+}
+
+/// A pending append: await it, or block on it.
+#[derive(Debug)]
+pub struct AppendWait(oneshot::Receiver<Result<Vec<Appended>>>);
+
+impl AppendWait {
+    pub async fn wait(self) -> Result<Vec<Appended>> {
+        self.0.await.map_err(|_| StoreError::CommitterGone)?
+    }
+
+    pub fn wait_blocking(self) -> Result<Vec<Appended>> {
+        self.0.blocking_recv().map_err(|_| StoreError::CommitterGone)?
+    }
+}
+
+pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
+    // The four column families are created at open; a missing one is a programming error.
+    db.cf_handle(name).unwrap_or_else(|| panic!("column family {name} is opened with the database"))
+}
+
+pub(crate) fn synced() -> rocksdb::WriteOptions {
+    let mut opts = rocksdb::WriteOptions::default();
+    opts.set_sync(true);
+    opts
+}
+
+fn meta_json(meta: &StreamMeta) -> Vec<u8> {
+    // Serializing plain strings, numbers and maps cannot fail.
+    serde_json::to_vec(meta).unwrap_or_default()
+}
+
+fn new_handle(meta: StreamMeta) -> StreamHandle {
+    let shards = meta
+        .shards
+        .iter()
+        .map(|_| ShardState {
+            next_seq: AtomicU64::new(0),
+            last_arrival_ms: AtomicU64::new(0),
+            last_indexed_arrival_ms: AtomicU64::new(0),
+            tip: watch::channel(0).0,
+        })
+        .collect();
+    StreamHandle(Arc::new(StreamState { meta: RwLock::new(meta), shards, deleted: AtomicBool::new(false) }))
+}
+
+/// Rebuilds a shard's tip from its newest entry, so restarts continue the sequence.
+fn restore_stream(db: &DB, meta: StreamMeta) -> Result<StreamHandle> {
+    let id = meta.id;
+    let handle = new_handle(meta);
+    for (index, shard) in handle.0.shards.iter().enumerate() {
+        let upper = keys::entry_key(id, index as u32, u64::MAX);
+        let mut iter = db.raw_iterator_cf(cf(db, CF_ENTRIES));
+        iter.seek_for_prev(upper);
+        if let (Some(key), Some(value)) = (iter.key(), iter.value())
+            && key[..12] == upper[..12]
+        {
+            let seq = keys::entry_key_seq(key).unwrap_or(0);
+            let header = decode_header(key, value)?;
+            shard.next_seq.store(seq + 1, Ordering::Release);
+            shard.last_arrival_ms.store(header.arrival_ms, Ordering::Release);
+            shard.last_indexed_arrival_ms.store(header.arrival_ms, Ordering::Release);
+            shard.tip.send_replace(seq + 1);
+        }
+        iter.status()?;
+        // After retention removed every entry, the trim floor keeps sequence numbers increasing.
+        if let Some(floor) = db.get_cf(cf(db, CF_META), keys::trim_floor_key(id, index as u32))?
+            && let Ok(bytes) = <[u8; 8]>::try_from(floor.as_slice())
+        {
+            let floor = u64::from_be_bytes(bytes);
+            if floor > shard.next_seq.load(Ordering::Acquire) {
+                shard.next_seq.store(floor, Ordering::Release);
+                shard.tip.send_replace(floor);
+            }
+        }
+    }
+    Ok(handle)
+}

@@ -1,0 +1,124 @@
+//! The entry header stored in the `entries` column family, apart from the payload so that
+//! listing entries (fragment lists, sizes, timestamps) never reads payload bytes.
+//!
+//! Layout: `version u8 (1) | arrival_ms u64 | flags u8 | [producer_ts_ms u64 if flags&1] |
+//! attrs_len u32 | attrs | payload_len u64`.
+
+use crate::error::{Result, StoreError};
+
+const VERSION: u8 = 1;
+const FLAG_PRODUCER_TS: u8 = 1;
+
+/// What a writer supplies for one entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEntry {
+    pub shard: u32,
+    /// Timestamp the producer assigned, in ms since the epoch (video fragments have one).
+    pub producer_ts_ms: Option<u64>,
+    /// Small per-entry attributes: a partition key, or a fragment's sample index and tags.
+    pub attrs: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+/// Where an appended entry landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub shard: u32,
+    pub seq: u64,
+    pub arrival_ms: u64,
+}
+
+/// An entry as read back.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub seq: u64,
+    pub arrival_ms: u64,
+    pub producer_ts_ms: Option<u64>,
+    pub attrs: Vec<u8>,
+    pub payload: Vec<u8>,
+}
+
+/// A decoded header (everything but the payload bytes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EntryHeader {
+    pub arrival_ms: u64,
+    pub producer_ts_ms: Option<u64>,
+    pub attrs: Vec<u8>,
+    pub payload_len: u64,
+}
+
+pub fn encode_header(arrival_ms: u64, producer_ts_ms: Option<u64>, attrs: &[u8], payload_len: u64) -> Vec<u8> {
+    let mut out = Vec::with_capacity(26 + attrs.len());
+    out.push(VERSION);
+    out.extend_from_slice(&arrival_ms.to_be_bytes());
+    match producer_ts_ms {
+        Some(ts) => {
+            out.push(FLAG_PRODUCER_TS);
+            out.extend_from_slice(&ts.to_be_bytes());
+        }
+        None => out.push(0),
+    }
+    out.extend_from_slice(&(attrs.len() as u32).to_be_bytes());
+    out.extend_from_slice(attrs);
+    out.extend_from_slice(&payload_len.to_be_bytes());
+    out
+}
+
+pub fn decode_header(key: &[u8], bytes: &[u8]) -> Result<EntryHeader> {
+    let corrupt = |reason| StoreError::CorruptEntry { key_hex: hex_of(key), reason };
+    let mut rest = bytes;
+    let mut take = |n: usize, what: &'static str| -> Result<&[u8]> {
+        if rest.len() < n {
+            return Err(corrupt(what));
+        }
+        let (head, tail) = rest.split_at(n);
+        rest = tail;
+        Ok(head)
+    };
+    if take(1, "missing version")?[0] != VERSION {
+        return Err(corrupt("unknown header version"));
+    }
+    let arrival_ms = be_u64(take(8, "missing arrival time")?);
+    let flags = take(1, "missing flags")?[0];
+    let producer_ts_ms =
+        if flags & FLAG_PRODUCER_TS != 0 { Some(be_u64(take(8, "missing producer time")?)) } else { None };
+    let attrs_len =
+        u32::from_be_bytes(take(4, "missing attrs length")?.try_into().map_err(|_| corrupt("attrs length"))?) as usize;
+    let attrs = take(attrs_len, "attrs shorter than their length")?.to_vec();
+    let payload_len = be_u64(take(8, "missing payload length")?);
+    Ok(EntryHeader { arrival_ms, producer_ts_ms, attrs, payload_len })
+}
+
+fn be_u64(bytes: &[u8]) -> u64 {
+    let mut buf = [0u8; 8];
+    buf.copy_from_slice(&bytes[..8]);
+    u64::from_be_bytes(buf)
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn header_round_trips(arrival in any::<u64>(), producer in proptest::option::of(any::<u64>()),
+                              attrs in proptest::collection::vec(any::<u8>(), 0..300), len in any::<u64>()) {
+            let bytes = encode_header(arrival, producer, &attrs, len);
+            let header = decode_header(b"k", &bytes).expect("decodes");
+            prop_assert_eq!(header, EntryHeader { arrival_ms: arrival, producer_ts_ms: producer, attrs, payload_len: len });
+        }
+
+        #[test]
+        fn truncated_headers_are_errors_not_panics(cut in 0usize..30) {
+            let bytes = encode_header(5, Some(6), b"abc", 7);
+            if cut < bytes.len() {
+                prop_assert!(decode_header(b"k", &bytes[..cut]).is_err());
+            }
+        }
+    }
+}

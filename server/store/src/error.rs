@@ -1,0 +1,29 @@
+//! The engine's error type: one enum that keeps the RocksDB or decoding cause.
+
+/// Errors returned by the shard log engine.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("stream {0} already exists")]
+    StreamExists(String),
+    #[error("stream {0} not found")]
+    StreamNotFound(String),
+    #[error("shard {shard} not found in stream {stream}")]
+    ShardNotFound { stream: String, shard: u32 },
+    #[error("stream {0} was deleted")]
+    StreamDeleted(String),
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("stored metadata for {key} is unreadable")]
+    BadMetadata {
+        key: String,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error("stored entry at {key_hex} is corrupt: {reason}")]
+    CorruptEntry { key_hex: String, reason: &'static str },
+    #[error("the engine's commit thread has stopped")]
+    CommitterGone,
+}
+
+/// Result alias for engine calls.
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
