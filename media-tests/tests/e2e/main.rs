@@ -1,0 +1,5 @@
+//! End-to-end tests: one binary, a module per area. Each test runs the real `framelog` process.
+
+mod client;
+mod crash;
+mod kds_sdk;
