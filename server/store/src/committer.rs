@@ -31,6 +31,8 @@ pub(crate) struct Committer {
     db: Arc<DB>,
     clock: Arc<dyn Clock>,
     write_options: WriteOptions,
+    /// Payloads shorter than this are stored inline with their header.
+    inline_below_bytes: usize,
 }
 
 /// Counters of one shard before a batch, restored if the batch fails to write.
@@ -43,10 +45,10 @@ struct Undo<'a> {
 }
 
 impl Committer {
-    pub(crate) fn new(db: Arc<DB>, clock: Arc<dyn Clock>, sync: bool) -> Self {
+    pub(crate) fn new(db: Arc<DB>, clock: Arc<dyn Clock>, sync: bool, inline_below_bytes: usize) -> Self {
         let mut write_options = WriteOptions::default();
         write_options.set_sync(sync);
-        Self { db, clock, write_options }
+        Self { db, clock, write_options, inline_below_bytes }
     }
 
     pub(crate) fn run(self, jobs: mpsc::Receiver<Job>) {
@@ -107,12 +109,12 @@ impl Committer {
                 // Arrival times never go backwards within a shard, so the log is also ordered by time.
                 let arrival_ms = now_ms.max(shard.last_arrival_ms.load(Ordering::Acquire));
                 let key = keys::entry_key(stream_id, entry.shard, seq);
-                batch.put_cf(
-                    cf(&self.db, CF_ENTRIES),
-                    key,
-                    encode_header(arrival_ms, entry.producer_ts_ms, &entry.attrs, entry.payload.len() as u64),
-                );
-                batch.put_cf(cf(&self.db, CF_PAYLOADS), key, &entry.payload);
+                let inline = entry.payload.len() < self.inline_below_bytes;
+                let header = encode_header(arrival_ms, entry.producer_ts_ms, &entry.attrs, &entry.payload, inline);
+                batch.put_cf(cf(&self.db, CF_ENTRIES), key, header);
+                if !inline {
+                    batch.put_cf(cf(&self.db, CF_PAYLOADS), key, &entry.payload);
+                }
                 if seq == 0 || shard.last_indexed_arrival_ms.load(Ordering::Acquire) != arrival_ms {
                     let time_key = keys::time_key(stream_id, entry.shard, TimeKind::Arrival, arrival_ms, seq);
                     batch.put_cf(cf(&self.db, CF_TIME_INDEX), time_key, []);

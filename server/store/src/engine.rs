@@ -21,7 +21,8 @@ use crate::meta::StreamMeta;
 pub struct EngineOptions {
     /// Sync the WAL before acknowledging an append. Only benchmarks turn this off.
     pub sync_writes: bool,
-    /// Payloads at least this large go to blob files, so compaction never rewrites them.
+    /// Payloads at least this large go to blob files, so compaction never rewrites them;
+    /// smaller ones are stored inline with their entry header.
     pub min_blob_size_bytes: u64,
 }
 
@@ -112,7 +113,6 @@ impl Engine {
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
-        db_opts.set_bytes_per_sync(1 << 20);
 
         let mut small = Options::default();
         small.set_compression_type(rocksdb::DBCompressionType::Lz4);
@@ -146,7 +146,8 @@ impl Engine {
         }
 
         let (sender, receiver) = mpsc::channel();
-        let committer = Committer::new(db.clone(), clock.clone(), options.sync_writes);
+        let committer =
+            Committer::new(db.clone(), clock.clone(), options.sync_writes, options.min_blob_size_bytes as usize);
         let thread = std::thread::Builder::new()
             .name("framelog-commit".into())
             .spawn(move || committer.run(receiver))

@@ -2,12 +2,17 @@
 //! listing entries (fragment lists, sizes, timestamps) never reads payload bytes.
 //!
 //! Layout: `version u8 (1) | arrival_ms u64 | flags u8 | [producer_ts_ms u64 if flags&1] |
-//! attrs_len u32 | attrs | payload_len u64`.
+//! attrs_len u32 | attrs | payload_len u64 | [payload if flags&2]`.
+//!
+//! Small payloads (below the blob threshold) are stored inline after the header: one key per
+//! record instead of two halves the write work for the small-record (KDS) workload, while large
+//! payloads (video fragments) still go to the blob-file column family.
 
 use crate::error::{Result, StoreError};
 
 const VERSION: u8 = 1;
 const FLAG_PRODUCER_TS: u8 = 1;
+const FLAG_INLINE_PAYLOAD: u8 = 2;
 
 /// What a writer supplies for one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,22 +50,33 @@ pub struct EntryHeader {
     pub producer_ts_ms: Option<u64>,
     pub attrs: Vec<u8>,
     pub payload_len: u64,
+    /// The payload itself when it is stored inline; `None` when it lives in the payloads family.
+    pub inline_payload: Option<Vec<u8>>,
 }
 
-pub fn encode_header(arrival_ms: u64, producer_ts_ms: Option<u64>, attrs: &[u8], payload_len: u64) -> Vec<u8> {
-    let mut out = Vec::with_capacity(26 + attrs.len());
+/// Encodes a header; with `inline` the payload bytes follow it in the same value.
+pub fn encode_header(
+    arrival_ms: u64,
+    producer_ts_ms: Option<u64>,
+    attrs: &[u8],
+    payload: &[u8],
+    inline: bool,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(30 + attrs.len() + if inline { payload.len() } else { 0 });
     out.push(VERSION);
     out.extend_from_slice(&arrival_ms.to_be_bytes());
-    match producer_ts_ms {
-        Some(ts) => {
-            out.push(FLAG_PRODUCER_TS);
-            out.extend_from_slice(&ts.to_be_bytes());
-        }
-        None => out.push(0),
+    let flags =
+        if producer_ts_ms.is_some() { FLAG_PRODUCER_TS } else { 0 } | if inline { FLAG_INLINE_PAYLOAD } else { 0 };
+    out.push(flags);
+    if let Some(ts) = producer_ts_ms {
+        out.extend_from_slice(&ts.to_be_bytes());
     }
     out.extend_from_slice(&(attrs.len() as u32).to_be_bytes());
     out.extend_from_slice(attrs);
-    out.extend_from_slice(&payload_len.to_be_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
+    if inline {
+        out.extend_from_slice(payload);
+    }
     out
 }
 
@@ -86,7 +102,13 @@ pub fn decode_header(key: &[u8], bytes: &[u8]) -> Result<EntryHeader> {
         u32::from_be_bytes(take(4, "missing attrs length")?.try_into().map_err(|_| corrupt("attrs length"))?) as usize;
     let attrs = take(attrs_len, "attrs shorter than their length")?.to_vec();
     let payload_len = be_u64(take(8, "missing payload length")?);
-    Ok(EntryHeader { arrival_ms, producer_ts_ms, attrs, payload_len })
+    let inline_payload = if flags & FLAG_INLINE_PAYLOAD != 0 {
+        let len = usize::try_from(payload_len).map_err(|_| corrupt("payload length"))?;
+        Some(take(len, "inline payload shorter than its length")?.to_vec())
+    } else {
+        None
+    };
+    Ok(EntryHeader { arrival_ms, producer_ts_ms, attrs, payload_len, inline_payload })
 }
 
 fn be_u64(bytes: &[u8]) -> u64 {
@@ -107,15 +129,23 @@ mod tests {
     proptest! {
         #[test]
         fn header_round_trips(arrival in any::<u64>(), producer in proptest::option::of(any::<u64>()),
-                              attrs in proptest::collection::vec(any::<u8>(), 0..300), len in any::<u64>()) {
-            let bytes = encode_header(arrival, producer, &attrs, len);
+                              attrs in proptest::collection::vec(any::<u8>(), 0..300),
+                              payload in proptest::collection::vec(any::<u8>(), 0..300), inline in any::<bool>()) {
+            let bytes = encode_header(arrival, producer, &attrs, &payload, inline);
             let header = decode_header(b"k", &bytes).expect("decodes");
-            prop_assert_eq!(header, EntryHeader { arrival_ms: arrival, producer_ts_ms: producer, attrs, payload_len: len });
+            let expected = EntryHeader {
+                arrival_ms: arrival,
+                producer_ts_ms: producer,
+                attrs,
+                payload_len: payload.len() as u64,
+                inline_payload: inline.then(|| payload.clone()),
+            };
+            prop_assert_eq!(header, expected);
         }
 
         #[test]
-        fn truncated_headers_are_errors_not_panics(cut in 0usize..30) {
-            let bytes = encode_header(5, Some(6), b"abc", 7);
+        fn truncated_headers_are_errors_not_panics(cut in 0usize..40) {
+            let bytes = encode_header(5, Some(6), b"abc", b"payload", true);
             if cut < bytes.len() {
                 prop_assert!(decode_header(b"k", &bytes[..cut]).is_err());
             }

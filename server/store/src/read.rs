@@ -97,9 +97,7 @@ impl Engine {
         if start < tip_seq && max_count > 0 {
             let db = &self.inner.db;
             let mut headers = db.raw_iterator_cf_opt(cf(db, CF_ENTRIES), bounded(id, shard, start, tip_seq));
-            let mut payloads = db.raw_iterator_cf_opt(cf(db, CF_PAYLOADS), bounded(id, shard, start, tip_seq));
             headers.seek(keys::entry_key(id, shard, start));
-            payloads.seek(keys::entry_key(id, shard, start));
             let mut bytes = 0usize;
             while let (Some(key), Some(value)) = (headers.key(), headers.value()) {
                 let seq = keys::entry_key_seq(key).unwrap_or(u64::MAX);
@@ -107,17 +105,21 @@ impl Engine {
                 if !entries.is_empty() && bytes + header.payload_len as usize > max_bytes {
                     break;
                 }
-                if payloads.key() != Some(key) {
-                    return Err(StoreError::CorruptEntry { key_hex: format!("{key:02x?}"), reason: "payload missing" });
-                }
                 if header.arrival_ms >= cutoff {
                     bytes += header.payload_len as usize;
+                    let payload = match header.inline_payload {
+                        Some(inline) => inline,
+                        None => db.get_cf(cf(db, CF_PAYLOADS), key)?.ok_or_else(|| StoreError::CorruptEntry {
+                            key_hex: format!("{key:02x?}"),
+                            reason: "payload missing",
+                        })?,
+                    };
                     entries.push(Entry {
                         seq,
                         arrival_ms: header.arrival_ms,
                         producer_ts_ms: header.producer_ts_ms,
                         attrs: header.attrs,
-                        payload: payloads.value().unwrap_or_default().to_vec(),
+                        payload,
                     });
                 }
                 next_seq = seq + 1;
@@ -125,10 +127,8 @@ impl Engine {
                     break;
                 }
                 headers.next();
-                payloads.next();
             }
             headers.status()?;
-            payloads.status()?;
             if entries.len() < max_count && headers.key().is_none() {
                 next_seq = next_seq.max(tip_seq);
             }
