@@ -1,1 +1,71 @@
-fn main() {}
+//! `framelog-bench`: engine and API benchmarks against named baselines, in one run.
+//!
+//! Prints a table and writes the rows as JSON. Baselines: raw RocksDB `WriteBatch` writes (for the
+//! engine) and kinesalite (for the KDS API over HTTP). Run it with `make bench`.
+
+mod api_bench;
+mod engine_bench;
+mod stats;
+mod target;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use engine_bench::Workload;
+use stats::Row;
+
+#[derive(Debug, Parser)]
+#[command(about = "Framelog benchmarks against raw RocksDB and kinesalite")]
+struct Args {
+    /// The `framelog` server binary to load over HTTP.
+    #[arg(long)]
+    framelog_bin: PathBuf,
+    /// kinesalite's launcher (bench-baseline/node_modules/.bin/kinesalite); omit to skip the baseline.
+    #[arg(long)]
+    kinesalite: Option<PathBuf>,
+    /// Seconds of PutRecords load per scenario and target.
+    #[arg(long, default_value_t = 10)]
+    seconds: u64,
+    /// Concurrent HTTP connections of the load generator.
+    #[arg(long, default_value_t = 8)]
+    connections: usize,
+    /// Where to write the JSON report.
+    #[arg(long, default_value = "bench-report.json")]
+    json_out: PathBuf,
+    /// Only the engine benchmarks.
+    #[arg(long)]
+    engine_only: bool,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let mut rows = engine_bench::run(&[
+        Workload { name: "engine append 500x1KiB per batch", value_bytes: 1024, per_batch: 500, batches: 400 },
+        Workload { name: "engine append 1MiB values", value_bytes: 1 << 20, per_batch: 1, batches: 300 },
+    ])?;
+    if !args.engine_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let duration = Duration::from_secs(args.seconds);
+        let framelog = target::Target::framelog(&args.framelog_bin)?;
+        let ours = runtime.block_on(api_bench::run(&framelog, args.connections, duration))?;
+        drop(framelog);
+        match &args.kinesalite {
+            Some(script) => {
+                let kinesalite = target::Target::kinesalite(script)?;
+                let theirs = runtime.block_on(api_bench::run(&kinesalite, args.connections, duration))?;
+                for (mut ours, theirs) in ours.into_iter().zip(theirs) {
+                    ours.ratio_to_baseline = Some(ours.records_per_sec / theirs.records_per_sec);
+                    rows.push(Row { subject: "kinesalite (baseline)".into(), ..theirs });
+                    rows.push(ours);
+                }
+            }
+            None => rows.extend(ours),
+        }
+    }
+    stats::print_table(&rows);
+    std::fs::write(&args.json_out, serde_json::to_vec_pretty(&rows)?)?;
+    println!("\nwrote {}", args.json_out.display());
+    Ok(())
+}

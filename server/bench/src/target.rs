@@ -1,0 +1,69 @@
+//! The servers under test: a `framelog` process on a temporary data directory, or kinesalite
+//! (the Node.js KDS emulator, our named baseline), each on a free loopback port.
+
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+#[derive(Debug)]
+pub struct Target {
+    pub name: &'static str,
+    pub address: SocketAddr,
+    child: Child,
+    _data: Option<tempfile::TempDir>,
+}
+
+fn free_address() -> anyhow::Result<SocketAddr> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?)
+}
+
+impl Target {
+    pub fn framelog(binary: &Path) -> anyhow::Result<Target> {
+        let data = tempfile::tempdir_in(".")?;
+        let address = free_address()?;
+        let child = Command::new(binary)
+            .args(["serve", "--listen", &address.to_string(), "--data-dir"])
+            .arg(data.path())
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        Target { name: "framelog", address, child, _data: Some(data) }.ready()
+    }
+
+    pub fn kinesalite(script: &Path) -> anyhow::Result<Target> {
+        let address = free_address()?;
+        // Streams become ACTIVE at once, as in framelog, so no waiting is measured.
+        let child = Command::new(script)
+            .args(["--port", &address.port().to_string(), "--createStreamMs", "0", "--shardLimit", "100"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", script.display()))?;
+        Target { name: "kinesalite", address, child, _data: None }.ready()
+    }
+
+    fn ready(mut self) -> anyhow::Result<Target> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if TcpStream::connect_timeout(&self.address, Duration::from_millis(200)).is_ok() {
+                return Ok(self);
+            }
+            if let Some(status) = self.child.try_wait()? {
+                bail!("{} exited during start-up: {status}", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("{} did not start listening", self.name)
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
