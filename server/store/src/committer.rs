@@ -134,8 +134,7 @@ impl Committer {
         match self.db.write_opt(batch, &self.write_options) {
             Ok(()) => {
                 for u in &undo {
-                    let shard = &u.stream.shards[u.shard];
-                    shard.tip.send_replace(shard.next_seq.load(Ordering::Acquire));
+                    u.stream.shards[u.shard].publish();
                 }
                 for ((_, _, reply), result) in appends.into_iter().zip(results) {
                     let _ = reply.send(result);

@@ -32,14 +32,27 @@ impl Default for EngineOptions {
     }
 }
 
-/// Live per-shard state. `next_seq` and `last_arrival_ms` are written only by the commit thread.
+/// Live per-shard state, written only by the commit thread.
+///
+/// `next_seq` and `last_arrival_ms` run ahead while a group commit is being written; readers must
+/// never see them, or a read could skip entries that land a moment later. Readers use the
+/// committed pair, `tip` and `committed_arrival_ms`, which move only after the write succeeded.
 #[derive(Debug)]
 pub(crate) struct ShardState {
     pub(crate) next_seq: AtomicU64,
     pub(crate) last_arrival_ms: AtomicU64,
     pub(crate) last_indexed_arrival_ms: AtomicU64,
-    /// Publishes the committed tip (next sequence number) to tailing readers.
+    pub(crate) committed_arrival_ms: AtomicU64,
+    /// The committed tip (one past the newest durable entry); tailing readers wait on it.
     pub(crate) tip: watch::Sender<u64>,
+}
+
+impl ShardState {
+    /// Publishes everything assigned so far as committed; called after a successful write.
+    pub(crate) fn publish(&self) {
+        self.committed_arrival_ms.store(self.last_arrival_ms.load(Ordering::Acquire), Ordering::Release);
+        self.tip.send_replace(self.next_seq.load(Ordering::Acquire));
+    }
 }
 
 #[derive(Debug)]
@@ -72,12 +85,12 @@ impl StreamHandle {
 
     /// The next sequence number to be assigned in a shard (one past the newest committed entry).
     pub fn tip_seq(&self, shard: u32) -> Result<u64> {
-        Ok(self.shard(shard)?.next_seq.load(Ordering::Acquire))
+        Ok(*self.shard(shard)?.tip.borrow())
     }
 
     /// Arrival time of the newest committed entry of a shard (0 if it has none).
     pub fn last_arrival_ms(&self, shard: u32) -> Result<u64> {
-        Ok(self.shard(shard)?.last_arrival_ms.load(Ordering::Acquire))
+        Ok(self.shard(shard)?.committed_arrival_ms.load(Ordering::Acquire))
     }
 
     /// A receiver that changes whenever new entries are committed to the shard: tailing readers wait on it.
@@ -303,6 +316,7 @@ fn new_handle(meta: StreamMeta) -> StreamHandle {
             next_seq: AtomicU64::new(0),
             last_arrival_ms: AtomicU64::new(0),
             last_indexed_arrival_ms: AtomicU64::new(0),
+            committed_arrival_ms: AtomicU64::new(0),
             tip: watch::channel(0).0,
         })
         .collect();
@@ -325,7 +339,7 @@ fn restore_stream(db: &DB, meta: StreamMeta) -> Result<StreamHandle> {
             shard.next_seq.store(seq + 1, Ordering::Release);
             shard.last_arrival_ms.store(header.arrival_ms, Ordering::Release);
             shard.last_indexed_arrival_ms.store(header.arrival_ms, Ordering::Release);
-            shard.tip.send_replace(seq + 1);
+            shard.publish();
         }
         iter.status()?;
         // After retention removed every entry, the trim floor keeps sequence numbers increasing.
@@ -335,7 +349,7 @@ fn restore_stream(db: &DB, meta: StreamMeta) -> Result<StreamHandle> {
             let floor = u64::from_be_bytes(bytes);
             if floor > shard.next_seq.load(Ordering::Acquire) {
                 shard.next_seq.store(floor, Ordering::Release);
-                shard.tip.send_replace(floor);
+                shard.publish();
             }
         }
     }

@@ -256,3 +256,30 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_reader_racing_group_commits_never_skips_an_entry() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine =
+        Engine::open(dir.path(), Arc::new(framelog_store::SystemClock), EngineOptions::default()).expect("opens");
+    let stream = engine.create_stream(new_stream_meta("s", StreamKind::Data, "arn", 1, 24, 0)).expect("create");
+    const TOTAL: u64 = 3_000;
+    let writer = {
+        let (engine, stream) = (engine.clone(), stream.clone());
+        std::thread::spawn(move || {
+            for i in 0..TOTAL {
+                engine.append_blocking(&stream, vec![entry(0, &i.to_be_bytes())]).expect("append");
+            }
+        })
+    };
+    // Reads continue from each batch's next_seq, as a GetRecords consumer does with its iterator.
+    let mut next = 0;
+    let mut seen = Vec::new();
+    while next < TOTAL {
+        let batch = engine.read(&stream, 0, next, 100, usize::MAX).expect("read");
+        seen.extend(batch.entries.iter().map(|e| e.seq));
+        next = batch.next_seq;
+    }
+    writer.join().expect("writer");
+    assert_eq!(seen, (0..TOTAL).collect::<Vec<_>>());
+}
