@@ -1,7 +1,6 @@
 //! An `aws-sdk-kinesis` client pointed at a test server, as a user would configure one.
 
-use aws_credential_types::Credentials;
-use aws_sdk_kinesis::config::{BehaviorVersion, Region};
+use aws_sdk_kinesis::config::{BehaviorVersion, Credentials, Region};
 
 pub fn kinesis(url: &str) -> aws_sdk_kinesis::Client {
     let config = aws_sdk_kinesis::Config::builder()
