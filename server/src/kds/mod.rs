@@ -11,6 +11,8 @@ mod iterator;
 mod records;
 mod seqnum;
 mod streams;
+#[cfg(test)]
+mod tests;
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};

@@ -1,0 +1,163 @@
+//! Operation-level tests with an injected clock: iterator expiry, and that no request document,
+//! however malformed, panics an operation or damages stored records.
+
+use std::sync::Arc;
+
+use framelog_store::{Engine, EngineOptions, ManualClock};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+use super::body::Body;
+use super::{Ctx, IteratorCodec, KdsSettings, operation};
+use crate::error::ErrorType;
+
+const START_MS: u64 = 1_795_651_512_000;
+
+fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Ctx {
+    Ctx {
+        engine: Engine::open(dir, clock.clone(), EngineOptions::default()).expect("engine"),
+        settings: KdsSettings {
+            account_id: "000000000000".into(),
+            region: "us-east-1".into(),
+            shard_limit: 50,
+            default_retention_hours: 24,
+        },
+        iterators: IteratorCodec::new(b"test".to_vec()),
+    }
+}
+
+fn call(ctx: &Ctx, op: &str, document: Value) -> Result<Value, crate::error::ApiError> {
+    let run = operation(op).expect("known operation");
+    run(ctx, Body::parse(document).expect("object"))
+}
+
+#[test]
+fn an_iterator_older_than_five_minutes_is_expired_with_the_kds_message() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let ctx = context(dir.path(), &clock);
+    call(&ctx, "CreateStream", json!({"StreamName": "s", "ShardCount": 1})).expect("create");
+    let iterator = call(
+        &ctx,
+        "GetShardIterator",
+        json!({"StreamName": "s", "ShardId": "shardId-000000000000", "ShardIteratorType": "LATEST"}),
+    )
+    .expect("iterator")["ShardIterator"]
+        .clone();
+    clock.advance_ms(300_000);
+    call(&ctx, "GetRecords", json!({"ShardIterator": iterator})).expect("exactly 300 s old is still valid");
+    clock.advance_ms(1);
+    let error = call(&ctx, "GetRecords", json!({"ShardIterator": iterator})).expect_err("expired");
+    assert_eq!(error.kind, ErrorType::ExpiredIterator);
+    assert_eq!(
+        error.message.as_deref(),
+        Some(
+            "Iterator expired. The iterator was created at time Thu Nov 26 00:05:12 UTC 2026 while right now it is \
+             Thu Nov 26 00:10:12 UTC 2026 which is further in the future than the tolerated delay of 300000 milliseconds."
+        )
+    );
+}
+
+const OPERATIONS: &[&str] = &[
+    "CreateStream",
+    "DeleteStream",
+    "DescribeStream",
+    "DescribeStreamSummary",
+    "ListStreams",
+    "ListShards",
+    "IncreaseStreamRetentionPeriod",
+    "DecreaseStreamRetentionPeriod",
+    "AddTagsToStream",
+    "RemoveTagsFromStream",
+    "ListTagsForStream",
+    "PutRecord",
+    "PutRecords",
+    "GetShardIterator",
+    "GetRecords",
+];
+
+const FIELDS: &[&str] = &[
+    "StreamName",
+    "StreamARN",
+    "ShardCount",
+    "StreamModeDetails",
+    "StreamMode",
+    "Limit",
+    "MaxResults",
+    "NextToken",
+    "ExclusiveStartShardId",
+    "ExclusiveStartStreamName",
+    "ExclusiveStartTagKey",
+    "RetentionPeriodHours",
+    "Tags",
+    "TagKeys",
+    "Data",
+    "PartitionKey",
+    "ExplicitHashKey",
+    "SequenceNumberForOrdering",
+    "Records",
+    "ShardId",
+    "ShardIteratorType",
+    "StartingSequenceNumber",
+    "Timestamp",
+    "ShardIterator",
+    "ShardFilter",
+    "Type",
+    "MaxRecordSizeInKiB",
+];
+
+fn leaf() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+        prop_oneof![
+            Just("kept".to_string()),
+            Just("shardId-000000000000".to_string()),
+            Just("TRIM_HORIZON".to_string()),
+            Just("AT_SEQUENCE_NUMBER".to_string()),
+            Just("ON_DEMAND".to_string()),
+            Just("aGVsbG8=".to_string()),
+            Just("340282366920938463463374607431768211456".to_string()),
+            "[a-zA-Z0-9_.=/+-]{0,40}",
+            any::<String>(),
+        ]
+        .prop_map(Value::from),
+    ]
+}
+
+fn document() -> impl Strategy<Value = Value> {
+    let value = leaf().prop_recursive(3, 24, 6, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+            proptest::collection::vec((proptest::sample::select(FIELDS), inner), 0..6)
+                .prop_map(|pairs| Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())),
+        ]
+    });
+    proptest::collection::vec((proptest::sample::select(FIELDS), value), 0..8)
+        .prop_map(|pairs| Value::Object(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect()))
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// Every operation answers Ok or a typed error for any document; a record stored before is
+    /// still there afterwards, unless the request deleted its stream.
+    #[test]
+    fn malformed_requests_never_panic_or_damage_stored_records(requests in proptest::collection::vec((proptest::sample::select(OPERATIONS), document()), 1..12)) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let clock = Arc::new(ManualClock::new(START_MS));
+        let ctx = context(dir.path(), &clock);
+        call(&ctx, "CreateStream", json!({"StreamName": "kept", "ShardCount": 1})).expect("create");
+        let put = call(&ctx, "PutRecord", json!({"StreamName": "kept", "PartitionKey": "p", "Data": "c2FmZQ=="})).expect("put");
+        for (op, document) in requests {
+            let _ = call(&ctx, op, document);
+        }
+        if let Ok(handle) = ctx.engine.stream("kept") && handle.id() == 1 {
+            let batch = ctx.engine.read(&handle, 0, 0, 1, usize::MAX).expect("read");
+            prop_assert_eq!(&batch.entries[0].payload, b"safe");
+            prop_assert!(put["SequenceNumber"].is_string());
+        }
+    }
+}
