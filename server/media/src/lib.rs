@@ -1,0 +1,34 @@
+//! framelog-media: Matroska (EBML) parsing and writing, pure and synchronous, so every parser of
+//! outside input can be fuzzed and property-tested without a runtime.
+//!
+//! The main type is [`Fragmenter`]: it splits a streamed upload into one [`Cluster`] per fragment,
+//! with the Segment's tracks and the Tags found between clusters, buffering only the element in
+//! flight.
+//!
+//! ```
+//! use framelog_media::{Event, Fragmenter, Limits, ebml, ids};
+//!
+//! let mut mkv = Vec::new();
+//! ebml::write_element(&mut mkv, ids::CLUSTER, |c| {
+//!     ebml::write_uint(c, ids::TIMECODE, 1_000);
+//!     ebml::write_bytes(c, ids::SIMPLE_BLOCK, &[0x81, 0x00, 0x00, 0x80, 0xAA]);
+//! });
+//! let mut fragmenter = Fragmenter::new(Limits::default());
+//! fragmenter.push(&mkv);
+//! assert!(matches!(fragmenter.next_event()?, Some(Event::ClusterStarted { offset: 0 })));
+//! let Some(Event::Cluster(cluster)) = fragmenter.next_event()? else { panic!("a cluster") };
+//! assert_eq!(cluster.timecode, 1_000);
+//! assert!(cluster.frames[0].keyframe);
+//! assert_eq!(&cluster.body[cluster.frames[0].data.clone()], &[0xAA]);
+//! # Ok::<(), framelog_media::MediaError>(())
+//! ```
+
+pub mod ebml;
+mod error;
+mod fragmenter;
+pub mod ids;
+mod mkv;
+
+pub use error::MediaError;
+pub use fragmenter::{Event, Fragmenter, Limits};
+pub use mkv::{Cluster, Frame, SegmentInfo, SimpleTag, Track};
