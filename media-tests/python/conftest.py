@@ -41,6 +41,13 @@ def kinesis(server):
     return server.client()
 
 
+@pytest.fixture(scope="session")
+def kinesisvideo(server):
+    """boto3 Kinesis Video Streams control-plane client (`kinesisvideo`) for the shared server
+    (dummy credentials, us-east-1, endpoint_url = the server's base URL, no retries)."""
+    return server.kinesisvideo_client()
+
+
 @pytest.fixture
 def new_stream_name():
     """Generator of unique stream names: new_stream_name() or new_stream_name('prefix')."""

@@ -245,11 +245,27 @@ class FramelogServer:
             config=client_config(),
         )
 
+    def kinesisvideo_client(self):
+        """boto3 Kinesis Video Streams control-plane client (`kinesisvideo`) for this server."""
+        return kinesisvideo_client(self.endpoint)
+
     def stop_and_check_clean_exit(self) -> None:
         if self.proc is None:
             return
         code = self.stop()
         assert code == 0, f"framelog exited with {code} on SIGTERM (expected 0):\n{self.log_tail()}"
+
+
+def kinesisvideo_client(endpoint_url: str):
+    """boto3 `kinesisvideo` (KVS control plane) client: us-east-1, dummy credentials, no retries."""
+    return boto3.client(
+        "kinesisvideo",
+        endpoint_url=endpoint_url,
+        region_name=REGION,
+        aws_access_key_id=ACCESS_KEY,
+        aws_secret_access_key=SECRET_KEY,
+        config=client_config(),
+    )
 
 
 # ------------------------------------------------------------------------------------------------

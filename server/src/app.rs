@@ -7,12 +7,21 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, State};
-use axum::routing::any;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
+use axum::routing::{any, post};
 use framelog_store::{Engine, EngineOptions, SystemClock};
 
 use crate::config::Config;
 use crate::kds::{self, Ctx, IteratorCodec, KdsSettings};
+use crate::kvs::{self, KvsCtx, KvsSettings};
+
+/// Everything the routes share.
+#[derive(Debug, Clone)]
+struct AppState {
+    kds: Ctx,
+    kvs: KvsCtx,
+}
 
 /// Large enough for a 10 MiB PutRecords request in base64 JSON.
 const MAX_BODY_BYTES: usize = 16 << 20;
@@ -21,24 +30,39 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating {}", config.data_dir.display()))?;
     let engine = Engine::open(&config.data_dir.join("engine"), Arc::new(SystemClock), EngineOptions::default())
         .context("opening the engine")?;
-    let ctx = Ctx {
-        engine: engine.clone(),
-        settings: KdsSettings {
-            account_id: config.account_id.clone(),
-            region: config.region.clone(),
-            shard_limit: config.shard_limit,
-            default_retention_hours: 24,
-        },
-        iterators: IteratorCodec::new(load_secret(&config.data_dir)?),
-    };
-    let router = Router::new()
-        .route("/", any(|State(ctx): State<Ctx>, method, headers, body| kds::handle(ctx, method, headers, body)))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(ctx);
-
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
+    let state = AppState {
+        kds: Ctx {
+            engine: engine.clone(),
+            settings: KdsSettings {
+                account_id: config.account_id.clone(),
+                region: config.region.clone(),
+                shard_limit: config.shard_limit,
+                default_retention_hours: 24,
+            },
+            iterators: IteratorCodec::new(load_secret(&config.data_dir)?),
+        },
+        kvs: KvsCtx {
+            engine: engine.clone(),
+            settings: KvsSettings {
+                account_id: config.account_id.clone(),
+                region: config.region.clone(),
+                default_retention_hours: config.video_retention_hours,
+                data_endpoint: config.public_url.clone().unwrap_or_else(|| format!("http://{address}")),
+            },
+        },
+    };
+    let router = Router::new()
+        .route("/", any(|State(s): State<AppState>, method, headers, body| kds::handle(s.kds, method, headers, body)))
+        .route(
+            "/{op}",
+            post(|State(s): State<AppState>, UrlPath(op): UrlPath<String>, body: Bytes| kvs::handle(s.kvs, op, body)),
+        )
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state);
+
     let trimmer =
         tokio::spawn(trim_periodically(engine.clone(), Duration::from_secs(config.trim_interval_secs.max(1))));
     println!("framelog listening on http://{address} (point clients at --endpoint-url http://{address})");

@@ -14,6 +14,10 @@ pub struct Config {
     pub account_id: String,
     pub shard_limit: u32,
     pub trim_interval_secs: u64,
+    /// Retention of a video stream created without DataRetentionInHours.
+    pub video_retention_hours: u32,
+    /// The URL clients should use for data calls (GetDataEndpoint), when it is not the listen address.
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -26,6 +30,8 @@ impl Default for Config {
             account_id: "000000000000".into(),
             shard_limit: 10_000,
             trim_interval_secs: 60,
+            video_retention_hours: 168,
+            public_url: None,
         }
     }
 }
@@ -40,6 +46,8 @@ pub struct FileConfig {
     pub account_id: Option<String>,
     pub shard_limit: Option<u32>,
     pub trim_interval_secs: Option<u64>,
+    pub video_retention_hours: Option<u32>,
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -51,6 +59,8 @@ impl Config {
         self.account_id = file.account_id.unwrap_or(self.account_id);
         self.shard_limit = file.shard_limit.unwrap_or(self.shard_limit);
         self.trim_interval_secs = file.trim_interval_secs.unwrap_or(self.trim_interval_secs);
+        self.video_retention_hours = file.video_retention_hours.unwrap_or(self.video_retention_hours);
+        self.public_url = file.public_url.or(self.public_url).map(|u| u.trim_end_matches('/').to_string());
         self
     }
 }

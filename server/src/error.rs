@@ -16,7 +16,18 @@ pub enum ErrorType {
     UnknownOperation,
     MissingAuthenticationToken,
     IncompleteSignature,
+    VersionMismatch,
+    TagsPerResourceExceededLimit,
     InternalFailure,
+}
+
+/// Which AWS service's conventions an answer follows; they differ in status codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// Kinesis Data Streams (awsJson1_1): every client error is 400.
+    Kds,
+    /// Kinesis Video Streams (rest-json): a missing resource is 404.
+    Kvs,
 }
 
 impl ErrorType {
@@ -33,15 +44,18 @@ impl ErrorType {
             ErrorType::UnknownOperation => "UnknownOperationException",
             ErrorType::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             ErrorType::IncompleteSignature => "IncompleteSignatureException",
+            ErrorType::VersionMismatch => "VersionMismatchException",
+            ErrorType::TagsPerResourceExceededLimit => "TagsPerResourceExceededLimitException",
             ErrorType::InternalFailure => "InternalFailure",
         }
     }
 
-    /// HTTP status as KDS sends it: every client error is 400, internal failures 500.
-    pub fn status(self) -> u16 {
-        match self {
-            ErrorType::InternalFailure => 500,
-            ErrorType::MissingAuthenticationToken | ErrorType::IncompleteSignature => 403,
+    /// The HTTP status each service sends for this error.
+    pub fn status(self, protocol: Protocol) -> u16 {
+        match (self, protocol) {
+            (ErrorType::InternalFailure, _) => 500,
+            (ErrorType::MissingAuthenticationToken | ErrorType::IncompleteSignature, _) => 403,
+            (ErrorType::ResourceNotFound, Protocol::Kvs) => 404,
             _ => 400,
         }
     }
@@ -76,7 +90,12 @@ impl ApiError {
         Self::bare(ErrorType::InternalFailure)
     }
 
-    /// The JSON-shaped body: `{"__type": ..., "message": ...}`; SerializationException says `Message`,
+    /// KVS's body: `{"Message": ...}` (the type travels in the `x-amzn-ErrorType` header).
+    pub fn kvs_body(&self) -> serde_json::Value {
+        serde_json::json!({"Message": self.message.clone().unwrap_or_default()})
+    }
+
+    /// KDS's body: `{"__type": ..., "message": ...}`; SerializationException says `Message`,
     /// as KDS does.
     pub fn body(&self) -> serde_json::Value {
         let mut body = serde_json::Map::new();
@@ -121,7 +140,8 @@ mod tests {
     #[test]
     fn missing_stream_maps_to_resource_not_found_with_the_kds_message() {
         let error = from_store(StoreError::StreamNotFound("nope".into()), "000000000000");
-        assert_eq!(error.kind.status(), 400);
+        assert_eq!(error.kind.status(Protocol::Kds), 400);
+        assert_eq!(error.kind.status(Protocol::Kvs), 404);
         assert_eq!(error.message.as_deref(), Some("Stream nope under account 000000000000 not found."));
     }
 }

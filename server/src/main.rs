@@ -1,9 +1,12 @@
 //! `framelog`: the server binary. Thin glue: parse flags and config, then run the app.
 
 mod app;
+mod body;
 mod config;
 mod error;
 mod kds;
+mod kvs;
+mod request_id;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -32,7 +35,8 @@ enum Command {
         /// Where the store lives [default: ./data].
         #[arg(long)]
         data_dir: Option<PathBuf>,
-        /// A TOML file with the same keys (listen, data_dir, region, account_id, shard_limit, trim_interval_secs).
+        /// A TOML file with the same keys (listen, data_dir, region, account_id, shard_limit, trim_interval_secs,
+        /// video_retention_hours, public_url).
         #[arg(long)]
         config: Option<PathBuf>,
     },

@@ -1,12 +1,12 @@
 //! What every KDS operation needs: the engine, the account settings, the iterator codec, and the
 //! shared request checks (which stream is meant, shard id syntax).
 
-use framelog_store::{Engine, StreamHandle, StreamMeta};
+use framelog_store::{Engine, StreamHandle, StreamKind, StreamMeta};
 use serde_json::{Value, json};
 
-use super::body::{Body, Violations};
 use super::iterator::IteratorCodec;
 use super::seqnum;
+use crate::body::{Body, Violations};
 use crate::error::{ApiError, from_store};
 
 /// Account-level settings of the KDS personality.
@@ -42,7 +42,22 @@ impl Ctx {
     /// Reads `StreamName` / `StreamARN`, validates them, and finds the stream.
     pub fn stream(&self, body: &Body) -> Result<StreamHandle, ApiError> {
         let name = self.stream_name(body, &mut Violations::default(), true)?;
-        self.engine.stream(&name).map_err(|e| self.store_error(e))
+        self.lookup(&name)
+    }
+
+    /// Finds a data stream by name. Video streams share the engine but are not KDS streams,
+    /// whatever an ARN says.
+    pub fn lookup(&self, name: &str) -> Result<StreamHandle, ApiError> {
+        match self.engine.stream(name) {
+            Ok(handle) if handle.meta().kind == StreamKind::Data => Ok(handle),
+            Ok(_) => Err(self.not_found(name)),
+            Err(error) => Err(self.store_error(error)),
+        }
+    }
+
+    /// Every data stream, ordered by name.
+    pub fn data_streams(&self) -> Vec<StreamMeta> {
+        self.engine.streams().into_iter().map(|h| h.meta()).filter(|m| m.kind == StreamKind::Data).collect()
     }
 
     /// The stream a request names, after adding constraint violations for name and ARN to `v`.

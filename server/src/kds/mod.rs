@@ -3,7 +3,6 @@
 //! document, runs the operation on a blocking thread (engine calls block on RocksDB and on group
 //! commit), and encodes the answer in the request's own content type.
 
-mod body;
 mod cbor;
 mod context;
 mod hashkey;
@@ -22,8 +21,9 @@ use serde_json::Value;
 pub use context::{Ctx, KdsSettings};
 pub use iterator::IteratorCodec;
 
-use crate::error::{ApiError, ErrorType};
-use body::Body;
+use crate::body::Body;
+use crate::error::{ApiError, ErrorType, Protocol};
+use crate::request_id::with_request_id;
 
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 const JSON_TYPE: &str = "application/x-amz-json-1.1";
@@ -65,7 +65,9 @@ pub async fn handle(ctx: Ctx, method: Method, headers: HeaderMap, body: Bytes) -
     };
     let (status, document) = match result {
         Ok(document) => (StatusCode::OK, document),
-        Err(error) => (StatusCode::from_u16(error.kind.status()).unwrap_or(StatusCode::BAD_REQUEST), error.body()),
+        Err(error) => {
+            (StatusCode::from_u16(error.kind.status(Protocol::Kds)).unwrap_or(StatusCode::BAD_REQUEST), error.body())
+        }
     };
     let (bytes, kind) = if cbor {
         (cbor::encode_response(&document), CBOR_TYPE)
@@ -138,14 +140,4 @@ fn envelope(
 fn xml_error(status: StatusCode, name: &str, message: &str) -> Response {
     let body = format!("<{name}>\n  <Message>{message}</Message>\n</{name}>\n");
     with_request_id((status, [(header::CONTENT_TYPE, "application/xml")], body).into_response())
-}
-
-fn with_request_id(mut response: Response) -> Response {
-    let id: [u8; 16] = rand::random();
-    let hex = hex::encode(id);
-    let uuid = format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..]);
-    if let Ok(value) = HeaderValue::from_str(&uuid) {
-        response.headers_mut().insert("x-amzn-RequestId", value);
-    }
-    response
 }

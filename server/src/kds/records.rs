@@ -4,12 +4,12 @@ use base64::Engine as _;
 use framelog_store::{NewEntry, Position, StreamHandle, StreamMeta};
 use serde_json::{Value, json};
 
-use super::body::{Body, Violations};
 use super::context::{Ctx, epoch_secs, shard_id};
 use super::hashkey;
 use super::iterator::{ITERATOR_TTL_MS, IteratorState};
 use super::seqnum;
 use super::streams::{DEFAULT_MAX_RECORD_KIB, SETTING_MAX_RECORD_KIB, shard_index_for};
+use crate::body::{Body, Violations};
 use crate::error::{ApiError, ErrorType};
 
 const MAX_PUT_RECORDS: usize = 500;
@@ -92,7 +92,7 @@ pub fn put_record(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
     }
     let name = ctx.stream_name(&body, &mut v, false)?;
     v.finish()?;
-    let handle = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?;
+    let handle = ctx.lookup(&name)?;
     let meta = handle.meta();
     let mut v = Violations::default();
     check_record_size(&meta, &input, &mut v, "");
@@ -142,7 +142,7 @@ pub fn put_records(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
     if total > MAX_REQUEST_BYTES {
         return Err(ApiError::invalid(format!("Records size exceeds {} MB limit", MAX_REQUEST_BYTES >> 20)));
     }
-    let handle = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?;
+    let handle = ctx.lookup(&name)?;
     let meta = handle.meta();
     let mut v = Violations::default();
     for (i, input) in inputs.iter().enumerate() {
@@ -195,7 +195,7 @@ pub fn get_shard_iterator(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
     let name = ctx.stream_name(&body, &mut v, false)?;
     v.finish()?;
     let (shard_text, kind) = (shard_text.unwrap_or_default(), kind.unwrap_or_default());
-    let handle = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?;
+    let handle = ctx.lookup(&name)?;
     let meta = handle.meta();
     let account = &ctx.settings.account_id;
     let shard = shard_index_for(&meta, &shard_text).ok_or_else(|| {
@@ -287,7 +287,7 @@ pub fn get_records(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
             ),
         ));
     }
-    let handle = ctx.engine.stream(&state.stream_name).map_err(|e| ctx.store_error(e))?;
+    let handle = ctx.lookup(&state.stream_name)?;
     if handle.id() != state.stream_id {
         return Err(ctx.not_found(&state.stream_name));
     }

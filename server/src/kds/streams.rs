@@ -4,8 +4,8 @@ use base64::Engine as _;
 use framelog_store::{StreamKind, new_stream_meta};
 use serde_json::{Value, json};
 
-use super::body::{Body, Violations};
 use super::context::{Ctx, epoch_secs, parse_shard_id, shard_json};
+use crate::body::{Body, Violations};
 use crate::error::{ApiError, ErrorType};
 
 pub const MIN_RETENTION_HOURS: i64 = 24;
@@ -44,7 +44,7 @@ pub fn create_stream(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
         ("ON_DEMAND", None) => ON_DEMAND_SHARDS,
         _ => return Err(ApiError::invalid("ShardCount is required for a stream in PROVISIONED mode.")),
     };
-    let current: u32 = ctx.engine.streams().iter().map(|s| s.shard_count()).sum();
+    let current: u32 = ctx.data_streams().iter().map(|s| s.shards.len() as u32).sum();
     if current + shards > ctx.settings.shard_limit {
         return Err(ApiError::new(
             ErrorType::LimitExceeded,
@@ -86,7 +86,7 @@ pub fn describe_stream(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
     let start = body.str("ExclusiveStartShardId")?;
     v.name(&start, "exclusiveStartShardId", 128);
     let name = ctx.stream_name(&body, &mut v, true)?;
-    let meta = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?.meta();
+    let meta = ctx.lookup(&name)?.meta();
     let limit = limit.unwrap_or(100) as usize;
     let after = start.as_deref().and_then(parse_shard_id);
     let eligible: Vec<usize> =
@@ -138,13 +138,8 @@ pub fn list_streams(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
         None => start,
     };
     let limit = limit.unwrap_or(100) as usize;
-    let all: Vec<_> = ctx
-        .engine
-        .streams()
-        .into_iter()
-        .map(|h| h.meta())
-        .filter(|m| after.as_deref().is_none_or(|a| m.name.as_str() > a))
-        .collect();
+    let all: Vec<_> =
+        ctx.data_streams().into_iter().filter(|m| after.as_deref().is_none_or(|a| m.name.as_str() > a)).collect();
     let page = &all[..all.len().min(limit)];
     let more = all.len() > limit;
     let mut out = json!({
@@ -198,7 +193,7 @@ pub fn list_shards(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
         None if !has_stream => return Err(ApiError::invalid("Either NextToken or StreamName should be provided.")),
         None => (ctx.stream_name(&body, &mut v, true)?, start.as_deref().and_then(parse_shard_id)),
     };
-    let meta = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?.meta();
+    let meta = ctx.lookup(&name)?.meta();
     let max = max.unwrap_or(1000).min(1000) as usize;
     let eligible: Vec<usize> =
         (0..meta.shards.len()).filter(|&i| after.is_none_or(|a| meta.shards[i].index > a)).collect();
@@ -246,7 +241,7 @@ pub fn change_retention(ctx: &Ctx, body: Body, increase: bool) -> Result<Value, 
             "Maximum allowed retention period is {MAX_RETENTION_HOURS} hours. Requested retention period ({hours} hours) is too long."
         )));
     }
-    let handle = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?;
+    let handle = ctx.lookup(&name)?;
     let current = i64::from(handle.meta().retention_hours);
     if increase && hours < current {
         return Err(ApiError::invalid(format!(
@@ -288,7 +283,7 @@ pub fn add_tags(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
             "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @.",
         ));
     }
-    let handle = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?;
+    let handle = ctx.lookup(&name)?;
     let mut merged = handle.meta().tags;
     merged.extend(tags.iter().cloned());
     if merged.len() > MAX_TAGS_PER_STREAM {
@@ -308,7 +303,7 @@ pub fn remove_tags(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
     let mut v = Violations::default();
     let keys = body.list("TagKeys")?.cloned();
     v.required(&keys, "tagKeys");
-    let keys: Vec<String> = keys.unwrap_or_default().iter().map(super::body::as_string).collect::<Result<_, _>>()?;
+    let keys: Vec<String> = keys.unwrap_or_default().iter().map(crate::body::as_string).collect::<Result<_, _>>()?;
     if keys.is_empty() {
         v.add(Some("[]"), "tagKeys", "have length greater than or equal to 1");
     }
@@ -316,7 +311,7 @@ pub fn remove_tags(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
         v.add(Some("[...]"), "tagKeys", "have length less than or equal to 50");
     }
     let name = ctx.stream_name(&body, &mut v, true)?;
-    let handle = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?;
+    let handle = ctx.lookup(&name)?;
     ctx.engine
         .update_meta(&handle, |m| keys.iter().for_each(|k| drop(m.tags.remove(k))))
         .map_err(|e| ctx.store_error(e))?;
@@ -332,7 +327,7 @@ pub fn list_tags(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
         v.length(s, "exclusiveStartTagKey", 1, 128);
     }
     let name = ctx.stream_name(&body, &mut v, true)?;
-    let tags = ctx.engine.stream(&name).map_err(|e| ctx.store_error(e))?.meta().tags;
+    let tags = ctx.lookup(&name)?.meta().tags;
     let limit = limit.unwrap_or(50) as usize;
     let eligible: Vec<_> = tags.iter().filter(|(k, _)| start.as_deref().is_none_or(|s| k.as_str() > s)).collect();
     Ok(json!({

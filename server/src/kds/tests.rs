@@ -7,8 +7,8 @@ use framelog_store::{Engine, EngineOptions, ManualClock};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::body::Body;
 use super::{Ctx, IteratorCodec, KdsSettings, operation};
+use crate::body::Body;
 use crate::error::ErrorType;
 
 const START_MS: u64 = 1_795_651_512_000;

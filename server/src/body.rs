@@ -1,4 +1,4 @@
-//! Typed access to a request document, with KDS's two error families: wrong JSON types are
+//! Typed access to a JSON request document (KDS and KVS), with KDS's two error families: wrong JSON types are
 //! SerializationException (Coral's Java-flavoured texts), broken constraints are collected into one
 //! ValidationException ("N validation errors detected: Value '..' at '..' failed to satisfy ...").
 

@@ -1,0 +1,107 @@
+//! What every KVS control-plane operation needs, and how a request names its stream.
+
+use framelog_store::{Engine, StreamHandle, StreamKind};
+
+use crate::body::Body;
+use crate::error::{ApiError, ErrorType};
+
+/// Account-level settings of the KVS personality.
+#[derive(Debug, Clone)]
+pub struct KvsSettings {
+    pub account_id: String,
+    pub region: String,
+    /// Retention of a stream created without `DataRetentionInHours` (AWS's default is 0; ours keeps video).
+    pub default_retention_hours: u32,
+    /// The base URL that GetDataEndpoint hands out (no trailing slash).
+    pub data_endpoint: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct KvsCtx {
+    pub engine: Engine,
+    pub settings: KvsSettings,
+}
+
+/// Video streams live in the engine under this prefix, so KVS and KDS names never collide
+/// (KDS names cannot contain '/').
+const ENGINE_PREFIX: &str = "video/";
+
+pub fn engine_name(name: &str) -> String {
+    format!("{ENGINE_PREFIX}{name}")
+}
+
+pub fn public_name(engine_name: &str) -> Option<&str> {
+    engine_name.strip_prefix(ENGINE_PREFIX)
+}
+
+pub fn not_found() -> ApiError {
+    ApiError::new(ErrorType::ResourceNotFound, "The requested stream is not found or not active.")
+}
+
+impl KvsCtx {
+    pub fn arn(&self, name: &str, created_ms: u64) -> String {
+        format!("arn:aws:kinesisvideo:{}:{}:stream/{name}/{created_ms}", self.settings.region, self.settings.account_id)
+    }
+
+    /// The stream named by `StreamName` or `StreamARN` (`ResourceARN` for the *Resource calls).
+    pub fn stream(&self, body: &Body, arn_field: &str) -> Result<StreamHandle, ApiError> {
+        let name = body.str("StreamName")?;
+        let arn = body.str(arn_field)?;
+        if let Some(name) = &name {
+            check_name(name)?;
+        }
+        let handle = match (&name, &arn) {
+            (Some(name), _) => self.lookup(name)?,
+            (None, Some(arn)) => {
+                let name = name_from_arn(arn).ok_or_else(|| ApiError::invalid(format!("Invalid ARN {arn}")))?;
+                let handle = self.lookup(name)?;
+                // An ARN names one incarnation: a re-created stream has a new creation time.
+                if handle.meta().arn != *arn {
+                    return Err(not_found());
+                }
+                handle
+            }
+            (None, None) => return Err(ApiError::invalid("Either StreamName or StreamARN must be provided.")),
+        };
+        Ok(handle)
+    }
+
+    pub fn lookup(&self, name: &str) -> Result<StreamHandle, ApiError> {
+        match self.engine.stream(&engine_name(name)) {
+            Ok(handle) if handle.meta().kind == StreamKind::Video => Ok(handle),
+            _ => Err(not_found()),
+        }
+    }
+}
+
+/// `arn:aws:kinesisvideo:<region>:<account>:stream/<name>/<creation ms>` → name.
+fn name_from_arn(arn: &str) -> Option<&str> {
+    let rest = arn.split_once(":stream/")?.1;
+    Some(rest.rsplit_once('/')?.0)
+}
+
+pub fn check_name(name: &str) -> Result<(), ApiError> {
+    let valid = (1..=256).contains(&name.len()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if valid {
+        Ok(())
+    } else {
+        Err(ApiError::invalid(format!(
+            "1 validation error detected: Value '{name}' at 'streamName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arns_name_their_stream() {
+        assert_eq!(
+            name_from_arn("arn:aws:kinesisvideo:us-east-1:000000000000:stream/cam.1/1705489836421"),
+            Some("cam.1")
+        );
+        assert_eq!(name_from_arn("arn:aws:kinesis:us-east-1:000000000000:stream"), None);
+        assert_eq!(public_name(&engine_name("front")), Some("front"));
+    }
+}

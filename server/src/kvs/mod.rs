@@ -1,0 +1,82 @@
+//! The Kinesis Video Streams control plane (rest-json): `POST /<lowerCamelName>` with a JSON body.
+//! Errors are `{"Message": ...}` with the type in the `x-amzn-ErrorType` header, and a missing
+//! stream is a 404, which producer SDKs rely on to fall through to CreateStream.
+
+mod context;
+mod streams;
+
+use axum::body::Bytes;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::Value;
+
+pub use context::{KvsCtx, KvsSettings};
+
+use crate::body::Body;
+use crate::error::{ApiError, Protocol};
+use crate::request_id::with_request_id;
+
+type Operation = fn(&KvsCtx, Body) -> Result<Value, ApiError>;
+
+fn operation(path: &str) -> Option<Operation> {
+    Some(match path {
+        "createStream" => streams::create_stream,
+        "describeStream" => streams::describe_stream,
+        "listStreams" => streams::list_streams,
+        "deleteStream" => streams::delete_stream,
+        "updateStream" => streams::update_stream,
+        "updateDataRetention" => streams::update_data_retention,
+        "getDataEndpoint" => streams::get_data_endpoint,
+        "tagStream" => streams::tag_stream,
+        "untagStream" => streams::untag_stream,
+        "listTagsForStream" => streams::list_tags_for_stream,
+        "TagResource" => streams::tag_resource,
+        "UntagResource" => streams::untag_resource,
+        "ListTagsForResource" => streams::list_tags_for_resource,
+        _ => return None,
+    })
+}
+
+/// Handles `POST /<op>` for the KVS control plane.
+pub async fn handle(ctx: KvsCtx, op: String, body: Bytes) -> Response {
+    let Some(run) = operation(&op) else {
+        // What KVS answers for a path it does not know (including wrong capitalisation).
+        let body = serde_json::json!({"Output": {"__type": "com.amazon.coral.service#UnknownOperationException"}, "Version": "1.0"});
+        return with_request_id(json_response(StatusCode::NOT_FOUND, &body));
+    };
+    let document = if body.is_empty() {
+        Ok(Value::Object(Default::default()))
+    } else {
+        serde_json::from_slice::<Value>(&body).map_err(|e| ApiError::serialization(format!("Malformed JSON body: {e}")))
+    };
+    let result = match document.and_then(Body::parse) {
+        Ok(document) => tokio::task::spawn_blocking(move || run(&ctx, document))
+            .await
+            .unwrap_or_else(|join| Err(ApiError::internal(&join))),
+        Err(error) => Err(error),
+    };
+    let response = match result {
+        Ok(value) => json_response(StatusCode::OK, &value),
+        Err(error) => error_response(&error),
+    };
+    with_request_id(response)
+}
+
+fn error_response(error: &ApiError) -> Response {
+    let status = StatusCode::from_u16(error.kind.status(Protocol::Kvs)).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut response = json_response(status, &error.kvs_body());
+    let kind = error.kind.name();
+    if let Ok(value) =
+        HeaderValue::from_str(&format!("{kind}:http://internal.amazon.com/coral/com.amazon.kinesisvideo.v20170930/"))
+    {
+        // Both spellings: the docs name x-amz-ErrorType, the SDKs read x-amzn-ErrorType.
+        response.headers_mut().insert("x-amzn-ErrorType", value.clone());
+        response.headers_mut().insert("x-amz-ErrorType", value);
+    }
+    response
+}
+
+fn json_response(status: StatusCode, value: &Value) -> Response {
+    let bytes = serde_json::to_vec(value).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response()
+}
