@@ -31,10 +31,12 @@ impl Default for Limits {
 /// What the fragmenter found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
-    /// A Segment's Info and Tracks have been read (again, for every new Segment).
-    Tracks { info: SegmentInfo, tracks: Vec<Track> },
-    /// The first byte of a Cluster arrived (KVS sends BUFFERING here).
-    ClusterStarted { offset: u64 },
+    /// A Segment's Info and Tracks have been read (again, for every new Segment). `tracks_body`
+    /// is the Tracks element's payload as received, so it can be stored and written back verbatim.
+    Tracks { info: SegmentInfo, tracks: Vec<Track>, tracks_body: Vec<u8> },
+    /// A Cluster has begun and its Timecode is known (KVS sends BUFFERING here; the Timecode is
+    /// the Cluster's first child, a few bytes in).
+    ClusterStarted { offset: u64, timecode: u64 },
     /// A Tags element between clusters.
     Tags(Vec<SimpleTag>),
     /// A whole Cluster.
@@ -119,7 +121,6 @@ impl Fragmenter {
                     self.consume(header.header_len);
                     self.cluster =
                         Some(OpenCluster { offset, end, timecode: None, frames: Vec::new(), body: Vec::new() });
-                    return Ok(Some(Event::ClusterStarted { offset }));
                 }
                 id => {
                     if header.size == UNKNOWN_SIZE {
@@ -148,7 +149,8 @@ impl Fragmenter {
                         }
                         ids::INFO => self.info = mkv::parse_info(&body, at)?,
                         ids::TRACKS => {
-                            return Ok(Some(Event::Tracks { info: self.info, tracks: mkv::parse_tracks(&body, at)? }));
+                            let tracks = mkv::parse_tracks(&body, at)?;
+                            return Ok(Some(Event::Tracks { info: self.info, tracks, tracks_body: body }));
                         }
                         ids::TAGS => return Ok(Some(Event::Tags(mkv::parse_tags(&body, at)?))),
                         // SeekHead, Cues, Chapters, Attachments, Void, CRC-32, unknown: skipped.
@@ -259,11 +261,18 @@ impl Fragmenter {
         let data = &self.buf[header.header_len..total];
         match header.id {
             ids::TIMECODE => {
-                open.timecode = Some(ebml::read_uint(data).ok_or(MediaError::Malformed {
+                let timecode = ebml::read_uint(data).ok_or(MediaError::Malformed {
                     offset: data_offset,
                     path: "Segment/Cluster/Timecode".into(),
                     reason: "integer wider than 8 bytes",
-                })?);
+                })?;
+                let first = open.timecode.replace(timecode).is_none();
+                let offset = open.offset;
+                self.consume(total);
+                if first {
+                    return Ok(Step::Event(Event::ClusterStarted { offset, timecode }));
+                }
+                return Ok(Step::Continue);
             }
             ids::SIMPLE_BLOCK => {
                 let (track, relative_timecode, keyframe, lacing, head) = mkv::parse_block(data, data_offset, true)?;

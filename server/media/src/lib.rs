@@ -15,7 +15,7 @@
 //! });
 //! let mut fragmenter = Fragmenter::new(Limits::default());
 //! fragmenter.push(&mkv);
-//! assert!(matches!(fragmenter.next_event()?, Some(Event::ClusterStarted { offset: 0 })));
+//! assert!(matches!(fragmenter.next_event()?, Some(Event::ClusterStarted { offset: 0, timecode: 1_000 })));
 //! let Some(Event::Cluster(cluster)) = fragmenter.next_event()? else { panic!("a cluster") };
 //! assert_eq!(cluster.timecode, 1_000);
 //! assert!(cluster.frames[0].keyframe);
@@ -23,12 +23,16 @@
 //! # Ok::<(), framelog_media::MediaError>(())
 //! ```
 
+mod chunk;
 pub mod ebml;
 mod error;
 mod fragmenter;
 pub mod ids;
 mod mkv;
+mod record;
 
+pub use chunk::{LiveTags, seconds_text, write_chunk};
 pub use error::MediaError;
 pub use fragmenter::{Event, Fragmenter, Limits};
-pub use mkv::{Cluster, Frame, SegmentInfo, SimpleTag, Track};
+pub use mkv::{Cluster, Frame, SegmentInfo, SimpleTag, Track, parse_tracks};
+pub use record::FragmentRecord;

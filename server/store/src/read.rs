@@ -170,6 +170,51 @@ impl Engine {
         Ok(out)
     }
 
+    /// One entry by sequence number, if it exists and has not expired.
+    pub fn entry(&self, handle: &StreamHandle, shard: u32, seq: u64) -> Result<Option<Entry>> {
+        Ok(self.read(handle, shard, seq, 1, usize::MAX)?.entries.into_iter().next().filter(|e| e.seq == seq))
+    }
+
+    /// One entry's header by sequence number, if it exists and has not expired.
+    pub fn header(&self, handle: &StreamHandle, shard: u32, seq: u64) -> Result<Option<EntryHeader>> {
+        Ok(self.list_headers(handle, shard, seq, seq.saturating_add(1), 1)?.into_iter().next().map(|item| item.header))
+    }
+
+    /// Entries whose producer time lies in `[start_ms, end_ms]`, in producer-time order, as
+    /// `(producer_ms, seq)`; `after` continues a previous page after that pair.
+    pub fn producer_range(
+        &self,
+        handle: &StreamHandle,
+        shard: u32,
+        start_ms: u64,
+        end_ms: u64,
+        after: Option<(u64, u64)>,
+        max_count: usize,
+    ) -> Result<Vec<(u64, u64)>> {
+        let first = self.first_retained_seq(handle, shard)?;
+        let tip = handle.tip_seq(shard)?;
+        let id = handle.id();
+        let mut iter = self.inner.db.raw_iterator_cf(cf(&self.inner.db, CF_TIME_INDEX));
+        match after {
+            Some((ms, seq)) => iter.seek(keys::time_key(id, shard, TimeKind::Producer, ms, seq.saturating_add(1))),
+            None => iter.seek(keys::time_key(id, shard, TimeKind::Producer, start_ms, 0)),
+        }
+        let mut out = Vec::new();
+        while let Some(key) = iter.key() {
+            let Some((ms, seq)) = keys::parse_time_key(key, id, shard, TimeKind::Producer) else { break };
+            if ms > end_ms || out.len() >= max_count {
+                break;
+            }
+            // Skip entries that expired but are not trimmed yet, and ones not yet committed.
+            if seq >= first && seq < tip {
+                out.push((ms, seq));
+            }
+            iter.next();
+        }
+        iter.status()?;
+        Ok(out)
+    }
+
     /// Oldest arrival time a read may still return.
     pub(crate) fn cutoff_ms(&self, handle: &StreamHandle) -> u64 {
         self.now_ms().saturating_sub(handle.meta().retention_ms())

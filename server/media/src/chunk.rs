@@ -1,0 +1,133 @@
+//! Writes fragments the way GetMedia and GetMediaForFragmentList return them: each one a
+//! self-contained MKV "chunk" (spec §0.14): EBML header, unknown-size Segment, Info, Tracks, a Tags
+//! element with AWS_KINESISVIDEO_FRAGMENT_NUMBER / SERVER_TIMESTAMP / PRODUCER_TIMESTAMP, one
+//! known-size Cluster, the producer's tags, and optionally a final Tags element with
+//! AWS_KINESISVIDEO_MILLIS_BEHIND_NOW and AWS_KINESISVIDEO_CONTINUATION_TOKEN.
+
+use crate::ebml;
+use crate::ids;
+use crate::mkv::SimpleTag;
+use crate::record::FragmentRecord;
+
+/// Trailing tags of a GetMedia chunk.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveTags {
+    pub millis_behind_now: u64,
+    pub continuation_token: String,
+}
+
+/// Decimal seconds with milliseconds, as KVS writes timestamps in tags: `1726677687.758`.
+pub fn seconds_text(ms: u64) -> String {
+    format!("{}.{:03}", ms / 1000, ms % 1000)
+}
+
+fn write_tags(out: &mut Vec<u8>, tags: &[SimpleTag]) {
+    ebml::write_element(out, ids::TAGS, |t| {
+        ebml::write_element(t, ids::TAG, |tag| {
+            for simple in tags {
+                ebml::write_element(tag, ids::SIMPLE_TAG, |s| {
+                    ebml::write_bytes(s, ids::TAG_NAME, simple.name.as_bytes());
+                    ebml::write_bytes(s, ids::TAG_STRING, simple.value.as_bytes());
+                });
+            }
+        });
+    });
+}
+
+fn tag(name: &str, value: String) -> SimpleTag {
+    SimpleTag { name: name.to_string(), value }
+}
+
+/// Appends one chunk for a stored fragment (`cluster_body` is the stored payload).
+pub fn write_chunk(
+    out: &mut Vec<u8>,
+    fragment_number: &str,
+    record: &FragmentRecord,
+    cluster_body: &[u8],
+    live: Option<&LiveTags>,
+) {
+    ebml::write_element(out, ids::EBML, |e| {
+        ebml::write_uint(e, 0x4286, 1); // EBMLVersion
+        ebml::write_uint(e, 0x42F7, 1); // EBMLReadVersion
+        ebml::write_uint(e, 0x42F2, 4); // EBMLMaxIDLength
+        ebml::write_uint(e, 0x42F3, 8); // EBMLMaxSizeLength
+        ebml::write_bytes(e, ids::DOC_TYPE, b"matroska");
+        ebml::write_uint(e, 0x4287, 2); // DocTypeVersion
+        ebml::write_uint(e, 0x4285, 2); // DocTypeReadVersion
+    });
+    ebml::write_id(out, ids::SEGMENT);
+    ebml::write_size(out, ebml::UNKNOWN_SIZE, false);
+    ebml::write_element(out, ids::INFO, |i| {
+        ebml::write_uint(i, ids::TIMECODE_SCALE, record.timecode_scale_ns);
+        ebml::write_bytes(i, ids::MUXING_APP, b"framelog");
+        ebml::write_bytes(i, ids::WRITING_APP, b"framelog");
+    });
+    ebml::write_bytes(out, ids::TRACKS, &record.tracks_body);
+    write_tags(
+        out,
+        &[
+            tag("AWS_KINESISVIDEO_FRAGMENT_NUMBER", fragment_number.to_string()),
+            tag("AWS_KINESISVIDEO_SERVER_TIMESTAMP", seconds_text(record.server_ts_ms)),
+            tag("AWS_KINESISVIDEO_PRODUCER_TIMESTAMP", seconds_text(record.producer_ts_ms)),
+        ],
+    );
+    ebml::write_bytes(out, ids::CLUSTER, cluster_body);
+    if !record.tags.is_empty() {
+        write_tags(out, &record.tags);
+    }
+    if let Some(live) = live {
+        write_tags(
+            out,
+            &[
+                tag("AWS_KINESISVIDEO_MILLIS_BEHIND_NOW", live.millis_behind_now.to_string()),
+                tag("AWS_KINESISVIDEO_CONTINUATION_TOKEN", live.continuation_token.clone()),
+            ],
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Event, Fragmenter, Limits};
+
+    #[test]
+    fn a_chunk_parses_back_into_its_tracks_tags_and_cluster() {
+        let mut tracks = Vec::new();
+        ebml::write_element(&mut tracks, ids::TRACK_ENTRY, |e| {
+            ebml::write_uint(e, ids::TRACK_NUMBER, 1);
+            ebml::write_bytes(e, ids::CODEC_ID, b"V_MPEG4/ISO/AVC");
+        });
+        let mut body = Vec::new();
+        ebml::write_uint(&mut body, ids::TIMECODE, 1_700_000_000_000);
+        ebml::write_bytes(&mut body, ids::SIMPLE_BLOCK, &[0x81, 0, 0, 0x80, 9, 9]);
+        let record = FragmentRecord {
+            timecode: 1_700_000_000_000,
+            timecode_scale_ns: 1_000_000,
+            producer_ts_ms: 1_700_000_000_000,
+            server_ts_ms: 1_700_000_000_123,
+            duration_ms: 0,
+            tracks_body: tracks,
+            tags: vec![SimpleTag { name: "labels".into(), value: "person".into() }],
+            frames: Vec::new(),
+        };
+        let mut out = Vec::new();
+        let live = LiveTags { millis_behind_now: 42, continuation_token: "7".into() };
+        write_chunk(&mut out, "91", &record, &body, Some(&live));
+
+        let mut fragmenter = Fragmenter::new(Limits::default());
+        fragmenter.push(&out);
+        let mut events = Vec::new();
+        while let Some(event) = fragmenter.finish().expect("valid chunk") {
+            events.push(event);
+        }
+        assert!(matches!(&events[0], Event::Tracks { tracks, .. } if tracks[0].codec_id == "V_MPEG4/ISO/AVC"));
+        let Event::Tags(kvs) = &events[1] else { panic!("fragment tags first: {:?}", events[1]) };
+        assert_eq!(kvs[0], tag("AWS_KINESISVIDEO_FRAGMENT_NUMBER", "91".into()));
+        assert_eq!(kvs[1], tag("AWS_KINESISVIDEO_SERVER_TIMESTAMP", "1700000000.123".into()));
+        let Event::Cluster(cluster) = &events[3] else { panic!("cluster: {:?}", events[3]) };
+        assert_eq!(cluster.body, body);
+        assert!(matches!(&events[4], Event::Tags(t) if t[0].name == "labels"));
+        assert!(matches!(&events[5], Event::Tags(t) if t[0].value == "42" && t[1].value == "7"));
+    }
+}
