@@ -57,6 +57,17 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let router = Router::new()
         .route("/", any(|State(s): State<AppState>, method, headers, body| kds::handle(s.kds, method, headers, body)))
         .route(
+            "/putMedia",
+            post(|State(s): State<AppState>, headers, body: axum::body::Body| {
+                kvs::put_media::handle(s.kvs, headers, body)
+            }),
+        )
+        .route(
+            "/getMediaForFragmentList",
+            post(|State(s): State<AppState>, body: Bytes| kvs::archive::get_media_for_fragment_list(s.kvs, body)),
+        )
+        .route("/getMedia", post(|State(s): State<AppState>, body: Bytes| kvs::get_media::handle(s.kvs, body)))
+        .route(
             "/{op}",
             post(|State(s): State<AppState>, UrlPath(op): UrlPath<String>, body: Bytes| kvs::handle(s.kvs, op, body)),
         )

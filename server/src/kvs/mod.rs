@@ -2,7 +2,12 @@
 //! Errors are `{"Message": ...}` with the type in the `x-amzn-ErrorType` header, and a missing
 //! stream is a 404, which producer SDKs rely on to fall through to CreateStream.
 
+mod ack;
+pub mod archive;
 mod context;
+mod fragment_number;
+pub mod get_media;
+pub mod put_media;
 mod streams;
 
 use axum::body::Bytes;
@@ -33,6 +38,7 @@ fn operation(path: &str) -> Option<Operation> {
         "TagResource" => streams::tag_resource,
         "UntagResource" => streams::untag_resource,
         "ListTagsForResource" => streams::list_tags_for_resource,
+        "listFragments" => archive::list_fragments,
         _ => return None,
     })
 }
@@ -62,7 +68,7 @@ pub async fn handle(ctx: KvsCtx, op: String, body: Bytes) -> Response {
     with_request_id(response)
 }
 
-fn error_response(error: &ApiError) -> Response {
+pub fn error_response(error: &ApiError) -> Response {
     let status = StatusCode::from_u16(error.kind.status(Protocol::Kvs)).unwrap_or(StatusCode::BAD_REQUEST);
     let mut response = json_response(status, &error.kvs_body());
     let kind = error.kind.name();

@@ -1,0 +1,213 @@
+//! Archived media reads: ListFragments (JSON) and GetMediaForFragmentList (an MKV stream of
+//! chunks, one fragment at a time, so memory holds one fragment however long the list).
+
+use std::convert::Infallible;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine as _;
+use framelog_media::FragmentRecord;
+use framelog_store::{Position, StreamHandle};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::context::KvsCtx;
+use super::fragment_number;
+use crate::body::Body as Document;
+use crate::error::{ApiError, ErrorType};
+use crate::request_id::with_request_id;
+
+const MAX_LIST: i64 = 1000;
+/// How long after its first byte a fragment may still be committed; bounds server-time scans.
+const MAX_UPLOAD_MS: u64 = 120_000;
+
+fn record_of(header: &framelog_store::EntryHeader) -> Result<FragmentRecord, ApiError> {
+    FragmentRecord::decode(&header.attrs).map_err(|e| ApiError::internal(&e))
+}
+
+fn fragment_json(
+    meta: &framelog_store::StreamMeta,
+    seq: u64,
+    header: &framelog_store::EntryHeader,
+) -> Result<Value, ApiError> {
+    let record = record_of(header)?;
+    Ok(json!({
+        "FragmentNumber": fragment_number::encode(meta.created_ms, seq),
+        "FragmentSizeInBytes": header.payload_len,
+        "ProducerTimestamp": record.producer_ts_ms as f64 / 1000.0,
+        "ServerTimestamp": record.server_ts_ms as f64 / 1000.0,
+        "FragmentLengthInMilliseconds": record.duration_ms,
+    }))
+}
+
+fn encode_token(kind: &str, a: u64, b: u64) -> String {
+    base64::engine::general_purpose::STANDARD.encode(format!("{kind}:{a}:{b}"))
+}
+
+fn decode_token(token: &str, kind: &str) -> Result<(u64, u64), ApiError> {
+    let invalid = || ApiError::invalid("NextToken is not valid for this request.");
+    let text = base64::engine::general_purpose::STANDARD
+        .decode(token)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(invalid)?;
+    let mut parts = text.split(':');
+    match (parts.next(), parts.next().and_then(|v| v.parse().ok()), parts.next().and_then(|v| v.parse().ok())) {
+        (Some(k), Some(a), Some(b)) if k == kind => Ok((a, b)),
+        _ => Err(invalid()),
+    }
+}
+
+pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+    let handle = ctx.stream(&body, "StreamARN")?;
+    let meta = handle.meta();
+    let max = body.int("MaxResults")?.unwrap_or(100);
+    if !(1..=MAX_LIST).contains(&max) {
+        return Err(ApiError::invalid(format!("MaxResults must be between 1 and {MAX_LIST}.")));
+    }
+    let max = max as usize;
+    let token = body.str("NextToken")?;
+    let selector = body.object("FragmentSelector")?;
+    let kind = match &selector {
+        Some(s) => {
+            s.str("FragmentSelectorType")?.ok_or_else(|| ApiError::invalid("FragmentSelectorType is required."))?
+        }
+        None => "ALL".to_string(),
+    };
+    let (start_ms, end_ms) = match &selector {
+        Some(s) => {
+            let range = s.object("TimestampRange")?.ok_or_else(|| ApiError::invalid("TimestampRange is required."))?;
+            let start = range
+                .timestamp_ms("StartTimestamp")?
+                .ok_or_else(|| ApiError::invalid("StartTimestamp is required."))?;
+            let end =
+                range.timestamp_ms("EndTimestamp")?.ok_or_else(|| ApiError::invalid("EndTimestamp is required."))?;
+            if end < start {
+                return Err(ApiError::invalid("EndTimestamp must not be before StartTimestamp."));
+            }
+            (start, end)
+        }
+        None => (0, u64::MAX),
+    };
+    let engine = &ctx.engine;
+    let store = |e| ApiError::internal(&e);
+    let mut fragments = Vec::new();
+    let mut next = None;
+    match kind.as_str() {
+        "PRODUCER_TIMESTAMP" => {
+            let after = token.as_deref().map(|t| decode_token(t, "p")).transpose()?;
+            let page = engine.producer_range(&handle, 0, start_ms, end_ms, after, max + 1).map_err(store)?;
+            for &(_, seq) in page.iter().take(max) {
+                if let Some(header) = engine.header(&handle, 0, seq).map_err(store)? {
+                    fragments.push(fragment_json(&meta, seq, &header)?);
+                }
+            }
+            if page.len() > max {
+                next = page.get(max - 1).map(|&(ms, seq)| encode_token("p", ms, seq));
+            }
+        }
+        "SERVER_TIMESTAMP" | "ALL" => {
+            let from = match token.as_deref() {
+                Some(t) => decode_token(t, "s")?.0,
+                None if kind == "ALL" => engine.resolve(&handle, 0, Position::TrimHorizon).map_err(store)?,
+                None => engine.resolve(&handle, 0, Position::AtArrivalMs(start_ms)).map_err(store)?,
+            };
+            let scan_end_ms = end_ms.saturating_add(MAX_UPLOAD_MS);
+            let mut seq = from;
+            let tip = handle.tip_seq(0).map_err(store)?;
+            'scan: while seq < tip {
+                let headers = engine.list_headers(&handle, 0, seq, tip, 256).map_err(store)?;
+                if headers.is_empty() {
+                    break;
+                }
+                for item in headers {
+                    seq = item.seq + 1;
+                    if item.header.arrival_ms > scan_end_ms {
+                        break 'scan;
+                    }
+                    let server_ms = record_of(&item.header)?.server_ts_ms;
+                    if (start_ms..=end_ms).contains(&server_ms) {
+                        if fragments.len() == max {
+                            next = Some(encode_token("s", item.seq, 0));
+                            break 'scan;
+                        }
+                        fragments.push(fragment_json(&meta, item.seq, &item.header)?);
+                    }
+                }
+            }
+        }
+        other => {
+            return Err(ApiError::invalid(format!(
+                "FragmentSelectorType must be PRODUCER_TIMESTAMP or SERVER_TIMESTAMP, not {other}."
+            )));
+        }
+    }
+    let mut out = json!({"Fragments": fragments});
+    if let Some(next) = next {
+        out["NextToken"] = next.into();
+    }
+    Ok(out)
+}
+
+/// The engine sequences of the requested fragments, checked to exist, in the order asked.
+fn requested(ctx: &KvsCtx, handle: &StreamHandle, body: &Document) -> Result<Vec<u64>, ApiError> {
+    let meta = handle.meta();
+    let list = body.list("Fragments")?.ok_or_else(|| ApiError::invalid("Fragments is required."))?;
+    if list.is_empty() || list.len() > MAX_LIST as usize {
+        return Err(ApiError::invalid(format!("Fragments must hold 1 to {MAX_LIST} fragment numbers.")));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for item in list {
+        let number = crate::body::as_string(item)?;
+        let missing =
+            || ApiError::new(ErrorType::ResourceNotFound, format!("Fragment {number} was not found in the stream."));
+        let seq = fragment_number::decode(&number, meta.created_ms).ok_or_else(missing)?;
+        if ctx.engine.header(handle, 0, seq).map_err(|e| ApiError::internal(&e))?.is_none() {
+            return Err(missing());
+        }
+        out.push(seq);
+    }
+    Ok(out)
+}
+
+pub async fn get_media_for_fragment_list(ctx: KvsCtx, body: Bytes) -> Response {
+    let checked = (|| {
+        let document =
+            Document::parse(serde_json::from_slice(&body).map_err(|e| ApiError::serialization(e.to_string()))?)?;
+        let handle = ctx.stream(&document, "StreamARN")?;
+        let seqs = requested(&ctx, &handle, &document)?;
+        Ok::<_, ApiError>((handle, seqs))
+    })();
+    let (handle, seqs) = match checked {
+        Ok(found) => found,
+        Err(error) => return with_request_id(super::error_response(&error)),
+    };
+    let (chunks, receiver) = mpsc::channel::<Result<Bytes, Infallible>>(2);
+    tokio::task::spawn_blocking(move || {
+        let created_ms = handle.meta().created_ms;
+        for seq in seqs {
+            // A fragment that expired since the check is skipped rather than failing mid-stream.
+            let Ok(Some(entry)) = ctx.engine.entry(&handle, 0, seq) else { continue };
+            let Ok(record) = FragmentRecord::decode(&entry.attrs) else { continue };
+            let mut out = Vec::with_capacity(entry.payload.len() + 512);
+            framelog_media::write_chunk(
+                &mut out,
+                &fragment_number::encode(created_ms, seq),
+                &record,
+                &entry.payload,
+                None,
+            );
+            if chunks.blocking_send(Ok(Bytes::from(out))).is_err() {
+                return;
+            }
+        }
+    });
+    let response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("video/webm"))],
+        Body::from_stream(ReceiverStream::new(receiver)),
+    );
+    with_request_id(response.into_response())
+}

@@ -1,0 +1,111 @@
+//! GetMedia: an endless MKV stream of chunks from a start position, tailing the live stream.
+//! A tailing reader waits on the engine's tip watch, so a new fragment reaches it as soon as it
+//! is committed (no polling); each chunk ends with MILLIS_BEHIND_NOW and a CONTINUATION_TOKEN
+//! (the fragment number to resume after).
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use framelog_media::{FragmentRecord, LiveTags};
+use framelog_store::{Engine, Position, StreamHandle};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::context::KvsCtx;
+use super::fragment_number;
+use crate::body::Body as Document;
+use crate::error::ApiError;
+use crate::request_id::with_request_id;
+
+/// How often a waiting reader checks that its client is still there.
+const CLIENT_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+fn start_position(handle: &StreamHandle, body: &Document) -> Result<Position, ApiError> {
+    let selector = body.object("StartSelector")?.ok_or_else(|| ApiError::invalid("StartSelector is required."))?;
+    let kind = selector.str("StartSelectorType")?.ok_or_else(|| ApiError::invalid("StartSelectorType is required."))?;
+    let created_ms = handle.meta().created_ms;
+    let after_number = |field: &str| -> Result<Position, ApiError> {
+        let number =
+            selector.str(field)?.ok_or_else(|| ApiError::invalid(format!("{field} is required for {kind}.")))?;
+        let seq = fragment_number::decode(&number, created_ms)
+            .ok_or_else(|| ApiError::invalid(format!("{field} {number} is not a fragment of this stream.")))?;
+        Ok(Position::AfterSeq(seq))
+    };
+    let timestamp = || -> Result<u64, ApiError> {
+        selector
+            .timestamp_ms("StartTimestamp")?
+            .ok_or_else(|| ApiError::invalid(format!("StartTimestamp is required for {kind}.")))
+    };
+    Ok(match kind.as_str() {
+        "NOW" => Position::Latest,
+        "EARLIEST" => Position::TrimHorizon,
+        "FRAGMENT_NUMBER" => after_number("AfterFragmentNumber")?,
+        "CONTINUATION_TOKEN" => after_number("ContinuationToken")?,
+        "SERVER_TIMESTAMP" => Position::AtArrivalMs(timestamp()?),
+        "PRODUCER_TIMESTAMP" => Position::AtProducerMs(timestamp()?),
+        other => return Err(ApiError::invalid(format!("StartSelectorType {other} is not supported."))),
+    })
+}
+
+pub async fn handle(ctx: KvsCtx, body: Bytes) -> Response {
+    let started = (|| {
+        let document =
+            Document::parse(serde_json::from_slice(&body).map_err(|e| ApiError::serialization(e.to_string()))?)?;
+        let handle = ctx.stream(&document, "StreamARN")?;
+        let position = start_position(&handle, &document)?;
+        let seq = ctx.engine.resolve(&handle, 0, position).map_err(|e| ApiError::internal(&e))?;
+        Ok::<_, ApiError>((handle, seq))
+    })();
+    let (handle, seq) = match started {
+        Ok(found) => found,
+        Err(error) => return with_request_id(super::error_response(&error)),
+    };
+    let (chunks, receiver) = mpsc::channel::<Result<Bytes, Infallible>>(2);
+    tokio::spawn(tail(ctx.engine, handle, seq, chunks));
+    let response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("video/webm"))],
+        Body::from_stream(ReceiverStream::new(receiver)),
+    );
+    with_request_id(response.into_response())
+}
+
+/// Sends every fragment from `seq` on, then waits for new ones, until the client leaves or the
+/// stream is deleted.
+async fn tail(engine: Engine, handle: StreamHandle, mut seq: u64, chunks: mpsc::Sender<Result<Bytes, Infallible>>) {
+    let Ok(mut tip) = handle.subscribe(0) else { return };
+    let created_ms = handle.meta().created_ms;
+    loop {
+        let (reader, stream) = (engine.clone(), handle.clone());
+        let batch = tokio::task::spawn_blocking(move || reader.read(&stream, 0, seq, 1, usize::MAX)).await;
+        let Ok(Ok(batch)) = batch else { return };
+        let Some(entry) = batch.entries.into_iter().next() else {
+            seq = batch.next_seq;
+            // Caught up: wait for the next commit (or check the client is still there).
+            match tokio::time::timeout(CLIENT_CHECK_EVERY, tip.changed()).await {
+                Ok(Err(_)) => return,
+                Err(_) if chunks.is_closed() => return,
+                _ => {}
+            }
+            if engine.stream(&handle.meta().name).ok().map(|h| h.id()) != Some(handle.id()) {
+                return;
+            }
+            continue;
+        };
+        seq = entry.seq + 1;
+        let Ok(record) = FragmentRecord::decode(&entry.attrs) else { continue };
+        let number = fragment_number::encode(created_ms, entry.seq);
+        let live = LiveTags {
+            millis_behind_now: engine.now_ms().saturating_sub(entry.arrival_ms),
+            continuation_token: number.clone(),
+        };
+        let mut out = Vec::with_capacity(entry.payload.len() + 512);
+        framelog_media::write_chunk(&mut out, &number, &record, &entry.payload, Some(&live));
+        if chunks.send(Ok(Bytes::from(out))).await.is_err() {
+            return;
+        }
+    }
+}

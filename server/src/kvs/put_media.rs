@@ -1,0 +1,290 @@
+//! PutMedia: a chunked MKV upload in, a stream of acknowledgements out, on the same connection.
+//!
+//! The 200 and the ack stream start before the body ends. A task reads the body, feeds the
+//! [`Fragmenter`], and for each Cluster sends BUFFERING (first bytes), RECEIVED (complete) and
+//! PERSISTED (durable in the engine), or one ERROR that ends the upload; IDLE goes out while the
+//! producer is silent, and 30 s of silence closes the request. Only the cluster in flight is held
+//! in memory.
+//!
+//! Tags that arrive between clusters belong to the *next* fragment, as the producer SDK emits
+//! queued metadata "before the next Cluster" (spec §6); `AWS_KINESISVIDEO_END_OF_FRAGMENT` only
+//! closes the open cluster and is not stored.
+
+use std::convert::Infallible;
+use std::time::Duration;
+
+use axum::body::{Body, Bytes};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use framelog_media::{Cluster, Event, FragmentRecord, Fragmenter, Limits, SegmentInfo, SimpleTag};
+use framelog_store::{NewEntry, StreamHandle};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
+use super::ack::{Ack, AckError};
+use super::context::KvsCtx;
+use super::fragment_number;
+use crate::error::ApiError;
+use crate::request_id::with_request_id;
+
+const IDLE_ACK_EVERY: Duration = Duration::from_secs(3);
+const CLOSE_AFTER_SILENCE: Duration = Duration::from_secs(30);
+const MAX_FRAGMENT_DURATION_MS: i64 = 20_000;
+const MAX_TRACKS: usize = 3;
+const MAX_FRAGMENT_TAGS: usize = 10;
+const END_OF_FRAGMENT: &str = "AWS_KINESISVIDEO_END_OF_FRAGMENT";
+/// Tag names producers may use despite the reserved `AWS` prefix.
+const RESERVED_TAGS: &[&str] =
+    &["AWS_KINESISVIDEO_NOTIFICATION", "AWS_KINESISVIDEO_IMAGE_GENERATION", "AWS_KINESISVIDEO_IMAGE_PREFIX"];
+
+/// How producer timestamps are derived from cluster timecodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TimecodeBase {
+    Absolute,
+    /// Relative to the producer start timestamp, in ms.
+    Relative(u64),
+}
+
+pub async fn handle(ctx: KvsCtx, headers: HeaderMap, body: Body) -> Response {
+    match start(&ctx, &headers) {
+        Ok((stream, base)) => {
+            let (acks, receiver) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+            tokio::spawn(ingest(ctx, stream, base, body, acks));
+            let stream = ReceiverStream::new(receiver);
+            let response = (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+                Body::from_stream(stream),
+            );
+            with_request_id(response.into_response())
+        }
+        Err(error) => with_request_id(super::error_response(&error)),
+    }
+}
+
+/// Checks made before the 200: which stream, and how timecodes are to be read.
+fn start(ctx: &KvsCtx, headers: &HeaderMap) -> Result<(StreamHandle, TimecodeBase), ApiError> {
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let mut document = serde_json::Map::new();
+    if let Some(name) = text("x-amzn-stream-name") {
+        document.insert("StreamName".into(), name.into());
+    }
+    if let Some(arn) = text("x-amzn-stream-arn") {
+        document.insert("StreamARN".into(), arn.into());
+    }
+    let stream = ctx.stream(&crate::body::Body(document), "StreamARN")?;
+    let base = match text("x-amzn-fragment-timecode-type").as_deref() {
+        None | Some("ABSOLUTE") => TimecodeBase::Absolute,
+        Some("RELATIVE") => {
+            let start = text("x-amzn-producer-start-timestamp").unwrap_or_default();
+            let seconds: f64 = start.parse().map_err(|_| {
+                ApiError::invalid(format!("x-amzn-producer-start-timestamp {start:?} is not a timestamp in seconds."))
+            })?;
+            TimecodeBase::Relative((seconds * 1000.0).round().max(0.0) as u64)
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "x-amzn-fragment-timecode-type must be ABSOLUTE or RELATIVE, not {other}."
+            )));
+        }
+    };
+    Ok((stream, base))
+}
+
+/// Per-connection ingest state.
+struct Upload {
+    ctx: KvsCtx,
+    stream: StreamHandle,
+    base: TimecodeBase,
+    info: SegmentInfo,
+    tracks: Option<(Vec<u64>, Vec<u8>)>,
+    pending_tags: Vec<SimpleTag>,
+    /// Server timestamp of the cluster in flight (its first bytes).
+    cluster_server_ms: u64,
+    /// Producer time (ms) of the last frame of the previous fragment on this connection.
+    last_frame_ms: Option<i64>,
+}
+
+async fn ingest(
+    ctx: KvsCtx,
+    stream: StreamHandle,
+    base: TimecodeBase,
+    body: Body,
+    acks: mpsc::Sender<Result<Bytes, Infallible>>,
+) {
+    let mut upload = Upload {
+        ctx,
+        stream,
+        base,
+        info: SegmentInfo::default(),
+        tracks: None,
+        pending_tags: Vec::new(),
+        cluster_server_ms: 0,
+        last_frame_ms: None,
+    };
+    let mut fragmenter = Fragmenter::new(Limits::default());
+    let mut data = body.into_data_stream();
+    let mut silent = Duration::ZERO;
+    let send = |ack: Ack| {
+        let acks = acks.clone();
+        async move { acks.send(Ok(Bytes::from(ack.line()))).await.is_ok() }
+    };
+    loop {
+        let finished = match tokio::time::timeout(IDLE_ACK_EVERY, data.next()).await {
+            Err(_) => {
+                silent += IDLE_ACK_EVERY;
+                if silent >= CLOSE_AFTER_SILENCE || !send(Ack::Idle).await {
+                    return;
+                }
+                continue;
+            }
+            // The producer went away (or broke the chunked encoding): the fragment in flight is
+            // dropped, everything acknowledged before stays.
+            Ok(Some(Err(_))) => return,
+            Ok(Some(Ok(bytes))) => {
+                silent = Duration::ZERO;
+                fragmenter.push(&bytes);
+                false
+            }
+            Ok(None) => true,
+        };
+        loop {
+            let event = if finished { fragmenter.finish() } else { fragmenter.next_event() };
+            let outcome = match event {
+                Ok(Some(event)) => upload.on_event(event).await,
+                Ok(None) => break,
+                Err(error) => {
+                    tracing::info!(stream = %upload.stream.meta().name, %error, "rejected PutMedia input");
+                    Err((None, AckError::from(&error)))
+                }
+            };
+            match outcome {
+                Ok(events) => {
+                    for ack in events {
+                        if !send(ack).await {
+                            return;
+                        }
+                    }
+                }
+                Err((timecode, error)) => {
+                    send(Ack::Error { timecode, error }).await;
+                    return;
+                }
+            }
+        }
+        if finished {
+            return;
+        }
+    }
+}
+
+impl Upload {
+    async fn on_event(&mut self, event: Event) -> Result<Vec<Ack>, (Option<u64>, AckError)> {
+        match event {
+            Event::Tracks { info, tracks, tracks_body } => {
+                if tracks.len() > MAX_TRACKS {
+                    return Err((None, AckError::TooManyTracks));
+                }
+                self.info = info;
+                self.tracks = Some((tracks.iter().map(|t| t.number).collect(), tracks_body));
+                Ok(Vec::new())
+            }
+            Event::ClusterStarted { timecode, .. } => {
+                self.cluster_server_ms = self.ctx.engine.now_ms();
+                Ok(vec![Ack::Buffering { timecode }])
+            }
+            Event::Tags(tags) => {
+                for tag in tags.into_iter().filter(|t| t.name != END_OF_FRAGMENT) {
+                    if tag.name.starts_with("AWS") && !RESERVED_TAGS.contains(&tag.name.as_str()) {
+                        return Err((None, AckError::MetadataLimit));
+                    }
+                    // A name given again overrides the earlier value, as producers intend.
+                    self.pending_tags.retain(|t| t.name != tag.name);
+                    self.pending_tags.push(tag);
+                }
+                if self.pending_tags.len() > MAX_FRAGMENT_TAGS {
+                    return Err((None, AckError::MetadataLimit));
+                }
+                Ok(Vec::new())
+            }
+            Event::Cluster(cluster) => self.store(cluster).await,
+        }
+    }
+
+    fn to_ms(&self, timecode: i64) -> i64 {
+        let ms = (i128::from(timecode) * i128::from(self.info.timecode_scale_ns) / 1_000_000) as i64;
+        match self.base {
+            TimecodeBase::Absolute => ms,
+            TimecodeBase::Relative(start_ms) => start_ms as i64 + ms,
+        }
+    }
+
+    async fn store(&mut self, cluster: Cluster) -> Result<Vec<Ack>, (Option<u64>, AckError)> {
+        let timecode = cluster.timecode;
+        let fail = |error| (Some(timecode), error);
+        let Some((numbers, tracks_body)) = &self.tracks else { return Err(fail(AckError::InvalidMkv)) };
+        if cluster.frames.iter().any(|f| !numbers.contains(&f.track)) {
+            return Err(fail(AckError::TrackNumberMismatch));
+        }
+        let base = timecode as i64;
+        let first = cluster.frames.iter().map(|f| self.to_ms(base + i64::from(f.relative_timecode))).min();
+        let last = cluster.frames.iter().map(|f| self.to_ms(base + i64::from(f.relative_timecode))).max();
+        let producer_ms = self.to_ms(base);
+        if let (Some(first), Some(previous)) = (first, self.last_frame_ms)
+            && first <= previous
+        {
+            return Err(fail(AckError::TimecodeLesserThanPrevious));
+        }
+        let duration_ms = match (first, last) {
+            (Some(first), Some(last)) => last - first,
+            _ => 0,
+        };
+        if duration_ms > MAX_FRAGMENT_DURATION_MS {
+            return Err(fail(AckError::MaxFragmentDuration));
+        }
+        if producer_ms < 0 {
+            return Err(fail(AckError::InvalidMkv));
+        }
+        self.last_frame_ms = last.or(self.last_frame_ms);
+        let record = FragmentRecord {
+            timecode,
+            timecode_scale_ns: self.info.timecode_scale_ns,
+            producer_ts_ms: producer_ms as u64,
+            server_ts_ms: self.cluster_server_ms,
+            duration_ms: duration_ms as u64,
+            tracks_body: tracks_body.clone(),
+            tags: std::mem::take(&mut self.pending_tags),
+            frames: cluster.frames,
+        };
+        let mut acks = vec![Ack::Received { timecode }];
+        let entry = NewEntry {
+            shard: 0,
+            producer_ts_ms: Some(producer_ms as u64),
+            attrs: record.encode(),
+            payload: cluster.body,
+        };
+        let landed = match self.ctx.engine.append(&self.stream, vec![entry]) {
+            Ok(wait) => wait.wait().await,
+            Err(error) => Err(error),
+        };
+        let meta = self.stream.meta();
+        match landed {
+            Ok(landed) => {
+                // With retention 0 nothing is kept for archive reads, and KVS sends no PERSISTED.
+                if meta.retention_hours > 0
+                    && let Some(appended) = landed.first()
+                {
+                    let fragment_number = fragment_number::encode(meta.created_ms, appended.seq);
+                    acks.push(Ack::Persisted { timecode, fragment_number });
+                }
+                Ok(acks)
+            }
+            Err(framelog_store::StoreError::StreamDeleted(_)) => Err(fail(AckError::StreamDeleted)),
+            Err(error) => {
+                tracing::error!(%error, "storing a fragment failed");
+                Err(fail(AckError::Internal))
+            }
+        }
+    }
+}
