@@ -29,10 +29,14 @@ mod error;
 mod fragmenter;
 pub mod ids;
 mod mkv;
+mod mp4;
 mod record;
+mod splitter;
 
 pub use chunk::{LiveTags, seconds_text, write_chunk};
 pub use error::MediaError;
 pub use fragmenter::{Event, Fragmenter, Limits};
 pub use mkv::{Cluster, Frame, SegmentInfo, SimpleTag, Track, parse_tracks};
+pub use mp4::Mp4Fragmenter;
 pub use record::FragmentRecord;
+pub use splitter::Splitter;

@@ -1,4 +1,5 @@
-//! PutMedia: a chunked MKV upload in, a stream of acknowledgements out, on the same connection.
+//! PutMedia: a chunked MKV (or, with `Content-Type: video/mp4`, fragmented MP4) upload in, a
+//! stream of acknowledgements out, on the same connection.
 //!
 //! The 200 and the ack stream start before the body ends. A task reads the body, feeds the
 //! [`Fragmenter`], and for each Cluster sends BUFFERING (first bytes), RECEIVED (complete) and
@@ -16,7 +17,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use framelog_media::{Cluster, Event, FragmentRecord, Fragmenter, Limits, SegmentInfo, SimpleTag};
+use framelog_media::{Cluster, Event, FragmentRecord, Limits, SegmentInfo, SimpleTag, Splitter};
 use framelog_store::{NewEntry, StreamHandle};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
@@ -49,8 +50,10 @@ enum TimecodeBase {
 pub async fn handle(ctx: KvsCtx, headers: HeaderMap, body: Body) -> Response {
     match start(&ctx, &headers) {
         Ok((stream, base)) => {
+            let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            let splitter = Splitter::for_content_type(content_type, Limits::default());
             let (acks, receiver) = mpsc::channel::<Result<Bytes, Infallible>>(64);
-            tokio::spawn(ingest(ctx, stream, base, body, acks));
+            tokio::spawn(ingest(ctx, stream, base, splitter, body, acks));
             let stream = ReceiverStream::new(receiver);
             let response = (
                 StatusCode::OK,
@@ -110,6 +113,7 @@ async fn ingest(
     ctx: KvsCtx,
     stream: StreamHandle,
     base: TimecodeBase,
+    mut fragmenter: Splitter,
     body: Body,
     acks: mpsc::Sender<Result<Bytes, Infallible>>,
 ) {
@@ -123,7 +127,6 @@ async fn ingest(
         cluster_server_ms: 0,
         last_frame_ms: None,
     };
-    let mut fragmenter = Fragmenter::new(Limits::default());
     let mut data = body.into_data_stream();
     let mut silent = Duration::ZERO;
     let send = |ack: Ack| {

@@ -1,0 +1,292 @@
+//! Splits a streamed fragmented MP4 upload (init segment, then `moof`+`mdat` pairs) into the same
+//! events as the Matroska splitter: each pair becomes one Cluster whose body is written as
+//! Matroska SimpleBlocks, so the stored form and every read path are the same for both inputs.
+//! Sample bytes are copied once, unchanged (AVC/HEVC samples are length-prefixed in both formats).
+
+use std::collections::VecDeque;
+
+use super::boxes::{self, Cursor, children, malformed};
+use super::init::{Mp4Track, parse_moov};
+use crate::ebml;
+use crate::error::MediaError;
+use crate::fragmenter::{Event, Limits};
+use crate::ids;
+use crate::mkv::{Cluster, Frame, SegmentInfo, Track};
+
+/// One sample of a fragment, positioned relative to the start of its `moof`.
+#[derive(Debug, Clone, Copy)]
+struct Sample {
+    track_number: u64,
+    dts_ms: i64,
+    pts_ms: i64,
+    keyframe: bool,
+    moof_offset: u64,
+    size: u32,
+}
+
+/// The streaming fMP4 splitter.
+#[derive(Debug)]
+pub struct Mp4Fragmenter {
+    buf: Vec<u8>,
+    offset: u64,
+    limits: Limits,
+    tracks: Vec<Mp4Track>,
+    /// The parsed `moof` waiting for its `mdat`: (moof offset, samples, cluster timecode).
+    pending: Option<(u64, Vec<Sample>, u64)>,
+    queued: VecDeque<Event>,
+}
+
+impl Mp4Fragmenter {
+    pub fn new(limits: Limits) -> Self {
+        Self { buf: Vec::new(), offset: 0, limits, tracks: Vec::new(), pending: None, queued: VecDeque::new() }
+    }
+
+    pub fn push(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    pub fn buffered_bytes(&self) -> usize {
+        self.buf.len()
+    }
+
+    pub fn next_event(&mut self) -> Result<Option<Event>, MediaError> {
+        loop {
+            if let Some(event) = self.queued.pop_front() {
+                return Ok(Some(event));
+            }
+            let Some((kind, header_len, size)) = boxes::header(&self.buf, self.offset)? else { return Ok(None) };
+            let limit = if &kind == b"mdat" { self.limits.max_cluster_bytes } else { self.limits.max_element_bytes };
+            if size > limit {
+                let path = if &kind == b"mdat" { "mdat/Cluster" } else { "box" };
+                return Err(MediaError::TooLarge {
+                    offset: self.offset,
+                    path: path.into(),
+                    size_bytes: size,
+                    limit_bytes: limit,
+                });
+            }
+            let size = size as usize;
+            if self.buf.len() < size {
+                return Ok(None);
+            }
+            let box_offset = self.offset;
+            let payload: Vec<u8> = self.buf[header_len..size].to_vec();
+            self.buf.drain(..size);
+            self.offset += size as u64;
+            let payload_at = box_offset + header_len as u64;
+            match &kind {
+                b"moov" => {
+                    self.tracks = parse_moov(&payload, payload_at)?;
+                    if self.tracks.is_empty() || self.tracks.len() > 126 {
+                        return Err(malformed(box_offset, &kind, "moov must describe 1 to 126 tracks"));
+                    }
+                    let (tracks, tracks_body) = self.matroska_tracks();
+                    self.queued.push_back(Event::Tracks { info: SegmentInfo::default(), tracks, tracks_body });
+                }
+                b"moof" => {
+                    if self.tracks.is_empty() {
+                        return Err(malformed(box_offset, &kind, "moof before the init segment"));
+                    }
+                    let samples = self.parse_moof(&payload, payload_at, box_offset)?;
+                    let timecode = samples.iter().map(|s| s.pts_ms.min(s.dts_ms)).min().unwrap_or(0).max(0) as u64;
+                    self.pending = Some((box_offset, samples, timecode));
+                    self.queued.push_back(Event::ClusterStarted { offset: box_offset, timecode });
+                }
+                b"mdat" => {
+                    let Some((moof_offset, samples, timecode)) = self.pending.take() else {
+                        return Err(malformed(box_offset, &kind, "mdat without a moof"));
+                    };
+                    let cluster = build_cluster(moof_offset, &samples, timecode, &payload, payload_at)?;
+                    self.queued.push_back(Event::Cluster(cluster));
+                }
+                // ftyp, styp, sidx, free, skip, mfra, prft, emsg, ...: nothing to store.
+                _ => {}
+            }
+        }
+    }
+
+    pub fn finish(&mut self) -> Result<Option<Event>, MediaError> {
+        if let Some(event) = self.next_event()? {
+            return Ok(Some(event));
+        }
+        if self.pending.is_some() || !self.buf.is_empty() {
+            return Err(MediaError::Malformed {
+                offset: self.offset,
+                path: "mp4".into(),
+                reason: "input ended inside a fragment",
+            });
+        }
+        Ok(None)
+    }
+
+    fn matroska_tracks(&self) -> (Vec<Track>, Vec<u8>) {
+        let mut body = Vec::new();
+        let mut tracks = Vec::new();
+        for (index, t) in self.tracks.iter().enumerate() {
+            let number = index as u64 + 1;
+            let track = Track {
+                number,
+                uid: number,
+                track_type: if t.is_video { 1 } else { 2 },
+                codec_id: t.codec_id(),
+                codec_private: t.codec_private.clone(),
+                pixel_width: t.is_video.then_some(u64::from(t.width)),
+                pixel_height: t.is_video.then_some(u64::from(t.height)),
+                sampling_frequency_hz: (!t.is_video).then_some(f64::from(t.sample_rate_hz)),
+                channels: (!t.is_video).then_some(u64::from(t.channels)),
+                ..Track::default()
+            };
+            ebml::write_element(&mut body, ids::TRACK_ENTRY, |e| {
+                ebml::write_uint(e, ids::TRACK_NUMBER, number);
+                ebml::write_uint(e, ids::TRACK_UID, number);
+                ebml::write_uint(e, ids::TRACK_TYPE, track.track_type);
+                ebml::write_bytes(e, ids::CODEC_ID, track.codec_id.as_bytes());
+                if !track.codec_private.is_empty() {
+                    ebml::write_bytes(e, ids::CODEC_PRIVATE, &track.codec_private);
+                }
+                if t.is_video {
+                    ebml::write_element(e, ids::VIDEO, |v| {
+                        ebml::write_uint(v, ids::PIXEL_WIDTH, u64::from(t.width));
+                        ebml::write_uint(v, ids::PIXEL_HEIGHT, u64::from(t.height));
+                    });
+                } else {
+                    ebml::write_element(e, ids::AUDIO, |a| {
+                        ebml::write_float(a, ids::SAMPLING_FREQUENCY, f64::from(t.sample_rate_hz));
+                        ebml::write_uint(a, ids::CHANNELS, u64::from(t.channels));
+                    });
+                }
+            });
+            tracks.push(track);
+        }
+        (tracks, body)
+    }
+
+    /// Reads every traf of a moof into samples (ISO/IEC 14496-12 §8.8.7 tfhd, §8.8.12 tfdt, §8.8.8 trun).
+    fn parse_moof(&self, moof: &[u8], at: u64, moof_offset: u64) -> Result<Vec<Sample>, MediaError> {
+        let mut samples = Vec::new();
+        for (kind, traf, traf_at) in children(moof, at)? {
+            if &kind != b"traf" {
+                continue;
+            }
+            let parts = children(traf, traf_at)?;
+            let Some((_, tfhd, tfhd_at)) = parts.iter().find(|(k, _, _)| k == b"tfhd") else {
+                return Err(malformed(traf_at, b"traf", "traf without tfhd"));
+            };
+            let mut c = Cursor::new(tfhd, *tfhd_at, *b"tfhd");
+            let (_, flags) = c.version_flags()?;
+            let track_id = c.u32()?;
+            let Some(index) = self.tracks.iter().position(|t| t.track_id == track_id) else {
+                return Err(malformed(*tfhd_at, b"tfhd", "fragment for a track the init segment does not describe"));
+            };
+            let track = &self.tracks[index];
+            // Without base-data-offset, offsets count from the moof (default-base-is-moof, and
+            // the first traf of a movie fragment).
+            let base = if flags & 0x01 != 0 { c.u64()?.saturating_sub(moof_offset) } else { 0 };
+            if flags & 0x02 != 0 {
+                c.u32()?;
+            }
+            let default_duration = if flags & 0x08 != 0 { c.u32()? } else { track.default_duration };
+            let default_size = if flags & 0x10 != 0 { c.u32()? } else { track.default_size };
+            let default_flags = if flags & 0x20 != 0 { c.u32()? } else { track.default_flags };
+            let mut dts = match parts.iter().find(|(k, _, _)| k == b"tfdt") {
+                Some((_, tfdt, tfdt_at)) => {
+                    let mut c = Cursor::new(tfdt, *tfdt_at, *b"tfdt");
+                    let (version, _) = c.version_flags()?;
+                    if version == 1 { c.u64()? } else { u64::from(c.u32()?) }
+                }
+                None => 0,
+            };
+            let mut next_offset = base;
+            for (_, trun, trun_at) in parts.iter().filter(|(k, _, _)| k == b"trun") {
+                let mut c = Cursor::new(trun, *trun_at, *b"trun");
+                let (version, flags) = c.version_flags()?;
+                let count = c.u32()?;
+                if count as usize > trun.len() {
+                    return Err(malformed(*trun_at, b"trun", "more samples than the box can describe"));
+                }
+                if flags & 0x01 != 0 {
+                    next_offset = base.wrapping_add(c.u32()? as i32 as i64 as u64);
+                }
+                let first_flags = if flags & 0x04 != 0 { Some(c.u32()?) } else { None };
+                for i in 0..count {
+                    let duration = if flags & 0x100 != 0 { c.u32()? } else { default_duration };
+                    let size = if flags & 0x200 != 0 { c.u32()? } else { default_size };
+                    let sample_flags = match (i, first_flags) {
+                        (0, Some(f)) => f,
+                        _ if flags & 0x400 != 0 => c.u32()?,
+                        _ => default_flags,
+                    };
+                    if i == 0 && first_flags.is_some() && flags & 0x400 != 0 {
+                        c.u32()?;
+                    }
+                    let cto = if flags & 0x800 != 0 {
+                        let raw = c.u32()?;
+                        if version == 0 { i64::from(raw) } else { i64::from(raw as i32) }
+                    } else {
+                        0
+                    };
+                    let to_ms = |t: i64| (i128::from(t) * 1000 / i128::from(track.timescale)) as i64;
+                    let dts_i = dts as i64;
+                    samples.push(Sample {
+                        track_number: index as u64 + 1,
+                        dts_ms: to_ms(dts_i),
+                        pts_ms: to_ms(dts_i.saturating_add(cto)),
+                        // sample_is_non_sync_sample (§8.8.3.1); audio samples are all sync samples.
+                        keyframe: !track.is_video || sample_flags & 0x0001_0000 == 0,
+                        moof_offset: next_offset,
+                        size,
+                    });
+                    dts = dts.wrapping_add(u64::from(duration));
+                    next_offset = next_offset.wrapping_add(u64::from(size));
+                }
+            }
+        }
+        samples.sort_by_key(|s| (s.dts_ms, s.track_number));
+        Ok(samples)
+    }
+}
+
+fn build_cluster(
+    moof_offset: u64,
+    samples: &[Sample],
+    timecode: u64,
+    mdat: &[u8],
+    mdat_at: u64,
+) -> Result<Cluster, MediaError> {
+    let mut body = Vec::with_capacity(mdat.len() + samples.len() * 16 + 16);
+    ebml::write_uint(&mut body, ids::TIMECODE, timecode);
+    let mut frames = Vec::with_capacity(samples.len());
+    for sample in samples {
+        let start =
+            moof_offset.checked_add(sample.moof_offset).and_then(|p| p.checked_sub(mdat_at)).map(|s| s as usize);
+        let range = start.and_then(|s| Some(s..s.checked_add(sample.size as usize)?)).filter(|r| r.end <= mdat.len());
+        let Some(range) = range else {
+            return Err(MediaError::Malformed {
+                offset: mdat_at,
+                path: "mdat".into(),
+                reason: "sample outside its mdat",
+            });
+        };
+        let relative =
+            i16::try_from(sample.pts_ms.saturating_sub(timecode as i64)).map_err(|_| MediaError::Malformed {
+                offset: mdat_at,
+                path: "moof".into(),
+                reason: "sample time more than 32 s from the fragment start",
+            })?;
+        let mut block = Vec::with_capacity(4 + range.len());
+        block.push(0x80 | sample.track_number as u8);
+        block.extend_from_slice(&relative.to_be_bytes());
+        block.push(if sample.keyframe { 0x80 } else { 0 });
+        block.extend_from_slice(&mdat[range.clone()]);
+        ebml::write_bytes(&mut body, ids::SIMPLE_BLOCK, &block);
+        let end = body.len();
+        frames.push(Frame {
+            track: sample.track_number,
+            relative_timecode: relative,
+            keyframe: sample.keyframe,
+            lacing: 0,
+            data: end - range.len()..end,
+        });
+    }
+    Ok(Cluster { offset: moof_offset, timecode, frames, body })
+}
