@@ -42,21 +42,36 @@ fn fragment_json(
     }))
 }
 
-fn encode_token(kind: &str, a: u64, b: u64) -> String {
-    base64::engine::general_purpose::STANDARD.encode(format!("{kind}:{a}:{b}"))
+/// A ListFragments page position. The token carries the selector and its range as well, because
+/// a client may send NextToken alone (spec §4.1): the next page must stay inside the same query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct PageToken {
+    kind: String,
+    start_ms: u64,
+    end_ms: u64,
+    /// PRODUCER_TIMESTAMP: (producer ms, seq) of the last fragment listed; otherwise (next seq, 0).
+    position: (u64, u64),
 }
 
-fn decode_token(token: &str, kind: &str) -> Result<(u64, u64), ApiError> {
-    let invalid = || ApiError::invalid("NextToken is not valid for this request.");
-    let text = base64::engine::general_purpose::STANDARD
-        .decode(token)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(invalid)?;
-    let mut parts = text.split(':');
-    match (parts.next(), parts.next().and_then(|v| v.parse().ok()), parts.next().and_then(|v| v.parse().ok())) {
-        (Some(k), Some(a), Some(b)) if k == kind => Ok((a, b)),
-        _ => Err(invalid()),
+impl PageToken {
+    fn encode(&self) -> String {
+        let text = format!("{}:{}:{}:{}:{}", self.kind, self.start_ms, self.end_ms, self.position.0, self.position.1);
+        base64::engine::general_purpose::STANDARD.encode(text)
+    }
+
+    fn decode(token: &str) -> Result<PageToken, ApiError> {
+        let invalid = || ApiError::invalid("NextToken is not valid for this request.");
+        let bytes = base64::engine::general_purpose::STANDARD.decode(token).map_err(|_| invalid())?;
+        let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+        let parts: Vec<&str> = text.split(':').collect();
+        let [kind, start, end, a, b] = parts.as_slice() else { return Err(invalid()) };
+        let number = |v: &str| v.parse::<u64>().map_err(|_| invalid());
+        Ok(PageToken {
+            kind: kind.to_string(),
+            start_ms: number(start)?,
+            end_ms: number(end)?,
+            position: (number(a)?, number(b)?),
+        })
     }
 }
 
@@ -68,17 +83,15 @@ pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
         return Err(ApiError::invalid(format!("MaxResults must be between 1 and {MAX_LIST}.")));
     }
     let max = max as usize;
-    let token = body.str("NextToken")?;
-    let selector = body.object("FragmentSelector")?;
-    let kind = match &selector {
-        Some(s) => {
-            s.str("FragmentSelectorType")?.ok_or_else(|| ApiError::invalid("FragmentSelectorType is required."))?
-        }
-        None => "ALL".to_string(),
-    };
-    let (start_ms, end_ms) = match &selector {
-        Some(s) => {
-            let range = s.object("TimestampRange")?.ok_or_else(|| ApiError::invalid("TimestampRange is required."))?;
+    let token = body.str("NextToken")?.map(|t| PageToken::decode(&t)).transpose()?;
+    let (kind, start_ms, end_ms) = match (&token, body.object("FragmentSelector")?) {
+        (Some(token), _) => (token.kind.clone(), token.start_ms, token.end_ms),
+        (None, Some(selector)) => {
+            let kind = selector
+                .str("FragmentSelectorType")?
+                .ok_or_else(|| ApiError::invalid("FragmentSelectorType is required."))?;
+            let range =
+                selector.object("TimestampRange")?.ok_or_else(|| ApiError::invalid("TimestampRange is required."))?;
             let start = range
                 .timestamp_ms("StartTimestamp")?
                 .ok_or_else(|| ApiError::invalid("StartTimestamp is required."))?;
@@ -87,17 +100,18 @@ pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
             if end < start {
                 return Err(ApiError::invalid("EndTimestamp must not be before StartTimestamp."));
             }
-            (start, end)
+            (kind, start, end)
         }
-        None => (0, u64::MAX),
+        (None, None) => ("ALL".to_string(), 0, u64::MAX),
     };
+    let page_token = |position| PageToken { kind: kind.clone(), start_ms, end_ms, position }.encode();
     let engine = &ctx.engine;
     let store = |e| ApiError::internal(&e);
     let mut fragments = Vec::new();
     let mut next = None;
     match kind.as_str() {
         "PRODUCER_TIMESTAMP" => {
-            let after = token.as_deref().map(|t| decode_token(t, "p")).transpose()?;
+            let after = token.as_ref().map(|t| t.position);
             let page = engine.producer_range(&handle, 0, start_ms, end_ms, after, max + 1).map_err(store)?;
             for &(_, seq) in page.iter().take(max) {
                 if let Some(header) = engine.header(&handle, 0, seq).map_err(store)? {
@@ -105,12 +119,12 @@ pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
                 }
             }
             if page.len() > max {
-                next = page.get(max - 1).map(|&(ms, seq)| encode_token("p", ms, seq));
+                next = page.get(max - 1).map(|&(ms, seq)| page_token((ms, seq)));
             }
         }
         "SERVER_TIMESTAMP" | "ALL" => {
-            let from = match token.as_deref() {
-                Some(t) => decode_token(t, "s")?.0,
+            let from = match &token {
+                Some(t) => t.position.0,
                 None if kind == "ALL" => engine.resolve(&handle, 0, Position::TrimHorizon).map_err(store)?,
                 None => engine.resolve(&handle, 0, Position::AtArrivalMs(start_ms)).map_err(store)?,
             };
@@ -130,7 +144,7 @@ pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
                     let server_ms = record_of(&item.header)?.server_ts_ms;
                     if (start_ms..=end_ms).contains(&server_ms) {
                         if fragments.len() == max {
-                            next = Some(encode_token("s", item.seq, 0));
+                            next = Some(page_token((item.seq, 0)));
                             break 'scan;
                         }
                         fragments.push(fragment_json(&meta, item.seq, &item.header)?);
@@ -210,4 +224,17 @@ pub async fn get_media_for_fragment_list(ctx: KvsCtx, body: Bytes) -> Response {
         Body::from_stream(ReceiverStream::new(receiver)),
     );
     with_request_id(response.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_carry_the_query_and_reject_garbage() {
+        let token = PageToken { kind: "PRODUCER_TIMESTAMP".into(), start_ms: 1, end_ms: 2, position: (3, 4) };
+        assert_eq!(PageToken::decode(&token.encode()).expect("round trip"), token);
+        assert!(PageToken::decode("bm90IGEgdG9rZW4=").is_err());
+        assert!(PageToken::decode("%%%").is_err());
+    }
 }

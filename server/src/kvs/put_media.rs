@@ -186,6 +186,10 @@ impl Upload {
     async fn on_event(&mut self, event: Event) -> Result<Vec<Ack>, (Option<u64>, AckError)> {
         match event {
             Event::Tracks { info, tracks, tracks_body } => {
+                // One connection carries one Segment (spec §3.1): a second one is invalid input.
+                if self.tracks.is_some() {
+                    return Err((None, AckError::InvalidMkv));
+                }
                 if tracks.len() > MAX_TRACKS {
                     return Err((None, AckError::TooManyTracks));
                 }
