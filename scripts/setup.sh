@@ -26,6 +26,14 @@ APT_PACKAGES=(
   curl
   ca-certificates
   python3-venv
+  # Test media and independent checks of what the server returns (media-tests/python).
+  gstreamer1.0-tools
+  gstreamer1.0-plugins-base
+  gstreamer1.0-plugins-good
+  gstreamer1.0-plugins-bad
+  gstreamer1.0-plugins-ugly
+  gstreamer1.0-libav
+  ffmpeg
 )
 # Node.js for the kinesalite baseline; installed from Debian only when `node`/`npm` are not on PATH.
 NODE_APT_PACKAGES=(nodejs npm)

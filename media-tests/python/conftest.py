@@ -1,4 +1,5 @@
-"""Fixtures for the KDS wire-compatibility suite: real framelog server processes plus clients.
+"""Fixtures for the KDS and KVS wire-compatibility suites: real framelog server processes plus clients,
+and the KVS test media (generated with gst-launch-1.0 into media-tests/fixtures-cache/, reused when present).
 
 The server binary comes from the FRAMELOG_BIN environment variable (`make test` sets it). Servers are
 started as `FRAMELOG_BIN serve --listen 127.0.0.1:<port> --data-dir <dir>`; without the binary the
@@ -7,9 +8,12 @@ suite fails, it never skips.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from kds_helpers import AwsCli, FramelogServer, framelog_bin, new_stream_name as _new_stream_name
+from media_fixtures import FIXTURE_CLUSTER_TIMECODES, cluster_timecodes, ensure_media
 
 
 @pytest.fixture(scope="session")
@@ -70,3 +74,40 @@ def make_stream(kinesis):
 def aws_cli(server, tmp_path_factory) -> AwsCli:
     """AWS CLI v1 from the venv, pointed at the shared server with dummy credentials."""
     return AwsCli(server.endpoint, tmp_path_factory.mktemp("aws-home"))
+
+
+# ------------------------------------------------------------------------------------------------
+# KVS media (test_kvs_media.py)
+# ------------------------------------------------------------------------------------------------
+
+
+def _media_fixture(name: str) -> Path:
+    """Generates (or reuses from media-tests/fixtures-cache/) a test file and checks its shape: one
+    Segment whose clusters start every 2 s (timecodes 0, 2000, ..., 18000)."""
+    path = ensure_media(name)
+    timecodes = cluster_timecodes(path.read_bytes())
+    if timecodes != FIXTURE_CLUSTER_TIMECODES:
+        pytest.fail(
+            f"{path} has cluster timecodes {timecodes}, expected {FIXTURE_CLUSTER_TIMECODES}; "
+            f"delete the file to regenerate it",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture(scope="session")
+def h264_mkv() -> Path:
+    """20 s H.264 640x360@30, key frame every 2 s: 10 clusters, 600 frames (guides/media.md)."""
+    return _media_fixture("h264.mkv")
+
+
+@pytest.fixture(scope="session")
+def h264_aac_mkv() -> Path:
+    """h264.mkv's video plus 20 s of AAC audio in the same Matroska segment."""
+    return _media_fixture("h264_aac.mkv")
+
+
+@pytest.fixture(scope="session")
+def h265_mkv() -> Path:
+    """20 s H.265 640x360@30, key frame every 2 s: 10 clusters, 600 frames."""
+    return _media_fixture("h265.mkv")
