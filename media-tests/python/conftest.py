@@ -111,3 +111,9 @@ def h264_aac_mkv() -> Path:
 def h265_mkv() -> Path:
     """20 s H.265 640x360@30, key frame every 2 s: 10 clusters, 600 frames."""
     return _media_fixture("h265.mkv")
+
+
+@pytest.fixture(scope="session")
+def h264_aac_mp4() -> Path:
+    """20 s of H.264 + AAC as fragmented MP4, one moof+mdat per 2 s GOP."""
+    return ensure_media("h264_aac.mp4")

@@ -60,6 +60,11 @@ MEDIA_RECIPES: dict[str, str] = {
         f"matroskamux name=m streamable=true ! filesink location={{out}} "
         f"{_VIDEO_SRC} ! {_X264} ! m. {_AUDIO_SRC} ! m."
     ),
+    # Fragmented MP4 (one moof+mdat per 2 s) with H.264 and AAC, as ffmpeg/GStreamer producers send it.
+    "h264_aac.mp4": (
+        f"mp4mux name=m fragment-duration=2000 streamable=true ! filesink location={{out}} "
+        f"{_VIDEO_SRC} ! {_X264} ! m. {_AUDIO_SRC} ! m."
+    ),
     # H.265, key frame every 2 s.
     "h265.mkv": f"{_VIDEO_SRC} ! x265enc key-int-max=60 ! h265parse ! matroskamux streamable=true ! filesink location={{out}}",
 }

@@ -668,6 +668,24 @@ def test_h265_upload_round_trips_to_hevc_with_every_frame(kinesisvideo, h265_mkv
     assert int(streams[0]["nb_read_frames"]) == FIXTURE_FRAMES
 
 
+def test_fragmented_mp4_upload_is_stored_as_fragments_with_every_frame(kinesisvideo, h264_aac_mp4, tmp_path):
+    stream = create_stream(kinesisvideo)
+    result = upload(kinesisvideo, stream, h264_aac_mp4, extra_headers={"Content-Type": "video/mp4"})
+    numbers = assert_full_ack_sequence(result)
+
+    fragments = list_all_fragments(kinesisvideo, stream)
+    assert [f["FragmentNumber"] for f in fragments] == numbers
+    starts = [round(f["ProducerTimestamp"].timestamp() * 1000) for f in fragments]
+    assert starts == [PRODUCER_START_MS + t for t in FIXTURE_CLUSTER_TIMECODES]
+    response = archive(kinesisvideo, stream).get_media_for_fragment_list(StreamName=stream, Fragments=numbers)
+    path = tmp_path / "from_mp4.mkv"
+    path.write_bytes(response["Payload"].read())
+    streams = ffprobe_streams(path)
+    assert sorted(s["codec_name"] for s in streams) == ["aac", "h264"]
+    video = next(s for s in streams if s["codec_name"] == "h264")
+    assert int(video["nb_read_frames"]) == FIXTURE_FRAMES
+
+
 # ------------------------------------------------------------------------------------------------
 # Durability
 # ------------------------------------------------------------------------------------------------

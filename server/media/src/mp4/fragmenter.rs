@@ -1,7 +1,12 @@
 //! Splits a streamed fragmented MP4 upload (init segment, then `moof`+`mdat` pairs) into the same
-//! events as the Matroska splitter: each pair becomes one Cluster whose body is written as
-//! Matroska SimpleBlocks, so the stored form and every read path are the same for both inputs.
-//! Sample bytes are copied once, unchanged (AVC/HEVC samples are length-prefixed in both formats).
+//! events as the Matroska splitter, with Cluster bodies written as Matroska SimpleBlocks, so the
+//! stored form and every read path are the same for both inputs. Sample bytes are copied once,
+//! unchanged (AVC/HEVC samples are length-prefixed in both formats).
+//!
+//! Fragments are cut at video key frames, not at `moof` boundaries: muxers such as GStreamer's
+//! mp4mux write one `moof` per track per period, with the audio of a period arriving before its
+//! video. Samples wait in a small pool until the next key frame's time is known; everything
+//! earlier (any track) becomes one fragment. Audio-only uploads are cut at every `mdat`.
 
 use std::collections::VecDeque;
 
@@ -24,6 +29,16 @@ struct Sample {
     size: u32,
 }
 
+/// A sample whose bytes have been taken out of its `mdat`, waiting for its fragment to close.
+#[derive(Debug, Clone)]
+struct PooledSample {
+    track_number: u64,
+    dts_ms: i64,
+    pts_ms: i64,
+    keyframe: bool,
+    data: Vec<u8>,
+}
+
 /// The streaming fMP4 splitter.
 #[derive(Debug)]
 pub struct Mp4Fragmenter {
@@ -31,14 +46,29 @@ pub struct Mp4Fragmenter {
     offset: u64,
     limits: Limits,
     tracks: Vec<Mp4Track>,
-    /// The parsed `moof` waiting for its `mdat`: (moof offset, samples, cluster timecode).
-    pending: Option<(u64, Vec<Sample>, u64)>,
+    /// The parsed `moof` waiting for its `mdat`: (moof offset, samples).
+    pending: Option<(u64, Vec<Sample>)>,
+    /// Samples read but not yet in an emitted fragment, and their total size.
+    pool: Vec<PooledSample>,
+    pool_bytes: u64,
+    /// Offset of the first `moof` that contributed to the pool (the fragment's offset).
+    pool_offset: u64,
     queued: VecDeque<Event>,
 }
 
 impl Mp4Fragmenter {
     pub fn new(limits: Limits) -> Self {
-        Self { buf: Vec::new(), offset: 0, limits, tracks: Vec::new(), pending: None, queued: VecDeque::new() }
+        Self {
+            buf: Vec::new(),
+            offset: 0,
+            limits,
+            tracks: Vec::new(),
+            pending: None,
+            pool: Vec::new(),
+            pool_bytes: 0,
+            pool_offset: 0,
+            queued: VecDeque::new(),
+        }
     }
 
     pub fn push(&mut self, data: &[u8]) {
@@ -46,7 +76,7 @@ impl Mp4Fragmenter {
     }
 
     pub fn buffered_bytes(&self) -> usize {
-        self.buf.len()
+        self.buf.len() + self.pool_bytes as usize
     }
 
     pub fn next_event(&mut self) -> Result<Option<Event>, MediaError> {
@@ -88,16 +118,14 @@ impl Mp4Fragmenter {
                         return Err(malformed(box_offset, &kind, "moof before the init segment"));
                     }
                     let samples = self.parse_moof(&payload, payload_at, box_offset)?;
-                    let timecode = samples.iter().map(|s| s.pts_ms.min(s.dts_ms)).min().unwrap_or(0).max(0) as u64;
-                    self.pending = Some((box_offset, samples, timecode));
-                    self.queued.push_back(Event::ClusterStarted { offset: box_offset, timecode });
+                    self.pending = Some((box_offset, samples));
                 }
                 b"mdat" => {
-                    let Some((moof_offset, samples, timecode)) = self.pending.take() else {
+                    let Some((moof_offset, samples)) = self.pending.take() else {
                         return Err(malformed(box_offset, &kind, "mdat without a moof"));
                     };
-                    let cluster = build_cluster(moof_offset, &samples, timecode, &payload, payload_at)?;
-                    self.queued.push_back(Event::Cluster(cluster));
+                    let pooled = take_samples(moof_offset, &samples, &payload, payload_at)?;
+                    self.add_to_pool(moof_offset, pooled)?;
                 }
                 // ftyp, styp, sidx, free, skip, mfra, prft, emsg, ...: nothing to store.
                 _ => {}
@@ -116,7 +144,67 @@ impl Mp4Fragmenter {
                 reason: "input ended inside a fragment",
             });
         }
+        if !self.pool.is_empty() {
+            self.emit_before(i64::MAX)?;
+            return Ok(self.queued.pop_front());
+        }
         Ok(None)
+    }
+
+    fn has_video(&self) -> bool {
+        self.tracks.iter().any(|t| t.is_video)
+    }
+
+    fn is_video_track(&self, track_number: u64) -> bool {
+        self.tracks.get((track_number as usize).wrapping_sub(1)).is_some_and(|t| t.is_video)
+    }
+
+    /// Adds one `mdat`'s samples; each video key frame first closes the fragment before it.
+    fn add_to_pool(&mut self, moof_offset: u64, samples: Vec<PooledSample>) -> Result<(), MediaError> {
+        if self.pool.is_empty() {
+            self.pool_offset = moof_offset;
+        }
+        let video = self.has_video();
+        for sample in samples {
+            let starts_fragment = sample.keyframe
+                && self.is_video_track(sample.track_number)
+                && self.pool.iter().any(|p| p.dts_ms < sample.dts_ms && self.is_video_track(p.track_number));
+            if starts_fragment {
+                self.emit_before(sample.dts_ms)?;
+                self.pool_offset = moof_offset;
+            }
+            self.pool_bytes += sample.data.len() as u64;
+            self.pool.push(sample);
+        }
+        if self.pool_bytes > self.limits.max_cluster_bytes {
+            return Err(MediaError::TooLarge {
+                offset: self.pool_offset,
+                path: "moof/Cluster".into(),
+                size_bytes: self.pool_bytes,
+                limit_bytes: self.limits.max_cluster_bytes,
+            });
+        }
+        if !video {
+            self.emit_before(i64::MAX)?;
+        }
+        Ok(())
+    }
+
+    /// Emits every pooled sample decoded before `cut_ms` as one fragment.
+    fn emit_before(&mut self, cut_ms: i64) -> Result<(), MediaError> {
+        let (mut fragment, rest): (Vec<_>, Vec<_>) =
+            std::mem::take(&mut self.pool).into_iter().partition(|s| s.dts_ms < cut_ms);
+        self.pool = rest;
+        self.pool_bytes = self.pool.iter().map(|s| s.data.len() as u64).sum();
+        if fragment.is_empty() {
+            return Ok(());
+        }
+        fragment.sort_by_key(|s| (s.dts_ms, s.track_number));
+        let timecode = fragment.iter().map(|s| s.pts_ms.min(s.dts_ms)).min().unwrap_or(0).max(0) as u64;
+        let cluster = build_cluster(self.pool_offset, &fragment, timecode)?;
+        self.queued.push_back(Event::ClusterStarted { offset: self.pool_offset, timecode });
+        self.queued.push_back(Event::Cluster(cluster));
+        Ok(())
     }
 
     fn matroska_tracks(&self) -> (Vec<Track>, Vec<u8>) {
@@ -246,38 +334,54 @@ impl Mp4Fragmenter {
     }
 }
 
-fn build_cluster(
+/// Copies each sample's bytes out of its `mdat`.
+fn take_samples(
     moof_offset: u64,
     samples: &[Sample],
-    timecode: u64,
     mdat: &[u8],
     mdat_at: u64,
-) -> Result<Cluster, MediaError> {
-    let mut body = Vec::with_capacity(mdat.len() + samples.len() * 16 + 16);
+) -> Result<Vec<PooledSample>, MediaError> {
+    samples
+        .iter()
+        .map(|sample| {
+            let start =
+                moof_offset.checked_add(sample.moof_offset).and_then(|p| p.checked_sub(mdat_at)).map(|s| s as usize);
+            let range =
+                start.and_then(|s| Some(s..s.checked_add(sample.size as usize)?)).filter(|r| r.end <= mdat.len());
+            let Some(range) = range else {
+                return Err(MediaError::Malformed {
+                    offset: mdat_at,
+                    path: "mdat".into(),
+                    reason: "sample outside its mdat",
+                });
+            };
+            Ok(PooledSample {
+                track_number: sample.track_number,
+                dts_ms: sample.dts_ms,
+                pts_ms: sample.pts_ms,
+                keyframe: sample.keyframe,
+                data: mdat[range].to_vec(),
+            })
+        })
+        .collect()
+}
+
+fn build_cluster(offset: u64, samples: &[PooledSample], timecode: u64) -> Result<Cluster, MediaError> {
+    let mut body = Vec::with_capacity(samples.iter().map(|s| s.data.len() + 16).sum::<usize>() + 16);
     ebml::write_uint(&mut body, ids::TIMECODE, timecode);
     let mut frames = Vec::with_capacity(samples.len());
     for sample in samples {
-        let start =
-            moof_offset.checked_add(sample.moof_offset).and_then(|p| p.checked_sub(mdat_at)).map(|s| s as usize);
-        let range = start.and_then(|s| Some(s..s.checked_add(sample.size as usize)?)).filter(|r| r.end <= mdat.len());
-        let Some(range) = range else {
-            return Err(MediaError::Malformed {
-                offset: mdat_at,
-                path: "mdat".into(),
-                reason: "sample outside its mdat",
-            });
-        };
         let relative =
             i16::try_from(sample.pts_ms.saturating_sub(timecode as i64)).map_err(|_| MediaError::Malformed {
-                offset: mdat_at,
+                offset,
                 path: "moof".into(),
                 reason: "sample time more than 32 s from the fragment start",
             })?;
-        let mut block = Vec::with_capacity(4 + range.len());
+        let mut block = Vec::with_capacity(4 + sample.data.len());
         block.push(0x80 | sample.track_number as u8);
         block.extend_from_slice(&relative.to_be_bytes());
         block.push(if sample.keyframe { 0x80 } else { 0 });
-        block.extend_from_slice(&mdat[range.clone()]);
+        block.extend_from_slice(&sample.data);
         ebml::write_bytes(&mut body, ids::SIMPLE_BLOCK, &block);
         let end = body.len();
         frames.push(Frame {
@@ -285,8 +389,8 @@ fn build_cluster(
             relative_timecode: relative,
             keyframe: sample.keyframe,
             lacing: 0,
-            data: end - range.len()..end,
+            data: end - sample.data.len()..end,
         });
     }
-    Ok(Cluster { offset: moof_offset, timecode, frames, body })
+    Ok(Cluster { offset, timecode, frames, body })
 }
