@@ -107,6 +107,18 @@ pub(crate) struct Inner {
     committer: Mutex<Option<JoinHandle<()>>>,
 }
 
+impl Drop for Inner {
+    /// Stops the commit thread and waits for it, so its handle on the database is gone before
+    /// the database closes here. Without the join, a process could exit while a detached commit
+    /// thread was still closing RocksDB, racing RocksDB's static destructors.
+    fn drop(&mut self) {
+        self.jobs.get_mut().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(thread) = self.committer.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 /// The shard log engine. Clone it freely; all clones share one database.
 #[derive(Clone)]
 pub struct Engine {
