@@ -11,6 +11,7 @@ use crate::ebml::{self, Read, UNKNOWN_SIZE};
 use crate::error::MediaError;
 use crate::ids;
 use crate::mkv::{self, Cluster, Frame, SegmentInfo, SimpleTag, Track};
+use crate::unread::Unread;
 
 /// Limits applied while parsing; exceeding one is an error, not unbounded buffering.
 #[derive(Debug, Clone, Copy)]
@@ -57,7 +58,7 @@ struct OpenCluster {
 /// [`next_event`](Self::next_event), and call [`finish`](Self::finish) at end of input.
 #[derive(Debug)]
 pub struct Fragmenter {
-    buf: Vec<u8>,
+    buf: Unread,
     /// Absolute offset of `buf[0]` in the input.
     offset: u64,
     limits: Limits,
@@ -67,11 +68,11 @@ pub struct Fragmenter {
 
 impl Fragmenter {
     pub fn new(limits: Limits) -> Self {
-        Self { buf: Vec::new(), offset: 0, limits, info: SegmentInfo::default(), cluster: None }
+        Self { buf: Unread::default(), offset: 0, limits, info: SegmentInfo::default(), cluster: None }
     }
 
     pub fn push(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
+        self.buf.push(data);
     }
 
     /// Bytes received but not yet consumed into an event or an open cluster.
@@ -85,7 +86,7 @@ impl Fragmenter {
     }
 
     fn consume(&mut self, n: usize) {
-        self.buf.drain(..n);
+        self.buf.consume(n);
         self.offset += n as u64;
     }
 

@@ -32,6 +32,7 @@ mod mkv;
 mod mp4;
 mod record;
 mod splitter;
+mod unread;
 
 pub use chunk::{LiveTags, seconds_text, write_chunk};
 pub use error::MediaError;

@@ -17,6 +17,7 @@ use crate::error::MediaError;
 use crate::fragmenter::{Event, Limits};
 use crate::ids;
 use crate::mkv::{Cluster, Frame, SegmentInfo, Track};
+use crate::unread::Unread;
 
 /// One sample of a fragment, positioned relative to the start of its `moof`.
 #[derive(Debug, Clone, Copy)]
@@ -42,7 +43,7 @@ struct PooledSample {
 /// The streaming fMP4 splitter.
 #[derive(Debug)]
 pub struct Mp4Fragmenter {
-    buf: Vec<u8>,
+    buf: Unread,
     offset: u64,
     limits: Limits,
     tracks: Vec<Mp4Track>,
@@ -59,7 +60,7 @@ pub struct Mp4Fragmenter {
 impl Mp4Fragmenter {
     pub fn new(limits: Limits) -> Self {
         Self {
-            buf: Vec::new(),
+            buf: Unread::default(),
             offset: 0,
             limits,
             tracks: Vec::new(),
@@ -72,7 +73,7 @@ impl Mp4Fragmenter {
     }
 
     pub fn push(&mut self, data: &[u8]) {
-        self.buf.extend_from_slice(data);
+        self.buf.push(data);
     }
 
     pub fn buffered_bytes(&self) -> usize {
@@ -101,7 +102,7 @@ impl Mp4Fragmenter {
             }
             let box_offset = self.offset;
             let payload: Vec<u8> = self.buf[header_len..size].to_vec();
-            self.buf.drain(..size);
+            self.buf.consume(size);
             self.offset += size as u64;
             let payload_at = box_offset + header_len as u64;
             match &kind {
