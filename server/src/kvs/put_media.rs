@@ -18,7 +18,10 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use framelog_media::{Cluster, Event, FragmentRecord, Limits, SegmentInfo, SimpleTag, Splitter};
-use framelog_store::{NewEntry, StreamHandle};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use framelog_store::{AppendWait, NewEntry, StreamHandle};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
@@ -95,6 +98,58 @@ fn start(ctx: &KvsCtx, headers: &HeaderMap) -> Result<(StreamHandle, TimecodeBas
     Ok((stream, base))
 }
 
+/// What the ingest task hands to the ack writer, in order. A fragment's PERSISTED waits for its
+/// append while the ingest task already reads the next fragment, so appends overlap with receiving
+/// (and share group commits) while acks still leave in exactly the order they were produced.
+enum Outgoing {
+    Ack(Ack),
+    Persist { timecode: u64, wait: AppendWait, fragment_number_base: Option<u64> },
+}
+
+/// How many acks and pending appends may queue before ingest waits (bounds memory per upload).
+const OUTGOING_QUEUE: usize = 8;
+
+/// Writes acks in order; stops (and flags the upload as failed) on the first failed append.
+async fn write_acks(
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    acks: mpsc::Sender<Result<Bytes, Infallible>>,
+    failed: Arc<AtomicBool>,
+) {
+    while let Some(item) = outgoing.recv().await {
+        let ack = match item {
+            Outgoing::Ack(ack) => Some(ack),
+            Outgoing::Persist { timecode, wait, fragment_number_base } => match wait.wait().await {
+                // With retention 0 nothing is kept for archive reads, and KVS sends no PERSISTED.
+                Ok(landed) => match (fragment_number_base, landed.first()) {
+                    (Some(created_ms), Some(appended)) => Some(Ack::Persisted {
+                        timecode,
+                        fragment_number: fragment_number::encode(created_ms, appended.seq),
+                    }),
+                    _ => None,
+                },
+                Err(error) => {
+                    failed.store(true, Ordering::Release);
+                    let error = match error {
+                        framelog_store::StoreError::StreamDeleted(_) => AckError::StreamDeleted,
+                        other => {
+                            tracing::error!(error = %other, "storing a fragment failed");
+                            AckError::Internal
+                        }
+                    };
+                    let _ = acks.send(Ok(Bytes::from(Ack::Error { timecode: Some(timecode), error }.line()))).await;
+                    return;
+                }
+            },
+        };
+        if let Some(ack) = ack
+            && acks.send(Ok(Bytes::from(ack.line()))).await.is_err()
+        {
+            failed.store(true, Ordering::Release);
+            return;
+        }
+    }
+}
+
 /// Per-connection ingest state.
 struct Upload {
     ctx: KvsCtx,
@@ -107,6 +162,7 @@ struct Upload {
     cluster_server_ms: u64,
     /// Producer time (ms) of the last frame of the previous fragment on this connection.
     last_frame_ms: Option<i64>,
+    outgoing: mpsc::Sender<Outgoing>,
 }
 
 async fn ingest(
@@ -117,6 +173,9 @@ async fn ingest(
     body: Body,
     acks: mpsc::Sender<Result<Bytes, Infallible>>,
 ) {
+    let (outgoing_sender, outgoing) = mpsc::channel(OUTGOING_QUEUE);
+    let failed = Arc::new(AtomicBool::new(false));
+    tokio::spawn(write_acks(outgoing, acks, failed.clone()));
     let mut upload = Upload {
         ctx,
         stream,
@@ -126,14 +185,18 @@ async fn ingest(
         pending_tags: Vec::new(),
         cluster_server_ms: 0,
         last_frame_ms: None,
+        outgoing: outgoing_sender.clone(),
     };
     let mut data = body.into_data_stream();
     let mut silent = Duration::ZERO;
     let send = |ack: Ack| {
-        let acks = acks.clone();
-        async move { acks.send(Ok(Bytes::from(ack.line()))).await.is_ok() }
+        let outgoing = outgoing_sender.clone();
+        async move { outgoing.send(Outgoing::Ack(ack)).await.is_ok() }
     };
     loop {
+        if failed.load(Ordering::Acquire) {
+            return;
+        }
         let finished = match tokio::time::timeout(IDLE_ACK_EVERY, data.next()).await {
             Err(_) => {
                 silent += IDLE_ACK_EVERY;
@@ -264,34 +327,29 @@ impl Upload {
             tags: std::mem::take(&mut self.pending_tags),
             frames: cluster.frames,
         };
-        let mut acks = vec![Ack::Received { timecode }];
         let entry = NewEntry {
             shard: 0,
             producer_ts_ms: Some(producer_ms as u64),
             attrs: record.encode(),
             payload: cluster.body,
         };
-        let landed = match self.ctx.engine.append(&self.stream, vec![entry]) {
-            Ok(wait) => wait.wait().await,
-            Err(error) => Err(error),
-        };
         let meta = self.stream.meta();
-        match landed {
-            Ok(landed) => {
-                // With retention 0 nothing is kept for archive reads, and KVS sends no PERSISTED.
-                if meta.retention_hours > 0
-                    && let Some(appended) = landed.first()
-                {
-                    let fragment_number = fragment_number::encode(meta.created_ms, appended.seq);
-                    acks.push(Ack::Persisted { timecode, fragment_number });
-                }
-                Ok(acks)
-            }
-            Err(framelog_store::StoreError::StreamDeleted(_)) => Err(fail(AckError::StreamDeleted)),
+        let wait = match self.ctx.engine.append(&self.stream, vec![entry]) {
+            Ok(wait) => wait,
+            Err(framelog_store::StoreError::StreamDeleted(_)) => return Err(fail(AckError::StreamDeleted)),
             Err(error) => {
-                tracing::error!(%error, "storing a fragment failed");
-                Err(fail(AckError::Internal))
+                tracing::error!(%error, "queueing a fragment failed");
+                return Err(fail(AckError::Internal));
+            }
+        };
+        let fragment_number_base = (meta.retention_hours > 0).then_some(meta.created_ms);
+        for item in
+            [Outgoing::Ack(Ack::Received { timecode }), Outgoing::Persist { timecode, wait, fragment_number_base }]
+        {
+            if self.outgoing.send(item).await.is_err() {
+                return Err(fail(AckError::Internal));
             }
         }
+        Ok(Vec::new())
     }
 }
