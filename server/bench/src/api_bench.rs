@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use crate::stats::{Row, percentile_ms};
 use crate::target::Target;
 
-type Http = Client<HttpConnector, Full<Bytes>>;
+pub type Http = Client<HttpConnector, Full<Bytes>>;
 
 const RECORD_BYTES: usize = 1024;
 const RECORDS_PER_CALL: usize = 500;

@@ -7,6 +7,7 @@ mod api_bench;
 mod engine_bench;
 mod stats;
 mod target;
+mod video_bench;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,6 +38,9 @@ struct Args {
     /// Only the engine benchmarks.
     #[arg(long)]
     engine_only: bool,
+    /// Fragments in the PutMedia throughput run (each ~2 MB); 0 skips it.
+    #[arg(long, default_value_t = 150)]
+    video_fragments: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -62,6 +66,9 @@ fn main() -> anyhow::Result<()> {
                 }
             }
             None => rows.extend(ours),
+        }
+        if args.video_fragments > 0 {
+            rows.extend(video_bench::run(&args.framelog_bin, &runtime, args.video_fragments)?);
         }
     }
     stats::print_table(&rows);
