@@ -244,6 +244,44 @@ def test_put_media_with_unknown_timecode_type_is_400_invalid_argument(kinesisvid
     assert list_all_fragments(kinesisvideo, stream) == []
 
 
+@pytest.mark.parametrize("start", ["inf", "nan", "-5", "1e300", "soon"])
+def test_put_media_with_an_impossible_producer_start_is_400_invalid_argument(kinesisvideo, h264_mkv, start):
+    stream = create_stream(kinesisvideo)
+
+    result = upload(kinesisvideo, stream, h264_mkv, timecode_type="RELATIVE", producer_start=start)
+
+    assert result.status == 400, result.ack_lines
+    assert result.headers.get("x-amzn-errortype", "").startswith("InvalidArgumentException"), result.headers
+    assert list_all_fragments(kinesisvideo, stream) == []
+
+
+def test_more_than_ten_fragment_tags_is_error_4009(kinesisvideo, h264_mkv):
+    stream = create_stream(kinesisvideo)
+    body = h264_mkv.read_bytes()
+    clusters = parse_mkv_chunks(body)[0].clusters
+    tags = _tags_element([(f"label{i}", "x") for i in range(11)])
+    # Header and the first cluster, then eleven tags before the second cluster.
+    result = upload(kinesisvideo, stream, body[: clusters[1].start] + tags + body[clusters[1].start :])
+
+    persisted = result.events("PERSISTED")
+    assert [a["FragmentTimecode"] for a in persisted] == FIXTURE_CLUSTER_TIMECODES[:1]
+    error = single_error(result)
+    assert (error["ErrorId"], error["ErrorCode"]) == (4009, "FRAGMENT_METADATA_LIMIT_REACHED")
+
+
+def _ebml(element_id: bytes, payload: bytes) -> bytes:
+    # An 8-byte size field (0x01 marker), as producers write them.
+    return element_id + (0x0100000000000000 | len(payload)).to_bytes(8, "big") + payload
+
+
+def _tags_element(pairs: list[tuple[str, str]]) -> bytes:
+    simple = b"".join(
+        _ebml(b"\x67\xC8", _ebml(b"\x45\xA3", name.encode()) + _ebml(b"\x44\x87", value.encode()))
+        for name, value in pairs
+    )
+    return _ebml(b"\x12\x54\xC3\x67", _ebml(b"\x73\x73", simple))
+
+
 def test_garbage_body_gets_one_invalid_mkv_error_and_earlier_fragments_stay(kinesisvideo, h264_mkv):
     stream = create_stream(kinesisvideo)
     numbers = assert_full_ack_sequence(upload(kinesisvideo, stream, h264_mkv))

@@ -29,6 +29,10 @@ impl Default for Limits {
     }
 }
 
+/// Most frames one fragment may hold. 20 s of 60 fps video plus audio is a few thousand; the
+/// bound keeps a hostile fragment of tiny blocks from costing gigabytes of frame index.
+pub const MAX_FRAMES_PER_FRAGMENT: usize = 20_000;
+
 /// What the fragmenter found.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -274,6 +278,13 @@ impl Fragmenter {
                     return Ok(Step::Event(Event::ClusterStarted { offset, timecode }));
                 }
                 return Ok(Step::Continue);
+            }
+            ids::SIMPLE_BLOCK | ids::BLOCK_GROUP if open.frames.len() >= MAX_FRAMES_PER_FRAGMENT => {
+                return Err(MediaError::Malformed {
+                    offset: child_offset,
+                    path: "Segment/Cluster".into(),
+                    reason: "more frames than a fragment may hold",
+                });
             }
             ids::SIMPLE_BLOCK => {
                 let (track, relative_timecode, keyframe, lacing, head) = mkv::parse_block(data, data_offset, true)?;

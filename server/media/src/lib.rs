@@ -36,7 +36,7 @@ mod unread;
 
 pub use chunk::{LiveTags, seconds_text, write_chunk};
 pub use error::MediaError;
-pub use fragmenter::{Event, Fragmenter, Limits};
+pub use fragmenter::{Event, Fragmenter, Limits, MAX_FRAMES_PER_FRAGMENT};
 pub use mkv::{Cluster, Frame, SegmentInfo, SimpleTag, Track, parse_tracks};
 pub use mp4::Mp4Fragmenter;
 pub use record::FragmentRecord;

@@ -239,3 +239,19 @@ fn input_ending_inside_a_known_size_cluster_is_an_error() {
     let input = stream(&clusters, false);
     assert!(run(&input[..input.len() - 2], &[input.len()]).is_err());
 }
+
+#[test]
+fn a_cluster_with_more_frames_than_a_fragment_may_hold_is_rejected() {
+    let mut input = Vec::new();
+    ebml::write_id(&mut input, ids::CLUSTER);
+    ebml::write_size(&mut input, ebml::UNKNOWN_SIZE, false);
+    ebml::write_uint(&mut input, ids::TIMECODE, 0);
+    for _ in 0..=framelog_media::MAX_FRAMES_PER_FRAGMENT {
+        ebml::write_bytes(&mut input, ids::SIMPLE_BLOCK, &[0x81, 0, 0, 0x80]);
+    }
+    let result = run(&input, &[input.len()]);
+    assert!(
+        matches!(result, Err(MediaError::Malformed { reason: "more frames than a fragment may hold", .. })),
+        "{result:?}"
+    );
+}

@@ -37,6 +37,12 @@ const CLOSE_AFTER_SILENCE: Duration = Duration::from_secs(30);
 const MAX_FRAGMENT_DURATION_MS: i64 = 20_000;
 const MAX_TRACKS: usize = 3;
 const MAX_FRAGMENT_TAGS: usize = 10;
+const MAX_TAG_NAME_BYTES: usize = 128;
+const MAX_TAG_VALUE_BYTES: usize = 256;
+/// Year 5138: far beyond any real timestamp, far below i64 milliseconds.
+const MAX_TIMESTAMP_SECONDS: f64 = 1e11;
+/// Most track numbers a SimpleBlock's one-byte track field can carry.
+const MAX_TRACK_NUMBER: u64 = 126;
 const END_OF_FRAGMENT: &str = "AWS_KINESISVIDEO_END_OF_FRAGMENT";
 /// Tag names producers may use despite the reserved `AWS` prefix.
 const RESERVED_TAGS: &[&str] =
@@ -84,10 +90,15 @@ fn start(ctx: &KvsCtx, headers: &HeaderMap) -> Result<(StreamHandle, TimecodeBas
         None | Some("ABSOLUTE") => TimecodeBase::Absolute,
         Some("RELATIVE") => {
             let start = text("x-amzn-producer-start-timestamp").unwrap_or_default();
-            let seconds: f64 = start.parse().map_err(|_| {
+            let invalid = || {
                 ApiError::invalid(format!("x-amzn-producer-start-timestamp {start:?} is not a timestamp in seconds."))
-            })?;
-            TimecodeBase::Relative((seconds * 1000.0).round().max(0.0) as u64)
+            };
+            let seconds: f64 = start.parse().map_err(|_| invalid())?;
+            // Finite, not negative, and well inside i64 milliseconds, so timecode sums cannot overflow.
+            if !seconds.is_finite() || !(0.0..=MAX_TIMESTAMP_SECONDS).contains(&seconds) {
+                return Err(invalid());
+            }
+            TimecodeBase::Relative((seconds * 1000.0).round() as u64)
         }
         Some(other) => {
             return Err(ApiError::invalid(format!(
@@ -163,6 +174,7 @@ struct Upload {
     /// Producer time (ms) of the last frame of the previous fragment on this connection.
     last_frame_ms: Option<i64>,
     outgoing: mpsc::Sender<Outgoing>,
+    failed: Arc<AtomicBool>,
 }
 
 async fn ingest(
@@ -186,6 +198,7 @@ async fn ingest(
         cluster_server_ms: 0,
         last_frame_ms: None,
         outgoing: outgoing_sender.clone(),
+        failed: failed.clone(),
     };
     let mut data = body.into_data_stream();
     let mut silent = Duration::ZERO;
@@ -256,6 +269,9 @@ impl Upload {
                 if tracks.len() > MAX_TRACKS {
                     return Err((None, AckError::TooManyTracks));
                 }
+                if tracks.iter().any(|t| t.number > MAX_TRACK_NUMBER) {
+                    return Err((None, AckError::InvalidMkv));
+                }
                 self.info = info;
                 self.tracks = Some((tracks.iter().map(|t| t.number).collect(), tracks_body));
                 Ok(Vec::new())
@@ -266,15 +282,17 @@ impl Upload {
             }
             Event::Tags(tags) => {
                 for tag in tags.into_iter().filter(|t| t.name != END_OF_FRAGMENT) {
-                    if tag.name.starts_with("AWS") && !RESERVED_TAGS.contains(&tag.name.as_str()) {
+                    let reserved = tag.name.starts_with("AWS") && !RESERVED_TAGS.contains(&tag.name.as_str());
+                    if reserved || tag.name.len() > MAX_TAG_NAME_BYTES || tag.value.len() > MAX_TAG_VALUE_BYTES {
                         return Err((None, AckError::MetadataLimit));
                     }
                     // A name given again overrides the earlier value, as producers intend.
                     self.pending_tags.retain(|t| t.name != tag.name);
                     self.pending_tags.push(tag);
-                }
-                if self.pending_tags.len() > MAX_FRAGMENT_TAGS {
-                    return Err((None, AckError::MetadataLimit));
+                    // Checked per tag: a hostile Tags element may hold millions of them.
+                    if self.pending_tags.len() > MAX_FRAGMENT_TAGS {
+                        return Err((None, AckError::MetadataLimit));
+                    }
                 }
                 Ok(Vec::new())
             }
@@ -282,25 +300,36 @@ impl Upload {
         }
     }
 
-    fn to_ms(&self, timecode: i64) -> i64 {
-        let ms = (i128::from(timecode) * i128::from(self.info.timecode_scale_ns) / 1_000_000) as i64;
-        match self.base {
+    /// Producer time in ms of a timecode, or `None` when it does not fit (hostile scales or values).
+    fn to_ms(&self, timecode: i128) -> Option<i64> {
+        let ms = timecode.checked_mul(i128::from(self.info.timecode_scale_ns))? / 1_000_000;
+        let ms = match self.base {
             TimecodeBase::Absolute => ms,
-            TimecodeBase::Relative(start_ms) => start_ms as i64 + ms,
-        }
+            TimecodeBase::Relative(start_ms) => ms.checked_add(i128::from(start_ms))?,
+        };
+        i64::try_from(ms).ok()
     }
 
     async fn store(&mut self, cluster: Cluster) -> Result<Vec<Ack>, (Option<u64>, AckError)> {
         let timecode = cluster.timecode;
         let fail = |error| (Some(timecode), error);
+        // After a failed append the upload is over: storing later fragments would make the
+        // producer's replay of them duplicates.
+        if self.failed.load(Ordering::Acquire) {
+            return Err(fail(AckError::Internal));
+        }
         let Some((numbers, tracks_body)) = &self.tracks else { return Err(fail(AckError::InvalidMkv)) };
         if cluster.frames.iter().any(|f| !numbers.contains(&f.track)) {
             return Err(fail(AckError::TrackNumberMismatch));
         }
-        let base = timecode as i64;
-        let first = cluster.frames.iter().map(|f| self.to_ms(base + i64::from(f.relative_timecode))).min();
-        let last = cluster.frames.iter().map(|f| self.to_ms(base + i64::from(f.relative_timecode))).max();
-        let producer_ms = self.to_ms(base);
+        let base = i128::from(timecode);
+        let frame_ms: Option<Vec<i64>> =
+            cluster.frames.iter().map(|f| self.to_ms(base + i128::from(f.relative_timecode))).collect();
+        let (Some(frame_ms), Some(producer_ms)) = (frame_ms, self.to_ms(base)) else {
+            return Err(fail(AckError::InvalidProducerTimestamp));
+        };
+        let first = frame_ms.iter().copied().min();
+        let last = frame_ms.iter().copied().max();
         if let (Some(first), Some(previous)) = (first, self.last_frame_ms)
             && first <= previous
         {
@@ -314,7 +343,7 @@ impl Upload {
             return Err(fail(AckError::MaxFragmentDuration));
         }
         if producer_ms < 0 {
-            return Err(fail(AckError::InvalidMkv));
+            return Err(fail(AckError::InvalidProducerTimestamp));
         }
         self.last_frame_ms = last.or(self.last_frame_ms);
         let record = FragmentRecord {

@@ -14,7 +14,7 @@ use super::boxes::{self, Cursor, children, malformed};
 use super::init::{Mp4Track, parse_moov};
 use crate::ebml;
 use crate::error::MediaError;
-use crate::fragmenter::{Event, Limits};
+use crate::fragmenter::{Event, Limits, MAX_FRAMES_PER_FRAGMENT};
 use crate::ids;
 use crate::mkv::{Cluster, Frame, SegmentInfo, Track};
 use crate::unread::Unread;
@@ -115,6 +115,9 @@ impl Mp4Fragmenter {
                     self.queued.push_back(Event::Tracks { info: SegmentInfo::default(), tracks, tracks_body });
                 }
                 b"moof" => {
+                    if self.pending.is_some() {
+                        return Err(malformed(box_offset, &kind, "a second moof before the mdat of the first"));
+                    }
                     if self.tracks.is_empty() {
                         return Err(malformed(box_offset, &kind, "moof before the init segment"));
                     }
@@ -176,6 +179,9 @@ impl Mp4Fragmenter {
             }
             self.pool_bytes += sample.data.len() as u64;
             self.pool.push(sample);
+        }
+        if self.pool.len() > 2 * MAX_FRAMES_PER_FRAGMENT {
+            return Err(malformed(self.pool_offset, b"moof", "more samples than a fragment may hold"));
         }
         if self.pool_bytes > self.limits.max_cluster_bytes {
             return Err(MediaError::TooLarge {
@@ -290,7 +296,7 @@ impl Mp4Fragmenter {
                 let mut c = Cursor::new(trun, *trun_at, *b"trun");
                 let (version, flags) = c.version_flags()?;
                 let count = c.u32()?;
-                if count as usize > trun.len() {
+                if count as usize > trun.len() || samples.len() + count as usize > MAX_FRAMES_PER_FRAGMENT {
                     return Err(malformed(*trun_at, b"trun", "more samples than the box can describe"));
                 }
                 if flags & 0x01 != 0 {
