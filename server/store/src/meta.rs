@@ -12,6 +12,9 @@ pub enum StreamKind {
     Video,
 }
 
+/// The live buffer of a video stream that keeps no archive (retention 0).
+pub const VIDEO_LIVE_BUFFER_MS: u64 = 300_000;
+
 /// A shard and the slice of the 128-bit hash key space it owns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShardMeta {
@@ -40,8 +43,14 @@ pub struct StreamMeta {
 }
 
 impl StreamMeta {
+    /// How long entries stay readable. A video stream with retention 0 still keeps a short live
+    /// buffer (KVS keeps 5 minutes for GetMedia), so live readers see what arrives.
     pub fn retention_ms(&self) -> u64 {
-        u64::from(self.retention_hours) * 3_600_000
+        let hours_ms = u64::from(self.retention_hours) * 3_600_000;
+        match self.kind {
+            StreamKind::Video => hours_ms.max(VIDEO_LIVE_BUFFER_MS),
+            StreamKind::Data => hours_ms,
+        }
     }
 }
 
@@ -96,6 +105,17 @@ mod tests {
         let four = even_hash_ranges(4);
         assert_eq!(four[1].0, 85070591730234615865843651857942052864);
         assert!(four.windows(2).all(|w| w[0].1 + 1 == w[1].0));
+    }
+
+    #[test]
+    fn video_streams_without_retention_keep_a_live_buffer_and_data_streams_do_not() {
+        let mut meta = crate::new_stream_meta("v", StreamKind::Video, "arn", 1, 0, 0);
+        assert_eq!(meta.retention_ms(), VIDEO_LIVE_BUFFER_MS);
+        meta.retention_hours = 2;
+        assert_eq!(meta.retention_ms(), 7_200_000);
+        meta.kind = StreamKind::Data;
+        meta.retention_hours = 0;
+        assert_eq!(meta.retention_ms(), 0);
     }
 
     #[test]
