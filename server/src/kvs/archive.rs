@@ -1,17 +1,12 @@
 //! Archived media reads: ListFragments (JSON) and GetMediaForFragmentList (an MKV stream of
 //! chunks, one fragment at a time, so memory holds one fragment however long the list).
 
-use std::convert::Infallible;
-
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::body::Bytes;
+use axum::response::Response;
 use base64::Engine as _;
 use framelog_media::FragmentRecord;
 use framelog_store::{Position, StreamHandle};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::context::KvsCtx;
 use super::fragment_number;
@@ -188,8 +183,7 @@ fn requested(ctx: &KvsCtx, handle: &StreamHandle, body: &Document) -> Result<Vec
 
 pub async fn get_media_for_fragment_list(ctx: KvsCtx, body: Bytes) -> Response {
     let checked = (|| {
-        let document =
-            Document::parse(serde_json::from_slice(&body).map_err(|e| ApiError::serialization(e.to_string()))?)?;
+        let document = super::parse_document(&body)?;
         let handle = ctx.stream(&document, "StreamARN")?;
         let seqs = requested(&ctx, &handle, &document)?;
         Ok::<_, ApiError>((handle, seqs))
@@ -198,7 +192,7 @@ pub async fn get_media_for_fragment_list(ctx: KvsCtx, body: Bytes) -> Response {
         Ok(found) => found,
         Err(error) => return with_request_id(super::error_response(&error)),
     };
-    let (chunks, receiver) = mpsc::channel::<Result<Bytes, Infallible>>(2);
+    let (chunks, response) = super::streamed_response("video/webm", 2);
     tokio::task::spawn_blocking(move || {
         let created_ms = handle.meta().created_ms;
         for seq in seqs {
@@ -218,12 +212,7 @@ pub async fn get_media_for_fragment_list(ctx: KvsCtx, body: Bytes) -> Response {
             }
         }
     });
-    let response = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("video/webm"))],
-        Body::from_stream(ReceiverStream::new(receiver)),
-    );
-    with_request_id(response.into_response())
+    response
 }
 
 #[cfg(test)]

@@ -3,16 +3,12 @@
 //! is committed (no polling); each chunk ends with MILLIS_BEHIND_NOW and a CONTINUATION_TOKEN
 //! (the fragment number to resume after).
 
-use std::convert::Infallible;
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::body::Bytes;
+use axum::response::Response;
 use framelog_media::{FragmentRecord, LiveTags};
 use framelog_store::{Engine, Position, StreamHandle};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::context::KvsCtx;
 use super::fragment_number;
@@ -52,8 +48,7 @@ fn start_position(handle: &StreamHandle, body: &Document) -> Result<Position, Ap
 
 pub async fn handle(ctx: KvsCtx, body: Bytes) -> Response {
     let started = (|| {
-        let document =
-            Document::parse(serde_json::from_slice(&body).map_err(|e| ApiError::serialization(e.to_string()))?)?;
+        let document = super::parse_document(&body)?;
         let handle = ctx.stream(&document, "StreamARN")?;
         let position = start_position(&handle, &document)?;
         let seq = ctx.engine.resolve(&handle, 0, position).map_err(|e| ApiError::internal(&e))?;
@@ -63,19 +58,14 @@ pub async fn handle(ctx: KvsCtx, body: Bytes) -> Response {
         Ok(found) => found,
         Err(error) => return with_request_id(super::error_response(&error)),
     };
-    let (chunks, receiver) = mpsc::channel::<Result<Bytes, Infallible>>(2);
+    let (chunks, response) = super::streamed_response("video/webm", 2);
     tokio::spawn(tail(ctx.engine, handle, seq, chunks));
-    let response = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, HeaderValue::from_static("video/webm"))],
-        Body::from_stream(ReceiverStream::new(receiver)),
-    );
-    with_request_id(response.into_response())
+    response
 }
 
 /// Sends every fragment from `seq` on, then waits for new ones, until the client leaves or the
 /// stream is deleted.
-async fn tail(engine: Engine, handle: StreamHandle, mut seq: u64, chunks: mpsc::Sender<Result<Bytes, Infallible>>) {
+async fn tail(engine: Engine, handle: StreamHandle, mut seq: u64, chunks: super::ChunkSender) {
     let Ok(mut tip) = handle.subscribe(0) else { return };
     let created_ms = handle.meta().created_ms;
     loop {

@@ -10,10 +10,14 @@ pub mod get_media;
 pub mod put_media;
 mod streams;
 
+use std::convert::Infallible;
+
 use axum::body::Bytes;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 
 pub use context::{KvsCtx, KvsSettings};
 
@@ -50,12 +54,7 @@ pub async fn handle(ctx: KvsCtx, op: String, body: Bytes) -> Response {
         let body = serde_json::json!({"Output": {"__type": "com.amazon.coral.service#UnknownOperationException"}, "Version": "1.0"});
         return with_request_id(json_response(StatusCode::NOT_FOUND, &body));
     };
-    let document = if body.is_empty() {
-        Ok(Value::Object(Default::default()))
-    } else {
-        serde_json::from_slice::<Value>(&body).map_err(|e| ApiError::serialization(format!("Malformed JSON body: {e}")))
-    };
-    let result = match document.and_then(Body::parse) {
+    let result = match parse_document(&body) {
         Ok(document) => tokio::task::spawn_blocking(move || run(&ctx, document))
             .await
             .unwrap_or_else(|join| Err(ApiError::internal(&join))),
@@ -66,6 +65,30 @@ pub async fn handle(ctx: KvsCtx, op: String, body: Bytes) -> Response {
         Err(error) => error_response(&error),
     };
     with_request_id(response)
+}
+
+/// A request's JSON document; an empty body is an empty document.
+pub fn parse_document(body: &[u8]) -> Result<Body, ApiError> {
+    if body.is_empty() {
+        return Body::parse(Value::Object(Default::default()));
+    }
+    let value = serde_json::from_slice::<Value>(body)
+        .map_err(|e| ApiError::serialization(format!("Malformed JSON body: {e}")))?;
+    Body::parse(value)
+}
+
+/// Where a streamed response's producer task sends its chunks.
+pub type ChunkSender = mpsc::Sender<Result<Bytes, Infallible>>;
+
+/// A 200 whose body is whatever is sent on the returned channel, until every sender is dropped.
+pub fn streamed_response(content_type: &'static str, queued_chunks: usize) -> (ChunkSender, Response) {
+    let (chunks, receiver) = mpsc::channel(queued_chunks);
+    let response = (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        axum::body::Body::from_stream(ReceiverStream::new(receiver)),
+    );
+    (chunks, with_request_id(response.into_response()))
 }
 
 pub fn error_response(error: &ApiError) -> Response {

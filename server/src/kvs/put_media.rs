@@ -11,12 +11,11 @@
 //! queued metadata "before the next Cluster" (spec §6); `AWS_KINESISVIDEO_END_OF_FRAGMENT` only
 //! closes the open cluster and is not stored.
 
-use std::convert::Infallible;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, header};
+use axum::response::Response;
 use framelog_media::{Cluster, Event, FragmentRecord, Limits, SegmentInfo, SimpleTag, Splitter};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +23,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use framelog_store::{AppendWait, NewEntry, StreamHandle};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 
 use super::ack::{Ack, AckError};
 use super::context::KvsCtx;
@@ -61,15 +59,9 @@ pub async fn handle(ctx: KvsCtx, headers: HeaderMap, body: Body) -> Response {
         Ok((stream, base)) => {
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let splitter = Splitter::for_content_type(content_type, Limits::default());
-            let (acks, receiver) = mpsc::channel::<Result<Bytes, Infallible>>(64);
+            let (acks, response) = super::streamed_response("application/json", 64);
             tokio::spawn(ingest(ctx, stream, base, splitter, body, acks));
-            let stream = ReceiverStream::new(receiver);
-            let response = (
-                StatusCode::OK,
-                [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
-                Body::from_stream(stream),
-            );
-            with_request_id(response.into_response())
+            response
         }
         Err(error) => with_request_id(super::error_response(&error)),
     }
@@ -121,11 +113,7 @@ enum Outgoing {
 const OUTGOING_QUEUE: usize = 8;
 
 /// Writes acks in order; stops (and flags the upload as failed) on the first failed append.
-async fn write_acks(
-    mut outgoing: mpsc::Receiver<Outgoing>,
-    acks: mpsc::Sender<Result<Bytes, Infallible>>,
-    failed: Arc<AtomicBool>,
-) {
+async fn write_acks(mut outgoing: mpsc::Receiver<Outgoing>, acks: super::ChunkSender, failed: Arc<AtomicBool>) {
     while let Some(item) = outgoing.recv().await {
         let ack = match item {
             Outgoing::Ack(ack) => Some(ack),
@@ -183,7 +171,7 @@ async fn ingest(
     base: TimecodeBase,
     mut fragmenter: Splitter,
     body: Body,
-    acks: mpsc::Sender<Result<Bytes, Infallible>>,
+    acks: super::ChunkSender,
 ) {
     let (outgoing_sender, outgoing) = mpsc::channel(OUTGOING_QUEUE);
     let failed = Arc::new(AtomicBool::new(false));
