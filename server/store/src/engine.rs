@@ -75,6 +75,12 @@ impl StreamHandle {
         self.0.meta.read().unwrap_or_else(|e| e.into_inner()).id
     }
 
+    /// How long entries stay readable, read in place (reads call this on every request, and
+    /// `meta()` would clone the whole shard map and tags).
+    pub fn retention_ms(&self) -> u64 {
+        self.0.meta.read().unwrap_or_else(|e| e.into_inner()).retention_ms()
+    }
+
     pub fn shard_count(&self) -> u32 {
         self.0.shards.len() as u32
     }

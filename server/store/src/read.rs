@@ -217,7 +217,7 @@ impl Engine {
 
     /// Oldest arrival time a read may still return.
     pub(crate) fn cutoff_ms(&self, handle: &StreamHandle) -> u64 {
-        self.now_ms().saturating_sub(handle.meta().retention_ms())
+        self.now_ms().saturating_sub(handle.retention_ms())
     }
 
     /// The first sequence number whose entry is not expired (the tip when all are).
