@@ -82,6 +82,8 @@ def list_all_fragments(kinesisvideo, stream: str, **kwargs) -> list[dict]:
     """Every fragment ListFragments returns (following NextToken), sorted by fragment number."""
     client = archive(kinesisvideo, stream)
     fragments: list[dict] = []
+    # The selector is required without NextToken (spec §4.1): by default, every server time.
+    kwargs.setdefault("FragmentSelector", server_range(0, int(time.time() * 1000) + 86_400_000))
     request = dict(StreamName=stream, **kwargs)
     for _ in range(100):
         response = client.list_fragments(**request)
@@ -104,6 +106,13 @@ def at_ms(ms: int) -> dt.datetime:
 def producer_range(start_ms: int, end_ms: int) -> dict:
     return {
         "FragmentSelectorType": "PRODUCER_TIMESTAMP",
+        "TimestampRange": {"StartTimestamp": at_ms(start_ms), "EndTimestamp": at_ms(end_ms)},
+    }
+
+
+def server_range(start_ms: int, end_ms: int) -> dict:
+    return {
+        "FragmentSelectorType": "SERVER_TIMESTAMP",
         "TimestampRange": {"StartTimestamp": at_ms(start_ms), "EndTimestamp": at_ms(end_ms)},
     }
 
@@ -397,7 +406,8 @@ def test_list_fragments_returns_every_fragment_with_size_timestamps_and_length(k
     numbers = assert_full_ack_sequence(upload(kinesisvideo, stream, h264_mkv))
     after = time.time()
 
-    response = archive(kinesisvideo, stream).list_fragments(StreamName=stream)
+    selector = server_range(int(before * 1000) - 1000, int(after * 1000) + 1000)
+    response = archive(kinesisvideo, stream).list_fragments(StreamName=stream, FragmentSelector=selector)
 
     assert "NextToken" not in response or not response["NextToken"]
     fragments = sorted(response["Fragments"], key=lambda f: int(f["FragmentNumber"]))

@@ -18,6 +18,7 @@ pub enum ErrorType {
     IncompleteSignature,
     VersionMismatch,
     TagsPerResourceExceededLimit,
+    NoDataRetention,
     InternalFailure,
 }
 
@@ -46,6 +47,7 @@ impl ErrorType {
             ErrorType::IncompleteSignature => "IncompleteSignatureException",
             ErrorType::VersionMismatch => "VersionMismatchException",
             ErrorType::TagsPerResourceExceededLimit => "TagsPerResourceExceededLimitException",
+            ErrorType::NoDataRetention => "NoDataRetentionException",
             ErrorType::InternalFailure => "InternalFailure",
         }
     }

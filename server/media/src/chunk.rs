@@ -34,6 +34,45 @@ fn write_tags(out: &mut Vec<u8>, tags: &[SimpleTag]) {
     });
 }
 
+/// Writes the stored Cluster as a known-size Cluster whose Timecode is the fragment's absolute
+/// producer time (in the stream's TimecodeScale), as KVS does: producers that upload RELATIVE
+/// timecodes get absolute ones back. Block timecodes are relative to the Cluster and stay as
+/// they are.
+fn write_cluster(out: &mut Vec<u8>, record: &FragmentRecord, cluster_body: &[u8]) {
+    let scale_ns = u128::from(record.timecode_scale_ns.max(1));
+    let absolute = u64::try_from(u128::from(record.producer_ts_ms) * 1_000_000 / scale_ns).unwrap_or(u64::MAX);
+    let (before, after) = match timecode_element(cluster_body) {
+        Some(range) => (&cluster_body[..range.start], &cluster_body[range.end..]),
+        None => (cluster_body, &[][..]),
+    };
+    let mut timecode = Vec::with_capacity(10);
+    ebml::write_uint(&mut timecode, ids::TIMECODE, absolute);
+    ebml::write_id(out, ids::CLUSTER);
+    ebml::write_size(out, (before.len() + timecode.len() + after.len()) as u64, false);
+    out.extend_from_slice(before);
+    out.extend_from_slice(&timecode);
+    out.extend_from_slice(after);
+}
+
+/// The byte range of the Cluster's Timecode element (header included), if the stored body has one
+/// before its first block.
+fn timecode_element(body: &[u8]) -> Option<std::ops::Range<usize>> {
+    let mut at = 0;
+    while at < body.len() {
+        let ebml::Read::Done(header) = ebml::read_header(&body[at..]) else { return None };
+        let end = at.checked_add(header.header_len)?.checked_add(usize::try_from(header.size).ok()?)?;
+        if end > body.len() {
+            return None;
+        }
+        match header.id {
+            ids::TIMECODE => return Some(at..end),
+            ids::SIMPLE_BLOCK | ids::BLOCK_GROUP => return None,
+            _ => at = end,
+        }
+    }
+    None
+}
+
 fn tag(name: &str, value: String) -> SimpleTag {
     SimpleTag { name: name.to_string(), value }
 }
@@ -71,7 +110,7 @@ pub fn write_chunk(
             tag("AWS_KINESISVIDEO_PRODUCER_TIMESTAMP", seconds_text(record.producer_ts_ms)),
         ],
     );
-    ebml::write_bytes(out, ids::CLUSTER, cluster_body);
+    write_cluster(out, record, cluster_body);
     if !record.tags.is_empty() {
         write_tags(out, &record.tags);
     }
@@ -129,5 +168,36 @@ mod tests {
         assert_eq!(cluster.body, body);
         assert!(matches!(&events[4], Event::Tags(t) if t[0].name == "labels"));
         assert!(matches!(&events[5], Event::Tags(t) if t[0].value == "42" && t[1].value == "7"));
+    }
+
+    #[test]
+    fn relative_cluster_timecodes_come_back_absolute() {
+        let mut body = Vec::new();
+        ebml::write_uint(&mut body, ids::TIMECODE, 2_000);
+        ebml::write_bytes(&mut body, ids::SIMPLE_BLOCK, &[0x81, 0, 40, 0x80, 7]);
+        let record = FragmentRecord {
+            timecode: 2_000,
+            timecode_scale_ns: 1_000_000,
+            producer_ts_ms: 1_700_000_002_000,
+            server_ts_ms: 1_700_000_002_100,
+            duration_ms: 0,
+            tracks_body: Vec::new(),
+            tags: Vec::new(),
+            frames: Vec::new(),
+        };
+        let mut out = Vec::new();
+        write_chunk(&mut out, "1", &record, &body, None);
+        let mut fragmenter = Fragmenter::new(Limits::default());
+        fragmenter.push(&out);
+        let mut cluster = None;
+        while let Some(event) = fragmenter.finish().expect("valid chunk") {
+            if let Event::Cluster(c) = event {
+                cluster = Some(c);
+            }
+        }
+        let cluster = cluster.expect("a cluster");
+        assert_eq!(cluster.timecode, 1_700_000_002_000);
+        assert_eq!(cluster.frames[0].relative_timecode, 40);
+        assert_eq!(&cluster.body[cluster.frames[0].data.clone()], &[7]);
     }
 }

@@ -70,8 +70,20 @@ impl PageToken {
     }
 }
 
+/// Archive reads need stored media: a stream with retention 0 keeps only a live buffer (spec §9.3).
+fn archived_stream(ctx: &KvsCtx, body: &Document) -> Result<StreamHandle, ApiError> {
+    let handle = ctx.stream(body, "StreamARN")?;
+    if handle.meta().retention_hours == 0 {
+        return Err(ApiError::new(
+            ErrorType::NoDataRetention,
+            "The stream does not retain data (DataRetentionInHours is 0).",
+        ));
+    }
+    Ok(handle)
+}
+
 pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
-    let handle = ctx.stream(&body, "StreamARN")?;
+    let handle = archived_stream(ctx, &body)?;
     let meta = handle.meta();
     let max = body.int("MaxResults")?.unwrap_or(100);
     if !(1..=MAX_LIST).contains(&max) {
@@ -97,7 +109,7 @@ pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
             }
             (kind, start, end)
         }
-        (None, None) => ("ALL".to_string(), 0, u64::MAX),
+        (None, None) => return Err(ApiError::invalid("FragmentSelector is required unless NextToken is given.")),
     };
     let page_token = |position| PageToken { kind: kind.clone(), start_ms, end_ms, position }.encode();
     let engine = &ctx.engine;
@@ -117,10 +129,9 @@ pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
                 next = page.get(max - 1).map(|&(ms, seq)| page_token((ms, seq)));
             }
         }
-        "SERVER_TIMESTAMP" | "ALL" => {
+        "SERVER_TIMESTAMP" => {
             let from = match &token {
                 Some(t) => t.position.0,
-                None if kind == "ALL" => engine.resolve(&handle, 0, Position::TrimHorizon).map_err(store)?,
                 None => engine.resolve(&handle, 0, Position::AtArrivalMs(start_ms)).map_err(store)?,
             };
             let scan_end_ms = end_ms.saturating_add(MAX_UPLOAD_MS);
@@ -184,7 +195,7 @@ fn requested(ctx: &KvsCtx, handle: &StreamHandle, body: &Document) -> Result<Vec
 pub async fn get_media_for_fragment_list(ctx: KvsCtx, body: Bytes) -> Response {
     let checked = (|| {
         let document = super::parse_document(&body)?;
-        let handle = ctx.stream(&document, "StreamARN")?;
+        let handle = archived_stream(&ctx, &document)?;
         let seqs = requested(&ctx, &handle, &document)?;
         Ok::<_, ApiError>((handle, seqs))
     })();
@@ -193,11 +204,13 @@ pub async fn get_media_for_fragment_list(ctx: KvsCtx, body: Bytes) -> Response {
         Err(error) => return with_request_id(super::error_response(&error)),
     };
     let (chunks, response) = super::streamed_response("video/webm", 2);
-    tokio::task::spawn_blocking(move || {
+    tokio::spawn(async move {
         let created_ms = handle.meta().created_ms;
         for seq in seqs {
+            let (engine, stream) = (ctx.engine.clone(), handle.clone());
+            let entry = tokio::task::spawn_blocking(move || engine.entry(&stream, 0, seq)).await;
             // A fragment that expired since the check is skipped rather than failing mid-stream.
-            let Ok(Some(entry)) = ctx.engine.entry(&handle, 0, seq) else { continue };
+            let Ok(Ok(Some(entry))) = entry else { continue };
             let Ok(record) = FragmentRecord::decode(&entry.attrs) else { continue };
             let mut out = Vec::with_capacity(entry.payload.len() + 512);
             framelog_media::write_chunk(
@@ -207,7 +220,7 @@ pub async fn get_media_for_fragment_list(ctx: KvsCtx, body: Bytes) -> Response {
                 &entry.payload,
                 None,
             );
-            if chunks.blocking_send(Ok(Bytes::from(out))).is_err() {
+            if !super::send_chunk(&chunks, Bytes::from(out)).await {
                 return;
             }
         }

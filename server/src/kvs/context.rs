@@ -51,7 +51,10 @@ impl KvsCtx {
             check_name(name)?;
         }
         let handle = match (&name, &arn) {
-            (Some(name), _) => self.lookup(name)?,
+            (Some(_), Some(_)) => {
+                return Err(ApiError::invalid(format!("Provide either StreamName or {arn_field}, not both.")));
+            }
+            (Some(name), None) => self.lookup(name)?,
             (None, Some(arn)) => {
                 let name = name_from_arn(arn).ok_or_else(|| ApiError::invalid(format!("Invalid ARN {arn}")))?;
                 let handle = self.lookup(name)?;

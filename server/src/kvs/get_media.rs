@@ -51,7 +51,7 @@ pub async fn handle(ctx: KvsCtx, body: Bytes) -> Response {
         let document = super::parse_document(&body)?;
         let handle = ctx.stream(&document, "StreamARN")?;
         let position = start_position(&handle, &document)?;
-        let seq = ctx.engine.resolve(&handle, 0, position).map_err(|e| ApiError::internal(&e))?;
+        let seq = first_chunk(&ctx.engine, &handle, position).map_err(|e| ApiError::internal(&e))?;
         Ok::<_, ApiError>((handle, seq))
     })();
     let (handle, seq) = match started {
@@ -61,6 +61,30 @@ pub async fn handle(ctx: KvsCtx, body: Bytes) -> Response {
     let (chunks, response) = super::streamed_response("video/webm", 2);
     tokio::spawn(tail(ctx.engine, handle, seq, chunks));
     response
+}
+
+/// The sequence of the first chunk to send. NOW is the newest stored fragment (not the next one),
+/// and a timestamp selects the fragment that contains it: one that starts at or before the time
+/// and lasts past it, else the first that starts after it.
+fn first_chunk(engine: &Engine, handle: &StreamHandle, position: Position) -> framelog_store::Result<u64> {
+    let first = engine.resolve(handle, 0, Position::TrimHorizon)?;
+    let seq = engine.resolve(handle, 0, position)?;
+    let target_ms = match position {
+        Position::Latest => return Ok(if seq > first { seq - 1 } else { seq }),
+        Position::AtArrivalMs(ms) | Position::AtProducerMs(ms) => ms,
+        _ => return Ok(seq),
+    };
+    if seq <= first {
+        return Ok(seq);
+    }
+    let Some(previous) = engine.header(handle, 0, seq - 1)? else { return Ok(seq) };
+    let Ok(record) = FragmentRecord::decode(&previous.attrs) else { return Ok(seq) };
+    let start_ms = match position {
+        Position::AtArrivalMs(_) => record.server_ts_ms,
+        _ => record.producer_ts_ms,
+    };
+    let contains = start_ms <= target_ms && target_ms <= start_ms.saturating_add(record.duration_ms);
+    Ok(if contains { seq - 1 } else { seq })
 }
 
 /// Sends every fragment from `seq` on, then waits for new ones, until the client leaves or the
@@ -94,7 +118,7 @@ async fn tail(engine: Engine, handle: StreamHandle, mut seq: u64, chunks: super:
         };
         let mut out = Vec::with_capacity(entry.payload.len() + 512);
         framelog_media::write_chunk(&mut out, &number, &record, &entry.payload, Some(&live));
-        if chunks.send(Ok(Bytes::from(out))).await.is_err() {
+        if !super::send_chunk(&chunks, Bytes::from(out)).await {
             return;
         }
     }

@@ -80,6 +80,16 @@ pub fn parse_document(body: &[u8]) -> Result<Body, ApiError> {
 /// Where a streamed response's producer task sends its chunks.
 pub type ChunkSender = mpsc::Sender<Result<Bytes, Infallible>>;
 
+/// How long a streamed response may wait for its client to take the next chunk. A client that
+/// stops reading (but keeps its connection) would otherwise hold its task, and its upload or
+/// reader, forever.
+const CLIENT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Queues one chunk of a streamed response; false when the client is gone or stopped reading.
+pub async fn send_chunk(chunks: &ChunkSender, chunk: Bytes) -> bool {
+    matches!(tokio::time::timeout(CLIENT_READ_TIMEOUT, chunks.send(Ok(chunk))).await, Ok(Ok(())))
+}
+
 /// A 200 whose body is whatever is sent on the returned channel, until every sender is dropped.
 pub fn streamed_response(content_type: &'static str, queued_chunks: usize) -> (ChunkSender, Response) {
     let (chunks, receiver) = mpsc::channel(queued_chunks);

@@ -11,6 +11,7 @@
 //! queued metadata "before the next Cluster" (spec §6); `AWS_KINESISVIDEO_END_OF_FRAGMENT` only
 //! closes the open cluster and is not stored.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
@@ -135,13 +136,13 @@ async fn write_acks(mut outgoing: mpsc::Receiver<Outgoing>, acks: super::ChunkSe
                             AckError::Internal
                         }
                     };
-                    let _ = acks.send(Ok(Bytes::from(Ack::Error { timecode: Some(timecode), error }.line()))).await;
+                    super::send_chunk(&acks, Bytes::from(Ack::Error { timecode: Some(timecode), error }.line())).await;
                     return;
                 }
             },
         };
         if let Some(ack) = ack
-            && acks.send(Ok(Bytes::from(ack.line()))).await.is_err()
+            && !super::send_chunk(&acks, Bytes::from(ack.line())).await
         {
             failed.store(true, Ordering::Release);
             return;
@@ -159,8 +160,9 @@ struct Upload {
     pending_tags: Vec<SimpleTag>,
     /// Server timestamp of the cluster in flight (its first bytes).
     cluster_server_ms: u64,
-    /// Producer time (ms) of the last frame of the previous fragment on this connection.
-    last_frame_ms: Option<i64>,
+    /// Per track number, the producer time (ms) of the latest frame of the previous fragment on
+    /// this connection that had frames of that track.
+    last_frame_ms: HashMap<u64, i64>,
     outgoing: mpsc::Sender<Outgoing>,
     failed: Arc<AtomicBool>,
 }
@@ -184,7 +186,7 @@ async fn ingest(
         tracks: None,
         pending_tags: Vec::new(),
         cluster_server_ms: 0,
-        last_frame_ms: None,
+        last_frame_ms: HashMap::new(),
         outgoing: outgoing_sender.clone(),
         failed: failed.clone(),
     };
@@ -316,14 +318,26 @@ impl Upload {
         let (Some(frame_ms), Some(producer_ms)) = (frame_ms, self.to_ms(base)) else {
             return Err(fail(AckError::InvalidProducerTimestamp));
         };
-        let first = frame_ms.iter().copied().min();
-        let last = frame_ms.iter().copied().max();
-        if let (Some(first), Some(previous)) = (first, self.last_frame_ms)
-            && first <= previous
-        {
-            return Err(fail(AckError::TimecodeLesserThanPrevious));
+        if let Some(missing) = numbers.iter().find(|n| !cluster.frames.iter().any(|f| f.track == **n)) {
+            tracing::debug!(track = missing, "fragment without frames of a track");
+            return Err(fail(AckError::FramesMissingForTrack));
         }
-        let duration_ms = match (first, last) {
+        // Spec: a fragment's first frame must be strictly later than the previous fragment's last.
+        // Checked per track: with B-frames, blocks carry presentation times, and the next key
+        // frame presents after every frame of its own track before it, but not necessarily after
+        // the audio muxed next to those frames.
+        let mut latest: HashMap<u64, i64> = HashMap::new();
+        for (frame, &ms) in cluster.frames.iter().zip(&frame_ms) {
+            if !latest.contains_key(&frame.track)
+                && let Some(&previous) = self.last_frame_ms.get(&frame.track)
+                && ms <= previous
+            {
+                return Err(fail(AckError::TimecodeLesserThanPrevious));
+            }
+            let slot = latest.entry(frame.track).or_insert(ms);
+            *slot = (*slot).max(ms);
+        }
+        let duration_ms = match (frame_ms.iter().min(), frame_ms.iter().max()) {
             (Some(first), Some(last)) => last - first,
             _ => 0,
         };
@@ -333,7 +347,7 @@ impl Upload {
         if producer_ms < 0 {
             return Err(fail(AckError::InvalidProducerTimestamp));
         }
-        self.last_frame_ms = last.or(self.last_frame_ms);
+        self.last_frame_ms.extend(latest);
         let record = FragmentRecord {
             timecode,
             timecode_scale_ns: self.info.timecode_scale_ns,

@@ -54,6 +54,9 @@ pub struct Mp4Fragmenter {
     pool_bytes: u64,
     /// Offset of the first `moof` that contributed to the pool (the fragment's offset).
     pool_offset: u64,
+    /// The timecode announced (ClusterStarted) for the fragment being pooled, once its first
+    /// sample is in: the fragment's Cluster carries the same timecode, so acks match.
+    announced_timecode: Option<u64>,
     queued: VecDeque<Event>,
 }
 
@@ -68,6 +71,7 @@ impl Mp4Fragmenter {
             pool: Vec::new(),
             pool_bytes: 0,
             pool_offset: 0,
+            announced_timecode: None,
             queued: VecDeque::new(),
         }
     }
@@ -179,6 +183,13 @@ impl Mp4Fragmenter {
             }
             self.pool_bytes += sample.data.len() as u64;
             self.pool.push(sample);
+            if self.announced_timecode.is_none() {
+                // Announced as soon as the fragment's first samples are in, so BUFFERING and the
+                // server timestamp describe this fragment, not the one before it.
+                let timecode = self.pool.iter().map(|s| s.pts_ms.min(s.dts_ms)).min().unwrap_or(0).max(0) as u64;
+                self.announced_timecode = Some(timecode);
+                self.queued.push_back(Event::ClusterStarted { offset: self.pool_offset, timecode });
+            }
         }
         if self.pool.len() > 2 * MAX_FRAMES_PER_FRAGMENT {
             return Err(malformed(self.pool_offset, b"moof", "more samples than a fragment may hold"));
@@ -207,9 +218,16 @@ impl Mp4Fragmenter {
             return Ok(());
         }
         fragment.sort_by_key(|s| (s.dts_ms, s.track_number));
-        let timecode = fragment.iter().map(|s| s.pts_ms.min(s.dts_ms)).min().unwrap_or(0).max(0) as u64;
+        let earliest = || fragment.iter().map(|s| s.pts_ms.min(s.dts_ms)).min().unwrap_or(0).max(0) as u64;
+        let timecode = match self.announced_timecode.take() {
+            Some(timecode) => timecode,
+            None => {
+                let timecode = earliest();
+                self.queued.push_back(Event::ClusterStarted { offset: self.pool_offset, timecode });
+                timecode
+            }
+        };
         let cluster = build_cluster(self.pool_offset, &fragment, timecode)?;
-        self.queued.push_back(Event::ClusterStarted { offset: self.pool_offset, timecode });
         self.queued.push_back(Event::Cluster(cluster));
         Ok(())
     }
@@ -259,6 +277,8 @@ impl Mp4Fragmenter {
     /// Reads every traf of a moof into samples (ISO/IEC 14496-12 §8.8.7 tfhd, §8.8.12 tfdt, §8.8.8 trun).
     fn parse_moof(&self, moof: &[u8], at: u64, moof_offset: u64) -> Result<Vec<Sample>, MediaError> {
         let mut samples = Vec::new();
+        // Where the previous traf's data ended: the implicit base of the next traf (§8.8.7.1).
+        let mut previous_traf_end: Option<u64> = None;
         for (kind, traf, traf_at) in children(moof, at)? {
             if &kind != b"traf" {
                 continue;
@@ -274,9 +294,15 @@ impl Mp4Fragmenter {
                 return Err(malformed(*tfhd_at, b"tfhd", "fragment for a track the init segment does not describe"));
             };
             let track = &self.tracks[index];
-            // Without base-data-offset, offsets count from the moof (default-base-is-moof, and
-            // the first traf of a movie fragment).
-            let base = if flags & 0x01 != 0 { c.u64()?.saturating_sub(moof_offset) } else { 0 };
+            // Without base-data-offset, offsets count from the moof for the first traf (and for
+            // every traf with default-base-is-moof), else from where the previous traf's data ended.
+            let base = if flags & 0x01 != 0 {
+                c.u64()?.saturating_sub(moof_offset)
+            } else if flags & 0x02_0000 != 0 {
+                0
+            } else {
+                previous_traf_end.unwrap_or(0)
+            };
             if flags & 0x02 != 0 {
                 c.u32()?;
             }
@@ -335,6 +361,7 @@ impl Mp4Fragmenter {
                     next_offset = next_offset.wrapping_add(u64::from(size));
                 }
             }
+            previous_traf_end = Some(next_offset);
         }
         samples.sort_by_key(|s| (s.dts_ms, s.track_number));
         Ok(samples)
