@@ -51,7 +51,10 @@ impl Server {
 
     /// Starts a server on an existing data directory.
     pub fn start_in(data_dir: &Path) -> anyhow::Result<Server> {
-        let address = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        Server::start_at(data_dir, SocketAddr::from(([127, 0, 0, 1], free_port()?)))
+    }
+
+    fn start_at(data_dir: &Path, address: SocketAddr) -> anyhow::Result<Server> {
         let child = Command::new(framelog_bin()?)
             .args(["serve", "--listen", &address.to_string(), "--data-dir"])
             .arg(data_dir)
@@ -115,6 +118,14 @@ impl Server {
     pub fn restart(&mut self) -> anyhow::Result<()> {
         let fresh = Server::start_in(&self.data_dir)?;
         self.address = fresh.address;
+        self.child = fresh.into_child();
+        Ok(())
+    }
+
+    /// Starts a new process on the same data directory and the same port, as a server that
+    /// comes back after a crash does (clients keep their endpoint).
+    pub fn restart_on_same_port(&mut self) -> anyhow::Result<()> {
+        let fresh = Server::start_at(&self.data_dir, self.address)?;
         self.child = fresh.into_child();
         Ok(())
     }

@@ -3,3 +3,4 @@
 mod client;
 mod crash;
 mod kds_sdk;
+mod sdk;

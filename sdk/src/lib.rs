@@ -1,0 +1,45 @@
+//! framelog-sdk: a client for Framelog and for AWS Kinesis Video Streams.
+//!
+//! - Control plane: [`Client::create_stream`], [`Client::describe_stream`], [`Client::ensure_stream`],
+//!   [`Client::list_streams`], [`Client::delete_stream`], retention, tags, [`Client::get_data_endpoint`].
+//! - [`Producer`]: encoded frames in (H.264/H.265/AAC, with key-frame flags and timestamps),
+//!   fragments cut at video key frames, streamed over PutMedia; every fragment is kept until
+//!   acknowledged, and a broken connection is retried with backoff, replaying what was not.
+//!   [`MkvProducer`] does the same for ready-made MKV.
+//! - Consumer: [`Client::get_media`], [`Client::get_media_for_fragment_list`] (as
+//!   [`ConsumedFragment`]s with frames, tags, numbers and timestamps) and [`Client::list_fragments`].
+//! - Requests are signed with SigV4 when [`ClientConfig::credentials`] is set.
+//!
+//! The SDK speaks only the public wire protocol; it shares the pure Matroska code of
+//! `framelog-media` and nothing of the server.
+
+mod ack;
+mod consumer;
+mod control;
+mod error;
+mod mkv;
+mod mkv_producer;
+mod producer;
+mod transport;
+mod uploader;
+
+pub use consumer::{ConsumedFragment, FragmentInfo, MediaFrame, MediaReader, StartSelector, TimestampKind, TrackInfo};
+pub use control::{DataApi, NewStream, StreamInfo};
+pub use error::{Error, Result};
+pub use mkv::{EncodedFrame, TrackKind, TrackSpec};
+pub use mkv_producer::{MkvProducer, TimecodeType};
+pub use producer::{Producer, ProducerConfig};
+pub use transport::{ClientConfig, Credentials};
+pub use uploader::{AckLevel, DeliveredFragment, ProducerReport, RejectedFragment, RetryPolicy};
+
+/// A client for one service endpoint. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Client {
+    transport: transport::Transport,
+}
+
+impl Client {
+    pub fn new(config: ClientConfig) -> Self {
+        Self { transport: transport::Transport::new(config) }
+    }
+}
