@@ -117,3 +117,10 @@ def h265_mkv() -> Path:
 def h264_aac_mp4() -> Path:
     """20 s of H.264 + AAC as fragmented MP4, one moof+mdat per 2 s GOP."""
     return ensure_media("h264_aac.mp4")
+
+
+@pytest.fixture(scope="session")
+def h264_bframes_aac_mp4() -> Path:
+    """h264_aac.mp4 encoded with two B-frames between references: one moof+mdat per track per 2 s,
+    composition offsets on the video samples."""
+    return ensure_media("h264_bframes_aac.mp4")

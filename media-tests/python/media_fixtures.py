@@ -14,12 +14,13 @@ import os
 import shlex
 import shutil
 import socket
+import struct
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Iterator
 from urllib.parse import urlsplit
 
 import boto3
@@ -45,6 +46,12 @@ _VIDEO_SRC = (
     "videotestsrc num-buffers=600 pattern=smpte ! video/x-raw,width=640,height=360,framerate=30/1"
 )
 _X264 = "x264enc key-int-max=60 bitrate=1000 speed-preset=veryfast option-string=scenecut=0 bframes=0 ! h264parse"
+# The same encoder with two B-frames between references, always (b-adapt=false): presentation order differs
+# from decode order, and every GOP ends with frames presented after the next key frame's decode time.
+_X264_BFRAMES = (
+    "x264enc key-int-max=60 bitrate=1000 speed-preset=veryfast option-string=scenecut=0 bframes=2 b-adapt=false "
+    "! h264parse"
+)
 # 600 buffers of 1600 samples at 48 kHz = 20 s of audio, the length of the video.
 _AUDIO_SRC = (
     "audiotestsrc num-buffers=600 samplesperbuffer=1600 ! audio/x-raw,rate=48000,channels=2 "
@@ -64,6 +71,11 @@ MEDIA_RECIPES: dict[str, str] = {
     "h264_aac.mp4": (
         f"mp4mux name=m fragment-duration=2000 streamable=true ! filesink location={{out}} "
         f"{_VIDEO_SRC} ! {_X264} ! m. {_AUDIO_SRC} ! m."
+    ),
+    # h264_aac.mp4 with B-frames: the fMP4 a GStreamer or ffmpeg producer sends with a default x264 profile.
+    "h264_bframes_aac.mp4": (
+        f"mp4mux name=m fragment-duration=2000 streamable=true ! filesink location={{out}} "
+        f"{_VIDEO_SRC} ! {_X264_BFRAMES} ! m. {_AUDIO_SRC} ! m."
     ),
     # H.265, key frame every 2 s.
     "h265.mkv": f"{_VIDEO_SRC} ! x265enc key-int-max=60 ! h265parse ! matroskamux streamable=true ! filesink location={{out}}",
@@ -123,6 +135,7 @@ def ensure_media(name: str, cache_dir: Path = FIXTURES_CACHE) -> Path:
 ID_EBML = 0x1A45DFA3
 ID_SEGMENT = 0x18538067
 ID_INFO = 0x1549A966
+ID_TIMECODE_SCALE = 0x2AD7B1
 ID_TRACKS = 0x1654AE6B
 ID_TAGS = 0x1254C367
 ID_TAG = 0x7373
@@ -202,6 +215,32 @@ class Cluster:
     start: int  # offset of the Cluster element's ID
     timecode: int | None
     blocks: int
+    block_spans: list[tuple[int, int]] = field(default_factory=list)  # (start, end) of each SimpleBlock's data
+
+
+@dataclass(frozen=True)
+class Block:
+    """One SimpleBlock as stored in a cluster (no lacing)."""
+
+    track: int
+    relative_timecode: int
+    flags: int
+    payload: bytes
+
+    @property
+    def keyframe(self) -> bool:
+        return bool(self.flags & 0x80)
+
+
+def cluster_blocks(data: bytes, cluster: Cluster) -> list[Block]:
+    """The SimpleBlocks of a parsed cluster: track, int16 timecode, flags and frame bytes (spec §6)."""
+    blocks = []
+    for start, end in cluster.block_spans:
+        track, track_len, _ = read_vint(data, start)
+        at = start + track_len
+        timecode = int.from_bytes(data[at : at + 2], "big", signed=True)
+        blocks.append(Block(track, timecode, data[at + 2], bytes(data[at + 3 : end])))
+    return blocks
 
 
 @dataclass
@@ -214,6 +253,7 @@ class MkvChunk:
     clusters: list[Cluster] = field(default_factory=list)
     pre_cluster_tags: dict[str, str] = field(default_factory=dict)
     post_cluster_tags: dict[str, str] = field(default_factory=dict)
+    timecode_scale: int | None = None  # Info/TimecodeScale in ns, when the chunk's Info has one
     complete: bool = False
 
     @property
@@ -232,6 +272,7 @@ def _parse_cluster(data: bytes, start: int, body: int, size: int | None) -> tupl
     pos = body
     timecode = None
     blocks = 0
+    spans: list[tuple[int, int]] = []
     while pos < end:
         eid, csize, cbody = read_header(data, pos)
         if size is None and eid not in _CLUSTER_CHILDREN:
@@ -244,8 +285,22 @@ def _parse_cluster(data: bytes, start: int, body: int, size: int | None) -> tupl
             timecode = int.from_bytes(data[cbody : cbody + csize], "big")
         elif eid in (ID_SIMPLE_BLOCK, ID_BLOCK_GROUP):
             blocks += 1
+            if eid == ID_SIMPLE_BLOCK:
+                spans.append((cbody, cbody + csize))
         pos = cbody + csize
-    return Cluster(start, timecode, blocks), pos
+    return Cluster(start, timecode, blocks, spans), pos
+
+
+def _info_timecode_scale(data: bytes, start: int, end: int) -> int | None:
+    pos = start
+    while pos < end:
+        eid, size, body = read_header(data, pos)
+        if size is None:
+            raise ValueError(f"unknown-size element {eid:#x} inside Info")
+        if eid == ID_TIMECODE_SCALE:
+            return int.from_bytes(data[body : body + size], "big")
+        pos = body + size
+    return None
 
 
 def parse_mkv_chunks(data: bytes) -> list[MkvChunk]:
@@ -298,6 +353,8 @@ def parse_mkv_chunks(data: bytes) -> list[MkvChunk]:
                 if eid == ID_TAGS:
                     tags = dict(_tags_of(data, child_body, child_body + size))
                     (chunk.post_cluster_tags if chunk.clusters else chunk.pre_cluster_tags).update(tags)
+                elif eid == ID_INFO:
+                    chunk.timecode_scale = _info_timecode_scale(data, child_body, child_body + size)
                 pos = child_body + size
         except Incomplete:
             chunk.end = pos
@@ -311,6 +368,115 @@ def parse_mkv_chunks(data: bytes) -> list[MkvChunk]:
 
 def cluster_timecodes(data: bytes) -> list[int]:
     return [c.timecode for chunk in parse_mkv_chunks(data) for c in chunk.clusters]
+
+
+# ------------------------------------------------------------------------------------------------
+# Hand-made Matroska, written the way the producer SDK writes it (spec §6)
+# ------------------------------------------------------------------------------------------------
+
+UNKNOWN_SIZE = bytes.fromhex("01FFFFFFFFFFFFFF")
+
+
+def ebml_size(size: int) -> bytes:
+    """An 8-byte size field (0x01 marker), as the producer SDK writes them."""
+    return (0x0100000000000000 | size).to_bytes(8, "big")
+
+
+def ebml_id(element_id: int) -> bytes:
+    return element_id.to_bytes((element_id.bit_length() + 7) // 8, "big")
+
+
+def ebml_element(element_id: int, payload: bytes) -> bytes:
+    return ebml_id(element_id) + ebml_size(len(payload)) + payload
+
+
+def ebml_uint(element_id: int, value: int, width: int | None = None) -> bytes:
+    return ebml_element(element_id, value.to_bytes(width or max(1, (value.bit_length() + 7) // 8), "big"))
+
+
+def ebml_text(element_id: int, text: str) -> bytes:
+    return ebml_element(element_id, text.encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class HandTrack:
+    number: int
+    codec_id: str
+    track_type: int  # 1 video, 2 audio
+    codec_private: bytes = b""
+
+
+# CodecPrivate is not validated at ingest (spec §3.1): an avcC without parameter sets and a 2-byte
+# AudioSpecificConfig (AAC LC, 48 kHz, stereo) are enough for PutMedia, ListFragments and GetMedia.
+H264_TRACK = HandTrack(1, "V_MPEG4/ISO/AVC", 1, bytes.fromhex("0142C01EFFE000"))
+AAC_TRACK = HandTrack(2, "A_AAC", 2, bytes.fromhex("1190"))
+
+
+def _track_entry(track: HandTrack) -> bytes:
+    fields = [
+        ebml_uint(0xD7, track.number),
+        ebml_uint(0x73C5, 0x1000 + track.number, width=8),
+        ebml_uint(0x83, track.track_type),
+        ebml_text(0x536E, "kinesis_video"),
+        ebml_text(0x86, track.codec_id),
+        ebml_element(0x63A2, track.codec_private),
+    ]
+    if track.track_type == 1:
+        fields.append(ebml_element(0xE0, ebml_uint(0xB0, 640) + ebml_uint(0xBA, 360)))
+    else:
+        fields.append(ebml_element(0xE1, ebml_element(0xB5, struct.pack(">d", 48000.0)) + ebml_uint(0x9F, 2)))
+    return ebml_element(0xAE, b"".join(fields))
+
+
+def mkv_header(tracks: Iterable[HandTrack], timecode_scale_ns: int = 1_000_000) -> bytes:
+    """EBML header, unknown-size Segment, Info and Tracks: everything before the first Cluster."""
+    ebml = ebml_element(
+        ID_EBML,
+        ebml_uint(0x4286, 1)  # EBMLVersion
+        + ebml_uint(0x42F7, 1)  # EBMLReadVersion
+        + ebml_uint(0x42F2, 4)  # EBMLMaxIDLength
+        + ebml_uint(0x42F3, 8)  # EBMLMaxSizeLength
+        + ebml_text(0x4282, "matroska")
+        + ebml_uint(0x4287, 2)  # DocTypeVersion
+        + ebml_uint(0x4285, 2),  # DocTypeReadVersion
+    )
+    info = ebml_element(
+        ID_INFO,
+        ebml_element(0x73A4, bytes(range(16)))  # SegmentUID
+        + ebml_uint(ID_TIMECODE_SCALE, timecode_scale_ns, width=8)
+        + ebml_text(0x7BA9, "framelog media tests")  # Title
+        + ebml_text(0x4D80, "media_fixtures.py")
+        + ebml_text(0x5741, "media_fixtures.py"),
+    )
+    tracks_element = ebml_element(ID_TRACKS, b"".join(map(_track_entry, tracks)))
+    return ebml + ebml_id(ID_SEGMENT) + UNKNOWN_SIZE + info + tracks_element
+
+
+@dataclass(frozen=True)
+class HandFrame:
+    track: int
+    time: int  # in TimecodeScale units, absolute within the segment (cluster timecode + block timecode)
+    payload: bytes
+    keyframe: bool = False
+
+
+def simple_block_header(track: int, relative_timecode: int, keyframe: bool, payload_len: int) -> bytes:
+    """SimpleBlock ID and size, track number (one-byte vint), int16 timecode and flags; the frame follows."""
+    head = bytes([0x80 | track]) + relative_timecode.to_bytes(2, "big", signed=True) + bytes([0x80 if keyframe else 0])
+    return ebml_id(ID_SIMPLE_BLOCK) + ebml_size(len(head) + payload_len) + head
+
+
+def cluster_timecode_element(timecode: int) -> bytes:
+    return ebml_uint(ID_TIMECODE, timecode, width=8)
+
+
+def mkv_cluster(timecode: int, frames: Iterable[HandFrame], known_size: bool = False) -> bytes:
+    """A Cluster: 8-byte Timecode, then one SimpleBlock per frame in the given order. Unknown size, as the
+    producer SDK writes it, unless `known_size` (as matroskamux does)."""
+    body = cluster_timecode_element(timecode) + b"".join(
+        simple_block_header(f.track, f.time - timecode, f.keyframe, len(f.payload)) + f.payload for f in frames
+    )
+    return ebml_id(ID_CLUSTER) + (ebml_size(len(body)) if known_size else UNKNOWN_SIZE) + body
 
 
 # ------------------------------------------------------------------------------------------------
@@ -360,10 +526,20 @@ def _as_bytes(data: bytes | Path) -> bytes:
     return data if isinstance(data, (bytes, bytearray)) else Path(data).read_bytes()
 
 
+def _body_pieces(data: bytes | Path | Iterable[bytes], chunk_size: int) -> Iterator[memoryview]:
+    """The body in pieces of at most chunk_size bytes. An iterable of byte strings is consumed lazily, so a
+    generator can stream a body far larger than the test wants to hold in memory."""
+    sources = [_as_bytes(data)] if isinstance(data, (bytes, bytearray, Path)) else data
+    for source in sources:
+        view = memoryview(source)
+        for start in range(0, len(view), chunk_size):
+            yield view[start : start + chunk_size]
+
+
 def put_media(
     endpoint: str,
     stream: str,
-    data: bytes | Path,
+    data: bytes | Path | Iterable[bytes],
     *,
     timecode_type: str = "RELATIVE",
     producer_start: float | str = 1_700_000_000.0,
@@ -378,8 +554,8 @@ def put_media(
 
     A sender thread writes the body in `chunk_size` HTTP chunks (sleeping `pace_s` between them) and
     the terminating zero chunk; this thread reads the status line and then one JSON ack per line until
-    the server ends the response, or until `timeout`. `on_ack` is called with each ack as it arrives."""
-    body = _as_bytes(data)
+    the server ends the response, or until `timeout`. `on_ack` is called with each ack as it arrives.
+    `data` may be an iterable of byte strings (e.g. a generator), read only as it is sent."""
     url = urlsplit(endpoint)
     conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
     conn.putrequest("POST", "/putMedia", skip_accept_encoding=True)
@@ -395,11 +571,10 @@ def put_media(
 
     def send() -> None:
         try:
-            for start in range(0, len(body), chunk_size):
+            for piece in _body_pieces(data, chunk_size):
                 if stop_sending.is_set():
                     return
-                piece = body[start : start + chunk_size]
-                sock.sendall(b"%x\r\n" % len(piece) + piece + b"\r\n")
+                sock.sendall(b"".join((b"%x\r\n" % len(piece), piece, b"\r\n")))
                 if pace_s:
                     time.sleep(pace_s)
             sock.sendall(b"0\r\n\r\n")
@@ -454,6 +629,67 @@ def put_media(
         read_error=read_error,
         ended=ended,
     )
+
+
+class PutMediaConnection:
+    """One PutMedia request driven step by step from the test thread: send body bytes, read acks until a
+    condition holds, then end the body or drop the connection. For tests of what the server does at a given
+    point of an upload, where put_media()'s send-everything-and-read is too coarse."""
+
+    def __init__(
+        self,
+        endpoint: str,
+        stream: str,
+        *,
+        timecode_type: str = "RELATIVE",
+        producer_start: float | str = 1_700_000_000.0,
+        timeout: float = 20.0,
+    ):
+        url = urlsplit(endpoint)
+        self.conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+        self.conn.putrequest("POST", "/putMedia", skip_accept_encoding=True)
+        for name, value in put_media_headers(stream, timecode_type, producer_start).items():
+            self.conn.putheader(name, value)
+        self.conn.putheader("Transfer-Encoding", "chunked")
+        self.conn.endheaders()
+        self.sock = self.conn.sock
+        # The server answers 200 before reading any of the body (spec §0.7).
+        self.response = self.conn.getresponse()
+        self.status = self.response.status
+        self.acks: list[dict] = []
+        self.ack_lines: list[str] = []
+
+    def events(self, event_type: str) -> list[dict]:
+        return [a for a in self.acks if a.get("EventType") == event_type]
+
+    def send(self, data: bytes) -> None:
+        """Sends `data` as one HTTP chunk."""
+        self.sock.sendall(b"%x\r\n" % len(data) + data + b"\r\n")
+
+    def read_acks_until(self, done: Callable[[list[dict]], bool]) -> list[dict]:
+        """Reads ack lines until done(acks so far) holds; fails on EOF or the connection timeout."""
+        while not done(self.acks):
+            try:
+                line = self.response.readline()
+            except (OSError, http.client.HTTPException) as err:
+                raise AssertionError(f"no more acks ({err!r}); so far: {self.ack_lines}") from err
+            if not line:
+                raise AssertionError(f"the server ended the ack stream; acks: {self.ack_lines}")
+            text = line.decode("utf-8").strip()
+            if text:
+                self.ack_lines.append(text)
+                self.acks.append(json.loads(text))
+        return self.acks
+
+    def abort(self) -> None:
+        """Drops the connection mid-body with a TCP reset (SO_LINGER 0), as a crashed or killed producer
+        does: no terminating zero chunk, no FIN."""
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        # The response's file object holds a reference to the socket: the descriptor closes (and the RST
+        # goes out) only once every holder has closed it.
+        self.response.close()
+        self.conn.close()
+        self.sock.close()
 
 
 def put_media_curl(
