@@ -3,4 +3,5 @@
 mod client;
 mod crash;
 mod kds_sdk;
+mod kvs_aws_sdk;
 mod sdk;

@@ -27,7 +27,12 @@ fn frames(seconds: u64) -> Vec<EncodedFrame> {
         if ms.is_multiple_of(VIDEO_STEP_MS) {
             let size = 200 + (ms % 977) as usize;
             let data: Vec<u8> = (0..size).map(|i| (i as u64 * 31 + ms) as u8).collect();
-            out.push(EncodedFrame { track: 1, pts_ms: START_MS + ms, keyframe: ms.is_multiple_of(1000), data: data.into() });
+            out.push(EncodedFrame {
+                track: 1,
+                pts_ms: START_MS + ms,
+                keyframe: ms.is_multiple_of(1000),
+                data: data.into(),
+            });
         }
         let data: Vec<u8> = (0..64u64).map(|i| (i * 7 + ms / 20) as u8).collect();
         out.push(EncodedFrame { track: 2, pts_ms: START_MS + ms + 5, keyframe: true, data: data.into() });
