@@ -9,6 +9,8 @@ mod fragment_number;
 pub mod get_media;
 pub mod put_media;
 mod streams;
+#[cfg(test)]
+mod tests;
 
 use std::convert::Infallible;
 
