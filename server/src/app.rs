@@ -10,6 +10,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::routing::{any, post};
+use axum::serve::ListenerExt as _;
 use framelog_store::{Engine, EngineOptions, SystemClock};
 
 use crate::config::Config;
@@ -78,6 +79,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::spawn(trim_periodically(engine.clone(), Duration::from_secs(config.trim_interval_secs.max(1))));
     println!("framelog listening on http://{address} (point clients at --endpoint-url http://{address})");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "ready");
+    // Acks and GetMedia chunks are small writes that must leave at once: with Nagle's algorithm
+    // a PERSISTED line waits for the client's delayed ACK of the RECEIVED line before it (~40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::debug!(%error, "could not set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
     trimmer.abort();
     tokio::task::spawn_blocking(move || engine.close()).await??;
