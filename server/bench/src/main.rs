@@ -5,6 +5,7 @@
 
 mod api_bench;
 mod engine_bench;
+mod fleet_bench;
 mod stats;
 mod target;
 mod video_bench;
@@ -41,6 +42,12 @@ struct Args {
     /// Fragments in the PutMedia throughput run (each ~2 MB); 0 skips it.
     #[arg(long, default_value_t = 150)]
     video_fragments: usize,
+    /// Concurrent paced PutMedia streams in the fleet run; 0 skips it.
+    #[arg(long, default_value_t = 200)]
+    fleet_streams: usize,
+    /// Seconds of media each fleet camera sends.
+    #[arg(long, default_value_t = 30)]
+    fleet_seconds: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -69,6 +76,9 @@ fn main() -> anyhow::Result<()> {
         }
         if args.video_fragments > 0 {
             rows.extend(video_bench::run(&args.framelog_bin, &runtime, args.video_fragments)?);
+        }
+        if args.fleet_streams > 0 {
+            rows.extend(fleet_bench::run(&args.framelog_bin, &runtime, args.fleet_streams, args.fleet_seconds)?);
         }
     }
     stats::print_table(&rows);

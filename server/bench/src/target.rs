@@ -46,6 +46,10 @@ impl Target {
         Target { name: "kinesalite", address, child, _data: None }.ready()
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn ready(mut self) -> anyhow::Result<Target> {
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
