@@ -70,6 +70,10 @@ impl Engine {
         );
         batch.put_cf(cf(db, CF_META), keys::trim_floor_key(id, shard), keep_from.to_be_bytes());
         db.write_opt(batch, &synced())?;
+        // Blob files are never rewritten (blob GC is off, see Engine::open): one is deleted when
+        // no SST refers to it any more. Compacting the trimmed range drops those references now;
+        // the SSTs hold only small blob indexes, so this is cheap.
+        db.compact_range_cf(cf(db, CF_PAYLOADS), Some(&shard_start[..]), Some(&keep_key[..]));
         Ok(removed)
     }
 }

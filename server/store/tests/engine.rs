@@ -306,3 +306,31 @@ fn producer_time_ranges_page_in_producer_order_and_point_reads_find_entries() {
     assert_eq!(engine.header(&stream, 0, 4).expect("read").and_then(|h| h.producer_ts_ms), Some(7_000));
     assert_eq!(engine.entry(&stream, 0, 5).expect("read"), None);
 }
+
+fn blob_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .expect("engine dir")
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "blob"))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+#[test]
+fn trimming_expired_video_deletes_its_blob_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let engine = open(dir.path(), &clock);
+    let stream = engine.create_stream(new_stream_meta("v", StreamKind::Video, "arn", 1, 1, START_MS)).expect("create");
+    let fragment = vec![9u8; 1 << 20];
+    for _ in 0..24 {
+        engine.append_blocking(&stream, vec![entry(0, &fragment)]).expect("append");
+    }
+    engine.close().expect("close flushes payloads into blob files");
+    drop(engine);
+    let engine = open(dir.path(), &clock);
+    assert!(blob_bytes(dir.path()) >= 24 << 20, "payloads live in blob files");
+    clock.advance_ms(HOUR_MS + 1);
+    assert_eq!(engine.trim_expired().expect("trim").entries_removed, 24);
+    assert!(blob_bytes(dir.path()) < 1 << 20, "blob files of expired video are deleted: {}", blob_bytes(dir.path()));
+}
