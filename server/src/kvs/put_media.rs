@@ -337,10 +337,7 @@ impl Upload {
             let slot = latest.entry(frame.track).or_insert(ms);
             *slot = (*slot).max(ms);
         }
-        let duration_ms = match (frame_ms.iter().min(), frame_ms.iter().max()) {
-            (Some(first), Some(last)) => last - first,
-            _ => 0,
-        };
+        let duration_ms = fragment_duration_ms(&cluster.frames, &frame_ms);
         if duration_ms > MAX_FRAGMENT_DURATION_MS {
             return Err(fail(AckError::MaxFragmentDuration));
         }
@@ -382,5 +379,52 @@ impl Upload {
             }
         }
         Ok(Vec::new())
+    }
+}
+
+/// How long a fragment plays: from its earliest frame to the end of its latest one. Blocks carry
+/// no duration, so each track's last frame is taken to last as long as the step between that
+/// track's last two frames (a 2 s, 30 fps fragment is 2000 ms, not 1967).
+fn fragment_duration_ms(frames: &[framelog_media::Frame], frame_ms: &[i64]) -> i64 {
+    let Some(&start) = frame_ms.iter().min() else { return 0 };
+    let mut per_track: HashMap<u64, Vec<i64>> = HashMap::new();
+    for (frame, &ms) in frames.iter().zip(frame_ms) {
+        per_track.entry(frame.track).or_default().push(ms);
+    }
+    let end = per_track
+        .into_values()
+        .map(|mut times| {
+            times.sort_unstable();
+            let last = times[times.len() - 1];
+            let step = times.windows(2).rev().map(|w| w[1] - w[0]).find(|&d| d > 0).unwrap_or(0);
+            last.saturating_add(step)
+        })
+        .max()
+        .unwrap_or(start);
+    end.saturating_sub(start)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frame(track: u64) -> framelog_media::Frame {
+        framelog_media::Frame { track, relative_timecode: 0, keyframe: false, lacing: 0, data: 0..0 }
+    }
+
+    #[test]
+    fn fragment_length_includes_the_last_frame() {
+        // 30 fps video in whole ms (0, 33, 66, ..., 1966): 1999 ms, not 1966.
+        let times: Vec<i64> = (0..60).map(|i| i * 100 / 3).collect();
+        let frames: Vec<_> = times.iter().map(|_| frame(1)).collect();
+        assert_eq!(fragment_duration_ms(&frames, &times), 1999);
+        // With audio ending later than the video, the audio's end counts.
+        let mut frames = frames;
+        let mut times = times;
+        frames.extend([frame(2), frame(2)]);
+        times.extend([1990, 2011]);
+        assert_eq!(fragment_duration_ms(&frames, &times), 2032);
+        assert_eq!(fragment_duration_ms(&[frame(1)], &[5]), 0);
+        assert_eq!(fragment_duration_ms(&[], &[]), 0);
     }
 }
