@@ -83,7 +83,8 @@ fn first_chunk(engine: &Engine, handle: &StreamHandle, position: Position) -> fr
         Position::AtArrivalMs(_) => record.server_ts_ms,
         _ => record.producer_ts_ms,
     };
-    let contains = start_ms <= target_ms && target_ms <= start_ms.saturating_add(record.duration_ms);
+    // A fragment covers [start, start + duration): the next one owns its own start time.
+    let contains = start_ms <= target_ms && target_ms < start_ms.saturating_add(record.duration_ms);
     Ok(if contains { seq - 1 } else { seq })
 }
 

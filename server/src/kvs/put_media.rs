@@ -383,8 +383,9 @@ impl Upload {
 }
 
 /// How long a fragment plays: from its earliest frame to the end of its latest one. Blocks carry
-/// no duration, so each track's last frame is taken to last as long as the step between that
-/// track's last two frames (a 2 s, 30 fps fragment is 2000 ms, not 1967).
+/// no duration, so each track's last frame is taken to last as long as that track's median frame
+/// step (a 2 s, 30 fps fragment is 2000 ms, not 1967; the median, because millisecond rounding
+/// makes 30 fps steps alternate between 33 and 34 ms).
 fn fragment_duration_ms(frames: &[framelog_media::Frame], frame_ms: &[i64]) -> i64 {
     let Some(&start) = frame_ms.iter().min() else { return 0 };
     let mut per_track: HashMap<u64, Vec<i64>> = HashMap::new();
@@ -396,7 +397,9 @@ fn fragment_duration_ms(frames: &[framelog_media::Frame], frame_ms: &[i64]) -> i
         .map(|mut times| {
             times.sort_unstable();
             let last = times[times.len() - 1];
-            let step = times.windows(2).rev().map(|w| w[1] - w[0]).find(|&d| d > 0).unwrap_or(0);
+            let mut steps: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).filter(|&d| d > 0).collect();
+            steps.sort_unstable();
+            let step = steps.get(steps.len() / 2).copied().unwrap_or(0);
             last.saturating_add(step)
         })
         .max()
@@ -414,10 +417,11 @@ mod tests {
 
     #[test]
     fn fragment_length_includes_the_last_frame() {
-        // 30 fps video in whole ms (0, 33, 66, ..., 1966): 1999 ms, not 1966.
-        let times: Vec<i64> = (0..60).map(|i| i * 100 / 3).collect();
+        // 30 fps video in rounded ms (0, 33, 67, 100, ..., 1967): 2000 ms, not 1967.
+        let times: Vec<i64> = (0..60).map(|i| (i * 1000 + 15) / 30).collect();
+        assert_eq!(times[59], 1967);
         let frames: Vec<_> = times.iter().map(|_| frame(1)).collect();
-        assert_eq!(fragment_duration_ms(&frames, &times), 1999);
+        assert_eq!(fragment_duration_ms(&frames, &times), 2000);
         // With audio ending later than the video, the audio's end counts.
         let mut frames = frames;
         let mut times = times;
