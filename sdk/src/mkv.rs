@@ -78,52 +78,30 @@ pub struct EncodedFrame {
 
 /// The bytes that open an upload: EBML header, unknown-size Segment, Info and Tracks.
 pub fn stream_header(tracks: &[TrackSpec]) -> Vec<u8> {
+    let tracks: Vec<framelog_media::Track> = tracks
+        .iter()
+        .map(|track| {
+            let (video, audio) = match track.kind {
+                TrackKind::Video { width, height } => (Some((u64::from(width), u64::from(height))), None),
+                TrackKind::Audio { sample_rate_hz, channels } => (None, Some((sample_rate_hz, u64::from(channels)))),
+            };
+            framelog_media::Track {
+                number: track.number,
+                uid: track.number,
+                track_type: if video.is_some() { 1 } else { 2 },
+                codec_id: track.codec_id.clone(),
+                codec_private: track.codec_private.clone(),
+                name: track.name.clone(),
+                pixel_width: video.map(|v| v.0),
+                pixel_height: video.map(|v| v.1),
+                sampling_frequency_hz: audio.map(|a| a.0),
+                channels: audio.map(|a| a.1),
+                default_duration_ns: None,
+            }
+        })
+        .collect();
     let mut out = Vec::with_capacity(256 + tracks.iter().map(|t| t.codec_private.len()).sum::<usize>());
-    ebml::write_element(&mut out, ids::EBML, |e| {
-        ebml::write_uint(e, 0x4286, 1); // EBMLVersion
-        ebml::write_uint(e, 0x42F7, 1); // EBMLReadVersion
-        ebml::write_uint(e, 0x42F2, 4); // EBMLMaxIDLength
-        ebml::write_uint(e, 0x42F3, 8); // EBMLMaxSizeLength
-        ebml::write_bytes(e, ids::DOC_TYPE, b"matroska");
-        ebml::write_uint(e, 0x4287, 2); // DocTypeVersion
-        ebml::write_uint(e, 0x4285, 2); // DocTypeReadVersion
-    });
-    ebml::write_id(&mut out, ids::SEGMENT);
-    ebml::write_size(&mut out, ebml::UNKNOWN_SIZE, false);
-    ebml::write_element(&mut out, ids::INFO, |i| {
-        ebml::write_uint(i, ids::TIMECODE_SCALE, TIMECODE_SCALE_NS);
-        ebml::write_bytes(i, ids::MUXING_APP, b"framelog-sdk");
-        ebml::write_bytes(i, ids::WRITING_APP, b"framelog-sdk");
-    });
-    ebml::write_element(&mut out, ids::TRACKS, |t| {
-        for track in tracks {
-            ebml::write_element(t, ids::TRACK_ENTRY, |e| {
-                ebml::write_uint(e, ids::TRACK_NUMBER, track.number);
-                ebml::write_uint(e, ids::TRACK_UID, track.number);
-                ebml::write_bytes(e, ids::TRACK_NAME, track.name.as_bytes());
-                ebml::write_bytes(e, ids::CODEC_ID, track.codec_id.as_bytes());
-                if !track.codec_private.is_empty() {
-                    ebml::write_bytes(e, ids::CODEC_PRIVATE, &track.codec_private);
-                }
-                match track.kind {
-                    TrackKind::Video { width, height } => {
-                        ebml::write_uint(e, ids::TRACK_TYPE, 1);
-                        ebml::write_element(e, ids::VIDEO, |v| {
-                            ebml::write_uint(v, ids::PIXEL_WIDTH, u64::from(width));
-                            ebml::write_uint(v, ids::PIXEL_HEIGHT, u64::from(height));
-                        });
-                    }
-                    TrackKind::Audio { sample_rate_hz, channels } => {
-                        ebml::write_uint(e, ids::TRACK_TYPE, 2);
-                        ebml::write_element(e, ids::AUDIO, |a| {
-                            ebml::write_float(a, ids::SAMPLING_FREQUENCY, sample_rate_hz);
-                            ebml::write_uint(a, ids::CHANNELS, u64::from(channels));
-                        });
-                    }
-                }
-            });
-        }
-    });
+    framelog_media::write_stream_header(&mut out, TIMECODE_SCALE_NS, "framelog-sdk", &tracks);
     out
 }
 

@@ -51,7 +51,7 @@ impl MkvProducer {
                     return Err(Error::InvalidInput("a second Segment needs a new producer".into()));
                 }
                 let mut header = Vec::new();
-                ebml::write_element(&mut header, ids::EBML, |e| ebml::write_bytes(e, ids::DOC_TYPE, b"matroska"));
+                framelog_media::write_ebml_header(&mut header);
                 ebml::write_id(&mut header, ids::SEGMENT);
                 ebml::write_size(&mut header, ebml::UNKNOWN_SIZE, false);
                 ebml::write_element(&mut header, ids::INFO, |i| {

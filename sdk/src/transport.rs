@@ -153,23 +153,23 @@ impl Transport {
         self.http.request(request).await.map_err(|e| Error::Transport(e.to_string()))
     }
 
-    /// A rest-json call: POST a JSON document, read a JSON document (or a typed error).
-    pub async fn json(&self, base: &str, path: &str, document: &Value) -> Result<Value> {
+    /// A signed POST of a JSON document.
+    fn json_request(&self, base: &str, path: &str, document: &Value) -> Result<Request<RequestBody>> {
         let bytes = Bytes::from(serde_json::to_vec(document).map_err(|e| Error::InvalidInput(e.to_string()))?);
-        let request = self.post(
+        self.post(
             base,
             path,
             &[("content-type", "application/json".into())],
             Payload::Bytes(&bytes),
             Full::new(bytes.clone()).boxed_unsync(),
-        )?;
-        let response = self.send(request).await?;
-        let status = response.status();
-        let headers = response.headers().clone();
-        let body = response.into_body().collect().await.map_err(|e| Error::Transport(e.to_string()))?.to_bytes();
-        if status != StatusCode::OK {
-            return Err(service_error(status, &headers, &body));
-        }
+        )
+    }
+
+    /// A rest-json call: POST a JSON document, read a JSON document (or a typed error).
+    pub async fn json(&self, base: &str, path: &str, document: &Value) -> Result<Value> {
+        let response = self.send(self.json_request(base, path, document)?).await?;
+        let body = ok_body(response).await?;
+        let body = body.collect().await.map_err(|e| Error::Transport(e.to_string()))?.to_bytes();
         if body.is_empty() {
             return Ok(Value::Object(Default::default()));
         }
@@ -178,15 +178,7 @@ impl Transport {
 
     /// POSTs a JSON document and returns the streamed body of a 200 (GetMedia and friends).
     pub async fn json_streamed(&self, base: &str, path: &str, document: &Value) -> Result<Incoming> {
-        let bytes = Bytes::from(serde_json::to_vec(document).map_err(|e| Error::InvalidInput(e.to_string()))?);
-        let request = self.post(
-            base,
-            path,
-            &[("content-type", "application/json".into())],
-            Payload::Bytes(&bytes),
-            Full::new(bytes.clone()).boxed_unsync(),
-        )?;
-        ok_body(self.send(request).await?).await
+        ok_body(self.send(self.json_request(base, path, document)?).await?).await
     }
 }
 

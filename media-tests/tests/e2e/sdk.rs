@@ -250,21 +250,14 @@ async fn signed_requests_and_typed_errors() {
 
 /// EBML header, Segment, Info and the test tracks, as a muxer writes them.
 fn framelog_sdk_mkv_header() -> Vec<u8> {
-    use framelog_media::{ebml, ids};
+    let audio = framelog_media::Track { track_type: 2, ..framelog_media::video_track(2, "A_AAC") };
     let mut out = Vec::new();
-    ebml::write_element(&mut out, ids::EBML, |e| ebml::write_bytes(e, ids::DOC_TYPE, b"matroska"));
-    ebml::write_id(&mut out, ids::SEGMENT);
-    ebml::write_size(&mut out, ebml::UNKNOWN_SIZE, false);
-    ebml::write_element(&mut out, ids::INFO, |i| ebml::write_uint(i, ids::TIMECODE_SCALE, 1_000_000));
-    ebml::write_element(&mut out, ids::TRACKS, |t| {
-        for (number, codec, kind) in [(1u64, "V_MPEG4/ISO/AVC", 1u64), (2, "A_AAC", 2)] {
-            ebml::write_element(t, ids::TRACK_ENTRY, |e| {
-                ebml::write_uint(e, ids::TRACK_NUMBER, number);
-                ebml::write_uint(e, ids::TRACK_TYPE, kind);
-                ebml::write_bytes(e, ids::CODEC_ID, codec.as_bytes());
-            });
-        }
-    });
+    framelog_media::write_stream_header(
+        &mut out,
+        1_000_000,
+        "muxer",
+        &[framelog_media::video_track(1, "V_MPEG4/ISO/AVC"), audio],
+    );
     out
 }
 

@@ -22,18 +22,11 @@ const FRAMES_PER_FRAGMENT: usize = 60;
 /// A Matroska upload of `fragments` clusters shaped like a 1080p camera's.
 pub fn upload_bytes(fragments: usize) -> Vec<u8> {
     let mut out = Vec::new();
-    ebml::write_element(&mut out, ids::EBML, |e| ebml::write_bytes(e, ids::DOC_TYPE, b"matroska"));
-    ebml::write_id(&mut out, ids::SEGMENT);
-    ebml::write_size(&mut out, ebml::UNKNOWN_SIZE, false);
-    ebml::write_element(&mut out, ids::INFO, |i| ebml::write_uint(i, ids::TIMECODE_SCALE, 1_000_000));
-    ebml::write_element(&mut out, ids::TRACKS, |t| {
-        ebml::write_element(t, ids::TRACK_ENTRY, |e| {
-            ebml::write_uint(e, ids::TRACK_NUMBER, 1);
-            ebml::write_uint(e, ids::TRACK_TYPE, 1);
-            ebml::write_bytes(e, ids::CODEC_ID, b"V_MPEG4/ISO/AVC");
-            ebml::write_bytes(e, ids::CODEC_PRIVATE, &[1, 0x64, 0, 0x28, 0xFF, 0xE1, 0, 0]);
-        });
-    });
+    let track = framelog_media::Track {
+        codec_private: vec![1, 0x64, 0, 0x28, 0xFF, 0xE1, 0, 0],
+        ..framelog_media::video_track(1, "V_MPEG4/ISO/AVC")
+    };
+    framelog_media::write_stream_header(&mut out, 1_000_000, "bench", &[track]);
     for fragment in 0..fragments {
         ebml::write_id(&mut out, ids::CLUSTER);
         ebml::write_size(&mut out, ebml::UNKNOWN_SIZE, false);

@@ -85,15 +85,7 @@ pub fn write_chunk(
     cluster_body: &[u8],
     live: Option<&LiveTags>,
 ) {
-    ebml::write_element(out, ids::EBML, |e| {
-        ebml::write_uint(e, 0x4286, 1); // EBMLVersion
-        ebml::write_uint(e, 0x42F7, 1); // EBMLReadVersion
-        ebml::write_uint(e, 0x42F2, 4); // EBMLMaxIDLength
-        ebml::write_uint(e, 0x42F3, 8); // EBMLMaxSizeLength
-        ebml::write_bytes(e, ids::DOC_TYPE, b"matroska");
-        ebml::write_uint(e, 0x4287, 2); // DocTypeVersion
-        ebml::write_uint(e, 0x4285, 2); // DocTypeReadVersion
-    });
+    crate::writer::write_ebml_header(out);
     ebml::write_id(out, ids::SEGMENT);
     ebml::write_size(out, ebml::UNKNOWN_SIZE, false);
     ebml::write_element(out, ids::INFO, |i| {

@@ -33,6 +33,7 @@ mod mp4;
 mod record;
 mod splitter;
 mod unread;
+mod writer;
 
 pub use chunk::{LiveTags, seconds_text, write_chunk};
 pub use error::MediaError;
@@ -41,3 +42,4 @@ pub use mkv::{Cluster, Frame, SegmentInfo, SimpleTag, Track, parse_tracks};
 pub use mp4::Mp4Fragmenter;
 pub use record::FragmentRecord;
 pub use splitter::Splitter;
+pub use writer::{tracks_body, video_track, write_ebml_header, write_stream_header, write_track_entry};

@@ -37,17 +37,12 @@ fn call(ctx: &KvsCtx, op: &str, document: Value) -> Result<Value, crate::error::
 /// One upload of `count` one-second single-frame clusters starting at `first_ms` (ABSOLUTE).
 fn mkv(first_ms: u64, count: u64) -> Vec<u8> {
     let mut out = Vec::new();
-    ebml::write_element(&mut out, ids::EBML, |e| ebml::write_bytes(e, ids::DOC_TYPE, b"matroska"));
-    ebml::write_id(&mut out, ids::SEGMENT);
-    ebml::write_size(&mut out, ebml::UNKNOWN_SIZE, false);
-    ebml::write_element(&mut out, ids::INFO, |i| ebml::write_uint(i, ids::TIMECODE_SCALE, 1_000_000));
-    ebml::write_element(&mut out, ids::TRACKS, |t| {
-        ebml::write_element(t, ids::TRACK_ENTRY, |e| {
-            ebml::write_uint(e, ids::TRACK_NUMBER, 1);
-            ebml::write_uint(e, ids::TRACK_TYPE, 1);
-            ebml::write_bytes(e, ids::CODEC_ID, b"V_MPEG4/ISO/AVC");
-        });
-    });
+    framelog_media::write_stream_header(
+        &mut out,
+        1_000_000,
+        "test",
+        &[framelog_media::video_track(1, "V_MPEG4/ISO/AVC")],
+    );
     for i in 0..count {
         ebml::write_element(&mut out, ids::CLUSTER, |c| {
             ebml::write_uint(c, ids::TIMECODE, first_ms + i * 1000);

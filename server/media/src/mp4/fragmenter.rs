@@ -233,13 +233,13 @@ impl Mp4Fragmenter {
     }
 
     fn matroska_tracks(&self) -> (Vec<Track>, Vec<u8>) {
-        let mut body = Vec::new();
-        let mut tracks = Vec::new();
-        for (index, t) in self.tracks.iter().enumerate() {
-            let number = index as u64 + 1;
-            let track = Track {
-                number,
-                uid: number,
+        let tracks: Vec<Track> = self
+            .tracks
+            .iter()
+            .enumerate()
+            .map(|(index, t)| Track {
+                number: index as u64 + 1,
+                uid: index as u64 + 1,
                 track_type: if t.is_video { 1 } else { 2 },
                 codec_id: t.codec_id(),
                 codec_private: t.codec_private.clone(),
@@ -248,29 +248,9 @@ impl Mp4Fragmenter {
                 sampling_frequency_hz: (!t.is_video).then_some(f64::from(t.sample_rate_hz)),
                 channels: (!t.is_video).then_some(u64::from(t.channels)),
                 ..Track::default()
-            };
-            ebml::write_element(&mut body, ids::TRACK_ENTRY, |e| {
-                ebml::write_uint(e, ids::TRACK_NUMBER, number);
-                ebml::write_uint(e, ids::TRACK_UID, number);
-                ebml::write_uint(e, ids::TRACK_TYPE, track.track_type);
-                ebml::write_bytes(e, ids::CODEC_ID, track.codec_id.as_bytes());
-                if !track.codec_private.is_empty() {
-                    ebml::write_bytes(e, ids::CODEC_PRIVATE, &track.codec_private);
-                }
-                if t.is_video {
-                    ebml::write_element(e, ids::VIDEO, |v| {
-                        ebml::write_uint(v, ids::PIXEL_WIDTH, u64::from(t.width));
-                        ebml::write_uint(v, ids::PIXEL_HEIGHT, u64::from(t.height));
-                    });
-                } else {
-                    ebml::write_element(e, ids::AUDIO, |a| {
-                        ebml::write_float(a, ids::SAMPLING_FREQUENCY, f64::from(t.sample_rate_hz));
-                        ebml::write_uint(a, ids::CHANNELS, u64::from(t.channels));
-                    });
-                }
-            });
-            tracks.push(track);
-        }
+            })
+            .collect();
+        let body = crate::writer::tracks_body(&tracks);
         (tracks, body)
     }
 
