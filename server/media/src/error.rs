@@ -14,4 +14,10 @@ pub enum MediaError {
     Unexpected { offset: u64, path: String, id: u32 },
     #[error("DocType {doc_type:?} is not Matroska or WebM")]
     DocType { doc_type: String },
+    /// Packaging (HLS/DASH/clips) cannot carry this codec.
+    #[error("track {track} has codec {codec_id}, which cannot be packaged as MP4")]
+    UnsupportedCodec { track: u64, codec_id: String },
+    /// The codec configuration a packager needs is missing or unreadable.
+    #[error("track {track} has missing or invalid codec private data: {reason}")]
+    CodecPrivateData { track: u64, reason: &'static str },
 }

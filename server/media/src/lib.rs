@@ -30,6 +30,7 @@ mod fragmenter;
 pub mod ids;
 mod mkv;
 mod mp4;
+pub mod package;
 mod record;
 mod splitter;
 mod unread;
