@@ -9,7 +9,8 @@ use anyhow::Context as _;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
-use axum::routing::{any, post};
+use axum::http::Uri;
+use axum::routing::{any, get, post};
 use axum::serve::ListenerExt as _;
 use framelog_store::{Engine, EngineOptions, SystemClock};
 
@@ -34,6 +35,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
+    let secret = load_secret(&config.data_dir)?;
     let state = AppState {
         kds: Ctx {
             engine: engine.clone(),
@@ -43,7 +45,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 shard_limit: config.shard_limit,
                 default_retention_hours: 24,
             },
-            iterators: IteratorCodec::new(load_secret(&config.data_dir)?),
+            iterators: IteratorCodec::new(secret.clone()),
         },
         kvs: KvsCtx {
             engine: engine.clone(),
@@ -53,6 +55,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 default_retention_hours: config.video_retention_hours,
                 data_endpoint: config.public_url.clone().unwrap_or_else(|| format!("http://{address}")),
             },
+            sessions: crate::token::Signer::new(secret),
         },
     };
     let router = Router::new()
@@ -66,6 +69,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .route(
             "/getMediaForFragmentList",
             post(|State(s): State<AppState>, body: Bytes| kvs::archive::get_media_for_fragment_list(s.kvs, body)),
+        )
+        .route(
+            "/hls/v1/{file}",
+            get(|State(s): State<AppState>, UrlPath(file): UrlPath<String>, uri: Uri, headers| {
+                kvs::hls::handle(s.kvs, file, uri.query().map(str::to_string), headers)
+            })
+            .options(kvs::hls::preflight),
         )
         .route("/getMedia", post(|State(s): State<AppState>, body: Bytes| kvs::get_media::handle(s.kvs, body)))
         .route(

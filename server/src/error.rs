@@ -19,6 +19,9 @@ pub enum ErrorType {
     VersionMismatch,
     TagsPerResourceExceededLimit,
     NoDataRetention,
+    UnsupportedStreamMediaType,
+    MissingCodecPrivateData,
+    AccessDenied,
     InternalFailure,
 }
 
@@ -48,6 +51,9 @@ impl ErrorType {
             ErrorType::VersionMismatch => "VersionMismatchException",
             ErrorType::TagsPerResourceExceededLimit => "TagsPerResourceExceededLimitException",
             ErrorType::NoDataRetention => "NoDataRetentionException",
+            ErrorType::UnsupportedStreamMediaType => "UnsupportedStreamMediaTypeException",
+            ErrorType::MissingCodecPrivateData => "MissingCodecPrivateDataException",
+            ErrorType::AccessDenied => "AccessDeniedException",
             ErrorType::InternalFailure => "InternalFailure",
         }
     }
@@ -56,7 +62,9 @@ impl ErrorType {
     pub fn status(self, protocol: Protocol) -> u16 {
         match (self, protocol) {
             (ErrorType::InternalFailure, _) => 500,
-            (ErrorType::MissingAuthenticationToken | ErrorType::IncompleteSignature, _) => 403,
+            (ErrorType::MissingAuthenticationToken | ErrorType::IncompleteSignature | ErrorType::AccessDenied, _) => {
+                403
+            }
             (ErrorType::ResourceNotFound, Protocol::Kvs) => 404,
             _ => 400,
         }

@@ -7,6 +7,7 @@ mod error;
 mod kds;
 mod kvs;
 mod request_id;
+mod token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -20,6 +20,8 @@ pub struct KvsSettings {
 pub struct KvsCtx {
     pub engine: Engine,
     pub settings: KvsSettings,
+    /// Seals HLS/DASH session tokens.
+    pub sessions: crate::token::Signer,
 }
 
 /// Video streams live in the engine under this prefix, so KVS and KDS names never collide

@@ -27,6 +27,7 @@ fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KvsCtx {
             default_retention_hours: 168,
             data_endpoint: "http://127.0.0.1:1".into(),
         },
+        sessions: crate::token::Signer::new(b"test".to_vec()),
     }
 }
 

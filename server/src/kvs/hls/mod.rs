@@ -1,0 +1,190 @@
+//! HLS for browsers and tools (spec §4.3): the session call, and the GET URLs it hands out
+//! (`/hls/v1/…`), authorised only by their SessionToken. Segments are remuxed from the stored
+//! fragments on request; every answer carries CORS headers, and segments honour byte ranges.
+
+mod playlist;
+pub mod session;
+mod window;
+
+use axum::body::Bytes;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use framelog_media::package::{media_segment, write_init_segment};
+
+use self::session::{Mode, Session};
+use super::context::KvsCtx;
+use crate::error::{ApiError, ErrorType};
+use crate::request_id::with_request_id;
+
+const PLAYLIST_TYPE: &str = "application/x-mpegURL";
+const MP4_TYPE: &str = "video/mp4";
+
+fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
+    query.split('&').filter_map(|pair| pair.split_once('=')).find(|(key, _)| *key == name).map(|(_, value)| value)
+}
+
+fn track_number(query: &str) -> Result<u64, ApiError> {
+    let text = query_value(query, "TrackNumber").ok_or_else(|| ApiError::invalid("TrackNumber is required."))?;
+    text.parse().map_err(|_| ApiError::invalid(format!("TrackNumber {text} is not a number.")))
+}
+
+fn session_stream(ctx: &KvsCtx, session: &Session) -> Result<framelog_store::StreamHandle, ApiError> {
+    let handle = ctx.lookup(&session.stream_name)?;
+    // A stream deleted and re-created under the same name is another stream.
+    if handle.meta().created_ms != session.stream_created_ms {
+        return Err(super::context::not_found());
+    }
+    Ok(handle)
+}
+
+/// Builds the answer for one `/hls/v1/<file>` request: (content type, body, is a segment).
+fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Vec<u8>), ApiError> {
+    let token = query_value(query, "SessionToken");
+    let session = session::open(ctx, token)?;
+    let token = token.unwrap_or_default();
+    let handle = session_stream(ctx, &session)?;
+    let not_found =
+        || ApiError::new(ErrorType::ResourceNotFound, "No fragments found in the stream for the streaming request.");
+    match file {
+        "getHLSMasterPlaylist.m3u8" => {
+            let fragments = window::fragments(ctx, &handle, &session)?;
+            let newest = fragments.last().ok_or_else(not_found)?;
+            let tracks = window::packageable(&newest.record)?;
+            Ok((PLAYLIST_TYPE, playlist::master(token, &tracks, &fragments).into_bytes()))
+        }
+        "getHLSMediaPlaylist.m3u8" => {
+            let number = track_number(query)?;
+            let fragments = window::fragments(ctx, &handle, &session)?;
+            let complete = match session.mode {
+                Mode::OnDemand => true,
+                Mode::LiveReplay => session.end_ms.is_some_and(|end| ctx.engine.now_ms() > end),
+                Mode::Live => false,
+            };
+            Ok((PLAYLIST_TYPE, playlist::media(token, number, &session, &fragments, complete).into_bytes()))
+        }
+        "getMP4InitFragment.mp4" => {
+            let number = track_number(query)?;
+            let fragment = match query_value(query, "FragmentNumber") {
+                Some(fragment_number) => window::fragment(ctx, &handle, fragment_number)?.0,
+                None => window::fragments(ctx, &handle, &session)?.pop().ok_or_else(not_found)?,
+            };
+            let tracks = window::packageable(&fragment.record)?;
+            let track = tracks
+                .iter()
+                .find(|t| t.number == number)
+                .ok_or_else(|| ApiError::invalid(format!("TrackNumber {number} is not a track of this stream.")))?;
+            Ok((MP4_TYPE, write_init_segment(track)))
+        }
+        "getMP4MediaFragment.mp4" => {
+            let number = track_number(query)?;
+            let fragment_number =
+                query_value(query, "FragmentNumber").ok_or_else(|| ApiError::invalid("FragmentNumber is required."))?;
+            let (fragment, payload) = window::fragment(ctx, &handle, fragment_number)?;
+            let tracks = window::packageable(&fragment.record)?;
+            let track = tracks
+                .iter()
+                .find(|t| t.number == number)
+                .ok_or_else(|| ApiError::invalid(format!("TrackNumber {number} is not a track of this stream.")))?;
+            let sequence = u32::try_from(fragment.seq + 1).unwrap_or(u32::MAX);
+            Ok((MP4_TYPE, media_segment(&fragment.record, &payload, track, sequence)))
+        }
+        other => Err(ApiError::new(ErrorType::ResourceNotFound, format!("{other} is not an HLS resource."))),
+    }
+}
+
+fn with_cors(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Range, Content-Type"));
+    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static("Content-Length, Content-Range, Accept-Ranges"),
+    );
+    response
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n` over a body of `len` bytes; `None` when unsatisfiable.
+fn byte_range(value: &str, len: usize) -> Option<std::ops::Range<usize>> {
+    let spec = value.strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    let range = match (start.trim(), end.trim()) {
+        ("", suffix) => len.saturating_sub(suffix.parse().ok()?)..len,
+        (start, "") => start.parse().ok()?..len,
+        (start, end) => start.parse().ok()?..end.parse::<usize>().ok()?.saturating_add(1).min(len),
+    };
+    (range.start < range.end && range.start < len).then_some(range)
+}
+
+/// `GET|HEAD|OPTIONS /hls/v1/<file>`.
+pub async fn handle(ctx: KvsCtx, file: String, query: Option<String>, headers: HeaderMap) -> Response {
+    let query = query.unwrap_or_default();
+    let built = tokio::task::spawn_blocking(move || answer(&ctx, &file, &query))
+        .await
+        .unwrap_or_else(|join| Err(ApiError::internal(&join)));
+    let (content_type, body) = match built {
+        Ok(found) => found,
+        Err(error) => return with_cors(with_request_id(super::error_response(&error))),
+    };
+    let len = body.len();
+    let requested = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let response = match requested.map(|value| byte_range(value, len)) {
+        None => (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], Bytes::from(body)).into_response(),
+        Some(Some(range)) => {
+            let content_range = format!("bytes {}-{}/{len}", range.start, range.end - 1);
+            let mut response = (
+                StatusCode::PARTIAL_CONTENT,
+                [(header::CONTENT_TYPE, content_type)],
+                Bytes::copy_from_slice(&body[range]),
+            )
+                .into_response();
+            if let Ok(value) = HeaderValue::from_str(&content_range) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            response
+        }
+        Some(None) => {
+            let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            if let Ok(value) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                response.headers_mut().insert(header::CONTENT_RANGE, value);
+            }
+            response
+        }
+    };
+    let mut response = with_cors(with_request_id(response));
+    response.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    response
+}
+
+/// CORS preflight for any playback URL.
+pub async fn preflight() -> Response {
+    with_cors(StatusCode::NO_CONTENT.into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn byte_ranges_follow_rfc_9110() {
+        assert_eq!(byte_range("bytes=0-9", 100), Some(0..10));
+        assert_eq!(byte_range("bytes=90-", 100), Some(90..100));
+        assert_eq!(byte_range("bytes=-10", 100), Some(90..100));
+        assert_eq!(byte_range("bytes=95-200", 100), Some(95..100));
+        assert_eq!(byte_range("bytes=100-", 100), None);
+        assert_eq!(byte_range("bytes=5-2", 100), None);
+        assert_eq!(byte_range("bytes=0-1,4-5", 100), None);
+        assert_eq!(byte_range("items=0-1", 100), None);
+    }
+
+    #[test]
+    fn query_values_are_found_by_name() {
+        let query = "SessionToken=abc_-&TrackNumber=2&FragmentNumber=9";
+        assert_eq!(query_value(query, "TrackNumber"), Some("2"));
+        assert_eq!(query_value(query, "SessionToken"), Some("abc_-"));
+        assert_eq!(query_value(query, "Missing"), None);
+    }
+}

@@ -1,0 +1,170 @@
+//! HLS playlist text (RFC 8216): the master playlist (video variant with CODECS and RESOLUTION,
+//! an audio rendition for an audio track) and fMP4 media playlists, with fragment metadata as
+//! EXT-X-DATERANGE entries.
+
+use std::fmt::Write as _;
+
+use framelog_media::package::PackagedTrack;
+
+use super::session::{Discontinuity, Mode, Session};
+use super::window::WindowFragment;
+
+/// A stable number for a fragment's codec configuration: init segment URLs change when it does.
+pub fn config_sequence(fragment: &WindowFragment) -> u32 {
+    // FNV-1a: tiny, stable across builds and platforms.
+    fragment.record.tracks_body.iter().fold(0x811C_9DC5u32, |hash, &b| (hash ^ u32::from(b)).wrapping_mul(0x0100_0193))
+}
+
+fn iso8601(ms: u64) -> String {
+    let seconds = (ms / 1000) as i64;
+    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        ms % 1000
+    )
+}
+
+fn quoted(text: &str) -> String {
+    text.replace(['"', '\n', '\r'], "'")
+}
+
+pub fn master(token: &str, tracks: &[PackagedTrack], fragments: &[WindowFragment]) -> String {
+    let bytes: u64 = fragments.iter().map(|f| f.size_bytes).sum();
+    let millis: u64 = fragments.iter().map(|f| f.record.duration_ms.max(1)).sum::<u64>().max(1);
+    let bandwidth = bytes * 8 * 1000 / millis;
+    let video = tracks.iter().find(|t| t.is_video());
+    let audio = tracks.iter().find(|t| !t.is_video());
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let media_uri =
+        |track: &PackagedTrack| format!("getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber={}", track.number);
+    match (video, audio) {
+        (Some(video), audio) => {
+            let mut codecs = video.codecs_string();
+            if let Some(audio) = audio {
+                codecs.push(',');
+                codecs.push_str(&audio.codecs_string());
+                let _ = writeln!(
+                    out,
+                    "#EXT-X-MEDIA:TYPE=AUDIO,GROUP-ID=\"audio\",NAME=\"audio\",AUTOSELECT=YES,DEFAULT=YES,URI=\"{}\"",
+                    media_uri(audio)
+                );
+            }
+            let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},CODECS=\"{codecs}\"");
+            if video.width > 0 && video.height > 0 {
+                let _ = write!(out, ",RESOLUTION={}x{}", video.width, video.height);
+            }
+            if audio.is_some() {
+                out.push_str(",AUDIO=\"audio\"");
+            }
+            let _ = writeln!(out, "\n{}", media_uri(video));
+        }
+        (None, Some(audio)) => {
+            let _ = writeln!(out, "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},CODECS=\"{}\"", audio.codecs_string());
+            let _ = writeln!(out, "{}", media_uri(audio));
+        }
+        (None, None) => {}
+    }
+    out
+}
+
+pub fn media(
+    token: &str,
+    track_number: u64,
+    session: &Session,
+    fragments: &[WindowFragment],
+    complete: bool,
+) -> String {
+    let target_s = fragments.iter().map(|f| f.record.duration_ms.div_ceil(1000)).max().unwrap_or(1).max(1);
+    let first_seq = if session.mode == Mode::Live { fragments.first().map_or(0, |f| f.seq) } else { 0 };
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n");
+    let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target_s}");
+    let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first_seq}");
+    if session.discontinuity == Discontinuity::Always {
+        // Every segment opens with a discontinuity, so the count before the window is its start.
+        let _ = writeln!(out, "#EXT-X-DISCONTINUITY-SEQUENCE:{first_seq}");
+    }
+    if session.mode == Mode::OnDemand {
+        out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
+    }
+    out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
+    let mut previous: Option<&WindowFragment> = None;
+    // The fragment whose codec configuration is in force: its init segment URL stays the same
+    // (and cacheable) until the configuration changes.
+    let mut config_origin: Option<&WindowFragment> = None;
+    for fragment in fragments {
+        let config_changed = previous.is_none_or(|p| config_sequence(p) != config_sequence(fragment));
+        if config_changed {
+            config_origin = Some(fragment);
+        }
+        let origin = config_origin.unwrap_or(fragment);
+        let gap = previous.is_some_and(|p| {
+            p.record.producer_ts_ms.saturating_add(p.record.duration_ms) + 100 < fragment.record.producer_ts_ms
+        });
+        let discontinuity = match session.discontinuity {
+            Discontinuity::Always => true,
+            Discontinuity::Never => false,
+            Discontinuity::OnGap => previous.is_some() && (gap || config_changed),
+        };
+        if discontinuity {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if config_changed || discontinuity {
+            let _ = writeln!(
+                out,
+                "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={track_number}&SequenceNumber={}&FragmentNumber={}\"",
+                config_sequence(origin),
+                origin.number
+            );
+        }
+        let start_ms = fragment.record.producer_ts_ms;
+        if session.display_timestamps {
+            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(start_ms));
+        }
+        for (index, tag) in fragment.record.tags.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "#EXT-X-DATERANGE:ID=\"{}-{index}\",CLASS=\"kvs-metadata\",START-DATE=\"{}\",X-KVS-NAME=\"{}\",X-KVS-VALUE=\"{}\"",
+                fragment.number,
+                iso8601(start_ms),
+                quoted(&tag.name),
+                quoted(&tag.value)
+            );
+        }
+        let _ = writeln!(out, "#EXTINF:{:.3},", fragment.record.duration_ms as f64 / 1000.0);
+        let _ = writeln!(
+            out,
+            "getMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={token}&TrackNumber={track_number}",
+            fragment.number
+        );
+        previous = Some(fragment);
+    }
+    if complete {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_date_times_are_utc_iso8601() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(1_684_331_315_994), "2023-05-17T13:48:35.994Z");
+        assert_eq!(iso8601(1_795_651_512_000), "2026-11-26T00:05:12.000Z");
+    }
+}

@@ -1,0 +1,179 @@
+//! GetHLSStreamingSessionURL: validates a session request (spec §4.3) and seals it into an opaque
+//! SessionToken. The token carries the whole session, so serving it needs no server state.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::window;
+use crate::body::Body as Document;
+use crate::error::{ApiError, ErrorType};
+use crate::kvs::context::KvsCtx;
+
+const DEFAULT_EXPIRES_S: i64 = 300;
+const MAX_EXPIRES_S: i64 = 43_200;
+const MAX_RANGE_MS: u64 = 24 * 3_600_000;
+/// LIVE needs a fragment at least this recent (producer-c#356).
+pub const LIVE_FRESHNESS_MS: u64 = 30_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mode {
+    Live,
+    LiveReplay,
+    OnDemand,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Clock {
+    Server,
+    Producer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Discontinuity {
+    Always,
+    Never,
+    /// ON_DISCONTINUITY: where there is a gap or the codec configuration changes.
+    OnGap,
+}
+
+/// Everything a session's URLs need, sealed into its token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Session {
+    pub stream_name: String,
+    /// Names one incarnation of the stream: a re-created stream does not inherit sessions.
+    pub stream_created_ms: u64,
+    pub mode: Mode,
+    pub clock: Clock,
+    pub start_ms: Option<u64>,
+    pub end_ms: Option<u64>,
+    pub max_fragments: usize,
+    pub discontinuity: Discontinuity,
+    pub display_timestamps: bool,
+    pub expires_ms: u64,
+}
+
+fn choice<T: Copy>(body: &Document, field: &str, default: T, options: &[(&str, T)]) -> Result<T, ApiError> {
+    match body.str(field)? {
+        None => Ok(default),
+        Some(value) => options.iter().find(|(name, _)| *name == value).map(|(_, v)| *v).ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|(name, _)| *name).collect();
+            ApiError::invalid(format!("{field} must be one of {}, not {value}.", names.join(", ")))
+        }),
+    }
+}
+
+pub fn get_hls_streaming_session_url(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+    let handle = ctx.stream(&body, "StreamARN")?;
+    let meta = handle.meta();
+    let mode = choice(
+        &body,
+        "PlaybackMode",
+        Mode::Live,
+        &[("LIVE", Mode::Live), ("LIVE_REPLAY", Mode::LiveReplay), ("ON_DEMAND", Mode::OnDemand)],
+    )?;
+    if !choice(&body, "ContainerFormat", true, &[("FRAGMENTED_MP4", true), ("MPEG_TS", false)])? {
+        return Err(ApiError::invalid("ContainerFormat MPEG_TS is not served yet; use FRAGMENTED_MP4."));
+    }
+    let discontinuity = choice(
+        &body,
+        "DiscontinuityMode",
+        Discontinuity::Always,
+        &[
+            ("ALWAYS", Discontinuity::Always),
+            ("NEVER", Discontinuity::Never),
+            ("ON_DISCONTINUITY", Discontinuity::OnGap),
+        ],
+    )?;
+    let display_timestamps = choice(&body, "DisplayFragmentTimestamp", false, &[("ALWAYS", true), ("NEVER", false)])?;
+    let expires_s = body.int("Expires")?.unwrap_or(DEFAULT_EXPIRES_S);
+    if !(300..=MAX_EXPIRES_S).contains(&expires_s) {
+        return Err(ApiError::invalid(format!("Expires must be between 300 and {MAX_EXPIRES_S} seconds.")));
+    }
+    let max_fragments =
+        body.int("MaxMediaPlaylistFragmentResults")?.unwrap_or(if mode == Mode::Live { 5 } else { 1000 });
+    if !(1..=5000).contains(&max_fragments) {
+        return Err(ApiError::invalid("MaxMediaPlaylistFragmentResults must be between 1 and 5000."));
+    }
+    let (clock, start_ms, end_ms) = match body.object("HLSFragmentSelector")? {
+        None => (Clock::Server, None, None),
+        Some(selector) => {
+            let clock = choice(
+                &selector,
+                "FragmentSelectorType",
+                Clock::Server,
+                &[("SERVER_TIMESTAMP", Clock::Server), ("PRODUCER_TIMESTAMP", Clock::Producer)],
+            )?;
+            match selector.object("TimestampRange")? {
+                None => (clock, None, None),
+                Some(range) => (clock, range.timestamp_ms("StartTimestamp")?, range.timestamp_ms("EndTimestamp")?),
+            }
+        }
+    };
+    match (mode, start_ms, end_ms) {
+        (Mode::Live, None, None) => {}
+        (Mode::Live, _, _) => return Err(ApiError::invalid("TimestampRange must not be given for LIVE playback.")),
+        (Mode::LiveReplay, None, _) => return Err(ApiError::invalid("StartTimestamp is required for LIVE_REPLAY.")),
+        (Mode::OnDemand, None, _) | (Mode::OnDemand, _, None) => {
+            return Err(ApiError::invalid("StartTimestamp and EndTimestamp are required for ON_DEMAND."));
+        }
+        _ => {}
+    }
+    if let (Some(start), Some(end)) = (start_ms, end_ms) {
+        if end < start {
+            return Err(ApiError::invalid("EndTimestamp must not be before StartTimestamp."));
+        }
+        if end - start > MAX_RANGE_MS {
+            return Err(ApiError::invalid("The timestamp range must not span more than 24 hours."));
+        }
+    }
+    if meta.retention_hours == 0 {
+        return Err(ApiError::new(
+            ErrorType::NoDataRetention,
+            "The stream does not retain data (DataRetentionInHours is 0).",
+        ));
+    }
+    let now_ms = ctx.engine.now_ms();
+    let session = Session {
+        stream_name: crate::kvs::context::public_name(&meta.name).unwrap_or(&meta.name).to_string(),
+        stream_created_ms: meta.created_ms,
+        mode,
+        clock,
+        start_ms,
+        end_ms,
+        max_fragments: max_fragments as usize,
+        discontinuity,
+        display_timestamps,
+        expires_ms: now_ms + expires_s as u64 * 1000,
+    };
+    let fragments = window::fragments(ctx, &handle, &session)?;
+    let newest = match fragments.last() {
+        Some(newest)
+            if mode != Mode::Live || now_ms.saturating_sub(newest.record.server_ts_ms) <= LIVE_FRESHNESS_MS =>
+        {
+            newest
+        }
+        _ => {
+            return Err(ApiError::new(
+                ErrorType::ResourceNotFound,
+                "No fragments found in the stream for the streaming request.",
+            ));
+        }
+    };
+    window::packageable(&newest.record)?;
+    let token = ctx.sessions.seal(&serde_json::to_vec(&session).map_err(|e| ApiError::internal(&e))?);
+    let url = format!("{}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}", ctx.settings.data_endpoint);
+    Ok(json!({"HLSStreamingSessionURL": url}))
+}
+
+/// Opens a token: the session, or 403 when it is expired or not ours.
+pub fn open(ctx: &KvsCtx, token: Option<&str>) -> Result<Session, ApiError> {
+    let denied = |message: &str| ApiError::new(ErrorType::AccessDenied, message);
+    let token = token.ok_or_else(|| ApiError::invalid("SessionToken is required."))?;
+    let payload = ctx.sessions.open(token).ok_or_else(|| denied("Streaming session token is invalid"))?;
+    let session: Session =
+        serde_json::from_slice(&payload).map_err(|_| denied("Streaming session token is invalid"))?;
+    if ctx.engine.now_ms() > session.expires_ms {
+        return Err(denied("Streaming session token is expired"));
+    }
+    Ok(session)
+}

@@ -1,0 +1,131 @@
+//! Which stored fragments a session's playlist lists right now (spec §4.3 session semantics).
+
+use framelog_media::FragmentRecord;
+use framelog_media::package::{PackagedTrack, packaged_tracks};
+use framelog_store::{Position, StreamHandle};
+
+use super::session::{Clock, Mode, Session};
+use crate::error::{ApiError, ErrorType};
+use crate::kvs::context::KvsCtx;
+use crate::kvs::fragment_number;
+
+/// How long after its first byte a fragment may still be committed; bounds server-time scans.
+const MAX_UPLOAD_MS: u64 = 120_000;
+
+/// A fragment in a playlist window.
+#[derive(Debug, Clone)]
+pub struct WindowFragment {
+    pub seq: u64,
+    pub number: String,
+    pub record: FragmentRecord,
+    pub size_bytes: u64,
+}
+
+impl WindowFragment {
+    pub fn start_ms(&self, clock: Clock) -> u64 {
+        match clock {
+            Clock::Server => self.record.server_ts_ms,
+            Clock::Producer => self.record.producer_ts_ms,
+        }
+    }
+}
+
+fn store_error(error: framelog_store::StoreError) -> ApiError {
+    ApiError::internal(&error)
+}
+
+fn item(handle: &StreamHandle, seq: u64, header: &framelog_store::EntryHeader) -> Option<WindowFragment> {
+    let record = FragmentRecord::decode(&header.attrs).ok()?;
+    let number = fragment_number::encode(handle.meta().created_ms, seq);
+    Some(WindowFragment { seq, number, record, size_bytes: header.payload_len })
+}
+
+/// The session's fragments, oldest first, at most `max_fragments`.
+pub fn fragments(ctx: &KvsCtx, handle: &StreamHandle, session: &Session) -> Result<Vec<WindowFragment>, ApiError> {
+    let engine = &ctx.engine;
+    let max = session.max_fragments;
+    if session.mode == Mode::Live {
+        // The newest fragments in arrival order. A back-filled fragment (older producer time
+        // than one that arrived before it) never enters a live window.
+        let tip = handle.tip_seq(0).map_err(store_error)?;
+        let from = tip.saturating_sub(max as u64 * 2 + 8);
+        let headers = engine.list_headers(handle, 0, from, tip, usize::MAX).map_err(store_error)?;
+        let mut newest_producer_ms = 0;
+        let mut live: Vec<WindowFragment> = Vec::new();
+        for h in &headers {
+            let Some(fragment) = item(handle, h.seq, &h.header) else { continue };
+            if fragment.record.producer_ts_ms > newest_producer_ms || live.is_empty() {
+                newest_producer_ms = newest_producer_ms.max(fragment.record.producer_ts_ms);
+                live.push(fragment);
+            }
+        }
+        let skip = live.len().saturating_sub(max);
+        return Ok(live.split_off(skip));
+    }
+    let start_ms = session.start_ms.unwrap_or(0);
+    let end_ms = session.end_ms.unwrap_or(u64::MAX);
+    let mut out = Vec::new();
+    match session.clock {
+        Clock::Producer => {
+            let page = engine.producer_range(handle, 0, start_ms, end_ms, None, max * 2).map_err(store_error)?;
+            for (producer_ms, seq) in page {
+                let Some(header) = engine.header(handle, 0, seq).map_err(store_error)? else { continue };
+                let Some(fragment) = item(handle, seq, &header) else { continue };
+                // Several fragments at one producer time: the highest fragment number wins.
+                if let Some(last) = out.last_mut()
+                    && WindowFragment::start_ms(last, Clock::Producer) == producer_ms
+                {
+                    *last = fragment;
+                    continue;
+                }
+                out.push(fragment);
+            }
+            out.truncate(max);
+        }
+        Clock::Server => {
+            let mut seq = engine.resolve(handle, 0, Position::AtArrivalMs(start_ms)).map_err(store_error)?;
+            let tip = handle.tip_seq(0).map_err(store_error)?;
+            'scan: while seq < tip && out.len() < max {
+                let headers = engine.list_headers(handle, 0, seq, tip, 256).map_err(store_error)?;
+                if headers.is_empty() {
+                    break;
+                }
+                for h in headers {
+                    seq = h.seq + 1;
+                    if h.header.arrival_ms > end_ms.saturating_add(MAX_UPLOAD_MS) {
+                        break 'scan;
+                    }
+                    let Some(fragment) = item(handle, h.seq, &h.header) else { continue };
+                    if (start_ms..=end_ms).contains(&fragment.record.server_ts_ms) {
+                        out.push(fragment);
+                        if out.len() == max {
+                            break 'scan;
+                        }
+                    }
+                }
+            }
+            out.sort_by_key(|f| (f.record.server_ts_ms, f.seq));
+        }
+    }
+    Ok(out)
+}
+
+/// The fragment's tracks as packaging sees them, or the spec's HLS errors.
+pub fn packageable(record: &FragmentRecord) -> Result<Vec<PackagedTrack>, ApiError> {
+    packaged_tracks(record).map_err(|error| match error {
+        framelog_media::MediaError::UnsupportedCodec { .. } => {
+            ApiError::new(ErrorType::UnsupportedStreamMediaType, error.to_string())
+        }
+        _ => ApiError::new(ErrorType::MissingCodecPrivateData, error.to_string()),
+    })
+}
+
+/// One fragment of the session's stream by number.
+pub fn fragment(ctx: &KvsCtx, handle: &StreamHandle, number: &str) -> Result<(WindowFragment, Vec<u8>), ApiError> {
+    let missing = || ApiError::new(ErrorType::ResourceNotFound, format!("Fragment {number} was not found."));
+    let seq = fragment_number::decode(number, handle.meta().created_ms).ok_or_else(missing)?;
+    let entry = ctx.engine.entry(handle, 0, seq).map_err(store_error)?.ok_or_else(missing)?;
+    let record = FragmentRecord::decode(&entry.attrs).map_err(|e| ApiError::internal(&e))?;
+    let size_bytes = entry.payload.len() as u64;
+    Ok((WindowFragment { seq, number: number.to_string(), record, size_bytes }, entry.payload))
+}
