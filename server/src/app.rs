@@ -73,9 +73,16 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         .route(
             "/hls/v1/{file}",
             get(|State(s): State<AppState>, UrlPath(file): UrlPath<String>, uri: Uri, headers| {
-                kvs::hls::handle(s.kvs, file, uri.query().map(str::to_string), headers)
+                kvs::playback::handle(s.kvs, file, uri.query().map(str::to_string), headers)
             })
-            .options(kvs::hls::preflight),
+            .options(kvs::playback::preflight),
+        )
+        .route(
+            "/dash/v1/{file}",
+            get(|State(s): State<AppState>, UrlPath(file): UrlPath<String>, uri: Uri, headers| {
+                kvs::playback::handle(s.kvs, file, uri.query().map(str::to_string), headers)
+            })
+            .options(kvs::playback::preflight),
         )
         .route("/getMedia", post(|State(s): State<AppState>, body: Bytes| kvs::get_media::handle(s.kvs, body)))
         .route(

@@ -7,7 +7,7 @@ pub mod archive;
 mod context;
 mod fragment_number;
 pub mod get_media;
-pub mod hls;
+pub mod playback;
 pub mod put_media;
 mod streams;
 #[cfg(test)]
@@ -46,7 +46,8 @@ fn operation(path: &str) -> Option<Operation> {
         "UntagResource" => streams::untag_resource,
         "ListTagsForResource" => streams::list_tags_for_resource,
         "listFragments" => archive::list_fragments,
-        "getHLSStreamingSessionURL" => hls::session::get_hls_streaming_session_url,
+        "getHLSStreamingSessionURL" => playback::session::get_hls_streaming_session_url,
+        "getDASHStreamingSessionURL" => playback::session::get_dash_streaming_session_url,
         _ => return None,
     })
 }

@@ -79,14 +79,19 @@ mod tests {
             }
         }
         let cluster = cluster.expect("one fragment");
-        assert_eq!(cluster.timecode, 1_700_000_000_000);
-        let read: Vec<(i16, bool, Vec<u8>)> = cluster
+        // Absolute presentation times (the ingest side may pick another cluster timecode).
+        let read: Vec<(i64, bool, Vec<u8>)> = cluster
             .frames
             .iter()
-            .map(|f| (f.relative_timecode, f.keyframe, cluster.body[f.data.clone()].to_vec()))
+            .map(|f| {
+                let pts = cluster.timecode as i64 + i64::from(f.relative_timecode);
+                (pts, f.keyframe, cluster.body[f.data.clone()].to_vec())
+            })
             .collect();
-        let written: Vec<(i16, bool, Vec<u8>)> =
-            frames.iter().map(|f| (f.relative_timecode, f.keyframe, body[f.data.clone()].to_vec())).collect();
+        let written: Vec<(i64, bool, Vec<u8>)> = frames
+            .iter()
+            .map(|f| (1_700_000_000_000 + i64::from(f.relative_timecode), f.keyframe, body[f.data.clone()].to_vec()))
+            .collect();
         assert_eq!(read, written, "presentation times, key flags and bytes survive the remux");
     }
 }

@@ -3,8 +3,10 @@
 //!
 //! Matroska blocks carry presentation times in decode order. MP4 needs decode times that only
 //! grow: the n-th sample in decode order gets the n-th smallest presentation time as its decode
-//! time, and the difference is its (signed, trun version 1) composition offset. Without B-frames
-//! every offset is 0.
+//! time, moved earlier by the fragment's largest reorder delay so that no composition offset is
+//! negative (ffmpeg's MP4 reader delays every frame by the most negative offset instead, which
+//! put H.265 B-frame video 67 ms behind its audio). Presentation times are exact either way;
+//! without B-frames every offset is 0.
 
 use std::ops::Range;
 
@@ -48,6 +50,10 @@ pub fn track_samples(record: &FragmentRecord, track: u64, timescale: u32) -> Vec
         .collect();
     let mut decode_times: Vec<i64> = picked.iter().map(|(pts, _)| *pts).collect();
     decode_times.sort_unstable();
+    let reorder_delay = picked.iter().zip(&decode_times).map(|((pts, _), dts)| dts - pts).max().unwrap_or(0).max(0);
+    for decode_time in &mut decode_times {
+        *decode_time -= reorder_delay;
+    }
     let mut steps: Vec<i64> = decode_times.windows(2).map(|w| w[1] - w[0]).filter(|&d| d > 0).collect();
     steps.sort_unstable();
     let typical_step = steps.get(steps.len() / 2).copied().unwrap_or(i64::from(timescale) / 30);
@@ -97,14 +103,16 @@ mod tests {
     }
 
     #[test]
-    fn b_frames_get_growing_decode_times_and_signed_offsets() {
+    fn b_frames_get_growing_decode_times_and_non_negative_offsets() {
         // Decode order I P B B with presentation times 0, 100, 33, 67.
         let r = record(vec![(1, 0, true), (1, 100, false), (1, 33, false), (1, 67, false), (2, 10, true)]);
         let samples = track_samples(&r, 1, 1000);
         let decode: Vec<i64> = samples.iter().map(|s| s.decode_time).collect();
-        assert_eq!(decode, [10_000, 10_033, 10_067, 10_100]);
+        assert_eq!(decode, [9_966, 9_999, 10_033, 10_066]);
         let offsets: Vec<i32> = samples.iter().map(|s| s.composition_offset).collect();
-        assert_eq!(offsets, [0, 67, -34, -33]);
+        assert_eq!(offsets, [34, 101, 0, 1]);
+        let presentation: Vec<i64> = samples.iter().map(|s| s.decode_time + i64::from(s.composition_offset)).collect();
+        assert_eq!(presentation, [10_000, 10_100, 10_033, 10_067]);
         let durations: Vec<u32> = samples.iter().map(|s| s.duration).collect();
         assert_eq!(durations, [33, 34, 33, 33]);
         assert!(samples[0].keyframe && !samples[1].keyframe);

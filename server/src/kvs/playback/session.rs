@@ -1,7 +1,7 @@
-//! GetHLSStreamingSessionURL: validates a session request (spec §4.3) and seals it into an opaque
-//! SessionToken. The token carries the whole session, so serving it needs no server state.
+//! GetHLSStreamingSessionURL and GetDASHStreamingSessionURL: validate a session request (spec
+//! §4.3, §4.4) and seal it into an opaque SessionToken. The token carries the whole session, so
+//! serving it needs no server state.
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::window;
@@ -15,20 +15,20 @@ const MAX_RANGE_MS: u64 = 24 * 3_600_000;
 /// LIVE needs a fragment at least this recent (producer-c#356).
 pub const LIVE_FRESHNESS_MS: u64 = 30_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     Live,
     LiveReplay,
     OnDemand,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Clock {
     Server,
     Producer,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Discontinuity {
     Always,
     Never,
@@ -37,7 +37,7 @@ pub enum Discontinuity {
 }
 
 /// Everything a session's URLs need, sealed into its token.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Session {
     pub stream_name: String,
     /// Names one incarnation of the stream: a re-created stream does not inherit sessions.
@@ -49,7 +49,32 @@ pub struct Session {
     pub max_fragments: usize,
     pub discontinuity: Discontinuity,
     pub display_timestamps: bool,
+    /// DASH `DisplayFragmentNumber=ALWAYS`: `kvs:fn` on every S element.
+    pub display_fragment_numbers: bool,
     pub expires_ms: u64,
+}
+
+/// Which streaming protocol a session is for; they differ in field names and URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Hls,
+    Dash,
+}
+
+impl Protocol {
+    fn selector_field(self) -> &'static str {
+        match self {
+            Protocol::Hls => "HLSFragmentSelector",
+            Protocol::Dash => "DASHFragmentSelector",
+        }
+    }
+
+    fn max_field(self) -> &'static str {
+        match self {
+            Protocol::Hls => "MaxMediaPlaylistFragmentResults",
+            Protocol::Dash => "MaxManifestFragmentResults",
+        }
+    }
 }
 
 fn choice<T: Copy>(body: &Document, field: &str, default: T, options: &[(&str, T)]) -> Result<T, ApiError> {
@@ -63,38 +88,54 @@ fn choice<T: Copy>(body: &Document, field: &str, default: T, options: &[(&str, T
 }
 
 pub fn get_hls_streaming_session_url(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
-    let handle = ctx.stream(&body, "StreamARN")?;
+    let token = new_session(ctx, &body, Protocol::Hls)?;
+    let url = format!("{}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}", ctx.settings.data_endpoint);
+    Ok(json!({"HLSStreamingSessionURL": url}))
+}
+
+pub fn get_dash_streaming_session_url(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+    let token = new_session(ctx, &body, Protocol::Dash)?;
+    let url = format!("{}/dash/v1/getDASHManifest.mpd?SessionToken={token}", ctx.settings.data_endpoint);
+    Ok(json!({"DASHStreamingSessionURL": url}))
+}
+
+/// Validates a session request and returns its sealed token.
+fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<String, ApiError> {
+    let handle = ctx.stream(body, "StreamARN")?;
     let meta = handle.meta();
     let mode = choice(
-        &body,
+        body,
         "PlaybackMode",
         Mode::Live,
         &[("LIVE", Mode::Live), ("LIVE_REPLAY", Mode::LiveReplay), ("ON_DEMAND", Mode::OnDemand)],
     )?;
-    if !choice(&body, "ContainerFormat", true, &[("FRAGMENTED_MP4", true), ("MPEG_TS", false)])? {
+    if protocol == Protocol::Hls
+        && !choice(body, "ContainerFormat", true, &[("FRAGMENTED_MP4", true), ("MPEG_TS", false)])?
+    {
         return Err(ApiError::invalid("ContainerFormat MPEG_TS is not served yet; use FRAGMENTED_MP4."));
     }
     let discontinuity = choice(
-        &body,
+        body,
         "DiscontinuityMode",
-        Discontinuity::Always,
+        None,
         &[
-            ("ALWAYS", Discontinuity::Always),
-            ("NEVER", Discontinuity::Never),
-            ("ON_DISCONTINUITY", Discontinuity::OnGap),
+            ("ALWAYS", Some(Discontinuity::Always)),
+            ("NEVER", Some(Discontinuity::Never)),
+            ("ON_DISCONTINUITY", Some(Discontinuity::OnGap)),
         ],
     )?;
-    let display_timestamps = choice(&body, "DisplayFragmentTimestamp", false, &[("ALWAYS", true), ("NEVER", false)])?;
+    let display_timestamps = choice(body, "DisplayFragmentTimestamp", false, &[("ALWAYS", true), ("NEVER", false)])?;
+    let display_fragment_numbers = protocol == Protocol::Dash
+        && choice(body, "DisplayFragmentNumber", false, &[("ALWAYS", true), ("NEVER", false)])?;
     let expires_s = body.int("Expires")?.unwrap_or(DEFAULT_EXPIRES_S);
     if !(300..=MAX_EXPIRES_S).contains(&expires_s) {
         return Err(ApiError::invalid(format!("Expires must be between 300 and {MAX_EXPIRES_S} seconds.")));
     }
-    let max_fragments =
-        body.int("MaxMediaPlaylistFragmentResults")?.unwrap_or(if mode == Mode::Live { 5 } else { 1000 });
+    let max_fragments = body.int(protocol.max_field())?.unwrap_or(if mode == Mode::Live { 5 } else { 1000 });
     if !(1..=5000).contains(&max_fragments) {
-        return Err(ApiError::invalid("MaxMediaPlaylistFragmentResults must be between 1 and 5000."));
+        return Err(ApiError::invalid(format!("{} must be between 1 and 5000.", protocol.max_field())));
     }
-    let (clock, start_ms, end_ms) = match body.object("HLSFragmentSelector")? {
+    let (clock, start_ms, end_ms) = match body.object(protocol.selector_field())? {
         None => (Clock::Server, None, None),
         Some(selector) => {
             let clock = choice(
@@ -109,6 +150,11 @@ pub fn get_hls_streaming_session_url(ctx: &KvsCtx, body: Document) -> Result<Val
             }
         }
     };
+    // Spec fact 17: ALWAYS with server timestamps, NEVER with producer timestamps.
+    let discontinuity = discontinuity.unwrap_or(match clock {
+        Clock::Server => Discontinuity::Always,
+        Clock::Producer => Discontinuity::Never,
+    });
     match (mode, start_ms, end_ms) {
         (Mode::Live, None, None) => {}
         (Mode::Live, _, _) => return Err(ApiError::invalid("TimestampRange must not be given for LIVE playback.")),
@@ -143,6 +189,7 @@ pub fn get_hls_streaming_session_url(ctx: &KvsCtx, body: Document) -> Result<Val
         max_fragments: max_fragments as usize,
         discontinuity,
         display_timestamps,
+        display_fragment_numbers,
         expires_ms: now_ms + expires_s as u64 * 1000,
     };
     let fragments = window::fragments(ctx, &handle, &session)?;
@@ -160,9 +207,7 @@ pub fn get_hls_streaming_session_url(ctx: &KvsCtx, body: Document) -> Result<Val
         }
     };
     window::packageable(&newest.record)?;
-    let token = ctx.sessions.seal(&serde_json::to_vec(&session).map_err(|e| ApiError::internal(&e))?);
-    let url = format!("{}/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}", ctx.settings.data_endpoint);
-    Ok(json!({"HLSStreamingSessionURL": url}))
+    Ok(ctx.sessions.seal(&super::session_codec::encode(&session)))
 }
 
 /// Opens a token: the session, or 403 when it is expired or not ours.
@@ -170,8 +215,7 @@ pub fn open(ctx: &KvsCtx, token: Option<&str>) -> Result<Session, ApiError> {
     let denied = |message: &str| ApiError::new(ErrorType::AccessDenied, message);
     let token = token.ok_or_else(|| ApiError::invalid("SessionToken is required."))?;
     let payload = ctx.sessions.open(token).ok_or_else(|| denied("Streaming session token is invalid"))?;
-    let session: Session =
-        serde_json::from_slice(&payload).map_err(|_| denied("Streaming session token is invalid"))?;
+    let session = super::session_codec::decode(&payload).ok_or_else(|| denied("Streaming session token is invalid"))?;
     if ctx.engine.now_ms() > session.expires_ms {
         return Err(denied("Streaming session token is expired"));
     }

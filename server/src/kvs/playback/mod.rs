@@ -1,9 +1,11 @@
-//! HLS for browsers and tools (spec §4.3): the session call, and the GET URLs it hands out
-//! (`/hls/v1/…`), authorised only by their SessionToken. Segments are remuxed from the stored
+//! HLS and DASH for browsers and tools (spec §4.3, §4.4): the session calls, and the GET URLs
+//! they hand out (`/hls/v1/…`, `/dash/v1/…`), authorised only by their SessionToken. Segments are remuxed from the stored
 //! fragments on request; every answer carries CORS headers, and segments honour byte ranges.
 
+mod manifest;
 mod playlist;
 pub mod session;
+mod session_codec;
 mod window;
 
 use axum::body::Bytes;
@@ -18,6 +20,7 @@ use crate::request_id::with_request_id;
 
 const PLAYLIST_TYPE: &str = "application/x-mpegURL";
 const MP4_TYPE: &str = "video/mp4";
+const DASH_TYPE: &str = "application/dash+xml";
 
 fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query.split('&').filter_map(|pair| pair.split_once('=')).find(|(key, _)| *key == name).map(|(_, value)| value)
@@ -51,6 +54,13 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Vec<u8
             let newest = fragments.last().ok_or_else(not_found)?;
             let tracks = window::packageable(&newest.record)?;
             Ok((PLAYLIST_TYPE, playlist::master(token, &tracks, &fragments).into_bytes()))
+        }
+        "getDASHManifest.mpd" => {
+            let fragments = window::fragments(ctx, &handle, &session)?;
+            let newest = fragments.last().ok_or_else(not_found)?;
+            let tracks = window::packageable(&newest.record)?;
+            let now_ms = ctx.engine.now_ms();
+            Ok((DASH_TYPE, manifest::dash(token, &session, &tracks, &fragments, now_ms).into_bytes()))
         }
         "getHLSMediaPlaylist.m3u8" => {
             let number = track_number(query)?;

@@ -15,7 +15,7 @@ pub fn config_sequence(fragment: &WindowFragment) -> u32 {
     fragment.record.tracks_body.iter().fold(0x811C_9DC5u32, |hash, &b| (hash ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
-fn iso8601(ms: u64) -> String {
+pub fn iso8601(ms: u64) -> String {
     let seconds = (ms / 1000) as i64;
     let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
     // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
@@ -80,6 +80,15 @@ pub fn master(token: &str, tracks: &[PackagedTrack], fragments: &[WindowFragment
     out
 }
 
+/// How long this track of the fragment plays (the fragment's own length counts every track).
+fn track_duration_s(fragment: &WindowFragment, track_number: u64) -> f64 {
+    let samples = framelog_media::package::track_samples(&fragment.record, track_number, 1000);
+    match (samples.first(), samples.iter().map(|s| s.decode_time + i64::from(s.duration)).max()) {
+        (Some(first), Some(end)) => (end - first.decode_time).max(0) as f64 / 1000.0,
+        _ => fragment.record.duration_ms as f64 / 1000.0,
+    }
+}
+
 pub fn media(
     token: &str,
     track_number: u64,
@@ -130,7 +139,8 @@ pub fn media(
             );
         }
         let start_ms = fragment.record.producer_ts_ms;
-        if session.display_timestamps {
+        // RFC 8216 §4.3.2.7: a playlist with EXT-X-DATERANGE must have a PROGRAM-DATE-TIME.
+        if session.display_timestamps || !fragment.record.tags.is_empty() {
             let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(start_ms));
         }
         for (index, tag) in fragment.record.tags.iter().enumerate() {
@@ -143,7 +153,7 @@ pub fn media(
                 quoted(&tag.value)
             );
         }
-        let _ = writeln!(out, "#EXTINF:{:.3},", fragment.record.duration_ms as f64 / 1000.0);
+        let _ = writeln!(out, "#EXTINF:{:.3},", track_duration_s(fragment, track_number));
         let _ = writeln!(
             out,
             "getMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={token}&TrackNumber={track_number}",

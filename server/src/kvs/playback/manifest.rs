@@ -1,0 +1,103 @@
+//! The DASH manifest (spec §4.4): one Period, an AdaptationSet per packageable track, and a
+//! SegmentList whose SegmentTimeline carries `kvs:ts` (producer time, ms) and `kvs:fn` (fragment
+//! number) when the session asks, pointing at the same MP4 fragment URLs as HLS.
+
+use std::fmt::Write as _;
+
+use framelog_media::package::{PackagedTrack, track_samples};
+
+use super::playlist::{config_sequence, iso8601};
+use super::session::{Mode, Session};
+use super::window::WindowFragment;
+
+fn seconds(ms: u64) -> String {
+    format!("PT{}.{:03}S", ms / 1000, ms % 1000)
+}
+
+pub fn dash(
+    token: &str,
+    session: &Session,
+    tracks: &[PackagedTrack],
+    fragments: &[WindowFragment],
+    now_ms: u64,
+) -> String {
+    let origin_ms = fragments.first().map_or(0, |f| f.record.producer_ts_ms);
+    let end_ms = fragments.last().map_or(origin_ms, |f| f.record.producer_ts_ms + f.record.duration_ms);
+    let dynamic = session.mode != Mode::OnDemand;
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let _ = write!(
+        out,
+        "<MPD xmlns=\"urn:mpeg:dash:schema:mpd:2011\" xmlns:kvs=\"https://kinesisvideo.amazonaws.com/dash\" \
+         profiles=\"urn:mpeg:dash:profile:isoff-live:2011\" minBufferTime=\"PT2S\""
+    );
+    if dynamic {
+        let _ = write!(
+            out,
+            " type=\"dynamic\" availabilityStartTime=\"{}\" publishTime=\"{}\" minimumUpdatePeriod=\"PT2S\" \
+             timeShiftBufferDepth=\"{}\" suggestedPresentationDelay=\"PT4S\"",
+            iso8601(origin_ms),
+            iso8601(now_ms),
+            seconds(end_ms.saturating_sub(origin_ms).max(1000))
+        );
+    } else {
+        let _ = write!(out, " type=\"static\" mediaPresentationDuration=\"{}\"", seconds(end_ms - origin_ms));
+    }
+    out.push_str(">\n  <Period id=\"0\" start=\"PT0S\">\n");
+    let bytes: u64 = fragments.iter().map(|f| f.size_bytes).sum();
+    let millis: u64 = fragments.iter().map(|f| f.record.duration_ms.max(1)).sum::<u64>().max(1);
+    let bandwidth = bytes * 8 * 1000 / millis;
+    for track in tracks {
+        let timescale = track.timescale();
+        let (mime, extra) = if track.is_video() {
+            ("video/mp4", format!(" width=\"{}\" height=\"{}\"", track.width, track.height))
+        } else {
+            ("audio/mp4", format!(" audioSamplingRate=\"{}\"", track.sample_rate_hz))
+        };
+        let _ = writeln!(out, "    <AdaptationSet mimeType=\"{mime}\" segmentAlignment=\"true\" startWithSAP=\"1\">");
+        let _ = writeln!(
+            out,
+            "      <Representation id=\"{}\" codecs=\"{}\" bandwidth=\"{bandwidth}\"{extra}>",
+            track.number,
+            track.codecs_string()
+        );
+        let offset = i128::from(origin_ms) * i128::from(timescale) / 1000;
+        let _ = writeln!(out, "        <SegmentList timescale=\"{timescale}\" presentationTimeOffset=\"{offset}\">");
+        if let Some(first) = fragments.first() {
+            let _ = writeln!(
+                out,
+                "          <Initialization sourceURL=\"getMP4InitFragment.mp4?SessionToken={token}&amp;TrackNumber={}&amp;SequenceNumber={}&amp;FragmentNumber={}\"/>",
+                track.number,
+                config_sequence(first),
+                first.number
+            );
+        }
+        out.push_str("          <SegmentTimeline>\n");
+        for fragment in fragments {
+            let samples = track_samples(&fragment.record, track.number, timescale);
+            let Some(start) = samples.first().map(|s| s.decode_time) else { continue };
+            let end = samples.iter().map(|s| s.decode_time + i64::from(s.duration)).max().unwrap_or(start);
+            let _ = write!(out, "            <S t=\"{start}\" d=\"{}\"", (end - start).max(1));
+            if session.display_timestamps {
+                let _ = write!(out, " kvs:ts=\"{}\"", fragment.record.producer_ts_ms);
+            }
+            if session.display_fragment_numbers {
+                let _ = write!(out, " kvs:fn=\"{}\"", fragment.number);
+            }
+            out.push_str("/>\n");
+        }
+        out.push_str("          </SegmentTimeline>\n");
+        for fragment in fragments {
+            if track_samples(&fragment.record, track.number, timescale).is_empty() {
+                continue;
+            }
+            let _ = writeln!(
+                out,
+                "          <SegmentURL media=\"getMP4MediaFragment.mp4?FragmentNumber={}&amp;SessionToken={token}&amp;TrackNumber={}\"/>",
+                fragment.number, track.number
+            );
+        }
+        out.push_str("        </SegmentList>\n      </Representation>\n    </AdaptationSet>\n");
+    }
+    out.push_str("  </Period>\n</MPD>\n");
+    out
+}
