@@ -2,6 +2,7 @@
 
 mod app;
 mod body;
+mod civil_date;
 mod config;
 mod error;
 mod kds;
