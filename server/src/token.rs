@@ -1,8 +1,7 @@
 //! Opaque, tamper-proof tokens: a payload and its HMAC-SHA256 (truncated to 16 bytes) under the
-//! server's secret, base64url-encoded so they travel in URLs. HLS/DASH session tokens use it; the
-//! server keeps no session state, so sessions survive a restart.
+//! server's secret, base64-encoded. HLS/DASH session tokens (base64url, they travel in URLs) and
+//! KDS shard iterators (standard base64) both use it; the server keeps no state for either.
 
-use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -33,15 +32,24 @@ impl Signer {
         out
     }
 
+    /// A URL-safe token (base64url without padding).
     pub fn seal(&self, payload: &[u8]) -> String {
-        let mut bytes = payload.to_vec();
-        bytes.extend_from_slice(&self.mac(payload));
-        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+        self.seal_with(&base64::engine::general_purpose::URL_SAFE_NO_PAD, payload)
     }
 
-    /// The payload of a token this signer sealed; `None` for anything else.
+    /// The payload of a token `seal` made; `None` for anything else.
     pub fn open(&self, token: &str) -> Option<Vec<u8>> {
-        let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(token).ok()?;
+        self.open_with(&base64::engine::general_purpose::URL_SAFE_NO_PAD, token)
+    }
+
+    pub fn seal_with(&self, encoding: &impl base64::Engine, payload: &[u8]) -> String {
+        let mut bytes = payload.to_vec();
+        bytes.extend_from_slice(&self.mac(payload));
+        encoding.encode(bytes)
+    }
+
+    pub fn open_with(&self, encoding: &impl base64::Engine, token: &str) -> Option<Vec<u8>> {
+        let bytes = encoding.decode(token).ok()?;
         let split = bytes.len().checked_sub(MAC_LEN)?;
         let (payload, mac) = bytes.split_at(split);
         // Constant-time comparison through the Mac API.

@@ -5,12 +5,11 @@
 //! the model's 512). The stream id pins the stream's incarnation: an iterator taken before a
 //! delete and re-create does not read the new stream.
 
-use base64::Engine as _;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::token::Signer;
 
 const VERSION: u8 = 1;
-const MAC_LEN: usize = 16;
 /// KDS's tolerated delay between issuing and using an iterator.
 pub const ITERATOR_TTL_MS: u64 = 300_000;
 
@@ -25,36 +24,19 @@ pub struct IteratorState {
 }
 
 /// Signs and checks iterators with a server secret.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct IteratorCodec {
-    secret: Vec<u8>,
-}
-
-impl std::fmt::Debug for IteratorCodec {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("IteratorCodec(..)")
-    }
+    signer: Signer,
 }
 
 impl IteratorCodec {
     pub fn new(secret: Vec<u8>) -> Self {
-        Self { secret }
-    }
-
-    fn mac(&self, bytes: &[u8]) -> [u8; MAC_LEN] {
-        // HMAC accepts keys of any length.
-        let mut mac =
-            <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).unwrap_or_else(|_| unreachable!("any key length"));
-        mac.update(bytes);
-        let full = mac.finalize().into_bytes();
-        let mut out = [0u8; MAC_LEN];
-        out.copy_from_slice(&full[..MAC_LEN]);
-        out
+        Self { signer: Signer::new(secret) }
     }
 
     pub fn encode(&self, state: &IteratorState) -> String {
         let name = state.stream_name.as_bytes();
-        let mut bytes = Vec::with_capacity(30 + name.len() + MAC_LEN);
+        let mut bytes = Vec::with_capacity(30 + name.len());
         bytes.push(VERSION);
         bytes.extend_from_slice(&state.issued_ms.to_be_bytes());
         bytes.extend_from_slice(&state.stream_id.to_be_bytes());
@@ -62,22 +44,15 @@ impl IteratorCodec {
         bytes.extend_from_slice(&state.seq.to_be_bytes());
         bytes.push(name.len() as u8);
         bytes.extend_from_slice(name);
-        let mac = self.mac(&bytes);
-        bytes.extend_from_slice(&mac);
-        base64::engine::general_purpose::STANDARD.encode(bytes)
+        self.signer.seal_with(&STANDARD, &bytes)
     }
 
     /// Returns the state if the token is ours and untampered; expiry is the caller's check.
     pub fn decode(&self, token: &str) -> Option<IteratorState> {
-        let bytes = base64::engine::general_purpose::STANDARD.decode(token).ok()?;
-        if bytes.len() < 30 + MAC_LEN || bytes[0] != VERSION {
+        let body = self.signer.open_with(&STANDARD, token)?;
+        if body.len() < 30 || body[0] != VERSION {
             return None;
         }
-        let (body, mac) = bytes.split_at(bytes.len() - MAC_LEN);
-        // Constant-time comparison through the hmac crate.
-        let mut check = <Hmac<Sha256> as Mac>::new_from_slice(&self.secret).ok()?;
-        check.update(body);
-        check.verify_truncated_left(mac).ok()?;
         let u64_at = |at: usize| body.get(at..at + 8).and_then(|b| b.try_into().ok()).map(u64::from_be_bytes);
         let name_len = usize::from(*body.get(29)?);
         let name = body.get(30..30 + name_len)?;
@@ -97,6 +72,7 @@ impl IteratorCodec {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use base64::Engine as _;
     use proptest::prelude::*;
 
     fn state() -> IteratorState {
