@@ -26,15 +26,48 @@ fn fragment_json(
     meta: &framelog_store::StreamMeta,
     seq: u64,
     header: &framelog_store::EntryHeader,
-) -> Result<Value, ApiError> {
-    let record = record_of(header)?;
-    Ok(json!({
+    record: &FragmentRecord,
+) -> Value {
+    json!({
         "FragmentNumber": fragment_number::encode(meta.created_ms, seq),
         "FragmentSizeInBytes": header.payload_len,
         "ProducerTimestamp": record.producer_ts_ms as f64 / 1000.0,
         "ServerTimestamp": record.server_ts_ms as f64 / 1000.0,
         "FragmentLengthInMilliseconds": record.duration_ms,
-    }))
+    })
+}
+
+/// Visits, in arrival order from `from_seq`, every fragment whose server timestamp (first byte)
+/// lies in `[start_ms, end_ms]`, until `visit` returns false. The scan stops where arrivals pass
+/// the end by more than an upload can take, so its cost follows the range, not the stream.
+pub fn scan_server_range(
+    ctx: &KvsCtx,
+    handle: &StreamHandle,
+    from_seq: u64,
+    (start_ms, end_ms): (u64, u64),
+    mut visit: impl FnMut(u64, &framelog_store::EntryHeader, FragmentRecord) -> bool,
+) -> Result<(), ApiError> {
+    let store = |e| ApiError::internal(&e);
+    let scan_end_ms = end_ms.saturating_add(MAX_UPLOAD_MS);
+    let tip = handle.tip_seq(0).map_err(store)?;
+    let mut seq = from_seq;
+    while seq < tip {
+        let headers = ctx.engine.list_headers(handle, 0, seq, tip, 256).map_err(store)?;
+        if headers.is_empty() {
+            break;
+        }
+        for item in headers {
+            seq = item.seq + 1;
+            if item.header.arrival_ms > scan_end_ms {
+                return Ok(());
+            }
+            let record = record_of(&item.header)?;
+            if (start_ms..=end_ms).contains(&record.server_ts_ms) && !visit(item.seq, &item.header, record) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A ListFragments page position. The token carries the selector and its range as well, because
@@ -70,15 +103,9 @@ impl PageToken {
     }
 }
 
-/// Archive reads need stored media: a stream with retention 0 keeps only a live buffer (spec §9.3).
 fn archived_stream(ctx: &KvsCtx, body: &Document) -> Result<StreamHandle, ApiError> {
     let handle = ctx.stream(body, "StreamARN")?;
-    if handle.meta().retention_hours == 0 {
-        return Err(ApiError::new(
-            ErrorType::NoDataRetention,
-            "The stream does not retain data (DataRetentionInHours is 0).",
-        ));
-    }
+    super::context::require_archive(&handle)?;
     Ok(handle)
 }
 
@@ -122,7 +149,7 @@ pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
             let page = engine.producer_range(&handle, 0, start_ms, end_ms, after, max + 1).map_err(store)?;
             for &(_, seq) in page.iter().take(max) {
                 if let Some(header) = engine.header(&handle, 0, seq).map_err(store)? {
-                    fragments.push(fragment_json(&meta, seq, &header)?);
+                    fragments.push(fragment_json(&meta, seq, &header, &record_of(&header)?));
                 }
             }
             if page.len() > max {
@@ -134,29 +161,14 @@ pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
                 Some(t) => t.position.0,
                 None => engine.resolve(&handle, 0, Position::AtArrivalMs(start_ms)).map_err(store)?,
             };
-            let scan_end_ms = end_ms.saturating_add(MAX_UPLOAD_MS);
-            let mut seq = from;
-            let tip = handle.tip_seq(0).map_err(store)?;
-            'scan: while seq < tip {
-                let headers = engine.list_headers(&handle, 0, seq, tip, 256).map_err(store)?;
-                if headers.is_empty() {
-                    break;
+            scan_server_range(ctx, &handle, from, (start_ms, end_ms), |seq, header, record| {
+                if fragments.len() == max {
+                    next = Some(page_token((seq, 0)));
+                    return false;
                 }
-                for item in headers {
-                    seq = item.seq + 1;
-                    if item.header.arrival_ms > scan_end_ms {
-                        break 'scan;
-                    }
-                    let server_ms = record_of(&item.header)?.server_ts_ms;
-                    if (start_ms..=end_ms).contains(&server_ms) {
-                        if fragments.len() == max {
-                            next = Some(page_token((item.seq, 0)));
-                            break 'scan;
-                        }
-                        fragments.push(fragment_json(&meta, item.seq, &item.header)?);
-                    }
-                }
-            }
+                fragments.push(fragment_json(&meta, seq, header, &record));
+                true
+            })?;
         }
         other => {
             return Err(ApiError::invalid(format!(

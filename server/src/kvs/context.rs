@@ -36,6 +36,18 @@ pub fn public_name(engine_name: &str) -> Option<&str> {
     engine_name.strip_prefix(ENGINE_PREFIX)
 }
 
+/// Archive reads and playback need stored media: a stream with retention 0 keeps only a live
+/// buffer (spec §9.3), and these calls answer NoDataRetentionException.
+pub fn require_archive(handle: &StreamHandle) -> Result<(), ApiError> {
+    if handle.meta().retention_hours == 0 {
+        return Err(ApiError::new(
+            ErrorType::NoDataRetention,
+            "The stream does not retain data (DataRetentionInHours is 0).",
+        ));
+    }
+    Ok(())
+}
+
 pub fn not_found() -> ApiError {
     ApiError::new(ErrorType::ResourceNotFound, "The requested stream is not found or not active.")
 }

@@ -43,9 +43,7 @@ pub fn dash(
         let _ = write!(out, " type=\"static\" mediaPresentationDuration=\"{}\"", seconds(end_ms - origin_ms));
     }
     out.push_str(">\n  <Period id=\"0\" start=\"PT0S\">\n");
-    let bytes: u64 = fragments.iter().map(|f| f.size_bytes).sum();
-    let millis: u64 = fragments.iter().map(|f| f.record.duration_ms.max(1)).sum::<u64>().max(1);
-    let bandwidth = bytes * 8 * 1000 / millis;
+    let bandwidth = super::window::bandwidth_bps(fragments);
     for track in tracks {
         let timescale = track.timescale();
         let (mime, extra) = if track.is_video() {
@@ -71,11 +69,18 @@ pub fn dash(
                 first.number
             );
         }
+        // (fragment, first decode time, end) of every fragment that has samples of this track.
+        let spans: Vec<(&WindowFragment, i64, i64)> = fragments
+            .iter()
+            .filter_map(|fragment| {
+                let samples = track_samples(&fragment.record, track.number, timescale);
+                let start = samples.first()?.decode_time;
+                let end = samples.iter().map(|s| s.decode_time + i64::from(s.duration)).max().unwrap_or(start);
+                Some((fragment, start, end))
+            })
+            .collect();
         out.push_str("          <SegmentTimeline>\n");
-        for fragment in fragments {
-            let samples = track_samples(&fragment.record, track.number, timescale);
-            let Some(start) = samples.first().map(|s| s.decode_time) else { continue };
-            let end = samples.iter().map(|s| s.decode_time + i64::from(s.duration)).max().unwrap_or(start);
+        for &(fragment, start, end) in &spans {
             let _ = write!(out, "            <S t=\"{start}\" d=\"{}\"", (end - start).max(1));
             if session.display_timestamps {
                 let _ = write!(out, " kvs:ts=\"{}\"", fragment.record.producer_ts_ms);
@@ -86,10 +91,7 @@ pub fn dash(
             out.push_str("/>\n");
         }
         out.push_str("          </SegmentTimeline>\n");
-        for fragment in fragments {
-            if track_samples(&fragment.record, track.number, timescale).is_empty() {
-                continue;
-            }
+        for &(fragment, _, _) in &spans {
             let _ = writeln!(
                 out,
                 "          <SegmentURL media=\"getMP4MediaFragment.mp4?FragmentNumber={}&amp;SessionToken={token}&amp;TrackNumber={}\"/>",

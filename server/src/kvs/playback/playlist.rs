@@ -33,9 +33,7 @@ fn quoted(text: &str) -> String {
 }
 
 pub fn master(token: &str, tracks: &[PackagedTrack], fragments: &[WindowFragment]) -> String {
-    let bytes: u64 = fragments.iter().map(|f| f.size_bytes).sum();
-    let millis: u64 = fragments.iter().map(|f| f.record.duration_ms.max(1)).sum::<u64>().max(1);
-    let bandwidth = bytes * 8 * 1000 / millis;
+    let bandwidth = super::window::bandwidth_bps(fragments);
     let video = tracks.iter().find(|t| t.is_video());
     let audio = tracks.iter().find(|t| !t.is_video());
     let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");

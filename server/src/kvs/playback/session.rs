@@ -172,12 +172,7 @@ fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<Stri
             return Err(ApiError::invalid("The timestamp range must not span more than 24 hours."));
         }
     }
-    if meta.retention_hours == 0 {
-        return Err(ApiError::new(
-            ErrorType::NoDataRetention,
-            "The stream does not retain data (DataRetentionInHours is 0).",
-        ));
-    }
+    crate::kvs::context::require_archive(&handle)?;
     let now_ms = ctx.engine.now_ms();
     let session = Session {
         stream_name: crate::kvs::context::public_name(&meta.name).unwrap_or(&meta.name).to_string(),

@@ -6,11 +6,9 @@ use framelog_store::{Position, StreamHandle};
 
 use super::session::{Clock, Mode, Session};
 use crate::error::{ApiError, ErrorType};
+use crate::kvs::archive::scan_server_range;
 use crate::kvs::context::KvsCtx;
 use crate::kvs::fragment_number;
-
-/// How long after its first byte a fragment may still be committed; bounds server-time scans.
-const MAX_UPLOAD_MS: u64 = 120_000;
 
 /// A fragment in a playlist window.
 #[derive(Debug, Clone)]
@@ -30,14 +28,30 @@ impl WindowFragment {
     }
 }
 
+/// Average bits per second over the window (BANDWIDTH in HLS, bandwidth in DASH).
+pub fn bandwidth_bps(fragments: &[WindowFragment]) -> u64 {
+    let bytes: u64 = fragments.iter().map(|f| f.size_bytes).sum();
+    let millis: u64 = fragments.iter().map(|f| f.record.duration_ms.max(1)).sum::<u64>().max(1);
+    bytes * 8 * 1000 / millis
+}
+
 fn store_error(error: framelog_store::StoreError) -> ApiError {
     ApiError::internal(&error)
 }
 
 fn item(handle: &StreamHandle, seq: u64, header: &framelog_store::EntryHeader) -> Option<WindowFragment> {
     let record = FragmentRecord::decode(&header.attrs).ok()?;
+    Some(with_record(handle, seq, header, record))
+}
+
+fn with_record(
+    handle: &StreamHandle,
+    seq: u64,
+    header: &framelog_store::EntryHeader,
+    record: FragmentRecord,
+) -> WindowFragment {
     let number = fragment_number::encode(handle.meta().created_ms, seq);
-    Some(WindowFragment { seq, number, record, size_bytes: header.payload_len })
+    WindowFragment { seq, number, record, size_bytes: header.payload_len }
 }
 
 /// The session's fragments, oldest first, at most `max_fragments`.
@@ -83,27 +97,11 @@ pub fn fragments(ctx: &KvsCtx, handle: &StreamHandle, session: &Session) -> Resu
             out.truncate(max);
         }
         Clock::Server => {
-            let mut seq = engine.resolve(handle, 0, Position::AtArrivalMs(start_ms)).map_err(store_error)?;
-            let tip = handle.tip_seq(0).map_err(store_error)?;
-            'scan: while seq < tip && out.len() < max {
-                let headers = engine.list_headers(handle, 0, seq, tip, 256).map_err(store_error)?;
-                if headers.is_empty() {
-                    break;
-                }
-                for h in headers {
-                    seq = h.seq + 1;
-                    if h.header.arrival_ms > end_ms.saturating_add(MAX_UPLOAD_MS) {
-                        break 'scan;
-                    }
-                    let Some(fragment) = item(handle, h.seq, &h.header) else { continue };
-                    if (start_ms..=end_ms).contains(&fragment.record.server_ts_ms) {
-                        out.push(fragment);
-                        if out.len() == max {
-                            break 'scan;
-                        }
-                    }
-                }
-            }
+            let from = engine.resolve(handle, 0, Position::AtArrivalMs(start_ms)).map_err(store_error)?;
+            scan_server_range(ctx, handle, from, (start_ms, end_ms), |seq, header, record| {
+                out.push(with_record(handle, seq, header, record));
+                out.len() < max
+            })?;
             out.sort_by_key(|f| (f.record.server_ts_ms, f.seq));
         }
     }
