@@ -72,6 +72,19 @@ BIG_FRAME_BYTES = 1 << 20
 # ------------------------------------------------------------------------------------------------
 
 
+def error_after_first_fragment(result, error_id: int, error_code: str) -> dict:
+    """The upload ended cleanly with fragment 0 PERSISTED, then exactly one ERROR of this kind."""
+    assert result.status == 200
+    assert result.ended, f"the server did not end the response after the error: {result.read_error!r}"
+    assert_ack_lines_well_formed(result)
+    persisted = result.events("PERSISTED")
+    assert [a["FragmentTimecode"] for a in persisted] == [0], result.ack_lines
+    error = single_error(result)
+    assert (error["ErrorId"], error["ErrorCode"]) == (error_id, error_code)
+    assert result.acks.index(error) > result.acks.index(persisted[0])
+    return error
+
+
 def frames(track: int, times: Iterable[int], seed: int, sizes: tuple[int, int] = (300, 3000)) -> list[HandFrame]:
     """Frames of one track at the given times (ms) holding deterministic random bytes. Video starts with a
     key frame; every audio frame is a key frame."""
@@ -166,14 +179,8 @@ def test_60_mb_cluster_is_error_4001_after_the_fragment_before_it_persisted(serv
 
     result = upload(kinesisvideo, stream, body(), chunk_size=256 * 1024, timeout=60)
 
-    assert result.status == 200
-    assert result.ended, f"the server did not end the response after the error: {result.read_error!r}"
-    assert_ack_lines_well_formed(result)
+    error = error_after_first_fragment(result, 4001, "MAX_FRAGMENT_SIZE_REACHED")
     persisted = result.events("PERSISTED")
-    assert [a["FragmentTimecode"] for a in persisted] == [0], result.ack_lines
-    error = single_error(result)
-    assert (error["ErrorId"], error["ErrorCode"]) == (4001, "MAX_FRAGMENT_SIZE_REACHED")
-    assert result.acks.index(error) > result.acks.index(persisted[0])
     # The oversized fragment is never received (let alone stored); an ERROR that names a timecode names it.
     assert [a["FragmentTimecode"] for a in result.events("RECEIVED")] == [0], result.ack_lines
     if "FragmentTimecode" in error:
@@ -242,16 +249,9 @@ def test_fragment_without_frames_of_a_declared_track_is_error_4011(kinesisvideo)
 
     result = upload(kinesisvideo, stream, body, timeout=30)
 
-    assert result.status == 200
-    assert result.ended
-    assert_ack_lines_well_formed(result)
-    persisted = result.events("PERSISTED")
-    assert [a["FragmentTimecode"] for a in persisted] == [0], result.ack_lines
-    error = single_error(result)
-    assert (error["ErrorId"], error["ErrorCode"]) == (4011, "FRAMES_MISSING_FOR_TRACK")
+    error = error_after_first_fragment(result, 4011, "FRAMES_MISSING_FOR_TRACK")
     assert error["FragmentTimecode"] == 1000
-    assert result.acks.index(error) > result.acks.index(persisted[0])
-    assert listed_numbers(kinesisvideo, stream) == [persisted[0]["FragmentNumber"]]
+    assert listed_numbers(kinesisvideo, stream) == [result.events("PERSISTED")[0]["FragmentNumber"]]
 
 
 # First fragment of the 4004 tests: last video frame at 1000 ms, last audio frame at 900 ms.
@@ -314,16 +314,9 @@ def test_a_track_not_moving_forward_across_fragments_is_error_4004(kinesisvideo,
 
     result = upload(kinesisvideo, stream, body, timeout=30)
 
-    assert result.status == 200
-    assert result.ended
-    assert_ack_lines_well_formed(result)
-    persisted = result.events("PERSISTED")
-    assert [a["FragmentTimecode"] for a in persisted] == [0], result.ack_lines
-    error = single_error(result)
-    assert (error["ErrorId"], error["ErrorCode"]) == (4004, "FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS")
+    error = error_after_first_fragment(result, 4004, "FRAGMENT_TIMECODE_LESSER_THAN_PREVIOUS")
     assert error["FragmentTimecode"] == second[0]
-    assert result.acks.index(error) > result.acks.index(persisted[0])
-    assert listed_numbers(kinesisvideo, stream) == [persisted[0]["FragmentNumber"]]
+    assert listed_numbers(kinesisvideo, stream) == [result.events("PERSISTED")[0]["FragmentNumber"]]
 
 
 # ------------------------------------------------------------------------------------------------

@@ -219,19 +219,6 @@ def test_absolute_timecodes_are_echoed_and_become_producer_timestamps(kinesisvid
     assert [epoch_ms(f["ProducerTimestamp"]) for f in fragments] == FIXTURE_CLUSTER_TIMECODES
 
 
-def test_zero_retention_stream_gets_buffering_and_received_but_no_persisted(kinesisvideo, h264_mkv):
-    stream = create_stream(kinesisvideo, retention_hours=0)
-
-    result = upload(kinesisvideo, stream, h264_mkv)
-
-    assert result.status == 200 and result.ended
-    assert_ack_lines_well_formed(result)
-    assert [a["FragmentTimecode"] for a in result.events("BUFFERING")] == FIXTURE_CLUSTER_TIMECODES
-    assert [a["FragmentTimecode"] for a in result.events("RECEIVED")] == FIXTURE_CLUSTER_TIMECODES
-    assert result.events("PERSISTED") == []
-    assert result.events("ERROR") == []
-
-
 def test_put_media_to_missing_stream_is_404_before_any_ack(endpoint, h264_mkv):
     result = put_media(endpoint, new_stream_name("missing"), h264_mkv)
 
