@@ -51,13 +51,12 @@ impl MkvProducer {
                     return Err(Error::InvalidInput("a second Segment needs a new producer".into()));
                 }
                 let mut header = Vec::new();
-                framelog_media::write_ebml_header(&mut header);
-                ebml::write_id(&mut header, ids::SEGMENT);
-                ebml::write_size(&mut header, ebml::UNKNOWN_SIZE, false);
-                ebml::write_element(&mut header, ids::INFO, |i| {
-                    ebml::write_uint(i, ids::TIMECODE_SCALE, info.timecode_scale_ns);
-                });
-                ebml::write_bytes(&mut header, ids::TRACKS, &tracks_body);
+                framelog_media::write_stream_header_raw(
+                    &mut header,
+                    info.timecode_scale_ns,
+                    "framelog-sdk",
+                    &tracks_body,
+                );
                 let mut timecode_headers = Vec::new();
                 match self.timecode_type {
                     TimecodeType::Absolute => {

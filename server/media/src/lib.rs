@@ -43,4 +43,6 @@ pub use mkv::{Cluster, Frame, SegmentInfo, SimpleTag, Track, parse_tracks};
 pub use mp4::Mp4Fragmenter;
 pub use record::FragmentRecord;
 pub use splitter::Splitter;
-pub use writer::{tracks_body, video_track, write_ebml_header, write_stream_header, write_track_entry};
+pub use writer::{
+    tracks_body, video_track, write_ebml_header, write_stream_header, write_stream_header_raw, write_track_entry,
+};

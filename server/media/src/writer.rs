@@ -61,6 +61,12 @@ pub fn tracks_body(tracks: &[Track]) -> Vec<u8> {
 /// EBML header, unknown-size Segment, Info (TimecodeScale, muxing and writing app) and Tracks:
 /// everything before the first Cluster of an upload.
 pub fn write_stream_header(out: &mut Vec<u8>, timecode_scale_ns: u64, app: &str, tracks: &[Track]) {
+    write_stream_header_raw(out, timecode_scale_ns, app, &tracks_body(tracks));
+}
+
+/// [`write_stream_header`] with a Tracks payload given as bytes (forwarding someone else's
+/// Tracks verbatim).
+pub fn write_stream_header_raw(out: &mut Vec<u8>, timecode_scale_ns: u64, app: &str, tracks_body: &[u8]) {
     write_ebml_header(out);
     ebml::write_id(out, ids::SEGMENT);
     ebml::write_size(out, ebml::UNKNOWN_SIZE, false);
@@ -69,7 +75,7 @@ pub fn write_stream_header(out: &mut Vec<u8>, timecode_scale_ns: u64, app: &str,
         ebml::write_bytes(i, ids::MUXING_APP, app.as_bytes());
         ebml::write_bytes(i, ids::WRITING_APP, app.as_bytes());
     });
-    ebml::write_bytes(out, ids::TRACKS, &tracks_body(tracks));
+    ebml::write_bytes(out, ids::TRACKS, tracks_body);
 }
 
 /// A video track with the given Matroska codec id, for tests and benchmarks.
