@@ -75,7 +75,7 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Vec<u8
         "getMP4InitFragment.mp4" => {
             let number = track_number(query)?;
             let fragment = match query_value(query, "FragmentNumber") {
-                Some(fragment_number) => window::fragment(ctx, &handle, fragment_number)?.0,
+                Some(fragment_number) => window::fragment_header(ctx, &handle, fragment_number)?,
                 None => window::fragments(ctx, &handle, &session)?.pop().ok_or_else(not_found)?,
             };
             let tracks = window::packageable(&fragment.record)?;

@@ -127,3 +127,12 @@ pub fn fragment(ctx: &KvsCtx, handle: &StreamHandle, number: &str) -> Result<(Wi
     let size_bytes = entry.payload.len() as u64;
     Ok((WindowFragment { seq, number: number.to_string(), record, size_bytes }, entry.payload))
 }
+
+/// One fragment's index only (no payload read): enough for its init segment.
+pub fn fragment_header(ctx: &KvsCtx, handle: &StreamHandle, number: &str) -> Result<WindowFragment, ApiError> {
+    let missing = || ApiError::new(ErrorType::ResourceNotFound, format!("Fragment {number} was not found."));
+    let seq = fragment_number::decode(number, handle.meta().created_ms).ok_or_else(missing)?;
+    let header = ctx.engine.header(handle, 0, seq).map_err(store_error)?.ok_or_else(missing)?;
+    let record = FragmentRecord::decode(&header.attrs).map_err(|e| ApiError::internal(&e))?;
+    Ok(with_record(handle, seq, &header, record))
+}
