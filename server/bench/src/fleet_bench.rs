@@ -91,16 +91,6 @@ fn fragment_pieces(timecode: u64, blocks: &[Bytes]) -> Vec<Bytes> {
     pieces
 }
 
-async fn create_stream(address: std::net::SocketAddr, name: &str) -> anyhow::Result<()> {
-    let http = crate::api_bench::client();
-    let request = hyper::Request::post(format!("http://{address}/createStream"))
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(json!({"StreamName": name, "DataRetentionInHours": 24}).to_string())))?;
-    let response = http.request(request).await?;
-    anyhow::ensure!(response.status().is_success(), "createStream answered {}", response.status());
-    Ok(())
-}
-
 /// One camera: paced frames out, acks in; records each fragment's last-byte → PERSISTED time.
 async fn camera(
     http: StreamingHttp,
@@ -236,8 +226,10 @@ pub fn run(
     let fragments = (seconds / (FRAGMENT_MS / 1000)).max(1);
     let measured: Arc<Mutex<Measured>> = Arc::default();
     let (idle_kib, peak_kib, elapsed) = runtime.block_on(async {
+        let control = crate::api_bench::client();
         for index in 0..streams {
-            create_stream(address, &format!("fleet-{index}")).await?;
+            let stream = json!({"StreamName": format!("fleet-{index}"), "DataRetentionInHours": 24});
+            crate::video_bench::post_json(&control, address, "createStream", stream).await?;
         }
         let idle_kib = rss_kib(pid).unwrap_or_default();
         let readers: Vec<_> = (0..TAILED_STREAMS.min(streams))

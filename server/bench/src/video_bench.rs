@@ -43,13 +43,14 @@ pub fn upload_bytes(fragments: usize) -> Vec<u8> {
     out
 }
 
-async fn post_json(
+/// A KVS control-plane call that must succeed.
+pub async fn post_json(
     http: &crate::api_bench::Http,
-    target: &Target,
+    address: std::net::SocketAddr,
     path: &str,
     body: serde_json::Value,
 ) -> anyhow::Result<()> {
-    let request = hyper::Request::post(format!("http://{}/{path}", target.address))
+    let request = hyper::Request::post(format!("http://{address}/{path}"))
         .header("content-type", "application/json")
         .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIDUMMY/20261125/us-east-1/kinesisvideo/aws4_request")
         .body(Full::new(Bytes::from(body.to_string())))?;
@@ -61,7 +62,8 @@ async fn post_json(
 /// Pushes `upload` on one PutMedia connection; returns the time until `fragments` PERSISTED acks.
 async fn put_media(target: &Target, upload: Bytes, fragments: usize) -> anyhow::Result<Duration> {
     let http = crate::api_bench::client();
-    post_json(&http, target, "createStream", json!({"StreamName": "bench-video", "DataRetentionInHours": 24})).await?;
+    post_json(&http, target.address, "createStream", json!({"StreamName": "bench-video", "DataRetentionInHours": 24}))
+        .await?;
     let request = hyper::Request::post(format!("http://{}/putMedia", target.address))
         .header("x-amzn-stream-name", "bench-video")
         .header("x-amzn-fragment-timecode-type", "RELATIVE")
