@@ -5,6 +5,8 @@
 #   - Debian packages (apt-get update runs once, and only if something is missing);
 #   - a project-local Python virtualenv `.venv` with the test tools (boto3, AWS CLI v1, cbor2, pytest);
 #   - the kinesalite benchmark baseline under bench-baseline/ (npm);
+#   - the web console's npm packages under server/console/ (hls.js, bundled into the binary,
+#     and playwright-core, which drives Chromium in the browser tests);
 # and checks that the Rust toolchain (cargo, rustc, rustfmt, clippy) is present.
 #
 # Runs as root (CI) or as a user with sudo. Safe to run repeatedly: a second run does nothing.
@@ -34,6 +36,11 @@ APT_PACKAGES=(
   gstreamer1.0-plugins-ugly
   gstreamer1.0-libav
   ffmpeg
+  # GetImages decodes through GStreamer (gstreamer-rs links these libraries).
+  libgstreamer1.0-dev
+  libgstreamer-plugins-base1.0-dev
+  # Browser playback tests (hls.js in headless Chromium, driven by playwright-core).
+  chromium
 )
 # Node.js for the kinesalite baseline; installed from Debian only when `node`/`npm` are not on PATH.
 NODE_APT_PACKAGES=(nodejs npm)
@@ -162,6 +169,20 @@ else
   log "npm install kinesalite into bench-baseline/"
   npm install --no-audit --no-fund --loglevel=error --prefix "$BENCH_DIR"
   [ -e "$BENCH_DIR/node_modules/.bin/kinesalite" ] || die "kinesalite did not install into $BENCH_DIR"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 5. Web console packages (see server/console/package.json and its lock file)
+# ---------------------------------------------------------------------------------------------
+CONSOLE_DIR="$ROOT/server/console"
+if [ -f "$CONSOLE_DIR/node_modules/hls.js/dist/hls.min.js" ] && [ -f "$CONSOLE_DIR/node_modules/playwright-core/package.json" ]; then
+  log "console packages ok"
+elif [ "$DRY_RUN" = 1 ]; then
+  log "dry run: would npm ci the console packages into server/console/"
+else
+  log "npm ci hls.js and playwright-core into server/console/"
+  npm ci --no-audit --no-fund --loglevel=error --prefix "$CONSOLE_DIR"
+  [ -f "$CONSOLE_DIR/node_modules/hls.js/dist/hls.min.js" ] || die "hls.js did not install into $CONSOLE_DIR"
 fi
 
 log "done"

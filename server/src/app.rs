@@ -84,6 +84,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             })
             .options(kvs::playback::preflight),
         )
+        .route("/getClip", post(|State(s): State<AppState>, body: Bytes| kvs::playback::clip::handle(s.kvs, body)))
         .route("/getMedia", post(|State(s): State<AppState>, body: Bytes| kvs::get_media::handle(s.kvs, body)))
         .route(
             "/{op}",

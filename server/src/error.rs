@@ -21,6 +21,7 @@ pub enum ErrorType {
     NoDataRetention,
     UnsupportedStreamMediaType,
     MissingCodecPrivateData,
+    InvalidMediaFrame,
     AccessDenied,
     InternalFailure,
 }
@@ -53,6 +54,7 @@ impl ErrorType {
             ErrorType::NoDataRetention => "NoDataRetentionException",
             ErrorType::UnsupportedStreamMediaType => "UnsupportedStreamMediaTypeException",
             ErrorType::MissingCodecPrivateData => "MissingCodecPrivateDataException",
+            ErrorType::InvalidMediaFrame => "InvalidMediaFrameException",
             ErrorType::AccessDenied => "AccessDeniedException",
             ErrorType::InternalFailure => "InternalFailure",
         }

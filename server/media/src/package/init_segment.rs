@@ -8,28 +8,21 @@ use super::codec::{Codec, PackagedTrack};
 /// MP4 track ids are the Matroska track numbers, so segment URLs and playlists agree.
 pub fn write_init_segment(track: &PackagedTrack) -> Vec<u8> {
     let mut out = Vec::with_capacity(700 + track.config.len());
-    write_box(&mut out, b"ftyp", |b| {
-        b.extend_from_slice(b"iso6");
-        u32_be(b, 0);
-        for brand in [b"iso6", b"iso5", b"mp41", b"avc1"] {
-            b.extend_from_slice(brand);
-        }
-    });
+    write_ftyp(&mut out, b"iso6", &[b"iso6", b"iso5", b"mp41", b"avc1"]);
     let track_id = track.number as u32;
     write_box(&mut out, b"moov", |moov| {
-        write_full_box(moov, b"mvhd", 0, 0, |b| {
-            u32_be(b, 0); // creation time
-            u32_be(b, 0); // modification time
-            u32_be(b, 1000); // timescale
-            u32_be(b, 0); // duration: unknown (fragmented)
-            u32_be(b, 0x0001_0000); // rate 1.0
-            u16_be(b, 0x0100); // volume 1.0
-            b.extend_from_slice(&[0; 10]);
-            unity_matrix(b);
-            b.extend_from_slice(&[0; 24]);
-            u32_be(b, track_id + 1); // next track id
-        });
-        write_trak(moov, track, track_id);
+        // Durations are unknown (0) in a fragmented file.
+        write_mvhd(moov, 0, track_id + 1);
+        let empty_tables = |stbl: &mut Vec<u8>| {
+            for kind in [b"stts", b"stsc", b"stco"] {
+                write_full_box(stbl, kind, 0, 0, |b| u32_be(b, 0));
+            }
+            write_full_box(stbl, b"stsz", 0, 0, |b| {
+                u32_be(b, 0);
+                u32_be(b, 0);
+            });
+        };
+        write_trak(moov, track, TrackDurations::default(), |_| {}, empty_tables);
         write_box(moov, b"mvex", |mvex| {
             write_full_box(mvex, b"trex", 0, 0, |b| {
                 u32_be(b, track_id);
@@ -43,7 +36,51 @@ pub fn write_init_segment(track: &PackagedTrack) -> Vec<u8> {
     out
 }
 
-fn write_trak(moov: &mut Vec<u8>, track: &PackagedTrack, track_id: u32) {
+pub(super) fn write_ftyp(out: &mut Vec<u8>, major: &[u8; 4], compatible: &[&[u8; 4]]) {
+    write_box(out, b"ftyp", |b| {
+        b.extend_from_slice(major);
+        u32_be(b, 0);
+        for brand in compatible {
+            b.extend_from_slice(*brand);
+        }
+    });
+}
+
+/// The movie header on a millisecond timescale.
+pub(super) fn write_mvhd(moov: &mut Vec<u8>, duration_ms: u32, next_track_id: u32) {
+    write_full_box(moov, b"mvhd", 0, 0, |b| {
+        u32_be(b, 0); // creation time
+        u32_be(b, 0); // modification time
+        u32_be(b, MOVIE_TIMESCALE);
+        u32_be(b, duration_ms);
+        u32_be(b, 0x0001_0000); // rate 1.0
+        u16_be(b, 0x0100); // volume 1.0
+        b.extend_from_slice(&[0; 10]);
+        unity_matrix(b);
+        b.extend_from_slice(&[0; 24]);
+        u32_be(b, next_track_id);
+    });
+}
+
+/// Units per second of mvhd, tkhd and edit-list durations.
+pub(super) const MOVIE_TIMESCALE: u32 = 1000;
+
+/// A track's length on the movie timescale (tkhd) and on its own timescale (mdhd).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct TrackDurations {
+    pub movie_ms: u32,
+    pub media_units: u32,
+}
+
+/// One `trak`: `edts` writes the optional edit list, `sample_tables` the `stbl` boxes after `stsd`.
+pub(super) fn write_trak(
+    moov: &mut Vec<u8>,
+    track: &PackagedTrack,
+    durations: TrackDurations,
+    edts: impl FnOnce(&mut Vec<u8>),
+    sample_tables: impl FnOnce(&mut Vec<u8>),
+) {
+    let track_id = track.number as u32;
     write_box(moov, b"trak", |trak| {
         // Flags: enabled, in movie, in preview.
         write_full_box(trak, b"tkhd", 0, 0x7, |b| {
@@ -51,7 +88,7 @@ fn write_trak(moov: &mut Vec<u8>, track: &PackagedTrack, track_id: u32) {
             u32_be(b, 0);
             u32_be(b, track_id);
             u32_be(b, 0);
-            u32_be(b, 0); // duration
+            u32_be(b, durations.movie_ms);
             b.extend_from_slice(&[0; 8]);
             u16_be(b, 0); // layer
             u16_be(b, if track.is_video() { 0 } else { 1 }); // alternate group
@@ -61,12 +98,13 @@ fn write_trak(moov: &mut Vec<u8>, track: &PackagedTrack, track_id: u32) {
             u32_be(b, track.width << 16);
             u32_be(b, track.height << 16);
         });
+        edts(trak);
         write_box(trak, b"mdia", |mdia| {
             write_full_box(mdia, b"mdhd", 0, 0, |b| {
                 u32_be(b, 0);
                 u32_be(b, 0);
                 u32_be(b, track.timescale());
-                u32_be(b, 0);
+                u32_be(b, durations.media_units);
                 u16_be(b, 0x55C4); // language "und"
                 u16_be(b, 0);
             });
@@ -93,13 +131,7 @@ fn write_trak(moov: &mut Vec<u8>, track: &PackagedTrack, track_id: u32) {
                         u32_be(b, 1);
                         write_sample_entry(b, track);
                     });
-                    for kind in [b"stts", b"stsc", b"stco"] {
-                        write_full_box(stbl, kind, 0, 0, |b| u32_be(b, 0));
-                    }
-                    write_full_box(stbl, b"stsz", 0, 0, |b| {
-                        u32_be(b, 0);
-                        u32_be(b, 0);
-                    });
+                    sample_tables(stbl);
                 });
             });
         });

@@ -2,11 +2,13 @@
 //! remuxed from the stored Cluster body and sample table without touching the codec data.
 
 mod bmff;
+mod clip;
 mod codec;
 mod init_segment;
 mod media_segment;
 mod timing;
 
+pub use clip::{ClipPlan, plan_clip};
 pub use codec::{Codec, PackagedTrack};
 pub use init_segment::write_init_segment;
 pub use media_segment::write_media_segment;

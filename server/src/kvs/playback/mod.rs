@@ -2,6 +2,7 @@
 //! they hand out (`/hls/v1/…`, `/dash/v1/…`), authorised only by their SessionToken. Segments are remuxed from the stored
 //! fragments on request; every answer carries CORS headers, and segments honour byte ranges.
 
+pub mod clip;
 mod manifest;
 mod playlist;
 pub mod session;

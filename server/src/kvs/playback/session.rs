@@ -11,7 +11,7 @@ use crate::kvs::context::KvsCtx;
 
 const DEFAULT_EXPIRES_S: i64 = 300;
 const MAX_EXPIRES_S: i64 = 43_200;
-const MAX_RANGE_MS: u64 = 24 * 3_600_000;
+pub(super) const MAX_RANGE_MS: u64 = 24 * 3_600_000;
 /// LIVE needs a fragment at least this recent (producer-c#356).
 pub const LIVE_FRESHNESS_MS: u64 = 30_000;
 
@@ -77,7 +77,7 @@ impl Protocol {
     }
 }
 
-fn choice<T: Copy>(body: &Document, field: &str, default: T, options: &[(&str, T)]) -> Result<T, ApiError> {
+pub(super) fn choice<T: Copy>(body: &Document, field: &str, default: T, options: &[(&str, T)]) -> Result<T, ApiError> {
     match body.str(field)? {
         None => Ok(default),
         Some(value) => options.iter().find(|(name, _)| *name == value).map(|(_, v)| *v).ok_or_else(|| {

@@ -78,8 +78,21 @@ pub fn fragments(ctx: &KvsCtx, handle: &StreamHandle, session: &Session) -> Resu
     }
     let start_ms = session.start_ms.unwrap_or(0);
     let end_ms = session.end_ms.unwrap_or(u64::MAX);
+    in_range(ctx, handle, session.clock, (start_ms, end_ms), max)
+}
+
+/// The fragments that start inside `[start_ms, end_ms]` on `clock`, oldest first, at most `max`
+/// (spec §4.3: a fragment that starts before the range is not in it).
+pub fn in_range(
+    ctx: &KvsCtx,
+    handle: &StreamHandle,
+    clock: Clock,
+    (start_ms, end_ms): (u64, u64),
+    max: usize,
+) -> Result<Vec<WindowFragment>, ApiError> {
+    let engine = &ctx.engine;
     let mut out = Vec::new();
-    match session.clock {
+    match clock {
         Clock::Producer => {
             let page = engine.producer_range(handle, 0, start_ms, end_ms, None, max * 2).map_err(store_error)?;
             for (producer_ms, seq) in page {
