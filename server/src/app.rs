@@ -56,6 +56,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 data_endpoint: config.public_url.clone().unwrap_or_else(|| format!("http://{address}")),
             },
             sessions: crate::token::Signer::new(secret),
+            images: decode_pool()?,
         },
     };
     let router = Router::new()
@@ -84,6 +85,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             })
             .options(kvs::playback::preflight),
         )
+        .route("/getImages", post(|State(s): State<AppState>, body: Bytes| kvs::playback::images::handle(s.kvs, body)))
         .route("/getClip", post(|State(s): State<AppState>, body: Bytes| kvs::playback::clip::handle(s.kvs, body)))
         .route("/getMedia", post(|State(s): State<AppState>, body: Bytes| kvs::get_media::handle(s.kvs, body)))
         .route(
@@ -161,4 +163,11 @@ async fn shutdown_signal() {
         _ = term => {},
     }
     tracing::info!("shutting down: finishing in-flight requests");
+}
+
+/// One decode worker per core; a queue of four jobs per worker bounds what a burst of GetImages
+/// requests can hold before it is told to retry.
+fn decode_pool() -> anyhow::Result<framelog_imaging::DecodePool> {
+    let workers = std::thread::available_parallelism().map_or(2, usize::from);
+    framelog_imaging::DecodePool::new(workers, workers * 4).context("starting the GStreamer decode pool")
 }

@@ -22,6 +22,7 @@ pub enum ErrorType {
     UnsupportedStreamMediaType,
     MissingCodecPrivateData,
     InvalidMediaFrame,
+    ClientLimitExceeded,
     AccessDenied,
     InternalFailure,
 }
@@ -55,6 +56,7 @@ impl ErrorType {
             ErrorType::UnsupportedStreamMediaType => "UnsupportedStreamMediaTypeException",
             ErrorType::MissingCodecPrivateData => "MissingCodecPrivateDataException",
             ErrorType::InvalidMediaFrame => "InvalidMediaFrameException",
+            ErrorType::ClientLimitExceeded => "ClientLimitExceededException",
             ErrorType::AccessDenied => "AccessDeniedException",
             ErrorType::InternalFailure => "InternalFailure",
         }

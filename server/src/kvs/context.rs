@@ -22,6 +22,8 @@ pub struct KvsCtx {
     pub settings: KvsSettings,
     /// Seals HLS/DASH session tokens.
     pub sessions: crate::token::Signer,
+    /// Decodes and encodes GetImages pictures off the async runtime.
+    pub images: framelog_imaging::DecodePool,
 }
 
 /// Video streams live in the engine under this prefix, so KVS and KDS names never collide

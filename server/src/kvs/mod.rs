@@ -120,7 +120,7 @@ pub fn error_response(error: &ApiError) -> Response {
     response
 }
 
-fn json_response(status: StatusCode, value: &Value) -> Response {
+pub(crate) fn json_response(status: StatusCode, value: &Value) -> Response {
     let bytes = serde_json::to_vec(value).unwrap_or_default();
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], bytes).into_response()
 }

@@ -28,6 +28,7 @@ fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KvsCtx {
             data_endpoint: "http://127.0.0.1:1".into(),
         },
         sessions: crate::token::Signer::new(b"test".to_vec()),
+        images: framelog_imaging::DecodePool::new(1, 4).expect("decode pool"),
     }
 }
 

@@ -3,6 +3,7 @@
 //! fragments on request; every answer carries CORS headers, and segments honour byte ranges.
 
 pub mod clip;
+pub mod images;
 mod manifest;
 mod playlist;
 pub mod session;

@@ -1,0 +1,263 @@
+//! Decoding H.264/H.265 access units to RGB with GStreamer:
+//! `appsrc (avc/hvc1 caps with the codec record) ! avdec_h26x ! videoconvert ! RGB ! appsink`.
+//!
+//! Frames go in decode order with their presentation times; pictures come out in presentation
+//! order and only the wanted ones are kept, so memory stays at the decoder's reorder depth.
+//! Callers pass a prefix of each fragment (from its key frame to the last frame they need),
+//! which is always decodable.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use framelog_media::package::Codec;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app::{AppSink, AppSrc};
+
+use crate::error::ImagingError;
+
+/// Longest a decode may take before it is abandoned (a stuck decoder must not hold a worker).
+const DECODE_DEADLINE: Duration = Duration::from_secs(30);
+const PULL_WAIT: Duration = Duration::from_millis(50);
+
+/// One access unit in decode order, as stored (length-prefixed NAL units).
+#[derive(Debug, Clone)]
+pub struct EncodedFrame {
+    pub pts_ms: i64,
+    pub keyframe: bool,
+    pub data: Vec<u8>,
+}
+
+/// Frames of one codec configuration and the presentation times to keep pictures of.
+#[derive(Debug, Clone)]
+pub struct FrameRequest {
+    pub codec: Codec,
+    /// The avcC or hvcC record.
+    pub config: Vec<u8>,
+    pub frames: Vec<EncodedFrame>,
+    pub wanted_pts_ms: Vec<i64>,
+}
+
+/// A decoded picture, tightly packed RGB (3 bytes per pixel, no row padding).
+#[derive(Debug, Clone)]
+pub struct DecodedFrame {
+    pub pts_ms: i64,
+    pub width: u32,
+    pub height: u32,
+    pub rgb: Vec<u8>,
+}
+
+/// Decodes `request` and calls `on_frame` for each wanted picture as it comes out. A wanted time
+/// the decoder yields no picture for is simply not reported: the caller decides what a missing
+/// picture means.
+pub fn decode_frames(request: FrameRequest, mut on_frame: impl FnMut(DecodedFrame)) -> Result<(), ImagingError> {
+    let wanted: BTreeSet<i64> = request.wanted_pts_ms.iter().copied().collect();
+    let Some(base_ms) = request.frames.iter().map(|f| f.pts_ms).min() else { return Ok(()) };
+    let (caps_name, decoder) = match request.codec {
+        Codec::Avc => ("video/x-h264", "avdec_h264"),
+        Codec::Hevc => ("video/x-h265", "avdec_h265"),
+        Codec::Aac => return Err(ImagingError::Decode("an audio track has no pictures".into())),
+    };
+    let stream_format = if request.codec == Codec::Avc { "avc" } else { "hvc1" };
+    let caps = gst::Caps::builder(caps_name)
+        .field("stream-format", stream_format)
+        .field("alignment", "au")
+        .field("codec_data", gst::Buffer::from_slice(request.config.clone()))
+        .build();
+    let pipeline = Pipeline::build(decoder, &caps)?;
+    let result = pipeline.run(request.frames, base_ms, &wanted, &mut on_frame);
+    pipeline.stop();
+    result
+}
+
+/// The running pipeline and its two ends.
+struct Pipeline {
+    pipeline: gst::Pipeline,
+    source: AppSrc,
+    sink: AppSink,
+}
+
+impl Pipeline {
+    fn build(decoder: &str, caps: &gst::Caps) -> Result<Pipeline, ImagingError> {
+        let unavailable = |what: &str| ImagingError::Unavailable(what.to_string());
+        let description = format!(
+            "appsrc name=source format=time ! {decoder} ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false"
+        );
+        let pipeline = gst::parse::launch(&description)
+            .map_err(|e| ImagingError::Unavailable(format!("{description}: {e}")))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| unavailable("not a pipeline"))?;
+        let source = pipeline
+            .by_name("source")
+            .and_then(|e| e.downcast::<AppSrc>().ok())
+            .ok_or_else(|| unavailable("appsrc missing"))?;
+        let sink = pipeline
+            .by_name("sink")
+            .and_then(|e| e.downcast::<AppSink>().ok())
+            .ok_or_else(|| unavailable("appsink missing"))?;
+        source.set_caps(Some(caps));
+        pipeline.set_state(gst::State::Playing).map_err(|e| ImagingError::Unavailable(e.to_string()))?;
+        Ok(Pipeline { pipeline, source, sink })
+    }
+
+    fn run(
+        &self,
+        frames: Vec<EncodedFrame>,
+        base_ms: i64,
+        wanted: &BTreeSet<i64>,
+        on_frame: &mut impl FnMut(DecodedFrame),
+    ) -> Result<(), ImagingError> {
+        let deadline = Instant::now() + DECODE_DEADLINE;
+        for frame in frames {
+            let mut buffer = gst::Buffer::from_slice(frame.data);
+            let buffer_ref = buffer.make_mut();
+            buffer_ref.set_pts(gst::ClockTime::from_mseconds((frame.pts_ms - base_ms).max(0) as u64));
+            if !frame.keyframe {
+                buffer_ref.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+            self.source.push_buffer(buffer).map_err(|e| ImagingError::Decode(format!("decoder refused input: {e}")))?;
+            // Take pictures as they come so that at most the reorder depth waits in the sink.
+            while let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::ZERO) {
+                self.keep(&sample, base_ms, wanted, on_frame)?;
+            }
+            self.check_bus()?;
+        }
+        self.source.end_of_stream().map_err(|e| ImagingError::Decode(format!("end of stream refused: {e}")))?;
+        loop {
+            if let Some(sample) = self.sink.try_pull_sample(gst::ClockTime::from_nseconds(PULL_WAIT.as_nanos() as u64))
+            {
+                self.keep(&sample, base_ms, wanted, on_frame)?;
+                continue;
+            }
+            self.check_bus()?;
+            if self.sink.is_eos() {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(ImagingError::Decode("the decoder did not finish in time".into()));
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the sample's picture to `on_frame` if its time is wanted.
+    fn keep(
+        &self,
+        sample: &gst::Sample,
+        base_ms: i64,
+        wanted: &BTreeSet<i64>,
+        on_frame: &mut impl FnMut(DecodedFrame),
+    ) -> Result<(), ImagingError> {
+        let bad = |what: &str| ImagingError::Decode(what.to_string());
+        let buffer = sample.buffer().ok_or_else(|| bad("a sample without a buffer"))?;
+        let Some(pts) = buffer.pts() else { return Ok(()) };
+        let pts_ms = base_ms + pts.mseconds() as i64;
+        if !wanted.contains(&pts_ms) {
+            return Ok(());
+        }
+        let caps = sample.caps().ok_or_else(|| bad("a sample without caps"))?;
+        let info = gstreamer_video::VideoInfo::from_caps(caps).map_err(|_| bad("unreadable video caps"))?;
+        let (width, height) = (info.width(), info.height());
+        let stride = usize::try_from(info.stride()[0]).map_err(|_| bad("negative stride"))?;
+        let map = buffer.map_readable().map_err(|_| bad("unreadable picture"))?;
+        let row_bytes = width as usize * 3;
+        let mut rgb = Vec::with_capacity(row_bytes * height as usize);
+        for row in 0..height as usize {
+            let start = row * stride;
+            let line = map.as_slice().get(start..start + row_bytes).ok_or_else(|| bad("a short picture"))?;
+            rgb.extend_from_slice(line);
+        }
+        on_frame(DecodedFrame { pts_ms, width, height, rgb });
+        Ok(())
+    }
+
+    fn check_bus(&self) -> Result<(), ImagingError> {
+        let Some(bus) = self.pipeline.bus() else { return Ok(()) };
+        if let Some(message) = bus.pop_filtered(&[gst::MessageType::Error])
+            && let gst::MessageView::Error(error) = message.view()
+        {
+            return Err(ImagingError::Decode(error.error().to_string()));
+        }
+        Ok(())
+    }
+
+    fn stop(&self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `frames` of GStreamer's colour-bar pattern encoded by x264 (one key frame, then P-frames):
+    /// the avcC record and the access units in decode order with their times.
+    fn encoded_bars(frames: u32) -> (Vec<u8>, Vec<EncodedFrame>) {
+        gst::init().expect("gstreamer");
+        let description = format!(
+            "videotestsrc num-buffers={frames} pattern=smpte ! video/x-raw,width=320,height=240,framerate=10/1,format=I420 \
+             ! x264enc key-int-max=1000 bframes=0 tune=zerolatency ! h264parse \
+             ! video/x-h264,stream-format=avc,alignment=au ! appsink name=sink sync=false"
+        );
+        let pipeline =
+            gst::parse::launch(&description).expect("pipeline").downcast::<gst::Pipeline>().expect("a pipeline");
+        let sink = pipeline.by_name("sink").and_then(|e| e.downcast::<AppSink>().ok()).expect("appsink");
+        pipeline.set_state(gst::State::Playing).expect("playing");
+        let mut config = Vec::new();
+        let mut out = Vec::new();
+        while let Ok(sample) = sink.pull_sample() {
+            if config.is_empty() {
+                let caps = sample.caps().expect("caps");
+                let codec_data = caps.structure(0).and_then(|s| s.get::<gst::Buffer>("codec_data").ok()).expect("avcC");
+                config = codec_data.map_readable().expect("readable").as_slice().to_vec();
+            }
+            let buffer = sample.buffer().expect("buffer");
+            out.push(EncodedFrame {
+                pts_ms: buffer.pts().expect("pts").mseconds() as i64,
+                keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+                data: buffer.map_readable().expect("readable").as_slice().to_vec(),
+            });
+        }
+        let _ = pipeline.set_state(gst::State::Null);
+        // x264enc starts its timeline 1000 hours in; re-base the first frame to 5,000 ms.
+        let first_ms = out.first().map_or(0, |f| f.pts_ms);
+        for frame in &mut out {
+            frame.pts_ms += 5_000 - first_ms;
+        }
+        (config, out)
+    }
+
+    #[test]
+    fn wanted_frames_come_out_as_the_colour_bars() {
+        let (config, frames) = encoded_bars(10);
+        assert_eq!(frames.len(), 10);
+        assert!(frames[0].keyframe && !frames[5].keyframe);
+        let wanted = vec![5_000, 5_700];
+        let mut got = Vec::new();
+        let request = FrameRequest { codec: Codec::Avc, config, frames, wanted_pts_ms: wanted.clone() };
+        decode_frames(request, |frame| got.push(frame)).expect("decodes");
+        assert_eq!(got.iter().map(|f| f.pts_ms).collect::<Vec<_>>(), wanted);
+        for frame in &got {
+            assert_eq!((frame.width, frame.height, frame.rgb.len()), (320, 240, 320 * 240 * 3));
+            // videotestsrc's SMPTE bars, top part: white at the left, then yellow, then cyan.
+            let pixel = |x: usize, y: usize| -> [u8; 3] {
+                let at = (y * 320 + x) * 3;
+                [frame.rgb[at], frame.rgb[at + 1], frame.rgb[at + 2]]
+            };
+            let near = |got: [u8; 3], want: [u8; 3]| got.iter().zip(want).all(|(&g, w)| g.abs_diff(w) < 24);
+            assert!(near(pixel(20, 60), [255, 255, 255]), "white bar: {:?}", pixel(20, 60));
+            assert!(near(pixel(66, 60), [255, 255, 0]), "yellow bar: {:?}", pixel(66, 60));
+            assert!(near(pixel(112, 60), [0, 255, 255]), "cyan bar: {:?}", pixel(112, 60));
+        }
+    }
+
+    #[test]
+    fn garbage_is_a_decode_error_or_no_picture_never_a_panic() {
+        let (config, _) = encoded_bars(1);
+        let frames = vec![EncodedFrame { pts_ms: 0, keyframe: true, data: vec![0, 0, 0, 5, 0x65, 1, 2, 3, 4] }];
+        let mut got = 0;
+        let request = FrameRequest { codec: Codec::Avc, config, frames, wanted_pts_ms: vec![0] };
+        let _ = decode_frames(request, |_| got += 1);
+        assert_eq!(got, 0);
+    }
+}
