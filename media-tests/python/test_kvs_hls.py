@@ -735,8 +735,8 @@ START_ONLY = {
             {"PlaybackMode": "ON_DEMAND", "HLSFragmentSelector": WHOLE_UPLOAD, "Expires": 43_201}, id="expires-43201"
         ),
         pytest.param(
-            {"PlaybackMode": "ON_DEMAND", "HLSFragmentSelector": WHOLE_UPLOAD, "ContainerFormat": "MPEG_TS"},
-            id="mpeg-ts-not-served",
+            {"PlaybackMode": "ON_DEMAND", "HLSFragmentSelector": WHOLE_UPLOAD, "ContainerFormat": "MP4"},
+            id="unknown-container-format",
         ),
         pytest.param(
             {"PlaybackMode": "ON_DEMAND", "HLSFragmentSelector": WHOLE_UPLOAD, "MaxMediaPlaylistFragmentResults": 0},

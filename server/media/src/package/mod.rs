@@ -7,12 +7,14 @@ mod codec;
 mod init_segment;
 mod media_segment;
 mod timing;
+mod ts;
 
 pub use clip::{ClipPlan, plan_clip};
 pub use codec::{Codec, PackagedTrack};
 pub use init_segment::write_init_segment;
 pub use media_segment::write_media_segment;
 pub use timing::{TimedSample, frame_times_ms, track_samples};
+pub use ts::write_ts_segment;
 
 use crate::error::MediaError;
 use crate::mkv::parse_tracks;

@@ -13,7 +13,7 @@ mod window;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use framelog_media::package::{media_segment, write_init_segment};
+use framelog_media::package::{media_segment, write_init_segment, write_ts_segment};
 
 use self::session::{Mode, Session};
 use super::context::KvsCtx;
@@ -23,6 +23,7 @@ use crate::request_id::with_request_id;
 const PLAYLIST_TYPE: &str = "application/x-mpegURL";
 const MP4_TYPE: &str = "video/mp4";
 const DASH_TYPE: &str = "application/dash+xml";
+const TS_TYPE: &str = "video/MP2T";
 
 fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
     query.split('&').filter_map(|pair| pair.split_once('=')).find(|(key, _)| *key == name).map(|(_, value)| value)
@@ -55,7 +56,7 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Vec<u8
             let fragments = window::fragments(ctx, &handle, &session)?;
             let newest = fragments.last().ok_or_else(not_found)?;
             let tracks = window::packageable(&newest.record)?;
-            Ok((PLAYLIST_TYPE, playlist::master(token, &tracks, &fragments).into_bytes()))
+            Ok((PLAYLIST_TYPE, playlist::master(token, session.mpeg_ts, &tracks, &fragments).into_bytes()))
         }
         "getDASHManifest.mpd" => {
             let fragments = window::fragments(ctx, &handle, &session)?;
@@ -99,6 +100,13 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Vec<u8
                 .ok_or_else(|| ApiError::invalid(format!("TrackNumber {number} is not a track of this stream.")))?;
             let sequence = u32::try_from(fragment.seq + 1).unwrap_or(u32::MAX);
             Ok((MP4_TYPE, media_segment(&fragment.record, &payload, track, sequence)))
+        }
+        "getTSFragment.ts" => {
+            let fragment_number =
+                query_value(query, "FragmentNumber").ok_or_else(|| ApiError::invalid("FragmentNumber is required."))?;
+            let (fragment, payload) = window::fragment(ctx, &handle, fragment_number)?;
+            let tracks = window::packageable(&fragment.record)?;
+            Ok((TS_TYPE, write_ts_segment(&fragment.record, &payload, &tracks)))
         }
         other => Err(ApiError::new(ErrorType::ResourceNotFound, format!("{other} is not an HLS resource."))),
     }

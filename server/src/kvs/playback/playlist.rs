@@ -32,13 +32,26 @@ fn quoted(text: &str) -> String {
     text.replace(['"', '\n', '\r'], "'")
 }
 
-pub fn master(token: &str, tracks: &[PackagedTrack], fragments: &[WindowFragment]) -> String {
+pub fn master(token: &str, mpeg_ts: bool, tracks: &[PackagedTrack], fragments: &[WindowFragment]) -> String {
     let bandwidth = super::window::bandwidth_bps(fragments);
     let video = tracks.iter().find(|t| t.is_video());
     let audio = tracks.iter().find(|t| !t.is_video());
-    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     let media_uri =
         |track: &PackagedTrack| format!("getHLSMediaPlaylist.m3u8?SessionToken={token}&TrackNumber={}", track.number);
+    if mpeg_ts {
+        // TS segments multiplex every track: one variant, no separate audio rendition.
+        let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:3\n#EXT-X-INDEPENDENT-SEGMENTS\n");
+        let codecs: Vec<String> = tracks.iter().map(PackagedTrack::codecs_string).collect();
+        let _ = write!(out, "#EXT-X-STREAM-INF:BANDWIDTH={bandwidth},CODECS=\"{}\"", codecs.join(","));
+        if let Some(video) = video.filter(|v| v.width > 0 && v.height > 0) {
+            let _ = write!(out, ",RESOLUTION={}x{}", video.width, video.height);
+        }
+        if let Some(first) = video.or(audio) {
+            let _ = writeln!(out, "\n{}", media_uri(first));
+        }
+        return out;
+    }
+    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n#EXT-X-INDEPENDENT-SEGMENTS\n");
     match (video, audio) {
         (Some(video), audio) => {
             let mut codecs = video.codecs_string();
@@ -87,7 +100,8 @@ pub fn media(
 ) -> String {
     let target_s = fragments.iter().map(|f| f.record.duration_ms.div_ceil(1000)).max().unwrap_or(1).max(1);
     let first_seq = if session.mode == Mode::Live { fragments.first().map_or(0, |f| f.seq) } else { 0 };
-    let mut out = String::from("#EXTM3U\n#EXT-X-VERSION:7\n");
+    let version = if session.mpeg_ts { 3 } else { 7 };
+    let mut out = format!("#EXTM3U\n#EXT-X-VERSION:{version}\n");
     let _ = writeln!(out, "#EXT-X-TARGETDURATION:{target_s}");
     let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first_seq}");
     if session.discontinuity == Discontinuity::Always {
@@ -119,7 +133,7 @@ pub fn media(
         if discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
-        if config_changed || discontinuity {
+        if !session.mpeg_ts && (config_changed || discontinuity) {
             let _ = writeln!(
                 out,
                 "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={track_number}&SequenceNumber={}&FragmentNumber={}\"",
@@ -142,12 +156,17 @@ pub fn media(
                 quoted(&tag.value)
             );
         }
-        let _ = writeln!(out, "#EXTINF:{:.3},", track_duration_s(fragment, track_number));
-        let _ = writeln!(
-            out,
-            "getMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={token}&TrackNumber={track_number}",
-            fragment.number
-        );
+        if session.mpeg_ts {
+            let _ = writeln!(out, "#EXTINF:{:.3},", fragment.record.duration_ms as f64 / 1000.0);
+            let _ = writeln!(out, "getTSFragment.ts?FragmentNumber={}&SessionToken={token}", fragment.number);
+        } else {
+            let _ = writeln!(out, "#EXTINF:{:.3},", track_duration_s(fragment, track_number));
+            let _ = writeln!(
+                out,
+                "getMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={token}&TrackNumber={track_number}",
+                fragment.number
+            );
+        }
         previous = Some(fragment);
     }
     if complete {

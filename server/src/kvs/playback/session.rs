@@ -51,6 +51,8 @@ pub struct Session {
     pub display_timestamps: bool,
     /// DASH `DisplayFragmentNumber=ALWAYS`: `kvs:fn` on every S element.
     pub display_fragment_numbers: bool,
+    /// HLS ContainerFormat MPEG_TS: media playlists list `getTSFragment.ts` segments.
+    pub mpeg_ts: bool,
     pub expires_ms: u64,
 }
 
@@ -109,11 +111,8 @@ fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<Stri
         Mode::Live,
         &[("LIVE", Mode::Live), ("LIVE_REPLAY", Mode::LiveReplay), ("ON_DEMAND", Mode::OnDemand)],
     )?;
-    if protocol == Protocol::Hls
-        && !choice(body, "ContainerFormat", true, &[("FRAGMENTED_MP4", true), ("MPEG_TS", false)])?
-    {
-        return Err(ApiError::invalid("ContainerFormat MPEG_TS is not served yet; use FRAGMENTED_MP4."));
-    }
+    let mpeg_ts = protocol == Protocol::Hls
+        && choice(body, "ContainerFormat", false, &[("FRAGMENTED_MP4", false), ("MPEG_TS", true)])?;
     let discontinuity = choice(
         body,
         "DiscontinuityMode",
@@ -185,6 +184,7 @@ fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<Stri
         discontinuity,
         display_timestamps,
         display_fragment_numbers,
+        mpeg_ts,
         expires_ms: now_ms + expires_s as u64 * 1000,
     };
     let fragments = window::fragments(ctx, &handle, &session)?;

@@ -2,7 +2,7 @@
 //! carries one, and ffmpeg's DASH reader truncates segment URLs much longer than the manifest's.
 //!
 //! Layout (big-endian): `version u8 (1) | mode u8 | clock u8 | discontinuity u8 | flags u8
-//! (bit 0 start, 1 end, 2 display timestamps, 3 display fragment numbers) | start_ms u64 |
+//! (bit 0 start, 1 end, 2 display timestamps, 3 display fragment numbers, 4 MPEG-TS segments) | start_ms u64 |
 //! end_ms u64 | max_fragments u16 | expires_ms u64 | stream_created_ms u64 | name_len u8 | name`.
 
 use super::session::{Clock, Discontinuity, Mode, Session};
@@ -30,7 +30,8 @@ pub fn encode(session: &Session) -> Vec<u8> {
     let flags = u8::from(session.start_ms.is_some())
         | u8::from(session.end_ms.is_some()) << 1
         | u8::from(session.display_timestamps) << 2
-        | u8::from(session.display_fragment_numbers) << 3;
+        | u8::from(session.display_fragment_numbers) << 3
+        | u8::from(session.mpeg_ts) << 4;
     out.push(flags);
     out.extend_from_slice(&session.start_ms.unwrap_or(0).to_be_bytes());
     out.extend_from_slice(&session.end_ms.unwrap_or(0).to_be_bytes());
@@ -76,6 +77,7 @@ pub fn decode(bytes: &[u8]) -> Option<Session> {
         discontinuity,
         display_timestamps: flags & 4 != 0,
         display_fragment_numbers: flags & 8 != 0,
+        mpeg_ts: flags & 16 != 0,
         expires_ms,
     })
 }
@@ -97,6 +99,7 @@ mod tests {
             discontinuity: Discontinuity::OnGap,
             display_timestamps: true,
             display_fragment_numbers: false,
+            mpeg_ts: true,
             expires_ms: 1_795_651_812_000,
         };
         let bytes = encode(&session);
