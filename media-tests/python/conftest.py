@@ -124,3 +124,10 @@ def h264_bframes_aac_mp4() -> Path:
     """h264_aac.mp4 encoded with two B-frames between references: one moof+mdat per track per 2 s,
     composition offsets on the video samples."""
     return ensure_media("h264_bframes_aac.mp4")
+
+
+@pytest.fixture(scope="session")
+def h264_420_aac_mkv() -> Path:
+    """h264_aac.mkv as browsers decode it: 8-bit 4:2:0 H.264 High (yuv420p, avc1.64001e) 640x360@30 with a
+    scrolling test pattern, key frame every 2 s, plus AAC LC audio (browser playback tests)."""
+    return _media_fixture("h264_420_aac.mkv")

@@ -58,6 +58,18 @@ _AUDIO_SRC = (
     "! audioconvert ! avenc_aac ! aacparse"
 )
 
+# Browsers decode 8-bit 4:2:0 H.264 only, while x264enc's default for videotestsrc's raw output is High 4:4:4
+# (avc1.f4001e, yuv444p10le): the browser fixtures convert to I420 first and ask for the High profile. The test
+# pattern scrolls (4 px per frame), so consecutive frames differ and a screenshot shows where playback is.
+_VIDEO_SRC_420 = (
+    "videotestsrc num-buffers=600 pattern=smpte horizontal-speed=4 "
+    "! video/x-raw,width=640,height=360,framerate=30/1 ! videoconvert ! video/x-raw,format=I420"
+)
+_X264_420 = (
+    "x264enc key-int-max=60 bitrate=1000 speed-preset=veryfast option-string=scenecut=0 bframes=0 "
+    "! video/x-h264,profile=high ! h264parse"
+)
+
 # name -> gst-launch-1.0 pipeline; {out} is the output file.
 MEDIA_RECIPES: dict[str, str] = {
     # 20 s H.264 640x360@30, key frame every 2 s => 10 clusters, 600 frames (media.md recipe).
@@ -76,6 +88,11 @@ MEDIA_RECIPES: dict[str, str] = {
     "h264_bframes_aac.mp4": (
         f"mp4mux name=m fragment-duration=2000 streamable=true ! filesink location={{out}} "
         f"{_VIDEO_SRC} ! {_X264_BFRAMES} ! m. {_AUDIO_SRC} ! m."
+    ),
+    # h264_aac.mkv as a browser plays it: 4:2:0 8-bit H.264 High (avc1.64001e) + AAC LC (browser playback tests).
+    "h264_420_aac.mkv": (
+        f"matroskamux name=m streamable=true ! filesink location={{out}} "
+        f"{_VIDEO_SRC_420} ! {_X264_420} ! m. {_AUDIO_SRC} ! m."
     ),
     # H.265, key frame every 2 s.
     "h265.mkv": f"{_VIDEO_SRC} ! x265enc key-int-max=60 ! h265parse ! matroskamux streamable=true ! filesink location={{out}}",

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Path as UrlPath, State};
 use axum::http::Uri;
-use axum::routing::{any, get, post};
+use axum::routing::{get, post};
 use axum::serve::ListenerExt as _;
 use framelog_store::{Engine, EngineOptions, SystemClock};
 
@@ -60,7 +60,13 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         },
     };
     let router = Router::new()
-        .route("/", any(|State(s): State<AppState>, method, headers, body| kds::handle(s.kds, method, headers, body)))
+        // GET / is the web console; KDS clients POST to / with an X-Amz-Target.
+        .route(
+            "/",
+            get(crate::console::index)
+                .fallback(|State(s): State<AppState>, method, headers, body| kds::handle(s.kds, method, headers, body)),
+        )
+        .route("/console/{file}", get(crate::console::file))
         .route(
             "/putMedia",
             post(|State(s): State<AppState>, headers, body: axum::body::Body| {

@@ -4,6 +4,7 @@ mod app;
 mod body;
 mod civil_date;
 mod config;
+mod console;
 mod error;
 mod kds;
 mod kvs;
