@@ -25,7 +25,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use crate::stats::{Row, percentile_ms};
 use crate::target::Target;
 
-type StreamingHttp = Client<HttpConnector, BoxBody<Bytes, Infallible>>;
+pub type StreamingHttp = Client<HttpConnector, BoxBody<Bytes, Infallible>>;
 
 const FRAME_INTERVAL: Duration = Duration::from_micros(33_333);
 const FRAMES_PER_FRAGMENT: usize = 60;
@@ -60,7 +60,7 @@ fn header() -> Vec<u8> {
 
 /// The SimpleBlock elements of one fragment, shared by every camera (the bench client must not
 /// spend the CPU the server needs on making up bytes).
-fn fragment_blocks() -> Vec<Bytes> {
+pub fn fragment_blocks() -> Vec<Bytes> {
     (0..FRAMES_PER_FRAGMENT)
         .map(|frame| {
             let size = if frame == 0 { KEY_FRAME_BYTES } else { DELTA_FRAME_BYTES };
@@ -77,7 +77,7 @@ fn fragment_blocks() -> Vec<Bytes> {
 
 /// One fragment as the pieces a camera sends, one per frame; the known-size Cluster header and
 /// its Timecode go just before the first frame.
-fn fragment_pieces(timecode: u64, blocks: &[Bytes]) -> Vec<Bytes> {
+pub fn fragment_pieces(timecode: u64, blocks: &[Bytes]) -> Vec<Bytes> {
     let mut timecode_element = Vec::new();
     ebml::write_uint(&mut timecode_element, ids::TIMECODE, timecode);
     let body_len = timecode_element.len() + blocks.iter().map(Bytes::len).sum::<usize>();

@@ -6,6 +6,11 @@
 mod api_bench;
 mod engine_bench;
 mod fleet_bench;
+mod http_get;
+mod images_bench;
+mod live_bench;
+mod playlist_bench;
+mod remux_bench;
 mod stats;
 mod target;
 mod video_bench;
@@ -48,10 +53,24 @@ struct Args {
     /// Seconds of media each fleet camera sends.
     #[arg(long, default_value_t = 30)]
     fleet_seconds: u64,
+    /// Fragments in the week-long stream of the playlist benchmark (7 days of 2 s); 0 skips it.
+    #[arg(long, default_value_t = 302_400)]
+    week_fragments: usize,
+    /// Skip the playback benchmarks (remux, live latency, GetImages against ffmpeg).
+    #[arg(long)]
+    skip_playback: bool,
+    /// Only the playback benchmarks (and the week playlist): no engine, KDS or ingest runs.
+    #[arg(long)]
+    playback_only: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.playback_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let rows = playback(&args, &runtime)?;
+        return report(&args, &rows);
+    }
     let mut rows = engine_bench::run(&[
         Workload { name: "engine append 500x1KiB per batch", value_bytes: 1024, per_batch: 500, batches: 400 },
         Workload { name: "engine append 1MiB values", value_bytes: 1 << 20, per_batch: 1, batches: 300 },
@@ -80,9 +99,28 @@ fn main() -> anyhow::Result<()> {
         if args.fleet_streams > 0 {
             rows.extend(fleet_bench::run(&args.framelog_bin, &runtime, args.fleet_streams, args.fleet_seconds)?);
         }
+        if !args.skip_playback {
+            rows.extend(playback(&args, &runtime)?);
+        }
     }
-    stats::print_table(&rows);
-    std::fs::write(&args.json_out, serde_json::to_vec_pretty(&rows)?)?;
+    report(&args, &rows)
+}
+
+/// Issue 4's benchmarks: playlist generation over a week, remux, live latency, GetImages.
+fn playback(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
+    let mut rows = Vec::new();
+    if args.week_fragments > 0 {
+        rows.extend(playlist_bench::run(&args.framelog_bin, runtime, args.week_fragments)?);
+    }
+    rows.extend(remux_bench::run(&args.framelog_bin, runtime)?);
+    rows.extend(live_bench::run(&args.framelog_bin, runtime)?);
+    rows.extend(images_bench::run(&args.framelog_bin, runtime)?);
+    Ok(rows)
+}
+
+fn report(args: &Args, rows: &[Row]) -> anyhow::Result<()> {
+    stats::print_table(rows);
+    std::fs::write(&args.json_out, serde_json::to_vec_pretty(rows)?)?;
     println!("\nwrote {}", args.json_out.display());
     Ok(())
 }

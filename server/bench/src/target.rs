@@ -23,15 +23,22 @@ fn free_address() -> anyhow::Result<SocketAddr> {
 impl Target {
     pub fn framelog(binary: &Path) -> anyhow::Result<Target> {
         let data = tempfile::tempdir_in(".")?;
+        let mut target = Target::framelog_in(binary, data.path())?;
+        target._data = Some(data);
+        Ok(target)
+    }
+
+    /// A framelog server on an existing data directory (which outlives it).
+    pub fn framelog_in(binary: &Path, data_dir: &Path) -> anyhow::Result<Target> {
         let address = free_address()?;
         let child = Command::new(binary)
             .args(["serve", "--listen", &address.to_string(), "--data-dir"])
-            .arg(data.path())
+            .arg(data_dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        Target { name: "framelog", address, child, _data: Some(data) }.ready()
+        Target { name: "framelog", address, child, _data: None }.ready()
     }
 
     pub fn kinesalite(script: &Path) -> anyhow::Result<Target> {

@@ -43,24 +43,26 @@ pub fn upload_bytes(fragments: usize) -> Vec<u8> {
     out
 }
 
-/// A KVS control-plane call that must succeed.
+/// A KVS call that must succeed; its JSON answer.
 pub async fn post_json(
     http: &crate::api_bench::Http,
     address: std::net::SocketAddr,
     path: &str,
     body: serde_json::Value,
-) -> anyhow::Result<()> {
+) -> anyhow::Result<serde_json::Value> {
     let request = hyper::Request::post(format!("http://{address}/{path}"))
         .header("content-type", "application/json")
         .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIDUMMY/20261125/us-east-1/kinesisvideo/aws4_request")
         .body(Full::new(Bytes::from(body.to_string())))?;
     let response = http.request(request).await?;
-    anyhow::ensure!(response.status().is_success(), "{path} answered {}", response.status());
-    Ok(())
+    let status = response.status();
+    let bytes = response.into_body().collect().await?.to_bytes();
+    anyhow::ensure!(status.is_success(), "{path} answered {status}: {}", String::from_utf8_lossy(&bytes));
+    Ok(if bytes.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&bytes)? })
 }
 
 /// Pushes `upload` on one PutMedia connection; returns the time until `fragments` PERSISTED acks.
-async fn put_media(target: &Target, upload: Bytes, fragments: usize) -> anyhow::Result<Duration> {
+pub async fn put_media(target: &Target, upload: Bytes, fragments: usize) -> anyhow::Result<Duration> {
     let http = crate::api_bench::client();
     post_json(&http, target.address, "createStream", json!({"StreamName": "bench-video", "DataRetentionInHours": 24}))
         .await?;

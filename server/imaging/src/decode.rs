@@ -36,6 +36,9 @@ pub struct FrameRequest {
     pub config: Vec<u8>,
     pub frames: Vec<EncodedFrame>,
     pub wanted_pts_ms: Vec<i64>,
+    /// Scale pictures to this size inside the pipeline (in YUV, before RGB conversion: a 1080p
+    /// key frame to 640x360 costs a tenth of converting it whole and resizing the RGB).
+    pub scale_to: Option<(u32, u32)>,
 }
 
 /// A decoded picture, tightly packed RGB (3 bytes per pixel, no row padding).
@@ -64,7 +67,7 @@ pub fn decode_frames(request: FrameRequest, mut on_frame: impl FnMut(DecodedFram
         .field("alignment", "au")
         .field("codec_data", gst::Buffer::from_slice(request.config.clone()))
         .build();
-    let pipeline = Pipeline::build(decoder, &caps)?;
+    let pipeline = Pipeline::build(decoder, &caps, request.scale_to)?;
     let result = pipeline.run(request.frames, base_ms, &wanted, &mut on_frame);
     pipeline.stop();
     result
@@ -78,10 +81,14 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn build(decoder: &str, caps: &gst::Caps) -> Result<Pipeline, ImagingError> {
+    fn build(decoder: &str, caps: &gst::Caps, scale_to: Option<(u32, u32)>) -> Result<Pipeline, ImagingError> {
         let unavailable = |what: &str| ImagingError::Unavailable(what.to_string());
+        // add-borders=false stretches to the requested size, as GetImages specifies.
+        let scale = scale_to.map_or(String::new(), |(w, h)| {
+            format!("videoscale add-borders=false ! video/x-raw,width={w},height={h},pixel-aspect-ratio=1/1 ! ")
+        });
         let description = format!(
-            "appsrc name=source format=time ! {decoder} ! videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false"
+            "appsrc name=source format=time ! {decoder} ! {scale}videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false"
         );
         let pipeline = gst::parse::launch(&description)
             .map_err(|e| ImagingError::Unavailable(format!("{description}: {e}")))?
@@ -234,7 +241,7 @@ mod tests {
         assert!(frames[0].keyframe && !frames[5].keyframe);
         let wanted = vec![5_000, 5_700];
         let mut got = Vec::new();
-        let request = FrameRequest { codec: Codec::Avc, config, frames, wanted_pts_ms: wanted.clone() };
+        let request = FrameRequest { codec: Codec::Avc, config, frames, wanted_pts_ms: wanted.clone(), scale_to: None };
         decode_frames(request, |frame| got.push(frame)).expect("decodes");
         assert_eq!(got.iter().map(|f| f.pts_ms).collect::<Vec<_>>(), wanted);
         for frame in &got {
@@ -252,11 +259,25 @@ mod tests {
     }
 
     #[test]
+    fn pictures_can_be_scaled_in_the_pipeline() {
+        let (config, frames) = encoded_bars(2);
+        let mut got = Vec::new();
+        let request =
+            FrameRequest { codec: Codec::Avc, config, frames, wanted_pts_ms: vec![5_000], scale_to: Some((160, 90)) };
+        decode_frames(request, |frame| got.push(frame)).expect("decodes");
+        assert_eq!(got.len(), 1);
+        assert_eq!((got[0].width, got[0].height, got[0].rgb.len()), (160, 90, 160 * 90 * 3));
+        // Stretched, not letterboxed: the white bar still starts at the left edge.
+        let first = &got[0].rgb[(45 * 160 + 2) * 3..(45 * 160 + 2) * 3 + 3];
+        assert!(first.iter().all(|&c| c > 200), "white at the left edge: {first:?}");
+    }
+
+    #[test]
     fn garbage_is_a_decode_error_or_no_picture_never_a_panic() {
         let (config, _) = encoded_bars(1);
         let frames = vec![EncodedFrame { pts_ms: 0, keyframe: true, data: vec![0, 0, 0, 5, 0x65, 1, 2, 3, 4] }];
         let mut got = 0;
-        let request = FrameRequest { codec: Codec::Avc, config, frames, wanted_pts_ms: vec![0] };
+        let request = FrameRequest { codec: Codec::Avc, config, frames, wanted_pts_ms: vec![0], scale_to: None };
         let _ = decode_frames(request, |_| got += 1);
         assert_eq!(got, 0);
     }

@@ -146,7 +146,15 @@ fn write_header(tracks: &[PackagedTrack], tables: &[TrackTable], payload_base: u
         // The edit starts at the first presented sample; a track that starts later than the clip
         // is delayed by an empty edit so that tracks stay in sync.
         let media_start_units = (first_pts - first_dts).max(0) as u64;
-        let shown_ms = to_ms((media_units.saturating_sub(media_start_units)) as i64, timescale) as u64;
+        // Shown from the first presented sample to the end of the last one: with reordered
+        // (B-frame) video the last sample in decode order is not the last on screen.
+        let last_end = table
+            .samples
+            .iter()
+            .map(|s| s.decode_time + i64::from(s.composition_offset) + i64::from(s.duration))
+            .max()
+            .unwrap_or(first_pts);
+        let shown_ms = to_ms(last_end - first_pts, timescale).max(0) as u64;
         let delay_ms = (to_ms(first_pts, timescale) - clip_start_ms).max(0) as u64;
         let track_ms = clamp_u32(delay_ms + shown_ms);
         movie_ms = movie_ms.max(track_ms);
@@ -376,6 +384,20 @@ mod tests {
             &stts[4..],
             &[0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 100, 0, 0, 0, 1, 0, 0, 0x0f, 0x3c, 0, 0, 0, 2, 0, 0, 0, 100]
         );
+    }
+
+    #[test]
+    fn the_edit_shows_every_reordered_frame() {
+        // Decode order I P B with presentation times 0, 200, 100: the P frame is shown last.
+        let (mut record, _) = fragment(1_000, 3, 1);
+        for (frame, relative) in record.frames.iter_mut().zip([0i16, 200, 100]) {
+            frame.relative_timecode = relative;
+        }
+        let plan = plan_clip(&[record]).expect("plannable");
+        let elst = find_box(plan.header(), &[b"moov", b"trak", b"edts", b"elst"]).expect("elst");
+        let segment_ms = u32::from_be_bytes(elst[8..12].try_into().expect("4 bytes"));
+        // Three 100 ms frames are on screen from 0 to 300 ms.
+        assert_eq!(segment_ms, 300);
     }
 
     #[test]

@@ -207,6 +207,10 @@ fn fragment_job(ctx: &KvsCtx, query: &Query, fragment: &WindowFragment, instants
     Some(Job {
         request: FrameRequest {
             codec,
+            // Scaled by the decoder when the stored size is known; else by the encoder.
+            scale_to: (video.width > 0 && video.height > 0)
+                .then(|| output_size((video.width, video.height), query.width, query.height))
+                .flatten(),
             config: video.config,
             frames: encoded,
             wanted_pts_ms: instants.keys().copied().collect(),
@@ -279,6 +283,7 @@ fn merge_jobs(jobs: Vec<Job>, parts: usize) -> Vec<Job> {
             && in_current < per_part
             && current.request.codec == job.request.codec
             && current.request.config == job.request.config
+            && current.request.scale_to == job.request.scale_to
             && current.request.frames.iter().map(|f| f.pts_ms).max() < job.request.frames.iter().map(|f| f.pts_ms).min()
         {
             current.request.frames.extend(job.request.frames);

@@ -1,0 +1,125 @@
+//! GetImages throughput: 640x360 JPEGs of every key frame of a 1080p30 H.264 stream (one key
+//! frame per 2-second fragment), against `ffmpeg` decoding only the key frames of the same file,
+//! scaling them to 640x360 and writing JPEGs, in the same run.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+
+use crate::stats::Row;
+use crate::target::Target;
+use crate::video_bench::post_json;
+
+const SECONDS: u64 = 30;
+const KEY_FRAMES: u64 = SECONDS / 2;
+const ROUNDS: usize = 4;
+const PRODUCER_START_MS: u64 = 1_795_650_000_000;
+
+/// A 1080p30 H.264 Matroska file with a key frame every 2 s, made by GStreamer's x264.
+fn make_source(path: &Path) -> anyhow::Result<()> {
+    let pipeline = format!(
+        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width=1920,height=1080,framerate=30/1,format=I420 \
+         ! x264enc speed-preset=ultrafast key-int-max=60 bitrate=8000 ! h264parse ! matroskamux streamable=true \
+         ! filesink location={location}",
+        frames = SECONDS * 30,
+        location = path.display()
+    );
+    let status = Command::new("gst-launch-1.0").arg("-q").args(pipeline.split_whitespace()).status()?;
+    anyhow::ensure!(status.success(), "gst-launch-1.0 failed: {status}");
+    Ok(())
+}
+
+async fn upload(target: &Target, source: &Path) -> anyhow::Result<()> {
+    let http = crate::api_bench::client();
+    post_json(&http, target.address, "createStream", json!({"StreamName": "bench-images", "DataRetentionInHours": 24}))
+        .await?;
+    let request = hyper::Request::post(format!("http://{}/putMedia", target.address))
+        .header("x-amzn-stream-name", "bench-images")
+        .header("x-amzn-fragment-timecode-type", "RELATIVE")
+        .header("x-amzn-producer-start-timestamp", format!("{:.3}", PRODUCER_START_MS as f64 / 1000.0))
+        .body(Full::new(Bytes::from(std::fs::read(source)?)))?;
+    let acks = http.request(request).await?.into_body().collect().await?.to_bytes();
+    let text = String::from_utf8_lossy(&acks);
+    let persisted = text.matches("\"PERSISTED\"").count() as u64;
+    anyhow::ensure!(persisted == KEY_FRAMES, "{persisted} fragments persisted: {text}");
+    Ok(())
+}
+
+async fn get_images(target: &Target) -> anyhow::Result<usize> {
+    let http = crate::api_bench::client();
+    let answer: Value = post_json(
+        &http,
+        target.address,
+        "getImages",
+        json!({
+            "StreamName": "bench-images",
+            "ImageSelectorType": "PRODUCER_TIMESTAMP",
+            "StartTimestamp": PRODUCER_START_MS as f64 / 1000.0,
+            "EndTimestamp": (PRODUCER_START_MS + (KEY_FRAMES - 1) * 2000) as f64 / 1000.0,
+            "SamplingInterval": 2000,
+            "Format": "JPEG",
+            "WidthPixels": 640,
+            "HeightPixels": 360,
+            "MaxResults": 25,
+        }),
+    )
+    .await?;
+    let images = answer["Images"].as_array().map(|a| a.iter().filter(|i| i["ImageContent"].is_string()).count());
+    let images = images.unwrap_or_default();
+    anyhow::ensure!(images as u64 == KEY_FRAMES, "GetImages made {images} images: {answer}");
+    Ok(images)
+}
+
+fn ffmpeg_key_frames(source: &Path, out_dir: &Path) -> anyhow::Result<usize> {
+    std::fs::create_dir_all(out_dir)?;
+    let status = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-skip_frame", "nokey", "-i"])
+        .arg(source)
+        .args(["-vf", "scale=640:360", "-fps_mode", "passthrough", "-q:v", "4"])
+        .arg(out_dir.join("%03d.jpg"))
+        .status()?;
+    anyhow::ensure!(status.success(), "ffmpeg failed: {status}");
+    let images = std::fs::read_dir(out_dir)?.count();
+    std::fs::remove_dir_all(out_dir)?;
+    anyhow::ensure!(images as u64 == KEY_FRAMES, "ffmpeg made {images} images");
+    Ok(images)
+}
+
+pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
+    let scratch = tempfile::tempdir_in(".")?;
+    let source = scratch.path().join("source.mkv");
+    make_source(&source)?;
+    let target = Target::framelog(framelog_bin)?;
+    runtime.block_on(upload(&target, &source))?;
+    // One warm-up round each (GStreamer's plugin registry, ffmpeg's first start).
+    runtime.block_on(get_images(&target))?;
+    ffmpeg_key_frames(&source, &scratch.path().join("warm"))?;
+    let mut ours = (0, Duration::ZERO);
+    let mut theirs = (0, Duration::ZERO);
+    for round in 0..ROUNDS {
+        let started = Instant::now();
+        ours.0 += runtime.block_on(get_images(&target))?;
+        ours.1 += started.elapsed();
+        let started = Instant::now();
+        theirs.0 += ffmpeg_key_frames(&source, &scratch.path().join(format!("round-{round}")))?;
+        theirs.1 += started.elapsed();
+    }
+    let rate = |(images, elapsed): (usize, Duration)| images as f64 / elapsed.as_secs_f64();
+    let row = |subject: &str, per_sec: f64, ratio| Row {
+        name: "GetImages 1080p key frames -> 640x360 JPEG".into(),
+        subject: subject.into(),
+        records_per_sec: per_sec,
+        mib_per_sec: 0.0,
+        p50_ms: None,
+        p99_ms: None,
+        ratio_to_baseline: ratio,
+    };
+    Ok(vec![
+        row("ffmpeg -skip_frame nokey (baseline)", rate(theirs), None),
+        row("framelog", rate(ours), Some(rate(ours) / rate(theirs))),
+    ])
+}

@@ -1,0 +1,178 @@
+//! Live latency: the time from a fragment's PERSISTED ack at the producer to the fragment's
+//! first appearance in a LIVE HLS media playlist, which a poller fetches back to back (the
+//! resolution is one playlist round trip, about a millisecond on loopback).
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
+use tokio_stream::wrappers::ReceiverStream;
+
+use crate::fleet_bench::{StreamingHttp, fragment_blocks, fragment_pieces};
+use crate::http_get::{get, media_playlist_url};
+use crate::stats::{Row, percentile_ms};
+use crate::target::Target;
+use crate::video_bench::post_json;
+
+const FRAGMENTS: u64 = 30;
+const SEND_EVERY: Duration = Duration::from_millis(500);
+const FRAGMENT_MS: u64 = 2_000;
+
+/// Fragment number → when it was first seen (PERSISTED ack, playlist).
+#[derive(Debug, Default)]
+struct Seen {
+    persisted: HashMap<String, Instant>,
+    listed: HashMap<String, Instant>,
+    /// Stored before the poller started, so its latency would measure the bench, not the server.
+    first: Option<String>,
+}
+
+fn stream_header() -> Vec<u8> {
+    let track = framelog_media::Track {
+        codec_private: vec![1, 0x64, 0, 0x28, 0xFF, 0xE1, 0, 0],
+        pixel_width: Some(1280),
+        pixel_height: Some(720),
+        ..framelog_media::video_track(1, "V_MPEG4/ISO/AVC")
+    };
+    let mut out = Vec::new();
+    framelog_media::write_stream_header(&mut out, 1_000_000, "bench", &[track]);
+    out
+}
+
+/// Uploads FRAGMENTS fragments on one connection, noting each PERSISTED ack.
+async fn produce(address: std::net::SocketAddr, seen: Arc<Mutex<Seen>>, first: mpsc::Sender<()>) -> anyhow::Result<()> {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    let http: StreamingHttp = Client::builder(TokioExecutor::new()).build(connector);
+    let (sender, receiver) = mpsc::channel::<Bytes>(256);
+    let body = StreamBody::new(ReceiverStream::new(receiver).map(|b| Ok::<_, Infallible>(Frame::data(b))));
+    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
+    let request = hyper::Request::post(format!("http://{address}/putMedia"))
+        .header("x-amzn-stream-name", "bench-live")
+        .header("x-amzn-fragment-timecode-type", "RELATIVE")
+        .header("x-amzn-producer-start-timestamp", format!("{now_s:.3}"))
+        .body(BodyExt::boxed(body))?;
+    sender.send(Bytes::from(stream_header())).await?;
+    let sending = tokio::spawn(async move {
+        let blocks = fragment_blocks();
+        for fragment in 0..FRAGMENTS {
+            for piece in fragment_pieces(fragment * FRAGMENT_MS, &blocks) {
+                if sender.send(piece).await.is_err() {
+                    return;
+                }
+            }
+            tokio::time::sleep(SEND_EVERY).await;
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    });
+    let mut body = http.request(request).await?.into_body();
+    let mut line = Vec::new();
+    let mut persisted = 0;
+    while persisted < FRAGMENTS {
+        let Some(frame) = tokio::time::timeout(Duration::from_secs(30), body.frame()).await? else {
+            anyhow::bail!("ack stream ended after {persisted} PERSISTED");
+        };
+        let frame = frame?;
+        let Some(data) = frame.data_ref() else { continue };
+        for &byte in data.iter() {
+            if byte != b'\n' {
+                line.push(byte);
+                continue;
+            }
+            let ack: Value = serde_json::from_slice(&line)?;
+            line.clear();
+            match ack["EventType"].as_str() {
+                Some("PERSISTED") => {
+                    let number = ack["FragmentNumber"].as_str().unwrap_or_default().to_string();
+                    let mut seen = seen.lock().expect("lock");
+                    seen.first.get_or_insert_with(|| number.clone());
+                    seen.persisted.entry(number).or_insert_with(Instant::now);
+                    persisted += 1;
+                    let _ = first.try_send(());
+                }
+                Some("ERROR") => anyhow::bail!("PutMedia failed: {ack}"),
+                _ => {}
+            }
+        }
+    }
+    sending.abort();
+    Ok(())
+}
+
+/// Fetches the LIVE media playlist back to back until `stop`, noting first appearances.
+async fn poll(
+    address: std::net::SocketAddr,
+    seen: Arc<Mutex<Seen>>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> anyhow::Result<()> {
+    let http = crate::api_bench::client();
+    let answer = post_json(
+        &http,
+        address,
+        "getHLSStreamingSessionURL",
+        json!({"StreamName": "bench-live", "PlaybackMode": "LIVE"}),
+    )
+    .await?;
+    let media = media_playlist_url(answer["HLSStreamingSessionURL"].as_str().unwrap_or_default(), 1);
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        let body = get(&http, &media).await?.body;
+        let at = Instant::now();
+        let text = String::from_utf8_lossy(&body);
+        let mut seen = seen.lock().expect("lock");
+        for number in text.split("FragmentNumber=").skip(1).filter_map(|rest| rest.split('&').next()) {
+            seen.listed.entry(number.to_string()).or_insert(at);
+        }
+    }
+    Ok(())
+}
+
+pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
+    let target = Target::framelog(framelog_bin)?;
+    let address = target.address;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
+    runtime.block_on(async {
+        let http = crate::api_bench::client();
+        post_json(&http, address, "createStream", json!({"StreamName": "bench-live", "DataRetentionInHours": 24}))
+            .await?;
+        let (first_tx, mut first_rx) = mpsc::channel(1);
+        let producer = tokio::spawn(produce(address, seen.clone(), first_tx));
+        // LIVE needs a stored fragment; the poller starts after the first ack.
+        first_rx.recv().await;
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let poller = tokio::spawn(poll(address, seen.clone(), stop.clone()));
+        producer.await??;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        poller.await??;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    let seen = seen.lock().expect("lock");
+    let mut latencies: Vec<Duration> = seen
+        .persisted
+        .iter()
+        .filter(|(number, _)| seen.first.as_ref() != Some(*number))
+        .filter_map(|(number, acked)| Some(seen.listed.get(number)?.saturating_duration_since(*acked)))
+        .collect();
+    anyhow::ensure!(latencies.len() as u64 >= FRAGMENTS - 1, "only {} fragments were listed", latencies.len());
+    latencies.sort();
+    Ok(vec![Row {
+        name: "PERSISTED ack -> LIVE playlist".into(),
+        subject: "framelog".into(),
+        records_per_sec: 0.0,
+        mib_per_sec: 0.0,
+        p50_ms: Some(percentile_ms(&latencies, 50.0)),
+        p99_ms: Some(percentile_ms(&latencies, 99.0)),
+        ratio_to_baseline: None,
+    }])
+}
