@@ -25,6 +25,9 @@ struct AppState {
     kvs: KvsCtx,
 }
 
+/// Recently served segments kept for other viewers: about 30 s of 4 Mbit/s video for 4 streams.
+const SEGMENT_CACHE_BYTES: usize = 64 << 20;
+
 /// Large enough for a 10 MiB PutRecords request in base64 JSON.
 const MAX_BODY_BYTES: usize = 16 << 20;
 
@@ -57,6 +60,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             },
             sessions: crate::token::Signer::new(secret),
             images: decode_pool()?,
+            segments: Arc::new(kvs::playback::SegmentCache::new(SEGMENT_CACHE_BYTES)),
         },
     };
     let router = Router::new()

@@ -24,6 +24,8 @@ pub struct KvsCtx {
     pub sessions: crate::token::Signer,
     /// Decodes and encodes GetImages pictures off the async runtime.
     pub images: framelog_imaging::DecodePool,
+    /// Recently served HLS/DASH segments (bounded in bytes).
+    pub segments: std::sync::Arc<crate::kvs::playback::SegmentCache>,
 }
 
 /// Video streams live in the engine under this prefix, so KVS and KDS names never collide

@@ -4,8 +4,10 @@
 
 pub mod clip;
 pub mod images;
+pub use segment_cache::SegmentCache;
 mod manifest;
 mod playlist;
+mod segment_cache;
 pub mod session;
 mod session_codec;
 mod window;
@@ -44,7 +46,7 @@ fn session_stream(ctx: &KvsCtx, session: &Session) -> Result<framelog_store::Str
 }
 
 /// Builds the answer for one `/hls/v1/<file>` request: (content type, body, is a segment).
-fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Vec<u8>), ApiError> {
+fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Bytes), ApiError> {
     let token = query_value(query, "SessionToken");
     let session = session::open(ctx, token)?;
     let token = token.unwrap_or_default();
@@ -56,14 +58,14 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Vec<u8
             let fragments = window::fragments(ctx, &handle, &session)?;
             let newest = fragments.last().ok_or_else(not_found)?;
             let tracks = window::packageable(&newest.record)?;
-            Ok((PLAYLIST_TYPE, playlist::master(token, session.mpeg_ts, &tracks, &fragments).into_bytes()))
+            Ok((PLAYLIST_TYPE, Bytes::from(playlist::master(token, session.mpeg_ts, &tracks, &fragments))))
         }
         "getDASHManifest.mpd" => {
             let fragments = window::fragments(ctx, &handle, &session)?;
             let newest = fragments.last().ok_or_else(not_found)?;
             let tracks = window::packageable(&newest.record)?;
             let now_ms = ctx.engine.now_ms();
-            Ok((DASH_TYPE, manifest::dash(token, &session, &tracks, &fragments, now_ms).into_bytes()))
+            Ok((DASH_TYPE, Bytes::from(manifest::dash(token, &session, &tracks, &fragments, now_ms))))
         }
         "getHLSMediaPlaylist.m3u8" => {
             let number = track_number(query)?;
@@ -73,7 +75,7 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Vec<u8
                 Mode::LiveReplay => session.end_ms.is_some_and(|end| ctx.engine.now_ms() > end),
                 Mode::Live => false,
             };
-            Ok((PLAYLIST_TYPE, playlist::media(token, number, &session, &fragments, complete).into_bytes()))
+            Ok((PLAYLIST_TYPE, Bytes::from(playlist::media(token, number, &session, &fragments, complete))))
         }
         "getMP4InitFragment.mp4" => {
             let number = track_number(query)?;
@@ -86,30 +88,56 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Vec<u8
                 .iter()
                 .find(|t| t.number == number)
                 .ok_or_else(|| ApiError::invalid(format!("TrackNumber {number} is not a track of this stream.")))?;
-            Ok((MP4_TYPE, write_init_segment(track)))
+            Ok((MP4_TYPE, Bytes::from(write_init_segment(track))))
         }
         "getMP4MediaFragment.mp4" => {
             let number = track_number(query)?;
             let fragment_number =
                 query_value(query, "FragmentNumber").ok_or_else(|| ApiError::invalid("FragmentNumber is required."))?;
-            let (fragment, payload) = window::fragment(ctx, &handle, fragment_number)?;
-            let tracks = window::packageable(&fragment.record)?;
-            let track = tracks
-                .iter()
-                .find(|t| t.number == number)
-                .ok_or_else(|| ApiError::invalid(format!("TrackNumber {number} is not a track of this stream.")))?;
-            let sequence = u32::try_from(fragment.seq + 1).unwrap_or(u32::MAX);
-            Ok((MP4_TYPE, media_segment(&fragment.record, &payload, track, sequence)))
+            let segment = cached(ctx, &handle, fragment_number, number, |fragment, payload| {
+                let tracks = window::packageable(&fragment.record)?;
+                let track = tracks
+                    .iter()
+                    .find(|t| t.number == number)
+                    .ok_or_else(|| ApiError::invalid(format!("TrackNumber {number} is not a track of this stream.")))?;
+                let sequence = u32::try_from(fragment.seq + 1).unwrap_or(u32::MAX);
+                Ok(media_segment(&fragment.record, payload, track, sequence))
+            })?;
+            Ok((MP4_TYPE, segment))
         }
         "getTSFragment.ts" => {
             let fragment_number =
                 query_value(query, "FragmentNumber").ok_or_else(|| ApiError::invalid("FragmentNumber is required."))?;
-            let (fragment, payload) = window::fragment(ctx, &handle, fragment_number)?;
-            let tracks = window::packageable(&fragment.record)?;
-            Ok((TS_TYPE, write_ts_segment(&fragment.record, &payload, &tracks)))
+            let segment = cached(ctx, &handle, fragment_number, TS_RENDITION, |fragment, payload| {
+                let tracks = window::packageable(&fragment.record)?;
+                Ok(write_ts_segment(&fragment.record, payload, &tracks))
+            })?;
+            Ok((TS_TYPE, segment))
         }
         other => Err(ApiError::new(ErrorType::ResourceNotFound, format!("{other} is not an HLS resource."))),
     }
+}
+
+/// The segment cache's rendition number for a TS segment (fMP4 ones use their track number).
+const TS_RENDITION: u64 = 0;
+
+/// A segment from the cache, or built from its stored fragment by `build` and cached.
+fn cached(
+    ctx: &KvsCtx,
+    handle: &framelog_store::StreamHandle,
+    fragment_number: &str,
+    rendition: u64,
+    build: impl FnOnce(&window::WindowFragment, &[u8]) -> Result<Vec<u8>, ApiError>,
+) -> Result<Bytes, ApiError> {
+    let seq = window::fragment_seq(handle, fragment_number)?;
+    let key = (handle.id(), seq, rendition);
+    if let Some(segment) = ctx.segments.get(key) {
+        return Ok(segment);
+    }
+    let (fragment, payload) = window::fragment(ctx, handle, fragment_number)?;
+    let segment = Bytes::from(build(&fragment, &payload)?);
+    ctx.segments.insert(key, segment.clone());
+    Ok(segment)
 }
 
 fn with_cors(mut response: Response) -> Response {
@@ -152,14 +180,10 @@ pub async fn handle(ctx: KvsCtx, file: String, query: Option<String>, headers: H
     let len = body.len();
     let requested = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
     let response = match requested.map(|value| byte_range(value, len)) {
-        None => (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], Bytes::from(body)).into_response(),
+        None => (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response(),
         Some(Some(range)) => {
             let content_range = format!("bytes {}-{}/{len}", range.start, range.end - 1);
-            let mut response = (
-                StatusCode::PARTIAL_CONTENT,
-                [(header::CONTENT_TYPE, content_type)],
-                Bytes::copy_from_slice(&body[range]),
-            )
+            let mut response = (StatusCode::PARTIAL_CONTENT, [(header::CONTENT_TYPE, content_type)], body.slice(range))
                 .into_response();
             if let Ok(value) = HeaderValue::from_str(&content_range) {
                 response.headers_mut().insert(header::CONTENT_RANGE, value);

@@ -158,6 +158,12 @@ pub fn packageable(record: &FragmentRecord) -> Result<Vec<PackagedTrack>, ApiErr
     })
 }
 
+/// A fragment number's sequence number in this stream (ResourceNotFound if it is not ours).
+pub fn fragment_seq(handle: &StreamHandle, number: &str) -> Result<u64, ApiError> {
+    fragment_number::decode(number, handle.meta().created_ms)
+        .ok_or_else(|| ApiError::new(ErrorType::ResourceNotFound, format!("Fragment {number} was not found.")))
+}
+
 /// One fragment of the session's stream by number.
 pub fn fragment(ctx: &KvsCtx, handle: &StreamHandle, number: &str) -> Result<(WindowFragment, Vec<u8>), ApiError> {
     let missing = || ApiError::new(ErrorType::ResourceNotFound, format!("Fragment {number} was not found."));
