@@ -108,6 +108,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     let trimmer =
         tokio::spawn(trim_periodically(engine.clone(), Duration::from_secs(config.trim_interval_secs.max(1))));
     println!("framelog listening on http://{address} (point clients at --endpoint-url http://{address})");
+    println!("web console: open http://{address}/ in a browser");
     tracing::info!(%address, data_dir = %config.data_dir.display(), "ready");
     // Acks and GetMedia chunks are small writes that must leave at once: with Nagle's algorithm
     // a PERSISTED line waits for the client's delayed ACK of the RECEIVED line before it (~40 ms).
