@@ -60,22 +60,28 @@ pub fn dash(
         );
         let offset = i128::from(origin_ms) * i128::from(timescale) / 1000;
         let _ = writeln!(out, "        <SegmentList timescale=\"{timescale}\" presentationTimeOffset=\"{offset}\">");
-        if let Some(first) = fragments.first() {
+        // Without FragmentNumber (the server then uses the window's newest configuration, as
+        // the manifest's codecs do): ffmpeg's DASH reader truncates URLs much longer than the
+        // manifest's own, and the 47-digit number pushed the init URL over its limit.
+        if let Some(newest) = fragments.last() {
             let _ = writeln!(
                 out,
-                "          <Initialization sourceURL=\"getMP4InitFragment.mp4?SessionToken={token}&amp;TrackNumber={}&amp;SequenceNumber={}&amp;FragmentNumber={}\"/>",
+                "          <Initialization sourceURL=\"getMP4InitFragment.mp4?SessionToken={token}&amp;TrackNumber={}&amp;SequenceNumber={}\"/>",
                 track.number,
-                config_sequence(first),
-                first.number
+                config_sequence(newest),
             );
         }
-        // (fragment, first decode time, end) of every fragment that has samples of this track.
+        // (fragment, earliest presentation time, end) of every fragment with samples of this
+        // track. S@t is the earliest presentation time (ISO/IEC 23009-1), not the tfdt: with
+        // reordered video the two differ by the reorder delay.
         let spans: Vec<(&WindowFragment, i64, i64)> = fragments
             .iter()
             .filter_map(|fragment| {
                 let samples = track_samples(&fragment.record, track.number, timescale);
-                let start = samples.first()?.decode_time;
-                let end = samples.iter().map(|s| s.decode_time + i64::from(s.duration)).max().unwrap_or(start);
+                let presented =
+                    |s: &framelog_media::package::TimedSample| s.decode_time + i64::from(s.composition_offset);
+                let start = samples.iter().map(presented).min()?;
+                let end = samples.iter().map(|s| presented(s) + i64::from(s.duration)).max().unwrap_or(start);
                 Some((fragment, start, end))
             })
             .collect();
