@@ -883,3 +883,31 @@ def test_media_segment_byte_ranges(vod):
     assert suffix.body == full[-100:]
     assert beyond.status == 416, beyond.status
     assert beyond.headers.get("content-range") == f"bytes */{len(full)}", beyond.headers
+
+
+def test_aws_cli_get_hls_streaming_session_url_plays_the_upload(aws_cli, vod):
+    # The AWS CLI v1 sends whole-second timestamps, so the range is widened to whole seconds.
+    uploaded = vod("h264_aac_mkv")
+    selector = {
+        "FragmentSelectorType": "PRODUCER_TIMESTAMP",
+        "TimestampRange": {
+            "StartTimestamp": PRODUCER_START_MS // 1000,
+            "EndTimestamp": (PRODUCER_START_MS + UPLOAD_RANGE_MS) // 1000 + 1,
+        },
+    }
+
+    answer = aws_cli.json(
+        "kinesis-video-archived-media",
+        "get-hls-streaming-session-url",
+        "--stream-name",
+        uploaded.stream,
+        "--playback-mode",
+        "ON_DEMAND",
+        "--hls-fragment-selector",
+        json.dumps(selector),
+    )
+
+    url = answer["HLSStreamingSessionURL"]
+    assert urlsplit(url).path.endswith("/hls/v1/getHLSMasterPlaylist.m3u8"), answer
+    playlist = video_playlist(url)
+    assert [s.fragment_number for s in playlist.segments] == uploaded.numbers, brief(playlist.text)
