@@ -408,3 +408,98 @@ mod tests {
         assert_eq!(sets, [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 9]);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use std::collections::HashMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::mkv::Frame;
+    use crate::{Track, tracks_body};
+
+    /// Per PID: the PES packets (payload after the PES header) and their PTS, read back the way
+    /// a demuxer reads them, checking sync bytes and continuity counters on the way.
+    fn demux(ts: &[u8]) -> HashMap<u16, Vec<(u64, Vec<u8>)>> {
+        assert_eq!(ts.len() % PACKET_BYTES, 0);
+        let mut counters: HashMap<u16, u8> = HashMap::new();
+        let mut out: HashMap<u16, Vec<(u64, Vec<u8>)>> = HashMap::new();
+        for packet in ts.chunks(PACKET_BYTES) {
+            assert_eq!(packet[0], 0x47);
+            let pid = u16::from(packet[1] & 0x1F) << 8 | u16::from(packet[2]);
+            let counter = packet[3] & 0x0F;
+            if let Some(previous) = counters.insert(pid, counter) {
+                assert_eq!(counter, (previous + 1) & 0x0F, "continuity on PID {pid}");
+            }
+            if pid == 0 || pid == PMT_PID {
+                continue;
+            }
+            let start = if packet[3] & 0x20 != 0 { 5 + usize::from(packet[4]) } else { 4 };
+            let payload = &packet[start..];
+            let pes = out.entry(pid).or_default();
+            if packet[1] & 0x40 != 0 {
+                assert_eq!(&payload[..3], &[0, 0, 1]);
+                let header_len = usize::from(payload[8]);
+                let p = &payload[9..14];
+                let pts = (u64::from(p[0] >> 1 & 0x07) << 30)
+                    | (u64::from(p[1]) << 22)
+                    | (u64::from(p[2] >> 1) << 15)
+                    | (u64::from(p[3]) << 7)
+                    | u64::from(p[4] >> 1);
+                pes.push((pts, payload[9 + header_len..].to_vec()));
+            } else {
+                pes.last_mut().expect("a continuation follows a start").1.extend_from_slice(payload);
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #[test]
+        fn every_frame_comes_back_in_its_own_pes_with_its_time(
+            sizes in proptest::collection::vec(1usize..3_000, 1..40),
+            producer_ms in 1_600_000_000_000u64..1_900_000_000_000,
+        ) {
+            let track = Track {
+                number: 1,
+                uid: 1,
+                track_type: 1,
+                codec_id: "V_MPEG4/ISO/AVC".into(),
+                codec_private: vec![1, 0x64, 0, 0x1F, 0xFF, 0xE1, 0, 3, 0x67, 1, 2, 1, 0, 2, 0x68, 9],
+                ..Track::default()
+            };
+            let mut body = Vec::new();
+            let mut frames = Vec::new();
+            for (index, &size) in sizes.iter().enumerate() {
+                let start = body.len();
+                // One NAL unit of `size` bytes behind a 4-byte length.
+                body.extend_from_slice(&(size as u32).to_be_bytes());
+                body.extend(std::iter::repeat_n(0x41, size));
+                frames.push(Frame { track: 1, relative_timecode: (index * 40) as i16, keyframe: index == 0, lacing: 0, data: start..body.len() });
+            }
+            let record = FragmentRecord {
+                timecode: 0,
+                timecode_scale_ns: 1_000_000,
+                producer_ts_ms: producer_ms,
+                server_ts_ms: producer_ms,
+                duration_ms: sizes.len() as u64 * 40,
+                tracks_body: tracks_body(&[track]),
+                tags: Vec::new(),
+                frames,
+            };
+            let tracks = crate::package::packaged_tracks(&record).expect("packageable");
+            let ts = write_ts_segment(&record, &body, &tracks);
+            let pes = demux(&ts).remove(&FIRST_ES_PID).expect("video PES");
+            prop_assert_eq!(pes.len(), sizes.len());
+            for (index, ((pts, payload), &size)) in pes.iter().zip(&sizes).enumerate() {
+                prop_assert_eq!(*pts, (producer_ms + index as u64 * 40) * 90 & PTS_MASK);
+                let parameter_sets = if index == 0 { 13 } else { 0 };
+                // AUD (6 bytes), parameter sets before the key frame, start code + NAL unit.
+                prop_assert_eq!(payload.len(), 6 + parameter_sets + 4 + size);
+                prop_assert_eq!(&payload[..6], &[0, 0, 0, 1, 0x09, 0xF0]);
+                prop_assert!(payload[6 + parameter_sets + 4..].iter().all(|&b| b == 0x41));
+            }
+        }
+    }
+}
