@@ -493,7 +493,7 @@ mod properties {
             let pes = demux(&ts).remove(&FIRST_ES_PID).expect("video PES");
             prop_assert_eq!(pes.len(), sizes.len());
             for (index, ((pts, payload), &size)) in pes.iter().zip(&sizes).enumerate() {
-                prop_assert_eq!(*pts, (producer_ms + index as u64 * 40) * 90 & PTS_MASK);
+                prop_assert_eq!(*pts, ((producer_ms + index as u64 * 40) * 90) & PTS_MASK);
                 let parameter_sets = if index == 0 { 13 } else { 0 };
                 // AUD (6 bytes), parameter sets before the key frame, start code + NAL unit.
                 prop_assert_eq!(payload.len(), 6 + parameter_sets + 4 + size);
