@@ -507,3 +507,55 @@ def test_get_media_cluster_timecode_is_absolute_for_a_relative_upload(kinesisvid
     assert [cluster_blocks(data, c.clusters[0]) for c in chunks] == [
         cluster_blocks(source, c) for c in source_chunk.clusters
     ]
+
+
+# ------------------------------------------------------------------------------------------------
+# Idempotent replays (FRAMELOG_FRAGMENT_ID, docs/edge-agent.md)
+# ------------------------------------------------------------------------------------------------
+
+FRAGMENT_ID_TAG = "FRAMELOG_FRAGMENT_ID"
+
+
+def identified_cluster(timecode: int, fragment_id: str | None, seed: int) -> bytes:
+    """A tagged (or untagged) one-second video cluster: the Tags element before a cluster belongs to it."""
+    from test_kvs_hls import tags_element
+
+    tags = tags_element([(FRAGMENT_ID_TAG, fragment_id)]) if fragment_id is not None else b""
+    return tags + mkv_cluster(timecode, frames(VIDEO, range(timecode, timecode + 1000, VIDEO_FRAME_MS), seed=seed))
+
+
+@pytest.mark.parametrize(
+    ("second_id", "stored_once"),
+    [("agent-7/cam/41", True), ("agent-7/cam/42", False), (None, False)],
+    ids=["same-identity", "other-identity", "untagged"],
+)
+def test_a_replayed_fragment_with_the_same_identity_is_stored_once(kinesisvideo, second_id, stored_once):
+    stream = create_stream(kinesisvideo)
+    first_id = "agent-7/cam/41" if second_id is not None else None
+    # The same fragment (same producer time and bytes) on two connections, as a producer replays
+    # one whose PERSISTED ack it never saw.
+    first = upload(kinesisvideo, stream, mkv_header([H264_TRACK]) + identified_cluster(0, first_id, seed=5))
+    second = upload(kinesisvideo, stream, mkv_header([H264_TRACK]) + identified_cluster(0, second_id, seed=5))
+
+    first_numbers = assert_full_ack_sequence(first, [0])
+    second_numbers = assert_full_ack_sequence(second, [0])
+    listed = listed_numbers(kinesisvideo, stream)
+    if stored_once:
+        assert second_numbers == first_numbers, "the replay is acknowledged with the stored fragment's number"
+        assert listed == first_numbers
+    else:
+        assert second_numbers != first_numbers
+        assert sorted(listed) == sorted(first_numbers + second_numbers)
+
+
+def test_an_identity_counts_only_at_its_own_producer_time(kinesisvideo):
+    stream = create_stream(kinesisvideo)
+    body = mkv_header([H264_TRACK]) + identified_cluster(0, "agent-7/cam/1", seed=6)
+    later = mkv_header([H264_TRACK]) + identified_cluster(5000, "agent-7/cam/1", seed=6)
+
+    numbers = assert_full_ack_sequence(upload(kinesisvideo, stream, body), [0]) + assert_full_ack_sequence(
+        upload(kinesisvideo, stream, later), [5000]
+    )
+
+    assert len(set(numbers)) == 2
+    assert sorted(listed_numbers(kinesisvideo, stream)) == sorted(numbers)

@@ -72,8 +72,10 @@ pub struct ConsumedFragment {
     pub producer_ts_ms: u64,
     pub server_ts_ms: u64,
     pub tracks: Vec<TrackInfo>,
-    /// The producer's metadata tags.
+    /// The producer's metadata tags (without its identity tag: see `producer_fragment_id`).
     pub tags: Vec<(String, String)>,
+    /// The identity an idempotent producer gave the fragment (`framelog_media::FRAGMENT_ID_TAG`).
+    pub producer_fragment_id: Option<String>,
     pub frames: Vec<MediaFrame>,
     /// GetMedia only.
     pub millis_behind_now: Option<u64>,
@@ -211,6 +213,7 @@ impl MediaReader {
                     current.continuation_token = Some(tag.value);
                     live = true;
                 }
+                framelog_media::FRAGMENT_ID_TAG => current.producer_fragment_id = Some(tag.value),
                 _ => current.tags.push((tag.name, tag.value)),
             }
         }

@@ -52,6 +52,9 @@ struct FragmentBuilder {
     tags: Vec<(String, String)>,
     /// Tags added since the last frame: they belong to the fragment of the next frame.
     next_tags: Vec<(String, String)>,
+    /// Names this producer in fragment identities (see `FRAGMENT_ID_TAG`).
+    producer_id: String,
+    sealed_count: u64,
 }
 
 impl FragmentBuilder {
@@ -83,12 +86,27 @@ impl FragmentBuilder {
     /// The fragment of every frame so far, with the tags added while it was built.
     fn seal(&mut self) -> Result<Option<Fragment>> {
         let Some(timecode) = self.frames.iter().map(|f| f.pts_ms).min() else { return Ok(None) };
-        let mut bytes = if self.tags.is_empty() { Vec::new() } else { mkv::tags(&self.tags) };
+        // Every fragment carries its identity, so a replay after a lost PERSISTED ack is stored
+        // once: the server answers it with the fragment number it already has.
+        self.tags
+            .push((framelog_media::FRAGMENT_ID_TAG.to_string(), format!("{}-{}", self.producer_id, self.sealed_count)));
+        self.sealed_count += 1;
+        let mut bytes = mkv::tags(&self.tags);
         bytes.extend(mkv::cluster(timecode, &self.frames)?);
         self.frames.clear();
         self.tags.clear();
         Ok(Some(Fragment { timecode, bytes: Bytes::from(bytes) }))
     }
+}
+
+/// 64 random bits (std's per-process hash seed mixed with the time), as hex: unique per producer
+/// for practical purposes, without a dependency on a random number crate.
+fn new_producer_id() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    hasher.write_u32(std::process::id());
+    format!("{:016x}", hasher.finish())
 }
 
 /// Uploads encoded frames to one stream. Call [`finish`](Self::finish) to flush and learn what
@@ -132,7 +150,8 @@ impl Producer {
     }
 
     /// Attaches a metadata tag to the fragment of the next frame pushed (it is sent just before
-    /// that fragment's Cluster). A fragment carries at most 10 tags.
+    /// that fragment's Cluster). A fragment carries at most 9 of them: the producer adds a tenth,
+    /// its identity (`framelog_media::FRAGMENT_ID_TAG`).
     pub fn add_tag(&mut self, name: impl Into<String>, value: impl Into<String>) {
         self.builder.next_tags.push((name.into(), value.into()));
     }
@@ -175,6 +194,8 @@ impl Client {
             frames: Vec::new(),
             tags: Vec::new(),
             next_tags: Vec::new(),
+            producer_id: new_producer_id(),
+            sealed_count: 0,
         };
         Ok(Producer { builder, commands, task })
     }
@@ -195,6 +216,8 @@ mod tests {
             frames: Vec::new(),
             tags: Vec::new(),
             next_tags: Vec::new(),
+            producer_id: "test".into(),
+            sealed_count: 0,
         }
     }
 

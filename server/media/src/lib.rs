@@ -37,6 +37,12 @@ mod unread;
 mod writer;
 
 pub use chunk::{LiveTags, seconds_text, write_chunk};
+
+/// The MKV tag naming a fragment's identity for idempotent uploads: a producer that may send a
+/// fragment twice (a replay after a lost PERSISTED ack) tags it with a value unique to that
+/// fragment, and the server stores a fragment with the same producer timestamp and the same
+/// value only once, answering the replay with the stored fragment's number.
+pub const FRAGMENT_ID_TAG: &str = "FRAMELOG_FRAGMENT_ID";
 pub use error::MediaError;
 pub use fragmenter::{Event, Fragmenter, Limits, MAX_FRAMES_PER_FRAGMENT};
 pub use mkv::{Cluster, Frame, SegmentInfo, SimpleTag, Track, parse_tracks};

@@ -107,7 +107,18 @@ fn start(ctx: &KvsCtx, headers: &HeaderMap) -> Result<(StreamHandle, TimecodeBas
 /// (and share group commits) while acks still leave in exactly the order they were produced.
 enum Outgoing {
     Ack(Ack),
-    Persist { timecode: u64, wait: AppendWait, fragment_number_base: Option<u64> },
+    Persist {
+        timecode: u64,
+        wait: AppendWait,
+        fragment_number_base: Option<u64>,
+    },
+    /// A replay of a fragment stored before (same producer time and FRAGMENT_ID_TAG): its
+    /// PERSISTED names the stored fragment and nothing is appended.
+    AlreadyStored {
+        timecode: u64,
+        seq: u64,
+        fragment_number_base: Option<u64>,
+    },
 }
 
 /// How many acks and pending appends may queue before ingest waits (bounds memory per upload).
@@ -118,6 +129,9 @@ async fn write_acks(mut outgoing: mpsc::Receiver<Outgoing>, acks: super::ChunkSe
     while let Some(item) = outgoing.recv().await {
         let ack = match item {
             Outgoing::Ack(ack) => Some(ack),
+            Outgoing::AlreadyStored { timecode, seq, fragment_number_base } => fragment_number_base.map(|created_ms| {
+                Ack::Persisted { timecode, fragment_number: fragment_number::encode(created_ms, seq) }
+            }),
             Outgoing::Persist { timecode, wait, fragment_number_base } => match wait.wait().await {
                 // With retention 0 nothing is kept for archive reads, and KVS sends no PERSISTED.
                 Ok(landed) => match (fragment_number_base, landed.first()) {
@@ -300,6 +314,19 @@ impl Upload {
         i64::try_from(ms).ok()
     }
 
+    /// The sequence number of a stored fragment this one replays: the same producer timestamp and
+    /// the same `FRAGMENT_ID_TAG` value. Untagged fragments are never deduplicated (two cameras
+    /// may well produce fragments at the same millisecond).
+    fn stored_before(&self, record: &FragmentRecord) -> Option<u64> {
+        let id = record.tags.iter().find(|t| t.name == framelog_media::FRAGMENT_ID_TAG)?;
+        let at = record.producer_ts_ms;
+        let candidates = self.ctx.engine.producer_range(&self.stream, 0, at, at, None, 64).ok()?;
+        candidates.into_iter().map(|(_, seq)| seq).find(|&seq| {
+            let Ok(Some(header)) = self.ctx.engine.header(&self.stream, 0, seq) else { return false };
+            FragmentRecord::decode(&header.attrs).is_ok_and(|stored| stored.tags.iter().any(|t| t == id))
+        })
+    }
+
     async fn store(&mut self, cluster: Cluster) -> Result<Vec<Ack>, (Option<u64>, AckError)> {
         let timecode = cluster.timecode;
         let fail = |error| (Some(timecode), error);
@@ -355,13 +382,26 @@ impl Upload {
             tags: std::mem::take(&mut self.pending_tags),
             frames: cluster.frames,
         };
+        let meta = self.stream.meta();
+        let fragment_number_base = (meta.retention_hours > 0).then_some(meta.created_ms);
+        if let Some(seq) = self.stored_before(&record) {
+            tracing::debug!(seq, "a replayed fragment was already stored");
+            for item in [
+                Outgoing::Ack(Ack::Received { timecode }),
+                Outgoing::AlreadyStored { timecode, seq, fragment_number_base },
+            ] {
+                if self.outgoing.send(item).await.is_err() {
+                    return Err(fail(AckError::Internal));
+                }
+            }
+            return Ok(Vec::new());
+        }
         let entry = NewEntry {
             shard: 0,
             producer_ts_ms: Some(producer_ms as u64),
             attrs: record.encode(),
             payload: cluster.body,
         };
-        let meta = self.stream.meta();
         let wait = match self.ctx.engine.append(&self.stream, vec![entry]) {
             Ok(wait) => wait,
             Err(framelog_store::StoreError::StreamDeleted(_)) => return Err(fail(AckError::StreamDeleted)),
@@ -370,7 +410,6 @@ impl Upload {
                 return Err(fail(AckError::Internal));
             }
         };
-        let fragment_number_base = (meta.retention_hours > 0).then_some(meta.created_ms);
         for item in
             [Outgoing::Ack(Ack::Received { timecode }), Outgoing::Persist { timecode, wait, fragment_number_base }]
         {

@@ -143,10 +143,13 @@ pub fn media(
         }
         let start_ms = fragment.record.producer_ts_ms;
         // RFC 8216 §4.3.2.7: a playlist with EXT-X-DATERANGE must have a PROGRAM-DATE-TIME.
-        if session.display_timestamps || !fragment.record.tags.is_empty() {
+        // A producer's identity tag is bookkeeping for idempotent uploads, not an event.
+        let events: Vec<&framelog_media::SimpleTag> =
+            fragment.record.tags.iter().filter(|t| t.name != framelog_media::FRAGMENT_ID_TAG).collect();
+        if session.display_timestamps || !events.is_empty() {
             let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(start_ms));
         }
-        for (index, tag) in fragment.record.tags.iter().enumerate() {
+        for (index, tag) in events.into_iter().enumerate() {
             let _ = writeln!(
                 out,
                 "#EXT-X-DATERANGE:ID=\"{}-{index}\",CLASS=\"kvs-metadata\",START-DATE=\"{}\",X-KVS-NAME=\"{}\",X-KVS-VALUE=\"{}\"",
