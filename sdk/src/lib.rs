@@ -8,6 +8,8 @@
 //!   [`MkvProducer`] does the same for ready-made MKV.
 //! - Consumer: [`Client::get_media`], [`Client::get_media_for_fragment_list`] (as
 //!   [`ConsumedFragment`]s with frames, tags, numbers and timestamps) and [`Client::list_fragments`].
+//! - [`MediaUpload`]: one raw PutMedia connection (send fragments, read every [`Ack`]) for callers
+//!   that keep their own durable fragment store, such as the edge agent.
 //! - Requests are signed with SigV4 when [`ClientConfig::credentials`] is set.
 //!
 //! The SDK speaks only the public wire protocol; it shares the pure Matroska code of
@@ -17,15 +19,18 @@ mod ack;
 mod consumer;
 mod control;
 mod error;
-mod mkv;
+mod media_upload;
+pub mod mkv;
 mod mkv_producer;
 mod producer;
 mod transport;
 mod uploader;
 
+pub use ack::Ack;
 pub use consumer::{ConsumedFragment, FragmentInfo, MediaFrame, MediaReader, StartSelector, TimestampKind, TrackInfo};
 pub use control::{DataApi, NewStream, StreamInfo};
 pub use error::{Error, Result};
+pub use media_upload::MediaUpload;
 pub use mkv::{EncodedFrame, TrackKind, TrackSpec};
 pub use mkv_producer::{MkvProducer, TimecodeType};
 pub use producer::{Producer, ProducerConfig};

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use framelog_media_tests::Server;
 use framelog_sdk::{
-    Client, ClientConfig, ConsumedFragment, Credentials, EncodedFrame, NewStream, ProducerConfig, RetryPolicy,
+    Ack, Client, ClientConfig, ConsumedFragment, Credentials, EncodedFrame, NewStream, ProducerConfig, RetryPolicy,
     StartSelector, TimecodeType, TimestampKind, TrackSpec,
 };
 
@@ -246,6 +246,50 @@ async fn signed_requests_and_typed_errors() {
 
     client.delete_stream(&info.stream_arn).await.expect("delete");
     assert!(client.describe_stream("signed").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raw_media_upload_reads_every_acknowledgement_and_replays_are_stored_once() {
+    let server = Server::start().expect("server starts");
+    let client = client(&server);
+    client.ensure_stream(&NewStream::named("raw")).await.expect("stream");
+    let sent = frames(2);
+    let fragment = |second: u64| {
+        let in_second: Vec<EncodedFrame> =
+            sent.iter().filter(|f| (f.pts_ms - START_MS) / 1000 == second).cloned().collect();
+        let mut bytes =
+            framelog_sdk::mkv::tags(&[(framelog_media::FRAGMENT_ID_TAG.to_string(), format!("raw-{second}"))]);
+        bytes.extend(framelog_sdk::mkv::cluster(START_MS + second * 1000, &in_second).expect("cluster"));
+        bytes::Bytes::from(bytes)
+    };
+    let header = bytes::Bytes::from(framelog_sdk::mkv::stream_header(&tracks()));
+    let mut numbers = Vec::new();
+    // The second connection replays the first fragment, as after a lost PERSISTED ack.
+    for seconds in [vec![0], vec![0, 1]] {
+        let mut upload =
+            client.open_media_upload("raw", TimecodeType::Absolute, header.clone()).await.expect("connection");
+        for &second in &seconds {
+            upload.send(fragment(second)).expect("queued");
+        }
+        upload.end();
+        let mut persisted = Vec::new();
+        while let Some(ack) = upload.next_ack().await.expect("acks") {
+            match ack {
+                Ack::Persisted { timecode, fragment_number } => persisted.push((timecode, fragment_number)),
+                Ack::Error { .. } => panic!("unexpected {ack:?}"),
+                _ => {}
+            }
+        }
+        assert_eq!(
+            persisted.iter().map(|p| p.0).collect::<Vec<_>>(),
+            seconds.iter().map(|s| START_MS + s * 1000).collect::<Vec<_>>()
+        );
+        numbers.push(persisted.into_iter().map(|p| p.1).collect::<Vec<_>>());
+    }
+    assert_eq!(numbers[1][0], numbers[0][0], "the replay is answered with the stored fragment");
+    let listed =
+        client.list_fragments("raw", TimestampKind::Producer, START_MS, START_MS + 10_000).await.expect("list");
+    assert_eq!(listed.len(), 2);
 }
 
 /// EBML header, Segment, Info and the test tracks, as a muxer writes them.
