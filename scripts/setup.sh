@@ -41,6 +41,11 @@ APT_PACKAGES=(
   libgstreamer-plugins-base1.0-dev
   # Browser playback tests (hls.js in headless Chromium, driven by playwright-core).
   chromium
+  # Edge agent tests: an RTSP camera served by gst-rtsp-server through system Python's gi, and
+  # timeoverlay/textoverlay (pango) for burned-in frame counters.
+  python3-gi
+  gir1.2-gst-rtsp-server-1.0
+  gstreamer1.0-x
 )
 # Node.js for the kinesalite baseline; installed from Debian only when `node`/`npm` are not on PATH.
 NODE_APT_PACKAGES=(nodejs npm)
