@@ -71,6 +71,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
                 .fallback(|State(s): State<AppState>, method, headers, body| kds::handle(s.kds, method, headers, body)),
         )
         .route("/console/{file}", get(crate::console::file))
+        .route("/favicon.ico", get(crate::console::favicon))
         .route(
             "/putMedia",
             post(|State(s): State<AppState>, headers, body: axum::body::Body| {

@@ -25,6 +25,11 @@ pub async fn index() -> Response {
     asset("text/html; charset=utf-8", INDEX_HTML.as_bytes())
 }
 
+/// `GET /favicon.ico`: none, said plainly (browsers ask on every console load).
+pub async fn favicon() -> Response {
+    StatusCode::NO_CONTENT.into_response()
+}
+
 /// `GET /console/{file}`.
 pub async fn file(Path(file): Path<String>) -> Response {
     match file.as_str() {

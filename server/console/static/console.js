@@ -168,6 +168,9 @@ async function loadEvents() {
 async function sessionUrl(mode, fromMs, toMs) {
   const body = { StreamName: state.stream, PlaybackMode: mode, DisplayFragmentTimestamp: "ALWAYS" };
   if (mode !== "LIVE") {
+    // Producer-time sessions default to NEVER; a recording gap then reads as a time jump that
+    // hls.js reports as buffer errors. ON_DISCONTINUITY marks gaps so players step over them.
+    body.DiscontinuityMode = "ON_DISCONTINUITY";
     body.HLSFragmentSelector = {
       FragmentSelectorType: "PRODUCER_TIMESTAMP",
       TimestampRange: { StartTimestamp: seconds(fromMs), EndTimestamp: seconds(toMs) },

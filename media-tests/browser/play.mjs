@@ -1,0 +1,547 @@
+#!/usr/bin/env node
+// Browser playback check for framelog: plays HLS in headless Chromium (Debian's /usr/bin/chromium) driven by
+// playwright-core, and prints ONE JSON line on stdout describing what happened. Used by
+// media-tests/python/test_browser_playback.py; see docs/playback.md ("Browsers") for the Chromium configuration.
+//
+//   node play.mjs hls <master playlist URL> <screenshot.png> [seconds]
+//       A page of the server's origin (falls back to about:blank when the server does not serve
+//       /console/hls.min.js) with a <video muted autoplay> and an hls.js instance loading the URL.
+//   node play.mjs console <server base URL> <stream name> <live|ondemand> <screenshot.png> [seconds]
+//       The server's web console: opens the stream, starts LIVE (#live) or ON_DEMAND (a click on the first
+//       .fragment of #timeline), then fetches a still (#still).
+//
+// Both wait until video.currentTime has advanced by `seconds` (default 4) of continuous playback, or until the
+// playback budget runs out, then save a screenshot of the page (and of the video element alone, next to it as
+// <name>.video.png). The JSON line: {"ok", "start", "end", "played", "errors", "width", "height", ...};
+// ok is true only when playback advanced far enough, no player error fired and the video has a size.
+// The whole run (browser start to exit) is bounded by RUN_BUDGET_MS; the exit code is 0 when ok, 1 otherwise,
+// 2 on a usage error.
+
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import fs from 'node:fs';
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const consoleDir = path.resolve(here, '../../server/console');
+const require = createRequire(path.join(consoleDir, 'package.json'));
+const { chromium } = require('playwright-core');
+const HLS_JS_FILE = require.resolve('hls.js/dist/hls.min.js');
+
+const CHROMIUM = process.env.FRAMELOG_CHROMIUM || '/usr/bin/chromium';
+const RUN_BUDGET_MS = 55_000; // the caller kills us at 60 s
+const DEFAULT_SECONDS = 4;
+const POLL_MS = 100;
+
+// Chromium flags. Debian's chromium is built with the proprietary codecs (H.264, AAC) and decodes them in
+// software through MSE; nothing has to be enabled for that. What headless playback needs:
+//  - --autoplay-policy=no-user-gesture-required: play() without a click (the video is muted anyway);
+//  - --no-sandbox when running as root (Chromium refuses to start its sandbox as root);
+//  - --disable-background-media-suspend / --disable-renderer-backgrounding: a headless page is never "visible",
+//    media must not be paused or throttled for that.
+function chromiumArgs() {
+  const args = [
+    '--autoplay-policy=no-user-gesture-required',
+    '--disable-background-media-suspend',
+    '--disable-renderer-backgrounding',
+    '--disable-background-timer-throttling',
+    '--disable-backgrounding-occluded-windows',
+  ];
+  if (typeof process.getuid === 'function' && process.getuid() === 0) args.push('--no-sandbox');
+  return args;
+}
+
+const started = Date.now();
+const remaining = () => RUN_BUDGET_MS - (Date.now() - started);
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+let browser = null;
+let currentPage = null; // for a screenshot of whatever the page shows when a step fails
+let screenshotFile = null;
+let printed = false;
+const result = { ok: false, mode: null, start: null, end: null, played: 0, errors: [], width: 0, height: 0 };
+
+function emit(code) {
+  if (!printed) {
+    printed = true;
+    result.elapsedMs = Date.now() - started;
+    process.stdout.write(JSON.stringify(result) + '\n');
+  }
+  process.exitCode = code;
+}
+
+// The hard stop: whatever hangs (browser launch, navigation, a screenshot), print what we have and exit.
+const watchdog = setTimeout(async () => {
+  result.ok = false;
+  result.reason = (result.reason ? result.reason + '; ' : '') + `watchdog: run exceeded ${RUN_BUDGET_MS} ms`;
+  emit(1);
+  try {
+    const proc = browser && browser.process && browser.process();
+    if (proc) proc.kill('SIGKILL');
+  } catch {}
+  process.exit(1);
+}, RUN_BUDGET_MS + 2_000);
+
+function usage(message) {
+  process.stderr.write(
+    `${message}\nusage: play.mjs hls <master URL> <screenshot.png> [seconds]\n` +
+      `       play.mjs console <server URL> <stream> <live|ondemand> <screenshot.png> [seconds]\n`,
+  );
+  process.exit(2);
+}
+
+function parseSeconds(text) {
+  if (text === undefined) return DEFAULT_SECONDS;
+  const value = Number(text);
+  if (!Number.isFinite(value) || value <= 0) usage(`bad seconds: ${text}`);
+  return value;
+}
+
+// Diagnostics every run records: uncaught page errors (counted as errors), console errors and HTTP answers
+// >= 400 (reported separately, e.g. a favicon 404 is not a player error).
+let inflight = 0;
+let lastNetworkChange = Date.now();
+
+function watchPage(page) {
+  const settle = (delta) => () => {
+    inflight += delta;
+    lastNetworkChange = Date.now();
+  };
+  page.on('request', settle(1));
+  // Which fragments the player fetched (HLS media segment URLs carry FragmentNumber), in order, once each.
+  result.fragmentNumbers = [];
+  page.on('request', (request) => {
+    try {
+      const number = new URL(request.url()).searchParams.get('FragmentNumber');
+      if (number && !result.fragmentNumbers.includes(number)) result.fragmentNumbers.push(number);
+    } catch {}
+  });
+  page.on('requestfinished', settle(-1));
+  page.on('requestfailed', settle(-1));
+  result.consoleErrors = [];
+  result.httpErrors = [];
+  page.on('pageerror', (err) => result.errors.push({ source: 'page', message: String(err && err.message) }));
+  page.on('console', (msg) => {
+    if (msg.type() === 'error') result.consoleErrors.push(msg.text().slice(0, 500));
+  });
+  page.on('response', (response) => {
+    if (response.status() >= 400) result.httpErrors.push({ status: response.status(), url: response.url() });
+  });
+  page.on('requestfailed', (request) => {
+    const failure = request.failure();
+    const text = failure ? failure.errorText : 'failed';
+    // Aborted requests are normal for a player (hls.js cancels loads on seeks and teardown).
+    if (text !== 'net::ERR_ABORTED') result.httpErrors.push({ status: 0, url: request.url(), error: text });
+  });
+}
+
+// Waits until no request has been in flight for quietMs (the console loads its timeline in several steps:
+// ListFragments, then the playlists whose EXT-X-DATERANGE tags become .event markers).
+async function networkQuiet(quietMs, timeoutMs) {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    if (inflight <= 0 && Date.now() - lastNetworkChange >= quietMs) return true;
+    await sleep(50);
+  }
+  return false;
+}
+
+// What the page's Chromium says about the codecs we play (diagnostics for codec trouble).
+async function codecSupport(page) {
+  return page.evaluate(() => {
+    const types = {
+      h264: 'video/mp4; codecs="avc1.64001e"',
+      aac: 'audio/mp4; codecs="mp4a.40.2"',
+      h264_aac: 'video/mp4; codecs="avc1.64001e,mp4a.40.2"',
+      h264_444: 'video/mp4; codecs="avc1.f4001e"',
+      hevc: 'video/mp4; codecs="hvc1.1.6.L93.B0"',
+    };
+    const MS = window.ManagedMediaSource || window.MediaSource;
+    const out = {};
+    for (const [name, type] of Object.entries(types)) out[name] = MS ? MS.isTypeSupported(type) : null;
+    return out;
+  });
+}
+
+// Installs a sampler on `video` (a page-side element handle): continuous playback is the sum of forward
+// currentTime steps of less than 1 s between samples, so a seek (hls.js jumping to the live edge or over a gap)
+// never counts as played time. `start` is currentTime at the first 'playing' event.
+async function installSampler(videoHandle) {
+  await videoHandle.evaluate((video, pollMs) => {
+    const state = {
+      start: null,
+      last: null,
+      played: 0,
+      playing: false,
+      ended: false,
+      waiting: 0,
+      seeks: 0,
+      stalls: 0,
+      videoErrors: [],
+    };
+    video.__framelogState = state;
+    video.addEventListener('playing', () => {
+      state.playing = true;
+      if (state.start === null) state.start = video.currentTime;
+    });
+    video.addEventListener('waiting', () => state.waiting++);
+    video.addEventListener('stalled', () => state.stalls++);
+    video.addEventListener('seeking', () => state.seeks++);
+    video.addEventListener('ended', () => (state.ended = true));
+    video.addEventListener('error', () => {
+      const err = video.error;
+      state.videoErrors.push({ source: 'video', code: err ? err.code : null, message: err ? err.message : '' });
+    });
+    setInterval(() => {
+      const now = video.currentTime;
+      if (state.start !== null && state.last !== null) {
+        const step = now - state.last;
+        if (step > 0 && step < 1) state.played += step;
+      }
+      if (state.start !== null) state.last = now;
+    }, pollMs);
+  }, POLL_MS);
+}
+
+async function readSampler(videoHandle) {
+  return videoHandle.evaluate((video) => {
+    const s = video.__framelogState;
+    return {
+      start: s.start,
+      now: video.currentTime,
+      played: s.played,
+      ended: s.ended,
+      paused: video.paused,
+      readyState: video.readyState,
+      waiting: s.waiting,
+      stalls: s.stalls,
+      seeks: s.seeks,
+      videoErrors: s.videoErrors,
+      width: video.videoWidth,
+      height: video.videoHeight,
+      buffered: Array.from({ length: video.buffered.length }, (_, i) => [video.buffered.start(i), video.buffered.end(i)]),
+    };
+  });
+}
+
+// Polls until `seconds` of playback, the end of the media, a fatal error or the deadline.
+async function waitForPlayback(page, videoHandle, seconds, playerErrors, deadlineMs) {
+  let snapshot = await readSampler(videoHandle);
+  while (Date.now() < deadlineMs) {
+    snapshot = await readSampler(videoHandle);
+    if (snapshot.played >= seconds) break;
+    if (snapshot.ended) break;
+    const errors = await playerErrors();
+    if (errors.some((e) => e.fatal) || snapshot.videoErrors.length) break;
+    await sleep(POLL_MS);
+  }
+  return snapshot;
+}
+
+function finishResult(snapshot, seconds, errors) {
+  result.start = snapshot.start;
+  result.end = snapshot.now;
+  result.played = Math.round(snapshot.played * 1000) / 1000;
+  result.ended = snapshot.ended;
+  result.paused = snapshot.paused;
+  result.readyState = snapshot.readyState;
+  result.waiting = snapshot.waiting;
+  result.seeks = snapshot.seeks;
+  result.buffered = snapshot.buffered;
+  result.width = snapshot.width;
+  result.height = snapshot.height;
+  result.errors.push(...errors, ...snapshot.videoErrors);
+  result.wanted = seconds;
+  const reasons = [];
+  if (snapshot.start === null) reasons.push('the video never fired "playing"');
+  if (snapshot.played < seconds) reasons.push(`played ${snapshot.played.toFixed(3)} s < ${seconds} s`);
+  if (result.errors.length) reasons.push(`${result.errors.length} player error(s)`);
+  if (!snapshot.width || !snapshot.height) reasons.push('the video has no size');
+  if (reasons.length) result.reason = reasons.join('; ');
+  result.ok = reasons.length === 0;
+}
+
+async function screenshots(page, videoHandle, file) {
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  await page.screenshot({ path: file, timeout: 10_000 });
+  result.screenshot = path.resolve(file);
+  const videoFile = file.replace(/(\.png)?$/i, '.video.png');
+  await videoHandle.screenshot({ path: videoFile, timeout: 10_000 });
+  result.videoScreenshot = path.resolve(videoFile);
+}
+
+// ------------------------------------------------------------------------------------------------
+// hls mode
+// ------------------------------------------------------------------------------------------------
+
+async function runHls(url, file, seconds) {
+  result.mode = 'hls';
+  result.url = url;
+  const origin = new URL(url).origin;
+  const page = await browser.newPage({ viewport: { width: 640, height: 360 } });
+  currentPage = page;
+  screenshotFile = file;
+  watchPage(page);
+  // The page must be of the server's origin: Chromium's Private Network Access rules block an opaque-origin page
+  // (about:blank, data:) from fetching a loopback server. The page itself is ours, answered by Playwright's router
+  // at a path of the server origin; hls.js comes from the server (GET /console/hls.min.js) when it serves it,
+  // otherwise from node_modules.
+  let hlsFrom = null;
+  try {
+    const probe = await fetch(`${origin}/console/hls.min.js`, { method: 'HEAD', signal: AbortSignal.timeout(5_000) });
+    if (probe.ok) hlsFrom = `${origin}/console/hls.min.js`;
+    else result.hlsJsProbe = probe.status;
+  } catch (err) {
+    result.hlsJsProbe = String(err.message || err).slice(0, 300);
+  }
+  const pageUrl = `${origin}/console/__play-check.html`;
+  const hlsUrl = hlsFrom || `${origin}/console/__play-check-hls.min.js`;
+  await page.route(pageUrl, (route) =>
+    route.fulfill({
+      contentType: 'text/html; charset=utf-8',
+      body:
+        '<!doctype html><html><head><title>framelog hls.js check</title>' +
+        '<style>html,body{margin:0;background:#000}video{display:block;width:640px;height:360px}</style>' +
+        `<script src="${hlsUrl}"></script></head>` +
+        '<body><video id="v" muted autoplay playsinline></video></body></html>',
+    }),
+  );
+  if (!hlsFrom) {
+    await page.route(hlsUrl, (route) => route.fulfill({ contentType: 'text/javascript', path: HLS_JS_FILE }));
+  }
+  await page.goto(pageUrl, { timeout: 10_000 });
+  result.pageOrigin = await page.evaluate(() => window.location.origin);
+  result.hlsJs = { from: hlsFrom || HLS_JS_FILE, version: await page.evaluate(() => window.Hls && window.Hls.version) };
+  result.mse = await codecSupport(page);
+  const video = await page.$('#v');
+  await installSampler(video);
+  const supported = await page.evaluate(() => window.Hls.isSupported());
+  if (!supported) {
+    result.errors.push({ source: 'setup', message: 'Hls.isSupported() is false' });
+  } else {
+    await page.evaluate((src) => {
+      const video = document.getElementById('v');
+      const errors = (window.__hlsErrors = []);
+      window.__levels = null;
+      const hls = (window.__hls = new window.Hls());
+      hls.on(window.Hls.Events.ERROR, (_event, data) => {
+        errors.push({
+          source: 'hls.js',
+          type: data.type,
+          details: data.details,
+          fatal: data.fatal,
+          reason: data.reason || (data.error && data.error.message) || null,
+          url: (data.frag && data.frag.url) || data.url || (data.context && data.context.url) || null,
+          status: (data.response && data.response.code) || null,
+        });
+      });
+      hls.on(window.Hls.Events.MANIFEST_PARSED, (_event, data) => {
+        window.__levels = data.levels.map((l) => ({
+          codecs: [l.videoCodec, l.audioCodec].filter(Boolean).join(','),
+          width: l.width,
+          height: l.height,
+        }));
+        video.play().catch((err) => errors.push({ source: 'play()', fatal: true, message: String(err) }));
+      });
+      hls.loadSource(src);
+      hls.attachMedia(video);
+    }, url);
+  }
+  const playerErrors = () => page.evaluate(() => window.__hlsErrors || []);
+  const snapshot = await waitForPlayback(page, video, seconds, playerErrors, started + RUN_BUDGET_MS - 15_000);
+  result.levels = await page.evaluate(() => window.__levels);
+  result.live = await page.evaluate(() => {
+    const details = window.__hls && window.__hls.latestLevelDetails;
+    return details ? details.live : null;
+  });
+  finishResult(snapshot, seconds, await playerErrors());
+  await screenshots(page, video, file);
+}
+
+// ------------------------------------------------------------------------------------------------
+// console mode
+// ------------------------------------------------------------------------------------------------
+
+async function runConsole(base, stream, mode, file, seconds) {
+  result.mode = `console-${mode}`;
+  result.stream = stream;
+  base = base.replace(/\/+$/, '');
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  currentPage = page;
+  screenshotFile = file;
+  watchPage(page);
+  const response = await page.goto(`${base}/`, { timeout: 15_000 });
+  result.consoleStatus = response ? response.status() : null;
+  result.mse = await codecSupport(page);
+  const item = page.locator(`#streams button.stream[data-stream="${stream.replace(/"/g, '\\"')}"]`);
+  try {
+    await item.waitFor({ state: 'visible', timeout: 15_000 });
+  } catch (err) {
+    const text = await page.evaluate(() => document.documentElement.outerHTML.slice(0, 600)).catch(() => '');
+    throw new Error(`the console shows no stream button for ${stream} (HTTP ${result.consoleStatus}): ${text}`);
+  }
+  await item.click();
+  const fragments = page.locator('#timeline .fragment');
+  await fragments.first().waitFor({ state: 'attached', timeout: 15_000 });
+  result.timelineSettled = await networkQuiet(700, 10_000);
+  const timeline = await page.evaluate(() => ({
+    fragments: Array.from(document.querySelectorAll('#timeline .fragment')).map((f) => ({
+      start: Number(f.getAttribute('data-start-ms')),
+      end: Number(f.getAttribute('data-end-ms')),
+    })),
+    gaps: Array.from(document.querySelectorAll('#timeline .gap')).map((g) => ({
+      start: g.hasAttribute('data-start-ms') ? Number(g.getAttribute('data-start-ms')) : null,
+      end: g.hasAttribute('data-end-ms') ? Number(g.getAttribute('data-end-ms')) : null,
+    })),
+    events: Array.from(document.querySelectorAll('#timeline .event')).map((e) => ({
+      name: e.getAttribute('data-name'),
+      value: e.getAttribute('data-value'),
+    })),
+  }));
+  result.fragments = timeline.fragments.length;
+  result.fragmentTimes = timeline.fragments;
+  result.gaps = timeline.gaps.length;
+  result.gapTimes = timeline.gaps;
+  result.events = timeline.events;
+
+  if (mode === 'live') {
+    await page.locator('#live').click({ timeout: 10_000 });
+  } else {
+    // A point a quarter into the first (earliest) fragment, so the rest of the stream follows it.
+    const first = await page.evaluateHandle(() => {
+      const all = Array.from(document.querySelectorAll('#timeline .fragment'));
+      all.sort((a, b) => Number(a.getAttribute('data-start-ms')) - Number(b.getAttribute('data-start-ms')));
+      return all[0];
+    });
+    const element = first.asElement();
+    await element.scrollIntoViewIfNeeded({ timeout: 5_000 });
+    const box = await element.boundingBox();
+    if (!box || box.width < 1 || box.height < 1) throw new Error(`the first .fragment has no clickable box: ${JSON.stringify(box)}`);
+    const x = Math.min(Math.max(box.width * 0.25, 0.5), box.width - 0.5);
+    await element.click({ position: { x, y: box.height / 2 }, timeout: 10_000 });
+    const start = Number(await element.getAttribute('data-start-ms'));
+    const end = Number(await element.getAttribute('data-end-ms'));
+    result.clicked = { fragmentStartMs: start, fragmentEndMs: end, atMs: Math.round(start + (end - start) * (x / box.width)) };
+  }
+  const video = page.locator('video#player');
+  await video.waitFor({ state: 'attached', timeout: 10_000 });
+  const videoHandle = await video.elementHandle();
+  await installSampler(videoHandle);
+  // The console may have started playing before the sampler was installed: count from the current position.
+  await videoHandle.evaluate((v) => {
+    const s = v.__framelogState;
+    if (!v.paused && v.readyState >= 2 && s.start === null) s.start = v.currentTime;
+  });
+  const playerErrors = () =>
+    page.evaluate(() => {
+      const errors = (window.framelogConsole && window.framelogConsole.errors) || [];
+      return errors.map((e) => {
+        if (e && typeof e === 'object') {
+          try {
+            return { source: 'console', ...JSON.parse(JSON.stringify(e)) };
+          } catch {
+            return { source: 'console', message: String(e) };
+          }
+        }
+        return { source: 'console', message: String(e) };
+      });
+    });
+  result.framelogConsole = await page.evaluate(() => typeof window.framelogConsole === 'object' && window.framelogConsole !== null);
+  if (!result.framelogConsole) result.errors.push({ source: 'setup', message: 'window.framelogConsole is missing' });
+  const snapshot = await waitForPlayback(page, videoHandle, seconds, playerErrors, started + RUN_BUDGET_MS - 15_000);
+  finishResult(snapshot, seconds, await playerErrors());
+  await screenshots(page, videoHandle, file);
+
+  // A still of the stream (GetImages) in img#still-image.
+  try {
+    await page.locator('#still').click({ timeout: 5_000 });
+    await page.waitForFunction(
+      () => {
+        const img = document.querySelector('img#still-image');
+        return img && img.complete && img.naturalWidth > 0;
+      },
+      null,
+      { timeout: Math.max(1_000, Math.min(15_000, remaining() - 5_000)) },
+    );
+    result.still = await page.evaluate(() => {
+      const img = document.querySelector('img#still-image');
+      return { naturalWidth: img.naturalWidth, naturalHeight: img.naturalHeight, src: img.currentSrc.slice(0, 80) };
+    });
+    // The image itself: <name>.still.<jpg|png> (the console shows it as a data: URL).
+    const src = await page.evaluate(() => document.querySelector('img#still-image').currentSrc);
+    const match = /^data:image\/(jpeg|png);base64,(.*)$/s.exec(src);
+    const bytes = match
+      ? Buffer.from(match[2], 'base64')
+      : Buffer.from(await (await page.request.get(src, { timeout: 10_000 })).body());
+    const imageFile = file.replace(/(\.png)?$/i, match && match[1] === 'png' ? '.still-image.png' : '.still-image.jpg');
+    fs.writeFileSync(imageFile, bytes);
+    result.stillImage = path.resolve(imageFile);
+    // The page again, with the still on it: <name>.still.png.
+    const stillFile = file.replace(/(\.png)?$/i, '.still.png');
+    await page.locator('img#still-image').scrollIntoViewIfNeeded({ timeout: 5_000 });
+    await page.screenshot({ path: stillFile, timeout: 10_000 });
+    result.stillScreenshot = path.resolve(stillFile);
+  } catch (err) {
+    const img = await page
+      .evaluate(() => {
+        const i = document.querySelector('img#still-image');
+        return i ? { complete: i.complete, naturalWidth: i.naturalWidth, src: (i.currentSrc || i.src).slice(0, 200) } : null;
+      })
+      .catch(() => null);
+    result.still = null;
+    result.stillError = `${String(err.message || err).split('\n')[0]}; img#still-image: ${JSON.stringify(img)}`;
+  }
+  // Player errors that fired while the still was fetched count too.
+  const later = (await playerErrors()).slice(result.errors.filter((e) => e.source === 'console').length);
+  if (later.length) {
+    result.errors.push(...later);
+    result.ok = false;
+    result.reason = (result.reason ? result.reason + '; ' : '') + `${later.length} player error(s) after playback`;
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+
+async function main() {
+  const [mode, ...args] = process.argv.slice(2);
+  let run;
+  if (mode === 'hls') {
+    if (args.length < 2 || args.length > 3) usage('hls takes a URL, a screenshot path and optional seconds');
+    const [url, file, seconds] = args;
+    run = () => runHls(url, file, parseSeconds(seconds));
+  } else if (mode === 'console') {
+    if (args.length < 4 || args.length > 5) usage('console takes a server URL, a stream, live|ondemand, a screenshot path and optional seconds');
+    const [base, stream, which, file, seconds] = args;
+    if (which !== 'live' && which !== 'ondemand') usage(`bad console mode: ${which}`);
+    run = () => runConsole(base, stream, which, file, parseSeconds(seconds));
+  } else {
+    usage(`unknown mode: ${mode}`);
+  }
+  try {
+    browser = await chromium.launch({
+      executablePath: CHROMIUM,
+      headless: true,
+      args: chromiumArgs(),
+      timeout: 20_000,
+    });
+    result.browser = { executable: CHROMIUM, version: browser.version(), args: chromiumArgs() };
+    await run();
+  } catch (err) {
+    result.ok = false;
+    result.reason = (result.reason ? result.reason + '; ' : '') + String((err && err.message) || err).split('\n').slice(0, 3).join(' ');
+    if (currentPage && screenshotFile && !result.screenshot) {
+      try {
+        fs.mkdirSync(path.dirname(path.resolve(screenshotFile)), { recursive: true });
+        await currentPage.screenshot({ path: screenshotFile, timeout: 5_000 });
+        result.screenshot = path.resolve(screenshotFile);
+      } catch {}
+    }
+  } finally {
+    emit(result.ok ? 0 : 1);
+    clearTimeout(watchdog);
+    if (browser) await Promise.race([browser.close().catch(() => {}), sleep(5_000)]);
+  }
+}
+
+await main();
+process.exit(process.exitCode);
