@@ -64,9 +64,14 @@ pub fn describe(stream: &StreamConfig) -> anyhow::Result<String> {
             "v4l2src device={device} ! videoconvert ! videoscale ! video/x-raw,width={},height={},framerate={}/1 ! {encode}",
             stream.width, stream.height, stream.fps
         )
-    } else if source == "testsrc:" || source.starts_with("testsrc:") {
+    } else if let Some(pattern) = source.strip_prefix("testsrc:") {
+        // `testsrc:` is a moving ball; `testsrc:snow` (any videotestsrc pattern) is another.
+        let pattern = if pattern.is_empty() { "ball" } else { pattern };
+        if !pattern.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
+            bail!("bad test pattern {pattern:?}");
+        }
         format!(
-            "videotestsrc is-live=true pattern=ball ! video/x-raw,width={},height={},framerate={}/1 ! {encode}",
+            "videotestsrc is-live=true pattern={pattern} ! video/x-raw,width={},height={},framerate={}/1 ! {encode}",
             stream.width, stream.height, stream.fps
         )
     } else {
@@ -176,6 +181,8 @@ mod tests {
         assert!(describe(&stream("rtsp://cam/main")).expect("rtsp").contains("protocols=tcp"));
         assert!(describe(&stream("file:///tmp/clip.mkv")).expect("file").contains("sync=true"));
         assert!(describe(&stream("http://cam")).is_err());
+        assert!(describe(&stream("testsrc:snow")).expect("pattern").contains("pattern=snow"));
+        assert!(describe(&stream("testsrc:snow ! fakesink")).is_err());
     }
 
     #[test]

@@ -5,6 +5,9 @@
 //! on the same data directory. The binary is taken from `FRAMELOG_BIN`, or else from the cargo
 //! target directory this test binary was built into.
 
+pub mod edge;
+pub mod fault_proxy;
+
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};

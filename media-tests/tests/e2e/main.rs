@@ -2,6 +2,7 @@
 
 mod client;
 mod crash;
+mod edge;
 mod kds_sdk;
 mod kvs_aws_sdk;
 mod sdk;
