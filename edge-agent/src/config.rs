@@ -208,6 +208,14 @@ mod tests {
     }
 
     #[test]
+    fn the_annotated_example_config_is_valid() {
+        let text = include_str!("../../docs/examples/edge.toml");
+        let config: Config = toml::from_str(text).expect("the example parses");
+        config.check().expect("the example is consistent");
+        assert_eq!(config.streams.len(), 2);
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused() {
         let base = "server = \"x\"\nbuffer_dir = \"/tmp\"\n";
         assert!(toml::from_str::<Config>(&format!("{base}max_local_mb = 1\n")).is_err());

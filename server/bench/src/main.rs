@@ -4,6 +4,7 @@
 //! engine) and kinesalite (for the KDS API over HTTP). Run it with `make bench`.
 
 mod api_bench;
+mod edge_bench;
 mod engine_bench;
 mod fleet_bench;
 mod http_get;
@@ -62,10 +63,22 @@ struct Args {
     /// Only the playback benchmarks (and the week playlist): no engine, KDS or ingest runs.
     #[arg(long)]
     playback_only: bool,
+    /// 2 MB fragments in the edge agent's backlog drain (next to --framelog-bin's
+    /// `framelog-edge`); 0 skips the edge benchmarks.
+    #[arg(long, default_value_t = 500)]
+    edge_fragments: u64,
+    /// Only the edge agent benchmarks.
+    #[arg(long)]
+    edge_only: bool,
 }
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
+    if args.edge_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let rows = edge_bench::run(&args.framelog_bin.with_file_name("framelog-edge"), &runtime, args.edge_fragments)?;
+        return report(&args, &rows);
+    }
     if args.playback_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let rows = playback(&args, &runtime)?;
@@ -101,6 +114,10 @@ fn main() -> anyhow::Result<()> {
         }
         if !args.skip_playback {
             rows.extend(playback(&args, &runtime)?);
+        }
+        if args.edge_fragments > 0 {
+            let edge_bin = args.framelog_bin.with_file_name("framelog-edge");
+            rows.extend(edge_bench::run(&edge_bin, &runtime, args.edge_fragments)?);
         }
     }
     report(&args, &rows)

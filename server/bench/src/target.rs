@@ -28,9 +28,20 @@ impl Target {
         Ok(target)
     }
 
+    /// A framelog server with its own data directory on a given address.
+    pub fn framelog_at(binary: &Path, address: SocketAddr) -> anyhow::Result<Target> {
+        let data = tempfile::tempdir_in(".")?;
+        let mut target = Target::spawn_framelog(binary, data.path(), address)?;
+        target._data = Some(data);
+        Ok(target)
+    }
+
     /// A framelog server on an existing data directory (which outlives it).
     pub fn framelog_in(binary: &Path, data_dir: &Path) -> anyhow::Result<Target> {
-        let address = free_address()?;
+        Target::spawn_framelog(binary, data_dir, free_address()?)
+    }
+
+    fn spawn_framelog(binary: &Path, data_dir: &Path, address: SocketAddr) -> anyhow::Result<Target> {
         let child = Command::new(binary)
             .args(["serve", "--listen", &address.to_string(), "--data-dir"])
             .arg(data_dir)
