@@ -55,6 +55,9 @@ pub struct StreamConfig {
     /// File sources: start again at the end (a camera that never stops).
     #[serde(default = "default_true")]
     pub loop_file: bool,
+    /// Record the source's AAC audio when it has some (RTSP, files).
+    #[serde(default = "default_true")]
+    pub audio: bool,
     /// RTSP: `tcp` (default: survives NAT and loss) or `udp`.
     #[serde(default = "default_rtsp_transport")]
     pub rtsp_transport: String,

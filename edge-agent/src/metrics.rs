@@ -28,13 +28,16 @@ pub struct StreamMetrics {
     pub oldest_unuploaded_ms: AtomicU64,
     /// Upload rate over the last few seconds.
     pub upload_bytes_per_sec: AtomicU64,
-    pub last_error: Mutex<Option<String>>,
+    /// The last error and when it happened (ms since the epoch).
+    pub last_error: Mutex<Option<(u64, String)>>,
 }
 
 impl StreamMetrics {
     pub fn set_error(&self, error: impl ToString) {
+        let now_ms =
+            std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
         if let Ok(mut last) = self.last_error.lock() {
-            *last = Some(error.to_string());
+            *last = Some((now_ms, error.to_string()));
         }
     }
 
@@ -56,7 +59,8 @@ impl StreamMetrics {
             buffered_fragments: get(&self.buffered_fragments),
             oldest_unuploaded_ms: Some(get(&self.oldest_unuploaded_ms)).filter(|&ms| ms > 0),
             upload_bytes_per_sec: get(&self.upload_bytes_per_sec),
-            last_error: self.last_error.lock().ok().and_then(|e| e.clone()),
+            last_error: self.last_error.lock().ok().and_then(|e| e.as_ref().map(|(_, text)| text.clone())),
+            last_error_ms: self.last_error.lock().ok().and_then(|e| e.as_ref().map(|(ms, _)| *ms)),
         }
     }
 }
@@ -80,6 +84,7 @@ pub struct StreamStatus {
     pub oldest_unuploaded_ms: Option<u64>,
     pub upload_bytes_per_sec: u64,
     pub last_error: Option<String>,
+    pub last_error_ms: Option<u64>,
 }
 
 /// (metric name, type, help, value of a stream's status).

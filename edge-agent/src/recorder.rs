@@ -48,11 +48,29 @@ impl Clock {
     }
 }
 
-/// Frames of the fragment being built.
+/// Frames of the fragment being built (video track 1, AAC track 2), and the codec
+/// configuration of each track as the source reported it.
 #[derive(Debug, Default)]
 struct Pending {
     frames: Vec<EncodedFrame>,
-    header: Option<Vec<u8>>,
+    video: Option<TrackSpec>,
+    audio: Option<TrackSpec>,
+}
+
+impl Pending {
+    fn has_video(&self) -> bool {
+        self.frames.iter().any(|f| f.track == 1)
+    }
+
+    /// The MKV header: the video track, and the audio track when this fragment has audio (a
+    /// declared track without frames in a fragment is error 4011 at the server).
+    fn header(&self) -> Option<Vec<u8>> {
+        let mut tracks = vec![self.video.clone()?];
+        if let Some(audio) = self.audio.clone().filter(|_| self.frames.iter().any(|f| f.track == 2)) {
+            tracks.push(audio);
+        }
+        Some(stream_header(&tracks))
+    }
 }
 
 /// Records `stream` into `buffer` until `stop`.
@@ -121,12 +139,12 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
-fn header_of(frame: &SourceFrame) -> Vec<u8> {
-    let track = match frame.codec {
+fn track_of(frame: &SourceFrame) -> TrackSpec {
+    match frame.codec {
+        "aac" => TrackSpec::aac(2, frame.config.clone(), f64::from(frame.width), frame.height),
         "h265" => TrackSpec::h265(1, frame.config.clone(), frame.width, frame.height),
         _ => TrackSpec::h264(1, frame.config.clone(), frame.width, frame.height),
-    };
-    stream_header(&[track])
+    }
 }
 
 fn on_frame(
@@ -136,31 +154,41 @@ fn on_frame(
     pending: &mut Pending,
     frame: SourceFrame,
 ) -> anyhow::Result<()> {
-    // Wait for a key frame: a fragment must start decodable.
-    if pending.frames.is_empty() && !frame.keyframe {
+    let track = track_of(&frame);
+    if frame.is_audio() {
+        // Audio joins the fragment a video key frame opened; before that there is none.
+        if pending.has_video() {
+            let pts_ms = clock.producer_ms(frame.pts_ms, now_ms());
+            pending.audio = Some(track);
+            pending.frames.push(EncodedFrame { track: 2, pts_ms, keyframe: true, data: Bytes::from(frame.data) });
+        }
         return Ok(());
     }
-    let header = header_of(&frame);
-    let config_changed = pending.header.as_ref().is_some_and(|h| *h != header);
-    let start_ms = pending.frames.first().map(|f| f.pts_ms);
+    // Wait for a key frame: a fragment must start decodable.
+    if !pending.has_video() && !frame.keyframe {
+        return Ok(());
+    }
+    let config_changed = pending.video.as_ref().is_some_and(|v| *v != track);
+    let start_ms = pending.frames.iter().map(|f| f.pts_ms).min();
     let pts_ms = clock.producer_ms(frame.pts_ms, now_ms());
     let long_enough = start_ms.is_some_and(|start| pts_ms.saturating_sub(start) + 5 >= stream.fragment_duration_ms);
     if frame.keyframe && (long_enough || config_changed) {
         seal(stream, buffer, clock, pending)?;
     }
-    pending.header.get_or_insert(header);
+    pending.video = Some(track);
     pending.frames.push(EncodedFrame { track: 1, pts_ms, keyframe: frame.keyframe, data: Bytes::from(frame.data) });
     Ok(())
 }
 
 /// Writes the fragment being built to the buffer.
 fn seal(stream: &StreamConfig, buffer: &StreamBuffer, clock: &mut Clock, pending: &mut Pending) -> anyhow::Result<()> {
+    let header = pending.header();
     let frames = std::mem::take(&mut pending.frames);
-    let header = pending.header.take();
     let (Some(header), Some(start_ms)) = (header, frames.iter().map(|f| f.pts_ms).min()) else { return Ok(()) };
     let end_ms = frames.iter().map(|f| f.pts_ms).max().unwrap_or(start_ms);
-    // The last frame lasts one frame step.
-    let step_ms = if frames.len() > 1 { (end_ms - start_ms) / (frames.len() as u64 - 1) } else { 33 };
+    // The last frame lasts one (video) frame step.
+    let video_frames = frames.iter().filter(|f| f.track == 1).count() as u64;
+    let step_ms = if video_frames > 1 { (end_ms - start_ms) / (video_frames - 1) } else { 33 };
     let duration_ms = end_ms - start_ms + step_ms;
     let header_id = buffer.store_header(&header)?;
     let cluster_bytes = cluster(start_ms, &frames)?;

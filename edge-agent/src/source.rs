@@ -19,11 +19,18 @@ pub struct SourceFrame {
     pub pts_ms: i64,
     pub keyframe: bool,
     pub data: Vec<u8>,
-    /// `h264` or `h265`, with the avcC/hvcC record and picture size from the caps.
+    /// `h264`, `h265` (with the avcC/hvcC record and picture size from the caps) or `aac` (with
+    /// the AudioSpecificConfig, sample rate in `width` and channels in `height`).
     pub codec: &'static str,
     pub config: Vec<u8>,
     pub width: u32,
     pub height: u32,
+}
+
+impl SourceFrame {
+    pub fn is_audio(&self) -> bool {
+        self.codec == "aac"
+    }
 }
 
 /// What the pipeline says.
@@ -46,10 +53,23 @@ pub fn describe(stream: &StreamConfig) -> anyhow::Result<String> {
         stream.bitrate_kbps, stream.key_frame_interval_frames
     );
     let source = &stream.source;
+    // A file plays at its own pace (the sinks sync to the clock); live sources run free.
+    let sync = source.starts_with("file://");
+    // The audio branch links only when the source has AAC; async=false lets a source without
+    // audio start anyway (that sink never prerolls).
+    let audio_sink = format!(
+        "aacparse ! audio/mpeg,mpegversion=4,stream-format=raw ! appsink name=audio sync={sync} async=false max-buffers=256 drop=false"
+    );
     let head = if source.starts_with("rtsp://") || source.starts_with("rtsps://") {
         // rtspsrc reads user:pass from the URL.
+        let audio = match stream.audio {
+            true => format!(
+                " src. ! application/x-rtp,media=audio,encoding-name=MPEG4-GENERIC ! rtpmp4gdepay ! {audio_sink}"
+            ),
+            false => String::new(),
+        };
         format!(
-            "rtspsrc location={source} protocols={} latency=200 ! {}depay ! {parse} ! {caps}",
+            "rtspsrc name=src location={source} protocols={} latency=200{audio} src. ! application/x-rtp,media=video ! {}depay ! {parse} ! {caps}",
             stream.rtsp_transport,
             depay(stream)
         )
@@ -58,7 +78,11 @@ pub fn describe(stream: &StreamConfig) -> anyhow::Result<String> {
             bail!("file paths with spaces are not supported: {path}");
         }
         let elementary = if stream.codec == "h265" { "video/x-h265" } else { "video/x-h264" };
-        format!("filesrc location={path} ! parsebin ! {elementary} ! {parse} ! {caps}")
+        let audio = match stream.audio {
+            true => format!(" demux. ! audio/mpeg ! {audio_sink}"),
+            false => String::new(),
+        };
+        format!("filesrc location={path} ! parsebin name=demux{audio} demux. ! {elementary} ! {parse} ! {caps}")
     } else if let Some(device) = source.strip_prefix("v4l2://") {
         format!(
             "v4l2src device={device} ! videoconvert ! videoscale ! video/x-raw,width={},height={},framerate={}/1 ! {encode}",
@@ -77,8 +101,6 @@ pub fn describe(stream: &StreamConfig) -> anyhow::Result<String> {
     } else {
         bail!("unknown source {source:?}: use rtsp://, file://, v4l2:// or testsrc:");
     };
-    // A file plays at its own pace (the sink syncs to the clock); live sources run free.
-    let sync = source.starts_with("file://");
     Ok(format!("{head} ! appsink name=sink sync={sync} max-buffers=64 drop=false"))
 }
 
@@ -105,20 +127,10 @@ impl Source {
             .by_name("sink")
             .and_then(|e| e.downcast::<AppSink>().ok())
             .context("the pipeline has no appsink named sink")?;
-        let frames = events.clone();
-        sink.set_callbacks(
-            gstreamer_app::AppSinkCallbacks::builder()
-                .new_sample(move |sink| {
-                    let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
-                    match frame_of(&sample) {
-                        // The recorder applies back-pressure: a full queue waits here.
-                        Some(frame) => frames.send(SourceEvent::Frame(frame)).map_err(|_| gst::FlowError::Flushing)?,
-                        None => tracing::debug!("a sample without data, time or codec record"),
-                    }
-                    Ok(gst::FlowSuccess::Ok)
-                })
-                .build(),
-        );
+        sink.set_callbacks(callbacks(events.clone()));
+        if let Some(audio) = pipeline.by_name("audio").and_then(|e| e.downcast::<AppSink>().ok()) {
+            audio.set_callbacks(callbacks(events.clone()));
+        }
         let bus = pipeline.bus().context("the pipeline has no bus")?;
         let ended = events;
         bus.set_sync_handler(move |_, message| {
@@ -142,6 +154,20 @@ impl Drop for Source {
     }
 }
 
+/// Forwards an appsink's samples as frames; a full queue waits here (back-pressure).
+fn callbacks(frames: SyncSender<SourceEvent>) -> gstreamer_app::AppSinkCallbacks {
+    gstreamer_app::AppSinkCallbacks::builder()
+        .new_sample(move |sink| {
+            let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
+            match frame_of(&sample) {
+                Some(frame) => frames.send(SourceEvent::Frame(frame)).map_err(|_| gst::FlowError::Flushing)?,
+                None => tracing::debug!("a sample without data, time or codec record"),
+            }
+            Ok(gst::FlowSuccess::Ok)
+        })
+        .build()
+}
+
 fn frame_of(sample: &gst::Sample) -> Option<SourceFrame> {
     let buffer = sample.buffer()?;
     let caps = sample.caps()?;
@@ -149,18 +175,22 @@ fn frame_of(sample: &gst::Sample) -> Option<SourceFrame> {
     let codec = match structure.name().as_str() {
         "video/x-h264" => "h264",
         "video/x-h265" => "h265",
+        "audio/mpeg" => "aac",
         _ => return None,
     };
     let config = structure.get::<gst::Buffer>("codec_data").ok()?.map_readable().ok()?.as_slice().to_vec();
-    let dimension = |name: &str| structure.get::<i32>(name).ok().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+    let field = |name: &str| structure.get::<i32>(name).ok().and_then(|v| u32::try_from(v).ok()).unwrap_or(0);
+    let (width, height) =
+        if codec == "aac" { (field("rate"), field("channels")) } else { (field("width"), field("height")) };
     Some(SourceFrame {
         pts_ms: buffer.pts().or(buffer.dts())?.mseconds() as i64,
-        keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+        // Every AAC frame decodes on its own.
+        keyframe: codec == "aac" || !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
         data: buffer.map_readable().ok()?.as_slice().to_vec(),
         codec,
         config,
-        width: dimension("width"),
-        height: dimension("height"),
+        width,
+        height,
     })
 }
 

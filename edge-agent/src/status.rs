@@ -87,7 +87,10 @@ pub async fn print(status_url: &str, watch: bool) -> anyhow::Result<()> {
                 human_bytes(s.uploaded_bytes),
                 s.upload_bytes_per_sec as f64 / 1e6,
                 oldest,
-                s.last_error.as_deref().unwrap_or("-")
+                match (&s.last_error, s.last_error_ms) {
+                    (Some(text), Some(ms)) => format!("{}s ago: {text}", now_ms().saturating_sub(ms) / 1000),
+                    _ => "-".to_string(),
+                }
             )?;
         }
         let remaining: u64 = streams.iter().map(|s| s.buffered_bytes).sum();

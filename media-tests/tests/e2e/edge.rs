@@ -55,12 +55,17 @@ fn picture_nals(access_unit: &[u8]) -> Vec<&[u8]> {
 
 /// The frames of an MKV file, in order.
 fn file_frames(path: &Path) -> Vec<Vec<u8>> {
+    file_track_frames(path).into_iter().map(|(_, data)| data).collect()
+}
+
+/// (track number, bytes) of every frame of an MKV file, in order.
+fn file_track_frames(path: &Path) -> Vec<(u64, Vec<u8>)> {
     let mut fragmenter = Fragmenter::new(Limits::default());
     fragmenter.push(&std::fs::read(path).expect("source"));
     let mut frames = Vec::new();
     while let Some(event) = fragmenter.finish().expect("valid MKV") {
         if let Event::Cluster(cluster) = event {
-            frames.extend(cluster.frames.iter().map(|f| cluster.body[f.data.clone()].to_vec()));
+            frames.extend(cluster.frames.iter().map(|f| (f.track, cluster.body[f.data.clone()].to_vec())));
         }
     }
     frames
@@ -181,6 +186,59 @@ fn every_frame_arrives_exactly_once_in_order_through_cuts_stalls_refusals_and_se
     assert!(proxy.forwarded.load(std::sync::atomic::Ordering::Relaxed) > faults, "the agent reconnected after faults");
     // The issue's bar is 20 faults; a shorter FRAMELOG_EDGE_SOAK_SECS is for trying things out.
     assert!(faults >= 20 || seconds < 100, "{faults} faults");
+}
+
+#[test]
+fn aac_audio_is_recorded_beside_the_video_frame_for_frame() {
+    let dir = tempfile::tempdir().expect("dir");
+    let source = dir.path().join("av.mkv");
+    // 6 s of H.264 and AAC (two tracks in the muxer; which number each gets is the muxer's).
+    let pipeline = format!(
+        "matroskamux name=m ! filesink location={} \
+         videotestsrc num-buffers=180 pattern=ball ! video/x-raw,width=320,height=240,framerate=30/1,format=I420 \
+         ! x264enc key-int-max=30 bitrate=300 speed-preset=ultrafast ! h264parse ! m. \
+         audiotestsrc num-buffers=180 samplesperbuffer=1600 ! audio/x-raw,rate=48000,channels=2 ! audioconvert ! avenc_aac ! aacparse ! m.",
+        source.display()
+    );
+    let status =
+        Command::new("gst-launch-1.0").arg("-q").args(pipeline.split_whitespace()).status().expect("gst-launch-1.0");
+    assert!(status.success());
+    let source_frames = file_track_frames(&source);
+    let video_track =
+        source_frames.iter().find(|(_, data)| !picture_nals(data).is_empty()).map(|(t, _)| *t).expect("video");
+    let server = Server::start().expect("server");
+    let status = free_status_address().expect("port");
+    let text = config(&server.url(), &dir.path().join("buffer"), status, "av", "")
+        + &format!("source = \"file://{}\"\nloop_file = false\n", source.display());
+    let agent = EdgeAgent::start(&text, dir.path(), status).expect("agent");
+    wait_for("the file to be recorded and uploaded", Duration::from_secs(60), || {
+        let s = stream_status(&agent);
+        !s["recording"].as_bool().unwrap_or(true)
+            && s["buffered_fragments"] == 0
+            && s["recorded_fragments"].as_u64() > Some(0)
+    });
+
+    let fragments = stored(&server.url(), "av");
+    assert!(
+        fragments.iter().all(|f| f.tracks.len() == 2 && f.tracks[1].codec_id == "A_AAC"),
+        "every fragment has both tracks"
+    );
+    let stored_video: Vec<Vec<u8>> =
+        fragments.iter().flat_map(|f| f.frames.iter().filter(|m| m.track == 1).map(|m| m.data.to_vec())).collect();
+    let stored_audio: Vec<Vec<u8>> =
+        fragments.iter().flat_map(|f| f.frames.iter().filter(|m| m.track == 2).map(|m| m.data.to_vec())).collect();
+    let source_video: Vec<&Vec<u8>> = source_frames.iter().filter(|(t, _)| *t == video_track).map(|(_, d)| d).collect();
+    let source_audio: Vec<&Vec<u8>> = source_frames.iter().filter(|(t, _)| *t != video_track).map(|(_, d)| d).collect();
+    assert_eq!(stored_video.len(), source_video.len());
+    assert!(
+        stored_video.iter().zip(&source_video).all(|(a, b)| picture_nals(a) == picture_nals(b)),
+        "video frame for frame"
+    );
+    // Audio that reaches the recorder before the first video key frame has no fragment to go in
+    // (at most a few 21 ms AAC frames); everything after it arrives.
+    let skipped = source_audio.len() - stored_audio.len();
+    assert!(skipped <= 10, "{skipped} audio frames missing");
+    assert!(stored_audio.iter().zip(&source_audio[skipped..]).all(|(a, b)| a == *b), "audio frame for frame");
 }
 
 /// Sequence numbers of the fragments in an agent's buffer right now.
