@@ -737,10 +737,13 @@ def put_media_curl(
 # ------------------------------------------------------------------------------------------------
 
 
-def data_client(kinesisvideo, service: str, stream: str, api_name: str, read_timeout: float | None = None):
-    """A boto3 data-plane client pointed at GetDataEndpoint(APIName), as a real KVS client does."""
+def data_client(
+    kinesisvideo, service: str, stream: str, api_name: str, read_timeout: float | None = None, validate: bool = True
+):
+    """A boto3 data-plane client pointed at GetDataEndpoint(APIName), as a real KVS client does. With validate=False
+    botocore sends values it would refuse itself, so the server has to refuse them."""
     data_endpoint = kinesisvideo.get_data_endpoint(StreamName=stream, APIName=api_name)["DataEndpoint"]
-    config = client_config()
+    config = client_config().merge(Config(parameter_validation=validate))
     if read_timeout is not None:
         config = config.merge(Config(read_timeout=read_timeout))
     return boto3.client(

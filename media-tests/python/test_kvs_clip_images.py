@@ -27,16 +27,14 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from kds_helpers import ACCESS_KEY, REGION, SECRET_KEY, client_config
 from media_fixtures import (
     AAC_TRACK,
     H264_TRACK,
     KVS_MEDIA_AUTHORIZATION,
+    data_client,
     mkv_cluster,
     mkv_header,
     parse_mkv_chunks,
@@ -86,15 +84,7 @@ OTHER_FRAME_MIN_DIFF = 40.0
 def archived(kinesisvideo, stream: str, api: str, validate: bool = True):
     """An archived-media client on GetDataEndpoint(api). With validate=False botocore sends values it would refuse,
     so the server has to."""
-    endpoint = kinesisvideo.get_data_endpoint(StreamName=stream, APIName=api)["DataEndpoint"]
-    return boto3.client(
-        "kinesis-video-archived-media",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=client_config().merge(Config(parameter_validation=validate)),
-    )
+    return data_client(kinesisvideo, "kinesis-video-archived-media", stream, api, validate=validate)
 
 
 def api_error(call) -> tuple[str, int]:

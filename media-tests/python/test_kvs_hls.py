@@ -23,12 +23,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, parse_qsl, urlencode, urljoin, urlsplit, urlunsplit
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from kds_helpers import ACCESS_KEY, REGION, SECRET_KEY, client_config
 from media_fixtures import (
     FIXTURE_CLUSTER_TIMECODES,
     ID_SIMPLE_TAG,
@@ -38,6 +35,7 @@ from media_fixtures import (
     ID_TAGS,
     ID_TRACKS,
     HandTrack,
+    data_client,
     ebml_element,
     ebml_text,
     ebml_uint,
@@ -80,15 +78,7 @@ VOD_UPLOADS = {
 def hls_client(kinesisvideo, stream: str, validate: bool = True):
     """An archived-media client on GetDataEndpoint(GET_HLS_STREAMING_SESSION_URL). With validate=False botocore
     sends out-of-range values (Expires=10, MaxMediaPlaylistFragmentResults=0) so the server has to refuse them."""
-    endpoint = kinesisvideo.get_data_endpoint(StreamName=stream, APIName=HLS_API)["DataEndpoint"]
-    return boto3.client(
-        "kinesis-video-archived-media",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=client_config().merge(Config(parameter_validation=validate)),
-    )
+    return data_client(kinesisvideo, "kinesis-video-archived-media", stream, HLS_API, validate=validate)
 
 
 def session_url(kinesisvideo, stream: str, **params) -> str:

@@ -36,13 +36,10 @@ from io import StringIO
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
-import boto3
 import pytest
-from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from kds_helpers import ACCESS_KEY, REGION, SECRET_KEY, client_config
-from media_fixtures import parse_mkv_chunks
+from media_fixtures import data_client, parse_mkv_chunks
 from test_kvs_hls import (
     UPLOAD_RANGE_MS,
     VOD_UPLOADS,
@@ -447,15 +444,7 @@ def test_ts_segment_without_fragment_number_is_400(ts):
 def dash_client(kinesisvideo, stream: str, validate: bool = True):
     """An archived-media client on GetDataEndpoint(GET_DASH_STREAMING_SESSION_URL); validate=False lets botocore send
     out-of-range values so the server has to refuse them."""
-    endpoint = kinesisvideo.get_data_endpoint(StreamName=stream, APIName=DASH_API)["DataEndpoint"]
-    return boto3.client(
-        "kinesis-video-archived-media",
-        endpoint_url=endpoint,
-        region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=client_config().merge(Config(parameter_validation=validate)),
-    )
+    return data_client(kinesisvideo, "kinesis-video-archived-media", stream, DASH_API, validate=validate)
 
 
 def dash_url(kinesisvideo, stream: str, **params) -> str:
