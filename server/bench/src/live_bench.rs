@@ -3,23 +3,16 @@
 //! resolution is one playlist round trip, about a millisecond on loopback).
 
 use std::collections::HashMap;
-use std::convert::Infallible;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, StreamBody};
-use hyper::body::Frame;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
-use serde_json::{Value, json};
+use framelog_sdk::{Ack, Client, ClientConfig, TimecodeType};
+use serde_json::json;
 use tokio::sync::mpsc;
-use tokio_stream::StreamExt;
-use tokio_stream::wrappers::ReceiverStream;
 
-use crate::fleet_bench::{StreamingHttp, fragment_blocks, fragment_pieces};
+use crate::fleet_bench::{fragment_blocks, fragment_pieces};
 use crate::http_get::{get, media_playlist_url};
 use crate::stats::{Row, percentile_ms};
 use crate::target::Target;
@@ -50,63 +43,40 @@ fn stream_header() -> Vec<u8> {
     out
 }
 
-/// Uploads FRAGMENTS fragments on one connection, noting each PERSISTED ack.
+/// Uploads FRAGMENTS fragments on one connection (the SDK's raw PutMedia), noting each PERSISTED.
 async fn produce(address: std::net::SocketAddr, seen: Arc<Mutex<Seen>>, first: mpsc::Sender<()>) -> anyhow::Result<()> {
-    let mut connector = HttpConnector::new();
-    connector.set_nodelay(true);
-    let http: StreamingHttp = Client::builder(TokioExecutor::new()).build(connector);
-    let (sender, receiver) = mpsc::channel::<Bytes>(256);
-    let body = StreamBody::new(ReceiverStream::new(receiver).map(|b| Ok::<_, Infallible>(Frame::data(b))));
-    let now_s = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_secs_f64();
-    let request = hyper::Request::post(format!("http://{address}/putMedia"))
-        .header("x-amzn-stream-name", "bench-live")
-        .header("x-amzn-fragment-timecode-type", "RELATIVE")
-        .header("x-amzn-producer-start-timestamp", format!("{now_s:.3}"))
-        .body(BodyExt::boxed(body))?;
-    sender.send(Bytes::from(stream_header())).await?;
-    let sending = tokio::spawn(async move {
-        let blocks = fragment_blocks();
-        for fragment in 0..FRAGMENTS {
-            for piece in fragment_pieces(fragment * FRAGMENT_MS, &blocks) {
-                if sender.send(piece).await.is_err() {
-                    return;
-                }
-            }
-            tokio::time::sleep(SEND_EVERY).await;
-        }
-        tokio::time::sleep(Duration::from_secs(2)).await;
-    });
-    let mut body = http.request(request).await?.into_body();
-    let mut line = Vec::new();
+    let client = Client::new(ClientConfig::new(format!("http://{address}")));
+    let start_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
+    let mut upload = client
+        .open_media_upload("bench-live", TimecodeType::Relative { start_ms }, Bytes::from(stream_header()))
+        .await?;
+    let blocks = fragment_blocks();
+    let mut sent = 0;
     let mut persisted = 0;
+    let mut next_send = tokio::time::Instant::now();
     while persisted < FRAGMENTS {
-        let Some(frame) = tokio::time::timeout(Duration::from_secs(30), body.frame()).await? else {
-            anyhow::bail!("ack stream ended after {persisted} PERSISTED");
-        };
-        let frame = frame?;
-        let Some(data) = frame.data_ref() else { continue };
-        for &byte in data.iter() {
-            if byte != b'\n' {
-                line.push(byte);
-                continue;
+        tokio::select! {
+            _ = tokio::time::sleep_until(next_send), if sent < FRAGMENTS => {
+                for piece in fragment_pieces(sent * FRAGMENT_MS, &blocks) {
+                    upload.send(piece)?;
+                }
+                sent += 1;
+                next_send += SEND_EVERY;
             }
-            let ack: Value = serde_json::from_slice(&line)?;
-            line.clear();
-            match ack["EventType"].as_str() {
-                Some("PERSISTED") => {
-                    let number = ack["FragmentNumber"].as_str().unwrap_or_default().to_string();
+            ack = upload.next_ack() => match ack? {
+                Some(Ack::Persisted { fragment_number, .. }) => {
                     let mut seen = seen.lock().expect("lock");
-                    seen.first.get_or_insert_with(|| number.clone());
-                    seen.persisted.entry(number).or_insert_with(Instant::now);
+                    seen.first.get_or_insert_with(|| fragment_number.clone());
+                    seen.persisted.entry(fragment_number).or_insert_with(Instant::now);
                     persisted += 1;
                     let _ = first.try_send(());
                 }
-                Some("ERROR") => anyhow::bail!("PutMedia failed: {ack}"),
-                _ => {}
-            }
+                Some(Ack::Error { error_id, error_code, .. }) => anyhow::bail!("PutMedia failed: {error_id} {error_code}"),
+                Some(_) => {}
+                None => anyhow::bail!("ack stream ended after {persisted} PERSISTED"),
+            },
         }
     }
-    sending.abort();
     Ok(())
 }
 
