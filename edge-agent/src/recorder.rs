@@ -24,6 +24,9 @@ use crate::source::{Source, SourceEvent, SourceFrame};
 
 const QUEUED_FRAMES: usize = 256;
 const RESTART_DELAY: Duration = Duration::from_secs(1);
+/// A source that delivers no video for this long (a frozen camera, a dead connection that no
+/// one reported) is restarted.
+const NO_VIDEO_LIMIT: Duration = Duration::from_secs(10);
 
 /// Source time → producer (wall) time, monotonic across source restarts.
 #[derive(Debug, Default)]
@@ -96,12 +99,19 @@ pub fn run(stream: StreamConfig, buffer: Arc<StreamBuffer>, record_window: Optio
         metrics.recording.store(true, Ordering::Relaxed);
         clock.restart();
         let mut pending = Pending::default();
+        let mut last_video = std::time::Instant::now();
         let ended = loop {
             if stop.load(Ordering::Relaxed) || !crate::schedule::is_open(record_window.as_ref()) {
                 break None;
             }
+            if last_video.elapsed() > NO_VIDEO_LIMIT {
+                break Some(Some(format!("no video for {} s", NO_VIDEO_LIMIT.as_secs())));
+            }
             match frames.recv_timeout(Duration::from_millis(200)) {
                 Ok(SourceEvent::Frame(frame)) => {
+                    if !frame.is_audio() {
+                        last_video = std::time::Instant::now();
+                    }
                     if let Err(error) = on_frame(&stream, &buffer, &mut clock, &mut pending, frame) {
                         tracing::error!(stream = %stream.name, error = %format!("{error:#}"), "recording failed");
                         metrics.set_error(format!("recording: {error:#}"));
@@ -171,7 +181,15 @@ fn on_frame(
     let config_changed = pending.video.as_ref().is_some_and(|v| *v != track);
     let start_ms = pending.frames.iter().map(|f| f.pts_ms).min();
     let pts_ms = clock.producer_ms(frame.pts_ms, now_ms());
-    let long_enough = start_ms.is_some_and(|start| pts_ms.saturating_sub(start) + 5 >= stream.fragment_duration_ms);
+    // Half a frame step of tolerance: camera timestamps jitter, and a key frame a millisecond
+    // early must still close a full-length fragment.
+    let video: Vec<u64> = pending.frames.iter().filter(|f| f.track == 1).map(|f| f.pts_ms).collect();
+    let half_step_ms = match (video.iter().min(), video.iter().max()) {
+        (Some(first), Some(last)) if video.len() > 1 => (last - first) / (video.len() as u64 - 1) / 2,
+        _ => 5,
+    };
+    let long_enough =
+        start_ms.is_some_and(|start| pts_ms.saturating_sub(start) + half_step_ms >= stream.fragment_duration_ms);
     if frame.keyframe && (long_enough || config_changed) {
         seal(stream, buffer, clock, pending)?;
     }

@@ -69,7 +69,7 @@ pub fn describe(stream: &StreamConfig) -> anyhow::Result<String> {
             false => String::new(),
         };
         format!(
-            "rtspsrc name=src location={source} protocols={} latency=200{audio} src. ! application/x-rtp,media=video ! {}depay ! {parse} ! {caps}",
+            "rtspsrc name=src location={source} protocols={} latency=200 buffer-mode=none{audio} src. ! application/x-rtp,media=video ! {}depay ! {parse} ! {caps}",
             stream.rtsp_transport,
             depay(stream)
         )
@@ -127,9 +127,9 @@ impl Source {
             .by_name("sink")
             .and_then(|e| e.downcast::<AppSink>().ok())
             .context("the pipeline has no appsink named sink")?;
-        sink.set_callbacks(callbacks(events.clone()));
+        sink.set_callbacks(callbacks(events.clone(), true));
         if let Some(audio) = pipeline.by_name("audio").and_then(|e| e.downcast::<AppSink>().ok()) {
-            audio.set_callbacks(callbacks(events.clone()));
+            audio.set_callbacks(callbacks(events.clone(), false));
         }
         let bus = pipeline.bus().context("the pipeline has no bus")?;
         let ended = events;
@@ -154,9 +154,17 @@ impl Drop for Source {
     }
 }
 
-/// Forwards an appsink's samples as frames; a full queue waits here (back-pressure).
-fn callbacks(frames: SyncSender<SourceEvent>) -> gstreamer_app::AppSinkCallbacks {
+/// Forwards an appsink's samples as frames; a full queue waits here (back-pressure). The video
+/// sink's end of stream ends the source: the pipeline itself posts EOS only once every sink has
+/// it, and an audio branch that never linked (a camera without audio) never gets one.
+fn callbacks(frames: SyncSender<SourceEvent>, ends_source: bool) -> gstreamer_app::AppSinkCallbacks {
+    let ended = frames.clone();
     gstreamer_app::AppSinkCallbacks::builder()
+        .eos(move |_| {
+            if ends_source {
+                let _ = ended.try_send(SourceEvent::Ended(None));
+            }
+        })
         .new_sample(move |sink| {
             let sample = sink.pull_sample().map_err(|_| gst::FlowError::Eos)?;
             match frame_of(&sample) {
