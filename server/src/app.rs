@@ -39,6 +39,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let address = listener.local_addr()?;
     let secret = load_secret(&config.data_dir)?;
+    let (consumer_changes, consumer_changes_rx) = tokio::sync::mpsc::unbounded_channel();
     let state = AppState {
         kds: Ctx {
             engine: engine.clone(),
@@ -61,8 +62,10 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
             sessions: crate::token::Signer::new(secret),
             images: decode_pool()?,
             segments: Arc::new(kvs::playback::SegmentCache::new(SEGMENT_CACHE_BYTES)),
+            consumer_changes,
         },
     };
+    let consumers = tokio::spawn(crate::consumers::runner::supervise(state.kvs.clone(), consumer_changes_rx));
     let router = Router::new()
         // GET / is the web console; KDS clients POST to / with an X-Amz-Target.
         .route(
@@ -120,6 +123,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     });
     axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
     trimmer.abort();
+    consumers.abort();
     tokio::task::spawn_blocking(move || engine.close()).await??;
     tracing::info!("stopped cleanly");
     Ok(())

@@ -31,6 +31,15 @@ impl Body {
         self.get(name).map(as_int).transpose()
     }
 
+    /// A number, integer or not.
+    pub fn get_f64(&self, name: &str) -> Result<Option<f64>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(Value::Number(n)) => Ok(n.as_f64()),
+            Some(_) => Err(ApiError::serialization(format!("{name} must be a number."))),
+        }
+    }
+
     pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
         match self.get(name) {
             None => Ok(None),

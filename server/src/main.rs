@@ -5,6 +5,7 @@ mod body;
 mod civil_date;
 mod config;
 mod console;
+mod consumers;
 mod error;
 mod kds;
 mod kvs;

@@ -26,6 +26,8 @@ pub struct KvsCtx {
     pub images: framelog_imaging::DecodePool,
     /// Recently served HLS/DASH segments (bounded in bytes).
     pub segments: std::sync::Arc<crate::kvs::playback::SegmentCache>,
+    /// Tells the consumer supervisor which consumer the API changed.
+    pub consumer_changes: tokio::sync::mpsc::UnboundedSender<crate::consumers::runner::Changed>,
 }
 
 /// Video streams live in the engine under this prefix, so KVS and KDS names never collide

@@ -48,8 +48,32 @@ fn operation(path: &str) -> Option<Operation> {
         "listFragments" => archive::list_fragments,
         "getHLSStreamingSessionURL" => playback::session::get_hls_streaming_session_url,
         "getDASHStreamingSessionURL" => playback::session::get_dash_streaming_session_url,
+        "createConsumer" => crate::consumers::api::create_consumer,
+        "describeConsumer" => crate::consumers::api::describe_consumer,
+        "listConsumers" => crate::consumers::api::list_consumers,
+        "updateConsumer" => crate::consumers::api::update_consumer,
+        "deleteConsumer" => crate::consumers::api::delete_consumer,
+        "listConsumerDeadLetters" => crate::consumers::api::list_consumer_dead_letters,
         _ => return None,
     })
+}
+
+/// A fragment number's sequence number in `handle`'s stream (ResourceNotFound when not ours).
+pub(crate) fn fragment_seq(handle: &framelog_store::StreamHandle, number: &str) -> Result<u64, ApiError> {
+    fragment_number::decode(number, handle.meta().created_ms).ok_or_else(|| {
+        ApiError::new(crate::error::ErrorType::ResourceNotFound, format!("Fragment {number} was not found."))
+    })
+}
+
+/// The fragment number of `seq` in `handle`'s stream.
+pub(crate) fn fragment_number_of(handle: &framelog_store::StreamHandle, seq: u64) -> String {
+    fragment_number::encode(handle.meta().created_ms, seq)
+}
+
+/// The stream's name as clients know it.
+pub(crate) fn public_stream_name(handle: &framelog_store::StreamHandle) -> String {
+    let name = handle.meta().name;
+    context::public_name(&name).unwrap_or(&name).to_string()
 }
 
 /// Handles `POST /<op>` for the KVS control plane.

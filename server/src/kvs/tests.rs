@@ -30,6 +30,7 @@ fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KvsCtx {
         sessions: crate::token::Signer::new(b"test".to_vec()),
         images: framelog_imaging::DecodePool::new(1, 4).expect("decode pool"),
         segments: Arc::new(crate::kvs::playback::SegmentCache::new(1 << 20)),
+        consumer_changes: tokio::sync::mpsc::unbounded_channel().0,
     }
 }
 

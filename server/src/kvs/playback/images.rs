@@ -12,7 +12,8 @@ use axum::body::Bytes;
 use axum::response::Response;
 use base64::Engine as _;
 use framelog_imaging::{EncodedFrame, FrameRequest, ImageFormat, ImagingError, encode_image, output_size};
-use framelog_media::package::{Codec, frame_times_ms};
+use framelog_media::FragmentRecord;
+use framelog_media::package::{Codec, PackagedTrack, frame_times_ms};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
@@ -164,58 +165,62 @@ fn fragment_job(ctx: &KvsCtx, query: &Query, fragment: &WindowFragment, instants
     let video = tracks.into_iter().find(|t| t.is_video())?;
     let entry = ctx.engine.entry(&query.handle, 0, fragment.seq).ok()??;
     let times = frame_times_ms(&fragment.record);
-    let frames: Vec<(usize, i64)> = fragment
+    let video_times: Vec<i64> = fragment
         .record
         .frames
         .iter()
         .zip(&times)
-        .enumerate()
-        .filter(|(_, (frame, _))| frame.track == video.number)
-        .map(|(index, (_, &pts))| (index, pts))
+        .filter(|(frame, _)| frame.track == video.number)
+        .map(|(_, &pts)| pts)
         .collect();
-    let first_pts = frames.iter().map(|&(_, pts)| pts).min()?;
+    let first_pts = video_times.iter().copied().min()?;
     let mut instants: BTreeMap<i64, Vec<u64>> = BTreeMap::new();
-    let mut last_needed = 0;
     for &instant in instants_ms {
         let offset = instant.saturating_sub(fragment.start_ms(query.clock)) as i64;
         let target = fragment.record.producer_ts_ms as i64 + offset;
         // The frame on screen at `target`; before the first one, the first one.
-        let (decode_index, pts) = frames
-            .iter()
-            .enumerate()
-            .map(|(position, &(_, pts))| (position, pts))
-            .filter(|&(_, pts)| pts <= target.max(first_pts))
-            .max_by_key(|&(_, pts)| pts)?;
-        last_needed = last_needed.max(decode_index);
+        let pts = video_times.iter().copied().filter(|&pts| pts <= target.max(first_pts)).max()?;
         instants.entry(pts).or_default().push(instant);
     }
-    let encoded = frames[..=last_needed]
-        .iter()
-        .map(|&(index, pts)| {
-            let frame = &fragment.record.frames[index];
-            EncodedFrame {
-                pts_ms: pts,
-                keyframe: frame.keyframe,
-                data: entry.payload.get(frame.data.clone()).unwrap_or_default().to_vec(),
-            }
-        })
-        .collect();
-    let codec = video.codec;
-    if !matches!(codec, Codec::Avc | Codec::Hevc) {
+    // Scaled by the decoder when the stored size is known; else by the encoder.
+    let scale_to = (video.width > 0 && video.height > 0)
+        .then(|| output_size((video.width, video.height), query.width, query.height))
+        .flatten();
+    let wanted: Vec<i64> = instants.keys().copied().collect();
+    let request = decode_request(&fragment.record, &entry.payload, &video, wanted, scale_to)?;
+    Some(Job { request, instants })
+}
+
+/// The decode job for `wanted_pts` of `video` in one stored fragment: the decode-order prefix of
+/// the track's frames up to the last wanted one (always decodable from the fragment's key frame).
+pub(crate) fn decode_request(
+    record: &FragmentRecord,
+    payload: &[u8],
+    video: &PackagedTrack,
+    wanted_pts: Vec<i64>,
+    scale_to: Option<(u32, u32)>,
+) -> Option<FrameRequest> {
+    if !matches!(video.codec, Codec::Avc | Codec::Hevc) {
         return None;
     }
-    Some(Job {
-        request: FrameRequest {
-            codec,
-            // Scaled by the decoder when the stored size is known; else by the encoder.
-            scale_to: (video.width > 0 && video.height > 0)
-                .then(|| output_size((video.width, video.height), query.width, query.height))
-                .flatten(),
-            config: video.config,
-            frames: encoded,
-            wanted_pts_ms: instants.keys().copied().collect(),
-        },
-        instants,
+    let times = frame_times_ms(record);
+    let frames: Vec<(&framelog_media::Frame, i64)> =
+        record.frames.iter().zip(times).filter(|(frame, _)| frame.track == video.number).collect();
+    let last_needed = frames.iter().rposition(|(_, pts)| wanted_pts.contains(pts))?;
+    let encoded = frames[..=last_needed]
+        .iter()
+        .map(|(frame, pts)| EncodedFrame {
+            pts_ms: *pts,
+            keyframe: frame.keyframe,
+            data: payload.get(frame.data.clone()).unwrap_or_default().to_vec(),
+        })
+        .collect();
+    Some(FrameRequest {
+        codec: video.codec,
+        config: video.config.clone(),
+        frames: encoded,
+        wanted_pts_ms: wanted_pts,
+        scale_to,
     })
 }
 

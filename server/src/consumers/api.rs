@@ -1,0 +1,234 @@
+//! The consumer API, rest-json like the KVS control plane: `POST /createConsumer`,
+//! `/describeConsumer`, `/listConsumers`, `/updateConsumer` (settings, and `State` ACTIVE or
+//! PAUSED), `/deleteConsumer` and `/listConsumerDeadLetters` (docs/consumers.md).
+
+use serde_json::{Map, Value, json};
+
+use super::runner::{Changed, start_seq};
+use super::spec::{self, ConsumerSpec, Format, LagPolicy, Selection, Start};
+use super::state::{self, Checkpoint};
+use crate::body::Body as Document;
+use crate::error::{ApiError, ErrorType};
+use crate::kvs::KvsCtx;
+
+fn video_stream(ctx: &KvsCtx, document: &Document) -> Result<framelog_store::StreamHandle, ApiError> {
+    ctx.stream(document, "StreamARN")
+}
+
+fn consumer_name(document: &Document) -> Result<String, ApiError> {
+    let name = document.str("ConsumerName")?.ok_or_else(|| ApiError::invalid("ConsumerName is required."))?;
+    spec::check_name(&name)?;
+    Ok(name)
+}
+
+fn not_found(name: &str) -> ApiError {
+    ApiError::new(ErrorType::ResourceNotFound, format!("Consumer {name} does not exist on this stream."))
+}
+
+fn notify(ctx: &KvsCtx, handle: &framelog_store::StreamHandle, consumer: &str) {
+    let _ = ctx.consumer_changes.send(Changed {
+        stream_id: handle.id(),
+        stream_name: handle.meta().name,
+        consumer: consumer.to_string(),
+    });
+}
+
+fn store_error(error: framelog_store::StoreError) -> ApiError {
+    ApiError::internal(&error)
+}
+
+pub fn create_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+    let handle = video_stream(ctx, &body)?;
+    let spec = spec::parse(&body, ctx.engine.now_ms())?;
+    // NOW means from the moment of creation, whenever the task gets to run.
+    let checkpoint = Checkpoint { seq: Some(start_seq(ctx, &handle, &spec.start)?), ..Checkpoint::default() };
+    let name = spec.name.clone();
+    let (_, created) = ctx
+        .engine
+        .update_meta(&handle, |meta| {
+            if meta.settings.contains_key(&state::spec_key(&name)) {
+                return false;
+            }
+            meta.settings.insert(state::spec_key(&name), serde_json::to_string(&spec).unwrap_or_default());
+            meta.settings.insert(state::checkpoint_key(&name), serde_json::to_string(&checkpoint).unwrap_or_default());
+            true
+        })
+        .map_err(store_error)?;
+    if !created {
+        return Err(ApiError::new(ErrorType::ResourceInUse, format!("Consumer {name} already exists on this stream.")));
+    }
+    notify(ctx, &handle, &name);
+    Ok(json!({"ConsumerName": name, "StreamName": crate::kvs::public_stream_name(&handle)}))
+}
+
+pub fn describe_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+    let handle = video_stream(ctx, &body)?;
+    let name = consumer_name(&body)?;
+    let settings = handle.meta().settings;
+    let spec = state::specs(&settings).into_iter().find(|s| s.name == name).ok_or_else(|| not_found(&name))?;
+    Ok(json!({"Consumer": describe(ctx, &handle, &spec, &state::checkpoint(&settings, &name))}))
+}
+
+pub fn list_consumers(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+    let handle = video_stream(ctx, &body)?;
+    let settings = handle.meta().settings;
+    let consumers: Vec<Value> = state::specs(&settings)
+        .iter()
+        .map(|spec| describe(ctx, &handle, spec, &state::checkpoint(&settings, &spec.name)))
+        .collect();
+    Ok(json!({"Consumers": consumers}))
+}
+
+pub fn update_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+    let handle = video_stream(ctx, &body)?;
+    let name = consumer_name(&body)?;
+    let settings = handle.meta().settings;
+    let current = state::specs(&settings).into_iter().find(|s| s.name == name).ok_or_else(|| not_found(&name))?;
+    // The update is the current definition with the request's fields laid over it.
+    let mut merged = request_of(&current);
+    for (key, value) in &body.0 {
+        merged.insert(key.clone(), value.clone());
+    }
+    let mut next = spec::parse(&Document(merged), current.created_ms)?;
+    next.created_ms = current.created_ms;
+    next.start = current.start.clone();
+    next.paused = match body.str("State")?.as_deref() {
+        None => current.paused,
+        Some("ACTIVE") => false,
+        Some("PAUSED") => true,
+        Some(other) => return Err(ApiError::invalid(format!("State must be ACTIVE or PAUSED, not {other}."))),
+    };
+    ctx.engine
+        .update_meta(&handle, |meta| {
+            meta.settings.insert(state::spec_key(&name), serde_json::to_string(&next).unwrap_or_default());
+        })
+        .map_err(store_error)?;
+    notify(ctx, &handle, &name);
+    Ok(json!({"Consumer": describe(ctx, &handle, &next, &state::checkpoint(&settings, &name))}))
+}
+
+pub fn delete_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+    let handle = video_stream(ctx, &body)?;
+    let name = consumer_name(&body)?;
+    let (_, existed) = ctx
+        .engine
+        .update_meta(&handle, |meta| {
+            let existed = meta.settings.remove(&state::spec_key(&name)).is_some();
+            meta.settings.remove(&state::checkpoint_key(&name));
+            meta.settings.remove(&state::dead_key(&name));
+            existed
+        })
+        .map_err(store_error)?;
+    if !existed {
+        return Err(not_found(&name));
+    }
+    notify(ctx, &handle, &name);
+    Ok(json!({}))
+}
+
+pub fn list_consumer_dead_letters(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+    let handle = video_stream(ctx, &body)?;
+    let name = consumer_name(&body)?;
+    let settings = handle.meta().settings;
+    if !settings.contains_key(&state::spec_key(&name)) {
+        return Err(not_found(&name));
+    }
+    let letters: Vec<Value> = state::dead_letters(&settings, &name)
+        .into_iter()
+        .map(|d| {
+            json!({
+                "Time": d.at_ms as f64 / 1000.0,
+                "Attempts": d.attempts,
+                "Error": d.error,
+                "FragmentNumbers": d.fragment_numbers,
+                "FrameTimestamps": d.frame_timestamps_ms.iter().map(|ms| *ms as f64 / 1000.0).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Ok(json!({"DeadLetters": letters}))
+}
+
+/// The request that would create `spec` (the shape Describe shows and Update starts from).
+fn request_of(spec: &ConsumerSpec) -> Map<String, Value> {
+    let start = match &spec.start {
+        Start::Now => json!({"StartSelectorType": "NOW"}),
+        Start::Earliest => json!({"StartSelectorType": "EARLIEST"}),
+        Start::ProducerTimestamp(ms) => {
+            json!({"StartSelectorType": "PRODUCER_TIMESTAMP", "StartTimestamp": *ms as f64 / 1000.0})
+        }
+        Start::ServerTimestamp(ms) => {
+            json!({"StartSelectorType": "SERVER_TIMESTAMP", "StartTimestamp": *ms as f64 / 1000.0})
+        }
+        Start::FragmentNumber(n) => json!({"StartSelectorType": "FRAGMENT_NUMBER", "AfterFragmentNumber": n}),
+    };
+    let selection = match &spec.selection {
+        Selection::KeyFrames => json!({"Type": "KEY_FRAMES"}),
+        Selection::FramesPerSecond(fps) => json!({"Type": "FRAMES_PER_SECOND", "FramesPerSecond": fps}),
+        Selection::SamplingIntervalMs(ms) => json!({"Type": "SAMPLING_INTERVAL", "SamplingIntervalMs": ms}),
+        Selection::Tag { name, value } => json!({"Type": "TAG", "TagName": name, "TagValue": value}),
+    };
+    let mut output = match spec.format {
+        Format::Jpeg { quality } => json!({"Format": "JPEG", "JPEGQuality": quality}),
+        Format::Png => json!({"Format": "PNG"}),
+        Format::Raw => json!({"Format": "RAW"}),
+    };
+    if let Some(width) = spec.width {
+        output["WidthPixels"] = json!(width);
+    }
+    if let Some(height) = spec.height {
+        output["HeightPixels"] = json!(height);
+    }
+    let lag = match spec.lag {
+        LagPolicy::Block => json!({"Type": "BLOCK"}),
+        LagPolicy::Latest { max_lag_ms } => json!({"Type": "LATEST", "MaxLagMs": max_lag_ms}),
+    };
+    let value = json!({
+        "ConsumerName": spec.name,
+        "StartSelector": start,
+        "Selection": selection,
+        "Output": output,
+        "Webhook": {"Url": spec.webhook_url},
+        "Batching": {"MaxFrames": spec.max_frames_per_batch, "MaxWaitMs": spec.max_wait_ms},
+        "LagPolicy": lag,
+        "Retry": {"MaxAttempts": spec.max_attempts},
+    });
+    match value {
+        Value::Object(map) => map,
+        _ => Map::new(),
+    }
+}
+
+fn describe(
+    ctx: &KvsCtx,
+    handle: &framelog_store::StreamHandle,
+    spec: &ConsumerSpec,
+    checkpoint: &Checkpoint,
+) -> Value {
+    let mut out = Value::Object(request_of(spec));
+    let tip = handle.tip_seq(0).unwrap_or(0);
+    let next = checkpoint.seq.unwrap_or(tip);
+    let lag_fragments = tip.saturating_sub(next);
+    let lag_ms = match ctx.engine.header(handle, 0, next) {
+        Ok(Some(header)) if lag_fragments > 0 => ctx.engine.now_ms().saturating_sub(header.arrival_ms),
+        _ => 0,
+    };
+    out["StreamName"] = json!(crate::kvs::public_stream_name(handle));
+    out["State"] = json!(if spec.paused { "PAUSED" } else { "ACTIVE" });
+    out["CreationTime"] = json!(spec.created_ms as f64 / 1000.0);
+    out["Checkpoint"] = json!({
+        "NextFragmentNumber": crate::kvs::fragment_number_of(handle, next),
+        "FramesDoneInFragment": checkpoint.frames_done,
+        "LastFrameTimestamp": checkpoint.last_frame_ms.map(|ms| ms as f64 / 1000.0),
+    });
+    out["Metrics"] = json!({
+        "LagMs": lag_ms,
+        "LagFragments": lag_fragments,
+        "DeliveredFrames": checkpoint.delivered_frames,
+        "DeliveredBatches": checkpoint.delivered_batches,
+        "RetriedCalls": checkpoint.retried_calls,
+        "DeadLetteredBatches": checkpoint.dead_lettered_batches,
+        "SkippedFragments": checkpoint.skipped_fragments,
+        "SkippedFrames": checkpoint.skipped_frames,
+    });
+    out
+}

@@ -1,0 +1,67 @@
+//! Posting a batch to a consumer's webhook: a 2xx commits it; anything else (a status, a refused
+//! connection, no answer in 30 s) is retried with exponential backoff and jitter until the
+//! consumer's attempts are used up.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+pub type WebhookClient = Client<HttpConnector, Full<Bytes>>;
+
+const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
+
+pub fn client() -> WebhookClient {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+/// What became of a batch.
+#[derive(Debug)]
+pub enum Delivery {
+    /// The webhook answered 2xx, after `retries` failed calls.
+    Delivered { retries: u32 },
+    /// Every attempt failed; the last error.
+    Failed { attempts: u32, error: String },
+}
+
+async fn call(client: &WebhookClient, url: &str, body: Bytes) -> Result<Bytes, String> {
+    let request = hyper::Request::post(url)
+        .header("content-type", "application/json")
+        .header("user-agent", "framelog-consumer")
+        .body(Full::new(body))
+        .map_err(|e| e.to_string())?;
+    let response = tokio::time::timeout(CALL_TIMEOUT, client.request(request))
+        .await
+        .map_err(|_| "no answer in 30 s".to_string())?
+        .map_err(|e| e.to_string())?;
+    let status = response.status();
+    let body = tokio::time::timeout(CALL_TIMEOUT, response.into_body().collect())
+        .await
+        .map_err(|_| "the answer did not finish in 30 s".to_string())?
+        .map_err(|e| e.to_string())?
+        .to_bytes();
+    if status.is_success() { Ok(body) } else { Err(format!("HTTP {status}")) }
+}
+
+/// Posts `body` until a 2xx or `max_attempts` calls.
+pub async fn deliver(client: &WebhookClient, url: &str, body: Bytes, max_attempts: u32) -> Delivery {
+    let mut error = String::new();
+    for attempt in 0..max_attempts.max(1) {
+        if attempt > 0 {
+            let step = FIRST_BACKOFF.saturating_mul(1 << (attempt - 1).min(10)).min(MAX_BACKOFF);
+            tokio::time::sleep(step.mul_f64(0.5 + rand::random::<f64>() * 0.5)).await;
+        }
+        match call(client, url, body.clone()).await {
+            Ok(_) => return Delivery::Delivered { retries: attempt },
+            Err(e) => error = e,
+        }
+    }
+    Delivery::Failed { attempts: max_attempts.max(1), error }
+}

@@ -1,0 +1,12 @@
+//! ML consumer hooks: per-stream consumers that take frames (every key frame, a rate, an
+//! interval, or the key frames of tagged fragments), render them (JPEG/PNG on the decode pool, or
+//! raw access units) and POST them in batches to a webhook, with checkpoints in the engine,
+//! retries, a dead-letter log and a lag policy. See docs/consumers.md.
+
+pub mod api;
+mod deliver;
+mod render;
+pub mod runner;
+mod select;
+mod spec;
+mod state;

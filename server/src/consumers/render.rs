@@ -1,0 +1,88 @@
+//! Turning selected frames into what a consumer asked for: JPEG/PNG pictures decoded and encoded
+//! on the shared decode pool (never on the async runtime), or the raw access units.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use framelog_imaging::{ImageFormat, ImagingError, encode_image, output_size};
+use framelog_media::FragmentRecord;
+use framelog_media::package::PackagedTrack;
+use tokio::sync::oneshot;
+
+use super::select::Picked;
+use super::spec::{ConsumerSpec, Format};
+use crate::kvs::KvsCtx;
+
+/// One frame's delivered bytes (and picture size for images).
+#[derive(Debug, Clone)]
+pub struct Rendered {
+    pub bytes: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Renders `picked` frames of one fragment; a frame that cannot be rendered is `None` (the
+/// delivery says MEDIA_ERROR for it).
+pub async fn render(
+    ctx: &KvsCtx,
+    spec: &ConsumerSpec,
+    record: &FragmentRecord,
+    payload: &[u8],
+    video: &PackagedTrack,
+    picked: &[Picked],
+) -> Vec<Option<Rendered>> {
+    let format = match spec.format {
+        Format::Raw => {
+            return picked
+                .iter()
+                .map(|p| {
+                    let frame = record.frames.get(p.index)?;
+                    let bytes = payload.get(frame.data.clone())?.to_vec();
+                    Some(Rendered { bytes, width: video.width, height: video.height })
+                })
+                .collect();
+        }
+        Format::Jpeg { quality } => ImageFormat::Jpeg { quality },
+        Format::Png => ImageFormat::Png,
+    };
+    let scale_to = (video.width > 0 && video.height > 0)
+        .then(|| output_size((video.width, video.height), spec.width, spec.height))
+        .flatten();
+    let wanted: Vec<i64> = picked.iter().map(|p| p.pts_ms as i64).collect();
+    let Some(request) = crate::kvs::playback::images::decode_request(record, payload, video, wanted, scale_to) else {
+        return vec![None; picked.len()];
+    };
+    let (width, height) = (spec.width, spec.height);
+    let pictures = loop {
+        let (reply, answer) = oneshot::channel();
+        let job = request.clone();
+        let submitted = ctx.images.try_run(move || {
+            let mut out: BTreeMap<i64, Rendered> = BTreeMap::new();
+            let _ = framelog_imaging::decode_frames(job, |frame| {
+                let pts_ms = frame.pts_ms;
+                let size = output_size((frame.width, frame.height), width, height);
+                if let Ok(bytes) = encode_image(frame, format, size) {
+                    let (w, h) = size.unwrap_or((0, 0));
+                    out.insert(pts_ms, Rendered { bytes, width: w, height: h });
+                }
+            });
+            let _ = reply.send(out);
+        });
+        match submitted {
+            Ok(()) => break answer.await.unwrap_or_default(),
+            // A full pool makes consumers wait, never fail: they are the patient users of it.
+            Err(ImagingError::Busy) => tokio::time::sleep(Duration::from_millis(50)).await,
+            Err(_) => break BTreeMap::new(),
+        }
+    };
+    picked
+        .iter()
+        .map(|p| {
+            let mut rendered = pictures.get(&(p.pts_ms as i64)).cloned()?;
+            if rendered.width == 0 {
+                (rendered.width, rendered.height) = (video.width, video.height);
+            }
+            Some(rendered)
+        })
+        .collect()
+}

@@ -1,0 +1,341 @@
+//! One task per active consumer: it follows its stream from its checkpoint (tailing new
+//! fragments on the engine's commit watch), selects and renders frames, delivers them in batches
+//! and commits the checkpoint after each batch. A supervisor starts the tasks at boot and
+//! restarts one whenever the API changes its consumer.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use base64::Engine as _;
+use framelog_media::FragmentRecord;
+use framelog_store::{Position, StreamHandle};
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use super::deliver::{Delivery, WebhookClient, deliver};
+use super::select::select;
+use super::spec::{ConsumerSpec, Format, LagPolicy, Start};
+use super::state::{self, Checkpoint, DeadLetter, KEPT_DEAD_LETTERS};
+use crate::kvs::KvsCtx;
+
+/// "(Re)consider this consumer": sent by the API after every change.
+#[derive(Debug, Clone)]
+pub struct Changed {
+    pub stream_id: u64,
+    pub stream_name: String,
+    pub consumer: String,
+}
+
+/// Starts every consumer's task, then follows the API's changes.
+pub async fn supervise(ctx: KvsCtx, mut changes: mpsc::UnboundedReceiver<Changed>) {
+    let client = super::deliver::client();
+    let mut tasks: HashMap<(u64, String), tokio::task::JoinHandle<()>> = HashMap::new();
+    for handle in ctx.engine.streams() {
+        for spec in state::specs(&handle.meta().settings) {
+            start(&ctx, &client, &mut tasks, &handle, spec);
+        }
+    }
+    while let Some(change) = changes.recv().await {
+        if let Some(task) = tasks.remove(&(change.stream_id, change.consumer.clone())) {
+            task.abort();
+        }
+        let Ok(handle) = ctx.engine.stream(&change.stream_name) else { continue };
+        if handle.id() != change.stream_id {
+            continue;
+        }
+        let settings = handle.meta().settings;
+        if let Some(spec) = state::specs(&settings).into_iter().find(|s| s.name == change.consumer) {
+            start(&ctx, &client, &mut tasks, &handle, spec);
+        }
+    }
+}
+
+fn start(
+    ctx: &KvsCtx,
+    client: &WebhookClient,
+    tasks: &mut HashMap<(u64, String), tokio::task::JoinHandle<()>>,
+    handle: &StreamHandle,
+    spec: ConsumerSpec,
+) {
+    if spec.paused {
+        return;
+    }
+    let key = (handle.id(), spec.name.clone());
+    let stream_name = crate::kvs::public_stream_name(handle);
+    let runner = Runner { ctx: ctx.clone(), client: client.clone(), handle: handle.clone(), stream_name, spec };
+    tasks.insert(key, tokio::spawn(runner.run()));
+}
+
+/// The first fragment a new consumer looks at.
+pub fn start_seq(ctx: &KvsCtx, handle: &StreamHandle, start: &Start) -> Result<u64, crate::error::ApiError> {
+    let store = |e: framelog_store::StoreError| crate::error::ApiError::internal(&e);
+    let engine = &ctx.engine;
+    Ok(match start {
+        Start::Now => engine.resolve(handle, 0, Position::Latest).map_err(store)?,
+        Start::Earliest => engine.resolve(handle, 0, Position::TrimHorizon).map_err(store)?,
+        Start::ProducerTimestamp(ms) => engine.resolve(handle, 0, Position::AtProducerMs(*ms)).map_err(store)?,
+        Start::ServerTimestamp(ms) => engine.resolve(handle, 0, Position::AtArrivalMs(*ms)).map_err(store)?,
+        Start::FragmentNumber(number) => {
+            let seq = crate::kvs::fragment_seq(handle, number)?;
+            seq + 1
+        }
+    })
+}
+
+/// A rendered frame waiting in the batch, with the checkpoint that holds once it is delivered.
+struct Pending {
+    item: Value,
+    fragment_number: String,
+    frame_ms: u64,
+    after: Checkpoint,
+}
+
+struct Runner {
+    ctx: KvsCtx,
+    client: WebhookClient,
+    handle: StreamHandle,
+    stream_name: String,
+    spec: ConsumerSpec,
+}
+
+impl Runner {
+    async fn run(self) {
+        let mut checkpoint = state::checkpoint(&self.handle.meta().settings, &self.spec.name);
+        let Ok(mut tip) = self.handle.subscribe(0) else { return };
+        let mut batch: Vec<Pending> = Vec::new();
+        let mut batch_started = Instant::now();
+        // Where the consumer is, ahead of the last committed checkpoint while frames wait.
+        let mut position = checkpoint.clone();
+        let mut uncommitted_fragments = 0;
+        loop {
+            let seq = match position.seq {
+                Some(seq) => seq,
+                None => match start_seq(&self.ctx, &self.handle, &self.spec.start) {
+                    Ok(seq) => seq,
+                    Err(_) => return,
+                },
+            };
+            position.seq = Some(seq);
+            let Ok(newest) = self.handle.tip_seq(0) else { return };
+            if seq >= newest {
+                // Caught up: send what waits once its wait is over, commit the position, and
+                // sleep until the next fragment.
+                if !batch.is_empty() && batch_started.elapsed() >= Duration::from_millis(self.spec.max_wait_ms) {
+                    checkpoint = self.flush(&mut batch, checkpoint).await;
+                    continue;
+                }
+                if batch.is_empty() && uncommitted_fragments > 0 {
+                    position.counters_from(&checkpoint);
+                    checkpoint = self.commit(position.clone(), None).await;
+                    uncommitted_fragments = 0;
+                }
+                let wait = if batch.is_empty() {
+                    Duration::from_secs(1)
+                } else {
+                    Duration::from_millis(self.spec.max_wait_ms).saturating_sub(batch_started.elapsed())
+                };
+                let _ = tokio::time::timeout(wait, tip.changed()).await;
+                continue;
+            }
+            let next = self.next_fragment(seq, newest, &mut position).await;
+            let Some((number, record, payload)) = next else {
+                position.seq = Some(seq + 1);
+                position.frames_done = 0;
+                uncommitted_fragments += 1;
+                continue;
+            };
+            let picked = match framelog_media::package::packaged_tracks(&record) {
+                Ok(tracks) => match tracks.iter().find(|t| t.is_video()) {
+                    Some(video) => {
+                        let picked = select(&record, video.number, &self.spec.selection, position.last_frame_ms);
+                        let picked: Vec<_> = picked.into_iter().skip(position.frames_done).collect();
+                        let rendered =
+                            super::render::render(&self.ctx, &self.spec, &record, &payload, video, &picked).await;
+                        Some((video.clone(), picked, rendered))
+                    }
+                    None => None,
+                },
+                Err(_) => None,
+            };
+            if let Some((video, picked, rendered)) = picked {
+                for (ordinal, (frame, output)) in picked.iter().zip(rendered).enumerate() {
+                    let mut after = position.clone();
+                    after.frames_done = position.frames_done + ordinal + 1;
+                    after.last_frame_ms = Some(frame.pts_ms);
+                    if batch.is_empty() {
+                        batch_started = Instant::now();
+                    }
+                    batch.push(Pending {
+                        item: self.item(&number, &record, &video, frame, output),
+                        fragment_number: number.clone(),
+                        frame_ms: frame.pts_ms,
+                        after,
+                    });
+                    if batch.len() >= self.spec.max_frames_per_batch {
+                        checkpoint = self.flush(&mut batch, checkpoint).await;
+                    }
+                }
+                if let Some(last) = picked.last() {
+                    position.last_frame_ms = Some(last.pts_ms);
+                }
+            }
+            position.seq = Some(seq + 1);
+            position.frames_done = 0;
+            uncommitted_fragments += 1;
+            // Keep the position committed now and then through long runs without frames.
+            if batch.is_empty() && uncommitted_fragments >= 50 {
+                position.counters_from(&checkpoint);
+                checkpoint = self.commit(position.clone(), None).await;
+                uncommitted_fragments = 0;
+            }
+        }
+    }
+
+    /// Reads fragment `seq`, after applying the lag policy (which may move `position` forward).
+    async fn next_fragment(
+        &self,
+        seq: u64,
+        newest: u64,
+        position: &mut Checkpoint,
+    ) -> Option<(String, FragmentRecord, Vec<u8>)> {
+        let (engine, handle) = (self.ctx.engine.clone(), self.handle.clone());
+        let lag = self.spec.lag.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let first = engine.resolve(&handle, 0, Position::TrimHorizon).ok()?;
+            let mut seq = seq.max(first);
+            let mut skipped = 0;
+            if let LagPolicy::Latest { max_lag_ms } = lag
+                && let Ok(Some(header)) = engine.header(&handle, 0, seq)
+                && engine.now_ms().saturating_sub(header.arrival_ms) > max_lag_ms
+                && newest > seq + 1
+            {
+                skipped = newest - 1 - seq;
+                seq = newest - 1;
+            }
+            let entry = engine.entry(&handle, 0, seq).ok()??;
+            let record = FragmentRecord::decode(&entry.attrs).ok()?;
+            let number = crate::kvs::fragment_number_of(&handle, seq);
+            Some((seq, skipped, number, record, entry.payload))
+        })
+        .await
+        .ok()??;
+        let (seq, skipped, number, record, payload) = read;
+        if skipped > 0 {
+            position.skipped_fragments += skipped;
+            // Skipped frames are counted as the key frames the fragments would have had at least.
+            position.skipped_frames += skipped;
+            position.frames_done = 0;
+            tracing::info!(consumer = %self.spec.name, skipped, "lagging consumer skipped to the newest fragment");
+        }
+        position.seq = Some(seq);
+        Some((number, record, payload))
+    }
+
+    fn item(
+        &self,
+        number: &str,
+        record: &FragmentRecord,
+        video: &framelog_media::package::PackagedTrack,
+        frame: &super::select::Picked,
+        output: Option<super::render::Rendered>,
+    ) -> Value {
+        let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+        let keyframe = record.frames.get(frame.index).is_some_and(|f| f.keyframe);
+        let tags: serde_json::Map<String, Value> = record
+            .tags
+            .iter()
+            .filter(|t| t.name != framelog_media::FRAGMENT_ID_TAG)
+            .map(|t| (t.name.clone(), Value::String(t.value.clone())))
+            .collect();
+        let mut item = json!({
+            "StreamName": self.stream_name,
+            "FragmentNumber": number,
+            "ProducerTimestamp": record.producer_ts_ms as f64 / 1000.0,
+            "ServerTimestamp": record.server_ts_ms as f64 / 1000.0,
+            "FrameTimestamp": frame.pts_ms as f64 / 1000.0,
+            "KeyFrame": keyframe,
+            "Tags": tags,
+        });
+        match output {
+            None => item["Error"] = json!("MEDIA_ERROR"),
+            Some(rendered) => {
+                item["Format"] = json!(match self.spec.format {
+                    Format::Jpeg { .. } => "JPEG",
+                    Format::Png => "PNG",
+                    Format::Raw => "RAW",
+                });
+                item["Data"] = json!(b64(&rendered.bytes));
+                item["WidthPixels"] = json!(rendered.width);
+                item["HeightPixels"] = json!(rendered.height);
+                if self.spec.format == Format::Raw {
+                    item["CodecId"] = json!(video.codecs_string());
+                    item["CodecPrivateData"] = json!(b64(&video.config));
+                }
+            }
+        }
+        item
+    }
+
+    /// Delivers the batch (or dead-letters it) and commits the checkpoint after it.
+    async fn flush(&self, batch: &mut Vec<Pending>, mut checkpoint: Checkpoint) -> Checkpoint {
+        let Some(last) = batch.last() else { return checkpoint };
+        let mut next = last.after.clone();
+        next.counters_from(&checkpoint);
+        let frames: Vec<Value> = batch.iter().map(|p| p.item.clone()).collect();
+        let body = json!({
+            "StreamName": self.stream_name,
+            "ConsumerName": self.spec.name,
+            "Frames": frames,
+        });
+        let delivery =
+            deliver(&self.client, &self.spec.webhook_url, Bytes::from(body.to_string()), self.spec.max_attempts).await;
+        let dead = match delivery {
+            Delivery::Delivered { retries, .. } => {
+                next.delivered_frames += batch.len() as u64;
+                next.delivered_batches += 1;
+                next.retried_calls += u64::from(retries);
+                None
+            }
+            Delivery::Failed { attempts, error } => {
+                tracing::warn!(consumer = %self.spec.name, attempts, %error, "a batch went to the dead-letter log");
+                next.retried_calls += u64::from(attempts.saturating_sub(1));
+                next.dead_lettered_batches += 1;
+                Some(DeadLetter {
+                    at_ms: self.ctx.engine.now_ms(),
+                    attempts,
+                    error,
+                    fragment_numbers: batch.iter().map(|p| p.fragment_number.clone()).collect(),
+                    frame_timestamps_ms: batch.iter().map(|p| p.frame_ms).collect(),
+                })
+            }
+        };
+        batch.clear();
+        checkpoint = self.commit(next, dead).await;
+        checkpoint
+    }
+
+    /// Stores the checkpoint (and a dead letter) durably in the stream's metadata.
+    async fn commit(&self, checkpoint: Checkpoint, dead: Option<DeadLetter>) -> Checkpoint {
+        let (engine, handle, name) = (self.ctx.engine.clone(), self.handle.clone(), self.spec.name.clone());
+        let stored = checkpoint.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            engine.update_meta(&handle, |meta| {
+                // A consumer deleted meanwhile stays deleted.
+                if !meta.settings.contains_key(&state::spec_key(&name)) {
+                    return;
+                }
+                if let Some(dead) = dead {
+                    let mut letters = state::dead_letters(&meta.settings, &name);
+                    letters.push(dead);
+                    let excess = letters.len().saturating_sub(KEPT_DEAD_LETTERS);
+                    letters.drain(..excess);
+                    meta.settings.insert(state::dead_key(&name), serde_json::to_string(&letters).unwrap_or_default());
+                }
+                meta.settings.insert(state::checkpoint_key(&name), serde_json::to_string(&stored).unwrap_or_default());
+            })
+        })
+        .await;
+        checkpoint
+    }
+}

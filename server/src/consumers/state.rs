@@ -1,0 +1,77 @@
+//! A consumer's durable state in the stream's metadata (the engine's meta column family, written
+//! synced): its spec under `consumer.<name>`, its checkpoint and counters under
+//! `consumer.<name>.checkpoint`, and its last dead letters under `consumer.<name>.dead`.
+
+use serde::{Deserialize, Serialize};
+
+use super::spec::ConsumerSpec;
+
+/// Dead letters kept per consumer (the oldest go first; `dead_lettered` counts them all).
+pub const KEPT_DEAD_LETTERS: usize = 100;
+
+/// Where delivery resumes and what it has done. Committed after every delivered (or
+/// dead-lettered) batch, so a restart resumes right after the last committed batch.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The next fragment to look at, and how many of its selected frames are already done.
+    pub seq: Option<u64>,
+    pub frames_done: usize,
+    /// Video time (ms) of the last delivered frame: the rate and interval selections continue
+    /// from it across fragments and restarts.
+    pub last_frame_ms: Option<u64>,
+    pub delivered_frames: u64,
+    pub delivered_batches: u64,
+    pub retried_calls: u64,
+    pub dead_lettered_batches: u64,
+    pub skipped_frames: u64,
+    pub skipped_fragments: u64,
+}
+
+impl Checkpoint {
+    /// Takes the delivery counters of `committed` (the position may run ahead of it).
+    pub fn counters_from(&mut self, committed: &Checkpoint) {
+        self.delivered_frames = committed.delivered_frames;
+        self.delivered_batches = committed.delivered_batches;
+        self.retried_calls = committed.retried_calls;
+        self.dead_lettered_batches = committed.dead_lettered_batches;
+    }
+}
+
+/// A batch that could not be delivered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub at_ms: u64,
+    pub attempts: u32,
+    pub error: String,
+    pub fragment_numbers: Vec<String>,
+    pub frame_timestamps_ms: Vec<u64>,
+}
+
+pub fn spec_key(name: &str) -> String {
+    format!("consumer.{name}")
+}
+
+pub fn checkpoint_key(name: &str) -> String {
+    format!("consumer.{name}.checkpoint")
+}
+
+pub fn dead_key(name: &str) -> String {
+    format!("consumer.{name}.dead")
+}
+
+/// The consumers defined in a stream's settings.
+pub fn specs(settings: &std::collections::BTreeMap<String, String>) -> Vec<ConsumerSpec> {
+    settings
+        .iter()
+        .filter(|(key, _)| key.starts_with("consumer.") && !key.ends_with(".checkpoint") && !key.ends_with(".dead"))
+        .filter_map(|(_, value)| serde_json::from_str(value).ok())
+        .collect()
+}
+
+pub fn checkpoint(settings: &std::collections::BTreeMap<String, String>, name: &str) -> Checkpoint {
+    settings.get(&checkpoint_key(name)).and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default()
+}
+
+pub fn dead_letters(settings: &std::collections::BTreeMap<String, String>, name: &str) -> Vec<DeadLetter> {
+    settings.get(&dead_key(name)).and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default()
+}
