@@ -25,8 +25,8 @@ pub fn client() -> WebhookClient {
 /// What became of a batch.
 #[derive(Debug)]
 pub enum Delivery {
-    /// The webhook answered 2xx, after `retries` failed calls.
-    Delivered { retries: u32 },
+    /// The webhook answered 2xx with this body, after `retries` failed calls.
+    Delivered { body: Bytes, retries: u32 },
     /// Every attempt failed; the last error.
     Failed { attempts: u32, error: String },
 }
@@ -59,7 +59,7 @@ pub async fn deliver(client: &WebhookClient, url: &str, body: Bytes, max_attempt
             tokio::time::sleep(step.mul_f64(0.5 + rand::random::<f64>() * 0.5)).await;
         }
         match call(client, url, body.clone()).await {
-            Ok(_) => return Delivery::Delivered { retries: attempt },
+            Ok(answer) => return Delivery::Delivered { body: answer, retries: attempt },
             Err(e) => error = e,
         }
     }

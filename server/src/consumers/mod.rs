@@ -10,3 +10,4 @@ pub mod runner;
 mod select;
 mod spec;
 mod state;
+mod write_back;

@@ -291,7 +291,10 @@ impl Runner {
         let delivery =
             deliver(&self.client, &self.spec.webhook_url, Bytes::from(body.to_string()), self.spec.max_attempts).await;
         let dead = match delivery {
-            Delivery::Delivered { retries, .. } => {
+            Delivery::Delivered { body, retries } => {
+                let mut numbers: Vec<String> = batch.iter().map(|p| p.fragment_number.clone()).collect();
+                numbers.dedup();
+                super::write_back::apply(&self.ctx, &self.handle, &numbers, &body).await;
                 next.delivered_frames += batch.len() as u64;
                 next.delivered_batches += 1;
                 next.retried_calls += u64::from(retries);

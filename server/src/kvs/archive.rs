@@ -138,6 +138,20 @@ pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
         }
         (None, None) => return Err(ApiError::invalid("FragmentSelector is required unless NextToken is given.")),
     };
+    // An addition of ours: only fragments carrying a tag (with this value, when given). A page
+    // may then hold fewer than MaxResults; clients send the filter again with each NextToken.
+    let filter = match body.object("MetadataFilter")? {
+        None => None,
+        Some(filter) => Some((
+            filter.str("TagName")?.ok_or_else(|| ApiError::invalid("MetadataFilter.TagName is required."))?,
+            filter.str("TagValue")?,
+        )),
+    };
+    let wanted = |record: &FragmentRecord| {
+        filter.as_ref().is_none_or(|(name, value)| {
+            record.tags.iter().any(|t| t.name == *name && value.as_ref().is_none_or(|v| *v == t.value))
+        })
+    };
     let page_token = |position| PageToken { kind: kind.clone(), start_ms, end_ms, position }.encode();
     let engine = &ctx.engine;
     let store = |e| ApiError::internal(&e);
@@ -149,7 +163,10 @@ pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
             let page = engine.producer_range(&handle, 0, start_ms, end_ms, after, max + 1).map_err(store)?;
             for &(_, seq) in page.iter().take(max) {
                 if let Some(header) = engine.header(&handle, 0, seq).map_err(store)? {
-                    fragments.push(fragment_json(&meta, seq, &header, &record_of(&header)?));
+                    let record = record_of(&header)?;
+                    if wanted(&record) {
+                        fragments.push(fragment_json(&meta, seq, &header, &record));
+                    }
                 }
             }
             if page.len() > max {
@@ -166,7 +183,9 @@ pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
                     next = Some(page_token((seq, 0)));
                     return false;
                 }
-                fragments.push(fragment_json(&meta, seq, header, &record));
+                if wanted(&record) {
+                    fragments.push(fragment_json(&meta, seq, header, &record));
+                }
                 true
             })?;
         }

@@ -17,10 +17,28 @@ use crate::entry::{Appended, NewEntry, encode_header};
 use crate::error::{Result, StoreError};
 use crate::keys::{self, CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX, TimeKind};
 
+/// Rewrites an entry's attributes; `None` leaves them as they are.
+pub(crate) type AttrsChange = Box<dyn FnOnce(&[u8]) -> Option<Vec<u8>> + Send>;
+
 /// Work for the commit thread.
 pub(crate) enum Job {
-    Append { stream: Arc<StreamState>, entries: Vec<NewEntry>, reply: oneshot::Sender<Result<Vec<Appended>>> },
-    Delete { stream: Arc<StreamState>, reply: oneshot::Sender<Result<()>> },
+    Append {
+        stream: Arc<StreamState>,
+        entries: Vec<NewEntry>,
+        reply: oneshot::Sender<Result<Vec<Appended>>>,
+    },
+    Delete {
+        stream: Arc<StreamState>,
+        reply: oneshot::Sender<Result<()>>,
+    },
+    /// Runs on the commit thread so that it never races an append's or a delete's write.
+    Amend {
+        stream: Arc<StreamState>,
+        shard: u32,
+        seq: u64,
+        change: AttrsChange,
+        reply: oneshot::Sender<Result<bool>>,
+    },
 }
 
 /// Upper bounds for one group commit, so one sync never waits on an unbounded batch.
@@ -62,6 +80,10 @@ impl Committer {
                         // Deletes are rare: commit what is queued before it, then delete alone.
                         self.commit(std::mem::take(&mut appends));
                         let _ = reply.send(self.delete(&stream));
+                    }
+                    Job::Amend { stream, shard, seq, change, reply } => {
+                        self.commit(std::mem::take(&mut appends));
+                        let _ = reply.send(self.amend(&stream, shard, seq, change));
                     }
                     Job::Append { stream, entries, reply } => {
                         bytes += entries.iter().map(|e| e.payload.len() + e.attrs.len()).sum::<usize>();
@@ -153,6 +175,31 @@ impl Committer {
                 }
             }
         }
+    }
+
+    /// Rewrites one entry's header with changed attributes (same arrival, producer time and
+    /// payload). False when the entry is gone (trimmed or never written) or nothing changed.
+    fn amend(&self, stream: &StreamState, shard: u32, seq: u64, change: AttrsChange) -> Result<bool> {
+        if stream.deleted.load(Ordering::Acquire) {
+            return Ok(false);
+        }
+        let stream_id = stream.meta.read().unwrap_or_else(|e| e.into_inner()).id;
+        let key = keys::entry_key(stream_id, shard, seq);
+        let Some(bytes) = self.db.get_cf(cf(&self.db, CF_ENTRIES), key)? else { return Ok(false) };
+        let header = crate::entry::decode_header(&key, &bytes)?;
+        let Some(attrs) = change(&header.attrs) else { return Ok(false) };
+        let (payload, inline) = match &header.inline_payload {
+            Some(payload) => (payload.as_slice(), true),
+            None => (&[][..], false),
+        };
+        let mut rewritten = encode_header(header.arrival_ms, header.producer_ts_ms, &attrs, payload, inline);
+        if !inline {
+            // encode_header wrote the length of the (empty) slice; keep the stored payload's.
+            let at = rewritten.len() - 8;
+            rewritten[at..].copy_from_slice(&header.payload_len.to_be_bytes());
+        }
+        self.db.put_cf_opt(cf(&self.db, CF_ENTRIES), key, rewritten, &crate::engine::synced())?;
+        Ok(true)
     }
 
     fn delete(&self, stream: &StreamState) -> Result<()> {

@@ -271,6 +271,25 @@ impl Engine {
         Ok(())
     }
 
+    /// Rewrites the attributes of a stored entry durably (metadata written back to a fragment).
+    /// `change` gets the current attributes and returns new ones, or `None` for no change.
+    /// Returns false when the entry no longer exists or nothing changed.
+    pub fn amend_attrs(
+        &self,
+        handle: &StreamHandle,
+        shard: u32,
+        seq: u64,
+        change: impl FnOnce(&[u8]) -> Option<Vec<u8>> + Send + 'static,
+    ) -> Result<bool> {
+        handle.shard(shard)?;
+        if seq < self.resolve(handle, shard, crate::Position::TrimHorizon)? {
+            return Ok(false);
+        }
+        let (reply, done) = oneshot::channel();
+        self.send(Job::Amend { stream: handle.0.clone(), shard, seq, change: Box::new(change), reply })?;
+        done.blocking_recv().map_err(|_| StoreError::CommitterGone)?
+    }
+
     /// Appends entries to a stream; resolves once they are durable, in the order given.
     pub fn append(&self, handle: &StreamHandle, entries: Vec<NewEntry>) -> Result<AppendWait> {
         for entry in &entries {

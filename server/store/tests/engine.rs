@@ -334,3 +334,45 @@ fn trimming_expired_video_deletes_its_blob_files() {
     assert_eq!(engine.trim_expired().expect("trim").entries_removed, 24);
     assert!(blob_bytes(dir.path()) < 1 << 20, "blob files of expired video are deleted: {}", blob_bytes(dir.path()));
 }
+
+#[test]
+fn amended_attributes_survive_a_restart_and_leave_the_payload_alone() {
+    let dir = tempfile::tempdir().expect("dir");
+    let clock = Arc::new(ManualClock::new(START_MS));
+    let big = vec![7u8; 1 << 20];
+    {
+        let engine = open(dir.path(), &clock);
+        let stream =
+            engine.create_stream(new_stream_meta("v", StreamKind::Video, "arn", 1, 24, START_MS)).expect("create");
+        let entries = vec![
+            NewEntry {
+                shard: 0,
+                producer_ts_ms: Some(START_MS),
+                attrs: b"small".to_vec(),
+                payload: b"inline".to_vec(),
+            },
+            NewEntry { shard: 0, producer_ts_ms: Some(START_MS + 1), attrs: b"large".to_vec(), payload: big.clone() },
+        ];
+        engine.append_blocking(&stream, entries).expect("append");
+        for seq in [0, 1] {
+            let amended =
+                engine.amend_attrs(&stream, 0, seq, |attrs| Some([attrs, b"+labels"].concat())).expect("amend");
+            assert!(amended);
+        }
+        assert!(!engine.amend_attrs(&stream, 0, 1, |_| None).expect("no change"), "None changes nothing");
+        assert!(!engine.amend_attrs(&stream, 0, 9, |_| Some(Vec::new())).expect("missing"), "no such entry");
+        engine.close().expect("close");
+    }
+    let engine = open(dir.path(), &clock);
+    let stream = engine.stream("v").expect("stream");
+    let first = engine.entry(&stream, 0, 0).expect("read").expect("entry");
+    assert_eq!((first.attrs.as_slice(), first.payload.as_slice()), (&b"small+labels"[..], &b"inline"[..]));
+    let second = engine.entry(&stream, 0, 1).expect("read").expect("entry");
+    assert_eq!(second.attrs, b"large+labels");
+    assert_eq!(second.payload, big, "the blob payload is untouched");
+    assert_eq!(second.producer_ts_ms, Some(START_MS + 1));
+    // An expired entry cannot be amended back to life.
+    clock.set_ms(START_MS + 25 * HOUR_MS);
+    engine.trim_expired().expect("trim");
+    assert!(!engine.amend_attrs(&stream, 0, 0, |_| Some(b"zombie".to_vec())).expect("expired"));
+}
