@@ -67,7 +67,7 @@ fn field<'a>(value: &'a Value, name: &str) -> Result<&'a Value> {
 }
 
 impl Client {
-    async fn control(&self, path: &str, document: Value) -> Result<Value> {
+    pub(crate) async fn control(&self, path: &str, document: Value) -> Result<Value> {
         self.transport.json(self.transport.endpoint(), path, &document).await
     }
 

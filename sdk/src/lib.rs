@@ -10,6 +10,7 @@
 //!   [`ConsumedFragment`]s with frames, tags, numbers and timestamps) and [`Client::list_fragments`].
 //! - [`MediaUpload`]: one raw PutMedia connection (send fragments, read every [`Ack`]) for callers
 //!   that keep their own durable fragment store, such as the edge agent.
+//! - Consumers (Framelog's ML hooks): [`Client::create_consumer`] and friends.
 //! - Requests are signed with SigV4 when [`ClientConfig::credentials`] is set.
 //!
 //! The SDK speaks only the public wire protocol; it shares the pure Matroska code of
@@ -17,6 +18,7 @@
 
 mod ack;
 mod consumer;
+mod consumers;
 mod control;
 mod error;
 mod media_upload;

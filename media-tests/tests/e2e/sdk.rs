@@ -320,3 +320,35 @@ fn cluster_bytes(timecode: u64, frames: &[EncodedFrame]) -> Vec<u8> {
     });
     out
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumers_are_managed_through_the_sdk() {
+    let server = Server::start().expect("server starts");
+    let client = client(&server);
+    client.ensure_stream(&NewStream::named("hooked")).await.expect("stream");
+    let definition = serde_json::json!({
+        "StreamName": "hooked", "ConsumerName": "detector",
+        "StartSelector": {"StartSelectorType": "EARLIEST"},
+        "Selection": {"Type": "KEY_FRAMES"},
+        "Output": {"Format": "JPEG"},
+        "Webhook": {"Url": "http://127.0.0.1:9/frames"},
+    });
+    client.create_consumer(&definition).await.expect("create");
+    let error = client.create_consumer(&definition).await.expect_err("a second one with the name");
+    assert_eq!(error.error_type(), Some("ResourceInUseException"));
+    let paused = client
+        .update_consumer("hooked", "detector", &serde_json::json!({"State": "PAUSED", "Retry": {"MaxAttempts": 2}}))
+        .await
+        .expect("update");
+    assert_eq!(paused["Consumer"]["State"], "PAUSED");
+    let described = client.describe_consumer("hooked", "detector").await.expect("describe");
+    assert_eq!(
+        (described["Retry"]["MaxAttempts"].as_u64(), described["Selection"]["Type"].as_str()),
+        (Some(2), Some("KEY_FRAMES"))
+    );
+    assert_eq!(client.list_consumers("hooked").await.expect("list").len(), 1);
+    assert!(client.list_consumer_dead_letters("hooked", "detector").await.expect("dead letters").is_empty());
+    client.delete_consumer("hooked", "detector").await.expect("delete");
+    let error = client.describe_consumer("hooked", "detector").await.expect_err("gone");
+    assert_eq!(error.error_type(), Some("ResourceNotFoundException"));
+}
