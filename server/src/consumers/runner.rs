@@ -139,6 +139,8 @@ impl Runner {
                 continue;
             }
             let next = self.next_fragment(seq, newest, &mut position).await;
+            // The lag policy or a trim may have moved the position past `seq`.
+            let seq = position.seq.unwrap_or(seq);
             let Some((number, record, payload)) = next else {
                 position.seq = Some(seq + 1);
                 position.frames_done = 0;
@@ -148,8 +150,15 @@ impl Runner {
             let picked = match framelog_media::package::packaged_tracks(&record) {
                 Ok(tracks) => match tracks.iter().find(|t| t.is_video()) {
                     Some(video) => {
-                        let picked = select(&record, video.number, &self.spec.selection, position.last_frame_ms);
-                        let picked: Vec<_> = picked.into_iter().skip(position.frames_done).collect();
+                        let mut picked = select(&record, video.number, &self.spec.selection, position.last_frame_ms);
+                        // Resuming inside a fragment: what was delivered is up to the last
+                        // delivered frame's time (rate and interval selections already start
+                        // after it; key-frame selections do not look at it).
+                        if position.frames_done > 0
+                            && let Some(last) = position.last_frame_ms
+                        {
+                            picked.retain(|p| p.pts_ms > last);
+                        }
                         let rendered =
                             super::render::render(&self.ctx, &self.spec, &record, &payload, video, &picked).await;
                         Some((video.clone(), picked, rendered))

@@ -1,6 +1,7 @@
 //! A consumer's durable state in the stream's metadata (the engine's meta column family, written
-//! synced): its spec under `consumer.<name>`, its checkpoint and counters under
-//! `consumer.<name>.checkpoint`, and its last dead letters under `consumer.<name>.dead`.
+//! synced): its spec under `consumer.spec.<name>`, its checkpoint and counters under
+//! `consumer.checkpoint.<name>`, and its last dead letters under `consumer.dead.<name>` (the kind
+//! first, so that no consumer name can look like another key).
 
 use serde::{Deserialize, Serialize};
 
@@ -47,23 +48,25 @@ pub struct DeadLetter {
     pub frame_timestamps_ms: Vec<u64>,
 }
 
+const SPEC_PREFIX: &str = "consumer.spec.";
+
 pub fn spec_key(name: &str) -> String {
-    format!("consumer.{name}")
+    format!("{SPEC_PREFIX}{name}")
 }
 
 pub fn checkpoint_key(name: &str) -> String {
-    format!("consumer.{name}.checkpoint")
+    format!("consumer.checkpoint.{name}")
 }
 
 pub fn dead_key(name: &str) -> String {
-    format!("consumer.{name}.dead")
+    format!("consumer.dead.{name}")
 }
 
 /// The consumers defined in a stream's settings.
 pub fn specs(settings: &std::collections::BTreeMap<String, String>) -> Vec<ConsumerSpec> {
     settings
-        .iter()
-        .filter(|(key, _)| key.starts_with("consumer.") && !key.ends_with(".checkpoint") && !key.ends_with(".dead"))
+        .range(SPEC_PREFIX.to_string()..)
+        .take_while(|(key, _)| key.starts_with(SPEC_PREFIX))
         .filter_map(|(_, value)| serde_json::from_str(value).ok())
         .collect()
 }
