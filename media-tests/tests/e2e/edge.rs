@@ -170,6 +170,7 @@ fn every_frame_arrives_exactly_once_in_order_through_cuts_stalls_refusals_and_se
             && s["recorded_fragments"].as_u64() > Some(0)
     });
 
+    eprintln!("soak: {faults} faults over {seconds} s");
     let fragments = stored(&server.url(), "soak");
     let seqs: Vec<u64> = fragments.iter().map(seq_of).collect();
     assert_eq!(seqs, (0..seqs.len() as u64).collect::<Vec<_>>(), "every fragment once, in order, none missing");
