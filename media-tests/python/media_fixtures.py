@@ -487,6 +487,25 @@ def cluster_timecode_element(timecode: int) -> bytes:
     return ebml_uint(ID_TIMECODE, timecode, width=8)
 
 
+def tags_element(pairs: list[tuple[str, str]]) -> bytes:
+    """A Tags element with one Tag of SimpleTags: the fragment metadata a producer sends before a cluster."""
+    simple_tags = b"".join(
+        ebml_element(ID_SIMPLE_TAG, ebml_text(ID_TAG_NAME, name) + ebml_text(ID_TAG_STRING, value))
+        for name, value in pairs
+    )
+    return ebml_element(ID_TAGS, ebml_element(ID_TAG, simple_tags))
+
+
+def with_tags(body: bytes, tags: dict[int, list[tuple[str, str]]]) -> bytes:
+    """An MKV upload with a Tags element written before each given cluster (by index)."""
+    clusters = parse_mkv_chunks(body)[0].clusters
+    pieces, at = [], 0
+    for index, pairs in sorted(tags.items()):
+        pieces += [body[at : clusters[index].start], tags_element(pairs)]
+        at = clusters[index].start
+    return b"".join(pieces) + body[at:]
+
+
 def mkv_cluster(timecode: int, frames: Iterable[HandFrame], known_size: bool = False) -> bytes:
     """A Cluster: 8-byte Timecode, then one SimpleBlock per frame in the given order. Unknown size, as the
     producer SDK writes it, unless `known_size` (as matroskamux does)."""

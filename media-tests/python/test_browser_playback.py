@@ -37,6 +37,7 @@ from media_fixtures import (
     parse_mkv_chunks,
     put_media,
     read_header,
+    with_tags,
 )
 from test_kvs_hls import (
     FRAGMENT_TAGS,
@@ -45,7 +46,6 @@ from test_kvs_hls import (
     on_demand_url,
     session_url,
     source_media,
-    tags_element,
     tool,
     video_playlist,
 )
@@ -419,12 +419,7 @@ def gapped_tagged_stream(kinesisvideo, source) -> tuple[str, list[dict], list[di
     """Two uploads of the fixture GAP_S apart (producer time), the first with FRAGMENT_TAGS before clusters 3 and 7:
     (stream, ListFragments of the first upload, of the second)."""
     body = source.path.read_bytes()
-    clusters = parse_mkv_chunks(body)[0].clusters
-    pieces, at = [], 0
-    for index, pairs in sorted(FRAGMENT_TAGS.items()):
-        pieces += [body[at : clusters[index].start], tags_element(pairs)]
-        at = clusters[index].start
-    tagged = b"".join(pieces) + body[at:]
+    tagged = with_tags(body, FRAGMENT_TAGS)
     stream = create_stream(kinesisvideo, prefix="browser-gap")
     first_start = time.time() - 2 * source.length_s - GAP_S - 5
     first = assert_full_ack_sequence(upload(kinesisvideo, stream, tagged, producer_start=first_start))

@@ -33,17 +33,11 @@ import pytest
 import kds_helpers
 from media_fixtures import (
     ID_CLUSTER,
-    ID_TAG,
-    ID_TAG_NAME,
-    ID_TAG_STRING,
-    ID_TAGS,
-    ID_SIMPLE_TAG,
     ID_TRACKS,
     cluster_blocks,
-    ebml_element,
-    ebml_text,
     parse_mkv_chunks,
     read_header,
+    with_tags,
 )
 from test_kvs_media import (
     PRODUCER_START_MS,
@@ -462,25 +456,6 @@ def assert_pictures_are_the_source_frames(
         assert diffs[index] <= MAX_PICTURE_DIFF[fmt], (frame["FrameTimestamp"], {i - index: round(d, 2) for i, d in diffs.items()})
 
 
-def tags_element(pairs: list[tuple[str, str]]) -> bytes:
-    simple_tags = b"".join(
-        ebml_element(ID_SIMPLE_TAG, ebml_text(ID_TAG_NAME, name) + ebml_text(ID_TAG_STRING, value))
-        for name, value in pairs
-    )
-    return ebml_element(ID_TAGS, ebml_element(ID_TAG, simple_tags))
-
-
-def with_tags(path: Path, tags: dict[int, list[tuple[str, str]]]) -> bytes:
-    """The file with a Tags element written before the given clusters (the producer SDK's fragment tags)."""
-    body = path.read_bytes()
-    clusters = parse_mkv_chunks(body)[0].clusters
-    pieces, at = [], 0
-    for index, pairs in sorted(tags.items()):
-        pieces += [body[at : clusters[index].start], tags_element(pairs)]
-        at = clusters[index].start
-    return b"".join(pieces) + body[at:]
-
-
 def track_entries(data: bytes, chunk_start: int) -> list[dict]:
     """number, type, codec id and CodecPrivate of each TrackEntry of the chunk starting at chunk_start."""
     _, size, body = read_header(data, chunk_start)
@@ -568,7 +543,7 @@ def tagged(kinesisvideo, h264_420_aac_mkv) -> StoredStream:
     """h264_420_aac.mkv (scrolling pattern, plus audio) uploaded once with FRAGMENT_TAGS, shared by the
     tests that only read it (each with consumers of its own)."""
     stream = create_stream(kinesisvideo, prefix="consumers")
-    numbers = assert_full_ack_sequence(upload(kinesisvideo, stream, with_tags(h264_420_aac_mkv, FRAGMENT_TAGS)))
+    numbers = assert_full_ack_sequence(upload(kinesisvideo, stream, with_tags(h264_420_aac_mkv.read_bytes(), FRAGMENT_TAGS)))
     return stored_stream(kinesisvideo, stream, h264_420_aac_mkv, numbers)
 
 

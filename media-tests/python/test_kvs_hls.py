@@ -28,11 +28,6 @@ from botocore.exceptions import ClientError
 
 from media_fixtures import (
     FIXTURE_CLUSTER_TIMECODES,
-    ID_SIMPLE_TAG,
-    ID_TAG,
-    ID_TAG_NAME,
-    ID_TAG_STRING,
-    ID_TAGS,
     ID_TRACKS,
     HandTrack,
     data_client,
@@ -41,7 +36,7 @@ from media_fixtures import (
     ebml_uint,
     mkv_cluster,
     mkv_header,
-    parse_mkv_chunks,
+    with_tags,
 )
 from test_kvs_ingest_edges import frames
 from test_kvs_media import (
@@ -601,25 +596,11 @@ def test_live_playlist_is_a_sliding_window_of_the_newest_fragments(kinesisvideo,
 FRAGMENT_TAGS = {3: [("camera", "front-door"), ("event", "motion")], 7: [("label", "person")]}
 
 
-def tags_element(pairs: list[tuple[str, str]]) -> bytes:
-    simple_tags = b"".join(
-        ebml_element(ID_SIMPLE_TAG, ebml_text(ID_TAG_NAME, name) + ebml_text(ID_TAG_STRING, value))
-        for name, value in pairs
-    )
-    return ebml_element(ID_TAGS, ebml_element(ID_TAG, simple_tags))
-
-
 @pytest.fixture(scope="module")
 def tagged_upload(kinesisvideo, h264_mkv) -> tuple[str, list[str]]:
     """h264.mkv with FRAGMENT_TAGS written before clusters 3 and 7: (stream, fragment numbers)."""
-    body = h264_mkv.read_bytes()
-    clusters = parse_mkv_chunks(body)[0].clusters
-    pieces, at = [], 0
-    for index, pairs in sorted(FRAGMENT_TAGS.items()):
-        pieces += [body[at : clusters[index].start], tags_element(pairs)]
-        at = clusters[index].start
     stream = create_stream(kinesisvideo, prefix="hls-tags")
-    numbers = assert_full_ack_sequence(upload(kinesisvideo, stream, b"".join(pieces) + body[at:]))
+    numbers = assert_full_ack_sequence(upload(kinesisvideo, stream, with_tags(h264_mkv.read_bytes(), FRAGMENT_TAGS)))
     return stream, numbers
 
 
@@ -838,22 +819,24 @@ def test_missing_track_number_is_400(vod, kind):
     assert response.status == 400, (response.status, response.body[:300])
 
 
-@pytest.mark.parametrize("kind", ["master", "media-segment"])
-def test_cors_preflight_is_204_and_allows_get_with_range(vod, kind):
-    url = playback_urls(vod)[kind]
+def assert_cors_preflight(url: str) -> None:
+    """An OPTIONS preflight from another origin asking for GET with Range: 204, GET and Range allowed."""
     headers = {
         "Origin": "https://player.example",
         "Access-Control-Request-Method": "GET",
         "Access-Control-Request-Headers": "range",
     }
-
     response = fetch(url, method="OPTIONS", headers=headers)
-
     assert response.status == 204, response
     methods = {m.strip().upper() for m in response.headers.get("access-control-allow-methods", "").split(",")}
     assert "GET" in methods, response.headers
     allowed = {h.strip().lower() for h in response.headers.get("access-control-allow-headers", "").split(",")}
     assert "range" in allowed or "*" in allowed, response.headers
+
+
+@pytest.mark.parametrize("kind", ["master", "media-segment"])
+def test_cors_preflight_is_204_and_allows_get_with_range(vod, kind):
+    assert_cors_preflight(playback_urls(vod)[kind])
 
 
 def test_media_segment_byte_ranges(vod):

@@ -39,6 +39,7 @@ from media_fixtures import (
     mkv_header,
     parse_mkv_chunks,
     simple_block_header,
+    tags_element,
 )
 from test_kvs_media import (
     FRAGMENT_COUNT,
@@ -518,8 +519,6 @@ FRAGMENT_ID_TAG = "FRAMELOG_FRAGMENT_ID"
 
 def identified_cluster(timecode: int, fragment_id: str | None, seed: int) -> bytes:
     """A tagged (or untagged) one-second video cluster: the Tags element before a cluster belongs to it."""
-    from test_kvs_hls import tags_element
-
     tags = tags_element([(FRAGMENT_ID_TAG, fragment_id)]) if fragment_id is not None else b""
     return tags + mkv_cluster(timecode, frames(VIDEO, range(timecode, timecode + 1000, VIDEO_FRAME_MS), seed=seed))
 

@@ -45,6 +45,7 @@ from test_kvs_hls import (
     VOD_UPLOADS,
     MasterPlaylist,
     MediaPlaylist,
+    assert_cors_preflight,
     brief,
     counted_streams,
     ffmpeg_decode_errors,
@@ -137,19 +138,6 @@ def assert_byte_ranges(url: str) -> None:
         full.body[-100:],
     )
     assert (beyond.status, beyond.headers.get("content-range")) == (416, f"bytes */{size}")
-
-
-def assert_cors_preflight(url: str) -> None:
-    headers = {
-        "Origin": "https://player.example",
-        "Access-Control-Request-Method": "GET",
-        "Access-Control-Request-Headers": "range",
-    }
-    response = fetch(url, method="OPTIONS", headers=headers)
-    assert response.status == 204, response
-    methods = {m.strip().upper() for m in response.headers.get("access-control-allow-methods", "").split(",")}
-    allowed = {h.strip().lower() for h in response.headers.get("access-control-allow-headers", "").split(",")}
-    assert "GET" in methods and ("range" in allowed or "*" in allowed), response.headers
 
 
 # ------------------------------------------------------------------------------------------------
