@@ -289,20 +289,8 @@ fn run_lengths<T: PartialEq + Copy>(values: impl Iterator<Item = T>) -> Vec<(u32
 mod tests {
     use super::*;
     use crate::mkv::Frame;
-    use crate::{Track, tracks_body};
-
-    fn video_track() -> Track {
-        Track {
-            number: 1,
-            uid: 1,
-            track_type: 1,
-            codec_id: "V_MPEG4/ISO/AVC".into(),
-            codec_private: vec![1, 0x42, 0, 0x1e, 0xff, 0xe1, 0],
-            pixel_width: Some(320),
-            pixel_height: Some(240),
-            ..Track::default()
-        }
-    }
+    use crate::package::tests::h264_track as video_track;
+    use crate::tracks_body;
 
     /// A fragment of `frames` 100 ms apart at `producer_ms`, each frame `size` bytes of `fill`.
     fn fragment(producer_ms: u64, frames: usize, fill: u8) -> (FragmentRecord, Vec<u8>) {

@@ -39,9 +39,9 @@ mod tests {
     use crate::mkv::Frame;
     use crate::{Event, Limits, Mp4Fragmenter, Track, tracks_body};
 
-    #[test]
-    fn packaged_segments_read_back_as_the_same_frames() {
-        let video = Track {
+    /// A 320x240 H.264 track with a minimal avcC record (Baseline, level 3.0).
+    pub(super) fn h264_track() -> Track {
+        Track {
             number: 1,
             uid: 1,
             track_type: 1,
@@ -50,7 +50,12 @@ mod tests {
             pixel_width: Some(320),
             pixel_height: Some(240),
             ..Track::default()
-        };
+        }
+    }
+
+    #[test]
+    fn packaged_segments_read_back_as_the_same_frames() {
+        let video = h264_track();
         let mut body = Vec::new();
         let mut frames = Vec::new();
         for (i, (relative, keyframe)) in [(0i16, true), (66, false), (33, false), (100, false)].into_iter().enumerate()
