@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use framelog_imaging::{ImageFormat, ImagingError, encode_image, output_size};
+use framelog_imaging::{ImageFormat, ImagingError, output_size};
 use framelog_media::FragmentRecord;
 use framelog_media::package::PackagedTrack;
 use tokio::sync::oneshot;
@@ -57,16 +57,7 @@ pub async fn render(
         let (reply, answer) = oneshot::channel();
         let job = request.clone();
         let submitted = ctx.images.try_run(move || {
-            let mut out: BTreeMap<i64, Rendered> = BTreeMap::new();
-            let _ = framelog_imaging::decode_frames(job, |frame| {
-                let pts_ms = frame.pts_ms;
-                let size = output_size((frame.width, frame.height), width, height);
-                if let Ok(bytes) = encode_image(frame, format, size) {
-                    let (w, h) = size.unwrap_or((0, 0));
-                    out.insert(pts_ms, Rendered { bytes, width: w, height: h });
-                }
-            });
-            let _ = reply.send(out);
+            let _ = reply.send(crate::kvs::playback::images::pictures(job, format, width, height));
         });
         match submitted {
             Ok(()) => break answer.await.unwrap_or_default(),
@@ -78,11 +69,8 @@ pub async fn render(
     picked
         .iter()
         .map(|p| {
-            let mut rendered = pictures.get(&(p.pts_ms as i64)).cloned()?;
-            if rendered.width == 0 {
-                (rendered.width, rendered.height) = (video.width, video.height);
-            }
-            Some(rendered)
+            let picture = pictures.get(&(p.pts_ms as i64))?;
+            Some(Rendered { bytes: picture.bytes.clone(), width: picture.width, height: picture.height })
         })
         .collect()
 }

@@ -227,29 +227,52 @@ pub(crate) fn decode_request(
 /// Decodes and encodes one job; every instant it covers gets an outcome.
 fn run_job(job: Job, format: ImageFormat, width: Option<u32>, height: Option<u32>) -> Outcomes {
     let Job { request, instants } = job;
-    let mut pictures: BTreeMap<i64, Vec<u8>> = BTreeMap::new();
+    let pictures = pictures(request, format, width, height);
+    let mut out = Vec::new();
+    for (pts, instants_ms) in instants {
+        for instant in instants_ms {
+            let outcome =
+                pictures.get(&pts).map_or(Outcome::MediaError, |picture| Outcome::Image(picture.bytes.clone()));
+            out.push((instant, outcome));
+        }
+    }
+    out
+}
+
+/// An encoded picture and its size.
+#[derive(Debug, Clone)]
+pub(crate) struct Picture {
+    pub bytes: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// Decodes `request` and encodes each wanted frame (resized to WidthPixels/HeightPixels when
+/// given), by presentation time. Run it on the decode pool. A frame that could not be made is
+/// missing from the answer (and logged).
+pub(crate) fn pictures(
+    request: FrameRequest,
+    format: ImageFormat,
+    width: Option<u32>,
+    height: Option<u32>,
+) -> BTreeMap<i64, Picture> {
+    let mut pictures = BTreeMap::new();
     let mut failure: Option<ImagingError> = None;
     let decoded = framelog_imaging::decode_frames(request, |frame| {
         let pts_ms = frame.pts_ms;
         let size = output_size((frame.width, frame.height), width, height);
+        let (w, h) = size.unwrap_or((frame.width, frame.height));
         match encode_image(frame, format, size) {
             Ok(bytes) => {
-                pictures.insert(pts_ms, bytes);
+                pictures.insert(pts_ms, Picture { bytes, width: w, height: h });
             }
             Err(error) => failure = Some(error),
         }
     });
     if let Some(error) = decoded.as_ref().err().or(failure.as_ref()) {
-        tracing::warn!(%error, "GetImages could not make every picture");
+        tracing::warn!(%error, "not every picture could be made");
     }
-    let mut out = Vec::new();
-    for (pts, instants_ms) in instants {
-        for instant in instants_ms {
-            let outcome = pictures.get(&pts).map_or(Outcome::MediaError, |bytes| Outcome::Image(bytes.clone()));
-            out.push((instant, outcome));
-        }
-    }
-    out
+    pictures
 }
 
 /// Plans the page: outcomes known without decoding, and the decode jobs for the rest.
