@@ -74,6 +74,7 @@ pub fn list_consumers(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     let settings = handle.meta().settings;
     let consumers: Vec<Value> = state::specs(&settings)
         .iter()
+        .filter(|spec| !super::stream_hooks::is_hidden(&spec.name))
         .map(|spec| describe(ctx, &handle, spec, &state::checkpoint(&settings, &spec.name)))
         .collect();
     Ok(json!({"Consumers": consumers}))
@@ -165,7 +166,7 @@ fn request_of(spec: &ConsumerSpec) -> Map<String, Value> {
         Selection::KeyFrames => json!({"Type": "KEY_FRAMES"}),
         Selection::FramesPerSecond(fps) => json!({"Type": "FRAMES_PER_SECOND", "FramesPerSecond": fps}),
         Selection::SamplingIntervalMs(ms) => json!({"Type": "SAMPLING_INTERVAL", "SamplingIntervalMs": ms}),
-        Selection::Tag { name, value } => json!({"Type": "TAG", "TagName": name, "TagValue": value}),
+        Selection::Tag { name, value, .. } => json!({"Type": "TAG", "TagName": name, "TagValue": value}),
     };
     let mut output = match spec.format {
         Format::Jpeg { quality } => json!({"Format": "JPEG", "JPEGQuality": quality}),

@@ -31,12 +31,29 @@ pub enum Delivery {
     Failed { attempts: u32, error: String },
 }
 
-async fn call(client: &WebhookClient, url: &str, body: Bytes) -> Result<Bytes, String> {
-    let request = hyper::Request::post(url)
-        .header("content-type", "application/json")
+/// What a call's body is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyKind {
+    /// A consumer's JSON batch.
+    Json,
+    /// An SNS HTTP notification: SNS posts these as text/plain with a message-type header that
+    /// subscribers dispatch on.
+    SnsNotification,
+}
+
+async fn call(client: &WebhookClient, url: &str, kind: BodyKind, body: Bytes) -> Result<Bytes, String> {
+    let content_type = match kind {
+        BodyKind::Json => "application/json",
+        BodyKind::SnsNotification => "text/plain; charset=UTF-8",
+    };
+    let mut request = hyper::Request::post(url)
+        .header("content-type", content_type)
         .header("user-agent", "framelog-consumer")
         .body(Full::new(body))
         .map_err(|e| e.to_string())?;
+    if kind == BodyKind::SnsNotification {
+        request.headers_mut().insert("x-amz-sns-message-type", hyper::header::HeaderValue::from_static("Notification"));
+    }
     let response = tokio::time::timeout(CALL_TIMEOUT, client.request(request))
         .await
         .map_err(|_| "no answer in 30 s".to_string())?
@@ -51,14 +68,14 @@ async fn call(client: &WebhookClient, url: &str, body: Bytes) -> Result<Bytes, S
 }
 
 /// Posts `body` until a 2xx or `max_attempts` calls.
-pub async fn deliver(client: &WebhookClient, url: &str, body: Bytes, max_attempts: u32) -> Delivery {
+pub async fn deliver(client: &WebhookClient, url: &str, kind: BodyKind, body: Bytes, max_attempts: u32) -> Delivery {
     let mut error = String::new();
     for attempt in 0..max_attempts.max(1) {
         if attempt > 0 {
             let step = FIRST_BACKOFF.saturating_mul(1 << (attempt - 1).min(10)).min(MAX_BACKOFF);
             tokio::time::sleep(step.mul_f64(0.5 + rand::random::<f64>() * 0.5)).await;
         }
-        match call(client, url, body.clone()).await {
+        match call(client, url, kind, body.clone()).await {
             Ok(answer) => return Delivery::Delivered { body: answer, retries: attempt },
             Err(e) => error = e,
         }

@@ -8,6 +8,8 @@ mod deliver;
 mod render;
 pub mod runner;
 mod select;
+mod sink;
 mod spec;
 mod state;
+pub mod stream_hooks;
 mod write_back;

@@ -13,9 +13,9 @@ use framelog_store::{Position, StreamHandle};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
-use super::deliver::{Delivery, WebhookClient, deliver};
+use super::deliver::{BodyKind, Delivery, WebhookClient, deliver};
 use super::select::select;
-use super::spec::{ConsumerSpec, Format, LagPolicy, Start};
+use super::spec::{ConsumerSpec, Format, LagPolicy, Sink, Start};
 use super::state::{self, Checkpoint, DeadLetter, KEPT_DEAD_LETTERS};
 use crate::kvs::KvsCtx;
 
@@ -83,9 +83,19 @@ pub fn start_seq(ctx: &KvsCtx, handle: &StreamHandle, start: &Start) -> Result<u
     })
 }
 
+/// What one selected frame becomes for the consumer's sink.
+enum Output {
+    /// A frame of a webhook batch, or a whole notification.
+    Json(Value),
+    /// A picture file.
+    File { path: std::path::PathBuf, bytes: Vec<u8> },
+    /// Nothing to write (an image hook's frame that could not be decoded).
+    Nothing,
+}
+
 /// A rendered frame waiting in the batch, with the checkpoint that holds once it is delivered.
 struct Pending {
-    item: Value,
+    output: Output,
     fragment_number: String,
     frame_ms: u64,
     after: Checkpoint,
@@ -159,8 +169,13 @@ impl Runner {
                         {
                             picked.retain(|p| p.pts_ms > last);
                         }
-                        let rendered =
-                            super::render::render(&self.ctx, &self.spec, &record, &payload, video, &picked).await;
+                        let rendered = if self.spec.sink == Sink::Notification {
+                            // One notification per fragment, and it carries no picture.
+                            picked.truncate(1);
+                            vec![None; picked.len()]
+                        } else {
+                            super::render::render(&self.ctx, &self.spec, &record, &payload, video, &picked).await
+                        };
                         Some((video.clone(), picked, rendered))
                     }
                     None => None,
@@ -176,7 +191,7 @@ impl Runner {
                         batch_started = Instant::now();
                     }
                     batch.push(Pending {
-                        item: self.item(&number, &record, &video, frame, output),
+                        output: self.output(&number, &record, &video, frame, output),
                         fragment_number: number.clone(),
                         frame_ms: frame.pts_ms,
                         after,
@@ -241,6 +256,38 @@ impl Runner {
         Some((number, record, payload))
     }
 
+    fn output(
+        &self,
+        number: &str,
+        record: &FragmentRecord,
+        video: &framelog_media::package::PackagedTrack,
+        frame: &super::select::Picked,
+        rendered: Option<super::render::Rendered>,
+    ) -> Output {
+        match &self.spec.sink {
+            Sink::Frames => Output::Json(self.item(number, record, video, frame, rendered)),
+            Sink::Notification => Output::Json(super::sink::notification(
+                &self.handle.meta().arn,
+                &self.spec.webhook_url,
+                number,
+                record,
+                self.ctx.engine.now_ms(),
+            )),
+            Sink::Directory { root, timestamp } => match rendered {
+                Some(picture) => {
+                    let extension = if self.spec.format == Format::Png { "png" } else { "jpg" };
+                    let path =
+                        super::sink::image_path(root, &self.stream_name, record, frame.pts_ms, *timestamp, extension);
+                    Output::File { path, bytes: picture.bytes }
+                }
+                None => {
+                    tracing::warn!(consumer = %self.spec.name, fragment = number, "a frame could not be decoded for image generation");
+                    Output::Nothing
+                }
+            },
+        }
+    }
+
     fn item(
         &self,
         number: &str,
@@ -291,19 +338,13 @@ impl Runner {
         let Some(last) = batch.last() else { return checkpoint };
         let mut next = last.after.clone();
         next.counters_from(&checkpoint);
-        let frames: Vec<Value> = batch.iter().map(|p| p.item.clone()).collect();
-        let body = json!({
-            "StreamName": self.stream_name,
-            "ConsumerName": self.spec.name,
-            "Frames": frames,
-        });
-        let delivery =
-            deliver(&self.client, &self.spec.webhook_url, Bytes::from(body.to_string()), self.spec.max_attempts).await;
-        let dead = match delivery {
+        let dead = match self.send(batch).await {
             Delivery::Delivered { body, retries } => {
-                let mut numbers: Vec<String> = batch.iter().map(|p| p.fragment_number.clone()).collect();
-                numbers.dedup();
-                super::write_back::apply(&self.ctx, &self.handle, &numbers, &body).await;
+                if self.spec.sink == Sink::Frames {
+                    let mut numbers: Vec<String> = batch.iter().map(|p| p.fragment_number.clone()).collect();
+                    numbers.dedup();
+                    super::write_back::apply(&self.ctx, &self.handle, &numbers, &body).await;
+                }
                 next.delivered_frames += batch.len() as u64;
                 next.delivered_batches += 1;
                 next.retried_calls += u64::from(retries);
@@ -325,6 +366,60 @@ impl Runner {
         batch.clear();
         checkpoint = self.commit(next, dead).await;
         checkpoint
+    }
+
+    /// Hands the batch to the sink: one webhook call for frames, one call per notification, or
+    /// the picture files.
+    async fn send(&self, batch: &[Pending]) -> Delivery {
+        let url = &self.spec.webhook_url;
+        let attempts = self.spec.max_attempts;
+        match &self.spec.sink {
+            Sink::Frames => {
+                let frames: Vec<&Value> = batch
+                    .iter()
+                    .filter_map(|p| if let Output::Json(item) = &p.output { Some(item) } else { None })
+                    .collect();
+                let body = json!({"StreamName": self.stream_name, "ConsumerName": self.spec.name, "Frames": frames});
+                deliver(&self.client, url, BodyKind::Json, Bytes::from(body.to_string()), attempts).await
+            }
+            Sink::Notification => {
+                let mut retries = 0;
+                for pending in batch {
+                    let Output::Json(message) = &pending.output else { continue };
+                    match deliver(
+                        &self.client,
+                        url,
+                        BodyKind::SnsNotification,
+                        Bytes::from(message.to_string()),
+                        attempts,
+                    )
+                    .await
+                    {
+                        Delivery::Delivered { retries: more, .. } => retries += more,
+                        failed => return failed,
+                    }
+                }
+                Delivery::Delivered { body: Bytes::new(), retries }
+            }
+            Sink::Directory { .. } => {
+                let files: Vec<(std::path::PathBuf, Vec<u8>)> = batch
+                    .iter()
+                    .filter_map(|p| match &p.output {
+                        Output::File { path, bytes } => Some((path.clone(), bytes.clone())),
+                        _ => None,
+                    })
+                    .collect();
+                let written = tokio::task::spawn_blocking(move || {
+                    files.iter().try_for_each(|(path, bytes)| super::sink::write_durably(path, bytes))
+                })
+                .await;
+                match written {
+                    Ok(Ok(())) => Delivery::Delivered { body: Bytes::new(), retries: 0 },
+                    Ok(Err(error)) => Delivery::Failed { attempts: 1, error: error.to_string() },
+                    Err(error) => Delivery::Failed { attempts: 1, error: error.to_string() },
+                }
+            }
+        }
     }
 
     /// Stores the checkpoint (and a dead letter) durably in the stream's metadata.

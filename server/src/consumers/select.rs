@@ -47,9 +47,13 @@ pub fn select(
         Selection::KeyFrames => key_frames(),
         Selection::FramesPerSecond(fps) => every(1000.0 / fps, &mut last_frame_ms),
         Selection::SamplingIntervalMs(ms) => every(*ms as f64, &mut last_frame_ms),
-        Selection::Tag { name, value } => {
+        Selection::Tag { name, value, every_ms } => {
             let matches = record.tags.iter().any(|t| t.name == *name && value.as_ref().is_none_or(|v| *v == t.value));
-            if matches { key_frames() } else { Vec::new() }
+            match (matches, every_ms) {
+                (false, _) => Vec::new(),
+                (true, None) => key_frames(),
+                (true, Some(ms)) => every(*ms as f64, &mut last_frame_ms),
+            }
         }
     }
 }
@@ -99,11 +103,17 @@ mod tests {
 
     #[test]
     fn a_tag_selects_whole_fragments() {
-        let motion = Selection::Tag { name: "event".into(), value: Some("motion".into()) };
+        let motion = Selection::Tag { name: "event".into(), value: Some("motion".into()), every_ms: None };
         assert_eq!(select(&record(30), 1, &motion, None).len(), 2);
-        let any_event = Selection::Tag { name: "event".into(), value: None };
+        let any_event = Selection::Tag { name: "event".into(), value: None, every_ms: None };
         assert_eq!(select(&record(30), 1, &any_event, None).len(), 2);
-        let other = Selection::Tag { name: "event".into(), value: Some("person".into()) };
+        let other = Selection::Tag { name: "event".into(), value: Some("person".into()), every_ms: None };
         assert!(select(&record(30), 1, &other, None).is_empty());
+        // Image generation: every 400 ms within tagged fragments, continuing from the last frame.
+        let sampled = Selection::Tag { name: "event".into(), value: None, every_ms: Some(400) };
+        assert_eq!(times(&select(&record(30), 1, &sampled, None)), [10_000, 10_400, 10_800]);
+        assert_eq!(times(&select(&record(30), 1, &sampled, Some(9_800))), [10_200, 10_600]);
+        let untagged = Selection::Tag { name: "other".into(), value: None, every_ms: Some(400) };
+        assert!(select(&record(30), 1, &untagged, None).is_empty());
     }
 }

@@ -26,11 +26,34 @@ pub enum Selection {
     FramesPerSecond(f64),
     /// One frame per this many ms of video time.
     SamplingIntervalMs(u64),
-    /// The key frames of fragments with this tag (and value, when given).
+    /// The key frames of fragments with this tag (and value, when given), or with `every_ms`
+    /// one frame per that many ms of their video time (image generation's SamplingInterval).
     Tag {
         name: String,
         value: Option<String>,
+        #[serde(default)]
+        every_ms: Option<u64>,
     },
+}
+
+/// Whose frame time names an image file (image generation's ImageSelectorType).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum TimestampKind {
+    Producer,
+    Server,
+}
+
+/// Where a consumer's output goes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub enum Sink {
+    /// Batches of frames POSTed to `webhook_url` (docs/consumers.md).
+    #[default]
+    Frames,
+    /// One SNS-style notification per selected fragment, POSTed to `webhook_url`
+    /// (UpdateNotificationConfiguration).
+    Notification,
+    /// One picture file per frame under `root` (UpdateImageGenerationConfiguration's file:// URI).
+    Directory { root: std::path::PathBuf, timestamp: TimestampKind },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -67,9 +90,11 @@ pub struct ConsumerSpec {
     pub max_attempts: u32,
     pub paused: bool,
     pub created_ms: u64,
+    #[serde(default)]
+    pub sink: Sink,
 }
 
-fn range<T: PartialOrd + Copy + std::fmt::Display>(value: T, min: T, max: T, what: &str) -> Result<T, ApiError> {
+pub fn range<T: PartialOrd + Copy + std::fmt::Display>(value: T, min: T, max: T, what: &str) -> Result<T, ApiError> {
     if value < min || value > max {
         return Err(ApiError::invalid(format!("{what} must be between {min} and {max}.")));
     }
@@ -139,6 +164,7 @@ fn selection_of(document: &Document) -> Result<Selection, ApiError> {
         "TAG" => Selection::Tag {
             name: selection.str("TagName")?.ok_or_else(|| ApiError::invalid("TagName is required for TAG."))?,
             value: selection.str("TagValue")?,
+            every_ms: None,
         },
         other => return Err(ApiError::invalid(format!("Selection Type {other} is not supported."))),
     })
@@ -205,5 +231,6 @@ pub fn parse(document: &Document, now_ms: u64) -> Result<ConsumerSpec, ApiError>
         max_attempts,
         paused: false,
         created_ms: now_ms,
+        sink: Sink::Frames,
     })
 }

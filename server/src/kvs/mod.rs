@@ -22,6 +22,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
+pub(crate) use context::require_archive;
 pub use context::{KvsCtx, KvsSettings};
 
 use crate::body::Body;
@@ -54,6 +55,12 @@ fn operation(path: &str) -> Option<Operation> {
         "updateConsumer" => crate::consumers::api::update_consumer,
         "deleteConsumer" => crate::consumers::api::delete_consumer,
         "listConsumerDeadLetters" => crate::consumers::api::list_consumer_dead_letters,
+        "updateNotificationConfiguration" => crate::consumers::stream_hooks::update_notification_configuration,
+        "describeNotificationConfiguration" => crate::consumers::stream_hooks::describe_notification_configuration,
+        "updateImageGenerationConfiguration" => crate::consumers::stream_hooks::update_image_generation_configuration,
+        "describeImageGenerationConfiguration" => {
+            crate::consumers::stream_hooks::describe_image_generation_configuration
+        }
         _ => return None,
     })
 }

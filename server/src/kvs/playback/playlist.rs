@@ -8,24 +8,12 @@ use framelog_media::package::PackagedTrack;
 
 use super::session::{Discontinuity, Mode, Session};
 use super::window::WindowFragment;
+pub use crate::civil_date::iso8601;
 
 /// A stable number for a fragment's codec configuration: init segment URLs change when it does.
 pub fn config_sequence(fragment: &WindowFragment) -> u32 {
     // FNV-1a: tiny, stable across builds and platforms.
     fragment.record.tracks_body.iter().fold(0x811C_9DC5u32, |hash, &b| (hash ^ u32::from(b)).wrapping_mul(0x0100_0193))
-}
-
-pub fn iso8601(ms: u64) -> String {
-    let seconds = (ms / 1000) as i64;
-    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
-    let (year, month, day) = crate::civil_date::civil_from_days(days);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        ms % 1000
-    )
 }
 
 fn quoted(text: &str) -> String {
