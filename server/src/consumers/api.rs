@@ -4,6 +4,7 @@
 
 use serde_json::{Map, Value, json};
 
+use super::record_api;
 use super::runner::{Changed, start_seq};
 use super::spec::{self, ConsumerSpec, Format, LagPolicy, Selection, Start};
 use super::state::{self, Checkpoint};
@@ -25,6 +26,32 @@ fn not_found(name: &str) -> ApiError {
     ApiError::new(ErrorType::ResourceNotFound, format!("Consumer {name} does not exist on this stream."))
 }
 
+fn in_use(name: &str) -> ApiError {
+    ApiError::new(ErrorType::ResourceInUse, format!("Consumer {name} already exists on this stream."))
+}
+
+/// The stream a request names: a data stream (DataStreamName/ARN) or a video stream.
+fn any_stream(ctx: &KvsCtx, body: &Document) -> Result<framelog_store::StreamHandle, ApiError> {
+    match record_api::data_stream(ctx, body)? {
+        Some(handle) => Ok(handle),
+        None => video_stream(ctx, body),
+    }
+}
+
+fn is_data(handle: &framelog_store::StreamHandle) -> bool {
+    handle.meta().kind == framelog_store::StreamKind::Data
+}
+
+/// The request's `State` (ACTIVE or PAUSED) as paused, `current` when absent.
+pub fn paused_state(body: &Document, current: bool) -> Result<bool, ApiError> {
+    match body.str("State")?.as_deref() {
+        None => Ok(current),
+        Some("ACTIVE") => Ok(false),
+        Some("PAUSED") => Ok(true),
+        Some(other) => Err(ApiError::invalid(format!("State must be ACTIVE or PAUSED, not {other}."))),
+    }
+}
+
 fn notify(ctx: &KvsCtx, handle: &framelog_store::StreamHandle, consumer: &str) {
     let _ = ctx.consumer_changes.send(Changed {
         stream_id: handle.id(),
@@ -38,6 +65,14 @@ fn store_error(error: framelog_store::StoreError) -> ApiError {
 }
 
 pub fn create_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+    if let Some(handle) = record_api::data_stream(ctx, &body)? {
+        let (name, created) = record_api::create(ctx, &handle, &body)?;
+        if !created {
+            return Err(in_use(&name));
+        }
+        notify(ctx, &handle, &name);
+        return Ok(json!({"ConsumerName": name, "DataStreamName": handle.meta().name}));
+    }
     let handle = video_stream(ctx, &body)?;
     let spec = spec::parse(&body, ctx.engine.now_ms())?;
     // NOW means from the moment of creation, whenever the task gets to run.
@@ -55,22 +90,29 @@ pub fn create_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> 
         })
         .map_err(store_error)?;
     if !created {
-        return Err(ApiError::new(ErrorType::ResourceInUse, format!("Consumer {name} already exists on this stream.")));
+        return Err(in_use(&name));
     }
     notify(ctx, &handle, &name);
     Ok(json!({"ConsumerName": name, "StreamName": crate::kvs::public_stream_name(&handle)}))
 }
 
 pub fn describe_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
-    let handle = video_stream(ctx, &body)?;
+    let handle = any_stream(ctx, &body)?;
     let name = consumer_name(&body)?;
+    if is_data(&handle) {
+        let consumer = record_api::describe(ctx, &handle, &name).ok_or_else(|| not_found(&name))?;
+        return Ok(json!({ "Consumer": consumer }));
+    }
     let settings = handle.meta().settings;
     let spec = state::specs(&settings).into_iter().find(|s| s.name == name).ok_or_else(|| not_found(&name))?;
     Ok(json!({"Consumer": describe(ctx, &handle, &spec, &state::checkpoint(&settings, &name))}))
 }
 
 pub fn list_consumers(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
-    let handle = video_stream(ctx, &body)?;
+    let handle = any_stream(ctx, &body)?;
+    if is_data(&handle) {
+        return Ok(json!({"Consumers": record_api::list(ctx, &handle)}));
+    }
     let settings = handle.meta().settings;
     let consumers: Vec<Value> = state::specs(&settings)
         .iter()
@@ -81,8 +123,13 @@ pub fn list_consumers(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
 }
 
 pub fn update_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
-    let handle = video_stream(ctx, &body)?;
+    let handle = any_stream(ctx, &body)?;
     let name = consumer_name(&body)?;
+    if is_data(&handle) {
+        let consumer = record_api::update(ctx, &handle, &name, &body)?.ok_or_else(|| not_found(&name))?;
+        notify(ctx, &handle, &name);
+        return Ok(json!({ "Consumer": consumer }));
+    }
     let settings = handle.meta().settings;
     let current = state::specs(&settings).into_iter().find(|s| s.name == name).ok_or_else(|| not_found(&name))?;
     // The update is the current definition with the request's fields laid over it.
@@ -93,12 +140,7 @@ pub fn update_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> 
     let mut next = spec::parse(&Document(merged), current.created_ms)?;
     next.created_ms = current.created_ms;
     next.start = current.start.clone();
-    next.paused = match body.str("State")?.as_deref() {
-        None => current.paused,
-        Some("ACTIVE") => false,
-        Some("PAUSED") => true,
-        Some(other) => return Err(ApiError::invalid(format!("State must be ACTIVE or PAUSED, not {other}."))),
-    };
+    next.paused = paused_state(&body, current.paused)?;
     ctx.engine
         .update_meta(&handle, |meta| {
             meta.settings.insert(state::spec_key(&name), serde_json::to_string(&next).unwrap_or_default());
@@ -109,7 +151,7 @@ pub fn update_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> 
 }
 
 pub fn delete_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
-    let handle = video_stream(ctx, &body)?;
+    let handle = any_stream(ctx, &body)?;
     let name = consumer_name(&body)?;
     let (_, existed) = ctx
         .engine
@@ -128,7 +170,7 @@ pub fn delete_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> 
 }
 
 pub fn list_consumer_dead_letters(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
-    let handle = video_stream(ctx, &body)?;
+    let handle = any_stream(ctx, &body)?;
     let name = consumer_name(&body)?;
     let settings = handle.meta().settings;
     if !settings.contains_key(&state::spec_key(&name)) {
@@ -137,13 +179,19 @@ pub fn list_consumer_dead_letters(ctx: &KvsCtx, body: Document) -> Result<Value,
     let letters: Vec<Value> = state::dead_letters(&settings, &name)
         .into_iter()
         .map(|d| {
-            json!({
-                "Time": d.at_ms as f64 / 1000.0,
-                "Attempts": d.attempts,
-                "Error": d.error,
-                "FragmentNumbers": d.fragment_numbers,
-                "FrameTimestamps": d.frame_timestamps_ms.iter().map(|ms| *ms as f64 / 1000.0).collect::<Vec<_>>(),
-            })
+            let mut letter = json!({"Time": d.at_ms as f64 / 1000.0, "Attempts": d.attempts, "Error": d.error});
+            match d.shard_id {
+                Some(shard_id) => {
+                    letter["ShardId"] = json!(shard_id);
+                    letter["SequenceNumbers"] = json!(d.sequence_numbers);
+                }
+                None => {
+                    letter["FragmentNumbers"] = json!(d.fragment_numbers);
+                    letter["FrameTimestamps"] =
+                        json!(d.frame_timestamps_ms.iter().map(|ms| *ms as f64 / 1000.0).collect::<Vec<_>>());
+                }
+            }
+            letter
         })
         .collect();
     Ok(json!({"DeadLetters": letters}))

@@ -5,6 +5,9 @@
 
 pub mod api;
 mod deliver;
+mod record_api;
+mod record_runner;
+mod record_spec;
 mod render;
 pub mod runner;
 mod select;

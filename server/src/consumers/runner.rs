@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use base64::Engine as _;
 use framelog_media::FragmentRecord;
-use framelog_store::{Position, StreamHandle};
+use framelog_store::{Position, StreamHandle, StreamKind};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::deliver::{BodyKind, Delivery, WebhookClient, deliver};
+use super::record_spec::RecordConsumerSpec;
 use super::select::select;
 use super::spec::{ConsumerSpec, Format, LagPolicy, Sink, Start};
-use super::state::{self, Checkpoint, DeadLetter, KEPT_DEAD_LETTERS};
+use super::state::{self, Checkpoint, DeadLetter};
 use crate::kvs::KvsCtx;
 
 /// "(Re)consider this consumer": sent by the API after every change.
@@ -32,8 +33,13 @@ pub async fn supervise(ctx: KvsCtx, mut changes: mpsc::UnboundedReceiver<Changed
     let client = super::deliver::client();
     let mut tasks: HashMap<(u64, String), tokio::task::JoinHandle<()>> = HashMap::new();
     for handle in ctx.engine.streams() {
-        for spec in state::specs(&handle.meta().settings) {
-            start(&ctx, &client, &mut tasks, &handle, spec);
+        let settings = handle.meta().settings;
+        let names: Vec<String> = match handle.meta().kind {
+            StreamKind::Video => state::specs(&settings).into_iter().map(|s| s.name).collect(),
+            StreamKind::Data => state::specs_of::<RecordConsumerSpec>(&settings).into_iter().map(|s| s.name).collect(),
+        };
+        for name in names {
+            start(&ctx, &client, &mut tasks, &handle, &name);
         }
     }
     while let Some(change) = changes.recv().await {
@@ -41,30 +47,38 @@ pub async fn supervise(ctx: KvsCtx, mut changes: mpsc::UnboundedReceiver<Changed
             task.abort();
         }
         let Ok(handle) = ctx.engine.stream(&change.stream_name) else { continue };
-        if handle.id() != change.stream_id {
-            continue;
-        }
-        let settings = handle.meta().settings;
-        if let Some(spec) = state::specs(&settings).into_iter().find(|s| s.name == change.consumer) {
-            start(&ctx, &client, &mut tasks, &handle, spec);
+        if handle.id() == change.stream_id {
+            start(&ctx, &client, &mut tasks, &handle, &change.consumer);
         }
     }
 }
 
+/// Starts consumer `name` of `handle`'s stream unless it is paused (or gone).
 fn start(
     ctx: &KvsCtx,
     client: &WebhookClient,
     tasks: &mut HashMap<(u64, String), tokio::task::JoinHandle<()>>,
     handle: &StreamHandle,
-    spec: ConsumerSpec,
+    name: &str,
 ) {
-    if spec.paused {
-        return;
-    }
-    let key = (handle.id(), spec.name.clone());
-    let stream_name = crate::kvs::public_stream_name(handle);
-    let runner = Runner { ctx: ctx.clone(), client: client.clone(), handle: handle.clone(), stream_name, spec };
-    tasks.insert(key, tokio::spawn(runner.run()));
+    let settings = handle.meta().settings;
+    let task = match handle.meta().kind {
+        StreamKind::Video => {
+            let Some(spec) = state::specs(&settings).into_iter().find(|s| s.name == name && !s.paused) else { return };
+            let stream_name = crate::kvs::public_stream_name(handle);
+            let runner = Runner { ctx: ctx.clone(), client: client.clone(), handle: handle.clone(), stream_name, spec };
+            tokio::spawn(runner.run())
+        }
+        StreamKind::Data => {
+            let Some(spec) =
+                state::specs_of::<RecordConsumerSpec>(&settings).into_iter().find(|s| s.name == name && !s.paused)
+            else {
+                return;
+            };
+            tokio::spawn(super::record_runner::run(ctx.clone(), client.clone(), handle.clone(), spec))
+        }
+    };
+    tasks.insert((handle.id(), name.to_string()), task);
 }
 
 /// The first fragment a new consumer looks at.
@@ -360,6 +374,8 @@ impl Runner {
                     error,
                     fragment_numbers: batch.iter().map(|p| p.fragment_number.clone()).collect(),
                     frame_timestamps_ms: batch.iter().map(|p| p.frame_ms).collect(),
+                    shard_id: None,
+                    sequence_numbers: Vec::new(),
                 })
             }
         };
@@ -433,11 +449,7 @@ impl Runner {
                     return;
                 }
                 if let Some(dead) = dead {
-                    let mut letters = state::dead_letters(&meta.settings, &name);
-                    letters.push(dead);
-                    let excess = letters.len().saturating_sub(KEPT_DEAD_LETTERS);
-                    letters.drain(..excess);
-                    meta.settings.insert(state::dead_key(&name), serde_json::to_string(&letters).unwrap_or_default());
+                    state::push_dead_letter(&mut meta.settings, &name, dead);
                 }
                 meta.settings.insert(state::checkpoint_key(&name), serde_json::to_string(&stored).unwrap_or_default());
             })

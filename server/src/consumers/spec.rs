@@ -101,7 +101,7 @@ pub fn range<T: PartialOrd + Copy + std::fmt::Display>(value: T, min: T, max: T,
     Ok(value)
 }
 
-fn uint(document: &Document, field: &str, default: u64, min: u64, max: u64) -> Result<u64, ApiError> {
+pub fn uint(document: &Document, field: &str, default: u64, min: u64, max: u64) -> Result<u64, ApiError> {
     match document.int(field)? {
         None => Ok(default),
         Some(value) if value < 0 => Err(ApiError::invalid(format!("{field} must be between {min} and {max}."))),
@@ -196,10 +196,8 @@ fn lag_of(document: &Document) -> Result<LagPolicy, ApiError> {
     })
 }
 
-/// Parses a CreateConsumer request.
-pub fn parse(document: &Document, now_ms: u64) -> Result<ConsumerSpec, ApiError> {
-    let name = document.str("ConsumerName")?.ok_or_else(|| ApiError::invalid("ConsumerName is required."))?;
-    check_name(&name)?;
+/// The request's `Webhook.Url`.
+pub fn webhook_url(document: &Document) -> Result<String, ApiError> {
     let webhook = document.object("Webhook")?.ok_or_else(|| ApiError::invalid("Webhook is required."))?;
     let url = webhook.str("Url")?.ok_or_else(|| ApiError::invalid("Webhook.Url is required."))?;
     if !url.starts_with("http://") {
@@ -207,6 +205,14 @@ pub fn parse(document: &Document, now_ms: u64) -> Result<ConsumerSpec, ApiError>
         return Err(ApiError::invalid("Webhook.Url must be an http:// URL."));
     }
     url.parse::<axum::http::Uri>().map_err(|e| ApiError::invalid(format!("Webhook.Url is not a URL: {e}")))?;
+    Ok(url)
+}
+
+/// Parses a CreateConsumer request.
+pub fn parse(document: &Document, now_ms: u64) -> Result<ConsumerSpec, ApiError> {
+    let name = document.str("ConsumerName")?.ok_or_else(|| ApiError::invalid("ConsumerName is required."))?;
+    check_name(&name)?;
+    let url = webhook_url(document)?;
     let (format, width, height) = output_of(document)?;
     let batching = document.object("Batching")?;
     let (max_frames_per_batch, max_wait_ms) = match &batching {

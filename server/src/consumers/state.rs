@@ -46,6 +46,11 @@ pub struct DeadLetter {
     pub error: String,
     pub fragment_numbers: Vec<String>,
     pub frame_timestamps_ms: Vec<u64>,
+    /// A record consumer's batch: its shard and records.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sequence_numbers: Vec<String>,
 }
 
 const SPEC_PREFIX: &str = "consumer.spec.";
@@ -62,8 +67,13 @@ pub fn dead_key(name: &str) -> String {
     format!("consumer.dead.{name}")
 }
 
-/// The consumers defined in a stream's settings.
+/// The video consumers defined in a stream's settings.
 pub fn specs(settings: &std::collections::BTreeMap<String, String>) -> Vec<ConsumerSpec> {
+    specs_of(settings)
+}
+
+/// The consumers of type `T` (video or record consumers) defined in a stream's settings.
+pub fn specs_of<T: serde::de::DeserializeOwned>(settings: &std::collections::BTreeMap<String, String>) -> Vec<T> {
     settings
         .range(SPEC_PREFIX.to_string()..)
         .take_while(|(key, _)| key.starts_with(SPEC_PREFIX))
@@ -72,9 +82,26 @@ pub fn specs(settings: &std::collections::BTreeMap<String, String>) -> Vec<Consu
 }
 
 pub fn checkpoint(settings: &std::collections::BTreeMap<String, String>, name: &str) -> Checkpoint {
+    checkpoint_of(settings, name)
+}
+
+/// A consumer's checkpoint of type `T` (the default when it has none yet).
+pub fn checkpoint_of<T: serde::de::DeserializeOwned + Default>(
+    settings: &std::collections::BTreeMap<String, String>,
+    name: &str,
+) -> T {
     settings.get(&checkpoint_key(name)).and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default()
 }
 
 pub fn dead_letters(settings: &std::collections::BTreeMap<String, String>, name: &str) -> Vec<DeadLetter> {
     settings.get(&dead_key(name)).and_then(|v| serde_json::from_str(v).ok()).unwrap_or_default()
+}
+
+/// Appends a dead letter, keeping the newest `KEPT_DEAD_LETTERS`.
+pub fn push_dead_letter(settings: &mut std::collections::BTreeMap<String, String>, name: &str, dead: DeadLetter) {
+    let mut letters = dead_letters(settings, name);
+    letters.push(dead);
+    let excess = letters.len().saturating_sub(KEPT_DEAD_LETTERS);
+    letters.drain(..excess);
+    settings.insert(dead_key(name), serde_json::to_string(&letters).unwrap_or_default());
 }

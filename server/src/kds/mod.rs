@@ -13,6 +13,10 @@ mod streams;
 #[cfg(test)]
 mod tests;
 
+/// What the record consumers (crate::consumers) show of a stored record.
+pub(crate) use context::{epoch_secs, shard_id};
+pub(crate) use records::sequence_number;
+
 use axum::body::Bytes;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};

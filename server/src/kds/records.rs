@@ -76,7 +76,7 @@ fn check_record_size(meta: &StreamMeta, input: &PutInput, v: &mut Violations, pa
     }
 }
 
-fn sequence_number(meta: &StreamMeta, shard: u32, seq: u64, arrival_ms: u64) -> String {
+pub(crate) fn sequence_number(meta: &StreamMeta, shard: u32, seq: u64, arrival_ms: u64) -> String {
     let created_secs = meta.shards[shard as usize].created_ms / 1000;
     seqnum::encode(created_secs, shard, Some(seq), arrival_ms / 1000)
 }

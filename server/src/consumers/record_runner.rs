@@ -1,0 +1,180 @@
+//! Delivery of a record consumer: one task per shard (records of a shard stay in order; shards
+//! do not wait for each other), each reading from its checkpoint, batching up to MaxRecords or
+//! MaxWaitMs, posting a Lambda-shaped Kinesis event and committing its shard's position.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use base64::Engine as _;
+use framelog_store::{Entry, Position, StreamHandle};
+use serde_json::{Value, json};
+use tokio::task::JoinSet;
+
+use super::deliver::{BodyKind, Delivery, WebhookClient, deliver};
+use super::record_spec::{MAX_BATCH_BYTES, RecordCheckpoint, RecordConsumerSpec};
+use super::spec::Start;
+use super::state::{self, DeadLetter};
+use crate::kvs::KvsCtx;
+
+/// Each shard's first record for a new consumer.
+pub fn start_seqs(
+    ctx: &KvsCtx,
+    handle: &StreamHandle,
+    start: &Start,
+) -> Result<std::collections::BTreeMap<u32, u64>, crate::error::ApiError> {
+    let position = match start {
+        Start::Earliest => Position::TrimHorizon,
+        Start::ServerTimestamp(ms) => Position::AtArrivalMs(*ms),
+        _ => Position::Latest,
+    };
+    (0..handle.meta().shards.len() as u32)
+        .map(|shard| {
+            let seq = ctx.engine.resolve(handle, shard, position).map_err(|e| crate::error::ApiError::internal(&e))?;
+            Ok((shard, seq))
+        })
+        .collect()
+}
+
+/// Runs every shard's delivery until the task is aborted (which aborts the shard tasks too).
+pub async fn run(ctx: KvsCtx, client: WebhookClient, handle: StreamHandle, spec: RecordConsumerSpec) {
+    let mut shards = JoinSet::new();
+    for shard in 0..handle.meta().shards.len() as u32 {
+        let shard_runner =
+            ShardRunner { ctx: ctx.clone(), client: client.clone(), handle: handle.clone(), spec: spec.clone(), shard };
+        shards.spawn(shard_runner.run());
+    }
+    while shards.join_next().await.is_some() {}
+}
+
+struct ShardRunner {
+    ctx: KvsCtx,
+    client: WebhookClient,
+    handle: StreamHandle,
+    spec: RecordConsumerSpec,
+    shard: u32,
+}
+
+impl ShardRunner {
+    async fn run(self) {
+        let checkpoint: RecordCheckpoint = state::checkpoint_of(&self.handle.meta().settings, &self.spec.name);
+        let Ok(mut tip) = self.handle.subscribe(self.shard) else { return };
+        let mut next = match checkpoint.next_seq.get(&self.shard) {
+            Some(seq) => *seq,
+            None => match start_seqs(&self.ctx, &self.handle, &self.spec.start) {
+                Ok(seqs) => seqs.get(&self.shard).copied().unwrap_or(0),
+                Err(_) => return,
+            },
+        };
+        loop {
+            let Ok(newest) = self.handle.tip_seq(self.shard) else { return };
+            if next >= newest {
+                let _ = tokio::time::timeout(Duration::from_secs(1), tip.changed()).await;
+                continue;
+            }
+            let Some(entries) = self.read(next).await else { return };
+            let Some(first) = entries.first() else {
+                // Everything from `next` expired before it was delivered.
+                next = newest;
+                continue;
+            };
+            if entries.first().is_some_and(|e| e.seq > next) {
+                tracing::warn!(consumer = %self.spec.name, shard = self.shard, from = next, to = first.seq, "records expired before delivery");
+            }
+            let bytes: usize = entries.iter().map(|e| e.payload.len()).sum();
+            let waited_ms = self.ctx.engine.now_ms().saturating_sub(first.arrival_ms);
+            if entries.len() < self.spec.max_records && bytes < MAX_BATCH_BYTES && waited_ms < self.spec.max_wait_ms {
+                // Wait for the batch to fill, at most until its oldest record has waited MaxWaitMs.
+                let rest = Duration::from_millis(self.spec.max_wait_ms - waited_ms);
+                let _ = tokio::time::timeout(rest, tip.changed()).await;
+                continue;
+            }
+            let after = entries.last().map_or(next, |e| e.seq + 1);
+            self.deliver_and_commit(&entries, after).await;
+            next = after;
+        }
+    }
+
+    async fn read(&self, from_seq: u64) -> Option<Vec<Entry>> {
+        let (engine, handle, shard, max) =
+            (self.ctx.engine.clone(), self.handle.clone(), self.shard, self.spec.max_records);
+        let batch = tokio::task::spawn_blocking(move || engine.read(&handle, shard, from_seq, max, MAX_BATCH_BYTES))
+            .await
+            .ok()?
+            .ok()?;
+        Some(batch.entries)
+    }
+
+    fn event(&self, entry: &Entry) -> Value {
+        let meta = self.handle.meta();
+        let settings = &self.ctx.settings;
+        let sequence_number = crate::kds::sequence_number(&meta, self.shard, entry.seq, entry.arrival_ms);
+        json!({
+            "kinesis": {
+                "kinesisSchemaVersion": "1.0",
+                "partitionKey": String::from_utf8_lossy(&entry.attrs),
+                "sequenceNumber": sequence_number,
+                "data": base64::engine::general_purpose::STANDARD.encode(&entry.payload),
+                "approximateArrivalTimestamp": crate::kds::epoch_secs(entry.arrival_ms),
+            },
+            "eventSource": "aws:kinesis",
+            "eventVersion": "1.0",
+            "eventID": format!("{}:{sequence_number}", crate::kds::shard_id(self.shard)),
+            "eventName": "aws:kinesis:record",
+            "invokeIdentityArn": format!("arn:aws:iam::{}:role/framelog-consumer", settings.account_id),
+            "awsRegion": settings.region,
+            "eventSourceARN": meta.arn,
+        })
+    }
+
+    /// Posts the batch (or dead-letters it) and commits this shard's position after it.
+    async fn deliver_and_commit(&self, entries: &[Entry], after: u64) {
+        let events: Vec<Value> = entries.iter().map(|e| self.event(e)).collect();
+        let body = Bytes::from(json!({"Records": events}).to_string());
+        let delivery =
+            deliver(&self.client, &self.spec.webhook_url, BodyKind::Json, body, self.spec.max_attempts).await;
+        let (delivered, retried, dead) = match delivery {
+            Delivery::Delivered { retries, .. } => (true, retries, None),
+            Delivery::Failed { attempts, error } => {
+                tracing::warn!(consumer = %self.spec.name, shard = self.shard, attempts, %error, "a batch of records went to the dead-letter log");
+                let sequence_numbers =
+                    events.iter().filter_map(|e| e["kinesis"]["sequenceNumber"].as_str().map(str::to_string)).collect();
+                let letter = DeadLetter {
+                    at_ms: self.ctx.engine.now_ms(),
+                    attempts,
+                    error,
+                    fragment_numbers: Vec::new(),
+                    frame_timestamps_ms: Vec::new(),
+                    shard_id: Some(crate::kds::shard_id(self.shard)),
+                    sequence_numbers,
+                };
+                (false, attempts.saturating_sub(1), Some(letter))
+            }
+        };
+        let (engine, handle, name, shard, count) =
+            (self.ctx.engine.clone(), self.handle.clone(), self.spec.name.clone(), self.shard, entries.len() as u64);
+        let _ = tokio::task::spawn_blocking(move || {
+            engine.update_meta(&handle, |meta| {
+                // A consumer deleted meanwhile stays deleted.
+                if !meta.settings.contains_key(&state::spec_key(&name)) {
+                    return;
+                }
+                // Shards commit independently: each changes only its own position.
+                let mut checkpoint: RecordCheckpoint = state::checkpoint_of(&meta.settings, &name);
+                checkpoint.next_seq.insert(shard, after);
+                checkpoint.retried_calls += u64::from(retried);
+                if delivered {
+                    checkpoint.delivered_records += count;
+                    checkpoint.delivered_batches += 1;
+                } else {
+                    checkpoint.dead_lettered_batches += 1;
+                }
+                if let Some(dead) = dead {
+                    state::push_dead_letter(&mut meta.settings, &name, dead);
+                }
+                meta.settings
+                    .insert(state::checkpoint_key(&name), serde_json::to_string(&checkpoint).unwrap_or_default());
+            })
+        })
+        .await;
+    }
+}
