@@ -51,9 +51,11 @@ APT_PACKAGES=(
 NODE_APT_PACKAGES=(nodejs npm)
 # Python packages for the wire-compatibility tests (media-tests/python), installed into .venv.
 # cbor2 6 is needed for `semantic_decoders` (the tests read AWS's tag(1) integer milliseconds raw).
-PY_REQUIREMENTS=(boto3 awscli "cbor2>=6,<7" pytest)
+# opencv-python-headless runs the example consumer's detectors (docs/examples/opencv_consumer.py) and
+# draws its test video; pinned to 4.x because OpenCV 5 moved the Haar cascades out of the main package.
+PY_REQUIREMENTS=(boto3 awscli "cbor2>=6,<7" pytest "opencv-python-headless==4.14.0.94")
 # Python modules that must import for the venv to count as ready (awscli provides .venv/bin/aws).
-PY_IMPORT_CHECK="import boto3, awscli, cbor2, pytest"
+PY_IMPORT_CHECK="import boto3, awscli, cbor2, pytest, cv2"
 
 VENV_DIR="$ROOT/.venv"
 VENV_STAMP="$VENV_DIR/.framelog-stamp"
