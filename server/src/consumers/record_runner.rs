@@ -153,7 +153,7 @@ impl ShardRunner {
         let (engine, handle, name, shard, count) =
             (self.ctx.engine.clone(), self.handle.clone(), self.spec.name.clone(), self.shard, entries.len() as u64);
         let _ = tokio::task::spawn_blocking(move || {
-            engine.update_meta(&handle, |meta| {
+            engine.update_meta_unsynced(&handle, |meta| {
                 // A consumer deleted meanwhile stays deleted.
                 if !meta.settings.contains_key(&state::spec_key(&name)) {
                     return;

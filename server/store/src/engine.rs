@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 
-use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options};
+use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteOptions};
 use tokio::sync::{oneshot, watch};
 
 use crate::clock::Clock;
@@ -249,6 +249,28 @@ impl Engine {
         handle: &StreamHandle,
         change: impl FnOnce(&mut StreamMeta) -> T,
     ) -> Result<(StreamMeta, T)> {
+        self.write_meta(handle, change, &synced())
+    }
+
+    /// Like `update_meta`, but the write reaches the WAL without waiting for an fsync: it survives
+    /// a crash of the process (the OS holds it) and becomes durable with the next synced write,
+    /// but an OS crash or power loss may lose it. For frequent, replaceable state such as consumer
+    /// checkpoints (a lost one means redelivery, never a gap), so that those writes neither cost
+    /// an fsync each nor hold the stream's metadata lock across one while ingest waits.
+    pub fn update_meta_unsynced<T>(
+        &self,
+        handle: &StreamHandle,
+        change: impl FnOnce(&mut StreamMeta) -> T,
+    ) -> Result<(StreamMeta, T)> {
+        self.write_meta(handle, change, &WriteOptions::default())
+    }
+
+    fn write_meta<T>(
+        &self,
+        handle: &StreamHandle,
+        change: impl FnOnce(&mut StreamMeta) -> T,
+        options: &WriteOptions,
+    ) -> Result<(StreamMeta, T)> {
         let mut meta = handle.0.meta.write().unwrap_or_else(|e| e.into_inner());
         if handle.0.deleted.load(Ordering::Acquire) {
             return Err(StoreError::StreamDeleted(meta.name.clone()));
@@ -256,7 +278,7 @@ impl Engine {
         let mut next = meta.clone();
         let out = change(&mut next);
         let db = &self.inner.db;
-        db.put_cf_opt(cf(db, CF_META), keys::stream_meta_key(&next.name), meta_json(&next), &synced())?;
+        db.put_cf_opt(cf(db, CF_META), keys::stream_meta_key(&next.name), meta_json(&next), options)?;
         *meta = next.clone();
         Ok((next, out))
     }

@@ -149,10 +149,15 @@ fn metadata_updates_survive_restart() {
                 m.tags.insert("team".into(), "video".into());
             })
             .expect("update");
+        // Checkpoint-style writes skip their own fsync but are in the WAL all the same.
+        engine
+            .update_meta_unsynced(&stream, |m| m.settings.insert("consumer.checkpoint.c".into(), "7".into()))
+            .expect("unsynced update");
         engine.close().expect("close");
     }
     let engine = open(dir.path(), &clock);
     let meta = engine.stream("s").expect("stream").meta();
+    assert_eq!(meta.settings.get("consumer.checkpoint.c").map(String::as_str), Some("7"));
     assert_eq!(meta.retention_hours, 48);
     assert_eq!(meta.tags.get("team").map(String::as_str), Some("video"));
     assert_eq!(meta.shards.len(), 3);
