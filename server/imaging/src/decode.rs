@@ -1,5 +1,8 @@
-//! Decoding H.264/H.265 access units to RGB with GStreamer:
-//! `appsrc (avc/hvc1 caps with the codec record) ! avdec_h26x ! videoconvert ! RGB ! appsink`.
+//! Decoding H.264/H.265 access units with GStreamer:
+//! `appsrc (avc/hvc1 caps with the codec record) ! avdec_h26x ! videoconvert[scale] ! RGB !
+//! appsink`, or `... ! RGB ! jpegenc ! appsink` when the caller wants JPEG at the decoded
+//! size (libjpeg-turbo is several times faster than encoding in Rust). Frames nobody wants are
+//! dropped as they leave the decoder, so only wanted pictures are scaled, converted and encoded.
 //!
 //! Frames go in decode order with their presentation times; pictures come out in presentation
 //! order and only the wanted ones are kept, so memory stays at the decoder's reorder depth.
@@ -36,18 +39,29 @@ pub struct FrameRequest {
     pub config: Vec<u8>,
     pub frames: Vec<EncodedFrame>,
     pub wanted_pts_ms: Vec<i64>,
-    /// Scale pictures to this size inside the pipeline (in YUV, before RGB conversion: a 1080p
-    /// key frame to 640x360 costs a tenth of converting it whole and resizing the RGB).
+    /// Scale pictures to this size inside the pipeline (in the same pass as the RGB conversion:
+    /// a 1080p key frame to 640x360 costs a tenth of converting it whole and resizing the RGB).
     pub scale_to: Option<(u32, u32)>,
+    /// Encode pictures to JPEG of this quality (1-100) inside the pipeline.
+    pub jpeg_quality: Option<u8>,
 }
 
-/// A decoded picture, tightly packed RGB (3 bytes per pixel, no row padding).
+/// What a decoded picture holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pixels {
+    /// Tightly packed RGB (3 bytes per pixel, no row padding).
+    Rgb(Vec<u8>),
+    /// A JPEG made in the pipeline (`FrameRequest::jpeg_quality`).
+    Jpeg(Vec<u8>),
+}
+
+/// A decoded picture.
 #[derive(Debug, Clone)]
 pub struct DecodedFrame {
     pub pts_ms: i64,
     pub width: u32,
     pub height: u32,
-    pub rgb: Vec<u8>,
+    pub pixels: Pixels,
 }
 
 /// Decodes `request` and calls `on_frame` for each wanted picture as it comes out. A wanted time
@@ -67,7 +81,7 @@ pub fn decode_frames(request: FrameRequest, mut on_frame: impl FnMut(DecodedFram
         .field("alignment", "au")
         .field("codec_data", gst::Buffer::from_slice(request.config.clone()))
         .build();
-    let pipeline = Pipeline::build(decoder, &caps, request.scale_to)?;
+    let pipeline = Pipeline::build(decoder, &caps, &request, base_ms, &wanted)?;
     let result = pipeline.run(request.frames, base_ms, &wanted, &mut on_frame);
     pipeline.stop();
     result
@@ -81,19 +95,50 @@ struct Pipeline {
 }
 
 impl Pipeline {
-    fn build(decoder: &str, caps: &gst::Caps, scale_to: Option<(u32, u32)>) -> Result<Pipeline, ImagingError> {
+    fn build(
+        decoder: &str,
+        caps: &gst::Caps,
+        request: &FrameRequest,
+        base_ms: i64,
+        wanted: &BTreeSet<i64>,
+    ) -> Result<Pipeline, ImagingError> {
         let unavailable = |what: &str| ImagingError::Unavailable(what.to_string());
-        // add-borders=false stretches to the requested size, as GetImages specifies.
-        let scale = scale_to.map_or(String::new(), |(w, h)| {
-            format!("videoscale add-borders=false ! video/x-raw,width={w},height={h},pixel-aspect-ratio=1/1 ! ")
-        });
+        // One element scales and converts to RGB in a single pass; add-borders=false stretches
+        // to the requested size, as GetImages specifies.
+        let to_rgb = match request.scale_to {
+            Some((w, h)) => format!(
+                "videoconvertscale add-borders=false ! video/x-raw,format=RGB,width={w},height={h},pixel-aspect-ratio=1/1"
+            ),
+            None => "videoconvert ! video/x-raw,format=RGB".to_string(),
+        };
+        // For JPEG, RGB still goes in so that libjpeg makes JFIF's full-range BT.601 YCbCr itself:
+        // handing it the video's limited-range YUV washes pictures out (and this GStreamer's
+        // videoconvert ignores a range-only change in the caps).
+        let output = match request.jpeg_quality {
+            Some(quality) => format!("{to_rgb} ! jpegenc quality={} idct-method=islow", quality.clamp(1, 100)),
+            None => to_rgb,
+        };
         let description = format!(
-            "appsrc name=source format=time ! {decoder} ! {scale}videoconvert ! video/x-raw,format=RGB ! appsink name=sink sync=false"
+            "appsrc name=source format=time ! {decoder} name=decoder ! {output} ! appsink name=sink sync=false"
         );
         let pipeline = gst::parse::launch(&description)
             .map_err(|e| ImagingError::Unavailable(format!("{description}: {e}")))?
             .downcast::<gst::Pipeline>()
             .map_err(|_| unavailable("not a pipeline"))?;
+        let decoded = pipeline
+            .by_name("decoder")
+            .and_then(|e| e.static_pad("src"))
+            .ok_or_else(|| unavailable("decoder pad missing"))?;
+        let wanted = wanted.clone();
+        decoded.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+            let unwanted = match &info.data {
+                Some(gst::PadProbeData::Buffer(buffer)) => {
+                    buffer.pts().is_some_and(|pts| !wanted.contains(&(base_ms + pts.mseconds() as i64)))
+                }
+                _ => false,
+            };
+            if unwanted { gst::PadProbeReturn::Drop } else { gst::PadProbeReturn::Ok }
+        });
         let source = pipeline
             .by_name("source")
             .and_then(|e| e.downcast::<AppSrc>().ok())
@@ -163,10 +208,19 @@ impl Pipeline {
             return Ok(());
         }
         let caps = sample.caps().ok_or_else(|| bad("a sample without caps"))?;
+        let map = buffer.map_readable().map_err(|_| bad("unreadable picture"))?;
+        let structure = caps.structure(0).ok_or_else(|| bad("empty caps"))?;
+        if structure.name() == "image/jpeg" {
+            let dimension = |field: &str| structure.get::<i32>(field).ok().and_then(|v| u32::try_from(v).ok());
+            let (Some(width), Some(height)) = (dimension("width"), dimension("height")) else {
+                return Err(bad("a JPEG without its size"));
+            };
+            on_frame(DecodedFrame { pts_ms, width, height, pixels: Pixels::Jpeg(map.as_slice().to_vec()) });
+            return Ok(());
+        }
         let info = gstreamer_video::VideoInfo::from_caps(caps).map_err(|_| bad("unreadable video caps"))?;
         let (width, height) = (info.width(), info.height());
         let stride = usize::try_from(info.stride()[0]).map_err(|_| bad("negative stride"))?;
-        let map = buffer.map_readable().map_err(|_| bad("unreadable picture"))?;
         let row_bytes = width as usize * 3;
         let mut rgb = Vec::with_capacity(row_bytes * height as usize);
         for row in 0..height as usize {
@@ -174,7 +228,7 @@ impl Pipeline {
             let line = map.as_slice().get(start..start + row_bytes).ok_or_else(|| bad("a short picture"))?;
             rgb.extend_from_slice(line);
         }
-        on_frame(DecodedFrame { pts_ms, width, height, rgb });
+        on_frame(DecodedFrame { pts_ms, width, height, pixels: Pixels::Rgb(rgb) });
         Ok(())
     }
 
@@ -241,15 +295,23 @@ mod tests {
         assert!(frames[0].keyframe && !frames[5].keyframe);
         let wanted = vec![5_000, 5_700];
         let mut got = Vec::new();
-        let request = FrameRequest { codec: Codec::Avc, config, frames, wanted_pts_ms: wanted.clone(), scale_to: None };
+        let request = FrameRequest {
+            codec: Codec::Avc,
+            config,
+            frames,
+            wanted_pts_ms: wanted.clone(),
+            scale_to: None,
+            jpeg_quality: None,
+        };
         decode_frames(request, |frame| got.push(frame)).expect("decodes");
         assert_eq!(got.iter().map(|f| f.pts_ms).collect::<Vec<_>>(), wanted);
         for frame in &got {
-            assert_eq!((frame.width, frame.height, frame.rgb.len()), (320, 240, 320 * 240 * 3));
+            let Pixels::Rgb(rgb) = &frame.pixels else { panic!("RGB was asked for") };
+            assert_eq!((frame.width, frame.height, rgb.len()), (320, 240, 320 * 240 * 3));
             // videotestsrc's SMPTE bars, top part: white at the left, then yellow, then cyan.
             let pixel = |x: usize, y: usize| -> [u8; 3] {
                 let at = (y * 320 + x) * 3;
-                [frame.rgb[at], frame.rgb[at + 1], frame.rgb[at + 2]]
+                [rgb[at], rgb[at + 1], rgb[at + 2]]
             };
             let near = |got: [u8; 3], want: [u8; 3]| got.iter().zip(want).all(|(&g, w)| g.abs_diff(w) < 24);
             assert!(near(pixel(20, 60), [255, 255, 255]), "white bar: {:?}", pixel(20, 60));
@@ -262,14 +324,50 @@ mod tests {
     fn pictures_can_be_scaled_in_the_pipeline() {
         let (config, frames) = encoded_bars(2);
         let mut got = Vec::new();
-        let request =
-            FrameRequest { codec: Codec::Avc, config, frames, wanted_pts_ms: vec![5_000], scale_to: Some((160, 90)) };
+        let request = FrameRequest {
+            codec: Codec::Avc,
+            config,
+            frames,
+            wanted_pts_ms: vec![5_000],
+            scale_to: Some((160, 90)),
+            jpeg_quality: None,
+        };
         decode_frames(request, |frame| got.push(frame)).expect("decodes");
         assert_eq!(got.len(), 1);
-        assert_eq!((got[0].width, got[0].height, got[0].rgb.len()), (160, 90, 160 * 90 * 3));
+        let Pixels::Rgb(rgb) = &got[0].pixels else { panic!("RGB was asked for") };
+        assert_eq!((got[0].width, got[0].height, rgb.len()), (160, 90, 160 * 90 * 3));
         // Stretched, not letterboxed: the white bar still starts at the left edge.
-        let first = &got[0].rgb[(45 * 160 + 2) * 3..(45 * 160 + 2) * 3 + 3];
+        let first = &rgb[(45 * 160 + 2) * 3..(45 * 160 + 2) * 3 + 3];
         assert!(first.iter().all(|&c| c > 200), "white at the left edge: {first:?}");
+    }
+
+    #[test]
+    fn jpegs_made_in_the_pipeline_are_the_wanted_frames_only() {
+        let (config, frames) = encoded_bars(10);
+        let mut got = Vec::new();
+        let request = FrameRequest {
+            codec: Codec::Avc,
+            config,
+            frames,
+            wanted_pts_ms: vec![5_200, 5_600],
+            scale_to: Some((160, 120)),
+            jpeg_quality: Some(85),
+        };
+        decode_frames(request, |frame| got.push(frame)).expect("decodes");
+        assert_eq!(
+            got.iter().map(|f| (f.pts_ms, f.width, f.height)).collect::<Vec<_>>(),
+            [(5_200, 160, 120), (5_600, 160, 120)]
+        );
+        for frame in &got {
+            let Pixels::Jpeg(jpeg) = &frame.pixels else { panic!("JPEG was asked for") };
+            // SOI and EOI markers around a real picture.
+            assert_eq!((&jpeg[..2], &jpeg[jpeg.len() - 2..]), (&[0xFF, 0xD8][..], &[0xFF, 0xD9][..]));
+            assert!(jpeg.len() > 500, "{} bytes", jpeg.len());
+            // Full range: the white bar is white, not the video's limited-range 235 grey.
+            let picture = image::load_from_memory(jpeg).expect("a readable JPEG").to_rgb8();
+            let white = picture.get_pixel(5, 30).0;
+            assert!(white.iter().all(|&c| c > 245), "white bar: {white:?}");
+        }
     }
 
     #[test]
@@ -277,7 +375,14 @@ mod tests {
         let (config, _) = encoded_bars(1);
         let frames = vec![EncodedFrame { pts_ms: 0, keyframe: true, data: vec![0, 0, 0, 5, 0x65, 1, 2, 3, 4] }];
         let mut got = 0;
-        let request = FrameRequest { codec: Codec::Avc, config, frames, wanted_pts_ms: vec![0], scale_to: None };
+        let request = FrameRequest {
+            codec: Codec::Avc,
+            config,
+            frames,
+            wanted_pts_ms: vec![0],
+            scale_to: None,
+            jpeg_quality: None,
+        };
         let _ = decode_frames(request, |_| got += 1);
         assert_eq!(got, 0);
     }

@@ -1,11 +1,12 @@
-//! Resizing and encoding decoded pictures with the `image` crate.
+//! Resizing and encoding decoded pictures with the `image` crate (JPEGs at the decoded size come
+//! ready from the pipeline).
 
 use image::codecs::jpeg::JpegEncoder;
 use image::codecs::png::PngEncoder;
 use image::imageops::FilterType;
 use image::{ExtendedColorType, ImageEncoder, RgbImage};
 
-use crate::decode::DecodedFrame;
+use crate::decode::{DecodedFrame, Pixels};
 use crate::error::ImagingError;
 
 /// GetImages' Format with its FormatConfig.
@@ -45,7 +46,16 @@ pub fn encode_image(
     format: ImageFormat,
     size: Option<(u32, u32)>,
 ) -> Result<Vec<u8>, ImagingError> {
-    let source = RgbImage::from_raw(frame.width, frame.height, frame.rgb)
+    let rgb = match frame.pixels {
+        Pixels::Jpeg(jpeg)
+            if matches!(format, ImageFormat::Jpeg { .. }) && size.is_none_or(|s| s == (frame.width, frame.height)) =>
+        {
+            return Ok(jpeg);
+        }
+        Pixels::Jpeg(_) => return Err(ImagingError::Encode("a JPEG from the pipeline cannot be re-encoded".into())),
+        Pixels::Rgb(rgb) => rgb,
+    };
+    let source = RgbImage::from_raw(frame.width, frame.height, rgb)
         .ok_or_else(|| ImagingError::Encode("picture size does not match its pixels".into()))?;
     let picture = match size {
         Some((w, h)) if (w, h) != (frame.width, frame.height) => {
@@ -77,7 +87,7 @@ mod tests {
                 rgb.extend_from_slice(&[(x * 255 / width) as u8, (y * 255 / height) as u8, 128]);
             }
         }
-        DecodedFrame { pts_ms: 0, width, height, rgb }
+        DecodedFrame { pts_ms: 0, width, height, pixels: Pixels::Rgb(rgb) }
     }
 
     #[test]
@@ -94,7 +104,7 @@ mod tests {
         let frame = gradient(64, 48);
         let png = encode_image(frame.clone(), ImageFormat::Png, None).expect("png");
         let back = image::load_from_memory(&png).expect("readable png").to_rgb8();
-        assert_eq!(back.as_raw(), &frame.rgb, "PNG is lossless");
+        assert_eq!(Pixels::Rgb(back.into_raw()), frame.pixels, "PNG is lossless");
 
         let jpeg = encode_image(frame.clone(), ImageFormat::Jpeg { quality: 90 }, Some((32, 24))).expect("jpeg");
         let back = image::load_from_memory(&jpeg).expect("readable jpeg").to_rgb8();

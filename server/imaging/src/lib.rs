@@ -10,7 +10,7 @@ mod encode;
 mod error;
 mod pool;
 
-pub use decode::{DecodedFrame, EncodedFrame, FrameRequest, decode_frames};
+pub use decode::{DecodedFrame, EncodedFrame, FrameRequest, Pixels, decode_frames};
 pub use encode::{ImageFormat, encode_image, output_size};
 pub use error::ImagingError;
 pub use pool::DecodePool;

@@ -48,7 +48,22 @@ impl DecodePool {
     }
 }
 
+/// The nice value of decode workers (and of the GStreamer and libav threads they start, which
+/// inherit it): pictures are background work, and on a small machine a busy pool must not delay
+/// ingest acknowledgements, which run at the default priority.
+const WORKER_NICE: i32 = 10;
+
+fn lower_priority() {
+    // On Linux the nice value is per thread: naming our thread id lowers only this worker.
+    let thread = rustix::thread::gettid();
+    if let Err(error) = rustix::process::setpriority_process(Some(thread), WORKER_NICE) {
+        // Not fatal: the worker runs at the default priority.
+        eprintln!("framelog: could not lower a decode worker's priority: {error}");
+    }
+}
+
 fn work(receiver: &Mutex<Receiver<Job>>) {
+    lower_priority();
     loop {
         // The lock is held only while waiting for the next job, never while running one.
         let job = match receiver.lock() {

@@ -221,6 +221,7 @@ pub(crate) fn decode_request(
         frames: encoded,
         wanted_pts_ms: wanted_pts,
         scale_to,
+        jpeg_quality: None,
     })
 }
 
@@ -251,11 +252,17 @@ pub(crate) struct Picture {
 /// given), by presentation time. Run it on the decode pool. A frame that could not be made is
 /// missing from the answer (and logged).
 pub(crate) fn pictures(
-    request: FrameRequest,
+    mut request: FrameRequest,
     format: ImageFormat,
     width: Option<u32>,
     height: Option<u32>,
 ) -> BTreeMap<i64, Picture> {
+    // The pipeline encodes JPEGs itself when the decoded picture is the wanted size.
+    if let ImageFormat::Jpeg { quality } = format
+        && (request.scale_to.is_some() || (width.is_none() && height.is_none()))
+    {
+        request.jpeg_quality = Some(quality);
+    }
     let mut pictures = BTreeMap::new();
     let mut failure: Option<ImagingError> = None;
     let decoded = framelog_imaging::decode_frames(request, |frame| {
