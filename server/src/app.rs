@@ -75,6 +75,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .route("/console/{file}", get(crate::console::file))
         .route("/favicon.ico", get(crate::console::favicon))
+        .route("/metrics", get(|State(s): State<AppState>| metrics(s.kvs)))
         .route(
             "/putMedia",
             post(|State(s): State<AppState>, headers, body: axum::body::Body| {
@@ -127,6 +128,15 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || engine.close()).await??;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Prometheus exposition of the consumers' metrics (the engine reads block, so off the runtime).
+async fn metrics(ctx: kvs::KvsCtx) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match tokio::task::spawn_blocking(move || crate::consumers::prometheus::render(&ctx)).await {
+        Ok(text) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(_) => axum::http::StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
 }
 
 async fn trim_periodically(engine: Engine, every: Duration) {

@@ -247,7 +247,7 @@ fn request_of(spec: &ConsumerSpec) -> Map<String, Value> {
     }
 }
 
-fn describe(
+pub(super) fn describe(
     ctx: &KvsCtx,
     handle: &framelog_store::StreamHandle,
     spec: &ConsumerSpec,
@@ -272,6 +272,7 @@ fn describe(
     out["Metrics"] = json!({
         "LagMs": lag_ms,
         "LagFragments": lag_fragments,
+        "LagFrames": super::lag::lag_frames(&ctx.engine, handle, next, tip),
         "DeliveredFrames": checkpoint.delivered_frames,
         "DeliveredBatches": checkpoint.delivered_batches,
         "RetriedCalls": checkpoint.retried_calls,

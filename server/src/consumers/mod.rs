@@ -5,6 +5,9 @@
 
 pub mod api;
 mod deliver;
+mod lag;
+mod prefetch;
+pub mod prometheus;
 mod record_api;
 mod record_runner;
 mod record_spec;

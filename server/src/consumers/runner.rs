@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::deliver::{BodyKind, Delivery, WebhookClient, deliver};
+use super::prefetch::Prefetch;
 use super::record_spec::RecordConsumerSpec;
 use super::select::select;
 use super::spec::{ConsumerSpec, Format, LagPolicy, Sink, Start};
@@ -132,6 +133,8 @@ impl Runner {
         // Where the consumer is, ahead of the last committed checkpoint while frames wait.
         let mut position = checkpoint.clone();
         let mut uncommitted_fragments = 0;
+        // The next fragment's pictures, rendering while this one is delivered.
+        let mut lookahead: Option<Prefetch> = None;
         loop {
             let seq = match position.seq {
                 Some(seq) => seq,
@@ -183,12 +186,37 @@ impl Runner {
                         {
                             picked.retain(|p| p.pts_ms > last);
                         }
-                        let rendered = if self.spec.sink == Sink::Notification {
+                        let rendered = match (&self.spec.sink, self.spec.format) {
                             // One notification per fragment, and it carries no picture.
-                            picked.truncate(1);
-                            vec![None; picked.len()]
-                        } else {
-                            super::render::render(&self.ctx, &self.spec, &record, &payload, video, &picked).await
+                            (Sink::Notification, _) => {
+                                picked.truncate(1);
+                                vec![None; picked.len()]
+                            }
+                            // Raw access units are copies: nothing to render ahead.
+                            (_, Format::Raw) => {
+                                super::render::render(&self.ctx, &self.spec, &record, &payload, video, &picked).await
+                            }
+                            _ => {
+                                // The next fragment starts rendering before this one is awaited,
+                                // so two decode workers are busy at once.
+                                let guess = lookahead.take();
+                                if self.handle.tip_seq(0).is_ok_and(|tip| seq + 1 < tip) {
+                                    let last = picked.last().map(|p| p.pts_ms).or(position.last_frame_ms);
+                                    lookahead =
+                                        Some(Prefetch::start(&self.ctx, &self.handle, &self.spec, seq + 1, last));
+                                }
+                                let ready = match guess {
+                                    Some(guess) => guess.take(seq, &picked).await,
+                                    None => None,
+                                };
+                                match ready {
+                                    Some(rendered) => rendered,
+                                    None => {
+                                        super::render::render(&self.ctx, &self.spec, &record, &payload, video, &picked)
+                                            .await
+                                    }
+                                }
+                            }
                         };
                         Some((video.clone(), picked, rendered))
                     }
@@ -438,12 +466,13 @@ impl Runner {
         }
     }
 
-    /// Stores the checkpoint (and a dead letter) durably in the stream's metadata.
+    /// Stores the checkpoint (and a dead letter) in the stream's metadata, through the WAL without
+    /// an fsync of its own: a killed process loses none, a power loss may redeliver (never skip).
     async fn commit(&self, checkpoint: Checkpoint, dead: Option<DeadLetter>) -> Checkpoint {
         let (engine, handle, name) = (self.ctx.engine.clone(), self.handle.clone(), self.spec.name.clone());
         let stored = checkpoint.clone();
         let _ = tokio::task::spawn_blocking(move || {
-            engine.update_meta(&handle, |meta| {
+            engine.update_meta_unsynced(&handle, |meta| {
                 // A consumer deleted meanwhile stays deleted.
                 if !meta.settings.contains_key(&state::spec_key(&name)) {
                     return;
