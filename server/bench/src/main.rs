@@ -4,6 +4,7 @@
 //! engine) and kinesalite (for the KDS API over HTTP). Run it with `make bench`.
 
 mod api_bench;
+mod consumer_bench;
 mod edge_bench;
 mod engine_bench;
 mod fleet_bench;
@@ -15,6 +16,7 @@ mod remux_bench;
 mod stats;
 mod target;
 mod video_bench;
+mod webhook_sink;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -70,6 +72,12 @@ struct Args {
     /// Only the edge agent benchmarks.
     #[arg(long)]
     edge_only: bool,
+    /// Skip the consumer benchmarks (frames to a webhook against ffmpeg, latency, ingest impact).
+    #[arg(long)]
+    skip_consumers: bool,
+    /// Only the consumer benchmarks.
+    #[arg(long)]
+    consumers_only: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -77,6 +85,11 @@ fn main() -> anyhow::Result<()> {
     if args.edge_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let rows = edge_bench::run(&args.framelog_bin.with_file_name("framelog-edge"), &runtime, args.edge_fragments)?;
+        return report(&args, &rows);
+    }
+    if args.consumers_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let rows = consumer_bench::run(&args.framelog_bin, &runtime)?;
         return report(&args, &rows);
     }
     if args.playback_only {
@@ -114,6 +127,9 @@ fn main() -> anyhow::Result<()> {
         }
         if !args.skip_playback {
             rows.extend(playback(&args, &runtime)?);
+        }
+        if !args.skip_consumers {
+            rows.extend(consumer_bench::run(&args.framelog_bin, &runtime)?);
         }
         if args.edge_fragments > 0 {
             let edge_bin = args.framelog_bin.with_file_name("framelog-edge");
