@@ -216,18 +216,6 @@ async fn ack_latencies(
     Ok(acked.iter().map(|a| a.persisted.saturating_duration_since(a.sent)).collect())
 }
 
-fn latency_row(name: &str, subject: &str, sorted: &[Duration], ratio: Option<f64>) -> Row {
-    Row {
-        name: name.into(),
-        subject: subject.into(),
-        records_per_sec: 0.0,
-        mib_per_sec: 0.0,
-        p50_ms: Some(percentile_ms(sorted, 50.0)),
-        p99_ms: Some(percentile_ms(sorted, 99.0)),
-        ratio_to_baseline: ratio,
-    }
-}
-
 pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
     let scratch = tempfile::tempdir_in(".")?;
     let source = scratch.path().join("source.mkv");
@@ -249,22 +237,14 @@ pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         theirs += ffmpeg_every_frame(&source, &scratch.path().join(format!("round-{round}")))?;
     }
     let rate = |elapsed: Duration| (FRAMES as usize * ROUNDS) as f64 / elapsed.as_secs_f64();
-    let throughput = |subject: &str, per_sec: f64, ratio| Row {
-        name: "720p frames -> 640x360 JPEG delivered".into(),
-        subject: subject.into(),
-        records_per_sec: per_sec,
-        mib_per_sec: 0.0,
-        p50_ms: None,
-        p99_ms: None,
-        ratio_to_baseline: ratio,
-    };
+    let name = "720p frames -> 640x360 JPEG delivered";
     let mut rows = vec![
-        throughput("ffmpeg to files (baseline)", rate(theirs), None),
-        throughput("framelog consumer", rate(ours), Some(rate(ours) / rate(theirs))),
+        Row::rate(name, "ffmpeg to files (baseline)", rate(theirs), None),
+        Row::rate(name, "framelog consumer", rate(ours), Some(rate(ours) / rate(theirs))),
     ];
 
     let first_frames = runtime.block_on(first_frame_latencies(address, &media))?;
-    rows.push(latency_row("PERSISTED ack -> webhook first frame", "framelog", &first_frames, None));
+    rows.push(Row::latency("PERSISTED ack -> webhook first frame", "framelog", &first_frames, None));
 
     // Alternating rounds, so that a slow moment of the machine does not land on one side only.
     let (mut alone, mut attached) = (Vec::new(), Vec::new());
@@ -275,7 +255,7 @@ pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Re
     alone.sort();
     attached.sort();
     let p99_ratio = percentile_ms(&attached, 99.0) / percentile_ms(&alone, 99.0).max(f64::MIN_POSITIVE);
-    rows.push(latency_row("PutMedia send -> PERSISTED", "no consumers (baseline)", &alone, None));
-    rows.push(latency_row("PutMedia send -> PERSISTED", "10 consumers attached", &attached, Some(p99_ratio)));
+    rows.push(Row::latency("PutMedia send -> PERSISTED", "no consumers (baseline)", &alone, None));
+    rows.push(Row::latency("PutMedia send -> PERSISTED", "10 consumers attached", &attached, Some(p99_ratio)));
     Ok(rows)
 }

@@ -109,17 +109,9 @@ pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         theirs.1 += started.elapsed();
     }
     let rate = |(images, elapsed): (usize, Duration)| images as f64 / elapsed.as_secs_f64();
-    let row = |subject: &str, per_sec: f64, ratio| Row {
-        name: "GetImages 1080p key frames -> 640x360 JPEG".into(),
-        subject: subject.into(),
-        records_per_sec: per_sec,
-        mib_per_sec: 0.0,
-        p50_ms: None,
-        p99_ms: None,
-        ratio_to_baseline: ratio,
-    };
+    let name = "GetImages 1080p key frames -> 640x360 JPEG";
     Ok(vec![
-        row("ffmpeg -skip_frame nokey (baseline)", rate(theirs), None),
-        row("framelog", rate(ours), Some(rate(ours) / rate(theirs))),
+        Row::rate(name, "ffmpeg -skip_frame nokey (baseline)", rate(theirs), None),
+        Row::rate(name, "framelog", rate(ours), Some(rate(ours) / rate(theirs))),
     ])
 }

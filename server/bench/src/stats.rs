@@ -23,6 +23,34 @@ pub struct Row {
     pub ratio_to_baseline: Option<f64>,
 }
 
+impl Row {
+    /// A throughput row (no latencies).
+    pub fn rate(name: &str, subject: &str, records_per_sec: f64, ratio_to_baseline: Option<f64>) -> Row {
+        Row {
+            name: name.into(),
+            subject: subject.into(),
+            records_per_sec,
+            mib_per_sec: 0.0,
+            p50_ms: None,
+            p99_ms: None,
+            ratio_to_baseline,
+        }
+    }
+
+    /// A latency row from sorted samples.
+    pub fn latency(name: &str, subject: &str, sorted: &[Duration], ratio_to_baseline: Option<f64>) -> Row {
+        Row {
+            name: name.into(),
+            subject: subject.into(),
+            records_per_sec: 0.0,
+            mib_per_sec: 0.0,
+            p50_ms: Some(percentile_ms(sorted, 50.0)),
+            p99_ms: Some(percentile_ms(sorted, 99.0)),
+            ratio_to_baseline,
+        }
+    }
+}
+
 pub fn print_table(rows: &[Row]) {
     println!(
         "{:<44} {:<22} {:>14} {:>10} {:>9} {:>9} {:>8}",
