@@ -26,8 +26,31 @@ fn not_found(name: &str) -> ApiError {
     ApiError::new(ErrorType::ResourceNotFound, format!("Consumer {name} does not exist on this stream."))
 }
 
-fn in_use(name: &str) -> ApiError {
-    ApiError::new(ErrorType::ResourceInUse, format!("Consumer {name} already exists on this stream."))
+/// Stores a new consumer's definition and first checkpoint (ResourceInUse when the name is
+/// taken) and starts it.
+pub(super) fn store_new(
+    ctx: &KvsCtx,
+    handle: &framelog_store::StreamHandle,
+    name: &str,
+    spec: &impl serde::Serialize,
+    checkpoint: &impl serde::Serialize,
+) -> Result<(), ApiError> {
+    let (_, created) = ctx
+        .engine
+        .update_meta(handle, |meta| {
+            if meta.settings.contains_key(&state::spec_key(name)) {
+                return false;
+            }
+            meta.settings.insert(state::spec_key(name), serde_json::to_string(spec).unwrap_or_default());
+            meta.settings.insert(state::checkpoint_key(name), serde_json::to_string(checkpoint).unwrap_or_default());
+            true
+        })
+        .map_err(store_error)?;
+    if !created {
+        return Err(ApiError::new(ErrorType::ResourceInUse, format!("Consumer {name} already exists on this stream.")));
+    }
+    notify(ctx, handle, name);
+    Ok(())
 }
 
 /// The stream a request names: a data stream (DataStreamName/ARN) or a video stream.
@@ -52,7 +75,8 @@ pub fn paused_state(body: &Document, current: bool) -> Result<bool, ApiError> {
     }
 }
 
-fn notify(ctx: &KvsCtx, handle: &framelog_store::StreamHandle, consumer: &str) {
+/// Tells the supervisor to (re)consider `consumer` after a change to its definition.
+pub(super) fn notify(ctx: &KvsCtx, handle: &framelog_store::StreamHandle, consumer: &str) {
     let _ = ctx.consumer_changes.send(Changed {
         stream_id: handle.id(),
         stream_name: handle.meta().name,
@@ -66,34 +90,15 @@ fn store_error(error: framelog_store::StoreError) -> ApiError {
 
 pub fn create_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     if let Some(handle) = record_api::data_stream(ctx, &body)? {
-        let (name, created) = record_api::create(ctx, &handle, &body)?;
-        if !created {
-            return Err(in_use(&name));
-        }
-        notify(ctx, &handle, &name);
+        let name = record_api::create(ctx, &handle, &body)?;
         return Ok(json!({"ConsumerName": name, "DataStreamName": handle.meta().name}));
     }
     let handle = video_stream(ctx, &body)?;
     let spec = spec::parse(&body, ctx.engine.now_ms())?;
     // NOW means from the moment of creation, whenever the task gets to run.
     let checkpoint = Checkpoint { seq: Some(start_seq(ctx, &handle, &spec.start)?), ..Checkpoint::default() };
-    let name = spec.name.clone();
-    let (_, created) = ctx
-        .engine
-        .update_meta(&handle, |meta| {
-            if meta.settings.contains_key(&state::spec_key(&name)) {
-                return false;
-            }
-            meta.settings.insert(state::spec_key(&name), serde_json::to_string(&spec).unwrap_or_default());
-            meta.settings.insert(state::checkpoint_key(&name), serde_json::to_string(&checkpoint).unwrap_or_default());
-            true
-        })
-        .map_err(store_error)?;
-    if !created {
-        return Err(in_use(&name));
-    }
-    notify(ctx, &handle, &name);
-    Ok(json!({"ConsumerName": name, "StreamName": crate::kvs::public_stream_name(&handle)}))
+    store_new(ctx, &handle, &spec.name, &spec, &checkpoint)?;
+    Ok(json!({"ConsumerName": spec.name, "StreamName": crate::kvs::public_stream_name(&handle)}))
 }
 
 pub fn describe_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {

@@ -9,7 +9,7 @@ use framelog_store::StreamHandle;
 use tokio::task::JoinHandle;
 
 use super::render::{Rendered, render};
-use super::select::{Picked, select};
+use super::select::{Picked, select_video};
 use super::spec::ConsumerSpec;
 use crate::kvs::KvsCtx;
 
@@ -42,10 +42,8 @@ impl Prefetch {
             let engine = ctx.engine.clone();
             let entry = tokio::task::spawn_blocking(move || engine.entry(&handle, 0, seq)).await.ok()?.ok()??;
             let record = FragmentRecord::decode(&entry.attrs).ok()?;
-            let tracks = framelog_media::package::packaged_tracks(&record).ok()?;
-            let video = tracks.iter().find(|t| t.is_video())?;
-            let picked = select(&record, video.number, &spec.selection, last_frame_ms);
-            let rendered = render(&ctx, &spec, &record, &entry.payload, video, &picked).await;
+            let (video, picked) = select_video(&record, &spec.selection, last_frame_ms)?;
+            let rendered = render(&ctx, &spec, &record, &entry.payload, &video, &picked).await;
             Some((picked, rendered))
         });
         Prefetch { seq, task }

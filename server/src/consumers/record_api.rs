@@ -46,23 +46,13 @@ fn find(handle: &StreamHandle, name: &str) -> Option<RecordConsumerSpec> {
     state::specs_of::<RecordConsumerSpec>(&handle.meta().settings).into_iter().find(|s| s.name == name)
 }
 
-pub fn create(ctx: &KvsCtx, handle: &StreamHandle, body: &Document) -> Result<(String, bool), ApiError> {
+/// Creates a record consumer from the request; its name.
+pub fn create(ctx: &KvsCtx, handle: &StreamHandle, body: &Document) -> Result<String, ApiError> {
     let spec = record_spec::parse(body, ctx.engine.now_ms())?;
     let checkpoint =
         RecordCheckpoint { next_seq: start_seqs(ctx, handle, &spec.start)?, ..RecordCheckpoint::default() };
-    let name = spec.name.clone();
-    let (_, created) = ctx
-        .engine
-        .update_meta(handle, |meta| {
-            if meta.settings.contains_key(&state::spec_key(&name)) {
-                return false;
-            }
-            meta.settings.insert(state::spec_key(&name), serde_json::to_string(&spec).unwrap_or_default());
-            meta.settings.insert(state::checkpoint_key(&name), serde_json::to_string(&checkpoint).unwrap_or_default());
-            true
-        })
-        .map_err(|e| ApiError::internal(&e))?;
-    Ok((name, created))
+    super::api::store_new(ctx, handle, &spec.name, &spec, &checkpoint)?;
+    Ok(spec.name)
 }
 
 pub fn describe(ctx: &KvsCtx, handle: &StreamHandle, name: &str) -> Option<Value> {

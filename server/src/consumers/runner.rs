@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use axum::body::Bytes;
 use base64::Engine as _;
 use framelog_media::FragmentRecord;
+use framelog_media::package::PackagedTrack;
 use framelog_store::{Position, StreamHandle, StreamKind};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -16,7 +17,8 @@ use tokio::sync::mpsc;
 use super::deliver::{BodyKind, Delivery, WebhookClient, deliver};
 use super::prefetch::Prefetch;
 use super::record_spec::RecordConsumerSpec;
-use super::select::select;
+use super::render::{Rendered, render};
+use super::select::{Picked, select_video};
 use super::spec::{ConsumerSpec, Format, LagPolicy, Sink, Start};
 use super::state::{self, Checkpoint, DeadLetter};
 use crate::kvs::KvsCtx;
@@ -67,7 +69,14 @@ fn start(
         StreamKind::Video => {
             let Some(spec) = state::specs(&settings).into_iter().find(|s| s.name == name && !s.paused) else { return };
             let stream_name = crate::kvs::public_stream_name(handle);
-            let runner = Runner { ctx: ctx.clone(), client: client.clone(), handle: handle.clone(), stream_name, spec };
+            let runner = Runner {
+                ctx: ctx.clone(),
+                client: client.clone(),
+                handle: handle.clone(),
+                stream_name,
+                spec,
+                lookahead: None,
+            };
             tokio::spawn(runner.run())
         }
         StreamKind::Data => {
@@ -122,10 +131,12 @@ struct Runner {
     handle: StreamHandle,
     stream_name: String,
     spec: ConsumerSpec,
+    /// The next fragment's pictures, rendering while this one is delivered.
+    lookahead: Option<Prefetch>,
 }
 
 impl Runner {
-    async fn run(self) {
+    async fn run(mut self) {
         let mut checkpoint = state::checkpoint(&self.handle.meta().settings, &self.spec.name);
         let Ok(mut tip) = self.handle.subscribe(0) else { return };
         let mut batch: Vec<Pending> = Vec::new();
@@ -133,8 +144,6 @@ impl Runner {
         // Where the consumer is, ahead of the last committed checkpoint while frames wait.
         let mut position = checkpoint.clone();
         let mut uncommitted_fragments = 0;
-        // The next fragment's pictures, rendering while this one is delivered.
-        let mut lookahead: Option<Prefetch> = None;
         loop {
             let seq = match position.seq {
                 Some(seq) => seq,
@@ -174,55 +183,25 @@ impl Runner {
                 uncommitted_fragments += 1;
                 continue;
             };
-            let picked = match framelog_media::package::packaged_tracks(&record) {
-                Ok(tracks) => match tracks.iter().find(|t| t.is_video()) {
-                    Some(video) => {
-                        let mut picked = select(&record, video.number, &self.spec.selection, position.last_frame_ms);
-                        // Resuming inside a fragment: what was delivered is up to the last
-                        // delivered frame's time (rate and interval selections already start
-                        // after it; key-frame selections do not look at it).
-                        if position.frames_done > 0
-                            && let Some(last) = position.last_frame_ms
-                        {
-                            picked.retain(|p| p.pts_ms > last);
-                        }
-                        let rendered = match (&self.spec.sink, self.spec.format) {
-                            // One notification per fragment, and it carries no picture.
-                            (Sink::Notification, _) => {
-                                picked.truncate(1);
-                                vec![None; picked.len()]
-                            }
-                            // Raw access units are copies: nothing to render ahead.
-                            (_, Format::Raw) => {
-                                super::render::render(&self.ctx, &self.spec, &record, &payload, video, &picked).await
-                            }
-                            _ => {
-                                // The next fragment starts rendering before this one is awaited,
-                                // so two decode workers are busy at once.
-                                let guess = lookahead.take();
-                                if self.handle.tip_seq(0).is_ok_and(|tip| seq + 1 < tip) {
-                                    let last = picked.last().map(|p| p.pts_ms).or(position.last_frame_ms);
-                                    lookahead =
-                                        Some(Prefetch::start(&self.ctx, &self.handle, &self.spec, seq + 1, last));
-                                }
-                                let ready = match guess {
-                                    Some(guess) => guess.take(seq, &picked).await,
-                                    None => None,
-                                };
-                                match ready {
-                                    Some(rendered) => rendered,
-                                    None => {
-                                        super::render::render(&self.ctx, &self.spec, &record, &payload, video, &picked)
-                                            .await
-                                    }
-                                }
-                            }
-                        };
-                        Some((video.clone(), picked, rendered))
+            let picked = match select_video(&record, &self.spec.selection, position.last_frame_ms) {
+                Some((video, mut picked)) => {
+                    // Resuming inside a fragment: what was delivered is up to the last delivered
+                    // frame's time (rate and interval selections already start after it;
+                    // key-frame selections do not look at it).
+                    if position.frames_done > 0
+                        && let Some(last) = position.last_frame_ms
+                    {
+                        picked.retain(|p| p.pts_ms > last);
                     }
-                    None => None,
-                },
-                Err(_) => None,
+                    if self.spec.sink == Sink::Notification {
+                        // One notification per fragment.
+                        picked.truncate(1);
+                    }
+                    let last = picked.last().map(|p| p.pts_ms).or(position.last_frame_ms);
+                    let rendered = self.render(seq, &record, &payload, &video, &picked, last).await;
+                    Some((video, picked, rendered))
+                }
+                None => None,
             };
             if let Some((video, picked, rendered)) = picked {
                 for (ordinal, (frame, output)) in picked.iter().zip(rendered).enumerate() {
@@ -255,6 +234,39 @@ impl Runner {
                 checkpoint = self.commit(position.clone(), None).await;
                 uncommitted_fragments = 0;
             }
+        }
+    }
+
+    /// The pictures (or raw access units) of `picked`; for pictures, the next fragment (as it
+    /// would be selected after `last_frame_ms`) starts rendering before this one is awaited, so
+    /// two decode workers are busy at once.
+    async fn render(
+        &mut self,
+        seq: u64,
+        record: &FragmentRecord,
+        payload: &[u8],
+        video: &PackagedTrack,
+        picked: &[Picked],
+        last_frame_ms: Option<u64>,
+    ) -> Vec<Option<Rendered>> {
+        match (&self.spec.sink, self.spec.format) {
+            // A notification carries no picture.
+            (Sink::Notification, _) => return vec![None; picked.len()],
+            // Raw access units are copies: nothing to render ahead.
+            (_, Format::Raw) => return render(&self.ctx, &self.spec, record, payload, video, picked).await,
+            _ => {}
+        }
+        let guess = self.lookahead.take();
+        if self.handle.tip_seq(0).is_ok_and(|tip| seq + 1 < tip) {
+            self.lookahead = Some(Prefetch::start(&self.ctx, &self.handle, &self.spec, seq + 1, last_frame_ms));
+        }
+        let ready = match guess {
+            Some(guess) => guess.take(seq, picked).await,
+            None => None,
+        };
+        match ready {
+            Some(rendered) => rendered,
+            None => render(&self.ctx, &self.spec, record, payload, video, picked).await,
         }
     }
 
@@ -302,9 +314,9 @@ impl Runner {
         &self,
         number: &str,
         record: &FragmentRecord,
-        video: &framelog_media::package::PackagedTrack,
-        frame: &super::select::Picked,
-        rendered: Option<super::render::Rendered>,
+        video: &PackagedTrack,
+        frame: &Picked,
+        rendered: Option<Rendered>,
     ) -> Output {
         match &self.spec.sink {
             Sink::Frames => Output::Json(self.item(number, record, video, frame, rendered)),
@@ -334,9 +346,9 @@ impl Runner {
         &self,
         number: &str,
         record: &FragmentRecord,
-        video: &framelog_media::package::PackagedTrack,
-        frame: &super::select::Picked,
-        output: Option<super::render::Rendered>,
+        video: &PackagedTrack,
+        frame: &Picked,
+        output: Option<Rendered>,
     ) -> Value {
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
         let keyframe = record.frames.get(frame.index).is_some_and(|f| f.keyframe);

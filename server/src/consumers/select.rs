@@ -1,7 +1,7 @@
 //! Which frames of a fragment a consumer takes (pure, unit-tested).
 
 use framelog_media::FragmentRecord;
-use framelog_media::package::frame_times_ms;
+use framelog_media::package::{PackagedTrack, frame_times_ms, packaged_tracks};
 
 use super::spec::Selection;
 
@@ -10,6 +10,18 @@ use super::spec::Selection;
 pub struct Picked {
     pub index: usize,
     pub pts_ms: u64,
+}
+
+/// The fragment's video track and the frames of it that `selection` takes (`None` without a
+/// readable video track).
+pub fn select_video(
+    record: &FragmentRecord,
+    selection: &Selection,
+    last_frame_ms: Option<u64>,
+) -> Option<(PackagedTrack, Vec<Picked>)> {
+    let video = packaged_tracks(record).ok()?.into_iter().find(|t| t.is_video())?;
+    let picked = select(record, video.number, selection, last_frame_ms);
+    Some((video, picked))
 }
 
 /// The frames of `video_track` that `selection` takes, in presentation order. Rate and interval

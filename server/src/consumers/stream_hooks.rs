@@ -8,7 +8,7 @@
 
 use serde_json::{Value, json};
 
-use super::runner::{Changed, start_seq};
+use super::runner::start_seq;
 use super::sink::{IMAGE_GENERATION_TAG, NOTIFICATION_TAG};
 use super::spec::{ConsumerSpec, Format, LagPolicy, Selection, Sink, Start, TimestampKind, range};
 use super::state::{self, Checkpoint};
@@ -201,11 +201,7 @@ fn install(
             }
         })
         .map_err(|e| ApiError::internal(&e))?;
-    let _ = ctx.consumer_changes.send(Changed {
-        stream_id: handle.id(),
-        stream_name: handle.meta().name,
-        consumer: name.to_string(),
-    });
+    super::api::notify(ctx, handle, name);
     Ok(json!({}))
 }
 
