@@ -157,15 +157,9 @@ pub fn run(edge_bin: &Path, runtime: &tokio::runtime::Runtime, fragments: u64) -
         restores.push(runtime.block_on(restore(edge_bin))?);
     }
     restores.sort();
-    let row = |subject: &str, elapsed: Duration, ratio| Row {
-        name: format!("edge backlog drain, {fragments} x 2 MB"),
-        subject: subject.into(),
-        records_per_sec: fragments as f64 / elapsed.as_secs_f64(),
-        mib_per_sec: mib / elapsed.as_secs_f64(),
-        p50_ms: None,
-        p99_ms: None,
-        ratio_to_baseline: ratio,
-    };
+    let name = format!("edge backlog drain, {fragments} x 2 MB");
+    let row =
+        |subject: &str, elapsed: Duration, ratio| Row::timed(&name, subject, fragments as f64, mib, elapsed, ratio);
     Ok(vec![
         row("PutMedia direct (baseline)", direct_elapsed, None),
         row("framelog-edge", agent_elapsed, Some(direct_elapsed.as_secs_f64() / agent_elapsed.as_secs_f64())),

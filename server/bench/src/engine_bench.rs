@@ -26,15 +26,8 @@ fn value(seed: usize, len: usize) -> Vec<u8> {
 fn rows(workload: Workload, engine_elapsed: Duration, raw_elapsed: Duration) -> Vec<Row> {
     let records = (workload.per_batch * workload.batches) as f64;
     let mib = records * workload.value_bytes as f64 / (1024.0 * 1024.0);
-    let row = |subject: &str, elapsed: Duration, ratio| Row {
-        name: workload.name.to_string(),
-        subject: subject.to_string(),
-        records_per_sec: records / elapsed.as_secs_f64(),
-        mib_per_sec: mib / elapsed.as_secs_f64(),
-        p50_ms: None,
-        p99_ms: None,
-        ratio_to_baseline: ratio,
-    };
+    let row =
+        |subject: &str, elapsed: Duration, ratio| Row::timed(workload.name, subject, records, mib, elapsed, ratio);
     vec![
         row("raw rocksdb (baseline)", raw_elapsed, None),
         row("framelog engine", engine_elapsed, Some(raw_elapsed.as_secs_f64() / engine_elapsed.as_secs_f64())),

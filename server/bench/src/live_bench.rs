@@ -14,7 +14,7 @@ use tokio::sync::mpsc;
 
 use crate::fleet_bench::{fragment_blocks, fragment_pieces};
 use crate::http_get::{get, media_playlist_url};
-use crate::stats::{Row, percentile_ms};
+use crate::stats::Row;
 use crate::target::Target;
 use crate::video_bench::post_json;
 
@@ -136,13 +136,5 @@ pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         .collect();
     anyhow::ensure!(latencies.len() as u64 >= FRAGMENTS - 1, "only {} fragments were listed", latencies.len());
     latencies.sort();
-    Ok(vec![Row {
-        name: "PERSISTED ack -> LIVE playlist".into(),
-        subject: "framelog".into(),
-        records_per_sec: 0.0,
-        mib_per_sec: 0.0,
-        p50_ms: Some(percentile_ms(&latencies, 50.0)),
-        p99_ms: Some(percentile_ms(&latencies, 99.0)),
-        ratio_to_baseline: None,
-    }])
+    Ok(vec![Row::latency("PERSISTED ack -> LIVE playlist", "framelog", &latencies, None)])
 }

@@ -67,15 +67,9 @@ fn in_process() -> anyhow::Result<Vec<Row>> {
     }
     let copy = started.elapsed();
     anyhow::ensure!(written as f64 >= bytes * IN_PROCESS_ROUNDS as f64, "segments lost bytes");
-    let row = |subject: &str, elapsed: Duration, ratio| Row {
-        name: "fMP4 remux in process, 2 MB fragments".into(),
-        subject: subject.into(),
-        records_per_sec: IN_PROCESS_ROUNDS as f64 / elapsed.as_secs_f64(),
-        mib_per_sec: bytes * IN_PROCESS_ROUNDS as f64 / elapsed.as_secs_f64() / (1024.0 * 1024.0),
-        p50_ms: None,
-        p99_ms: None,
-        ratio_to_baseline: ratio,
-    };
+    let (rounds, mib) = (IN_PROCESS_ROUNDS as f64, bytes * IN_PROCESS_ROUNDS as f64 / (1024.0 * 1024.0));
+    let name = "fMP4 remux in process, 2 MB fragments";
+    let row = |subject: &str, elapsed: Duration, ratio| Row::timed(name, subject, rounds, mib, elapsed, ratio);
     Ok(vec![
         row("memcpy of frames (baseline)", copy, None),
         row("framelog", remux, Some(copy.as_secs_f64() / remux.as_secs_f64())),

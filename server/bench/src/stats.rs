@@ -37,6 +37,19 @@ impl Row {
         }
     }
 
+    /// A throughput row: `items` and `mib` moved in `elapsed`.
+    pub fn timed(
+        name: &str,
+        subject: &str,
+        items: f64,
+        mib: f64,
+        elapsed: Duration,
+        ratio_to_baseline: Option<f64>,
+    ) -> Row {
+        let seconds = elapsed.as_secs_f64();
+        Row { mib_per_sec: mib / seconds, ..Row::rate(name, subject, items / seconds, ratio_to_baseline) }
+    }
+
     /// A latency row from sorted samples.
     pub fn latency(name: &str, subject: &str, sorted: &[Duration], ratio_to_baseline: Option<f64>) -> Row {
         Row {

@@ -112,15 +112,9 @@ pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime, fragments: us
     let dd = dd_fdatasync(&source, &scratch.path().join("copy.mkv"))?;
     let target = Target::framelog(framelog_bin)?;
     let ours = runtime.block_on(put_media(&target, Bytes::from(upload), fragments))?;
-    let row = |subject: &str, elapsed: Duration, ratio| Row {
-        name: format!("PutMedia 1 stream, {fragments} x 2 s 1080p fragments"),
-        subject: subject.to_string(),
-        records_per_sec: fragments as f64 / elapsed.as_secs_f64(),
-        mib_per_sec: mib / elapsed.as_secs_f64(),
-        p50_ms: None,
-        p99_ms: None,
-        ratio_to_baseline: ratio,
-    };
+    let name = format!("PutMedia 1 stream, {fragments} x 2 s 1080p fragments");
+    let row =
+        |subject: &str, elapsed: Duration, ratio| Row::timed(&name, subject, fragments as f64, mib, elapsed, ratio);
     Ok(vec![
         row("dd conv=fdatasync (baseline)", dd, None),
         row("framelog", ours, Some(dd.as_secs_f64() / ours.as_secs_f64())),
