@@ -26,6 +26,9 @@ const ROUNDS: usize = 2;
 /// each fragment is still persisted before the next one is sent).
 const SEND_EVERY: Duration = Duration::from_millis(500);
 const ATTACHED_CONSUMERS: usize = 10;
+/// Rounds of the ingest comparison: 5 x 30 acks per side, so that its p99 is not just the one
+/// slowest fsync of the run.
+const INGEST_ROUNDS: usize = 5;
 
 fn make_source(path: &Path) -> anyhow::Result<()> {
     let status = Command::new("ffmpeg")
@@ -248,7 +251,7 @@ pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Re
 
     // Alternating rounds, so that a slow moment of the machine does not land on one side only.
     let (mut alone, mut attached) = (Vec::new(), Vec::new());
-    for round in 0..ROUNDS {
+    for round in 0..INGEST_ROUNDS {
         alone.extend(runtime.block_on(ack_latencies(address, &media, round, 0))?);
         attached.extend(runtime.block_on(ack_latencies(address, &media, round, ATTACHED_CONSUMERS))?);
     }

@@ -51,7 +51,7 @@ impl DecodePool {
 /// The nice value of decode workers (and of the GStreamer and libav threads they start, which
 /// inherit it): pictures are background work, and on a small machine a busy pool must not delay
 /// ingest acknowledgements, which run at the default priority.
-const WORKER_NICE: i32 = 10;
+const WORKER_NICE: i32 = 19;
 
 fn lower_priority() {
     // On Linux the nice value is per thread: naming our thread id lowers only this worker.
