@@ -43,7 +43,7 @@ bench: setup
 	$(RELEASE_DIR)/framelog-bench --framelog-bin $(FRAMELOG_BIN) --kinesalite bench-baseline/node_modules/.bin/kinesalite
 	FRAMELOG_BIN=$(FRAMELOG_BIN) $(VENV_PYTHON) media-tests/python/bench_edge_cpu.py --streams 1 16 --json-out edge-cpu.json
 
-# The edge agent's exactly-once run through faults at the issue's full length (10 minutes;
+# The edge agent's exactly-once run through faults at its full length (10 minutes;
 # `make test` runs it for 105 s with 20+ faults).
 soak: setup
 	$(CARGO) build --release --workspace --all-targets

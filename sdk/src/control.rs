@@ -1,4 +1,4 @@
-//! Control-plane calls (`POST /<operation>` with JSON documents, spec §1).
+//! Control-plane calls (`POST /<operation>` with JSON documents, docs/spec/kvs.md#protocol).
 
 use std::collections::BTreeMap;
 
@@ -95,7 +95,7 @@ impl Client {
         serde_json::from_value(field(&answer, "StreamInfo")?.clone()).map_err(|e| Error::Protocol(e.to_string()))
     }
 
-    /// Creates the stream unless it exists (producers do this at start-up, spec §2).
+    /// Creates the stream unless it exists (producers do this at start-up, docs/spec/kvs.md#control-plane).
     pub async fn ensure_stream(&self, stream: &NewStream) -> Result<StreamInfo> {
         match self.describe_stream(&stream.name).await {
             Err(error) if error.error_type() == Some("ResourceNotFoundException") => {

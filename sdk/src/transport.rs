@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 
-/// Every Kinesis Video API is signed for this service name (spec §1).
+/// Every Kinesis Video API is signed for this service name (docs/spec/kvs.md#protocol).
 const SIGNING_SERVICE: &str = "kinesisvideo";
 
 pub(crate) type RequestBody = UnsyncBoxBody<Bytes, Infallible>;

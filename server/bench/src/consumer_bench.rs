@@ -1,4 +1,4 @@
-//! Consumer benchmarks (issue 6) on a 1280x720 30 fps H.264 stream of 2-second fragments:
+//! Consumer benchmarks on a 1280x720 30 fps H.264 stream of 2-second fragments:
 //! - throughput: every frame decoded, scaled to 640x360, JPEG-encoded and delivered to a loopback
 //!   webhook, against `ffmpeg` decoding the same file to 640x360 JPEG files in the same run;
 //! - latency: a fragment's PERSISTED ack at the producer → its first frame at the webhook;

@@ -139,7 +139,7 @@ fn main() -> anyhow::Result<()> {
     report(&args, &rows)
 }
 
-/// Issue 4's benchmarks: playlist generation over a week, remux, live latency, GetImages.
+/// The playback benchmarks: playlist generation over a week, remux, live latency, GetImages.
 fn playback(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
     let mut rows = Vec::new();
     if args.week_fragments > 0 {

@@ -1,5 +1,5 @@
 //! KDS sequence numbers: 56-digit decimal strings. We mint them in the layout kinesalite
-//! reverse-engineered from AWS (spec §3), as 47 hex nibbles:
+//! reverse-engineered from AWS (docs/spec/kds.md#sequence-numbers), as 47 hex nibbles:
 //!
 //! ```text
 //! '2' | shard create secs (9) | shard index low nibble (1) | counter (16) | '00' | arrival secs (9) | shard index (8) | '2'
@@ -80,7 +80,7 @@ mod tests {
 
     #[test]
     fn the_aws_documentation_sample_decodes_to_its_shard() {
-        // From the KDS docs; spec §0.4 says it decodes to shard 6.
+        // The sample in AWS's KDS documentation decodes to shard 6 (docs/spec/kds.md#sequence-numbers).
         let sample = decode("49590338271490256608559692538361571095921575989136588898").expect("our layout");
         assert_eq!(sample.shard_index, 6);
     }

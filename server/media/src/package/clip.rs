@@ -1,5 +1,5 @@
 //! A regular (progressive, non-fragmented) MP4 of consecutive stored fragments, for GetClip
-//! (spec §4.5): `ftyp`, a `moov` holding every sample table, then one `mdat`.
+//! (docs/spec/kvs.md#getclip): `ftyp`, a `moov` holding every sample table, then one `mdat`.
 //!
 //! The `moov` is planned from the fragments' indexes alone (sizes, times, key flags), so the
 //! server can send it first and then stream the `mdat` one fragment at a time without holding

@@ -1,4 +1,4 @@
-//! The DASH manifest (spec §4.4): one Period, an AdaptationSet per packageable track, and a
+//! The DASH manifest (docs/spec/kvs.md#dash-manifest): one Period, an AdaptationSet per packageable track, and a
 //! SegmentList whose SegmentTimeline carries `kvs:ts` (producer time, ms) and `kvs:fn` (fragment
 //! number) when the session asks, pointing at the same MP4 fragment URLs as HLS.
 

@@ -1,4 +1,4 @@
-//! Which stored fragments a session's playlist lists right now (spec §4.3 session semantics).
+//! Which stored fragments a session's playlist lists right now (docs/spec/kvs.md#session-semantics).
 
 use framelog_media::FragmentRecord;
 use framelog_media::package::{PackagedTrack, packaged_tracks};
@@ -82,7 +82,7 @@ pub fn fragments(ctx: &KvsCtx, handle: &StreamHandle, session: &Session) -> Resu
 }
 
 /// The fragments that start inside `[start_ms, end_ms]` on `clock`, oldest first, at most `max`
-/// (spec §4.3: a fragment that starts before the range is not in it).
+/// (docs/spec/kvs.md#session-selectors: a fragment that starts before the range is not in it).
 pub fn in_range(
     ctx: &KvsCtx,
     handle: &StreamHandle,
@@ -148,7 +148,7 @@ fn headers_of(
     Ok(out)
 }
 
-/// The fragment's tracks as packaging sees them, or the spec's HLS errors.
+/// The fragment's tracks as packaging sees them, or KVS's playback errors (docs/spec/kvs.md#session-errors).
 pub fn packageable(record: &FragmentRecord) -> Result<Vec<PackagedTrack>, ApiError> {
     packaged_tracks(record).map_err(|error| match error {
         framelog_media::MediaError::UnsupportedCodec { .. } => {
