@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use framelog_sdk::{Ack, Client, NewStream, TimecodeType};
+use framelog_sdk::{Ack, AckErrorClass, Client, NewStream, TimecodeType, classify_ack_error};
 
 use crate::buffer::{Entry, StreamBuffer};
 use crate::schedule::Window;
@@ -26,8 +26,6 @@ use crate::schedule::Window;
 const WINDOW_FRAGMENTS: usize = 32;
 const WINDOW_BYTES: u64 = 64 << 20;
 const FIRST_BACKOFF: Duration = Duration::from_millis(50);
-/// Server errors that are about the server, not the fragment: retry on a new connection.
-const RETRIABLE_ERRORS: &[u32] = &[4000, 4003, 4500, 4501, 4502, 4503, 4504, 4505, 4506, 4507, 5000];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Lane {
@@ -111,8 +109,7 @@ impl Uploader {
     /// Exponential backoff with jitter (half to all of the step), capped at `max_backoff`, so
     /// a restored link is used within `max_backoff` and a fleet does not reconnect in lockstep.
     fn backoff(&self, attempt: u32) -> Duration {
-        let step = FIRST_BACKOFF.saturating_mul(1 << attempt.min(10)).min(self.max_backoff);
-        step.mul_f64(0.5 + rand::random::<f64>() * 0.5)
+        framelog_sdk::Backoff::new(FIRST_BACKOFF, self.max_backoff).delay(attempt)
     }
 
     fn lane_range(&self, lane: Lane) -> std::ops::Range<u64> {
@@ -218,7 +215,7 @@ impl Uploader {
                     self.retire(&done).await?;
                 }
                 Ack::Error { timecode, error_id, error_code } => {
-                    if !RETRIABLE_ERRORS.contains(&error_id)
+                    if classify_ack_error(error_id) == AckErrorClass::RejectFragment
                         && let Some(bad) = in_flight.iter().find(|e| Some(e.producer_ms) == timecode)
                     {
                         tracing::error!(stream = %self.stream, seq = bad.seq, error_id, %error_code, "the server refused a fragment; it is kept in rejected/");

@@ -1,4 +1,4 @@
-//! The consumer API (Framelog's ML consumer hooks, docs/consumers.md): define consumers that
+//! Consumer hooks: the consumer API (Framelog's ML consumers, docs/consumers.md) that defines consumers that
 //! receive a stream's frames at a webhook. Requests and answers are the API's JSON documents.
 
 use serde_json::{Value, json};

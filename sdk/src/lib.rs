@@ -6,36 +6,35 @@
 //!   fragments cut at video key frames, streamed over PutMedia; every fragment is kept until
 //!   acknowledged, and a broken connection is retried with backoff, replaying what was not.
 //!   [`MkvProducer`] does the same for ready-made MKV.
-//! - Consumer: [`Client::get_media`], [`Client::get_media_for_fragment_list`] (as
+//! - Reader (`reader`): [`Client::get_media`], [`Client::get_media_for_fragment_list`] (as
 //!   [`ConsumedFragment`]s with frames, tags, numbers and timestamps) and [`Client::list_fragments`].
 //! - [`MediaUpload`]: one raw PutMedia connection (send fragments, read every [`Ack`]) for callers
 //!   that keep their own durable fragment store, such as the edge agent.
-//! - Consumers (Framelog's ML hooks): [`Client::create_consumer`] and friends.
+//! - Consumer hooks (`hooks`, Framelog's ML consumers): [`Client::create_consumer`] and friends.
 //! - Requests are signed with SigV4 when [`ClientConfig::credentials`] is set.
 //!
 //! The SDK speaks only the public wire protocol; it shares the pure Matroska code of
-//! `framelog-media` and nothing of the server.
+//! `framelog-media` and the ack format of `framelog-wire`, and nothing of the server.
 
-mod ack;
-mod consumer;
-mod consumers;
 mod control;
 mod error;
+mod hooks;
 mod media_upload;
 pub mod mkv;
 mod mkv_producer;
 mod producer;
+mod reader;
 mod transport;
 mod uploader;
 
-pub use ack::Ack;
-pub use consumer::{ConsumedFragment, FragmentInfo, MediaFrame, MediaReader, StartSelector, TimestampKind, TrackInfo};
 pub use control::{DataApi, NewStream, StreamInfo};
 pub use error::{Error, Result};
+pub use framelog_wire::{Ack, AckErrorClass, Backoff, classify as classify_ack_error};
 pub use media_upload::MediaUpload;
 pub use mkv::{EncodedFrame, TrackKind, TrackSpec};
 pub use mkv_producer::{MkvProducer, TimecodeType};
 pub use producer::{Producer, ProducerConfig};
+pub use reader::{ConsumedFragment, FragmentInfo, MediaFrame, MediaReader, StartSelector, TimestampKind, TrackInfo};
 pub use transport::{ClientConfig, Credentials};
 pub use uploader::{AckLevel, DeliveredFragment, ProducerReport, RejectedFragment, RetryPolicy};
 

@@ -11,11 +11,11 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use crate::Client;
-use crate::ack::{Ack, AckLines};
 use crate::control::DataApi;
 use crate::error::{Error, Result};
 use crate::mkv_producer::TimecodeType;
 use crate::transport::Payload;
+use framelog_wire::{Ack, AckLines, headers};
 
 /// An open PutMedia request: a body the caller writes and the acknowledgements it reads.
 #[derive(Debug)]
@@ -39,15 +39,15 @@ impl Client {
         let (sender, receiver) = mpsc::unbounded_channel::<Bytes>();
         let body = StreamBody::new(UnboundedReceiverStream::new(receiver).map(|b| Ok(Frame::data(b))));
         let mut headers = vec![
-            ("x-amzn-stream-name", stream_name.to_string()),
-            ("x-amzn-fragment-acknowledgment-required", "1".to_string()),
+            (headers::STREAM_NAME, stream_name.to_string()),
+            (headers::FRAGMENT_ACKNOWLEDGMENT_REQUIRED, "1".to_string()),
             ("content-type", "video/webm".to_string()),
         ];
         match timecode_type {
-            TimecodeType::Absolute => headers.push(("x-amzn-fragment-timecode-type", "ABSOLUTE".into())),
+            TimecodeType::Absolute => headers.push((headers::FRAGMENT_TIMECODE_TYPE, "ABSOLUTE".into())),
             TimecodeType::Relative { start_ms } => {
-                headers.push(("x-amzn-fragment-timecode-type", "RELATIVE".into()));
-                headers.push(("x-amzn-producer-start-timestamp", framelog_media::seconds_text(start_ms)));
+                headers.push((headers::FRAGMENT_TIMECODE_TYPE, "RELATIVE".into()));
+                headers.push((headers::PRODUCER_START_TIMESTAMP, framelog_media::seconds_text(start_ms)));
             }
         }
         let request = self.transport.post(&endpoint, "/putMedia", &headers, Payload::Unsigned, body.boxed_unsync())?;
@@ -80,11 +80,11 @@ impl MediaUpload {
             match self.acks.frame().await {
                 Some(Ok(frame)) => {
                     if let Ok(data) = frame.into_data() {
-                        self.ready.extend(self.lines.push(&data).map_err(Error::Protocol)?);
+                        self.ready.extend(self.lines.push(&data).map_err(|e| Error::Protocol(e.to_string()))?);
                     }
                 }
                 Some(Err(error)) => return Err(Error::Transport(error.to_string())),
-                None => return self.lines.finish().map_err(Error::Protocol),
+                None => return self.lines.finish().map_err(|e| Error::Protocol(e.to_string())),
             }
         }
     }

@@ -1,6 +1,7 @@
 //! Matroska writing for the producer: the stream header (EBML header, unknown-size Segment, Info,
-//! Tracks), one known-size Cluster per fragment, and Tags, in the layout PutMedia reads (spec §2).
-//! Timecodes are milliseconds (TimecodeScale 1 ms), the producer SDK's default.
+//! Tracks), one known-size Cluster per fragment, and Tags, in the layout PutMedia reads
+//! (docs/spec/kvs.md#producer-matroska). Timecodes are milliseconds (TimecodeScale 1 ms), the
+//! producer SDK's default.
 
 use framelog_media::{ebml, ids};
 
@@ -120,19 +121,14 @@ pub fn cluster(timecode_ms: u64, frames: &[EncodedFrame]) -> Result<Vec<u8>> {
         if frame.track == 0 || frame.track > 126 {
             return Err(Error::InvalidInput(format!("track number {} is not 1 to 126", frame.track)));
         }
-        let mut block = Vec::with_capacity(frame.data.len() + 4);
-        block.push(0x80 | frame.track as u8);
-        block.extend_from_slice(&relative.to_be_bytes());
-        block.push(if frame.keyframe { 0x80 } else { 0 });
-        block.extend_from_slice(&frame.data);
-        ebml::write_bytes(&mut body, ids::SIMPLE_BLOCK, &block);
+        framelog_media::write_simple_block(&mut body, frame.track as u8, relative, frame.keyframe, &frame.data);
     }
     let mut out = Vec::with_capacity(body.len() + 12);
     ebml::write_bytes(&mut out, ids::CLUSTER, &body);
     Ok(out)
 }
 
-/// A Tags element of name/value pairs (fragment metadata, spec §2).
+/// A Tags element of name/value pairs (fragment metadata, docs/spec/kvs.md#fragment-metadata).
 pub fn tags(pairs: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::new();
     ebml::write_element(&mut out, ids::TAGS, |t| {

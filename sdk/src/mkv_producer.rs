@@ -60,12 +60,14 @@ impl MkvProducer {
                 let mut timecode_headers = Vec::new();
                 match self.timecode_type {
                     TimecodeType::Absolute => {
-                        timecode_headers.push(("x-amzn-fragment-timecode-type", "ABSOLUTE".into()))
+                        timecode_headers.push((framelog_wire::headers::FRAGMENT_TIMECODE_TYPE, "ABSOLUTE".into()))
                     }
                     TimecodeType::Relative { start_ms } => {
-                        timecode_headers.push(("x-amzn-fragment-timecode-type", "RELATIVE".into()));
-                        timecode_headers
-                            .push(("x-amzn-producer-start-timestamp", framelog_media::seconds_text(start_ms)));
+                        timecode_headers.push((framelog_wire::headers::FRAGMENT_TIMECODE_TYPE, "RELATIVE".into()));
+                        timecode_headers.push((
+                            framelog_wire::headers::PRODUCER_START_TIMESTAMP,
+                            framelog_media::seconds_text(start_ms),
+                        ));
                     }
                 }
                 let endpoint = self.endpoint.clone();

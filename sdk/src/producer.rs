@@ -186,7 +186,7 @@ impl Client {
         }
         let endpoint = self.get_data_endpoint(&config.stream_name, DataApi::PutMedia).await?;
         let header = mkv::stream_header(&config.tracks);
-        let timecode_headers = vec![("x-amzn-fragment-timecode-type", "ABSOLUTE".to_string())];
+        let timecode_headers = vec![(framelog_wire::headers::FRAGMENT_TIMECODE_TYPE, "ABSOLUTE".to_string())];
         let (commands, task) = Producer::start(self, endpoint, &config, header, timecode_headers);
         let builder = FragmentBuilder {
             tracks: config.tracks.clone(),

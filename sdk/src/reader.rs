@@ -1,4 +1,4 @@
-//! The consumer: GetMedia (live or from any start) and GetMediaForFragmentList read as fragments
+//! The media reader: GetMedia (live or from any start) and GetMediaForFragmentList read as fragments
 //! with their frames, tags, numbers and timestamps; ListFragments with its pagination.
 
 use std::collections::VecDeque;
@@ -111,7 +111,7 @@ fn json_seconds_ms(value: &Value, name: &str) -> Result<u64> {
     Ok((seconds * 1000.0).round() as u64)
 }
 
-/// Reads a chunk stream (spec §3.2) into fragments.
+/// Reads a chunk stream (docs/spec/kvs.md#getmedia-chunks) into fragments.
 #[derive(Debug)]
 pub struct MediaReader {
     body: Incoming,

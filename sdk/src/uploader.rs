@@ -1,7 +1,7 @@
 //! The producer's upload loop: one PutMedia connection at a time, every fragment kept until its
 //! acknowledgement, and on a broken connection a reconnect with backoff that replays the stream
 //! header and every fragment not yet acknowledged (the server accepts replayed timecodes on a new
-//! connection, spec §9.2).
+//! connection, docs/spec/kvs.md#putmedia-replays).
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -13,9 +13,9 @@ use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
-use crate::ack::{Ack, AckLines};
 use crate::error::{Error, Result};
 use crate::transport::{Payload, Transport};
+use framelog_wire::{Ack, AckErrorClass, AckLines, Backoff, classify, headers};
 
 /// When a fragment counts as delivered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,9 +42,9 @@ impl Default for RetryPolicy {
 }
 
 impl RetryPolicy {
+    /// The `attempt`th reconnect delay: doubling, capped, jittered.
     fn delay(&self, attempt: u32) -> Duration {
-        let doubled = self.first_delay.saturating_mul(1u32 << attempt.min(16));
-        doubled.min(self.max_delay)
+        Backoff::new(self.first_delay, self.max_delay).delay(attempt)
     }
 }
 
@@ -100,11 +100,6 @@ pub(crate) struct UploadTarget {
     pub retry: RetryPolicy,
     pub max_pending_fragments: usize,
 }
-
-/// Acks that end an upload for good rather than one fragment.
-const FATAL_ACKS: &[u32] = &[4507, 4500, 4501, 4502, 4503, 4504, 4505, 4506];
-/// Acks that mean the server, not the fragment, failed: retry on a new connection.
-const RETRIABLE_ACKS: &[u32] = &[4000, 4003, 5000];
 
 enum Failure {
     Retry(Error),
@@ -166,8 +161,8 @@ impl Uploader {
         let (body_sender, body_receiver) = mpsc::unbounded_channel::<Bytes>();
         let body = StreamBody::new(UnboundedReceiverStream::new(body_receiver).map(|b| Ok(Frame::data(b))));
         let mut headers = vec![
-            ("x-amzn-stream-name", self.target.stream_name.clone()),
-            ("x-amzn-fragment-acknowledgment-required", "1".to_string()),
+            (headers::STREAM_NAME, self.target.stream_name.clone()),
+            (headers::FRAGMENT_ACKNOWLEDGMENT_REQUIRED, "1".to_string()),
             ("content-type", "video/webm".to_string()),
         ];
         headers.extend(self.target.timecode_headers.iter().cloned());
@@ -208,7 +203,7 @@ impl Uploader {
                         },
                         Some(Err(error)) => return Err(Failure::Retry(Error::Transport(error.to_string()))),
                         None => {
-                            let last = lines.finish().map_err(|e| Failure::Retry(Error::Protocol(e)))?;
+                            let last = lines.finish().map_err(|e| Failure::Retry(Error::Protocol(e.to_string())))?;
                             if let Some(ack) = last {
                                 self.on_ack(ack)?;
                             }
@@ -218,7 +213,7 @@ impl Uploader {
                             return Err(Failure::Retry(Error::Transport("the server ended the acknowledgements".into())));
                         }
                     };
-                    for ack in acks.map_err(|e| Failure::Retry(Error::Protocol(e)))? {
+                    for ack in acks.map_err(|e| Failure::Retry(Error::Protocol(e.to_string())))? {
                         self.on_ack(ack)?;
                     }
                 }
@@ -278,10 +273,11 @@ impl Uploader {
             }
             Ack::Error { timecode, error_id, error_code } => {
                 let error = Error::Protocol(format!("PutMedia error {error_id} {error_code} at {timecode:?}"));
-                if RETRIABLE_ACKS.contains(&error_id) {
+                let class = classify(error_id);
+                if class == AckErrorClass::Retry {
                     return Err(Failure::Retry(error));
                 }
-                let Some(timecode) = timecode.filter(|_| !FATAL_ACKS.contains(&error_id)) else {
+                let Some(timecode) = timecode.filter(|_| class == AckErrorClass::RejectFragment) else {
                     return Err(Failure::Fatal(error));
                 };
                 // The server refused this fragment's content: resending it cannot help. The
@@ -294,18 +290,5 @@ impl Uploader {
             _ => {}
         }
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_its_ceiling() {
-        let policy = RetryPolicy::default();
-        assert_eq!(policy.delay(0), Duration::from_millis(100));
-        assert_eq!(policy.delay(3), Duration::from_millis(800));
-        assert_eq!(policy.delay(30), Duration::from_secs(5));
     }
 }

@@ -9,12 +9,12 @@ use crate::error::{ApiError, ErrorType};
 
 /// A request document (JSON, or CBOR already mapped to the same shape).
 #[derive(Debug)]
-pub struct Body(pub Map<String, Value>);
+pub struct Document(pub Map<String, Value>);
 
-impl Body {
-    pub fn parse(value: Value) -> Result<Body, ApiError> {
+impl Document {
+    pub fn parse(value: Value) -> Result<Document, ApiError> {
         match value {
-            Value::Object(map) => Ok(Body(map)),
+            Value::Object(map) => Ok(Document(map)),
             _ => Err(ApiError::serialization("Start of list found where not expected")),
         }
     }
@@ -68,10 +68,10 @@ impl Body {
         self.get(name).map(as_blob).transpose()
     }
 
-    pub fn object(&self, name: &str) -> Result<Option<Body>, ApiError> {
+    pub fn object(&self, name: &str) -> Result<Option<Document>, ApiError> {
         match self.get(name) {
             None => Ok(None),
-            Some(Value::Object(map)) => Ok(Some(Body(map.clone()))),
+            Some(Value::Object(map)) => Ok(Some(Document(map.clone()))),
             Some(_) => Err(ApiError::serialization("Expected structure or null")),
         }
     }
@@ -246,7 +246,8 @@ mod tests {
 
     #[test]
     fn wrong_types_are_serialization_errors() {
-        let body = Body::parse(serde_json::json!({"Limit": "3", "Data": "abcde", "StreamName": 5})).expect("object");
+        let body =
+            Document::parse(serde_json::json!({"Limit": "3", "Data": "abcde", "StreamName": 5})).expect("object");
         assert_eq!(
             body.int("Limit").expect_err("string").message.as_deref(),
             Some("class java.lang.String can not be converted to an Integer")

@@ -1,6 +1,34 @@
-//! API errors and the one place that maps them to an HTTP status and an AWS error type.
+//! Start-up errors, and API errors with the one place that maps them to an HTTP status and an AWS error type.
+
+use std::path::{Path, PathBuf};
 
 use framelog_store::StoreError;
+
+/// Why the server could not start, or stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error("{action} {path}")]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the engine failed")]
+    Store(#[from] StoreError),
+    #[error("the GStreamer decode pool could not start")]
+    Imaging(#[from] framelog_imaging::ImagingError),
+    #[error("serving HTTP failed")]
+    Serve(#[source] std::io::Error),
+    #[error("a shutdown step panicked")]
+    Join(#[from] tokio::task::JoinError),
+}
+
+impl ServerError {
+    pub fn io(action: &'static str, path: &Path, source: std::io::Error) -> Self {
+        ServerError::Io { action, path: path.to_path_buf(), source }
+    }
+}
 
 /// The AWS error types this server answers with. The names are the wire `__type` values.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

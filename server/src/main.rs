@@ -1,22 +1,12 @@
-//! `framelog`: the server binary. Thin glue: parse flags and config, then run the app.
-
-mod app;
-mod body;
-mod civil_date;
-mod config;
-mod console;
-mod consumers;
-mod error;
-mod kds;
-mod kvs;
-mod request_id;
-mod token;
+//! `framelog`: the server binary. Thin glue: parse flags and config, bind, run the library until
+//! SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use framelog_server::{Config, FileConfig};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -52,12 +42,41 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let Command::Serve { listen, data_dir, config } = Cli::parse().command;
-    let mut settings = config::Config::default();
+    let mut settings = Config::default();
     if let Some(path) = config {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-        settings = settings.merge(toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?);
+        let file: FileConfig = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+        settings = settings.merge(file);
     }
     settings.listen = listen.unwrap_or(settings.listen);
     settings.data_dir = data_dir.unwrap_or(settings.data_dir);
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(app::serve(settings))
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(settings))
+}
+
+async fn serve(settings: Config) -> anyhow::Result<()> {
+    let listener =
+        tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
+    let address = listener.local_addr()?;
+    println!("framelog listening on http://{address} (point clients at --endpoint-url http://{address})");
+    println!("web console: open http://{address}/ in a browser");
+    framelog_server::run(settings, listener, shutdown_signal()).await.context("the server stopped with an error")
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+    tracing::info!("shutting down: finishing in-flight requests");
 }

@@ -6,3 +6,4 @@ mod edge;
 mod kds_sdk;
 mod kvs_aws_sdk;
 mod sdk;
+mod shutdown;

@@ -311,11 +311,8 @@ fn cluster_bytes(timecode: u64, frames: &[EncodedFrame]) -> Vec<u8> {
     ebml::write_element(&mut out, ids::CLUSTER, |c| {
         ebml::write_uint(c, ids::TIMECODE, timecode);
         for frame in frames {
-            let mut block = vec![0x80 | frame.track as u8];
-            block.extend_from_slice(&((frame.pts_ms - timecode) as i16).to_be_bytes());
-            block.push(if frame.keyframe { 0x80 } else { 0 });
-            block.extend_from_slice(&frame.data);
-            ebml::write_bytes(c, ids::SIMPLE_BLOCK, &block);
+            let relative_ms = (frame.pts_ms - timecode) as i16;
+            framelog_media::write_simple_block(c, frame.track as u8, relative_ms, frame.keyframe, &frame.data);
         }
     });
     out

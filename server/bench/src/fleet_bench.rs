@@ -64,12 +64,9 @@ pub fn fragment_blocks() -> Vec<Bytes> {
     (0..FRAMES_PER_FRAGMENT)
         .map(|frame| {
             let size = if frame == 0 { KEY_FRAME_BYTES } else { DELTA_FRAME_BYTES };
-            let mut block = vec![0x81];
-            block.extend_from_slice(&((frame * 33) as i16).to_be_bytes());
-            block.push(if frame == 0 { 0x80 } else { 0 });
-            block.extend((0..size).map(|i| (i ^ frame) as u8));
+            let data: Vec<u8> = (0..size).map(|i| (i ^ frame) as u8).collect();
             let mut element = Vec::with_capacity(size + 12);
-            ebml::write_bytes(&mut element, ids::SIMPLE_BLOCK, &block);
+            framelog_media::write_simple_block(&mut element, 1, (frame * 33) as i16, frame == 0, &data);
             Bytes::from(element)
         })
         .collect()

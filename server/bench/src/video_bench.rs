@@ -33,11 +33,8 @@ pub fn upload_bytes(fragments: usize) -> Vec<u8> {
         ebml::write_uint(&mut out, ids::TIMECODE, fragment as u64 * 2000);
         for frame in 0..FRAMES_PER_FRAGMENT {
             let size = if frame == 0 { KEY_FRAME_BYTES } else { DELTA_FRAME_BYTES };
-            let mut block = vec![0x81];
-            block.extend_from_slice(&((frame * 33) as i16).to_be_bytes());
-            block.push(if frame == 0 { 0x80 } else { 0 });
-            block.extend((0..size).map(|i| (i ^ frame ^ fragment) as u8));
-            ebml::write_bytes(&mut out, ids::SIMPLE_BLOCK, &block);
+            let data: Vec<u8> = (0..size).map(|i| (i ^ frame ^ fragment) as u8).collect();
+            framelog_media::write_simple_block(&mut out, 1, (frame * 33) as i16, frame == 0, &data);
         }
     }
     out

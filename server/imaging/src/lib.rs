@@ -1,4 +1,4 @@
-//! Still images from stored video, for GetImages (and the consumer hooks to come): H.264/H.265
+//! Still images from stored video, for GetImages and the consumer hooks: H.264/H.265
 //! access units decoded by GStreamer into RGB frames, resized and encoded as JPEG or PNG by the
 //! `image` crate, on a bounded pool of worker threads that never borrows the async runtime's.
 //!
@@ -8,9 +8,11 @@
 mod decode;
 mod encode;
 mod error;
+mod fragment;
 mod pool;
 
 pub use decode::{DecodedFrame, EncodedFrame, FrameRequest, Pixels, decode_frames};
 pub use encode::{ImageFormat, encode_image, output_size};
 pub use error::ImagingError;
+pub use fragment::{Picture, fragment_request, pictures};
 pub use pool::DecodePool;

@@ -1,8 +1,8 @@
 //! Writes fragments the way GetMedia and GetMediaForFragmentList return them: each one a
-//! self-contained MKV "chunk" (spec §0.14): EBML header, unknown-size Segment, Info, Tracks, a Tags
-//! element with AWS_KINESISVIDEO_FRAGMENT_NUMBER / SERVER_TIMESTAMP / PRODUCER_TIMESTAMP, one
-//! known-size Cluster, the producer's tags, and optionally a final Tags element with
-//! AWS_KINESISVIDEO_MILLIS_BEHIND_NOW and AWS_KINESISVIDEO_CONTINUATION_TOKEN.
+//! self-contained MKV "chunk" (docs/spec/kvs.md#getmedia-chunks): EBML header, unknown-size
+//! Segment, Info, Tracks, a Tags element with AWS_KINESISVIDEO_FRAGMENT_NUMBER / SERVER_TIMESTAMP /
+//! PRODUCER_TIMESTAMP, one known-size Cluster, the producer's tags, and optionally a final Tags
+//! element with AWS_KINESISVIDEO_MILLIS_BEHIND_NOW and AWS_KINESISVIDEO_CONTINUATION_TOKEN.
 
 use crate::ebml;
 use crate::ids;
@@ -131,7 +131,7 @@ mod tests {
         });
         let mut body = Vec::new();
         ebml::write_uint(&mut body, ids::TIMECODE, 1_700_000_000_000);
-        ebml::write_bytes(&mut body, ids::SIMPLE_BLOCK, &[0x81, 0, 0, 0x80, 9, 9]);
+        crate::write_simple_block(&mut body, 1, 0, true, &[9, 9]);
         let record = FragmentRecord {
             timecode: 1_700_000_000_000,
             timecode_scale_ns: 1_000_000,
@@ -166,7 +166,7 @@ mod tests {
     fn relative_cluster_timecodes_come_back_absolute() {
         let mut body = Vec::new();
         ebml::write_uint(&mut body, ids::TIMECODE, 2_000);
-        ebml::write_bytes(&mut body, ids::SIMPLE_BLOCK, &[0x81, 0, 40, 0x80, 7]);
+        crate::write_simple_block(&mut body, 1, 40, true, &[7]);
         let record = FragmentRecord {
             timecode: 2_000,
             timecode_scale_ns: 1_000_000,

@@ -11,7 +11,7 @@
 //! let mut mkv = Vec::new();
 //! ebml::write_element(&mut mkv, ids::CLUSTER, |c| {
 //!     ebml::write_uint(c, ids::TIMECODE, 1_000);
-//!     ebml::write_bytes(c, ids::SIMPLE_BLOCK, &[0x81, 0x00, 0x00, 0x80, 0xAA]);
+//!     framelog_media::write_simple_block(c, 1, 0, true, &[0xAA]);
 //! });
 //! let mut fragmenter = Fragmenter::new(Limits::default());
 //! fragmenter.push(&mkv);
@@ -50,5 +50,6 @@ pub use mp4::Mp4Fragmenter;
 pub use record::FragmentRecord;
 pub use splitter::Splitter;
 pub use writer::{
-    tracks_body, video_track, write_ebml_header, write_stream_header, write_stream_header_raw, write_track_entry,
+    tracks_body, video_track, write_ebml_header, write_simple_block, write_stream_header, write_stream_header_raw,
+    write_track_entry,
 };

@@ -83,6 +83,19 @@ pub fn video_track(number: u64, codec_id: &str) -> Track {
     Track { number, uid: number, track_type: 1, codec_id: codec_id.to_string(), ..Track::default() }
 }
 
+/// Appends one SimpleBlock element: track number (1 to 126, a one-byte vint), time relative to
+/// the Cluster's Timecode, the key-frame flag, then the frame. Every MKV writer in the project
+/// (the SDK, the fMP4-to-MKV remux, tests and benchmarks) goes through here.
+pub fn write_simple_block(out: &mut Vec<u8>, track: u8, relative_ms: i16, keyframe: bool, frame: &[u8]) {
+    debug_assert!((1..=126).contains(&track), "one-byte track numbers only");
+    let mut block = Vec::with_capacity(4 + frame.len());
+    block.push(0x80 | track);
+    block.extend_from_slice(&relative_ms.to_be_bytes());
+    block.push(if keyframe { 0x80 } else { 0 });
+    block.extend_from_slice(frame);
+    ebml::write_bytes(out, ids::SIMPLE_BLOCK, &block);
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

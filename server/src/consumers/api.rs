@@ -4,16 +4,16 @@
 
 use serde_json::{Map, Value, json};
 
+use super::ConsumersCtx;
 use super::record_api;
 use super::runner::{Changed, start_seq};
 use super::spec::{self, ConsumerSpec, Format, LagPolicy, Selection, Start};
 use super::state::{self, Checkpoint};
-use crate::body::Body as Document;
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
-use crate::kvs::KvsCtx;
 
-fn video_stream(ctx: &KvsCtx, document: &Document) -> Result<framelog_store::StreamHandle, ApiError> {
-    ctx.stream(document, "StreamARN")
+fn video_stream(ctx: &ConsumersCtx, document: &Document) -> Result<framelog_store::StreamHandle, ApiError> {
+    ctx.video.stream(document, "StreamARN")
 }
 
 fn consumer_name(document: &Document) -> Result<String, ApiError> {
@@ -29,13 +29,14 @@ fn not_found(name: &str) -> ApiError {
 /// Stores a new consumer's definition and first checkpoint (ResourceInUse when the name is
 /// taken) and starts it.
 pub(super) fn store_new(
-    ctx: &KvsCtx,
+    ctx: &ConsumersCtx,
     handle: &framelog_store::StreamHandle,
     name: &str,
     spec: &impl serde::Serialize,
     checkpoint: &impl serde::Serialize,
 ) -> Result<(), ApiError> {
     let (_, created) = ctx
+        .video
         .engine
         .update_meta(handle, |meta| {
             if meta.settings.contains_key(&state::spec_key(name)) {
@@ -54,7 +55,7 @@ pub(super) fn store_new(
 }
 
 /// The stream a request names: a data stream (DataStreamName/ARN) or a video stream.
-fn any_stream(ctx: &KvsCtx, body: &Document) -> Result<framelog_store::StreamHandle, ApiError> {
+fn any_stream(ctx: &ConsumersCtx, body: &Document) -> Result<framelog_store::StreamHandle, ApiError> {
     match record_api::data_stream(ctx, body)? {
         Some(handle) => Ok(handle),
         None => video_stream(ctx, body),
@@ -76,8 +77,8 @@ pub fn paused_state(body: &Document, current: bool) -> Result<bool, ApiError> {
 }
 
 /// Tells the supervisor to (re)consider `consumer` after a change to its definition.
-pub(super) fn notify(ctx: &KvsCtx, handle: &framelog_store::StreamHandle, consumer: &str) {
-    let _ = ctx.consumer_changes.send(Changed {
+pub(super) fn notify(ctx: &ConsumersCtx, handle: &framelog_store::StreamHandle, consumer: &str) {
+    let _ = ctx.changes.send(Changed {
         stream_id: handle.id(),
         stream_name: handle.meta().name,
         consumer: consumer.to_string(),
@@ -88,20 +89,20 @@ fn store_error(error: framelog_store::StoreError) -> ApiError {
     ApiError::internal(&error)
 }
 
-pub fn create_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+pub fn create_consumer(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiError> {
     if let Some(handle) = record_api::data_stream(ctx, &body)? {
         let name = record_api::create(ctx, &handle, &body)?;
         return Ok(json!({"ConsumerName": name, "DataStreamName": handle.meta().name}));
     }
     let handle = video_stream(ctx, &body)?;
-    let spec = spec::parse(&body, ctx.engine.now_ms())?;
+    let spec = spec::parse(&body, ctx.video.engine.now_ms())?;
     // NOW means from the moment of creation, whenever the task gets to run.
     let checkpoint = Checkpoint { seq: Some(start_seq(ctx, &handle, &spec.start)?), ..Checkpoint::default() };
     store_new(ctx, &handle, &spec.name, &spec, &checkpoint)?;
     Ok(json!({"ConsumerName": spec.name, "StreamName": crate::kvs::public_stream_name(&handle)}))
 }
 
-pub fn describe_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+pub fn describe_consumer(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiError> {
     let handle = any_stream(ctx, &body)?;
     let name = consumer_name(&body)?;
     if is_data(&handle) {
@@ -113,7 +114,7 @@ pub fn describe_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError
     Ok(json!({"Consumer": describe(ctx, &handle, &spec, &state::checkpoint(&settings, &name))}))
 }
 
-pub fn list_consumers(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+pub fn list_consumers(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiError> {
     let handle = any_stream(ctx, &body)?;
     if is_data(&handle) {
         return Ok(json!({"Consumers": record_api::list(ctx, &handle)}));
@@ -127,7 +128,7 @@ pub fn list_consumers(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     Ok(json!({"Consumers": consumers}))
 }
 
-pub fn update_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+pub fn update_consumer(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiError> {
     let handle = any_stream(ctx, &body)?;
     let name = consumer_name(&body)?;
     if is_data(&handle) {
@@ -146,7 +147,8 @@ pub fn update_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> 
     next.created_ms = current.created_ms;
     next.start = current.start.clone();
     next.paused = paused_state(&body, current.paused)?;
-    ctx.engine
+    ctx.video
+        .engine
         .update_meta(&handle, |meta| {
             meta.settings.insert(state::spec_key(&name), serde_json::to_string(&next).unwrap_or_default());
         })
@@ -155,10 +157,11 @@ pub fn update_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> 
     Ok(json!({"Consumer": describe(ctx, &handle, &next, &state::checkpoint(&settings, &name))}))
 }
 
-pub fn delete_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+pub fn delete_consumer(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiError> {
     let handle = any_stream(ctx, &body)?;
     let name = consumer_name(&body)?;
     let (_, existed) = ctx
+        .video
         .engine
         .update_meta(&handle, |meta| {
             let existed = meta.settings.remove(&state::spec_key(&name)).is_some();
@@ -174,7 +177,7 @@ pub fn delete_consumer(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> 
     Ok(json!({}))
 }
 
-pub fn list_consumer_dead_letters(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+pub fn list_consumer_dead_letters(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiError> {
     let handle = any_stream(ctx, &body)?;
     let name = consumer_name(&body)?;
     let settings = handle.meta().settings;
@@ -253,7 +256,7 @@ fn request_of(spec: &ConsumerSpec) -> Map<String, Value> {
 }
 
 pub(super) fn describe(
-    ctx: &KvsCtx,
+    ctx: &ConsumersCtx,
     handle: &framelog_store::StreamHandle,
     spec: &ConsumerSpec,
     checkpoint: &Checkpoint,
@@ -262,8 +265,8 @@ pub(super) fn describe(
     let tip = handle.tip_seq(0).unwrap_or(0);
     let next = checkpoint.seq.unwrap_or(tip);
     let lag_fragments = tip.saturating_sub(next);
-    let lag_ms = match ctx.engine.header(handle, 0, next) {
-        Ok(Some(header)) if lag_fragments > 0 => ctx.engine.now_ms().saturating_sub(header.arrival_ms),
+    let lag_ms = match ctx.video.engine.header(handle, 0, next) {
+        Ok(Some(header)) if lag_fragments > 0 => ctx.video.engine.now_ms().saturating_sub(header.arrival_ms),
         _ => 0,
     };
     out["StreamName"] = json!(crate::kvs::public_stream_name(handle));
@@ -277,7 +280,7 @@ pub(super) fn describe(
     out["Metrics"] = json!({
         "LagMs": lag_ms,
         "LagFragments": lag_fragments,
-        "LagFrames": super::lag::lag_frames(&ctx.engine, handle, next, tip),
+        "LagFrames": super::lag::lag_frames(&ctx.video.engine, handle, next, tip),
         "DeliveredFrames": checkpoint.delivered_frames,
         "DeliveredBatches": checkpoint.delivered_batches,
         "RetriedCalls": checkpoint.retried_calls,

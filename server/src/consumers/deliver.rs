@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
+use framelog_wire::Backoff;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -13,8 +14,7 @@ use hyper_util::rt::TokioExecutor;
 pub type WebhookClient = Client<HttpConnector, Full<Bytes>>;
 
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
-const FIRST_BACKOFF: Duration = Duration::from_millis(200);
-const MAX_BACKOFF: Duration = Duration::from_secs(10);
+const RETRY_BACKOFF: Backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(10));
 
 pub fn client() -> WebhookClient {
     let mut connector = HttpConnector::new();
@@ -72,8 +72,7 @@ pub async fn deliver(client: &WebhookClient, url: &str, kind: BodyKind, body: By
     let mut error = String::new();
     for attempt in 0..max_attempts.max(1) {
         if attempt > 0 {
-            let step = FIRST_BACKOFF.saturating_mul(1 << (attempt - 1).min(10)).min(MAX_BACKOFF);
-            tokio::time::sleep(step.mul_f64(0.5 + rand::random::<f64>() * 0.5)).await;
+            tokio::time::sleep(RETRY_BACKOFF.delay(attempt - 1)).await;
         }
         match call(client, url, kind, body.clone()).await {
             Ok(answer) => return Delivery::Delivered { body: answer, retries: attempt },

@@ -4,6 +4,7 @@
 //! retries, a dead-letter log and a lag policy. See docs/consumers.md.
 
 pub mod api;
+mod context;
 mod deliver;
 mod lag;
 mod prefetch;
@@ -19,3 +20,21 @@ mod spec;
 mod state;
 pub mod stream_hooks;
 mod write_back;
+
+pub use context::ConsumersCtx;
+
+use crate::rest_json::Operation;
+
+/// The consumer API's rest-json operations, beside the KVS ones.
+pub const OPERATIONS: &[(&str, Operation<ConsumersCtx>)] = &[
+    ("createConsumer", api::create_consumer),
+    ("describeConsumer", api::describe_consumer),
+    ("listConsumers", api::list_consumers),
+    ("updateConsumer", api::update_consumer),
+    ("deleteConsumer", api::delete_consumer),
+    ("listConsumerDeadLetters", api::list_consumer_dead_letters),
+    ("updateNotificationConfiguration", stream_hooks::update_notification_configuration),
+    ("describeNotificationConfiguration", stream_hooks::describe_notification_configuration),
+    ("updateImageGenerationConfiguration", stream_hooks::update_image_generation_configuration),
+    ("describeImageGenerationConfiguration", stream_hooks::describe_image_generation_configuration),
+];

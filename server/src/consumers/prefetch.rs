@@ -8,10 +8,10 @@ use framelog_media::FragmentRecord;
 use framelog_store::StreamHandle;
 use tokio::task::JoinHandle;
 
+use super::ConsumersCtx;
 use super::render::{Rendered, render};
 use super::select::{Picked, select_video};
 use super::spec::ConsumerSpec;
-use crate::kvs::KvsCtx;
 
 /// The frames a lookahead selected, and their pictures.
 type Guess = (Vec<Picked>, Vec<Option<Rendered>>);
@@ -31,7 +31,7 @@ impl Drop for Prefetch {
 impl Prefetch {
     /// Starts rendering fragment `seq` as it would be selected after a frame at `last_frame_ms`.
     pub fn start(
-        ctx: &KvsCtx,
+        ctx: &ConsumersCtx,
         handle: &StreamHandle,
         spec: &ConsumerSpec,
         seq: u64,
@@ -39,7 +39,7 @@ impl Prefetch {
     ) -> Self {
         let (ctx, handle, spec) = (ctx.clone(), handle.clone(), spec.clone());
         let task = tokio::spawn(async move {
-            let engine = ctx.engine.clone();
+            let engine = ctx.video.engine.clone();
             let entry = tokio::task::spawn_blocking(move || engine.entry(&handle, 0, seq)).await.ok()?.ok()??;
             let record = FragmentRecord::decode(&entry.attrs).ok()?;
             let (video, picked) = select_video(&record, &spec.selection, last_frame_ms)?;

@@ -4,11 +4,14 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use framelog_store::StreamKind;
 use serde_json::Value;
 
+use super::ConsumersCtx;
 use super::{api, record_api, state};
-use crate::kvs::KvsCtx;
 
 /// `LagMs` → `lag_ms`, `DeliveredFrames` → `delivered_frames`.
 fn snake_case(camel: &str) -> String {
@@ -28,9 +31,9 @@ fn label(text: &str) -> String {
 }
 
 /// (stream, consumer, kind, describeConsumer's Metrics) for every consumer of every stream.
-fn all_metrics(ctx: &KvsCtx) -> Vec<(String, String, &'static str, Value)> {
+fn all_metrics(ctx: &ConsumersCtx) -> Vec<(String, String, &'static str, Value)> {
     let mut out = Vec::new();
-    for handle in ctx.engine.streams() {
+    for handle in ctx.video.engine.streams() {
         let meta = handle.meta();
         let described: Vec<Value> = match meta.kind {
             StreamKind::Video => state::specs(&meta.settings)
@@ -51,8 +54,16 @@ fn all_metrics(ctx: &KvsCtx) -> Vec<(String, String, &'static str, Value)> {
     out
 }
 
+/// `GET /metrics` (the engine reads block, so off the runtime).
+pub async fn handle(State(ctx): State<ConsumersCtx>) -> Response {
+    match tokio::task::spawn_blocking(move || render(&ctx)).await {
+        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
+    }
+}
+
 /// The exposition text. Lags are gauges; everything else counts up from the consumer's creation.
-pub fn render(ctx: &KvsCtx) -> String {
+pub fn render(ctx: &ConsumersCtx) -> String {
     // Family name → its samples, so each family is written once with its TYPE line.
     let mut families: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for (stream, consumer, kind, metrics) in all_metrics(ctx) {

@@ -4,15 +4,15 @@
 use framelog_store::{StreamHandle, StreamKind};
 use serde_json::{Value, json};
 
+use super::ConsumersCtx;
 use super::record_runner::start_seqs;
 use super::record_spec::{self, RecordCheckpoint, RecordConsumerSpec};
 use super::state;
-use crate::body::Body as Document;
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
-use crate::kvs::KvsCtx;
 
 /// The data stream a request names, or `None` when it names a video stream.
-pub fn data_stream(ctx: &KvsCtx, body: &Document) -> Result<Option<StreamHandle>, ApiError> {
+pub fn data_stream(ctx: &ConsumersCtx, body: &Document) -> Result<Option<StreamHandle>, ApiError> {
     let (name, arn) = (body.str("DataStreamName")?, body.str("DataStreamARN")?);
     let name = match (name, &arn) {
         (None, None) => return Ok(None),
@@ -31,10 +31,10 @@ pub fn data_stream(ctx: &KvsCtx, body: &Document) -> Result<Option<StreamHandle>
     let not_found = || {
         ApiError::new(
             ErrorType::ResourceNotFound,
-            format!("Stream {name} under account {} not found.", ctx.settings.account_id),
+            format!("Stream {name} under account {} not found.", ctx.video.settings.account_id),
         )
     };
-    let handle = ctx.engine.stream(&name).map_err(|_| not_found())?;
+    let handle = ctx.video.engine.stream(&name).map_err(|_| not_found())?;
     let meta = handle.meta();
     if meta.kind != StreamKind::Data || arn.is_some_and(|arn| arn != meta.arn) {
         return Err(not_found());
@@ -47,19 +47,19 @@ fn find(handle: &StreamHandle, name: &str) -> Option<RecordConsumerSpec> {
 }
 
 /// Creates a record consumer from the request; its name.
-pub fn create(ctx: &KvsCtx, handle: &StreamHandle, body: &Document) -> Result<String, ApiError> {
-    let spec = record_spec::parse(body, ctx.engine.now_ms())?;
+pub fn create(ctx: &ConsumersCtx, handle: &StreamHandle, body: &Document) -> Result<String, ApiError> {
+    let spec = record_spec::parse(body, ctx.video.engine.now_ms())?;
     let checkpoint =
         RecordCheckpoint { next_seq: start_seqs(ctx, handle, &spec.start)?, ..RecordCheckpoint::default() };
     super::api::store_new(ctx, handle, &spec.name, &spec, &checkpoint)?;
     Ok(spec.name)
 }
 
-pub fn describe(ctx: &KvsCtx, handle: &StreamHandle, name: &str) -> Option<Value> {
+pub fn describe(ctx: &ConsumersCtx, handle: &StreamHandle, name: &str) -> Option<Value> {
     find(handle, name).map(|spec| description(ctx, handle, &spec))
 }
 
-pub fn list(ctx: &KvsCtx, handle: &StreamHandle) -> Vec<Value> {
+pub fn list(ctx: &ConsumersCtx, handle: &StreamHandle) -> Vec<Value> {
     state::specs_of::<RecordConsumerSpec>(&handle.meta().settings)
         .iter()
         .map(|spec| description(ctx, handle, spec))
@@ -67,7 +67,12 @@ pub fn list(ctx: &KvsCtx, handle: &StreamHandle) -> Vec<Value> {
 }
 
 /// Lays the request's fields over the current definition; None when there is no such consumer.
-pub fn update(ctx: &KvsCtx, handle: &StreamHandle, name: &str, body: &Document) -> Result<Option<Value>, ApiError> {
+pub fn update(
+    ctx: &ConsumersCtx,
+    handle: &StreamHandle,
+    name: &str,
+    body: &Document,
+) -> Result<Option<Value>, ApiError> {
     let Some(current) = find(handle, name) else { return Ok(None) };
     let mut merged = record_spec::request_of(&current);
     for (key, value) in &body.0 {
@@ -78,7 +83,8 @@ pub fn update(ctx: &KvsCtx, handle: &StreamHandle, name: &str, body: &Document) 
     let mut next = record_spec::parse(&Document(merged), current.created_ms)?;
     next.start = current.start.clone();
     next.paused = super::api::paused_state(body, current.paused)?;
-    ctx.engine
+    ctx.video
+        .engine
         .update_meta(handle, |meta| {
             meta.settings.insert(state::spec_key(name), serde_json::to_string(&next).unwrap_or_default());
         })
@@ -86,10 +92,10 @@ pub fn update(ctx: &KvsCtx, handle: &StreamHandle, name: &str, body: &Document) 
     Ok(Some(description(ctx, handle, &next)))
 }
 
-fn description(ctx: &KvsCtx, handle: &StreamHandle, spec: &RecordConsumerSpec) -> Value {
+fn description(ctx: &ConsumersCtx, handle: &StreamHandle, spec: &RecordConsumerSpec) -> Value {
     let meta = handle.meta();
     let checkpoint: RecordCheckpoint = state::checkpoint_of(&meta.settings, &spec.name);
-    let now_ms = ctx.engine.now_ms();
+    let now_ms = ctx.video.engine.now_ms();
     let (mut lag_records, mut lag_ms) = (0, 0);
     let mut shards = Vec::new();
     for shard in 0..meta.shards.len() as u32 {
@@ -97,11 +103,12 @@ fn description(ctx: &KvsCtx, handle: &StreamHandle, spec: &RecordConsumerSpec) -
         let next = checkpoint.next_seq.get(&shard).copied().unwrap_or(tip);
         lag_records += tip.saturating_sub(next);
         if next < tip
-            && let Ok(Some(header)) = ctx.engine.header(handle, shard, next)
+            && let Ok(Some(header)) = ctx.video.engine.header(handle, shard, next)
         {
             lag_ms = lag_ms.max(now_ms.saturating_sub(header.arrival_ms));
         }
         let next_number = ctx
+            .video
             .engine
             .header(handle, shard, next)
             .ok()

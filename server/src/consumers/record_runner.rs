@@ -10,15 +10,16 @@ use framelog_store::{Entry, Position, StreamHandle};
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
+use super::ConsumersCtx;
 use super::deliver::{BodyKind, Delivery, WebhookClient, deliver};
 use super::record_spec::{MAX_BATCH_BYTES, RecordCheckpoint, RecordConsumerSpec};
 use super::spec::Start;
 use super::state::{self, DeadLetter};
-use crate::kvs::KvsCtx;
+use crate::background::Background;
 
 /// Each shard's first record for a new consumer.
 pub fn start_seqs(
-    ctx: &KvsCtx,
+    ctx: &ConsumersCtx,
     handle: &StreamHandle,
     start: &Start,
 ) -> Result<std::collections::BTreeMap<u32, u64>, crate::error::ApiError> {
@@ -29,29 +30,44 @@ pub fn start_seqs(
     };
     (0..handle.meta().shards.len() as u32)
         .map(|shard| {
-            let seq = ctx.engine.resolve(handle, shard, position).map_err(|e| crate::error::ApiError::internal(&e))?;
+            let seq =
+                ctx.video.engine.resolve(handle, shard, position).map_err(|e| crate::error::ApiError::internal(&e))?;
             Ok((shard, seq))
         })
         .collect()
 }
 
 /// Runs every shard's delivery until the task is aborted (which aborts the shard tasks too).
-pub async fn run(ctx: KvsCtx, client: WebhookClient, handle: StreamHandle, spec: RecordConsumerSpec) {
+pub async fn run(
+    ctx: ConsumersCtx,
+    client: WebhookClient,
+    handle: StreamHandle,
+    spec: RecordConsumerSpec,
+    background: Background,
+) {
     let mut shards = JoinSet::new();
     for shard in 0..handle.meta().shards.len() as u32 {
-        let shard_runner =
-            ShardRunner { ctx: ctx.clone(), client: client.clone(), handle: handle.clone(), spec: spec.clone(), shard };
+        let shard_runner = ShardRunner {
+            ctx: ctx.clone(),
+            client: client.clone(),
+            handle: handle.clone(),
+            spec: spec.clone(),
+            shard,
+            background: background.clone(),
+        };
         shards.spawn(shard_runner.run());
     }
     while shards.join_next().await.is_some() {}
 }
 
 struct ShardRunner {
-    ctx: KvsCtx,
+    ctx: ConsumersCtx,
     client: WebhookClient,
     handle: StreamHandle,
     spec: RecordConsumerSpec,
     shard: u32,
+    /// Checkpoint writes go through it, so shutdown waits for a commit already under way.
+    background: Background,
 }
 
 impl ShardRunner {
@@ -81,7 +97,7 @@ impl ShardRunner {
                 tracing::warn!(consumer = %self.spec.name, shard = self.shard, from = next, to = first.seq, "records expired before delivery");
             }
             let bytes: usize = entries.iter().map(|e| e.payload.len()).sum();
-            let waited_ms = self.ctx.engine.now_ms().saturating_sub(first.arrival_ms);
+            let waited_ms = self.ctx.video.engine.now_ms().saturating_sub(first.arrival_ms);
             if entries.len() < self.spec.max_records && bytes < MAX_BATCH_BYTES && waited_ms < self.spec.max_wait_ms {
                 // Wait for the batch to fill, at most until its oldest record has waited MaxWaitMs.
                 let rest = Duration::from_millis(self.spec.max_wait_ms - waited_ms);
@@ -96,7 +112,7 @@ impl ShardRunner {
 
     async fn read(&self, from_seq: u64) -> Option<Vec<Entry>> {
         let (engine, handle, shard, max) =
-            (self.ctx.engine.clone(), self.handle.clone(), self.shard, self.spec.max_records);
+            (self.ctx.video.engine.clone(), self.handle.clone(), self.shard, self.spec.max_records);
         let batch = tokio::task::spawn_blocking(move || engine.read(&handle, shard, from_seq, max, MAX_BATCH_BYTES))
             .await
             .ok()?
@@ -106,7 +122,7 @@ impl ShardRunner {
 
     fn event(&self, entry: &Entry) -> Value {
         let meta = self.handle.meta();
-        let settings = &self.ctx.settings;
+        let settings = &self.ctx.video.settings;
         let sequence_number = crate::kds::sequence_number(&meta, self.shard, entry.seq, entry.arrival_ms);
         json!({
             "kinesis": {
@@ -139,7 +155,7 @@ impl ShardRunner {
                 let sequence_numbers =
                     events.iter().filter_map(|e| e["kinesis"]["sequenceNumber"].as_str().map(str::to_string)).collect();
                 let letter = DeadLetter {
-                    at_ms: self.ctx.engine.now_ms(),
+                    at_ms: self.ctx.video.engine.now_ms(),
                     attempts,
                     error,
                     fragment_numbers: Vec::new(),
@@ -150,31 +166,38 @@ impl ShardRunner {
                 (false, attempts.saturating_sub(1), Some(letter))
             }
         };
-        let (engine, handle, name, shard, count) =
-            (self.ctx.engine.clone(), self.handle.clone(), self.spec.name.clone(), self.shard, entries.len() as u64);
-        let _ = tokio::task::spawn_blocking(move || {
-            engine.update_meta_unsynced(&handle, |meta| {
-                // A consumer deleted meanwhile stays deleted.
-                if !meta.settings.contains_key(&state::spec_key(&name)) {
-                    return;
-                }
-                // Shards commit independently: each changes only its own position.
-                let mut checkpoint: RecordCheckpoint = state::checkpoint_of(&meta.settings, &name);
-                checkpoint.next_seq.insert(shard, after);
-                checkpoint.retried_calls += u64::from(retried);
-                if delivered {
-                    checkpoint.delivered_records += count;
-                    checkpoint.delivered_batches += 1;
-                } else {
-                    checkpoint.dead_lettered_batches += 1;
-                }
-                if let Some(dead) = dead {
-                    state::push_dead_letter(&mut meta.settings, &name, dead);
-                }
-                meta.settings
-                    .insert(state::checkpoint_key(&name), serde_json::to_string(&checkpoint).unwrap_or_default());
+        let (engine, handle, name, shard, count) = (
+            self.ctx.video.engine.clone(),
+            self.handle.clone(),
+            self.spec.name.clone(),
+            self.shard,
+            entries.len() as u64,
+        );
+        let _ = self
+            .background
+            .spawn_blocking(move || {
+                engine.update_meta_unsynced(&handle, |meta| {
+                    // A consumer deleted meanwhile stays deleted.
+                    if !meta.settings.contains_key(&state::spec_key(&name)) {
+                        return;
+                    }
+                    // Shards commit independently: each changes only its own position.
+                    let mut checkpoint: RecordCheckpoint = state::checkpoint_of(&meta.settings, &name);
+                    checkpoint.next_seq.insert(shard, after);
+                    checkpoint.retried_calls += u64::from(retried);
+                    if delivered {
+                        checkpoint.delivered_records += count;
+                        checkpoint.delivered_batches += 1;
+                    } else {
+                        checkpoint.dead_lettered_batches += 1;
+                    }
+                    if let Some(dead) = dead {
+                        state::push_dead_letter(&mut meta.settings, &name, dead);
+                    }
+                    meta.settings
+                        .insert(state::checkpoint_key(&name), serde_json::to_string(&checkpoint).unwrap_or_default());
+                })
             })
-        })
-        .await;
+            .await;
     }
 }

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 use super::spec::{self, Start};
-use crate::body::Body as Document;
+use crate::document::Document;
 use crate::error::ApiError;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -9,9 +9,9 @@ use framelog_media::FragmentRecord;
 use framelog_media::package::PackagedTrack;
 use tokio::sync::oneshot;
 
+use super::ConsumersCtx;
 use super::select::Picked;
 use super::spec::{ConsumerSpec, Format};
-use crate::kvs::KvsCtx;
 
 /// One frame's delivered bytes (and picture size for images).
 #[derive(Debug, Clone)]
@@ -24,7 +24,7 @@ pub struct Rendered {
 /// Renders `picked` frames of one fragment; a frame that cannot be rendered is `None` (the
 /// delivery says MEDIA_ERROR for it).
 pub async fn render(
-    ctx: &KvsCtx,
+    ctx: &ConsumersCtx,
     spec: &ConsumerSpec,
     record: &FragmentRecord,
     payload: &[u8],
@@ -49,7 +49,7 @@ pub async fn render(
         .then(|| output_size((video.width, video.height), spec.width, spec.height))
         .flatten();
     let wanted: Vec<i64> = picked.iter().map(|p| p.pts_ms as i64).collect();
-    let Some(request) = crate::kvs::playback::images::decode_request(record, payload, video, wanted, scale_to) else {
+    let Some(request) = framelog_imaging::fragment_request(record, payload, video, wanted, scale_to) else {
         return vec![None; picked.len()];
     };
     let (width, height) = (spec.width, spec.height);
@@ -57,7 +57,11 @@ pub async fn render(
         let (reply, answer) = oneshot::channel();
         let job = request.clone();
         let submitted = ctx.images.try_run(move || {
-            let _ = reply.send(crate::kvs::playback::images::pictures(job, format, width, height));
+            let (pictures, failure) = framelog_imaging::pictures(job, format, width, height);
+            if let Some(error) = failure {
+                tracing::warn!(%error, "not every consumer picture could be made");
+            }
+            let _ = reply.send(pictures);
         });
         match submitted {
             Ok(()) => break answer.await.unwrap_or_default(),

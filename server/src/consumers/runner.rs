@@ -14,6 +14,7 @@ use framelog_store::{Position, StreamHandle, StreamKind};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use super::ConsumersCtx;
 use super::deliver::{BodyKind, Delivery, WebhookClient, deliver};
 use super::prefetch::Prefetch;
 use super::record_spec::RecordConsumerSpec;
@@ -21,7 +22,7 @@ use super::render::{Rendered, render};
 use super::select::{Picked, select_video};
 use super::spec::{ConsumerSpec, Format, LagPolicy, Sink, Start};
 use super::state::{self, Checkpoint, DeadLetter};
-use crate::kvs::KvsCtx;
+use crate::background::Background;
 
 /// "(Re)consider this consumer": sent by the API after every change.
 #[derive(Debug, Clone)]
@@ -31,70 +32,87 @@ pub struct Changed {
     pub consumer: String,
 }
 
-/// Starts every consumer's task, then follows the API's changes.
-pub async fn supervise(ctx: KvsCtx, mut changes: mpsc::UnboundedReceiver<Changed>) {
-    let client = super::deliver::client();
-    let mut tasks: HashMap<(u64, String), tokio::task::JoinHandle<()>> = HashMap::new();
-    for handle in ctx.engine.streams() {
-        let settings = handle.meta().settings;
-        let names: Vec<String> = match handle.meta().kind {
-            StreamKind::Video => state::specs(&settings).into_iter().map(|s| s.name).collect(),
-            StreamKind::Data => state::specs_of::<RecordConsumerSpec>(&settings).into_iter().map(|s| s.name).collect(),
-        };
-        for name in names {
-            start(&ctx, &client, &mut tasks, &handle, &name);
-        }
-    }
-    while let Some(change) = changes.recv().await {
-        if let Some(task) = tasks.remove(&(change.stream_id, change.consumer.clone())) {
-            task.abort();
-        }
-        let Ok(handle) = ctx.engine.stream(&change.stream_name) else { continue };
-        if handle.id() == change.stream_id {
-            start(&ctx, &client, &mut tasks, &handle, &change.consumer);
-        }
-    }
+/// Starts the supervisor: every consumer's task now, then restarts as the API changes them. All of
+/// them run under `background`, so shutdown stops them between steps.
+pub fn start(ctx: ConsumersCtx, changes: mpsc::UnboundedReceiver<Changed>, background: &Background) {
+    let supervisor =
+        Supervisor { ctx, client: super::deliver::client(), background: background.clone(), tasks: HashMap::new() };
+    background.spawn("consumer supervisor".into(), supervisor.run(changes));
 }
 
-/// Starts consumer `name` of `handle`'s stream unless it is paused (or gone).
-fn start(
-    ctx: &KvsCtx,
-    client: &WebhookClient,
-    tasks: &mut HashMap<(u64, String), tokio::task::JoinHandle<()>>,
-    handle: &StreamHandle,
-    name: &str,
-) {
-    let settings = handle.meta().settings;
-    let task = match handle.meta().kind {
-        StreamKind::Video => {
-            let Some(spec) = state::specs(&settings).into_iter().find(|s| s.name == name && !s.paused) else { return };
-            let stream_name = crate::kvs::public_stream_name(handle);
-            let runner = Runner {
-                ctx: ctx.clone(),
-                client: client.clone(),
-                handle: handle.clone(),
-                stream_name,
-                spec,
-                lookahead: None,
+struct Supervisor {
+    ctx: ConsumersCtx,
+    client: WebhookClient,
+    background: Background,
+    tasks: HashMap<(u64, String), tokio::task::JoinHandle<()>>,
+}
+
+impl Supervisor {
+    async fn run(mut self, mut changes: mpsc::UnboundedReceiver<Changed>) {
+        for handle in self.ctx.video.engine.streams() {
+            let settings = handle.meta().settings;
+            let names: Vec<String> = match handle.meta().kind {
+                StreamKind::Video => state::specs(&settings).into_iter().map(|s| s.name).collect(),
+                StreamKind::Data => {
+                    state::specs_of::<RecordConsumerSpec>(&settings).into_iter().map(|s| s.name).collect()
+                }
             };
-            tokio::spawn(runner.run())
+            for name in names {
+                self.start(&handle, &name);
+            }
         }
-        StreamKind::Data => {
-            let Some(spec) =
-                state::specs_of::<RecordConsumerSpec>(&settings).into_iter().find(|s| s.name == name && !s.paused)
-            else {
-                return;
-            };
-            tokio::spawn(super::record_runner::run(ctx.clone(), client.clone(), handle.clone(), spec))
+        while let Some(change) = changes.recv().await {
+            if let Some(task) = self.tasks.remove(&(change.stream_id, change.consumer.clone())) {
+                tracing::info!(consumer = %change.consumer, stream = %change.stream_name, "consumer stopped: the API changed it");
+                task.abort();
+            }
+            let Ok(handle) = self.ctx.video.engine.stream(&change.stream_name) else { continue };
+            if handle.id() == change.stream_id {
+                self.start(&handle, &change.consumer);
+            }
         }
-    };
-    tasks.insert((handle.id(), name.to_string()), task);
+    }
+
+    /// Starts consumer `name` of `handle`'s stream unless it is paused (or gone).
+    fn start(&mut self, handle: &StreamHandle, name: &str) {
+        let settings = handle.meta().settings;
+        let (ctx, client) = (self.ctx.clone(), self.client.clone());
+        let label = format!("consumer {name} of {}", handle.meta().name);
+        let task = match handle.meta().kind {
+            StreamKind::Video => {
+                let Some(spec) = state::specs(&settings).into_iter().find(|s| s.name == name && !s.paused) else {
+                    return;
+                };
+                let stream_name = crate::kvs::public_stream_name(handle);
+                let runner = Runner {
+                    ctx,
+                    client,
+                    handle: handle.clone(),
+                    stream_name,
+                    spec,
+                    lookahead: None,
+                    background: self.background.clone(),
+                };
+                self.background.spawn(label, runner.run())
+            }
+            StreamKind::Data => {
+                let Some(spec) =
+                    state::specs_of::<RecordConsumerSpec>(&settings).into_iter().find(|s| s.name == name && !s.paused)
+                else {
+                    return;
+                };
+                let task = super::record_runner::run(ctx, client, handle.clone(), spec, self.background.clone());
+                self.background.spawn(label, task)
+            }
+        };
+        self.tasks.insert((handle.id(), name.to_string()), task);
+    }
 }
 
 /// The first fragment a new consumer looks at.
-pub fn start_seq(ctx: &KvsCtx, handle: &StreamHandle, start: &Start) -> Result<u64, crate::error::ApiError> {
+pub fn start_seq(ctx: &ConsumersCtx, handle: &StreamHandle, start: &Start) -> Result<u64, crate::error::ApiError> {
     let store = |e: framelog_store::StoreError| crate::error::ApiError::internal(&e);
-    let engine = &ctx.engine;
+    let engine = &ctx.video.engine;
     Ok(match start {
         Start::Now => engine.resolve(handle, 0, Position::Latest).map_err(store)?,
         Start::Earliest => engine.resolve(handle, 0, Position::TrimHorizon).map_err(store)?,
@@ -126,13 +144,15 @@ struct Pending {
 }
 
 struct Runner {
-    ctx: KvsCtx,
+    ctx: ConsumersCtx,
     client: WebhookClient,
     handle: StreamHandle,
     stream_name: String,
     spec: ConsumerSpec,
     /// The next fragment's pictures, rendering while this one is delivered.
     lookahead: Option<Prefetch>,
+    /// Checkpoint writes go through it, so shutdown waits for a commit already under way.
+    background: Background,
 }
 
 impl Runner {
@@ -277,7 +297,7 @@ impl Runner {
         newest: u64,
         position: &mut Checkpoint,
     ) -> Option<(String, FragmentRecord, Vec<u8>)> {
-        let (engine, handle) = (self.ctx.engine.clone(), self.handle.clone());
+        let (engine, handle) = (self.ctx.video.engine.clone(), self.handle.clone());
         let lag = self.spec.lag.clone();
         let read = tokio::task::spawn_blocking(move || {
             let first = engine.resolve(&handle, 0, Position::TrimHorizon).ok()?;
@@ -325,7 +345,7 @@ impl Runner {
                 &self.spec.webhook_url,
                 number,
                 record,
-                self.ctx.engine.now_ms(),
+                self.ctx.video.engine.now_ms(),
             )),
             Sink::Directory { root, timestamp } => match rendered {
                 Some(picture) => {
@@ -409,7 +429,7 @@ impl Runner {
                 next.retried_calls += u64::from(attempts.saturating_sub(1));
                 next.dead_lettered_batches += 1;
                 Some(DeadLetter {
-                    at_ms: self.ctx.engine.now_ms(),
+                    at_ms: self.ctx.video.engine.now_ms(),
                     attempts,
                     error,
                     fragment_numbers: batch.iter().map(|p| p.fragment_number.clone()).collect(),
@@ -465,10 +485,12 @@ impl Runner {
                         _ => None,
                     })
                     .collect();
-                let written = tokio::task::spawn_blocking(move || {
-                    files.iter().try_for_each(|(path, bytes)| super::sink::write_durably(path, bytes))
-                })
-                .await;
+                let written = self
+                    .background
+                    .spawn_blocking(move || {
+                        files.iter().try_for_each(|(path, bytes)| super::sink::write_durably(path, bytes))
+                    })
+                    .await;
                 match written {
                     Ok(Ok(())) => Delivery::Delivered { body: Bytes::new(), retries: 0 },
                     Ok(Err(error)) => Delivery::Failed { attempts: 1, error: error.to_string() },
@@ -481,21 +503,24 @@ impl Runner {
     /// Stores the checkpoint (and a dead letter) in the stream's metadata, through the WAL without
     /// an fsync of its own: a killed process loses none, a power loss may redeliver (never skip).
     async fn commit(&self, checkpoint: Checkpoint, dead: Option<DeadLetter>) -> Checkpoint {
-        let (engine, handle, name) = (self.ctx.engine.clone(), self.handle.clone(), self.spec.name.clone());
+        let (engine, handle, name) = (self.ctx.video.engine.clone(), self.handle.clone(), self.spec.name.clone());
         let stored = checkpoint.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            engine.update_meta_unsynced(&handle, |meta| {
-                // A consumer deleted meanwhile stays deleted.
-                if !meta.settings.contains_key(&state::spec_key(&name)) {
-                    return;
-                }
-                if let Some(dead) = dead {
-                    state::push_dead_letter(&mut meta.settings, &name, dead);
-                }
-                meta.settings.insert(state::checkpoint_key(&name), serde_json::to_string(&stored).unwrap_or_default());
+        let _ = self
+            .background
+            .spawn_blocking(move || {
+                engine.update_meta_unsynced(&handle, |meta| {
+                    // A consumer deleted meanwhile stays deleted.
+                    if !meta.settings.contains_key(&state::spec_key(&name)) {
+                        return;
+                    }
+                    if let Some(dead) = dead {
+                        state::push_dead_letter(&mut meta.settings, &name, dead);
+                    }
+                    meta.settings
+                        .insert(state::checkpoint_key(&name), serde_json::to_string(&stored).unwrap_or_default());
+                })
             })
-        })
-        .await;
+            .await;
         checkpoint
     }
 }

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::body::Body as Document;
+use crate::document::Document;
 use crate::error::ApiError;
 
 pub const MAX_NAME_LEN: usize = 128;

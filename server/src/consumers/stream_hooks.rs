@@ -8,13 +8,13 @@
 
 use serde_json::{Value, json};
 
+use super::ConsumersCtx;
 use super::runner::start_seq;
 use super::sink::{IMAGE_GENERATION_TAG, NOTIFICATION_TAG};
 use super::spec::{ConsumerSpec, Format, LagPolicy, Selection, Sink, Start, TimestampKind, range};
 use super::state::{self, Checkpoint};
-use crate::body::Body as Document;
+use crate::document::Document;
 use crate::error::ApiError;
-use crate::kvs::KvsCtx;
 
 /// Which of the two features a call is about.
 #[derive(Clone, Copy)]
@@ -102,7 +102,7 @@ fn notification_hook(config: &Document, now_ms: u64) -> Result<ConsumerSpec, Api
     Ok(spec)
 }
 
-fn image_generation_hook(ctx: &KvsCtx, config: &Document, now_ms: u64) -> Result<ConsumerSpec, ApiError> {
+fn image_generation_hook(ctx: &ConsumersCtx, config: &Document, now_ms: u64) -> Result<ConsumerSpec, ApiError> {
     let member = IMAGE_GENERATION.member;
     let paused = paused(config, member)?;
     let timestamp = match required_str(config, "ImageSelectorType", &format!("{member}.ImageSelectorType"))?.as_str() {
@@ -118,10 +118,10 @@ fn image_generation_hook(ctx: &KvsCtx, config: &Document, now_ms: u64) -> Result
     let uri = required_str(&destination, "Uri", &format!("{member}.DestinationConfig.Uri"))?;
     let region =
         required_str(&destination, "DestinationRegion", &format!("{member}.DestinationConfig.DestinationRegion"))?;
-    if region != ctx.settings.region {
+    if region != ctx.video.settings.region {
         return Err(ApiError::invalid(format!(
             "DestinationRegion {region} must be the stream's region, {}.",
-            ctx.settings.region
+            ctx.video.settings.region
         )));
     }
     let Some(interval_ms) = config.int("SamplingInterval")? else {
@@ -169,7 +169,7 @@ fn image_generation_hook(ctx: &KvsCtx, config: &Document, now_ms: u64) -> Result
 /// Stores (or with `None`, removes) a feature's configuration and hidden consumer, and tells the
 /// supervisor.
 fn install(
-    ctx: &KvsCtx,
+    ctx: &ConsumersCtx,
     handle: &framelog_store::StreamHandle,
     feature: Feature,
     config: Option<(Document, ConsumerSpec)>,
@@ -183,7 +183,8 @@ fn install(
         }
         None => None,
     };
-    ctx.engine
+    ctx.video
+        .engine
         .update_meta(handle, |meta| {
             meta.settings.remove(&state::dead_key(name));
             match &entry {
@@ -205,8 +206,8 @@ fn install(
     Ok(json!({}))
 }
 
-fn describe(ctx: &KvsCtx, body: Document, feature: Feature) -> Result<Value, ApiError> {
-    let handle = ctx.stream(&body, "StreamARN")?;
+fn describe(ctx: &ConsumersCtx, body: Document, feature: Feature) -> Result<Value, ApiError> {
+    let handle = ctx.video.stream(&body, "StreamARN")?;
     let stored =
         handle.meta().settings.get(feature.config_key).and_then(|text| serde_json::from_str::<Value>(text).ok());
     Ok(match stored {
@@ -215,11 +216,11 @@ fn describe(ctx: &KvsCtx, body: Document, feature: Feature) -> Result<Value, Api
     })
 }
 
-pub fn update_notification_configuration(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
-    let handle = ctx.stream(&body, "StreamARN")?;
+pub fn update_notification_configuration(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiError> {
+    let handle = ctx.video.stream(&body, "StreamARN")?;
     let config = match body.object(NOTIFICATION.member)? {
         Some(document) => {
-            let spec = notification_hook(&document, ctx.engine.now_ms())?;
+            let spec = notification_hook(&document, ctx.video.engine.now_ms())?;
             Some((document, spec))
         }
         None => None,
@@ -227,15 +228,15 @@ pub fn update_notification_configuration(ctx: &KvsCtx, body: Document) -> Result
     install(ctx, &handle, NOTIFICATION, config)
 }
 
-pub fn describe_notification_configuration(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+pub fn describe_notification_configuration(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiError> {
     describe(ctx, body, NOTIFICATION)
 }
 
-pub fn update_image_generation_configuration(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
-    let handle = ctx.stream(&body, "StreamARN")?;
+pub fn update_image_generation_configuration(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiError> {
+    let handle = ctx.video.stream(&body, "StreamARN")?;
     let config = match body.object(IMAGE_GENERATION.member)? {
         Some(document) => {
-            let spec = image_generation_hook(ctx, &document, ctx.engine.now_ms())?;
+            let spec = image_generation_hook(ctx, &document, ctx.video.engine.now_ms())?;
             Some((document, spec))
         }
         None => None,
@@ -243,6 +244,6 @@ pub fn update_image_generation_configuration(ctx: &KvsCtx, body: Document) -> Re
     install(ctx, &handle, IMAGE_GENERATION, config)
 }
 
-pub fn describe_image_generation_configuration(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
+pub fn describe_image_generation_configuration(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiError> {
     describe(ctx, body, IMAGE_GENERATION)
 }

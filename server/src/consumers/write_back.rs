@@ -7,7 +7,7 @@ use axum::body::Bytes;
 use framelog_media::{FragmentRecord, SimpleTag};
 use serde_json::Value;
 
-use crate::kvs::KvsCtx;
+use super::ConsumersCtx;
 
 const MAX_TAGS: usize = 50;
 const MAX_NAME_BYTES: usize = 128;
@@ -48,14 +48,14 @@ pub fn merged(record: &FragmentRecord, labels: &[(String, String)]) -> Option<Fr
 }
 
 /// Attaches the answer's labels to the fragments `numbers` (durably, through the engine).
-pub async fn apply(ctx: &KvsCtx, handle: &framelog_store::StreamHandle, numbers: &[String], answer: &Bytes) {
+pub async fn apply(ctx: &ConsumersCtx, handle: &framelog_store::StreamHandle, numbers: &[String], answer: &Bytes) {
     let labels = labels(answer);
     if labels.is_empty() {
         return;
     }
     for number in numbers {
         let Ok(seq) = crate::kvs::fragment_seq(handle, number) else { continue };
-        let (engine, handle, labels) = (ctx.engine.clone(), handle.clone(), labels.clone());
+        let (engine, handle, labels) = (ctx.video.engine.clone(), handle.clone(), labels.clone());
         let amended = tokio::task::spawn_blocking(move || {
             engine.amend_attrs(&handle, 0, seq, move |attrs| {
                 let record = FragmentRecord::decode(attrs).ok()?;

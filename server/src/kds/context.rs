@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::iterator::IteratorCodec;
 use super::seqnum;
-use crate::body::{Body, Violations};
+use crate::document::{Document, Violations};
 use crate::error::{ApiError, from_store};
 
 /// Account-level settings of the KDS personality.
@@ -20,13 +20,13 @@ pub struct KdsSettings {
 }
 
 #[derive(Debug, Clone)]
-pub struct Ctx {
+pub struct KdsCtx {
     pub engine: Engine,
     pub settings: KdsSettings,
     pub iterators: IteratorCodec,
 }
 
-impl Ctx {
+impl KdsCtx {
     pub fn arn(&self, name: &str) -> String {
         format!("arn:aws:kinesis:{}:{}:stream/{}", self.settings.region, self.settings.account_id, name)
     }
@@ -40,7 +40,7 @@ impl Ctx {
     }
 
     /// Reads `StreamName` / `StreamARN`, validates them, and finds the stream.
-    pub fn stream(&self, body: &Body) -> Result<StreamHandle, ApiError> {
+    pub fn stream(&self, body: &Document) -> Result<StreamHandle, ApiError> {
         let name = self.stream_name(body, &mut Violations::default(), true)?;
         self.lookup(&name)
     }
@@ -62,7 +62,7 @@ impl Ctx {
 
     /// The stream a request names, after adding constraint violations for name and ARN to `v`.
     /// Call `v.finish()` before using the result when `finish` is false.
-    pub fn stream_name(&self, body: &Body, v: &mut Violations, finish: bool) -> Result<String, ApiError> {
+    pub fn stream_name(&self, body: &Document, v: &mut Violations, finish: bool) -> Result<String, ApiError> {
         let name = body.str("StreamName")?;
         let arn = body.str("StreamARN")?;
         v.name(&name, "streamName", 128);

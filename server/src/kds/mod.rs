@@ -18,22 +18,22 @@ pub(crate) use context::{epoch_secs, shard_id};
 pub(crate) use records::sequence_number;
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
-pub use context::{Ctx, KdsSettings};
+pub use context::{KdsCtx, KdsSettings};
 pub use iterator::IteratorCodec;
 
-use crate::body::Body;
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType, Protocol};
-use crate::request_id::with_request_id;
 
 const TARGET_PREFIX: &str = "Kinesis_20131202.";
 const JSON_TYPE: &str = "application/x-amz-json-1.1";
 const CBOR_TYPE: &str = "application/x-amz-cbor-1.1";
 
-type Operation = fn(&Ctx, Body) -> Result<Value, ApiError>;
+type Operation = fn(&KdsCtx, Document) -> Result<Value, ApiError>;
 
 fn operation(name: &str) -> Option<Operation> {
     Some(match name {
@@ -57,7 +57,7 @@ fn operation(name: &str) -> Option<Operation> {
 }
 
 /// Handles one KDS request end to end.
-pub async fn handle(ctx: Ctx, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(State(ctx): State<KdsCtx>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let cbor = content_type.starts_with(CBOR_TYPE);
     let result = match envelope(&method, &headers, content_type, &body) {
@@ -78,7 +78,7 @@ pub async fn handle(ctx: Ctx, method: Method, headers: HeaderMap, body: Bytes) -
     } else {
         (serde_json::to_vec(&document).unwrap_or_default(), JSON_TYPE)
     };
-    with_request_id((status, [(header::CONTENT_TYPE, HeaderValue::from_static(kind))], bytes).into_response())
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(kind))], bytes).into_response()
 }
 
 enum EnvelopeError {
@@ -98,7 +98,7 @@ fn envelope(
     headers: &HeaderMap,
     content_type: &str,
     body: &[u8],
-) -> Result<(Operation, Body), EnvelopeError> {
+) -> Result<(Operation, Document), EnvelopeError> {
     if method != Method::POST {
         return Err(EnvelopeError::Xml(
             StatusCode::FORBIDDEN,
@@ -138,10 +138,10 @@ fn envelope(
         }
         Some(_) => {}
     }
-    Ok((op, Body::parse(document)?))
+    Ok((op, Document::parse(document)?))
 }
 
 fn xml_error(status: StatusCode, name: &str, message: &str) -> Response {
     let body = format!("<{name}>\n  <Message>{message}</Message>\n</{name}>\n");
-    with_request_id((status, [(header::CONTENT_TYPE, "application/xml")], body).into_response())
+    (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
 }

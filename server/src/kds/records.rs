@@ -4,12 +4,12 @@ use base64::Engine as _;
 use framelog_store::{NewEntry, Position, StreamHandle, StreamMeta};
 use serde_json::{Value, json};
 
-use super::context::{Ctx, epoch_secs, shard_id};
+use super::context::{KdsCtx, epoch_secs, shard_id};
 use super::hashkey;
 use super::iterator::{ITERATOR_TTL_MS, IteratorState};
 use super::seqnum;
 use super::streams::{DEFAULT_MAX_RECORD_KIB, SETTING_MAX_RECORD_KIB, shard_index_for};
-use crate::body::{Body, Violations};
+use crate::document::{Document, Violations};
 use crate::error::{ApiError, ErrorType};
 
 const MAX_PUT_RECORDS: usize = 500;
@@ -32,7 +32,7 @@ struct PutInput {
     explicit_hash_key: Option<String>,
 }
 
-fn read_put_input(body: &Body, v: &mut Violations, path: &str) -> Result<PutInput, ApiError> {
+fn read_put_input(body: &Document, v: &mut Violations, path: &str) -> Result<PutInput, ApiError> {
     let data = body.blob("Data")?;
     v.required(&data, &format!("{path}data"));
     let partition_key = body.str("PartitionKey")?;
@@ -81,7 +81,7 @@ pub(crate) fn sequence_number(meta: &StreamMeta, shard: u32, seq: u64, arrival_m
     seqnum::encode(created_secs, shard, Some(seq), arrival_ms / 1000)
 }
 
-pub fn put_record(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+pub fn put_record(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let mut v = Violations::default();
     let input = read_put_input(&body, &mut v, "")?;
     let ordering = body.str("SequenceNumberForOrdering")?;
@@ -116,11 +116,15 @@ pub fn put_record(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
     }))
 }
 
-fn append(ctx: &Ctx, handle: &StreamHandle, entries: Vec<NewEntry>) -> Result<Vec<framelog_store::Appended>, ApiError> {
+fn append(
+    ctx: &KdsCtx,
+    handle: &StreamHandle,
+    entries: Vec<NewEntry>,
+) -> Result<Vec<framelog_store::Appended>, ApiError> {
     ctx.engine.append(handle, entries).and_then(|wait| wait.wait_blocking()).map_err(|e| ctx.store_error(e))
 }
 
-pub fn put_records(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+pub fn put_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let mut v = Violations::default();
     let records = body.list("Records")?.cloned();
     v.required(&records, "records");
@@ -133,7 +137,7 @@ pub fn put_records(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
     }
     let mut inputs = Vec::with_capacity(records.len().min(MAX_PUT_RECORDS));
     for (i, record) in records.into_iter().take(MAX_PUT_RECORDS).enumerate() {
-        let record = Body::parse(record)?;
+        let record = Document::parse(record)?;
         inputs.push(read_put_input(&record, &mut v, &format!("records.{}.member.", i + 1))?);
     }
     let name = ctx.stream_name(&body, &mut v, false)?;
@@ -176,7 +180,7 @@ pub fn put_records(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
     Ok(json!({"FailedRecordCount": failed, "Records": results, "EncryptionType": "NONE"}))
 }
 
-pub fn get_shard_iterator(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+pub fn get_shard_iterator(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let mut v = Violations::default();
     let shard_text = body.str("ShardId")?;
     v.required(&shard_text, "shardId");
@@ -264,7 +268,7 @@ pub fn get_shard_iterator(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
     Ok(json!({"ShardIterator": token}))
 }
 
-pub fn get_records(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+pub fn get_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let mut v = Violations::default();
     let token = body.str("ShardIterator")?;
     v.required(&token, "shardIterator");

@@ -4,8 +4,8 @@ use base64::Engine as _;
 use framelog_store::{StreamKind, new_stream_meta};
 use serde_json::{Value, json};
 
-use super::context::{Ctx, epoch_secs, parse_shard_id, shard_json};
-use crate::body::{Body, Violations};
+use super::context::{KdsCtx, epoch_secs, parse_shard_id, shard_json};
+use crate::document::{Document, Violations};
 use crate::error::{ApiError, ErrorType};
 
 pub const MIN_RETENTION_HOURS: i64 = 24;
@@ -16,7 +16,7 @@ pub const SETTING_MODE: &str = "kds.stream_mode";
 pub const SETTING_MAX_RECORD_KIB: &str = "kds.max_record_size_kib";
 pub const DEFAULT_MAX_RECORD_KIB: i64 = 1024;
 
-pub fn create_stream(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+pub fn create_stream(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let mut v = Violations::default();
     let name = body.str("StreamName")?;
     v.required(&name, "streamName");
@@ -67,7 +67,7 @@ pub fn create_stream(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
     Ok(json!({}))
 }
 
-pub fn delete_stream(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+pub fn delete_stream(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let handle = ctx.stream(&body)?;
     body.bool("EnforceConsumerDeletion")?;
     let name = handle.meta().name;
@@ -79,7 +79,7 @@ fn mode_details(meta: &framelog_store::StreamMeta) -> Value {
     json!({"StreamMode": meta.settings.get(SETTING_MODE).map_or("PROVISIONED", String::as_str)})
 }
 
-pub fn describe_stream(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+pub fn describe_stream(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let mut v = Violations::default();
     let limit = body.int("Limit")?;
     v.range(limit, "limit", 1, 10_000);
@@ -106,7 +106,7 @@ pub fn describe_stream(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
     }}))
 }
 
-pub fn describe_stream_summary(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+pub fn describe_stream_summary(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let meta = ctx.stream(&body)?.meta();
     let max_kib: i64 =
         meta.settings.get(SETTING_MAX_RECORD_KIB).and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_RECORD_KIB);
@@ -125,7 +125,7 @@ pub fn describe_stream_summary(ctx: &Ctx, body: Body) -> Result<Value, ApiError>
     }}))
 }
 
-pub fn list_streams(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+pub fn list_streams(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let mut v = Violations::default();
     let limit = body.int("Limit")?;
     v.range(limit, "limit", 1, 10_000);
@@ -159,7 +159,7 @@ pub fn list_streams(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
     Ok(out)
 }
 
-pub fn list_shards(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+pub fn list_shards(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let mut v = Violations::default();
     let max = body.int("MaxResults")?;
     v.range(max, "maxResults", 1, 10_000);
@@ -224,7 +224,7 @@ fn decode_token(token: &str, kind: &str) -> Result<(String, u64), ApiError> {
     }
 }
 
-pub fn change_retention(ctx: &Ctx, body: Body, increase: bool) -> Result<Value, ApiError> {
+pub fn change_retention(ctx: &KdsCtx, body: Document, increase: bool) -> Result<Value, ApiError> {
     let mut v = Violations::default();
     let hours = body.int("RetentionPeriodHours")?;
     v.required(&hours, "retentionPeriodHours");
@@ -268,7 +268,7 @@ fn tag_chars_ok(text: &str) -> bool {
     text.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_./=+-%@:".contains(c))
 }
 
-pub fn add_tags(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+pub fn add_tags(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let mut v = Violations::default();
     let tags = body.string_map("Tags")?;
     v.required(&tags, "tags");
@@ -299,11 +299,12 @@ pub fn add_tags(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
     Ok(json!({}))
 }
 
-pub fn remove_tags(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+pub fn remove_tags(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let mut v = Violations::default();
     let keys = body.list("TagKeys")?.cloned();
     v.required(&keys, "tagKeys");
-    let keys: Vec<String> = keys.unwrap_or_default().iter().map(crate::body::as_string).collect::<Result<_, _>>()?;
+    let keys: Vec<String> =
+        keys.unwrap_or_default().iter().map(crate::document::as_string).collect::<Result<_, _>>()?;
     if keys.is_empty() {
         v.add(Some("[]"), "tagKeys", "have length greater than or equal to 1");
     }
@@ -318,7 +319,7 @@ pub fn remove_tags(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
     Ok(json!({}))
 }
 
-pub fn list_tags(ctx: &Ctx, body: Body) -> Result<Value, ApiError> {
+pub fn list_tags(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let mut v = Violations::default();
     let limit = body.int("Limit")?;
     v.range(limit, "limit", 1, 50);

@@ -7,14 +7,14 @@ use framelog_store::{Engine, EngineOptions, ManualClock};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
-use super::{Ctx, IteratorCodec, KdsSettings, operation};
-use crate::body::Body;
+use super::{IteratorCodec, KdsCtx, KdsSettings, operation};
+use crate::document::Document;
 use crate::error::ErrorType;
 
 const START_MS: u64 = 1_795_651_512_000;
 
-fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Ctx {
-    Ctx {
+fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KdsCtx {
+    KdsCtx {
         engine: Engine::open(dir, clock.clone(), EngineOptions::default()).expect("engine"),
         settings: KdsSettings {
             account_id: "000000000000".into(),
@@ -26,9 +26,9 @@ fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> Ctx {
     }
 }
 
-fn call(ctx: &Ctx, op: &str, document: Value) -> Result<Value, crate::error::ApiError> {
+fn call(ctx: &KdsCtx, op: &str, document: Value) -> Result<Value, crate::error::ApiError> {
     let run = operation(op).expect("known operation");
-    run(ctx, Body::parse(document).expect("object"))
+    run(ctx, Document::parse(document).expect("object"))
 }
 
 #[test]

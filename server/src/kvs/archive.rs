@@ -2,6 +2,7 @@
 //! chunks, one fragment at a time, so memory holds one fragment however long the list).
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::response::Response;
 use base64::Engine as _;
 use framelog_media::FragmentRecord;
@@ -10,9 +11,8 @@ use serde_json::{Value, json};
 
 use super::context::KvsCtx;
 use super::fragment_number;
-use crate::body::Body as Document;
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
-use crate::request_id::with_request_id;
 
 const MAX_LIST: i64 = 1000;
 /// How long after its first byte a fragment may still be committed; bounds server-time scans.
@@ -71,7 +71,7 @@ pub fn scan_server_range(
 }
 
 /// A ListFragments page position. The token carries the selector and its range as well, because
-/// a client may send NextToken alone (spec §4.1): the next page must stay inside the same query.
+/// a client may send NextToken alone (docs/spec/kvs.md#listfragments): the next page must stay inside the same query.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PageToken {
     kind: String,
@@ -211,7 +211,7 @@ fn requested(ctx: &KvsCtx, handle: &StreamHandle, body: &Document) -> Result<Vec
     }
     let mut out = Vec::with_capacity(list.len());
     for item in list {
-        let number = crate::body::as_string(item)?;
+        let number = crate::document::as_string(item)?;
         let missing =
             || ApiError::new(ErrorType::ResourceNotFound, format!("Fragment {number} was not found in the stream."));
         let seq = fragment_number::decode(&number, meta.created_ms).ok_or_else(missing)?;
@@ -223,7 +223,7 @@ fn requested(ctx: &KvsCtx, handle: &StreamHandle, body: &Document) -> Result<Vec
     Ok(out)
 }
 
-pub async fn get_media_for_fragment_list(ctx: KvsCtx, body: Bytes) -> Response {
+pub async fn get_media_for_fragment_list(State(ctx): State<KvsCtx>, body: Bytes) -> Response {
     let checked = (|| {
         let document = super::parse_document(&body)?;
         let handle = archived_stream(&ctx, &document)?;
@@ -232,7 +232,7 @@ pub async fn get_media_for_fragment_list(ctx: KvsCtx, body: Bytes) -> Response {
     })();
     let (handle, seqs) = match checked {
         Ok(found) => found,
-        Err(error) => return with_request_id(super::error_response(&error)),
+        Err(error) => return super::error_response(&error),
     };
     let (chunks, response) = super::streamed_response("video/webm", 2);
     tokio::spawn(async move {

@@ -2,7 +2,7 @@
 
 use framelog_store::{Engine, StreamHandle, StreamKind};
 
-use crate::body::Body;
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 
 /// Account-level settings of the KVS personality.
@@ -22,12 +22,8 @@ pub struct KvsCtx {
     pub settings: KvsSettings,
     /// Seals HLS/DASH session tokens.
     pub sessions: crate::token::Signer,
-    /// Decodes and encodes GetImages pictures off the async runtime.
-    pub images: framelog_imaging::DecodePool,
     /// Recently served HLS/DASH segments (bounded in bytes).
     pub segments: std::sync::Arc<crate::kvs::playback::SegmentCache>,
-    /// Tells the consumer supervisor which consumer the API changed.
-    pub consumer_changes: tokio::sync::mpsc::UnboundedSender<crate::consumers::runner::Changed>,
 }
 
 /// Video streams live in the engine under this prefix, so KVS and KDS names never collide
@@ -43,7 +39,7 @@ pub fn public_name(engine_name: &str) -> Option<&str> {
 }
 
 /// Archive reads and playback need stored media: a stream with retention 0 keeps only a live
-/// buffer (spec §9.3), and these calls answer NoDataRetentionException.
+/// buffer (docs/spec/kvs.md#retention), and these calls answer NoDataRetentionException.
 pub fn require_archive(handle: &StreamHandle) -> Result<(), ApiError> {
     if handle.meta().retention_hours == 0 {
         return Err(ApiError::new(
@@ -64,7 +60,7 @@ impl KvsCtx {
     }
 
     /// The stream named by `StreamName` or `StreamARN` (`ResourceARN` for the *Resource calls).
-    pub fn stream(&self, body: &Body, arn_field: &str) -> Result<StreamHandle, ApiError> {
+    pub fn stream(&self, body: &Document, arn_field: &str) -> Result<StreamHandle, ApiError> {
         let name = body.str("StreamName")?;
         let arn = body.str(arn_field)?;
         if let Some(name) = &name {

@@ -6,15 +6,15 @@
 use std::time::Duration;
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::response::Response;
 use framelog_media::{FragmentRecord, LiveTags};
 use framelog_store::{Engine, Position, StreamHandle};
 
 use super::context::KvsCtx;
 use super::fragment_number;
-use crate::body::Body as Document;
+use crate::document::Document;
 use crate::error::ApiError;
-use crate::request_id::with_request_id;
 
 /// How often a waiting reader checks that its client is still there.
 const CLIENT_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -46,7 +46,7 @@ fn start_position(handle: &StreamHandle, body: &Document) -> Result<Position, Ap
     })
 }
 
-pub async fn handle(ctx: KvsCtx, body: Bytes) -> Response {
+pub async fn handle(State(ctx): State<KvsCtx>, body: Bytes) -> Response {
     let started = (|| {
         let document = super::parse_document(&body)?;
         let handle = ctx.stream(&document, "StreamARN")?;
@@ -56,7 +56,7 @@ pub async fn handle(ctx: KvsCtx, body: Bytes) -> Response {
     })();
     let (handle, seq) = match started {
         Ok(found) => found,
-        Err(error) => return with_request_id(super::error_response(&error)),
+        Err(error) => return super::error_response(&error),
     };
     let (chunks, response) = super::streamed_response("video/webm", 2);
     tokio::spawn(tail(ctx.engine, handle, seq, chunks));

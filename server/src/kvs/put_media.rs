@@ -8,13 +8,14 @@
 //! in memory.
 //!
 //! Tags that arrive between clusters belong to the *next* fragment, as the producer SDK emits
-//! queued metadata "before the next Cluster" (spec §6); `AWS_KINESISVIDEO_END_OF_FRAGMENT` only
-//! closes the open cluster and is not stored.
+//! queued metadata before the next Cluster (docs/spec/kvs.md#fragment-metadata);
+//! `AWS_KINESISVIDEO_END_OF_FRAGMENT` only closes the open cluster and is not stored.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
+use axum::extract::State;
 use axum::http::{HeaderMap, header};
 use axum::response::Response;
 use framelog_media::{Cluster, Event, FragmentRecord, Limits, SegmentInfo, SimpleTag, Splitter};
@@ -25,11 +26,10 @@ use framelog_store::{AppendWait, NewEntry, StreamHandle};
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
-use super::ack::{Ack, AckError};
 use super::context::KvsCtx;
 use super::fragment_number;
 use crate::error::ApiError;
-use crate::request_id::with_request_id;
+use framelog_wire::{Ack, AckError, headers};
 
 const IDLE_ACK_EVERY: Duration = Duration::from_secs(3);
 const CLOSE_AFTER_SILENCE: Duration = Duration::from_secs(30);
@@ -55,7 +55,7 @@ enum TimecodeBase {
     Relative(u64),
 }
 
-pub async fn handle(ctx: KvsCtx, headers: HeaderMap, body: Body) -> Response {
+pub async fn handle(State(ctx): State<KvsCtx>, headers: HeaderMap, body: Body) -> Response {
     match start(&ctx, &headers) {
         Ok((stream, base)) => {
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
@@ -64,7 +64,7 @@ pub async fn handle(ctx: KvsCtx, headers: HeaderMap, body: Body) -> Response {
             tokio::spawn(ingest(ctx, stream, base, splitter, body, acks));
             response
         }
-        Err(error) => with_request_id(super::error_response(&error)),
+        Err(error) => super::error_response(&error),
     }
 }
 
@@ -72,17 +72,17 @@ pub async fn handle(ctx: KvsCtx, headers: HeaderMap, body: Body) -> Response {
 fn start(ctx: &KvsCtx, headers: &HeaderMap) -> Result<(StreamHandle, TimecodeBase), ApiError> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let mut document = serde_json::Map::new();
-    if let Some(name) = text("x-amzn-stream-name") {
+    if let Some(name) = text(headers::STREAM_NAME) {
         document.insert("StreamName".into(), name.into());
     }
-    if let Some(arn) = text("x-amzn-stream-arn") {
+    if let Some(arn) = text(headers::STREAM_ARN) {
         document.insert("StreamARN".into(), arn.into());
     }
-    let stream = ctx.stream(&crate::body::Body(document), "StreamARN")?;
-    let base = match text("x-amzn-fragment-timecode-type").as_deref() {
+    let stream = ctx.stream(&crate::document::Document(document), "StreamARN")?;
+    let base = match text(headers::FRAGMENT_TIMECODE_TYPE).as_deref() {
         None | Some("ABSOLUTE") => TimecodeBase::Absolute,
         Some("RELATIVE") => {
-            let start = text("x-amzn-producer-start-timestamp").unwrap_or_default();
+            let start = text(headers::PRODUCER_START_TIMESTAMP).unwrap_or_default();
             let invalid = || {
                 ApiError::invalid(format!("x-amzn-producer-start-timestamp {start:?} is not a timestamp in seconds."))
             };
@@ -150,7 +150,7 @@ async fn write_acks(mut outgoing: mpsc::Receiver<Outgoing>, acks: super::ChunkSe
                             AckError::Internal
                         }
                     };
-                    super::send_chunk(&acks, Bytes::from(Ack::Error { timecode: Some(timecode), error }.line())).await;
+                    super::send_chunk(&acks, Bytes::from(Ack::error(Some(timecode), error).line())).await;
                     return;
                 }
             },
@@ -239,7 +239,7 @@ async fn ingest(
                 Ok(None) => break,
                 Err(error) => {
                     tracing::info!(stream = %upload.stream.meta().name, %error, "rejected PutMedia input");
-                    Err((None, AckError::from(&error)))
+                    Err((None, super::ack::for_media_error(&error)))
                 }
             };
             match outcome {
@@ -251,7 +251,7 @@ async fn ingest(
                     }
                 }
                 Err((timecode, error)) => {
-                    send(Ack::Error { timecode, error }).await;
+                    send(Ack::error(timecode, error)).await;
                     return;
                 }
             }
@@ -266,7 +266,7 @@ impl Upload {
     async fn on_event(&mut self, event: Event) -> Result<Vec<Ack>, (Option<u64>, AckError)> {
         match event {
             Event::Tracks { info, tracks, tracks_body } => {
-                // One connection carries one Segment (spec §3.1): a second one is invalid input.
+                // One connection carries one Segment (docs/spec/kvs.md#putmedia-body): a second one is invalid input.
                 if self.tracks.is_some() {
                     return Err((None, AckError::InvalidMkv));
                 }
@@ -349,10 +349,10 @@ impl Upload {
             tracing::debug!(track = missing, "fragment without frames of a track");
             return Err(fail(AckError::FramesMissingForTrack));
         }
-        // Spec: a fragment's first frame must be strictly later than the previous fragment's last.
-        // Checked per track: with B-frames, blocks carry presentation times, and the next key
-        // frame presents after every frame of its own track before it, but not necessarily after
-        // the audio muxed next to those frames.
+        // A fragment's first frame must be strictly later than the previous fragment's last
+        // (docs/spec/kvs.md#putmedia-body). Checked per track: with B-frames, blocks carry
+        // presentation times, and the next key frame presents after every frame of its own track
+        // before it, but not necessarily after the audio muxed next to those frames.
         let mut latest: HashMap<u64, i64> = HashMap::new();
         for (frame, &ms) in cluster.frames.iter().zip(&frame_ms) {
             if !latest.contains_key(&frame.track)

@@ -9,7 +9,7 @@ use rand::Rng;
 use serde_json::{Value, json};
 
 use super::context::{KvsCtx, check_name, engine_name, not_found, public_name};
-use crate::body::Body;
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 
 const MAX_RETENTION_HOURS: i64 = 87_600;
@@ -78,7 +78,7 @@ fn merge_tags(
     Ok(json!({}))
 }
 
-pub fn create_stream(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
+pub fn create_stream(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     let name = body.str("StreamName")?.ok_or_else(|| ApiError::invalid("StreamName is required."))?;
     check_name(&name)?;
     let retention = body.int("DataRetentionInHours")?.unwrap_or(i64::from(ctx.settings.default_retention_hours));
@@ -116,11 +116,11 @@ pub fn create_stream(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
     Ok(json!({"StreamARN": arn}))
 }
 
-pub fn describe_stream(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
+pub fn describe_stream(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     Ok(json!({"StreamInfo": stream_info(&ctx.stream(&body, "StreamARN")?.meta())}))
 }
 
-pub fn list_streams(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
+pub fn list_streams(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     let max = body.int("MaxResults")?.unwrap_or(10_000);
     if !(1..=10_000).contains(&max) {
         return Err(ApiError::invalid("MaxResults must be between 1 and 10000."));
@@ -168,7 +168,7 @@ pub fn list_streams(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
     Ok(out)
 }
 
-fn check_version(meta: &StreamMeta, body: &Body, required: bool) -> Result<(), ApiError> {
+fn check_version(meta: &StreamMeta, body: &Document, required: bool) -> Result<(), ApiError> {
     let given = body.str("CurrentVersion")?;
     if required && given.is_none() {
         return Err(ApiError::invalid("CurrentVersion is required."));
@@ -182,7 +182,7 @@ fn check_version(meta: &StreamMeta, body: &Body, required: bool) -> Result<(), A
     }
 }
 
-pub fn delete_stream(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
+pub fn delete_stream(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     if body.str("StreamARN")?.is_none() {
         return Err(ApiError::invalid("StreamARN is required."));
     }
@@ -193,7 +193,7 @@ pub fn delete_stream(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
     Ok(json!({}))
 }
 
-pub fn update_stream(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
+pub fn update_stream(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     let handle = ctx.stream(&body, "StreamARN")?;
     check_version(&handle.meta(), &body, true)?;
     let device = body.str("DeviceName")?;
@@ -212,7 +212,7 @@ pub fn update_stream(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
     Ok(json!({}))
 }
 
-pub fn update_data_retention(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
+pub fn update_data_retention(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     let handle = ctx.stream(&body, "StreamARN")?;
     let meta = handle.meta();
     check_version(&meta, &body, true)?;
@@ -242,7 +242,7 @@ pub fn update_data_retention(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError
     Ok(json!({}))
 }
 
-pub fn get_data_endpoint(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
+pub fn get_data_endpoint(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     let api = body.str("APIName")?;
     if !api.as_deref().is_some_and(|a| API_NAMES.contains(&a)) {
         return Err(ApiError::invalid(format!("APIName must be one of {}.", API_NAMES.join(", "))));
@@ -251,23 +251,23 @@ pub fn get_data_endpoint(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
     Ok(json!({"DataEndpoint": ctx.settings.data_endpoint}))
 }
 
-pub fn tag_stream(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
+pub fn tag_stream(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     let handle = ctx.stream(&body, "StreamARN")?;
     let tags = body.string_map("Tags")?.ok_or_else(|| ApiError::invalid("Tags is required."))?;
     merge_tags(ctx, &handle, tags)
 }
 
-fn remove_tags(ctx: &KvsCtx, body: &Body, arn_field: &str) -> Result<Value, ApiError> {
+fn remove_tags(ctx: &KvsCtx, body: &Document, arn_field: &str) -> Result<Value, ApiError> {
     let handle = ctx.stream(body, arn_field)?;
     let keys = body.list("TagKeyList")?.ok_or_else(|| ApiError::invalid("TagKeyList is required."))?;
-    let keys: Vec<String> = keys.iter().map(crate::body::as_string).collect::<Result<_, _>>()?;
+    let keys: Vec<String> = keys.iter().map(crate::document::as_string).collect::<Result<_, _>>()?;
     ctx.engine
         .update_meta(&handle, |m| keys.iter().for_each(|k| drop(m.tags.remove(k))))
         .map_err(|e| ApiError::internal(&e))?;
     Ok(json!({}))
 }
 
-pub fn untag_stream(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
+pub fn untag_stream(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     remove_tags(ctx, &body, "StreamARN")
 }
 
@@ -275,26 +275,26 @@ fn tags_json(tags: &BTreeMap<String, String>) -> Value {
     json!({"Tags": tags})
 }
 
-pub fn list_tags_for_stream(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
+pub fn list_tags_for_stream(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     Ok(tags_json(&ctx.stream(&body, "StreamARN")?.meta().tags))
 }
 
-pub fn tag_resource(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
+pub fn tag_resource(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     let handle = ctx.stream(&body, "ResourceARN")?;
     let list = body.list("Tags")?.ok_or_else(|| ApiError::invalid("Tags is required."))?;
     let mut tags = Vec::with_capacity(list.len());
     for item in list {
-        let tag = Body::parse(item.clone())?;
+        let tag = Document::parse(item.clone())?;
         let key = tag.str("Key")?.ok_or_else(|| ApiError::invalid("Tag Key is required."))?;
         tags.push((key, tag.str("Value")?.unwrap_or_default()));
     }
     merge_tags(ctx, &handle, tags)
 }
 
-pub fn untag_resource(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
+pub fn untag_resource(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     remove_tags(ctx, &body, "ResourceARN")
 }
 
-pub fn list_tags_for_resource(ctx: &KvsCtx, body: Body) -> Result<Value, ApiError> {
+pub fn list_tags_for_resource(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     Ok(tags_json(&ctx.stream(&body, "ResourceARN")?.meta().tags))
 }

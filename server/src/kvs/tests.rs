@@ -6,14 +6,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body as HttpBody, Bytes};
+use axum::extract::State;
 use axum::http::HeaderMap;
 use framelog_media::{Event, Fragmenter, Limits, ebml, ids};
 use framelog_store::{Engine, EngineOptions, ManualClock};
 use serde_json::{Value, json};
 use tokio_stream::StreamExt;
 
-use super::{KvsCtx, KvsSettings, operation};
-use crate::body::Body;
+use super::{KvsCtx, KvsSettings, OPERATIONS};
+use crate::document::Document;
 
 const START_MS: u64 = 1_795_651_512_000;
 const HOUR_MS: u64 = 3_600_000;
@@ -28,14 +29,13 @@ fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KvsCtx {
             data_endpoint: "http://127.0.0.1:1".into(),
         },
         sessions: crate::token::Signer::new(b"test".to_vec()),
-        images: framelog_imaging::DecodePool::new(1, 4).expect("decode pool"),
         segments: Arc::new(crate::kvs::playback::SegmentCache::new(1 << 20)),
-        consumer_changes: tokio::sync::mpsc::unbounded_channel().0,
     }
 }
 
 fn call(ctx: &KvsCtx, op: &str, document: Value) -> Result<Value, crate::error::ApiError> {
-    operation(op).expect("known operation")(ctx, Body::parse(document).expect("object"))
+    let (_, operation) = OPERATIONS.iter().find(|(name, _)| *name == op).expect("known operation");
+    operation(ctx, Document::parse(document).expect("object"))
 }
 
 /// One upload of `count` one-second single-frame clusters starting at `first_ms` (ABSOLUTE).
@@ -50,7 +50,7 @@ fn mkv(first_ms: u64, count: u64) -> Vec<u8> {
     for i in 0..count {
         ebml::write_element(&mut out, ids::CLUSTER, |c| {
             ebml::write_uint(c, ids::TIMECODE, first_ms + i * 1000);
-            ebml::write_bytes(c, ids::SIMPLE_BLOCK, &[0x81, 0, 0, 0x80, i as u8]);
+            framelog_media::write_simple_block(c, 1, 0, true, &[i as u8]);
         });
     }
     out
@@ -60,7 +60,7 @@ fn mkv(first_ms: u64, count: u64) -> Vec<u8> {
 async fn put_media(ctx: &KvsCtx, stream: &str, body: Vec<u8>) -> Vec<String> {
     let mut headers = HeaderMap::new();
     headers.insert("x-amzn-stream-name", stream.parse().expect("header"));
-    let response = super::put_media::handle(ctx.clone(), headers, HttpBody::from(body)).await;
+    let response = super::put_media::handle(State(ctx.clone()), headers, HttpBody::from(body)).await;
     let acks = axum::body::to_bytes(response.into_body(), usize::MAX).await.expect("acks");
     String::from_utf8_lossy(&acks)
         .lines()
@@ -89,7 +89,7 @@ fn listed(ctx: &KvsCtx, stream: &str) -> Vec<String> {
 /// The producer timestamps (ms) of the chunks GetMedia EARLIEST sends before going quiet.
 async fn get_media_earliest(ctx: &KvsCtx, stream: &str) -> Vec<u64> {
     let body = json!({"StreamName": stream, "StartSelector": {"StartSelectorType": "EARLIEST"}});
-    let response = super::get_media::handle(ctx.clone(), Bytes::from(body.to_string())).await;
+    let response = super::get_media::handle(State(ctx.clone()), Bytes::from(body.to_string())).await;
     let mut data = response.into_body().into_data_stream();
     let mut fragmenter = Fragmenter::new(Limits::default());
     let mut timecodes = Vec::new();
@@ -124,7 +124,8 @@ async fn fragments_past_retention_are_gone_from_every_read() {
     let young_ms: Vec<u64> = (0..3).map(|i| START_MS + HOUR_MS / 2 + i * 1000).collect();
     assert_eq!(get_media_earliest(&ctx, "cam").await, young_ms);
     let document = json!({"StreamName": "cam", "Fragments": [old[0].clone()]});
-    let response = super::archive::get_media_for_fragment_list(ctx.clone(), Bytes::from(document.to_string())).await;
+    let response =
+        super::archive::get_media_for_fragment_list(State(ctx.clone()), Bytes::from(document.to_string())).await;
     assert_eq!(response.status(), 404, "an expired fragment is not found");
 
     let trimmed = ctx.engine.trim_expired().expect("trim");

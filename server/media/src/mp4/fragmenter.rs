@@ -391,12 +391,13 @@ fn build_cluster(offset: u64, samples: &[PooledSample], timecode: u64) -> Result
                 path: "moof".into(),
                 reason: "sample time more than 32 s from the fragment start",
             })?;
-        let mut block = Vec::with_capacity(4 + sample.data.len());
-        block.push(0x80 | sample.track_number as u8);
-        block.extend_from_slice(&relative.to_be_bytes());
-        block.push(if sample.keyframe { 0x80 } else { 0 });
-        block.extend_from_slice(&sample.data);
-        ebml::write_bytes(&mut body, ids::SIMPLE_BLOCK, &block);
+        crate::writer::write_simple_block(
+            &mut body,
+            sample.track_number as u8,
+            relative,
+            sample.keyframe,
+            &sample.data,
+        );
         let end = body.len();
         frames.push(Frame {
             track: sample.track_number,

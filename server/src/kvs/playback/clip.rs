@@ -1,18 +1,18 @@
-//! GetClip (spec §4.5): a regular MP4 of the fragments that start inside a time range, at most
+//! GetClip (docs/spec/kvs.md#getclip): a regular MP4 of the fragments that start inside a time range, at most
 //! the first 200 fragments or 100 MB. The `moov` is planned from the fragments' indexes; the
 //! `mdat` is then streamed one fragment at a time, so a clip never sits whole in memory.
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::{HeaderValue, header};
 use axum::response::Response;
 use framelog_media::package::{ClipPlan, plan_clip};
 
 use super::session::{Clock, MAX_RANGE_MS, choice};
 use super::window::{self, WindowFragment};
-use crate::body::Body as Document;
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 use crate::kvs::context::KvsCtx;
-use crate::request_id::with_request_id;
 
 const MAX_CLIP_FRAGMENTS: usize = 200;
 const MAX_CLIP_BYTES: u64 = 100 * 1024 * 1024;
@@ -84,14 +84,14 @@ fn plan(ctx: &KvsCtx, body: &[u8]) -> Result<Clip, ApiError> {
 }
 
 /// `POST /getClip`.
-pub async fn handle(ctx: KvsCtx, body: Bytes) -> Response {
+pub async fn handle(State(ctx): State<KvsCtx>, body: Bytes) -> Response {
     let planning = ctx.clone();
     let planned = tokio::task::spawn_blocking(move || plan(&planning, &body))
         .await
         .unwrap_or_else(|join| Err(ApiError::internal(&join)));
     let clip = match planned {
         Ok(clip) => clip,
-        Err(error) => return with_request_id(crate::kvs::error_response(&error)),
+        Err(error) => return crate::kvs::error_response(&error),
     };
     let (chunks, mut response) = crate::kvs::streamed_response("video/mp4", 2);
     // A declared length makes a clip cut short (a fragment expired mid-stream) a visible

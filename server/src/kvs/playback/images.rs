@@ -1,4 +1,4 @@
-//! GetImages (spec §4.6): one picture per sampling instant of a time range, JPEG or PNG, at most
+//! GetImages (docs/spec/kvs.md#getimages): one picture per sampling instant of a time range, JPEG or PNG, at most
 //! 25 per page. Each instant shows the video frame on screen at that moment (the last frame
 //! presented at or before it) of the fragment that covers it; an instant no fragment covers is
 //! NO_MEDIA, one whose fragment has no decodable video is MEDIA_ERROR.
@@ -9,20 +9,21 @@
 use std::collections::BTreeMap;
 
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::response::Response;
 use base64::Engine as _;
-use framelog_imaging::{EncodedFrame, FrameRequest, ImageFormat, ImagingError, encode_image, output_size};
-use framelog_media::FragmentRecord;
-use framelog_media::package::{Codec, PackagedTrack, frame_times_ms};
+use framelog_imaging::ImagingError;
+use framelog_imaging::{DecodePool, FrameRequest, ImageFormat, fragment_request, output_size, pictures};
+use framelog_media::package::frame_times_ms;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 use super::session::{Clock, choice};
 use super::window::{self, WindowFragment};
-use crate::body::Body as Document;
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 use crate::kvs::context::KvsCtx;
-use crate::request_id::with_request_id;
+use crate::rest_json::{error_response, json_response};
 
 const MAX_RANGE_MS: u64 = 300_000;
 const MIN_SAMPLING_MS: u64 = 200;
@@ -187,48 +188,17 @@ fn fragment_job(ctx: &KvsCtx, query: &Query, fragment: &WindowFragment, instants
         .then(|| output_size((video.width, video.height), query.width, query.height))
         .flatten();
     let wanted: Vec<i64> = instants.keys().copied().collect();
-    let request = decode_request(&fragment.record, &entry.payload, &video, wanted, scale_to)?;
+    let request = fragment_request(&fragment.record, &entry.payload, &video, wanted, scale_to)?;
     Some(Job { request, instants })
-}
-
-/// The decode job for `wanted_pts` of `video` in one stored fragment: the decode-order prefix of
-/// the track's frames up to the last wanted one (always decodable from the fragment's key frame).
-pub(crate) fn decode_request(
-    record: &FragmentRecord,
-    payload: &[u8],
-    video: &PackagedTrack,
-    wanted_pts: Vec<i64>,
-    scale_to: Option<(u32, u32)>,
-) -> Option<FrameRequest> {
-    if !matches!(video.codec, Codec::Avc | Codec::Hevc) {
-        return None;
-    }
-    let times = frame_times_ms(record);
-    let frames: Vec<(&framelog_media::Frame, i64)> =
-        record.frames.iter().zip(times).filter(|(frame, _)| frame.track == video.number).collect();
-    let last_needed = frames.iter().rposition(|(_, pts)| wanted_pts.contains(pts))?;
-    let encoded = frames[..=last_needed]
-        .iter()
-        .map(|(frame, pts)| EncodedFrame {
-            pts_ms: *pts,
-            keyframe: frame.keyframe,
-            data: payload.get(frame.data.clone()).unwrap_or_default().to_vec(),
-        })
-        .collect();
-    Some(FrameRequest {
-        codec: video.codec,
-        config: video.config.clone(),
-        frames: encoded,
-        wanted_pts_ms: wanted_pts,
-        scale_to,
-        jpeg_quality: None,
-    })
 }
 
 /// Decodes and encodes one job; every instant it covers gets an outcome.
 fn run_job(job: Job, format: ImageFormat, width: Option<u32>, height: Option<u32>) -> Outcomes {
     let Job { request, instants } = job;
-    let pictures = pictures(request, format, width, height);
+    let (pictures, failure) = pictures(request, format, width, height);
+    if let Some(error) = failure {
+        tracing::warn!(%error, "not every picture could be made");
+    }
     let mut out = Vec::new();
     for (pts, instants_ms) in instants {
         for instant in instants_ms {
@@ -238,48 +208,6 @@ fn run_job(job: Job, format: ImageFormat, width: Option<u32>, height: Option<u32
         }
     }
     out
-}
-
-/// An encoded picture and its size.
-#[derive(Debug, Clone)]
-pub(crate) struct Picture {
-    pub bytes: Vec<u8>,
-    pub width: u32,
-    pub height: u32,
-}
-
-/// Decodes `request` and encodes each wanted frame (resized to WidthPixels/HeightPixels when
-/// given), by presentation time. Run it on the decode pool. A frame that could not be made is
-/// missing from the answer (and logged).
-pub(crate) fn pictures(
-    mut request: FrameRequest,
-    format: ImageFormat,
-    width: Option<u32>,
-    height: Option<u32>,
-) -> BTreeMap<i64, Picture> {
-    // The pipeline encodes JPEGs itself when the decoded picture is the wanted size.
-    if let ImageFormat::Jpeg { quality } = format
-        && (request.scale_to.is_some() || (width.is_none() && height.is_none()))
-    {
-        request.jpeg_quality = Some(quality);
-    }
-    let mut pictures = BTreeMap::new();
-    let mut failure: Option<ImagingError> = None;
-    let decoded = framelog_imaging::decode_frames(request, |frame| {
-        let pts_ms = frame.pts_ms;
-        let size = output_size((frame.width, frame.height), width, height);
-        let (w, h) = size.unwrap_or((frame.width, frame.height));
-        match encode_image(frame, format, size) {
-            Ok(bytes) => {
-                pictures.insert(pts_ms, Picture { bytes, width: w, height: h });
-            }
-            Err(error) => failure = Some(error),
-        }
-    });
-    if let Some(error) = decoded.as_ref().err().or(failure.as_ref()) {
-        tracing::warn!(%error, "not every picture could be made");
-    }
-    pictures
 }
 
 /// Plans the page: outcomes known without decoding, and the decode jobs for the rest.
@@ -334,16 +262,15 @@ fn merge_jobs(jobs: Vec<Job>, parts: usize) -> Vec<Job> {
 }
 
 /// `POST /getImages`.
-pub async fn handle(ctx: KvsCtx, body: Bytes) -> Response {
-    let result = answer(ctx, body).await;
-    let response = match result {
-        Ok(value) => crate::kvs::json_response(axum::http::StatusCode::OK, &value),
-        Err(error) => crate::kvs::error_response(&error),
-    };
-    with_request_id(response)
+pub async fn handle(State(ctx): State<KvsCtx>, State(pool): State<DecodePool>, body: Bytes) -> Response {
+    let result = answer(ctx, pool, body).await;
+    match result {
+        Ok(value) => json_response(axum::http::StatusCode::OK, &value),
+        Err(error) => error_response(&error),
+    }
 }
 
-async fn answer(ctx: KvsCtx, body: Bytes) -> Result<Value, ApiError> {
+async fn answer(ctx: KvsCtx, pool: DecodePool, body: Bytes) -> Result<Value, ApiError> {
     let planning = ctx.clone();
     let (query, mut outcomes, jobs) = tokio::task::spawn_blocking(move || {
         let query = parse(&planning, &body)?;
@@ -355,15 +282,13 @@ async fn answer(ctx: KvsCtx, body: Bytes) -> Result<Value, ApiError> {
     let busy =
         || ApiError::new(ErrorType::ClientLimitExceeded, "Too many image requests are being processed; retry later.");
     let mut replies = Vec::new();
-    for job in merge_jobs(jobs, ctx.images.workers()) {
+    for job in merge_jobs(jobs, pool.workers()) {
         let (reply, answer) = oneshot::channel();
         let (format, width, height) = (query.format, query.width, query.height);
-        ctx.images.try_run(move || drop(reply.send(run_job(job, format, width, height)))).map_err(
-            |error| match error {
-                ImagingError::Busy => busy(),
-                other => ApiError::internal(&other),
-            },
-        )?;
+        pool.try_run(move || drop(reply.send(run_job(job, format, width, height)))).map_err(|error| match error {
+            ImagingError::Busy => busy(),
+            other => ApiError::internal(&other),
+        })?;
         replies.push(answer);
     }
     for answer in replies {

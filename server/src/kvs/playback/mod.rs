@@ -1,4 +1,4 @@
-//! HLS and DASH for browsers and tools (spec §4.3, §4.4): the session calls, and the GET URLs
+//! HLS and DASH for browsers and tools (docs/spec/kvs.md#hls-and-dash-sessions): the session calls, and the GET URLs
 //! they hand out (`/hls/v1/…`, `/dash/v1/…`), authorised only by their SessionToken. Segments are remuxed from the stored
 //! fragments on request; every answer carries CORS headers, and segments honour byte ranges.
 
@@ -13,6 +13,8 @@ mod session_codec;
 mod window;
 
 use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::Uri;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use framelog_media::package::{media_segment, write_init_segment, write_ts_segment};
@@ -20,15 +22,15 @@ use framelog_media::package::{media_segment, write_init_segment, write_ts_segmen
 use self::session::{Mode, Session};
 use super::context::KvsCtx;
 use crate::error::{ApiError, ErrorType};
-use crate::request_id::with_request_id;
 
 const PLAYLIST_TYPE: &str = "application/x-mpegURL";
 const MP4_TYPE: &str = "video/mp4";
 const DASH_TYPE: &str = "application/dash+xml";
 const TS_TYPE: &str = "video/MP2T";
 
-fn query_value<'a>(query: &'a str, name: &str) -> Option<&'a str> {
-    query.split('&').filter_map(|pair| pair.split_once('=')).find(|(key, _)| *key == name).map(|(_, value)| value)
+/// A query parameter by name, percent-decoded (`+` is a space, as in forms).
+fn query_value(query: &str, name: &str) -> Option<String> {
+    form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
 }
 
 fn track_number(query: &str) -> Result<u64, ApiError> {
@@ -48,8 +50,8 @@ fn session_stream(ctx: &KvsCtx, session: &Session) -> Result<framelog_store::Str
 /// Builds the answer for one `/hls/v1/<file>` request: (content type, body, is a segment).
 fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Bytes), ApiError> {
     let token = query_value(query, "SessionToken");
-    let session = session::open(ctx, token)?;
-    let token = token.unwrap_or_default();
+    let session = session::open(ctx, token.as_deref())?;
+    let token = token.as_deref().unwrap_or_default();
     let handle = session_stream(ctx, &session)?;
     let not_found =
         || ApiError::new(ErrorType::ResourceNotFound, "No fragments found in the stream for the streaming request.");
@@ -80,7 +82,7 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Bytes)
         "getMP4InitFragment.mp4" => {
             let number = track_number(query)?;
             let fragment = match query_value(query, "FragmentNumber") {
-                Some(fragment_number) => window::fragment_header(ctx, &handle, fragment_number)?,
+                Some(fragment_number) => window::fragment_header(ctx, &handle, &fragment_number)?,
                 None => window::fragments(ctx, &handle, &session)?.pop().ok_or_else(not_found)?,
             };
             let tracks = window::packageable(&fragment.record)?;
@@ -94,7 +96,7 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Bytes)
             let number = track_number(query)?;
             let fragment_number =
                 query_value(query, "FragmentNumber").ok_or_else(|| ApiError::invalid("FragmentNumber is required."))?;
-            let segment = cached(ctx, &handle, fragment_number, number, |fragment, payload| {
+            let segment = cached(ctx, &handle, &fragment_number, number, |fragment, payload| {
                 let tracks = window::packageable(&fragment.record)?;
                 let track = tracks
                     .iter()
@@ -108,7 +110,7 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Bytes)
         "getTSFragment.ts" => {
             let fragment_number =
                 query_value(query, "FragmentNumber").ok_or_else(|| ApiError::invalid("FragmentNumber is required."))?;
-            let segment = cached(ctx, &handle, fragment_number, TS_RENDITION, |fragment, payload| {
+            let segment = cached(ctx, &handle, &fragment_number, TS_RENDITION, |fragment, payload| {
                 let tracks = window::packageable(&fragment.record)?;
                 Ok(write_ts_segment(&fragment.record, payload, &tracks))
             })?;
@@ -140,18 +142,6 @@ fn cached(
     Ok(segment)
 }
 
-fn with_cors(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, HeaderValue::from_static("*"));
-    headers.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static("Range, Content-Type"));
-    headers.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static("GET, HEAD, OPTIONS"));
-    headers.insert(
-        header::ACCESS_CONTROL_EXPOSE_HEADERS,
-        HeaderValue::from_static("Content-Length, Content-Range, Accept-Ranges"),
-    );
-    response
-}
-
 /// `bytes=a-b`, `bytes=a-` or `bytes=-n` over a body of `len` bytes; `None` when unsatisfiable.
 fn byte_range(value: &str, len: usize) -> Option<std::ops::Range<usize>> {
     let spec = value.strip_prefix("bytes=")?;
@@ -168,18 +158,18 @@ fn byte_range(value: &str, len: usize) -> Option<std::ops::Range<usize>> {
 }
 
 /// `GET|HEAD|OPTIONS /hls/v1/<file>`.
-pub async fn handle(ctx: KvsCtx, file: String, query: Option<String>, headers: HeaderMap) -> Response {
-    let query = query.unwrap_or_default();
+pub async fn handle(State(ctx): State<KvsCtx>, Path(file): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
+    let query = uri.query().unwrap_or_default().to_string();
     let built = tokio::task::spawn_blocking(move || answer(&ctx, &file, &query))
         .await
         .unwrap_or_else(|join| Err(ApiError::internal(&join)));
     let (content_type, body) = match built {
         Ok(found) => found,
-        Err(error) => return with_cors(with_request_id(super::error_response(&error))),
+        Err(error) => return super::error_response(&error),
     };
     let len = body.len();
     let requested = headers.get(header::RANGE).and_then(|v| v.to_str().ok());
-    let response = match requested.map(|value| byte_range(value, len)) {
+    let mut response = match requested.map(|value| byte_range(value, len)) {
         None => (StatusCode::OK, [(header::CONTENT_TYPE, content_type)], body).into_response(),
         Some(Some(range)) => {
             let content_range = format!("bytes {}-{}/{len}", range.start, range.end - 1);
@@ -198,14 +188,8 @@ pub async fn handle(ctx: KvsCtx, file: String, query: Option<String>, headers: H
             response
         }
     };
-    let mut response = with_cors(with_request_id(response));
     response.headers_mut().insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     response
-}
-
-/// CORS preflight for any playback URL.
-pub async fn preflight() -> Response {
-    with_cors(StatusCode::NO_CONTENT.into_response())
 }
 
 #[cfg(test)]
@@ -227,8 +211,9 @@ mod tests {
     #[test]
     fn query_values_are_found_by_name() {
         let query = "SessionToken=abc_-&TrackNumber=2&FragmentNumber=9";
-        assert_eq!(query_value(query, "TrackNumber"), Some("2"));
-        assert_eq!(query_value(query, "SessionToken"), Some("abc_-"));
+        assert_eq!(query_value(query, "TrackNumber").as_deref(), Some("2"));
+        assert_eq!(query_value(query, "SessionToken").as_deref(), Some("abc_-"));
         assert_eq!(query_value(query, "Missing"), None);
+        assert_eq!(query_value("SessionToken=a%2Bb%3D&x=1", "SessionToken").as_deref(), Some("a+b="));
     }
 }

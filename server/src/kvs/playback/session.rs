@@ -1,18 +1,18 @@
-//! GetHLSStreamingSessionURL and GetDASHStreamingSessionURL: validate a session request (spec
-//! §4.3, §4.4) and seal it into an opaque SessionToken. The token carries the whole session, so
-//! serving it needs no server state.
+//! GetHLSStreamingSessionURL and GetDASHStreamingSessionURL: validate a session request
+//! (docs/spec/kvs.md#hls-and-dash-sessions) and seal it into an opaque SessionToken. The token
+//! carries the whole session, so serving it needs no server state.
 
 use serde_json::{Value, json};
 
 use super::window;
-use crate::body::Body as Document;
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 use crate::kvs::context::KvsCtx;
 
 const DEFAULT_EXPIRES_S: i64 = 300;
 const MAX_EXPIRES_S: i64 = 43_200;
 pub(super) const MAX_RANGE_MS: u64 = 24 * 3_600_000;
-/// LIVE needs a fragment at least this recent (producer-c#356).
+/// LIVE needs a fragment received at least this recently, as KVS does (docs/spec/kvs.md#session-errors).
 pub const LIVE_FRESHNESS_MS: u64 = 30_000;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -149,7 +149,8 @@ fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<Stri
             }
         }
     };
-    // Spec fact 17: ALWAYS with server timestamps, NEVER with producer timestamps.
+    // KVS's defaults (docs/spec/kvs.md#session-parameters): ALWAYS with server timestamps, NEVER with
+    // producer timestamps.
     let discontinuity = discontinuity.unwrap_or(match clock {
         Clock::Server => Discontinuity::Always,
         Clock::Producer => Discontinuity::Never,

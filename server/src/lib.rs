@@ -1,0 +1,25 @@
+//! The Framelog server as a library: `run` serves a `Config` on a listener until a shutdown
+//! future resolves; `AppState::open` and `router` give tests the same router in process.
+//! The `framelog` binary (main.rs) only parses flags and signals.
+
+mod app;
+mod background;
+mod civil_date;
+pub mod config;
+mod console;
+mod consumers;
+mod document;
+mod error;
+mod kds;
+mod kvs;
+mod rest_json;
+mod router;
+mod secret;
+mod state;
+mod token;
+
+pub use app::run;
+pub use config::{Config, FileConfig};
+pub use error::ServerError;
+pub use router::router;
+pub use state::{AppState, Opened};

@@ -1,0 +1,49 @@
+//! Every route of the one HTTP server, and which handler answers it (docs/architecture.md has
+//! the same table for readers).
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Method, header};
+use axum::routing::{get, post};
+use tower_http::cors::{Any, CorsLayer};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use crate::state::AppState;
+use crate::{console, consumers, kds, kvs, rest_json};
+
+/// Large enough for a 10 MiB PutRecords request in base64 JSON.
+const MAX_BODY_BYTES: usize = 16 << 20;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        // GET / is the web console; KDS clients POST to / with an X-Amz-Target.
+        .route("/", get(console::index).fallback(kds::handle))
+        .route("/console/{file}", get(console::file))
+        .route("/favicon.ico", get(console::favicon))
+        .route("/metrics", get(consumers::prometheus::handle))
+        .route("/putMedia", post(kvs::put_media::handle))
+        .route("/getMediaForFragmentList", post(kvs::archive::get_media_for_fragment_list))
+        .route("/hls/v1/{file}", get(kvs::playback::handle).layer(playback_cors()))
+        .route("/dash/v1/{file}", get(kvs::playback::handle).layer(playback_cors()))
+        .route("/getImages", post(kvs::playback::images::handle))
+        .route("/getClip", post(kvs::playback::clip::handle))
+        .route("/getMedia", post(kvs::get_media::handle))
+        .route("/{op}", post(rest_json::handle))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Every answer carries a fresh request id (a v4 UUID), as AWS services send one.
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
+        .with_state(state)
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+
+/// Players on other origins (hls.js, dash.js) fetch playlists and segments by URL alone: the
+/// session token in the URL is the authority, so any origin may read, with byte ranges.
+fn playback_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::GET, Method::HEAD, Method::OPTIONS])
+        .allow_headers([header::RANGE, header::CONTENT_TYPE])
+        .expose_headers([header::CONTENT_LENGTH, header::CONTENT_RANGE, header::ACCEPT_RANGES])
+}

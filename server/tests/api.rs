@@ -1,0 +1,237 @@
+//! Request-level tests: the real router, in process (tower `oneshot`), no sockets. They check
+//! validation, error types, statuses and messages, which need no real client. What only a real
+//! client can show (boto3, the AWS CLI, ffprobe, Chromium) stays in media-tests/python
+//! (docs/testing.md says where each kind of test goes).
+
+use axum::Router;
+use axum::body::{Body, to_bytes};
+use axum::http::{Request, StatusCode};
+use framelog_server::{AppState, Config, router};
+use serde_json::{Value, json};
+use tower::ServiceExt as _;
+
+/// A server's router over a fresh data directory (kept alive with it).
+struct App {
+    router: Router,
+    _dir: tempfile::TempDir,
+}
+
+/// A decoded response.
+struct Answer {
+    status: StatusCode,
+    error_type: Option<String>,
+    body: Value,
+}
+
+impl App {
+    fn new() -> App {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config { data_dir: dir.path().to_path_buf(), ..Config::default() };
+        let opened = AppState::open(&config, "127.0.0.1:4566".parse().expect("address")).expect("state opens");
+        App { router: router(opened.state), _dir: dir }
+    }
+
+    async fn send(&self, request: Request<Body>) -> Answer {
+        let response = self.router.clone().oneshot(request).await.expect("the router always answers");
+        let status = response.status();
+        let error_type = response
+            .headers()
+            .get("x-amzn-ErrorType")
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.split(':').next().unwrap_or_default().to_string());
+        let bytes = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+        let body = if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes).unwrap_or(Value::Null) };
+        Answer { status, error_type, body }
+    }
+
+    /// A KVS rest-json call.
+    async fn kvs(&self, op: &str, document: Value) -> Answer {
+        let request = Request::post(format!("/{op}"))
+            .header("content-type", "application/json")
+            .body(Body::from(document.to_string()))
+            .expect("request");
+        self.send(request).await
+    }
+
+    /// A KDS awsJson1_1 call.
+    async fn kds(&self, op: &str, document: Value) -> Answer {
+        let request = Request::post("/")
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", format!("Kinesis_20131202.{op}"))
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/kinesis/aws4_request")
+            .body(Body::from(document.to_string()))
+            .expect("request");
+        self.send(request).await
+    }
+}
+
+impl Answer {
+    /// The KVS error as (type header, status).
+    fn kvs_error(&self) -> (&str, u16) {
+        (self.error_type.as_deref().unwrap_or("<none>"), self.status.as_u16())
+    }
+
+    /// The KDS error as (`__type`, status).
+    fn kds_error(&self) -> (&str, u16) {
+        (self.body["__type"].as_str().unwrap_or("<none>"), self.status.as_u16())
+    }
+}
+
+const NOT_FOUND_MESSAGE: &str = "The requested stream is not found or not active.";
+
+#[tokio::test]
+async fn a_missing_video_stream_is_404_with_the_type_header_and_a_json_message() {
+    let app = App::new();
+    let answer = app.kvs("describeStream", json!({"StreamName": "nope"})).await;
+    assert_eq!(answer.kvs_error(), ("ResourceNotFoundException", 404));
+    assert_eq!(answer.body["Message"], NOT_FOUND_MESSAGE);
+    let by_arn = app
+        .kvs("describeStream", json!({"StreamARN": "arn:aws:kinesisvideo:us-east-1:000000000000:stream/nope/1"}))
+        .await;
+    assert_eq!(by_arn.kvs_error(), ("ResourceNotFoundException", 404));
+}
+
+#[tokio::test]
+async fn invalid_video_stream_names_are_invalid_argument() {
+    let app = App::new();
+    for name in ["bad name".to_string(), "a".repeat(257)] {
+        let answer = app.kvs("createStream", json!({"StreamName": name})).await;
+        assert_eq!(answer.kvs_error(), ("InvalidArgumentException", 400), "{name:?}");
+    }
+}
+
+#[tokio::test]
+async fn name_and_arn_together_are_invalid_argument() {
+    let app = App::new();
+    let created = app.kvs("createStream", json!({"StreamName": "both"})).await;
+    let arn = created.body["StreamARN"].as_str().expect("an ARN").to_string();
+    let answer = app.kvs("describeStream", json!({"StreamName": "both", "StreamARN": arn})).await;
+    assert_eq!(answer.kvs_error(), ("InvalidArgumentException", 400));
+}
+
+#[tokio::test]
+async fn unknown_or_capitalised_operations_are_404_unknown_operation() {
+    let app = App::new();
+    for op in ["GetHLSStreamingSessionURL", "noSuchOperation"] {
+        let answer = app.kvs(op, json!({"StreamName": "nope"})).await;
+        assert_eq!(answer.status, StatusCode::NOT_FOUND, "{op}");
+        assert_eq!(answer.body["Output"]["__type"], "com.amazon.coral.service#UnknownOperationException");
+    }
+}
+
+#[tokio::test]
+async fn malformed_json_is_a_serialization_exception() {
+    let app = App::new();
+    let request = Request::post("/describeStream").body(Body::from("{not json")).expect("request");
+    let answer = app.send(request).await;
+    assert_eq!(answer.kvs_error(), ("SerializationException", 400));
+}
+
+#[tokio::test]
+async fn retention_cannot_go_below_zero_and_a_stale_version_is_a_mismatch() {
+    let app = App::new();
+    app.kvs("createStream", json!({"StreamName": "keep", "DataRetentionInHours": 24})).await;
+    let version = app.kvs("describeStream", json!({"StreamName": "keep"})).await.body["StreamInfo"]["Version"].clone();
+    let below = app
+        .kvs(
+            "updateDataRetention",
+            json!({"StreamName": "keep", "CurrentVersion": version, "Operation": "DECREASE_DATA_RETENTION",
+                   "DataRetentionChangeInHours": 25}),
+        )
+        .await;
+    assert_eq!(below.kvs_error(), ("InvalidArgumentException", 400));
+    let stale = app
+        .kvs(
+            "updateDataRetention",
+            json!({"StreamName": "keep", "CurrentVersion": "A".repeat(20), "Operation": "INCREASE_DATA_RETENTION",
+                   "DataRetentionChangeInHours": 1}),
+        )
+        .await;
+    assert_eq!(stale.kvs_error(), ("VersionMismatchException", 400));
+    let after = app.kvs("describeStream", json!({"StreamName": "keep"})).await;
+    assert_eq!(after.body["StreamInfo"]["DataRetentionInHours"], 24, "a refused change changes nothing");
+}
+
+#[tokio::test]
+async fn data_endpoints_name_a_known_api() {
+    let app = App::new();
+    app.kvs("createStream", json!({"StreamName": "ep"})).await;
+    let known = app.kvs("getDataEndpoint", json!({"StreamName": "ep", "APIName": "PUT_MEDIA"})).await;
+    assert_eq!(known.body["DataEndpoint"], "http://127.0.0.1:4566");
+    let unknown = app.kvs("getDataEndpoint", json!({"StreamName": "ep", "APIName": "PUT_MEDIA_PLEASE"})).await;
+    assert_eq!(unknown.kvs_error(), ("InvalidArgumentException", 400));
+    let missing = app.kvs("getDataEndpoint", json!({"StreamName": "gone", "APIName": "PUT_MEDIA"})).await;
+    assert_eq!(missing.kvs_error(), ("ResourceNotFoundException", 404));
+}
+
+#[tokio::test]
+async fn more_than_50_tags_is_refused_and_adds_none() {
+    let app = App::new();
+    let forty: serde_json::Map<String, Value> = (0..40).map(|i| (format!("k{i:02}"), json!(i.to_string()))).collect();
+    app.kvs("createStream", json!({"StreamName": "tags", "Tags": forty})).await;
+    let eleven: serde_json::Map<String, Value> = (0..11).map(|i| (format!("n{i:02}"), json!("x"))).collect();
+    let refused = app.kvs("tagStream", json!({"StreamName": "tags", "Tags": eleven})).await;
+    assert_eq!(refused.kvs_error(), ("TagsPerResourceExceededLimitException", 400));
+    let listed = app.kvs("listTagsForStream", json!({"StreamName": "tags"})).await;
+    assert_eq!(listed.body["Tags"].as_object().map(|t| t.len()), Some(40));
+}
+
+#[tokio::test]
+async fn list_fragments_needs_a_selector_and_playback_needs_a_stream() {
+    let app = App::new();
+    app.kvs("createStream", json!({"StreamName": "frags"})).await;
+    let no_selector = app.kvs("listFragments", json!({"StreamName": "frags"})).await;
+    assert_eq!(no_selector.kvs_error(), ("InvalidArgumentException", 400));
+    let hls = app.kvs("getHLSStreamingSessionURL", json!({"StreamName": "nope", "PlaybackMode": "LIVE"})).await;
+    assert_eq!(hls.kvs_error(), ("ResourceNotFoundException", 404));
+}
+
+#[tokio::test]
+async fn a_forged_session_token_is_403() {
+    let app = App::new();
+    let request = Request::get("/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken=forged").body(Body::empty());
+    let answer = app.send(request.expect("request")).await;
+    assert_eq!(answer.kvs_error(), ("AccessDeniedException", 403));
+}
+
+#[tokio::test]
+async fn consumers_of_a_missing_stream_are_not_found() {
+    let app = App::new();
+    let answer = app
+        .kvs("createConsumer", json!({"StreamName": "nope", "ConsumerName": "c", "WebhookUrl": "http://127.0.0.1:9/"}))
+        .await;
+    assert_eq!(answer.kvs_error(), ("ResourceNotFoundException", 404));
+    let listed = app.kvs("listConsumers", json!({"StreamName": "nope"})).await;
+    assert_eq!(listed.kvs_error(), ("ResourceNotFoundException", 404));
+}
+
+#[tokio::test]
+async fn kds_validation_errors_carry_their_type() {
+    let app = App::new();
+    let spaced = app.kds("CreateStream", json!({"StreamName": "bad name", "ShardCount": 1})).await;
+    assert_eq!(spaced.kds_error(), ("ValidationException", 400));
+    app.kds("CreateStream", json!({"StreamName": "orders", "ShardCount": 1})).await;
+    let records: Vec<Value> = (0..501).map(|i| json!({"Data": "eA==", "PartitionKey": i.to_string()})).collect();
+    let too_many = app.kds("PutRecords", json!({"StreamName": "orders", "Records": records})).await;
+    assert_eq!(too_many.kds_error(), ("ValidationException", 400));
+    let short =
+        app.kds("DecreaseStreamRetentionPeriod", json!({"StreamName": "orders", "RetentionPeriodHours": 23})).await;
+    assert_eq!(short.kds_error().1, 400);
+    let long =
+        app.kds("IncreaseStreamRetentionPeriod", json!({"StreamName": "orders", "RetentionPeriodHours": 8761})).await;
+    assert_eq!(long.kds_error(), ("InvalidArgumentException", 400));
+    let garbage = app.kds("GetRecords", json!({"ShardIterator": "AAAA"})).await;
+    assert_eq!(garbage.kds_error(), ("InvalidArgumentException", 400));
+    let missing = app.kds("DescribeStream", json!({"StreamName": "nope"})).await;
+    assert_eq!(missing.kds_error(), ("ResourceNotFoundException", 400));
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text() {
+    let app = App::new();
+    let response = app.router.clone().oneshot(Request::get("/metrics").body(Body::empty()).expect("request")).await;
+    let response = response.expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    assert!(content_type.starts_with("text/plain"), "{content_type}");
+}
