@@ -7,6 +7,7 @@
 #   - the kinesalite benchmark baseline under bench-baseline/ (npm);
 #   - the web console's npm packages under server/console/ (hls.js, bundled into the binary,
 #     and playwright-core, which drives Chromium in the browser tests);
+#   - AWS's kvssink GStreamer plugin, built once into a cache outside the clone (scripts/kvssink.sh);
 # and checks that the Rust toolchain (cargo, rustc, rustfmt, clippy) is present.
 #
 # Runs as root (CI) or as a user with sudo. Safe to run repeatedly: a second run does nothing.
@@ -46,6 +47,14 @@ APT_PACKAGES=(
   python3-gi
   gir1.2-gst-rtsp-server-1.0
   gstreamer1.0-x
+  # AWS's kvssink producer plugin, built from source by scripts/kvssink.sh (step 6) for test_kvssink.py:
+  # its CMake build, git (the build fetches its pinned dependencies as local git repositories) and the
+  # libraries it links (OpenSSL, curl, log4cplus; GStreamer's are above).
+  cmake
+  git
+  libssl-dev
+  libcurl4-openssl-dev
+  liblog4cplus-dev
 )
 # Node.js for the kinesalite baseline; installed from Debian only when `node`/`npm` are not on PATH.
 NODE_APT_PACKAGES=(nodejs npm)
@@ -190,6 +199,18 @@ else
   log "npm ci hls.js and playwright-core into server/console/"
   npm ci --no-audit --no-fund --loglevel=error --prefix "$CONSOLE_DIR"
   [ -f "$CONSOLE_DIR/node_modules/hls.js/dist/hls.min.js" ] || die "hls.js did not install into $CONSOLE_DIR"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# 6. AWS's kvssink producer plugin (scripts/kvssink.sh: cached build, a warm run only prints its path)
+# ---------------------------------------------------------------------------------------------
+if plugin_dir="$(scripts/kvssink.sh --check 2>/dev/null)"; then
+  log "kvssink plugin ok ($plugin_dir)"
+elif [ "$DRY_RUN" = 1 ]; then
+  log "dry run: would build the kvssink plugin (scripts/kvssink.sh)"
+else
+  plugin_dir="$(scripts/kvssink.sh)" || die "could not build the kvssink plugin (see the messages above)"
+  log "kvssink plugin built ($plugin_dir)"
 fi
 
 log "done"
