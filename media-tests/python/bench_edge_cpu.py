@@ -1,4 +1,4 @@
-"""CPU and RSS of framelog-edge per pass-through 1080p30 4 Mbit/s RTSP stream (issue 5, docs/benchmarks.md).
+"""CPU and RSS of framelog-edge per pass-through 1080p30 4 Mbit/s RTSP stream (docs/benchmarks.md).
 
     FRAMELOG_BIN=.../framelog .venv/bin/python media-tests/python/bench_edge_cpu.py \
         [--streams 1 16] [--warmup 10] [--seconds 30] [--json-out edge-cpu.json]

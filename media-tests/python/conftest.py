@@ -8,10 +8,14 @@ suite fails, it never skips.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
+from consumer_helpers import WebhookReceiver, api_ok, consumer_api, key
+from hls_helpers import VOD_UPLOADS, VodUpload, vod_upload
 from kds_helpers import AwsCli, FramelogServer, framelog_bin, new_stream_name as _new_stream_name
 from media_fixtures import FIXTURE_CLUSTER_TIMECODES, cluster_timecodes, ensure_media
 
@@ -97,7 +101,7 @@ def _media_fixture(name: str) -> Path:
 
 @pytest.fixture(scope="session")
 def h264_mkv() -> Path:
-    """20 s H.264 640x360@30, key frame every 2 s: 10 clusters, 600 frames (guides/media.md)."""
+    """20 s H.264 640x360@30, key frame every 2 s: 10 clusters, 600 frames (media_fixtures.MEDIA_RECIPES)."""
     return _media_fixture("h264.mkv")
 
 
@@ -131,3 +135,76 @@ def h264_420_aac_mkv() -> Path:
     """h264_aac.mkv as browsers decode it: 8-bit 4:2:0 H.264 High (yuv420p, avc1.64001e) 640x360@30 with a
     scrolling test pattern, key frame every 2 s, plus AAC LC audio (browser playback tests)."""
     return _media_fixture("h264_420_aac.mkv")
+
+
+# ------------------------------------------------------------------------------------------------
+# Shared by several suites: HLS/DASH/clip uploads (hls_helpers.py), consumers (consumer_helpers.py)
+# ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def vod(request, kinesisvideo, tmp_path_factory):
+    """vod(fixture name) -> the fixture uploaded (RELATIVE, PRODUCER_START_MS) to a new stream, its ON_DEMAND master
+    playlist and every track downloaded through its media playlist. Made on first use, then shared by the module
+    (each module that uses it gets its own uploads)."""
+    uploads: dict[str, VodUpload] = {}
+
+    def get(name: str) -> VodUpload:
+        if name not in uploads:
+            source = request.getfixturevalue(name)
+            uploads[name] = vod_upload(kinesisvideo, source, VOD_UPLOADS[name], tmp_path_factory.mktemp(name))
+        return uploads[name]
+
+    return get
+
+
+@pytest.fixture
+def hooks():
+    """Factory of webhook receivers (consumer_helpers.WebhookReceiver), all closed at teardown."""
+    made: list[WebhookReceiver] = []
+
+    def make(**kwargs) -> WebhookReceiver:
+        receiver = WebhookReceiver(**kwargs)
+        made.append(receiver)
+        return receiver
+
+    yield make
+    for receiver in made:
+        receiver.close()
+
+
+@pytest.fixture
+def consumers(hooks):
+    """Creates video consumers and deletes them at teardown (before the receivers close), so no consumer of a
+    finished test keeps calling a dead webhook on the shared server."""
+    created: list[tuple[Callable[[], str], str, str]] = []
+
+    def create(endpoint: str | Callable[[], str], request: dict) -> dict:
+        get_endpoint = endpoint if callable(endpoint) else (lambda: endpoint)
+        body = api_ok(get_endpoint(), "createConsumer", request)
+        created.append((get_endpoint, request["StreamName"], request["ConsumerName"]))
+        return body
+
+    yield create
+    for get_endpoint, stream, name in created:
+        try:
+            consumer_api(get_endpoint(), "deleteConsumer", {"StreamName": stream, "ConsumerName": name})
+        except Exception:  # noqa: BLE001 - the server may be gone (private server tests)
+            pass
+
+
+@pytest.fixture
+def record_consumers(hooks):
+    """Creates record consumers (`DataStreamName`); deletes them at teardown, before the webhooks close."""
+    created = []
+
+    def create(endpoint, request: dict) -> dict:
+        get_endpoint = endpoint if callable(endpoint) else (lambda: endpoint)
+        body = api_ok(get_endpoint(), "createConsumer", request)
+        created.append((get_endpoint, key(request["DataStreamName"], request["ConsumerName"])))
+        return body
+
+    yield create
+    for get_endpoint, consumer_key in created:
+        with contextlib.suppress(Exception):  # the server may be gone (private server tests)
+            consumer_api(get_endpoint(), "deleteConsumer", consumer_key)

@@ -1,4 +1,4 @@
-"""Shared helpers for the KDS wire-compatibility suite: expected values computed from the spec,
+"""Shared helpers for the KDS wire-compatibility suite: expected values computed from docs/spec/kds.md,
 the framelog server process, the AWS CLI runner and raw HTTP requests. Fixtures are in conftest.py."""
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def shard_id(index: int) -> str:
 
 
 def expected_hash_ranges(shard_count: int) -> list[tuple[int, int]]:
-    """Inclusive hash key ranges of a new stream (spec §3): step = floor(2^128/N), last ends at 2^128-1."""
+    """Inclusive hash key ranges of a new stream (docs/spec/kds.md#streams-and-shards): step = floor(2^128/N),
+    last ends at 2^128-1."""
     step = HASH_KEY_SPACE // shard_count
     ranges = [(i * step, (i + 1) * step - 1) for i in range(shard_count)]
     ranges[-1] = (ranges[-1][0], HASH_KEY_SPACE - 1)

@@ -2,8 +2,8 @@
 GStreamer, a streaming PutMedia client (raw chunked HTTP and curl), a GetMedia reader, a small Matroska
 (EBML) parser for the chunks the server returns, and ffprobe checks.
 
-Recipes follow /work/shared/guides/media.md; wire formats follow /work/shared/spec/kvs.md §0 (6-15),
-§3.1, §3.2, §4.1, §4.2 and §6.
+The recipes are the gst-launch-1.0 pipelines of MEDIA_RECIPES; the wire formats are those of docs/spec/kvs.md
+(PutMedia, GetMedia, ListFragments, GetMediaForFragmentList and producer Matroska).
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ _X264_420 = (
 
 # name -> gst-launch-1.0 pipeline; {out} is the output file.
 MEDIA_RECIPES: dict[str, str] = {
-    # 20 s H.264 640x360@30, key frame every 2 s => 10 clusters, 600 frames (media.md recipe).
+    # 20 s H.264 640x360@30, key frame every 2 s => 10 clusters, 600 frames.
     "h264.mkv": f"{_VIDEO_SRC} ! {_X264} ! matroskamux streamable=true ! filesink location={{out}}",
     # The same video plus AAC audio into a named muxer.
     "h264_aac.mkv": (
@@ -108,7 +108,7 @@ def gst_launch_path() -> str:
     if not found:
         pytest.fail(
             "gst-launch-1.0 not found: the KVS media tests generate their media with GStreamer "
-            "(install gstreamer1.0-tools and the plugins listed in /work/shared/guides/media.md; scripts/setup.sh)",
+            "(scripts/setup.sh installs gstreamer1.0-tools and the GStreamer plugins the tests use)",
             pytrace=False,
         )
     return found
@@ -250,7 +250,8 @@ class Block:
 
 
 def cluster_blocks(data: bytes, cluster: Cluster) -> list[Block]:
-    """The SimpleBlocks of a parsed cluster: track, int16 timecode, flags and frame bytes (spec §6)."""
+    """The SimpleBlocks of a parsed cluster: track, int16 timecode, flags and frame bytes
+    (docs/spec/kvs.md#producer-matroska)."""
     blocks = []
     for start, end in cluster.block_spans:
         track, track_len, _ = read_vint(data, start)
@@ -388,7 +389,7 @@ def cluster_timecodes(data: bytes) -> list[int]:
 
 
 # ------------------------------------------------------------------------------------------------
-# Hand-made Matroska, written the way the producer SDK writes it (spec §6)
+# Hand-made Matroska, written the way the producer SDK writes it (docs/spec/kvs.md#producer-matroska)
 # ------------------------------------------------------------------------------------------------
 
 UNKNOWN_SIZE = bytes.fromhex("01FFFFFFFFFFFFFF")
@@ -423,7 +424,7 @@ class HandTrack:
     codec_private: bytes = b""
 
 
-# CodecPrivate is not validated at ingest (spec §3.1): an avcC without parameter sets and a 2-byte
+# CodecPrivate is not validated at ingest (docs/spec/kvs.md#putmedia-body): an avcC without parameter sets and a 2-byte
 # AudioSpecificConfig (AAC LC, 48 kHz, stereo) are enough for PutMedia, ListFragments and GetMedia.
 H264_TRACK = HandTrack(1, "V_MPEG4/ISO/AVC", 1, bytes.fromhex("0142C01EFFE000"))
 AAC_TRACK = HandTrack(2, "A_AAC", 2, bytes.fromhex("1190"))
@@ -689,7 +690,7 @@ class PutMediaConnection:
         self.conn.putheader("Transfer-Encoding", "chunked")
         self.conn.endheaders()
         self.sock = self.conn.sock
-        # The server answers 200 before reading any of the body (spec §0.7).
+        # The server answers 200 before reading any of the body (docs/spec/kvs.md#putmedia-acks).
         self.response = self.conn.getresponse()
         self.status = self.response.status
         self.acks: list[dict] = []
@@ -858,8 +859,16 @@ def chunk_bytes(data: bytes, chunks: Iterable[MkvChunk]) -> bytes:
 
 
 # ------------------------------------------------------------------------------------------------
-# ffprobe
+# ffprobe / ffmpeg
 # ------------------------------------------------------------------------------------------------
+
+
+def tool(name: str) -> str:
+    """The path of an ffmpeg tool (ffprobe, ffmpeg) on PATH; a missing one fails the test, it never skips."""
+    found = shutil.which(name)
+    if not found:
+        pytest.fail(f"{name} not found (install ffmpeg)", pytrace=False)
+    return found
 
 
 def ffprobe_streams(path: Path, count_frames: bool = True) -> list[dict]:

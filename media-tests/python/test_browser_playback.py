@@ -26,7 +26,17 @@ from pathlib import Path
 
 import pytest
 
+from hls_helpers import FRAGMENT_TAGS, brief, ffprobe_json, on_demand_url, session_url, source_media, video_playlist
 from kds_helpers import REPO_ROOT
+from kvs_helpers import (
+    assert_full_ack_sequence,
+    create_stream,
+    epoch_ms,
+    list_all_fragments,
+    producer_range,
+    put_endpoint,
+    upload,
+)
 from media_fixtures import (
     ID_CLUSTER,
     ID_TIMECODE,
@@ -37,26 +47,8 @@ from media_fixtures import (
     parse_mkv_chunks,
     put_media,
     read_header,
-    with_tags,
-)
-from test_kvs_hls import (
-    FRAGMENT_TAGS,
-    brief,
-    ffprobe_json,
-    on_demand_url,
-    session_url,
-    source_media,
     tool,
-    video_playlist,
-)
-from test_kvs_media import (
-    assert_full_ack_sequence,
-    create_stream,
-    epoch_ms,
-    list_all_fragments,
-    producer_range,
-    put_endpoint,
-    upload,
+    with_tags,
 )
 
 PLAY_MJS = REPO_ROOT / "media-tests" / "browser" / "play.mjs"

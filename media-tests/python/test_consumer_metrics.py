@@ -1,9 +1,10 @@
-"""Consumer metrics in Prometheus' text format (`GET /metrics`) and memory under the LATEST lag policy.
+"""Consumer metrics in the OpenMetrics text format (`GET /metrics`) and memory under the LATEST lag policy.
 
 Every consumer (video, record, and the hidden `$notification` / `$image-generation` ones) has one sample per
-family of its describeConsumer `Metrics`: `framelog_consumer_<snake_case>` for the `Lag*` gauges and
-`framelog_consumer_<snake_case>_total` for the counters, labelled stream, consumer and kind. The exposition is
-parsed strictly; expected values come from describeConsumer, the webhook's calls and the source media (ffprobe).
+family of its describeConsumer `Metrics`: `framelog_consumer_<snake_case>` for the `Lag*` gauges and, for the
+counters, family `framelog_consumer_<snake_case>` with samples named `..._total`, labelled stream, consumer and
+kind. The exposition is parsed strictly (OpenMetrics 1.0: TYPE before samples, one group per family, a final
+`# EOF`); expected values come from describeConsumer, the webhook's calls and the source media (ffprobe).
 """
 
 from __future__ import annotations
@@ -13,18 +14,24 @@ import time
 import urllib.request
 from pathlib import Path
 
-import test_consumers
-import test_kds_consumers
+from consumer_helpers import (
+    NOTIFY,
+    SECOND_UPLOAD_START_MS,
+    api_ok,
+    consumer_request,
+    describe,
+    events,
+    image_config,
+    kds_request,
+    notify_config,
+    put_mixed,
+    settle,
+    source_video,
+    timed_upload,
+    wait_for_records,
+)
+from kvs_helpers import PRODUCER_START_MS, assert_full_ack_sequence, create_stream, upload
 from media_fixtures import with_tags
-from test_consumers import SECOND_UPLOAD_START_MS, api_ok, consumer_request, describe, settle, source_video, \
-    timed_upload
-from test_kds_consumers import events, kds_request, put_mixed, wait_for_records
-from test_kvs_media import PRODUCER_START_MS, assert_full_ack_sequence, create_stream, upload
-from test_kvs_notifications import NOTIFY, image_config, notify_config
-
-hooks = test_consumers.hooks  # fixtures reused: webhook receivers, video consumers, record consumers
-consumers = test_consumers.consumers
-record_consumers = test_kds_consumers.consumers
 
 PREFIX = "framelog_consumer_"
 VIDEO_FAMILIES = {"lag_ms", "lag_fragments", "lag_frames", "delivered_frames_total", "delivered_batches_total",
@@ -53,12 +60,12 @@ def scrape(endpoint: str) -> dict[tuple[str, str, str], dict[str, int]]:
         assert response.status == 200
         content_type = response.headers.get("Content-Type", "")
         text = response.read().decode()
-    assert content_type.split(";")[0] == "text/plain" and "version=0.0.4" in content_type, content_type
-    assert text == "" or text.endswith("\n"), text[-200:]
+    assert content_type.split(";")[0] == "application/openmetrics-text", content_type
+    assert text.endswith("# EOF\n"), text[-200:]
     types: dict[str, str] = {}
     current = None  # the family of the last TYPE line: a family's samples are one group right after it
     out: dict[tuple[str, str, str], dict[str, int]] = {}
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in enumerate(text.splitlines()[:-1], 1):
         where = f"line {number}: {line!r}"
         if line.startswith("# TYPE"):
             match = TYPE.fullmatch(line)
@@ -71,20 +78,22 @@ def scrape(endpoint: str) -> dict[tuple[str, str, str], dict[str, int]]:
             continue  # HELP or a comment
         match = SAMPLE.fullmatch(line)
         assert match, f"not `name{{labels}} value`: {where}"
-        family, labels, value = match["name"], match["labels"] or "", match["value"]
+        name, labels, value = match["name"], match["labels"] or "", match["value"]
+        # A counter's samples are `<family>_total`; a gauge's carry the family's own name.
+        family = name.removesuffix("_total") if current is not None and types.get(current) == "counter" else name
         assert family in types, f"sample before its TYPE line: {where}"
         assert family == current, f"sample of {family} outside its group (after the TYPE of {current}): {where}"
         if not family.startswith(PREFIX):
             continue  # not a consumer metric: only its syntax is checked
-        assert family[len(PREFIX):] in VIDEO_FAMILIES | DATA_FAMILIES, where
-        assert types[family] == ("counter" if family.endswith("_total") else "gauge"), (types[family], where)
+        assert name[len(PREFIX):] in VIDEO_FAMILIES | DATA_FAMILIES, where
+        assert types[family] == ("counter" if name.endswith("_total") else "gauge"), (types[family], where)
         assert re.fullmatch(r"\d+", value), f"value is not a whole number: {where}"
         pairs = {k: re.sub(r'\\[\\"n]', lambda m: UNESCAPE[m.group()], v)
                  for k, v in re.findall(f'({LABEL_NAME})="({VALUE})"', labels)}
         assert set(pairs) == {"stream", "consumer", "kind"} and pairs["kind"] in ("video", "data"), where
         samples = out.setdefault((pairs["stream"], pairs["consumer"], pairs["kind"]), {})
-        assert family[len(PREFIX):] not in samples, f"second sample for the same labels: {where}"
-        samples[family[len(PREFIX):]] = int(value)
+        assert name[len(PREFIX):] not in samples, f"second sample for the same labels: {where}"
+        samples[name[len(PREFIX):]] = int(value)
     return out
 
 

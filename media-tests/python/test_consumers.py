@@ -1,4 +1,4 @@
-"""ML consumer hooks end to end (issue 6): consumers created through the rest-json API
+"""ML consumer hooks end to end: consumers created through the rest-json API
 (`/createConsumer`, `/describeConsumer`, `/listConsumers`, `/updateConsumer`, `/deleteConsumer`,
 `/listConsumerDeadLetters`) deliver selected frames of a real stream to a webhook run by the test.
 
@@ -14,32 +14,30 @@ from __future__ import annotations
 
 import base64
 import collections
-import functools
 import json
-import operator
-import shutil
-import subprocess
 import threading
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-import kds_helpers
-from media_fixtures import (
-    ID_CLUSTER,
-    ID_TRACKS,
-    cluster_blocks,
-    parse_mkv_chunks,
-    read_header,
-    with_tags,
+from consumer_helpers import (
+    SECOND_UPLOAD_START_MS,
+    api_ok,
+    assert_pictures_are_the_source_frames,
+    consumer_api,
+    consumer_request,
+    describe,
+    ms,
+    settle,
+    source_video,
+    summarize_calls,
+    timed_upload,
 )
-from test_kvs_media import (
+import kds_helpers
+from kvs_helpers import (
     PRODUCER_START_MS,
     archive,
     assert_full_ack_sequence,
@@ -47,6 +45,14 @@ from test_kvs_media import (
     epoch_ms,
     list_all_fragments,
     upload,
+)
+from media_fixtures import (
+    ID_CLUSTER,
+    ID_TRACKS,
+    cluster_blocks,
+    parse_mkv_chunks,
+    read_header,
+    with_tags,
 )
 
 FRAGMENT_ID_TAG = "FRAMELOG_FRAGMENT_ID"
@@ -57,220 +63,11 @@ FRAGMENT_TAGS = {
     7: [("event", "motion"), (FRAGMENT_ID_TAG, "consumer-tests/7")],
     8: [("label", "cat")],
 }
-THUMB_W, THUMB_H = 160, 90
-THUMB_BYTES = THUMB_W * THUMB_H
-# A delivered picture must be closer to its own source frame than to any neighbour within this many frames.
-NEIGHBOURS = 3
-# Mean absolute difference (0-255 gray, 160x90) allowed between a delivered picture and its source frame.
-MAX_PICTURE_DIFF = {"JPEG": 3.0, "PNG": 2.5}
-SECOND_UPLOAD_START_MS = PRODUCER_START_MS + 20_000
 
 
 # ------------------------------------------------------------------------------------------------
-# Webhook receiver
+# The consumer API (the shared calls are in consumer_helpers.py)
 # ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Call:
-    at: float  # time.monotonic() when the request had been read
-    path: str
-    headers: dict[str, str]  # lower-cased names
-    raw: bytes
-    status: int  # what the receiver answered (or meant to: the caller may be gone)
-    body: dict | None = None
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-    @property
-    def frames(self) -> list[dict]:
-        return list((self.body or {}).get("Frames") or [])
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server_version = "test-webhook"
-
-    def do_POST(self) -> None:  # noqa: N802 - http.server's naming
-        receiver: WebhookReceiver = self.server.receiver  # type: ignore[attr-defined]
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
-        status, delay = receiver._record(self.path, {k.lower(): v for k, v in self.headers.items()}, raw)
-        if delay:
-            time.sleep(delay)
-        try:
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", "2")
-            self.end_headers()
-            self.wfile.write(b"{}")
-        except OSError:
-            pass  # the server gave up on the call (or was killed)
-
-    def log_message(self, format, *args) -> None:  # noqa: A002 - silence the per-request log
-        pass
-
-
-class WebhookReceiver:
-    """A webhook on 127.0.0.1:<free port>/frames that records every call (see Call).
-
-    Behaviour: answers 200 unless `fail_next(n)` (the next n calls get `status`) or `fail_always()`
-    (until `succeed()`); `delay_s` holds every answer that long; `down()` closes the listening socket
-    (connections are refused) and `up()` listens on the same port again."""
-
-    def __init__(self, delay_s: float = 0.0):
-        self.delay_s = delay_s
-        self.calls: list[Call] = []
-        self.cond = threading.Condition()
-        self.on_call: Callable[[Call], None] | None = None
-        self._fail_next = 0
-        self._fail_status = 500
-        self._fail_always: int | None = None
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-        self.port = 0
-        self.up()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/frames"
-
-    def up(self) -> None:
-        assert self._httpd is None, "already up"
-        httpd = ThreadingHTTPServer(("127.0.0.1", self.port), _Handler)
-        httpd.daemon_threads = True
-        httpd.receiver = self  # type: ignore[attr-defined]
-        self.port = httpd.server_address[1]
-        self._httpd = httpd
-        self._thread = threading.Thread(
-            target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, name=f"webhook-{self.port}", daemon=True
-        )
-        self._thread.start()
-
-    def down(self) -> None:
-        """Stops listening: new connections are refused until up()."""
-        if self._httpd is None:
-            return
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(timeout=5)
-        self._httpd = None
-
-    def close(self) -> None:
-        self.down()
-
-    def fail_next(self, count: int, status: int = 500) -> None:
-        with self.cond:
-            self._fail_next, self._fail_status = count, status
-
-    def fail_always(self, status: int = 500) -> None:
-        with self.cond:
-            self._fail_always = status
-
-    def succeed(self) -> None:
-        with self.cond:
-            self._fail_always = None
-            self._fail_next = 0
-
-    def _record(self, path: str, headers: dict[str, str], raw: bytes) -> tuple[int, float]:
-        with self.cond:
-            if self._fail_always is not None:
-                status = self._fail_always
-            elif self._fail_next > 0:
-                self._fail_next -= 1
-                status = self._fail_status
-            else:
-                status = 200
-            try:
-                body = json.loads(raw)
-            except ValueError:
-                body = None
-            call = Call(time.monotonic(), path, headers, raw, status, body)
-            self.calls.append(call)
-            self.cond.notify_all()
-            delay = self.delay_s
-        if self.on_call is not None:
-            self.on_call(call)
-        return status, delay
-
-    # What arrived -------------------------------------------------------------------------------
-
-    def snapshot(self) -> list[Call]:
-        with self.cond:
-            return list(self.calls)
-
-    def delivered_calls(self) -> list[Call]:
-        return [c for c in self.snapshot() if c.ok]
-
-    def delivered_frames(self) -> list[dict]:
-        return [f for c in self.delivered_calls() for f in c.frames]
-
-    def wait_for(self, condition: Callable[[list[Call]], bool], timeout: float, what: str) -> list[Call]:
-        deadline = time.monotonic() + timeout
-        with self.cond:
-            while not condition(list(self.calls)):
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    raise AssertionError(
-                        f"timed out after {timeout:.0f} s waiting for {what}; {len(self.calls)} calls: "
-                        f"{summarize_calls(self.calls)}"
-                    )
-                self.cond.wait(min(left, 0.2))
-            return list(self.calls)
-
-    def wait_for_frames(self, count: int, timeout: float) -> list[dict]:
-        self.wait_for(
-            lambda calls: sum(len(c.frames) for c in calls if c.ok) >= count, timeout, f"{count} delivered frames"
-        )
-        return self.delivered_frames()
-
-
-def summarize_calls(calls: list[Call], limit: int = 40) -> str:
-    rows = [f"{c.status}:{[ms(f['FrameTimestamp']) % 100_000 for f in c.frames]}" for c in calls[-limit:]]
-    return ", ".join(rows)
-
-
-# ------------------------------------------------------------------------------------------------
-# The consumer API
-# ------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ApiResult:
-    status: int
-    error_type: str | None
-    body: dict
-
-
-def consumer_api(endpoint: str, operation: str, body: dict) -> ApiResult:
-    request = urllib.request.Request(
-        f"{endpoint}/{operation}",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json", "Authorization": kds_helpers.DUMMY_AUTHORIZATION},
-        method="POST",
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, headers, raw = response.status, response.headers, response.read()
-    except urllib.error.HTTPError as err:
-        status, headers, raw = err.code, err.headers, err.read()
-    error_type = headers.get("x-amzn-ErrorType")
-    try:
-        parsed = json.loads(raw) if raw else {}
-    except ValueError:
-        parsed = {"<raw>": raw.decode(errors="replace")}
-    return ApiResult(status, error_type.split(":")[0] if error_type else None, parsed)
-
-
-def api_ok(endpoint: str, operation: str, body: dict) -> dict:
-    result = consumer_api(endpoint, operation, body)
-    assert result.status == 200, (operation, body, result)
-    return result.body
-
-
-def describe(endpoint: str, stream: str, name: str) -> dict:
-    return api_ok(endpoint, "describeConsumer", {"StreamName": stream, "ConsumerName": name})["Consumer"]
 
 
 def dead_letters(endpoint: str, stream: str, name: str) -> list[dict]:
@@ -291,94 +88,9 @@ def wait_for_metric(
         time.sleep(0.1)
 
 
-def consumer_request(stream: str, name: str, url: str, **fields) -> dict:
-    request = {
-        "StreamName": stream,
-        "ConsumerName": name,
-        "StartSelector": {"StartSelectorType": "EARLIEST"},
-        "Selection": {"Type": "KEY_FRAMES"},
-        "Output": {"Format": "JPEG"},
-        "Webhook": {"Url": url},
-    }
-    request.update(fields)
-    return request
-
-
-@pytest.fixture
-def hooks():
-    """Factory of webhook receivers, all closed at teardown."""
-    made: list[WebhookReceiver] = []
-
-    def make(**kwargs) -> WebhookReceiver:
-        receiver = WebhookReceiver(**kwargs)
-        made.append(receiver)
-        return receiver
-
-    yield make
-    for receiver in made:
-        receiver.close()
-
-
-@pytest.fixture
-def consumers(hooks):
-    """Creates consumers and deletes them at teardown (before the receivers close), so no consumer of a
-    finished test keeps calling a dead webhook on the shared server."""
-    created: list[tuple[Callable[[], str], str, str]] = []
-
-    def create(endpoint: str | Callable[[], str], request: dict) -> dict:
-        get_endpoint = endpoint if callable(endpoint) else (lambda: endpoint)
-        body = api_ok(get_endpoint(), "createConsumer", request)
-        created.append((get_endpoint, request["StreamName"], request["ConsumerName"]))
-        return body
-
-    yield create
-    for get_endpoint, stream, name in created:
-        try:
-            consumer_api(get_endpoint(), "deleteConsumer", {"StreamName": stream, "ConsumerName": name})
-        except Exception:  # noqa: BLE001 - the server may be gone (private server tests)
-            pass
-
-
 # ------------------------------------------------------------------------------------------------
 # Source media and stored fragments
 # ------------------------------------------------------------------------------------------------
-
-
-def ms(seconds: float) -> int:
-    return round(seconds * 1000)
-
-
-def tool(name: str) -> str:
-    found = shutil.which(name)
-    if not found:
-        pytest.fail(f"{name} not found (install ffmpeg)", pytrace=False)
-    return found
-
-
-@functools.lru_cache(maxsize=None)
-def source_video(path: Path) -> tuple[tuple[int, bool], ...]:
-    """(presentation time in ms, key frame) of every video packet of the source file, in presentation order."""
-    proc = subprocess.run(
-        [tool("ffprobe"), "-v", "error", "-select_streams", "v:0", "-show_entries", "packet=pts_time,flags",
-         "-of", "json", str(path)],
-        capture_output=True, text=True, timeout=120, check=True,
-    )
-    packets = json.loads(proc.stdout)["packets"]
-    return tuple(sorted((ms(float(p["pts_time"])), p["flags"].startswith("K")) for p in packets))
-
-
-@functools.lru_cache(maxsize=None)
-def source_thumbs(path: Path) -> tuple[bytes, ...]:
-    """Every video frame of the source, decoded by ffmpeg to RGB (as a delivered picture is) and scaled to
-    160x90 gray, in presentation order."""
-    proc = subprocess.run(
-        [tool("ffmpeg"), "-v", "error", "-i", str(path), "-map", "0:v:0", "-fps_mode", "passthrough",
-         "-vf", f"format=rgb24,scale={THUMB_W}:{THUMB_H}:flags=area,format=gray", "-f", "rawvideo", "-"],
-        capture_output=True, timeout=180, check=True,
-    )
-    thumbs = tuple(proc.stdout[i : i + THUMB_BYTES] for i in range(0, len(proc.stdout), THUMB_BYTES))
-    assert len(thumbs) == len(source_video(path)), (len(thumbs), len(source_video(path)))
-    return thumbs
 
 
 def key_frame_times(path: Path, start_ms: int = PRODUCER_START_MS) -> list[int]:
@@ -394,66 +106,6 @@ def rate_selection(path: Path, interval_ms: float, start_ms: int = PRODUCER_STAR
         if not taken or t + 0.5 >= taken[-1] + interval_ms:
             taken.append(t)
     return taken
-
-
-def _image_pipe(blobs: list[bytes], fmt: str, tmp_path: Path) -> Path:
-    path = tmp_path / f"delivered-{fmt.lower()}-{time.monotonic_ns()}.bin"
-    path.write_bytes(b"".join(blobs))
-    return path
-
-
-def probe_images(blobs: list[bytes], fmt: str, tmp_path: Path) -> list[tuple[int, int]]:
-    """(width, height) of each concatenated JPEG/PNG as ffprobe decodes them (one entry per decodable picture)."""
-    demuxer = {"JPEG": "jpeg_pipe", "PNG": "png_pipe"}[fmt]
-    path = _image_pipe(blobs, fmt, tmp_path)
-    proc = subprocess.run(
-        [tool("ffprobe"), "-v", "error", "-f", demuxer, "-i", str(path), "-show_frames", "-show_entries",
-         "frame=width,height", "-of", "json"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return [(f["width"], f["height"]) for f in json.loads(proc.stdout).get("frames", [])]
-
-
-def image_thumbs(blobs: list[bytes], fmt: str, tmp_path: Path) -> list[bytes]:
-    demuxer = {"JPEG": "jpeg_pipe", "PNG": "png_pipe"}[fmt]
-    path = _image_pipe(blobs, fmt, tmp_path)
-    proc = subprocess.run(
-        [tool("ffmpeg"), "-v", "error", "-f", demuxer, "-i", str(path), "-fps_mode", "passthrough",
-         "-vf", f"format=rgb24,scale={THUMB_W}:{THUMB_H}:flags=area,format=gray", "-f", "rawvideo", "-"],
-        capture_output=True, timeout=120,
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return [proc.stdout[i : i + THUMB_BYTES] for i in range(0, len(proc.stdout), THUMB_BYTES)]
-
-
-def mean_abs_diff(a: bytes, b: bytes) -> float:
-    return sum(map(abs, map(operator.sub, a, b))) / len(a)
-
-
-def assert_pictures_are_the_source_frames(
-    frames: list[dict], fmt: str, source: Path, tmp_path: Path, start_ms: int = PRODUCER_START_MS
-) -> None:
-    """Each delivered picture is a real 640x360 image of the source frame at its FrameTimestamp: closer to
-    that frame than to any of its neighbours, and close in absolute terms."""
-    blobs = [base64.b64decode(f["Data"]) for f in frames]
-    magic = {"JPEG": b"\xff\xd8\xff", "PNG": b"\x89PNG\r\n\x1a\n"}[fmt]
-    for frame, blob in zip(frames, blobs):
-        assert blob.startswith(magic), (frame["FrameTimestamp"], blob[:16])
-        assert (frame["WidthPixels"], frame["HeightPixels"]) == (640, 360), {k: frame[k] for k in frame if k != "Data"}
-    assert probe_images(blobs, fmt, tmp_path) == [(640, 360)] * len(blobs)
-    thumbs = image_thumbs(blobs, fmt, tmp_path)
-    assert len(thumbs) == len(blobs)
-    source_times = [start_ms + t for t, _ in source_video(source)]
-    index_of = {t: i for i, t in enumerate(source_times)}
-    reference = source_thumbs(source)
-    for frame, thumb in zip(frames, thumbs):
-        index = index_of[ms(frame["FrameTimestamp"])]
-        candidates = range(max(0, index - NEIGHBOURS), min(len(reference), index + NEIGHBOURS + 1))
-        diffs = {i: mean_abs_diff(thumb, reference[i]) for i in candidates}
-        best = min(diffs, key=diffs.get)
-        assert best == index, (frame["FrameTimestamp"], {i - index: round(d, 2) for i, d in diffs.items()})
-        assert diffs[index] <= MAX_PICTURE_DIFF[fmt], (frame["FrameTimestamp"], {i - index: round(d, 2) for i, d in diffs.items()})
 
 
 def track_entries(data: bytes, chunk_start: int) -> list[dict]:
@@ -555,19 +207,8 @@ def without_data(frame: dict) -> dict:
     return {k: v for k, v in frame.items() if k not in ("Data", "CodecPrivateData")}
 
 
-def settle(receiver: WebhookReceiver, quiet_s: float = 0.7) -> None:
-    """Waits until no call arrived for quiet_s (anything extra a consumer was going to send has come)."""
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        calls = receiver.snapshot()
-        last = calls[-1].at if calls else 0.0
-        if time.monotonic() - last >= quiet_s:
-            return
-        time.sleep(0.05)
-
-
 # ------------------------------------------------------------------------------------------------
-# 1. The issue's simplest request
+# 1. The simplest request
 # ------------------------------------------------------------------------------------------------
 
 
@@ -1131,18 +772,6 @@ def test_latest_lag_policy_skips_to_the_newest_fragment_and_counts_the_skips(kin
 # ------------------------------------------------------------------------------------------------
 # 10. Ingest is not slowed by a stalled consumer
 # ------------------------------------------------------------------------------------------------
-
-
-def timed_upload(kinesisvideo, stream: str, path: Path, start_ms: int) -> float:
-    """Seconds from the start of a paced upload to its last PERSISTED ack (the full ack sequence checked)."""
-    started = time.monotonic()
-    persisted: list[float] = []
-    result = upload(
-        kinesisvideo, stream, path, chunk_size=64 * 1024, pace_s=0.01, producer_start=start_ms / 1000,
-        on_ack=lambda ack: persisted.append(time.monotonic()) if ack["EventType"] == "PERSISTED" else None,
-    )
-    assert_full_ack_sequence(result)
-    return persisted[-1] - started
 
 
 def test_a_stalled_consumer_does_not_slow_ingest(kinesisvideo, server, h264_mkv, hooks, consumers):

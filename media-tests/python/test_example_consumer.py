@@ -1,4 +1,4 @@
-"""The example consumer of docs/consumers.md (docs/examples/opencv_consumer.py, issue 6 §2) against a real server.
+"""The example consumer of docs/consumers.md (docs/examples/opencv_consumer.py) against a real server.
 
 The example runs as its own process, as a user would start it, and answers the webhook with OpenCV's detections.
 The test video is made here: 6 s of H.264 (three 2 s fragments) whose middle fragment shows a QR code made with
@@ -22,10 +22,9 @@ import cv2
 import numpy as np
 import pytest
 
+from consumer_helpers import api_ok, consumer_api, consumer_request, describe
 from kds_helpers import REPO_ROOT
-from media_fixtures import parse_mkv_chunks
-from test_consumers import api_ok, consumer_api, consumer_request, describe, tool
-from test_kvs_media import (
+from kvs_helpers import (
     archive,
     assert_full_ack_sequence,
     create_stream,
@@ -34,6 +33,7 @@ from test_kvs_media import (
     server_range,
     upload,
 )
+from media_fixtures import parse_mkv_chunks, tool
 
 EXAMPLE = REPO_ROOT / "docs" / "examples" / "opencv_consumer.py"
 QR_TEXT = "framelog-visitor"

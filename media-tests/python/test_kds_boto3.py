@@ -1,6 +1,6 @@
 """KDS data plane through boto3 (the same JSON 1.1 wire format the AWS CLI and aws-sdk-rust use).
 
-Expected values are computed from the spec (/work/shared/spec/kds.md §2, §3), not read back from the server.
+Expected values are computed from AWS's documented behaviour (docs/spec/kds.md), not read back from the server.
 """
 
 from __future__ import annotations
@@ -149,26 +149,6 @@ def test_creating_an_existing_stream_is_resource_in_use(kinesis, make_stream):
     assert summary(kinesis, name)["OpenShardCount"] == 1
 
 
-def test_describing_an_unknown_stream_is_resource_not_found(kinesis):
-    with pytest.raises(ClientError) as excinfo:
-        kinesis.describe_stream(StreamName="nope")
-
-    assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
-    assert error_of(excinfo) == ("ResourceNotFoundException", "Stream nope under account 000000000000 not found.")
-
-
-def test_stream_name_with_a_space_is_a_validation_exception(kinesis):
-    with pytest.raises(ClientError) as excinfo:
-        kinesis.create_stream(StreamName="bad name", ShardCount=1)
-
-    code, message = error_of(excinfo)
-    assert code == "ValidationException"
-    assert message.startswith(
-        "1 validation error detected: Value 'bad name' at 'streamName' failed to satisfy constraint: "
-        "Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
-    ), message
-
-
 def test_stream_can_be_addressed_by_arn(kinesis, make_stream):
     name = make_stream(shard_count=1)
 
@@ -300,19 +280,6 @@ def test_put_records_returns_one_result_per_entry_in_request_order(kinesis, make
     for shard in {r["ShardId"] for r in response["Records"]}:
         in_shard = [int(r["SequenceNumber"]) for r in response["Records"] if r["ShardId"] == shard]
         assert in_shard == sorted(in_shard) and len(set(in_shard)) == len(in_shard)
-
-
-def test_put_records_with_501_entries_is_a_validation_exception(kinesis, make_stream):
-    name = make_stream(shard_count=1)
-    entries = [{"Data": b"x", "PartitionKey": "k"} for _ in range(501)]
-
-    with pytest.raises(ClientError) as excinfo:
-        kinesis.put_records(StreamName=name, Records=entries)
-
-    code, message = error_of(excinfo)
-    assert code == "ValidationException"
-    assert "records" in message and "500" in message, message
-    assert read_shard(kinesis, name, SHARD_ZERO) == [], "a rejected request must not write anything"
 
 
 def test_put_record_accepts_one_mib_and_rejects_larger_data(kinesis, make_stream):
@@ -505,13 +472,6 @@ def test_tampered_shard_iterator_is_invalid_argument(kinesis, make_stream):
     assert len(kinesis.get_records(ShardIterator=iterator)["Records"]) == 1, "the genuine iterator still works"
 
 
-def test_garbage_shard_iterator_is_invalid_argument(kinesis):
-    with pytest.raises(ClientError) as excinfo:
-        kinesis.get_records(ShardIterator="this-is-not-a-shard-iterator")
-
-    assert error_of(excinfo) == ("InvalidArgumentException", "Invalid ShardIterator.")
-
-
 # ------------------------------------------------------------------------------------------------
 # Retention
 # ------------------------------------------------------------------------------------------------
@@ -539,16 +499,6 @@ def test_retention_below_24_hours_is_rejected(kinesis, make_stream, operation):
         "InvalidArgumentException",
         "Minimum allowed retention period is 24 hours. Requested retention period (23 hours) is too short.",
     )
-    assert summary(kinesis, name)["RetentionPeriodHours"] == 24
-
-
-def test_retention_above_8760_hours_is_invalid_argument(kinesis, make_stream):
-    name = make_stream(shard_count=1)
-
-    with pytest.raises(ClientError) as excinfo:
-        kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=8761)
-
-    assert error_of(excinfo)[0] == "InvalidArgumentException"
     assert summary(kinesis, name)["RetentionPeriodHours"] == 24
 
 

@@ -1,7 +1,7 @@
 """KDS over CBOR (`application/x-amz-cbor-1.1`), the default wire format of the AWS Java SDKs and the KCL.
 
 AWS's CBOR differs from RFC 8949 for timestamps: tag(1) carries INTEGER epoch MILLISECONDS, in both
-directions (spec §0.2, §1 "CBOR"). Requests are encoded the way the Java SDK does; responses are decoded
+directions (docs/spec/kds.md#cbor). Requests are encoded the way the Java SDK does; responses are decoded
 with tag(1) left raw so the tests can check it is an integer number of milliseconds.
 """
 

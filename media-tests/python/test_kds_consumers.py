@@ -1,33 +1,27 @@
 """Record consumers on KDS data streams: the consumer API of docs/consumers.md with `DataStreamName` delivers
-a data stream's records to a webhook (test_consumers.WebhookReceiver) as AWS Lambda Kinesis events, one shard
+a data stream's records to a webhook (consumer_helpers.WebhookReceiver) as AWS Lambda Kinesis events, one shard
 per call, in order, with retries, dead letters and durable checkpoints. Expected records come from GetRecords."""
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import random
 import threading
 import time
 
-import pytest
-
-from kds_helpers import ACCOUNT_ID, REGION, put_records_in_batches, read_shard, shard_id
-import test_consumers
-from test_consumers import WebhookReceiver, api_ok, consumer_api, settle
-
-hooks = test_consumers.hooks  # fixture: factory of WebhookReceivers, closed at teardown
+from consumer_helpers import (
+    WebhookReceiver,
+    api_ok,
+    consumer_api,
+    events,
+    kds_request,
+    key,
+    put_mixed,
+    settle,
+    wait_for_records,
+)
+from kds_helpers import ACCOUNT_ID, REGION, read_shard, shard_id
 
 METRICS = {"LagMs", "LagRecords", "DeliveredRecords", "DeliveredBatches", "RetriedCalls", "DeadLetteredBatches"}
-
-
-def key(stream: str, name: str) -> dict:
-    return {"DataStreamName": stream, "ConsumerName": name}
-
-
-def kds_request(stream: str, name: str, url: str, **fields) -> dict:
-    return {**key(stream, name), "StartSelector": {"StartSelectorType": "TRIM_HORIZON"}, "Webhook": {"Url": url},
-            **fields}
 
 
 def describe(endpoint: str, stream: str, name: str) -> dict:
@@ -46,31 +40,6 @@ def wait_for_metric(endpoint, stream, name, metric, predicate, timeout: float = 
     return consumer
 
 
-@pytest.fixture
-def consumers(hooks):
-    """Creates consumers; deletes them at teardown, before the webhooks close."""
-    created = []
-
-    def create(endpoint, request: dict) -> dict:
-        get_endpoint = endpoint if callable(endpoint) else (lambda: endpoint)
-        body = api_ok(get_endpoint(), "createConsumer", request)
-        created.append((get_endpoint, key(request["DataStreamName"], request["ConsumerName"])))
-        return body
-
-    yield create
-    for get_endpoint, consumer_key in created:
-        with contextlib.suppress(Exception):  # the server may be gone (private server tests)
-            consumer_api(get_endpoint(), "deleteConsumer", consumer_key)
-
-
-def put_mixed(kinesis, stream: str, count: int, prefix: str = "r", keys: int = 16) -> None:
-    """PutRecords `count` random binary records over `keys` partition keys `<prefix>-<n>`."""
-    rng = random.Random(f"{stream}/{prefix}")
-    entries = [{"Data": rng.randbytes(rng.randint(1, 300)), "PartitionKey": f"{prefix}-{i % keys}"}
-               for i in range(count)]
-    put_records_in_batches(kinesis, stream, entries)
-
-
 def stream_records(kinesis, stream: str) -> dict[str, list[dict]]:
     """{shard id: every record of the shard as GetRecords returns them, in order}."""
     shards = kinesis.describe_stream(StreamName=stream)["StreamDescription"]["Shards"]
@@ -80,10 +49,6 @@ def stream_records(kinesis, stream: str) -> dict[str, list[dict]]:
 def seqs(records_by_shard: dict[str, list[dict]], keep=lambda r: True) -> dict[str, list[str]]:
     out = {shard: [r["SequenceNumber"] for r in rs if keep(r)] for shard, rs in records_by_shard.items()}
     return {shard: s for shard, s in out.items() if s}
-
-
-def events(call) -> list[dict]:
-    return list((call.body or {}).get("Records") or [])
 
 
 def call_shard(call) -> str:
@@ -103,12 +68,6 @@ def by_shard(calls) -> dict[str, list[str]]:
 
 def delivered(hook: WebhookReceiver) -> dict[str, list[str]]:
     return by_shard(hook.delivered_calls())
-
-
-def wait_for_records(hook: WebhookReceiver, count: int, timeout: float = 30.0) -> None:
-    hook.wait_for(lambda calls: sum(len(events(c)) for c in calls if c.ok) >= count, timeout,
-                  f"{count} delivered records")
-    settle(hook, 1.0)
 
 
 def check_events(calls, expected: dict[str, list[dict]], arn: str, max_records: int) -> None:
@@ -139,15 +98,15 @@ def check_events(calls, expected: dict[str, list[dict]], arn: str, max_records: 
 
 
 def test_every_record_arrives_exactly_once_in_shard_order_as_a_lambda_event(server, kinesis, make_stream, hooks,
-                                                                           consumers):
+                                                                           record_consumers):
     stream = make_stream(4)
     put_mixed(kinesis, stream, 600, keys=40)
     expected = stream_records(kinesis, stream)
     assert all(len(rs) > 60 for rs in expected.values()), {s: len(rs) for s, rs in expected.items()}
     arn = kinesis.describe_stream(StreamName=stream)["StreamDescription"]["StreamARN"]
     hook = hooks()
-    created = consumers(server.endpoint, kds_request(stream, "all", hook.url,
-                                                     Batching={"MaxRecords": 50, "MaxWaitMs": 200}))
+    created = record_consumers(server.endpoint, kds_request(stream, "all", hook.url,
+                                                            Batching={"MaxRecords": 50, "MaxWaitMs": 200}))
     assert created["ConsumerName"] == "all", created
 
     wait_for_records(hook, 600)
@@ -178,7 +137,7 @@ def test_every_record_arrives_exactly_once_in_shard_order_as_a_lambda_event(serv
 
 
 def test_trim_horizon_latest_and_at_timestamp_start_where_documented(server, kinesis, make_stream, hooks,
-                                                                    consumers):
+                                                                    record_consumers):
     stream = make_stream(2)
     put_mixed(kinesis, stream, 20, prefix="before", keys=6)
     time.sleep(1.5)
@@ -190,9 +149,9 @@ def test_trim_horizon_latest_and_at_timestamp_start_where_documented(server, kin
     hook = {}
     for selector, extra in selectors.items():
         hook[selector] = hooks()
-        consumers(server.endpoint, kds_request(stream, f"from-{selector.lower().replace('_', '-')}",
-                                               hook[selector].url,
-                                               StartSelector={"StartSelectorType": selector, **extra}))
+        record_consumers(server.endpoint, kds_request(stream, f"from-{selector.lower().replace('_', '-')}",
+                                                      hook[selector].url,
+                                                      StartSelector={"StartSelectorType": selector, **extra}))
     time.sleep(1.5)  # long enough for a wrong LATEST start to show
     assert hook["LATEST"].snapshot() == [] and hook["NOW"].snapshot() == []
     put_mixed(kinesis, stream, 20, prefix="after", keys=6)
@@ -211,13 +170,13 @@ def test_trim_horizon_latest_and_at_timestamp_start_where_documented(server, kin
 
 
 def test_batches_hold_at_most_max_records_and_a_partial_batch_goes_after_max_wait(server, kinesis, make_stream,
-                                                                                 hooks, consumers):
+                                                                                 hooks, record_consumers):
     stream = make_stream(1)
     put_mixed(kinesis, stream, 30)
     hook = hooks()
     max_wait = 2.0
-    consumers(server.endpoint, kds_request(stream, "batched", hook.url,
-                                           Batching={"MaxRecords": 7, "MaxWaitMs": int(max_wait * 1000)}))
+    record_consumers(server.endpoint, kds_request(stream, "batched", hook.url,
+                                                  Batching={"MaxRecords": 7, "MaxWaitMs": int(max_wait * 1000)}))
 
     wait_for_records(hook, 30)
     calls = hook.snapshot()
@@ -242,14 +201,14 @@ def test_batches_hold_at_most_max_records_and_a_partial_batch_goes_after_max_wai
 
 
 def test_webhook_failing_for_a_while_is_retried_then_caught_up_exactly_once(server, kinesis, make_stream, hooks,
-                                                                          consumers):
+                                                                          record_consumers):
     stream = make_stream(2)
     put_mixed(kinesis, stream, 100)
     expected = stream_records(kinesis, stream)
     hook = hooks()
     hook.fail_next(4, status=503)
-    consumers(server.endpoint, kds_request(stream, "patient", hook.url, Retry={"MaxAttempts": 10},
-                                           Batching={"MaxRecords": 20, "MaxWaitMs": 200}))
+    record_consumers(server.endpoint, kds_request(stream, "patient", hook.url, Retry={"MaxAttempts": 10},
+                                                  Batching={"MaxRecords": 20, "MaxWaitMs": 200}))
 
     wait_for_records(hook, 100)
     calls = hook.snapshot()
@@ -269,7 +228,7 @@ def test_webhook_failing_for_a_while_is_retried_then_caught_up_exactly_once(serv
 
 
 def test_webhook_failing_forever_dead_letters_each_batch_and_delivery_goes_on(server, kinesis, make_stream, hooks,
-                                                                            consumers):
+                                                                            record_consumers):
     stream = make_stream(2)
     put_mixed(kinesis, stream, 50)
     first = seqs(stream_records(kinesis, stream))
@@ -277,8 +236,8 @@ def test_webhook_failing_forever_dead_letters_each_batch_and_delivery_goes_on(se
     total = sum(map(len, batches.values()))
     hook = hooks()
     hook.fail_always(500)
-    consumers(server.endpoint, kds_request(stream, "unlucky", hook.url, Retry={"MaxAttempts": 2},
-                                           Batching={"MaxRecords": 10, "MaxWaitMs": 200}))
+    record_consumers(server.endpoint, kds_request(stream, "unlucky", hook.url, Retry={"MaxAttempts": 2},
+                                                  Batching={"MaxRecords": 10, "MaxWaitMs": 200}))
 
     consumer = wait_for_metric(server.endpoint, stream, "unlucky", "DeadLetteredBatches", lambda n: n >= total)
     settle(hook, 1.0)
@@ -309,11 +268,11 @@ def test_webhook_failing_forever_dead_letters_each_batch_and_delivery_goes_on(se
 # --- Pause, resume, update, delete ----------------------------------------------------------------
 
 
-def test_pause_resume_redirect_and_delete(server, kinesis, make_stream, hooks, consumers):
+def test_pause_resume_redirect_and_delete(server, kinesis, make_stream, hooks, record_consumers):
     stream = make_stream(2)
     put_mixed(kinesis, stream, 20, prefix="old")
     hook, other = hooks(), hooks()
-    consumers(server.endpoint, {**key(stream, "pausable"), "Webhook": {"Url": hook.url}})  # defaults: LATEST
+    record_consumers(server.endpoint, {**key(stream, "pausable"), "Webhook": {"Url": hook.url}})  # defaults: LATEST
     consumer = describe(server.endpoint, stream, "pausable")
     assert consumer["StartSelector"]["StartSelectorType"] == "LATEST", consumer
     assert consumer["Batching"] == {"MaxRecords": 100, "MaxWaitMs": 1000}, consumer
@@ -359,7 +318,7 @@ def test_pause_resume_redirect_and_delete(server, kinesis, make_stream, hooks, c
 # --- kill -9 --------------------------------------------------------------------------------------
 
 
-def test_kill_9_mid_delivery_resumes_after_the_last_committed_batch(private_server, hooks, consumers):
+def test_kill_9_mid_delivery_resumes_after_the_last_committed_batch(private_server, hooks, record_consumers):
     kinesis = private_server.client()
     stream = "kds-consumer-kill"
     kinesis.create_stream(StreamName=stream, ShardCount=2)
@@ -368,8 +327,8 @@ def test_kill_9_mid_delivery_resumes_after_the_last_committed_batch(private_serv
     hook = hooks(delay_s=0.15)
     reached = threading.Event()
     hook.on_call = lambda call: reached.set() if len(hook.calls) >= 12 else None
-    consumers(lambda: private_server.endpoint, kds_request(stream, "killed", hook.url,
-                                                           Batching={"MaxRecords": 10, "MaxWaitMs": 100}))
+    record_consumers(lambda: private_server.endpoint, kds_request(stream, "killed", hook.url,
+                                                                  Batching={"MaxRecords": 10, "MaxWaitMs": 100}))
 
     assert reached.wait(timeout=30), len(hook.snapshot())
     private_server.kill()  # while the webhook holds the 12th call (it answers after 150 ms)
@@ -403,11 +362,11 @@ def test_kill_9_mid_delivery_resumes_after_the_last_committed_batch(private_serv
 # --- API errors -----------------------------------------------------------------------------------
 
 
-def test_api_errors_and_limits(server, kinesis, make_stream, hooks, consumers):
+def test_api_errors_and_limits(server, kinesis, make_stream, hooks, record_consumers):
     endpoint = server.endpoint
     stream = make_stream(1)
     hook = hooks()
-    consumers(endpoint, kds_request(stream, "taken", hook.url))
+    record_consumers(endpoint, kds_request(stream, "taken", hook.url))
 
     def status(operation: str, body: dict) -> tuple[int, str | None]:
         result = consumer_api(endpoint, operation, body)

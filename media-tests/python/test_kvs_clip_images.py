@@ -1,8 +1,8 @@
 """KVS GetClip and GetImages end to end: uploads over PutMedia, then boto3 (`kinesis-video-archived-media` on the
 GetDataEndpoint answer for GET_CLIP / GET_IMAGES), raw JSON for shapes boto3 refuses, and the AWS CLI.
 
-Expected values come from /work/shared/spec/kvs.md §0 (facts 1, 3, 19), §4.5 (GetClip: a regular MP4 of the
-fragments starting in an inclusive range, at most 200 fragments / 100 MB, the errors) and §4.6 (GetImages: one
+Expected values come from docs/spec/kvs.md (protocol, errors and retention; GetClip: a regular MP4 of the
+fragments starting in an inclusive range, at most 200 fragments / 100 MB, the errors; GetImages: one
 entry per sampling instant, NO_MEDIA / MEDIA_ERROR, 25 per page, JPEGQuality, sizes, the limits), and from the
 source media itself, never from the server:
 - frame counts are ffprobe's (`-count_frames`) on the source file; per-fragment counts assign each source packet to
@@ -30,6 +30,29 @@ from pathlib import Path
 import pytest
 from botocore.exceptions import ClientError
 
+from hls_helpers import (
+    NO_FRAGMENTS_MESSAGE,
+    UPLOAD_RANGE_MS,
+    VOD_UPLOADS,
+    counted_streams,
+    ffmpeg_decode_errors,
+    ffprobe_json,
+    iso8601_ms,
+)
+from kvs_helpers import (
+    AUDIO,
+    PRODUCER_START_MS,
+    VIDEO,
+    assert_full_ack_sequence,
+    at_ms,
+    create_stream,
+    epoch_ms,
+    frames,
+    list_all_fragments,
+    producer_range,
+    server_range,
+    upload,
+)
 from media_fixtures import (
     AAC_TRACK,
     H264_TRACK,
@@ -38,28 +61,7 @@ from media_fixtures import (
     mkv_cluster,
     mkv_header,
     parse_mkv_chunks,
-)
-from test_kvs_hls import (
-    NO_FRAGMENTS_MESSAGE,
-    UPLOAD_RANGE_MS,
-    VOD_UPLOADS,
-    counted_streams,
-    ffmpeg_decode_errors,
-    ffprobe_json,
-    iso8601_ms,
     tool,
-)
-from test_kvs_ingest_edges import AUDIO, VIDEO, frames
-from test_kvs_media import (
-    PRODUCER_START_MS,
-    assert_full_ack_sequence,
-    at_ms,
-    create_stream,
-    epoch_ms,
-    list_all_fragments,
-    producer_range,
-    server_range,
-    upload,
 )
 
 CLIP_API = "GET_CLIP"
@@ -68,8 +70,8 @@ IMAGES_API = "GET_IMAGES"
 CLIP_UPLOADS = {**VOD_UPLOADS, "h264_bframes_aac_mp4": {"Content-Type": "video/mp4"}}
 LAST_FRAGMENT_MS = UPLOAD_RANGE_MS - 2000  # start of the last fixture fragment (offset from the producer start)
 WHOLE_UPLOAD = producer_range(PRODUCER_START_MS, PRODUCER_START_MS + LAST_FRAGMENT_MS)
-MAX_CLIP_FRAGMENTS = 200  # spec §4.5
-MAX_IMAGES_PER_PAGE = 25  # spec §4.6
+MAX_CLIP_FRAGMENTS = 200  # docs/spec/kvs.md#getclip
+MAX_IMAGES_PER_PAGE = 25  # docs/spec/kvs.md#getimages
 # The SMPTE pattern's noise corner, as fractions of the width and height (with a margin to its edges).
 NOISE_CORNER = (0.78, 0.78)
 SAME_FRAME_MAX_DIFF = 12.0  # mean absolute difference per channel, 0-255
@@ -722,7 +724,7 @@ def test_jpeg_quality_sets_the_compression(kinesisvideo, uploaded):
     low, high = jpeg(FormatConfig={"JPEGQuality": "10"}), jpeg(FormatConfig={"JPEGQuality": "95"})
     assert low[:3] == high[:3] == b"\xff\xd8\xff"
     assert len(low) < len(high)
-    # Without FormatConfig the quality is 80 (spec §4.6).
+    # Without FormatConfig the quality is 80 (docs/spec/kvs.md#getimages).
     assert jpeg() == jpeg(FormatConfig={"JPEGQuality": "80"})
 
 

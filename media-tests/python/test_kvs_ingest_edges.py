@@ -2,11 +2,11 @@
 mid-fragment, the per-track rules (4011, 4004), fMP4 with B-frames, retention 0, request validation, and
 where GetMedia starts and which Cluster Timecode it returns.
 
-Expected values come from /work/shared/spec/kvs.md: §0 facts 7-14 and §3.1 (acks; 4001, 4004, 4011), §3.2
-(GetMedia start selectors and chunk layout), §4.1 (the ListFragments selector), §1 (StreamName or StreamARN,
-not both) and fact 19 / §9.3 (retention 0). Hand-made Matroska is written the way the producer SDK writes it
-(media_fixtures.mkv_header / mkv_cluster, spec §6); the shared PutMedia, archive and GetMedia helpers come
-from test_kvs_media.py.
+Expected values come from docs/spec/kvs.md: PutMedia (acks; 4001, 4004, 4011), GetMedia (start selectors and
+chunk layout), ListFragments (the selector), Protocol (StreamName or StreamARN, not both) and Retention
+(retention 0). Hand-made Matroska is written the way the producer SDK writes it (media_fixtures.mkv_header /
+mkv_cluster, docs/spec/kvs.md#producer-matroska); the shared PutMedia, archive and GetMedia helpers come
+from kvs_helpers.py.
 """
 
 from __future__ import annotations
@@ -20,6 +20,26 @@ from typing import Iterable, Iterator
 import pytest
 from botocore.exceptions import ClientError
 
+from kvs_helpers import (
+    AUDIO,
+    FRAGMENT_COUNT,
+    PRODUCER_START_MS,
+    READ_TIMEOUT_S,
+    VIDEO,
+    archive,
+    assert_ack_lines_well_formed,
+    assert_full_ack_sequence,
+    at_ms,
+    create_stream,
+    frames,
+    get_media_chunks,
+    list_all_fragments,
+    media,
+    put_endpoint,
+    server_range,
+    single_error,
+    upload,
+)
 from media_fixtures import (
     AAC_TRACK,
     FIXTURE_CLUSTER_TIMECODES,
@@ -41,29 +61,10 @@ from media_fixtures import (
     simple_block_header,
     tags_element,
 )
-from test_kvs_media import (
-    FRAGMENT_COUNT,
-    PRODUCER_START_MS,
-    READ_TIMEOUT_S,
-    archive,
-    assert_ack_lines_well_formed,
-    assert_full_ack_sequence,
-    at_ms,
-    create_stream,
-    get_media_chunks,
-    list_all_fragments,
-    media,
-    put_endpoint,
-    server_range,
-    single_error,
-    upload,
-)
 
-VIDEO = H264_TRACK.number
-AUDIO = AAC_TRACK.number
 VIDEO_FRAME_MS = 40  # 25 fps in the hand-made clusters
 AUDIO_FRAME_MS = 50
-# Over the 50 MB fragment limit (spec §0.9, §5), sent as 1 MiB frames.
+# Over the 50 MB fragment limit (docs/spec/kvs.md#limits), sent as 1 MiB frames.
 BIG_CLUSTER_BYTES = 60_000_000
 BIG_FRAME_BYTES = 1 << 20
 
@@ -84,16 +85,6 @@ def error_after_first_fragment(result, error_id: int, error_code: str) -> dict:
     assert (error["ErrorId"], error["ErrorCode"]) == (error_id, error_code)
     assert result.acks.index(error) > result.acks.index(persisted[0])
     return error
-
-
-def frames(track: int, times: Iterable[int], seed: int, sizes: tuple[int, int] = (300, 3000)) -> list[HandFrame]:
-    """Frames of one track at the given times (ms) holding deterministic random bytes. Video starts with a
-    key frame; every audio frame is a key frame."""
-    rng = random.Random(seed)
-    return [
-        HandFrame(track, t, rng.randbytes(rng.randint(*sizes)), keyframe=track != VIDEO or i == 0)
-        for i, t in enumerate(times)
-    ]
 
 
 def av_frames(video_times: Iterable[int], audio_times: Iterable[int], seed: int) -> list[HandFrame]:
@@ -244,8 +235,8 @@ def test_fragment_without_frames_of_a_declared_track_is_error_4011(kinesisvideo)
     stream = create_stream(kinesisvideo)
     both = av_frames(range(0, 1000, VIDEO_FRAME_MS), range(0, 1000, AUDIO_FRAME_MS), seed=11)
     video_only = frames(VIDEO, range(1000, 2000, VIDEO_FRAME_MS), seed=12)
-    # Tracks declares video (1) and audio (2); the second cluster has no audio (spec §3.1: every track
-    # needs at least one frame in each fragment).
+    # Tracks declares video (1) and audio (2); the second cluster has no audio, but every track needs at
+    # least one frame in each fragment (docs/spec/kvs.md#putmedia-body).
     body = mkv_header([H264_TRACK, AAC_TRACK]) + mkv_cluster(0, both) + mkv_cluster(1000, video_only)
 
     result = upload(kinesisvideo, stream, body, timeout=30)
@@ -269,8 +260,9 @@ def av_upload_body(fragments: list[tuple[int, range, range]]) -> tuple[bytes, li
 
 
 def test_audio_may_start_before_the_previous_fragments_last_video_frame(kinesisvideo):
-    # Spec §3.1: a fragment's first frame must be strictly later than the previous fragment's last; per
-    # track, since a muxer interleaves audio that starts before the video key frame opening the fragment.
+    # docs/spec/kvs.md#putmedia-body: a fragment's first frame must be strictly later than the previous
+    # fragment's last; per track, since a muxer interleaves audio that starts before the video key frame
+    # opening the fragment.
     fragments = [
         FIRST_AV_FRAGMENT,
         # Audio from 950 ms: before video's 1000 ms, after audio's 900 ms. Video from 1040 ms.
@@ -373,7 +365,7 @@ def test_zero_retention_stream_has_no_archive_but_get_media_reads_its_live_buffe
 
     result = upload(kinesisvideo, stream, h264_mkv)
 
-    # Spec fact 19 / §9.3: nothing is persisted, so no PERSISTED ack and no archive reads...
+    # docs/spec/kvs.md#retention: nothing is persisted, so no PERSISTED ack and no archive reads...
     assert result.status == 200 and result.ended
     assert_ack_lines_well_formed(result)
     assert [a["FragmentTimecode"] for a in result.events("BUFFERING")] == FIXTURE_CLUSTER_TIMECODES
@@ -401,7 +393,7 @@ def test_zero_retention_stream_has_no_archive_but_get_media_reads_its_live_buffe
 def test_list_fragments_without_selector_or_next_token_is_invalid_argument(kinesisvideo):
     stream = create_stream(kinesisvideo)
 
-    # Spec §4.1: the selector is required unless NextToken is given (boto3 lets both be left out).
+    # docs/spec/kvs.md#listfragments: the selector is required unless NextToken is given (boto3 lets both be left out).
     with pytest.raises(ClientError) as excinfo:
         archive(kinesisvideo, stream).list_fragments(StreamName=stream)
 
@@ -424,7 +416,7 @@ BOTH_NAME_AND_ARN = {
 def test_stream_name_and_arn_together_are_invalid_argument(kinesisvideo, operation):
     stream = create_stream(kinesisvideo)
     arn = kinesisvideo.describe_stream(StreamName=stream)["StreamInfo"]["StreamARN"]
-    # Each alone names the stream, so the refusal below is about giving both (spec §1).
+    # Each alone names the stream, so the refusal below is about giving both (docs/spec/kvs.md#protocol).
     assert kinesisvideo.describe_stream(StreamARN=arn)["StreamInfo"]["StreamName"] == stream
 
     with pytest.raises(ClientError) as excinfo:
@@ -438,7 +430,7 @@ def test_put_media_with_stream_name_and_arn_headers_is_400_invalid_argument(kine
     arn = kinesisvideo.describe_stream(StreamName=stream)["StreamInfo"]["StreamARN"]
     body = mkv_header([H264_TRACK]) + mkv_cluster(0, frames(VIDEO, range(0, 1000, VIDEO_FRAME_MS), seed=7))
 
-    # Spec §3.1: x-amzn-stream-name or x-amzn-stream-arn, "give one, not both".
+    # docs/spec/kvs.md#putmedia-request: x-amzn-stream-name or x-amzn-stream-arn, one of them, never both.
     result = upload(kinesisvideo, stream, body, extra_headers={"x-amzn-stream-arn": arn}, timeout=30)
 
     assert result.status == 400, result.ack_lines
@@ -465,7 +457,7 @@ def test_get_media_now_starts_with_the_newest_stored_fragment(kinesisvideo, h264
     finally:
         reader.close()
 
-    # Spec §3.2: NOW is "the newest chunk", the last fragment stored, not the next one to arrive.
+    # docs/spec/kvs.md#getmedia-start-selectors: NOW is the newest fragment stored, not the next one to arrive.
     assert [c.fragment_number for c in first] == numbers[-1:]
     assert [c.fragment_number for c in settled] == numbers[-1:]
 
@@ -483,7 +475,7 @@ def test_get_media_producer_timestamp_inside_a_fragment_starts_at_that_fragment(
         count=FRAGMENT_COUNT - 2,
     )
 
-    # Spec §3.2: a timestamp selects "the chunk containing StartTimestamp".
+    # docs/spec/kvs.md#getmedia-start-selectors: a timestamp selects the fragment that contains StartTimestamp.
     assert [c.fragment_number for c in chunks] == numbers[2:]
     assert producer_ms(chunks[0]) == PRODUCER_START_MS + 4000
 
@@ -499,8 +491,9 @@ def test_get_media_cluster_timecode_is_absolute_for_a_relative_upload(kinesisvid
 
     assert [c.fragment_number for c in chunks] == numbers
     assert [c.timecode_scale for c in chunks] == [1_000_000] * FRAGMENT_COUNT
-    # Spec §3.2 / §9.4: the Cluster Timecode is the absolute producer time (start + relative timecode), the
-    # same instant as the AWS_KINESISVIDEO_PRODUCER_TIMESTAMP tag; not the relative 0, 2000, ... sent.
+    # docs/spec/kvs.md#getmedia-chunks: the Cluster Timecode is the absolute producer time (start + relative
+    # timecode), the same instant as the AWS_KINESISVIDEO_PRODUCER_TIMESTAMP tag; not the relative 0, 2000, ...
+    # sent.
     timecodes = [c.clusters[0].timecode for c in chunks]
     assert timecodes == [PRODUCER_START_MS + tc for tc in FIXTURE_CLUSTER_TIMECODES]
     assert timecodes == [producer_ms(c) for c in chunks]

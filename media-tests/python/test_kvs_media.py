@@ -1,9 +1,9 @@
 """KVS media data plane end to end: PutMedia (raw chunked HTTP and curl), ListFragments,
 GetMediaForFragmentList and GetMedia through boto3, checked with ffprobe and an EBML parser.
 
-Expected values come from /work/shared/spec/kvs.md §0 (facts 6-15), §3.1, §3.2, §4.1, §4.2 and §6, and
-from the shape of the test media (media_fixtures.py): 10 clusters at timecodes 0, 2000, ..., 18000 ms,
-600 video frames. Data-plane clients are pointed at GetDataEndpoint's answer, as real clients do.
+Expected values come from docs/spec/kvs.md (PutMedia, GetMedia, ListFragments, GetMediaForFragmentList and
+producer Matroska), and from the shape of the test media (media_fixtures.py): 10 clusters at timecodes 0, 2000,
+..., 18000 ms, 600 video frames. Data-plane clients are pointed at GetDataEndpoint's answer, as real clients do.
 """
 
 from __future__ import annotations
@@ -19,13 +19,32 @@ import pytest
 from botocore.exceptions import ClientError
 
 from kds_helpers import new_stream_name
+from kvs_helpers import (
+    FRAGMENT_COUNT,
+    PRODUCER_START_MS,
+    READ_TIMEOUT_S,
+    archive,
+    assert_ack_lines_well_formed,
+    assert_full_ack_sequence,
+    at_ms,
+    create_stream,
+    epoch_ms,
+    get_media_chunks,
+    is_fragment_number,
+    list_all_fragments,
+    media,
+    producer_range,
+    put_endpoint,
+    server_range,
+    single_error,
+    upload,
+)
 from media_fixtures import (
     FIXTURE_CLUSTER_TIMECODES,
     FIXTURE_FRAMES,
     GetMediaReader,
     PutMediaResult,
     chunk_bytes,
-    data_client,
     ffprobe_streams,
     parse_mkv_chunks,
     put_media,
@@ -34,8 +53,6 @@ from media_fixtures import (
 )
 
 NOT_FOUND_MESSAGE = "The requested stream is not found or not active."
-FRAGMENT_COUNT = len(FIXTURE_CLUSTER_TIMECODES)
-MAX_ACK_CHARS = 1024
 GET_MEDIA_TAGS = [
     "AWS_KINESISVIDEO_FRAGMENT_NUMBER",
     "AWS_KINESISVIDEO_SERVER_TIMESTAMP",
@@ -43,153 +60,18 @@ GET_MEDIA_TAGS = [
     "AWS_KINESISVIDEO_MILLIS_BEHIND_NOW",
     "AWS_KINESISVIDEO_CONTINUATION_TOKEN",
 ]
-# Producer start of the RELATIVE uploads: whole seconds plus 250 ms, so millisecond parsing is checked.
-PRODUCER_START_MS = 1_763_000_000_250
 TRUNCATED_BYTES = 700_000
-READ_TIMEOUT_S = 20.0
 
 
 # ------------------------------------------------------------------------------------------------
-# Helpers
+# Helpers (the shared ones are in kvs_helpers.py)
 # ------------------------------------------------------------------------------------------------
-
-
-def create_stream(kinesisvideo, retention_hours: int = 24, prefix: str = "media") -> str:
-    name = new_stream_name(prefix)
-    kinesisvideo.create_stream(StreamName=name, DataRetentionInHours=retention_hours)
-    return name
-
-
-def put_endpoint(kinesisvideo, stream: str) -> str:
-    return kinesisvideo.get_data_endpoint(StreamName=stream, APIName="PUT_MEDIA")["DataEndpoint"]
-
-
-def upload(kinesisvideo, stream: str, data, **kwargs) -> PutMediaResult:
-    kwargs.setdefault("producer_start", PRODUCER_START_MS / 1000)
-    return put_media(put_endpoint(kinesisvideo, stream), stream, data, **kwargs)
-
-
-def archive(kinesisvideo, stream: str):
-    return data_client(kinesisvideo, "kinesis-video-archived-media", stream, "LIST_FRAGMENTS")
-
-
-def media(kinesisvideo, stream: str):
-    # GetMedia never ends by itself; a short read timeout bounds a reader the server stops feeding.
-    return data_client(kinesisvideo, "kinesis-video-media", stream, "GET_MEDIA", read_timeout=READ_TIMEOUT_S)
-
-
-def list_all_fragments(kinesisvideo, stream: str, **kwargs) -> list[dict]:
-    """Every fragment ListFragments returns (following NextToken), sorted by fragment number."""
-    client = archive(kinesisvideo, stream)
-    fragments: list[dict] = []
-    # The selector is required without NextToken (spec §4.1): by default, every server time.
-    kwargs.setdefault("FragmentSelector", server_range(0, int(time.time() * 1000) + 86_400_000))
-    request = dict(StreamName=stream, **kwargs)
-    for _ in range(100):
-        response = client.list_fragments(**request)
-        fragments.extend(response["Fragments"])
-        token = response.get("NextToken")
-        if not token:
-            return sorted(fragments, key=lambda f: int(f["FragmentNumber"]))
-        request = dict(StreamName=stream, NextToken=token, **{k: v for k, v in kwargs.items() if k == "MaxResults"})
-    raise AssertionError("ListFragments kept returning NextToken")
-
-
-def epoch_ms(value: dt.datetime) -> int:
-    return round(value.timestamp() * 1000)
-
-
-def at_ms(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, tz=dt.timezone.utc)
-
-
-def producer_range(start_ms: int, end_ms: int) -> dict:
-    return {
-        "FragmentSelectorType": "PRODUCER_TIMESTAMP",
-        "TimestampRange": {"StartTimestamp": at_ms(start_ms), "EndTimestamp": at_ms(end_ms)},
-    }
-
-
-def server_range(start_ms: int, end_ms: int) -> dict:
-    return {
-        "FragmentSelectorType": "SERVER_TIMESTAMP",
-        "TimestampRange": {"StartTimestamp": at_ms(start_ms), "EndTimestamp": at_ms(end_ms)},
-    }
-
-
-def is_fragment_number(value: object) -> bool:
-    return isinstance(value, str) and len(value) == 47 and value.isdigit()
-
-
-def assert_ack_lines_well_formed(result: PutMediaResult) -> None:
-    """Every ack is one JSON object per line, at most 1,024 characters, with the exact key set of its
-    event type (spec §0.7-0.8)."""
-    for line, ack in zip(result.ack_lines, result.acks, strict=True):
-        assert len(line) <= MAX_ACK_CHARS, line
-        assert isinstance(json.loads(line), dict), line
-        event = ack.get("EventType")
-        if event in ("BUFFERING", "RECEIVED"):
-            assert set(ack) == {"EventType", "FragmentTimecode"}, line
-        elif event == "PERSISTED":
-            assert set(ack) == {"EventType", "FragmentTimecode", "FragmentNumber"}, line
-            assert is_fragment_number(ack["FragmentNumber"]), line
-        elif event == "ERROR":
-            assert {"EventType", "ErrorId", "ErrorCode"} <= set(ack) <= {
-                "EventType",
-                "ErrorId",
-                "ErrorCode",
-                "FragmentTimecode",
-                "FragmentNumber",
-            }, line
-        elif event == "IDLE":
-            assert set(ack) == {"EventType"}, line
-        else:
-            raise AssertionError(f"unknown ack event type: {line}")
-        if "FragmentTimecode" in ack:
-            assert isinstance(ack["FragmentTimecode"], int) and ack["FragmentTimecode"] >= 0, line
-
-
-def assert_full_ack_sequence(result: PutMediaResult, timecodes: list[int] = FIXTURE_CLUSTER_TIMECODES) -> list[str]:
-    """200, then BUFFERING, RECEIVED, PERSISTED for every cluster in that order, fragment numbers
-    increasing; the response ends after the body. Returns the fragment numbers in upload order."""
-    assert result.status == 200, (result.status, result.body)
-    assert result.ended, f"the ack stream did not end after the body: {result.read_error!r}"
-    assert_ack_lines_well_formed(result)
-    assert not result.events("ERROR"), result.ack_lines
-    acks = [a for a in result.acks if a["EventType"] != "IDLE"]
-    for event in ("BUFFERING", "RECEIVED", "PERSISTED"):
-        assert [a["FragmentTimecode"] for a in result.events(event)] == timecodes, (event, result.ack_lines)
-    for timecode in timecodes:
-        order = [a["EventType"] for a in acks if a["FragmentTimecode"] == timecode]
-        assert order == ["BUFFERING", "RECEIVED", "PERSISTED"], (timecode, result.ack_lines)
-    numbers = result.persisted_numbers()
-    assert [int(n) for n in numbers] == sorted(int(n) for n in numbers)
-    assert len(set(numbers)) == len(numbers), numbers
-    return numbers
-
-
-def single_error(result: PutMediaResult) -> dict:
-    errors = result.events("ERROR")
-    assert len(errors) == 1, result.ack_lines
-    return errors[0]
 
 
 def frame_count_of(tmp_path: Path, name: str, payload: bytes) -> int:
     path = tmp_path / name
     path.write_bytes(payload)
     return video_frame_count(path)
-
-
-def get_media_chunks(kinesisvideo, stream: str, selector: dict, count: int, timeout: float = READ_TIMEOUT_S):
-    """Reads GetMedia until `count` complete chunks arrived (or timeout); returns (chunks, bytes)."""
-    reader = GetMediaReader(media(kinesisvideo, stream), stream, selector).start()
-    try:
-        chunks = reader.wait_for_chunks(count, timeout)
-        assert reader.error is None, f"GetMedia failed: {reader.error!r}"
-        data = reader.snapshot()
-    finally:
-        reader.close()
-    return chunks, data
 
 
 # ------------------------------------------------------------------------------------------------
@@ -215,7 +97,7 @@ def test_absolute_timecodes_are_echoed_and_become_producer_timestamps(kinesisvid
     numbers = assert_full_ack_sequence(result)
     fragments = list_all_fragments(kinesisvideo, stream)
     assert [f["FragmentNumber"] for f in fragments] == numbers
-    # ABSOLUTE: producer timestamp = cluster timecode (ms since the epoch), spec §0.11.
+    # ABSOLUTE: producer timestamp = cluster timecode (ms since the epoch), docs/spec/kvs.md#putmedia-timestamps.
     assert [epoch_ms(f["ProducerTimestamp"]) for f in fragments] == FIXTURE_CLUSTER_TIMECODES
 
 
@@ -303,7 +185,8 @@ def test_same_file_on_a_second_connection_is_accepted_again(kinesisvideo, h264_m
     first = assert_full_ack_sequence(upload(kinesisvideo, stream, h264_mkv))
     second = assert_full_ack_sequence(upload(kinesisvideo, stream, h264_mkv))
 
-    # Replays on a new connection (spec §3.1) restart at timecode 0 and are stored as new fragments.
+    # Replays on a new connection (docs/spec/kvs.md#putmedia-replays) restart at timecode 0 and are stored as new
+    # fragments.
     assert int(second[0]) > int(first[-1])
     listed = [f["FragmentNumber"] for f in list_all_fragments(kinesisvideo, stream)]
     assert listed == first + second
@@ -335,7 +218,7 @@ def test_a_second_segment_within_one_connection_is_error_4006(kinesisvideo, h264
     stream = create_stream(kinesisvideo)
     body = h264_mkv.read_bytes()
 
-    # The whole file and then the same bytes again: a second EBML header + Segment (spec §3.1).
+    # The whole file and then the same bytes again: a second EBML header + Segment (docs/spec/kvs.md#putmedia-body).
     result = upload(kinesisvideo, stream, body + body, timecode_type="ABSOLUTE")
 
     assert result.status == 200
@@ -411,7 +294,7 @@ def test_list_fragments_returns_every_fragment_with_size_timestamps_and_length(k
         # The last frame counts: two seconds of 30 fps video are ~2000 ms long, not ~1967.
         assert 1990 <= fragment["FragmentLengthInMilliseconds"] <= 2010, fragment
         assert before - 1 <= fragment["ServerTimestamp"].timestamp() <= after + 1, fragment
-    # RELATIVE: producer timestamp = producer start + cluster timecode (spec §0.11).
+    # RELATIVE: producer timestamp = producer start + cluster timecode (docs/spec/kvs.md#putmedia-timestamps).
     assert [epoch_ms(f["ProducerTimestamp"]) for f in fragments] == [
         PRODUCER_START_MS + tc for tc in FIXTURE_CLUSTER_TIMECODES
     ]
@@ -474,7 +357,8 @@ def test_list_fragments_server_timestamp_pages_stay_inside_the_range(kinesisvide
     for _ in range(10):
         if not response.get("NextToken"):
             break
-        # The selector is required unless NextToken is given (spec §4.1): the token carries the range.
+        # The selector is required unless NextToken is given (docs/spec/kvs.md#listfragments): the token
+        # carries the range.
         response = client.list_fragments(StreamName=stream, NextToken=response["NextToken"], MaxResults=3)
         paged += [f["FragmentNumber"] for f in response["Fragments"]]
 
@@ -541,7 +425,8 @@ def test_get_media_for_fragment_list_decodes_to_every_frame(kinesisvideo, h264_m
 
     assert response["ContentType"] == "video/webm"
     chunks = parse_mkv_chunks(payload)
-    # One chunk per fragment, in the requested order, tagged with its fragment number (spec §4.2).
+    # One chunk per fragment, in the requested order, tagged with its fragment number
+    # (docs/spec/kvs.md#getmediaforfragmentlist).
     assert [c.fragment_number for c in chunks] == numbers
     assert [len(c.clusters) for c in chunks] == [1] * FRAGMENT_COUNT
     assert frame_count_of(tmp_path, "fragments.mkv", payload) == FIXTURE_FRAMES
@@ -609,7 +494,7 @@ def test_get_media_earliest_returns_one_tagged_chunk_per_fragment_in_order(kines
         assert len(chunk.clusters) == 1
     assert [c.fragment_number for c in chunks] == numbers
     assert [c.clusters[0].blocks for c in chunks] == [60] * FRAGMENT_COUNT
-    # Pre-cluster tags carry the timestamps as decimal seconds (spec §0.14, §3.2).
+    # Pre-cluster tags carry the timestamps as decimal seconds (docs/spec/kvs.md#getmedia-chunks).
     producer = [round(float(c.pre_cluster_tags["AWS_KINESISVIDEO_PRODUCER_TIMESTAMP"]) * 1000) for c in chunks]
     assert producer == [PRODUCER_START_MS + tc for tc in FIXTURE_CLUSTER_TIMECODES]
     path = tmp_path / "get_media.mkv"

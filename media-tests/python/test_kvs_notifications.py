@@ -1,11 +1,11 @@
-"""KVS notification and image-generation configurations (spec kvs.md §2 and §7, self-hosted mapping):
+"""KVS notification and image-generation configurations (docs/spec/kvs.md#notifications-and-image-generation):
 Update/DescribeNotificationConfiguration and Update/DescribeImageGenerationConfiguration through boto3's
 `kinesisvideo` client, SNS-style notifications POSTed to a webhook for fragments tagged
 AWS_KINESISVIDEO_NOTIFICATION, and images of fragments tagged AWS_KINESISVIDEO_IMAGE_GENERATION written to a
 file:// directory or POSTed to an http:// URL in the consumer delivery format (docs/consumers.md).
 
 Expected values come from the uploaded tags, ListFragments and the source media (ffprobe packet times, frames
-decoded by ffmpeg), never from the server under test. Webhook receiver and picture comparison: test_consumers.
+decoded by ffmpeg), never from the server under test. Webhook receiver and picture comparison: consumer_helpers.py.
 """
 
 from __future__ import annotations
@@ -22,29 +22,36 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-import test_consumers
-from kds_helpers import ACCESS_KEY, REGION, SECRET_KEY, client_config
-from media_fixtures import FIXTURE_CLUSTER_TIMECODES, with_tags
-from test_consumers import (
+from consumer_helpers import (
     MAX_PICTURE_DIFF,
     NEIGHBOURS,
+    NOTIFY,
     SECOND_UPLOAD_START_MS,
     assert_pictures_are_the_source_frames,
+    image_config,
     image_thumbs,
     mean_abs_diff,
     ms,
+    notify_config,
     probe_images,
     settle,
     source_thumbs,
     source_video,
     summarize_calls,
 )
-from test_kvs_control import code_status, missing_arn
-from test_kvs_media import PRODUCER_START_MS, assert_full_ack_sequence, create_stream, epoch_ms, list_all_fragments, upload
+from kds_helpers import ACCESS_KEY, REGION, SECRET_KEY, client_config
+from kvs_helpers import (
+    PRODUCER_START_MS,
+    assert_full_ack_sequence,
+    code_status,
+    create_stream,
+    epoch_ms,
+    list_all_fragments,
+    missing_arn,
+    upload,
+)
+from media_fixtures import FIXTURE_CLUSTER_TIMECODES, with_tags
 
-hooks = test_consumers.hooks  # the webhook-receiver factory fixture, reused
-
-NOTIFY = "AWS_KINESISVIDEO_NOTIFICATION"
 IMAGES = "AWS_KINESISVIDEO_IMAGE_GENERATION"
 PREFIX = "AWS_KINESISVIDEO_IMAGE_PREFIX"
 SUBJECT = "Kinesis Video Streams Notification"
@@ -52,18 +59,6 @@ ISO_MS_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 EXTENSION = {"JPEG": "jpg", "PNG": "png"}
 FINAL_NAME = re.compile(r"^\d{13}\.(jpg|png)$")
 PNG_END = bytes.fromhex("0000000049454e44ae426082")
-
-
-def image_config(uri: str, **fields) -> dict:
-    config = {"Status": "ENABLED", "ImageSelectorType": "PRODUCER_TIMESTAMP",
-              "DestinationConfig": {"Uri": uri, "DestinationRegion": REGION},
-              "SamplingInterval": 1000, "Format": "JPEG"}
-    config.update(fields)
-    return config
-
-
-def notify_config(uri: str, status: str = "ENABLED") -> dict:
-    return {"Status": status, "DestinationConfig": {"Uri": uri}}
 
 
 def stream_arn(kinesisvideo, stream: str) -> str:

@@ -3,9 +3,9 @@ GetDASHStreamingSessionURL through boto3 (and the AWS CLI), then the /hls/v1 and
 HTTP as a player does, checked with an M3U8 parser, an MPEG-TS packet parser, xml.etree, ffprobe and ffmpeg.
 
 Where the expected values come from:
-- /work/shared/spec/kvs.md §4.3 and §4.4 and facts 16-19: session parameters, URLs, modes, defaults (5 fragments for
-  LIVE), errors (InvalidArgumentException, 403 on a bad or expired token), and the MPEG-TS size overhead (the spec's
-  5-25 %; checked here as at most 30 %, at least the TS packet header share 188/184);
+- docs/spec/kvs.md#hls-and-dash-sessions: session parameters, URLs, modes, defaults (5 fragments for
+  LIVE), errors (InvalidArgumentException, 403 on a bad or expired token), and the MPEG-TS size overhead (AWS's
+  documented 5-25 %; checked here as at most 30 %, at least the TS packet header share 188/184);
 - RFC 8216 (HLS playlists), ISO/IEC 13818-1 (TS packets of 188 bytes opening with 0x47, PAT on PID 0, PMT, stream
   types, CRC-32/MPEG-2, 33-bit PTS on a 90 kHz clock), ISO/IEC 23009-1 (MPD, SegmentTimeline S@t/@d/@r, S@t being the
   segment's earliest presentation time), RFC 9110 (byte ranges);
@@ -13,7 +13,7 @@ Where the expected values come from:
 - ListFragments: fragment numbers, producer timestamps and FragmentLengthInMilliseconds of the session's range;
 - GetMediaForFragmentList: each stored fragment's own frame counts and earliest presentation times;
 - the fMP4 HLS session of the same stream: its CODECS and its segment sizes.
-The uploads are the fMP4 suite's (test_kvs_hls.vod): RELATIVE with the producer start PRODUCER_START_MS.
+The uploads are the fMP4 suite's (the vod fixture, conftest.py): RELATIVE with the producer start PRODUCER_START_MS.
 An expired token is made by re-sealing a real one with an expiry in the past (see expired_token), since Expires is at
 least 300 s.
 """
@@ -39,8 +39,7 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from botocore.exceptions import ClientError
 
-from media_fixtures import data_client, parse_mkv_chunks
-from test_kvs_hls import (
+from hls_helpers import (
     UPLOAD_RANGE_MS,
     VOD_UPLOADS,
     MasterPlaylist,
@@ -48,9 +47,9 @@ from test_kvs_hls import (
     assert_cors_preflight,
     brief,
     counted_streams,
+    fetch,
     ffmpeg_decode_errors,
     ffprobe_json,
-    fetch,
     get_playlist,
     get_segment,
     hls_client,
@@ -59,10 +58,9 @@ from test_kvs_hls import (
     query,
     source_media,
     tampered,
-    vod,  # noqa: F401 - the fMP4 suite's module fixture, re-used here (own instance for this module)
     with_query,
 )
-from test_kvs_media import (
+from kvs_helpers import (
     PRODUCER_START_MS,
     archive,
     assert_full_ack_sequence,
@@ -73,6 +71,7 @@ from test_kvs_media import (
     producer_range,
     upload,
 )
+from media_fixtures import data_client, parse_mkv_chunks
 
 DASH_API = "GET_DASH_STREAMING_SESSION_URL"
 MPD_NS = "urn:mpeg:dash:schema:mpd:2011"
@@ -374,9 +373,10 @@ def test_whole_ts_session_decodes_to_every_source_frame(ts, fixture):
 
 @pytest.mark.parametrize("fixture", list(VOD_UPLOADS))
 def test_ts_segment_is_larger_than_the_fmp4_segments_by_at_most_30_percent(ts, vod, fixture):
-    # Spec §4.3 puts the MPEG-TS overhead at 5-25 %. The floor here is structural instead: a 188-byte TS packet carries
-    # at most 184 bytes of PES, so a TS segment holding the same samples is at least 188/184 of them; fMP4 box
-    # overhead is smaller than that. High-bitrate video-only segments come close to it (see the report).
+    # AWS puts the MPEG-TS overhead at 5-25 % (docs/spec/kvs.md#hls-playlists). The floor here is structural instead:
+    # a 188-byte TS packet carries at most 184 bytes of PES, so a TS segment holding the same samples is at least
+    # 188/184 of them; fMP4 box overhead is smaller than that. High-bitrate video-only segments come close to it
+    # (see the report).
     session = ts(fixture)
     fmp4_bytes: dict[str, int] = {}
     for track in vod(fixture).tracks.values():
@@ -714,7 +714,7 @@ def test_dash_live_manifest_is_dynamic_and_lists_the_newest_fragments(kinesisvid
     default = get_mpd(dash_url(kinesisvideo, stream, **params))
     limited = get_mpd(dash_url(kinesisvideo, stream, MaxManifestFragmentResults=3, **params))
 
-    # Spec §4.4: MaxManifestFragmentResults defaults to 5 for LIVE.
+    # MaxManifestFragmentResults defaults to 5 for LIVE (docs/spec/kvs.md#session-parameters).
     for mpd, count in ((default, 5), (limited, 3)):
         assert mpd.root.get("type") == "dynamic", brief(mpd.text)
         assert [(t.content_type, t.codecs) for t in mpd.tracks] == [("video", source_media(h264_mkv).codecs)]
