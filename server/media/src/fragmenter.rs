@@ -230,6 +230,17 @@ impl Fragmenter {
             }
             return Ok(Step::Event(Event::Cluster(self.close_cluster()?)));
         }
+        let total = self.check_child(open, &header)?;
+        if (self.buf.len() as u64) < total {
+            return Ok(Step::NeedMore);
+        }
+        self.take_child(&header, total as usize)
+    }
+
+    /// Checks a cluster child's header before any of its data is buffered, so a hostile size
+    /// costs nothing: a known size, within the cluster size limit, and inside a known-size
+    /// cluster. Returns the child's length, header included.
+    fn check_child(&self, open: &OpenCluster, header: &ebml::Header) -> Result<u64, MediaError> {
         if header.size == UNKNOWN_SIZE {
             return Err(MediaError::Malformed {
                 offset: self.offset,
@@ -254,10 +265,12 @@ impl Fragmenter {
                 reason: "child overruns cluster",
             });
         }
-        if (self.buf.len() as u64) < total {
-            return Ok(Step::NeedMore);
-        }
-        let total = total as usize;
+        Ok(total)
+    }
+
+    /// Moves a whole cluster child (`total` bytes, all buffered) into the open cluster's body and
+    /// reads it: the Timecode starts the cluster; a SimpleBlock or BlockGroup adds a frame.
+    fn take_child(&mut self, header: &ebml::Header, total: usize) -> Result<Step, MediaError> {
         let child_offset = self.offset;
         let data_offset = child_offset + header.header_len as u64;
         let Some(open) = self.cluster.as_mut() else { return Ok(Step::Continue) };
@@ -286,43 +299,11 @@ impl Fragmenter {
                     reason: "more frames than a fragment may hold",
                 });
             }
-            ids::SIMPLE_BLOCK => {
-                let (track, relative_timecode, keyframe, lacing, head) = mkv::parse_block(data, data_offset, true)?;
-                open.frames.push(Frame {
-                    track,
-                    relative_timecode,
-                    keyframe,
-                    lacing,
-                    data: body_start + head..body_start + data.len(),
-                });
-            }
+            ids::SIMPLE_BLOCK => open.frames.push(simple_block_frame(data, data_offset, body_start)?),
             ids::BLOCK_GROUP => {
-                let mut block = None;
-                let mut referenced = false;
-                for child in mkv::Children::new(data, data_offset, "Segment/Cluster/BlockGroup") {
-                    let (id, payload, at) = child?;
-                    match id {
-                        ids::BLOCK => {
-                            block = Some((
-                                mkv::parse_block(payload, at, false)?,
-                                (at - child_offset) as usize,
-                                payload.len(),
-                            ))
-                        }
-                        ids::REFERENCE_BLOCK => referenced = true,
-                        _ => {}
-                    }
-                }
-                if let Some(((track, relative_timecode, _, lacing, head), at, len)) = block {
-                    let start = open.body.len() - total + at + head;
-                    let end = open.body.len() - total + at + len;
-                    open.frames.push(Frame {
-                        track,
-                        relative_timecode,
-                        keyframe: !referenced,
-                        lacing,
-                        data: start..end,
-                    });
+                let child_start = open.body.len() - total;
+                if let Some(frame) = block_group_frame(data, data_offset, child_offset, child_start)? {
+                    open.frames.push(frame);
                 }
             }
             _ => {}
@@ -330,6 +311,41 @@ impl Fragmenter {
         self.consume(total);
         Ok(Step::Continue)
     }
+}
+
+/// The frame of a SimpleBlock whose data (`data`, at `data_offset` in the input) starts at
+/// `body_start` in the cluster body.
+fn simple_block_frame(data: &[u8], data_offset: u64, body_start: usize) -> Result<Frame, MediaError> {
+    let (track, relative_timecode, keyframe, lacing, head) = mkv::parse_block(data, data_offset, true)?;
+    Ok(Frame { track, relative_timecode, keyframe, lacing, data: body_start + head..body_start + data.len() })
+}
+
+/// The frame of a BlockGroup's Block, a key frame unless a ReferenceBlock says otherwise; `None`
+/// for a group without a Block. The group's data is `data` (at `data_offset` in the input); the
+/// group itself starts at `child_offset` in the input and at `child_start` in the cluster body.
+fn block_group_frame(
+    data: &[u8],
+    data_offset: u64,
+    child_offset: u64,
+    child_start: usize,
+) -> Result<Option<Frame>, MediaError> {
+    let mut block = None;
+    let mut referenced = false;
+    for child in mkv::Children::new(data, data_offset, "Segment/Cluster/BlockGroup") {
+        let (id, payload, at) = child?;
+        match id {
+            ids::BLOCK => {
+                block = Some((mkv::parse_block(payload, at, false)?, (at - child_offset) as usize, payload.len()))
+            }
+            ids::REFERENCE_BLOCK => referenced = true,
+            _ => {}
+        }
+    }
+    Ok(block.map(|((track, relative_timecode, _, lacing, head), at, len)| {
+        let start = child_start + at + head;
+        let end = child_start + at + len;
+        Frame { track, relative_timecode, keyframe: !referenced, lacing, data: start..end }
+    }))
 }
 
 enum Step {

@@ -155,106 +155,167 @@ struct Runner {
     background: Background,
 }
 
+/// The consumer loop's state between steps.
+struct Progress {
+    /// The last committed checkpoint.
+    checkpoint: Checkpoint,
+    /// Where the consumer is, ahead of the last committed checkpoint while frames wait.
+    position: Checkpoint,
+    /// Rendered frames waiting for delivery.
+    batch: Vec<Pending>,
+    /// When the first frame of the batch was added.
+    batch_started: Instant,
+    /// Fragments passed since the position was last committed.
+    uncommitted_fragments: u32,
+}
+
+impl Progress {
+    /// Moves the position past fragment `seq`, to the start of the next one.
+    fn pass_fragment(&mut self, seq: u64) {
+        self.position.seq = Some(seq + 1);
+        self.position.frames_done = 0;
+        self.uncommitted_fragments += 1;
+    }
+}
+
+/// Through long runs of fragments without frames, the position is committed after this many.
+const COMMIT_EVERY_FRAGMENTS: u32 = 50;
+
 impl Runner {
+    /// The consumer loop: waits while caught up with the stream, otherwise takes the next
+    /// fragment's frames into the batch. Ends when the stream or its start position is gone.
     async fn run(mut self) {
-        let mut checkpoint = state::checkpoint(&self.handle.meta().settings, &self.spec.name);
+        let checkpoint = state::checkpoint(&self.handle.meta().settings, &self.spec.name);
         let Ok(mut tip) = self.handle.subscribe(0) else { return };
-        let mut batch: Vec<Pending> = Vec::new();
-        let mut batch_started = Instant::now();
-        // Where the consumer is, ahead of the last committed checkpoint while frames wait.
-        let mut position = checkpoint.clone();
-        let mut uncommitted_fragments = 0;
+        let mut progress = Progress {
+            position: checkpoint.clone(),
+            checkpoint,
+            batch: Vec::new(),
+            batch_started: Instant::now(),
+            uncommitted_fragments: 0,
+        };
         loop {
-            let seq = match position.seq {
-                Some(seq) => seq,
-                None => match start_seq(&self.ctx, &self.handle, &self.spec.start) {
-                    Ok(seq) => seq,
-                    Err(_) => return,
-                },
-            };
-            position.seq = Some(seq);
+            let Some(seq) = self.current_seq(&mut progress.position) else { return };
             let Ok(newest) = self.handle.tip_seq(0) else { return };
             if seq >= newest {
-                // Caught up: send what waits once its wait is over, commit the position, and
-                // sleep until the next fragment.
-                if !batch.is_empty() && batch_started.elapsed() >= Duration::from_millis(self.spec.max_wait_ms) {
-                    checkpoint = self.flush(&mut batch, checkpoint).await;
-                    continue;
-                }
-                if batch.is_empty() && uncommitted_fragments > 0 {
-                    position.counters_from(&checkpoint);
-                    checkpoint = self.commit(position.clone(), None).await;
-                    uncommitted_fragments = 0;
-                }
-                let wait = if batch.is_empty() {
-                    Duration::from_secs(1)
-                } else {
-                    Duration::from_millis(self.spec.max_wait_ms).saturating_sub(batch_started.elapsed())
-                };
-                let _ = tokio::time::timeout(wait, tip.changed()).await;
-                continue;
-            }
-            let next = self.next_fragment(seq, newest, &mut position).await;
-            // The lag policy or a trim may have moved the position past `seq`.
-            let seq = position.seq.unwrap_or(seq);
-            let Some((number, record, payload)) = next else {
-                position.seq = Some(seq + 1);
-                position.frames_done = 0;
-                uncommitted_fragments += 1;
-                continue;
-            };
-            let picked = match select_video(&record, &self.spec.selection, position.last_frame_ms) {
-                Some((video, mut picked)) => {
-                    // Resuming inside a fragment: what was delivered is up to the last delivered
-                    // frame's time (rate and interval selections already start after it;
-                    // key-frame selections do not look at it).
-                    if position.frames_done > 0
-                        && let Some(last) = position.last_frame_ms
-                    {
-                        picked.retain(|p| p.pts_ms > last);
-                    }
-                    if self.spec.sink == Sink::Notification {
-                        // One notification per fragment.
-                        picked.truncate(1);
-                    }
-                    let last = picked.last().map(|p| p.pts_ms).or(position.last_frame_ms);
-                    let rendered = self.render(seq, &record, &payload, &video, &picked, last).await;
-                    Some((video, picked, rendered))
-                }
-                None => None,
-            };
-            if let Some((video, picked, rendered)) = picked {
-                for (ordinal, (frame, output)) in picked.iter().zip(rendered).enumerate() {
-                    let mut after = position.clone();
-                    after.frames_done = position.frames_done + ordinal + 1;
-                    after.last_frame_ms = Some(frame.pts_ms);
-                    if batch.is_empty() {
-                        batch_started = Instant::now();
-                    }
-                    batch.push(Pending {
-                        output: self.output(&number, &record, &video, frame, output),
-                        fragment_number: number.clone(),
-                        frame_ms: frame.pts_ms,
-                        after,
-                    });
-                    if batch.len() >= self.spec.max_frames_per_batch {
-                        checkpoint = self.flush(&mut batch, checkpoint).await;
-                    }
-                }
-                if let Some(last) = picked.last() {
-                    position.last_frame_ms = Some(last.pts_ms);
-                }
-            }
-            position.seq = Some(seq + 1);
-            position.frames_done = 0;
-            uncommitted_fragments += 1;
-            // Keep the position committed now and then through long runs without frames.
-            if batch.is_empty() && uncommitted_fragments >= 50 {
-                position.counters_from(&checkpoint);
-                checkpoint = self.commit(position.clone(), None).await;
-                uncommitted_fragments = 0;
+                self.caught_up(&mut progress, &mut tip).await;
+            } else {
+                self.advance(seq, newest, &mut progress).await;
             }
         }
+    }
+
+    /// The fragment the position points at, resolving the spec's start for a consumer that has
+    /// none yet (and recording it in `position`); `None` when the start cannot be resolved.
+    fn current_seq(&self, position: &mut Checkpoint) -> Option<u64> {
+        let seq = match position.seq {
+            Some(seq) => seq,
+            None => start_seq(&self.ctx, &self.handle, &self.spec.start).ok()?,
+        };
+        position.seq = Some(seq);
+        Some(seq)
+    }
+
+    /// Caught up: sends a batch whose wait is over, commits the position when no frames wait,
+    /// and otherwise sleeps until the next fragment (or until the waiting batch is due).
+    async fn caught_up(&self, progress: &mut Progress, tip: &mut tokio::sync::watch::Receiver<u64>) {
+        let max_wait = Duration::from_millis(self.spec.max_wait_ms);
+        if !progress.batch.is_empty() && progress.batch_started.elapsed() >= max_wait {
+            self.flush_batch(progress).await;
+            return;
+        }
+        if progress.batch.is_empty() && progress.uncommitted_fragments > 0 {
+            self.commit_position(progress).await;
+        }
+        let wait = if progress.batch.is_empty() {
+            Duration::from_secs(1)
+        } else {
+            max_wait.saturating_sub(progress.batch_started.elapsed())
+        };
+        let _ = tokio::time::timeout(wait, tip.changed()).await;
+    }
+
+    /// Takes fragment `seq` (or the one the lag policy or a trim moves to): its frames join the
+    /// batch, and the position moves past it. A fragment that cannot be read is passed over.
+    async fn advance(&mut self, seq: u64, newest: u64, progress: &mut Progress) {
+        let next = self.next_fragment(seq, newest, &mut progress.position).await;
+        // The lag policy or a trim may have moved the position past `seq`.
+        let seq = progress.position.seq.unwrap_or(seq);
+        let Some((number, record, payload)) = next else {
+            progress.pass_fragment(seq);
+            return;
+        };
+        self.enqueue(seq, &number, &record, &payload, progress).await;
+        progress.pass_fragment(seq);
+        // Keep the position committed now and then through long runs without frames.
+        if progress.batch.is_empty() && progress.uncommitted_fragments >= COMMIT_EVERY_FRAGMENTS {
+            self.commit_position(progress).await;
+        }
+    }
+
+    /// Selects the fragment's frames, renders them and adds them to the batch, delivering the
+    /// batch whenever it is full. Each frame carries the position that holds once it is delivered.
+    async fn enqueue(
+        &mut self,
+        seq: u64,
+        number: &str,
+        record: &FragmentRecord,
+        payload: &[u8],
+        progress: &mut Progress,
+    ) {
+        let Some((video, picked)) = self.pick(record, &progress.position) else { return };
+        let last = picked.last().map(|p| p.pts_ms).or(progress.position.last_frame_ms);
+        let rendered = self.render(seq, record, payload, &video, &picked, last).await;
+        for (ordinal, (frame, output)) in picked.iter().zip(rendered).enumerate() {
+            let mut after = progress.position.clone();
+            after.frames_done = progress.position.frames_done + ordinal + 1;
+            after.last_frame_ms = Some(frame.pts_ms);
+            if progress.batch.is_empty() {
+                progress.batch_started = Instant::now();
+            }
+            progress.batch.push(Pending {
+                output: self.output(number, record, &video, frame, output),
+                fragment_number: number.to_string(),
+                frame_ms: frame.pts_ms,
+                after,
+            });
+            if progress.batch.len() >= self.spec.max_frames_per_batch {
+                self.flush_batch(progress).await;
+            }
+        }
+        if let Some(last) = picked.last() {
+            progress.position.last_frame_ms = Some(last.pts_ms);
+        }
+    }
+
+    /// The fragment's video track and the frames of it to deliver; `None` without a video track.
+    fn pick(&self, record: &FragmentRecord, position: &Checkpoint) -> Option<(PackagedTrack, Vec<Picked>)> {
+        let (video, mut picked) = select_video(record, &self.spec.selection, position.last_frame_ms)?;
+        // Resuming inside a fragment: what was delivered is up to the last delivered frame's time
+        // (rate and interval selections already start after it; key-frame selections do not
+        // look at it).
+        if position.frames_done > 0
+            && let Some(last) = position.last_frame_ms
+        {
+            picked.retain(|p| p.pts_ms > last);
+        }
+        if self.spec.sink == Sink::Notification {
+            // One notification per fragment.
+            picked.truncate(1);
+        }
+        Some((video, picked))
+    }
+
+    /// Delivers the batch and makes the checkpoint after it the committed one.
+    async fn flush_batch(&self, progress: &mut Progress) {
+        progress.checkpoint = self.flush(&mut progress.batch, &progress.checkpoint).await;
+    }
+
+    /// Commits the position itself (no frames wait), with the committed checkpoint's counters.
+    async fn commit_position(&self, progress: &mut Progress) {
+        progress.position.counters_from(&progress.checkpoint);
+        progress.checkpoint = self.commit(progress.position.clone(), None).await;
+        progress.uncommitted_fragments = 0;
     }
 
     /// The pictures (or raw access units) of `picked`; for pictures, the next fragment (as it
@@ -408,10 +469,10 @@ impl Runner {
     }
 
     /// Delivers the batch (or dead-letters it) and commits the checkpoint after it.
-    async fn flush(&self, batch: &mut Vec<Pending>, mut checkpoint: Checkpoint) -> Checkpoint {
-        let Some(last) = batch.last() else { return checkpoint };
+    async fn flush(&self, batch: &mut Vec<Pending>, checkpoint: &Checkpoint) -> Checkpoint {
+        let Some(last) = batch.last() else { return checkpoint.clone() };
         let mut next = last.after.clone();
-        next.counters_from(&checkpoint);
+        next.counters_from(checkpoint);
         let dead = match self.send(batch).await {
             Delivery::Delivered { body, retries } => {
                 if self.spec.sink == Sink::Frames {
@@ -440,8 +501,7 @@ impl Runner {
             }
         };
         batch.clear();
-        checkpoint = self.commit(next, dead).await;
-        checkpoint
+        self.commit(next, dead).await
     }
 
     /// Hands the batch to the sink: one webhook call for frames, one call per notification, or

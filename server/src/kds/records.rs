@@ -181,6 +181,45 @@ pub fn put_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
 }
 
 pub fn get_shard_iterator(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
+    let request = read_iterator_request(ctx, &body)?;
+    let handle = ctx.lookup(&request.name)?;
+    let meta = handle.meta();
+    let (name, shard_text, account) = (&request.name, &request.shard_text, &ctx.settings.account_id);
+    let shard = shard_index_for(&meta, shard_text).ok_or_else(|| {
+        ApiError::new(
+            ErrorType::ResourceNotFound,
+            format!("Shard {shard_text} in stream {name} under account {account} does not exist"),
+        )
+    })?;
+    check_starting_sequence_number(&request)?;
+    let position = match request.kind.as_str() {
+        "TRIM_HORIZON" => Position::TrimHorizon,
+        "LATEST" => Position::Latest,
+        "AT_TIMESTAMP" => timestamp_position(ctx, request.timestamp_ms)?,
+        _ => sequence_position(ctx, &meta, shard, &request)?,
+    };
+    let seq = ctx.engine.resolve(&handle, shard, position).map_err(|e| ctx.store_error(e))?;
+    let token = ctx.iterators.encode(&IteratorState {
+        issued_ms: ctx.engine.now_ms(),
+        stream_id: meta.id,
+        stream_name: meta.name,
+        shard,
+        seq,
+    });
+    Ok(json!({"ShardIterator": token}))
+}
+
+/// A GetShardIterator request whose fields passed the syntax checks.
+struct IteratorRequest {
+    name: String,
+    shard_text: String,
+    kind: String,
+    starting: Option<String>,
+    timestamp_ms: Option<u64>,
+}
+
+/// Reads the request, reporting every syntax violation at once, as KDS does.
+fn read_iterator_request(ctx: &KdsCtx, body: &Document) -> Result<IteratorRequest, ApiError> {
     let mut v = Violations::default();
     let shard_text = body.str("ShardId")?;
     v.required(&shard_text, "shardId");
@@ -196,18 +235,21 @@ pub fn get_shard_iterator(ctx: &KdsCtx, body: Document) -> Result<Value, ApiErro
         v.add(Some(s), "startingSequenceNumber", "satisfy regular expression pattern: 0|([1-9]\\d{0,128})");
     }
     let timestamp_ms = body.timestamp_ms("Timestamp")?;
-    let name = ctx.stream_name(&body, &mut v, false)?;
+    let name = ctx.stream_name(body, &mut v, false)?;
     v.finish()?;
-    let (shard_text, kind) = (shard_text.unwrap_or_default(), kind.unwrap_or_default());
-    let handle = ctx.lookup(&name)?;
-    let meta = handle.meta();
-    let account = &ctx.settings.account_id;
-    let shard = shard_index_for(&meta, &shard_text).ok_or_else(|| {
-        ApiError::new(
-            ErrorType::ResourceNotFound,
-            format!("Shard {shard_text} in stream {name} under account {account} does not exist"),
-        )
-    })?;
+    Ok(IteratorRequest {
+        name,
+        shard_text: shard_text.unwrap_or_default(),
+        kind: kind.unwrap_or_default(),
+        starting,
+        timestamp_ms,
+    })
+}
+
+/// A StartingSequenceNumber goes with the *_SEQUENCE_NUMBER types and with no other
+/// (AT_TIMESTAMP ignores one).
+fn check_starting_sequence_number(request: &IteratorRequest) -> Result<(), ApiError> {
+    let (kind, starting) = (&request.kind, &request.starting);
     let needs_seq = kind.ends_with("SEQUENCE_NUMBER");
     if needs_seq != starting.is_some() && kind != "AT_TIMESTAMP" {
         let what =
@@ -216,56 +258,55 @@ pub fn get_shard_iterator(ctx: &KdsCtx, body: Document) -> Result<Value, ApiErro
             "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no StartingSequenceNumber. Request specified {kind} {what}."
         )));
     }
-    let position = match kind.as_str() {
-        "TRIM_HORIZON" => Position::TrimHorizon,
-        "LATEST" => Position::Latest,
-        "AT_TIMESTAMP" => {
-            let now_ms = ctx.engine.now_ms();
-            let ms = timestamp_ms.ok_or_else(|| {
-                ApiError::invalid("Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
-            })?;
-            if ms > now_ms {
-                return Err(ApiError::invalid(format!(
-                    "The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: {ms}, currentTimestampInMillis: {now_ms}"
-                )));
-            }
-            Position::AtArrivalMs(ms)
-        }
-        _ => {
-            let text = starting.unwrap_or_default();
-            let invalid = |suffix: &str| {
-                ApiError::invalid(format!(
-                    "StartingSequenceNumber {text} used in GetShardIterator on shard {} in stream {name} under account {account} is invalid{suffix}.",
-                    shard_id(shard)
-                ))
-            };
-            let decoded = seqnum::decode(&text).ok_or_else(|| invalid(""))?;
-            if decoded.shard_index != shard {
-                return Err(ApiError::invalid(format!(
-                    "Invalid StartingSequenceNumber. It encodes {}, while it was used in a call to a shard with {}",
-                    shard_id(decoded.shard_index),
-                    shard_id(shard)
-                )));
-            }
-            if decoded.shard_created_secs != (meta.shards[shard as usize].created_ms / 1000) & 0xf_ffff_ffff {
-                return Err(invalid(" because it did not come from this stream"));
-            }
-            match (decoded.record_seq, kind.as_str()) {
-                (None, _) => Position::TrimHorizon,
-                (Some(seq), "AT_SEQUENCE_NUMBER") => Position::AtSeq(seq),
-                (Some(seq), _) => Position::AfterSeq(seq),
-            }
-        }
+    Ok(())
+}
+
+/// AT_TIMESTAMP: the first record that arrived at or after a time not in the future.
+fn timestamp_position(ctx: &KdsCtx, timestamp_ms: Option<u64>) -> Result<Position, ApiError> {
+    let now_ms = ctx.engine.now_ms();
+    let ms = timestamp_ms.ok_or_else(|| {
+        ApiError::invalid("Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. Current request has no timestamp parameter.")
+    })?;
+    if ms > now_ms {
+        return Err(ApiError::invalid(format!(
+            "The timestampInMillis parameter cannot be greater than the currentTimestampInMillis. timestampInMillis: {ms}, currentTimestampInMillis: {now_ms}"
+        )));
+    }
+    Ok(Position::AtArrivalMs(ms))
+}
+
+/// AT_ and AFTER_SEQUENCE_NUMBER: the StartingSequenceNumber must decode and must have been
+/// issued by this shard of this incarnation of the stream.
+fn sequence_position(
+    ctx: &KdsCtx,
+    meta: &StreamMeta,
+    shard: u32,
+    request: &IteratorRequest,
+) -> Result<Position, ApiError> {
+    let (name, account) = (&request.name, &ctx.settings.account_id);
+    let text = request.starting.clone().unwrap_or_default();
+    let invalid = |suffix: &str| {
+        ApiError::invalid(format!(
+            "StartingSequenceNumber {text} used in GetShardIterator on shard {} in stream {name} under account {account} is invalid{suffix}.",
+            shard_id(shard)
+        ))
     };
-    let seq = ctx.engine.resolve(&handle, shard, position).map_err(|e| ctx.store_error(e))?;
-    let token = ctx.iterators.encode(&IteratorState {
-        issued_ms: ctx.engine.now_ms(),
-        stream_id: meta.id,
-        stream_name: meta.name,
-        shard,
-        seq,
-    });
-    Ok(json!({"ShardIterator": token}))
+    let decoded = seqnum::decode(&text).ok_or_else(|| invalid(""))?;
+    if decoded.shard_index != shard {
+        return Err(ApiError::invalid(format!(
+            "Invalid StartingSequenceNumber. It encodes {}, while it was used in a call to a shard with {}",
+            shard_id(decoded.shard_index),
+            shard_id(shard)
+        )));
+    }
+    if decoded.shard_created_secs != (meta.shards[shard as usize].created_ms / 1000) & 0xf_ffff_ffff {
+        return Err(invalid(" because it did not come from this stream"));
+    }
+    Ok(match (decoded.record_seq, request.kind.as_str()) {
+        (None, _) => Position::TrimHorizon,
+        (Some(seq), "AT_SEQUENCE_NUMBER") => Position::AtSeq(seq),
+        (Some(seq), _) => Position::AfterSeq(seq),
+    })
 }
 
 pub fn get_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {

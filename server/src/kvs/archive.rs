@@ -112,14 +112,40 @@ fn archived_stream(ctx: &KvsCtx, body: &Document) -> Result<StreamHandle, ApiErr
 pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     let handle = archived_stream(ctx, &body)?;
     let meta = handle.meta();
+    let max = max_results(&body)?;
+    let token = body.str("NextToken")?.map(|t| PageToken::decode(&t)).transpose()?;
+    let (kind, start_ms, end_ms) = selected_range(&body, token.as_ref())?;
+    let filter = metadata_filter(&body)?;
+    let listing = Listing { ctx, handle: &handle, meta: &meta, max, kind: &kind, start_ms, end_ms, filter };
+    let (fragments, next) = match kind.as_str() {
+        "PRODUCER_TIMESTAMP" => listing.by_producer_time(token.as_ref().map(|t| t.position))?,
+        "SERVER_TIMESTAMP" => listing.by_server_time(token.as_ref().map(|t| t.position.0))?,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "FragmentSelectorType must be PRODUCER_TIMESTAMP or SERVER_TIMESTAMP, not {other}."
+            )));
+        }
+    };
+    let mut out = json!({"Fragments": fragments});
+    if let Some(next) = next {
+        out["NextToken"] = next.into();
+    }
+    Ok(out)
+}
+
+fn max_results(body: &Document) -> Result<usize, ApiError> {
     let max = body.int("MaxResults")?.unwrap_or(100);
     if !(1..=MAX_LIST).contains(&max) {
         return Err(ApiError::invalid(format!("MaxResults must be between 1 and {MAX_LIST}.")));
     }
-    let max = max as usize;
-    let token = body.str("NextToken")?.map(|t| PageToken::decode(&t)).transpose()?;
-    let (kind, start_ms, end_ms) = match (&token, body.object("FragmentSelector")?) {
-        (Some(token), _) => (token.kind.clone(), token.start_ms, token.end_ms),
+    Ok(max as usize)
+}
+
+/// The selector type and timestamp range of the query: the NextToken's when one is given
+/// (a FragmentSelector beside it is only checked to be an object), else the FragmentSelector's.
+fn selected_range(body: &Document, token: Option<&PageToken>) -> Result<(String, u64, u64), ApiError> {
+    match (token, body.object("FragmentSelector")?) {
+        (Some(token), _) => Ok((token.kind.clone(), token.start_ms, token.end_ms)),
         (None, Some(selector)) => {
             let kind = selector
                 .str("FragmentSelectorType")?
@@ -134,72 +160,98 @@ pub fn list_fragments(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
             if end < start {
                 return Err(ApiError::invalid("EndTimestamp must not be before StartTimestamp."));
             }
-            (kind, start, end)
+            Ok((kind, start, end))
         }
-        (None, None) => return Err(ApiError::invalid("FragmentSelector is required unless NextToken is given.")),
-    };
-    // An addition of ours: only fragments carrying a tag (with this value, when given). A page
-    // may then hold fewer than MaxResults; clients send the filter again with each NextToken.
-    let filter = match body.object("MetadataFilter")? {
-        None => None,
-        Some(filter) => Some((
+        (None, None) => Err(ApiError::invalid("FragmentSelector is required unless NextToken is given.")),
+    }
+}
+
+/// An addition of ours: only fragments carrying a tag (with this value, when given). A page
+/// may then hold fewer than MaxResults; clients send the filter again with each NextToken.
+fn metadata_filter(body: &Document) -> Result<Option<(String, Option<String>)>, ApiError> {
+    match body.object("MetadataFilter")? {
+        None => Ok(None),
+        Some(filter) => Ok(Some((
             filter.str("TagName")?.ok_or_else(|| ApiError::invalid("MetadataFilter.TagName is required."))?,
             filter.str("TagValue")?,
-        )),
-    };
-    let wanted = |record: &FragmentRecord| {
-        filter.as_ref().is_none_or(|(name, value)| {
+        ))),
+    }
+}
+
+/// One ListFragments page being gathered: the query (from the request or its NextToken) and the
+/// stream it reads.
+struct Listing<'a> {
+    ctx: &'a KvsCtx,
+    handle: &'a StreamHandle,
+    meta: &'a framelog_store::StreamMeta,
+    max: usize,
+    kind: &'a str,
+    start_ms: u64,
+    end_ms: u64,
+    /// The metadata filter's tag name and, when given, value.
+    filter: Option<(String, Option<String>)>,
+}
+
+/// A page's fragments and its NextToken, when there is more.
+type Page = (Vec<Value>, Option<String>);
+
+impl Listing<'_> {
+    fn wanted(&self, record: &FragmentRecord) -> bool {
+        self.filter.as_ref().is_none_or(|(name, value)| {
             record.tags.iter().any(|t| t.name == *name && value.as_ref().is_none_or(|v| *v == t.value))
         })
-    };
-    let page_token = |position| PageToken { kind: kind.clone(), start_ms, end_ms, position }.encode();
-    let engine = &ctx.engine;
-    let store = |e| ApiError::internal(&e);
-    let mut fragments = Vec::new();
-    let mut next = None;
-    match kind.as_str() {
-        "PRODUCER_TIMESTAMP" => {
-            let after = token.as_ref().map(|t| t.position);
-            let page = engine.producer_range(&handle, 0, start_ms, end_ms, after, max + 1).map_err(store)?;
-            for &(_, seq) in page.iter().take(max) {
-                if let Some(header) = engine.header(&handle, 0, seq).map_err(store)? {
-                    let record = record_of(&header)?;
-                    if wanted(&record) {
-                        fragments.push(fragment_json(&meta, seq, &header, &record));
-                    }
+    }
+
+    fn page_token(&self, position: (u64, u64)) -> String {
+        PageToken { kind: self.kind.to_string(), start_ms: self.start_ms, end_ms: self.end_ms, position }.encode()
+    }
+
+    /// PRODUCER_TIMESTAMP: the producer-time index, from after `after` (the last fragment of the
+    /// previous page). One more than a page is read to know whether another follows.
+    fn by_producer_time(&self, after: Option<(u64, u64)>) -> Result<Page, ApiError> {
+        let (engine, handle, max) = (&self.ctx.engine, self.handle, self.max);
+        let store = |e| ApiError::internal(&e);
+        let page = engine.producer_range(handle, 0, self.start_ms, self.end_ms, after, max + 1).map_err(store)?;
+        let mut fragments = Vec::new();
+        for &(_, seq) in page.iter().take(max) {
+            if let Some(header) = engine.header(handle, 0, seq).map_err(store)? {
+                let record = record_of(&header)?;
+                if self.wanted(&record) {
+                    fragments.push(fragment_json(self.meta, seq, &header, &record));
                 }
             }
-            if page.len() > max {
-                next = page.get(max - 1).map(|&(ms, seq)| page_token((ms, seq)));
+        }
+        let mut next = None;
+        if page.len() > max {
+            next = page.get(max - 1).map(|&(ms, seq)| self.page_token((ms, seq)));
+        }
+        Ok((fragments, next))
+    }
+
+    /// SERVER_TIMESTAMP: a scan in arrival order from `from` (the next page's first sequence),
+    /// or from the first arrival at the range's start.
+    fn by_server_time(&self, from: Option<u64>) -> Result<Page, ApiError> {
+        let from = match from {
+            Some(seq) => seq,
+            None => {
+                let start = Position::AtArrivalMs(self.start_ms);
+                self.ctx.engine.resolve(self.handle, 0, start).map_err(|e| ApiError::internal(&e))?
             }
-        }
-        "SERVER_TIMESTAMP" => {
-            let from = match &token {
-                Some(t) => t.position.0,
-                None => engine.resolve(&handle, 0, Position::AtArrivalMs(start_ms)).map_err(store)?,
-            };
-            scan_server_range(ctx, &handle, from, (start_ms, end_ms), |seq, header, record| {
-                if fragments.len() == max {
-                    next = Some(page_token((seq, 0)));
-                    return false;
-                }
-                if wanted(&record) {
-                    fragments.push(fragment_json(&meta, seq, header, &record));
-                }
-                true
-            })?;
-        }
-        other => {
-            return Err(ApiError::invalid(format!(
-                "FragmentSelectorType must be PRODUCER_TIMESTAMP or SERVER_TIMESTAMP, not {other}."
-            )));
-        }
+        };
+        let mut fragments = Vec::new();
+        let mut next = None;
+        scan_server_range(self.ctx, self.handle, from, (self.start_ms, self.end_ms), |seq, header, record| {
+            if fragments.len() == self.max {
+                next = Some(self.page_token((seq, 0)));
+                return false;
+            }
+            if self.wanted(&record) {
+                fragments.push(fragment_json(self.meta, seq, header, &record));
+            }
+            true
+        })?;
+        Ok((fragments, next))
     }
-    let mut out = json!({"Fragments": fragments});
-    if let Some(next) = next {
-        out["NextToken"] = next.into();
-    }
-    Ok(out)
 }
 
 /// The engine sequences of the requested fragments, checked to exist, in the order asked.

@@ -181,6 +181,12 @@ struct Upload {
     failed: Arc<AtomicBool>,
 }
 
+/// Why an event ends the upload: the timecode of the cluster concerned (when there is one) and
+/// the error its ERROR ack carries.
+type Rejection = (Option<u64>, AckError);
+
+/// The upload task: reads the body, splits it into events and acknowledges them until the body
+/// ends, the producer goes silent or away, or an event is rejected.
 async fn ingest(
     ctx: KvsCtx,
     stream: StreamHandle,
@@ -192,78 +198,132 @@ async fn ingest(
     let (outgoing_sender, outgoing) = mpsc::channel(OUTGOING_QUEUE);
     let failed = Arc::new(AtomicBool::new(false));
     tokio::spawn(write_acks(outgoing, acks, failed.clone()));
-    let mut upload = Upload {
-        ctx,
-        stream,
-        base,
-        info: SegmentInfo::default(),
-        tracks: None,
-        pending_tags: Vec::new(),
-        cluster_server_ms: 0,
-        last_frame_ms: HashMap::new(),
-        outgoing: outgoing_sender.clone(),
-        failed: failed.clone(),
-    };
-    let mut data = body.into_data_stream();
-    let mut silent = Duration::ZERO;
-    let send = |ack: Ack| {
-        let outgoing = outgoing_sender.clone();
-        async move { outgoing.send(Outgoing::Ack(ack)).await.is_ok() }
-    };
+    let mut upload = Upload::new(ctx, stream, base, outgoing_sender, failed);
+    let mut body = BodyReader { data: body.into_data_stream(), silent: Duration::ZERO };
     loop {
-        if failed.load(Ordering::Acquire) {
+        if upload.failed.load(Ordering::Acquire) {
             return;
         }
-        let finished = match tokio::time::timeout(IDLE_ACK_EVERY, data.next()).await {
-            Err(_) => {
-                silent += IDLE_ACK_EVERY;
-                if silent >= CLOSE_AFTER_SILENCE || !send(Ack::Idle).await {
-                    return;
-                }
-                continue;
-            }
-            // The producer went away (or broke the chunked encoding): the fragment in flight is
-            // dropped, everything acknowledged before stays.
-            Ok(Some(Err(_))) => return,
-            Ok(Some(Ok(bytes))) => {
-                silent = Duration::ZERO;
-                fragmenter.push(&bytes);
-                false
-            }
-            Ok(None) => true,
+        let finished = match body.next(&upload, &mut fragmenter).await {
+            Received::Bytes => false,
+            Received::End => true,
+            Received::Silence => continue,
+            Received::Stop => return,
         };
-        loop {
-            let event = if finished { fragmenter.finish() } else { fragmenter.next_event() };
-            let outcome = match event {
-                Ok(Some(event)) => upload.on_event(event).await,
-                Ok(None) => break,
-                Err(error) => {
-                    tracing::info!(stream = %upload.stream.meta().name, %error, "rejected PutMedia input");
-                    Err((None, super::ack::for_media_error(&error)))
-                }
-            };
-            match outcome {
-                Ok(events) => {
-                    for ack in events {
-                        if !send(ack).await {
-                            return;
-                        }
-                    }
-                }
-                Err((timecode, error)) => {
-                    send(Ack::error(timecode, error)).await;
-                    return;
-                }
-            }
-        }
-        if finished {
+        if !upload.drain(&mut fragmenter, finished).await || finished {
             return;
         }
     }
 }
 
+/// What one wait on the request body brought.
+enum Received {
+    /// Bytes, now pushed into the splitter.
+    Bytes,
+    /// The end of the body: the splitter is to finish.
+    End,
+    /// `IDLE_ACK_EVERY` without bytes, acknowledged with IDLE.
+    Silence,
+    /// The upload is over: silent too long, the producer gone, or the ack writer gone.
+    Stop,
+}
+
+/// The request body, with how long the producer has been silent.
+struct BodyReader {
+    data: axum::body::BodyDataStream,
+    silent: Duration,
+}
+
+impl BodyReader {
+    /// Waits up to `IDLE_ACK_EVERY` for the next bytes and pushes them into `fragmenter`; a wait
+    /// without bytes sends IDLE, and `CLOSE_AFTER_SILENCE` of them ends the upload.
+    async fn next(&mut self, upload: &Upload, fragmenter: &mut Splitter) -> Received {
+        match tokio::time::timeout(IDLE_ACK_EVERY, self.data.next()).await {
+            Err(_) => {
+                self.silent += IDLE_ACK_EVERY;
+                if self.silent >= CLOSE_AFTER_SILENCE || !upload.send_ack(Ack::Idle).await {
+                    return Received::Stop;
+                }
+                Received::Silence
+            }
+            // The producer went away (or broke the chunked encoding): the fragment in flight is
+            // dropped, everything acknowledged before stays.
+            Ok(Some(Err(_))) => Received::Stop,
+            Ok(Some(Ok(bytes))) => {
+                self.silent = Duration::ZERO;
+                fragmenter.push(&bytes);
+                Received::Bytes
+            }
+            Ok(None) => Received::End,
+        }
+    }
+}
+
 impl Upload {
-    async fn on_event(&mut self, event: Event) -> Result<Vec<Ack>, (Option<u64>, AckError)> {
+    fn new(
+        ctx: KvsCtx,
+        stream: StreamHandle,
+        base: TimecodeBase,
+        outgoing: mpsc::Sender<Outgoing>,
+        failed: Arc<AtomicBool>,
+    ) -> Self {
+        Upload {
+            ctx,
+            stream,
+            base,
+            info: SegmentInfo::default(),
+            tracks: None,
+            pending_tags: Vec::new(),
+            cluster_server_ms: 0,
+            last_frame_ms: HashMap::new(),
+            outgoing,
+            failed,
+        }
+    }
+
+    /// Queues an ack for the writer; false when the writer is gone.
+    async fn send_ack(&self, ack: Ack) -> bool {
+        self.outgoing.send(Outgoing::Ack(ack)).await.is_ok()
+    }
+
+    /// Handles every event the splitter can make of the bytes so far (with `finished`, of the
+    /// whole input). False when the upload is over: an event was rejected or the writer is gone.
+    async fn drain(&mut self, fragmenter: &mut Splitter, finished: bool) -> bool {
+        loop {
+            let event = if finished { fragmenter.finish() } else { fragmenter.next_event() };
+            let outcome = match event {
+                Ok(Some(event)) => self.on_event(event).await,
+                Ok(None) => return true,
+                Err(error) => {
+                    tracing::info!(stream = %self.stream.meta().name, %error, "rejected PutMedia input");
+                    Err((None, super::ack::for_media_error(&error)))
+                }
+            };
+            if !self.acknowledge(outcome).await {
+                return false;
+            }
+        }
+    }
+
+    /// Sends an event's acks, or the ERROR that rejects it. False when the upload is over.
+    async fn acknowledge(&self, outcome: Result<Vec<Ack>, Rejection>) -> bool {
+        match outcome {
+            Ok(acks) => {
+                for ack in acks {
+                    if !self.send_ack(ack).await {
+                        return false;
+                    }
+                }
+                true
+            }
+            Err((timecode, error)) => {
+                self.send_ack(Ack::error(timecode, error)).await;
+                false
+            }
+        }
+    }
+
+    async fn on_event(&mut self, event: Event) -> Result<Vec<Ack>, Rejection> {
         match event {
             Event::Tracks { info, tracks, tracks_body } => {
                 // One connection carries one Segment (docs/spec/kvs.md#putmedia-body): a second one is invalid input.
@@ -327,7 +387,10 @@ impl Upload {
         })
     }
 
-    async fn store(&mut self, cluster: Cluster) -> Result<Vec<Ack>, (Option<u64>, AckError)> {
+    /// Checks a complete cluster and appends it as a fragment (or recognises a replay of one
+    /// stored before). Its RECEIVED and PERSISTED go to the ack writer directly, after the acks
+    /// already queued, so nothing is returned for the caller to send.
+    async fn store(&mut self, cluster: Cluster) -> Result<Vec<Ack>, Rejection> {
         let timecode = cluster.timecode;
         let fail = |error| (Some(timecode), error);
         // After a failed append the upload is over: storing later fragments would make the
@@ -335,90 +398,127 @@ impl Upload {
         if self.failed.load(Ordering::Acquire) {
             return Err(fail(AckError::Internal));
         }
-        let Some((numbers, tracks_body)) = &self.tracks else { return Err(fail(AckError::InvalidMkv)) };
-        if cluster.frames.iter().any(|f| !numbers.contains(&f.track)) {
-            return Err(fail(AckError::TrackNumberMismatch));
-        }
-        let base = i128::from(timecode);
-        let frame_ms: Option<Vec<i64>> =
-            cluster.frames.iter().map(|f| self.to_ms(base + i128::from(f.relative_timecode))).collect();
-        let (Some(frame_ms), Some(producer_ms)) = (frame_ms, self.to_ms(base)) else {
-            return Err(fail(AckError::InvalidProducerTimestamp));
-        };
-        if let Some(missing) = numbers.iter().find(|n| !cluster.frames.iter().any(|f| f.track == **n)) {
-            tracing::debug!(track = missing, "fragment without frames of a track");
-            return Err(fail(AckError::FramesMissingForTrack));
-        }
-        // A fragment's first frame must be strictly later than the previous fragment's last
-        // (docs/spec/kvs.md#putmedia-body). Checked per track: with B-frames, blocks carry
-        // presentation times, and the next key frame presents after every frame of its own track
-        // before it, but not necessarily after the audio muxed next to those frames.
-        let mut latest: HashMap<u64, i64> = HashMap::new();
-        for (frame, &ms) in cluster.frames.iter().zip(&frame_ms) {
-            if !latest.contains_key(&frame.track)
-                && let Some(&previous) = self.last_frame_ms.get(&frame.track)
-                && ms <= previous
-            {
-                return Err(fail(AckError::TimecodeLesserThanPrevious));
-            }
-            let slot = latest.entry(frame.track).or_insert(ms);
-            *slot = (*slot).max(ms);
-        }
-        let duration_ms = fragment_duration_ms(&cluster.frames, &frame_ms);
-        if duration_ms > MAX_FRAGMENT_DURATION_MS {
-            return Err(fail(AckError::MaxFragmentDuration));
-        }
-        if producer_ms < 0 {
-            return Err(fail(AckError::InvalidProducerTimestamp));
-        }
-        self.last_frame_ms.extend(latest);
-        let record = FragmentRecord {
-            timecode,
-            timecode_scale_ns: self.info.timecode_scale_ns,
-            producer_ts_ms: producer_ms as u64,
-            server_ts_ms: self.cluster_server_ms,
-            duration_ms: duration_ms as u64,
-            tracks_body: tracks_body.clone(),
-            tags: std::mem::take(&mut self.pending_tags),
-            frames: cluster.frames,
-        };
+        let mut checked = self.check_cluster(&cluster).map_err(fail)?;
+        self.last_frame_ms.extend(std::mem::take(&mut checked.latest));
+        let (record, payload) = self.fragment_record(cluster, checked);
         let meta = self.stream.meta();
         let fragment_number_base = (meta.retention_hours > 0).then_some(meta.created_ms);
-        if let Some(seq) = self.stored_before(&record) {
-            tracing::debug!(seq, "a replayed fragment was already stored");
-            for item in [
-                Outgoing::Ack(Ack::Received { timecode }),
-                Outgoing::AlreadyStored { timecode, seq, fragment_number_base },
-            ] {
-                if self.outgoing.send(item).await.is_err() {
-                    return Err(fail(AckError::Internal));
-                }
+        let persisted = match self.stored_before(&record) {
+            Some(seq) => {
+                tracing::debug!(seq, "a replayed fragment was already stored");
+                Outgoing::AlreadyStored { timecode, seq, fragment_number_base }
             }
-            return Ok(Vec::new());
-        }
-        let entry = NewEntry {
-            shard: 0,
-            producer_ts_ms: Some(producer_ms as u64),
-            attrs: record.encode(),
-            payload: cluster.body,
-        };
-        let wait = match self.ctx.engine.append(&self.stream, vec![entry]) {
-            Ok(wait) => wait,
-            Err(framelog_store::StoreError::StreamDeleted(_)) => return Err(fail(AckError::StreamDeleted)),
-            Err(error) => {
-                tracing::error!(%error, "queueing a fragment failed");
-                return Err(fail(AckError::Internal));
+            None => {
+                let wait = self.append(&record, payload).map_err(fail)?;
+                Outgoing::Persist { timecode, wait, fragment_number_base }
             }
         };
-        for item in
-            [Outgoing::Ack(Ack::Received { timecode }), Outgoing::Persist { timecode, wait, fragment_number_base }]
-        {
+        for item in [Outgoing::Ack(Ack::Received { timecode }), persisted] {
             if self.outgoing.send(item).await.is_err() {
                 return Err(fail(AckError::Internal));
             }
         }
         Ok(Vec::new())
     }
+
+    /// Checks a cluster against the Segment's tracks and the fragments before it on this
+    /// connection, in this order: track numbers, timestamps that fit, every track present, frames
+    /// after the previous fragment's, the fragment's length, a producer time not before 1970.
+    fn check_cluster(&self, cluster: &Cluster) -> Result<CheckedCluster, AckError> {
+        let Some((numbers, tracks_body)) = &self.tracks else { return Err(AckError::InvalidMkv) };
+        if cluster.frames.iter().any(|f| !numbers.contains(&f.track)) {
+            return Err(AckError::TrackNumberMismatch);
+        }
+        let Some((frame_ms, producer_ms)) = self.cluster_times(cluster) else {
+            return Err(AckError::InvalidProducerTimestamp);
+        };
+        if let Some(missing) = numbers.iter().find(|n| !cluster.frames.iter().any(|f| f.track == **n)) {
+            tracing::debug!(track = missing, "fragment without frames of a track");
+            return Err(AckError::FramesMissingForTrack);
+        }
+        let latest = self.latest_frames(&cluster.frames, &frame_ms)?;
+        let duration_ms = fragment_duration_ms(&cluster.frames, &frame_ms);
+        if duration_ms > MAX_FRAGMENT_DURATION_MS {
+            return Err(AckError::MaxFragmentDuration);
+        }
+        if producer_ms < 0 {
+            return Err(AckError::InvalidProducerTimestamp);
+        }
+        Ok(CheckedCluster {
+            producer_ms: producer_ms as u64,
+            duration_ms: duration_ms as u64,
+            latest,
+            tracks_body: tracks_body.clone(),
+        })
+    }
+
+    /// Producer times in ms of every frame of the cluster and of the cluster itself, or `None`
+    /// when one does not fit.
+    fn cluster_times(&self, cluster: &Cluster) -> Option<(Vec<i64>, i64)> {
+        let base = i128::from(cluster.timecode);
+        let frame_ms: Option<Vec<i64>> =
+            cluster.frames.iter().map(|f| self.to_ms(base + i128::from(f.relative_timecode))).collect();
+        let (Some(frame_ms), Some(producer_ms)) = (frame_ms, self.to_ms(base)) else { return None };
+        Some((frame_ms, producer_ms))
+    }
+
+    /// Per track, the latest frame time of this cluster, once each track's first frame here is
+    /// found strictly later than that track's last frame before (docs/spec/kvs.md#putmedia-body).
+    /// Checked per track: with B-frames, blocks carry presentation times, and the next key frame
+    /// presents after every frame of its own track before it, but not necessarily after the audio
+    /// muxed next to those frames.
+    fn latest_frames(&self, frames: &[framelog_media::Frame], frame_ms: &[i64]) -> Result<HashMap<u64, i64>, AckError> {
+        let mut latest: HashMap<u64, i64> = HashMap::new();
+        for (frame, &ms) in frames.iter().zip(frame_ms) {
+            if !latest.contains_key(&frame.track)
+                && let Some(&previous) = self.last_frame_ms.get(&frame.track)
+                && ms <= previous
+            {
+                return Err(AckError::TimecodeLesserThanPrevious);
+            }
+            let slot = latest.entry(frame.track).or_insert(ms);
+            *slot = (*slot).max(ms);
+        }
+        Ok(latest)
+    }
+
+    /// The stored form of an accepted cluster (taking the tags that arrived before it) and its
+    /// bytes, the entry's payload.
+    fn fragment_record(&mut self, cluster: Cluster, checked: CheckedCluster) -> (FragmentRecord, Vec<u8>) {
+        let record = FragmentRecord {
+            timecode: cluster.timecode,
+            timecode_scale_ns: self.info.timecode_scale_ns,
+            producer_ts_ms: checked.producer_ms,
+            server_ts_ms: self.cluster_server_ms,
+            duration_ms: checked.duration_ms,
+            tracks_body: checked.tracks_body,
+            tags: std::mem::take(&mut self.pending_tags),
+            frames: cluster.frames,
+        };
+        (record, cluster.body)
+    }
+
+    /// Queues the fragment's append; its PERSISTED waits for it in the ack writer.
+    fn append(&self, record: &FragmentRecord, payload: Vec<u8>) -> Result<AppendWait, AckError> {
+        let entry = NewEntry { shard: 0, producer_ts_ms: Some(record.producer_ts_ms), attrs: record.encode(), payload };
+        match self.ctx.engine.append(&self.stream, vec![entry]) {
+            Ok(wait) => Ok(wait),
+            Err(framelog_store::StoreError::StreamDeleted(_)) => Err(AckError::StreamDeleted),
+            Err(error) => {
+                tracing::error!(%error, "queueing a fragment failed");
+                Err(AckError::Internal)
+            }
+        }
+    }
+}
+
+/// What checking a cluster established, for its record.
+struct CheckedCluster {
+    producer_ms: u64,
+    duration_ms: u64,
+    /// Per track, its latest frame time in this cluster: `Upload::last_frame_ms` once accepted.
+    latest: HashMap<u64, i64>,
+    tracks_body: Vec<u8>,
 }
 
 /// How long a fragment plays: from its earliest frame to the end of its latest one. Blocks carry

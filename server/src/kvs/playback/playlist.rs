@@ -86,6 +86,41 @@ pub fn media(
     fragments: &[WindowFragment],
     complete: bool,
 ) -> String {
+    let mut out = media_header(session, fragments);
+    let mut previous: Option<&WindowFragment> = None;
+    // The fragment whose codec configuration is in force: its init segment URL stays the same
+    // (and cacheable) until the configuration changes.
+    let mut config_origin: Option<&WindowFragment> = None;
+    for fragment in fragments {
+        let config_changed = previous.is_none_or(|p| config_sequence(p) != config_sequence(fragment));
+        if config_changed {
+            config_origin = Some(fragment);
+        }
+        let origin = config_origin.unwrap_or(fragment);
+        let discontinuity = discontinuity_before(session.discontinuity, previous, fragment, config_changed);
+        if discontinuity {
+            out.push_str("#EXT-X-DISCONTINUITY\n");
+        }
+        if !session.mpeg_ts && (config_changed || discontinuity) {
+            let _ = writeln!(
+                out,
+                "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={track_number}&SequenceNumber={}&FragmentNumber={}\"",
+                config_sequence(origin),
+                origin.number
+            );
+        }
+        write_metadata(&mut out, session, fragment);
+        write_segment(&mut out, token, track_number, session, fragment);
+        previous = Some(fragment);
+    }
+    if complete {
+        out.push_str("#EXT-X-ENDLIST\n");
+    }
+    out
+}
+
+/// The media playlist's tags before its first segment.
+fn media_header(session: &Session, fragments: &[WindowFragment]) -> String {
     let target_s = fragments.iter().map(|f| f.record.duration_ms.div_ceil(1000)).max().unwrap_or(1).max(1);
     let first_seq = if session.mode == Mode::Live { fragments.first().map_or(0, |f| f.seq) } else { 0 };
     let version = if session.mpeg_ts { 3 } else { 7 };
@@ -100,70 +135,64 @@ pub fn media(
         out.push_str("#EXT-X-PLAYLIST-TYPE:VOD\n");
     }
     out.push_str("#EXT-X-INDEPENDENT-SEGMENTS\n");
-    let mut previous: Option<&WindowFragment> = None;
-    // The fragment whose codec configuration is in force: its init segment URL stays the same
-    // (and cacheable) until the configuration changes.
-    let mut config_origin: Option<&WindowFragment> = None;
-    for fragment in fragments {
-        let config_changed = previous.is_none_or(|p| config_sequence(p) != config_sequence(fragment));
-        if config_changed {
-            config_origin = Some(fragment);
-        }
-        let origin = config_origin.unwrap_or(fragment);
-        let gap = previous.is_some_and(|p| {
-            p.record.producer_ts_ms.saturating_add(p.record.duration_ms) + 100 < fragment.record.producer_ts_ms
-        });
-        let discontinuity = match session.discontinuity {
-            Discontinuity::Always => true,
-            Discontinuity::Never => false,
-            Discontinuity::OnGap => previous.is_some() && (gap || config_changed),
-        };
-        if discontinuity {
-            out.push_str("#EXT-X-DISCONTINUITY\n");
-        }
-        if !session.mpeg_ts && (config_changed || discontinuity) {
-            let _ = writeln!(
-                out,
-                "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={track_number}&SequenceNumber={}&FragmentNumber={}\"",
-                config_sequence(origin),
-                origin.number
-            );
-        }
-        let start_ms = fragment.record.producer_ts_ms;
-        // RFC 8216 §4.3.2.7: a playlist with EXT-X-DATERANGE must have a PROGRAM-DATE-TIME.
-        // A producer's identity tag is bookkeeping for idempotent uploads, not an event.
-        let events: Vec<&framelog_media::SimpleTag> =
-            fragment.record.tags.iter().filter(|t| t.name != framelog_media::FRAGMENT_ID_TAG).collect();
-        if session.display_timestamps || !events.is_empty() {
-            let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(start_ms));
-        }
-        for (index, tag) in events.into_iter().enumerate() {
-            let _ = writeln!(
-                out,
-                "#EXT-X-DATERANGE:ID=\"{}-{index}\",CLASS=\"kvs-metadata\",START-DATE=\"{}\",X-KVS-NAME=\"{}\",X-KVS-VALUE=\"{}\"",
-                fragment.number,
-                iso8601(start_ms),
-                quoted(&tag.name),
-                quoted(&tag.value)
-            );
-        }
-        if session.mpeg_ts {
-            let _ = writeln!(out, "#EXTINF:{:.3},", fragment.record.duration_ms as f64 / 1000.0);
-            let _ = writeln!(out, "getTSFragment.ts?FragmentNumber={}&SessionToken={token}", fragment.number);
-        } else {
-            let _ = writeln!(out, "#EXTINF:{:.3},", track_duration_s(fragment, track_number));
-            let _ = writeln!(
-                out,
-                "getMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={token}&TrackNumber={track_number}",
-                fragment.number
-            );
-        }
-        previous = Some(fragment);
-    }
-    if complete {
-        out.push_str("#EXT-X-ENDLIST\n");
-    }
     out
+}
+
+/// Whether an EXT-X-DISCONTINUITY goes before `fragment`: always, never, or (ON_DISCONTINUITY)
+/// after a gap of more than 100 ms in producer time or a change of codec configuration.
+fn discontinuity_before(
+    mode: Discontinuity,
+    previous: Option<&WindowFragment>,
+    fragment: &WindowFragment,
+    config_changed: bool,
+) -> bool {
+    let gap = previous.is_some_and(|p| {
+        p.record.producer_ts_ms.saturating_add(p.record.duration_ms) + 100 < fragment.record.producer_ts_ms
+    });
+    match mode {
+        Discontinuity::Always => true,
+        Discontinuity::Never => false,
+        Discontinuity::OnGap => previous.is_some() && (gap || config_changed),
+    }
+}
+
+/// The fragment's metadata tags as EXT-X-DATERANGE entries, after the EXT-X-PROGRAM-DATE-TIME
+/// they need (which is also there whenever the session displays timestamps).
+fn write_metadata(out: &mut String, session: &Session, fragment: &WindowFragment) {
+    let start_ms = fragment.record.producer_ts_ms;
+    // RFC 8216 §4.3.2.7: a playlist with EXT-X-DATERANGE must have a PROGRAM-DATE-TIME.
+    // A producer's identity tag is bookkeeping for idempotent uploads, not an event.
+    let events: Vec<&framelog_media::SimpleTag> =
+        fragment.record.tags.iter().filter(|t| t.name != framelog_media::FRAGMENT_ID_TAG).collect();
+    if session.display_timestamps || !events.is_empty() {
+        let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(start_ms));
+    }
+    for (index, tag) in events.into_iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "#EXT-X-DATERANGE:ID=\"{}-{index}\",CLASS=\"kvs-metadata\",START-DATE=\"{}\",X-KVS-NAME=\"{}\",X-KVS-VALUE=\"{}\"",
+            fragment.number,
+            iso8601(start_ms),
+            quoted(&tag.name),
+            quoted(&tag.value)
+        );
+    }
+}
+
+/// The segment itself: its EXTINF and URL (an MPEG-TS fragment of every track, or this track's
+/// fMP4 fragment).
+fn write_segment(out: &mut String, token: &str, track_number: u64, session: &Session, fragment: &WindowFragment) {
+    if session.mpeg_ts {
+        let _ = writeln!(out, "#EXTINF:{:.3},", fragment.record.duration_ms as f64 / 1000.0);
+        let _ = writeln!(out, "getTSFragment.ts?FragmentNumber={}&SessionToken={token}", fragment.number);
+    } else {
+        let _ = writeln!(out, "#EXTINF:{:.3},", track_duration_s(fragment, track_number));
+        let _ = writeln!(
+            out,
+            "getMP4MediaFragment.mp4?FragmentNumber={}&SessionToken={token}&TrackNumber={track_number}",
+            fragment.number
+        );
+    }
 }
 
 #[cfg(test)]

@@ -105,6 +105,44 @@ pub fn get_dash_streaming_session_url(ctx: &KvsCtx, body: Document) -> Result<Va
 fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<String, ApiError> {
     let handle = ctx.stream(body, "StreamARN")?;
     let meta = handle.meta();
+    let request = read_request(body, protocol)?;
+    crate::kvs::context::require_archive(&handle)?;
+    let now_ms = ctx.engine.now_ms();
+    let session = Session {
+        stream_name: crate::kvs::context::public_name(&meta.name).unwrap_or(&meta.name).to_string(),
+        stream_created_ms: meta.created_ms,
+        mode: request.mode,
+        clock: request.clock,
+        start_ms: request.start_ms,
+        end_ms: request.end_ms,
+        max_fragments: request.max_fragments as usize,
+        discontinuity: request.discontinuity,
+        display_timestamps: request.display_timestamps,
+        display_fragment_numbers: request.display_fragment_numbers,
+        mpeg_ts: request.mpeg_ts,
+        expires_ms: now_ms + request.expires_s as u64 * 1000,
+    };
+    check_newest_fragment(ctx, &handle, &session, now_ms)?;
+    Ok(ctx.sessions.seal(&super::session_codec::encode(&session)))
+}
+
+/// A session request's parameters, validated (every one but the stream's).
+struct Request {
+    mode: Mode,
+    mpeg_ts: bool,
+    discontinuity: Discontinuity,
+    display_timestamps: bool,
+    display_fragment_numbers: bool,
+    expires_s: i64,
+    max_fragments: i64,
+    clock: Clock,
+    start_ms: Option<u64>,
+    end_ms: Option<u64>,
+}
+
+/// Reads and checks the request's parameters, reporting the first invalid one in the order the
+/// fields are read here.
+fn read_request(body: &Document, protocol: Protocol) -> Result<Request, ApiError> {
     let mode = choice(
         body,
         "PlaybackMode",
@@ -126,35 +164,65 @@ fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<Stri
     let display_timestamps = choice(body, "DisplayFragmentTimestamp", false, &[("ALWAYS", true), ("NEVER", false)])?;
     let display_fragment_numbers = protocol == Protocol::Dash
         && choice(body, "DisplayFragmentNumber", false, &[("ALWAYS", true), ("NEVER", false)])?;
-    let expires_s = body.int("Expires")?.unwrap_or(DEFAULT_EXPIRES_S);
-    if !(300..=MAX_EXPIRES_S).contains(&expires_s) {
-        return Err(ApiError::invalid(format!("Expires must be between 300 and {MAX_EXPIRES_S} seconds.")));
-    }
-    let max_fragments = body.int(protocol.max_field())?.unwrap_or(if mode == Mode::Live { 5 } else { 1000 });
-    if !(1..=5000).contains(&max_fragments) {
-        return Err(ApiError::invalid(format!("{} must be between 1 and 5000.", protocol.max_field())));
-    }
-    let (clock, start_ms, end_ms) = match body.object(protocol.selector_field())? {
-        None => (Clock::Server, None, None),
-        Some(selector) => {
-            let clock = choice(
-                &selector,
-                "FragmentSelectorType",
-                Clock::Server,
-                &[("SERVER_TIMESTAMP", Clock::Server), ("PRODUCER_TIMESTAMP", Clock::Producer)],
-            )?;
-            match selector.object("TimestampRange")? {
-                None => (clock, None, None),
-                Some(range) => (clock, range.timestamp_ms("StartTimestamp")?, range.timestamp_ms("EndTimestamp")?),
-            }
-        }
-    };
+    let expires_s = read_expires(body)?;
+    let max_fragments = read_max_fragments(body, protocol, mode)?;
+    let (clock, start_ms, end_ms) = read_selector(body, protocol)?;
     // KVS's defaults (docs/spec/kvs.md#session-parameters): ALWAYS with server timestamps, NEVER with
     // producer timestamps.
     let discontinuity = discontinuity.unwrap_or(match clock {
         Clock::Server => Discontinuity::Always,
         Clock::Producer => Discontinuity::Never,
     });
+    check_range(mode, start_ms, end_ms)?;
+    Ok(Request {
+        mode,
+        mpeg_ts,
+        discontinuity,
+        display_timestamps,
+        display_fragment_numbers,
+        expires_s,
+        max_fragments,
+        clock,
+        start_ms,
+        end_ms,
+    })
+}
+
+/// `Expires`, in seconds: how long the session's token stays valid.
+fn read_expires(body: &Document) -> Result<i64, ApiError> {
+    let expires_s = body.int("Expires")?.unwrap_or(DEFAULT_EXPIRES_S);
+    if !(300..=MAX_EXPIRES_S).contains(&expires_s) {
+        return Err(ApiError::invalid(format!("Expires must be between 300 and {MAX_EXPIRES_S} seconds.")));
+    }
+    Ok(expires_s)
+}
+
+/// The most fragments a playlist or manifest lists; LIVE defaults to a short window.
+fn read_max_fragments(body: &Document, protocol: Protocol, mode: Mode) -> Result<i64, ApiError> {
+    let max_fragments = body.int(protocol.max_field())?.unwrap_or(if mode == Mode::Live { 5 } else { 1000 });
+    if !(1..=5000).contains(&max_fragments) {
+        return Err(ApiError::invalid(format!("{} must be between 1 and 5000.", protocol.max_field())));
+    }
+    Ok(max_fragments)
+}
+
+/// The fragment selector: which clock, and the timestamp range when one is given.
+fn read_selector(body: &Document, protocol: Protocol) -> Result<(Clock, Option<u64>, Option<u64>), ApiError> {
+    let Some(selector) = body.object(protocol.selector_field())? else { return Ok((Clock::Server, None, None)) };
+    let clock = choice(
+        &selector,
+        "FragmentSelectorType",
+        Clock::Server,
+        &[("SERVER_TIMESTAMP", Clock::Server), ("PRODUCER_TIMESTAMP", Clock::Producer)],
+    )?;
+    match selector.object("TimestampRange")? {
+        None => Ok((clock, None, None)),
+        Some(range) => Ok((clock, range.timestamp_ms("StartTimestamp")?, range.timestamp_ms("EndTimestamp")?)),
+    }
+}
+
+/// Which timestamps each playback mode needs (none for LIVE), and a range of at most 24 hours.
+fn check_range(mode: Mode, start_ms: Option<u64>, end_ms: Option<u64>) -> Result<(), ApiError> {
     match (mode, start_ms, end_ms) {
         (Mode::Live, None, None) => {}
         (Mode::Live, _, _) => return Err(ApiError::invalid("TimestampRange must not be given for LIVE playback.")),
@@ -172,26 +240,21 @@ fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<Stri
             return Err(ApiError::invalid("The timestamp range must not span more than 24 hours."));
         }
     }
-    crate::kvs::context::require_archive(&handle)?;
-    let now_ms = ctx.engine.now_ms();
-    let session = Session {
-        stream_name: crate::kvs::context::public_name(&meta.name).unwrap_or(&meta.name).to_string(),
-        stream_created_ms: meta.created_ms,
-        mode,
-        clock,
-        start_ms,
-        end_ms,
-        max_fragments: max_fragments as usize,
-        discontinuity,
-        display_timestamps,
-        display_fragment_numbers,
-        mpeg_ts,
-        expires_ms: now_ms + expires_s as u64 * 1000,
-    };
-    let fragments = window::fragments(ctx, &handle, &session)?;
+    Ok(())
+}
+
+/// A session is only handed out when its window has a fragment to play: for LIVE, one received
+/// within `LIVE_FRESHNESS_MS`; and the newest fragment must be one that can be packaged.
+fn check_newest_fragment(
+    ctx: &KvsCtx,
+    handle: &framelog_store::StreamHandle,
+    session: &Session,
+    now_ms: u64,
+) -> Result<(), ApiError> {
+    let fragments = window::fragments(ctx, handle, session)?;
     let newest = match fragments.last() {
         Some(newest)
-            if mode != Mode::Live || now_ms.saturating_sub(newest.record.server_ts_ms) <= LIVE_FRESHNESS_MS =>
+            if session.mode != Mode::Live || now_ms.saturating_sub(newest.record.server_ts_ms) <= LIVE_FRESHNESS_MS =>
         {
             newest
         }
@@ -203,7 +266,7 @@ fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<Stri
         }
     };
     window::packageable(&newest.record)?;
-    Ok(ctx.sessions.seal(&super::session_codec::encode(&session)))
+    Ok(())
 }
 
 /// Opens a token: the session, or 403 when it is expired or not ours.
