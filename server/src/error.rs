@@ -150,6 +150,21 @@ impl ApiError {
     }
 }
 
+/// The engine's errors as clients see them: a missing or existing stream is the client's error
+/// (KVS's wording; KDS answers through `from_store`, which names the account), anything else is an
+/// internal failure, logged once here.
+impl From<StoreError> for ApiError {
+    fn from(error: StoreError) -> Self {
+        match error {
+            StoreError::StreamNotFound(_) | StoreError::StreamDeleted(_) | StoreError::ShardNotFound { .. } => {
+                ApiError::new(ErrorType::ResourceNotFound, "The requested stream is not found or not active.")
+            }
+            StoreError::StreamExists(_) => ApiError::new(ErrorType::ResourceInUse, "The stream already exists."),
+            other => ApiError::internal(&other),
+        }
+    }
+}
+
 /// Maps an engine error for a stream named `stream` in `account` to what KDS would answer.
 pub fn from_store(error: StoreError, account: &str) -> ApiError {
     match error {

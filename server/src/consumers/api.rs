@@ -35,18 +35,14 @@ pub(super) fn store_new(
     spec: &impl serde::Serialize,
     checkpoint: &impl serde::Serialize,
 ) -> Result<(), ApiError> {
-    let (_, created) = ctx
-        .video
-        .engine
-        .update_meta(handle, |meta| {
-            if meta.settings.contains_key(&state::spec_key(name)) {
-                return false;
-            }
-            meta.settings.insert(state::spec_key(name), serde_json::to_string(spec).unwrap_or_default());
-            meta.settings.insert(state::checkpoint_key(name), serde_json::to_string(checkpoint).unwrap_or_default());
-            true
-        })
-        .map_err(store_error)?;
+    let (_, created) = ctx.video.engine.update_meta(handle, |meta| {
+        if meta.settings.contains_key(&state::spec_key(name)) {
+            return false;
+        }
+        meta.settings.insert(state::spec_key(name), serde_json::to_string(spec).unwrap_or_default());
+        meta.settings.insert(state::checkpoint_key(name), serde_json::to_string(checkpoint).unwrap_or_default());
+        true
+    })?;
     if !created {
         return Err(ApiError::new(ErrorType::ResourceInUse, format!("Consumer {name} already exists on this stream.")));
     }
@@ -83,10 +79,6 @@ pub(super) fn notify(ctx: &ConsumersCtx, handle: &framelog_store::StreamHandle, 
         stream_name: handle.meta().name,
         consumer: consumer.to_string(),
     });
-}
-
-fn store_error(error: framelog_store::StoreError) -> ApiError {
-    ApiError::internal(&error)
 }
 
 pub fn create_consumer(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiError> {
@@ -147,12 +139,9 @@ pub fn update_consumer(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiE
     next.created_ms = current.created_ms;
     next.start = current.start.clone();
     next.paused = paused_state(&body, current.paused)?;
-    ctx.video
-        .engine
-        .update_meta(&handle, |meta| {
-            meta.settings.insert(state::spec_key(&name), serde_json::to_string(&next).unwrap_or_default());
-        })
-        .map_err(store_error)?;
+    ctx.video.engine.update_meta(&handle, |meta| {
+        meta.settings.insert(state::spec_key(&name), serde_json::to_string(&next).unwrap_or_default());
+    })?;
     notify(ctx, &handle, &name);
     Ok(json!({"Consumer": describe(ctx, &handle, &next, &state::checkpoint(&settings, &name))}))
 }
@@ -160,16 +149,12 @@ pub fn update_consumer(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiE
 pub fn delete_consumer(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiError> {
     let handle = any_stream(ctx, &body)?;
     let name = consumer_name(&body)?;
-    let (_, existed) = ctx
-        .video
-        .engine
-        .update_meta(&handle, |meta| {
-            let existed = meta.settings.remove(&state::spec_key(&name)).is_some();
-            meta.settings.remove(&state::checkpoint_key(&name));
-            meta.settings.remove(&state::dead_key(&name));
-            existed
-        })
-        .map_err(store_error)?;
+    let (_, existed) = ctx.video.engine.update_meta(&handle, |meta| {
+        let existed = meta.settings.remove(&state::spec_key(&name)).is_some();
+        meta.settings.remove(&state::checkpoint_key(&name));
+        meta.settings.remove(&state::dead_key(&name));
+        existed
+    })?;
     if !existed {
         return Err(not_found(&name));
     }

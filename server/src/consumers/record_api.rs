@@ -83,12 +83,9 @@ pub fn update(
     let mut next = record_spec::parse(&Document(merged), current.created_ms)?;
     next.start = current.start.clone();
     next.paused = super::api::paused_state(body, current.paused)?;
-    ctx.video
-        .engine
-        .update_meta(handle, |meta| {
-            meta.settings.insert(state::spec_key(name), serde_json::to_string(&next).unwrap_or_default());
-        })
-        .map_err(|e| ApiError::internal(&e))?;
+    ctx.video.engine.update_meta(handle, |meta| {
+        meta.settings.insert(state::spec_key(name), serde_json::to_string(&next).unwrap_or_default());
+    })?;
     Ok(Some(description(ctx, handle, &next)))
 }
 

@@ -30,8 +30,7 @@ pub fn start_seqs(
     };
     (0..handle.meta().shards.len() as u32)
         .map(|shard| {
-            let seq =
-                ctx.video.engine.resolve(handle, shard, position).map_err(|e| crate::error::ApiError::internal(&e))?;
+            let seq = ctx.video.engine.resolve(handle, shard, position)?;
             Ok((shard, seq))
         })
         .collect()

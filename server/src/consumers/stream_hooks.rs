@@ -183,25 +183,22 @@ fn install(
         }
         None => None,
     };
-    ctx.video
-        .engine
-        .update_meta(handle, |meta| {
-            meta.settings.remove(&state::dead_key(name));
-            match &entry {
-                Some((config, spec, checkpoint)) => {
-                    meta.settings.insert(feature.config_key.to_string(), config.clone());
-                    meta.settings.insert(state::spec_key(name), spec.clone());
-                    meta.settings
-                        .insert(state::checkpoint_key(name), serde_json::to_string(checkpoint).unwrap_or_default());
-                }
-                None => {
-                    meta.settings.remove(feature.config_key);
-                    meta.settings.remove(&state::spec_key(name));
-                    meta.settings.remove(&state::checkpoint_key(name));
-                }
+    ctx.video.engine.update_meta(handle, |meta| {
+        meta.settings.remove(&state::dead_key(name));
+        match &entry {
+            Some((config, spec, checkpoint)) => {
+                meta.settings.insert(feature.config_key.to_string(), config.clone());
+                meta.settings.insert(state::spec_key(name), spec.clone());
+                meta.settings
+                    .insert(state::checkpoint_key(name), serde_json::to_string(checkpoint).unwrap_or_default());
             }
-        })
-        .map_err(|e| ApiError::internal(&e))?;
+            None => {
+                meta.settings.remove(feature.config_key);
+                meta.settings.remove(&state::spec_key(name));
+                meta.settings.remove(&state::checkpoint_key(name));
+            }
+        }
+    })?;
     super::api::notify(ctx, handle, name);
     Ok(json!({}))
 }

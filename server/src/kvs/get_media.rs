@@ -51,7 +51,7 @@ pub async fn handle(State(ctx): State<KvsCtx>, body: Bytes) -> Response {
         let document = super::parse_document(&body)?;
         let handle = ctx.stream(&document, "StreamARN")?;
         let position = start_position(&handle, &document)?;
-        let seq = first_chunk(&ctx.engine, &handle, position).map_err(|e| ApiError::internal(&e))?;
+        let seq = first_chunk(&ctx.engine, &handle, position)?;
         Ok::<_, ApiError>((handle, seq))
     })();
     let (handle, seq) = match started {

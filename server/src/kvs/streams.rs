@@ -74,7 +74,7 @@ fn merge_tags(
             format!("A stream can have at most {MAX_TAGS} tags."),
         ));
     }
-    ctx.engine.update_meta(handle, |m| m.tags = merged).map_err(|e| ApiError::internal(&e))?;
+    ctx.engine.update_meta(handle, |m| m.tags = merged)?;
     Ok(json!({}))
 }
 
@@ -198,17 +198,15 @@ pub fn update_stream(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     check_version(&handle.meta(), &body, true)?;
     let device = body.str("DeviceName")?;
     let media_type = body.str("MediaType")?;
-    ctx.engine
-        .update_meta(&handle, |m| {
-            if let Some(device) = device {
-                m.settings.insert(SET_DEVICE.into(), device);
-            }
-            if let Some(media_type) = media_type {
-                m.settings.insert(SET_MEDIA_TYPE.into(), media_type);
-            }
-            m.settings.insert(SET_VERSION.into(), new_version());
-        })
-        .map_err(|e| ApiError::internal(&e))?;
+    ctx.engine.update_meta(&handle, |m| {
+        if let Some(device) = device {
+            m.settings.insert(SET_DEVICE.into(), device);
+        }
+        if let Some(media_type) = media_type {
+            m.settings.insert(SET_MEDIA_TYPE.into(), media_type);
+        }
+        m.settings.insert(SET_VERSION.into(), new_version());
+    })?;
     Ok(json!({}))
 }
 
@@ -233,12 +231,10 @@ pub fn update_data_retention(ctx: &KvsCtx, body: Document) -> Result<Value, ApiE
             "The resulting retention of {target} hours is outside 0 to {MAX_RETENTION_HOURS} hours."
         )));
     }
-    ctx.engine
-        .update_meta(&handle, |m| {
-            m.retention_hours = target as u32;
-            m.settings.insert(SET_VERSION.into(), new_version());
-        })
-        .map_err(|e| ApiError::internal(&e))?;
+    ctx.engine.update_meta(&handle, |m| {
+        m.retention_hours = target as u32;
+        m.settings.insert(SET_VERSION.into(), new_version());
+    })?;
     Ok(json!({}))
 }
 
@@ -261,9 +257,7 @@ fn remove_tags(ctx: &KvsCtx, body: &Document, arn_field: &str) -> Result<Value, 
     let handle = ctx.stream(body, arn_field)?;
     let keys = body.list("TagKeyList")?.ok_or_else(|| ApiError::invalid("TagKeyList is required."))?;
     let keys: Vec<String> = keys.iter().map(crate::document::as_string).collect::<Result<_, _>>()?;
-    ctx.engine
-        .update_meta(&handle, |m| keys.iter().for_each(|k| drop(m.tags.remove(k))))
-        .map_err(|e| ApiError::internal(&e))?;
+    ctx.engine.update_meta(&handle, |m| keys.iter().for_each(|k| drop(m.tags.remove(k))))?;
     Ok(json!({}))
 }
 

@@ -35,10 +35,6 @@ pub fn bandwidth_bps(fragments: &[WindowFragment]) -> u64 {
     bytes * 8 * 1000 / millis
 }
 
-fn store_error(error: framelog_store::StoreError) -> ApiError {
-    ApiError::internal(&error)
-}
-
 fn item(handle: &StreamHandle, seq: u64, header: &framelog_store::EntryHeader) -> Option<WindowFragment> {
     let record = FragmentRecord::decode(&header.attrs).ok()?;
     Some(with_record(handle, seq, header, record))
@@ -61,9 +57,9 @@ pub fn fragments(ctx: &KvsCtx, handle: &StreamHandle, session: &Session) -> Resu
     if session.mode == Mode::Live {
         // The newest fragments in arrival order. A back-filled fragment (older producer time
         // than one that arrived before it) never enters a live window.
-        let tip = handle.tip_seq(0).map_err(store_error)?;
+        let tip = handle.tip_seq(0)?;
         let from = tip.saturating_sub(max as u64 * 2 + 8);
-        let headers = engine.list_headers(handle, 0, from, tip, usize::MAX).map_err(store_error)?;
+        let headers = engine.list_headers(handle, 0, from, tip, usize::MAX)?;
         let mut newest_producer_ms = 0;
         let mut live: Vec<WindowFragment> = Vec::new();
         for h in &headers {
@@ -94,7 +90,7 @@ pub fn in_range(
     let mut out = Vec::new();
     match clock {
         Clock::Producer => {
-            let page = engine.producer_range(handle, 0, start_ms, end_ms, None, max * 2).map_err(store_error)?;
+            let page = engine.producer_range(handle, 0, start_ms, end_ms, None, max * 2)?;
             let headers = headers_of(ctx, handle, &page)?;
             for (producer_ms, seq) in page {
                 let Some(header) = headers.get(&seq) else { continue };
@@ -111,7 +107,7 @@ pub fn in_range(
             out.truncate(max);
         }
         Clock::Server => {
-            let from = engine.resolve(handle, 0, Position::AtArrivalMs(start_ms)).map_err(store_error)?;
+            let from = engine.resolve(handle, 0, Position::AtArrivalMs(start_ms))?;
             scan_server_range(ctx, handle, from, (start_ms, end_ms), |seq, header, record| {
                 out.push(with_record(handle, seq, header, record));
                 out.len() < max
@@ -136,12 +132,12 @@ fn headers_of(
     let wanted: std::collections::HashSet<u64> = page.iter().map(|p| p.1).collect();
     // Dense enough for a scan (back-filled uploads can scatter a range over the whole stream).
     if high - low < page.len() as u64 * 4 {
-        let items = ctx.engine.list_headers(handle, 0, low, high + 1, usize::MAX).map_err(store_error)?;
+        let items = ctx.engine.list_headers(handle, 0, low, high + 1, usize::MAX)?;
         return Ok(items.into_iter().filter(|i| wanted.contains(&i.seq)).map(|i| (i.seq, i.header)).collect());
     }
     let mut out = std::collections::HashMap::new();
     for seq in wanted {
-        if let Some(header) = ctx.engine.header(handle, 0, seq).map_err(store_error)? {
+        if let Some(header) = ctx.engine.header(handle, 0, seq)? {
             out.insert(seq, header);
         }
     }
@@ -168,7 +164,7 @@ pub fn fragment_seq(handle: &StreamHandle, number: &str) -> Result<u64, ApiError
 pub fn fragment(ctx: &KvsCtx, handle: &StreamHandle, number: &str) -> Result<(WindowFragment, Vec<u8>), ApiError> {
     let missing = || ApiError::new(ErrorType::ResourceNotFound, format!("Fragment {number} was not found."));
     let seq = fragment_number::decode(number, handle.meta().created_ms).ok_or_else(missing)?;
-    let entry = ctx.engine.entry(handle, 0, seq).map_err(store_error)?.ok_or_else(missing)?;
+    let entry = ctx.engine.entry(handle, 0, seq)?.ok_or_else(missing)?;
     let record = FragmentRecord::decode(&entry.attrs).map_err(|e| ApiError::internal(&e))?;
     let size_bytes = entry.payload.len() as u64;
     Ok((WindowFragment { seq, number: number.to_string(), record, size_bytes }, entry.payload))
@@ -178,7 +174,7 @@ pub fn fragment(ctx: &KvsCtx, handle: &StreamHandle, number: &str) -> Result<(Wi
 pub fn fragment_header(ctx: &KvsCtx, handle: &StreamHandle, number: &str) -> Result<WindowFragment, ApiError> {
     let missing = || ApiError::new(ErrorType::ResourceNotFound, format!("Fragment {number} was not found."));
     let seq = fragment_number::decode(number, handle.meta().created_ms).ok_or_else(missing)?;
-    let header = ctx.engine.header(handle, 0, seq).map_err(store_error)?.ok_or_else(missing)?;
+    let header = ctx.engine.header(handle, 0, seq)?.ok_or_else(missing)?;
     let record = FragmentRecord::decode(&header.attrs).map_err(|e| ApiError::internal(&e))?;
     Ok(with_record(handle, seq, &header, record))
 }
