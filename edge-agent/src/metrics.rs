@@ -4,6 +4,11 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 
 #[derive(Debug, Default)]
@@ -87,46 +92,63 @@ pub struct StreamStatus {
     pub last_error_ms: Option<u64>,
 }
 
-/// (metric name, type, help, value of a stream's status).
-type Series = (&'static str, &'static str, &'static str, fn(&StreamStatus) -> u64);
+/// Whether a series only grows (a counter, `<name>_total` on the wire) or goes up and down.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+}
 
-/// The Prometheus text exposition of every stream's status.
+/// (metric name, kind, help, value of a stream's status).
+type Series = (&'static str, Kind, &'static str, fn(&StreamStatus) -> u64);
+
+const SERIES: [Series; 13] = [
+    ("recording", Kind::Gauge, "1 while the source is recording", |s| u64::from(s.recording)),
+    ("recorded_fragments", Kind::Counter, "Fragments recorded to the buffer", |s| s.recorded_fragments),
+    ("recorded_bytes", Kind::Counter, "Bytes recorded to the buffer", |s| s.recorded_bytes),
+    ("dropped_fragments", Kind::Counter, "Unuploaded fragments deleted for space", |s| s.dropped_fragments),
+    ("refused_fragments", Kind::Counter, "New fragments refused by a full buffer", |s| s.refused_fragments),
+    ("expired_fragments", Kind::Counter, "Unuploaded fragments past edge retention", |s| s.expired_fragments),
+    ("rejected_fragments", Kind::Counter, "Fragments the server refused", |s| s.rejected_fragments),
+    ("uploaded_fragments", Kind::Counter, "Fragments PERSISTED by the server", |s| s.uploaded_fragments),
+    ("uploaded_bytes", Kind::Counter, "Bytes PERSISTED by the server", |s| s.uploaded_bytes),
+    ("buffered_bytes", Kind::Gauge, "Bytes waiting for upload", |s| s.buffered_bytes),
+    ("buffered_fragments", Kind::Gauge, "Fragments waiting for upload", |s| s.buffered_fragments),
+    ("oldest_unuploaded_ms", Kind::Gauge, "Producer time of the oldest fragment waiting", |s| {
+        s.oldest_unuploaded_ms.unwrap_or(0)
+    }),
+    ("upload_bytes_per_second", Kind::Gauge, "Recent upload rate", |s| s.upload_bytes_per_sec),
+];
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The OpenMetrics text exposition of every stream's status (what Prometheus scrapes).
 pub fn prometheus(streams: &[StreamStatus]) -> String {
-    let mut out = String::new();
-    let series: [Series; 13] = [
-        ("framelog_edge_recording", "gauge", "1 while the source is recording", |s| u64::from(s.recording)),
-        ("framelog_edge_recorded_fragments_total", "counter", "Fragments recorded to the buffer", |s| {
-            s.recorded_fragments
-        }),
-        ("framelog_edge_recorded_bytes_total", "counter", "Bytes recorded to the buffer", |s| s.recorded_bytes),
-        ("framelog_edge_dropped_fragments_total", "counter", "Unuploaded fragments deleted for space", |s| {
-            s.dropped_fragments
-        }),
-        ("framelog_edge_refused_fragments_total", "counter", "New fragments refused by a full buffer", |s| {
-            s.refused_fragments
-        }),
-        ("framelog_edge_expired_fragments_total", "counter", "Unuploaded fragments past edge retention", |s| {
-            s.expired_fragments
-        }),
-        ("framelog_edge_rejected_fragments_total", "counter", "Fragments the server refused", |s| s.rejected_fragments),
-        ("framelog_edge_uploaded_fragments_total", "counter", "Fragments PERSISTED by the server", |s| {
-            s.uploaded_fragments
-        }),
-        ("framelog_edge_uploaded_bytes_total", "counter", "Bytes PERSISTED by the server", |s| s.uploaded_bytes),
-        ("framelog_edge_buffered_bytes", "gauge", "Bytes waiting for upload", |s| s.buffered_bytes),
-        ("framelog_edge_buffered_fragments", "gauge", "Fragments waiting for upload", |s| s.buffered_fragments),
-        ("framelog_edge_oldest_unuploaded_ms", "gauge", "Producer time of the oldest fragment waiting", |s| {
-            s.oldest_unuploaded_ms.unwrap_or(0)
-        }),
-        ("framelog_edge_upload_bytes_per_second", "gauge", "Recent upload rate", |s| s.upload_bytes_per_sec),
-    ];
-    for (name, kind, help, value) in series {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n"));
-        for stream in streams {
-            out.push_str(&format!("{name}{{stream=\"{}\"}} {}\n", stream.name.replace('"', "'"), value(stream)));
+    let mut registry = Registry::with_prefix("framelog_edge");
+    for (name, kind, help, value) in SERIES {
+        let labels = |stream: &StreamStatus| -> Labels { vec![("stream", stream.name.clone())] };
+        match kind {
+            Kind::Counter => {
+                let family = Family::<Labels, Counter>::default();
+                for stream in streams {
+                    family.get_or_create(&labels(stream)).inc_by(value(stream));
+                }
+                registry.register(name, help, family);
+            }
+            Kind::Gauge => {
+                let family = Family::<Labels, Gauge>::default();
+                for stream in streams {
+                    family.get_or_create(&labels(stream)).set(i64::try_from(value(stream)).unwrap_or(i64::MAX));
+                }
+                registry.register(name, help, family);
+            }
         }
     }
-    out
+    let mut text = String::new();
+    if let Err(error) = encode(&mut text, &registry) {
+        tracing::error!(%error, "the metrics could not be encoded");
+    }
+    text
 }
 
 #[cfg(test)]
@@ -139,7 +161,9 @@ mod tests {
         metrics.buffered_bytes.store(4096, Ordering::Relaxed);
         let text = prometheus(&[metrics.snapshot("front-door"), StreamMetrics::default().snapshot("back")]);
         assert!(text.contains("framelog_edge_buffered_bytes{stream=\"front-door\"} 4096\n"), "{text}");
-        assert!(text.contains("# TYPE framelog_edge_uploaded_fragments_total counter\n"));
+        assert!(text.contains("# TYPE framelog_edge_uploaded_fragments counter\n"), "{text}");
+        assert!(text.contains("framelog_edge_uploaded_fragments_total{stream=\"back\"} 0\n"), "{text}");
+        assert!(text.ends_with("# EOF\n"), "{text}");
         assert_eq!(text.lines().filter(|l| l.starts_with("framelog_edge_recording{")).count(), 2);
     }
 }

@@ -35,7 +35,11 @@ pub async fn serve(listen: SocketAddr, streams: Streams) -> anyhow::Result<()> {
         .route(
             "/metrics",
             get(|State(s): State<Streams>| async move {
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], prometheus(&snapshot(&s))).into_response()
+                (
+                    [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                    prometheus(&snapshot(&s)),
+                )
+                    .into_response()
             }),
         )
         .with_state(streams);

@@ -206,32 +206,60 @@ async fn consumers_of_a_missing_stream_are_not_found() {
 }
 
 #[tokio::test]
-async fn kds_validation_errors_carry_their_type() {
+async fn kds_validation_errors_carry_their_type_and_message() {
     let app = App::new();
     let spaced = app.kds("CreateStream", json!({"StreamName": "bad name", "ShardCount": 1})).await;
     assert_eq!(spaced.kds_error(), ("ValidationException", 400));
+    let message = spaced.body["message"].as_str().unwrap_or_default();
+    assert!(
+        message.starts_with(
+            "1 validation error detected: Value 'bad name' at 'streamName' failed to satisfy constraint: \
+             Member must satisfy regular expression pattern: [a-zA-Z0-9_.-]+"
+        ),
+        "{message}"
+    );
+    let missing = app.kds("DescribeStream", json!({"StreamName": "nope"})).await;
+    assert_eq!(missing.kds_error(), ("ResourceNotFoundException", 400));
+    assert_eq!(missing.body["message"], "Stream nope under account 000000000000 not found.");
+    let garbage = app.kds("GetRecords", json!({"ShardIterator": "this-is-not-a-shard-iterator"})).await;
+    assert_eq!(garbage.kds_error(), ("InvalidArgumentException", 400));
+    assert_eq!(garbage.body["message"], "Invalid ShardIterator.");
+}
+
+#[tokio::test]
+async fn refused_kds_writes_and_retention_changes_change_nothing() {
+    let app = App::new();
     app.kds("CreateStream", json!({"StreamName": "orders", "ShardCount": 1})).await;
     let records: Vec<Value> = (0..501).map(|i| json!({"Data": "eA==", "PartitionKey": i.to_string()})).collect();
     let too_many = app.kds("PutRecords", json!({"StreamName": "orders", "Records": records})).await;
     assert_eq!(too_many.kds_error(), ("ValidationException", 400));
-    let short =
-        app.kds("DecreaseStreamRetentionPeriod", json!({"StreamName": "orders", "RetentionPeriodHours": 23})).await;
-    assert_eq!(short.kds_error().1, 400);
-    let long =
-        app.kds("IncreaseStreamRetentionPeriod", json!({"StreamName": "orders", "RetentionPeriodHours": 8761})).await;
+    let message = too_many.body["message"].as_str().unwrap_or_default();
+    assert!(message.contains("records") && message.contains("500"), "{message}");
+    let iterator = app
+        .kds(
+            "GetShardIterator",
+            json!({"StreamName": "orders", "ShardId": "shardId-000000000000", "ShardIteratorType": "TRIM_HORIZON"}),
+        )
+        .await;
+    let read = app.kds("GetRecords", json!({"ShardIterator": iterator.body["ShardIterator"]})).await;
+    assert_eq!(read.body["Records"], json!([]), "a refused PutRecords writes nothing");
+
+    let long = app.kds("IncreaseStreamRetentionPeriod", json!({"StreamName": "orders", "RetentionPeriodHours": 8761})).await;
     assert_eq!(long.kds_error(), ("InvalidArgumentException", 400));
-    let garbage = app.kds("GetRecords", json!({"ShardIterator": "AAAA"})).await;
-    assert_eq!(garbage.kds_error(), ("InvalidArgumentException", 400));
-    let missing = app.kds("DescribeStream", json!({"StreamName": "nope"})).await;
-    assert_eq!(missing.kds_error(), ("ResourceNotFoundException", 400));
+    let short = app.kds("DecreaseStreamRetentionPeriod", json!({"StreamName": "orders", "RetentionPeriodHours": 23})).await;
+    assert_eq!(short.kds_error().1, 400);
+    let summary = app.kds("DescribeStreamSummary", json!({"StreamName": "orders"})).await;
+    assert_eq!(summary.body["StreamDescriptionSummary"]["RetentionPeriodHours"], 24);
 }
 
 #[tokio::test]
-async fn metrics_are_prometheus_text() {
+async fn metrics_are_openmetrics_text() {
     let app = App::new();
     let response = app.router.clone().oneshot(Request::get("/metrics").body(Body::empty()).expect("request")).await;
     let response = response.expect("answer");
     assert_eq!(response.status(), StatusCode::OK);
     let content_type = response.headers().get("content-type").and_then(|v| v.to_str().ok()).unwrap_or_default();
-    assert!(content_type.starts_with("text/plain"), "{content_type}");
+    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    let text = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+    assert!(text.ends_with(b"# EOF\n"), "{}", String::from_utf8_lossy(&text));
 }

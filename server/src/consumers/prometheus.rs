@@ -1,17 +1,23 @@
 //! `GET /metrics`: every consumer's metrics (the `Metrics` of describeConsumer, hidden
-//! notification/image-generation consumers included) in Prometheus' text format.
+//! notification/image-generation consumers included) in the OpenMetrics text format that
+//! Prometheus scrapes, written by `prometheus-client`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use framelog_store::StreamKind;
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
 use serde_json::Value;
 
-use super::ConsumersCtx;
-use super::{api, record_api, state};
+use super::{ConsumersCtx, api, record_api, state};
+
+const OPENMETRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// `LagMs` → `lag_ms`, `DeliveredFrames` → `delivered_frames`.
 fn snake_case(camel: &str) -> String {
@@ -23,11 +29,6 @@ fn snake_case(camel: &str) -> String {
         out.push(c.to_ascii_lowercase());
     }
     out
-}
-
-/// A label value with Prometheus' three escapes.
-fn label(text: &str) -> String {
-    text.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 /// (stream, consumer, kind, describeConsumer's Metrics) for every consumer of every stream.
@@ -57,32 +58,42 @@ fn all_metrics(ctx: &ConsumersCtx) -> Vec<(String, String, &'static str, Value)>
 /// `GET /metrics` (the engine reads block, so off the runtime).
 pub async fn handle(State(ctx): State<ConsumersCtx>) -> Response {
     match tokio::task::spawn_blocking(move || render(&ctx)).await {
-        Ok(text) => ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response(),
+        Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS_TYPE)], text).into_response(),
         Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
     }
 }
 
-/// The exposition text. Lags are gauges; everything else counts up from the consumer's creation.
+/// Labels of every consumer sample.
+type Labels = Vec<(&'static str, String)>;
+
+/// The exposition (OpenMetrics text). Lags are gauges; everything else counts up from the
+/// consumer's creation, so it is a counter (`<name>_total` on the wire).
 pub fn render(ctx: &ConsumersCtx) -> String {
-    // Family name → its samples, so each family is written once with its TYPE line.
-    let mut families: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut gauges: BTreeMap<String, Family<Labels, Gauge>> = BTreeMap::new();
+    let mut counters: BTreeMap<String, Family<Labels, Counter>> = BTreeMap::new();
     for (stream, consumer, kind, metrics) in all_metrics(ctx) {
         let Value::Object(metrics) = metrics else { continue };
-        let labels = format!("stream=\"{}\",consumer=\"{}\",kind=\"{kind}\"", label(&stream), label(&consumer));
+        let labels: Labels = vec![("stream", stream), ("consumer", consumer), ("kind", kind.to_string())];
         for (key, value) in metrics {
             let Some(number) = value.as_u64() else { continue };
-            let base = format!("framelog_consumer_{}", snake_case(&key));
-            let family = if key.starts_with("Lag") { base } else { format!("{base}_total") };
-            families.entry(family).or_default().push(format!("{{{labels}}} {number}"));
+            if key.starts_with("Lag") {
+                let gauge = gauges.entry(key).or_default();
+                gauge.get_or_create(&labels).set(i64::try_from(number).unwrap_or(i64::MAX));
+            } else {
+                counters.entry(key).or_default().get_or_create(&labels).inc_by(number);
+            }
         }
     }
+    let mut registry = Registry::with_prefix("framelog_consumer");
+    for (key, family) in gauges {
+        registry.register(snake_case(&key), format!("describeConsumer's Metrics.{key}"), family);
+    }
+    for (key, family) in counters {
+        registry.register(snake_case(&key), format!("describeConsumer's Metrics.{key}"), family);
+    }
     let mut text = String::new();
-    for (family, samples) in families {
-        let kind = if family.ends_with("_total") { "counter" } else { "gauge" };
-        let _ = writeln!(text, "# TYPE {family} {kind}");
-        for sample in samples {
-            let _ = writeln!(text, "{family}{sample}");
-        }
+    if let Err(error) = encode(&mut text, &registry) {
+        tracing::error!(%error, "the metrics could not be encoded");
     }
     text
 }
@@ -92,9 +103,8 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_labels_follow_the_exposition_format() {
+    fn metric_names_are_snake_case() {
         assert_eq!(snake_case("LagMs"), "lag_ms");
         assert_eq!(snake_case("DeadLetteredBatches"), "dead_lettered_batches");
-        assert_eq!(label("a\"b\\c\nd"), "a\\\"b\\\\c\\nd");
     }
 }
