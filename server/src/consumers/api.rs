@@ -11,8 +11,10 @@ use super::spec::{self, ConsumerSpec, Format, LagPolicy, Selection, Start};
 use super::state::{self, Checkpoint};
 use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
+use crate::kvs::VIDEO_SHARD;
+use crate::kvs::VideoStream;
 
-fn video_stream(ctx: &ConsumersCtx, document: &Document) -> Result<framelog_store::StreamHandle, ApiError> {
+fn video_stream(ctx: &ConsumersCtx, document: &Document) -> Result<VideoStream, ApiError> {
     ctx.video.stream(document, "StreamARN")
 }
 
@@ -54,7 +56,7 @@ pub(super) fn store_new(
 fn any_stream(ctx: &ConsumersCtx, body: &Document) -> Result<framelog_store::StreamHandle, ApiError> {
     match record_api::data_stream(ctx, body)? {
         Some(handle) => Ok(handle),
-        None => video_stream(ctx, body),
+        None => video_stream(ctx, body).map(|video| video.handle().clone()),
     }
 }
 
@@ -91,7 +93,7 @@ pub fn create_consumer(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiE
     // NOW means from the moment of creation, whenever the task gets to run.
     let checkpoint = Checkpoint { seq: Some(start_seq(ctx, &handle, &spec.start)?), ..Checkpoint::default() };
     store_new(ctx, &handle, &spec.name, &spec, &checkpoint)?;
-    Ok(json!({"ConsumerName": spec.name, "StreamName": crate::kvs::public_stream_name(&handle)}))
+    Ok(json!({"ConsumerName": spec.name, "StreamName": handle.public_name()}))
 }
 
 pub fn describe_consumer(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiError> {
@@ -247,18 +249,19 @@ pub(super) fn describe(
     checkpoint: &Checkpoint,
 ) -> Value {
     let mut out = Value::Object(request_of(spec));
-    let tip = handle.tip_seq(0).unwrap_or(0);
+    let tip = handle.tip_seq(VIDEO_SHARD).unwrap_or(0);
     let next = checkpoint.seq.unwrap_or(tip);
     let lag_fragments = tip.saturating_sub(next);
-    let lag_ms = match ctx.video.engine.header(handle, 0, next) {
+    let lag_ms = match ctx.video.engine.header(handle, VIDEO_SHARD, next) {
         Ok(Some(header)) if lag_fragments > 0 => ctx.video.engine.now_ms().saturating_sub(header.arrival_ms),
         _ => 0,
     };
-    out["StreamName"] = json!(crate::kvs::public_stream_name(handle));
+    let video = VideoStream::new(handle.clone());
+    out["StreamName"] = json!(video.public_name());
     out["State"] = json!(if spec.paused { "PAUSED" } else { "ACTIVE" });
     out["CreationTime"] = json!(spec.created_ms as f64 / 1000.0);
     out["Checkpoint"] = json!({
-        "NextFragmentNumber": crate::kvs::fragment_number_of(handle, next),
+        "NextFragmentNumber": video.fragment_number(next),
         "FramesDoneInFragment": checkpoint.frames_done,
         "LastFrameTimestamp": checkpoint.last_frame_ms.map(|ms| ms as f64 / 1000.0),
     });

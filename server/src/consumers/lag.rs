@@ -1,5 +1,6 @@
 //! How many video frames a consumer still has ahead of it, for its metrics.
 
+use crate::kvs::VIDEO_SHARD;
 use framelog_media::FragmentRecord;
 use framelog_store::{Engine, StreamHandle};
 
@@ -12,7 +13,7 @@ pub fn lag_frames(engine: &Engine, handle: &StreamHandle, from_seq: u64, tip_seq
     if from_seq >= tip_seq {
         return 0;
     }
-    let Ok(headers) = engine.list_headers(handle, 0, from_seq, tip_seq, COUNTED_FRAGMENTS) else { return 0 };
+    let Ok(headers) = engine.list_headers(handle, VIDEO_SHARD, from_seq, tip_seq, COUNTED_FRAGMENTS) else { return 0 };
     let counted: u64 = headers.iter().map(|item| video_frames(&item.header.attrs)).sum();
     let lagging = tip_seq - from_seq;
     match headers.len() as u64 {

@@ -4,7 +4,6 @@
 //! The lookahead is only a guess at what the consumer will select next: when the real selection
 //! differs (a lag-policy skip, a resume inside a fragment) the guess is thrown away.
 
-use framelog_media::FragmentRecord;
 use framelog_store::StreamHandle;
 use tokio::task::JoinHandle;
 
@@ -12,6 +11,7 @@ use super::ConsumersCtx;
 use super::render::{Rendered, render};
 use super::select::{Picked, select_video};
 use super::spec::ConsumerSpec;
+use crate::kvs::VideoStream;
 
 /// The frames a lookahead selected, and their pictures.
 type Guess = (Vec<Picked>, Vec<Option<Rendered>>);
@@ -40,10 +40,10 @@ impl Prefetch {
         let (ctx, handle, spec) = (ctx.clone(), handle.clone(), spec.clone());
         let task = tokio::spawn(async move {
             let engine = ctx.video.engine.clone();
-            let entry = tokio::task::spawn_blocking(move || engine.entry(&handle, 0, seq)).await.ok()?.ok()??;
-            let record = FragmentRecord::decode(&entry.attrs).ok()?;
-            let (video, picked) = select_video(&record, &spec.selection, last_frame_ms)?;
-            let rendered = render(&ctx, &spec, &record, &entry.payload, &video, &picked).await;
+            let read = move || VideoStream::new(handle).fragment(&engine, seq);
+            let stored = tokio::task::spawn_blocking(read).await.ok()?.ok()??;
+            let (video, picked) = select_video(&stored.record, &spec.selection, last_frame_ms)?;
+            let rendered = render(&ctx, &spec, &stored.record, &stored.payload, &video, &picked).await;
             Some((picked, rendered))
         });
         Prefetch { seq, task }

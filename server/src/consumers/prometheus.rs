@@ -16,6 +16,7 @@ use prometheus_client::registry::Registry;
 use serde_json::Value;
 
 use super::{ConsumersCtx, api, record_api, state};
+use crate::kvs::VideoStream;
 
 const OPENMETRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
@@ -44,7 +45,7 @@ fn all_metrics(ctx: &ConsumersCtx) -> Vec<(String, String, &'static str, Value)>
             StreamKind::Data => record_api::list(ctx, &handle),
         };
         let (stream, kind) = match meta.kind {
-            StreamKind::Video => (crate::kvs::public_stream_name(&handle), "video"),
+            StreamKind::Video => (VideoStream::new(handle.clone()).public_name(), "video"),
             StreamKind::Data => (meta.name.clone(), "data"),
         };
         for consumer in described {

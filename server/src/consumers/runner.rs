@@ -23,6 +23,8 @@ use super::select::{Picked, select_video};
 use super::spec::{ConsumerSpec, Format, LagPolicy, Sink, Start};
 use super::state::{self, Checkpoint, DeadLetter};
 use crate::background::Background;
+use crate::kvs::VIDEO_SHARD;
+use crate::kvs::VideoStream;
 
 /// "(Re)consider this consumer": sent by the API after every change.
 #[derive(Debug, Clone)]
@@ -83,7 +85,7 @@ impl Supervisor {
                 let Some(spec) = state::specs(&settings).into_iter().find(|s| s.name == name && !s.paused) else {
                     return;
                 };
-                let stream_name = crate::kvs::public_stream_name(handle);
+                let stream_name = VideoStream::new(handle.clone()).public_name();
                 let runner = Runner {
                     ctx,
                     client,
@@ -114,12 +116,14 @@ pub fn start_seq(ctx: &ConsumersCtx, handle: &StreamHandle, start: &Start) -> Re
     let store = |e: framelog_store::StoreError| crate::error::ApiError::internal(&e);
     let engine = &ctx.video.engine;
     Ok(match start {
-        Start::Now => engine.resolve(handle, 0, Position::Latest).map_err(store)?,
-        Start::Earliest => engine.resolve(handle, 0, Position::TrimHorizon).map_err(store)?,
-        Start::ProducerTimestamp(ms) => engine.resolve(handle, 0, Position::AtProducerMs(*ms)).map_err(store)?,
-        Start::ServerTimestamp(ms) => engine.resolve(handle, 0, Position::AtArrivalMs(*ms)).map_err(store)?,
+        Start::Now => engine.resolve(handle, VIDEO_SHARD, Position::Latest).map_err(store)?,
+        Start::Earliest => engine.resolve(handle, VIDEO_SHARD, Position::TrimHorizon).map_err(store)?,
+        Start::ProducerTimestamp(ms) => {
+            engine.resolve(handle, VIDEO_SHARD, Position::AtProducerMs(*ms)).map_err(store)?
+        }
+        Start::ServerTimestamp(ms) => engine.resolve(handle, VIDEO_SHARD, Position::AtArrivalMs(*ms)).map_err(store)?,
         Start::FragmentNumber(number) => {
-            let seq = crate::kvs::fragment_seq(handle, number)?;
+            let seq = VideoStream::new(handle.clone()).fragment_seq(number)?;
             seq + 1
         }
     })
@@ -186,7 +190,7 @@ impl Runner {
     /// fragment's frames into the batch. Ends when the stream or its start position is gone.
     async fn run(mut self) {
         let checkpoint = state::checkpoint(&self.handle.meta().settings, &self.spec.name);
-        let Ok(mut tip) = self.handle.subscribe(0) else { return };
+        let Ok(mut tip) = self.handle.subscribe(VIDEO_SHARD) else { return };
         let mut progress = Progress {
             position: checkpoint.clone(),
             checkpoint,
@@ -196,7 +200,7 @@ impl Runner {
         };
         loop {
             let Some(seq) = self.current_seq(&mut progress.position) else { return };
-            let Ok(newest) = self.handle.tip_seq(0) else { return };
+            let Ok(newest) = self.handle.tip_seq(VIDEO_SHARD) else { return };
             if seq >= newest {
                 self.caught_up(&mut progress, &mut tip).await;
             } else {
@@ -338,7 +342,7 @@ impl Runner {
             _ => {}
         }
         let guess = self.lookahead.take();
-        if self.handle.tip_seq(0).is_ok_and(|tip| seq + 1 < tip) {
+        if self.handle.tip_seq(VIDEO_SHARD).is_ok_and(|tip| seq + 1 < tip) {
             self.lookahead = Some(Prefetch::start(&self.ctx, &self.handle, &self.spec, seq + 1, last_frame_ms));
         }
         let ready = match guess {
@@ -361,21 +365,20 @@ impl Runner {
         let (engine, handle) = (self.ctx.video.engine.clone(), self.handle.clone());
         let lag = self.spec.lag.clone();
         let read = tokio::task::spawn_blocking(move || {
-            let first = engine.resolve(&handle, 0, Position::TrimHorizon).ok()?;
+            let first = engine.resolve(&handle, VIDEO_SHARD, Position::TrimHorizon).ok()?;
             let mut seq = seq.max(first);
             let mut skipped = 0;
             if let LagPolicy::Latest { max_lag_ms } = lag
-                && let Ok(Some(header)) = engine.header(&handle, 0, seq)
+                && let Ok(Some(header)) = engine.header(&handle, VIDEO_SHARD, seq)
                 && engine.now_ms().saturating_sub(header.arrival_ms) > max_lag_ms
                 && newest > seq + 1
             {
                 skipped = newest - 1 - seq;
                 seq = newest - 1;
             }
-            let entry = engine.entry(&handle, 0, seq).ok()??;
-            let record = FragmentRecord::decode(&entry.attrs).ok()?;
-            let number = crate::kvs::fragment_number_of(&handle, seq);
-            Some((seq, skipped, number, record, entry.payload))
+            let video = VideoStream::new(handle);
+            let stored = video.fragment(&engine, seq).ok()??;
+            Some((seq, skipped, video.fragment_number(seq), stored.record, stored.payload))
         })
         .await
         .ok()??;

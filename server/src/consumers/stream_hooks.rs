@@ -15,6 +15,7 @@ use super::spec::{ConsumerSpec, Format, LagPolicy, Selection, Sink, Start, Times
 use super::state::{self, Checkpoint};
 use crate::document::Document;
 use crate::error::ApiError;
+use crate::kvs::VideoStream;
 
 /// Which of the two features a call is about.
 #[derive(Clone, Copy)]
@@ -177,7 +178,7 @@ fn install(
     let name = feature.consumer;
     let entry = match config {
         Some((document, spec)) => {
-            crate::kvs::require_archive(handle)?;
+            VideoStream::new(handle.clone()).require_archive()?;
             let checkpoint = Checkpoint { seq: Some(start_seq(ctx, handle, &Start::Now)?), ..Checkpoint::default() };
             Some((Value::Object(document.0).to_string(), serde_json::to_string(&spec).unwrap_or_default(), checkpoint))
         }

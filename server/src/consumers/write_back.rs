@@ -8,6 +8,8 @@ use framelog_media::{FragmentRecord, SimpleTag};
 use serde_json::Value;
 
 use super::ConsumersCtx;
+use crate::kvs::VIDEO_SHARD;
+use crate::kvs::VideoStream;
 
 const MAX_TAGS: usize = 50;
 const MAX_NAME_BYTES: usize = 128;
@@ -54,10 +56,10 @@ pub async fn apply(ctx: &ConsumersCtx, handle: &framelog_store::StreamHandle, nu
         return;
     }
     for number in numbers {
-        let Ok(seq) = crate::kvs::fragment_seq(handle, number) else { continue };
+        let Ok(seq) = VideoStream::new(handle.clone()).fragment_seq(number) else { continue };
         let (engine, handle, labels) = (ctx.video.engine.clone(), handle.clone(), labels.clone());
         let amended = tokio::task::spawn_blocking(move || {
-            engine.amend_attrs(&handle, 0, seq, move |attrs| {
+            engine.amend_attrs(&handle, VIDEO_SHARD, seq, move |attrs| {
                 let record = FragmentRecord::decode(attrs).ok()?;
                 merged(&record, &labels).map(|next| next.encode())
             })

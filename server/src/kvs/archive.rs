@@ -7,12 +7,15 @@ use axum::response::Response;
 use base64::Engine as _;
 use framelog_media::FragmentRecord;
 use framelog_store::{Position, StreamHandle};
+
+use super::VideoStream;
 use serde_json::{Value, json};
 
 use super::context::KvsCtx;
 use super::fragment_number;
 use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
+use crate::kvs::VIDEO_SHARD;
 
 const MAX_LIST: i64 = 1000;
 /// How long after its first byte a fragment may still be committed; bounds server-time scans.
@@ -49,10 +52,10 @@ pub fn scan_server_range(
 ) -> Result<(), ApiError> {
     let store = |e| ApiError::internal(&e);
     let scan_end_ms = end_ms.saturating_add(MAX_UPLOAD_MS);
-    let tip = handle.tip_seq(0).map_err(store)?;
+    let tip = handle.tip_seq(VIDEO_SHARD).map_err(store)?;
     let mut seq = from_seq;
     while seq < tip {
-        let headers = ctx.engine.list_headers(handle, 0, seq, tip, 256).map_err(store)?;
+        let headers = ctx.engine.list_headers(handle, VIDEO_SHARD, seq, tip, 256).map_err(store)?;
         if headers.is_empty() {
             break;
         }
@@ -103,9 +106,9 @@ impl PageToken {
     }
 }
 
-fn archived_stream(ctx: &KvsCtx, body: &Document) -> Result<StreamHandle, ApiError> {
+fn archived_stream(ctx: &KvsCtx, body: &Document) -> Result<VideoStream, ApiError> {
     let handle = ctx.stream(body, "StreamARN")?;
-    super::context::require_archive(&handle)?;
+    handle.require_archive()?;
     Ok(handle)
 }
 
@@ -211,10 +214,11 @@ impl Listing<'_> {
     fn by_producer_time(&self, after: Option<(u64, u64)>) -> Result<Page, ApiError> {
         let (engine, handle, max) = (&self.ctx.engine, self.handle, self.max);
         let store = |e| ApiError::internal(&e);
-        let page = engine.producer_range(handle, 0, self.start_ms, self.end_ms, after, max + 1).map_err(store)?;
+        let page =
+            engine.producer_range(handle, VIDEO_SHARD, self.start_ms, self.end_ms, after, max + 1).map_err(store)?;
         let mut fragments = Vec::new();
         for &(_, seq) in page.iter().take(max) {
-            if let Some(header) = engine.header(handle, 0, seq).map_err(store)? {
+            if let Some(header) = engine.header(handle, VIDEO_SHARD, seq).map_err(store)? {
                 let record = record_of(&header)?;
                 if self.wanted(&record) {
                     fragments.push(fragment_json(self.meta, seq, &header, &record));
@@ -235,7 +239,7 @@ impl Listing<'_> {
             Some(seq) => seq,
             None => {
                 let start = Position::AtArrivalMs(self.start_ms);
-                self.ctx.engine.resolve(self.handle, 0, start).map_err(|e| ApiError::internal(&e))?
+                self.ctx.engine.resolve(self.handle, VIDEO_SHARD, start).map_err(|e| ApiError::internal(&e))?
             }
         };
         let mut fragments = Vec::new();
@@ -267,7 +271,7 @@ fn requested(ctx: &KvsCtx, handle: &StreamHandle, body: &Document) -> Result<Vec
         let missing =
             || ApiError::new(ErrorType::ResourceNotFound, format!("Fragment {number} was not found in the stream."));
         let seq = fragment_number::decode(&number, meta.created_ms).ok_or_else(missing)?;
-        if ctx.engine.header(handle, 0, seq).map_err(|e| ApiError::internal(&e))?.is_none() {
+        if ctx.engine.header(handle, VIDEO_SHARD, seq).map_err(|e| ApiError::internal(&e))?.is_none() {
             return Err(missing());
         }
         out.push(seq);
@@ -291,7 +295,7 @@ pub async fn get_media_for_fragment_list(State(ctx): State<KvsCtx>, body: Bytes)
         let created_ms = handle.meta().created_ms;
         for seq in seqs {
             let (engine, stream) = (ctx.engine.clone(), handle.clone());
-            let entry = tokio::task::spawn_blocking(move || engine.entry(&stream, 0, seq)).await;
+            let entry = tokio::task::spawn_blocking(move || engine.entry(&stream, VIDEO_SHARD, seq)).await;
             // A fragment that expired since the check is skipped rather than failing mid-stream.
             let Ok(Ok(Some(entry))) = entry else { continue };
             let Ok(record) = FragmentRecord::decode(&entry.attrs) else { continue };

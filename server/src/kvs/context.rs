@@ -1,6 +1,8 @@
 //! What every KVS control-plane operation needs, and how a request names its stream.
 
-use framelog_store::{Engine, StreamHandle, StreamKind};
+use framelog_store::{Engine, StreamKind};
+
+use super::video_stream::{VideoStream, engine_name};
 
 use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
@@ -26,30 +28,6 @@ pub struct KvsCtx {
     pub segments: std::sync::Arc<crate::kvs::playback::SegmentCache>,
 }
 
-/// Video streams live in the engine under this prefix, so KVS and KDS names never collide
-/// (KDS names cannot contain '/').
-const ENGINE_PREFIX: &str = "video/";
-
-pub fn engine_name(name: &str) -> String {
-    format!("{ENGINE_PREFIX}{name}")
-}
-
-pub fn public_name(engine_name: &str) -> Option<&str> {
-    engine_name.strip_prefix(ENGINE_PREFIX)
-}
-
-/// Archive reads and playback need stored media: a stream with retention 0 keeps only a live
-/// buffer (docs/spec/kvs.md#retention), and these calls answer NoDataRetentionException.
-pub fn require_archive(handle: &StreamHandle) -> Result<(), ApiError> {
-    if handle.meta().retention_hours == 0 {
-        return Err(ApiError::new(
-            ErrorType::NoDataRetention,
-            "The stream does not retain data (DataRetentionInHours is 0).",
-        ));
-    }
-    Ok(())
-}
-
 pub fn not_found() -> ApiError {
     ApiError::new(ErrorType::ResourceNotFound, "The requested stream is not found or not active.")
 }
@@ -60,7 +38,7 @@ impl KvsCtx {
     }
 
     /// The stream named by `StreamName` or `StreamARN` (`ResourceARN` for the *Resource calls).
-    pub fn stream(&self, body: &Document, arn_field: &str) -> Result<StreamHandle, ApiError> {
+    pub fn stream(&self, body: &Document, arn_field: &str) -> Result<VideoStream, ApiError> {
         let name = body.str("StreamName")?;
         let arn = body.str(arn_field)?;
         if let Some(name) = &name {
@@ -85,9 +63,9 @@ impl KvsCtx {
         Ok(handle)
     }
 
-    pub fn lookup(&self, name: &str) -> Result<StreamHandle, ApiError> {
+    pub fn lookup(&self, name: &str) -> Result<VideoStream, ApiError> {
         match self.engine.stream(&engine_name(name)) {
-            Ok(handle) if handle.meta().kind == StreamKind::Video => Ok(handle),
+            Ok(handle) if handle.meta().kind == StreamKind::Video => Ok(VideoStream::new(handle)),
             _ => Err(not_found()),
         }
     }
@@ -121,6 +99,5 @@ mod tests {
             Some("cam.1")
         );
         assert_eq!(name_from_arn("arn:aws:kinesis:us-east-1:000000000000:stream"), None);
-        assert_eq!(public_name(&engine_name("front")), Some("front"));
     }
 }

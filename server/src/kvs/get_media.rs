@@ -11,10 +11,13 @@ use axum::response::Response;
 use framelog_media::{FragmentRecord, LiveTags};
 use framelog_store::{Engine, Position, StreamHandle};
 
+use super::VideoStream;
+
 use super::context::KvsCtx;
 use super::fragment_number;
 use crate::document::Document;
 use crate::error::ApiError;
+use crate::kvs::VIDEO_SHARD;
 
 /// How often a waiting reader checks that its client is still there.
 const CLIENT_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -67,8 +70,8 @@ pub async fn handle(State(ctx): State<KvsCtx>, body: Bytes) -> Response {
 /// and a timestamp selects the fragment that contains it: one that starts at or before the time
 /// and lasts past it, else the first that starts after it.
 fn first_chunk(engine: &Engine, handle: &StreamHandle, position: Position) -> framelog_store::Result<u64> {
-    let first = engine.resolve(handle, 0, Position::TrimHorizon)?;
-    let seq = engine.resolve(handle, 0, position)?;
+    let first = engine.resolve(handle, VIDEO_SHARD, Position::TrimHorizon)?;
+    let seq = engine.resolve(handle, VIDEO_SHARD, position)?;
     let target_ms = match position {
         Position::Latest => return Ok(if seq > first { seq - 1 } else { seq }),
         Position::AtArrivalMs(ms) | Position::AtProducerMs(ms) => ms,
@@ -77,7 +80,7 @@ fn first_chunk(engine: &Engine, handle: &StreamHandle, position: Position) -> fr
     if seq <= first {
         return Ok(seq);
     }
-    let Some(previous) = engine.header(handle, 0, seq - 1)? else { return Ok(seq) };
+    let Some(previous) = engine.header(handle, VIDEO_SHARD, seq - 1)? else { return Ok(seq) };
     let Ok(record) = FragmentRecord::decode(&previous.attrs) else { return Ok(seq) };
     let start_ms = match position {
         Position::AtArrivalMs(_) => record.server_ts_ms,
@@ -90,12 +93,12 @@ fn first_chunk(engine: &Engine, handle: &StreamHandle, position: Position) -> fr
 
 /// Sends every fragment from `seq` on, then waits for new ones, until the client leaves or the
 /// stream is deleted.
-async fn tail(engine: Engine, handle: StreamHandle, mut seq: u64, chunks: super::ChunkSender) {
-    let Ok(mut tip) = handle.subscribe(0) else { return };
+async fn tail(engine: Engine, handle: VideoStream, mut seq: u64, chunks: super::ChunkSender) {
+    let Ok(mut tip) = handle.subscribe(VIDEO_SHARD) else { return };
     let created_ms = handle.meta().created_ms;
     loop {
         let (reader, stream) = (engine.clone(), handle.clone());
-        let batch = tokio::task::spawn_blocking(move || reader.read(&stream, 0, seq, 1, usize::MAX)).await;
+        let batch = tokio::task::spawn_blocking(move || reader.read(&stream, VIDEO_SHARD, seq, 1, usize::MAX)).await;
         let Ok(Ok(batch)) = batch else { return };
         let Some(entry) = batch.entries.into_iter().next() else {
             seq = batch.next_seq;

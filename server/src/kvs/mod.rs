@@ -12,6 +12,7 @@ pub mod put_media;
 mod streams;
 #[cfg(test)]
 mod tests;
+mod video_stream;
 
 use std::convert::Infallible;
 
@@ -21,10 +22,9 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 
-pub(crate) use context::require_archive;
 pub use context::{KvsCtx, KvsSettings};
+pub use video_stream::{VIDEO_SHARD, VideoStream};
 
-use crate::error::ApiError;
 use crate::rest_json::Operation;
 pub(crate) use crate::rest_json::{error_response, parse_document};
 
@@ -47,24 +47,6 @@ pub const OPERATIONS: &[(&str, Operation<KvsCtx>)] = &[
     ("getHLSStreamingSessionURL", playback::session::get_hls_streaming_session_url),
     ("getDASHStreamingSessionURL", playback::session::get_dash_streaming_session_url),
 ];
-
-/// A fragment number's sequence number in `handle`'s stream (ResourceNotFound when not ours).
-pub(crate) fn fragment_seq(handle: &framelog_store::StreamHandle, number: &str) -> Result<u64, ApiError> {
-    fragment_number::decode(number, handle.meta().created_ms).ok_or_else(|| {
-        ApiError::new(crate::error::ErrorType::ResourceNotFound, format!("Fragment {number} was not found."))
-    })
-}
-
-/// The fragment number of `seq` in `handle`'s stream.
-pub(crate) fn fragment_number_of(handle: &framelog_store::StreamHandle, seq: u64) -> String {
-    fragment_number::encode(handle.meta().created_ms, seq)
-}
-
-/// The stream's name as clients know it.
-pub(crate) fn public_stream_name(handle: &framelog_store::StreamHandle) -> String {
-    let name = handle.meta().name;
-    context::public_name(&name).unwrap_or(&name).to_string()
-}
 
 /// Where a streamed response's producer task sends its chunks.
 pub type ChunkSender = mpsc::Sender<Result<Bytes, Infallible>>;

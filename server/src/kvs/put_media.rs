@@ -22,13 +22,16 @@ use framelog_media::{Cluster, Event, FragmentRecord, Limits, SegmentInfo, Simple
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use framelog_store::{AppendWait, NewEntry, StreamHandle};
+use framelog_store::{AppendWait, NewEntry};
+
+use super::VideoStream;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
 use super::context::KvsCtx;
 use super::fragment_number;
 use crate::error::ApiError;
+use crate::kvs::VIDEO_SHARD;
 use framelog_wire::{Ack, AckError, headers};
 
 const IDLE_ACK_EVERY: Duration = Duration::from_secs(3);
@@ -69,7 +72,7 @@ pub async fn handle(State(ctx): State<KvsCtx>, headers: HeaderMap, body: Body) -
 }
 
 /// Checks made before the 200: which stream, and how timecodes are to be read.
-fn start(ctx: &KvsCtx, headers: &HeaderMap) -> Result<(StreamHandle, TimecodeBase), ApiError> {
+fn start(ctx: &KvsCtx, headers: &HeaderMap) -> Result<(VideoStream, TimecodeBase), ApiError> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
     let mut document = serde_json::Map::new();
     if let Some(name) = text(headers::STREAM_NAME) {
@@ -167,7 +170,7 @@ async fn write_acks(mut outgoing: mpsc::Receiver<Outgoing>, acks: super::ChunkSe
 /// Per-connection ingest state.
 struct Upload {
     ctx: KvsCtx,
-    stream: StreamHandle,
+    stream: VideoStream,
     base: TimecodeBase,
     info: SegmentInfo,
     tracks: Option<(Vec<u64>, Vec<u8>)>,
@@ -189,7 +192,7 @@ type Rejection = (Option<u64>, AckError);
 /// ends, the producer goes silent or away, or an event is rejected.
 async fn ingest(
     ctx: KvsCtx,
-    stream: StreamHandle,
+    stream: VideoStream,
     base: TimecodeBase,
     mut fragmenter: Splitter,
     body: Body,
@@ -262,7 +265,7 @@ impl BodyReader {
 impl Upload {
     fn new(
         ctx: KvsCtx,
-        stream: StreamHandle,
+        stream: VideoStream,
         base: TimecodeBase,
         outgoing: mpsc::Sender<Outgoing>,
         failed: Arc<AtomicBool>,
@@ -380,9 +383,9 @@ impl Upload {
     fn stored_before(&self, record: &FragmentRecord) -> Option<u64> {
         let id = record.tags.iter().find(|t| t.name == framelog_media::FRAGMENT_ID_TAG)?;
         let at = record.producer_ts_ms;
-        let candidates = self.ctx.engine.producer_range(&self.stream, 0, at, at, None, 64).ok()?;
+        let candidates = self.ctx.engine.producer_range(&self.stream, VIDEO_SHARD, at, at, None, 64).ok()?;
         candidates.into_iter().map(|(_, seq)| seq).find(|&seq| {
-            let Ok(Some(header)) = self.ctx.engine.header(&self.stream, 0, seq) else { return false };
+            let Ok(Some(header)) = self.ctx.engine.header(&self.stream, VIDEO_SHARD, seq) else { return false };
             FragmentRecord::decode(&header.attrs).is_ok_and(|stored| stored.tags.iter().any(|t| t == id))
         })
     }

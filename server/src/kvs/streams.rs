@@ -8,7 +8,8 @@ use framelog_store::{StreamKind, StreamMeta, new_stream_meta};
 use rand::Rng;
 use serde_json::{Value, json};
 
-use super::context::{KvsCtx, check_name, engine_name, not_found, public_name};
+use super::context::{KvsCtx, check_name, not_found};
+use super::video_stream::{engine_name, public_name};
 use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 
@@ -38,7 +39,7 @@ fn stream_info(meta: &StreamMeta) -> Value {
     let setting = |key: &str| meta.settings.get(key).cloned().map_or(Value::Null, Value::String);
     json!({
         "DeviceName": setting(SET_DEVICE),
-        "StreamName": public_name(&meta.name).unwrap_or(&meta.name),
+        "StreamName": public_name(&meta.name),
         "StreamARN": meta.arn,
         "MediaType": setting(SET_MEDIA_TYPE),
         "KmsKeyId": setting(SET_KMS_KEY),
@@ -152,7 +153,7 @@ pub fn list_streams(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
         .map(|h| h.meta())
         .filter(|m| m.kind == StreamKind::Video)
         .filter(|m| {
-            let name = public_name(&m.name).unwrap_or(&m.name);
+            let name = public_name(&m.name);
             prefix.as_deref().is_none_or(|p| name.starts_with(p)) && after.as_deref().is_none_or(|a| name > a)
         })
         .collect();
@@ -162,7 +163,7 @@ pub fn list_streams(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     if matching.len() > max
         && let Some(last) = page.last()
     {
-        let name = public_name(&last.name).unwrap_or(&last.name);
+        let name = public_name(&last.name);
         out["NextToken"] = base64::engine::general_purpose::STANDARD.encode(name).into();
     }
     Ok(out)

@@ -12,6 +12,7 @@ use super::session::{Clock, MAX_RANGE_MS, choice};
 use super::window::{self, WindowFragment};
 use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
+use crate::kvs::VIDEO_SHARD;
 use crate::kvs::context::KvsCtx;
 
 const MAX_CLIP_FRAGMENTS: usize = 200;
@@ -19,7 +20,7 @@ const MAX_CLIP_BYTES: u64 = 100 * 1024 * 1024;
 
 /// A validated clip: the stream, its fragments and the MP4 layout.
 struct Clip {
-    handle: framelog_store::StreamHandle,
+    handle: crate::kvs::VideoStream,
     fragments: Vec<WindowFragment>,
     plan: ClipPlan,
 }
@@ -61,7 +62,7 @@ fn plan(ctx: &KvsCtx, body: &[u8]) -> Result<Clip, ApiError> {
     let document = crate::kvs::parse_document(body)?;
     let handle = ctx.stream(&document, "StreamARN")?;
     let (clock, start_ms, end_ms) = timestamp_selector(&document, "ClipFragmentSelector", "FragmentSelectorType")?;
-    crate::kvs::context::require_archive(&handle)?;
+    handle.require_archive()?;
     let mut fragments = window::in_range(ctx, &handle, clock, (start_ms, end_ms), MAX_CLIP_FRAGMENTS)?;
     let mut clip_bytes = 0;
     let within_size = fragments
@@ -107,7 +108,7 @@ pub async fn handle(State(ctx): State<KvsCtx>, body: Bytes) -> Response {
         for fragment in clip.fragments {
             let (engine, stream, plan) = (ctx.engine.clone(), clip.handle.clone(), plan.clone());
             let payload = tokio::task::spawn_blocking(move || {
-                let entry = engine.entry(&stream, 0, fragment.seq).ok().flatten()?;
+                let entry = engine.entry(&stream, VIDEO_SHARD, fragment.seq).ok().flatten()?;
                 Some(plan.fragment_payload(&fragment.record, &entry.payload))
             })
             .await;

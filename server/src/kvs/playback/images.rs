@@ -22,6 +22,7 @@ use super::session::{Clock, choice};
 use super::window::{self, WindowFragment};
 use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
+use crate::kvs::VIDEO_SHARD;
 use crate::kvs::context::KvsCtx;
 use crate::rest_json::{error_response, json_response};
 
@@ -36,7 +37,7 @@ const LOOKBACK_MS: u64 = 60_000;
 /// A validated GetImages request.
 #[derive(Debug)]
 struct Query {
-    handle: framelog_store::StreamHandle,
+    handle: crate::kvs::VideoStream,
     clock: Clock,
     /// This page's instants and whether more follow (the next instant).
     instants_ms: Vec<u64>,
@@ -104,7 +105,7 @@ fn parse(ctx: &KvsCtx, body: &[u8]) -> Result<Query, ApiError> {
         None => start_ms,
         Some(token) => decode_token(&token, (start_ms, end_ms))?,
     };
-    crate::kvs::context::require_archive(&handle)?;
+    handle.require_archive()?;
     // A range shorter than the interval still yields the picture at its start.
     let all = (first_ms..=end_ms).step_by(sampling_ms as usize);
     let mut instants_ms: Vec<u64> = all.take(page + 1).collect();
@@ -164,7 +165,7 @@ struct Job {
 fn fragment_job(ctx: &KvsCtx, query: &Query, fragment: &WindowFragment, instants_ms: &[u64]) -> Option<Job> {
     let tracks = framelog_media::package::packaged_tracks(&fragment.record).ok()?;
     let video = tracks.into_iter().find(|t| t.is_video())?;
-    let entry = ctx.engine.entry(&query.handle, 0, fragment.seq).ok()??;
+    let entry = ctx.engine.entry(&query.handle, VIDEO_SHARD, fragment.seq).ok()??;
     let times = frame_times_ms(&fragment.record);
     let video_times: Vec<i64> = fragment
         .record

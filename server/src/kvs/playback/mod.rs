@@ -38,7 +38,7 @@ fn track_number(query: &str) -> Result<u64, ApiError> {
     text.parse().map_err(|_| ApiError::invalid(format!("TrackNumber {text} is not a number.")))
 }
 
-fn session_stream(ctx: &KvsCtx, session: &Session) -> Result<framelog_store::StreamHandle, ApiError> {
+fn session_stream(ctx: &KvsCtx, session: &Session) -> Result<crate::kvs::VideoStream, ApiError> {
     let handle = ctx.lookup(&session.stream_name)?;
     // A stream deleted and re-created under the same name is another stream.
     if handle.meta().created_ms != session.stream_created_ms {
@@ -126,12 +126,12 @@ const TS_RENDITION: u64 = 0;
 /// A segment from the cache, or built from its stored fragment by `build` and cached.
 fn cached(
     ctx: &KvsCtx,
-    handle: &framelog_store::StreamHandle,
+    handle: &crate::kvs::VideoStream,
     fragment_number: &str,
     rendition: u64,
     build: impl FnOnce(&window::WindowFragment, &[u8]) -> Result<Vec<u8>, ApiError>,
 ) -> Result<Bytes, ApiError> {
-    let seq = window::fragment_seq(handle, fragment_number)?;
+    let seq = handle.fragment_seq(fragment_number)?;
     let key = (handle.id(), seq, rendition);
     if let Some(segment) = ctx.segments.get(key) {
         return Ok(segment);

@@ -106,10 +106,10 @@ fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<Stri
     let handle = ctx.stream(body, "StreamARN")?;
     let meta = handle.meta();
     let request = read_request(body, protocol)?;
-    crate::kvs::context::require_archive(&handle)?;
+    handle.require_archive()?;
     let now_ms = ctx.engine.now_ms();
     let session = Session {
-        stream_name: crate::kvs::context::public_name(&meta.name).unwrap_or(&meta.name).to_string(),
+        stream_name: handle.public_name(),
         stream_created_ms: meta.created_ms,
         mode: request.mode,
         clock: request.clock,

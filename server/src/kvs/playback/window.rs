@@ -9,6 +9,7 @@ use crate::error::{ApiError, ErrorType};
 use crate::kvs::archive::scan_server_range;
 use crate::kvs::context::KvsCtx;
 use crate::kvs::fragment_number;
+use crate::kvs::{VIDEO_SHARD, VideoStream};
 
 /// A fragment in a playlist window.
 #[derive(Debug, Clone)]
@@ -57,9 +58,9 @@ pub fn fragments(ctx: &KvsCtx, handle: &StreamHandle, session: &Session) -> Resu
     if session.mode == Mode::Live {
         // The newest fragments in arrival order. A back-filled fragment (older producer time
         // than one that arrived before it) never enters a live window.
-        let tip = handle.tip_seq(0)?;
+        let tip = handle.tip_seq(VIDEO_SHARD)?;
         let from = tip.saturating_sub(max as u64 * 2 + 8);
-        let headers = engine.list_headers(handle, 0, from, tip, usize::MAX)?;
+        let headers = engine.list_headers(handle, VIDEO_SHARD, from, tip, usize::MAX)?;
         let mut newest_producer_ms = 0;
         let mut live: Vec<WindowFragment> = Vec::new();
         for h in &headers {
@@ -90,7 +91,7 @@ pub fn in_range(
     let mut out = Vec::new();
     match clock {
         Clock::Producer => {
-            let page = engine.producer_range(handle, 0, start_ms, end_ms, None, max * 2)?;
+            let page = engine.producer_range(handle, VIDEO_SHARD, start_ms, end_ms, None, max * 2)?;
             let headers = headers_of(ctx, handle, &page)?;
             for (producer_ms, seq) in page {
                 let Some(header) = headers.get(&seq) else { continue };
@@ -107,7 +108,7 @@ pub fn in_range(
             out.truncate(max);
         }
         Clock::Server => {
-            let from = engine.resolve(handle, 0, Position::AtArrivalMs(start_ms))?;
+            let from = engine.resolve(handle, VIDEO_SHARD, Position::AtArrivalMs(start_ms))?;
             scan_server_range(ctx, handle, from, (start_ms, end_ms), |seq, header, record| {
                 out.push(with_record(handle, seq, header, record));
                 out.len() < max
@@ -132,12 +133,12 @@ fn headers_of(
     let wanted: std::collections::HashSet<u64> = page.iter().map(|p| p.1).collect();
     // Dense enough for a scan (back-filled uploads can scatter a range over the whole stream).
     if high - low < page.len() as u64 * 4 {
-        let items = ctx.engine.list_headers(handle, 0, low, high + 1, usize::MAX)?;
+        let items = ctx.engine.list_headers(handle, VIDEO_SHARD, low, high + 1, usize::MAX)?;
         return Ok(items.into_iter().filter(|i| wanted.contains(&i.seq)).map(|i| (i.seq, i.header)).collect());
     }
     let mut out = std::collections::HashMap::new();
     for seq in wanted {
-        if let Some(header) = ctx.engine.header(handle, 0, seq)? {
+        if let Some(header) = ctx.engine.header(handle, VIDEO_SHARD, seq)? {
             out.insert(seq, header);
         }
     }
@@ -154,27 +155,20 @@ pub fn packageable(record: &FragmentRecord) -> Result<Vec<PackagedTrack>, ApiErr
     })
 }
 
-/// A fragment number's sequence number in this stream (ResourceNotFound if it is not ours).
-pub fn fragment_seq(handle: &StreamHandle, number: &str) -> Result<u64, ApiError> {
-    fragment_number::decode(number, handle.meta().created_ms)
-        .ok_or_else(|| ApiError::new(ErrorType::ResourceNotFound, format!("Fragment {number} was not found.")))
-}
-
 /// One fragment of the session's stream by number.
-pub fn fragment(ctx: &KvsCtx, handle: &StreamHandle, number: &str) -> Result<(WindowFragment, Vec<u8>), ApiError> {
+pub fn fragment(ctx: &KvsCtx, handle: &VideoStream, number: &str) -> Result<(WindowFragment, Vec<u8>), ApiError> {
     let missing = || ApiError::new(ErrorType::ResourceNotFound, format!("Fragment {number} was not found."));
-    let seq = fragment_number::decode(number, handle.meta().created_ms).ok_or_else(missing)?;
-    let entry = ctx.engine.entry(handle, 0, seq)?.ok_or_else(missing)?;
-    let record = FragmentRecord::decode(&entry.attrs).map_err(|e| ApiError::internal(&e))?;
-    let size_bytes = entry.payload.len() as u64;
-    Ok((WindowFragment { seq, number: number.to_string(), record, size_bytes }, entry.payload))
+    let seq = handle.fragment_seq(number)?;
+    let stored = handle.fragment(&ctx.engine, seq)?.ok_or_else(missing)?;
+    let size_bytes = stored.payload.len() as u64;
+    Ok((WindowFragment { seq, number: number.to_string(), record: stored.record, size_bytes }, stored.payload))
 }
 
 /// One fragment's index only (no payload read): enough for its init segment.
-pub fn fragment_header(ctx: &KvsCtx, handle: &StreamHandle, number: &str) -> Result<WindowFragment, ApiError> {
+pub fn fragment_header(ctx: &KvsCtx, handle: &VideoStream, number: &str) -> Result<WindowFragment, ApiError> {
     let missing = || ApiError::new(ErrorType::ResourceNotFound, format!("Fragment {number} was not found."));
-    let seq = fragment_number::decode(number, handle.meta().created_ms).ok_or_else(missing)?;
-    let header = ctx.engine.header(handle, 0, seq)?.ok_or_else(missing)?;
+    let seq = handle.fragment_seq(number)?;
+    let header = ctx.engine.header(handle, VIDEO_SHARD, seq)?.ok_or_else(missing)?;
     let record = FragmentRecord::decode(&header.attrs).map_err(|e| ApiError::internal(&e))?;
     Ok(with_record(handle, seq, &header, record))
 }
