@@ -244,9 +244,11 @@ async fn refused_kds_writes_and_retention_changes_change_nothing() {
     let read = app.kds("GetRecords", json!({"ShardIterator": iterator.body["ShardIterator"]})).await;
     assert_eq!(read.body["Records"], json!([]), "a refused PutRecords writes nothing");
 
-    let long = app.kds("IncreaseStreamRetentionPeriod", json!({"StreamName": "orders", "RetentionPeriodHours": 8761})).await;
+    let long =
+        app.kds("IncreaseStreamRetentionPeriod", json!({"StreamName": "orders", "RetentionPeriodHours": 8761})).await;
     assert_eq!(long.kds_error(), ("InvalidArgumentException", 400));
-    let short = app.kds("DecreaseStreamRetentionPeriod", json!({"StreamName": "orders", "RetentionPeriodHours": 23})).await;
+    let short =
+        app.kds("DecreaseStreamRetentionPeriod", json!({"StreamName": "orders", "RetentionPeriodHours": 23})).await;
     assert_eq!(short.kds_error().1, 400);
     let summary = app.kds("DescribeStreamSummary", json!({"StreamName": "orders"})).await;
     assert_eq!(summary.body["StreamDescriptionSummary"]["RetentionPeriodHours"], 24);
