@@ -60,6 +60,13 @@ def archive(kinesisvideo, stream: str):
     return data_client(kinesisvideo, "kinesis-video-archived-media", stream, "LIST_FRAGMENTS")
 
 
+def fragments_to_file(kinesisvideo, stream: str, numbers: list[str], path):
+    """GetMediaForFragmentList of `numbers` written to `path` (an MKV of one chunk per fragment); returns path."""
+    response = archive(kinesisvideo, stream).get_media_for_fragment_list(StreamName=stream, Fragments=numbers)
+    path.write_bytes(response["Payload"].read())
+    return path
+
+
 def media(kinesisvideo, stream: str):
     # GetMedia never ends by itself; a short read timeout bounds a reader the server stops feeding.
     return data_client(kinesisvideo, "kinesis-video-media", stream, "GET_MEDIA", read_timeout=READ_TIMEOUT_S)

@@ -21,6 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from kvs_helpers import (
+    fragments_to_file,
     AUDIO,
     FRAGMENT_COUNT,
     PRODUCER_START_MS,
@@ -346,9 +347,7 @@ def test_fragmented_mp4_with_b_frames_and_audio_acks_every_fragment_in_order(
     assert len(timecodes) == FRAGMENT_COUNT, result.ack_lines
     assert all(abs(tc - 2000 * i) <= 100 for i, tc in enumerate(timecodes)), timecodes
     assert listed_numbers(kinesisvideo, stream) == numbers
-    response = archive(kinesisvideo, stream).get_media_for_fragment_list(StreamName=stream, Fragments=numbers)
-    path = tmp_path / "bframes.mkv"
-    path.write_bytes(response["Payload"].read())
+    path = fragments_to_file(kinesisvideo, stream, numbers, tmp_path / "bframes.mkv")
     streams = ffprobe_streams(path)
     assert sorted(s["codec_name"] for s in streams) == ["aac", "h264"]
     video = next(s for s in streams if s["codec_name"] == "h264")

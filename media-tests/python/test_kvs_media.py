@@ -20,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from kds_helpers import new_stream_name
 from kvs_helpers import (
+    fragments_to_file,
     FRAGMENT_COUNT,
     PRODUCER_START_MS,
     READ_TIMEOUT_S,
@@ -438,9 +439,7 @@ def test_get_media_for_fragment_list_keeps_the_audio_track(kinesisvideo, h264_aa
     stream = create_stream(kinesisvideo)
     numbers = assert_full_ack_sequence(upload(kinesisvideo, stream, h264_aac_mkv))
 
-    response = archive(kinesisvideo, stream).get_media_for_fragment_list(StreamName=stream, Fragments=numbers)
-    path = tmp_path / "av.mkv"
-    path.write_bytes(response["Payload"].read())
+    path = fragments_to_file(kinesisvideo, stream, numbers, tmp_path / "av.mkv")
 
     streams = ffprobe_streams(path)
     assert sorted((s["codec_type"], s["codec_name"]) for s in streams) == [("audio", "aac"), ("video", "h264")]
@@ -580,9 +579,7 @@ def test_h265_upload_round_trips_to_hevc_with_every_frame(kinesisvideo, h265_mkv
     stream = create_stream(kinesisvideo)
     numbers = assert_full_ack_sequence(upload(kinesisvideo, stream, h265_mkv))
 
-    response = archive(kinesisvideo, stream).get_media_for_fragment_list(StreamName=stream, Fragments=numbers)
-    path = tmp_path / "h265.mkv"
-    path.write_bytes(response["Payload"].read())
+    path = fragments_to_file(kinesisvideo, stream, numbers, tmp_path / "h265.mkv")
 
     streams = ffprobe_streams(path)
     assert [s["codec_name"] for s in streams] == ["hevc"]
@@ -598,9 +595,7 @@ def test_fragmented_mp4_upload_is_stored_as_fragments_with_every_frame(kinesisvi
     assert [f["FragmentNumber"] for f in fragments] == numbers
     starts = [round(f["ProducerTimestamp"].timestamp() * 1000) for f in fragments]
     assert starts == [PRODUCER_START_MS + t for t in FIXTURE_CLUSTER_TIMECODES]
-    response = archive(kinesisvideo, stream).get_media_for_fragment_list(StreamName=stream, Fragments=numbers)
-    path = tmp_path / "from_mp4.mkv"
-    path.write_bytes(response["Payload"].read())
+    path = fragments_to_file(kinesisvideo, stream, numbers, tmp_path / "from_mp4.mkv")
     streams = ffprobe_streams(path)
     assert sorted(s["codec_name"] for s in streams) == ["aac", "h264"]
     video = next(s for s in streams if s["codec_name"] == "h264")

@@ -172,31 +172,20 @@ impl ShardRunner {
             self.shard,
             entries.len() as u64,
         );
-        let _ = self
-            .background
-            .spawn_blocking(move || {
-                engine.update_meta_unsynced(&handle, |meta| {
-                    // A consumer deleted meanwhile stays deleted.
-                    if !meta.settings.contains_key(&state::spec_key(&name)) {
-                        return;
-                    }
-                    // Shards commit independently: each changes only its own position.
-                    let mut checkpoint: RecordCheckpoint = state::checkpoint_of(&meta.settings, &name);
-                    checkpoint.next_seq.insert(shard, after);
-                    checkpoint.retried_calls += u64::from(retried);
-                    if delivered {
-                        checkpoint.delivered_records += count;
-                        checkpoint.delivered_batches += 1;
-                    } else {
-                        checkpoint.dead_lettered_batches += 1;
-                    }
-                    if let Some(dead) = dead {
-                        state::push_dead_letter(&mut meta.settings, &name, dead);
-                    }
-                    meta.settings
-                        .insert(state::checkpoint_key(&name), serde_json::to_string(&checkpoint).unwrap_or_default());
-                })
-            })
-            .await;
+        let consumer = name.clone();
+        state::commit_unsynced(&self.background, engine, handle, name, dead, move |settings| {
+            // Shards commit independently: each changes only its own position.
+            let mut checkpoint: RecordCheckpoint = state::checkpoint_of(settings, &consumer);
+            checkpoint.next_seq.insert(shard, after);
+            checkpoint.retried_calls += u64::from(retried);
+            if delivered {
+                checkpoint.delivered_records += count;
+                checkpoint.delivered_batches += 1;
+            } else {
+                checkpoint.dead_lettered_batches += 1;
+            }
+            settings.insert(state::checkpoint_key(&consumer), serde_json::to_string(&checkpoint).unwrap_or_default());
+        })
+        .await;
     }
 }

@@ -567,23 +567,11 @@ impl Runner {
     /// an fsync of its own: a killed process loses none, a power loss may redeliver (never skip).
     async fn commit(&self, checkpoint: Checkpoint, dead: Option<DeadLetter>) -> Checkpoint {
         let (engine, handle, name) = (self.ctx.video.engine.clone(), self.handle.clone(), self.spec.name.clone());
-        let stored = checkpoint.clone();
-        let _ = self
-            .background
-            .spawn_blocking(move || {
-                engine.update_meta_unsynced(&handle, |meta| {
-                    // A consumer deleted meanwhile stays deleted.
-                    if !meta.settings.contains_key(&state::spec_key(&name)) {
-                        return;
-                    }
-                    if let Some(dead) = dead {
-                        state::push_dead_letter(&mut meta.settings, &name, dead);
-                    }
-                    meta.settings
-                        .insert(state::checkpoint_key(&name), serde_json::to_string(&stored).unwrap_or_default());
-                })
-            })
-            .await;
+        let (stored, key) = (checkpoint.clone(), state::checkpoint_key(&name));
+        state::commit_unsynced(&self.background, engine, handle, name, dead, move |settings| {
+            settings.insert(key, serde_json::to_string(&stored).unwrap_or_default());
+        })
+        .await;
         checkpoint
     }
 }

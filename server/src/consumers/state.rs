@@ -3,9 +3,13 @@
 //! `consumer.checkpoint.<name>`, and its last dead letters under `consumer.dead.<name>` (the kind
 //! first, so that no consumer name can look like another key).
 
+use std::collections::BTreeMap;
+
+use framelog_store::{Engine, StreamHandle};
 use serde::{Deserialize, Serialize};
 
 use super::spec::ConsumerSpec;
+use crate::background::Background;
 
 /// Dead letters kept per consumer (the oldest go first; `dead_lettered` counts them all).
 pub const KEPT_DEAD_LETTERS: usize = 100;
@@ -98,10 +102,38 @@ pub fn dead_letters(settings: &std::collections::BTreeMap<String, String>, name:
 }
 
 /// Appends a dead letter, keeping the newest `KEPT_DEAD_LETTERS`.
-pub fn push_dead_letter(settings: &mut std::collections::BTreeMap<String, String>, name: &str, dead: DeadLetter) {
+pub fn push_dead_letter(settings: &mut BTreeMap<String, String>, name: &str, dead: DeadLetter) {
     let mut letters = dead_letters(settings, name);
     letters.push(dead);
     let excess = letters.len().saturating_sub(KEPT_DEAD_LETTERS);
     letters.drain(..excess);
     settings.insert(dead_key(name), serde_json::to_string(&letters).unwrap_or_default());
+}
+/// Commits consumer `name`'s state in `handle`'s stream: `update` changes the settings (its
+/// checkpoint), and `dead` goes to the dead-letter log. Through the WAL without an fsync of its
+/// own: a killed process loses none, a power loss may redeliver (never skip). A consumer deleted
+/// meanwhile stays deleted. The write runs on `background`, so shutdown waits for it.
+pub async fn commit_unsynced(
+    background: &Background,
+    engine: Engine,
+    handle: StreamHandle,
+    name: String,
+    dead: Option<DeadLetter>,
+    update: impl FnOnce(&mut BTreeMap<String, String>) + Send + 'static,
+) {
+    let consumer = name.clone();
+    let write = move || {
+        engine.update_meta_unsynced(&handle, |meta| {
+            if !meta.settings.contains_key(&spec_key(&name)) {
+                return;
+            }
+            if let Some(dead) = dead {
+                push_dead_letter(&mut meta.settings, &name, dead);
+            }
+            update(&mut meta.settings);
+        })
+    };
+    if let Ok(Err(error)) = background.spawn_blocking(write).await {
+        tracing::warn!(%consumer, %error, "a consumer checkpoint could not be stored");
+    }
 }
