@@ -456,7 +456,7 @@ def test_missing_track_number_is_400(vod, kind):
 
 
 @pytest.mark.parametrize("kind", ["master", "media-segment"])
-def test_cors_preflight_is_204_and_allows_get_with_range(vod, kind):
+def test_cors_preflight_is_ok_and_allows_get_with_range(vod, kind):
     assert_cors_preflight(playback_urls(vod)[kind])
 
 

@@ -2,14 +2,13 @@
 //! resolves, lets in-flight requests finish, stops the background work, then closes the engine
 //! (commit thread drained, memtables flushed).
 
-use std::future::Future;
+use std::future::{Future, IntoFuture as _};
 use std::time::Duration;
 
 use axum::serve::ListenerExt as _;
 use framelog_store::Engine;
 use tokio::net::TcpListener;
 
-use crate::background::Background;
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::router::router;
@@ -17,6 +16,11 @@ use crate::state::AppState;
 
 /// How long background tasks get to finish their current step once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// How long requests in flight get once shutdown begins. Some never end by themselves (a live
+/// GetMedia, a camera's endless PutMedia); past this they are cut, and what they had acknowledged
+/// is already durable.
+const REQUEST_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves `config` on `listener` until `shutdown` resolves.
 pub async fn run(
@@ -26,8 +30,8 @@ pub async fn run(
 ) -> Result<(), ServerError> {
     let address = listener.local_addr().map_err(ServerError::Serve)?;
     let opened = AppState::open(&config, address)?;
-    let background = Background::new();
-    crate::consumers::runner::start(opened.state.consumers.clone(), opened.consumer_changes, &background);
+    let background = opened.state.background.clone();
+    crate::consumers::runner::start(opened.state.consumers.clone(), opened.consumer_changes);
     let trim_every = Duration::from_secs(config.trim_interval_secs.max(1));
     background.spawn("retention trimmer".into(), trim_periodically(opened.engine.clone(), trim_every));
     tracing::info!(%address, data_dir = %config.data_dir.display(), "ready");
@@ -38,7 +42,7 @@ pub async fn run(
             tracing::debug!(%error, "could not set TCP_NODELAY");
         }
     });
-    let served = axum::serve(listener, router(opened.state)).with_graceful_shutdown(shutdown).await;
+    let served = serve_until(listener, router(opened.state), shutdown).await;
     if !background.stop(SHUTDOWN_GRACE).await {
         tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "background tasks still running at the deadline");
     }
@@ -47,6 +51,38 @@ pub async fn run(
     served.map_err(ServerError::Serve)?;
     tracing::info!("stopped cleanly");
     Ok(())
+}
+
+/// Serves until `shutdown`, then lets requests in flight finish for at most `REQUEST_GRACE`.
+async fn serve_until<L>(
+    listener: L,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    let (began, began_rx) = tokio::sync::oneshot::channel::<()>();
+    let signal = async move {
+        shutdown.await;
+        let _ = began.send(());
+    };
+    let serving = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
+    let deadline = async move {
+        if began_rx.await.is_ok() {
+            tokio::time::sleep(REQUEST_GRACE).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        served = serving => served,
+        () = deadline => {
+            tracing::warn!(grace_secs = REQUEST_GRACE.as_secs(), "requests still open at the deadline were cut");
+            Ok(())
+        }
+    }
 }
 
 async fn trim_periodically(engine: Engine, every: Duration) {

@@ -12,6 +12,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 
+use crate::background::Background;
 use crate::document::Document;
 use crate::error::{ApiError, Protocol};
 
@@ -48,7 +49,12 @@ impl Operations {
 }
 
 /// Handles `POST /<op>`.
-pub async fn handle(State(operations): State<Arc<Operations>>, Path(op): Path<String>, body: Bytes) -> Response {
+pub async fn handle(
+    State(operations): State<Arc<Operations>>,
+    State(background): State<Background>,
+    Path(op): Path<String>,
+    body: Bytes,
+) -> Response {
     let Some(run) = operations.table.get(op.as_str()).cloned() else {
         // What KVS answers for a path it does not know (including wrong capitalisation).
         let body = serde_json::json!({"Output": {"__type": "com.amazon.coral.service#UnknownOperationException"}, "Version": "1.0"});
@@ -56,9 +62,9 @@ pub async fn handle(State(operations): State<Arc<Operations>>, Path(op): Path<St
     };
     let result = match parse_document(&body) {
         // Operations block on the engine (RocksDB, group commit), so they run off the async workers.
-        Ok(document) => tokio::task::spawn_blocking(move || run(document))
-            .await
-            .unwrap_or_else(|join| Err(ApiError::internal(&join))),
+        Ok(document) => {
+            background.spawn_blocking(move || run(document)).await.unwrap_or_else(|join| Err(ApiError::internal(&join)))
+        }
         Err(error) => Err(error),
     };
     match result {

@@ -9,6 +9,7 @@ use framelog_imaging::DecodePool;
 use framelog_store::{Engine, EngineOptions, SystemClock};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::background::Background;
 use crate::config::Config;
 use crate::consumers::{self, ConsumersCtx, runner::Changed};
 use crate::error::ServerError;
@@ -25,6 +26,9 @@ pub struct AppState {
     pub kvs: KvsCtx,
     pub consumers: ConsumersCtx,
     pub images: DecodePool,
+    /// Background tasks and the engine writes that shutdown must wait for (request handlers'
+    /// blocking operations included: a write outlives a client that hangs up).
+    pub background: Background,
     /// The rest-json operations: KVS's, then the consumer API's.
     pub operations: Arc<Operations>,
 }
@@ -68,10 +72,12 @@ impl AppState {
         };
         let images = decode_pool()?;
         let (changes, consumer_changes) = tokio::sync::mpsc::unbounded_channel();
-        let consumers = ConsumersCtx { video: kvs.clone(), images: images.clone(), changes };
+        let background = Background::new();
+        let consumers =
+            ConsumersCtx { video: kvs.clone(), images: images.clone(), changes, background: background.clone() };
         let operations =
             Arc::new(Operations::default().with(&kvs, kvs::OPERATIONS).with(&consumers, consumers::OPERATIONS));
-        let state = AppState { kds, kvs, consumers, images, operations };
+        let state = AppState { kds, kvs, consumers, images, background, operations };
         Ok(Opened { state, engine, consumer_changes })
     }
 }
@@ -104,6 +110,12 @@ impl FromRef<AppState> for ConsumersCtx {
 impl FromRef<AppState> for DecodePool {
     fn from_ref(state: &AppState) -> Self {
         state.images.clone()
+    }
+}
+
+impl FromRef<AppState> for Background {
+    fn from_ref(state: &AppState) -> Self {
+        state.background.clone()
     }
 }
 

@@ -5,6 +5,7 @@ use framelog_imaging::DecodePool;
 use tokio::sync::mpsc::UnboundedSender;
 
 use super::runner::Changed;
+use crate::background::Background;
 use crate::kvs::KvsCtx;
 
 #[derive(Debug, Clone)]
@@ -14,4 +15,6 @@ pub struct ConsumersCtx {
     pub images: DecodePool,
     /// Tells the supervisor which consumer the API changed.
     pub changes: UnboundedSender<Changed>,
+    /// Every consumer task and engine write runs here, so shutdown stops them and waits.
+    pub background: Background,
 }

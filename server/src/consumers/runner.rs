@@ -35,8 +35,9 @@ pub struct Changed {
 }
 
 /// Starts the supervisor: every consumer's task now, then restarts as the API changes them. All of
-/// them run under `background`, so shutdown stops them between steps.
-pub fn start(ctx: ConsumersCtx, changes: mpsc::UnboundedReceiver<Changed>, background: &Background) {
+/// them run under the context's `Background`, so shutdown stops them between steps.
+pub fn start(ctx: ConsumersCtx, changes: mpsc::UnboundedReceiver<Changed>) {
+    let background = ctx.background.clone();
     let supervisor =
         Supervisor { ctx, client: super::deliver::client(), background: background.clone(), tasks: HashMap::new() };
     background.spawn("consumer supervisor".into(), supervisor.run(changes));
@@ -113,15 +114,12 @@ impl Supervisor {
 
 /// The first fragment a new consumer looks at.
 pub fn start_seq(ctx: &ConsumersCtx, handle: &StreamHandle, start: &Start) -> Result<u64, crate::error::ApiError> {
-    let store = |e: framelog_store::StoreError| crate::error::ApiError::internal(&e);
     let engine = &ctx.video.engine;
     Ok(match start {
-        Start::Now => engine.resolve(handle, VIDEO_SHARD, Position::Latest).map_err(store)?,
-        Start::Earliest => engine.resolve(handle, VIDEO_SHARD, Position::TrimHorizon).map_err(store)?,
-        Start::ProducerTimestamp(ms) => {
-            engine.resolve(handle, VIDEO_SHARD, Position::AtProducerMs(*ms)).map_err(store)?
-        }
-        Start::ServerTimestamp(ms) => engine.resolve(handle, VIDEO_SHARD, Position::AtArrivalMs(*ms)).map_err(store)?,
+        Start::Now => engine.resolve(handle, VIDEO_SHARD, Position::Latest)?,
+        Start::Earliest => engine.resolve(handle, VIDEO_SHARD, Position::TrimHorizon)?,
+        Start::ProducerTimestamp(ms) => engine.resolve(handle, VIDEO_SHARD, Position::AtProducerMs(*ms))?,
+        Start::ServerTimestamp(ms) => engine.resolve(handle, VIDEO_SHARD, Position::AtArrivalMs(*ms))?,
         Start::FragmentNumber(number) => {
             let seq = VideoStream::new(handle.clone()).fragment_seq(number)?;
             seq + 1

@@ -109,6 +109,7 @@ pub fn push_dead_letter(settings: &mut BTreeMap<String, String>, name: &str, dea
     letters.drain(..excess);
     settings.insert(dead_key(name), serde_json::to_string(&letters).unwrap_or_default());
 }
+
 /// Commits consumer `name`'s state in `handle`'s stream: `update` changes the settings (its
 /// checkpoint), and `dead` goes to the dead-letter log. Through the WAL without an fsync of its
 /// own: a killed process loses none, a power loss may redeliver (never skip). A consumer deleted

@@ -58,13 +58,15 @@ pub async fn apply(ctx: &ConsumersCtx, handle: &framelog_store::StreamHandle, nu
     for number in numbers {
         let Ok(seq) = VideoStream::new(handle.clone()).fragment_seq(number) else { continue };
         let (engine, handle, labels) = (ctx.video.engine.clone(), handle.clone(), labels.clone());
-        let amended = tokio::task::spawn_blocking(move || {
-            engine.amend_attrs(&handle, VIDEO_SHARD, seq, move |attrs| {
-                let record = FragmentRecord::decode(attrs).ok()?;
-                merged(&record, &labels).map(|next| next.encode())
+        let amended = ctx
+            .background
+            .spawn_blocking(move || {
+                engine.amend_attrs(&handle, VIDEO_SHARD, seq, move |attrs| {
+                    let record = FragmentRecord::decode(attrs).ok()?;
+                    merged(&record, &labels).map(|next| next.encode())
+                })
             })
-        })
-        .await;
+            .await;
         if let Ok(Err(error)) = amended {
             tracing::warn!(%error, number, "writing labels back to a fragment failed");
         }

@@ -26,6 +26,7 @@ use serde_json::Value;
 pub use context::{KdsCtx, KdsSettings};
 pub use iterator::IteratorCodec;
 
+use crate::background::Background;
 use crate::document::Document;
 use crate::error::{ApiError, ErrorType, Protocol};
 
@@ -57,11 +58,18 @@ fn operation(name: &str) -> Option<Operation> {
 }
 
 /// Handles one KDS request end to end.
-pub async fn handle(State(ctx): State<KdsCtx>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn handle(
+    State(ctx): State<KdsCtx>,
+    State(background): State<Background>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let cbor = content_type.starts_with(CBOR_TYPE);
     let result = match envelope(&method, &headers, content_type, &body) {
-        Ok((op, document)) => tokio::task::spawn_blocking(move || op(&ctx, document))
+        Ok((op, document)) => background
+            .spawn_blocking(move || op(&ctx, document))
             .await
             .unwrap_or_else(|join| Err(ApiError::internal(&join))),
         Err(EnvelopeError::Xml(status, name, message)) => return xml_error(status, name, message),

@@ -50,12 +50,11 @@ pub fn scan_server_range(
     (start_ms, end_ms): (u64, u64),
     mut visit: impl FnMut(u64, &framelog_store::EntryHeader, FragmentRecord) -> bool,
 ) -> Result<(), ApiError> {
-    let store = |e| ApiError::internal(&e);
     let scan_end_ms = end_ms.saturating_add(MAX_UPLOAD_MS);
-    let tip = handle.tip_seq(VIDEO_SHARD).map_err(store)?;
+    let tip = handle.tip_seq(VIDEO_SHARD)?;
     let mut seq = from_seq;
     while seq < tip {
-        let headers = ctx.engine.list_headers(handle, VIDEO_SHARD, seq, tip, 256).map_err(store)?;
+        let headers = ctx.engine.list_headers(handle, VIDEO_SHARD, seq, tip, 256)?;
         if headers.is_empty() {
             break;
         }
@@ -213,12 +212,10 @@ impl Listing<'_> {
     /// previous page). One more than a page is read to know whether another follows.
     fn by_producer_time(&self, after: Option<(u64, u64)>) -> Result<Page, ApiError> {
         let (engine, handle, max) = (&self.ctx.engine, self.handle, self.max);
-        let store = |e| ApiError::internal(&e);
-        let page =
-            engine.producer_range(handle, VIDEO_SHARD, self.start_ms, self.end_ms, after, max + 1).map_err(store)?;
+        let page = engine.producer_range(handle, VIDEO_SHARD, self.start_ms, self.end_ms, after, max + 1)?;
         let mut fragments = Vec::new();
         for &(_, seq) in page.iter().take(max) {
-            if let Some(header) = engine.header(handle, VIDEO_SHARD, seq).map_err(store)? {
+            if let Some(header) = engine.header(handle, VIDEO_SHARD, seq)? {
                 let record = record_of(&header)?;
                 if self.wanted(&record) {
                     fragments.push(fragment_json(self.meta, seq, &header, &record));
@@ -239,7 +236,7 @@ impl Listing<'_> {
             Some(seq) => seq,
             None => {
                 let start = Position::AtArrivalMs(self.start_ms);
-                self.ctx.engine.resolve(self.handle, VIDEO_SHARD, start).map_err(|e| ApiError::internal(&e))?
+                self.ctx.engine.resolve(self.handle, VIDEO_SHARD, start)?
             }
         };
         let mut fragments = Vec::new();
@@ -271,7 +268,7 @@ fn requested(ctx: &KvsCtx, handle: &StreamHandle, body: &Document) -> Result<Vec
         let missing =
             || ApiError::new(ErrorType::ResourceNotFound, format!("Fragment {number} was not found in the stream."));
         let seq = fragment_number::decode(&number, meta.created_ms).ok_or_else(missing)?;
-        if ctx.engine.header(handle, VIDEO_SHARD, seq).map_err(|e| ApiError::internal(&e))?.is_none() {
+        if ctx.engine.header(handle, VIDEO_SHARD, seq)?.is_none() {
             return Err(missing());
         }
         out.push(seq);

@@ -30,7 +30,10 @@ const TS_TYPE: &str = "video/MP2T";
 
 /// A query parameter by name, percent-decoded (`+` is a space, as in forms).
 fn query_value(query: &str, name: &str) -> Option<String> {
-    form_urlencoded::parse(query.as_bytes()).find(|(key, _)| key == name).map(|(_, value)| value.into_owned())
+    // An empty value (`SessionToken=` or a bare `SessionToken`) counts as missing, as before.
+    form_urlencoded::parse(query.as_bytes())
+        .find(|(key, value)| key == name && !value.is_empty())
+        .map(|(_, value)| value.into_owned())
 }
 
 fn track_number(query: &str) -> Result<u64, ApiError> {
