@@ -19,6 +19,3 @@ pub use signing::{signature, signing_key, string_to_sign, verify};
 
 /// The only algorithm AWS's Signature Version 4 header names.
 pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-
-/// The payload hash of an empty body.
-pub const EMPTY_PAYLOAD_SHA256: &str = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
