@@ -20,7 +20,8 @@ use crate::rest_json::Operations;
 /// Recently served segments kept for other viewers: about 30 s of 4 Mbit/s video for 4 streams.
 const SEGMENT_CACHE_BYTES: usize = 64 << 20;
 
-#[derive(Debug, Clone)]
+/// `FromRef` (derived) lets each handler extract just its field's type.
+#[derive(Debug, Clone, FromRef)]
 pub struct AppState {
     pub kds: KdsCtx,
     pub kvs: KvsCtx,
@@ -87,40 +88,4 @@ impl AppState {
 fn decode_pool() -> Result<DecodePool, ServerError> {
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     Ok(DecodePool::new(workers, workers * 4)?)
-}
-
-impl FromRef<AppState> for KdsCtx {
-    fn from_ref(state: &AppState) -> Self {
-        state.kds.clone()
-    }
-}
-
-impl FromRef<AppState> for KvsCtx {
-    fn from_ref(state: &AppState) -> Self {
-        state.kvs.clone()
-    }
-}
-
-impl FromRef<AppState> for ConsumersCtx {
-    fn from_ref(state: &AppState) -> Self {
-        state.consumers.clone()
-    }
-}
-
-impl FromRef<AppState> for DecodePool {
-    fn from_ref(state: &AppState) -> Self {
-        state.images.clone()
-    }
-}
-
-impl FromRef<AppState> for Background {
-    fn from_ref(state: &AppState) -> Self {
-        state.background.clone()
-    }
-}
-
-impl FromRef<AppState> for Arc<Operations> {
-    fn from_ref(state: &AppState) -> Self {
-        state.operations.clone()
-    }
 }

@@ -385,8 +385,8 @@ impl Upload {
         let at = record.producer_ts_ms;
         let candidates = self.ctx.engine.producer_range(&self.stream, VIDEO_SHARD, at, at, None, 64).ok()?;
         candidates.into_iter().map(|(_, seq)| seq).find(|&seq| {
-            let Ok(Some(header)) = self.ctx.engine.header(&self.stream, VIDEO_SHARD, seq) else { return false };
-            FragmentRecord::decode(&header.attrs).is_ok_and(|stored| stored.tags.iter().any(|t| t == id))
+            let stored = self.stream.record(&self.ctx.engine, seq);
+            matches!(stored, Ok(Some(stored)) if stored.tags.iter().any(|t| t == id))
         })
     }
 

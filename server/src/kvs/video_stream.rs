@@ -84,11 +84,6 @@ impl VideoStream {
         Ok(())
     }
 
-    /// The newest committed sequence (one past the last fragment).
-    pub fn tip_seq(&self) -> Result<u64, ApiError> {
-        Ok(self.handle.tip_seq(VIDEO_SHARD)?)
-    }
-
     /// Fragment `seq` whole, if it exists and has not expired. A record that does not decode is
     /// an internal failure: the server wrote it.
     pub fn fragment(&self, engine: &Engine, seq: u64) -> Result<Option<StoredFragment>, ApiError> {
