@@ -3,8 +3,8 @@
 #
 # kvssink is what cameras run to stream to KVS, so the test suite streams through it
 # (media-tests/python/test_kvssink.py). It is not packaged in Debian: it is built from pinned source archives by
-# the build script of the reference material that CI checks out beside the clone (<clone>/../shared, or
-# FRAMELOG_SHARED_DIR). scripts/setup.sh runs this script and so does the test, so both always agree on where the
+# the build script of the reference material that CI checks out beside the clone (FRAMELOG_SHARED_DIR, the
+# same folder .cargo/config.toml names for cargo). scripts/setup.sh runs this script and so does the test, so both always agree on where the
 # plugin is.
 #
 # A build takes about 45 s of both CI cores, so it lives outside the clone when possible (like cargo's target dir in the
