@@ -9,6 +9,7 @@ use axum::serve::ListenerExt as _;
 use framelog_store::Engine;
 use tokio::net::TcpListener;
 
+use crate::auth::Mode;
 use crate::config::Config;
 use crate::error::ServerError;
 use crate::router::router;
@@ -34,6 +35,18 @@ pub async fn run(
     crate::consumers::runner::start(opened.state.consumers.clone(), opened.consumer_changes);
     let trim_every = Duration::from_secs(config.trim_interval_secs.max(1));
     background.spawn("retention trimmer".into(), trim_periodically(opened.engine.clone(), trim_every));
+    match &opened.state.auth.mode {
+        Mode::Keys(keys) => {
+            tracing::info!(
+                keys = keys.current().len(),
+                "authentication: every request is verified against the credentials file"
+            );
+            background.spawn("credentials reload".into(), keys.clone().watch());
+        }
+        Mode::Open => {
+            tracing::warn!("authentication: OPEN (no credentials file): any signature is accepted; loopback only")
+        }
+    }
     tracing::info!(%address, data_dir = %config.data_dir.display(), "ready");
     // Acks and GetMedia chunks are small writes that must leave at once: with Nagle's algorithm
     // a PERSISTED line waits for the client's delayed ACK of the RECEIVED line before it (~40 ms).

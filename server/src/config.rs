@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use crate::auth::AuthSettings;
+
 /// Everything `framelog serve` can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -18,6 +20,7 @@ pub struct Config {
     pub video_retention_hours: u32,
     /// The URL clients should use for data calls (GetDataEndpoint), when it is not the listen address.
     pub public_url: Option<String>,
+    pub auth: AuthSettings,
 }
 
 impl Default for Config {
@@ -32,6 +35,7 @@ impl Default for Config {
             trim_interval_secs: 60,
             video_retention_hours: 168,
             public_url: None,
+            auth: AuthSettings::default(),
         }
     }
 }
@@ -48,6 +52,17 @@ pub struct FileConfig {
     pub trim_interval_secs: Option<u64>,
     pub video_retention_hours: Option<u32>,
     pub public_url: Option<String>,
+    pub auth: Option<AuthFile>,
+}
+
+/// The `[auth]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthFile {
+    /// The credentials file (`framelog keys add` writes it); without one the server only listens on loopback.
+    pub credentials_file: Option<PathBuf>,
+    /// Let GET /metrics through without a signature, for Prometheus.
+    pub public_metrics: Option<bool>,
 }
 
 impl Config {
@@ -60,6 +75,10 @@ impl Config {
         self.shard_limit = file.shard_limit.unwrap_or(self.shard_limit);
         self.trim_interval_secs = file.trim_interval_secs.unwrap_or(self.trim_interval_secs);
         self.video_retention_hours = file.video_retention_hours.unwrap_or(self.video_retention_hours);
+        if let Some(auth) = file.auth {
+            self.auth.credentials_file = auth.credentials_file.or(self.auth.credentials_file);
+            self.auth.public_metrics = auth.public_metrics.unwrap_or(self.auth.public_metrics);
+        }
         self.public_url = file.public_url.or(self.public_url).map(|u| u.trim_end_matches('/').to_string());
         self
     }
@@ -77,5 +96,10 @@ mod tests {
         assert_eq!(config.shard_limit, 7);
         assert_eq!(config.data_dir, PathBuf::from("./data"));
         assert!(toml::from_str::<FileConfig>("listn = \"x\"").is_err());
+        let file: FileConfig =
+            toml::from_str("[auth]\ncredentials_file = \"/etc/framelog/keys.json\"\n").expect("parses");
+        let config = Config::default().merge(file);
+        assert_eq!(config.auth.credentials_file, Some(PathBuf::from("/etc/framelog/keys.json")));
+        assert!(!config.auth.public_metrics);
     }
 }

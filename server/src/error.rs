@@ -20,6 +20,10 @@ pub enum ServerError {
     Imaging(#[from] framelog_imaging::ImagingError),
     #[error("serving HTTP failed")]
     Serve(#[source] std::io::Error),
+    /// Kept as a boxed source so this module does not import the auth module (which maps its
+    /// refusals through this one).
+    #[error("authentication is not configured safely")]
+    Auth(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("a shutdown step panicked")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -44,6 +48,9 @@ pub enum ErrorType {
     UnknownOperation,
     MissingAuthenticationToken,
     IncompleteSignature,
+    InvalidSignature,
+    UnrecognizedClient,
+    ExpiredToken,
     VersionMismatch,
     TagsPerResourceExceededLimit,
     NoDataRetention,
@@ -78,6 +85,9 @@ impl ErrorType {
             ErrorType::UnknownOperation => "UnknownOperationException",
             ErrorType::MissingAuthenticationToken => "MissingAuthenticationTokenException",
             ErrorType::IncompleteSignature => "IncompleteSignatureException",
+            ErrorType::InvalidSignature => "InvalidSignatureException",
+            ErrorType::UnrecognizedClient => "UnrecognizedClientException",
+            ErrorType::ExpiredToken => "ExpiredTokenException",
             ErrorType::VersionMismatch => "VersionMismatchException",
             ErrorType::TagsPerResourceExceededLimit => "TagsPerResourceExceededLimitException",
             ErrorType::NoDataRetention => "NoDataRetentionException",
@@ -90,13 +100,27 @@ impl ErrorType {
         }
     }
 
+    /// A refusal to authenticate or authorize.
+    pub fn is_auth(self) -> bool {
+        matches!(
+            self,
+            ErrorType::MissingAuthenticationToken
+                | ErrorType::IncompleteSignature
+                | ErrorType::InvalidSignature
+                | ErrorType::UnrecognizedClient
+                | ErrorType::ExpiredToken
+                | ErrorType::AccessDenied
+        )
+    }
+
     /// The HTTP status each service sends for this error.
     pub fn status(self, protocol: Protocol) -> u16 {
         match (self, protocol) {
             (ErrorType::InternalFailure, _) => 500,
-            (ErrorType::MissingAuthenticationToken | ErrorType::IncompleteSignature | ErrorType::AccessDenied, _) => {
-                403
-            }
+            // KDS answers every authentication and authorization refusal with 400, as its JSON
+            // protocol does for all client errors; KVS's front door answers 403.
+            (kind, Protocol::Kvs) if kind.is_auth() => 403,
+            (kind, Protocol::Kds) if kind.is_auth() => 400,
             (ErrorType::ResourceNotFound, Protocol::Kvs) => 404,
             _ => 400,
         }

@@ -3,6 +3,7 @@
 //! The `framelog` binary (main.rs) only parses flags and signals.
 
 mod app;
+pub mod auth;
 mod background;
 mod civil_date;
 pub mod config;

@@ -2,10 +2,11 @@
 //! SIGINT/SIGTERM.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use framelog_server::auth::Policy;
 use framelog_server::{Config, FileConfig};
 
 #[derive(Debug, Parser)]
@@ -30,9 +31,31 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
         /// A TOML file with the same keys (listen, data_dir, region, account_id, shard_limit, trim_interval_secs,
-        /// video_retention_hours, public_url).
+        /// video_retention_hours, public_url, and an [auth] table).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// The credentials file (`framelog keys add` writes it). Without one, any signature is accepted and
+        /// the server refuses to listen on anything but loopback.
+        #[arg(long)]
+        credentials: Option<PathBuf>,
+    },
+    /// Manage the access keys of a credentials file.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Create a key pair for NAME, store it in the credentials file (0600) and print it once as JSON.
+    Add {
+        name: String,
+        #[arg(long)]
+        credentials: PathBuf,
+        /// An IAM policy document (JSON) for the key [default: allow everything].
+        #[arg(long)]
+        policy: Option<PathBuf>,
     },
 }
 
@@ -41,7 +64,22 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
         .with_writer(std::io::stderr)
         .init();
-    let Command::Serve { listen, data_dir, config } = Cli::parse().command;
+    match Cli::parse().command {
+        Command::Serve { listen, data_dir, config, credentials } => {
+            serve_command(listen, data_dir, config, credentials)
+        }
+        Command::Keys { command: KeysCommand::Add { name, credentials, policy } } => {
+            add_key(&name, &credentials, policy)
+        }
+    }
+}
+
+fn serve_command(
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    credentials: Option<PathBuf>,
+) -> anyhow::Result<()> {
     let mut settings = Config::default();
     if let Some(path) = config {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -50,7 +88,30 @@ fn main() -> anyhow::Result<()> {
     }
     settings.listen = listen.unwrap_or(settings.listen);
     settings.data_dir = data_dir.unwrap_or(settings.data_dir);
+    settings.auth.credentials_file = credentials.or(settings.auth.credentials_file);
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(settings))
+}
+
+fn add_key(name: &str, credentials: &Path, policy: Option<PathBuf>) -> anyhow::Result<()> {
+    let policy = match policy {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+        }
+        None => {
+            eprintln!("no --policy given: the key may do everything");
+            Policy::allow_all_json()
+        }
+    };
+    let key = framelog_server::auth::add_key(credentials, name, policy)?;
+    // The only time the secret is shown: the file keeps it, nothing else does.
+    let shown = serde_json::json!({
+        "UserName": key.user_name,
+        "AccessKeyId": key.access_key_id,
+        "SecretAccessKey": key.secret_access_key,
+    });
+    println!("{}", serde_json::to_string_pretty(&shown)?);
+    Ok(())
 }
 
 async fn serve(settings: Config) -> anyhow::Result<()> {

@@ -8,11 +8,9 @@ use axum::routing::{get, post};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
+use crate::auth::MAX_BODY_BYTES;
 use crate::state::AppState;
-use crate::{console, consumers, kds, kvs, rest_json};
-
-/// Large enough for a 10 MiB PutRecords request in base64 JSON.
-const MAX_BODY_BYTES: usize = 16 << 20;
+use crate::{auth, console, consumers, kds, kvs, rest_json};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -30,6 +28,8 @@ pub fn router(state: AppState) -> Router {
         .route("/getMedia", post(kvs::get_media::handle))
         .route("/{op}", post(rest_json::handle))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Every route that is not public is authenticated, authorized and audited here.
+        .layer(axum::middleware::from_fn_with_state(state.auth.clone(), auth::authorize))
         // Every answer carries a fresh request id (a v4 UUID), as AWS services send one.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))

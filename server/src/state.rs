@@ -9,6 +9,7 @@ use framelog_imaging::DecodePool;
 use framelog_store::{Engine, EngineOptions, SystemClock};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::auth::{AuditLog, Auth, AuthError, Resources};
 use crate::background::Background;
 use crate::config::Config;
 use crate::consumers::{self, ConsumersCtx, runner::Changed};
@@ -32,6 +33,8 @@ pub struct AppState {
     pub background: Background,
     /// The rest-json operations: KVS's, then the consumer API's.
     pub operations: Arc<Operations>,
+    /// Authentication, policies and the audit log, for the middleware in front of every route.
+    pub auth: Arc<Auth>,
 }
 
 /// What opening the state hands to the background work rather than to the routes.
@@ -78,7 +81,16 @@ impl AppState {
             ConsumersCtx { video: kvs.clone(), images: images.clone(), changes, background: background.clone() };
         let operations =
             Arc::new(Operations::default().with(&kvs, kvs::OPERATIONS).with(&consumers, consumers::OPERATIONS));
-        let state = AppState { kds, kvs, consumers, images, background, operations };
+        let auth = Arc::new(Auth {
+            mode: config.auth.mode(address).map_err(|e| ServerError::Auth(Box::new(e)))?,
+            region: config.region.clone(),
+            account_id: config.account_id.clone(),
+            audit: AuditLog::open(&config.data_dir.join("audit"))
+                .map_err(|e| ServerError::Auth(Box::new(AuthError::Audit(e))))?,
+            resources: Arc::new(StreamResources { kds: kds.clone(), kvs: kvs.clone() }),
+            public_metrics: config.auth.public_metrics,
+        });
+        let state = AppState { kds, kvs, consumers, images, background, operations, auth };
         Ok(Opened { state, engine, consumer_changes })
     }
 }
@@ -88,4 +100,31 @@ impl AppState {
 fn decode_pool() -> Result<DecodePool, ServerError> {
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
     Ok(DecodePool::new(workers, workers * 4)?)
+}
+
+/// Stream names to ARNs for policy evaluation, from the two APIs' contexts.
+#[derive(Debug)]
+struct StreamResources {
+    kds: KdsCtx,
+    kvs: KvsCtx,
+}
+
+impl Resources for StreamResources {
+    fn video_stream_arn(&self, name: &str) -> String {
+        match self.kvs.lookup(name) {
+            Ok(stream) => self.kvs.arn(name, stream.handle().meta().created_ms),
+            Err(_) => format!(
+                "arn:aws:kinesisvideo:{}:{}:stream/{name}/",
+                self.kvs.settings.region, self.kvs.settings.account_id
+            ),
+        }
+    }
+
+    fn data_stream_arn(&self, name: &str) -> String {
+        self.kds.arn(name)
+    }
+
+    fn iterator_stream_arn(&self, iterator: &str) -> Option<String> {
+        self.kds.iterators.decode(iterator).map(|state| self.kds.arn(&state.stream_name))
+    }
 }

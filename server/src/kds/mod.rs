@@ -75,16 +75,23 @@ pub async fn handle(
         Err(EnvelopeError::Xml(status, name, message)) => return xml_error(status, name, message),
         Err(EnvelopeError::Api(error)) => Err(error),
     };
-    let (status, document) = match result {
-        Ok(document) => (StatusCode::OK, document),
-        Err(error) => {
-            (StatusCode::from_u16(error.kind.status(Protocol::Kds)).unwrap_or(StatusCode::BAD_REQUEST), error.body())
-        }
-    };
+    match result {
+        Ok(document) => answer(StatusCode::OK, &document, cbor),
+        Err(error) => error_answer(&error, content_type),
+    }
+}
+
+/// An error in KDS's form, encoded in the request's content type.
+pub fn error_answer(error: &ApiError, content_type: &str) -> Response {
+    let status = StatusCode::from_u16(error.kind.status(Protocol::Kds)).unwrap_or(StatusCode::BAD_REQUEST);
+    answer(status, &error.body(), content_type.starts_with(CBOR_TYPE))
+}
+
+fn answer(status: StatusCode, document: &Value, cbor: bool) -> Response {
     let (bytes, kind) = if cbor {
-        (cbor::encode_response(&document), CBOR_TYPE)
+        (cbor::encode_response(document), CBOR_TYPE)
     } else {
-        (serde_json::to_vec(&document).unwrap_or_default(), JSON_TYPE)
+        (serde_json::to_vec(document).unwrap_or_default(), JSON_TYPE)
     };
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static(kind))], bytes).into_response()
 }

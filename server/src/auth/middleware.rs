@@ -1,0 +1,131 @@
+//! The middleware in front of every non-public route: buffer the body (except PutMedia's),
+//! authenticate, evaluate the key's policy, audit, and pass the request on with its `Caller`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::request::Parts;
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use sha2::{Digest as _, Sha256};
+
+use super::audit::{AuditEntry, now_ms};
+use super::keys::Key;
+use super::policy::Decision;
+use super::signature::{Expected, authenticate, claimed_key_id};
+use super::target::{Target, classify, is_public, resource};
+use super::{Auth, Caller, Mode};
+use crate::error::{ApiError, ErrorType, Protocol};
+
+/// Large enough for a 10 MiB PutRecords request in base64 JSON (the router's body limit).
+pub const MAX_BODY_BYTES: usize = 16 << 20;
+
+pub async fn authorize(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
+    let public_metrics = auth.public_metrics || matches!(auth.mode, Mode::Open);
+    if is_public(request.method(), request.uri().path(), public_metrics) {
+        return next.run(request).await;
+    }
+    let target = classify(request.method(), request.uri().path(), request.headers());
+    let (mut parts, body) = request.into_parts();
+    let (body, buffered) = if target.streaming {
+        (body, None)
+    } else {
+        match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
+            Ok(bytes) => (Body::from(bytes.clone()), Some(bytes)),
+            Err(_) => return too_large(&target),
+        }
+    };
+    let resource = resource(&target, &parts.headers, buffered.as_deref(), auth.resources.as_ref());
+    let checked = match &auth.mode {
+        Mode::Open => {
+            Ok(Caller { access_key_id: claimed_key_id(&parts).unwrap_or_else(|| "anonymous".into()), user_name: None })
+        }
+        Mode::Keys(keys) => check(&auth, keys.current().as_ref(), &parts, buffered.as_ref(), &target, &resource),
+    };
+    let audit = |key_id: &str, result: &str| {
+        auth.audit.record(&AuditEntry {
+            time_ms: now_ms(),
+            key_id,
+            action: &target.action,
+            resource: &resource,
+            source_ip: &source_ip(&parts),
+            result,
+        });
+    };
+    match checked {
+        Ok(caller) => {
+            if target.is_mutating() {
+                audit(&caller.access_key_id, "allowed");
+            }
+            parts.extensions.insert(caller);
+            next.run(Request::from_parts(parts, body)).await
+        }
+        Err(error) => {
+            let key_id = claimed_key_id(&parts).unwrap_or_else(|| "-".into());
+            audit(&key_id, error.kind.name());
+            refusal(&target, &parts, &error)
+        }
+    }
+}
+
+/// Authenticates and evaluates the policy.
+fn check(
+    auth: &Auth,
+    keys: &super::keys::KeyTable,
+    parts: &Parts,
+    body: Option<&Bytes>,
+    target: &Target,
+    resource: &str,
+) -> Result<Caller, ApiError> {
+    let body_sha256 = body.map(|bytes| hex::encode(Sha256::digest(bytes)));
+    let now_secs = (now_ms() / 1000) as i64;
+    let expected =
+        Expected { service: target.service, region: &auth.region, now_secs, body_sha256: body_sha256.as_deref() };
+    let (access_key_id, key) = authenticate(keys, parts, &expected)?;
+    match key.policy.decide(&target.action, resource) {
+        Decision::Allowed => Ok(Caller { access_key_id, user_name: Some(key.user_name.clone()) }),
+        decision => Err(denied(auth, key, target, resource, decision)),
+    }
+}
+
+fn denied(auth: &Auth, key: &Key, target: &Target, resource: &str, decision: Decision) -> ApiError {
+    let why = if decision == Decision::ExplicitlyDenied {
+        "with an explicit deny in an identity-based policy".to_string()
+    } else {
+        format!("because no identity-based policy allows the {} action", target.action)
+    };
+    ApiError::new(
+        ErrorType::AccessDenied,
+        format!(
+            "User: arn:aws:iam::{}:user/{} is not authorized to perform: {} on resource: {resource} {why}",
+            auth.account_id, key.user_name, target.action
+        ),
+    )
+}
+
+fn source_ip(parts: &Parts) -> String {
+    parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or_else(|| "-".into(), |info| info.0.ip().to_string())
+}
+
+/// The refusal in the protocol the client speaks.
+fn refusal(target: &Target, parts: &Parts, error: &ApiError) -> Response {
+    match target.protocol {
+        Protocol::Kds => {
+            let content_type = parts.headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+            crate::kds::error_answer(error, content_type)
+        }
+        Protocol::Kvs => crate::rest_json::error_response(error),
+    }
+}
+
+fn too_large(target: &Target) -> Response {
+    match target.protocol {
+        Protocol::Kds => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+        Protocol::Kvs => crate::rest_json::error_response(&ApiError::invalid(format!(
+            "The request body is larger than {MAX_BODY_BYTES} bytes."
+        ))),
+    }
+}
