@@ -3,15 +3,16 @@
 //! (commit thread drained, memtables flushed).
 
 use std::future::{Future, IntoFuture as _};
+use std::net::SocketAddr;
 use std::time::Duration;
 
-use axum::serve::ListenerExt as _;
 use framelog_store::Engine;
 use tokio::net::TcpListener;
 
 use crate::auth::Mode;
 use crate::config::Config;
 use crate::error::ServerError;
+use crate::listener::{PeerAddr, PlainListener, TlsListener};
 use crate::router::router;
 use crate::state::AppState;
 
@@ -48,14 +49,15 @@ pub async fn run(
         }
     }
     tracing::info!(%address, data_dir = %config.data_dir.display(), "ready");
-    // Acks and GetMedia chunks are small writes that must leave at once: with Nagle's algorithm
-    // a PERSISTED line waits for the client's delayed ACK of the RECEIVED line before it (~40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::debug!(%error, "could not set TCP_NODELAY");
+    let router = router(opened.state);
+    let served = match &config.tls {
+        Some(tls) => {
+            let listener = TlsListener::new(listener, tls.server_config()?).map_err(ServerError::Serve)?;
+            tracing::info!("serving HTTPS (h2, http/1.1)");
+            serve_until(listener, router, shutdown).await
         }
-    });
-    let served = serve_until(listener, router(opened.state), shutdown).await;
+        None => serve_until(PlainListener(listener), router, shutdown).await,
+    };
     if !background.stop(SHUTDOWN_GRACE).await {
         tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "background tasks still running at the deadline");
     }
@@ -73,15 +75,17 @@ async fn serve_until<L>(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()>
 where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
+    L: axum::serve::Listener<Addr = SocketAddr>,
+    PeerAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
 {
     let (began, began_rx) = tokio::sync::oneshot::channel::<()>();
     let signal = async move {
         shutdown.await;
         let _ = began.send(());
     };
-    let serving = axum::serve(listener, router).with_graceful_shutdown(signal).into_future();
+    // The peer address reaches handlers (the audit log's source_ip) as ConnectInfo.
+    let service = router.into_make_service_with_connect_info::<PeerAddr>();
+    let serving = axum::serve(listener, service).with_graceful_shutdown(signal).into_future();
     let deadline = async move {
         if began_rx.await.is_ok() {
             tokio::time::sleep(REQUEST_GRACE).await;

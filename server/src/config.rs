@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::auth::AuthSettings;
+use crate::tls::TlsSettings;
 
 /// Everything `framelog serve` can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,6 +22,8 @@ pub struct Config {
     /// The URL clients should use for data calls (GetDataEndpoint), when it is not the listen address.
     pub public_url: Option<String>,
     pub auth: AuthSettings,
+    /// HTTPS when set; plain HTTP otherwise.
+    pub tls: Option<TlsSettings>,
 }
 
 impl Default for Config {
@@ -36,6 +39,7 @@ impl Default for Config {
             video_retention_hours: 168,
             public_url: None,
             auth: AuthSettings::default(),
+            tls: None,
         }
     }
 }
@@ -53,6 +57,15 @@ pub struct FileConfig {
     pub video_retention_hours: Option<u32>,
     pub public_url: Option<String>,
     pub auth: Option<AuthFile>,
+    pub tls: Option<TlsFile>,
+}
+
+/// The `[tls]` table: a PEM certificate chain and its private key.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsFile {
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// The `[auth]` table.
@@ -78,6 +91,9 @@ impl Config {
         if let Some(auth) = file.auth {
             self.auth.credentials_file = auth.credentials_file.or(self.auth.credentials_file);
             self.auth.public_metrics = auth.public_metrics.unwrap_or(self.auth.public_metrics);
+        }
+        if let Some(tls) = file.tls {
+            self.tls = Some(TlsSettings { cert_file: tls.cert_file, key_file: tls.key_file });
         }
         self.public_url = file.public_url.or(self.public_url).map(|u| u.trim_end_matches('/').to_string());
         self

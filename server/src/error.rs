@@ -18,6 +18,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("the GStreamer decode pool could not start")]
     Imaging(#[from] framelog_imaging::ImagingError),
+    #[error("TLS is not configured correctly")]
+    Tls(#[from] crate::tls::TlsError),
     #[error("serving HTTP failed")]
     Serve(#[source] std::io::Error),
     /// Kept as a boxed source so this module does not import the auth module (which maps its

@@ -13,10 +13,12 @@ mod document;
 mod error;
 mod kds;
 mod kvs;
+mod listener;
 mod rest_json;
 mod router;
 mod secret;
 mod state;
+pub mod tls;
 mod token;
 
 pub use app::run;

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use framelog_server::auth::Policy;
+use framelog_server::tls::TlsSettings;
 use framelog_server::{Config, FileConfig};
 
 #[derive(Debug, Parser)]
@@ -38,6 +39,21 @@ enum Command {
         /// the server refuses to listen on anything but loopback.
         #[arg(long)]
         credentials: Option<PathBuf>,
+        /// Serve HTTPS with this PEM certificate chain (needs --tls-key).
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's PEM private key.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
+    },
+    /// Write certificates for local HTTPS: a new local CA (ca.pem) and a certificate it signs for
+    /// localhost and 127.0.0.1 (server.pem, server-key.pem).
+    Cert {
+        /// Development certificates (the only kind this command makes).
+        #[arg(long, required = true)]
+        dev: bool,
+        #[arg(long)]
+        out: PathBuf,
     },
     /// Manage the access keys of a credentials file.
     Keys {
@@ -65,8 +81,19 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     match Cli::parse().command {
-        Command::Serve { listen, data_dir, config, credentials } => {
-            serve_command(listen, data_dir, config, credentials)
+        Command::Serve { listen, data_dir, config, credentials, tls_cert, tls_key } => {
+            let flags = ServeFlags { listen, data_dir, config, credentials, tls: tls_cert.zip(tls_key) };
+            serve_command(flags)
+        }
+        Command::Cert { dev: _, out } => {
+            let written = framelog_server::tls::write_dev_certificates(&out)?;
+            println!("CA (give it to clients): {}", written.ca.display());
+            println!(
+                "start with: framelog serve --tls-cert {} --tls-key {}",
+                written.cert.display(),
+                written.key.display()
+            );
+            Ok(())
         }
         Command::Keys { command: KeysCommand::Add { name, credentials, policy } } => {
             add_key(&name, &credentials, policy)
@@ -74,12 +101,17 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-fn serve_command(
+/// The serve command's flags, which win over the config file.
+struct ServeFlags {
     listen: Option<SocketAddr>,
     data_dir: Option<PathBuf>,
     config: Option<PathBuf>,
     credentials: Option<PathBuf>,
-) -> anyhow::Result<()> {
+    tls: Option<(PathBuf, PathBuf)>,
+}
+
+fn serve_command(flags: ServeFlags) -> anyhow::Result<()> {
+    let ServeFlags { listen, data_dir, config, credentials, tls } = flags;
     let mut settings = Config::default();
     if let Some(path) = config {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
@@ -89,6 +121,9 @@ fn serve_command(
     settings.listen = listen.unwrap_or(settings.listen);
     settings.data_dir = data_dir.unwrap_or(settings.data_dir);
     settings.auth.credentials_file = credentials.or(settings.auth.credentials_file);
+    if let Some((cert_file, key_file)) = tls {
+        settings.tls = Some(TlsSettings { cert_file, key_file });
+    }
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(settings))
 }
 
@@ -118,8 +153,9 @@ async fn serve(settings: Config) -> anyhow::Result<()> {
     let listener =
         tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
     let address = listener.local_addr()?;
-    println!("framelog listening on http://{address} (point clients at --endpoint-url http://{address})");
-    println!("web console: open http://{address}/ in a browser");
+    let scheme = if settings.tls.is_some() { "https" } else { "http" };
+    println!("framelog listening on {scheme}://{address} (point clients at --endpoint-url {scheme}://{address})");
+    println!("web console: open {scheme}://{address}/ in a browser");
     framelog_server::run(settings, listener, shutdown_signal()).await.context("the server stopped with an error")
 }
 

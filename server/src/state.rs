@@ -69,7 +69,10 @@ impl AppState {
                 account_id: config.account_id.clone(),
                 region: config.region.clone(),
                 default_retention_hours: config.video_retention_hours,
-                data_endpoint: config.public_url.clone().unwrap_or_else(|| format!("http://{address}")),
+                data_endpoint: config.public_url.clone().unwrap_or_else(|| {
+                    let scheme = if config.tls.is_some() { "https" } else { "http" };
+                    format!("{scheme}://{address}")
+                }),
             },
             sessions: crate::token::Signer::new(secret),
             segments: Arc::new(kvs::playback::SegmentCache::new(SEGMENT_CACHE_BYTES)),

@@ -1,7 +1,6 @@
 //! The middleware in front of every non-public route: buffer the body (except PutMedia's),
 //! authenticate, evaluate the key's policy, audit, and pass the request on with its `Caller`.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
@@ -19,6 +18,7 @@ use super::signature::{Expected, authenticate, claimed_key_id};
 use super::target::{Target, classify, is_public, resource};
 use super::{Auth, Caller, Mode};
 use crate::error::{ApiError, ErrorType, Protocol};
+use crate::listener::PeerAddr;
 
 /// Large enough for a 10 MiB PutRecords request in base64 JSON (the router's body limit).
 pub const MAX_BODY_BYTES: usize = 16 << 20;
@@ -107,7 +107,7 @@ fn denied(auth: &Auth, key: &Key, target: &Target, resource: &str, decision: Dec
 }
 
 fn source_ip(parts: &Parts) -> String {
-    parts.extensions.get::<ConnectInfo<SocketAddr>>().map_or_else(|| "-".into(), |info| info.0.ip().to_string())
+    parts.extensions.get::<ConnectInfo<PeerAddr>>().map_or_else(|| "-".into(), |info| info.0.0.ip().to_string())
 }
 
 /// The refusal in the protocol the client speaks.
