@@ -104,7 +104,10 @@ pub struct Config {
     /// Longest wait between reconnect attempts while the server is unreachable.
     #[serde(default = "default_max_backoff_ms")]
     pub max_backoff_ms: u64,
+    /// Signing keys; when absent, the standard AWS places (environment, ~/.aws/credentials).
     pub credentials: Option<Credentials>,
+    /// A PEM file of CAs to trust for an `https://` server besides the system's (a private CA).
+    pub ca_file: Option<PathBuf>,
     #[serde(rename = "stream", default)]
     pub streams: Vec<StreamConfig>,
 }

@@ -73,21 +73,30 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
-    let agent_id = buffer::agent_id(&config.buffer_dir)?;
-    let budget = Budget::new(config.max_local_media_mb.saturating_mul(1 << 20));
-    let stop = Arc::new(AtomicBool::new(false));
+/// The server connection: the configured keys, else AWS's standard places; the CA file if any.
+fn client_config(config: &Config) -> anyhow::Result<framelog_sdk::ClientConfig> {
     let mut client_config = framelog_sdk::ClientConfig::new(&config.server);
-    if let Some(credentials) = &config.credentials {
-        client_config = client_config
+    client_config = match &config.credentials {
+        Some(credentials) => client_config
             .with_credentials(framelog_sdk::Credentials {
                 access_key_id: credentials.access_key_id.clone(),
                 secret_access_key: credentials.secret_access_key.clone(),
                 session_token: None,
             })
-            .with_region(&credentials.region);
+            .with_region(&credentials.region),
+        None => client_config.with_default_credentials()?,
+    };
+    if let Some(path) = &config.ca_file {
+        client_config = client_config.with_ca_file(path)?;
     }
-    let client = framelog_sdk::Client::new(client_config);
+    Ok(client_config)
+}
+
+async fn run(config: Config) -> anyhow::Result<()> {
+    let agent_id = buffer::agent_id(&config.buffer_dir)?;
+    let budget = Budget::new(config.max_local_media_mb.saturating_mul(1 << 20));
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = framelog_sdk::Client::new(client_config(&config)?);
     let mut streams = Vec::new();
     let mut recorders = Vec::new();
     let mut uploaders = Vec::new();

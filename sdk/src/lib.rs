@@ -11,12 +11,16 @@
 //! - [`MediaUpload`]: one raw PutMedia connection (send fragments, read every [`Ack`]) for callers
 //!   that keep their own durable fragment store, such as the edge agent.
 //! - Consumer hooks (`hooks`, Framelog's ML consumers): [`Client::create_consumer`] and friends.
-//! - Requests are signed with SigV4 when [`ClientConfig::credentials`] is set.
+//! - Requests are signed with SigV4 when [`ClientConfig::credentials`] is set (from the config,
+//!   or AWS's standard places with [`ClientConfig::with_default_credentials`]); `https://`
+//!   endpoints use rustls with the system's roots plus [`ClientConfig::with_ca_file`].
 //!
 //! The SDK speaks only the public wire protocol; it shares the pure Matroska code of
 //! `framelog-media` and the ack format of `framelog-wire`, and nothing of the server.
 
+mod connector;
 mod control;
+mod credentials;
 mod error;
 mod hooks;
 mod media_upload;
@@ -28,6 +32,7 @@ mod transport;
 mod uploader;
 
 pub use control::{DataApi, NewStream, StreamInfo};
+pub use credentials::Credentials;
 pub use error::{Error, Result};
 pub use framelog_wire::{Ack, AckErrorClass, Backoff, classify as classify_ack_error};
 pub use media_upload::MediaUpload;
@@ -35,7 +40,7 @@ pub use mkv::{EncodedFrame, TrackKind, TrackSpec};
 pub use mkv_producer::{MkvProducer, TimecodeType};
 pub use producer::{Producer, ProducerConfig};
 pub use reader::{ConsumedFragment, FragmentInfo, MediaFrame, MediaReader, StartSelector, TimestampKind, TrackInfo};
-pub use transport::{ClientConfig, Credentials};
+pub use transport::ClientConfig;
 pub use uploader::{AckLevel, DeliveredFragment, ProducerReport, RejectedFragment, RetryPolicy};
 
 /// A client for one service endpoint. Cheap to clone.

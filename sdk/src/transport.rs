@@ -10,32 +10,20 @@ use http::{Method, Request, Response, StatusCode};
 use http_body_util::combinators::UnsyncBoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use rustls_pki_types::CertificateDer;
 use serde_json::Value;
 
+use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 
 /// Every Kinesis Video API is signed for this service name (docs/spec/kvs.md#protocol).
 const SIGNING_SERVICE: &str = "kinesisvideo";
 
 pub(crate) type RequestBody = UnsyncBoxBody<Bytes, Infallible>;
-
-/// AWS credentials for SigV4.
-#[derive(Clone)]
-pub struct Credentials {
-    pub access_key_id: String,
-    pub secret_access_key: String,
-    pub session_token: Option<String>,
-}
-
-impl std::fmt::Debug for Credentials {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Never print secrets.
-        f.debug_struct("Credentials").field("access_key_id", &self.access_key_id).finish_non_exhaustive()
-    }
-}
 
 /// Where and how to reach the service.
 #[derive(Debug, Clone)]
@@ -45,11 +33,27 @@ pub struct ClientConfig {
     pub region: String,
     /// Requests are signed with SigV4 when set, and sent unsigned otherwise.
     pub credentials: Option<Credentials>,
+    /// CAs trusted for `https://` endpoints besides the system's.
+    pub ca_certificates: Vec<CertificateDer<'static>>,
 }
 
 impl ClientConfig {
     pub fn new(endpoint: impl Into<String>) -> Self {
-        Self { endpoint: endpoint.into(), region: "us-east-1".into(), credentials: None }
+        Self { endpoint: endpoint.into(), region: "us-east-1".into(), credentials: None, ca_certificates: Vec::new() }
+    }
+
+    /// Also trusts the CAs of a PEM file (e.g. `framelog cert --dev`'s `ca.pem`).
+    pub fn with_ca_file(mut self, path: &std::path::Path) -> Result<Self> {
+        self.ca_certificates.extend(crate::connector::read_ca_file(path)?);
+        Ok(self)
+    }
+
+    /// Credentials from the environment or the shared credentials file, when there are any.
+    pub fn with_default_credentials(mut self) -> Result<Self> {
+        if let Some(credentials) = Credentials::from_default_chain()? {
+            self.credentials = Some(credentials);
+        }
+        Ok(self)
     }
 
     pub fn with_credentials(mut self, credentials: Credentials) -> Self {
@@ -73,15 +77,14 @@ pub(crate) enum Payload<'a> {
 
 #[derive(Debug, Clone)]
 pub(crate) struct Transport {
-    http: HttpClient<HttpConnector, RequestBody>,
+    http: HttpClient<HttpsConnector<HttpConnector>, RequestBody>,
     config: Arc<ClientConfig>,
 }
 
 impl Transport {
     pub fn new(config: ClientConfig) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let http = HttpClient::builder(TokioExecutor::new()).build(connector);
+        let http =
+            HttpClient::builder(TokioExecutor::new()).build(crate::connector::connector(&config.ca_certificates));
         Self { http, config: Arc::new(config) }
     }
 
