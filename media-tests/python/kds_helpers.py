@@ -145,10 +145,12 @@ def client_config() -> Config:
 class FramelogServer:
     """One framelog server process on a data dir; can be stopped, killed and restarted on that dir."""
 
-    def __init__(self, binary: str, data_dir: Path, log_dir: Path):
+    def __init__(self, binary: str, data_dir: Path, log_dir: Path, extra_args: list[str] | None = None):
         self.binary = binary
         self.data_dir = data_dir
         self.log_dir = log_dir
+        # Appended to `serve --listen ... --data-dir ...` on every start (e.g. ["--credentials", FILE]).
+        self.extra_args = list(extra_args or [])
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.starts = 0
@@ -176,7 +178,15 @@ class FramelogServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
-            [self.binary, "serve", "--listen", f"127.0.0.1:{self.port}", "--data-dir", str(self.data_dir)],
+            [
+                self.binary,
+                "serve",
+                "--listen",
+                f"127.0.0.1:{self.port}",
+                "--data-dir",
+                str(self.data_dir),
+                *self.extra_args,
+            ],
             stdin=subprocess.DEVNULL,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
@@ -236,19 +246,22 @@ class FramelogServer:
         assert code == 0, f"framelog exited with {code} on SIGTERM:\n{self.log_tail()}"
         return self.start()
 
-    def client(self):
+    def client(self, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, config: Config | None = None):
+        """boto3 Kinesis client; dummy credentials unless the server checks them (--credentials)."""
         return boto3.client(
             "kinesis",
             endpoint_url=self.endpoint,
             region_name=REGION,
-            aws_access_key_id=ACCESS_KEY,
-            aws_secret_access_key=SECRET_KEY,
-            config=client_config(),
+            aws_access_key_id=access_key,
+            aws_secret_access_key=secret_key,
+            config=client_config().merge(config) if config else client_config(),
         )
 
-    def kinesisvideo_client(self):
+    def kinesisvideo_client(
+        self, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, config: Config | None = None
+    ):
         """boto3 Kinesis Video Streams control-plane client (`kinesisvideo`) for this server."""
-        return kinesisvideo_client(self.endpoint)
+        return kinesisvideo_client(self.endpoint, access_key, secret_key, config)
 
     def stop_and_check_clean_exit(self) -> None:
         if self.proc is None:
@@ -257,15 +270,17 @@ class FramelogServer:
         assert code == 0, f"framelog exited with {code} on SIGTERM (expected 0):\n{self.log_tail()}"
 
 
-def kinesisvideo_client(endpoint_url: str):
-    """boto3 `kinesisvideo` (KVS control plane) client: us-east-1, dummy credentials, no retries."""
+def kinesisvideo_client(
+    endpoint_url: str, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, config: Config | None = None
+):
+    """boto3 `kinesisvideo` (KVS control plane) client: us-east-1, dummy credentials unless given, no retries."""
     return boto3.client(
         "kinesisvideo",
         endpoint_url=endpoint_url,
         region_name=REGION,
-        aws_access_key_id=ACCESS_KEY,
-        aws_secret_access_key=SECRET_KEY,
-        config=client_config(),
+        aws_access_key_id=access_key,
+        aws_secret_access_key=secret_key,
+        config=client_config().merge(config) if config else client_config(),
     )
 
 

@@ -87,31 +87,46 @@ class KvssinkRun:
         return self.log[-chars:]
 
 
-def stream_test_pattern(
-    endpoint: str, stream: str, plugin_dir: Path, work_dir: Path, pattern: CameraPattern
-) -> KvssinkRun:
-    """Runs `videotestsrc ! x264enc ! h264parse ! kvssink` against `endpoint` until the pattern ends.
-
-    The source is live, so frames arrive at camera pace and kvssink stamps them with wall-clock time as it does
-    for a camera. A tee writes the very buffers kvssink receives to `sent.mkv`, so the test can compare what came
-    back frame by frame with what went in. gst-launch-1.0 returns after kvssink's shutdown, which waits until
-    the SDK has sent everything and seen its acknowledgements."""
+def kvssink_command(
+    stream: str, work_dir: Path, pattern: CameraPattern, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY
+) -> tuple[list[str], Path, Path]:
+    """The gst-launch-1.0 command line of stream_test_pattern, the directory to run it in (created here) and the
+    path its tee copy (`sent.mkv`) is written to. For tests that run and stop kvssink themselves."""
     sent = work_dir / "sent.mkv"
     caps = f"video/x-raw,format=I420,width=320,height=240,framerate={pattern.fps}/1"
     pipeline = (
         f"videotestsrc is-live=true num-buffers={pattern.frames} pattern=ball ! {caps} "
         f"! x264enc key-int-max={pattern.key_int} bframes=0 speed-preset=ultrafast tune=zerolatency "
         "option-string=scenecut=0 ! h264parse ! video/x-h264,stream-format=avc,alignment=au ! tee name=t "
-        f"t. ! queue ! kvssink stream-name={stream} access-key={ACCESS_KEY} secret-key={SECRET_KEY} "
-        f"aws-region={REGION} "
+        f"t. ! queue ! kvssink stream-name={stream} access-key={shlex.quote(access_key)} "
+        f"secret-key={shlex.quote(secret_key)} aws-region={REGION} "
         f"t. ! queue ! matroskamux ! filesink location={shlex.quote(str(sent))}"
     )
-    timeout_s = pattern.frames / pattern.fps + 120
     # The producer SDK looks for a log configuration in ../kvs_log_configuration relative to its working
     # directory; a fresh directory keeps its default (everything to stdout), which the failure messages show.
     cwd = work_dir / "kvssink-cwd"
     cwd.mkdir()
-    cmd = [gst_launch_path(), "-e", *shlex.split(pipeline)]
+    return [gst_launch_path(), "-e", *shlex.split(pipeline)], cwd, sent
+
+
+def stream_test_pattern(
+    endpoint: str,
+    stream: str,
+    plugin_dir: Path,
+    work_dir: Path,
+    pattern: CameraPattern,
+    access_key: str = ACCESS_KEY,
+    secret_key: str = SECRET_KEY,
+) -> KvssinkRun:
+    """Runs `videotestsrc ! x264enc ! h264parse ! kvssink` against `endpoint` until the pattern ends, signing
+    with `access_key`/`secret_key` (dummy ones by default, which a server without --credentials accepts).
+
+    The source is live, so frames arrive at camera pace and kvssink stamps them with wall-clock time as it does
+    for a camera. A tee writes the very buffers kvssink receives to `sent.mkv`, so the test can compare what came
+    back frame by frame with what went in. gst-launch-1.0 returns after kvssink's shutdown, which waits until
+    the SDK has sent everything and seen its acknowledgements."""
+    cmd, cwd, sent = kvssink_command(stream, work_dir, pattern, access_key, secret_key)
+    timeout_s = pattern.frames / pattern.fps + 120
     try:
         proc = subprocess.run(
             cmd,
