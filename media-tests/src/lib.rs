@@ -8,6 +8,7 @@
 pub mod edge;
 pub mod fault_proxy;
 
+use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -21,7 +22,18 @@ pub struct Server {
     child: Option<Child>,
     address: SocketAddr,
     data_dir: PathBuf,
+    /// Flags beyond --listen and --data-dir (TLS, credentials), kept across restarts.
+    extra_args: Vec<OsString>,
+    scheme: &'static str,
     _temp: Option<tempfile::TempDir>,
+}
+
+/// What a client of a `Server::start_secure` server needs: the CA to trust and its key.
+#[derive(Debug, Clone)]
+pub struct Secure {
+    pub ca_file: PathBuf,
+    pub access_key_id: String,
+    pub secret_access_key: String,
 }
 
 /// The `framelog` binary under test.
@@ -54,19 +66,59 @@ impl Server {
 
     /// Starts a server on an existing data directory.
     pub fn start_in(data_dir: &Path) -> anyhow::Result<Server> {
-        Server::start_at(data_dir, SocketAddr::from(([127, 0, 0, 1], free_port()?)))
+        Server::start_at(data_dir, SocketAddr::from(([127, 0, 0, 1], free_port()?)), Vec::new(), "http")
     }
 
-    fn start_at(data_dir: &Path, address: SocketAddr) -> anyhow::Result<Server> {
+    /// Starts an HTTPS server that verifies signatures: development certificates from
+    /// `framelog cert --dev` and one key from `framelog keys add`, both made by the binary itself.
+    pub fn start_secure() -> anyhow::Result<(Server, Secure)> {
+        let temp = tempfile::tempdir()?;
+        let tls_dir = temp.path().join("tls");
+        let made = Command::new(framelog_bin()?).args(["cert", "--dev", "--out"]).arg(&tls_dir).output()?;
+        anyhow::ensure!(made.status.success(), "framelog cert failed: {}", String::from_utf8_lossy(&made.stderr));
+        let credentials = temp.path().join("credentials.json");
+        let added =
+            Command::new(framelog_bin()?).args(["keys", "add", "e2e", "--credentials"]).arg(&credentials).output()?;
+        anyhow::ensure!(added.status.success(), "framelog keys add failed: {}", String::from_utf8_lossy(&added.stderr));
+        let key: serde_json::Value = serde_json::from_slice(&added.stdout)?;
+        let field = |name: &str| key[name].as_str().map(str::to_string).context("keys add printed no key");
+        let secure = Secure {
+            ca_file: tls_dir.join("ca.pem"),
+            access_key_id: field("AccessKeyId")?,
+            secret_access_key: field("SecretAccessKey")?,
+        };
+        let args: Vec<OsString> = vec![
+            "--tls-cert".into(),
+            tls_dir.join("server.pem").into(),
+            "--tls-key".into(),
+            tls_dir.join("server-key.pem").into(),
+            "--credentials".into(),
+            credentials.into(),
+        ];
+        let data_dir = temp.path().join("data");
+        let address = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut server = Server::start_at(&data_dir, address, args, "https")?;
+        server._temp = Some(temp);
+        Ok((server, secure))
+    }
+
+    fn start_at(
+        data_dir: &Path,
+        address: SocketAddr,
+        extra_args: Vec<OsString>,
+        scheme: &'static str,
+    ) -> anyhow::Result<Server> {
         let child = Command::new(framelog_bin()?)
             .args(["serve", "--listen", &address.to_string(), "--data-dir"])
             .arg(data_dir)
+            .args(&extra_args)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
             .context("spawning framelog")?;
-        let mut server = Server { child: Some(child), address, data_dir: data_dir.to_path_buf(), _temp: None };
+        let mut server =
+            Server { child: Some(child), address, data_dir: data_dir.to_path_buf(), extra_args, scheme, _temp: None };
         server.wait_ready(Duration::from_secs(30))?;
         Ok(server)
     }
@@ -86,7 +138,7 @@ impl Server {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.address)
+        format!("{}://{}", self.scheme, self.address)
     }
 
     pub fn data_dir(&self) -> &Path {
@@ -119,7 +171,8 @@ impl Server {
 
     /// Starts a new process on the same data directory (after `kill9` or `stop`).
     pub fn restart(&mut self) -> anyhow::Result<()> {
-        let fresh = Server::start_in(&self.data_dir)?;
+        let address = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let fresh = Server::start_at(&self.data_dir, address, self.extra_args.clone(), self.scheme)?;
         self.address = fresh.address;
         self.child = fresh.into_child();
         Ok(())
@@ -128,7 +181,7 @@ impl Server {
     /// Starts a new process on the same data directory and the same port, as a server that
     /// comes back after a crash does (clients keep their endpoint).
     pub fn restart_on_same_port(&mut self) -> anyhow::Result<()> {
-        let fresh = Server::start_at(&self.data_dir, self.address)?;
+        let fresh = Server::start_at(&self.data_dir, self.address, self.extra_args.clone(), self.scheme)?;
         self.child = fresh.into_child();
         Ok(())
     }

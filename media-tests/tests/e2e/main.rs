@@ -7,3 +7,4 @@ mod kds_sdk;
 mod kvs_aws_sdk;
 mod sdk;
 mod shutdown;
+mod tls;
