@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
+use crate::source_url::SourceUrl;
+
 /// What to do when the local buffer is full (the KVS Edge Agent's DeletionConfig).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -33,7 +35,7 @@ pub struct StreamConfig {
     /// The KVS stream; created on the server if missing.
     pub name: String,
     /// `rtsp://[user:pass@]host/path`, `file:///path.mkv|mp4`, `v4l2:///dev/video0` or `testsrc:`.
-    pub source: String,
+    pub source: SourceUrl,
     /// Fragments are cut at the first key frame at least this long after the fragment's start.
     #[serde(default = "default_fragment_ms")]
     pub fragment_duration_ms: u64,
@@ -70,13 +72,23 @@ pub struct StreamConfig {
     pub upload_schedule: Option<Schedule>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     pub access_key_id: String,
     pub secret_access_key: String,
     #[serde(default = "default_region")]
     pub region: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The secret never prints.
+        f.debug_struct("Credentials")
+            .field("access_key_id", &self.access_key_id)
+            .field("region", &self.region)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]

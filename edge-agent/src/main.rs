@@ -12,6 +12,7 @@ mod metrics;
 mod recorder;
 mod schedule;
 mod source;
+mod source_url;
 mod status;
 mod uploader;
 

@@ -90,8 +90,9 @@ pub fn run(stream: StreamConfig, buffer: Arc<StreamBuffer>, record_window: Optio
         let source = match Source::start(&stream, events) {
             Ok(source) => source,
             Err(error) => {
+                let error = stream.source.redact_in(&format!("{error:#}"));
                 tracing::warn!(stream = %stream.name, %error, "the source did not start");
-                metrics.set_error(format!("source: {error:#}"));
+                metrics.set_error(format!("source: {error}"));
                 std::thread::sleep(RESTART_DELAY);
                 continue;
             }
@@ -135,7 +136,7 @@ pub fn run(stream: StreamConfig, buffer: Arc<StreamBuffer>, record_window: Optio
             }
             Some(None) if stream.source.starts_with("file://") => {}
             Some(reason) => {
-                let reason = reason.unwrap_or_else(|| "end of stream".into());
+                let reason = stream.source.redact_in(&reason.unwrap_or_else(|| "end of stream".into()));
                 tracing::warn!(stream = %stream.name, %reason, "the source ended; restarting it");
                 metrics.set_error(format!("source: {reason}"));
                 std::thread::sleep(RESTART_DELAY);
