@@ -12,10 +12,12 @@ use rocksdb::{DB, WriteBatch, WriteOptions};
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
+use crate::crypto::{DataKey, MasterKey};
 use crate::engine::{StreamState, cf};
-use crate::entry::{Appended, NewEntry, encode_header};
+use crate::entry::{Appended, NewEntry, Storage, encode_header};
 use crate::error::{Result, StoreError};
 use crate::keys::{self, CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX, TimeKind};
+use crate::meta::StreamMeta;
 
 /// Rewrites an entry's attributes; `None` leaves them as they are.
 pub(crate) type AttrsChange = Box<dyn FnOnce(&[u8]) -> Option<Vec<u8>> + Send>;
@@ -51,6 +53,7 @@ pub(crate) struct Committer {
     write_options: WriteOptions,
     /// Payloads shorter than this are stored inline with their header.
     inline_below_bytes: usize,
+    master_key: Option<Arc<MasterKey>>,
 }
 
 /// Counters of one shard before a batch, restored if the batch fails to write.
@@ -63,10 +66,25 @@ struct Undo<'a> {
 }
 
 impl Committer {
-    pub(crate) fn new(db: Arc<DB>, clock: Arc<dyn Clock>, sync: bool, inline_below_bytes: usize) -> Self {
+    pub(crate) fn new(
+        db: Arc<DB>,
+        clock: Arc<dyn Clock>,
+        sync: bool,
+        inline_below_bytes: usize,
+        master_key: Option<Arc<MasterKey>>,
+    ) -> Self {
         let mut write_options = WriteOptions::default();
         write_options.set_sync(sync);
-        Self { db, clock, write_options, inline_below_bytes }
+        Self { db, clock, write_options, inline_below_bytes, master_key }
+    }
+
+    /// The data key new entries of this stream are sealed with, if its encryption is on.
+    fn sealing_key(&self, meta: &StreamMeta) -> Result<Option<DataKey>> {
+        let Some(encryption) = meta.encryption.as_ref().filter(|e| e.enabled) else { return Ok(None) };
+        let master = self.master_key.as_ref().ok_or_else(|| StoreError::NoMasterKey(meta.name.clone()))?;
+        let wrapped =
+            hex::decode(&encryption.wrapped_key_hex).map_err(|_| StoreError::Crypto("wrapped key is not hex"))?;
+        master.unwrap_data_key(&wrapped).map(Some)
     }
 
     pub(crate) fn run(self, jobs: mpsc::Receiver<Job>) {
@@ -107,13 +125,24 @@ impl Committer {
         let mut batch = WriteBatch::default();
         let mut undo: Vec<Undo> = Vec::new();
         let mut results = Vec::with_capacity(appends.len());
+        let mut sealing_failed = false;
         for (stream, entries, _) in &appends {
             if stream.deleted.load(Ordering::Acquire) {
                 let name = stream.meta.read().unwrap_or_else(|e| e.into_inner()).name.clone();
                 results.push(Err(StoreError::StreamDeleted(name)));
                 continue;
             }
-            let stream_id = stream.meta.read().unwrap_or_else(|e| e.into_inner()).id;
+            let (stream_id, sealing) = {
+                let meta = stream.meta.read().unwrap_or_else(|e| e.into_inner());
+                (meta.id, self.sealing_key(&meta))
+            };
+            let sealing = match sealing {
+                Ok(sealing) => sealing,
+                Err(error) => {
+                    results.push(Err(error));
+                    continue;
+                }
+            };
             let mut landed = Vec::with_capacity(entries.len());
             for entry in entries {
                 let index = entry.shard as usize;
@@ -131,11 +160,24 @@ impl Committer {
                 // Arrival times never go backwards within a shard, so the log is also ordered by time.
                 let arrival_ms = now_ms.max(shard.last_arrival_ms.load(Ordering::Acquire));
                 let key = keys::entry_key(stream_id, entry.shard, seq);
-                let inline = entry.payload.len() < self.inline_below_bytes;
-                let header = encode_header(arrival_ms, entry.producer_ts_ms, &entry.attrs, &entry.payload, inline);
+                let sealed = match &sealing {
+                    Some(data_key) => {
+                        let mut sealed = entry.payload.clone();
+                        data_key.seal(stream_id, entry.shard, seq, &mut sealed).map(|()| Some(sealed))
+                    }
+                    None => Ok(None),
+                };
+                // Never store plaintext for an encrypted stream: a sealing failure fails the batch.
+                let sealed = sealed.unwrap_or_else(|_| {
+                    sealing_failed = true;
+                    None
+                });
+                let stored: &[u8] = sealed.as_deref().unwrap_or(&entry.payload);
+                let storage = Storage { inline: stored.len() < self.inline_below_bytes, encrypted: sealed.is_some() };
+                let header = encode_header(arrival_ms, entry.producer_ts_ms, &entry.attrs, stored, storage);
                 batch.put_cf(cf(&self.db, CF_ENTRIES), key, header);
-                if !inline {
-                    batch.put_cf(cf(&self.db, CF_PAYLOADS), key, &entry.payload);
+                if !storage.inline {
+                    batch.put_cf(cf(&self.db, CF_PAYLOADS), key, stored);
                 }
                 if seq == 0 || shard.last_indexed_arrival_ms.load(Ordering::Acquire) != arrival_ms {
                     let time_key = keys::time_key(stream_id, entry.shard, TimeKind::Arrival, arrival_ms, seq);
@@ -153,7 +195,12 @@ impl Committer {
             results.push(Ok(landed));
         }
 
-        match self.db.write_opt(batch, &self.write_options) {
+        let written = if sealing_failed {
+            Err(StoreError::Crypto("sealing a payload failed"))
+        } else {
+            self.db.write_opt(batch, &self.write_options).map_err(StoreError::Rocks)
+        };
+        match written {
             Ok(()) => {
                 for u in &undo {
                     u.stream.shards[u.shard].publish();
@@ -164,6 +211,10 @@ impl Committer {
             }
             Err(error) => {
                 tracing::error!(%error, "group commit failed; no entry of the batch was acknowledged");
+                let error_again = |error: &StoreError| match error {
+                    StoreError::Rocks(rocks) => StoreError::Rocks(rocks.clone()),
+                    _ => StoreError::Crypto("sealing a payload failed"),
+                };
                 for u in &undo {
                     let shard = &u.stream.shards[u.shard];
                     shard.next_seq.store(u.next_seq, Ordering::Release);
@@ -171,7 +222,7 @@ impl Committer {
                     shard.last_indexed_arrival_ms.store(u.last_indexed_arrival_ms, Ordering::Release);
                 }
                 for (_, _, reply) in appends {
-                    let _ = reply.send(Err(StoreError::Rocks(error.clone())));
+                    let _ = reply.send(Err(error_again(&error)));
                 }
             }
         }
@@ -192,11 +243,13 @@ impl Committer {
             Some(payload) => (payload.as_slice(), true),
             None => (&[][..], false),
         };
-        let mut rewritten = encode_header(header.arrival_ms, header.producer_ts_ms, &attrs, payload, inline);
+        let storage = Storage { inline, encrypted: header.encrypted };
+        let mut rewritten = encode_header(header.arrival_ms, header.producer_ts_ms, &attrs, payload, storage);
         if !inline {
             // encode_header wrote the length of the (empty) slice; keep the stored payload's.
+            let tag = if header.encrypted { crate::crypto::OVERHEAD_BYTES as u64 } else { 0 };
             let at = rewritten.len() - 8;
-            rewritten[at..].copy_from_slice(&header.payload_len.to_be_bytes());
+            rewritten[at..].copy_from_slice(&(header.payload_len + tag).to_be_bytes());
         }
         self.db.put_cf_opt(cf(&self.db, CF_ENTRIES), key, rewritten, &crate::engine::synced())?;
         Ok(true)

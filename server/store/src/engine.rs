@@ -11,6 +11,7 @@ use tokio::sync::{oneshot, watch};
 
 use crate::clock::Clock;
 use crate::committer::{Committer, Job};
+use crate::crypto::{DataKey, MasterKey};
 use crate::entry::{Appended, NewEntry, decode_header};
 use crate::error::{Result, StoreError};
 use crate::keys::{self, CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX};
@@ -24,11 +25,14 @@ pub struct EngineOptions {
     /// Payloads at least this large go to blob files, so compaction never rewrites them;
     /// smaller ones are stored inline with their entry header.
     pub min_blob_size_bytes: u64,
+    /// Wraps the data keys of encrypted streams; without it, encrypted streams cannot be written
+    /// or read.
+    pub master_key: Option<Arc<MasterKey>>,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        Self { sync_writes: true, min_blob_size_bytes: 4096 }
+        Self { sync_writes: true, min_blob_size_bytes: 4096, master_key: None }
     }
 }
 
@@ -111,6 +115,7 @@ pub(crate) struct Inner {
     streams: RwLock<BTreeMap<String, StreamHandle>>,
     jobs: Mutex<Option<mpsc::Sender<Job>>>,
     committer: Mutex<Option<JoinHandle<()>>>,
+    pub(crate) master_key: Option<Arc<MasterKey>>,
 }
 
 impl Drop for Inner {
@@ -185,8 +190,13 @@ impl Engine {
         }
 
         let (sender, receiver) = mpsc::channel();
-        let committer =
-            Committer::new(db.clone(), clock.clone(), options.sync_writes, options.min_blob_size_bytes as usize);
+        let committer = Committer::new(
+            db.clone(),
+            clock.clone(),
+            options.sync_writes,
+            options.min_blob_size_bytes as usize,
+            options.master_key.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name("framelog-commit".into())
             .spawn(move || committer.run(receiver))
@@ -198,6 +208,7 @@ impl Engine {
                 streams: RwLock::new(streams),
                 jobs: Mutex::new(Some(sender)),
                 committer: Mutex::new(Some(thread)),
+                master_key: options.master_key,
             }),
         })
     }
@@ -281,6 +292,21 @@ impl Engine {
         db.put_cf_opt(cf(db, CF_META), keys::stream_meta_key(&next.name), meta_json(&next), options)?;
         *meta = next.clone();
         Ok((next, out))
+    }
+
+    /// A new data key wrapped by the master key (hex), for `StreamEncryption::wrapped_key_hex`.
+    pub fn new_wrapped_data_key_hex(&self) -> Result<String> {
+        let master = self.inner.master_key.as_ref().ok_or(StoreError::Crypto("the engine has no master key"))?;
+        Ok(hex::encode(master.new_wrapped_data_key()?))
+    }
+
+    /// The key that opens the stream's sealed payloads.
+    pub(crate) fn data_key(&self, meta: &StreamMeta) -> Result<DataKey> {
+        let encryption = meta.encryption.as_ref().ok_or(StoreError::Crypto("the stream has no data key"))?;
+        let master = self.inner.master_key.as_ref().ok_or_else(|| StoreError::NoMasterKey(meta.name.clone()))?;
+        let wrapped =
+            hex::decode(&encryption.wrapped_key_hex).map_err(|_| StoreError::Crypto("wrapped key is not hex"))?;
+        master.unwrap_data_key(&wrapped)
     }
 
     /// Deletes a stream and all its entries. Runs on the commit thread so no append can land after it.

@@ -2,7 +2,8 @@
 //! listing entries (fragment lists, sizes, timestamps) never reads payload bytes.
 //!
 //! Layout: `version u8 (1) | arrival_ms u64 | flags u8 | [producer_ts_ms u64 if flags&1] |
-//! attrs_len u32 | attrs | payload_len u64 | [payload if flags&2]`.
+//! attrs_len u32 | attrs | payload_len u64 | [payload if flags&2]`; flags&4 marks an encrypted
+//! payload, whose stored length (`payload_len`) includes the GCM tag.
 //!
 //! Small payloads (below the blob threshold) are stored inline after the header: one key per
 //! record instead of two halves the write work for the small-record (KDS) workload, while large
@@ -13,6 +14,8 @@ use crate::error::{Result, StoreError};
 const VERSION: u8 = 1;
 const FLAG_PRODUCER_TS: u8 = 1;
 const FLAG_INLINE_PAYLOAD: u8 = 2;
+/// The stored payload is sealed (crypto.rs): its stored length is the plaintext's plus the tag.
+const FLAG_ENCRYPTED: u8 = 4;
 
 /// What a writer supplies for one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,22 +54,36 @@ pub struct EntryHeader {
     pub attrs: Vec<u8>,
     pub payload_len: u64,
     /// The payload itself when it is stored inline; `None` when it lives in the payloads family.
+    /// Still sealed when `encrypted`.
     pub inline_payload: Option<Vec<u8>>,
+    /// The stored payload is sealed; `payload_len` is the plaintext's length.
+    pub encrypted: bool,
 }
 
-/// Encodes a header; with `inline` the payload bytes follow it in the same value.
+/// How a payload is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Storage {
+    /// The payload bytes follow the header in the same value.
+    pub inline: bool,
+    /// The payload bytes are sealed.
+    pub encrypted: bool,
+}
+
+/// Encodes a header; `payload` is the stored form (sealed when encrypted).
 pub fn encode_header(
     arrival_ms: u64,
     producer_ts_ms: Option<u64>,
     attrs: &[u8],
     payload: &[u8],
-    inline: bool,
+    storage: Storage,
 ) -> Vec<u8> {
+    let inline = storage.inline;
     let mut out = Vec::with_capacity(30 + attrs.len() + if inline { payload.len() } else { 0 });
     out.push(VERSION);
     out.extend_from_slice(&arrival_ms.to_be_bytes());
-    let flags =
-        if producer_ts_ms.is_some() { FLAG_PRODUCER_TS } else { 0 } | if inline { FLAG_INLINE_PAYLOAD } else { 0 };
+    let flags = if producer_ts_ms.is_some() { FLAG_PRODUCER_TS } else { 0 }
+        | if inline { FLAG_INLINE_PAYLOAD } else { 0 }
+        | if storage.encrypted { FLAG_ENCRYPTED } else { 0 };
     out.push(flags);
     if let Some(ts) = producer_ts_ms {
         out.extend_from_slice(&ts.to_be_bytes());
@@ -101,14 +118,22 @@ pub fn decode_header(key: &[u8], bytes: &[u8]) -> Result<EntryHeader> {
     let attrs_len =
         u32::from_be_bytes(take(4, "missing attrs length")?.try_into().map_err(|_| corrupt("attrs length"))?) as usize;
     let attrs = take(attrs_len, "attrs shorter than their length")?.to_vec();
-    let payload_len = be_u64(take(8, "missing payload length")?);
+    let stored_len = be_u64(take(8, "missing payload length")?);
     let inline_payload = if flags & FLAG_INLINE_PAYLOAD != 0 {
-        let len = usize::try_from(payload_len).map_err(|_| corrupt("payload length"))?;
+        let len = usize::try_from(stored_len).map_err(|_| corrupt("payload length"))?;
         Some(take(len, "inline payload shorter than its length")?.to_vec())
     } else {
         None
     };
-    Ok(EntryHeader { arrival_ms, producer_ts_ms, attrs, payload_len, inline_payload })
+    let encrypted = flags & FLAG_ENCRYPTED != 0;
+    let payload_len = if encrypted {
+        stored_len
+            .checked_sub(crate::crypto::OVERHEAD_BYTES as u64)
+            .ok_or_else(|| corrupt("sealed payload too short"))?
+    } else {
+        stored_len
+    };
+    Ok(EntryHeader { arrival_ms, producer_ts_ms, attrs, payload_len, inline_payload, encrypted })
 }
 
 fn be_u64(bytes: &[u8]) -> u64 {
@@ -130,22 +155,25 @@ mod tests {
         #[test]
         fn header_round_trips(arrival in any::<u64>(), producer in proptest::option::of(any::<u64>()),
                               attrs in proptest::collection::vec(any::<u8>(), 0..300),
-                              payload in proptest::collection::vec(any::<u8>(), 0..300), inline in any::<bool>()) {
-            let bytes = encode_header(arrival, producer, &attrs, &payload, inline);
+                              payload in proptest::collection::vec(any::<u8>(), 16..300), inline in any::<bool>(),
+                              encrypted in any::<bool>()) {
+            let bytes = encode_header(arrival, producer, &attrs, &payload, Storage { inline, encrypted });
             let header = decode_header(b"k", &bytes).expect("decodes");
+            let tag = if encrypted { crate::crypto::OVERHEAD_BYTES as u64 } else { 0 };
             let expected = EntryHeader {
                 arrival_ms: arrival,
                 producer_ts_ms: producer,
                 attrs,
-                payload_len: payload.len() as u64,
+                payload_len: payload.len() as u64 - tag,
                 inline_payload: inline.then(|| payload.clone()),
+                encrypted,
             };
             prop_assert_eq!(header, expected);
         }
 
         #[test]
         fn truncated_headers_are_errors_not_panics(cut in 0usize..40) {
-            let bytes = encode_header(5, Some(6), b"abc", b"payload", true);
+            let bytes = encode_header(5, Some(6), b"abc", b"payload", Storage { inline: true, encrypted: false });
             if cut < bytes.len() {
                 prop_assert!(decode_header(b"k", &bytes[..cut]).is_err());
             }

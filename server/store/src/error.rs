@@ -23,6 +23,10 @@ pub enum StoreError {
     CorruptEntry { key_hex: String, reason: &'static str },
     #[error("the engine's commit thread has stopped")]
     CommitterGone,
+    #[error("encryption: {0}")]
+    Crypto(&'static str),
+    #[error("stream {0} is encrypted but the engine has no master key")]
+    NoMasterKey(String),
 }
 
 /// Result alias for engine calls.

@@ -22,6 +22,7 @@
 
 mod clock;
 mod committer;
+mod crypto;
 mod engine;
 mod entry;
 mod error;
@@ -31,10 +32,11 @@ mod read;
 mod retention;
 
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use crypto::{KEY_BYTES, MasterKey};
 pub use engine::{AppendWait, Engine, EngineOptions, StreamHandle};
 pub use entry::{Appended, Entry, EntryHeader, NewEntry};
 pub use error::{Result, StoreError};
-pub use meta::{ShardMeta, StreamKind, StreamMeta, even_hash_ranges};
+pub use meta::{ShardMeta, StreamEncryption, StreamKind, StreamMeta, even_hash_ranges};
 pub use read::{HeaderItem, Position, ReadBatch};
 pub use retention::TrimStats;
 
@@ -66,5 +68,6 @@ pub fn new_stream_meta(
             .collect(),
         tags: Default::default(),
         settings: Default::default(),
+        encryption: None,
     }
 }

@@ -40,6 +40,21 @@ pub struct StreamMeta {
     pub tags: BTreeMap<String, String>,
     /// Protocol-specific settings the engine stores but does not interpret (stream mode, record size limit, ...).
     pub settings: BTreeMap<String, String>,
+    /// At-rest encryption of payloads; absent for streams that never had it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<StreamEncryption>,
+}
+
+/// A stream's payload encryption. The data key stays after encryption is turned off: entries
+/// written while it was on remain encrypted and readable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamEncryption {
+    /// Whether new entries are encrypted.
+    pub enabled: bool,
+    /// The key id the API was given (a label; one master key wraps every data key).
+    pub key_id: String,
+    /// The data key, wrapped by the master key, hex.
+    pub wrapped_key_hex: String,
 }
 
 impl StreamMeta {
@@ -130,8 +145,10 @@ mod tests {
             shards: vec![ShardMeta { index: 0, start_hash: 0, end_hash: u128::MAX, created_ms: 1 }],
             tags: BTreeMap::new(),
             settings: BTreeMap::new(),
+            encryption: None,
         };
         let json = serde_json::to_string(&meta).expect("serializes");
+        assert!(!json.contains("encryption"), "metadata written before encryption existed looks the same");
         assert!(json.contains("\"340282366920938463463374607431768211455\""));
         assert_eq!(serde_json::from_str::<StreamMeta>(&json).expect("parses"), meta);
     }

@@ -99,6 +99,7 @@ impl Engine {
             let mut headers = db.raw_iterator_cf_opt(cf(db, CF_ENTRIES), bounded(id, shard, start, tip_seq));
             headers.seek(keys::entry_key(id, shard, start));
             let mut bytes = 0usize;
+            let mut data_key = None;
             while let (Some(key), Some(value)) = (headers.key(), headers.value()) {
                 let seq = keys::entry_key_seq(key).unwrap_or(u64::MAX);
                 let header = decode_header(key, value)?;
@@ -107,12 +108,21 @@ impl Engine {
                 }
                 if header.arrival_ms >= cutoff {
                     bytes += header.payload_len as usize;
-                    let payload = match header.inline_payload {
+                    let stored = match header.inline_payload {
                         Some(inline) => inline,
                         None => db.get_cf(cf(db, CF_PAYLOADS), key)?.ok_or_else(|| StoreError::CorruptEntry {
                             key_hex: format!("{key:02x?}"),
                             reason: "payload missing",
                         })?,
+                    };
+                    let payload = if header.encrypted {
+                        if data_key.is_none() {
+                            data_key = Some(self.data_key(&handle.meta())?);
+                        }
+                        let key = data_key.as_ref().ok_or(StoreError::Crypto("no data key"))?;
+                        key.open(id, shard, seq, stored)?
+                    } else {
+                        stored
                     };
                     entries.push(Entry {
                         seq,
