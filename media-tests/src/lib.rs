@@ -69,6 +69,15 @@ impl Server {
         Server::start_at(data_dir, SocketAddr::from(([127, 0, 0, 1], free_port()?)), Vec::new(), "http")
     }
 
+    /// Starts a server on a fresh data directory with more `serve` flags (e.g. `--config`).
+    pub fn start_with_args(args: Vec<OsString>) -> anyhow::Result<Server> {
+        let temp = tempfile::tempdir()?;
+        let address = SocketAddr::from(([127, 0, 0, 1], free_port()?));
+        let mut server = Server::start_at(&temp.path().join("data"), address, args, "http")?;
+        server._temp = Some(temp);
+        Ok(server)
+    }
+
     /// Starts an HTTPS server that verifies signatures: development certificates from
     /// `framelog cert --dev` and one key from `framelog keys add`, both made by the binary itself.
     pub fn start_secure() -> anyhow::Result<(Server, Secure)> {

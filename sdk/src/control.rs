@@ -33,6 +33,8 @@ pub struct NewStream {
     pub retention_hours: Option<u64>,
     pub media_type: Option<String>,
     pub device_name: Option<String>,
+    /// Store the stream's media encrypted under this key id.
+    pub kms_key_id: Option<String>,
     pub tags: BTreeMap<String, String>,
 }
 
@@ -79,6 +81,9 @@ impl Client {
         }
         if let Some(media_type) = &stream.media_type {
             document["MediaType"] = media_type.clone().into();
+        }
+        if let Some(key) = &stream.kms_key_id {
+            document["KmsKeyId"] = key.clone().into();
         }
         if let Some(device) = &stream.device_name {
             document["DeviceName"] = device.clone().into();

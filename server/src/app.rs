@@ -2,8 +2,7 @@
 //! resolves, lets in-flight requests finish, stops the background work, then closes the engine
 //! (commit thread drained, memtables flushed).
 
-use std::future::{Future, IntoFuture as _};
-use std::net::SocketAddr;
+use std::future::Future;
 use std::time::Duration;
 
 use framelog_store::Engine;
@@ -12,17 +11,13 @@ use tokio::net::TcpListener;
 use crate::auth::Mode;
 use crate::config::Config;
 use crate::error::ServerError;
-use crate::listener::{PeerAddr, PlainListener, TlsListener};
+use crate::http_server;
+use crate::listener::{PlainListener, TlsListener};
 use crate::router::router;
 use crate::state::AppState;
 
 /// How long background tasks get to finish their current step once shutdown begins.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
-
-/// How long requests in flight get once shutdown begins. Some never end by themselves (a live
-/// GetMedia, a camera's endless PutMedia); past this they are cut, and what they had acknowledged
-/// is already durable.
-const REQUEST_GRACE: Duration = Duration::from_secs(5);
 
 /// Serves `config` on `listener` until `shutdown` resolves.
 pub async fn run(
@@ -50,56 +45,21 @@ pub async fn run(
     }
     tracing::info!(%address, data_dir = %config.data_dir.display(), "ready");
     let router = router(opened.state);
-    let served = match &config.tls {
+    match &config.tls {
         Some(tls) => {
             let listener = TlsListener::new(listener, tls.server_config()?).map_err(ServerError::Serve)?;
             tracing::info!("serving HTTPS (h2, http/1.1)");
-            serve_until(listener, router, shutdown).await
+            http_server::serve(listener, router, config.limits, shutdown).await;
         }
-        None => serve_until(PlainListener(listener), router, shutdown).await,
-    };
+        None => http_server::serve(PlainListener(listener), router, config.limits, shutdown).await,
+    }
     if !background.stop(SHUTDOWN_GRACE).await {
         tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "background tasks still running at the deadline");
     }
     let engine = opened.engine;
     tokio::task::spawn_blocking(move || engine.close()).await??;
-    served.map_err(ServerError::Serve)?;
     tracing::info!("stopped cleanly");
     Ok(())
-}
-
-/// Serves until `shutdown`, then lets requests in flight finish for at most `REQUEST_GRACE`.
-async fn serve_until<L>(
-    listener: L,
-    router: axum::Router,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()>
-where
-    L: axum::serve::Listener<Addr = SocketAddr>,
-    PeerAddr: for<'a> axum::extract::connect_info::Connected<axum::serve::IncomingStream<'a, L>>,
-{
-    let (began, began_rx) = tokio::sync::oneshot::channel::<()>();
-    let signal = async move {
-        shutdown.await;
-        let _ = began.send(());
-    };
-    // The peer address reaches handlers (the audit log's source_ip) as ConnectInfo.
-    let service = router.into_make_service_with_connect_info::<PeerAddr>();
-    let serving = axum::serve(listener, service).with_graceful_shutdown(signal).into_future();
-    let deadline = async move {
-        if began_rx.await.is_ok() {
-            tokio::time::sleep(REQUEST_GRACE).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        served = serving => served,
-        () = deadline => {
-            tracing::warn!(grace_secs = REQUEST_GRACE.as_secs(), "requests still open at the deadline were cut");
-            Ok(())
-        }
-    }
 }
 
 async fn trim_periodically(engine: Engine, every: Duration) {

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::auth::AuthSettings;
+use crate::guard::HttpSettings;
+use crate::http_server::ConnectionLimits;
 use crate::tls::TlsSettings;
 
 /// Everything `framelog serve` can be told.
@@ -24,6 +26,35 @@ pub struct Config {
     pub auth: AuthSettings,
     /// HTTPS when set; plain HTTP otherwise.
     pub tls: Option<TlsSettings>,
+    pub limits: ConnectionLimits,
+    pub http: HttpSettings,
+    pub consumers: ConsumerSettings,
+    /// Where the at-rest master key is read from; `<data_dir>/master-key` (created) when unset.
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// Where consumers, notifications and image generation may send and write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerSettings {
+    /// Loopback, link-local and private destinations; `None`: allowed only without a credentials
+    /// file (the local developer mode).
+    pub allow_private_destinations: Option<bool>,
+    /// When not empty, every destination URL must start with one of these.
+    pub allowed_destination_prefixes: Vec<String>,
+    /// `file://` image destinations must lie under this; `<data_dir>/images` when unset.
+    pub images_root: Option<PathBuf>,
+    pub images_quota_bytes: u64,
+}
+
+impl Default for ConsumerSettings {
+    fn default() -> Self {
+        ConsumerSettings {
+            allow_private_destinations: None,
+            allowed_destination_prefixes: Vec::new(),
+            images_root: None,
+            images_quota_bytes: crate::consumers::DEFAULT_IMAGES_QUOTA_BYTES,
+        }
+    }
 }
 
 impl Default for Config {
@@ -40,6 +71,10 @@ impl Default for Config {
             public_url: None,
             auth: AuthSettings::default(),
             tls: None,
+            limits: ConnectionLimits::default(),
+            http: HttpSettings::default(),
+            consumers: ConsumerSettings::default(),
+            master_key_file: None,
         }
     }
 }
@@ -58,6 +93,44 @@ pub struct FileConfig {
     pub public_url: Option<String>,
     pub auth: Option<AuthFile>,
     pub tls: Option<TlsFile>,
+    pub limits: Option<LimitsFile>,
+    pub http: Option<HttpFile>,
+    pub consumers: Option<ConsumersFile>,
+    pub encryption: Option<EncryptionFile>,
+}
+
+/// The `[consumers]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsumersFile {
+    pub allow_private_destinations: Option<bool>,
+    pub allowed_destination_prefixes: Option<Vec<String>>,
+    pub images_root: Option<PathBuf>,
+    pub images_quota_bytes: Option<u64>,
+}
+
+/// The `[encryption]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionFile {
+    /// 32 bytes; keep it off the data disk so a stolen disk holds no key.
+    pub master_key_file: Option<PathBuf>,
+}
+
+/// The `[http]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpFile {
+    pub allowed_hosts: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
+}
+
+/// The `[limits]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    pub header_read_timeout_secs: Option<u64>,
+    pub max_connections: Option<usize>,
 }
 
 /// The `[tls]` table: a PEM certificate chain and its private key.
@@ -91,6 +164,29 @@ impl Config {
         if let Some(auth) = file.auth {
             self.auth.credentials_file = auth.credentials_file.or(self.auth.credentials_file);
             self.auth.public_metrics = auth.public_metrics.unwrap_or(self.auth.public_metrics);
+        }
+        if let Some(consumers) = file.consumers {
+            let current = &mut self.consumers;
+            current.allow_private_destinations =
+                consumers.allow_private_destinations.or(current.allow_private_destinations);
+            if let Some(prefixes) = consumers.allowed_destination_prefixes {
+                current.allowed_destination_prefixes = prefixes;
+            }
+            current.images_root = consumers.images_root.or(current.images_root.take());
+            current.images_quota_bytes = consumers.images_quota_bytes.unwrap_or(current.images_quota_bytes);
+        }
+        if let Some(encryption) = file.encryption {
+            self.master_key_file = encryption.master_key_file.or(self.master_key_file);
+        }
+        if let Some(http) = file.http {
+            self.http.allowed_hosts = http.allowed_hosts.unwrap_or(self.http.allowed_hosts);
+            self.http.allowed_origins = http.allowed_origins.unwrap_or(self.http.allowed_origins);
+        }
+        if let Some(limits) = file.limits {
+            if let Some(secs) = limits.header_read_timeout_secs {
+                self.limits.header_read_timeout = std::time::Duration::from_secs(secs.max(1));
+            }
+            self.limits.max_connections = limits.max_connections.unwrap_or(self.limits.max_connections).max(1);
         }
         if let Some(tls) = file.tls {
             self.tls = Some(TlsSettings { cert_file: tls.cert_file, key_file: tls.key_file });

@@ -18,6 +18,8 @@ pub enum ServerError {
     Store(#[from] StoreError),
     #[error("the GStreamer decode pool could not start")]
     Imaging(#[from] framelog_imaging::ImagingError),
+    #[error("the configuration is invalid: {0}")]
+    Config(String),
     #[error("TLS is not configured correctly")]
     Tls(#[from] crate::tls::TlsError),
     #[error("serving HTTP failed")]
@@ -61,6 +63,7 @@ pub enum ErrorType {
     InvalidMediaFrame,
     ClientLimitExceeded,
     AccessDenied,
+    UnsupportedMediaType,
     InternalFailure,
 }
 
@@ -98,6 +101,7 @@ impl ErrorType {
             ErrorType::InvalidMediaFrame => "InvalidMediaFrameException",
             ErrorType::ClientLimitExceeded => "ClientLimitExceededException",
             ErrorType::AccessDenied => "AccessDeniedException",
+            ErrorType::UnsupportedMediaType => "UnsupportedMediaTypeException",
             ErrorType::InternalFailure => "InternalFailure",
         }
     }
@@ -119,6 +123,7 @@ impl ErrorType {
     pub fn status(self, protocol: Protocol) -> u16 {
         match (self, protocol) {
             (ErrorType::InternalFailure, _) => 500,
+            (ErrorType::UnsupportedMediaType, _) => 415,
             // KDS answers every authentication and authorization refusal with 400, as its JSON
             // protocol does for all client errors; KVS's front door answers 403.
             (kind, Protocol::Kvs) if kind.is_auth() => 403,

@@ -149,7 +149,23 @@ fn add_key(name: &str, credentials: &Path, policy: Option<PathBuf>) -> anyhow::R
     Ok(())
 }
 
+/// Lets the server hold as many sockets as the system allows this process: the default soft
+/// limit (often 1024) would end a server with a thousand idle clients before its own limits do.
+#[cfg(unix)]
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut limit = getrlimit(Resource::Nofile);
+    if limit.current < limit.maximum {
+        limit.current = limit.maximum;
+        if let Err(error) = setrlimit(Resource::Nofile, limit) {
+            tracing::warn!(%error, "could not raise the open files limit");
+        }
+    }
+}
+
 async fn serve(settings: Config) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    raise_open_files_limit();
     let listener =
         tokio::net::TcpListener::bind(settings.listen).await.with_context(|| format!("binding {}", settings.listen))?;
     let address = listener.local_addr()?;

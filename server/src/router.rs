@@ -10,7 +10,7 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 
 use crate::auth::MAX_BODY_BYTES;
 use crate::state::AppState;
-use crate::{auth, console, consumers, kds, kvs, rest_json};
+use crate::{auth, console, consumers, guard, kds, kvs, rest_json};
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -30,6 +30,8 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Every route that is not public is authenticated, authorized and audited here.
         .layer(axum::middleware::from_fn_with_state(state.auth.clone(), auth::authorize))
+        // Host, origin and content type first: cheap refusals before any signature work.
+        .layer(axum::middleware::from_fn_with_state(state.guard.clone(), guard::guard))
         // Every answer carries a fresh request id (a v4 UUID), as AWS services send one.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))

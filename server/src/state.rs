@@ -6,14 +6,15 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 use framelog_imaging::DecodePool;
-use framelog_store::{Engine, EngineOptions, SystemClock};
+use framelog_store::{Engine, EngineOptions, MasterKey, SystemClock};
 use tokio::sync::mpsc::UnboundedReceiver;
 
-use crate::auth::{AuditLog, Auth, AuthError, Resources};
+use crate::auth::{AuditLog, Auth, AuthError, MAX_IN_FLIGHT_BYTES, Mode, Resources};
 use crate::background::Background;
 use crate::config::Config;
 use crate::consumers::{self, ConsumersCtx, runner::Changed};
 use crate::error::ServerError;
+use crate::guard::Guard;
 use crate::kds::{IteratorCodec, KdsCtx, KdsSettings};
 use crate::kvs::{self, KvsCtx, KvsSettings};
 use crate::rest_json::Operations;
@@ -35,6 +36,8 @@ pub struct AppState {
     pub operations: Arc<Operations>,
     /// Authentication, policies and the audit log, for the middleware in front of every route.
     pub auth: Arc<Auth>,
+    /// Host, origin and content-type checks in front of authentication.
+    pub guard: Arc<Guard>,
 }
 
 /// What opening the state hands to the background work rather than to the routes.
@@ -51,7 +54,10 @@ impl AppState {
     /// server listens (GetDataEndpoint's answer unless `public_url` is set).
     pub fn open(config: &Config, address: SocketAddr) -> Result<Opened, ServerError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::io("creating", &config.data_dir, e))?;
-        let engine = Engine::open(&config.data_dir.join("engine"), Arc::new(SystemClock), EngineOptions::default())?;
+        let master_key = crate::secret::master_key(&config.data_dir, config.master_key_file.as_deref())?;
+        let options =
+            EngineOptions { master_key: Some(Arc::new(MasterKey::from_bytes(&master_key)?)), ..Default::default() };
+        let engine = Engine::open(&config.data_dir.join("engine"), Arc::new(SystemClock), options)?;
         let secret = crate::secret::load_or_create(&config.data_dir)?;
         let kds = KdsCtx {
             engine: engine.clone(),
@@ -61,7 +67,7 @@ impl AppState {
                 shard_limit: config.shard_limit,
                 default_retention_hours: 24,
             },
-            iterators: IteratorCodec::new(secret.clone()),
+            iterators: IteratorCodec::new(secret.derive("kds shard iterator")),
         };
         let kvs = KvsCtx {
             engine: engine.clone(),
@@ -74,14 +80,23 @@ impl AppState {
                     format!("{scheme}://{address}")
                 }),
             },
-            sessions: crate::token::Signer::new(secret),
+            sessions: crate::token::Signer::new(secret.derive("kvs streaming session")),
             segments: Arc::new(kvs::playback::SegmentCache::new(SEGMENT_CACHE_BYTES)),
         };
         let images = decode_pool()?;
         let (changes, consumer_changes) = tokio::sync::mpsc::unbounded_channel();
         let background = Background::new();
-        let consumers =
-            ConsumersCtx { video: kvs.clone(), images: images.clone(), changes, background: background.clone() };
+        let consumers = ConsumersCtx {
+            video: kvs.clone(),
+            images: images.clone(),
+            changes,
+            background: background.clone(),
+            destinations: destination_policy(config)?,
+            image_files: consumers::ImageFiles::new(
+                config.consumers.images_root.clone().unwrap_or_else(|| config.data_dir.join("images")),
+                config.consumers.images_quota_bytes,
+            ),
+        };
         let operations =
             Arc::new(Operations::default().with(&kvs, kvs::OPERATIONS).with(&consumers, consumers::OPERATIONS));
         let auth = Arc::new(Auth {
@@ -92,10 +107,27 @@ impl AppState {
                 .map_err(|e| ServerError::Auth(Box::new(AuthError::Audit(e))))?,
             resources: Arc::new(StreamResources { kds: kds.clone(), kvs: kvs.clone() }),
             public_metrics: config.auth.public_metrics,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT_BYTES)),
         });
-        let state = AppState { kds, kvs, consumers, images, background, operations, auth };
+        let guard = Arc::new(Guard {
+            settings: config.http.clone(),
+            loopback_hosts_only: matches!(auth.mode, Mode::Open),
+            public_host: config.public_url.as_deref().and_then(url_host),
+        });
+        let state = AppState { kds, kvs, consumers, images, background, operations, auth, guard };
         Ok(Opened { state, engine, consumer_changes })
     }
+}
+
+/// Private destinations are for the local developer mode unless the config says otherwise; a
+/// malformed prefix stops start-up rather than silently matching nothing.
+fn destination_policy(config: &Config) -> Result<consumers::DestinationPolicy, ServerError> {
+    let policy = consumers::DestinationPolicy {
+        allow_private: config.consumers.allow_private_destinations.unwrap_or(config.auth.credentials_file.is_none()),
+        allowed_prefixes: config.consumers.allowed_destination_prefixes.clone(),
+    };
+    policy.validate().map_err(ServerError::Config)?;
+    Ok(policy)
 }
 
 /// One decode worker per core; a queue of four jobs per worker bounds what a burst of GetImages
@@ -130,4 +162,11 @@ impl Resources for StreamResources {
     fn iterator_stream_arn(&self, iterator: &str) -> Option<String> {
         self.kds.iterators.decode(iterator).map(|state| self.kds.arn(&state.stream_name))
     }
+}
+
+/// `https://video.example.com:8443/x` → `video.example.com`.
+fn url_host(url: &str) -> Option<String> {
+    let authority = url.split_once("://")?.1.split('/').next()?;
+    let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
+    Some(host.trim_start_matches('[').trim_end_matches(']').to_string())
 }

@@ -265,3 +265,45 @@ async fn metrics_are_openmetrics_text() {
     let text = to_bytes(response.into_body(), 1 << 20).await.expect("body");
     assert!(text.ends_with(b"# EOF\n"), "{}", String::from_utf8_lossy(&text));
 }
+
+#[tokio::test]
+async fn a_rebinding_host_is_refused_by_an_open_server() {
+    let app = App::new();
+    let request = Request::get("/").header("host", "attacker.example:4566").body(Body::empty()).expect("request");
+    assert_eq!(app.send(request).await.status, StatusCode::MISDIRECTED_REQUEST);
+    let request = Request::get("/").header("host", "localhost:4566").body(Body::empty()).expect("request");
+    assert_eq!(app.send(request).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn pages_on_other_origins_cannot_call_the_apis() {
+    let app = App::new();
+    let request = Request::post("/deleteStream")
+        .header("host", "127.0.0.1:4566")
+        .header("origin", "http://attacker.example")
+        .header("content-type", "application/json")
+        .body(Body::from(json!({"StreamARN": "x"}).to_string()))
+        .expect("request");
+    assert_eq!(app.send(request).await.kvs_error(), ("AccessDeniedException", 403));
+    // The console, served by this server, calls with its own origin.
+    let request = Request::post("/listStreams")
+        .header("host", "127.0.0.1:4566")
+        .header("origin", "http://127.0.0.1:4566")
+        .header("content-type", "application/json")
+        .body(Body::from("{}"))
+        .expect("request");
+    assert_eq!(app.send(request).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_text_plain_post_is_not_json() {
+    let app = App::new();
+    let request = Request::post("/createStream")
+        .header("content-type", "text/plain")
+        .header("content-length", "22")
+        .body(Body::from(json!({"StreamName": "csrf"}).to_string()))
+        .expect("request");
+    assert_eq!(app.send(request).await.kvs_error(), ("UnsupportedMediaTypeException", 415));
+    let listed = app.kvs("listStreams", json!({})).await;
+    assert_eq!(listed.body["StreamInfoList"], json!([]), "nothing was created");
+}

@@ -338,3 +338,22 @@ fn without_credentials_the_server_refuses_a_network_address() {
     assert!(chain.contains("refusing to listen on 0.0.0.0:4566 without a credentials file"), "{chain}");
     assert!(AppState::open(&config, "127.0.0.1:4566".parse().expect("address")).is_ok());
 }
+
+#[tokio::test]
+async fn hop_by_hop_headers_signed_for_http1_are_restored_on_http2_only() {
+    let app = App::new();
+    let mut call = Call::kvs("/listStreams", json!({}));
+    call.headers.push(("connection", "keep-alive".into()));
+    let strip = |mut request: Request<Body>, version| {
+        request.headers_mut().remove("connection");
+        *request.version_mut() = version;
+        request
+    };
+    let http2 = strip(call.signed(&admin()), axum::http::Version::HTTP_2);
+    assert_eq!(app.send(http2).await.0, StatusCode::OK, "h2 cannot carry Connection; the producer's value is restored");
+    let mut call = Call::kvs("/listStreams", json!({}));
+    call.headers.push(("connection", "keep-alive".into()));
+    let http1 = strip(call.signed(&admin()), axum::http::Version::HTTP_11);
+    let (_, error, _) = app.send(http1).await;
+    assert_eq!(error.as_deref(), Some("IncompleteSignatureException"), "HTTP/1.1 must carry what it signed");
+}

@@ -1,8 +1,10 @@
 //! End-to-end tests: one binary, a module per area. Each test runs the real `framelog` process.
 
 mod client;
+mod connections;
 mod crash;
 mod edge;
+mod encryption;
 mod kds_sdk;
 mod kvs_aws_sdk;
 mod sdk;

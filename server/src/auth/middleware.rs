@@ -22,6 +22,12 @@ use crate::listener::PeerAddr;
 
 /// Large enough for a 10 MiB PutRecords request in base64 JSON (the router's body limit).
 pub const MAX_BODY_BYTES: usize = 16 << 20;
+/// Request bodies the server holds at once, all requests together (16 full-size PutRecords).
+pub const MAX_IN_FLIGHT_BYTES: usize = 256 << 20;
+/// How long a request waits for room in that budget before it is told to retry.
+const BUDGET_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+/// A whole body must arrive within this: 16 MiB at 300 kB/s, far slower than any real client.
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub async fn authorize(State(auth): State<Arc<Auth>>, request: Request, next: Next) -> Response {
     let public_metrics = auth.public_metrics || matches!(auth.mode, Mode::Open);
@@ -30,12 +36,12 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, request: Request, next: Ne
     }
     let target = classify(request.method(), request.uri().path(), request.headers());
     let (mut parts, body) = request.into_parts();
-    let (body, buffered) = if target.streaming {
-        (body, None)
+    let (body, buffered, _held) = if target.streaming {
+        (body, None, None)
     } else {
-        match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
-            Ok(bytes) => (Body::from(bytes.clone()), Some(bytes)),
-            Err(_) => return too_large(&target),
+        match buffer(&auth, &parts, body).await {
+            Ok((bytes, held)) => (Body::from(bytes.clone()), Some(bytes), Some(held)),
+            Err(refused) => return refused.answer(&target),
         }
     };
     let resource = resource(&target, &parts.headers, buffered.as_deref(), auth.resources.as_ref());
@@ -69,6 +75,60 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, request: Request, next: Ne
             refusal(&target, &parts, &error)
         }
     }
+}
+
+/// Why a body was not buffered.
+enum BufferRefusal {
+    TooLarge,
+    /// The server already holds `MAX_IN_FLIGHT_BYTES` of request bodies.
+    Busy,
+    /// The body did not arrive within `BODY_DEADLINE` (a client trickling bytes).
+    TooSlow,
+}
+
+impl BufferRefusal {
+    fn answer(&self, target: &Target) -> Response {
+        match self {
+            BufferRefusal::TooLarge => too_large(target),
+            BufferRefusal::TooSlow => StatusCode::REQUEST_TIMEOUT.into_response(),
+            BufferRefusal::Busy => {
+                let kind = if target.protocol == Protocol::Kds {
+                    ErrorType::LimitExceeded
+                } else {
+                    ErrorType::ClientLimitExceeded
+                };
+                let error = ApiError::new(kind, "Too many request bytes in flight; retry with backoff.");
+                match target.protocol {
+                    Protocol::Kds => crate::kds::error_answer(&error, ""),
+                    Protocol::Kvs => crate::rest_json::error_response(&error),
+                }
+            }
+        }
+    }
+}
+
+/// Reads the whole body within `BODY_DEADLINE`, holding its size in the in-flight budget for as
+/// long as the request runs (the permit is returned with the response).
+async fn buffer(
+    auth: &Auth,
+    parts: &Parts,
+    body: Body,
+) -> Result<(Bytes, tokio::sync::OwnedSemaphorePermit), BufferRefusal> {
+    let declared = parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<usize>().ok());
+    if declared.is_some_and(|length| length > MAX_BODY_BYTES) {
+        return Err(BufferRefusal::TooLarge);
+    }
+    // A chunked body may be as large as the limit: it holds that much until it is read.
+    let reserve = declared.unwrap_or(MAX_BODY_BYTES).max(1) as u32;
+    let held = tokio::time::timeout(BUDGET_WAIT, auth.in_flight.clone().acquire_many_owned(reserve))
+        .await
+        .map_err(|_| BufferRefusal::Busy)?
+        .map_err(|_| BufferRefusal::Busy)?;
+    let bytes = tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, MAX_BODY_BYTES))
+        .await
+        .map_err(|_| BufferRefusal::TooSlow)?
+        .map_err(|_| BufferRefusal::TooLarge)?;
+    Ok((bytes, held))
 }
 
 /// Authenticates and evaluates the policy.

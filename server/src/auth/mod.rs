@@ -19,8 +19,9 @@ use std::sync::Arc;
 
 pub use audit::AuditLog;
 pub use keys::{Keys, KeysError, StoredKey, add_key};
-pub use middleware::{MAX_BODY_BYTES, authorize};
+pub use middleware::{MAX_BODY_BYTES, MAX_IN_FLIGHT_BYTES, authorize};
 pub use policy::Policy;
+pub use target::is_public;
 
 /// Turns the names in a request into the ARNs policies are written against. Implemented where
 /// the state is built, so this module knows neither KDS nor KVS.
@@ -52,6 +53,8 @@ pub struct Auth {
     pub resources: Arc<dyn Resources>,
     /// Whether GET /metrics needs no signature (Prometheus cannot sign).
     pub public_metrics: bool,
+    /// Bytes of request bodies held at once (one permit per byte, `MAX_IN_FLIGHT_BYTES` in all).
+    pub in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// Who made a request; handlers may read it from the request's extensions.

@@ -227,6 +227,9 @@ fn verify_signature(
     {
         headers.push(("host", authority));
     }
+    if parts.version == axum::http::Version::HTTP_2 {
+        restore_hop_by_hop(&mut headers, &authorization.signed_headers);
+    }
     let query = parts.uri.query().unwrap_or_default();
     let unsigned_query;
     let query = if presigned {
@@ -251,6 +254,19 @@ fn verify_signature(
         }
     }
     result.map_err(|e| from_sigv4(e, ""))
+}
+
+/// HTTP/2 forbids `connection` and `transfer-encoding`, so a client that signed them for
+/// HTTP/1.1 and then negotiated h2 (libcurl, under AWS's C producer) sends neither. The producer
+/// always signs the same values, so a signed but absent header of the two is put back with that
+/// value; nothing else is ever invented.
+fn restore_hop_by_hop(headers: &mut Vec<(&str, &str)>, signed: &[String]) {
+    for (name, value) in [("connection", "keep-alive"), ("transfer-encoding", "chunked")] {
+        let signed_here = signed.iter().any(|h| h == name);
+        if signed_here && !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(name)) {
+            headers.push((name, value));
+        }
+    }
 }
 
 fn from_sigv4(error: SigV4Error, header: &str) -> ApiError {

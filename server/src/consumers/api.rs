@@ -89,7 +89,7 @@ pub fn create_consumer(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiE
         return Ok(json!({"ConsumerName": name, "DataStreamName": handle.meta().name}));
     }
     let handle = video_stream(ctx, &body)?;
-    let spec = spec::parse(&body, ctx.video.engine.now_ms())?;
+    let spec = spec::parse(&body, ctx.video.engine.now_ms(), &ctx.destinations)?;
     // NOW means from the moment of creation, whenever the task gets to run.
     let checkpoint = Checkpoint { seq: Some(start_seq(ctx, &handle, &spec.start)?), ..Checkpoint::default() };
     store_new(ctx, &handle, &spec.name, &spec, &checkpoint)?;
@@ -137,7 +137,7 @@ pub fn update_consumer(ctx: &ConsumersCtx, body: Document) -> Result<Value, ApiE
     for (key, value) in &body.0 {
         merged.insert(key.clone(), value.clone());
     }
-    let mut next = spec::parse(&Document(merged), current.created_ms)?;
+    let mut next = spec::parse(&Document(merged), current.created_ms, &ctx.destinations)?;
     next.created_ms = current.created_ms;
     next.start = current.start.clone();
     next.paused = paused_state(&body, current.paused)?;

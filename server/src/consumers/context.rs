@@ -1,9 +1,12 @@
 //! What the consumer API and the consumer tasks share: the video API's context (streams, names,
-//! the engine), the decode pool that renders pictures, and the channel to the supervisor.
+//! the engine), the decode pool that renders pictures, the channel to the supervisor, and what
+//! the server lets them reach: the destination policy and the images root.
 
 use framelog_imaging::DecodePool;
 use tokio::sync::mpsc::UnboundedSender;
 
+use super::image_files::ImageFiles;
+use super::policy::DestinationPolicy;
 use super::runner::Changed;
 use crate::background::Background;
 use crate::kvs::KvsCtx;
@@ -17,4 +20,8 @@ pub struct ConsumersCtx {
     pub changes: UnboundedSender<Changed>,
     /// Every consumer task and engine write runs here, so shutdown stops them and waits.
     pub background: Background,
+    /// Which URLs webhooks and notification / image destinations may call.
+    pub destinations: DestinationPolicy,
+    /// Where image generation's `file://` destinations may write, and how much.
+    pub image_files: ImageFiles,
 }

@@ -3,10 +3,16 @@
 //! raw access units) and POST them in batches to a webhook, with checkpoints in the engine,
 //! retries, a dead-letter log and a lag policy. See docs/consumers.md.
 
+mod address;
 pub mod api;
 mod context;
 mod deliver;
+mod image_files;
+mod image_quota;
+mod image_root;
 mod lag;
+mod outbound;
+mod policy;
 mod prefetch;
 pub mod prometheus;
 mod record_api;
@@ -19,9 +25,15 @@ mod sink;
 mod spec;
 mod state;
 pub mod stream_hooks;
+#[cfg(test)]
+mod tests;
+mod webhook_url;
 mod write_back;
 
 pub use context::ConsumersCtx;
+pub use image_files::ImageFiles;
+pub use image_quota::DEFAULT_IMAGES_QUOTA_BYTES;
+pub use policy::DestinationPolicy;
 
 use crate::rest_json::Operation;
 

@@ -48,7 +48,7 @@ fn find(handle: &StreamHandle, name: &str) -> Option<RecordConsumerSpec> {
 
 /// Creates a record consumer from the request; its name.
 pub fn create(ctx: &ConsumersCtx, handle: &StreamHandle, body: &Document) -> Result<String, ApiError> {
-    let spec = record_spec::parse(body, ctx.video.engine.now_ms())?;
+    let spec = record_spec::parse(body, ctx.video.engine.now_ms(), &ctx.destinations)?;
     let checkpoint =
         RecordCheckpoint { next_seq: start_seqs(ctx, handle, &spec.start)?, ..RecordCheckpoint::default() };
     super::api::store_new(ctx, handle, &spec.name, &spec, &checkpoint)?;
@@ -80,7 +80,7 @@ pub fn update(
             merged.insert(key.clone(), value.clone());
         }
     }
-    let mut next = record_spec::parse(&Document(merged), current.created_ms)?;
+    let mut next = record_spec::parse(&Document(merged), current.created_ms, &ctx.destinations)?;
     next.start = current.start.clone();
     next.paused = super::api::paused_state(body, current.paused)?;
     ctx.video.engine.update_meta(handle, |meta| {

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
 use super::ConsumersCtx;
-use super::deliver::{BodyKind, Delivery, WebhookClient, deliver};
+use super::deliver::{BodyKind, Delivery, deliver};
 use super::record_spec::{MAX_BATCH_BYTES, RecordCheckpoint, RecordConsumerSpec};
 use super::spec::Start;
 use super::state::{self, DeadLetter};
@@ -37,18 +37,11 @@ pub fn start_seqs(
 }
 
 /// Runs every shard's delivery until the task is aborted (which aborts the shard tasks too).
-pub async fn run(
-    ctx: ConsumersCtx,
-    client: WebhookClient,
-    handle: StreamHandle,
-    spec: RecordConsumerSpec,
-    background: Background,
-) {
+pub async fn run(ctx: ConsumersCtx, handle: StreamHandle, spec: RecordConsumerSpec, background: Background) {
     let mut shards = JoinSet::new();
     for shard in 0..handle.meta().shards.len() as u32 {
         let shard_runner = ShardRunner {
             ctx: ctx.clone(),
-            client: client.clone(),
             handle: handle.clone(),
             spec: spec.clone(),
             shard,
@@ -61,7 +54,6 @@ pub async fn run(
 
 struct ShardRunner {
     ctx: ConsumersCtx,
-    client: WebhookClient,
     handle: StreamHandle,
     spec: RecordConsumerSpec,
     shard: u32,
@@ -146,11 +138,12 @@ impl ShardRunner {
         let events: Vec<Value> = entries.iter().map(|e| self.event(e)).collect();
         let body = Bytes::from(json!({"Records": events}).to_string());
         let delivery =
-            deliver(&self.client, &self.spec.webhook_url, BodyKind::Json, body, self.spec.max_attempts).await;
+            deliver(&self.ctx.destinations, &self.spec.webhook_url, BodyKind::Json, body, self.spec.max_attempts).await;
         let (delivered, retried, dead) = match delivery {
             Delivery::Delivered { retries, .. } => (true, retries, None),
             Delivery::Failed { attempts, error } => {
-                tracing::warn!(consumer = %self.spec.name, shard = self.shard, attempts, %error, "a batch of records went to the dead-letter log");
+                let url = &self.spec.webhook_url;
+                tracing::warn!(consumer = %self.spec.name, %url, shard = self.shard, attempts, %error, "a batch of records went to the dead-letter log");
                 let sequence_numbers =
                     events.iter().filter_map(|e| e["kinesis"]["sequenceNumber"].as_str().map(str::to_string)).collect();
                 let letter = DeadLetter {

@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
+use super::policy::DestinationPolicy;
 use super::spec::{self, Start};
+use super::webhook_url::WebhookUrl;
 use crate::document::Document;
 use crate::error::ApiError;
 
@@ -17,7 +19,8 @@ pub struct RecordConsumerSpec {
     pub name: String,
     /// Now (LATEST), Earliest (TRIM_HORIZON) or ServerTimestamp (AT_TIMESTAMP).
     pub start: Start,
-    pub webhook_url: String,
+    /// Debug shows it redacted: it may carry credentials.
+    pub webhook_url: WebhookUrl,
     pub max_records: usize,
     pub max_wait_ms: u64,
     pub max_attempts: u32,
@@ -58,7 +61,7 @@ fn start_of(document: &Document) -> Result<Start, ApiError> {
 }
 
 /// Parses a CreateConsumer request on a data stream.
-pub fn parse(document: &Document, now_ms: u64) -> Result<RecordConsumerSpec, ApiError> {
+pub fn parse(document: &Document, now_ms: u64, policy: &DestinationPolicy) -> Result<RecordConsumerSpec, ApiError> {
     for video_only in ["Selection", "Output", "LagPolicy"] {
         if document.0.get(video_only).is_some_and(|v| !v.is_null()) {
             return Err(ApiError::invalid(format!(
@@ -68,7 +71,7 @@ pub fn parse(document: &Document, now_ms: u64) -> Result<RecordConsumerSpec, Api
     }
     let name = document.str("ConsumerName")?.ok_or_else(|| ApiError::invalid("ConsumerName is required."))?;
     spec::check_name(&name)?;
-    let webhook_url = spec::webhook_url(document)?;
+    let webhook_url = spec::webhook_url(document, policy)?;
     let (max_records, max_wait_ms) = match document.object("Batching")? {
         Some(b) => {
             (spec::uint(&b, "MaxRecords", 100, 1, 10_000)? as usize, spec::uint(&b, "MaxWaitMs", 1_000, 0, 60_000)?)

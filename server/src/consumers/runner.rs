@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
 use super::ConsumersCtx;
-use super::deliver::{BodyKind, Delivery, WebhookClient, deliver};
+use super::deliver::{BodyKind, Delivery, deliver};
 use super::prefetch::Prefetch;
 use super::record_spec::RecordConsumerSpec;
 use super::render::{Rendered, render};
@@ -38,14 +38,12 @@ pub struct Changed {
 /// them run under the context's `Background`, so shutdown stops them between steps.
 pub fn start(ctx: ConsumersCtx, changes: mpsc::UnboundedReceiver<Changed>) {
     let background = ctx.background.clone();
-    let supervisor =
-        Supervisor { ctx, client: super::deliver::client(), background: background.clone(), tasks: HashMap::new() };
+    let supervisor = Supervisor { ctx, background: background.clone(), tasks: HashMap::new() };
     background.spawn("consumer supervisor".into(), supervisor.run(changes));
 }
 
 struct Supervisor {
     ctx: ConsumersCtx,
-    client: WebhookClient,
     background: Background,
     tasks: HashMap<(u64, String), tokio::task::JoinHandle<()>>,
 }
@@ -79,7 +77,7 @@ impl Supervisor {
     /// Starts consumer `name` of `handle`'s stream unless it is paused (or gone).
     fn start(&mut self, handle: &StreamHandle, name: &str) {
         let settings = handle.meta().settings;
-        let (ctx, client) = (self.ctx.clone(), self.client.clone());
+        let ctx = self.ctx.clone();
         let label = format!("consumer {name} of {}", handle.meta().name);
         let task = match handle.meta().kind {
             StreamKind::Video => {
@@ -89,7 +87,6 @@ impl Supervisor {
                 let stream_name = VideoStream::new(handle.clone()).public_name();
                 let runner = Runner {
                     ctx,
-                    client,
                     handle: handle.clone(),
                     stream_name,
                     spec,
@@ -104,7 +101,7 @@ impl Supervisor {
                 else {
                     return;
                 };
-                let task = super::record_runner::run(ctx, client, handle.clone(), spec, self.background.clone());
+                let task = super::record_runner::run(ctx, handle.clone(), spec, self.background.clone());
                 self.background.spawn(label, task)
             }
         };
@@ -147,7 +144,6 @@ struct Pending {
 
 struct Runner {
     ctx: ConsumersCtx,
-    client: WebhookClient,
     handle: StreamHandle,
     stream_name: String,
     spec: ConsumerSpec,
@@ -404,7 +400,7 @@ impl Runner {
             Sink::Frames => Output::Json(self.item(number, record, video, frame, rendered)),
             Sink::Notification => Output::Json(super::sink::notification(
                 &self.handle.meta().arn,
-                &self.spec.webhook_url,
+                self.spec.webhook_url.expose(),
                 number,
                 record,
                 self.ctx.video.engine.now_ms(),
@@ -487,7 +483,8 @@ impl Runner {
                 None
             }
             Delivery::Failed { attempts, error } => {
-                tracing::warn!(consumer = %self.spec.name, attempts, %error, "a batch went to the dead-letter log");
+                let destination = self.destination();
+                tracing::warn!(consumer = %self.spec.name, %destination, attempts, %error, "a batch went to the dead-letter log");
                 next.retried_calls += u64::from(attempts.saturating_sub(1));
                 next.dead_lettered_batches += 1;
                 Some(DeadLetter {
@@ -505,10 +502,19 @@ impl Runner {
         self.commit(next, dead).await
     }
 
+    /// Where the batch was going, for the log: the directory, or the URL redacted (it may carry
+    /// credentials).
+    fn destination(&self) -> String {
+        match &self.spec.sink {
+            Sink::Directory { root, .. } => root.display().to_string(),
+            Sink::Frames | Sink::Notification => self.spec.webhook_url.redacted(),
+        }
+    }
+
     /// Hands the batch to the sink: one webhook call for frames, one call per notification, or
     /// the picture files.
     async fn send(&self, batch: &[Pending]) -> Delivery {
-        let url = &self.spec.webhook_url;
+        let (policy, url) = (&self.ctx.destinations, &self.spec.webhook_url);
         let attempts = self.spec.max_attempts;
         match &self.spec.sink {
             Sink::Frames => {
@@ -517,20 +523,14 @@ impl Runner {
                     .filter_map(|p| if let Output::Json(item) = &p.output { Some(item) } else { None })
                     .collect();
                 let body = json!({"StreamName": self.stream_name, "ConsumerName": self.spec.name, "Frames": frames});
-                deliver(&self.client, url, BodyKind::Json, Bytes::from(body.to_string()), attempts).await
+                deliver(policy, url, BodyKind::Json, Bytes::from(body.to_string()), attempts).await
             }
             Sink::Notification => {
                 let mut retries = 0;
                 for pending in batch {
                     let Output::Json(message) = &pending.output else { continue };
-                    match deliver(
-                        &self.client,
-                        url,
-                        BodyKind::SnsNotification,
-                        Bytes::from(message.to_string()),
-                        attempts,
-                    )
-                    .await
+                    match deliver(policy, url, BodyKind::SnsNotification, Bytes::from(message.to_string()), attempts)
+                        .await
                     {
                         Delivery::Delivered { retries: more, .. } => retries += more,
                         failed => return failed,
@@ -546,11 +546,10 @@ impl Runner {
                         _ => None,
                     })
                     .collect();
+                let images = self.ctx.image_files.clone();
                 let written = self
                     .background
-                    .spawn_blocking(move || {
-                        files.iter().try_for_each(|(path, bytes)| super::sink::write_durably(path, bytes))
-                    })
+                    .spawn_blocking(move || files.iter().try_for_each(|(path, bytes)| images.write(path, bytes)))
                     .await;
                 match written {
                     Ok(Ok(())) => Delivery::Delivered { body: Bytes::new(), retries: 0 },

@@ -1,8 +1,7 @@
 //! What the KVS-compatible hooks deliver: the SNS-shaped notification of a tagged fragment
 //! (UpdateNotificationConfiguration) and image files in a directory, S3's self-hosted stand-in
-//! (UpdateImageGenerationConfiguration). Pure apart from the file write.
+//! (UpdateImageGenerationConfiguration), named here and written by image_files.rs.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use framelog_media::FragmentRecord;
@@ -94,19 +93,6 @@ pub fn image_path(
     path.push(format!("{year:04}/{month:02}/{day:02}/{hour:02}"));
     path.push(format!("{time_ms}.{extension}"));
     path
-}
-
-/// Writes `bytes` so that readers see the whole file or none of it, and it survives a crash
-/// before the checkpoint that counts it as delivered is committed.
-pub fn write_durably(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().ok_or_else(|| std::io::Error::other("an image path has no directory"))?;
-    std::fs::create_dir_all(dir)?;
-    let temp = path.with_extension("partial");
-    let mut file = std::fs::File::create(&temp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    std::fs::rename(&temp, path)?;
-    std::fs::File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::policy::DestinationPolicy;
+use super::webhook_url::WebhookUrl;
 use crate::document::Document;
 use crate::error::ApiError;
 
@@ -83,7 +85,8 @@ pub struct ConsumerSpec {
     pub format: Format,
     pub width: Option<u32>,
     pub height: Option<u32>,
-    pub webhook_url: String,
+    /// Debug shows it redacted: it may carry credentials.
+    pub webhook_url: WebhookUrl,
     pub max_frames_per_batch: usize,
     pub max_wait_ms: u64,
     pub lag: LagPolicy,
@@ -196,23 +199,19 @@ fn lag_of(document: &Document) -> Result<LagPolicy, ApiError> {
     })
 }
 
-/// The request's `Webhook.Url`.
-pub fn webhook_url(document: &Document) -> Result<String, ApiError> {
+/// The request's `Webhook.Url`, when `policy` allows it (the delivery client speaks plain HTTP:
+/// put a TLS proxy in front for https).
+pub fn webhook_url(document: &Document, policy: &DestinationPolicy) -> Result<WebhookUrl, ApiError> {
     let webhook = document.object("Webhook")?.ok_or_else(|| ApiError::invalid("Webhook is required."))?;
     let url = webhook.str("Url")?.ok_or_else(|| ApiError::invalid("Webhook.Url is required."))?;
-    if !url.starts_with("http://") {
-        // The delivery client speaks plain HTTP (put a TLS proxy in front for https).
-        return Err(ApiError::invalid("Webhook.Url must be an http:// URL."));
-    }
-    url.parse::<axum::http::Uri>().map_err(|e| ApiError::invalid(format!("Webhook.Url is not a URL: {e}")))?;
-    Ok(url)
+    policy.check_configured(&url, "Webhook.Url")
 }
 
 /// Parses a CreateConsumer request.
-pub fn parse(document: &Document, now_ms: u64) -> Result<ConsumerSpec, ApiError> {
+pub fn parse(document: &Document, now_ms: u64, policy: &DestinationPolicy) -> Result<ConsumerSpec, ApiError> {
     let name = document.str("ConsumerName")?.ok_or_else(|| ApiError::invalid("ConsumerName is required."))?;
     check_name(&name)?;
-    let url = webhook_url(document)?;
+    let url = webhook_url(document, policy)?;
     let (format, width, height) = output_of(document)?;
     let batching = document.object("Batching")?;
     let (max_frames_per_batch, max_wait_ms) = match &batching {

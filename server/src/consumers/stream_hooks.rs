@@ -5,6 +5,8 @@
 //! webhook), with their Describe calls. Each is a hidden consumer named `$notification` /
 //! `$image-generation` (names the consumer API cannot create), so they get the same checkpoints,
 //! retries and dead-letter log. The request's configuration is kept verbatim for Describe.
+//! Destinations are checked when configured: URLs by the destination policy, `file://`
+//! directories against the images root (docs/consumers.md, "Destinations").
 
 use serde_json::{Value, json};
 
@@ -13,6 +15,7 @@ use super::runner::start_seq;
 use super::sink::{IMAGE_GENERATION_TAG, NOTIFICATION_TAG};
 use super::spec::{ConsumerSpec, Format, LagPolicy, Selection, Sink, Start, TimestampKind, range};
 use super::state::{self, Checkpoint};
+use super::webhook_url::{WebhookUrl, redact};
 use crate::document::Document;
 use crate::error::ApiError;
 use crate::kvs::VideoStream;
@@ -62,11 +65,6 @@ fn paused(config: &Document, member: &str) -> Result<bool, ApiError> {
     }
 }
 
-fn http_url(uri: &str, what: &str) -> Result<String, ApiError> {
-    uri.parse::<axum::http::Uri>().map_err(|e| ApiError::invalid(format!("{what} is not a URI: {e}")))?;
-    Ok(uri.to_string())
-}
-
 /// A hidden consumer that starts at the newest fragment (a configuration applies to what is
 /// ingested after it) and takes the fragments carrying `tag`.
 fn hook(consumer: &str, tag: &str, every_ms: Option<u64>, paused: bool, now_ms: u64) -> ConsumerSpec {
@@ -77,7 +75,7 @@ fn hook(consumer: &str, tag: &str, every_ms: Option<u64>, paused: bool, now_ms: 
         format: Format::Raw,
         width: None,
         height: None,
-        webhook_url: String::new(),
+        webhook_url: WebhookUrl::default(),
         max_frames_per_batch: 1,
         max_wait_ms: 0,
         lag: LagPolicy::Block,
@@ -88,18 +86,20 @@ fn hook(consumer: &str, tag: &str, every_ms: Option<u64>, paused: bool, now_ms: 
     }
 }
 
-fn notification_hook(config: &Document, now_ms: u64) -> Result<ConsumerSpec, ApiError> {
+fn notification_hook(ctx: &ConsumersCtx, config: &Document, now_ms: u64) -> Result<ConsumerSpec, ApiError> {
     let member = NOTIFICATION.member;
     let paused = paused(config, member)?;
     let destination = required_object(config, "DestinationConfig", &format!("{member}.DestinationConfig"))?;
-    let uri = required_str(&destination, "Uri", &format!("{member}.DestinationConfig.Uri"))?;
+    let field = format!("{member}.DestinationConfig.Uri");
+    let uri = required_str(&destination, "Uri", &field)?;
     if !uri.starts_with("http://") {
         return Err(ApiError::invalid(format!(
-            "{member}.DestinationConfig.Uri must be an http:// URL (Framelog posts SNS-shaped notifications to it), not {uri}."
+            "{field} must be an http:// URL (Framelog posts SNS-shaped notifications to it), not {}.",
+            redact(&uri)
         )));
     }
     let mut spec = hook(NOTIFICATION.consumer, NOTIFICATION_TAG, None, paused, now_ms);
-    spec.webhook_url = http_url(&uri, "NotificationConfiguration.DestinationConfig.Uri")?;
+    spec.webhook_url = ctx.destinations.check_configured(&uri, &field)?;
     Ok(spec)
 }
 
@@ -116,7 +116,8 @@ fn image_generation_hook(ctx: &ConsumersCtx, config: &Document, now_ms: u64) -> 
         }
     };
     let destination = required_object(config, "DestinationConfig", &format!("{member}.DestinationConfig"))?;
-    let uri = required_str(&destination, "Uri", &format!("{member}.DestinationConfig.Uri"))?;
+    let field = format!("{member}.DestinationConfig.Uri");
+    let uri = required_str(&destination, "Uri", &field)?;
     let region =
         required_str(&destination, "DestinationRegion", &format!("{member}.DestinationConfig.DestinationRegion"))?;
     if region != ctx.video.settings.region {
@@ -152,19 +153,30 @@ fn image_generation_hook(ctx: &ConsumersCtx, config: &Document, now_ms: u64) -> 
     spec.width = dimension("WidthPixels", 3840)?;
     spec.height = dimension("HeightPixels", 2160)?;
     if let Some(path) = uri.strip_prefix("file://") {
-        if !path.starts_with('/') {
-            return Err(ApiError::invalid(format!("A file:// Uri must name an absolute directory, not {uri}.")));
-        }
-        spec.sink = Sink::Directory { root: path.into(), timestamp };
+        spec.sink = Sink::Directory { root: image_directory(ctx, path, &field)?, timestamp };
     } else if uri.starts_with("http://") {
         spec.sink = Sink::Frames;
-        spec.webhook_url = http_url(&uri, "ImageGenerationConfiguration.DestinationConfig.Uri")?;
+        spec.webhook_url = ctx.destinations.check_configured(&uri, &field)?;
     } else {
         return Err(ApiError::invalid(format!(
-            "DestinationConfig.Uri must be file:///<directory> or an http:// URL (S3 is not available), not {uri}."
+            "DestinationConfig.Uri must be file:///<directory> or an http:// URL (S3 is not available), not {}.",
+            redact(&uri)
         )));
     }
     Ok(spec)
+}
+
+/// A `file://` destination's directory in its canonical form, when it is under the images root.
+fn image_directory(ctx: &ConsumersCtx, path: &str, field: &str) -> Result<std::path::PathBuf, ApiError> {
+    if !path.starts_with('/') {
+        return Err(ApiError::invalid(format!("A file:// Uri must name an absolute directory, not file://{path}.")));
+    }
+    ctx.image_files.destination(std::path::Path::new(path)).map_err(|escape| {
+        ApiError::invalid(format!(
+            "{field} file://{path} is refused: {escape}; file:// destinations must be directories under the images root {}.",
+            ctx.image_files.root().display()
+        ))
+    })
 }
 
 /// Stores (or with `None`, removes) a feature's configuration and hidden consumer, and tells the
@@ -218,7 +230,7 @@ pub fn update_notification_configuration(ctx: &ConsumersCtx, body: Document) -> 
     let handle = ctx.video.stream(&body, "StreamARN")?;
     let config = match body.object(NOTIFICATION.member)? {
         Some(document) => {
-            let spec = notification_hook(&document, ctx.video.engine.now_ms())?;
+            let spec = notification_hook(ctx, &document, ctx.video.engine.now_ms())?;
             Some((document, spec))
         }
         None => None,

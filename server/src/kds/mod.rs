@@ -5,6 +5,7 @@
 
 mod cbor;
 mod context;
+mod encryption;
 mod hashkey;
 mod iterator;
 mod records;
@@ -53,6 +54,8 @@ fn operation(name: &str) -> Option<Operation> {
         "PutRecords" => records::put_records,
         "GetShardIterator" => records::get_shard_iterator,
         "GetRecords" => records::get_records,
+        "StartStreamEncryption" => encryption::start_stream_encryption,
+        "StopStreamEncryption" => encryption::stop_stream_encryption,
         _ => return None,
     })
 }

@@ -112,7 +112,7 @@ pub fn put_record(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     Ok(json!({
         "ShardId": shard_id(shard),
         "SequenceNumber": sequence_number(&meta, shard, first.seq, first.arrival_ms),
-        "EncryptionType": "NONE",
+        "EncryptionType": super::encryption::shown(&meta).0,
     }))
 }
 
@@ -177,7 +177,8 @@ pub fn put_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
         Err(error) => return Err(error),
     };
     let failed = results.iter().filter(|r| r.get("ErrorCode").is_some()).count();
-    Ok(json!({"FailedRecordCount": failed, "Records": results, "EncryptionType": "NONE"}))
+    let encryption = super::encryption::shown(&meta).0;
+    Ok(json!({"FailedRecordCount": failed, "Records": results, "EncryptionType": encryption}))
 }
 
 pub fn get_shard_iterator(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {

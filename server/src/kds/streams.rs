@@ -102,7 +102,8 @@ pub fn describe_stream(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> 
         "RetentionPeriodHours": meta.retention_hours,
         "StreamCreationTimestamp": epoch_secs(meta.created_ms),
         "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
-        "EncryptionType": "NONE",
+        "EncryptionType": super::encryption::shown(&meta).0,
+        "KeyId": super::encryption::shown(&meta).1,
     }}))
 }
 
@@ -118,7 +119,8 @@ pub fn describe_stream_summary(ctx: &KdsCtx, body: Document) -> Result<Value, Ap
         "RetentionPeriodHours": meta.retention_hours,
         "StreamCreationTimestamp": epoch_secs(meta.created_ms),
         "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
-        "EncryptionType": "NONE",
+        "EncryptionType": super::encryption::shown(&meta).0,
+        "KeyId": super::encryption::shown(&meta).1,
         "OpenShardCount": meta.shards.len(),
         "ConsumerCount": 0,
         "MaxRecordSizeInKiB": max_kib,

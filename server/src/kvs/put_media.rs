@@ -36,6 +36,11 @@ use framelog_wire::{Ack, AckError, headers};
 
 const IDLE_ACK_EVERY: Duration = Duration::from_secs(3);
 const CLOSE_AFTER_SILENCE: Duration = Duration::from_secs(30);
+/// A producer must send at least this much per `RATE_WINDOW`: a trickle (one byte a second)
+/// would otherwise hold a connection forever without ever being silent. The least real camera
+/// (audio only, 16 kbit/s) sends 60 KB in that time.
+const MIN_BYTES_PER_WINDOW: usize = 4 << 10;
+const RATE_WINDOW: Duration = Duration::from_secs(30);
 const MAX_FRAGMENT_DURATION_MS: i64 = 20_000;
 const MAX_TRACKS: usize = 3;
 const MAX_FRAGMENT_TAGS: usize = 10;
@@ -202,7 +207,12 @@ async fn ingest(
     let failed = Arc::new(AtomicBool::new(false));
     tokio::spawn(write_acks(outgoing, acks, failed.clone()));
     let mut upload = Upload::new(ctx, stream, base, outgoing_sender, failed);
-    let mut body = BodyReader { data: body.into_data_stream(), silent: Duration::ZERO };
+    let mut body = BodyReader {
+        data: body.into_data_stream(),
+        silent: Duration::ZERO,
+        window_started: tokio::time::Instant::now(),
+        window_bytes: 0,
+    };
     loop {
         if upload.failed.load(Ordering::Acquire) {
             return;
@@ -235,9 +245,23 @@ enum Received {
 struct BodyReader {
     data: axum::body::BodyDataStream,
     silent: Duration,
+    window_started: tokio::time::Instant,
+    window_bytes: usize,
 }
 
 impl BodyReader {
+    /// Counts `received` bytes; true when a whole window passed with less than the minimum.
+    fn too_slow(&mut self, received: usize) -> bool {
+        self.window_bytes += received;
+        if self.window_started.elapsed() < RATE_WINDOW {
+            return false;
+        }
+        let slow = self.window_bytes < MIN_BYTES_PER_WINDOW;
+        self.window_started = tokio::time::Instant::now();
+        self.window_bytes = 0;
+        slow
+    }
+
     /// Waits up to `IDLE_ACK_EVERY` for the next bytes and pushes them into `fragmenter`; a wait
     /// without bytes sends IDLE, and `CLOSE_AFTER_SILENCE` of them ends the upload.
     async fn next(&mut self, upload: &Upload, fragmenter: &mut Splitter) -> Received {
@@ -254,6 +278,10 @@ impl BodyReader {
             Ok(Some(Err(_))) => Received::Stop,
             Ok(Some(Ok(bytes))) => {
                 self.silent = Duration::ZERO;
+                if self.too_slow(bytes.len()) {
+                    tracing::info!(stream = %upload.stream.public_name(), "PutMedia closed: below the minimum data rate");
+                    return Received::Stop;
+                }
                 fragmenter.push(&bytes);
                 Received::Bytes
             }
@@ -555,6 +583,28 @@ mod tests {
 
     fn frame(track: u64) -> framelog_media::Frame {
         framelog_media::Frame { track, relative_timecode: 0, keyframe: false, lacing: 0, data: 0..0 }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_below_the_minimum_rate_is_too_slow_and_a_camera_is_not() {
+        let mut reader = BodyReader {
+            data: Body::empty().into_data_stream(),
+            silent: Duration::ZERO,
+            window_started: tokio::time::Instant::now(),
+            window_bytes: 0,
+        };
+        // One byte a second: never silent, but a whole window brings 30 bytes.
+        for _ in 1..RATE_WINDOW.as_secs() {
+            tokio::time::advance(Duration::from_secs(1)).await;
+            assert!(!reader.too_slow(1));
+        }
+        tokio::time::advance(Duration::from_secs(1)).await;
+        assert!(reader.too_slow(1));
+        // A camera's fragment every two seconds is far above the minimum.
+        for _ in 0..RATE_WINDOW.as_secs() {
+            tokio::time::advance(Duration::from_secs(2)).await;
+            assert!(!reader.too_slow(100_000));
+        }
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use base64::Engine as _;
-use framelog_store::{StreamKind, StreamMeta, new_stream_meta};
+use framelog_store::{StreamEncryption, StreamKind, StreamMeta, new_stream_meta};
 use rand::Rng;
 use serde_json::{Value, json};
 
@@ -99,7 +99,13 @@ pub fn create_stream(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     let mut meta = new_stream_meta(&engine_name(&name), StreamKind::Video, &arn, 1, retention as u32, now_ms);
     meta.tags.extend(tags);
     meta.settings.insert(SET_VERSION.into(), new_version());
-    let kms = body.str("KmsKeyId")?.unwrap_or_else(|| {
+    let requested_key = body.str("KmsKeyId")?;
+    if let Some(key_id) = &requested_key {
+        // A stream created with a key is stored encrypted; docs/security.md says why the default is not.
+        let wrapped_key_hex = ctx.engine.new_wrapped_data_key_hex().map_err(|e| ApiError::internal(&e))?;
+        meta.encryption = Some(StreamEncryption { enabled: true, key_id: key_id.clone(), wrapped_key_hex });
+    }
+    let kms = requested_key.unwrap_or_else(|| {
         format!("arn:aws:kms:{}:{}:alias/aws/kinesisvideo", ctx.settings.region, ctx.settings.account_id)
     });
     meta.settings.insert(SET_KMS_KEY.into(), kms);

@@ -1,0 +1,101 @@
+//! The HTTP server loop: hyper's automatic HTTP/1.1 and HTTP/2 connections with the limits an
+//! exposed server needs (a deadline for request headers, which also ends idle keep-alive
+//! connections, and a cap on open connections), the peer address on every request, and a
+//! graceful shutdown that gives requests in flight a bounded time.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
+
+use crate::first_bytes::FirstBytesDeadline;
+use crate::listener::PeerAddr;
+
+/// How long requests in flight get once shutdown begins. Some never end by themselves (a live
+/// GetMedia, a camera's endless PutMedia); past this they are cut, and what they had acknowledged
+/// is already durable.
+const REQUEST_GRACE: Duration = Duration::from_secs(5);
+
+/// Connection limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnectionLimits {
+    /// A client must send its first bytes within this time of connecting, and a request's headers
+    /// within this time of starting them (idle sockets, slowloris).
+    pub header_read_timeout: Duration,
+    /// Connections beyond this are closed as soon as they are accepted.
+    pub max_connections: usize,
+}
+
+impl Default for ConnectionLimits {
+    fn default() -> Self {
+        ConnectionLimits { header_read_timeout: Duration::from_secs(30), max_connections: 10_000 }
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown`, then lets requests finish for at most
+/// `REQUEST_GRACE`.
+pub async fn serve<L>(
+    mut listener: L,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    let builder = Arc::new(connection_builder(limits));
+    let graceful = GracefulShutdown::new();
+    let open = Arc::new(Semaphore::new(limits.max_connections));
+    tokio::pin!(shutdown);
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let Ok(permit) = open.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, max = limits.max_connections, "connection refused: too many open connections");
+            continue;
+        };
+        let service = router.clone().map_request(move |mut request: axum::http::Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(PeerAddr(peer)));
+            request
+        });
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let io = TokioIo::new(FirstBytesDeadline::new(io, limits.header_read_timeout));
+            let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
+            if let Err(error) = watcher.watch(connection).await {
+                tracing::debug!(%peer, %error, "connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    tokio::select! {
+        () = graceful.shutdown() => {}
+        () = tokio::time::sleep(REQUEST_GRACE) => {
+            tracing::warn!(grace_secs = REQUEST_GRACE.as_secs(), "requests still open at the deadline were cut");
+        }
+    }
+}
+
+fn connection_builder(limits: ConnectionLimits) -> auto::Builder<TokioExecutor> {
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_read_timeout);
+    // Pings find dead HTTP/2 peers (a camera that lost power) without waiting for TCP.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(30)))
+        .keep_alive_timeout(Duration::from_secs(20));
+    builder
+}
