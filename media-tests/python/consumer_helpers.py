@@ -13,6 +13,8 @@ import functools
 import json
 import operator
 import random
+import re
+import socket
 import subprocess
 import threading
 import time
@@ -195,6 +197,62 @@ class WebhookReceiver:
             lambda calls: sum(len(c.frames) for c in calls if c.ok) >= count, timeout, f"{count} delivered frames"
         )
         return self.delivered_frames()
+
+
+class EndlessAnswer:
+    """A webhook on 127.0.0.1:<free port>/frames that answers every call 200 with a body that never ends (a
+    Content-Length of a terabyte, then 64 KiB blocks until the caller hangs up). `sent` holds, per call, the body
+    bytes it managed to send before the caller went away."""
+
+    HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n"
+
+    def __init__(self):
+        self.sent: list[int] = []
+        self.lock = threading.Lock()
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, name=f"endless-{self.port}", daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/frames"
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                connection, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._answer, args=(connection,), daemon=True).start()
+
+    def _answer(self, connection: socket.socket) -> None:
+        with connection:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                request += chunk
+            head, body = request.split(b"\r\n\r\n", 1)
+            length = int(re.search(rb"(?i)content-length: *(\d+)", head).group(1))
+            while len(body) < length:
+                chunk = connection.recv(65536)
+                if not chunk:
+                    return
+                body += chunk
+            sent, block = 0, b'{"labels": {"endless": "1"}, "pad": "' + b"a" * 65536
+            try:
+                connection.sendall(self.HEAD)
+                while sent < 1 << 40:
+                    connection.sendall(block)
+                    sent += len(block)
+            except OSError:
+                pass  # the caller hung up: what it should do after 64 KiB
+            with self.lock:
+                self.sent.append(sent)
+
+    def close(self) -> None:
+        self._listener.close()
 
 
 def summarize_calls(calls: list[Call], limit: int = 40) -> str:
@@ -425,3 +483,25 @@ def image_config(uri: str, **fields) -> dict:
 
 def notify_config(uri: str, status: str = "ENABLED") -> dict:
     return {"Status": status, "DestinationConfig": {"Uri": uri}}
+
+
+def images_dir(server, name: str, create: bool = True) -> Path:
+    """A directory of its own under the server's images root (<data dir>/images), the only place a file://
+    image destination may name (docs/consumers.md, "Destinations")."""
+    path = server.data_dir.resolve() / "images" / f"{name}-{random.randrange(1 << 32):08x}"
+    if create:
+        path.mkdir(parents=True)
+    return path
+
+
+def consumer_metric(endpoint: str, stream: str, consumer: str, family: str) -> int | None:
+    """One sample of GET /metrics (`framelog_consumer_<family>{stream, consumer, kind="video"}`), or None: the
+    way to watch the hidden `$notification` / `$image-generation` consumers, which describeConsumer does not
+    name."""
+    with urllib.request.urlopen(f"{endpoint}/metrics", timeout=30) as response:
+        text = response.read().decode()
+    labels = f'{{stream="{stream}",consumer="{consumer}",kind="video"}}'
+    for line in text.splitlines():
+        if line.startswith(f"framelog_consumer_{family}{labels} "):
+            return int(line.split()[-1])
+    return None

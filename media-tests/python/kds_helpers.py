@@ -145,12 +145,24 @@ def client_config() -> Config:
 class FramelogServer:
     """One framelog server process on a data dir; can be stopped, killed and restarted on that dir."""
 
-    def __init__(self, binary: str, data_dir: Path, log_dir: Path, extra_args: list[str] | None = None):
+    def __init__(
+        self,
+        binary: str,
+        data_dir: Path,
+        log_dir: Path,
+        extra_args: list[str] | None = None,
+        scheme: str = "http",
+        verify: str | bool | None = None,
+    ):
         self.binary = binary
         self.data_dir = data_dir
         self.log_dir = log_dir
         # Appended to `serve --listen ... --data-dir ...` on every start (e.g. ["--credentials", FILE]).
         self.extra_args = list(extra_args or [])
+        # "https" when extra_args hold --tls-cert/--tls-key: the server then speaks nothing but TLS.
+        self.scheme = scheme
+        # boto3's `verify` for this server's clients: a CA bundle path for HTTPS (None: botocore's default).
+        self.verify = verify
         self.proc: subprocess.Popen | None = None
         self.port: int | None = None
         self.starts = 0
@@ -159,7 +171,7 @@ class FramelogServer:
     @property
     def endpoint(self) -> str:
         assert self.port is not None, "server not started"
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -255,13 +267,14 @@ class FramelogServer:
             aws_access_key_id=access_key,
             aws_secret_access_key=secret_key,
             config=client_config().merge(config) if config else client_config(),
+            verify=self.verify,
         )
 
     def kinesisvideo_client(
         self, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, config: Config | None = None
     ):
         """boto3 Kinesis Video Streams control-plane client (`kinesisvideo`) for this server."""
-        return kinesisvideo_client(self.endpoint, access_key, secret_key, config)
+        return kinesisvideo_client(self.endpoint, access_key, secret_key, config, verify=self.verify)
 
     def stop_and_check_clean_exit(self) -> None:
         if self.proc is None:
@@ -271,9 +284,14 @@ class FramelogServer:
 
 
 def kinesisvideo_client(
-    endpoint_url: str, access_key: str = ACCESS_KEY, secret_key: str = SECRET_KEY, config: Config | None = None
+    endpoint_url: str,
+    access_key: str = ACCESS_KEY,
+    secret_key: str = SECRET_KEY,
+    config: Config | None = None,
+    verify: str | bool | None = None,
 ):
-    """boto3 `kinesisvideo` (KVS control plane) client: us-east-1, dummy credentials unless given, no retries."""
+    """boto3 `kinesisvideo` (KVS control plane) client: us-east-1, dummy credentials unless given, no retries;
+    `verify` is boto3's (a CA bundle path for an HTTPS server)."""
     return boto3.client(
         "kinesisvideo",
         endpoint_url=endpoint_url,
@@ -281,6 +299,7 @@ def kinesisvideo_client(
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
         config=client_config().merge(config) if config else client_config(),
+        verify=verify,
     )
 
 

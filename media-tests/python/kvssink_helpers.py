@@ -117,9 +117,11 @@ def stream_test_pattern(
     pattern: CameraPattern,
     access_key: str = ACCESS_KEY,
     secret_key: str = SECRET_KEY,
+    env: dict[str, str] | None = None,
 ) -> KvssinkRun:
     """Runs `videotestsrc ! x264enc ! h264parse ! kvssink` against `endpoint` until the pattern ends, signing
     with `access_key`/`secret_key` (dummy ones by default, which a server without --credentials accepts).
+    `env` adds to gst-launch-1.0's environment (e.g. KVSSINK_CA_CERT_PATH for an HTTPS server).
 
     The source is live, so frames arrive at camera pace and kvssink stamps them with wall-clock time as it does
     for a camera. A tee writes the very buffers kvssink receives to `sent.mkv`, so the test can compare what came
@@ -131,7 +133,7 @@ def stream_test_pattern(
         proc = subprocess.run(
             cmd,
             cwd=cwd,
-            env=gst_env(plugin_dir, CONTROL_PLANE_URI=endpoint),
+            env=gst_env(plugin_dir, CONTROL_PLANE_URI=endpoint, **(env or {})),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             text=True,

@@ -14,6 +14,7 @@ import os
 import shlex
 import shutil
 import socket
+import ssl
 import struct
 import subprocess
 import threading
@@ -585,6 +586,8 @@ def put_media(
     timeout: float = 60.0,
     on_ack: Callable[[dict], None] | None = None,
     extra_headers: dict[str, str] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
+    sign: Callable[[str, dict[str, str]], dict[str, str]] | None = None,
 ) -> PutMediaResult:
     """Streams `data` to POST {endpoint}/putMedia with chunked transfer encoding while reading the
     streamed response concurrently; returns the status and the parsed ack lines.
@@ -592,12 +595,20 @@ def put_media(
     A sender thread writes the body in `chunk_size` HTTP chunks (sleeping `pace_s` between them) and
     the terminating zero chunk; this thread reads the status line and then one JSON ack per line until
     the server ends the response, or until `timeout`. `on_ack` is called with each ack as it arrives.
-    `data` may be an iterable of byte strings (e.g. a generator), read only as it is sent."""
+    `data` may be an iterable of byte strings (e.g. a generator), read only as it is sent.
+    An https:// endpoint is reached over TLS with `ssl_context` (e.g. one trusting a test CA). `sign`, when given,
+    is called with the request URL and the headers about to be sent and returns the headers to send instead (a
+    server started with --credentials wants a real SigV4 signature, not the dummy Authorization)."""
     url = urlsplit(endpoint)
-    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
+    if url.scheme == "https":
+        conn = http.client.HTTPSConnection(url.hostname, url.port, timeout=timeout, context=ssl_context)
+    else:
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=timeout)
     conn.putrequest("POST", "/putMedia", skip_accept_encoding=True)
     headers = put_media_headers(stream, timecode_type, producer_start)
     headers.update(extra_headers or {})
+    if sign is not None:
+        headers = sign(f"{url.scheme}://{url.netloc}/putMedia", headers)
     for name, value in headers.items():
         conn.putheader(name, value)
     conn.putheader("Transfer-Encoding", "chunked")
@@ -619,7 +630,12 @@ def put_media(
             send_error.append(err)
 
     sender = threading.Thread(target=send, name=f"putmedia-send-{stream}", daemon=True)
-    sender.start()
+    if url.scheme == "https":
+        # One TLS connection must not be written and read by two threads at once (OpenSSL's rule), so over TLS the
+        # whole body goes first and the acks, which wait in the socket meanwhile, are read after it.
+        send()
+    else:
+        sender.start()
     acks: list[dict] = []
     lines: list[str] = []
     raw = b""
@@ -655,7 +671,8 @@ def put_media(
     finally:
         stop_sending.set()
         conn.close()
-        sender.join(timeout=10)
+        if sender.ident is not None:  # started (plain HTTP)
+            sender.join(timeout=10)
     return PutMediaResult(
         status=status,
         headers=response_headers,

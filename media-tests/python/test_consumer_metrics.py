@@ -22,6 +22,7 @@ from consumer_helpers import (
     describe,
     events,
     image_config,
+    images_dir,
     kds_request,
     notify_config,
     put_mixed,
@@ -178,13 +179,13 @@ def test_record_consumer_metrics_count_the_records_it_delivered(server, kinesis,
     assert (samples["lag_ms"], samples["retried_calls_total"], samples["dead_lettered_batches_total"]) == (0, 0, 0)
 
 
-def test_hidden_notification_and_image_generation_consumers_are_exported(kinesisvideo, server, h264_mkv, hooks,
-                                                                         tmp_path):
+def test_hidden_notification_and_image_generation_consumers_are_exported(kinesisvideo, server, h264_mkv, hooks):
     stream = create_stream(kinesisvideo, prefix="metrics-hidden")
     hook = hooks()
     kinesisvideo.update_notification_configuration(StreamName=stream, NotificationConfiguration=notify_config(hook.url))
     kinesisvideo.update_image_generation_configuration(
-        StreamName=stream, ImageGenerationConfiguration=image_config(tmp_path.as_uri(), Status="DISABLED"))
+        StreamName=stream, ImageGenerationConfiguration=image_config(images_dir(server, "metrics").as_uri(),
+                                                                     Status="DISABLED"))
     scraped = scrape(server.endpoint)
     for name in ("$notification", "$image-generation"):
         assert set(scraped.get((stream, name, "video"), {})) == VIDEO_FAMILIES, (name, sorted(scraped))

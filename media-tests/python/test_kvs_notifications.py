@@ -30,6 +30,7 @@ from consumer_helpers import (
     assert_pictures_are_the_source_frames,
     image_config,
     image_thumbs,
+    images_dir,
     mean_abs_diff,
     ms,
     notify_config,
@@ -88,34 +89,44 @@ OPERATIONS = {
     "NotificationConfiguration": ("update_notification_configuration", "describe_notification_configuration"),
     "ImageGenerationConfiguration": ("update_image_generation_configuration", "describe_image_generation_configuration"),
 }
-NOWHERE = "file:///tmp/framelog-images-never-written"
-CONFIGS = {
-    "notification": notify_config("http://127.0.0.1:9/hook"),
-    "notification, disabled": notify_config("http://example.com:8080/k?x=1", "DISABLED"),
-    "images, everything": image_config(NOWHERE, SamplingInterval=1500, FormatConfig={"JPEGQuality": "80"},
-                                       WidthPixels=320, HeightPixels=180),
-    "images, smallest": image_config(NOWHERE, SamplingInterval=200, FormatConfig={"JPEGQuality": "1"},
-                                     WidthPixels=1, HeightPixels=1),
-    "images, largest": image_config(NOWHERE, SamplingInterval=20000, FormatConfig={"JPEGQuality": "100"},
-                                    WidthPixels=3840, HeightPixels=2160),
-    "images, png, server timestamps, http": image_config("http://127.0.0.1:9/images", Format="PNG", WidthPixels=640,
-                                                         ImageSelectorType="SERVER_TIMESTAMP"),
-    "images, disabled, height only": image_config(NOWHERE, Status="DISABLED", HeightPixels=90),
-}
 
 
-@pytest.mark.parametrize("case", CONFIGS)
-def test_configuration_round_trip_replace_and_delete(kinesisvideo, case):
+def configs(nowhere: str) -> dict[str, dict]:
+    """Valid configurations; `nowhere` is a file:// directory under the images root that is never written."""
+    return {
+        "notification": notify_config("http://127.0.0.1:9/hook"),
+        "notification, disabled": notify_config("http://example.com:8080/k?x=1", "DISABLED"),
+        "images, everything": image_config(nowhere, SamplingInterval=1500, FormatConfig={"JPEGQuality": "80"},
+                                           WidthPixels=320, HeightPixels=180),
+        "images, smallest": image_config(nowhere, SamplingInterval=200, FormatConfig={"JPEGQuality": "1"},
+                                         WidthPixels=1, HeightPixels=1),
+        "images, largest": image_config(nowhere, SamplingInterval=20000, FormatConfig={"JPEGQuality": "100"},
+                                        WidthPixels=3840, HeightPixels=2160),
+        "images, png, server timestamps, http": image_config("http://127.0.0.1:9/images", Format="PNG",
+                                                             WidthPixels=640, ImageSelectorType="SERVER_TIMESTAMP"),
+        "images, disabled, height only": image_config(nowhere, Status="DISABLED", HeightPixels=90),
+    }
+
+
+@pytest.fixture(scope="module")
+def nowhere(server) -> str:
+    """A file:// destination under the server's images root that no test writes to."""
+    return images_dir(server, "never-written", create=False).as_uri()
+
+
+@pytest.mark.parametrize("case", configs("file:///unused"))
+def test_configuration_round_trip_replace_and_delete(kinesisvideo, nowhere, case):
     member = "NotificationConfiguration" if case.startswith("notification") else "ImageGenerationConfiguration"
     update, describe = (getattr(kinesisvideo, name) for name in OPERATIONS[member])
+    config = configs(nowhere)[case]
     stream = create_stream(kinesisvideo, prefix="conf")
     arn = stream_arn(kinesisvideo, stream)
     assert member not in describe(StreamName=stream)
 
-    update(StreamName=stream, **{member: CONFIGS[case]})
-    assert describe(StreamName=stream)[member] == CONFIGS[case]
-    assert describe(StreamARN=arn)[member] == CONFIGS[case]
-    replaced = {**CONFIGS[case], "Status": "DISABLED" if CONFIGS[case]["Status"] == "ENABLED" else "ENABLED"}
+    update(StreamName=stream, **{member: config})
+    assert describe(StreamName=stream)[member] == config
+    assert describe(StreamARN=arn)[member] == config
+    replaced = {**config, "Status": "DISABLED" if config["Status"] == "ENABLED" else "ENABLED"}
     update(StreamARN=arn, **{member: replaced})
     assert describe(StreamName=stream)[member] == replaced
 
@@ -135,6 +146,7 @@ INVALID = {
     "JPEGQuality 101": dict(FormatConfig={"JPEGQuality": "101"}),
     "JPEGQuality high": dict(FormatConfig={"JPEGQuality": "high"}),
     "other region": dict(DestinationConfig={"Uri": "file:///tmp", "DestinationRegion": "eu-west-1"}),
+    "file uri outside the images root": dict(DestinationConfig={"Uri": "file:///tmp", "DestinationRegion": REGION}),
     "s3 uri": dict(DestinationConfig={"Uri": "s3://bucket/images", "DestinationRegion": REGION}),
     "ftp uri": dict(DestinationConfig={"Uri": "ftp://127.0.0.1/images", "DestinationRegion": REGION}),
     # Notification Uris other than http://
@@ -145,38 +157,39 @@ INVALID = {
 
 
 @pytest.fixture(scope="module")
-def configured_stream(kinesisvideo, tmp_path_factory) -> tuple[str, dict, dict]:
+def configured_stream(kinesisvideo, nowhere) -> tuple[str, dict, dict]:
     """A stream with valid configurations of both kinds, which no invalid update may change."""
     stream = create_stream(kinesisvideo, prefix="conf-errors")
     notification = notify_config("http://127.0.0.1:9/hook")
-    images = image_config(tmp_path_factory.mktemp("never").as_uri(), Status="DISABLED")
+    images = image_config(nowhere, Status="DISABLED")
     kinesisvideo.update_notification_configuration(StreamName=stream, NotificationConfiguration=notification)
     kinesisvideo.update_image_generation_configuration(StreamName=stream, ImageGenerationConfiguration=images)
     return stream, notification, images
 
 
 @pytest.mark.parametrize("case", INVALID)
-def test_invalid_configuration_is_400_invalid_argument_and_changes_nothing(unvalidated, configured_stream, case):
+def test_invalid_configuration_is_400_invalid_argument_and_changes_nothing(unvalidated, configured_stream, nowhere,
+                                                                          case):
     stream, notification, images = configured_stream
     with pytest.raises(ClientError) as excinfo:
         if isinstance(INVALID[case], str):
             unvalidated.update_notification_configuration(StreamName=stream,
                                                           NotificationConfiguration=notify_config(INVALID[case]))
         else:
-            config = image_config("file:///tmp", **INVALID[case])
+            config = image_config(nowhere, **INVALID[case])
             unvalidated.update_image_generation_configuration(StreamName=stream, ImageGenerationConfiguration=config)
     assert code_status(excinfo) == ("InvalidArgumentException", 400)
     assert unvalidated.describe_notification_configuration(StreamName=stream)["NotificationConfiguration"] == notification
     assert unvalidated.describe_image_generation_configuration(StreamName=stream)["ImageGenerationConfiguration"] == images
 
 
-def test_missing_stream_is_404_and_no_retention_is_no_data_retention(kinesisvideo):
+def test_missing_stream_is_404_and_no_retention_is_no_data_retention(kinesisvideo, nowhere):
     calls = {
         "update notification": lambda **key: kinesisvideo.update_notification_configuration(
             **key, NotificationConfiguration=notify_config("http://127.0.0.1:9/hook")),
         "describe notification": kinesisvideo.describe_notification_configuration,
         "update images": lambda **key: kinesisvideo.update_image_generation_configuration(
-            **key, ImageGenerationConfiguration=image_config("file:///tmp")),
+            **key, ImageGenerationConfiguration=image_config(nowhere)),
         "describe images": kinesisvideo.describe_image_generation_configuration,
     }
     for what, call in calls.items():
@@ -312,11 +325,6 @@ def expected_files(stream: str, fragments: list[dict], picks: list[tuple[int, in
     return names
 
 
-def new_dir(path: Path) -> Path:
-    path.mkdir()
-    return path
-
-
 def collect_files(root: Path, count: int, timeout: float = 60.0, quiet_s: float = 1.5) -> dict[str, bytes]:
     """Waits for count image files under root (and quiet_s without a new one); every final-named file must be
     a complete picture the first time it is seen. Returns every file under root at the end (path -> bytes)."""
@@ -368,9 +376,10 @@ def assert_files_are_the_source_frames(root: Path, want: dict[str, int], fmt: st
     return files
 
 
-def test_images_of_tagged_fragments_are_written_to_the_directory_with_their_timestamps(kinesisvideo, h264_420_aac_mkv, tmp_path):
+def test_images_of_tagged_fragments_are_written_to_the_directory_with_their_timestamps(kinesisvideo, server,
+                                                                                     h264_420_aac_mkv, tmp_path):
     source = h264_420_aac_mkv
-    root = new_dir(tmp_path / "images")
+    root = images_dir(server, "timestamps")
     stream = create_stream(kinesisvideo, prefix="images")
     assert_full_ack_sequence(upload(kinesisvideo, stream, with_tags(source.read_bytes(), {
         1: [(IMAGES, "")], 2: [(IMAGES, "")]})))
@@ -397,10 +406,10 @@ SIZES = {
 
 
 @pytest.mark.parametrize("case", SIZES)
-def test_image_format_size_and_timestamp_selector(kinesisvideo, h264_420_aac_mkv, tmp_path, case):
+def test_image_format_size_and_timestamp_selector(kinesisvideo, server, h264_420_aac_mkv, tmp_path, case):
     fmt, selector, size_fields, size = SIZES[case]
     source = h264_420_aac_mkv
-    root = new_dir(tmp_path / "images")
+    root = images_dir(server, "sizes")
     stream = create_stream(kinesisvideo, prefix="images-size")
     config = image_config(root.as_uri(), Format=fmt, ImageSelectorType=selector, SamplingInterval=500, **size_fields)
     kinesisvideo.update_image_generation_configuration(StreamName=stream, ImageGenerationConfiguration=config)
@@ -442,9 +451,9 @@ def test_images_to_an_http_destination_come_in_the_consumer_delivery_format(kine
     assert_pictures_are_the_source_frames(frames, "PNG", source, tmp_path)
 
 
-def test_disabled_configurations_send_nothing(kinesisvideo, h264_mkv, hooks, tmp_path):
+def test_disabled_configurations_send_nothing(kinesisvideo, server, h264_mkv, hooks):
     hook = hooks()
-    root = new_dir(tmp_path / "images")
+    root = images_dir(server, "disabled")
     stream = create_stream(kinesisvideo, prefix="disabled")
     kinesisvideo.update_notification_configuration(StreamName=stream,
                                                    NotificationConfiguration=notify_config(hook.url, "DISABLED"))
@@ -457,9 +466,9 @@ def test_disabled_configurations_send_nothing(kinesisvideo, h264_mkv, hooks, tmp
     assert [p for p in root.rglob("*")] == []
 
 
-def test_image_generation_resumes_after_kill_9_without_missing_or_extra_files(private_server, h264_420_aac_mkv, tmp_path):
+def test_image_generation_resumes_after_kill_9_without_missing_or_extra_files(private_server, h264_420_aac_mkv):
     source = h264_420_aac_mkv
-    root = new_dir(tmp_path / "images")
+    root = images_dir(private_server, "kill")
     kvs = private_server.kinesisvideo_client()
     stream = create_stream(kvs, prefix="images-kill")
     config = image_config(root.as_uri(), SamplingInterval=200)
