@@ -9,6 +9,9 @@
 //   node play.mjs console <server base URL> <stream name> <live|ondemand> <screenshot.png> [seconds]
 //       The server's web console: opens the stream, starts LIVE (#live) or ON_DEMAND (a click on the first
 //       .fragment of #timeline), then fetches a still (#still).
+//   node play.mjs console-script <server base URL> <steps.json> <screenshot.png>
+//       The console driven through a list of steps (sign in, open a stream, play, sign out, ...; see
+//       SCRIPT_STEPS below), recording what the page shows after each one and every request it made.
 //
 // Both wait until video.currentTime has advanced by `seconds` (default 4) of continuous playback, or until the
 // playback budget runs out, then save a screenshot of the page (and of the video element alone, next to it as
@@ -85,7 +88,8 @@ const watchdog = setTimeout(async () => {
 function usage(message) {
   process.stderr.write(
     `${message}\nusage: play.mjs hls <master URL> <screenshot.png> [seconds]\n` +
-      `       play.mjs console <server URL> <stream> <live|ondemand> <screenshot.png> [seconds]\n`,
+      `       play.mjs console <server URL> <stream> <live|ondemand> <screenshot.png> [seconds]\n` +
+      `       play.mjs console-script <server URL> <steps.json> <screenshot.png>\n`,
   );
   process.exit(2);
 }
@@ -362,6 +366,43 @@ async function runHls(url, file, seconds) {
 // console mode
 // ------------------------------------------------------------------------------------------------
 
+// Clicks a point a quarter into the first (earliest) .fragment of #timeline, so the rest of the stream
+// follows it; returns where: {fragmentStartMs, fragmentEndMs, atMs}.
+async function clickFirstFragment(page) {
+  const first = await page.evaluateHandle(() => {
+    const all = Array.from(document.querySelectorAll('#timeline .fragment'));
+    all.sort((a, b) => Number(a.getAttribute('data-start-ms')) - Number(b.getAttribute('data-start-ms')));
+    return all[0];
+  });
+  const element = first.asElement();
+  if (!element) throw new Error('the timeline has no .fragment to click');
+  await element.scrollIntoViewIfNeeded({ timeout: 5_000 });
+  const box = await element.boundingBox();
+  if (!box || box.width < 1 || box.height < 1) throw new Error(`the first .fragment has no clickable box: ${JSON.stringify(box)}`);
+  const x = Math.min(Math.max(box.width * 0.25, 0.5), box.width - 0.5);
+  await element.click({ position: { x, y: box.height / 2 }, timeout: 10_000 });
+  const start = Number(await element.getAttribute('data-start-ms'));
+  const end = Number(await element.getAttribute('data-end-ms'));
+  return { fragmentStartMs: start, fragmentEndMs: end, atMs: Math.round(start + (end - start) * (x / box.width)) };
+}
+
+// The console's player errors (window.framelogConsole.errors), as plain objects.
+function consoleErrors(page) {
+  return page.evaluate(() => {
+    const errors = (window.framelogConsole && window.framelogConsole.errors) || [];
+    return errors.map((e) => {
+      if (e && typeof e === 'object') {
+        try {
+          return { source: 'console', ...JSON.parse(JSON.stringify(e)) };
+        } catch {
+          return { source: 'console', message: String(e) };
+        }
+      }
+      return { source: 'console', message: String(e) };
+    });
+  });
+}
+
 async function runConsole(base, stream, mode, file, seconds) {
   result.mode = `console-${mode}`;
   result.stream = stream;
@@ -407,21 +448,7 @@ async function runConsole(base, stream, mode, file, seconds) {
   if (mode === 'live') {
     await page.locator('#live').click({ timeout: 10_000 });
   } else {
-    // A point a quarter into the first (earliest) fragment, so the rest of the stream follows it.
-    const first = await page.evaluateHandle(() => {
-      const all = Array.from(document.querySelectorAll('#timeline .fragment'));
-      all.sort((a, b) => Number(a.getAttribute('data-start-ms')) - Number(b.getAttribute('data-start-ms')));
-      return all[0];
-    });
-    const element = first.asElement();
-    await element.scrollIntoViewIfNeeded({ timeout: 5_000 });
-    const box = await element.boundingBox();
-    if (!box || box.width < 1 || box.height < 1) throw new Error(`the first .fragment has no clickable box: ${JSON.stringify(box)}`);
-    const x = Math.min(Math.max(box.width * 0.25, 0.5), box.width - 0.5);
-    await element.click({ position: { x, y: box.height / 2 }, timeout: 10_000 });
-    const start = Number(await element.getAttribute('data-start-ms'));
-    const end = Number(await element.getAttribute('data-end-ms'));
-    result.clicked = { fragmentStartMs: start, fragmentEndMs: end, atMs: Math.round(start + (end - start) * (x / box.width)) };
+    result.clicked = await clickFirstFragment(page);
   }
   const video = page.locator('video#player');
   await video.waitFor({ state: 'attached', timeout: 10_000 });
@@ -432,20 +459,7 @@ async function runConsole(base, stream, mode, file, seconds) {
     const s = v.__framelogState;
     if (!v.paused && v.readyState >= 2 && s.start === null) s.start = v.currentTime;
   });
-  const playerErrors = () =>
-    page.evaluate(() => {
-      const errors = (window.framelogConsole && window.framelogConsole.errors) || [];
-      return errors.map((e) => {
-        if (e && typeof e === 'object') {
-          try {
-            return { source: 'console', ...JSON.parse(JSON.stringify(e)) };
-          } catch {
-            return { source: 'console', message: String(e) };
-          }
-        }
-        return { source: 'console', message: String(e) };
-      });
-    });
+  const playerErrors = () => consoleErrors(page);
   result.framelogConsole = await page.evaluate(() => typeof window.framelogConsole === 'object' && window.framelogConsole !== null);
   if (!result.framelogConsole) result.errors.push({ source: 'setup', message: 'window.framelogConsole is missing' });
   const snapshot = await waitForPlayback(page, videoHandle, seconds, playerErrors, started + RUN_BUDGET_MS - 15_000);
@@ -500,6 +514,169 @@ async function runConsole(base, stream, mode, file, seconds) {
   }
 }
 
+
+// ------------------------------------------------------------------------------------------------
+// console-script mode
+// ------------------------------------------------------------------------------------------------
+
+// The steps of a console-script run, each {"do": <name>, ...}; "shot": true adds a screenshot of the page after it
+// (<screenshot>.<index>-<name>.png). After every step the result records `view`, what the page shows (see
+// consoleView). The console's DOM contract for sign-in: section#signin with form#signin-form (#access-key-id,
+// #secret-access-key, #session-token, #region), #signin-error, #account (#signed-in-as, #sign-out), and
+// #viewer-message for a stream the key may not view.
+const SCRIPT_STEPS = {
+  // Opens the console (GET /).
+  load: async (page, step, base) => {
+    const response = await page.goto(`${base}/`, { timeout: 15_000 });
+    return { status: response ? response.status() : null };
+  },
+  // Reloads the page (sessionStorage survives a reload of the same tab).
+  reload: async (page) => {
+    await page.reload({ timeout: 15_000 });
+    return {};
+  },
+  // Fills the sign-in form with accessKeyId, secretAccessKey and the optional sessionToken and region, submits it.
+  signIn: async (page, step) => {
+    await page.locator('#signin-form').waitFor({ state: 'visible', timeout: 5_000 });
+    await page.fill('#access-key-id', step.accessKeyId);
+    await page.fill('#secret-access-key', step.secretAccessKey);
+    await page.fill('#session-token', step.sessionToken || '');
+    if (step.region) await page.fill('#region', step.region);
+    await page.locator('#signin-form button[type="submit"]').click({ timeout: 5_000 });
+    return {};
+  },
+  // Clicks the stream's button in #streams.
+  open: async (page, step) => {
+    const button = page.locator(`#streams button.stream[data-stream="${step.stream.replace(/"/g, '\\"')}"]`);
+    await button.click({ timeout: 10_000 });
+    return {};
+  },
+  // Clicks the first fragment of the timeline and samples the player for `seconds` (default 4).
+  play: (page, step) => scriptPlay(page, step.seconds === undefined ? DEFAULT_SECONDS : step.seconds),
+  // Clicks #still (GetImages).
+  still: async (page) => {
+    await page.locator('#still').click({ timeout: 5_000 });
+    return {};
+  },
+  signOut: async (page) => {
+    await page.locator('#sign-out').click({ timeout: 5_000 });
+    return {};
+  },
+  // The console's own signer on {credentials, path, body, date}: {headers} (compared with botocore's).
+  sign: async (page, step) => ({
+    headers: await page.evaluate(
+      ({ credentials, path, body, date }) =>
+        window.framelogConsole.sigv4.sign(credentials, path, 'application/json', body, new Date(date)),
+      step,
+    ),
+  }),
+};
+
+// What the console shows, and what the page keeps in its storages.
+function consoleView(page) {
+  return page.evaluate(() => {
+    const el = (id) => document.getElementById(id);
+    const shown = (id) => Boolean(el(id)) && !el(id).hidden && el(id).getClientRects().length > 0;
+    const text = (id) => (el(id) ? el(id).textContent : null);
+    const entries = (storage) =>
+      Object.fromEntries(Array.from({ length: storage.length }, (_, i) => [storage.key(i), storage.getItem(storage.key(i))]));
+    const denied = document.querySelector('#streams .denied');
+    return {
+      signIn: shown('signin'),
+      signInError: text('signin-error'),
+      main: !document.querySelector('main').hidden,
+      account: shown('account') ? text('signed-in-as') : null,
+      streams: Array.from(document.querySelectorAll('#streams button.stream'), (b) => b.dataset.stream),
+      streamsDenied: denied ? denied.textContent : null,
+      viewer: shown('viewer'),
+      viewerMessage: shown('viewer-message') ? text('viewer-message') : null,
+      fragments: document.querySelectorAll('#timeline .fragment').length,
+      still: shown('still-figure'),
+      status: text('status'),
+      sessionStorage: entries(window.sessionStorage),
+      localStorage: entries(window.localStorage),
+      cookie: document.cookie,
+      url: window.location.href,
+    };
+  });
+}
+
+// Waits until the console has no API call in flight (window.framelogConsole.pending, counted from before a call
+// is signed) and the network has been quiet a moment.
+async function consoleSettled(page) {
+  await sleep(100);
+  await page
+    .waitForFunction(() => window.framelogConsole && window.framelogConsole.pending === 0, null, { timeout: 15_000 })
+    .catch(() => {});
+  return networkQuiet(400, 5_000);
+}
+
+async function scriptPlay(page, seconds) {
+  const before = (await consoleErrors(page)).length;
+  const clicked = await clickFirstFragment(page);
+  const video = await page.locator('video#player').elementHandle();
+  await installSampler(video);
+  const playerErrors = async () => (await consoleErrors(page)).slice(before);
+  const deadline = Math.min(Date.now() + seconds * 1000 + 20_000, started + RUN_BUDGET_MS - 10_000);
+  const snapshot = await waitForPlayback(page, video, seconds, playerErrors, deadline);
+  const errors = [...(await playerErrors()), ...snapshot.videoErrors];
+  const played = Math.round(snapshot.played * 1000) / 1000;
+  const ok = snapshot.start !== null && played >= seconds && errors.length === 0 && snapshot.width > 0;
+  return { clicked, start: snapshot.start, end: snapshot.now, played, width: snapshot.width, height: snapshot.height, errors, ok };
+}
+
+// Every request the page makes, with all its headers and (the start of) its body: the tests look for secrets in them.
+function recordRequests(page) {
+  const pending = [];
+  page.on('request', (request) => {
+    pending.push(
+      request.allHeaders().then(
+        (headers) => ({ method: request.method(), url: request.url(), headers, body: (request.postData() || '').slice(0, 4000) }),
+        () => ({ method: request.method(), url: request.url(), headers: request.headers(), body: (request.postData() || '').slice(0, 4000) }),
+      ),
+    );
+  });
+  return () => Promise.all(pending);
+}
+
+async function runScript(base, stepsFile, file) {
+  result.mode = 'console-script';
+  base = base.replace(/\/+$/, '');
+  const steps = JSON.parse(fs.readFileSync(stepsFile, 'utf8'));
+  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
+  currentPage = page;
+  screenshotFile = file;
+  watchPage(page);
+  const requests = recordRequests(page);
+  result.steps = [];
+  result.stepScreenshots = [];
+  try {
+    for (const [index, step] of steps.entries()) {
+      const run = SCRIPT_STEPS[step.do];
+      if (!run) throw new Error(`unknown step ${JSON.stringify(step.do)}`);
+      const begun = Date.now();
+      const record = { do: step.do, ...(await run(page, step, base)) };
+      record.settled = await consoleSettled(page);
+      record.view = await consoleView(page);
+      record.ms = Date.now() - begun;
+      if (step.shot) {
+        const shot = file.replace(/(\.png)?$/i, `.${index}-${step.do}.png`);
+        await page.screenshot({ path: shot, timeout: 10_000 });
+        record.screenshot = path.resolve(shot);
+        result.stepScreenshots.push(record.screenshot);
+      }
+      result.steps.push(record);
+    }
+  } finally {
+    result.requests = await requests();
+  }
+  fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
+  await page.screenshot({ path: file, timeout: 10_000 });
+  result.screenshot = path.resolve(file);
+  result.errors.push(...result.steps.flatMap((step) => step.errors || []));
+  result.ok = result.errors.length === 0 && result.steps.every((step) => step.ok !== false);
+}
+
 // ------------------------------------------------------------------------------------------------
 
 async function main() {
@@ -514,6 +691,10 @@ async function main() {
     const [base, stream, which, file, seconds] = args;
     if (which !== 'live' && which !== 'ondemand') usage(`bad console mode: ${which}`);
     run = () => runConsole(base, stream, which, file, parseSeconds(seconds));
+  } else if (mode === 'console-script') {
+    if (args.length !== 3) usage('console-script takes a server URL, a steps file and a screenshot path');
+    const [base, stepsFile, file] = args;
+    run = () => runScript(base, stepsFile, file);
   } else {
     usage(`unknown mode: ${mode}`);
   }

@@ -77,8 +77,8 @@ def node_path() -> str:
 def run_play(name: str, tmp_path: Path, mode: str, *args: str, seconds: float | None = None) -> dict:
     """`node play.mjs <mode> <args...> <tmp_path>/<name>.png [seconds]`, bounded by BROWSER_RUN_TIMEOUT_S. Returns
     play.mjs's JSON result; its pictures (<name>.png: the page, <name>.video.png: the video element alone, and for the
-    console <name>.still.png: the page showing the still, <name>.still-image.jpg: the still) are copied to
-    media-tests/browser/screenshots/."""
+    console <name>.still.png: the page showing the still, <name>.still-image.jpg: the still, for console-script the
+    pages its steps asked for) are copied to media-tests/browser/screenshots/."""
     screenshot = tmp_path / f"{name}.png"
     cmd = [node_path(), str(PLAY_MJS), mode, *args, str(screenshot)]
     if seconds is not None:
@@ -94,9 +94,10 @@ def run_play(name: str, tmp_path: Path, mode: str, *args: str, seconds: float | 
     )
     result = json.loads(lines[-1])
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    for key in ("screenshot", "videoScreenshot", "stillScreenshot", "stillImage"):
-        if result.get(key) and Path(result[key]).is_file():
-            shutil.copyfile(result[key], SCREENSHOTS / Path(result[key]).name)
+    pictures = [result.get(key) for key in ("screenshot", "videoScreenshot", "stillScreenshot", "stillImage")]
+    for picture in [*pictures, *result.get("stepScreenshots", [])]:  # stepScreenshots: console-script mode
+        if picture and Path(picture).is_file():
+            shutil.copyfile(picture, SCREENSHOTS / Path(picture).name)
     return result
 
 

@@ -1,34 +1,241 @@
 // The Framelog web console. It uses only the public KVS APIs this server answers (ListStreams,
 // ListFragments, GetHLSStreamingSessionURL, GetImages) and plays HLS through hls.js, so what it
-// shows is what any AWS client would get.
+// shows is what any AWS client would get. A server started with --credentials checks a SigV4
+// signature on each of those calls: the console then asks for a key and signs them (below).
 "use strict";
 
 const state = { stream: null, fragments: [], range: null, hls: null, mode: null };
-// Tests and curious users read player errors here.
-window.framelogConsole = { errors: [], state };
+// Tests and curious users read player errors here; `pending` counts API calls in flight.
+window.framelogConsole = { errors: [], state, pending: 0 };
 
 const $ = (id) => document.getElementById(id);
 const status = (text) => { $("status").textContent = text; };
 
-async function api(path, body) {
-  const response = await fetch(path, {
-    method: "POST",
-    headers: { "Content-Type": "application/json" },
-    body: JSON.stringify(body),
-  });
-  const text = await response.text();
-  const json = text ? JSON.parse(text) : {};
-  if (!response.ok) {
-    const type = (response.headers.get("x-amzn-ErrorType") || "").split(":")[0];
-    throw new Error(`${type || response.status}: ${json.Message || json.message || text}`);
+// ------------------------------------------------------------------------------------------------
+// SigV4 with WebCrypto (AWS Signature Version 4, as docs/security.md describes the server's check).
+// Only what the console sends: POST, no query string, a JSON body, and the headers content-type,
+// host and x-amz-date (plus x-amz-security-token with a session token).
+// ------------------------------------------------------------------------------------------------
+
+const sigv4 = (() => {
+  const SERVICE = "kinesisvideo"; // every KVS API the console calls is scoped to this service
+  const utf8 = new TextEncoder();
+  const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
+  const sha256Hex = async (text) => hex(await crypto.subtle.digest("SHA-256", utf8.encode(text)));
+
+  async function hmac(key, text) {
+    const raw = typeof key === "string" ? utf8.encode(key) : key;
+    const cryptoKey = await crypto.subtle.importKey("raw", raw, { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
+    return crypto.subtle.sign("HMAC", cryptoKey, utf8.encode(text));
   }
-  return json;
+
+  // 2024-05-01T12:34:56.789Z -> 20240501T123456Z
+  const amzDate = (date) => date.toISOString().replace(/\.\d{3}Z$/, "Z").replace(/[-:]/g, "");
+
+  // AWS URI-encodes each path segment; the console's paths (/listStreams, ...) are made of
+  // characters that encode to themselves. Anything else is refused rather than signed in a form
+  // the server would compute differently.
+  function canonicalPath(path) {
+    if (!/^\/[A-Za-z0-9._~\/-]*$/.test(path)) throw new Error(`cannot sign the path ${path}`);
+    return path;
+  }
+
+  async function signingKey(secret, day, region) {
+    let key = await hmac(`AWS4${secret}`, day);
+    for (const part of [region, SERVICE, "aws4_request"]) key = await hmac(key, part);
+    return key;
+  }
+
+  // The headers that sign a POST of `body` (a string, sent as UTF-8) to `path` on this page's
+  // host. Scripts cannot set Host, but the browser sends location.host, so that is what is signed.
+  async function sign(credentials, path, contentType, body, now = new Date()) {
+    const { accessKeyId, secretAccessKey, sessionToken, region } = credentials;
+    const date = amzDate(now);
+    const day = date.slice(0, 8);
+    const signed = { "content-type": contentType, host: location.host, "x-amz-date": date };
+    if (sessionToken) signed["x-amz-security-token"] = sessionToken;
+    const names = Object.keys(signed).sort();
+    const canonicalHeaders = names.map((name) => `${name}:${signed[name].trim()}\n`).join("");
+    const canonicalRequest = ["POST", canonicalPath(path), "", canonicalHeaders, names.join(";"), await sha256Hex(body)];
+    const scope = `${day}/${region}/${SERVICE}/aws4_request`;
+    const stringToSign = ["AWS4-HMAC-SHA256", date, scope, await sha256Hex(canonicalRequest.join("\n"))].join("\n");
+    const signature = hex(await hmac(await signingKey(secretAccessKey, day, region), stringToSign));
+    const headers = {
+      "X-Amz-Date": date,
+      Authorization: `AWS4-HMAC-SHA256 Credential=${accessKeyId}/${scope}, SignedHeaders=${names.join(";")}, Signature=${signature}`,
+    };
+    if (sessionToken) headers["X-Amz-Security-Token"] = sessionToken;
+    return headers;
+  }
+
+  // WebCrypto exists only in secure contexts (HTTPS, or http://localhost and 127.0.0.1).
+  const available = () => Boolean(window.crypto && crypto.subtle);
+  return { sign, available };
+})();
+window.framelogConsole.sigv4 = sigv4; // the tests compare its signatures with botocore's
+
+// ------------------------------------------------------------------------------------------------
+// The key: in sessionStorage only, so it ends with the tab and never reaches disk-backed
+// localStorage, cookies or URLs.
+// ------------------------------------------------------------------------------------------------
+
+const credentialStore = {
+  KEY: "framelog.console.credentials",
+  get() {
+    try {
+      return JSON.parse(sessionStorage.getItem(this.KEY));
+    } catch {
+      return null;
+    }
+  },
+  set(credentials) { sessionStorage.setItem(this.KEY, JSON.stringify(credentials)); },
+  clear() { sessionStorage.removeItem(this.KEY); },
+};
+
+// ------------------------------------------------------------------------------------------------
+// API calls
+// ------------------------------------------------------------------------------------------------
+
+const JSON_TYPE = "application/json";
+// Refusals that mean the key itself is wrong (unknown, bad secret, wrong region, expired).
+const SIGN_IN_FAILURES = new Set([
+  "UnrecognizedClientException",
+  "InvalidSignatureException",
+  "IncompleteSignatureException",
+  "ExpiredTokenException",
+]);
+
+class ApiError extends Error {
+  constructor(type, detail) {
+    super(`${type}: ${detail}`);
+    this.type = type;
+    this.detail = detail;
+  }
+  get denied() { return this.type === "AccessDeniedException"; }
+  // Handled by the sign-in panel: callers leave the status line to it.
+  get signIn() { return this.type === "MissingAuthenticationTokenException" || SIGN_IN_FAILURES.has(this.type); }
 }
+
+async function api(path, body) {
+  window.framelogConsole.pending++;
+  try {
+    return await call(path, JSON.stringify(body));
+  } finally {
+    window.framelogConsole.pending--;
+  }
+}
+
+async function call(path, text) {
+  const headers = { "Content-Type": JSON_TYPE };
+  const credentials = credentialStore.get();
+  if (credentials) Object.assign(headers, await sigv4.sign(credentials, path, JSON_TYPE, text));
+  const response = await fetch(path, { method: "POST", headers, body: text });
+  const answer = await response.text();
+  if (response.ok) return answer ? JSON.parse(answer) : {};
+  const type = (response.headers.get("x-amzn-ErrorType") || "").split(":")[0];
+  let message = answer;
+  try {
+    const json = JSON.parse(answer);
+    message = json.Message || json.message || answer;
+  } catch {} // not JSON (e.g. a proxy's page): show it as it came
+  const error = new ApiError(type || String(response.status), message);
+  if (error.signIn) signIn.refused(error, Boolean(credentials));
+  throw error;
+}
+
+// For the catch of a call whose result fills no particular place: the status line.
+function report(error) {
+  if (!(error instanceof ApiError && error.signIn)) status(error.message);
+}
+
+const notAllowed = (error) => `Not allowed: ${error.detail}`;
+
+// In place of data a key's policy does not let it load: "Not allowed: <AWS's message>".
+function showDenied(container, error) {
+  const note = document.createElement("p");
+  note.className = "denied";
+  note.textContent = notAllowed(error);
+  container.replaceChildren(note);
+}
+
+// A viewer call failed: a policy refusal is shown above the player, anything else on the status line.
+function viewerProblem(error) {
+  if (error instanceof ApiError && error.denied) {
+    $("viewer-message").textContent = notAllowed(error);
+    $("viewer-message").hidden = false;
+    status(`${state.stream}: not allowed`);
+  } else {
+    report(error);
+  }
+}
+
+// ------------------------------------------------------------------------------------------------
+// Sign-in panel
+// ------------------------------------------------------------------------------------------------
+
+const signIn = {
+  // A refusal that asks for a key: no key yet (Missing...), or the one given was not accepted.
+  refused(error, hadKey) {
+    if (hadKey) credentialStore.clear(); // a rejected key is not kept to be sent again
+    this.show(hadKey || error.type !== "MissingAuthenticationTokenException" ? `Sign-in failed: ${error.detail}` : "");
+  },
+
+  show(message = "") {
+    closeViewer();
+    $("streams").replaceChildren();
+    $("signin-error").textContent = message;
+    $("signin").hidden = false;
+    document.querySelector("main").hidden = true;
+    this.showAccount();
+    status("Sign in to continue.");
+    // After a refusal the key id stays filled in and only the secret is asked again.
+    $($("access-key-id").value ? "secret-access-key" : "access-key-id").focus();
+  },
+
+  hide() {
+    $("signin").hidden = true;
+    $("signin-error").textContent = "";
+    document.querySelector("main").hidden = false;
+    this.showAccount();
+  },
+
+  showAccount() {
+    const credentials = credentialStore.get();
+    $("account").hidden = !credentials;
+    $("signed-in-as").textContent = credentials ? `Signed in as ${credentials.accessKeyId}` : "";
+  },
+
+  submit(event) {
+    event.preventDefault(); // the form is never sent anywhere: the key only signs API calls
+    if (!sigv4.available()) {
+      $("signin-error").textContent =
+        "This page is not a secure context (HTTPS or localhost), so the browser offers no WebCrypto to sign with.";
+      return;
+    }
+    const value = (id) => $(id).value.trim();
+    credentialStore.set({
+      accessKeyId: value("access-key-id"),
+      secretAccessKey: value("secret-access-key"),
+      sessionToken: value("session-token") || undefined,
+      region: value("region") || "us-east-1",
+    });
+    $("secret-access-key").value = ""; // no copy left in the page once stored
+    this.hide();
+    status("Signing in…");
+    loadStreams().catch(report); // a refused key comes back through refused()
+  },
+
+  signOut() {
+    credentialStore.clear();
+    $("session-token").value = "";
+    this.show();
+  },
+};
 
 const seconds = (ms) => ms / 1000;
 const iso = (ms) => new Date(ms).toISOString().replace(".000Z", "Z");
 
-async function loadStreams() {
+async function streamNames() {
   const names = [];
   let token;
   do {
@@ -36,6 +243,18 @@ async function loadStreams() {
     for (const info of page.StreamInfoList || []) names.push(info.StreamName);
     token = page.NextToken;
   } while (token);
+  return names;
+}
+
+async function loadStreams() {
+  let names;
+  try {
+    names = await streamNames();
+  } catch (error) {
+    if (error instanceof ApiError && error.denied) showDenied($("streams"), error);
+    throw error;
+  }
+  signIn.showAccount(); // the key (if any) was accepted
   const list = $("streams");
   list.replaceChildren();
   for (const name of names.sort()) {
@@ -55,8 +274,32 @@ async function openStream(name) {
   for (const b of document.querySelectorAll("button.stream")) b.classList.toggle("selected", b.dataset.stream === name);
   $("viewer").hidden = false;
   $("stream-title").textContent = name;
+  $("viewer-message").hidden = true;
+  $("still-figure").hidden = true;
   stopPlayer();
-  await loadTimeline();
+  try {
+    await loadTimeline();
+  } catch (error) {
+    clearTimeline();
+    viewerProblem(error);
+  }
+}
+
+function clearTimeline() {
+  state.fragments = [];
+  state.range = null;
+  drawTimeline();
+  $("events").replaceChildren();
+  $("axis-start").textContent = "";
+  $("axis-end").textContent = "";
+}
+
+// Back to no stream selected (sign-out, or a key that must be entered again).
+function closeViewer() {
+  stopPlayer();
+  state.stream = null;
+  clearTimeline();
+  $("viewer").hidden = true;
 }
 
 // Fragments that arrived within the look-back window, placed by producer time (back-dated
@@ -147,7 +390,8 @@ async function loadEvents() {
       events.push({ atMs: Date.parse(attr("START-DATE")), name: attr("X-KVS-NAME"), value: attr("X-KVS-VALUE") });
     }
   } catch (error) {
-    status(`Events unavailable: ${error.message}`);
+    if (error instanceof ApiError && error.signIn) return;
+    status(`Events unavailable: ${error instanceof ApiError && error.denied ? notAllowed(error) : error.message}`);
   }
   const timeline = $("timeline");
   const span = Math.max(1, endMs - startMs);
@@ -215,7 +459,7 @@ async function watchLive() {
   try {
     play(await sessionUrl("LIVE"), "LIVE");
   } catch (error) {
-    status(error.message);
+    viewerProblem(error);
   }
 }
 
@@ -230,7 +474,7 @@ async function playFrom(event) {
   try {
     play(await sessionUrl("ON_DEMAND", fromMs, Math.min(endMs, fromMs + 24 * 3600e3 - 1000)), "ON_DEMAND");
   } catch (error) {
-    status(error.message);
+    viewerProblem(error);
   }
 }
 
@@ -262,7 +506,7 @@ async function grabStill() {
     $("still-time").textContent = iso(atMs);
     $("still-figure").hidden = false;
   } catch (error) {
-    status(error.message);
+    viewerProblem(error);
   }
 }
 
@@ -284,14 +528,19 @@ function showPlayhead() {
   cursor.style.left = `${((at - startMs) / Math.max(1, endMs - startMs)) * 100}%`;
 }
 
-$("refresh").addEventListener("click", () => loadStreams().catch((e) => status(e.message)));
+$("refresh").addEventListener("click", () => loadStreams().catch(report));
+$("signin-form").addEventListener("submit", (event) => signIn.submit(event));
+$("sign-out").addEventListener("click", () => signIn.signOut());
 $("live").addEventListener("click", watchLive);
 $("still").addEventListener("click", grabStill);
 $("timeline").addEventListener("click", playFrom);
-$("lookback").addEventListener("change", () => state.stream && loadTimeline().catch((e) => status(e.message)));
+$("lookback").addEventListener("change", () => state.stream && loadTimeline().catch(viewerProblem));
 $("player").addEventListener("error", () => {
   const error = $("player").error;
   window.framelogConsole.errors.push({ type: "media", details: error ? error.message || String(error.code) : "unknown", fatal: true });
 });
 setInterval(showPlayhead, 500);
-loadStreams().catch((e) => status(e.message));
+// Open mode answers unsigned calls; a server with --credentials answers MissingAuthenticationToken
+// and the sign-in panel takes over. A key stored earlier in this tab signs from the first call.
+signIn.showAccount();
+loadStreams().catch(report);
