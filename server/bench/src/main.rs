@@ -13,6 +13,7 @@ mod images_bench;
 mod live_bench;
 mod playlist_bench;
 mod remux_bench;
+mod security_bench;
 mod stats;
 mod target;
 mod video_bench;
@@ -78,6 +79,12 @@ struct Args {
     /// Only the consumer benchmarks.
     #[arg(long)]
     consumers_only: bool,
+    /// Only the security benchmarks (SigV4, TLS, encryption at rest, handshakes).
+    #[arg(long)]
+    security_only: bool,
+    /// Skip the security benchmarks.
+    #[arg(long)]
+    skip_security: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -90,6 +97,11 @@ fn main() -> anyhow::Result<()> {
     if args.consumers_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let rows = consumer_bench::run(&args.framelog_bin, &runtime)?;
+        return report(&args, &rows);
+    }
+    if args.security_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let rows = security_bench::run(&args.framelog_bin, &runtime, args.seconds, args.video_fragments)?;
         return report(&args, &rows);
     }
     if args.playback_only {
@@ -130,6 +142,9 @@ fn main() -> anyhow::Result<()> {
         }
         if !args.skip_consumers {
             rows.extend(consumer_bench::run(&args.framelog_bin, &runtime)?);
+        }
+        if !args.skip_security {
+            rows.extend(security_bench::run(&args.framelog_bin, &runtime, args.seconds, args.video_fragments)?);
         }
         if args.edge_fragments > 0 {
             let edge_bin = args.framelog_bin.with_file_name("framelog-edge");

@@ -41,6 +41,34 @@ impl Target {
         Target::spawn_framelog(binary, data_dir, free_address()?)
     }
 
+    /// A framelog server with more `serve` flags (credentials, TLS); `pin_core` runs it on that
+    /// one CPU core (taskset), for per-core figures.
+    pub fn framelog_with(
+        binary: &Path,
+        data_dir: &Path,
+        extra: &[std::ffi::OsString],
+        pin_core: Option<u32>,
+    ) -> anyhow::Result<Target> {
+        let address = free_address()?;
+        let mut command = match pin_core {
+            Some(core) => {
+                let mut command = Command::new("taskset");
+                command.args(["-c", &core.to_string()]).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
+        let child = command
+            .args(["serve", "--listen", &address.to_string(), "--data-dir"])
+            .arg(data_dir)
+            .args(extra)
+            .env("RUST_LOG", std::env::var("FRAMELOG_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
+            .stdout(Stdio::null())
+            .spawn()
+            .with_context(|| format!("starting {}", binary.display()))?;
+        Target { name: "framelog", address, child, _data: None }.ready()
+    }
+
     fn spawn_framelog(binary: &Path, data_dir: &Path, address: SocketAddr) -> anyhow::Result<Target> {
         let child = Command::new(binary)
             .args(["serve", "--listen", &address.to_string(), "--data-dir"])
