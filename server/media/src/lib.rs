@@ -33,6 +33,7 @@ mod mp4;
 pub mod package;
 mod record;
 mod splitter;
+pub mod sps;
 mod unread;
 mod writer;
 

@@ -9,6 +9,7 @@ mod fragment_number;
 pub mod get_media;
 pub mod playback;
 pub mod put_media;
+mod resolution;
 mod streams;
 #[cfg(test)]
 mod tests;

@@ -367,6 +367,10 @@ impl Upload {
                 if tracks.iter().any(|t| t.number > MAX_TRACK_NUMBER) {
                     return Err((None, AckError::InvalidMkv));
                 }
+                if super::resolution::exceeds_limit(&tracks) {
+                    tracing::info!(stream = %self.stream.public_name(), "PutMedia refused: picture larger than 4096x2304");
+                    return Err((None, AckError::InvalidMkv));
+                }
                 self.info = info;
                 self.tracks = Some((tracks.iter().map(|t| t.number).collect(), tracks_body));
                 Ok(Vec::new())

@@ -1,0 +1,94 @@
+//! The largest picture the server accepts: 4096x2304 (either orientation). A decoder sizes its
+//! buffers from what a stream declares, so an oversized or lying declaration would make every
+//! GetImages, clip or consumer frame cost gigabytes; streams are refused at PutMedia instead,
+//! from the track header and from the parameter sets in the codec private data.
+
+use framelog_media::Track;
+use framelog_media::sps::{avc_dimensions, hevc_dimensions};
+
+const MAX_LONG_SIDE: u64 = 4096;
+const MAX_SHORT_SIDE: u64 = 2304;
+
+fn too_large(width: u64, height: u64) -> bool {
+    width.max(height) > MAX_LONG_SIDE || width.min(height) > MAX_SHORT_SIDE
+}
+
+/// Every size a track declares: its header's pixel size and its SPS's coded size.
+fn declared_sizes(track: &Track) -> Vec<(u64, u64)> {
+    let mut sizes = Vec::new();
+    if let (Some(width), Some(height)) = (track.pixel_width, track.pixel_height) {
+        sizes.push((width, height));
+    }
+    let from_sps = match track.codec_id.as_str() {
+        "V_MPEG4/ISO/AVC" => avc_dimensions(&track.codec_private),
+        "V_MPEGH/ISO/HEVC" => hevc_dimensions(&track.codec_private),
+        _ => None,
+    };
+    sizes.extend(from_sps.map(|(width, height)| (u64::from(width), u64::from(height))));
+    sizes
+}
+
+/// Whether any track declares a picture larger than the server decodes.
+pub fn exceeds_limit(tracks: &[Track]) -> bool {
+    tracks.iter().flat_map(declared_sizes).any(|(width, height)| too_large(width, height))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn video(width: u64, height: u64) -> Track {
+        Track {
+            pixel_width: Some(width),
+            pixel_height: Some(height),
+            ..framelog_media::video_track(1, "V_MPEG4/ISO/AVC")
+        }
+    }
+
+    #[test]
+    fn up_to_4k_uhd_in_either_orientation_passes() {
+        assert!(!exceeds_limit(&[video(3840, 2160)]));
+        assert!(!exceeds_limit(&[video(4096, 2304)]));
+        assert!(!exceeds_limit(&[video(2304, 4096)]), "a portrait camera");
+        assert!(exceeds_limit(&[video(4097, 2160)]));
+        assert!(exceeds_limit(&[video(3000, 3000)]));
+        assert!(exceeds_limit(&[video(1 << 20, 1 << 20)]));
+    }
+
+    #[test]
+    fn the_sps_counts_even_when_the_header_is_modest() {
+        // High profile SPS declaring 8192x4320 (512 x 270 macroblocks), behind a 640x360 header.
+        let mut bits = String::new();
+        bits.push_str("01100100"); // profile_idc 100
+        bits.push_str("0000000000110011"); // constraints, level 51
+        bits.push('1'); // sps id 0
+        bits.push_str("010"); // chroma_format_idc 1
+        bits.push_str("11"); // bit depths 0, 0
+        bits.push_str("00"); // qpprime, no scaling matrix
+        bits.push('1'); // log2_max_frame_num_minus4 0
+        bits.push('1'); // pic_order_cnt_type 0
+        bits.push('1'); // log2_max_poc_lsb_minus4 0
+        bits.push_str("011"); // max_num_ref_frames 2
+        bits.push('0'); // gaps
+        bits.push_str(&exp_golomb(511)); // width in macroblocks - 1
+        bits.push_str(&exp_golomb(269)); // height in map units - 1
+        bits.push('1'); // frame_mbs_only
+        bits.push_str("10000000");
+        let mut sps = vec![0x67];
+        sps.extend(bits.as_bytes().chunks(8).map(|c| {
+            let text: String = c.iter().map(|&b| b as char).collect();
+            u8::from_str_radix(&format!("{text:0<8}"), 2).expect("bits")
+        }));
+        let mut avcc = vec![1, 100, 0, 51, 0xff, 0xe1];
+        avcc.extend_from_slice(&(sps.len() as u16).to_be_bytes());
+        avcc.extend_from_slice(&sps);
+        assert_eq!(avc_dimensions(&avcc), Some((8192, 4320)));
+        let lying = Track { codec_private: avcc, ..video(640, 360) };
+        assert!(exceeds_limit(&[lying]));
+    }
+
+    fn exp_golomb(value: u32) -> String {
+        let code = format!("{:b}", value + 1);
+        "0".repeat(code.len() - 1) + &code
+    }
+}
