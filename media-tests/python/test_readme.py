@@ -22,7 +22,8 @@ What the test changes around the blocks, and why:
     runs `make -n` on the same targets, so each target the README names must exist in the Makefile and its
     recipe must expand; nothing is built.
   - `framelog serve ...`: the real binary (FRAMELOG_BIN) with the README's flags, except that --listen gets a free
-    port (the README's address is the test server's by then); it must answer HTTP on `/` and exit 0 on SIGTERM.
+    loopback port (the README's address is the test server's by then); it must answer on `/` (over HTTPS, trusting
+    the CA beside the certificate, when the flags say --tls-cert) and exit 0 on SIGTERM.
   - `cargo install cargo-fuzz` / `cargo fuzz run TARGET`: nothing is installed or fuzzed (each run lasts 10
     minutes, after a sanitizer build of its own); `fuzz run` must be run from the fuzz workspace and name one of
     its [[bin]] targets.
@@ -96,7 +97,7 @@ sys.exit(subprocess.run([MAKE_BIN, "-n", *sys.argv[1:]]).returncode)
 '''
 
 FRAMELOG = '''
-import os, signal, socket, subprocess, sys, time, urllib.request
+import os, signal, socket, ssl, subprocess, sys, time, urllib.request
 args = sys.argv[1:]
 if args[:1] != ["serve"]:
     os.execv(FRAMELOG_BIN, [FRAMELOG_BIN, *args])
@@ -108,13 +109,19 @@ if "--listen" in args:
 else:
     args += ["--listen", f"127.0.0.1:{port}"]
 print(f"framelog stand-in: {FRAMELOG_BIN} {' '.join(args)}", flush=True)
+# With --tls-cert the answer must come over HTTPS, trusting the ca.pem `framelog cert --dev` wrote
+# beside the certificate (as the README tells clients to).
+scheme, context = "http", None
+if "--tls-cert" in args:
+    cert = args[args.index("--tls-cert") + 1]
+    scheme, context = "https", ssl.create_default_context(cafile=os.path.join(os.path.dirname(cert), "ca.pem"))
 proc = subprocess.Popen([FRAMELOG_BIN, *args])
 deadline = time.monotonic() + 30
 while True:
     if proc.poll() is not None:
         sys.exit(f"framelog stand-in: the server exited {proc.returncode} before answering")
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as response:
+        with urllib.request.urlopen(f"{scheme}://127.0.0.1:{port}/", timeout=2, context=context) as response:
             if response.status == 200:
                 break
     except OSError:
