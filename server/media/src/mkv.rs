@@ -145,12 +145,21 @@ pub fn parse_info(body: &[u8], offset: u64) -> Result<SegmentInfo, MediaError> {
     Ok(info)
 }
 
+/// Parsing stops here: KVS takes at most 3 tracks, so a Tracks element of thousands of tiny
+/// entries is refused before it costs memory (the element itself may be 16 MiB).
+pub const MAX_TRACK_ENTRIES: usize = 16;
+/// KVS takes at most 10 tags per fragment; parsing stops well past that, not at the element's end.
+pub const MAX_SIMPLE_TAGS: usize = 64;
+
 pub fn parse_tracks(body: &[u8], offset: u64) -> Result<Vec<Track>, MediaError> {
     let mut tracks = Vec::new();
     for child in Children::new(body, offset, "Segment/Tracks") {
         let (id, data, at) = child?;
         if id != ids::TRACK_ENTRY {
             continue;
+        }
+        if tracks.len() == MAX_TRACK_ENTRIES {
+            return Err(MediaError::Malformed { offset: at, path: "Segment/Tracks".into(), reason: "too many tracks" });
         }
         let mut track = Track::default();
         for field in Children::new(data, at, "Segment/Tracks/TrackEntry") {
@@ -226,6 +235,9 @@ fn collect_simple_tags(body: &[u8], offset: u64, out: &mut Vec<SimpleTag>, depth
                 _ => {}
             }
         }
+        if out.len() == MAX_SIMPLE_TAGS {
+            return Err(MediaError::Malformed { offset: at, path: "Segment/Tags".into(), reason: "too many tags" });
+        }
         out.push(SimpleTag { name, value });
         // KVS event tags nest their name/value pairs inside one SimpleTag; depth is bounded so a
         // hostile stream cannot recurse without limit.
@@ -251,4 +263,43 @@ pub fn parse_block(data: &[u8], offset: u64, simple: bool) -> Result<(u64, i16, 
     let flags = rest[2];
     let keyframe = simple && flags & 0x80 != 0;
     Ok((track, timecode, keyframe, (flags >> 1) & 0x03, len + 3))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A Tags body (the element's content) with `count` SimpleTags in one Tag.
+    fn tags_body(count: usize) -> Vec<u8> {
+        let mut body = Vec::new();
+        ebml::write_element(&mut body, ids::TAG, |tag| {
+            for i in 0..count {
+                ebml::write_element(tag, ids::SIMPLE_TAG, |s| {
+                    ebml::write_bytes(s, ids::TAG_NAME, format!("n{i}").as_bytes());
+                    ebml::write_bytes(s, ids::TAG_STRING, b"v");
+                });
+            }
+        });
+        body
+    }
+
+    /// A Tracks body with `count` video entries.
+    fn tracks_body(count: usize) -> Vec<u8> {
+        let mut body = Vec::new();
+        for number in 1..=count as u64 {
+            ebml::write_element(&mut body, ids::TRACK_ENTRY, |entry| {
+                ebml::write_uint(entry, ids::TRACK_NUMBER, number);
+                ebml::write_bytes(entry, ids::CODEC_ID, b"V_MPEG4/ISO/AVC");
+            });
+        }
+        body
+    }
+
+    #[test]
+    fn tags_and_tracks_stop_parsing_at_their_limits() {
+        assert_eq!(parse_tags(&tags_body(MAX_SIMPLE_TAGS), 0).expect("at the limit").len(), MAX_SIMPLE_TAGS);
+        assert!(parse_tags(&tags_body(100_000), 0).is_err(), "a flood of tiny tags is refused");
+        assert_eq!(parse_tracks(&tracks_body(MAX_TRACK_ENTRIES), 0).expect("at the limit").len(), MAX_TRACK_ENTRIES);
+        assert!(parse_tracks(&tracks_body(10_000), 0).is_err(), "a flood of tiny tracks is refused");
+    }
 }
