@@ -52,7 +52,8 @@ pub fn describe(stream: &StreamConfig) -> anyhow::Result<String> {
          ! h264parse ! video/x-h264,stream-format=avc,alignment=au",
         stream.bitrate_kbps, stream.key_frame_interval_frames
     );
-    let source = &stream.source;
+    // The raw URL, password included: GStreamer needs it; only what we print is masked.
+    let source: &str = &stream.source;
     // A file plays at its own pace (the sinks sync to the clock); live sources run free.
     let sync = source.starts_with("file://");
     // The audio branch links only when the source has AAC; async=false lets a source without

@@ -760,9 +760,15 @@ def test_dash_urls_with_a_garbled_token_are_403(dash, kind):
     assert response.status == 403, (response.status, response.body[:300])
 
 
+def session_key(root_secret: bytes) -> bytes:
+    """The key session tokens are sealed with: derived from the data dir's secret for this one purpose
+    (server/src/secret.rs `Secret::derive`), so that no other kind of token can pass for a session."""
+    return hmac.new(root_secret, b"framelog key v1\0" + b"kvs streaming session", hashlib.sha256).digest()
+
+
 def expired_token(token: str, secret: bytes) -> str:
     """The token with its expiry moved 1 s into the past, sealed again as the server seals tokens (payload + the first
-    16 bytes of its HMAC-SHA256 under the data dir's secret, base64url; expiry = big-endian ms at payload[23:31],
+    16 bytes of its HMAC-SHA256 under the session key, base64url; expiry = big-endian ms at payload[23:31],
     server/src/kvs/playback/session_codec.rs)."""
     raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
     payload, mac = raw[:-16], raw[-16:]
@@ -782,7 +788,7 @@ def test_dash_urls_with_an_expired_token_are_403(server, vod, kinesisvideo, kind
     mpd = get_mpd(dash_url(kinesisvideo, stream, PlaybackMode="ON_DEMAND", DASHFragmentSelector=WHOLE_UPLOAD))
     url = dash_urls(mpd)[kind]
     assert fetch(url).status == 200
-    secret = (server.data_dir / "iterator-secret").read_bytes()
+    secret = session_key((server.data_dir / "iterator-secret").read_bytes())
     expired = with_query(url, replace={"SessionToken": expired_token(query(url)["SessionToken"], secret)})
 
     response = fetch(expired)

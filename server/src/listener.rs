@@ -20,6 +20,9 @@ use tokio_rustls::server::TlsStream;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Finished handshakes waiting for the HTTP server to take them.
 const ACCEPTED_BACKLOG: usize = 256;
+/// Handshakes running at once; beyond this new connections are closed at once, so a flood of
+/// openers that never finish cannot hold sockets without bound.
+const MAX_HANDSHAKES: usize = 1024;
 
 /// Where a request came from, whatever the listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,6 +89,7 @@ async fn accept_loop(
     acceptor: TlsAcceptor,
     sender: mpsc::Sender<(TlsStream<TcpStream>, SocketAddr)>,
 ) {
+    let handshakes = Arc::new(tokio::sync::Semaphore::new(MAX_HANDSHAKES));
     loop {
         let (tcp, peer) = tokio::select! {
             () = sender.closed() => return,
@@ -100,9 +104,14 @@ async fn accept_loop(
             },
         };
         set_nodelay(&tcp);
+        let Ok(permit) = handshakes.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection closed: too many TLS handshakes in progress");
+            continue;
+        };
         let acceptor = acceptor.clone();
         let sender = sender.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
                     let _ = sender.send((stream, peer)).await;

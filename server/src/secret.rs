@@ -46,9 +46,31 @@ pub fn load_or_create(data_dir: &Path) -> Result<Secret, ServerError> {
 /// created on first use like the signing secret.
 pub fn master_key(data_dir: &Path, configured: Option<&Path>) -> Result<[u8; SECRET_BYTES], ServerError> {
     match configured {
-        Some(path) => key_file(path, false),
+        Some(path) => {
+            refuse_shared(path)?;
+            key_file(path, false)
+        }
         None => key_file(&data_dir.join("master-key"), true),
     }
+}
+
+/// A configured key file others can read is refused, as the credentials file is.
+fn refuse_shared(path: &Path) -> Result<(), ServerError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let metadata = std::fs::metadata(path).map_err(|e| ServerError::io("reading", path, e))?;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            let message = format!("mode {mode:o}: other users can read the master key; run chmod 600 on it");
+            return Err(ServerError::io(
+                "reading",
+                path,
+                std::io::Error::new(std::io::ErrorKind::PermissionDenied, message),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// 32 random bytes kept in `path`, made when `create` and the file does not exist.

@@ -114,9 +114,15 @@ fn valid_for_a_year(params: &mut rcgen::CertificateParams) {
     params.not_after = date(year + 1);
 }
 
+/// A fresh file (an old one, or a link planted at its name, is removed first, never followed),
+/// so a private key is 0600 from its first byte.
 fn write_file(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
+    match std::fs::remove_file(path) {
+        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
+        _ => {}
+    }
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, if private { 0o600 } else { 0o644 });
     let mut file = options.open(path)?;

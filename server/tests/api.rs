@@ -307,3 +307,15 @@ async fn a_text_plain_post_is_not_json() {
     let listed = app.kvs("listStreams", json!({})).await;
     assert_eq!(listed.body["StreamInfoList"], json!([]), "nothing was created");
 }
+
+#[tokio::test]
+async fn device_names_and_media_types_have_awss_length_limits() {
+    let app = App::new();
+    let long = "d".repeat(129);
+    let answer = app.kvs("createStream", json!({"StreamName": "long-device", "DeviceName": long})).await;
+    assert_eq!(answer.kvs_error(), ("InvalidArgumentException", 400));
+    let answer = app.kvs("createStream", json!({"StreamName": "ok-device", "DeviceName": "d".repeat(128)})).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let answer = app.kvs("createStream", json!({"StreamName": "empty-type", "MediaType": ""})).await;
+    assert_eq!(answer.kvs_error(), ("InvalidArgumentException", 400));
+}

@@ -357,3 +357,32 @@ async fn hop_by_hop_headers_signed_for_http1_are_restored_on_http2_only() {
     let (_, error, _) = app.send(http1).await;
     assert_eq!(error.as_deref(), Some("IncompleteSignatureException"), "HTTP/1.1 must carry what it signed");
 }
+
+#[tokio::test]
+async fn the_policy_sees_the_stream_the_operation_acts_on() {
+    let app = App::new();
+    for name in ["open", "secret"] {
+        let call = Call::kds("CreateStream", json!({"StreamName": name, "ShardCount": 1}));
+        assert_eq!(app.send(call.signed(&admin())).await.0, StatusCode::OK);
+    }
+    // KDS takes StreamName before StreamARN: naming an allowed ARN beside it changes nothing.
+    let both = json!({"StreamName": "secret", "StreamARN": "arn:aws:kinesis:us-east-1:000000000000:stream/open"});
+    let (_, error, _) = app.send(Call::kds("DescribeStreamSummary", both).signed(&reader())).await;
+    assert_eq!(error.as_deref(), Some("AccessDeniedException"));
+    // A body the check cannot read the way the operation will is refused, not evaluated as `*`.
+    let mut duplicate = Call::kds("DescribeStreamSummary", json!({}));
+    duplicate.body = r#"{"StreamName":"open","StreamName":"secret"}"#.to_string();
+    let (_, error, _) = app.send(duplicate.signed(&reader())).await;
+    assert_eq!(error.as_deref(), Some("SerializationException"));
+}
+
+#[tokio::test]
+async fn encoded_paths_and_unsigned_bodies_are_refused() {
+    let app = App::new();
+    let (status, error, _) = app.send(Call::kvs("/%64eleteStream", json!({"StreamName": "x"})).signed(&admin())).await;
+    assert_eq!((status.as_u16(), error.as_deref()), (400, Some("UnknownOperationException")));
+    let mut unsigned = Call::kds("ListStreams", json!({}));
+    unsigned.headers.push(("x-amz-content-sha256", "UNSIGNED-PAYLOAD".into()));
+    let (_, error, body) = app.send(unsigned.signed(&admin())).await;
+    assert_eq!(error.as_deref(), Some("InvalidSignatureException"), "{body}");
+}

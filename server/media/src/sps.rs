@@ -61,19 +61,35 @@ impl Bits {
     }
 }
 
-/// The first SPS of an `AVCDecoderConfigurationRecord`.
-fn first_avc_sps(avcc: &[u8]) -> Option<&[u8]> {
+/// Every SPS of an `AVCDecoderConfigurationRecord`; `None` when the record is cut short.
+pub fn avc_sps_list(avcc: &[u8]) -> Option<Vec<&[u8]>> {
     let count = usize::from(*avcc.get(5)? & 0x1f);
-    if count == 0 {
-        return None;
+    let mut at = 6;
+    let mut out = Vec::with_capacity(count);
+    for _ in 0..count {
+        let len = usize::from(u16::from_be_bytes([*avcc.get(at)?, *avcc.get(at + 1)?]));
+        out.push(avcc.get(at + 2..at + 2 + len)?);
+        at += 2 + len;
     }
-    let len = usize::from(u16::from_be_bytes([*avcc.get(6)?, *avcc.get(7)?]));
-    avcc.get(8..8 + len)
+    Some(out)
 }
 
-/// (width, height) an H.264 stream declares, from its avcC record.
+/// The size each readable SPS of an avcC declares.
+pub fn avc_all_dimensions(avcc: &[u8]) -> Vec<(u32, u32)> {
+    avc_sps_list(avcc).unwrap_or_default().into_iter().filter_map(avc_sps_dimensions).collect()
+}
+
+fn first_avc_sps(avcc: &[u8]) -> Option<&[u8]> {
+    avc_sps_list(avcc)?.into_iter().next()
+}
+
+/// (width, height) an H.264 stream declares, from the first SPS of its avcC record.
 pub fn avc_dimensions(avcc: &[u8]) -> Option<(u32, u32)> {
-    let sps = first_avc_sps(avcc)?;
+    avc_sps_dimensions(first_avc_sps(avcc)?)
+}
+
+/// (width, height) one H.264 SPS NAL unit declares.
+pub fn avc_sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
     // Skip the NAL header byte.
     let mut bits = Bits::new(sps.get(1..)?);
     let profile = bits.bits(8)?;

@@ -52,9 +52,13 @@ impl AuditLog {
         &self.path
     }
 
-    /// Writes one line; a failing disk is logged, never fails the request.
+    /// Writes one line; a failing disk is logged, never fails the request. Fields come from
+    /// callers who may not be authenticated, so each is cut to `MAX_FIELD_CHARS`: a refused
+    /// request must not be able to write (and rotate away history with) megabyte lines.
     pub fn record(&self, entry: &AuditEntry) {
-        let mut line = match serde_json::to_vec(entry) {
+        let (key_id, action, resource) = (clip(entry.key_id), clip(entry.action), clip(entry.resource));
+        let entry = AuditEntry { key_id: &key_id, action: &action, resource: &resource, ..*entry };
+        let mut line = match serde_json::to_vec(&entry) {
             Ok(line) => line,
             Err(error) => return tracing::error!(%error, "audit entry not encodable"),
         };
@@ -102,6 +106,13 @@ fn open_sink(path: &Path) -> std::io::Result<Sink> {
     Ok(Sink { file, written_bytes })
 }
 
+/// Longest field in an audit line.
+const MAX_FIELD_CHARS: usize = 256;
+
+fn clip(field: &str) -> String {
+    field.chars().take(MAX_FIELD_CHARS).collect()
+}
+
 pub fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
@@ -130,11 +141,13 @@ mod tests {
         let line: serde_json::Value = serde_json::from_str(text.trim()).expect("json line");
         assert_eq!(line["action"], "kinesis:PutRecord");
         assert_eq!(line["result"], "allowed");
-        let big = "x".repeat(1 << 20);
-        for _ in 0..20 {
-            log.record(&entry(&big));
+        let big = AuditEntry { resource: &"x".repeat(1 << 20), ..entry("denied") };
+        for _ in 0..(ROTATE_AT_BYTES / 300 + 10) {
+            log.record(&big);
         }
         assert!(dir.path().join("audit.log.1").exists(), "16 MiB of lines must rotate the file");
         assert!(std::fs::metadata(log.path()).expect("current").len() <= ROTATE_AT_BYTES);
+        let longest = std::fs::read_to_string(log.path()).expect("log").lines().map(str::len).max().unwrap_or(0);
+        assert!(longest < 1024, "a huge field is clipped: {longest} bytes");
     }
 }

@@ -14,8 +14,8 @@ use sha2::{Digest as _, Sha256};
 use super::audit::{AuditEntry, now_ms};
 use super::keys::Key;
 use super::policy::Decision;
-use super::signature::{Expected, authenticate, claimed_key_id};
-use super::target::{Target, classify, is_public, resource};
+use super::signature::{Expected, Identified, claimed_key_id, identify, verify_identified};
+use super::target::{Target, Unresolvable, classify, is_public, resource};
 use super::{Auth, Caller, Mode};
 use crate::error::{ApiError, ErrorType, Protocol};
 use crate::listener::PeerAddr;
@@ -34,47 +34,106 @@ pub async fn authorize(State(auth): State<Arc<Auth>>, request: Request, next: Ne
     if is_public(request.method(), request.uri().path(), public_metrics) {
         return next.run(request).await;
     }
-    let target = classify(request.method(), request.uri().path(), request.headers());
-    let (mut parts, body) = request.into_parts();
+    let mut target = classify(request.method(), request.uri().path(), request.headers());
+    let (parts, body) = request.into_parts();
+    // Routing decodes a percent-encoded path (`/%64eleteStream` runs deleteStream) but the
+    // action is named from the path as sent: no operation name needs encoding, so none may have it.
+    if parts.uri.path().contains('%') {
+        let unknown = ApiError::new(ErrorType::UnknownOperation, "Operation names are never percent-encoded.");
+        return refusal(&target, &parts, &unknown);
+    }
+    match &auth.mode {
+        Mode::Open => {
+            let caller =
+                Caller { access_key_id: claimed_key_id(&parts).unwrap_or_else(|| "anonymous".into()), user_name: None };
+            serve_checked(&auth, &mut target, parts, body, None, caller, next).await
+        }
+        Mode::Keys(keys) => {
+            let table = keys.current();
+            let expected = expected(&auth, &target, None);
+            // Headers first: an unknown or unsigned caller never gets a body buffered or hashed.
+            let identified = match identify(&table, &parts, &expected) {
+                Ok(identified) => identified,
+                Err(error) => return refuse(&auth, &target, "-", &parts, &error),
+            };
+            let caller = Caller {
+                access_key_id: identified.access_key_id().to_string(),
+                user_name: Some(identified.key.user_name.clone()),
+            };
+            serve_checked(&auth, &mut target, parts, body, Some(&identified), caller, next).await
+        }
+    }
+}
+
+/// Buffers the body, resolves the resource, verifies the signature (keys mode), evaluates the
+/// policy, audits, and runs the request.
+async fn serve_checked(
+    auth: &Auth,
+    target: &mut Target,
+    mut parts: Parts,
+    body: Body,
+    identified: Option<&Identified<'_>>,
+    caller: Caller,
+    next: Next,
+) -> Response {
     let (body, buffered, _held) = if target.streaming {
         (body, None, None)
     } else {
-        match buffer(&auth, &parts, body).await {
+        match buffer(auth, &parts, body).await {
             Ok((bytes, held)) => (Body::from(bytes.clone()), Some(bytes), Some(held)),
-            Err(refused) => return refused.answer(&target),
+            Err(refused) => return refused.answer(target),
         }
     };
-    let resource = resource(&target, &parts.headers, buffered.as_deref(), auth.resources.as_ref());
-    let checked = match &auth.mode {
-        Mode::Open => {
-            Ok(Caller { access_key_id: claimed_key_id(&parts).unwrap_or_else(|| "anonymous".into()), user_name: None })
+    let resolved = match resource(target, &parts.headers, buffered.as_deref(), auth.resources.as_ref()) {
+        Ok(resolved) => resolved,
+        Err(Unresolvable(message)) => {
+            let error = ApiError::new(ErrorType::Serialization, message);
+            return refuse(auth, target, &caller.access_key_id, &parts, &error);
         }
-        Mode::Keys(keys) => check(&auth, keys.current().as_ref(), &parts, buffered.as_ref(), &target, &resource),
     };
-    let audit = |key_id: &str, result: &str| {
-        auth.audit.record(&AuditEntry {
-            time_ms: now_ms(),
-            key_id,
-            action: &target.action,
-            resource: &resource,
-            source_ip: &source_ip(&parts),
-            result,
-        });
-    };
-    match checked {
-        Ok(caller) => {
-            if target.is_mutating() {
-                audit(&caller.access_key_id, "allowed");
-            }
-            parts.extensions.insert(caller);
-            next.run(Request::from_parts(parts, body)).await
-        }
-        Err(error) => {
-            let key_id = claimed_key_id(&parts).unwrap_or_else(|| "-".into());
-            audit(&key_id, error.kind.name());
-            refusal(&target, &parts, &error)
+    if let Some(action) = resolved.action {
+        target.action = action;
+    }
+    if let Some(identified) = identified {
+        let body_sha256 = buffered.as_ref().map(|bytes| hex::encode(Sha256::digest(bytes)));
+        let expected = expected(auth, target, body_sha256.as_deref());
+        let checked = verify_identified(&parts, identified, &expected)
+            .and_then(|()| decide(auth, identified.key, target, &resolved.resource));
+        if let Err(error) = checked {
+            return refuse_on(auth, target, &caller.access_key_id, &resolved.resource, &parts, &error);
         }
     }
+    if target.is_mutating() {
+        audit(auth, target, &caller.access_key_id, &resolved.resource, &parts, "allowed");
+    }
+    parts.extensions.insert(caller);
+    next.run(Request::from_parts(parts, body)).await
+}
+
+fn expected<'a>(auth: &'a Auth, target: &Target, body_sha256: Option<&'a str>) -> Expected<'a> {
+    Expected { service: target.service, region: &auth.region, now_secs: (now_ms() / 1000) as i64, body_sha256 }
+}
+
+fn audit(auth: &Auth, target: &Target, key_id: &str, resource: &str, parts: &Parts, result: &str) {
+    auth.audit.record(&AuditEntry {
+        time_ms: now_ms(),
+        key_id,
+        action: &target.action,
+        resource,
+        source_ip: &source_ip(parts),
+        result,
+    });
+}
+
+/// A refusal before the resource is known: audited against the path.
+fn refuse(auth: &Auth, target: &Target, key_id: &str, parts: &Parts, error: &ApiError) -> Response {
+    let key_id = if key_id == "-" { claimed_key_id(parts).unwrap_or_else(|| "-".into()) } else { key_id.to_string() };
+    refuse_on(auth, target, &key_id, parts.uri.path(), parts, error)
+}
+
+fn refuse_on(auth: &Auth, target: &Target, key_id: &str, resource: &str, parts: &Parts, error: &ApiError) -> Response {
+    audit(auth, target, key_id, resource, parts, error.kind.name());
+    refusal(target, parts, error)
 }
 
 /// Why a body was not buffered.
@@ -131,22 +190,10 @@ async fn buffer(
     Ok((bytes, held))
 }
 
-/// Authenticates and evaluates the policy.
-fn check(
-    auth: &Auth,
-    keys: &super::keys::KeyTable,
-    parts: &Parts,
-    body: Option<&Bytes>,
-    target: &Target,
-    resource: &str,
-) -> Result<Caller, ApiError> {
-    let body_sha256 = body.map(|bytes| hex::encode(Sha256::digest(bytes)));
-    let now_secs = (now_ms() / 1000) as i64;
-    let expected =
-        Expected { service: target.service, region: &auth.region, now_secs, body_sha256: body_sha256.as_deref() };
-    let (access_key_id, key) = authenticate(keys, parts, &expected)?;
+/// The key's policy on this action and resource.
+fn decide(auth: &Auth, key: &Key, target: &Target, resource: &str) -> Result<(), ApiError> {
     match key.policy.decide(&target.action, resource) {
-        Decision::Allowed => Ok(Caller { access_key_id, user_name: Some(key.user_name.clone()) }),
+        Decision::Allowed => Ok(()),
         decision => Err(denied(auth, key, target, resource, decision)),
     }
 }

@@ -35,8 +35,24 @@ pub fn claimed_key_id(parts: &Parts) -> Option<String> {
     parse_authorization(&header).ok().map(|auth| auth.access_key_id)
 }
 
-/// Checks the request; returns the access key id and its key.
-pub fn authenticate<'k>(keys: &'k KeyTable, parts: &Parts, expected: &Expected) -> Result<(String, &'k Key), ApiError> {
+/// A request whose signature names a known key and is in date and scope, not yet verified.
+#[derive(Debug)]
+pub struct Identified<'k> {
+    authorization: Authorization,
+    amz_date: String,
+    presigned: bool,
+    pub key: &'k Key,
+}
+
+impl Identified<'_> {
+    pub fn access_key_id(&self) -> &str {
+        &self.authorization.access_key_id
+    }
+}
+
+/// Everything that needs only the headers: run before a body is read, so an unsigned or
+/// unknown caller never gets the server to buffer and hash a body for it.
+pub fn identify<'k>(keys: &'k KeyTable, parts: &Parts, expected: &Expected) -> Result<Identified<'k>, ApiError> {
     let (header, presigned) = signature_source(parts)?;
     let authorization = parse_authorization(&header).map_err(|e| from_sigv4(e, &header))?;
     let amz_date = request_date(parts, presigned.as_ref(), &header)?;
@@ -47,8 +63,22 @@ pub fn authenticate<'k>(keys: &'k KeyTable, parts: &Parts, expected: &Expected) 
     if presigned.is_none() && parts.headers.contains_key("x-amz-date") {
         require_signed(&authorization, "x-amz-date", "X-Amz-Date")?;
     }
-    verify_signature(parts, &authorization, key, &amz_date, presigned.is_some(), expected)?;
-    Ok((authorization.access_key_id, key))
+    if parts.headers.contains_key("x-amz-content-sha256") {
+        require_signed(&authorization, "x-amz-content-sha256", "X-Amz-Content-Sha256")?;
+    }
+    Ok(Identified { authorization, amz_date, presigned: presigned.is_some(), key })
+}
+
+/// Verifies the signature itself, once the body (or its absence, for a stream) is known.
+pub fn verify_identified(parts: &Parts, identified: &Identified, expected: &Expected) -> Result<(), ApiError> {
+    verify_signature(
+        parts,
+        &identified.authorization,
+        identified.key,
+        &identified.amz_date,
+        identified.presigned,
+        expected,
+    )
 }
 
 /// The `X-Amz-*` parameters of a presigned URL.
@@ -78,7 +108,8 @@ fn signature_source(parts: &Parts) -> Result<(String, Option<Presigned>), ApiErr
                 param("X-Amz-SignedHeaders").unwrap_or_default(),
                 param("X-Amz-Signature").unwrap_or_default()
             );
-            let expires_secs = param("X-Amz-Expires").and_then(|v| v.parse().ok()).unwrap_or(MAX_PRESIGNED_SECS);
+            // AWS requires X-Amz-Expires; a URL without one (or with garbage) is refused below.
+            let expires_secs = param("X-Amz-Expires").and_then(|v| v.parse().ok()).unwrap_or(0);
             let date = param("X-Amz-Date").unwrap_or_default();
             Ok((header, Some(Presigned { date, expires_secs, security_token: param("X-Amz-Security-Token") })))
         }
@@ -198,7 +229,14 @@ fn payload_candidates<'a>(parts: &'a Parts, expected: &Expected<'a>) -> Result<V
         // Streamed without a declaration: AWS's C producer signs the empty hash, AWS's Rust
         // signer defaults to UNSIGNED-PAYLOAD without sending the header.
         (None, None) => vec![EMPTY_SHA256, UNSIGNED_PAYLOAD],
-        (Some(UNSIGNED_PAYLOAD), Some(_)) => vec![UNSIGNED_PAYLOAD],
+        // A buffered body is always covered by its signature: UNSIGNED-PAYLOAD would let a
+        // captured request be replayed with another body.
+        (Some(UNSIGNED_PAYLOAD), Some(_)) => {
+            return Err(ApiError::new(
+                ErrorType::InvalidSignature,
+                "UNSIGNED-PAYLOAD is accepted only for streamed uploads (PutMedia).",
+            ));
+        }
         (Some(declared), Some(computed)) if declared.eq_ignore_ascii_case(computed) => vec![computed],
         (Some(_), Some(_)) => {
             return Err(ApiError::new(

@@ -111,39 +111,97 @@ struct Names {
     consumer_arn: Option<String>,
     #[serde(rename = "ShardIterator")]
     shard_iterator: Option<String>,
+    #[serde(rename = "DataStreamName")]
+    data_stream_name: Option<String>,
+    #[serde(rename = "DataStreamARN")]
+    data_stream_arn: Option<String>,
 }
 
-/// The ARN the request acts on; `*` for calls that name none (ListStreams) and for bodies that
-/// do not parse (the operation will refuse them), so that only a `Resource: "*"` policy can
-/// allow them.
-pub fn resource(target: &Target, headers: &HeaderMap, body: Option<&[u8]>, resources: &dyn Resources) -> String {
+/// What the request acts on, as the operation will resolve it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Resolved {
+    pub resource: String,
+    /// The consumer API reading a data stream is a `kinesis:` action on it.
+    pub action: Option<String>,
+}
+
+/// Why the resource could not be told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unresolvable(pub &'static str);
+
+/// The ARN the request acts on, found exactly as the operations find it (so that the policy is
+/// evaluated on the stream the operation will touch): `*` for calls that name none
+/// (ListStreams). A body that does not parse here is refused rather than evaluated as `*`:
+/// a parse the operation accepts but this one does not (duplicate keys, a stray type) must not
+/// become a way around a Deny.
+pub fn resource(
+    target: &Target,
+    headers: &HeaderMap,
+    body: Option<&[u8]>,
+    resources: &dyn Resources,
+) -> Result<Resolved, Unresolvable> {
     if target.streaming {
         let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
-        if let Some(arn) = header("x-amzn-stream-arn") {
-            return arn;
-        }
-        return header("x-amzn-stream-name").map_or_else(|| "*".into(), |name| resources.video_stream_arn(&name));
+        let resource = match (header("x-amzn-stream-arn"), header("x-amzn-stream-name")) {
+            (Some(arn), _) => arn,
+            (None, Some(name)) => resources.video_stream_arn(&name),
+            (None, None) => "*".into(),
+        };
+        return Ok(Resolved { resource, action: None });
     }
-    let names = body.map(|body| parse_names(headers, body)).unwrap_or_default();
-    match target.protocol {
-        Protocol::Kds => names
-            .stream_arn
-            .or_else(|| names.stream_name.map(|name| resources.data_stream_arn(&name)))
-            .or(names.consumer_arn)
-            .or_else(|| names.shard_iterator.and_then(|it| resources.iterator_stream_arn(&it)))
-            .unwrap_or_else(|| "*".into()),
-        Protocol::Kvs => names
-            .stream_arn
-            .or(names.resource_arn)
-            .or_else(|| names.stream_name.map(|name| resources.video_stream_arn(&name)))
-            .unwrap_or_else(|| "*".into()),
+    let names = match body {
+        Some(body) if !body.is_empty() => parse_names(headers, body)?,
+        _ => Names::default(),
+    };
+    Ok(match target.protocol {
+        Protocol::Kds => Resolved { resource: kds_resource(names, resources), action: None },
+        Protocol::Kvs => kvs_resource(target, names, resources),
+    })
+}
+
+/// KDS operations: GetRecords reads only its iterator; the others take StreamName before
+/// StreamARN (kds::context::stream_name), and the ARN must then name the same stream.
+fn kds_resource(names: Names, resources: &dyn Resources) -> String {
+    if let Some(iterator) = names.shard_iterator {
+        return resources.iterator_stream_arn(&iterator).unwrap_or_else(|| "*".into());
+    }
+    match (names.stream_name, names.stream_arn) {
+        (Some(name), _) => resources.data_stream_arn(&name),
+        (None, Some(arn)) => arn,
+        (None, None) => names.consumer_arn.unwrap_or_else(|| "*".into()),
     }
 }
 
-fn parse_names(headers: &HeaderMap, body: &[u8]) -> Names {
-    let cbor = headers.get("content-type").and_then(|v| v.to_str().ok()).is_some_and(|t| t.contains("cbor"));
+/// KVS operations take StreamName or an ARN (never both; kvs::context::stream): ResourceARN
+/// for the *Resource tag calls, StreamARN for the others. The consumer API may name a data
+/// stream instead, which makes it a `kinesis:` action on that stream.
+fn kvs_resource(target: &Target, names: Names, resources: &dyn Resources) -> Resolved {
+    let operation = target.action.split_once(':').map_or("", |(_, op)| op);
+    if names.data_stream_name.is_some() || names.data_stream_arn.is_some() {
+        let resource = match (names.data_stream_name, names.data_stream_arn) {
+            (Some(name), _) => resources.data_stream_arn(&name),
+            (None, Some(arn)) => arn,
+            (None, None) => "*".into(),
+        };
+        return Resolved { resource, action: Some(format!("kinesis:{operation}")) };
+    }
+    let arn = if operation.ends_with("Resource") { names.resource_arn } else { names.stream_arn };
+    let resource = match (names.stream_name, arn) {
+        (Some(name), _) => resources.video_stream_arn(&name),
+        (None, Some(arn)) => arn,
+        (None, None) => "*".into(),
+    };
+    Resolved { resource, action: None }
+}
+
+fn parse_names(headers: &HeaderMap, body: &[u8]) -> Result<Names, Unresolvable> {
+    // The same test kds::handle uses to choose its decoder.
+    let cbor = headers
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/x-amz-cbor-1.1"));
     let parsed = if cbor { ciborium::from_reader(body).ok() } else { serde_json::from_slice(body).ok() };
-    parsed.unwrap_or_default()
+    parsed.ok_or(Unresolvable("The request body could not be read to find the resource it names."))
 }
 
 #[cfg(test)]
@@ -177,13 +235,16 @@ mod tests {
         let target = classify(&Method::POST, "/", &headers);
         assert_eq!(target.action, "kinesis:GetRecords");
         assert!(!target.is_mutating());
-        let arn = resource(&target, &headers, Some(br#"{"ShardIterator":"it"}"#), &Fixed);
-        assert_eq!(arn, "arn:aws:kinesis:us-east-1:0:stream/from-iterator");
+        let arn = resource(&target, &headers, Some(br#"{"ShardIterator":"it","StreamName":"other"}"#), &Fixed);
+        assert_eq!(arn.expect("resolves").resource, "arn:aws:kinesis:us-east-1:0:stream/from-iterator");
         let target = classify(&Method::POST, "/getHLSStreamingSessionURL", &HeaderMap::new());
         assert_eq!(target.action, "kinesisvideo:GetHLSStreamingSessionURL");
         let arn = resource(&target, &HeaderMap::new(), Some(br#"{"StreamName":"cam"}"#), &Fixed);
-        assert_eq!(arn, "arn:aws:kinesisvideo:us-east-1:0:stream/cam/1");
-        assert_eq!(resource(&target, &HeaderMap::new(), Some(b"{"), &Fixed), "*");
+        assert_eq!(arn.expect("resolves").resource, "arn:aws:kinesisvideo:us-east-1:0:stream/cam/1");
+        assert!(resource(&target, &HeaderMap::new(), Some(b"{"), &Fixed).is_err(), "unreadable bodies are refused");
+        let duplicate = br#"{"StreamName":"cam","StreamName":"secret"}"#;
+        assert!(resource(&target, &HeaderMap::new(), Some(duplicate), &Fixed).is_err());
+        assert_eq!(resource(&target, &HeaderMap::new(), Some(b""), &Fixed).expect("empty").resource, "*");
     }
 
     #[test]
@@ -192,7 +253,24 @@ mod tests {
         headers.insert("x-amzn-stream-name", "cam".parse().expect("header"));
         let target = classify(&Method::POST, "/putMedia", &headers);
         assert!(target.streaming && target.is_mutating());
-        assert_eq!(resource(&target, &headers, None, &Fixed), "arn:aws:kinesisvideo:us-east-1:0:stream/cam/1");
+        let resolved = resource(&target, &headers, None, &Fixed).expect("resolves");
+        assert_eq!(resolved.resource, "arn:aws:kinesisvideo:us-east-1:0:stream/cam/1");
+    }
+
+    #[test]
+    fn the_resource_is_the_one_each_operation_acts_on() {
+        let kds = classify(&Method::POST, "/", &kds("DeleteStream"));
+        let both = br#"{"StreamARN":"arn:aws:kinesis:us-east-1:0:stream/allowed","StreamName":"secret"}"#;
+        let resolved = resource(&kds, &HeaderMap::new(), Some(both), &Fixed).expect("resolves");
+        assert_eq!(resolved.resource, "arn:aws:kinesis:us-east-1:0:stream/secret", "StreamName wins, as in KDS");
+        let tag = classify(&Method::POST, "/TagResource", &HeaderMap::new());
+        let body = br#"{"ResourceARN":"arn:secret","StreamARN":"arn:allowed"}"#;
+        assert_eq!(resource(&tag, &HeaderMap::new(), Some(body), &Fixed).expect("resolves").resource, "arn:secret");
+        let consumer = classify(&Method::POST, "/createConsumer", &HeaderMap::new());
+        let resolved = resource(&consumer, &HeaderMap::new(), Some(br#"{"DataStreamName":"orders"}"#), &Fixed);
+        let resolved = resolved.expect("resolves");
+        assert_eq!(resolved.resource, "arn:aws:kinesis:us-east-1:0:stream/orders");
+        assert_eq!(resolved.action.as_deref(), Some("kinesis:CreateConsumer"));
     }
 
     #[test]

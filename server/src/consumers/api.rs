@@ -30,6 +30,10 @@ fn not_found(name: &str) -> ApiError {
 
 /// Stores a new consumer's definition and first checkpoint (ResourceInUse when the name is
 /// taken) and starts it.
+/// Consumers a stream may have (hidden hook consumers aside): each runs a reader and, for video,
+/// a decoder; KDS allows 20 enhanced fan-out consumers per stream, and so do we.
+const MAX_CONSUMERS_PER_STREAM: usize = 20;
+
 pub(super) fn store_new(
     ctx: &ConsumersCtx,
     handle: &framelog_store::StreamHandle,
@@ -37,17 +41,25 @@ pub(super) fn store_new(
     spec: &impl serde::Serialize,
     checkpoint: &impl serde::Serialize,
 ) -> Result<(), ApiError> {
-    let (_, created) = ctx.video.engine.update_meta(handle, |meta| {
+    let (_, outcome) = ctx.video.engine.update_meta(handle, |meta| {
         if meta.settings.contains_key(&state::spec_key(name)) {
-            return false;
+            return Err(ApiError::new(
+                ErrorType::ResourceInUse,
+                format!("Consumer {name} already exists on this stream."),
+            ));
+        }
+        let visible = state::consumer_names(&meta.settings).filter(|n| !super::stream_hooks::is_hidden(n)).count();
+        if visible >= MAX_CONSUMERS_PER_STREAM && !super::stream_hooks::is_hidden(name) {
+            return Err(ApiError::new(
+                ErrorType::LimitExceeded,
+                format!("A stream can have at most {MAX_CONSUMERS_PER_STREAM} consumers."),
+            ));
         }
         meta.settings.insert(state::spec_key(name), serde_json::to_string(spec).unwrap_or_default());
         meta.settings.insert(state::checkpoint_key(name), serde_json::to_string(checkpoint).unwrap_or_default());
-        true
+        Ok(())
     })?;
-    if !created {
-        return Err(ApiError::new(ErrorType::ResourceInUse, format!("Consumer {name} already exists on this stream.")));
-    }
+    outcome?;
     notify(ctx, handle, name);
     Ok(())
 }

@@ -59,6 +59,11 @@ pub struct DeadLetter {
 
 const SPEC_PREFIX: &str = "consumer.spec.";
 
+/// The names of every consumer stored in a stream's settings.
+pub fn consumer_names(settings: &std::collections::BTreeMap<String, String>) -> impl Iterator<Item = &str> {
+    settings.keys().filter_map(|key| key.strip_prefix(SPEC_PREFIX))
+}
+
 pub fn spec_key(name: &str) -> String {
     format!("{SPEC_PREFIX}{name}")
 }

@@ -154,3 +154,18 @@ fn debug_output_of_consumer_definitions_hides_webhook_credentials() {
     // What is stored keeps the whole URL: the call needs it.
     assert!(serde_json::to_string(&spec).expect("json").contains("alice:s3cret@"));
 }
+
+#[tokio::test]
+async fn a_stream_takes_at_most_twenty_consumers() {
+    let f = fixture(&[]);
+    for i in 0..20 {
+        let document =
+            json!({"StreamName": "cam", "ConsumerName": format!("c{i}"), "Webhook": {"Url": "http://93.184.216.34/f"}});
+        call(&f.ctx, "createConsumer", document).expect("within the limit");
+    }
+    let document = json!({"StreamName": "cam", "ConsumerName": "c20", "Webhook": {"Url": "http://93.184.216.34/f"}});
+    let error = call(&f.ctx, "createConsumer", document).expect_err("the 21st");
+    assert_eq!(error.kind, ErrorType::LimitExceeded);
+    let listed = call(&f.ctx, "listConsumers", json!({"StreamName": "cam"})).expect("list");
+    assert_eq!(listed["Consumers"].as_array().map(Vec::len), Some(20), "the refused one was not stored");
+}

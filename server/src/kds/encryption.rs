@@ -38,14 +38,16 @@ fn parse(ctx: &KdsCtx, body: &Document) -> Result<(String, String), ApiError> {
 pub fn start_stream_encryption(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let (name, key_id) = parse(ctx, &body)?;
     let handle = ctx.lookup(&name)?;
-    // The data key is made once per stream; turning encryption off and on keeps it, so older
-    // sealed records stay readable.
-    let wrapped_key_hex = match handle.meta().encryption {
-        Some(existing) => existing.wrapped_key_hex,
-        None => ctx.engine.new_wrapped_data_key_hex().map_err(|e| ctx.store_error(e))?,
-    };
-    let encryption = StreamEncryption { enabled: true, key_id, wrapped_key_hex };
-    ctx.engine.update_meta(&handle, |meta| meta.encryption = Some(encryption)).map_err(|e| ctx.store_error(e))?;
+    let fresh_key = ctx.engine.new_wrapped_data_key_hex().map_err(|e| ctx.store_error(e))?;
+    // The data key is made once per stream and chosen under the metadata lock: two concurrent
+    // calls must not each install a key (records sealed under the first would no longer open).
+    // Turning encryption off and on keeps it, so older sealed records stay readable.
+    ctx.engine
+        .update_meta(&handle, |meta| {
+            let wrapped_key_hex = meta.encryption.take().map_or(fresh_key, |existing| existing.wrapped_key_hex);
+            meta.encryption = Some(StreamEncryption { enabled: true, key_id, wrapped_key_hex });
+        })
+        .map_err(|e| ctx.store_error(e))?;
     Ok(json!({}))
 }
 

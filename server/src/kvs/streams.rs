@@ -109,6 +109,7 @@ pub fn create_stream(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
         format!("arn:aws:kms:{}:{}:alias/aws/kinesisvideo", ctx.settings.region, ctx.settings.account_id)
     });
     meta.settings.insert(SET_KMS_KEY.into(), kms);
+    check_device_and_media_type(body.str("DeviceName")?.as_deref(), body.str("MediaType")?.as_deref())?;
     for (field, key) in [("DeviceName", SET_DEVICE), ("MediaType", SET_MEDIA_TYPE)] {
         if let Some(value) = body.str(field)? {
             meta.settings.insert(key.into(), value);
@@ -200,11 +201,22 @@ pub fn delete_stream(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     Ok(json!({}))
 }
 
+/// AWS's limits: DeviceName and MediaType are 1 to 128 characters.
+fn check_device_and_media_type(device: Option<&str>, media_type: Option<&str>) -> Result<(), ApiError> {
+    for (field, value) in [("DeviceName", device), ("MediaType", media_type)] {
+        if value.is_some_and(|v| v.is_empty() || v.chars().count() > 128) {
+            return Err(ApiError::invalid(format!("{field} must be 1 to 128 characters long.")));
+        }
+    }
+    Ok(())
+}
+
 pub fn update_stream(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     let handle = ctx.stream(&body, "StreamARN")?;
     check_version(&handle.meta(), &body, true)?;
     let device = body.str("DeviceName")?;
     let media_type = body.str("MediaType")?;
+    check_device_and_media_type(device.as_deref(), media_type.as_deref())?;
     ctx.engine.update_meta(&handle, |m| {
         if let Some(device) = device {
             m.settings.insert(SET_DEVICE.into(), device);
