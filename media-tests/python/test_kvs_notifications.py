@@ -149,8 +149,8 @@ INVALID = {
     "file uri outside the images root": dict(DestinationConfig={"Uri": "file:///tmp", "DestinationRegion": REGION}),
     "s3 uri": dict(DestinationConfig={"Uri": "s3://bucket/images", "DestinationRegion": REGION}),
     "ftp uri": dict(DestinationConfig={"Uri": "ftp://127.0.0.1/images", "DestinationRegion": REGION}),
-    # Notification Uris other than http://
-    "https": "https://127.0.0.1:9/hook",
+    # Notification Uris other than http:// and https://
+    "ftp": "ftp://127.0.0.1:9/hook",
     "sns topic": "arn:aws:sns:us-east-1:000000000000:topic",
     "file": "file:///tmp/hook",
 }

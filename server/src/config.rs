@@ -44,6 +44,8 @@ pub struct ConsumerSettings {
     /// `file://` image destinations must lie under this; `<data_dir>/images` when unset.
     pub images_root: Option<PathBuf>,
     pub images_quota_bytes: u64,
+    /// CAs (PEM) that https:// destinations may chain to besides the system's.
+    pub ca_file: Option<PathBuf>,
 }
 
 impl Default for ConsumerSettings {
@@ -53,6 +55,7 @@ impl Default for ConsumerSettings {
             allowed_destination_prefixes: Vec::new(),
             images_root: None,
             images_quota_bytes: crate::consumers::DEFAULT_IMAGES_QUOTA_BYTES,
+            ca_file: None,
         }
     }
 }
@@ -107,6 +110,7 @@ pub struct ConsumersFile {
     pub allowed_destination_prefixes: Option<Vec<String>>,
     pub images_root: Option<PathBuf>,
     pub images_quota_bytes: Option<u64>,
+    pub ca_file: Option<PathBuf>,
 }
 
 /// The `[encryption]` table.
@@ -174,6 +178,7 @@ impl Config {
             }
             current.images_root = consumers.images_root.or(current.images_root.take());
             current.images_quota_bytes = consumers.images_quota_bytes.unwrap_or(current.images_quota_bytes);
+            current.ca_file = consumers.ca_file.or(current.ca_file.take());
         }
         if let Some(encryption) = file.encryption {
             self.master_key_file = encryption.master_key_file.or(self.master_key_file);

@@ -122,9 +122,14 @@ impl AppState {
 /// Private destinations are for the local developer mode unless the config says otherwise; a
 /// malformed prefix stops start-up rather than silently matching nothing.
 fn destination_policy(config: &Config) -> Result<consumers::DestinationPolicy, ServerError> {
+    let trust = match &config.consumers.ca_file {
+        Some(path) => consumers::OutboundTrust::with_ca_file(path).map_err(ServerError::Config)?,
+        None => consumers::OutboundTrust::default(),
+    };
     let policy = consumers::DestinationPolicy {
         allow_private: config.consumers.allow_private_destinations.unwrap_or(config.auth.credentials_file.is_none()),
         allowed_prefixes: config.consumers.allowed_destination_prefixes.clone(),
+        trust,
     };
     policy.validate().map_err(ServerError::Config)?;
     Ok(policy)

@@ -107,7 +107,8 @@ mod tests {
         assert!(logs.contains("a webhook call failed") && logs.contains("http://***@127.0.0.1:"), "{logs}");
         assert!(!logs.contains("s3cret") && !logs.contains("t0ken"), "{logs}");
 
-        let strict = DestinationPolicy { allow_private: false, allowed_prefixes: Vec::new() };
+        let strict =
+            DestinationPolicy { allow_private: false, allowed_prefixes: Vec::new(), ..DestinationPolicy::default() };
         let (delivery, logs) = failed_delivery_logs(&strict, &url);
         // Refused once, not retried.
         assert!(

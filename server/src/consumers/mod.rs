@@ -12,6 +12,7 @@ mod image_quota;
 mod image_root;
 mod lag;
 mod outbound;
+mod outbound_tls;
 mod policy;
 mod prefetch;
 pub mod prometheus;
@@ -33,6 +34,7 @@ mod write_back;
 pub use context::ConsumersCtx;
 pub use image_files::ImageFiles;
 pub use image_quota::DEFAULT_IMAGES_QUOTA_BYTES;
+pub use outbound_tls::OutboundTrust;
 pub use policy::DestinationPolicy;
 
 use crate::rest_json::Operation;

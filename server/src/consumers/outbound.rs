@@ -66,7 +66,15 @@ pub async fn call(
     })
     .await
     .map_err(|_| CallError::Failed("no answer in 30 s".into()))??;
-    let (status, answer) = exchange(connection, request).await.map_err(CallError::Failed)?;
+    let (status, answer) = if target.tls {
+        let stream = tokio::time::timeout(CALL_TIMEOUT, tls_handshake(policy, &target, connection))
+            .await
+            .map_err(|_| CallError::Failed("no TLS handshake in 30 s".into()))??;
+        exchange(stream, request).await
+    } else {
+        exchange(connection, request).await
+    }
+    .map_err(CallError::Failed)?;
     if !status.is_success() {
         return Err(CallError::Failed(format!("HTTP {status}")));
     }
@@ -74,6 +82,18 @@ pub async fn call(
         tracing::warn!(%url, limit = MAX_ANSWER_BYTES, "a destination's answer was over the limit: its body is ignored");
         Bytes::new()
     }))
+}
+
+/// TLS on the pinned connection, the certificate checked against the URL's host (a name, or an
+/// address for a URL that names one).
+async fn tls_handshake(
+    policy: &DestinationPolicy,
+    target: &Target,
+    tcp: TcpStream,
+) -> Result<tokio_rustls::client::TlsStream<TcpStream>, CallError> {
+    let name = rustls_pki_types::ServerName::try_from(target.host.clone())
+        .map_err(|_| CallError::Refused("the URL's host cannot be checked against a certificate".into()))?;
+    policy.trust.connector().connect(name, tcp).await.map_err(|e| CallError::Failed(format!("TLS: {e}")))
 }
 
 /// The first of the checked addresses that accepts a connection.
@@ -121,10 +141,13 @@ fn request(target: &Target, kind: BodyKind, body: Bytes) -> Result<hyper::Reques
 
 /// Sends `request` on `stream` and reads the answer: its status, and its body unless that was
 /// over `MAX_ANSWER_BYTES` (then `None`, and the connection is dropped unread).
-async fn exchange(
-    stream: TcpStream,
+async fn exchange<IO>(
+    stream: IO,
     request: hyper::Request<Full<Bytes>>,
-) -> Result<(hyper::StatusCode, Option<Bytes>), String> {
+) -> Result<(hyper::StatusCode, Option<Bytes>), String>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     let (mut sender, connection) =
         hyper::client::conn::http1::handshake(TokioIo::new(stream)).await.map_err(|e| e.to_string())?;
     let mut connection = std::pin::pin!(connection);
@@ -166,6 +189,7 @@ mod tests {
     use tokio::net::TcpListener;
 
     use super::*;
+    use crate::consumers::OutboundTrust;
 
     /// A server that answers every connection with `head` and then `chunk` forever (until the
     /// client goes), counting what it managed to send. Gives the URL and the count.
@@ -242,10 +266,62 @@ mod tests {
     async fn a_refused_destination_is_never_connected_to() {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let url = WebhookUrl::new(format!("http://{}/hook", listener.local_addr().expect("address")));
-        let strict = DestinationPolicy { allow_private: false, allowed_prefixes: Vec::new() };
+        let strict =
+            DestinationPolicy { allow_private: false, allowed_prefixes: Vec::new(), ..DestinationPolicy::default() };
         let answer = call(&strict, &url, BodyKind::Json, Bytes::new()).await;
         assert!(matches!(&answer, Err(CallError::Refused(reason)) if reason.contains("loopback")), "{answer:?}");
         let accepted = tokio::time::timeout(Duration::from_millis(200), listener.accept()).await;
         assert!(accepted.is_err(), "the server connected to a refused address");
+    }
+
+    /// An HTTPS server on loopback with a certificate for 127.0.0.1 from a new CA; gives the URL
+    /// and the CA certificate.
+    async fn https_server() -> (String, rustls_pki_types::CertificateDer<'static>) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().expect("ca key");
+        let ca_cert = ca_params.self_signed(&ca_key).expect("ca");
+        let key = KeyPair::generate().expect("key");
+        let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).expect("params");
+        let cert = params.signed_by(&key, &Issuer::new(ca_params, ca_key)).expect("cert");
+        #[allow(deprecated)]
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let private = rustls_pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("der");
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.der().clone()], private)
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("https://{}/hook", listener.local_addr().expect("address"));
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(mut tls) = acceptor.accept(tcp).await else { return };
+                    let mut request = [0u8; 4096];
+                    let _ = tls.read(&mut request).await;
+                    let answer = "HTTP/1.1 200 OK\r\ncontent-length: 2\r\nconnection: close\r\n\r\n{}";
+                    let _ = tls.write_all(answer.as_bytes()).await;
+                    let _ = tls.shutdown().await;
+                });
+            }
+        });
+        (url, ca_cert.der().clone())
+    }
+
+    #[tokio::test]
+    async fn https_destinations_are_called_over_tls_checked_against_the_trusted_cas() {
+        let (url, ca) = https_server().await;
+        let url = WebhookUrl::new(url);
+        let trusting = DestinationPolicy { trust: OutboundTrust::with_extra(vec![ca]), ..DestinationPolicy::default() };
+        let answer =
+            call(&trusting, &url, BodyKind::Json, Bytes::from_static(b"{}")).await.expect("a trusted certificate");
+        assert_eq!(answer.as_ref(), b"{}");
+        let error = call(&DestinationPolicy::default(), &url, BodyKind::Json, Bytes::from_static(b"{}")).await;
+        assert!(matches!(error, Err(CallError::Failed(ref reason)) if reason.starts_with("TLS")), "{error:?}");
     }
 }

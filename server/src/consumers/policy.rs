@@ -8,6 +8,7 @@
 use std::net::{SocketAddr, ToSocketAddrs as _};
 
 use super::address::classify;
+use super::outbound_tls::OutboundTrust;
 use super::webhook_url::{Target, WebhookUrl, redact};
 use crate::error::ApiError;
 
@@ -20,12 +21,14 @@ pub struct DestinationPolicy {
     /// When not empty, a destination must start with one of these URLs (compared without
     /// userinfo, scheme and host in lower case, port 80 implied).
     pub allowed_prefixes: Vec<String>,
+    /// The CAs an `https://` destination's certificate must chain to.
+    pub trust: OutboundTrust,
 }
 
 impl Default for DestinationPolicy {
     /// Today's behaviour (any destination) until the server's configuration says otherwise.
     fn default() -> Self {
-        DestinationPolicy { allow_private: true, allowed_prefixes: Vec::new() }
+        DestinationPolicy { allow_private: true, allowed_prefixes: Vec::new(), trust: OutboundTrust::default() }
     }
 }
 
@@ -123,7 +126,7 @@ impl DestinationPolicy {
         Err(format!("it does not start with an allowed destination prefix ({})", self.allowed_prefixes.join(", ")))
     }
 
-    /// Every allowed prefix must be an http:// URL: for the configuration to refuse a typo at
+    /// Every allowed prefix must be an http:// or https:// URL: for the configuration to refuse a typo at
     /// startup rather than have it match nothing.
     pub fn validate(&self) -> Result<(), String> {
         for prefix in &self.allowed_prefixes {
@@ -147,7 +150,11 @@ mod tests {
     use super::*;
 
     fn strict(prefixes: &[&str]) -> DestinationPolicy {
-        DestinationPolicy { allow_private: false, allowed_prefixes: prefixes.iter().map(|p| p.to_string()).collect() }
+        DestinationPolicy {
+            allow_private: false,
+            allowed_prefixes: prefixes.iter().map(|p| p.to_string()).collect(),
+            ..DestinationPolicy::default()
+        }
     }
 
     fn target(url: &str) -> Target {
@@ -179,8 +186,12 @@ mod tests {
             assert!(error.contains("prefix") || error.contains("segment"), "{refused}: {error}");
         }
         assert_eq!(strict(&[]).check_prefix(&target("http://anything.example/")), Ok(()));
-        assert!(strict(&["https://x/"]).validate().is_err());
+        assert!(strict(&["ftp://x/"]).validate().is_err());
         assert_eq!(strict(&["http://x/"]).validate(), Ok(()));
+        assert_eq!(strict(&["https://x/"]).validate(), Ok(()));
+        // An https prefix does not admit the http URL of the same host, nor the other way round.
+        assert!(strict(&["https://x/"]).check_prefix(&target("http://x/a")).is_err());
+        assert_eq!(strict(&["https://x/"]).check_prefix(&target("https://x:443/a")), Ok(()));
     }
 
     #[test]
@@ -216,8 +227,9 @@ mod tests {
         }
         assert!(policy.check_configured("http://93.184.216.34/hook", "Webhook.Url").is_ok());
         assert!(DestinationPolicy::default().check_configured("http://127.0.0.1:9/hook", "Webhook.Url").is_ok());
-        let error = policy.check_configured("https://93.184.216.34/", "Webhook.Url").expect_err("https");
-        assert!(error.message.unwrap_or_default().contains("must be an http:// URL"));
+        let error = policy.check_configured("ftp://93.184.216.34/", "Webhook.Url").expect_err("ftp");
+        assert!(error.message.unwrap_or_default().contains("must be an http:// or https:// URL"));
+        assert!(policy.check_configured("https://93.184.216.34/hook", "Webhook.Url").is_ok(), "https is a destination");
     }
 
     #[tokio::test]

@@ -199,8 +199,7 @@ fn lag_of(document: &Document) -> Result<LagPolicy, ApiError> {
     })
 }
 
-/// The request's `Webhook.Url`, when `policy` allows it (the delivery client speaks plain HTTP:
-/// put a TLS proxy in front for https).
+/// The request's `Webhook.Url` (http or https), when `policy` allows it.
 pub fn webhook_url(document: &Document, policy: &DestinationPolicy) -> Result<WebhookUrl, ApiError> {
     let webhook = document.object("Webhook")?.ok_or_else(|| ApiError::invalid("Webhook is required."))?;
     let url = webhook.str("Url")?.ok_or_else(|| ApiError::invalid("Webhook.Url is required."))?;

@@ -92,9 +92,9 @@ fn notification_hook(ctx: &ConsumersCtx, config: &Document, now_ms: u64) -> Resu
     let destination = required_object(config, "DestinationConfig", &format!("{member}.DestinationConfig"))?;
     let field = format!("{member}.DestinationConfig.Uri");
     let uri = required_str(&destination, "Uri", &field)?;
-    if !uri.starts_with("http://") {
+    if !uri.starts_with("http://") && !uri.starts_with("https://") {
         return Err(ApiError::invalid(format!(
-            "{field} must be an http:// URL (Framelog posts SNS-shaped notifications to it), not {}.",
+            "{field} must be an http:// or https:// URL (Framelog posts SNS-shaped notifications to it), not {}.",
             redact(&uri)
         )));
     }
@@ -154,12 +154,12 @@ fn image_generation_hook(ctx: &ConsumersCtx, config: &Document, now_ms: u64) -> 
     spec.height = dimension("HeightPixels", 2160)?;
     if let Some(path) = uri.strip_prefix("file://") {
         spec.sink = Sink::Directory { root: image_directory(ctx, path, &field)?, timestamp };
-    } else if uri.starts_with("http://") {
+    } else if uri.starts_with("http://") || uri.starts_with("https://") {
         spec.sink = Sink::Frames;
         spec.webhook_url = ctx.destinations.check_configured(&uri, &field)?;
     } else {
         return Err(ApiError::invalid(format!(
-            "DestinationConfig.Uri must be file:///<directory> or an http:// URL (S3 is not available), not {}.",
+            "DestinationConfig.Uri must be file:///<directory> or an http(s):// URL (S3 is not available), not {}.",
             redact(&uri)
         )));
     }

@@ -47,6 +47,7 @@ fn fixture(allowed_prefixes: &[&str]) -> Fixture {
         destinations: DestinationPolicy {
             allow_private: false,
             allowed_prefixes: allowed_prefixes.iter().map(|p| p.to_string()).collect(),
+            ..DestinationPolicy::default()
         },
         image_files: ImageFiles::new(base.join("images"), 1 << 20),
     };
@@ -143,7 +144,8 @@ async fn file_destinations_must_stay_under_the_images_root() {
 
 #[test]
 fn debug_output_of_consumer_definitions_hides_webhook_credentials() {
-    let strict = DestinationPolicy { allow_private: false, allowed_prefixes: Vec::new() };
+    let strict =
+        DestinationPolicy { allow_private: false, allowed_prefixes: Vec::new(), ..DestinationPolicy::default() };
     let request = consumer("http://alice:s3cret@93.184.216.34/frames?token=t0ken");
     let spec = super::spec::parse(&Document::parse(request.clone()).expect("object"), 0, &strict).expect("video");
     let record = super::record_spec::parse(&Document::parse(request).expect("object"), 0, &strict).expect("data");

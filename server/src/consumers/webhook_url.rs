@@ -84,6 +84,8 @@ pub struct Target {
     pub path_and_query: String,
     /// The decoded `user:password` of the URL's userinfo, sent as HTTP Basic authentication.
     pub userinfo: Option<Vec<u8>>,
+    /// `https://`: the connection is TLS, checked against the host name.
+    pub tls: bool,
 }
 
 impl fmt::Debug for Target {
@@ -98,10 +100,12 @@ impl fmt::Debug for Target {
 }
 
 impl Target {
-    /// Parses an `http://` URL with a host; the error says what is wrong, without the URL.
+    /// Parses an `http://` or `https://` URL with a host; the error says what is wrong, without
+    /// the URL.
     pub fn parse(url: &str) -> Result<Target, String> {
-        if !url.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://")) {
-            return Err("it must be an http:// URL".into());
+        let tls = url.get(..8).is_some_and(|scheme| scheme.eq_ignore_ascii_case("https://"));
+        if !tls && !url.get(..7).is_some_and(|scheme| scheme.eq_ignore_ascii_case("http://")) {
+            return Err("it must be an http:// or https:// URL".into());
         }
         let uri: axum::http::Uri = url.parse().map_err(|e| format!("it is not a URL ({e})"))?;
         let authority = uri.authority().ok_or("it has no host")?;
@@ -116,10 +120,11 @@ impl Target {
         let explicit_port = port_of(host_port)?;
         Ok(Target {
             host,
-            port: explicit_port.unwrap_or(80),
+            port: explicit_port.unwrap_or(if tls { 443 } else { 80 }),
             explicit_port,
             path_and_query: uri.path_and_query().map_or("/", |p| p.as_str()).to_string(),
             userinfo,
+            tls,
         })
     }
 
@@ -127,16 +132,21 @@ impl Target {
     /// IPv6 address.
     pub fn host_header(&self) -> String {
         let host = self.bracketed_host();
+        let default_port = if self.tls { 443 } else { 80 };
         match self.explicit_port {
-            Some(port) if port != 80 => format!("{host}:{port}"),
+            Some(port) if port != default_port => format!("{host}:{port}"),
             _ => host,
         }
     }
 
-    /// The URL without its userinfo and port 80, scheme and host lower-cased: what the allow-list
-    /// matches.
+    fn scheme(&self) -> &'static str {
+        if self.tls { "https" } else { "http" }
+    }
+
+    /// The URL without its userinfo and default port, scheme and host lower-cased: what the
+    /// allow-list matches.
     pub fn normalized(&self) -> String {
-        format!("http://{}{}", self.host_header(), self.path_and_query)
+        format!("{}://{}{}", self.scheme(), self.host_header(), self.path_and_query)
     }
 
     fn bracketed_host(&self) -> String {
@@ -208,7 +218,7 @@ mod tests {
         assert_eq!((v6.host.as_str(), v6.port, v6.host_header()), ("::1", 80, "[::1]".to_string()));
         assert_eq!(Target::parse("http://h").expect("parses").path_and_query, "/");
         assert_eq!(Target::parse("http://[::1]:8080/").expect("parses").port, 8080);
-        for bad in ["https://h/", "ftp://h/", "http://", "http:///x", "http://h:99999/", "http://[::1]:70000/"] {
+        for bad in ["ftp://h/", "http://", "http:///x", "http://h:99999/", "http://[::1]:70000/"] {
             assert!(Target::parse(bad).is_err(), "{bad}");
         }
     }
