@@ -385,7 +385,7 @@ def test_api_errors_and_limits(server, kinesis, make_stream, hooks, record_consu
         {"LagPolicy": {"Type": "BLOCK"}}, {"Batching": {"MaxRecords": 0}}, {"Batching": {"MaxRecords": 10001}},
         {"Batching": {"MaxWaitMs": 60001}}, {"Batching": {"MaxWaitMs": -1}}, {"Retry": {"MaxAttempts": 0}},
         {"Retry": {"MaxAttempts": 101}}, {"StartSelector": {"StartSelectorType": "YESTERDAY"}},
-        {"StartSelector": {"StartSelectorType": "AT_TIMESTAMP"}}, {"Webhook": {"Url": "https://127.0.0.1:9/x"}},
+        {"StartSelector": {"StartSelectorType": "AT_TIMESTAMP"}}, {"Webhook": {"Url": "ftp://127.0.0.1:9/x"}},
         {"Webhook": None}, {"ConsumerName": "a b"},
     ]
     for index, change in enumerate(invalid):
