@@ -11,6 +11,7 @@ mod console;
 mod consumers;
 mod document;
 mod error;
+mod file_write;
 mod first_bytes;
 mod guard;
 mod http_server;

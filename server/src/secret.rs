@@ -4,7 +4,6 @@
 //! The at-rest master key (which wraps each encrypted stream's data key) is kept the same way,
 //! or read from a file the configuration names (kept off the data disk).
 
-use std::io::Write as _;
 use std::path::Path;
 
 use hmac::{Hmac, Mac};
@@ -85,29 +84,10 @@ fn key_file(path: &Path, create: bool) -> Result<[u8; SECRET_BYTES], ServerError
     }
 }
 
-/// Writes a new secret 0600 from its first byte (a fresh temp file), fsyncs it, renames it into
-/// place and fsyncs the directory so the name survives a crash.
+/// Writes a new secret 0600 from its first byte (file_write.rs).
 fn create_key_file(path: &Path) -> Result<[u8; SECRET_BYTES], ServerError> {
-    let data_dir = path.parent().unwrap_or(Path::new("."));
-    let temp = path.with_extension("tmp");
     let secret: [u8; SECRET_BYTES] = rand::random();
-    let write = || -> std::io::Result<()> {
-        // A temp file left by a crash mid-write is ours to replace.
-        match std::fs::remove_file(&temp) {
-            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
-            _ => {}
-        }
-        let mut options = std::fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-        let mut file = options.open(&temp)?;
-        file.write_all(&secret)?;
-        file.sync_all()?;
-        std::fs::rename(&temp, path)?;
-        std::fs::File::open(data_dir)?.sync_all()
-    };
-    write().map_err(|e| ServerError::io("writing", path, e))?;
+    crate::file_write::replace_file(path, &secret, 0o600).map_err(|e| ServerError::io("writing", path, e))?;
     Ok(secret)
 }
 

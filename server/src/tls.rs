@@ -2,7 +2,6 @@
 //! development certificates `framelog cert --dev` writes (a local CA and a localhost
 //! certificate). The listener that runs the handshakes is in listener.rs.
 
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -95,7 +94,9 @@ pub fn write_dev_certificates(directory: &Path) -> Result<DevCertificates, TlsEr
         key: directory.join("server-key.pem"),
     };
     let write = |path: &Path, text: &str, private: bool| {
-        write_file(path, text.as_bytes(), private).map_err(|source| TlsError::Write { path: path.into(), source })
+        let mode = if private { 0o600 } else { 0o644 };
+        crate::file_write::replace_file(path, text.as_bytes(), mode)
+            .map_err(|source| TlsError::Write { path: path.into(), source })
     };
     std::fs::create_dir_all(directory).map_err(|source| TlsError::Write { path: directory.into(), source })?;
     write(&written.ca, &ca_cert.pem(), false)?;
@@ -112,22 +113,6 @@ fn valid_for_a_year(params: &mut rcgen::CertificateParams) {
     let date = |year: i64| rcgen::date_time_ymd(year as i32, month as u8, day.min(28) as u8);
     params.not_before = date(year);
     params.not_after = date(year + 1);
-}
-
-/// A fresh file (an old one, or a link planted at its name, is removed first, never followed),
-/// so a private key is 0600 from its first byte.
-fn write_file(path: &Path, bytes: &[u8], private: bool) -> std::io::Result<()> {
-    match std::fs::remove_file(path) {
-        Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error),
-        _ => {}
-    }
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, if private { 0o600 } else { 0o644 });
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
 }
 
 #[cfg(test)]

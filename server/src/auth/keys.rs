@@ -3,7 +3,6 @@
 //! 0600 through a temp file, fsync and rename, and read again when it changes on disk.
 
 use std::collections::HashMap;
-use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -238,22 +237,10 @@ fn new_secret() -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
 }
 
-/// Writes the file 0600 from its first byte: a fresh temp file (create_new), fsync, rename, and
-/// an fsync of the directory so the rename itself survives a crash.
+/// Writes the file 0600 from its first byte (docs/security.md: the file is the only copy).
 fn write_private(path: &Path, file: &CredentialsFile) -> std::io::Result<()> {
     let bytes = serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?;
-    let directory = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    let temp = directory.join(format!(".{}.tmp", path.file_name().and_then(|n| n.to_str()).unwrap_or("credentials")));
-    let _ = std::fs::remove_file(&temp);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut out = options.open(&temp)?;
-    out.write_all(&bytes)?;
-    out.sync_all()?;
-    std::fs::rename(&temp, path)?;
-    std::fs::File::open(directory)?.sync_all()
+    crate::file_write::replace_file(path, &bytes, 0o600)
 }
 
 #[cfg(test)]
