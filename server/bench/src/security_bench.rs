@@ -258,22 +258,8 @@ async fn put_media(
         }
     }
     let started = Instant::now();
-    let mut body = http.request(request.body(Full::new(upload))?).await?.into_body();
-    let mut persisted = 0;
-    let mut line = Vec::new();
-    while persisted < fragments {
-        let Some(frame) = body.frame().await else { anyhow::bail!("ack stream ended after {persisted} PERSISTED") };
-        for &byte in frame?.data_ref().map(|d| d.as_ref()).unwrap_or_default() {
-            if byte == b'\n' {
-                let text = String::from_utf8_lossy(&line);
-                anyhow::ensure!(!text.contains("\"ERROR\""), "PutMedia failed: {text}");
-                persisted += usize::from(text.contains("\"PERSISTED\""));
-                line.clear();
-            } else {
-                line.push(byte);
-            }
-        }
-    }
+    let body = http.request(request.body(Full::new(upload))?).await?.into_body();
+    crate::video_bench::await_persisted(body, fragments).await?;
     Ok(started.elapsed())
 }
 

@@ -70,7 +70,13 @@ pub async fn put_media(target: &Target, upload: Bytes, fragments: usize) -> anyh
         .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIDUMMY/20261125/us-east-1/kinesisvideo/aws4_request")
         .body(Full::new(upload))?;
     let started = Instant::now();
-    let mut body = http.request(request).await?.into_body();
+    let body = http.request(request).await?.into_body();
+    await_persisted(body, fragments).await?;
+    Ok(started.elapsed())
+}
+
+/// Reads PutMedia's ack lines until `fragments` PERSISTED; any ERROR ack fails.
+pub async fn await_persisted(mut body: hyper::body::Incoming, fragments: usize) -> anyhow::Result<()> {
     let mut persisted = 0;
     let mut line = Vec::new();
     while persisted < fragments {
@@ -86,7 +92,7 @@ pub async fn put_media(target: &Target, upload: Bytes, fragments: usize) -> anyh
             }
         }
     }
-    Ok(started.elapsed())
+    Ok(())
 }
 
 fn dd_fdatasync(source: &Path, destination: &Path) -> anyhow::Result<Duration> {
