@@ -31,6 +31,27 @@ pub struct Config {
     pub consumers: ConsumerSettings,
     /// Where the at-rest master key is read from; `<data_dir>/master-key` (created) when unset.
     pub master_key_file: Option<PathBuf>,
+    pub images: ImageSettings,
+}
+
+/// How GetImages and the consumers decode video.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageSettings {
+    /// The program whose `decode-worker` subcommand decodes in a process of its own (the
+    /// `framelog` binary sets itself); `None` decodes on the server's threads, as in-process
+    /// tests do.
+    pub decoder_program: Option<PathBuf>,
+    /// Each worker process's address-space ceiling.
+    pub decoder_memory_limit_mib: u64,
+}
+
+impl Default for ImageSettings {
+    fn default() -> Self {
+        // A 4096x2304 stream's decoder holds its reference frames (about 14 MiB each), threads'
+        // stacks and GStreamer's libraries: 2 GiB of address space leaves room without letting
+        // one runaway decode take the machine.
+        ImageSettings { decoder_program: None, decoder_memory_limit_mib: 2048 }
+    }
 }
 
 /// Where consumers, notifications and image generation may send and write.
@@ -78,6 +99,7 @@ impl Default for Config {
             http: HttpSettings::default(),
             consumers: ConsumerSettings::default(),
             master_key_file: None,
+            images: ImageSettings::default(),
         }
     }
 }
@@ -100,6 +122,7 @@ pub struct FileConfig {
     pub http: Option<HttpFile>,
     pub consumers: Option<ConsumersFile>,
     pub encryption: Option<EncryptionFile>,
+    pub images: Option<ImagesFile>,
 }
 
 /// The `[consumers]` table.
@@ -119,6 +142,15 @@ pub struct ConsumersFile {
 pub struct EncryptionFile {
     /// 32 bytes; keep it off the data disk so a stolen disk holds no key.
     pub master_key_file: Option<PathBuf>,
+}
+
+/// The `[images]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImagesFile {
+    /// `false` decodes on the server's own threads (no crash isolation).
+    pub isolate_decoder: Option<bool>,
+    pub decoder_memory_limit_mib: Option<u64>,
 }
 
 /// The `[http]` table.
@@ -180,6 +212,13 @@ impl Config {
             current.images_quota_bytes = consumers.images_quota_bytes.unwrap_or(current.images_quota_bytes);
             current.ca_file = consumers.ca_file.or(current.ca_file.take());
         }
+        if let Some(images) = file.images {
+            if images.isolate_decoder == Some(false) {
+                self.images.decoder_program = None;
+            }
+            self.images.decoder_memory_limit_mib =
+                images.decoder_memory_limit_mib.unwrap_or(self.images.decoder_memory_limit_mib).max(1);
+        }
         if let Some(encryption) = file.encryption {
             self.master_key_file = encryption.master_key_file.or(self.master_key_file);
         }
@@ -218,5 +257,17 @@ mod tests {
         let config = Config::default().merge(file);
         assert_eq!(config.auth.credentials_file, Some(PathBuf::from("/etc/framelog/keys.json")));
         assert!(!config.auth.public_metrics);
+    }
+
+    #[test]
+    fn the_images_table_sets_the_ceiling_and_can_turn_isolation_off() {
+        let mut config = Config::default();
+        config.images.decoder_program = Some(PathBuf::from("/usr/bin/framelog"));
+        let file: FileConfig = toml::from_str("[images]\ndecoder_memory_limit_mib = 512\n").expect("parses");
+        let config = config.merge(file);
+        assert_eq!(config.images.decoder_memory_limit_mib, 512);
+        assert_eq!(config.images.decoder_program, Some(PathBuf::from("/usr/bin/framelog")));
+        let file: FileConfig = toml::from_str("[images]\nisolate_decoder = false\n").expect("parses");
+        assert_eq!(config.merge(file).images.decoder_program, None);
     }
 }

@@ -55,6 +55,12 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Decode video for the server that started this process (jobs on stdin, pictures on stdout).
+    #[command(hide = true)]
+    DecodeWorker {
+        #[arg(long)]
+        memory_limit_mib: u64,
+    },
     /// Manage the access keys of a credentials file.
     Keys {
         #[command(subcommand)]
@@ -98,6 +104,11 @@ fn main() -> anyhow::Result<()> {
         Command::Keys { command: KeysCommand::Add { name, credentials, policy } } => {
             add_key(&name, &credentials, policy)
         }
+        Command::DecodeWorker { memory_limit_mib } => {
+            let limits =
+                framelog_imaging::WorkerLimits { memory_limit_bytes: memory_limit_mib.saturating_mul(1 << 20) };
+            Ok(framelog_imaging::serve_decode_worker(limits)?)
+        }
     }
 }
 
@@ -113,6 +124,8 @@ struct ServeFlags {
 fn serve_command(flags: ServeFlags) -> anyhow::Result<()> {
     let ServeFlags { listen, data_dir, config, credentials, tls } = flags;
     let mut settings = Config::default();
+    // Decoding runs in helper processes of this same binary unless the file turns it off.
+    settings.images.decoder_program = Some(std::env::current_exe().context("locating the framelog binary")?);
     if let Some(path) = config {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let file: FileConfig = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;

@@ -5,13 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use framelog_imaging::DecodePool;
+use framelog_imaging::{DecodePool, Isolation, WorkerCommand};
 use framelog_store::{Engine, EngineOptions, MasterKey, SystemClock};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::auth::{AuditLog, Auth, AuthError, MAX_IN_FLIGHT_BYTES, Mode, Resources};
 use crate::background::Background;
-use crate::config::Config;
+use crate::config::{Config, ImageSettings};
 use crate::consumers::{self, ConsumersCtx, runner::Changed};
 use crate::error::ServerError;
 use crate::guard::Guard;
@@ -83,7 +83,7 @@ impl AppState {
             sessions: crate::token::Signer::new(secret.derive("kvs streaming session")),
             segments: Arc::new(kvs::playback::SegmentCache::new(SEGMENT_CACHE_BYTES)),
         };
-        let images = decode_pool()?;
+        let images = decode_pool(&config.images)?;
         let (changes, consumer_changes) = tokio::sync::mpsc::unbounded_channel();
         let background = Background::new();
         let consumers = ConsumersCtx {
@@ -137,10 +137,26 @@ fn destination_policy(config: &Config) -> Result<consumers::DestinationPolicy, S
 
 /// One decode worker per core; a queue of four jobs per worker bounds what a burst of GetImages
 /// requests can hold before it is told to retry.
-fn decode_pool() -> Result<DecodePool, ServerError> {
+fn decode_pool(settings: &ImageSettings) -> Result<DecodePool, ServerError> {
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
-    Ok(DecodePool::new(workers, workers * 4)?)
+    let isolation = match &settings.decoder_program {
+        Some(program) => Isolation::Process(WorkerCommand {
+            program: program.clone(),
+            args: vec![
+                "decode-worker".into(),
+                "--memory-limit-mib".into(),
+                settings.decoder_memory_limit_mib.to_string().into(),
+            ],
+            job_deadline: DECODE_JOB_DEADLINE,
+        }),
+        None => Isolation::InProcess,
+    };
+    Ok(DecodePool::new(workers, workers * 4, isolation)?)
 }
+
+/// A worker still busy with one job after this is killed: the decoder gives up on its own after
+/// 30 s, so this only fires for a worker that hangs.
+const DECODE_JOB_DEADLINE: std::time::Duration = std::time::Duration::from_secs(45);
 
 /// Stream names to ARNs for policy evaluation, from the two APIs' contexts.
 #[derive(Debug)]

@@ -89,29 +89,45 @@ fn ffmpeg_key_frames(source: &Path, out_dir: &Path) -> anyhow::Result<usize> {
     Ok(images)
 }
 
+/// The same server decoding on its own threads (`[images] isolate_decoder = false`), so the cost
+/// of the decode worker processes shows beside the default.
+fn in_process_target(framelog_bin: &Path, scratch: &Path) -> anyhow::Result<Target> {
+    let config = scratch.join("in-process.toml");
+    std::fs::write(&config, "[images]\nisolate_decoder = false\n")?;
+    let data = scratch.join("in-process-data");
+    Target::framelog_with(framelog_bin, &data, &["--config".into(), config.into_os_string()], None)
+}
+
 pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
     let scratch = tempfile::tempdir_in(".")?;
     let source = scratch.path().join("source.mkv");
     make_source(&source)?;
-    let target = Target::framelog(framelog_bin)?;
-    runtime.block_on(upload(&target, &source))?;
-    // One warm-up round each (GStreamer's plugin registry, ffmpeg's first start).
-    runtime.block_on(get_images(&target))?;
+    let isolated = Target::framelog(framelog_bin)?;
+    let in_process = in_process_target(framelog_bin, scratch.path())?;
+    let mut measured = [(isolated, (0, Duration::ZERO)), (in_process, (0, Duration::ZERO))];
+    for (target, _) in &measured {
+        runtime.block_on(upload(target, &source))?;
+        // One warm-up round each (GStreamer's plugin registry, the decode workers' start).
+        runtime.block_on(get_images(target))?;
+    }
     ffmpeg_key_frames(&source, &scratch.path().join("warm"))?;
-    let mut ours = (0, Duration::ZERO);
     let mut theirs = (0, Duration::ZERO);
     for round in 0..ROUNDS {
-        let started = Instant::now();
-        ours.0 += runtime.block_on(get_images(&target))?;
-        ours.1 += started.elapsed();
+        for (target, ours) in &mut measured {
+            let started = Instant::now();
+            ours.0 += runtime.block_on(get_images(target))?;
+            ours.1 += started.elapsed();
+        }
         let started = Instant::now();
         theirs.0 += ffmpeg_key_frames(&source, &scratch.path().join(format!("round-{round}")))?;
         theirs.1 += started.elapsed();
     }
     let rate = |(images, elapsed): (usize, Duration)| images as f64 / elapsed.as_secs_f64();
     let name = "GetImages 1080p key frames -> 640x360 JPEG";
+    let [(_, isolated), (_, in_process)] = measured;
     Ok(vec![
         Row::rate(name, "ffmpeg -skip_frame nokey (baseline)", rate(theirs), None),
-        Row::rate(name, "framelog", rate(ours), Some(rate(ours) / rate(theirs))),
+        Row::rate(name, "framelog (decode worker processes)", rate(isolated), Some(rate(isolated) / rate(theirs))),
+        Row::rate(name, "framelog, isolate_decoder = false", rate(in_process), Some(rate(in_process) / rate(theirs))),
     ])
 }

@@ -85,6 +85,9 @@ struct Args {
     /// Skip the security benchmarks.
     #[arg(long)]
     skip_security: bool,
+    /// Only GetImages against ffmpeg (with and without decode worker processes).
+    #[arg(long)]
+    images_only: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -97,6 +100,11 @@ fn main() -> anyhow::Result<()> {
     if args.consumers_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let rows = consumer_bench::run(&args.framelog_bin, &runtime)?;
+        return report(&args, &rows);
+    }
+    if args.images_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let rows = images_bench::run(&args.framelog_bin, &runtime)?;
         return report(&args, &rows);
     }
     if args.security_only {

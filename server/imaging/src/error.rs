@@ -14,4 +14,9 @@ pub enum ImagingError {
     /// Every worker is busy and the queue is full.
     #[error("the image decode pool is busy")]
     Busy,
+    /// The decode worker process died (a decoder crash or its memory limit), overran its
+    /// deadline, or answered something unreadable. The job's pictures are lost; the next job
+    /// gets a new worker.
+    #[error("the decode worker failed: {0}")]
+    WorkerFailed(String),
 }

@@ -1,6 +1,8 @@
 //! Still images from stored video, for GetImages and the consumer hooks: H.264/H.265
 //! access units decoded by GStreamer into RGB frames, resized and encoded as JPEG or PNG by the
 //! `image` crate, on a bounded pool of worker threads that never borrows the async runtime's.
+//! The server decodes in worker processes with a memory ceiling (`Isolation::Process`,
+//! `serve_decode_worker`), so a decoder crash costs one job, not the server.
 //!
 //! The crate knows nothing of HTTP or the store: callers hand it a codec configuration, the
 //! frames in decode order and the presentation times they want pictures of.
@@ -9,10 +11,17 @@ mod decode;
 mod encode;
 mod error;
 mod fragment;
+mod isolated;
+mod job;
 mod pool;
+pub mod protocol;
+mod worker;
 
 pub use decode::{DecodedFrame, EncodedFrame, FrameRequest, Pixels, decode_frames};
 pub use encode::{ImageFormat, encode_image, output_size};
 pub use error::ImagingError;
 pub use fragment::{Picture, fragment_request, pictures};
-pub use pool::DecodePool;
+pub use isolated::WorkerCommand;
+pub use job::{PictureJob, Pictures};
+pub use pool::{DecodePool, Isolation};
+pub use worker::{WorkerLimits, serve_decode_worker};

@@ -55,13 +55,12 @@ pub async fn render(
     let (width, height) = (spec.width, spec.height);
     let pictures = loop {
         let (reply, answer) = oneshot::channel();
-        let job = request.clone();
-        let submitted = ctx.images.try_run(move || {
-            let (pictures, failure) = framelog_imaging::pictures(job, format, width, height);
-            if let Some(error) = failure {
+        let job = framelog_imaging::PictureJob { request: request.clone(), format, width, height };
+        let submitted = ctx.images.try_submit(job, move |answer| {
+            if let Some(error) = answer.failure {
                 tracing::warn!(%error, "not every consumer picture could be made");
             }
-            let _ = reply.send(pictures);
+            let _ = reply.send(answer.pictures);
         });
         match submitted {
             Ok(()) => break answer.await.unwrap_or_default(),

@@ -41,7 +41,7 @@ fn fixture(allowed_prefixes: &[&str]) -> Fixture {
     let (changes, _) = tokio::sync::mpsc::unbounded_channel();
     let ctx = ConsumersCtx {
         video,
-        images: framelog_imaging::DecodePool::new(1, 1).expect("decode pool"),
+        images: framelog_imaging::DecodePool::new(1, 1, framelog_imaging::Isolation::InProcess).expect("decode pool"),
         changes,
         background: Background::new(),
         destinations: DestinationPolicy {

@@ -13,7 +13,7 @@ use axum::extract::State;
 use axum::response::Response;
 use base64::Engine as _;
 use framelog_imaging::ImagingError;
-use framelog_imaging::{DecodePool, FrameRequest, ImageFormat, fragment_request, output_size, pictures};
+use framelog_imaging::{DecodePool, FrameRequest, ImageFormat, PictureJob, Pictures, fragment_request, output_size};
 use framelog_media::package::frame_times_ms;
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
@@ -31,6 +31,11 @@ const MIN_SAMPLING_MS: u64 = 200;
 /// AWS documents no default; one picture every 3 s suits a 300 s window of 2 s fragments.
 const DEFAULT_SAMPLING_MS: u64 = 3_000;
 const PAGE_IMAGES: usize = 25;
+/// GetImages answers at most 100 MB (docs/spec/kvs.md#getimages); a page that would be larger
+/// ends early and its NextToken resumes at the first picture left out.
+const MAX_RESPONSE_BYTES: usize = 100_000_000;
+/// JSON around each entry: its keys, the timestamp and punctuation.
+const ENTRY_OVERHEAD_BYTES: usize = 64;
 /// How far before the first instant a fragment covering it may start.
 const LOOKBACK_MS: u64 = 60_000;
 
@@ -193,10 +198,9 @@ fn fragment_job(ctx: &KvsCtx, query: &Query, fragment: &WindowFragment, instants
     Some(Job { request, instants })
 }
 
-/// Decodes and encodes one job; every instant it covers gets an outcome.
-fn run_job(job: Job, format: ImageFormat, width: Option<u32>, height: Option<u32>) -> Outcomes {
-    let Job { request, instants } = job;
-    let (pictures, failure) = pictures(request, format, width, height);
+/// Every instant a job covered gets an outcome from the job's pictures.
+fn job_outcomes(instants: BTreeMap<i64, Vec<u64>>, answer: Pictures) -> Outcomes {
+    let Pictures { pictures, failure } = answer;
     if let Some(error) = failure {
         tracing::warn!(%error, "not every picture could be made");
     }
@@ -262,6 +266,24 @@ fn merge_jobs(jobs: Vec<Job>, parts: usize) -> Vec<Job> {
     merged
 }
 
+/// Drops the entries (in time order) from the first one that would take the response past
+/// `max_bytes`, and answers that entry's instant; the first entry always stays, so every page
+/// makes progress.
+fn cut_to_response_limit(outcomes: &mut Outcomes, max_bytes: usize) -> Option<u64> {
+    let mut total_bytes = 0usize;
+    let entry_bytes = |outcome: &Outcome| match outcome {
+        Outcome::Image(bytes) => bytes.len().div_ceil(3) * 4 + ENTRY_OVERHEAD_BYTES,
+        Outcome::NoMedia | Outcome::MediaError => ENTRY_OVERHEAD_BYTES,
+    };
+    let cut = outcomes.iter().enumerate().position(|(index, (_, outcome))| {
+        total_bytes += entry_bytes(outcome);
+        index > 0 && total_bytes > max_bytes
+    })?;
+    let next_ms = outcomes[cut].0;
+    outcomes.truncate(cut);
+    Some(next_ms)
+}
+
 /// `POST /getImages`.
 pub async fn handle(State(ctx): State<KvsCtx>, State(pool): State<DecodePool>, body: Bytes) -> Response {
     let result = answer(ctx, pool, body).await;
@@ -285,10 +307,13 @@ async fn answer(ctx: KvsCtx, pool: DecodePool, body: Bytes) -> Result<Value, Api
     let mut replies = Vec::new();
     for job in merge_jobs(jobs, pool.workers()) {
         let (reply, answer) = oneshot::channel();
-        let (format, width, height) = (query.format, query.width, query.height);
-        pool.try_run(move || drop(reply.send(run_job(job, format, width, height)))).map_err(|error| match error {
-            ImagingError::Busy => busy(),
-            other => ApiError::internal(&other),
+        let Job { request, instants } = job;
+        let job = PictureJob { request, format: query.format, width: query.width, height: query.height };
+        pool.try_submit(job, move |pictures| drop(reply.send(job_outcomes(instants, pictures)))).map_err(|error| {
+            match error {
+                ImagingError::Busy => busy(),
+                other => ApiError::internal(&other),
+            }
         })?;
         replies.push(answer);
     }
@@ -296,6 +321,7 @@ async fn answer(ctx: KvsCtx, pool: DecodePool, body: Bytes) -> Result<Value, Api
         outcomes.extend(answer.await.map_err(|_| ApiError::new(ErrorType::InternalFailure, "An image job failed."))?);
     }
     outcomes.sort_by_key(|(instant, _)| *instant);
+    let next_ms = cut_to_response_limit(&mut outcomes, MAX_RESPONSE_BYTES).or(query.next_ms);
     let images: Vec<Value> = outcomes
         .into_iter()
         .map(|(instant, outcome)| {
@@ -311,7 +337,7 @@ async fn answer(ctx: KvsCtx, pool: DecodePool, body: Bytes) -> Result<Value, Api
         })
         .collect();
     let mut out = json!({"Images": images});
-    if let Some(next_ms) = query.next_ms {
+    if let Some(next_ms) = next_ms {
         out["NextToken"] = json!(encode_token(next_ms));
     }
     Ok(out)
@@ -320,6 +346,21 @@ async fn answer(ctx: KvsCtx, pool: DecodePool, body: Bytes) -> Result<Value, Api
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_page_over_the_response_limit_ends_early_and_resumes_where_it_stopped() {
+        let image = |kib: usize| Outcome::Image(vec![0; kib * 1024]);
+        let mut outcomes: Outcomes =
+            vec![(1_000, image(30)), (2_000, Outcome::NoMedia), (3_000, image(30)), (4_000, image(30))];
+        // 30 KiB is 40 KiB of base64: two pictures fit in 100 KiB, the third does not.
+        assert_eq!(cut_to_response_limit(&mut outcomes, 100 * 1024), Some(4_000));
+        assert_eq!(outcomes.iter().map(|(instant, _)| *instant).collect::<Vec<_>>(), [1_000, 2_000, 3_000]);
+        let mut one_huge: Outcomes = vec![(1_000, image(200)), (2_000, image(1))];
+        assert_eq!(cut_to_response_limit(&mut one_huge, 100 * 1024), Some(2_000), "the first entry always stays");
+        assert_eq!(one_huge.len(), 1);
+        let mut small: Outcomes = vec![(1_000, image(1))];
+        assert_eq!(cut_to_response_limit(&mut small, 100 * 1024), None);
+    }
 
     #[test]
     fn tokens_round_trip_inside_their_range_only() {
