@@ -6,4 +6,8 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     let _ = framelog_media::sps::avc_dimensions(data);
     let _ = framelog_media::sps::hevc_dimensions(data);
+    for length_size in 1..=4 {
+        let _ = framelog_media::sps::in_band_dimensions(framelog_media::sps::NalSyntax::Avc, length_size, data);
+        let _ = framelog_media::sps::in_band_dimensions(framelog_media::sps::NalSyntax::Hevc, length_size, data);
+    }
 });

@@ -50,6 +50,7 @@ from media_fixtures import (
     UNKNOWN_SIZE,
     GetMediaReader,
     HandFrame,
+    HandTrack,
     PutMediaConnection,
     cluster_blocks,
     cluster_timecode_element,
@@ -550,3 +551,60 @@ def test_an_identity_counts_only_at_its_own_producer_time(kinesisvideo):
 
     assert len(set(numbers)) == 2
     assert sorted(listed_numbers(kinesisvideo, stream)) == sorted(numbers)
+
+
+# ------------------------------------------------------------------------------------------------
+# Picture size limit: 4096x2304 wherever a stream declares its size
+# ------------------------------------------------------------------------------------------------
+
+
+def exp_golomb(value: int) -> str:
+    code = bin(value + 1)[2:]
+    return "0" * (len(code) - 1) + code
+
+
+def baseline_sps(width: int, height: int) -> bytes:
+    """An H.264 Baseline SPS NAL unit declaring width x height (multiples of 16, progressive)."""
+    bits = "01000010" + "00000000" + "00011110"  # profile_idc 66, constraints, level 30
+    bits += "1" + "1" + "1" + "1"  # sps id 0, log2_max_frame_num 4, pic_order_cnt_type 0, log2_max_poc_lsb 4
+    bits += exp_golomb(1) + "0"  # one reference frame, no gaps
+    bits += exp_golomb(width // 16 - 1) + exp_golomb(height // 16 - 1)
+    bits += "1" + "1" + "0" + "0" + "1"  # frame_mbs_only, direct_8x8, no cropping, no VUI, stop bit
+    bits += "0" * (-len(bits) % 8)
+    return bytes([0x67]) + int(bits, 2).to_bytes(len(bits) // 8, "big")
+
+
+def avcc(sps: bytes) -> bytes:
+    """An avcC record (4-byte NAL lengths) around one SPS and no PPS."""
+    return bytes([1, sps[1], sps[2], sps[3], 0xFF, 0xE1]) + len(sps).to_bytes(2, "big") + sps + b"\x00"
+
+
+def key_frame_with(sps: bytes) -> bytes:
+    """A key frame whose access unit carries `sps` before an IDR slice, as some cameras send them."""
+    slice_nal = bytes([0x65]) + random.Random(3).randbytes(400)
+    return b"".join(len(nal).to_bytes(4, "big") + nal for nal in (sps, slice_nal))
+
+
+@pytest.mark.parametrize(
+    ("record_size", "in_band_size", "accepted"),
+    [
+        pytest.param((320, 240), (3840, 2160), True, id="4k-uhd-in-frames-is-accepted"),
+        pytest.param((320, 240), (8192, 4320), False, id="8k-in-frames-behind-a-small-record"),
+        pytest.param((8192, 4320), (320, 240), False, id="8k-in-the-codec-record"),
+    ],
+)
+def test_pictures_over_4096x2304_are_refused_before_anything_is_stored(
+    kinesisvideo, record_size, in_band_size, accepted
+):
+    stream = create_stream(kinesisvideo, prefix="picture-size")
+    track = HandTrack(1, "V_MPEG4/ISO/AVC", 1, avcc(baseline_sps(*record_size)))
+    key = HandFrame(VIDEO, 0, key_frame_with(baseline_sps(*in_band_size)), keyframe=True)
+    body = mkv_header([track]) + mkv_cluster(0, [key] + frames(VIDEO, range(40, 2000, 40), seed=9)[1:])
+
+    result = upload(kinesisvideo, stream, body)
+
+    if accepted:
+        assert_full_ack_sequence(result, [0])
+    else:
+        assert (single_error(result)["ErrorCode"]) == "INVALID_MKV_DATA"
+        assert listed_numbers(kinesisvideo, stream) == []

@@ -167,6 +167,7 @@ pub struct HttpFile {
 pub struct LimitsFile {
     pub header_read_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
+    pub idle_timeout_secs: Option<u64>,
 }
 
 /// The `[tls]` table: a PEM certificate chain and its private key.
@@ -231,6 +232,9 @@ impl Config {
                 self.limits.header_read_timeout = std::time::Duration::from_secs(secs.max(1));
             }
             self.limits.max_connections = limits.max_connections.unwrap_or(self.limits.max_connections).max(1);
+            if let Some(secs) = limits.idle_timeout_secs {
+                self.limits.idle_timeout = std::time::Duration::from_secs(secs.max(1));
+            }
         }
         if let Some(tls) = file.tls {
             self.tls = Some(TlsSettings { cert_file: tls.cert_file, key_file: tls.key_file });

@@ -1,8 +1,10 @@
 //! The HTTP server loop: hyper's automatic HTTP/1.1 and HTTP/2 connections with the limits an
-//! exposed server needs (a deadline for request headers, which also ends idle keep-alive
-//! connections, and a cap on open connections), the peer address on every request, and a
-//! graceful shutdown that gives requests in flight a bounded time.
+//! exposed server needs (a deadline for request headers, which also ends idle HTTP/1.1
+//! keep-alive connections; an idle deadline for HTTP/2 connections, which pings keep up
+//! otherwise; a cap on open connections), the peer address on every request, and a graceful
+//! shutdown that gives requests in flight a bounded time.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,12 +15,14 @@ use axum::extract::ConnectInfo;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 use tower::ServiceExt as _;
 
 use crate::first_bytes::FirstBytesDeadline;
+use crate::idle::{Activity, TrackedBody};
 use crate::listener::PeerAddr;
 
 /// How long requests in flight get once shutdown begins. Some never end by themselves (a live
@@ -34,11 +38,17 @@ pub struct ConnectionLimits {
     pub header_read_timeout: Duration,
     /// Connections beyond this are closed as soon as they are accepted.
     pub max_connections: usize,
+    /// A connection with no request in flight for this long is closed gracefully.
+    pub idle_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
     fn default() -> Self {
-        ConnectionLimits { header_read_timeout: Duration::from_secs(30), max_connections: 10_000 }
+        ConnectionLimits {
+            header_read_timeout: Duration::from_secs(30),
+            max_connections: 10_000,
+            idle_timeout: Duration::from_secs(60),
+        }
     }
 }
 
@@ -53,7 +63,8 @@ pub async fn serve<L>(
     L: axum::serve::Listener<Addr = SocketAddr>,
 {
     let builder = Arc::new(connection_builder(limits));
-    let graceful = GracefulShutdown::new();
+    let connections = TaskTracker::new();
+    let stopping = CancellationToken::new();
     let open = Arc::new(Semaphore::new(limits.max_connections));
     tokio::pin!(shutdown);
     loop {
@@ -65,26 +76,69 @@ pub async fn serve<L>(
             tracing::warn!(%peer, max = limits.max_connections, "connection refused: too many open connections");
             continue;
         };
-        let service = router.clone().map_request(move |mut request: axum::http::Request<Incoming>| {
-            request.extensions_mut().insert(ConnectInfo(PeerAddr(peer)));
-            request
-        });
+        let accepted = Accepted { peer, router: router.clone(), limits, stopping: stopping.clone() };
         let builder = builder.clone();
-        let watcher = graceful.watcher();
-        tokio::spawn(async move {
-            let io = TokioIo::new(FirstBytesDeadline::new(io, limits.header_read_timeout));
-            let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
-            if let Err(error) = watcher.watch(connection).await {
-                tracing::debug!(%peer, %error, "connection ended with an error");
-            }
+        connections.spawn(async move {
+            serve_connection(&builder, io, accepted).await;
             drop(permit);
         });
     }
+    stopping.cancel();
+    connections.close();
     tokio::select! {
-        () = graceful.shutdown() => {}
+        () = connections.wait() => {}
         () = tokio::time::sleep(REQUEST_GRACE) => {
             tracing::warn!(grace_secs = REQUEST_GRACE.as_secs(), "requests still open at the deadline were cut");
         }
+    }
+}
+
+/// What a connection's task needs besides its socket.
+struct Accepted {
+    peer: SocketAddr,
+    router: Router,
+    limits: ConnectionLimits,
+    /// Cancelled when the server shuts down.
+    stopping: CancellationToken,
+}
+
+/// Serves one connection until it ends; closes it gracefully (requests in flight finish, HTTP/2
+/// gets a GOAWAY) when the server stops or the connection has been idle too long.
+async fn serve_connection<I>(builder: &auto::Builder<TokioExecutor>, io: I, accepted: Accepted)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let Accepted { peer, router, limits, stopping } = accepted;
+    let activity = Activity::new();
+    let tracked = activity.clone();
+    let service = tower::service_fn(move |mut request: axum::http::Request<Incoming>| {
+        let active = tracked.start();
+        request.extensions_mut().insert(ConnectInfo(PeerAddr(peer)));
+        let router = router.clone();
+        async move {
+            let response = router.oneshot(request).await?;
+            Ok::<_, Infallible>(response.map(|body| TrackedBody::wrap(body, active)))
+        }
+    });
+    let io = TokioIo::new(FirstBytesDeadline::new(io, limits.header_read_timeout));
+    let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        tokio::select! {
+            result = connection.as_mut() => {
+                if let Err(error) = result {
+                    tracing::debug!(%peer, %error, "connection ended with an error");
+                }
+                return;
+            }
+            () = stopping.cancelled(), if !closing => {}
+            () = activity.idle_for(limits.idle_timeout), if !closing => {
+                tracing::debug!(%peer, "closing an idle connection");
+            }
+        }
+        connection.as_mut().graceful_shutdown();
+        closing = true;
     }
 }
 

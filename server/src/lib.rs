@@ -15,6 +15,7 @@ mod file_write;
 mod first_bytes;
 mod guard;
 mod http_server;
+mod idle;
 mod kds;
 mod kvs;
 mod listener;

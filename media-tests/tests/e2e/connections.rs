@@ -1,6 +1,7 @@
 //! An exposed server under idle and trickling connections: with 2,000 of them open (half idle,
 //! half sending a header byte a second) a real client is still answered at once, and the server
-//! closes both kinds once their header deadline passes.
+//! closes both kinds once their header deadline passes. An HTTP/2 connection kept up by pings but
+//! sending no request is closed at the idle deadline.
 
 use std::ffi::OsString;
 use std::io::{Read as _, Write as _};
@@ -67,4 +68,38 @@ async fn real_clients_are_answered_while_two_thousand_idle_and_trickling_connect
     let idle_closed = idle.iter_mut().map(closed).filter(|c| *c).count();
     let trickling_closed = trickling.iter_mut().map(closed).filter(|c| *c).count();
     assert_eq!((idle_closed, trickling_closed), (IDLE, TRICKLING), "every idle and trickling connection is closed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_http2_connection_kept_up_by_pings_is_closed_once_idle() {
+    const IDLE_SECS: u64 = 2;
+    let dir = tempfile::tempdir().expect("dir");
+    let config = dir.path().join("framelog.toml");
+    std::fs::write(&config, format!("[limits]\nidle_timeout_secs = {IDLE_SECS}\n")).expect("config");
+    let server = Server::start_with_args(vec![OsString::from("--config"), config.into()]).expect("server");
+    let address = server.url().trim_start_matches("http://").to_string();
+    let socket = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    let mut builder = hyper::client::conn::http2::Builder::new(hyper_util::rt::TokioExecutor::new());
+    // Pings every 300 ms, answered by the server: the connection is alive, only idle.
+    builder
+        .timer(hyper_util::rt::TokioTimer::new())
+        .keep_alive_interval(Duration::from_millis(300))
+        .keep_alive_while_idle(true);
+    let (mut sender, connection) =
+        builder.handshake(hyper_util::rt::TokioIo::new(socket)).await.expect("HTTP/2 with prior knowledge");
+    let ended = tokio::spawn(connection);
+    let request = hyper::Request::post(format!("http://{address}/listStreams"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from_static(b"{}")))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("answered over HTTP/2");
+    assert_eq!(response.status(), 200);
+    let answered = Instant::now();
+    drop(response);
+
+    let outcome = tokio::time::timeout(Duration::from_secs(IDLE_SECS + 5), ended).await;
+
+    let idle_for = answered.elapsed();
+    assert!(outcome.is_ok(), "the server kept an idle HTTP/2 connection for {idle_for:?}");
+    assert!(idle_for >= Duration::from_secs(IDLE_SECS), "closed after {idle_for:?}, before the idle deadline");
 }

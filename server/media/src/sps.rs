@@ -170,7 +170,11 @@ fn first_hevc_sps(hvcc: &[u8]) -> Option<&[u8]> {
 
 /// (width, height) an H.265 stream declares, from its hvcC record.
 pub fn hevc_dimensions(hvcc: &[u8]) -> Option<(u32, u32)> {
-    let sps = first_hevc_sps(hvcc)?;
+    hevc_sps_dimensions(first_hevc_sps(hvcc)?)
+}
+
+/// (width, height) one H.265 SPS NAL unit declares.
+pub fn hevc_sps_dimensions(sps: &[u8]) -> Option<(u32, u32)> {
     // Skip the two-byte NAL header.
     let mut bits = Bits::new(sps.get(2..)?);
     bits.skip(4)?; // sps_video_parameter_set_id
@@ -182,6 +186,47 @@ pub fn hevc_dimensions(hvcc: &[u8]) -> Option<(u32, u32)> {
         bits.skip(1)?; // separate_colour_plane_flag
     }
     Some((bits.ue()?, bits.ue()?))
+}
+
+/// The NAL unit syntax of a track: which header layout and which SPS type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NalSyntax {
+    Avc,
+    Hevc,
+}
+
+/// The size of each NAL unit's length prefix in frames, from the track's avcC (byte 4) or hvcC
+/// (byte 21) record; `None` when the record is too short to say.
+pub fn nal_length_size(syntax: NalSyntax, record: &[u8]) -> Option<usize> {
+    let at = match syntax {
+        NalSyntax::Avc => 4,
+        NalSyntax::Hevc => 21,
+    };
+    Some(usize::from(record.get(at)? & 3) + 1)
+}
+
+/// At most this many NAL units of one access unit are looked at: a frame has a handful, and a
+/// hostile one must not turn the scan into a cost.
+const MAX_NALS_SCANNED: usize = 64;
+
+/// The sizes declared by SPS NAL units carried in a frame (length-prefixed NAL units, as stored
+/// in Matroska and MP4) rather than in the codec record: decoders take these too.
+pub fn in_band_dimensions(syntax: NalSyntax, length_size: usize, access_unit: &[u8]) -> Vec<(u32, u32)> {
+    let mut sizes = Vec::new();
+    let mut rest = access_unit;
+    for _ in 0..MAX_NALS_SCANNED {
+        let Some(prefix) = rest.get(..length_size) else { break };
+        let length = prefix.iter().fold(0usize, |n, &b| (n << 8) | usize::from(b));
+        let Some(nal) = rest.get(length_size..length_size.saturating_add(length)) else { break };
+        let size = match (syntax, nal.first()) {
+            (NalSyntax::Avc, Some(header)) if header & 0x1f == 7 => avc_sps_dimensions(nal),
+            (NalSyntax::Hevc, Some(header)) if (header >> 1) & 0x3f == 33 => hevc_sps_dimensions(nal),
+            _ => None,
+        };
+        sizes.extend(size);
+        rest = &rest[length_size + length..];
+    }
+    sizes
 }
 
 fn skip_profile_tier_level(bits: &mut Bits, max_sub_layers_minus1: usize) -> Option<()> {
@@ -255,5 +300,29 @@ mod tests {
             let _ = hevc_dimensions(bytes);
         }
         assert_eq!(avc_dimensions(&[1, 0x64, 0, 0x1f, 0xff, 0xe0]), None, "no SPS");
+    }
+
+    /// Length-prefixed NAL units (4-byte prefixes).
+    fn access_unit(nals: &[&[u8]]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for nal in nals {
+            out.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+            out.extend_from_slice(nal);
+        }
+        out
+    }
+
+    #[test]
+    fn sps_carried_in_frames_are_found_among_other_nal_units() {
+        let sps_240p = [0x67, 0x42, 0xc0, 0x0d, 0xda, 0x05, 0x07, 0xec, 0x04, 0x40, 0x00, 0x00, 0x03, 0x00, 0x40];
+        let frame = access_unit(&[&[0x09, 0xf0], &sps_240p, &[0x68, 0xce, 0x3c, 0x80], &[0x65, 0x88, 0x84]]);
+        assert_eq!(in_band_dimensions(NalSyntax::Avc, 4, &frame), [(320, 240)]);
+        assert_eq!(in_band_dimensions(NalSyntax::Avc, 4, &access_unit(&[&[0x65, 0x88]])), []);
+        // Read as H.265, the same bytes hold no SPS (type 33 is `0x42`/`0x43` in the first byte).
+        assert_eq!(in_band_dimensions(NalSyntax::Hevc, 4, &frame), []);
+        // A length running past the end stops the scan without a panic.
+        assert_eq!(in_band_dimensions(NalSyntax::Avc, 4, &[0xff, 0xff, 0xff, 0xff, 0x67]), []);
+        assert_eq!(nal_length_size(NalSyntax::Avc, &avcc(&sps_240p)), Some(4));
+        assert_eq!(nal_length_size(NalSyntax::Hevc, &[0; 21]), None);
     }
 }

@@ -179,6 +179,8 @@ struct Upload {
     base: TimecodeBase,
     info: SegmentInfo,
     tracks: Option<(Vec<u64>, Vec<u8>)>,
+    /// Parameter sets inside frames are held to the same picture limit as the tracks'.
+    in_band: super::resolution::InBandCheck,
     pending_tags: Vec<SimpleTag>,
     /// Server timestamp of the cluster in flight (its first bytes).
     cluster_server_ms: u64,
@@ -304,6 +306,7 @@ impl Upload {
             base,
             info: SegmentInfo::default(),
             tracks: None,
+            in_band: Default::default(),
             pending_tags: Vec::new(),
             cluster_server_ms: 0,
             last_frame_ms: HashMap::new(),
@@ -372,6 +375,7 @@ impl Upload {
                     return Err((None, AckError::InvalidMkv));
                 }
                 self.info = info;
+                self.in_band = super::resolution::InBandCheck::new(&tracks);
                 self.tracks = Some((tracks.iter().map(|t| t.number).collect(), tracks_body));
                 Ok(Vec::new())
             }
@@ -470,6 +474,11 @@ impl Upload {
         if let Some(missing) = numbers.iter().find(|n| !cluster.frames.iter().any(|f| f.track == **n)) {
             tracing::debug!(track = missing, "fragment without frames of a track");
             return Err(AckError::FramesMissingForTrack);
+        }
+        let frame_bytes = |frame: &framelog_media::Frame| cluster.body.get(frame.data.clone()).unwrap_or_default();
+        if cluster.frames.iter().any(|frame| self.in_band.frame_exceeds(frame.track, frame_bytes(frame))) {
+            tracing::info!(stream = %self.stream.public_name(), "PutMedia refused: a frame's SPS is larger than 4096x2304");
+            return Err(AckError::InvalidMkv);
         }
         let latest = self.latest_frames(&cluster.frames, &frame_ms)?;
         let duration_ms = fragment_duration_ms(&cluster.frames, &frame_ms);

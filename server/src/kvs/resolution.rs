@@ -1,10 +1,11 @@
 //! The largest picture the server accepts: 4096x2304 (either orientation). A decoder sizes its
 //! buffers from what a stream declares, so an oversized or lying declaration would make every
 //! GetImages, clip or consumer frame cost gigabytes; streams are refused at PutMedia instead,
-//! from the track header and from the parameter sets in the codec private data.
+//! from the track header, from the parameter sets in the codec private data, and from parameter
+//! sets carried in the frames themselves (which decoders take as well).
 
 use framelog_media::Track;
-use framelog_media::sps::{avc_all_dimensions, hevc_dimensions};
+use framelog_media::sps::{NalSyntax, avc_all_dimensions, hevc_dimensions, in_band_dimensions, nal_length_size};
 
 const MAX_LONG_SIDE: u64 = 4096;
 const MAX_SHORT_SIDE: u64 = 2304;
@@ -15,8 +16,8 @@ fn too_large(width: u64, height: u64) -> bool {
 
 /// Every size a track declares: its header's pixel size and the coded size of each SPS that
 /// parses. Producers send odd codec private data (empty, cut short) and decoders then take the
-/// parameter sets in the frames, which are not checked here (docs/known-gaps.md), so an
-/// unreadable record declares nothing rather than refusing the stream.
+/// parameter sets in the frames (`InBandCheck`), so an unreadable record declares nothing rather
+/// than refusing the stream.
 fn declared_sizes(track: &Track) -> Vec<(u64, u64)> {
     let mut sizes = Vec::new();
     if let (Some(width), Some(height)) = (track.pixel_width, track.pixel_height) {
@@ -34,6 +35,41 @@ fn declared_sizes(track: &Track) -> Vec<(u64, u64)> {
 /// Whether any track declares a picture larger than the server decodes.
 pub fn exceeds_limit(tracks: &[Track]) -> bool {
     tracks.iter().flat_map(declared_sizes).any(|(width, height)| too_large(width, height))
+}
+
+/// The video tracks whose frames may carry parameter sets, with the size of their NAL length
+/// prefixes.
+#[derive(Debug, Clone, Default)]
+pub struct InBandCheck {
+    tracks: Vec<(u64, NalSyntax, usize)>,
+}
+
+impl InBandCheck {
+    pub fn new(tracks: &[Track]) -> InBandCheck {
+        let tracks = tracks
+            .iter()
+            .filter_map(|track| {
+                let syntax = match track.codec_id.as_str() {
+                    "V_MPEG4/ISO/AVC" => NalSyntax::Avc,
+                    "V_MPEGH/ISO/HEVC" => NalSyntax::Hevc,
+                    _ => return None,
+                };
+                // Without a readable record, frames are read as the common 4-byte prefixes.
+                let length_size = nal_length_size(syntax, &track.codec_private).unwrap_or(4);
+                Some((track.number, syntax, length_size))
+            })
+            .collect();
+        InBandCheck { tracks }
+    }
+
+    /// Whether `frame` of track `track` carries an SPS declaring a picture larger than accepted.
+    pub fn frame_exceeds(&self, track: u64, frame: &[u8]) -> bool {
+        self.tracks.iter().filter(|(number, ..)| *number == track).any(|&(_, syntax, length_size)| {
+            in_band_dimensions(syntax, length_size, frame)
+                .into_iter()
+                .any(|(width, height)| too_large(u64::from(width), u64::from(height)))
+        })
+    }
 }
 
 #[cfg(test)]
