@@ -18,6 +18,7 @@ use crate::entry::{Appended, NewEntry, Storage, encode_header};
 use crate::error::{Result, StoreError};
 use crate::keys::{self, CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX, TimeKind};
 use crate::meta::StreamMeta;
+use crate::segments::SegmentStore;
 
 /// Rewrites an entry's attributes; `None` leaves them as they are.
 pub(crate) type AttrsChange = Box<dyn FnOnce(&[u8]) -> Option<Vec<u8>> + Send>;
@@ -53,7 +54,18 @@ pub(crate) struct Committer {
     write_options: WriteOptions,
     /// Payloads shorter than this are stored inline with their header.
     inline_below_bytes: usize,
+    /// Payloads at least this large go to segment files.
+    segment_from_bytes: usize,
+    segments: Arc<SegmentStore>,
+    sync: bool,
     master_key: Option<Arc<MasterKey>>,
+}
+
+/// How the commit thread stores payloads.
+pub(crate) struct PayloadPlacement {
+    pub(crate) inline_below_bytes: usize,
+    pub(crate) segment_from_bytes: usize,
+    pub(crate) segments: Arc<SegmentStore>,
 }
 
 /// Counters of one shard before a batch, restored if the batch fails to write.
@@ -70,12 +82,13 @@ impl Committer {
         db: Arc<DB>,
         clock: Arc<dyn Clock>,
         sync: bool,
-        inline_below_bytes: usize,
+        placement: PayloadPlacement,
         master_key: Option<Arc<MasterKey>>,
     ) -> Self {
         let mut write_options = WriteOptions::default();
         write_options.set_sync(sync);
-        Self { db, clock, write_options, inline_below_bytes, master_key }
+        let PayloadPlacement { inline_below_bytes, segment_from_bytes, segments } = placement;
+        Self { db, clock, write_options, inline_below_bytes, segment_from_bytes, segments, sync, master_key }
     }
 
     /// The data key new entries of this stream are sealed with, if its encryption is on.
@@ -126,6 +139,7 @@ impl Committer {
         let mut undo: Vec<Undo> = Vec::new();
         let mut results = Vec::with_capacity(appends.len());
         let mut sealing_failed = false;
+        let mut segment_failure: Option<StoreError> = None;
         for (stream, entries, _) in &appends {
             if stream.deleted.load(Ordering::Acquire) {
                 let name = stream.meta.read().unwrap_or_else(|e| e.into_inner()).name.clone();
@@ -173,10 +187,19 @@ impl Committer {
                     None
                 });
                 let stored: &[u8] = sealed.as_deref().unwrap_or(&entry.payload);
-                let storage = Storage { inline: stored.len() < self.inline_below_bytes, encrypted: sealed.is_some() };
+                let segment = if stored.len() >= self.segment_from_bytes {
+                    self.segments
+                        .append(stream_id, entry.shard, seq, stored)
+                        .map_err(|error| segment_failure.get_or_insert(error))
+                        .ok()
+                } else {
+                    None
+                };
+                let inline = segment.is_none() && stored.len() < self.inline_below_bytes;
+                let storage = Storage { inline, encrypted: sealed.is_some(), segment };
                 let header = encode_header(arrival_ms, entry.producer_ts_ms, &entry.attrs, stored, storage);
                 batch.put_cf(cf(&self.db, CF_ENTRIES), key, header);
-                if !storage.inline {
+                if !inline && segment.is_none() {
                     batch.put_cf(cf(&self.db, CF_PAYLOADS), key, stored);
                 }
                 if seq == 0 || shard.last_indexed_arrival_ms.load(Ordering::Acquire) != arrival_ms {
@@ -195,8 +218,13 @@ impl Committer {
             results.push(Ok(landed));
         }
 
+        // Payloads in segment files are durable before the index that names them is written.
         let written = if sealing_failed {
             Err(StoreError::Crypto("sealing a payload failed"))
+        } else if let Some(error) = segment_failure {
+            Err(error)
+        } else if self.sync {
+            self.segments.sync().and_then(|()| self.db.write_opt(batch, &self.write_options).map_err(StoreError::Rocks))
         } else {
             self.db.write_opt(batch, &self.write_options).map_err(StoreError::Rocks)
         };
@@ -213,6 +241,9 @@ impl Committer {
                 tracing::error!(%error, "group commit failed; no entry of the batch was acknowledged");
                 let error_again = |error: &StoreError| match error {
                     StoreError::Rocks(rocks) => StoreError::Rocks(rocks.clone()),
+                    StoreError::Io { what, source } => {
+                        StoreError::Io { what, source: std::io::Error::new(source.kind(), source.to_string()) }
+                    }
                     _ => StoreError::Crypto("sealing a payload failed"),
                 };
                 for u in &undo {
@@ -243,13 +274,14 @@ impl Committer {
             Some(payload) => (payload.as_slice(), true),
             None => (&[][..], false),
         };
-        let storage = Storage { inline, encrypted: header.encrypted };
+        let storage = Storage { inline, encrypted: header.encrypted, segment: header.segment };
         let mut rewritten = encode_header(header.arrival_ms, header.producer_ts_ms, &attrs, payload, storage);
         if !inline {
             // encode_header wrote the length of the (empty) slice; keep the stored payload's.
             let tag = if header.encrypted { crate::crypto::OVERHEAD_BYTES as u64 } else { 0 };
-            let at = rewritten.len() - 8;
-            rewritten[at..].copy_from_slice(&(header.payload_len + tag).to_be_bytes());
+            let place_bytes = if header.segment.is_some() { 16 } else { 0 };
+            let at = rewritten.len() - 8 - place_bytes;
+            rewritten[at..at + 8].copy_from_slice(&(header.payload_len + tag).to_be_bytes());
         }
         self.db.put_cf_opt(cf(&self.db, CF_ENTRIES), key, rewritten, &crate::engine::synced())?;
         Ok(true)
@@ -269,6 +301,10 @@ impl Committer {
         }
         self.db.write_opt(batch, &crate::engine::synced())?;
         stream.deleted.store(true, Ordering::Release);
+        // The index no longer names them: a failure here leaves only unreachable files.
+        if let Err(error) = self.segments.delete_stream(meta.id) {
+            tracing::warn!(stream = %meta.name, %error, "could not delete a deleted stream's segments");
+        }
         Ok(())
     }
 }

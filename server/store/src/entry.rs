@@ -2,12 +2,16 @@
 //! listing entries (fragment lists, sizes, timestamps) never reads payload bytes.
 //!
 //! Layout: `version u8 (1) | arrival_ms u64 | flags u8 | [producer_ts_ms u64 if flags&1] |
-//! attrs_len u32 | attrs | payload_len u64 | [payload if flags&2]`; flags&4 marks an encrypted
-//! payload, whose stored length (`payload_len`) includes the GCM tag.
+//! attrs_len u32 | attrs | payload_len u64 | [payload if flags&2] | [segment u64 | offset u64 if
+//! flags&8]`; flags&4 marks an encrypted payload, whose stored length (`payload_len`) includes
+//! the GCM tag; flags&8 a payload in a segment file (segments.rs).
 //!
 //! Small payloads (below the blob threshold) are stored inline after the header: one key per
 //! record instead of two halves the write work for the small-record (KDS) workload, while large
-//! payloads (video fragments) still go to the blob-file column family.
+//! payloads go to the blob-file column family, and the largest (video fragments) to segment
+//! files.
+
+use crate::segments::SegmentRef;
 
 use crate::error::{Result, StoreError};
 
@@ -16,6 +20,8 @@ const FLAG_PRODUCER_TS: u8 = 1;
 const FLAG_INLINE_PAYLOAD: u8 = 2;
 /// The stored payload is sealed (crypto.rs): its stored length is the plaintext's plus the tag.
 const FLAG_ENCRYPTED: u8 = 4;
+/// The stored payload is a record of a segment file, at the place that follows the length.
+const FLAG_SEGMENT: u8 = 8;
 
 /// What a writer supplies for one entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,6 +64,8 @@ pub struct EntryHeader {
     pub inline_payload: Option<Vec<u8>>,
     /// The stored payload is sealed; `payload_len` is the plaintext's length.
     pub encrypted: bool,
+    /// Where the payload lies when it is in a segment file.
+    pub segment: Option<SegmentRef>,
 }
 
 /// How a payload is stored.
@@ -67,6 +75,8 @@ pub struct Storage {
     pub inline: bool,
     /// The payload bytes are sealed.
     pub encrypted: bool,
+    /// The payload bytes are in a segment file, here.
+    pub segment: Option<SegmentRef>,
 }
 
 /// Encodes a header; `payload` is the stored form (sealed when encrypted).
@@ -83,7 +93,8 @@ pub fn encode_header(
     out.extend_from_slice(&arrival_ms.to_be_bytes());
     let flags = if producer_ts_ms.is_some() { FLAG_PRODUCER_TS } else { 0 }
         | if inline { FLAG_INLINE_PAYLOAD } else { 0 }
-        | if storage.encrypted { FLAG_ENCRYPTED } else { 0 };
+        | if storage.encrypted { FLAG_ENCRYPTED } else { 0 }
+        | if storage.segment.is_some() { FLAG_SEGMENT } else { 0 };
     out.push(flags);
     if let Some(ts) = producer_ts_ms {
         out.extend_from_slice(&ts.to_be_bytes());
@@ -93,6 +104,10 @@ pub fn encode_header(
     out.extend_from_slice(&(payload.len() as u64).to_be_bytes());
     if inline {
         out.extend_from_slice(payload);
+    }
+    if let Some(place) = storage.segment {
+        out.extend_from_slice(&place.segment.to_be_bytes());
+        out.extend_from_slice(&place.offset.to_be_bytes());
     }
     out
 }
@@ -125,6 +140,12 @@ pub fn decode_header(key: &[u8], bytes: &[u8]) -> Result<EntryHeader> {
     } else {
         None
     };
+    let segment = if flags & FLAG_SEGMENT != 0 {
+        let segment = be_u64(take(8, "missing segment")?);
+        Some(SegmentRef { segment, offset: be_u64(take(8, "missing segment offset")?) })
+    } else {
+        None
+    };
     let encrypted = flags & FLAG_ENCRYPTED != 0;
     let payload_len = if encrypted {
         stored_len
@@ -133,7 +154,7 @@ pub fn decode_header(key: &[u8], bytes: &[u8]) -> Result<EntryHeader> {
     } else {
         stored_len
     };
-    Ok(EntryHeader { arrival_ms, producer_ts_ms, attrs, payload_len, inline_payload, encrypted })
+    Ok(EntryHeader { arrival_ms, producer_ts_ms, attrs, payload_len, inline_payload, encrypted, segment })
 }
 
 fn be_u64(bytes: &[u8]) -> u64 {
@@ -156,8 +177,10 @@ mod tests {
         fn header_round_trips(arrival in any::<u64>(), producer in proptest::option::of(any::<u64>()),
                               attrs in proptest::collection::vec(any::<u8>(), 0..300),
                               payload in proptest::collection::vec(any::<u8>(), 16..300), inline in any::<bool>(),
-                              encrypted in any::<bool>()) {
-            let bytes = encode_header(arrival, producer, &attrs, &payload, Storage { inline, encrypted });
+                              encrypted in any::<bool>(), place in proptest::option::of((any::<u64>(), any::<u64>()))) {
+            // A payload is either inline or elsewhere, never both.
+            let segment = place.filter(|_| !inline).map(|(segment, offset)| SegmentRef { segment, offset });
+            let bytes = encode_header(arrival, producer, &attrs, &payload, Storage { inline, encrypted, segment });
             let header = decode_header(b"k", &bytes).expect("decodes");
             let tag = if encrypted { crate::crypto::OVERHEAD_BYTES as u64 } else { 0 };
             let expected = EntryHeader {
@@ -167,13 +190,14 @@ mod tests {
                 payload_len: payload.len() as u64 - tag,
                 inline_payload: inline.then(|| payload.clone()),
                 encrypted,
+                segment,
             };
             prop_assert_eq!(header, expected);
         }
 
         #[test]
         fn truncated_headers_are_errors_not_panics(cut in 0usize..40) {
-            let bytes = encode_header(5, Some(6), b"abc", b"payload", Storage { inline: true, encrypted: false });
+            let bytes = encode_header(5, Some(6), b"abc", b"payload", Storage { inline: true, encrypted: false, segment: None });
             if cut < bytes.len() {
                 prop_assert!(decode_header(b"k", &bytes[..cut]).is_err());
             }

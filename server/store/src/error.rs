@@ -27,6 +27,12 @@ pub enum StoreError {
     Crypto(&'static str),
     #[error("stream {0} is encrypted but the engine has no master key")]
     NoMasterKey(String),
+    #[error("{what}: {source}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Result alias for engine calls.

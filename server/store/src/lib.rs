@@ -3,8 +3,9 @@
 //! A [`Engine`] holds streams; a stream holds shards; a shard is an append-only log of entries,
 //! each with a per-shard sequence number, an arrival (server) time and optionally a producer time.
 //! Appends go through one commit thread that group-commits them with a synced WAL, so an
-//! acknowledged append survives `kill -9`. Payloads live in a column family with RocksDB blob
-//! files, so compaction never rewrites video bytes. The crate knows nothing of HTTP or codecs.
+//! acknowledged append survives `kill -9`. Large payloads (video fragments) are written once, to
+//! segment files synced before their index entries commit; mid-sized ones live in RocksDB blob
+//! files, so compaction never rewrites them. The crate knows nothing of HTTP or codecs.
 //!
 //! ```no_run
 //! use std::sync::Arc;
@@ -29,7 +30,9 @@ mod error;
 mod keys;
 mod meta;
 mod read;
+mod recovery;
 mod retention;
+mod segments;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use crypto::{KEY_BYTES, MasterKey};

@@ -108,11 +108,14 @@ impl Engine {
                 }
                 if header.arrival_ms >= cutoff {
                     bytes += header.payload_len as usize;
-                    let stored = match header.inline_payload {
-                        Some(inline) => inline,
-                        None => db.get_cf(cf(db, CF_PAYLOADS), key)?.ok_or_else(|| StoreError::CorruptEntry {
-                            key_hex: format!("{key:02x?}"),
-                            reason: "payload missing",
+                    let stored = match (header.inline_payload, header.segment) {
+                        (Some(inline), _) => inline,
+                        (None, Some(place)) => {
+                            let tag = if header.encrypted { crate::crypto::OVERHEAD_BYTES as u64 } else { 0 };
+                            self.inner.segments.read(id, shard, seq, place, header.payload_len + tag)?
+                        }
+                        (None, None) => db.get_cf(cf(db, CF_PAYLOADS), key)?.ok_or_else(|| {
+                            StoreError::CorruptEntry { key_hex: format!("{key:02x?}"), reason: "payload missing" }
                         })?,
                     };
                     let payload = if header.encrypted {

@@ -2,7 +2,8 @@
 //!
 //! The cost is proportional to what expires: the sparse arrival index says where the first kept
 //! entry is, the expired headers are walked once to drop their producer-time index keys, and the
-//! entries themselves go with range deletes (no per-key tombstones for payloads).
+//! entries themselves go with range deletes (no per-key tombstones for payloads). Segment files
+//! are deleted whole once every payload in them is below the first entry kept.
 
 use rocksdb::WriteBatch;
 
@@ -16,6 +17,8 @@ use crate::keys::{self, CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX, TimeKin
 pub struct TrimStats {
     pub entries_removed: u64,
     pub shards_trimmed: u64,
+    /// Segment files deleted because every payload in them expired.
+    pub segments_deleted: u64,
 }
 
 impl Engine {
@@ -29,6 +32,10 @@ impl Engine {
                     stats.entries_removed += removed;
                     stats.shards_trimmed += 1;
                 }
+                // Also when nothing was trimmed now: the segment being written when an earlier
+                // trim ran may have filled with expired payloads since.
+                let keep_from = self.first_retained_seq(&handle, shard)?;
+                stats.segments_deleted += self.inner.segments.delete_below(handle.id(), shard, keep_from)?;
             }
         }
         Ok(stats)

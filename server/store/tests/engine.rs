@@ -322,9 +322,14 @@ fn blob_bytes(dir: &std::path::Path) -> u64 {
 }
 
 #[test]
-fn trimming_expired_video_deletes_its_blob_files() {
+fn trimming_expired_payloads_deletes_their_blob_files() {
     let dir = tempfile::tempdir().expect("tempdir");
     let clock = Arc::new(ManualClock::new(START_MS));
+    // Mid-sized payloads live in blob files; here every payload does (segments: tests/segments.rs).
+    let options = EngineOptions { segment_min_bytes: u64::MAX, ..EngineOptions::default() };
+    let open = |dir: &std::path::Path, clock: &Arc<ManualClock>| {
+        Engine::open(dir, clock.clone(), options.clone()).expect("engine opens")
+    };
     let engine = open(dir.path(), &clock);
     let stream = engine.create_stream(new_stream_meta("v", StreamKind::Video, "arn", 1, 1, START_MS)).expect("create");
     let fragment = vec![9u8; 1 << 20];
