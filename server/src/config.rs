@@ -32,6 +32,8 @@ pub struct Config {
     /// Where the at-rest master key is read from; `<data_dir>/master-key` (created) when unset.
     pub master_key_file: Option<PathBuf>,
     pub images: ImageSettings,
+    /// Payloads at least this large are written once to segment files (`[engine]`).
+    pub segment_min_bytes: u64,
 }
 
 /// How GetImages and the consumers decode video.
@@ -100,6 +102,7 @@ impl Default for Config {
             consumers: ConsumerSettings::default(),
             master_key_file: None,
             images: ImageSettings::default(),
+            segment_min_bytes: framelog_store::DEFAULT_SEGMENT_MIN_BYTES,
         }
     }
 }
@@ -123,6 +126,16 @@ pub struct FileConfig {
     pub consumers: Option<ConsumersFile>,
     pub encryption: Option<EncryptionFile>,
     pub images: Option<ImagesFile>,
+    pub engine: Option<EngineFile>,
+}
+
+/// The `[engine]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EngineFile {
+    /// Payloads at least this large go to segment files; a huge value keeps every payload in
+    /// RocksDB (the layout before segment files; benchmarks compare the two).
+    pub segment_min_bytes: Option<u64>,
 }
 
 /// The `[consumers]` table.
@@ -212,6 +225,9 @@ impl Config {
             current.images_root = consumers.images_root.or(current.images_root.take());
             current.images_quota_bytes = consumers.images_quota_bytes.unwrap_or(current.images_quota_bytes);
             current.ca_file = consumers.ca_file.or(current.ca_file.take());
+        }
+        if let Some(engine) = file.engine {
+            self.segment_min_bytes = engine.segment_min_bytes.unwrap_or(self.segment_min_bytes);
         }
         if let Some(images) = file.images {
             if images.isolate_decoder == Some(false) {

@@ -55,8 +55,11 @@ impl AppState {
     pub fn open(config: &Config, address: SocketAddr) -> Result<Opened, ServerError> {
         std::fs::create_dir_all(&config.data_dir).map_err(|e| ServerError::io("creating", &config.data_dir, e))?;
         let master_key = crate::secret::master_key(&config.data_dir, config.master_key_file.as_deref())?;
-        let options =
-            EngineOptions { master_key: Some(Arc::new(MasterKey::from_bytes(&master_key)?)), ..Default::default() };
+        let options = EngineOptions {
+            master_key: Some(Arc::new(MasterKey::from_bytes(&master_key)?)),
+            segment_min_bytes: config.segment_min_bytes,
+            ..Default::default()
+        };
         let engine = Engine::open(&config.data_dir.join("engine"), Arc::new(SystemClock), options)?;
         let secret = crate::secret::load_or_create(&config.data_dir)?;
         let kds = KdsCtx {

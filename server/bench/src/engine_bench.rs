@@ -1,6 +1,7 @@
-//! Engine append throughput against raw RocksDB `WriteBatch` writes of the same bytes, with the
-//! same sync setting (WAL synced per batch), in the same run on the same disk. Each side runs
-//! three times, alternating, and the best run of each is compared.
+//! Engine append throughput against raw RocksDB `WriteBatch` writes and against plain file
+//! appends of the same bytes, each synced per batch, in the same run on the same disk; the engine
+//! runs with segment files (the default) and without (every payload through RocksDB). Each
+//! subject runs three times, alternating, and the best run of each is compared.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,14 @@ pub struct Workload {
     pub value_bytes: usize,
     pub per_batch: usize,
     pub batches: usize,
+    /// What the engine's ratio is taken against.
+    pub baseline: Baseline,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Baseline {
+    RawRocksdb,
+    PlainFile,
 }
 
 fn value(seed: usize, len: usize) -> Vec<u8> {
@@ -23,19 +32,57 @@ fn value(seed: usize, len: usize) -> Vec<u8> {
     (0..len).map(|i| (i.wrapping_mul(31) ^ seed) as u8).collect()
 }
 
-fn rows(workload: Workload, engine_elapsed: Duration, raw_elapsed: Duration) -> Vec<Row> {
+/// Best times of one workload's subjects.
+struct Best {
+    raw: Duration,
+    file: Duration,
+    engine: Duration,
+    engine_without_segments: Duration,
+}
+
+fn rows(workload: Workload, best: &Best) -> Vec<Row> {
     let records = (workload.per_batch * workload.batches) as f64;
     let mib = records * workload.value_bytes as f64 / (1024.0 * 1024.0);
     let row =
         |subject: &str, elapsed: Duration, ratio| Row::timed(workload.name, subject, records, mib, elapsed, ratio);
+    let (baseline, baseline_name, other, other_name) = match workload.baseline {
+        Baseline::RawRocksdb => (best.raw, "raw rocksdb (baseline)", best.file, "plain file appends, fdatasync"),
+        Baseline::PlainFile => (best.file, "plain file appends, fdatasync (baseline)", best.raw, "raw rocksdb"),
+    };
+    let ratio = |elapsed: Duration| Some(baseline.as_secs_f64() / elapsed.as_secs_f64());
     vec![
-        row("raw rocksdb (baseline)", raw_elapsed, None),
-        row("framelog engine", engine_elapsed, Some(raw_elapsed.as_secs_f64() / engine_elapsed.as_secs_f64())),
+        row(baseline_name, baseline, None),
+        row(other_name, other, ratio(other)),
+        row("framelog engine, no segment files", best.engine_without_segments, ratio(best.engine_without_segments)),
+        row("framelog engine", best.engine, ratio(best.engine)),
     ]
 }
 
-fn run_engine(dir: &std::path::Path, workload: Workload) -> anyhow::Result<Duration> {
-    let engine = Engine::open(dir, Arc::new(SystemClock), EngineOptions::default())?;
+/// The same values appended to one file, `fdatasync` after each batch: the floor any durable
+/// log pays.
+fn run_file(dir: &std::path::Path, workload: Workload) -> anyhow::Result<Duration> {
+    use std::io::Write as _;
+    let mut file = std::fs::File::create(dir.join("appends"))?;
+    let batches: Vec<Vec<u8>> = (0..workload.batches)
+        .map(|b| {
+            (0..workload.per_batch).flat_map(|i| value(b * workload.per_batch + i, workload.value_bytes)).collect()
+        })
+        .collect();
+    let started = Instant::now();
+    for batch in batches {
+        file.write_all(&batch)?;
+        file.sync_data()?;
+    }
+    Ok(started.elapsed())
+}
+
+fn run_engine(dir: &std::path::Path, workload: Workload, segments: bool) -> anyhow::Result<Duration> {
+    let options = if segments {
+        EngineOptions::default()
+    } else {
+        EngineOptions { segment_min_bytes: u64::MAX, ..EngineOptions::default() }
+    };
+    let engine = Engine::open(dir, Arc::new(SystemClock), options)?;
     let stream = engine.create_stream(new_stream_meta("bench", StreamKind::Data, "arn", 1, 24, engine.now_ms()))?;
     let batches: Vec<Vec<NewEntry>> = (0..workload.batches)
         .map(|b| {
@@ -95,14 +142,22 @@ const ROUNDS: usize = 3;
 pub fn run(workloads: &[Workload]) -> anyhow::Result<Vec<Row>> {
     let mut out = Vec::new();
     for &workload in workloads {
-        let mut raw_best = Duration::MAX;
-        let mut engine_best = Duration::MAX;
+        let mut best = Best {
+            raw: Duration::MAX,
+            file: Duration::MAX,
+            engine: Duration::MAX,
+            engine_without_segments: Duration::MAX,
+        };
         for _ in 0..ROUNDS {
             // Each run gets a fresh directory, so no run reads or compacts another's data.
-            raw_best = raw_best.min(run_raw(tempfile::tempdir_in(".")?.path(), workload)?);
-            engine_best = engine_best.min(run_engine(tempfile::tempdir_in(".")?.path(), workload)?);
+            let fresh = || tempfile::tempdir_in(".");
+            best.raw = best.raw.min(run_raw(fresh()?.path(), workload)?);
+            best.file = best.file.min(run_file(fresh()?.path(), workload)?);
+            best.engine_without_segments =
+                best.engine_without_segments.min(run_engine(fresh()?.path(), workload, false)?);
+            best.engine = best.engine.min(run_engine(fresh()?.path(), workload, true)?);
         }
-        out.extend(rows(workload, engine_best, raw_best));
+        out.extend(rows(workload, &best));
     }
     Ok(out)
 }

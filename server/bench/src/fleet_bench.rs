@@ -211,18 +211,35 @@ fn rss_kib(pid: u32) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// CPU time the process has used (user + system), from `/proc/<pid>/stat` (in USER_HZ = 100 ticks).
+fn cpu_time(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start at the state, field 3.
+    let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// Runs the fleet against the default server, or with `segments: false` against one that keeps
+/// every payload in RocksDB (the layout before segment files).
 pub fn run(
     framelog_bin: &std::path::Path,
     runtime: &tokio::runtime::Runtime,
     streams: usize,
     seconds: u64,
+    segments: bool,
 ) -> anyhow::Result<Vec<Row>> {
-    let target = Target::framelog(framelog_bin)?;
+    let scratch = tempfile::tempdir_in(".")?;
+    let (target, subject) = if segments {
+        (Target::framelog(framelog_bin)?, "framelog")
+    } else {
+        (crate::video_bench::without_segments(framelog_bin, scratch.path())?, "framelog, no segment files (before)")
+    };
     let address = target.address;
     let pid = target.pid();
     let fragments = (seconds / (FRAGMENT_MS / 1000)).max(1);
     let measured: Arc<Mutex<Measured>> = Arc::default();
-    let (idle_kib, peak_kib, elapsed) = runtime.block_on(async {
+    let (idle_kib, peak_kib, elapsed, cpu) = runtime.block_on(async {
         let control = crate::api_bench::client();
         for index in 0..streams {
             let stream = json!({"StreamName": format!("fleet-{index}"), "DataRetentionInHours": 24});
@@ -236,6 +253,7 @@ pub fn run(
         connector.set_nodelay(true);
         let http: StreamingHttp = Client::builder(TokioExecutor::new()).build(connector);
         let blocks = Arc::new(fragment_blocks());
+        let cpu_before = cpu_time(pid).unwrap_or_default();
         let started = Instant::now();
         let cameras: Vec<_> = (0..streams)
             .map(|index| {
@@ -269,11 +287,12 @@ pub fn run(
             }
         }
         let elapsed = started.elapsed();
+        let cpu = cpu_time(pid).unwrap_or_default().saturating_sub(cpu_before);
         tokio::time::sleep(Duration::from_millis(200)).await;
         for reader in readers {
             reader.abort();
         }
-        Ok::<_, anyhow::Error>((idle_kib, peak_kib, elapsed))
+        Ok::<_, anyhow::Error>((idle_kib, peak_kib, elapsed, cpu))
     })?;
     drop(target);
 
@@ -308,10 +327,26 @@ pub fn run(
         before_ack,
     );
     let mib = *bytes_sent as f64 / (1024.0 * 1024.0);
+    // Server CPU per camera: ms of CPU per second of one camera's video.
+    let cpu_ms_per_camera_second = cpu.as_secs_f64() * 1000.0 / (streams as f64 * elapsed.as_secs_f64());
+    println!(
+        "fleet ({subject}): server CPU {:.1} s over {:.1} s = {cpu_ms_per_camera_second:.2} ms per camera-second",
+        cpu.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
     Ok(vec![
         Row {
+            name: format!("PutMedia fleet {streams} x 0.5 MB/s, server CPU ms per camera-second"),
+            subject: subject.into(),
+            records_per_sec: cpu_ms_per_camera_second,
+            mib_per_sec: 0.0,
+            p50_ms: None,
+            p99_ms: None,
+            ratio_to_baseline: None,
+        },
+        Row {
             name: format!("PutMedia fleet {streams} x 0.5 MB/s, last byte -> PERSISTED"),
-            subject: "framelog".into(),
+            subject: subject.into(),
             records_per_sec: ack_latencies.len() as f64 / elapsed.as_secs_f64(),
             mib_per_sec: mib / elapsed.as_secs_f64(),
             p50_ms: Some(percentile_ms(ack_latencies, 50.0)),
@@ -320,7 +355,7 @@ pub fn run(
         },
         Row {
             name: format!("GetMedia NOW tail, last byte -> reader ({} streams)", TAILED_STREAMS.min(streams)),
-            subject: "framelog".into(),
+            subject: subject.into(),
             records_per_sec: tail.len() as f64 / elapsed.as_secs_f64(),
             mib_per_sec: 0.0,
             p50_ms: Some(percentile_ms(&tail, 50.0)),

@@ -24,7 +24,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use engine_bench::Workload;
+use engine_bench::{Baseline, Workload};
 use stats::Row;
 
 #[derive(Debug, Parser)]
@@ -88,6 +88,13 @@ struct Args {
     /// Only GetImages against ffmpeg (with and without decode worker processes).
     #[arg(long)]
     images_only: bool,
+    /// 0 skips the engine append benchmarks in --storage-only.
+    #[arg(long, default_value_t = 1)]
+    engine_rounds: usize,
+    /// Only the storage benchmarks: engine appends, PutMedia and GetMedia, the fleet, remux over
+    /// HTTP (each with and without segment files where it applies).
+    #[arg(long)]
+    storage_only: bool,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -101,6 +108,10 @@ fn main() -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let rows = consumer_bench::run(&args.framelog_bin, &runtime)?;
         return report(&args, &rows);
+    }
+    if args.storage_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return report(&args, &storage(&args, &runtime)?);
     }
     if args.images_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -117,10 +128,7 @@ fn main() -> anyhow::Result<()> {
         let rows = playback(&args, &runtime)?;
         return report(&args, &rows);
     }
-    let mut rows = engine_bench::run(&[
-        Workload { name: "engine append 500x1KiB per batch", value_bytes: 1024, per_batch: 500, batches: 400 },
-        Workload { name: "engine append 1MiB values", value_bytes: 1 << 20, per_batch: 1, batches: 300 },
-    ])?;
+    let mut rows = engine_bench::run(&engine_workloads())?;
     if !args.engine_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let duration = Duration::from_secs(args.seconds);
@@ -143,7 +151,15 @@ fn main() -> anyhow::Result<()> {
             rows.extend(video_bench::run(&args.framelog_bin, &runtime, args.video_fragments)?);
         }
         if args.fleet_streams > 0 {
-            rows.extend(fleet_bench::run(&args.framelog_bin, &runtime, args.fleet_streams, args.fleet_seconds)?);
+            for segments in [false, true] {
+                rows.extend(fleet_bench::run(
+                    &args.framelog_bin,
+                    &runtime,
+                    args.fleet_streams,
+                    args.fleet_seconds,
+                    segments,
+                )?);
+            }
         }
         if !args.skip_playback {
             rows.extend(playback(&args, &runtime)?);
@@ -172,6 +188,47 @@ fn playback(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Ve
     rows.extend(live_bench::run(&args.framelog_bin, runtime)?);
     rows.extend(images_bench::run(&args.framelog_bin, runtime)?);
     Ok(rows)
+}
+
+/// The storage benchmarks; `--engine-rounds 0`, `--video-fragments 0` and `--fleet-streams 0`
+/// skip parts.
+fn storage(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
+    let mut rows = if args.engine_rounds > 0 { engine_bench::run(&engine_workloads())? } else { Vec::new() };
+    if args.video_fragments > 0 {
+        rows.extend(video_bench::run(&args.framelog_bin, runtime, args.video_fragments)?);
+    }
+    for segments in [false, true] {
+        if args.fleet_streams > 0 {
+            rows.extend(fleet_bench::run(
+                &args.framelog_bin,
+                runtime,
+                args.fleet_streams,
+                args.fleet_seconds,
+                segments,
+            )?);
+        }
+    }
+    rows.extend(remux_bench::run(&args.framelog_bin, runtime)?);
+    Ok(rows)
+}
+
+fn engine_workloads() -> [Workload; 2] {
+    [
+        Workload {
+            name: "engine append 500x1KiB per batch",
+            value_bytes: 1024,
+            per_batch: 500,
+            batches: 400,
+            baseline: Baseline::RawRocksdb,
+        },
+        Workload {
+            name: "engine append 1MiB values",
+            value_bytes: 1 << 20,
+            per_batch: 1,
+            batches: 300,
+            baseline: Baseline::PlainFile,
+        },
+    ]
 }
 
 fn report(args: &Args, rows: &[Row]) -> anyhow::Result<()> {

@@ -36,7 +36,7 @@ mod segments;
 
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use crypto::{KEY_BYTES, MasterKey};
-pub use engine::{AppendWait, Engine, EngineOptions, StreamHandle};
+pub use engine::{AppendWait, DEFAULT_SEGMENT_MIN_BYTES, Engine, EngineOptions, StreamHandle};
 pub use entry::{Appended, Entry, EntryHeader, NewEntry};
 pub use error::{Result, StoreError};
 pub use meta::{ShardMeta, StreamEncryption, StreamKind, StreamMeta, even_hash_ranges};

@@ -142,13 +142,25 @@ impl SegmentStore {
     }
 
     /// Makes every append so far durable: data of each touched file, then the directory of
-    /// each new file.
+    /// each new file. Several files (a group with many cameras' fragments) are synced in
+    /// parallel: the filesystem's journal merges concurrent syncs into one commit, where one
+    /// after the other each would wait for its own.
     pub(crate) fn sync(&self) -> Result<()> {
         let mut writers = self.lock();
-        for (&(stream_id, shard), writer) in writers.open.iter_mut() {
-            sync_writer(writer, &self.shard_dir(stream_id, shard))?;
+        let mut pending: Vec<(PathBuf, &mut Writer)> = writers
+            .open
+            .iter_mut()
+            .filter(|(_, writer)| writer.dirty || writer.new_name)
+            .map(|(&(stream_id, shard), writer)| (self.shard_dir(stream_id, shard), writer))
+            .collect();
+        if pending.len() <= 1 {
+            return pending.iter_mut().try_for_each(|(dir, writer)| sync_writer(writer, dir));
         }
-        Ok(())
+        std::thread::scope(|scope| {
+            let syncs: Vec<_> =
+                pending.iter_mut().map(|(dir, writer)| scope.spawn(move || sync_writer(writer, dir))).collect();
+            syncs.into_iter().try_for_each(|sync| sync.join().unwrap_or(Err(StoreError::CommitterGone)))
+        })
     }
 
     /// Reads record `seq` of `stored_len` payload bytes at `place`, checking its header and
