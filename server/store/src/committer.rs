@@ -239,6 +239,7 @@ impl Committer {
             }
             Err(error) => {
                 tracing::error!(%error, "group commit failed; no entry of the batch was acknowledged");
+                self.segments.abandon_open();
                 let error_again = |error: &StoreError| match error {
                     StoreError::Rocks(rocks) => StoreError::Rocks(rocks.clone()),
                     StoreError::Io { what, source } => {

@@ -100,7 +100,11 @@ impl SegmentStore {
         record.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
         record.extend_from_slice(payload);
         let offset = writer.len_bytes;
-        writer.file.write_all(&record).map_err(|e| StoreError::Io { what: "appending to a segment", source: e })?;
+        if let Err(source) = writer.file.write_all(&record) {
+            // Part of the record may be in the file: later records must not follow it there.
+            writers.open.remove(&key);
+            return Err(StoreError::Io { what: "appending to a segment", source });
+        }
         writer.len_bytes += record.len() as u64;
         writer.next_seq = seq + 1;
         writer.dirty = true;
@@ -114,8 +118,9 @@ impl SegmentStore {
         std::fs::create_dir_all(&dir)
             .map_err(|e| StoreError::Io { what: "creating a segment directory", source: e })?;
         if dir_is_new {
-            // The new directories' names must last too: sync each parent up to the root's.
-            for parent in [self.root.as_path(), dir.parent().unwrap_or(&self.root)] {
+            // The new directories' names must last too: sync each parent, the engine's included.
+            let engine_dir = self.root.parent().unwrap_or(&self.root);
+            for parent in [engine_dir, self.root.as_path(), dir.parent().unwrap_or(&self.root)] {
                 sync_dir(parent)?;
             }
         }
@@ -161,6 +166,13 @@ impl SegmentStore {
                 pending.iter_mut().map(|(dir, writer)| scope.spawn(move || sync_writer(writer, dir))).collect();
             syncs.into_iter().try_for_each(|sync| sync.join().unwrap_or(Err(StoreError::CommitterGone)))
         })
+    }
+
+    /// Forgets every open file after a group commit failed: their last records name sequence
+    /// numbers the index never took and that will be assigned again, and a file's records must
+    /// keep increasing, so the next appends start new files.
+    pub(crate) fn abandon_open(&self) {
+        self.lock().open.clear();
     }
 
     /// Reads record `seq` of `stored_len` payload bytes at `place`, checking its header and
