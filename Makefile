@@ -3,6 +3,7 @@
 #   make test                                                      every check CI runs
 #   make bench                                                     benchmarks against kinesalite
 #   make soak                                                      the edge agent through 10 minutes of faults
+#   make ... PORTABLE=1                                            build for any x86-64 CPU (no SSE4.2/PCLMUL)
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
 .DEFAULT_GOAL := test
@@ -12,6 +13,12 @@ SHELL := bash
 FRAMELOG_DEFAULT_TARGET_DIR := $(if $(shell test -w /var/cache && echo yes),/var/cache/framelog/target,$(CURDIR)/target)
 CARGO_TARGET_DIR ?= $(FRAMELOG_DEFAULT_TARGET_DIR)
 export CARGO_TARGET_DIR
+
+# PORTABLE=1 builds for any x86-64 CPU: an empty RUSTFLAGS overrides the target-cpu in
+# .cargo/config.toml (RocksDB's CRC32C then runs in software).
+ifeq ($(PORTABLE),1)
+export RUSTFLAGS :=
+endif
 
 # rustup's default location, in case a non-login shell did not put it on PATH.
 export PATH := $(PATH):$(HOME)/.cargo/bin
