@@ -76,7 +76,7 @@ fn in_process() -> anyhow::Result<Vec<Row>> {
     ])
 }
 
-async fn over_http(target: &Target) -> anyhow::Result<Row> {
+async fn over_http(target: &Target, subject: &str) -> anyhow::Result<Row> {
     put_media(target, Bytes::from(upload_bytes(HTTP_FRAGMENTS)), HTTP_FRAGMENTS).await?;
     let http = crate::api_bench::client();
     let answer = post_json(
@@ -116,7 +116,7 @@ async fn over_http(target: &Target) -> anyhow::Result<Row> {
     first_bytes.sort();
     Ok(Row {
         name: "getMP4MediaFragment over HTTP, 2 MB".into(),
-        subject: "framelog".into(),
+        subject: subject.into(),
         records_per_sec: first_bytes.len() as f64 / elapsed.as_secs_f64(),
         mib_per_sec: bytes as f64 / elapsed.as_secs_f64() / (1024.0 * 1024.0),
         p50_ms: Some(percentile_ms(&first_bytes, 50.0)),
@@ -125,9 +125,16 @@ async fn over_http(target: &Target) -> anyhow::Result<Row> {
     })
 }
 
+/// In process, then over HTTP from a server without segment files (the layout before them) and
+/// from the default one.
 pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
     let mut rows = in_process()?;
+    let scratch = tempfile::tempdir_in(".")?;
+    let before = crate::video_bench::without_segments(framelog_bin, scratch.path())?;
+    let before_row = runtime.block_on(over_http(&before, "framelog, no segment files (before, baseline)"))?;
     let target = Target::framelog(framelog_bin)?;
-    rows.push(runtime.block_on(over_http(&target))?);
+    let mut row = runtime.block_on(over_http(&target, "framelog"))?;
+    row.ratio_to_baseline = Some(row.mib_per_sec / before_row.mib_per_sec);
+    rows.extend([before_row, row]);
     Ok(rows)
 }

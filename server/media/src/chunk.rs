@@ -34,24 +34,46 @@ fn write_tags(out: &mut Vec<u8>, tags: &[SimpleTag]) {
     });
 }
 
-/// Writes the stored Cluster as a known-size Cluster whose Timecode is the fragment's absolute
-/// producer time (in the stream's TimecodeScale), as KVS does: producers that upload RELATIVE
-/// timecodes get absolute ones back. Block timecodes are relative to the Cluster and stay as
-/// they are.
-fn write_cluster(out: &mut Vec<u8>, record: &FragmentRecord, cluster_body: &[u8]) {
+/// Where the stored Cluster body goes in a chunk: the chunk is `prefix`, then the body from
+/// `body_from` on, then `suffix`. Lets a caller stream a stored body from disk in pieces instead
+/// of building the chunk in memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChunkLayout {
+    pub prefix: Vec<u8>,
+    pub body_from: usize,
+    pub suffix: Vec<u8>,
+}
+
+/// How many leading bytes of a stored body `chunk_layout` needs: the Timecode element comes
+/// before the first block, within the first few dozen bytes of any body a producer sends.
+pub const BODY_HEAD_BYTES: usize = 4096;
+
+/// Writes the Cluster header and the start of the stored body as a known-size Cluster whose
+/// Timecode is the fragment's absolute producer time (in the stream's TimecodeScale), as KVS
+/// does: producers that upload RELATIVE timecodes get absolute ones back. Block timecodes are
+/// relative to the Cluster and stay as they are. `body_head` is the body's start (at least
+/// `BODY_HEAD_BYTES` of it, or all); returns where the rest of the body continues.
+fn write_cluster_start(out: &mut Vec<u8>, record: &FragmentRecord, body_head: &[u8], body_len: usize) -> usize {
     let scale_ns = u128::from(record.timecode_scale_ns.max(1));
     let absolute = u64::try_from(u128::from(record.producer_ts_ms) * 1_000_000 / scale_ns).unwrap_or(u64::MAX);
-    let (before, after) = match timecode_element(cluster_body) {
-        Some(range) => (&cluster_body[..range.start], &cluster_body[range.end..]),
-        None => (cluster_body, &[][..]),
-    };
     let mut timecode = Vec::with_capacity(10);
     ebml::write_uint(&mut timecode, ids::TIMECODE, absolute);
     ebml::write_id(out, ids::CLUSTER);
-    ebml::write_size(out, (before.len() + timecode.len() + after.len()) as u64, false);
-    out.extend_from_slice(before);
-    out.extend_from_slice(&timecode);
-    out.extend_from_slice(after);
+    match timecode_element(body_head) {
+        Some(range) => {
+            let size = range.start + timecode.len() + (body_len - range.end);
+            ebml::write_size(out, size as u64, false);
+            out.extend_from_slice(&body_head[..range.start]);
+            out.extend_from_slice(&timecode);
+            range.end
+        }
+        // A body without its own Timecode gets one first, where Matroska wants it.
+        None => {
+            ebml::write_size(out, (body_len + timecode.len()) as u64, false);
+            out.extend_from_slice(&timecode);
+            0
+        }
+    }
 }
 
 /// The byte range of the Cluster's Timecode element (header included), if the stored body has one
@@ -85,36 +107,54 @@ pub fn write_chunk(
     cluster_body: &[u8],
     live: Option<&LiveTags>,
 ) {
-    crate::writer::write_ebml_header(out);
-    ebml::write_id(out, ids::SEGMENT);
-    ebml::write_size(out, ebml::UNKNOWN_SIZE, false);
-    ebml::write_element(out, ids::INFO, |i| {
+    let layout = chunk_layout(fragment_number, record, cluster_body, cluster_body.len(), live);
+    out.extend_from_slice(&layout.prefix);
+    out.extend_from_slice(&cluster_body[layout.body_from..]);
+    out.extend_from_slice(&layout.suffix);
+}
+
+/// The chunk of a stored fragment around its body, from the body's first bytes (`body_head`, at
+/// least `BODY_HEAD_BYTES` or the whole body) and its length.
+pub fn chunk_layout(
+    fragment_number: &str,
+    record: &FragmentRecord,
+    body_head: &[u8],
+    body_len: usize,
+    live: Option<&LiveTags>,
+) -> ChunkLayout {
+    let mut prefix = Vec::with_capacity(512 + record.tracks_body.len());
+    crate::writer::write_ebml_header(&mut prefix);
+    ebml::write_id(&mut prefix, ids::SEGMENT);
+    ebml::write_size(&mut prefix, ebml::UNKNOWN_SIZE, false);
+    ebml::write_element(&mut prefix, ids::INFO, |i| {
         ebml::write_uint(i, ids::TIMECODE_SCALE, record.timecode_scale_ns);
         ebml::write_bytes(i, ids::MUXING_APP, b"framelog");
         ebml::write_bytes(i, ids::WRITING_APP, b"framelog");
     });
-    ebml::write_bytes(out, ids::TRACKS, &record.tracks_body);
+    ebml::write_bytes(&mut prefix, ids::TRACKS, &record.tracks_body);
     write_tags(
-        out,
+        &mut prefix,
         &[
             tag("AWS_KINESISVIDEO_FRAGMENT_NUMBER", fragment_number.to_string()),
             tag("AWS_KINESISVIDEO_SERVER_TIMESTAMP", seconds_text(record.server_ts_ms)),
             tag("AWS_KINESISVIDEO_PRODUCER_TIMESTAMP", seconds_text(record.producer_ts_ms)),
         ],
     );
-    write_cluster(out, record, cluster_body);
+    let body_from = write_cluster_start(&mut prefix, record, body_head, body_len);
+    let mut suffix = Vec::new();
     if !record.tags.is_empty() {
-        write_tags(out, &record.tags);
+        write_tags(&mut suffix, &record.tags);
     }
     if let Some(live) = live {
         write_tags(
-            out,
+            &mut suffix,
             &[
                 tag("AWS_KINESISVIDEO_MILLIS_BEHIND_NOW", live.millis_behind_now.to_string()),
                 tag("AWS_KINESISVIDEO_CONTINUATION_TOKEN", live.continuation_token.clone()),
             ],
         );
     }
+    ChunkLayout { prefix, body_from, suffix }
 }
 
 #[cfg(test)]
@@ -160,6 +200,33 @@ mod tests {
         assert_eq!(cluster.body, body);
         assert!(matches!(&events[4], Event::Tags(t) if t[0].name == "labels"));
         assert!(matches!(&events[5], Event::Tags(t) if t[0].value == "42" && t[1].value == "7"));
+    }
+
+    #[test]
+    fn a_layout_from_the_body_head_streams_the_same_chunk_as_the_whole_body() {
+        let mut body = Vec::new();
+        ebml::write_uint(&mut body, ids::TIMECODE, 0);
+        for index in 0..200u8 {
+            crate::write_simple_block(&mut body, 1, i16::from(index), index == 0, &[index; 300]);
+        }
+        let record = FragmentRecord {
+            timecode: 0,
+            timecode_scale_ns: 1_000_000,
+            producer_ts_ms: 1_700_000_000_000,
+            server_ts_ms: 1_700_000_000_100,
+            duration_ms: 6_600,
+            tracks_body: Vec::new(),
+            tags: Vec::new(),
+            frames: Vec::new(),
+        };
+        let mut whole = Vec::new();
+        write_chunk(&mut whole, "5", &record, &body, None);
+
+        let layout = chunk_layout("5", &record, &body[..BODY_HEAD_BYTES], body.len(), None);
+        let streamed = [&layout.prefix[..], &body[layout.body_from..], &layout.suffix[..]].concat();
+
+        assert!(body.len() > BODY_HEAD_BYTES, "the head is a part of the body");
+        assert_eq!(streamed, whole);
     }
 
     #[test]

@@ -37,7 +37,7 @@ pub mod sps;
 mod unread;
 mod writer;
 
-pub use chunk::{LiveTags, seconds_text, write_chunk};
+pub use chunk::{BODY_HEAD_BYTES, ChunkLayout, LiveTags, chunk_layout, seconds_text, write_chunk};
 
 /// The MKV tag naming a fragment's identity for idempotent uploads: a producer that may send a
 /// fragment twice (a replay after a lost PERSISTED ack) tags it with a value unique to that

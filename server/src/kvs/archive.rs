@@ -292,19 +292,15 @@ pub async fn get_media_for_fragment_list(State(ctx): State<KvsCtx>, body: Bytes)
         let created_ms = handle.meta().created_ms;
         for seq in seqs {
             let (engine, stream) = (ctx.engine.clone(), handle.clone());
-            let entry = tokio::task::spawn_blocking(move || engine.entry(&stream, VIDEO_SHARD, seq)).await;
+            let found = tokio::task::spawn_blocking(move || engine.entry_ref(&stream, VIDEO_SHARD, seq)).await;
             // A fragment that expired since the check is skipped rather than failing mid-stream.
-            let Ok(Ok(Some(entry))) = entry else { continue };
+            let Ok(Ok((Some(entry), _))) = found else { continue };
+            if entry.seq != seq {
+                continue;
+            }
             let Ok(record) = FragmentRecord::decode(&entry.attrs) else { continue };
-            let mut out = Vec::with_capacity(entry.payload.len() + 512);
-            framelog_media::write_chunk(
-                &mut out,
-                &fragment_number::encode(created_ms, seq),
-                &record,
-                &entry.payload,
-                None,
-            );
-            if !super::send_chunk(&chunks, Bytes::from(out)).await {
+            let number = fragment_number::encode(created_ms, seq);
+            if !super::chunk_stream::send_fragment(&chunks, &number, &record, entry.payload, None).await {
                 return;
             }
         }

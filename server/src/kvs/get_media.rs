@@ -98,10 +98,10 @@ async fn tail(engine: Engine, handle: VideoStream, mut seq: u64, chunks: super::
     let created_ms = handle.meta().created_ms;
     loop {
         let (reader, stream) = (engine.clone(), handle.clone());
-        let batch = tokio::task::spawn_blocking(move || reader.read(&stream, VIDEO_SHARD, seq, 1, usize::MAX)).await;
-        let Ok(Ok(batch)) = batch else { return };
-        let Some(entry) = batch.entries.into_iter().next() else {
-            seq = batch.next_seq;
+        let found = tokio::task::spawn_blocking(move || reader.entry_ref(&stream, VIDEO_SHARD, seq)).await;
+        let Ok(Ok((found, next_seq))) = found else { return };
+        let Some(entry) = found else {
+            seq = next_seq;
             // Caught up: wait for the next commit (or check the client is still there).
             match tokio::time::timeout(CLIENT_CHECK_EVERY, tip.changed()).await {
                 Ok(Err(_)) => return,
@@ -120,9 +120,7 @@ async fn tail(engine: Engine, handle: VideoStream, mut seq: u64, chunks: super::
             millis_behind_now: engine.now_ms().saturating_sub(entry.arrival_ms),
             continuation_token: number.clone(),
         };
-        let mut out = Vec::with_capacity(entry.payload.len() + 512);
-        framelog_media::write_chunk(&mut out, &number, &record, &entry.payload, Some(&live));
-        if !super::send_chunk(&chunks, Bytes::from(out)).await {
+        if !super::chunk_stream::send_fragment(&chunks, &number, &record, entry.payload, Some(&live)).await {
             return;
         }
     }

@@ -4,6 +4,7 @@
 
 mod ack;
 pub mod archive;
+mod chunk_stream;
 mod context;
 mod fragment_number;
 pub mod get_media;

@@ -29,6 +29,7 @@ mod entry;
 mod error;
 mod keys;
 mod meta;
+mod payload_ref;
 mod read;
 mod recovery;
 mod retention;
@@ -40,6 +41,7 @@ pub use engine::{AppendWait, DEFAULT_SEGMENT_MIN_BYTES, Engine, EngineOptions, S
 pub use entry::{Appended, Entry, EntryHeader, NewEntry};
 pub use error::{Result, StoreError};
 pub use meta::{ShardMeta, StreamEncryption, StreamKind, StreamMeta, even_hash_ranges};
+pub use payload_ref::{EntryRef, Payload, PayloadFile};
 pub use read::{HeaderItem, Position, ReadBatch};
 pub use retention::TrimStats;
 
