@@ -12,7 +12,7 @@ use framelog_store::{Payload, PayloadFile};
 use super::{ChunkSender, send_chunk};
 
 /// Bytes read from a segment file per piece sent.
-const PIECE_BYTES: usize = 512 << 10;
+const PIECE_BYTES: usize = 1 << 20;
 
 /// Sends fragment `number` with its stored body; false when the client is gone or a read failed
 /// (the response then ends early, as when a fragment expires mid-stream).
