@@ -24,18 +24,27 @@ pub async fn send_fragment(
     live: Option<&LiveTags>,
 ) -> bool {
     match payload {
-        Payload::Loaded(body) => {
-            let layout = chunk_layout(number, record, &body, body.len(), live);
-            let body = Bytes::from(body).slice(layout.body_from..);
-            for piece in [Bytes::from(layout.prefix), body, Bytes::from(layout.suffix)] {
-                if !piece.is_empty() && !send_chunk(chunks, piece).await {
-                    return false;
-                }
-            }
-            true
-        }
+        Payload::Loaded(body) => send_loaded(chunks, number, record, body, live).await,
         Payload::InFile(file) => send_from_file(chunks, number, record, Arc::new(file), live).await,
     }
+}
+
+/// The chunk around a body in memory, the body sent as it is (no copy into the chunk).
+async fn send_loaded(
+    chunks: &ChunkSender,
+    number: &str,
+    record: &FragmentRecord,
+    body: Vec<u8>,
+    live: Option<&LiveTags>,
+) -> bool {
+    let layout = chunk_layout(number, record, &body, body.len(), live);
+    let body = Bytes::from(body).slice(layout.body_from..);
+    for piece in [Bytes::from(layout.prefix), body, Bytes::from(layout.suffix)] {
+        if !piece.is_empty() && !send_chunk(chunks, piece).await {
+            return false;
+        }
+    }
+    true
 }
 
 async fn send_from_file(
@@ -48,6 +57,12 @@ async fn send_from_file(
     let Some(head) = read_piece(&file, 0, BODY_HEAD_BYTES).await else { return false };
     let len_bytes = file.len_bytes();
     let layout = chunk_layout(number, record, &head, len_bytes as usize, live);
+    if layout.body_from == 0 && (head.len() as u64) < len_bytes {
+        // No Timecode in the head (elements such as a large Void before it): the layout needs
+        // the whole body to find it, as the loaded path has.
+        let Some(body) = read_piece(&file, 0, len_bytes as usize).await else { return false };
+        return send_loaded(chunks, number, record, body, live).await;
+    }
     if !send_chunk(chunks, Bytes::from(layout.prefix)).await {
         return false;
     }

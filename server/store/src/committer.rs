@@ -140,6 +140,7 @@ impl Committer {
         let mut results = Vec::with_capacity(appends.len());
         let mut sealing_failed = false;
         let mut segment_failure: Option<StoreError> = None;
+        let mut wrote_segments = false;
         for (stream, entries, _) in &appends {
             if stream.deleted.load(Ordering::Acquire) {
                 let name = stream.meta.read().unwrap_or_else(|e| e.into_inner()).name.clone();
@@ -187,7 +188,11 @@ impl Committer {
                     None
                 });
                 let stored: &[u8] = sealed.as_deref().unwrap_or(&entry.payload);
-                let segment = if stored.len() >= self.segment_from_bytes {
+                // A payload that failed to seal fails the batch and must not reach a file.
+                let to_segment = stored.len() >= self.segment_from_bytes;
+                // Attempted counts as written: a failed write may have left part of it.
+                wrote_segments |= to_segment;
+                let segment = if to_segment && !sealing_failed && segment_failure.is_none() {
                     self.segments
                         .append(stream_id, entry.shard, seq, stored)
                         .map_err(|error| segment_failure.get_or_insert(error))
@@ -230,6 +235,7 @@ impl Committer {
         };
         match written {
             Ok(()) => {
+                self.segments.committed();
                 for u in &undo {
                     u.stream.shards[u.shard].publish();
                 }
@@ -249,7 +255,13 @@ impl Committer {
                 };
                 for u in &undo {
                     let shard = &u.stream.shards[u.shard];
-                    shard.next_seq.store(u.next_seq, Ordering::Release);
+                    // Sequence numbers whose sealed payloads may have reached a segment file are
+                    // not assigned again: an encrypted payload's nonce is its shard and sequence
+                    // number, and two plaintexts under one nonce would leak. The gap is harmless:
+                    // readers walk the keys there are.
+                    if !wrote_segments {
+                        shard.next_seq.store(u.next_seq, Ordering::Release);
+                    }
                     shard.last_arrival_ms.store(u.last_arrival_ms, Ordering::Release);
                     shard.last_indexed_arrival_ms.store(u.last_indexed_arrival_ms, Ordering::Release);
                 }

@@ -112,7 +112,17 @@ impl Engine {
                         (Some(inline), _) => inline,
                         (None, Some(place)) => {
                             let tag = if header.encrypted { crate::crypto::OVERHEAD_BYTES as u64 } else { 0 };
-                            self.inner.segments.read(id, shard, seq, place, header.payload_len + tag)?
+                            match self.inner.segments.read(id, shard, seq, place, header.payload_len + tag) {
+                                Ok(stored) => stored,
+                                // Expired since this read's cutoff, and its file deleted by
+                                // retention: skipped, like any expired entry.
+                                Err(error) if self.expired_meanwhile(handle, shard, seq, &error)? => {
+                                    next_seq = seq + 1;
+                                    headers.next();
+                                    continue;
+                                }
+                                Err(error) => return Err(error),
+                            }
                         }
                         (None, None) => db.get_cf(cf(db, CF_PAYLOADS), key)?.ok_or_else(|| {
                             StoreError::CorruptEntry { key_hex: format!("{key:02x?}"), reason: "payload missing" }
@@ -226,6 +236,13 @@ impl Engine {
         }
         iter.status()?;
         Ok(out)
+    }
+
+    /// Whether `error` reading entry `seq` means only that retention removed it after the read
+    /// began.
+    fn expired_meanwhile(&self, handle: &StreamHandle, shard: u32, seq: u64, error: &StoreError) -> Result<bool> {
+        let missing = matches!(error, StoreError::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound);
+        Ok(missing && seq < self.first_retained_seq(handle, shard)?)
     }
 
     /// Oldest arrival time a read may still return.

@@ -27,24 +27,24 @@ impl Engine {
         let mut stats = TrimStats::default();
         for handle in self.streams() {
             for shard in 0..handle.shard_count() {
-                let removed = self.trim_shard(&handle, shard)?;
+                // One cutoff for the index and the files, so no file goes while its entries stay.
+                let keep_from = self.first_retained_seq(&handle, shard)?;
+                let removed = self.trim_shard(&handle, shard, keep_from)?;
                 if removed > 0 {
                     stats.entries_removed += removed;
                     stats.shards_trimmed += 1;
                 }
                 // Also when nothing was trimmed now: the segment being written when an earlier
                 // trim ran may have filled with expired payloads since.
-                let keep_from = self.first_retained_seq(&handle, shard)?;
                 stats.segments_deleted += self.inner.segments.delete_below(handle.id(), shard, keep_from)?;
             }
         }
         Ok(stats)
     }
 
-    fn trim_shard(&self, handle: &StreamHandle, shard: u32) -> Result<u64> {
+    fn trim_shard(&self, handle: &StreamHandle, shard: u32, keep_from: u64) -> Result<u64> {
         let db = &self.inner.db;
         let id = handle.id();
-        let keep_from = self.first_retained_seq(handle, shard)?;
         let cutoff = self.cutoff_ms(handle);
         let shard_start = keys::entry_key(id, shard, 0);
         let keep_key = keys::entry_key(id, shard, keep_from);
@@ -75,7 +75,11 @@ impl Engine {
             keys::time_key(id, shard, TimeKind::Arrival, 0, 0),
             keys::time_key(id, shard, TimeKind::Arrival, cutoff, 0),
         );
-        batch.put_cf(cf(db, CF_META), keys::trim_floor_key(id, shard), keep_from.to_be_bytes());
+        // The floor only rises: recovery may have raised it past the trim (recovery.rs).
+        let floor_key = keys::trim_floor_key(id, shard);
+        let floor = db.get_cf(cf(db, CF_META), &floor_key)?.and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok());
+        let floor = floor.map_or(keep_from, |bytes| u64::from_be_bytes(bytes).max(keep_from));
+        batch.put_cf(cf(db, CF_META), floor_key, floor.to_be_bytes());
         db.write_opt(batch, &synced())?;
         // Blob files are never rewritten (blob GC is off, see Engine::open): one is deleted when
         // no SST refers to it any more. Compacting the trimmed range drops those references now;

@@ -59,6 +59,11 @@ pub(crate) struct SegmentStore {
 struct Writers {
     open: HashMap<(u64, u32), Writer>,
     uses: u64,
+    /// Files created since the last committed group: a failed group's are removed, so no file
+    /// named by a sequence number the index never took outlives it.
+    created: Vec<PathBuf>,
+    /// Shard directories whose names (and parents') this process has synced.
+    synced_dirs: std::collections::HashSet<PathBuf>,
 }
 
 impl SegmentStore {
@@ -90,7 +95,7 @@ impl SegmentStore {
             if writers.open.len() >= MAX_OPEN_WRITERS {
                 self.evict_least_used(&mut writers)?;
             }
-            let writer = self.create_writer(stream_id, shard, seq)?;
+            let writer = self.create_writer(&mut writers, stream_id, shard, seq)?;
             writers.open.insert(key, writer);
         }
         let writer = writers.open.get_mut(&key).ok_or(StoreError::CommitterGone)?;
@@ -112,17 +117,19 @@ impl SegmentStore {
         Ok(SegmentRef { segment: writer.segment, offset })
     }
 
-    fn create_writer(&self, stream_id: u64, shard: u32, seq: u64) -> Result<Writer> {
+    fn create_writer(&self, writers: &mut Writers, stream_id: u64, shard: u32, seq: u64) -> Result<Writer> {
         let dir = self.shard_dir(stream_id, shard);
-        let dir_is_new = !dir.exists();
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| StoreError::Io { what: "creating a segment directory", source: e })?;
-        if dir_is_new {
-            // The new directories' names must last too: sync each parent, the engine's included.
+        if !writers.synced_dirs.contains(&dir) {
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| StoreError::Io { what: "creating a segment directory", source: e })?;
+            // The directories' names must last too: sync each parent, the engine's included. Done
+            // once per process and shard whether or not they existed: an earlier run may have
+            // been killed between creating and syncing them.
             let engine_dir = self.root.parent().unwrap_or(&self.root);
             for parent in [engine_dir, self.root.as_path(), dir.parent().unwrap_or(&self.root)] {
                 sync_dir(parent)?;
             }
+            writers.synced_dirs.insert(dir.clone());
         }
         let path = self.segment_path(stream_id, shard, seq);
         // A leftover file of this name holds only records the index never acknowledged (a
@@ -133,6 +140,7 @@ impl SegmentStore {
             .truncate(true)
             .open(&path)
             .map_err(|e| StoreError::Io { what: "creating a segment", source: e })?;
+        writers.created.push(path);
         Ok(Writer { segment: seq, file, len_bytes: 0, next_seq: seq, dirty: false, new_name: true, last_used: 0 })
     }
 
@@ -172,7 +180,23 @@ impl SegmentStore {
     /// numbers the index never took and that will be assigned again, and a file's records must
     /// keep increasing, so the next appends start new files.
     pub(crate) fn abandon_open(&self) {
-        self.lock().open.clear();
+        let mut writers = self.lock();
+        writers.open.clear();
+        for path in std::mem::take(&mut writers.created) {
+            if let Err(error) = std::fs::remove_file(&path)
+                && error.kind() != std::io::ErrorKind::NotFound
+            {
+                tracing::warn!(path = %path.display(), %error, "could not remove a failed group's segment");
+            }
+            if let Some(dir) = path.parent() {
+                let _ = sync_dir(dir);
+            }
+        }
+    }
+
+    /// A group's index batch committed: the files it created are named in the index now.
+    pub(crate) fn committed(&self) {
+        self.lock().created.clear();
     }
 
     /// Reads record `seq` of `stored_len` payload bytes at `place`, checking its header and
@@ -186,6 +210,9 @@ impl SegmentStore {
         stored_len: u64,
     ) -> Result<Vec<u8>> {
         let path = self.segment_path(stream_id, shard, place.segment);
+        if stored_len > u64::from(u32::MAX) {
+            return Err(corrupt(&path, "payload length beyond a record's"));
+        }
         let file = File::open(&path).map_err(|e| StoreError::Io { what: "opening a segment", source: e })?;
         let mut record = vec![0u8; (RECORD_HEADER_BYTES + stored_len) as usize];
         file.read_exact_at(&mut record, place.offset)
@@ -223,9 +250,12 @@ impl SegmentStore {
             if open.is_some_and(|(open_segment, _)| open_segment == segment) {
                 writers.open.remove(&(stream_id, shard));
             }
-            std::fs::remove_file(dir.join(format!("{segment:020}.seg")))
-                .map_err(|e| StoreError::Io { what: "deleting a segment", source: e })?;
-            deleted += 1;
+            match std::fs::remove_file(dir.join(format!("{segment:020}.seg"))) {
+                Ok(()) => deleted += 1,
+                // The stream was deleted meanwhile.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(StoreError::Io { what: "deleting a segment", source: e }),
+            }
         }
         Ok(deleted)
     }

@@ -51,18 +51,18 @@ fn encrypted_payloads_never_reach_the_disk_in_clear() {
         })
         .expect("encryption on");
     // A small (inline), a mid-sized (blob file) and a large (segment file) payload.
-    engine.append_blocking(&secret, vec![entry(100), entry(8 << 10), entry(64 << 10)]).expect("appended");
+    engine.append_blocking(&secret, vec![entry(100), entry(8 << 10), entry(256 << 10)]).expect("appended");
     engine.close().expect("closed");
     drop(engine);
     assert!(!found_on_disk(dir.path(), MARKER), "an encrypted stream's payload is on disk in clear");
 
     let engine = Engine::open(dir.path(), Arc::new(SystemClock), options(Some([9; 32]))).expect("reopens");
     let read = read_all(&engine, "secret").expect("reads");
-    assert_eq!(read.iter().map(Vec::len).collect::<Vec<_>>(), [100, 8 << 10, 64 << 10]);
+    assert_eq!(read.iter().map(Vec::len).collect::<Vec<_>>(), [100, 8 << 10, 256 << 10]);
     assert!(read.iter().all(|payload| payload.starts_with(MARKER)));
     let stream = engine.stream("secret").expect("stream");
     let header = engine.header(&stream, 0, 2).expect("header").expect("exists");
-    assert_eq!(header.payload_len, 64 << 10, "listings show the plaintext size");
+    assert_eq!(header.payload_len, 256 << 10, "listings show the plaintext size");
 
     // Turned off: new entries are plain, the sealed ones stay readable.
     engine.update_meta(&stream, |meta| meta.encryption.as_mut().map(|e| e.enabled = false)).expect("off");

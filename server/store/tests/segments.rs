@@ -113,13 +113,26 @@ fn a_torn_payload_is_dropped_at_start_up_and_the_ones_before_it_stay() {
 
     assert_eq!(payloads(&engine, "v"), vec![(0, fragment(0)), (1, fragment(1))]);
     let stream = engine.stream("v").expect("stream");
-    assert_eq!(stream.tip_seq(0).expect("tip"), 2, "the torn entry is gone from the index");
+    // The torn entry is gone from the index, and its number stays used (see below).
+    assert_eq!(stream.tip_seq(0).expect("tip"), 3);
+    assert_eq!(engine.entry(&stream, 0, 2).expect("read"), None);
     assert_eq!(file.metadata().expect("meta").len(), 2 * (FRAGMENT_BYTES as u64 + 16), "the torn bytes are cut");
     let by_producer_time = engine.producer_range(&stream, 0, START_MS, START_MS + 2, None, 10).expect("range");
     assert_eq!(by_producer_time, vec![(START_MS, 0), (START_MS + 1, 1)], "no index key of the torn entry is left");
+    // Number 2 reached the disk once (torn): it is not assigned again, so no two payloads are
+    // ever sealed under one (shard, sequence) nonce.
     let next = engine.append_blocking(&stream, vec![video_entry(START_MS + 9, fragment(9))]).expect("append");
-    assert_eq!(next[0].seq, 2);
-    assert_eq!(payloads(&engine, "v"), vec![(0, fragment(0)), (1, fragment(1)), (2, fragment(9))]);
+    assert_eq!(next[0].seq, 3);
+    assert_eq!(payloads(&engine, "v"), vec![(0, fragment(0)), (1, fragment(1)), (3, fragment(9))]);
+    drop(engine);
+    let engine = open(dir.path(), &clock);
+    assert_eq!(
+        engine
+            .append_blocking(&engine.stream("v").expect("stream"), vec![video_entry(START_MS + 10, fragment(10))])
+            .expect("append")[0]
+            .seq,
+        4
+    );
 }
 
 #[test]
@@ -149,6 +162,9 @@ fn records_the_index_never_named_are_cut_at_start_up() {
 
     assert_eq!(file.metadata().expect("meta").len(), committed_len);
     assert_eq!(payloads(&engine, "v"), vec![(0, fragment(0))]);
+    let stream = engine.stream("v").expect("stream");
+    let next = engine.append_blocking(&stream, vec![video_entry(START_MS + 1, fragment(2))]).expect("append");
+    assert_eq!(next[0].seq, 2, "the never-indexed record's number is not reused");
 }
 
 #[test]
