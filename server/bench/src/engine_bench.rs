@@ -19,6 +19,9 @@ pub struct Workload {
     pub batches: usize,
     /// What the engine's ratio is taken against.
     pub baseline: Baseline,
+    /// The engine's segment threshold for its main row (`None`: the default), to measure where
+    /// segment files start to pay.
+    pub segment_min_bytes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,11 +80,12 @@ fn run_file(dir: &std::path::Path, workload: Workload) -> anyhow::Result<Duratio
 }
 
 fn run_engine(dir: &std::path::Path, workload: Workload, segments: bool) -> anyhow::Result<Duration> {
-    let options = if segments {
-        EngineOptions::default()
-    } else {
-        EngineOptions { segment_min_bytes: u64::MAX, ..EngineOptions::default() }
+    let segment_min_bytes = match (segments, workload.segment_min_bytes) {
+        (false, _) => u64::MAX,
+        (true, Some(bytes)) => bytes,
+        (true, None) => EngineOptions::default().segment_min_bytes,
     };
+    let options = EngineOptions { segment_min_bytes, ..EngineOptions::default() };
     let engine = Engine::open(dir, Arc::new(SystemClock), options)?;
     let stream = engine.create_stream(new_stream_meta("bench", StreamKind::Data, "arn", 1, 24, engine.now_ms()))?;
     let batches: Vec<Vec<NewEntry>> = (0..workload.batches)

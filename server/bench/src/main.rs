@@ -212,14 +212,32 @@ fn storage(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec
     Ok(rows)
 }
 
-fn engine_workloads() -> [Workload; 2] {
+fn engine_workloads() -> [Workload; 4] {
     [
+        // Where segment files start to pay (EngineOptions::segment_min_bytes): 64 and 256 KiB.
+        Workload {
+            name: "engine append 256KiB values, all to segment files",
+            value_bytes: 256 << 10,
+            per_batch: 1,
+            batches: 600,
+            baseline: Baseline::PlainFile,
+            segment_min_bytes: Some(0),
+        },
+        Workload {
+            name: "engine append 64KiB values, all to segment files",
+            value_bytes: 64 << 10,
+            per_batch: 1,
+            batches: 1000,
+            baseline: Baseline::PlainFile,
+            segment_min_bytes: Some(0),
+        },
         Workload {
             name: "engine append 500x1KiB per batch",
             value_bytes: 1024,
             per_batch: 500,
             batches: 400,
             baseline: Baseline::RawRocksdb,
+            segment_min_bytes: None,
         },
         Workload {
             name: "engine append 1MiB values",
@@ -227,6 +245,7 @@ fn engine_workloads() -> [Workload; 2] {
             per_batch: 1,
             batches: 300,
             baseline: Baseline::PlainFile,
+            segment_min_bytes: None,
         },
     ]
 }
