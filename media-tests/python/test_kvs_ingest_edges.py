@@ -608,3 +608,59 @@ def test_pictures_over_4096x2304_are_refused_before_anything_is_stored(
     else:
         assert (single_error(result)["ErrorCode"]) == "INVALID_MKV_DATA"
         assert listed_numbers(kinesisvideo, stream) == []
+
+
+# ------------------------------------------------------------------------------------------------
+# kill -9 while fragments are written to segment files
+# ------------------------------------------------------------------------------------------------
+
+LARGE_KEY_FRAME_BYTES = 400_000  # with 19 deltas of 10 KB, a fragment well over the 256 KiB segment threshold
+
+
+def large_cluster(timecode: int, seed: int) -> tuple[bytes, list[HandFrame]]:
+    rng = random.Random(seed)
+    sent = [HandFrame(VIDEO, timecode, rng.randbytes(LARGE_KEY_FRAME_BYTES), keyframe=True)]
+    sent += [HandFrame(VIDEO, timecode + 100 * i, rng.randbytes(10_000)) for i in range(1, 20)]
+    return mkv_cluster(timecode, sent), sent
+
+
+def drain_acks(conn: PutMediaConnection) -> None:
+    """Reads whatever acks the server sent before it died."""
+    try:
+        conn.read_acks_until(lambda _acks: False)
+    except AssertionError:
+        pass
+
+
+def test_kill_9_during_large_fragment_writes_keeps_every_persisted_fragment_intact(private_server):
+    stream = create_stream(private_server.kinesisvideo_client(), prefix="segments-crash")
+    acked: dict[str, tuple[int, list[HandFrame]]] = {}
+    for cycle in range(3):
+        conn = PutMediaConnection(put_endpoint(private_server.kinesisvideo_client(), stream), stream)
+        conn.send(mkv_header([H264_TRACK]))
+        clusters = {}
+        for index in range(10):
+            timecode = cycle * 100_000 + index * 2_000
+            body, sent = large_cluster(timecode, seed=cycle * 100 + index)
+            clusters[timecode] = sent
+            conn.send(body)
+            if index == 4:
+                conn.read_acks_until(lambda acks: len([a for a in acks if a["EventType"] == "PERSISTED"]) >= 3)
+        # The last fragments are being received, appended and synced: kill now.
+        private_server.kill()
+        drain_acks(conn)
+        for ack in conn.events("PERSISTED"):
+            acked[ack["FragmentNumber"]] = (ack["FragmentTimecode"], clusters[ack["FragmentTimecode"]])
+        private_server.start()
+
+    kinesisvideo = private_server.kinesisvideo_client()
+    numbers = sorted(acked, key=int)
+    assert len(numbers) >= 9, "three cycles of at least three PERSISTED fragments"
+    listed = set(listed_numbers(kinesisvideo, stream))
+    assert set(numbers) <= listed, f"acknowledged fragments lost: {set(numbers) - listed}"
+    stored = stored_blocks(kinesisvideo, stream, numbers)
+    for number, blocks in zip(numbers, stored):
+        timecode, sent = acked[number]
+        assert blocks == expected_blocks(timecode, sent), f"fragment {number} changed across the crash"
+    segment_files = list((private_server.data_dir / "engine" / "segments").rglob("*.seg"))
+    assert segment_files, "the fragments went to segment files"
