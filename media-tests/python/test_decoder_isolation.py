@@ -31,6 +31,19 @@ def worker_pids(server: FramelogServer) -> list[int]:
     return sorted(pids)
 
 
+def wait_until_dead(pid: int, timeout_s: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[1][0]
+        except (FileNotFoundError, IndexError):
+            return
+        if state in "ZX":
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"worker {pid} still running {timeout_s} s after SIGKILL")
+
+
 def address_space_limit_bytes(pid: int) -> int:
     for line in Path(f"/proc/{pid}/limits").read_text().splitlines():
         if line.startswith("Max address space"):
@@ -89,6 +102,10 @@ def test_killed_workers_are_replaced_and_lose_no_later_request(isolated_server, 
     killed = worker_pids(isolated_server)
     for pid in killed:
         os.kill(pid, signal.SIGKILL)
+    # Killed while idle: wait until each is dead (a zombie until the pool reaps it), as it would
+    # be by the time a later request comes. A worker killed in the middle of a job costs that job.
+    for pid in killed:
+        wait_until_dead(pid)
 
     assert image_outcomes(kinesisvideo, stream) == ["IMAGE"] * 4
 
