@@ -291,10 +291,9 @@ impl Committer {
         let mut rewritten = encode_header(header.arrival_ms, header.producer_ts_ms, &attrs, payload, storage);
         if !inline {
             // encode_header wrote the length of the (empty) slice; keep the stored payload's.
-            let tag = if header.encrypted { crate::crypto::OVERHEAD_BYTES as u64 } else { 0 };
             let place_bytes = if header.segment.is_some() { 16 } else { 0 };
             let at = rewritten.len() - 8 - place_bytes;
-            rewritten[at..at + 8].copy_from_slice(&(header.payload_len + tag).to_be_bytes());
+            rewritten[at..at + 8].copy_from_slice(&header.stored_len().to_be_bytes());
         }
         self.db.put_cf_opt(cf(&self.db, CF_ENTRIES), key, rewritten, &crate::engine::synced())?;
         Ok(true)

@@ -68,6 +68,13 @@ pub struct EntryHeader {
     pub segment: Option<SegmentRef>,
 }
 
+impl EntryHeader {
+    /// The stored payload's length: the plaintext's, plus the GCM tag when it is sealed.
+    pub fn stored_len(&self) -> u64 {
+        self.payload_len + if self.encrypted { crate::crypto::OVERHEAD_BYTES as u64 } else { 0 }
+    }
+}
+
 /// How a payload is stored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Storage {

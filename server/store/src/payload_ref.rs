@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt as _;
 
 use crate::engine::{Engine, StreamHandle};
 use crate::error::{Result, StoreError};
-use crate::segments::{RECORD_HEADER_BYTES, RecordHeader};
+use crate::segments::RECORD_HEADER_BYTES;
 
 /// An entry with its payload where it lies.
 #[derive(Debug)]
@@ -75,18 +75,8 @@ impl Engine {
         let header = item.header;
         let payload = match header.segment {
             Some(place) if !header.encrypted => {
-                let path = self.inner.segments.segment_file(handle.id(), shard, place.segment);
-                let file = File::open(&path).map_err(|e| StoreError::Io { what: "opening a segment", source: e })?;
-                let mut bytes = [0u8; RECORD_HEADER_BYTES as usize];
-                file.read_exact_at(&mut bytes, place.offset)
-                    .map_err(|e| StoreError::Io { what: "reading a segment", source: e })?;
-                let record = RecordHeader::parse(&bytes);
-                if record.is_none_or(|r| r.seq != item.seq || u64::from(r.len) != header.payload_len) {
-                    return Err(StoreError::CorruptEntry {
-                        key_hex: path.display().to_string(),
-                        reason: "record header does not match the index",
-                    });
-                }
+                let segments = &self.inner.segments;
+                let (file, _) = segments.open_record(handle.id(), shard, item.seq, place, header.payload_len)?;
                 let offset = place.offset + RECORD_HEADER_BYTES;
                 Payload::InFile(PayloadFile { file, offset, len_bytes: header.payload_len })
             }

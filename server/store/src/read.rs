@@ -108,11 +108,11 @@ impl Engine {
                 }
                 if header.arrival_ms >= cutoff {
                     bytes += header.payload_len as usize;
+                    let stored_len = header.stored_len();
                     let stored = match (header.inline_payload, header.segment) {
                         (Some(inline), _) => inline,
                         (None, Some(place)) => {
-                            let tag = if header.encrypted { crate::crypto::OVERHEAD_BYTES as u64 } else { 0 };
-                            match self.inner.segments.read(id, shard, seq, place, header.payload_len + tag) {
+                            match self.inner.segments.read(id, shard, seq, place, stored_len) {
                                 Ok(stored) => stored,
                                 // Expired since this read's cutoff, and its file deleted by
                                 // retention: skipped, like any expired entry.

@@ -36,8 +36,7 @@ pub(crate) fn recover_shard(db: &DB, segments: &SegmentStore, stream_id: u64, sh
     let tip = loop {
         let Some((seq, header)) = newest_entry(db, stream_id, shard)? else { break 0 };
         let Some(place) = header.segment else { break seq + 1 };
-        let stored_len = header.payload_len + if header.encrypted { crate::crypto::OVERHEAD_BYTES as u64 } else { 0 };
-        match segments.read(stream_id, shard, seq, place, stored_len) {
+        match segments.read(stream_id, shard, seq, place, header.stored_len()) {
             Ok(_) => break seq + 1,
             // Only bytes that are missing or wrong drop an entry; any other failure (permissions,
             // too many open files, a disk error) stops start-up rather than deleting data.
@@ -65,8 +64,9 @@ pub(crate) fn recover_shard(db: &DB, segments: &SegmentStore, stream_id: u64, sh
     }
     if let Some(&newest) = files.last() {
         let path = segments.segment_file(stream_id, shard, newest);
-        written_end = written_end.max(walk_records(&path)?.end_seq(newest));
-        recovered.bytes_truncated = truncate_after(&path, tip)?;
+        let walk = walk_records(&path)?;
+        written_end = written_end.max(walk.end_seq(newest));
+        recovered.bytes_truncated = truncate_after(&path, &walk.complete, tip)?;
     }
     if written_end > tip {
         raise_seq_floor(db, stream_id, shard, written_end)?;
@@ -122,9 +122,9 @@ fn drop_entry(db: &DB, stream_id: u64, shard: u32, seq: u64, header: &EntryHeade
     Ok(())
 }
 
-/// Cuts `path` after its last complete record below `tip`; returns the bytes cut.
-fn truncate_after(path: &Path, tip: u64) -> Result<u64> {
-    let records = complete_records(path)?;
+/// Cuts `path` after its last complete record (of `records`, the file's walk) below `tip`;
+/// returns the bytes cut.
+fn truncate_after(path: &Path, records: &[(RecordHeader, u64)], tip: u64) -> Result<u64> {
     let keep_bytes = records
         .iter()
         .rfind(|(header, _)| header.seq < tip)

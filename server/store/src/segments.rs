@@ -199,6 +199,31 @@ impl SegmentStore {
         self.lock().created.clear();
     }
 
+    /// Opens the segment holding record `seq` at `place` and checks the record's header against
+    /// what the index says (its sequence number and `stored_len`): the file and the header.
+    pub(crate) fn open_record(
+        &self,
+        stream_id: u64,
+        shard: u32,
+        seq: u64,
+        place: SegmentRef,
+        stored_len: u64,
+    ) -> Result<(File, RecordHeader)> {
+        let path = self.segment_path(stream_id, shard, place.segment);
+        if stored_len > u64::from(u32::MAX) {
+            return Err(corrupt(&path, "payload length beyond a record's"));
+        }
+        let file = File::open(&path).map_err(|e| StoreError::Io { what: "opening a segment", source: e })?;
+        let mut bytes = [0u8; RECORD_HEADER_BYTES as usize];
+        file.read_exact_at(&mut bytes, place.offset)
+            .map_err(|e| StoreError::Io { what: "reading a segment", source: e })?;
+        let header = RecordHeader::parse(&bytes).ok_or_else(|| corrupt(&path, "short record header"))?;
+        if header.seq != seq || u64::from(header.len) != stored_len {
+            return Err(corrupt(&path, "record header does not match the index"));
+        }
+        Ok((file, header))
+    }
+
     /// Reads record `seq` of `stored_len` payload bytes at `place`, checking its header and
     /// checksum.
     pub(crate) fn read(
@@ -209,20 +234,12 @@ impl SegmentStore {
         place: SegmentRef,
         stored_len: u64,
     ) -> Result<Vec<u8>> {
-        let path = self.segment_path(stream_id, shard, place.segment);
-        if stored_len > u64::from(u32::MAX) {
-            return Err(corrupt(&path, "payload length beyond a record's"));
-        }
-        let file = File::open(&path).map_err(|e| StoreError::Io { what: "opening a segment", source: e })?;
-        let mut record = vec![0u8; (RECORD_HEADER_BYTES + stored_len) as usize];
-        file.read_exact_at(&mut record, place.offset)
+        let (file, header) = self.open_record(stream_id, shard, seq, place, stored_len)?;
+        let mut payload = vec![0u8; stored_len as usize];
+        file.read_exact_at(&mut payload, place.offset + RECORD_HEADER_BYTES)
             .map_err(|e| StoreError::Io { what: "reading a segment", source: e })?;
-        let payload = record.split_off(RECORD_HEADER_BYTES as usize);
-        let header = RecordHeader::parse(&record).ok_or_else(|| corrupt(&path, "short record header"))?;
-        if header.seq != seq || u64::from(header.len) != stored_len {
-            return Err(corrupt(&path, "record header does not match the index"));
-        }
         if crc32fast::hash(&payload) != header.crc {
+            let path = self.segment_path(stream_id, shard, place.segment);
             return Err(corrupt(&path, "payload checksum mismatch"));
         }
         Ok(payload)
