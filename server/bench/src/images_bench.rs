@@ -92,10 +92,7 @@ fn ffmpeg_key_frames(source: &Path, out_dir: &Path) -> anyhow::Result<usize> {
 /// The same server decoding on its own threads (`[images] isolate_decoder = false`), so the cost
 /// of the decode worker processes shows beside the default.
 fn in_process_target(framelog_bin: &Path, scratch: &Path) -> anyhow::Result<Target> {
-    let config = scratch.join("in-process.toml");
-    std::fs::write(&config, "[images]\nisolate_decoder = false\n")?;
-    let data = scratch.join("in-process-data");
-    Target::framelog_with(framelog_bin, &data, &["--config".into(), config.into_os_string()], None)
+    Target::framelog_configured(framelog_bin, scratch, "in-process", "[images]\nisolate_decoder = false\n")
 }
 
 pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {

@@ -41,6 +41,15 @@ impl Target {
         Target::spawn_framelog(binary, data_dir, free_address()?)
     }
 
+    /// A framelog server started with `--config` of `toml`, written to `<scratch>/<name>.toml`,
+    /// on the data directory `<scratch>/<name>-data`.
+    pub fn framelog_configured(binary: &Path, scratch: &Path, name: &str, toml: &str) -> anyhow::Result<Target> {
+        let config = scratch.join(format!("{name}.toml"));
+        std::fs::write(&config, toml)?;
+        let data = scratch.join(format!("{name}-data"));
+        Target::framelog_with(binary, &data, &["--config".into(), config.into_os_string()], None)
+    }
+
     /// A framelog server with more `serve` flags (credentials, TLS); `pin_core` runs it on that
     /// one CPU core (taskset), for per-core figures.
     pub fn framelog_with(

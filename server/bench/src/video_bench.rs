@@ -113,10 +113,8 @@ fn dd_fdatasync(source: &Path, destination: &Path) -> anyhow::Result<Duration> {
 /// A server that keeps every payload in RocksDB (WAL, then blob files): the layout before
 /// segment files, for before/after rows in the same run.
 pub fn without_segments(framelog_bin: &Path, scratch: &Path) -> anyhow::Result<Target> {
-    let config = scratch.join("no-segments.toml");
-    std::fs::write(&config, format!("[engine]\nsegment_min_bytes = {}\n", u64::MAX))?;
-    let data = scratch.join("no-segments-data");
-    Target::framelog_with(framelog_bin, &data, &["--config".into(), config.into_os_string()], None)
+    let toml = format!("[engine]\nsegment_min_bytes = {}\n", u64::MAX);
+    Target::framelog_configured(framelog_bin, scratch, "no-segments", &toml)
 }
 
 /// Reads the stream back from the start with GetMedia (EARLIEST) until `bytes` have arrived;
