@@ -84,23 +84,35 @@ struct Executor {
 
 impl Executor {
     fn run(&mut self, job: PictureJob) -> Pictures {
-        let Isolation::Process(command) = &self.isolation else { return job.run() };
+        let Isolation::Process(command) = self.isolation.clone() else { return job.run() };
         // A worker that died while idle (killed, say) is replaced before it is handed a job.
-        let mut process = match self.process.take().and_then(|mut process| process.alive().then_some(process)) {
-            Some(process) => process,
-            None => match WorkerProcess::spawn(command) {
-                Ok(process) => process,
-                Err(error) => return Pictures { failure: Some(error), ..Pictures::default() },
-            },
-        };
-        match process.run(&job) {
-            Ok(answer) => {
-                self.process = Some(process);
-                answer
-            }
-            // The process is dropped (killed and reaped); the next job starts a new one.
-            Err(error) => Pictures { failure: Some(error), ..Pictures::default() },
+        let reused = self.process.take().and_then(|mut process| process.alive().then_some(process));
+        let fresh = reused.is_none();
+        let answer = self.run_on(reused, &command, &job);
+        // A reused worker can die between that check and the job (a kill still in flight): one
+        // more try on a new worker. A new worker that dies is the job's doing; it is not retried.
+        match answer {
+            Err(_) if !fresh => self.run_on(None, &command, &job),
+            answer => answer,
         }
+        .unwrap_or_else(|error| Pictures { failure: Some(error), ..Pictures::default() })
+    }
+
+    /// Runs `job` on `process`, or on a new worker; keeps the worker when it answered.
+    fn run_on(
+        &mut self,
+        process: Option<WorkerProcess>,
+        command: &WorkerCommand,
+        job: &PictureJob,
+    ) -> Result<Pictures, ImagingError> {
+        let mut process = match process {
+            Some(process) => process,
+            None => WorkerProcess::spawn(command)?,
+        };
+        // On an error the process is dropped (killed and reaped); the next job starts a new one.
+        let answer = process.run(job)?;
+        self.process = Some(process);
+        Ok(answer)
     }
 }
 
