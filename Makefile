@@ -3,6 +3,8 @@
 #   make test                                                      every check CI runs
 #   make bench                                                     benchmarks against kinesalite
 #   make soak                                                      the edge agent through 10 minutes of faults
+#   make cluster                                                   3 nodes on NATS + SeaweedFS behind HAProxy (docs/cluster.md)
+#   make test-cluster                                              the real-client suites against that cluster
 #   make ... PORTABLE=1                                            build for any x86-64 CPU (no SSE4.2/PCLMUL)
 SHELL := bash
 .SHELLFLAGS := -euo pipefail -c
@@ -29,7 +31,10 @@ FRAMELOG_BIN := $(RELEASE_DIR)/framelog
 VENV_PYTHON := $(CURDIR)/.venv/bin/python
 ARGS ?=
 
-.PHONY: setup run test bench soak
+# The real-client suites that also run against a cluster (FRAMELOG_CLUSTER=1, cluster_helpers.py).
+CLUSTER_SUITES := $(addprefix media-tests/python/,test_kds_boto3.py test_kvs_media.py test_kvs_control.py test_kvs_hls.py test_kds_consumers.py test_consumers.py)
+
+.PHONY: setup run test test-cluster cluster bench soak
 
 setup:
 	scripts/setup.sh
@@ -44,6 +49,15 @@ test: setup
 	$(CARGO) build --release --workspace --all-targets
 	$(CARGO) test --release --workspace
 	FRAMELOG_BIN=$(FRAMELOG_BIN) $(VENV_PYTHON) -m pytest -q media-tests/python
+	FRAMELOG_CLUSTER=1 FRAMELOG_BIN=$(FRAMELOG_BIN) $(VENV_PYTHON) -m pytest -q $(CLUSTER_SUITES)
+
+test-cluster: setup
+	$(CARGO) build --release -p framelog-server
+	FRAMELOG_CLUSTER=1 FRAMELOG_BIN=$(FRAMELOG_BIN) $(VENV_PYTHON) -m pytest -q $(CLUSTER_SUITES) media-tests/python/test_cluster.py
+
+cluster: setup
+	$(CARGO) build --release -p framelog-server
+	FRAMELOG_BIN=$(FRAMELOG_BIN) scripts/cluster.sh up
 
 bench: setup
 	$(CARGO) build --release -p framelog-server -p framelog-bench -p framelog-edge

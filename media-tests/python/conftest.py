@@ -14,6 +14,7 @@ from typing import Callable
 
 import pytest
 
+from cluster_helpers import FramelogCluster, cluster_mode
 from consumer_helpers import WebhookReceiver, api_ok, consumer_api, key
 from hls_helpers import VOD_UPLOADS, VodUpload, vod_upload
 from kds_helpers import AwsCli, FramelogServer, framelog_bin, new_stream_name as _new_stream_name
@@ -22,9 +23,13 @@ from media_fixtures import FIXTURE_CLUSTER_TIMECODES, cluster_timecodes, ensure_
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory) -> FramelogServer:
-    """The server shared by the whole session; it must exit 0 on SIGTERM at the end."""
+    """The server shared by the whole session; it must exit 0 on SIGTERM at the end. With
+    FRAMELOG_CLUSTER=1 it is a three-node cluster behind HAProxy (cluster_helpers.py)."""
     base = tmp_path_factory.mktemp("framelog-shared")
-    srv = FramelogServer(framelog_bin(), base / "data", base).start()
+    if cluster_mode():
+        srv = FramelogCluster(base).start()
+    else:
+        srv = FramelogServer(framelog_bin(), base / "data", base).start()
     yield srv
     srv.stop_and_check_clean_exit()
 

@@ -28,7 +28,7 @@ pub async fn run(
     let address = listener.local_addr().map_err(ServerError::Serve)?;
     let opened = AppState::open(&config, address)?;
     let background = opened.state.background.clone();
-    crate::consumers::runner::start(opened.state.consumers.clone(), opened.consumer_changes);
+    crate::consumers::supervisor::start(opened.state.consumers.clone(), opened.consumer_changes);
     let trim_every = Duration::from_secs(config.trim_interval_secs.max(1));
     background.spawn("retention trimmer".into(), trim_periodically(opened.engine.clone(), trim_every));
     match &opened.state.auth.mode {
@@ -62,12 +62,19 @@ pub async fn run(
     Ok(())
 }
 
+/// Trims expired entries every `every`, where this process holds the retention lease (in a
+/// cluster, one node at a time; another takes over when it dies).
 async fn trim_periodically(engine: Engine, every: Duration) {
+    let lease_ttl_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX).saturating_mul(3).max(10_000);
     let mut ticks = tokio::time::interval(every);
     loop {
         ticks.tick().await;
         let engine = engine.clone();
-        match tokio::task::spawn_blocking(move || engine.trim_expired()).await {
+        let trim = move || match engine.hold_lease("retention", lease_ttl_ms)? {
+            true => engine.trim_expired(),
+            false => Ok(Default::default()),
+        };
+        match tokio::task::spawn_blocking(trim).await {
             Ok(Ok(stats)) if stats.entries_removed > 0 => tracing::info!(?stats, "trimmed expired entries"),
             Ok(Ok(_)) => {}
             Ok(Err(error)) => tracing::error!(%error, "retention trim failed"),

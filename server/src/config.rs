@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use crate::auth::AuthSettings;
+use crate::cluster_config::{ClusterFile, ClusterSettings, ObjectsFile};
 use crate::guard::HttpSettings;
 use crate::http_server::ConnectionLimits;
 use crate::tls::TlsSettings;
@@ -34,6 +35,8 @@ pub struct Config {
     pub images: ImageSettings,
     /// Payloads at least this large are written once to segment files (`[engine]`).
     pub segment_min_bytes: u64,
+    /// Join a cluster instead of opening the local engine (`[cluster]` with `[objects]`).
+    pub cluster: Option<ClusterSettings>,
 }
 
 /// How GetImages and the consumers decode video.
@@ -103,6 +106,7 @@ impl Default for Config {
             master_key_file: None,
             images: ImageSettings::default(),
             segment_min_bytes: framelog_store::DEFAULT_SEGMENT_MIN_BYTES,
+            cluster: None,
         }
     }
 }
@@ -127,6 +131,8 @@ pub struct FileConfig {
     pub encryption: Option<EncryptionFile>,
     pub images: Option<ImagesFile>,
     pub engine: Option<EngineFile>,
+    pub cluster: Option<ClusterFile>,
+    pub objects: Option<ObjectsFile>,
 }
 
 /// The `[engine]` table.
@@ -225,6 +231,9 @@ impl Config {
             current.images_root = consumers.images_root.or(current.images_root.take());
             current.images_quota_bytes = consumers.images_quota_bytes.unwrap_or(current.images_quota_bytes);
             current.ca_file = consumers.ca_file.or(current.ca_file.take());
+        }
+        if let Some(cluster) = file.cluster {
+            self.cluster = Some(ClusterSettings { cluster, objects: file.objects });
         }
         if let Some(engine) = file.engine {
             self.segment_min_bytes = engine.segment_min_bytes.unwrap_or(self.segment_min_bytes);

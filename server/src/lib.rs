@@ -6,6 +6,7 @@ mod app;
 pub mod auth;
 mod background;
 mod civil_date;
+pub mod cluster_config;
 pub mod config;
 mod console;
 mod consumers;

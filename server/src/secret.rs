@@ -41,6 +41,18 @@ pub fn load_or_create(data_dir: &Path) -> Result<Secret, ServerError> {
     key_file(&data_dir.join(FILE_NAME), true).map(Secret)
 }
 
+/// The signing secret shared by a cluster's nodes: `configured` (which must exist and not be
+/// readable by others), else this data directory's own.
+pub fn load_shared(data_dir: &Path, configured: Option<&Path>) -> Result<Secret, ServerError> {
+    match configured {
+        Some(path) => {
+            refuse_shared(path)?;
+            key_file(path, false).map(Secret)
+        }
+        None => load_or_create(data_dir),
+    }
+}
+
 /// The at-rest master key: `configured` (which must exist), else `<data_dir>/master-key`,
 /// created on first use like the signing secret.
 pub fn master_key(data_dir: &Path, configured: Option<&Path>) -> Result<[u8; SECRET_BYTES], ServerError> {

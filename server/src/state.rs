@@ -12,7 +12,7 @@ use tokio::sync::mpsc::UnboundedReceiver;
 use crate::auth::{AuditLog, Auth, AuthError, MAX_IN_FLIGHT_BYTES, Mode, Resources};
 use crate::background::Background;
 use crate::config::{Config, ImageSettings};
-use crate::consumers::{self, ConsumersCtx, runner::Changed};
+use crate::consumers::{self, ConsumersCtx, supervisor::Changed};
 use crate::error::ServerError;
 use crate::guard::Guard;
 use crate::kds::{IteratorCodec, KdsCtx, KdsSettings};
@@ -60,8 +60,9 @@ impl AppState {
             segment_min_bytes: config.segment_min_bytes,
             ..Default::default()
         };
-        let engine = Engine::open(&config.data_dir.join("engine"), Arc::new(SystemClock), options)?;
-        let secret = crate::secret::load_or_create(&config.data_dir)?;
+        let engine = open_engine(config, address, options)?;
+        let shared_secret = config.cluster.as_ref().map(|c| c.cluster.signing_secret_file.as_path());
+        let secret = crate::secret::load_shared(&config.data_dir, shared_secret)?;
         let kds = KdsCtx {
             engine: engine.clone(),
             settings: KdsSettings {
@@ -119,6 +120,26 @@ impl AppState {
         });
         let state = AppState { kds, kvs, consumers, images, background, operations, auth, guard };
         Ok(Opened { state, engine, consumer_changes })
+    }
+}
+
+/// The local engine in the data directory, or a node of the cluster the config names.
+fn open_engine(config: &Config, address: SocketAddr, options: EngineOptions) -> Result<Engine, ServerError> {
+    let options_master_key = options.master_key.clone();
+    match &config.cluster {
+        Some(cluster) => {
+            if config.master_key_file.is_none() {
+                // Each node would make its own, and none could open what another sealed.
+                return Err(ServerError::Config(
+                    "[cluster] needs [encryption] master_key_file, the same file on every node".into(),
+                ));
+            }
+            let mut options = cluster.options(&address.to_string()).map_err(ServerError::Config)?;
+            options.master_key = options_master_key;
+            tracing::info!(nats = ?options.nats_urls, objects = ?options.objects, node = %options.node_id, "joining the cluster");
+            Ok(Engine::open_cluster(options, Arc::new(SystemClock))?)
+        }
+        None => Ok(Engine::open(&config.data_dir.join("engine"), Arc::new(SystemClock), options)?),
     }
 }
 

@@ -6,9 +6,10 @@ use serde_json::{Map, Value, json};
 
 use super::ConsumersCtx;
 use super::record_api;
-use super::runner::{Changed, start_seq};
+use super::runner::start_seq;
 use super::spec::{self, ConsumerSpec, Format, LagPolicy, Selection, Start};
 use super::state::{self, Checkpoint};
+use super::supervisor::Changed;
 use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 use crate::kvs::VIDEO_SHARD;

@@ -7,7 +7,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use super::image_files::ImageFiles;
 use super::policy::DestinationPolicy;
-use super::runner::Changed;
+use super::supervisor::Changed;
 use crate::background::Background;
 use crate::kvs::KvsCtx;
 

@@ -26,6 +26,7 @@ mod sink;
 mod spec;
 mod state;
 pub mod stream_hooks;
+pub mod supervisor;
 #[cfg(test)]
 mod tests;
 mod webhook_url;

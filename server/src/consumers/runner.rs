@@ -1,23 +1,19 @@
-//! One task per active consumer: it follows its stream from its checkpoint (tailing new
+//! One task per active video consumer: it follows its stream from its checkpoint (tailing new
 //! fragments on the engine's commit watch), selects and renders frames, delivers them in batches
-//! and commits the checkpoint after each batch. A supervisor starts the tasks at boot and
-//! restarts one whenever the API changes its consumer.
+//! and commits the checkpoint after each batch. The supervisor (supervisor.rs) starts the tasks.
 
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use base64::Engine as _;
 use framelog_media::FragmentRecord;
 use framelog_media::package::PackagedTrack;
-use framelog_store::{Position, StreamHandle, StreamKind};
+use framelog_store::{Position, StreamHandle};
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
 
 use super::ConsumersCtx;
 use super::deliver::{BodyKind, Delivery, deliver};
 use super::prefetch::Prefetch;
-use super::record_spec::RecordConsumerSpec;
 use super::render::{Rendered, render};
 use super::select::{Picked, select_video};
 use super::spec::{ConsumerSpec, Format, LagPolicy, Sink, Start};
@@ -25,89 +21,6 @@ use super::state::{self, Checkpoint, DeadLetter};
 use crate::background::Background;
 use crate::kvs::VIDEO_SHARD;
 use crate::kvs::VideoStream;
-
-/// "(Re)consider this consumer": sent by the API after every change.
-#[derive(Debug, Clone)]
-pub struct Changed {
-    pub stream_id: u64,
-    pub stream_name: String,
-    pub consumer: String,
-}
-
-/// Starts the supervisor: every consumer's task now, then restarts as the API changes them. All of
-/// them run under the context's `Background`, so shutdown stops them between steps.
-pub fn start(ctx: ConsumersCtx, changes: mpsc::UnboundedReceiver<Changed>) {
-    let background = ctx.background.clone();
-    let supervisor = Supervisor { ctx, background: background.clone(), tasks: HashMap::new() };
-    background.spawn("consumer supervisor".into(), supervisor.run(changes));
-}
-
-struct Supervisor {
-    ctx: ConsumersCtx,
-    background: Background,
-    tasks: HashMap<(u64, String), tokio::task::JoinHandle<()>>,
-}
-
-impl Supervisor {
-    async fn run(mut self, mut changes: mpsc::UnboundedReceiver<Changed>) {
-        for handle in self.ctx.video.engine.streams() {
-            let settings = handle.meta().settings;
-            let names: Vec<String> = match handle.meta().kind {
-                StreamKind::Video => state::specs(&settings).into_iter().map(|s| s.name).collect(),
-                StreamKind::Data => {
-                    state::specs_of::<RecordConsumerSpec>(&settings).into_iter().map(|s| s.name).collect()
-                }
-            };
-            for name in names {
-                self.start(&handle, &name);
-            }
-        }
-        while let Some(change) = changes.recv().await {
-            if let Some(task) = self.tasks.remove(&(change.stream_id, change.consumer.clone())) {
-                tracing::info!(consumer = %change.consumer, stream = %change.stream_name, "consumer stopped: the API changed it");
-                task.abort();
-            }
-            let Ok(handle) = self.ctx.video.engine.stream(&change.stream_name) else { continue };
-            if handle.id() == change.stream_id {
-                self.start(&handle, &change.consumer);
-            }
-        }
-    }
-
-    /// Starts consumer `name` of `handle`'s stream unless it is paused (or gone).
-    fn start(&mut self, handle: &StreamHandle, name: &str) {
-        let settings = handle.meta().settings;
-        let ctx = self.ctx.clone();
-        let label = format!("consumer {name} of {}", handle.meta().name);
-        let task = match handle.meta().kind {
-            StreamKind::Video => {
-                let Some(spec) = state::specs(&settings).into_iter().find(|s| s.name == name && !s.paused) else {
-                    return;
-                };
-                let stream_name = VideoStream::new(handle.clone()).public_name();
-                let runner = Runner {
-                    ctx,
-                    handle: handle.clone(),
-                    stream_name,
-                    spec,
-                    lookahead: None,
-                    background: self.background.clone(),
-                };
-                self.background.spawn(label, runner.run())
-            }
-            StreamKind::Data => {
-                let Some(spec) =
-                    state::specs_of::<RecordConsumerSpec>(&settings).into_iter().find(|s| s.name == name && !s.paused)
-                else {
-                    return;
-                };
-                let task = super::record_runner::run(ctx, handle.clone(), spec, self.background.clone());
-                self.background.spawn(label, task)
-            }
-        };
-        self.tasks.insert((handle.id(), name.to_string()), task);
-    }
-}
 
 /// The first fragment a new consumer looks at.
 pub fn start_seq(ctx: &ConsumersCtx, handle: &StreamHandle, start: &Start) -> Result<u64, crate::error::ApiError> {
@@ -142,7 +55,7 @@ struct Pending {
     after: Checkpoint,
 }
 
-struct Runner {
+pub(super) struct Runner {
     ctx: ConsumersCtx,
     handle: StreamHandle,
     stream_name: String,
@@ -182,7 +95,12 @@ const COMMIT_EVERY_FRAGMENTS: u32 = 50;
 impl Runner {
     /// The consumer loop: waits while caught up with the stream, otherwise takes the next
     /// fragment's frames into the batch. Ends when the stream or its start position is gone.
-    async fn run(mut self) {
+    pub(super) fn new(ctx: ConsumersCtx, handle: StreamHandle, spec: ConsumerSpec, background: Background) -> Self {
+        let stream_name = VideoStream::new(handle.clone()).public_name();
+        Runner { ctx, handle, stream_name, spec, lookahead: None, background }
+    }
+
+    pub(super) async fn run(mut self) {
         let checkpoint = state::checkpoint(&self.handle.meta().settings, &self.spec.name);
         let Ok(mut tip) = self.handle.subscribe(VIDEO_SHARD) else { return };
         let mut progress = Progress {
@@ -566,7 +484,7 @@ impl Runner {
         let (engine, handle, name) = (self.ctx.video.engine.clone(), self.handle.clone(), self.spec.name.clone());
         let (stored, key) = (checkpoint.clone(), state::checkpoint_key(&name));
         state::commit_unsynced(&self.background, engine, handle, name, dead, move |settings| {
-            settings.insert(key, serde_json::to_string(&stored).unwrap_or_default());
+            settings.insert(key.clone(), serde_json::to_string(&stored).unwrap_or_default());
         })
         .await;
         checkpoint

@@ -125,7 +125,7 @@ pub async fn commit_unsynced(
     handle: StreamHandle,
     name: String,
     dead: Option<DeadLetter>,
-    update: impl FnOnce(&mut BTreeMap<String, String>) + Send + 'static,
+    mut update: impl FnMut(&mut BTreeMap<String, String>) + Send + 'static,
 ) {
     let consumer = name.clone();
     let write = move || {
@@ -133,7 +133,7 @@ pub async fn commit_unsynced(
             if !meta.settings.contains_key(&spec_key(&name)) {
                 return;
             }
-            if let Some(dead) = dead {
+            if let Some(dead) = dead.clone() {
                 push_dead_letter(&mut meta.settings, &name, dead);
             }
             update(&mut meta.settings);

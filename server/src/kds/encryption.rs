@@ -44,8 +44,9 @@ pub fn start_stream_encryption(ctx: &KdsCtx, body: Document) -> Result<Value, Ap
     // Turning encryption off and on keeps it, so older sealed records stay readable.
     ctx.engine
         .update_meta(&handle, |meta| {
-            let wrapped_key_hex = meta.encryption.take().map_or(fresh_key, |existing| existing.wrapped_key_hex);
-            meta.encryption = Some(StreamEncryption { enabled: true, key_id, wrapped_key_hex });
+            let wrapped_key_hex =
+                meta.encryption.take().map_or_else(|| fresh_key.clone(), |existing| existing.wrapped_key_hex);
+            meta.encryption = Some(StreamEncryption { enabled: true, key_id: key_id.clone(), wrapped_key_hex });
         })
         .map_err(|e| ctx.store_error(e))?;
     Ok(json!({}))

@@ -297,7 +297,8 @@ pub fn add_tags(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
             ),
         ));
     }
-    ctx.engine.update_meta(&handle, |m| m.tags = merged).map_err(|e| ctx.store_error(e))?;
+    // Merged again into the newest tags: another node may have changed them meanwhile.
+    ctx.engine.update_meta(&handle, |m| m.tags.extend(tags.iter().cloned())).map_err(|e| ctx.store_error(e))?;
     Ok(json!({}))
 }
 

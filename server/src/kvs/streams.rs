@@ -68,14 +68,15 @@ fn merge_tags(
 ) -> Result<Value, ApiError> {
     check_tags(&tags)?;
     let mut merged = handle.meta().tags;
-    merged.extend(tags);
+    merged.extend(tags.iter().cloned());
     if merged.len() > MAX_TAGS {
         return Err(ApiError::new(
             ErrorType::TagsPerResourceExceededLimit,
             format!("A stream can have at most {MAX_TAGS} tags."),
         ));
     }
-    ctx.engine.update_meta(handle, |m| m.tags = merged)?;
+    // Merged again into the newest tags: another node may have changed them meanwhile.
+    ctx.engine.update_meta(handle, |m| m.tags.extend(tags.iter().cloned()))?;
     Ok(json!({}))
 }
 
@@ -218,10 +219,10 @@ pub fn update_stream(ctx: &KvsCtx, body: Document) -> Result<Value, ApiError> {
     let media_type = body.str("MediaType")?;
     check_device_and_media_type(device.as_deref(), media_type.as_deref())?;
     ctx.engine.update_meta(&handle, |m| {
-        if let Some(device) = device {
+        if let Some(device) = device.clone() {
             m.settings.insert(SET_DEVICE.into(), device);
         }
-        if let Some(media_type) = media_type {
+        if let Some(media_type) = media_type.clone() {
             m.settings.insert(SET_MEDIA_TYPE.into(), media_type);
         }
         m.settings.insert(SET_VERSION.into(), new_version());

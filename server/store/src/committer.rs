@@ -13,10 +13,11 @@ use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use crate::crypto::{DataKey, MasterKey};
-use crate::engine::{StreamState, cf};
 use crate::entry::{Appended, NewEntry, Storage, encode_header};
 use crate::error::{Result, StoreError};
+use crate::handle::StreamState;
 use crate::keys::{self, CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX, TimeKind};
+use crate::local::cf;
 use crate::meta::StreamMeta;
 use crate::segments::SegmentStore;
 
@@ -295,7 +296,7 @@ impl Committer {
             let at = rewritten.len() - 8 - place_bytes;
             rewritten[at..at + 8].copy_from_slice(&header.stored_len().to_be_bytes());
         }
-        self.db.put_cf_opt(cf(&self.db, CF_ENTRIES), key, rewritten, &crate::engine::synced())?;
+        self.db.put_cf_opt(cf(&self.db, CF_ENTRIES), key, rewritten, &crate::local::synced())?;
         Ok(true)
     }
 
@@ -311,7 +312,7 @@ impl Committer {
         for name in [CF_ENTRIES, CF_PAYLOADS, CF_TIME_INDEX] {
             batch.delete_range_cf(cf(&self.db, name), start, end);
         }
-        self.db.write_opt(batch, &crate::engine::synced())?;
+        self.db.write_opt(batch, &crate::local::synced())?;
         stream.deleted.store(true, Ordering::Release);
         // The index no longer names them: a failure here leaves only unreachable files.
         if let Err(error) = self.segments.delete_stream(meta.id) {

@@ -6,6 +6,9 @@
 //! number is only reused after a group commit that failed, whose bytes never reached the disk,
 //! so no two stored ciphertexts share a nonce. The stream id, shard and sequence number are
 //! also the associated data: a ciphertext moved to another place does not open.
+//!
+//! The cluster backend seals before JetStream numbers the entry, so it uses explicit nonces
+//! (`NonceSource`) stored beside the entry, with the stream, shard and nonce as associated data.
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom as _, SystemRandom};
@@ -112,6 +115,85 @@ impl DataKey {
     }
 }
 
+/// The nonce and associated data of a payload sealed before its sequence number is known (the
+/// cluster backend: JetStream numbers an entry only once it is stored). The nonce is stored
+/// beside the entry, and the associated data binds the payload to its stream and shard.
+pub(crate) fn unplaced_aad(stream_id: u64, shard: u32, nonce: &[u8; NONCE_LEN]) -> [u8; 24] {
+    let mut aad = [0u8; 24];
+    aad[..8].copy_from_slice(&stream_id.to_be_bytes());
+    aad[8..12].copy_from_slice(&shard.to_be_bytes());
+    aad[12..].copy_from_slice(nonce);
+    aad
+}
+
+impl DataKey {
+    /// Seals `payload` in place under an explicit `nonce`, which the caller guarantees is never
+    /// used twice with this key.
+    pub(crate) fn seal_unplaced(
+        &self,
+        stream_id: u64,
+        shard: u32,
+        nonce: [u8; NONCE_LEN],
+        payload: &mut Vec<u8>,
+    ) -> Result<()> {
+        let aad = unplaced_aad(stream_id, shard, &nonce);
+        self.0
+            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), payload)
+            .map_err(|_| StoreError::Crypto("sealing a payload failed"))
+    }
+
+    /// Opens what `seal_unplaced` sealed.
+    pub(crate) fn open_unplaced(
+        &self,
+        stream_id: u64,
+        shard: u32,
+        nonce: [u8; NONCE_LEN],
+        mut stored: Vec<u8>,
+    ) -> Result<Vec<u8>> {
+        let aad = unplaced_aad(stream_id, shard, &nonce);
+        let plain_len = self
+            .0
+            .open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut stored)
+            .map_err(|_| StoreError::Crypto("a payload failed authentication"))?
+            .len();
+        stored.truncate(plain_len);
+        Ok(stored)
+    }
+}
+
+/// Nonces for `seal_unplaced`: 64 random bits drawn at start and again every 2^32 nonces, then a
+/// 32-bit counter. Two nodes (or two starts of one) repeat a nonce only if two draws of 64
+/// random bits collide, which for any realistic number of draws is negligible.
+#[derive(Debug)]
+pub(crate) struct NonceSource {
+    state: std::sync::Mutex<(u64, u32)>,
+}
+
+impl NonceSource {
+    pub(crate) fn new() -> Result<Self> {
+        Ok(Self { state: std::sync::Mutex::new((random_u64()?, 0)) })
+    }
+
+    pub(crate) fn next(&self) -> Result<[u8; NONCE_LEN]> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.1 == u32::MAX {
+            *state = (random_u64()?, 0);
+        }
+        let (prefix, counter) = *state;
+        state.1 += 1;
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..8].copy_from_slice(&prefix.to_be_bytes());
+        nonce[8..].copy_from_slice(&counter.to_be_bytes());
+        Ok(nonce)
+    }
+}
+
+fn random_u64() -> Result<u64> {
+    let mut bytes = [0u8; 8];
+    SystemRandom::new().fill(&mut bytes).map_err(|_| StoreError::Crypto("no randomness"))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -137,5 +219,31 @@ mod tests {
         assert!(master(2).unwrap_data_key(&wrapped).is_err(), "another master key");
         let other = master(1).unwrap_data_key(&master(1).new_wrapped_data_key().expect("w")).expect("k");
         assert!(other.open(7, 0, 42, stored).is_err(), "another stream's data key");
+    }
+
+    #[test]
+    fn unplaced_payloads_open_only_with_their_nonce_stream_and_shard() {
+        let key = master(1).unwrap_data_key(&master(1).new_wrapped_data_key().expect("w")).expect("k");
+        let nonces = NonceSource::new().expect("nonces");
+        let nonce = nonces.next().expect("nonce");
+        let mut stored = b"frame bytes".to_vec();
+        key.seal_unplaced(7, 1, nonce, &mut stored).expect("sealed");
+        assert_eq!(key.open_unplaced(7, 1, nonce, stored.clone()).expect("opens"), b"frame bytes");
+        assert!(key.open_unplaced(7, 2, nonce, stored.clone()).is_err(), "another shard");
+        assert!(key.open_unplaced(8, 1, nonce, stored.clone()).is_err(), "another stream");
+        assert!(key.open_unplaced(7, 1, nonces.next().expect("n"), stored).is_err(), "another nonce");
+    }
+
+    #[test]
+    fn nonces_never_repeat_and_a_new_prefix_follows_the_last_counter() {
+        let nonces = NonceSource::new().expect("nonces");
+        let mut seen = std::collections::HashSet::new();
+        assert!((0..10_000).all(|_| seen.insert(nonces.next().expect("nonce"))));
+        let prefix = |n: [u8; NONCE_LEN]| n[..8].to_vec();
+        let before = nonces.next().expect("nonce");
+        nonces.state.lock().expect("lock").1 = u32::MAX;
+        let after = nonces.next().expect("nonce");
+        assert_ne!(prefix(before), prefix(after), "a new random prefix once the counter is spent");
+        assert_eq!(after[8..], [0, 0, 0, 0]);
     }
 }

@@ -1,380 +1,118 @@
-//! The engine: opens RocksDB, keeps the live stream table, and owns the commit thread.
+//! `Engine`, the store's one API: every feature calls it, and it hands each call to the backend
+//! that was opened (the local RocksDB engine, or the cluster on JetStream and an object store).
 
-use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock, mpsc};
-use std::thread::JoinHandle;
+use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteOptions};
-use tokio::sync::{oneshot, watch};
-
+use crate::backend::{AppendWait, Backend, MetaDurability};
 use crate::clock::Clock;
-use crate::committer::{Committer, Job, PayloadPlacement};
-use crate::crypto::{DataKey, MasterKey};
-use crate::entry::{Appended, NewEntry, decode_header};
+use crate::cluster::{ClusterEngine, ClusterOptions};
+use crate::entry::{Appended, Entry, EntryHeader, NewEntry};
 use crate::error::{Result, StoreError};
-use crate::keys::{self, CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX};
+use crate::handle::StreamHandle;
+use crate::local::{EngineOptions, LocalEngine};
 use crate::meta::StreamMeta;
-use crate::segments::SegmentStore;
+use crate::payload_ref::EntryRef;
+use crate::read::{HeaderItem, Position, ReadBatch};
+use crate::retention::TrimStats;
 
-/// How the engine is opened.
-#[derive(Debug, Clone)]
-pub struct EngineOptions {
-    /// Sync the WAL (and segment files) before acknowledging an append. Only benchmarks turn
-    /// this off; without it a power loss can leave index entries naming lost segment bytes that
-    /// start-up does not look for (it checks only the newest).
-    pub sync_writes: bool,
-    /// Payloads at least this large go to blob files, so compaction never rewrites them;
-    /// smaller ones are stored inline with their entry header.
-    pub min_blob_size_bytes: u64,
-    /// Payloads at least this large are written once, to segment files (docs/engine.md).
-    pub segment_min_bytes: u64,
-    /// A shard's segment file is closed and a new one started past this size; retention deletes
-    /// whole files, so this is also how much expired video may outlive its retention.
-    pub segment_roll_bytes: u64,
-    /// Wraps the data keys of encrypted streams; without it, encrypted streams cannot be written
-    /// or read.
-    pub master_key: Option<Arc<MasterKey>>,
-}
-
-/// Measured (docs/benchmarks.md, engine appends synced one at a time): a payload in a segment
-/// file costs two syncs (the file, then the WAL) where RocksDB alone costs one, which only pays
-/// once the second write RocksDB would make (the blob file) is big enough: segment files were
-/// 0.82 of RocksDB at 64 KiB and 1.07 at 256 KiB (1.77 at 1 MiB). Video fragments are larger.
-pub const DEFAULT_SEGMENT_MIN_BYTES: u64 = 256 << 10;
-
-impl Default for EngineOptions {
-    fn default() -> Self {
-        Self {
-            sync_writes: true,
-            min_blob_size_bytes: 4096,
-            segment_min_bytes: DEFAULT_SEGMENT_MIN_BYTES,
-            segment_roll_bytes: 64 << 20,
-            master_key: None,
-        }
-    }
-}
-
-/// Live per-shard state, written only by the commit thread.
-///
-/// `next_seq` and `last_arrival_ms` run ahead while a group commit is being written; readers must
-/// never see them, or a read could skip entries that land a moment later. Readers use the
-/// committed pair, `tip` and `committed_arrival_ms`, which move only after the write succeeded.
-#[derive(Debug)]
-pub(crate) struct ShardState {
-    pub(crate) next_seq: AtomicU64,
-    pub(crate) last_arrival_ms: AtomicU64,
-    pub(crate) last_indexed_arrival_ms: AtomicU64,
-    pub(crate) committed_arrival_ms: AtomicU64,
-    /// The committed tip (one past the newest durable entry); tailing readers wait on it.
-    pub(crate) tip: watch::Sender<u64>,
-}
-
-impl ShardState {
-    /// Publishes everything assigned so far as committed; called after a successful write.
-    pub(crate) fn publish(&self) {
-        self.committed_arrival_ms.store(self.last_arrival_ms.load(Ordering::Acquire), Ordering::Release);
-        self.tip.send_replace(self.next_seq.load(Ordering::Acquire));
-    }
-}
-
-#[derive(Debug)]
-pub(crate) struct StreamState {
-    pub(crate) meta: RwLock<StreamMeta>,
-    pub(crate) shards: Vec<ShardState>,
-    pub(crate) deleted: AtomicBool,
-}
-
-/// A cheap handle on one stream, valid until the stream is deleted.
-#[derive(Debug, Clone)]
-pub struct StreamHandle(pub(crate) Arc<StreamState>);
-
-impl StreamHandle {
-    pub fn meta(&self) -> StreamMeta {
-        self.0.meta.read().unwrap_or_else(|e| e.into_inner()).clone()
-    }
-
-    pub fn id(&self) -> u64 {
-        self.0.meta.read().unwrap_or_else(|e| e.into_inner()).id
-    }
-
-    /// How long entries stay readable, read in place (reads call this on every request, and
-    /// `meta()` would clone the whole shard map and tags).
-    pub fn retention_ms(&self) -> u64 {
-        self.0.meta.read().unwrap_or_else(|e| e.into_inner()).retention_ms()
-    }
-
-    pub fn shard_count(&self) -> u32 {
-        self.0.shards.len() as u32
-    }
-
-    pub(crate) fn shard(&self, shard: u32) -> Result<&ShardState> {
-        self.0.shards.get(shard as usize).ok_or_else(|| StoreError::ShardNotFound { stream: self.meta().name, shard })
-    }
-
-    /// The next sequence number to be assigned in a shard (one past the newest committed entry).
-    pub fn tip_seq(&self, shard: u32) -> Result<u64> {
-        Ok(*self.shard(shard)?.tip.borrow())
-    }
-
-    /// Arrival time of the newest committed entry of a shard (0 if it has none).
-    pub fn last_arrival_ms(&self, shard: u32) -> Result<u64> {
-        Ok(self.shard(shard)?.committed_arrival_ms.load(Ordering::Acquire))
-    }
-
-    /// A receiver that changes whenever new entries are committed to the shard: tailing readers wait on it.
-    pub fn subscribe(&self, shard: u32) -> Result<watch::Receiver<u64>> {
-        Ok(self.shard(shard)?.tip.subscribe())
-    }
-}
-
-pub(crate) struct Inner {
-    pub(crate) db: Arc<DB>,
-    pub(crate) clock: Arc<dyn Clock>,
-    streams: RwLock<BTreeMap<String, StreamHandle>>,
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
-    committer: Mutex<Option<JoinHandle<()>>>,
-    pub(crate) master_key: Option<Arc<MasterKey>>,
-    pub(crate) segments: Arc<SegmentStore>,
-}
-
-impl Drop for Inner {
-    /// Stops the commit thread and waits for it, so its handle on the database is gone before
-    /// the database closes here. Without the join, a process could exit while a detached commit
-    /// thread was still closing RocksDB, racing RocksDB's static destructors.
-    fn drop(&mut self) {
-        self.jobs.get_mut().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(thread) = self.committer.get_mut().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// The shard log engine. Clone it freely; all clones share one database.
-#[derive(Clone)]
+/// The shard log engine. Clone it freely; all clones share one backend.
+#[derive(Clone, Debug)]
 pub struct Engine {
-    pub(crate) inner: Arc<Inner>,
-}
-
-impl std::fmt::Debug for Engine {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Engine").field("path", &self.inner.db.path()).finish()
-    }
+    backend: Arc<dyn Backend>,
 }
 
 impl Engine {
-    /// Opens (or creates) an engine in `path` and restores every stream's tip from disk.
+    /// Opens (or creates) a local engine in `path` and restores every stream's tip from disk.
     pub fn open(path: &Path, clock: Arc<dyn Clock>, options: EngineOptions) -> Result<Engine> {
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(true);
-        db_opts.create_missing_column_families(true);
-        db_opts.set_max_background_jobs(2);
-        // Flushes write payload blobs in the background; sync them as they go, so that the commit
-        // thread's WAL fsync never waits behind tens of MB of someone else's dirty pages
-        // (ext4 commits its journal for everyone on fsync).
-        db_opts.set_bytes_per_sync(1 << 20);
+        Ok(Engine { backend: Arc::new(LocalEngine::open(path, clock, options)?) })
+    }
 
-        let mut small = Options::default();
-        small.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let mut payloads = Options::default();
-        payloads.set_compression_type(rocksdb::DBCompressionType::None);
-        payloads.set_enable_blob_files(true);
-        payloads.set_min_blob_size(options.min_blob_size_bytes);
-        payloads.set_blob_file_size(256 << 20);
-        // No blob GC: it relocates live blobs out of the oldest files during compactions, which
-        // rewrote fresh video at ingest rates (200-camera bench: ack p99 76 ms with it, 19 ms
-        // without). Retention expires whole time ranges, so blob files die whole instead; see
-        // the compaction after each trim in retention.rs.
-        payloads.set_enable_blob_gc(false);
-        payloads.set_write_buffer_size(64 << 20);
-        let cfs = vec![
-            ColumnFamilyDescriptor::new(CF_META, Options::default()),
-            ColumnFamilyDescriptor::new(CF_ENTRIES, small.clone()),
-            ColumnFamilyDescriptor::new(CF_PAYLOADS, payloads),
-            ColumnFamilyDescriptor::new(CF_TIME_INDEX, small),
-        ];
-        let db = Arc::new(DB::open_cf_descriptors(&db_opts, path, cfs)?);
-        let segments = Arc::new(SegmentStore::new(path.join("segments"), options.segment_roll_bytes));
-
-        let mut streams = BTreeMap::new();
-        for item in db.iterator_cf(cf(&db, CF_META), IteratorMode::From(keys::META_STREAM_PREFIX, Direction::Forward)) {
-            let (key, value) = item?;
-            if !key.starts_with(keys::META_STREAM_PREFIX) {
-                break;
-            }
-            let meta: StreamMeta = serde_json::from_slice(&value).map_err(|source| StoreError::BadMetadata {
-                key: String::from_utf8_lossy(&key).into_owned(),
-                source,
-            })?;
-            for shard in 0..meta.shards.len() as u32 {
-                let recovered = crate::recovery::recover_shard(&db, &segments, meta.id, shard)?;
-                if recovered != Default::default() {
-                    tracing::warn!(stream = %meta.name, shard, ?recovered, "segments recovered after a crash");
-                }
-            }
-            let state = restore_stream(&db, meta)?;
-            streams.insert(state.meta().name, state);
-        }
-
-        let (sender, receiver) = mpsc::channel();
-        let placement = PayloadPlacement {
-            inline_below_bytes: options.min_blob_size_bytes as usize,
-            segment_from_bytes: options.segment_min_bytes as usize,
-            segments: segments.clone(),
-        };
-        let committer =
-            Committer::new(db.clone(), clock.clone(), options.sync_writes, placement, options.master_key.clone());
-        let thread = std::thread::Builder::new()
-            .name("framelog-commit".into())
-            .spawn(move || committer.run(receiver))
-            .map_err(|_| StoreError::CommitterGone)?;
-        Ok(Engine {
-            inner: Arc::new(Inner {
-                db,
-                clock,
-                streams: RwLock::new(streams),
-                jobs: Mutex::new(Some(sender)),
-                committer: Mutex::new(Some(thread)),
-                master_key: options.master_key,
-                segments,
-            }),
-        })
+    /// Joins a cluster (docs/cluster.md): NATS JetStream and an object store hold everything.
+    pub fn open_cluster(options: ClusterOptions, clock: Arc<dyn Clock>) -> Result<Engine> {
+        Ok(Engine { backend: Arc::new(ClusterEngine::open(options, clock)?) })
     }
 
     pub fn now_ms(&self) -> u64 {
-        self.inner.clock.now_ms()
+        self.backend.now_ms()
     }
 
     /// Creates a stream from `meta` (its `id` is assigned here). Durable before it returns.
-    pub fn create_stream(&self, mut meta: StreamMeta) -> Result<StreamHandle> {
-        let mut streams = self.inner.streams.write().unwrap_or_else(|e| e.into_inner());
-        if streams.contains_key(&meta.name) {
-            return Err(StoreError::StreamExists(meta.name));
-        }
-        let db = &self.inner.db;
-        let meta_cf = cf(db, CF_META);
-        let next_id = match db.get_cf(meta_cf, keys::META_NEXT_STREAM_ID)? {
-            Some(bytes) if bytes.len() == 8 => u64::from_be_bytes(bytes[..8].try_into().unwrap_or([0; 8])),
-            _ => 1,
-        };
-        meta.id = next_id;
-        let mut batch = rocksdb::WriteBatch::default();
-        batch.put_cf(meta_cf, keys::META_NEXT_STREAM_ID, (next_id + 1).to_be_bytes());
-        batch.put_cf(meta_cf, keys::stream_meta_key(&meta.name), meta_json(&meta));
-        db.write_opt(batch, &synced())?;
-        let handle = new_handle(meta);
-        streams.insert(handle.meta().name, handle.clone());
-        Ok(handle)
+    pub fn create_stream(&self, meta: StreamMeta) -> Result<StreamHandle> {
+        self.backend.create_stream(meta)
     }
 
     pub fn stream(&self, name: &str) -> Result<StreamHandle> {
-        self.inner
-            .streams
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(name)
-            .cloned()
-            .ok_or_else(|| StoreError::StreamNotFound(name.to_string()))
+        self.backend.stream(name)
     }
 
     /// All streams, ordered by name.
     pub fn streams(&self) -> Vec<StreamHandle> {
-        self.inner.streams.read().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+        self.backend.streams()
     }
 
     /// Applies `change` to a stream's metadata and stores it durably; returns the new metadata.
+    /// `change` may run more than once: a backend shared by several nodes reapplies it to the
+    /// newest metadata when another node changed the stream meanwhile.
     pub fn update_meta<T>(
         &self,
         handle: &StreamHandle,
-        change: impl FnOnce(&mut StreamMeta) -> T,
+        change: impl FnMut(&mut StreamMeta) -> T,
     ) -> Result<(StreamMeta, T)> {
-        self.write_meta(handle, change, &synced())
+        self.write_meta(handle, change, MetaDurability::Synced)
     }
 
-    /// Like `update_meta`, but the write reaches the WAL without waiting for an fsync: it survives
-    /// a crash of the process (the OS holds it) and becomes durable with the next synced write,
-    /// but an OS crash or power loss may lose it. For frequent, replaceable state such as consumer
-    /// checkpoints (a lost one means redelivery, never a gap), so that those writes neither cost
-    /// an fsync each nor hold the stream's metadata lock across one while ingest waits.
+    /// Like `update_meta`, but durable only against a crash of this process, not of the machine:
+    /// for frequent, replaceable state such as consumer checkpoints (a lost one means
+    /// redelivery, never a gap), so those writes neither cost an fsync each nor hold the
+    /// stream's metadata lock across one while ingest waits.
     pub fn update_meta_unsynced<T>(
         &self,
         handle: &StreamHandle,
-        change: impl FnOnce(&mut StreamMeta) -> T,
+        change: impl FnMut(&mut StreamMeta) -> T,
     ) -> Result<(StreamMeta, T)> {
-        self.write_meta(handle, change, &WriteOptions::default())
+        self.write_meta(handle, change, MetaDurability::Process)
     }
 
     fn write_meta<T>(
         &self,
         handle: &StreamHandle,
-        change: impl FnOnce(&mut StreamMeta) -> T,
-        options: &WriteOptions,
+        mut change: impl FnMut(&mut StreamMeta) -> T,
+        durability: MetaDurability,
     ) -> Result<(StreamMeta, T)> {
-        let mut meta = handle.0.meta.write().unwrap_or_else(|e| e.into_inner());
-        if handle.0.deleted.load(Ordering::Acquire) {
-            return Err(StoreError::StreamDeleted(meta.name.clone()));
-        }
-        let mut next = meta.clone();
-        let out = change(&mut next);
-        let db = &self.inner.db;
-        db.put_cf_opt(cf(db, CF_META), keys::stream_meta_key(&next.name), meta_json(&next), options)?;
-        *meta = next.clone();
-        Ok((next, out))
+        let mut outcome = None;
+        let meta = self.backend.write_meta(handle, &mut |meta| outcome = Some(change(meta)), durability)?;
+        let outcome = outcome
+            .ok_or(StoreError::Backend { what: "a metadata change was never applied", detail: meta.name.clone() })?;
+        Ok((meta, outcome))
     }
 
     /// A new data key wrapped by the master key (hex), for `StreamEncryption::wrapped_key_hex`.
     pub fn new_wrapped_data_key_hex(&self) -> Result<String> {
-        let master = self.inner.master_key.as_ref().ok_or(StoreError::Crypto("the engine has no master key"))?;
-        Ok(hex::encode(master.new_wrapped_data_key()?))
+        self.backend.new_wrapped_data_key_hex()
     }
 
-    /// The key that opens the stream's sealed payloads.
-    pub(crate) fn data_key(&self, meta: &StreamMeta) -> Result<DataKey> {
-        let encryption = meta.encryption.as_ref().ok_or(StoreError::Crypto("the stream has no data key"))?;
-        let master = self.inner.master_key.as_ref().ok_or_else(|| StoreError::NoMasterKey(meta.name.clone()))?;
-        let wrapped =
-            hex::decode(&encryption.wrapped_key_hex).map_err(|_| StoreError::Crypto("wrapped key is not hex"))?;
-        master.unwrap_data_key(&wrapped)
-    }
-
-    /// Deletes a stream and all its entries. Runs on the commit thread so no append can land after it.
+    /// Deletes a stream and all its entries; no append lands after it.
     pub fn delete_stream(&self, name: &str) -> Result<()> {
-        let handle = self.stream(name)?;
-        let (reply, done) = oneshot::channel();
-        self.send(Job::Delete { stream: handle.0.clone(), reply })?;
-        done.blocking_recv().map_err(|_| StoreError::CommitterGone)??;
-        self.inner.streams.write().unwrap_or_else(|e| e.into_inner()).remove(name);
-        Ok(())
+        self.backend.delete_stream(name)
     }
 
     /// Rewrites the attributes of a stored entry durably (metadata written back to a fragment).
-    /// `change` gets the current attributes and returns new ones, or `None` for no change.
-    /// Returns false when the entry no longer exists or nothing changed.
+    /// `change` gets the current attributes and returns new ones, or `None` for no change; it may
+    /// run more than once. Returns false when the entry no longer exists or nothing changed.
     pub fn amend_attrs(
         &self,
         handle: &StreamHandle,
         shard: u32,
         seq: u64,
-        change: impl FnOnce(&[u8]) -> Option<Vec<u8>> + Send + 'static,
+        change: impl FnMut(&[u8]) -> Option<Vec<u8>> + Send + 'static,
     ) -> Result<bool> {
-        handle.shard(shard)?;
-        if seq < self.resolve(handle, shard, crate::Position::TrimHorizon)? {
-            return Ok(false);
-        }
-        let (reply, done) = oneshot::channel();
-        self.send(Job::Amend { stream: handle.0.clone(), shard, seq, change: Box::new(change), reply })?;
-        done.blocking_recv().map_err(|_| StoreError::CommitterGone)?
+        self.backend.amend_attrs(handle, shard, seq, Box::new(change))
     }
 
     /// Appends entries to a stream; resolves once they are durable, in the order given.
     pub fn append(&self, handle: &StreamHandle, entries: Vec<NewEntry>) -> Result<AppendWait> {
-        for entry in &entries {
-            handle.shard(entry.shard)?;
-        }
-        let (reply, done) = oneshot::channel();
-        self.send(Job::Append { stream: handle.0.clone(), entries, reply })?;
-        Ok(AppendWait(done))
+        self.backend.append(handle, entries)
     }
 
     /// Appends and blocks the calling thread until durable; for synchronous callers.
@@ -382,98 +120,94 @@ impl Engine {
         self.append(handle, entries)?.wait_blocking()
     }
 
-    fn send(&self, job: Job) -> Result<()> {
-        let jobs = self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner());
-        jobs.as_ref().ok_or(StoreError::CommitterGone)?.send(job).map_err(|_| StoreError::CommitterGone)
-    }
-
-    /// Stops the commit thread after the appends already queued, then flushes memtables.
+    /// Finishes the appends already queued and releases the backend's resources.
     pub fn close(&self) -> Result<()> {
-        self.inner.jobs.lock().unwrap_or_else(|e| e.into_inner()).take();
-        if let Some(thread) = self.inner.committer.lock().unwrap_or_else(|e| e.into_inner()).take() {
-            let _ = thread.join();
-        }
-        for name in [CF_META, CF_ENTRIES, CF_PAYLOADS, CF_TIME_INDEX] {
-            self.inner.db.flush_cf(cf(&self.inner.db, name))?;
-        }
-        Ok(())
-    }
-}
-
-/// A pending append: await it, or block on it.
-#[derive(Debug)]
-pub struct AppendWait(oneshot::Receiver<Result<Vec<Appended>>>);
-
-impl AppendWait {
-    pub async fn wait(self) -> Result<Vec<Appended>> {
-        self.0.await.map_err(|_| StoreError::CommitterGone)?
+        self.backend.close()
     }
 
-    pub fn wait_blocking(self) -> Result<Vec<Appended>> {
-        self.0.blocking_recv().map_err(|_| StoreError::CommitterGone)?
+    /// Turns a position into the sequence number a reader starts at.
+    pub fn resolve(&self, handle: &StreamHandle, shard: u32, position: Position) -> Result<u64> {
+        self.backend.resolve(handle, shard, position)
     }
-}
 
-pub(crate) fn cf<'a>(db: &'a DB, name: &str) -> &'a rocksdb::ColumnFamily {
-    // The four column families are created at open; a missing one is a programming error.
-    db.cf_handle(name).unwrap_or_else(|| panic!("column family {name} is opened with the database"))
-}
-
-pub(crate) fn synced() -> rocksdb::WriteOptions {
-    let mut opts = rocksdb::WriteOptions::default();
-    opts.set_sync(true);
-    opts
-}
-
-fn meta_json(meta: &StreamMeta) -> Vec<u8> {
-    // Serializing plain strings, numbers and maps cannot fail.
-    serde_json::to_vec(meta).unwrap_or_default()
-}
-
-fn new_handle(meta: StreamMeta) -> StreamHandle {
-    let shards = meta
-        .shards
-        .iter()
-        .map(|_| ShardState {
-            next_seq: AtomicU64::new(0),
-            last_arrival_ms: AtomicU64::new(0),
-            last_indexed_arrival_ms: AtomicU64::new(0),
-            committed_arrival_ms: AtomicU64::new(0),
-            tip: watch::channel(0).0,
-        })
-        .collect();
-    StreamHandle(Arc::new(StreamState { meta: RwLock::new(meta), shards, deleted: AtomicBool::new(false) }))
-}
-
-/// Rebuilds a shard's tip from its newest entry, so restarts continue the sequence.
-fn restore_stream(db: &DB, meta: StreamMeta) -> Result<StreamHandle> {
-    let id = meta.id;
-    let handle = new_handle(meta);
-    for (index, shard) in handle.0.shards.iter().enumerate() {
-        let upper = keys::entry_key(id, index as u32, u64::MAX);
-        let mut iter = db.raw_iterator_cf(cf(db, CF_ENTRIES));
-        iter.seek_for_prev(upper);
-        if let (Some(key), Some(value)) = (iter.key(), iter.value())
-            && key[..12] == upper[..12]
-        {
-            let seq = keys::entry_key_seq(key).unwrap_or(0);
-            let header = decode_header(key, value)?;
-            shard.next_seq.store(seq + 1, Ordering::Release);
-            shard.last_arrival_ms.store(header.arrival_ms, Ordering::Release);
-            shard.last_indexed_arrival_ms.store(header.arrival_ms, Ordering::Release);
-            shard.publish();
-        }
-        iter.status()?;
-        // After retention removed every entry, the trim floor keeps sequence numbers increasing.
-        if let Some(floor) = db.get_cf(cf(db, CF_META), keys::trim_floor_key(id, index as u32))?
-            && let Ok(bytes) = <[u8; 8]>::try_from(floor.as_slice())
-        {
-            let floor = u64::from_be_bytes(bytes);
-            if floor > shard.next_seq.load(Ordering::Acquire) {
-                shard.next_seq.store(floor, Ordering::Release);
-                shard.publish();
-            }
-        }
+    /// Reads up to `max_count` entries from `from_seq`, stopping before `max_bytes` of payload
+    /// (but always returning at least one entry when one is available). Expired entries are
+    /// never returned, whether or not retention has removed them yet.
+    pub fn read(
+        &self,
+        handle: &StreamHandle,
+        shard: u32,
+        from_seq: u64,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<ReadBatch> {
+        self.backend.read(handle, shard, from_seq, max_count, max_bytes)
     }
-    Ok(handle)
+
+    /// Lists entry headers (no payloads) in `[from_seq, to_seq)`, up to `max_count`.
+    pub fn list_headers(
+        &self,
+        handle: &StreamHandle,
+        shard: u32,
+        from_seq: u64,
+        to_seq: u64,
+        max_count: usize,
+    ) -> Result<Vec<HeaderItem>> {
+        self.backend.list_headers(handle, shard, from_seq, to_seq, max_count)
+    }
+
+    /// One entry by sequence number, if it exists and has not expired.
+    pub fn entry(&self, handle: &StreamHandle, shard: u32, seq: u64) -> Result<Option<Entry>> {
+        Ok(self.read(handle, shard, seq, 1, usize::MAX)?.entries.into_iter().next().filter(|e| e.seq == seq))
+    }
+
+    /// One entry's header by sequence number, if it exists and has not expired.
+    pub fn header(&self, handle: &StreamHandle, shard: u32, seq: u64) -> Result<Option<EntryHeader>> {
+        Ok(self.list_headers(handle, shard, seq, seq.saturating_add(1), 1)?.into_iter().next().map(|item| item.header))
+    }
+
+    /// Entries whose producer time lies in `[start_ms, end_ms]`, in producer-time order, as
+    /// `(producer_ms, seq)`; `after` continues a previous page after that pair.
+    pub fn producer_range(
+        &self,
+        handle: &StreamHandle,
+        shard: u32,
+        start_ms: u64,
+        end_ms: u64,
+        after: Option<(u64, u64)>,
+        max_count: usize,
+    ) -> Result<Vec<(u64, u64)>> {
+        self.backend.producer_range(handle, shard, start_ms, end_ms, after, max_count)
+    }
+
+    /// The first retained entry at or after `from_seq` with its payload where it lies, and the
+    /// sequence number to continue from (like `read` with a count of one).
+    pub fn entry_ref(&self, handle: &StreamHandle, shard: u32, from_seq: u64) -> Result<(Option<EntryRef>, u64)> {
+        self.backend.entry_ref(handle, shard, from_seq)
+    }
+
+    /// A receiver that changes whenever any stream is created, changed or deleted, by this
+    /// process or (in a cluster) by another node: background work that follows definitions
+    /// kept in metadata (consumers) wakes on it.
+    pub fn meta_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.backend.meta_changes()
+    }
+
+    /// Takes, or renews, this process's lease on a piece of background work (a consumer, the
+    /// retention pass) for `ttl_ms`: true while no one else holds it. Work runs only where its
+    /// lease is held; the holder renews well within `ttl_ms`, and another process takes over
+    /// once the lease has lapsed. A local engine is one process, which holds every lease.
+    pub fn hold_lease(&self, work: &str, ttl_ms: u64) -> Result<bool> {
+        self.backend.hold_lease(work, ttl_ms)
+    }
+
+    /// Gives up a lease this process holds (work stopped here), so another may take it at once.
+    pub fn release_lease(&self, work: &str) -> Result<()> {
+        self.backend.release_lease(work)
+    }
+
+    /// Removes expired entries of every stream once. Safe to call at any time.
+    pub fn trim_expired(&self) -> Result<TrimStats> {
+        self.backend.trim_expired()
+    }
 }

@@ -27,6 +27,8 @@ pub enum StoreError {
     Crypto(&'static str),
     #[error("stream {0} is encrypted but the engine has no master key")]
     NoMasterKey(String),
+    #[error("{what}: {detail}")]
+    Backend { what: &'static str, detail: String },
     #[error("{what}: {source}")]
     Io {
         what: &'static str,

@@ -21,13 +21,17 @@
 //! # Ok::<(), framelog_store::StoreError>(())
 //! ```
 
+mod backend;
 mod clock;
+mod cluster;
 mod committer;
 mod crypto;
 mod engine;
 mod entry;
 mod error;
+mod handle;
 mod keys;
+mod local;
 mod meta;
 mod payload_ref;
 mod read;
@@ -35,11 +39,15 @@ mod recovery;
 mod retention;
 mod segments;
 
+pub use backend::{AppendWait, MetaDurability};
 pub use clock::{Clock, ManualClock, SystemClock};
+pub use cluster::{ClusterOptions, DEFAULT_OBJECT_MIN_BYTES, ObjectStoreOptions};
 pub use crypto::{KEY_BYTES, MasterKey};
-pub use engine::{AppendWait, DEFAULT_SEGMENT_MIN_BYTES, Engine, EngineOptions, StreamHandle};
+pub use engine::Engine;
 pub use entry::{Appended, Entry, EntryHeader, NewEntry};
 pub use error::{Result, StoreError};
+pub use handle::StreamHandle;
+pub use local::{DEFAULT_SEGMENT_MIN_BYTES, EngineOptions};
 pub use meta::{ShardMeta, StreamEncryption, StreamKind, StreamMeta, even_hash_ranges};
 pub use payload_ref::{EntryRef, Payload, PayloadFile};
 pub use read::{HeaderItem, Position, ReadBatch};

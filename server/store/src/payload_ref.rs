@@ -1,13 +1,15 @@
 //! Reading an entry whose payload is only passed through (GetMedia, GetMediaForFragmentList)
 //! without loading the payload whole: a payload in a segment file is handed out as the open file
 //! and the record's place, for positioned reads of a bounded size. Payloads elsewhere (inline,
-//! blob files) and sealed ones (which must be opened whole) come loaded.
+//! blob files) and sealed ones (which must be opened whole) come loaded. The cluster backend
+//! hands out a payload in the object store the same way, read with ranged GETs.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt as _;
 
-use crate::engine::{Engine, StreamHandle};
 use crate::error::{Result, StoreError};
+use crate::handle::StreamHandle;
+use crate::local::LocalEngine;
 use crate::segments::RECORD_HEADER_BYTES;
 
 /// An entry with its payload where it lies.
@@ -27,13 +29,24 @@ pub enum Payload {
     InFile(PayloadFile),
 }
 
-/// The payload bytes of one segment record: `len_bytes` from `offset` in `file`. The file stays
-/// readable while this lives, even if retention deletes it meanwhile.
+/// The payload bytes of one stored record, read in bounded pieces: `len_bytes` from `offset` in
+/// a segment file (which stays readable while this lives, even if retention deletes it
+/// meanwhile), or one object of the cluster's object store.
 #[derive(Debug)]
 pub struct PayloadFile {
-    file: File,
-    offset: u64,
+    source: Source,
     len_bytes: u64,
+}
+
+#[derive(Debug)]
+enum Source {
+    Segment { file: File, offset: u64 },
+    Object(Box<dyn RangeRead>),
+}
+
+/// A stored payload outside this machine that can be read by byte range.
+pub(crate) trait RangeRead: Send + Sync + std::fmt::Debug {
+    fn read_range(&self, from: u64, len_bytes: u64) -> Result<Vec<u8>>;
 }
 
 impl PayloadFile {
@@ -41,15 +54,25 @@ impl PayloadFile {
         self.len_bytes
     }
 
+    pub(crate) fn object(object: Box<dyn RangeRead>, len_bytes: u64) -> Self {
+        Self { source: Source::Object(object), len_bytes }
+    }
+
     /// Up to `max_bytes` of the payload from `from` (relative to the payload's start); fewer only
     /// at its end.
     pub fn read(&self, from: u64, max_bytes: usize) -> Result<Vec<u8>> {
         let available = self.len_bytes.saturating_sub(from);
-        let mut bytes = vec![0u8; usize::try_from(available).unwrap_or(usize::MAX).min(max_bytes)];
-        self.file
-            .read_exact_at(&mut bytes, self.offset + from)
-            .map_err(|e| StoreError::Io { what: "reading a segment", source: e })?;
-        Ok(bytes)
+        let len = usize::try_from(available).unwrap_or(usize::MAX).min(max_bytes);
+        match &self.source {
+            Source::Segment { file, offset } => {
+                let mut bytes = vec![0u8; len];
+                file.read_exact_at(&mut bytes, offset + from)
+                    .map_err(|e| StoreError::Io { what: "reading a segment", source: e })?;
+                Ok(bytes)
+            }
+            Source::Object(_) if len == 0 => Ok(Vec::new()),
+            Source::Object(object) => object.read_range(from, len as u64),
+        }
     }
 }
 
@@ -62,7 +85,7 @@ impl Payload {
     }
 }
 
-impl Engine {
+impl LocalEngine {
     /// The first retained entry at or after `from_seq` with its payload where it lies, and the
     /// sequence number to continue from (like `read` with a count of one). Streamed payloads are
     /// checked by their record header (sequence number and length), not by checksum: the bytes
@@ -78,7 +101,7 @@ impl Engine {
                 let segments = &self.inner.segments;
                 let (file, _) = segments.open_record(handle.id(), shard, item.seq, place, header.payload_len)?;
                 let offset = place.offset + RECORD_HEADER_BYTES;
-                Payload::InFile(PayloadFile { file, offset, len_bytes: header.payload_len })
+                Payload::InFile(PayloadFile { source: Source::Segment { file, offset }, len_bytes: header.payload_len })
             }
             _ => match self.entry(handle, shard, item.seq)? {
                 Some(entry) => Payload::Loaded(entry.payload),

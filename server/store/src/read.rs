@@ -3,10 +3,11 @@
 
 use rocksdb::{DB, ReadOptions};
 
-use crate::engine::{Engine, StreamHandle, cf};
 use crate::entry::{Entry, EntryHeader, decode_header};
 use crate::error::{Result, StoreError};
+use crate::handle::StreamHandle;
 use crate::keys::{self, CF_ENTRIES, CF_PAYLOADS, CF_TIME_INDEX, TimeKind};
+use crate::local::{LocalEngine, cf};
 
 /// Where a reader starts in a shard.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +43,7 @@ pub struct HeaderItem {
     pub header: EntryHeader,
 }
 
-impl Engine {
+impl LocalEngine {
     /// Turns a position into the sequence number a reader starts at.
     pub fn resolve(&self, handle: &StreamHandle, shard: u32, position: Position) -> Result<u64> {
         let tip = handle.tip_seq(shard)?;
@@ -196,11 +197,6 @@ impl Engine {
     /// One entry by sequence number, if it exists and has not expired.
     pub fn entry(&self, handle: &StreamHandle, shard: u32, seq: u64) -> Result<Option<Entry>> {
         Ok(self.read(handle, shard, seq, 1, usize::MAX)?.entries.into_iter().next().filter(|e| e.seq == seq))
-    }
-
-    /// One entry's header by sequence number, if it exists and has not expired.
-    pub fn header(&self, handle: &StreamHandle, shard: u32, seq: u64) -> Result<Option<EntryHeader>> {
-        Ok(self.list_headers(handle, shard, seq, seq.saturating_add(1), 1)?.into_iter().next().map(|item| item.header))
     }
 
     /// Entries whose producer time lies in `[start_ms, end_ms]`, in producer-time order, as

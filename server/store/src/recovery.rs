@@ -13,10 +13,10 @@ use std::path::Path;
 
 use rocksdb::{DB, WriteBatch};
 
-use crate::engine::{cf, synced};
 use crate::entry::{EntryHeader, decode_header};
 use crate::error::{Result, StoreError};
 use crate::keys::{self, CF_ENTRIES, CF_META, CF_TIME_INDEX, TimeKind};
+use crate::local::{cf, synced};
 use crate::segments::{RECORD_HEADER_BYTES, RecordHeader, SegmentStore};
 
 /// What recovering one shard changed.

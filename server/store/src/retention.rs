@@ -7,10 +7,11 @@
 
 use rocksdb::WriteBatch;
 
-use crate::engine::{Engine, StreamHandle, cf, synced};
 use crate::entry::decode_header;
 use crate::error::Result;
+use crate::handle::StreamHandle;
 use crate::keys::{self, CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX, TimeKind};
+use crate::local::{LocalEngine, cf, synced};
 
 /// What one trim pass removed.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +22,7 @@ pub struct TrimStats {
     pub segments_deleted: u64,
 }
 
-impl Engine {
+impl LocalEngine {
     /// Trims every stream once. Safe to call at any time; the server calls it periodically.
     pub fn trim_expired(&self) -> Result<TrimStats> {
         let mut stats = TrimStats::default();
@@ -81,7 +82,7 @@ impl Engine {
         let floor = floor.map_or(keep_from, |bytes| u64::from_be_bytes(bytes).max(keep_from));
         batch.put_cf(cf(db, CF_META), floor_key, floor.to_be_bytes());
         db.write_opt(batch, &synced())?;
-        // Blob files are never rewritten (blob GC is off, see Engine::open): one is deleted when
+        // Blob files are never rewritten (blob GC is off, see LocalEngine::open): one is deleted when
         // no SST refers to it any more. Compacting the trimmed range drops those references now;
         // the SSTs hold only small blob indexes, so this is cheap.
         db.compact_range_cf(cf(db, CF_PAYLOADS), Some(&shard_start[..]), Some(&keep_key[..]));

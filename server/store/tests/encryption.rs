@@ -46,8 +46,11 @@ fn encrypted_payloads_never_reach_the_disk_in_clear() {
     let wrapped_key_hex = engine.new_wrapped_data_key_hex().expect("key");
     engine
         .update_meta(&secret, |meta| {
-            meta.encryption =
-                Some(StreamEncryption { enabled: true, key_id: "alias/aws/kinesis".into(), wrapped_key_hex })
+            meta.encryption = Some(StreamEncryption {
+                enabled: true,
+                key_id: "alias/aws/kinesis".into(),
+                wrapped_key_hex: wrapped_key_hex.clone(),
+            })
         })
         .expect("encryption on");
     // A small (inline), a mid-sized (blob file) and a large (segment file) payload.

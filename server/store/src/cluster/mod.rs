@@ -1,0 +1,205 @@
+//! The cluster backend: shard logs, metadata and amendments in NATS JetStream, large payloads
+//! in an S3-compatible object store, so that any number of stateless nodes share one store
+//! (docs/cluster.md).
+
+mod append;
+mod bridge;
+mod leases;
+mod log;
+mod names;
+mod node;
+mod objects;
+mod options;
+mod read;
+mod retention;
+mod streams;
+mod watch;
+
+use std::sync::Arc;
+
+pub use options::{ClusterOptions, DEFAULT_OBJECT_MIN_BYTES, ObjectStoreOptions};
+
+use crate::backend::{AmendFn, AppendWait, Backend, MetaDurability};
+use crate::clock::Clock;
+use crate::entry::NewEntry;
+use crate::error::{Result, StoreError};
+use crate::handle::StreamHandle;
+use crate::meta::StreamMeta;
+use crate::payload_ref::EntryRef;
+use crate::read::{HeaderItem, Position, ReadBatch};
+use crate::retention::TrimStats;
+use bridge::Bridge;
+use node::Node;
+
+/// A node of a cluster: a handle on the shared state plus the runtime its NATS and object
+/// store clients run on.
+#[derive(Debug)]
+pub(crate) struct ClusterEngine {
+    node: Arc<Node>,
+    bridge: Arc<Bridge>,
+}
+
+impl ClusterEngine {
+    /// Connects, creates the buckets if this is the cluster's first node, loads every stream
+    /// and starts the watchers that keep this node's view current.
+    pub(crate) fn open(options: ClusterOptions, clock: Arc<dyn Clock>) -> Result<Self> {
+        let bridge = Arc::new(Bridge::new(options.request_timeout)?);
+        let node = bridge.run(Node::connect(options, clock))?;
+        let engine = Self { node, bridge };
+        engine.bridge.run(streams::load_all(engine.node.clone()))?;
+        engine.bridge.run(watch::load_amendments(engine.node.clone()))?;
+        let watchers = watch::start(engine.node.clone());
+        let started = engine.bridge.run(watchers)?;
+        for watcher in started {
+            engine.bridge.spawn(watcher);
+        }
+        Ok(engine)
+    }
+
+    fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(Arc<Node>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send>>,
+    ) -> Result<T> {
+        self.bridge.run(work(self.node.clone()))
+    }
+}
+
+impl Backend for ClusterEngine {
+    fn now_ms(&self) -> u64 {
+        self.node.clock.now_ms()
+    }
+
+    fn create_stream(&self, meta: StreamMeta) -> Result<StreamHandle> {
+        self.run(move |node| Box::pin(streams::create(node, meta)))
+    }
+
+    fn stream(&self, name: &str) -> Result<StreamHandle> {
+        let name = name.to_string();
+        self.run(move |node| Box::pin(streams::refresh(node, name)))
+    }
+
+    fn streams(&self) -> Vec<StreamHandle> {
+        self.node.all_streams()
+    }
+
+    fn write_meta(
+        &self,
+        handle: &StreamHandle,
+        change: &mut dyn FnMut(&mut StreamMeta),
+        _durability: MetaDurability,
+    ) -> Result<StreamMeta> {
+        // Every KV write is replicated and synced; there is no cheaper kind to choose.
+        streams::write_meta(&self.node, &self.bridge, handle, change)
+    }
+
+    fn new_wrapped_data_key_hex(&self) -> Result<String> {
+        let master = self.node.options.master_key.as_ref().ok_or(StoreError::Crypto("the engine has no master key"))?;
+        Ok(hex::encode(master.new_wrapped_data_key()?))
+    }
+
+    fn delete_stream(&self, name: &str) -> Result<()> {
+        let handle = self.node.stream(name)?;
+        self.run(move |node| Box::pin(streams::delete(node, handle)))
+    }
+
+    fn amend_attrs(&self, handle: &StreamHandle, shard: u32, seq: u64, change: AmendFn) -> Result<bool> {
+        let handle = handle.clone();
+        self.run(move |node| Box::pin(watch::amend(node, handle, shard, seq, change)))
+    }
+
+    fn append(&self, handle: &StreamHandle, entries: Vec<NewEntry>) -> Result<AppendWait> {
+        for entry in &entries {
+            handle.shard(entry.shard)?;
+        }
+        let (reply, done) = tokio::sync::oneshot::channel();
+        let node = self.node.clone();
+        let handle = handle.clone();
+        let timeout = self.bridge.timeout();
+        // Taken now, on the caller's thread, so the order of calls is the order of entries.
+        let turn = self.node.publish_turn(handle.id());
+        self.bridge.spawn(async move {
+            let outcome = tokio::time::timeout(timeout, append::append(node, handle, entries, turn)).await;
+            let outcome = outcome.unwrap_or_else(|_| {
+                Err(StoreError::Backend {
+                    what: "the cluster did not acknowledge in time",
+                    detail: format!("{timeout:?}"),
+                })
+            });
+            let _ = reply.send(outcome);
+        });
+        Ok(AppendWait::new(done))
+    }
+
+    fn close(&self) -> Result<()> {
+        let client = self.node.client.clone();
+        self.bridge.run(async move {
+            client.flush().await.map_err(|e| StoreError::Backend { what: "flushing NATS", detail: e.to_string() })
+        })
+    }
+
+    fn resolve(&self, handle: &StreamHandle, shard: u32, position: Position) -> Result<u64> {
+        let handle = handle.clone();
+        self.run(move |node| Box::pin(read::resolve(node, handle, shard, position)))
+    }
+
+    fn read(
+        &self,
+        handle: &StreamHandle,
+        shard: u32,
+        from_seq: u64,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Result<ReadBatch> {
+        let handle = handle.clone();
+        self.run(move |node| Box::pin(read::read(node, handle, shard, from_seq, max_count, max_bytes)))
+    }
+
+    fn list_headers(
+        &self,
+        handle: &StreamHandle,
+        shard: u32,
+        from_seq: u64,
+        to_seq: u64,
+        max_count: usize,
+    ) -> Result<Vec<HeaderItem>> {
+        let handle = handle.clone();
+        self.run(move |node| Box::pin(read::list_headers(node, handle, shard, from_seq, to_seq, max_count)))
+    }
+
+    fn producer_range(
+        &self,
+        handle: &StreamHandle,
+        shard: u32,
+        start_ms: u64,
+        end_ms: u64,
+        after: Option<(u64, u64)>,
+        max_count: usize,
+    ) -> Result<Vec<(u64, u64)>> {
+        let handle = handle.clone();
+        self.run(move |node| Box::pin(read::producer_range(node, handle, shard, start_ms..=end_ms, after, max_count)))
+    }
+
+    fn entry_ref(&self, handle: &StreamHandle, shard: u32, from_seq: u64) -> Result<(Option<EntryRef>, u64)> {
+        let handle = handle.clone();
+        let bridge = self.bridge.clone();
+        self.run(move |node| Box::pin(read::entry_ref(node, bridge, handle, shard, from_seq)))
+    }
+
+    fn meta_changes(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.node.meta_changes.subscribe()
+    }
+
+    fn hold_lease(&self, work: &str, ttl_ms: u64) -> Result<bool> {
+        let work = work.to_string();
+        self.run(move |node| Box::pin(leases::hold(node, work, ttl_ms)))
+    }
+
+    fn release_lease(&self, work: &str) -> Result<()> {
+        let work = work.to_string();
+        self.run(move |node| Box::pin(leases::release(node, work)))
+    }
+
+    fn trim_expired(&self) -> Result<TrimStats> {
+        self.run(|node| Box::pin(retention::trim_all(node)))
+    }
+}
