@@ -84,6 +84,19 @@ class FramelogCluster:
     def kinesisvideo_client(self, *args, **kwargs):
         return self._clients.kinesisvideo_client(*args, **kwargs)
 
+    def _connections_to(self, port: int) -> int:
+        listing = subprocess.run(["ss", "-Htn", "state", "established", f"( dport = :{port} )"],
+                                 capture_output=True, text=True, check=True).stdout
+        return len([line for line in listing.splitlines() if line.strip()])
+
+    def busiest_node(self) -> int:
+        """The node with the most client connections (through HAProxy) right now."""
+        return max((1, 2, 3), key=lambda node: self._connections_to(self.base + node))
+
+    def busiest_nats(self) -> int:
+        """The NATS server the most nodes are connected to right now."""
+        return max((1, 2, 3), key=lambda server: self._connections_to(self.base + 10 + server))
+
     def kill_node(self, node: int) -> None:
         self._run("kill-node", str(node))
 

@@ -190,7 +190,8 @@ def camera(cluster, stream: str, source, tally: Tally, stop: threading.Event) ->
     start_s = PRODUCER_START_MS / 1000
     while not stop.is_set():
         try:
-            result = put_media(cluster.endpoint, stream, source, producer_start=start_s, timeout=60)
+            # Paced like a live source, so an upload is in flight most of the time.
+            result = put_media(cluster.endpoint, stream, source, producer_start=start_s, timeout=60, pace_s=0.05)
         except Exception:  # noqa: BLE001 - refused while a node restarts
             with tally.lock:
                 tally.failed_calls += 1
@@ -201,8 +202,7 @@ def camera(cluster, stream: str, source, tally: Tally, stop: threading.Event) ->
             tally.fragments.setdefault(stream, []).extend(persisted)
             tally.failed_calls += int(result.send_error is not None or result.read_error is not None)
         start_s += 30
-        # About a camera's pace: 10 fragments every few seconds, not as fast as the cluster takes them.
-        stop.wait(2.0)
+        stop.wait(0.2)
 
 
 def read_shards(cluster, node: int, stream: str) -> dict[str, list[tuple[str, bytes]]]:
@@ -291,9 +291,16 @@ def test_faults_under_load_lose_no_acknowledged_record_or_fragment(cluster, h264
         client.start()
     reports = {}
     try:
+        # The node and the NATS server with the most connections at the moment: clients (and
+        # nodes) are cut off mid-request, not spared by chance.
+        victims = {}
         faults = [
-            ("kill -9 a Framelog node", lambda: cluster.kill_node(1), lambda: cluster.start_node(1)),
-            ("kill -9 a NATS server", lambda: cluster.kill_nats(2), lambda: cluster.start_nats(2)),
+            ("kill -9 the busiest Framelog node",
+             lambda: cluster.kill_node(victims.setdefault("node", cluster.busiest_node())),
+             lambda: cluster.start_node(victims["node"])),
+            ("kill -9 the busiest NATS server",
+             lambda: cluster.kill_nats(victims.setdefault("nats", cluster.busiest_nats())),
+             lambda: cluster.start_nats(victims["nats"])),
             ("object store stopped for 10 s", cluster.stop_objects, cluster.start_objects),
         ]
         time.sleep(5)

@@ -9,7 +9,7 @@
 //! stream's metadata the engine reports, trigger a round at once.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use framelog_store::{StreamHandle, StreamKind};
 use tokio::sync::mpsc;
@@ -23,6 +23,9 @@ use crate::background::Background;
 
 /// How long a lease lasts without renewal.
 const LEASE_TTL_MS: u64 = 10_000;
+/// A consumer stops here once this long has passed since the start of its last successful
+/// renewal: before the lease can lapse and another node take it over.
+const STOP_UNRENEWED_AFTER: Duration = Duration::from_millis(LEASE_TTL_MS - 3_000);
 /// How often leases are renewed and definitions rechecked: well within the lease.
 const RENEW_EVERY: Duration = Duration::from_secs(2);
 
@@ -61,8 +64,8 @@ struct Supervisor {
     ctx: ConsumersCtx,
     background: Background,
     tasks: HashMap<ConsumerKey, Running>,
-    /// The leases this process held at its last renewal.
-    held: std::collections::HashSet<ConsumerKey>,
+    /// The leases this process holds, each with when its last successful renewal began.
+    held: HashMap<ConsumerKey, Instant>,
 }
 
 fn lease_name((stream_id, name): &ConsumerKey) -> String {
@@ -84,10 +87,13 @@ impl Supervisor {
                     }
                     false
                 }
+                // The round restarts the consumer if its stored definition changed; stopping it
+                // here as well would abort the runner the metadata change just started, perhaps
+                // between a delivery and its checkpoint (a redelivery).
                 change = changes.recv() => {
-                    let Some(change) = change else { return };
-                    // The new definition starts afresh, here or wherever the lease is.
-                    self.stop(&(change.stream_id, change.consumer), "the API changed it");
+                    if change.is_none() {
+                        return;
+                    }
                     false
                 }
             };
@@ -125,17 +131,17 @@ impl Supervisor {
         for key in &changed {
             self.stop(key, "its definition changed");
         }
-        let to_try = wanted.keys().filter(|key| renew || !self.held.contains(*key)).cloned().collect();
-        for (key, holds) in self.hold_leases(to_try, gone).await {
-            if holds {
-                self.held.insert(key);
-            } else {
-                self.held.remove(&key);
-            }
+        let to_try = wanted.keys().filter(|key| renew || !self.held.contains_key(*key)).cloned().collect();
+        for (key, renewed_at) in self.hold_leases(to_try, gone).await {
+            match renewed_at {
+                Some(at) => self.held.insert(key, at),
+                None => self.held.remove(&key),
+            };
         }
-        self.held.retain(|key| wanted.contains_key(key));
+        // However the calls went, a lease not renewed for most of its life is given up here.
+        self.held.retain(|key, at| wanted.contains_key(key) && at.elapsed() < STOP_UNRENEWED_AFTER);
         for (key, wanted) in wanted {
-            let holds = self.held.contains(&key);
+            let holds = self.held.contains_key(&key);
             let running = self.tasks.get(&key).is_some_and(|r| !r.task.is_finished());
             if holds && !running {
                 self.start(key, wanted);
@@ -148,7 +154,11 @@ impl Supervisor {
     /// Renews or takes the leases of `wanted`, releases those of `gone`; off the async threads,
     /// since in a cluster each is a round trip. A failure counts as not held: a node that cannot
     /// reach the cluster must not keep working as if it owned the consumer.
-    async fn hold_leases(&self, wanted: Vec<ConsumerKey>, gone: Vec<ConsumerKey>) -> HashMap<ConsumerKey, bool> {
+    async fn hold_leases(
+        &self,
+        wanted: Vec<ConsumerKey>,
+        gone: Vec<ConsumerKey>,
+    ) -> HashMap<ConsumerKey, Option<Instant>> {
         let engine = self.ctx.video.engine.clone();
         let work = move || {
             for key in &gone {
@@ -157,11 +167,12 @@ impl Supervisor {
             wanted
                 .into_iter()
                 .map(|key| {
+                    let started = Instant::now();
                     let held = engine.hold_lease(&lease_name(&key), LEASE_TTL_MS).unwrap_or_else(|error| {
                         tracing::warn!(%error, consumer = %key.1, "a consumer lease could not be renewed");
                         false
                     });
-                    (key, held)
+                    (key, held.then_some(started))
                 })
                 .collect()
         };

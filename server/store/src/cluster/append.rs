@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use async_nats::jetstream::message::PublishMessage;
+use bytes::Bytes;
 
 use super::names;
 use super::node::{Node, PublishTurn};
@@ -17,6 +18,15 @@ use crate::handle::StreamHandle;
 
 const RETRY_FIRST_PAUSE: Duration = Duration::from_millis(50);
 const RETRY_MAX_PAUSE: Duration = Duration::from_secs(1);
+
+/// One entry with its payload stored (sealed, and in the object store if large).
+struct Stored {
+    entry: NewEntry,
+    /// The stored form of the payload (sealed if the stream is encrypted).
+    payload: Bytes,
+    object: Option<String>,
+    nonce: Option<[u8; 12]>,
+}
 
 /// One entry ready to publish.
 struct Outgoing {
@@ -36,14 +46,15 @@ pub(crate) async fn append(
     let id = handle.id();
     let append_no = node.appends.fetch_add(1, Ordering::Relaxed);
     // Objects upload while earlier appends publish; only the publishing waits its turn.
-    let outgoing = store_objects(&node, &handle, entries).await;
+    let stored = store_payloads(&node, &handle, entries).await;
     if let Some(previous) = turn.previous {
         // An error only means the append before failed (and dropped its sender).
         let _ = previous.await;
     }
-    let outgoing = outgoing?;
+    // The turn is held until every entry is acknowledged, retries included, so appends reach
+    // each shard in the order they were made (`turn.done` is dropped on any return).
+    let outgoing = with_arrival_times(&handle, node.clock.now_ms(), stored?)?;
     let subject_of = |shard| names::log_subject(id, shard);
-
     let message_of = |index: usize, entry: &Outgoing| {
         let mut message = PublishMessage::build()
             .payload(entry.body.clone().into())
@@ -61,8 +72,6 @@ pub(crate) async fn append(
     for (index, entry) in outgoing.iter().enumerate() {
         pending.push(node.js.send_publish(subject_of(entry.shard), message_of(index, entry)).await);
     }
-    // Everything is on the connection in order: the next append may publish.
-    let _ = turn.done.send(());
     let mut appended = Vec::with_capacity(pending.len());
     for (index, (sent, entry)) in pending.into_iter().zip(&outgoing).enumerate() {
         let acked = match sent {
@@ -73,11 +82,14 @@ pub(crate) async fn append(
             Some(ack) => ack.sequence,
             // A NATS server died or the connection moved: publish the same message again until
             // the request deadline; its id makes JetStream answer with the stored copy's
-            // sequence instead of storing it twice.
+            // sequence instead of storing it twice. Entries of this append published after it
+            // may then precede it (PutRecords promises no order within a call, and a video
+            // append is one fragment); later appends wait for this one.
             None => republish(&node, subject_of(entry.shard), || message_of(index, entry)).await?,
         };
         appended.push(Appended { shard: entry.shard, seq: sequence - 1, arrival_ms: entry.arrival_ms });
     }
+    let _ = turn.done.send(());
     announce(&node, &handle, &appended).await;
     Ok(appended)
 }
@@ -98,17 +110,20 @@ async fn republish(node: &Node, subject: String, message: impl Fn() -> PublishMe
     }
 }
 
-/// Assigns arrival times and writes the payload objects, all at once, before any log entry.
-async fn store_objects(node: &Node, handle: &StreamHandle, entries: Vec<NewEntry>) -> Result<Vec<Outgoing>> {
+/// Seals the payloads of an encrypted stream and writes the large ones to the object store, all
+/// at once, before any log entry. An object's key carries a time no earlier than the arrival
+/// time its entry will get (assigned later, within the request timeout), so retention, which
+/// deletes objects by key time, never deletes one whose entry is still readable.
+async fn store_payloads(node: &Node, handle: &StreamHandle, entries: Vec<NewEntry>) -> Result<Vec<Stored>> {
     let id = handle.id();
-    let now_ms = node.clock.now_ms();
     let meta = handle.meta();
     let sealing = match meta.encryption.as_ref().filter(|e| e.enabled) {
         Some(_) => Some(node.data_key(&meta)?),
         None => None,
     };
-    let mut outgoing = Vec::with_capacity(entries.len());
-    let mut uploads = Vec::new();
+    let timeout_ms = u64::try_from(node.options.request_timeout.as_millis()).unwrap_or(u64::MAX);
+    let key_time_ms = node.clock.now_ms().saturating_add(timeout_ms);
+    let mut stored = Vec::with_capacity(entries.len());
     for mut entry in entries {
         let nonce = match &sealing {
             Some(key) => {
@@ -118,19 +133,30 @@ async fn store_objects(node: &Node, handle: &StreamHandle, entries: Vec<NewEntry
             }
             None => None,
         };
-        // Never below the newest arrival this node has seen, so times do not go back in a shard.
-        let arrival_ms = now_ms.max(handle.shard(entry.shard)?.last_arrival_ms.load(Ordering::Acquire));
         let inline = (entry.payload.len() as u64) < node.options.object_min_bytes;
-        let storage = Storage { inline, encrypted: nonce.is_some(), segment: None };
-        let body = encode_header(arrival_ms, entry.producer_ts_ms, &entry.attrs, &entry.payload, storage);
-        let object = (!inline).then(|| names::object_key(&node.objects.prefix, id, entry.shard, arrival_ms));
-        if let Some(key) = &object {
-            uploads.push((key.clone(), entry.payload));
-        }
+        let object = (!inline).then(|| names::object_key(&node.objects.prefix, id, entry.shard, key_time_ms));
+        stored.push(Stored { payload: Bytes::from(std::mem::take(&mut entry.payload)), entry, object, nonce });
+    }
+    let puts = stored
+        .iter()
+        .filter_map(|s| Some((s.object.clone()?, s.payload.clone())))
+        .map(|(key, payload)| async move { node.objects.put(&key, payload).await });
+    futures::future::try_join_all(puts).await?;
+    Ok(stored)
+}
+
+/// Gives each entry its arrival time, inside the publish turn: the node's clock, never below the
+/// newest arrival this node has published in the shard, so times do not go back in a shard.
+fn with_arrival_times(handle: &StreamHandle, now_ms: u64, stored: Vec<Stored>) -> Result<Vec<Outgoing>> {
+    let mut outgoing = Vec::with_capacity(stored.len());
+    for Stored { entry, payload, object, nonce } in stored {
+        let shard = handle.shard(entry.shard)?;
+        let arrival_ms = now_ms.max(shard.last_arrival_ms.load(Ordering::Acquire));
+        shard.last_arrival_ms.fetch_max(arrival_ms, Ordering::AcqRel);
+        let storage = Storage { inline: object.is_none(), encrypted: nonce.is_some(), segment: None };
+        let body = encode_header(arrival_ms, entry.producer_ts_ms, &entry.attrs, &payload, storage);
         outgoing.push(Outgoing { shard: entry.shard, arrival_ms, body, object, nonce });
     }
-    let puts = uploads.into_iter().map(|(key, payload)| async move { node.objects.put(&key, payload).await });
-    futures::future::try_join_all(puts).await?;
     Ok(outgoing)
 }
 

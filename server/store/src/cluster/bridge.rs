@@ -32,7 +32,15 @@ impl Bridge {
 
     /// Runs `work` to completion within the request timeout.
     pub(crate) fn run<T: Send + 'static>(&self, work: impl Future<Output = Result<T>> + Send + 'static) -> Result<T> {
-        let timeout = self.timeout;
+        self.run_within(self.timeout, work)
+    }
+
+    /// Runs `work` to completion within `timeout`.
+    pub(crate) fn run_within<T: Send + 'static>(
+        &self,
+        timeout: Duration,
+        work: impl Future<Output = Result<T>> + Send + 'static,
+    ) -> Result<T> {
         let joined = futures::executor::block_on(self.handle().spawn(async move {
             tokio::time::timeout(timeout, work).await.unwrap_or_else(|_| {
                 Err(StoreError::Backend { what: "the cluster did not answer in time", detail: format!("{timeout:?}") })

@@ -8,7 +8,7 @@ use async_nats::jetstream::kv;
 use serde::{Deserialize, Serialize};
 
 use super::node::{Node, nats_error};
-use super::streams::is_conflict;
+use super::streams::{is_conflict, leader_entry};
 use crate::error::Result;
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -33,17 +33,17 @@ pub(crate) async fn hold(node: Arc<Node>, work: String, ttl_ms: u64) -> Result<b
     let key = lease_key(&work);
     let me = holder(&node);
     let now_ms = node.clock.now_ms();
-    let current = node.leases.entry(key.clone()).await.map_err(|e| nats_error("reading a lease")(&e))?;
-    let live = current.as_ref().filter(|entry| entry.operation == kv::Operation::Put);
-    if let Some(entry) = live {
-        let lease: Option<Lease> = serde_json::from_slice(&entry.value).ok();
+    // From the leader: a lagging replica could show a lease as free, or as someone else's.
+    let current = leader_entry(&node.leases, &key).await?;
+    if let Some((_, Some(value))) = &current {
+        let lease: Option<Lease> = serde_json::from_slice(value).ok();
         if lease.is_some_and(|lease| lease.holder != me && lease.expires_ms > now_ms) {
             return Ok(false);
         }
     }
     let value = serde_json::to_vec(&Lease { holder: me, expires_ms: now_ms + ttl_ms }).unwrap_or_default();
     match &current {
-        Some(entry) => match node.leases.update(&key, value.into(), entry.revision).await {
+        Some((revision, _)) => match node.leases.update(&key, value.into(), *revision).await {
             Ok(_) => Ok(true),
             Err(error) if is_conflict(&error) => Ok(false),
             Err(error) => Err(nats_error("writing a lease")(&error)),
@@ -59,13 +59,13 @@ pub(crate) async fn hold(node: Arc<Node>, work: String, ttl_ms: u64) -> Result<b
 /// Gives up `work` if this node holds it, so another node may take it at once.
 pub(crate) async fn release(node: Arc<Node>, work: String) -> Result<()> {
     let key = lease_key(&work);
-    let Some(entry) = node.leases.entry(key.clone()).await.map_err(|e| nats_error("reading a lease")(&e))? else {
+    let Some((revision, Some(value))) = leader_entry(&node.leases, &key).await? else {
         return Ok(());
     };
-    let lease: Option<Lease> = serde_json::from_slice(&entry.value).ok();
-    if entry.operation == kv::Operation::Put && lease.is_some_and(|lease| lease.holder == holder(&node)) {
+    let lease: Option<Lease> = serde_json::from_slice(&value).ok();
+    if lease.is_some_and(|lease| lease.holder == holder(&node)) {
         // Lost races only mean someone else changed it: nothing of ours to release.
-        let _ = node.leases.delete_expect_revision(&key, Some(entry.revision)).await;
+        let _ = node.leases.delete_expect_revision(&key, Some(revision)).await;
     }
     Ok(())
 }

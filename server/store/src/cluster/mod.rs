@@ -31,6 +31,9 @@ use crate::retention::TrimStats;
 use bridge::Bridge;
 use node::Node;
 
+/// The least time a lease call gets, however short the lease.
+const LEASE_CALL_MIN: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// A node of a cluster: a handle on the shared state plus the runtime its NATS and object
 /// store clients run on.
 #[derive(Debug)]
@@ -46,9 +49,13 @@ impl ClusterEngine {
         let bridge = Arc::new(Bridge::new(options.request_timeout)?);
         let node = bridge.run(Node::connect(options, clock))?;
         let engine = Self { node, bridge };
+        let (meta, amend) = (engine.node.meta.clone(), engine.node.amend.clone());
+        let loaded = engine.bridge.run(async move {
+            Ok(watch::Loaded { meta: watch::last_revision(&meta).await?, amend: watch::last_revision(&amend).await? })
+        })?;
         engine.bridge.run(streams::load_all(engine.node.clone()))?;
         engine.bridge.run(watch::load_amendments(engine.node.clone()))?;
-        let watchers = watch::start(engine.node.clone());
+        let watchers = watch::start(engine.node.clone(), loaded);
         let started = engine.bridge.run(watchers)?;
         for watcher in started {
             engine.bridge.spawn(watcher);
@@ -191,7 +198,10 @@ impl Backend for ClusterEngine {
 
     fn hold_lease(&self, work: &str, ttl_ms: u64) -> Result<bool> {
         let work = work.to_string();
-        self.run(move |node| Box::pin(leases::hold(node, work, ttl_ms)))
+        // A renewal that cannot finish well within the lease is as good as lost: the caller
+        // must learn that in time to stop the work before another node takes it.
+        let within = std::time::Duration::from_millis(ttl_ms / 5).max(LEASE_CALL_MIN);
+        self.bridge.run_within(within, leases::hold(self.node.clone(), work, ttl_ms))
     }
 
     fn release_lease(&self, work: &str) -> Result<()> {
@@ -199,7 +209,26 @@ impl Backend for ClusterEngine {
         self.run(move |node| Box::pin(leases::release(node, work)))
     }
 
+    /// Trims every shard of every stream; a shard that fails does not stop the others, and the
+    /// first failure is returned at the end (a stream deleted meanwhile is not one).
     fn trim_expired(&self) -> Result<TrimStats> {
-        self.run(|node| Box::pin(retention::trim_all(node)))
+        let mut stats = TrimStats::default();
+        let mut first_error = None;
+        for handle in self.node.all_streams() {
+            for shard in 0..handle.shard_count() {
+                match self.bridge.run(retention::trim_shard(self.node.clone(), handle.clone(), shard)) {
+                    Ok(done) => {
+                        stats.entries_removed += done.entries_removed;
+                        stats.shards_trimmed += done.shards_trimmed;
+                        stats.segments_deleted += done.segments_deleted;
+                    }
+                    Err(_) if handle.0.deleted.load(std::sync::atomic::Ordering::Acquire) => {}
+                    Err(error) => {
+                        first_error.get_or_insert(error);
+                    }
+                }
+            }
+        }
+        first_error.map_or(Ok(stats), Err)
     }
 }

@@ -45,7 +45,7 @@ impl Objects {
         Ok(Self { store: Arc::new(store), prefix: options.prefix.trim_end_matches('/').to_string() })
     }
 
-    pub(crate) async fn put(&self, key: &str, payload: Vec<u8>) -> Result<()> {
+    pub(crate) async fn put(&self, key: &str, payload: Bytes) -> Result<()> {
         self.store
             .put(&Path::from(key), PutPayload::from(payload))
             .await

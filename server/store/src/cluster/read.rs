@@ -131,6 +131,14 @@ pub(crate) async fn read(
     Ok(batch(&handle, shard, entries, next_seq.max(start), range.tip))
 }
 
+/// Whether retention may have deleted this entry's object: its key time is no earlier than the
+/// entry's arrival, so only for an entry about to expire, allowing the retention node's clock to
+/// run up to one request timeout ahead of this one's.
+fn expired_or_nearly(node: &Node, handle: &StreamHandle, entry: &LogEntry) -> bool {
+    let skew_ms = u64::try_from(node.options.request_timeout.as_millis()).unwrap_or(u64::MAX);
+    entry.header.arrival_ms < node.cutoff_ms(handle).saturating_add(skew_ms)
+}
+
 fn batch(handle: &StreamHandle, shard: u32, entries: Vec<Entry>, next_seq: u64, tip_seq: u64) -> ReadBatch {
     let tip_arrival_ms = handle.last_arrival_ms(shard).unwrap_or(0);
     ReadBatch { entries, next_seq, tip_seq, tip_arrival_ms }
@@ -143,7 +151,12 @@ async fn payload_of(node: &Node, handle: &StreamHandle, shard: u32, entry: &LogE
         (Some(inline), _) => inline.clone(),
         (None, Some(key)) => match node.objects.get(key).await? {
             Some(bytes) => bytes.to_vec(),
-            None => return Ok(None),
+            // Retention deletes an object once its key time has expired; the key time is no
+            // earlier than the entry's arrival, so a younger entry's object must still be there.
+            None if expired_or_nearly(node, handle, entry) => return Ok(None),
+            None => {
+                return Err(StoreError::CorruptEntry { key_hex: key.to_string(), reason: "payload object missing" });
+            }
         },
         (None, None) => {
             return Err(StoreError::CorruptEntry { key_hex: format!("seq {}", entry.seq), reason: "no payload" });

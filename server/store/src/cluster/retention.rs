@@ -13,24 +13,15 @@ use crate::error::Result;
 use crate::handle::StreamHandle;
 use crate::retention::TrimStats;
 
-/// Trims every shard of every stream; a shard that fails does not stop the others, and the
-/// first failure is returned at the end (a stream deleted meanwhile is not one).
-pub(crate) async fn trim_all(node: Arc<Node>) -> Result<TrimStats> {
+/// Trims one shard (each shard gets its own deadline: one slow shard must not stop the rest).
+pub(crate) async fn trim_shard(node: Arc<Node>, handle: StreamHandle, shard: u32) -> Result<TrimStats> {
     let mut stats = TrimStats::default();
-    let mut first_error = None;
-    for handle in node.all_streams() {
-        for shard in 0..handle.shard_count() {
-            if let Err(error) = trim_shard(&node, &handle, shard, &mut stats).await
-                && !handle.0.deleted.load(std::sync::atomic::Ordering::Acquire)
-            {
-                first_error.get_or_insert(error);
-            }
-        }
-    }
-    first_error.map_or(Ok(stats), Err)
+    let (node, handle, stats_out) = (&*node, &handle, &mut stats);
+    trim_shard_into(node, handle, shard, stats_out).await?;
+    Ok(stats)
 }
 
-async fn trim_shard(node: &Node, handle: &StreamHandle, shard: u32, stats: &mut TrimStats) -> Result<()> {
+async fn trim_shard_into(node: &Node, handle: &StreamHandle, shard: u32, stats: &mut TrimStats) -> Result<()> {
     let id = handle.id();
     // One cutoff for the index and the objects, as in the local engine.
     let cutoff_ms = node.cutoff_ms(handle);

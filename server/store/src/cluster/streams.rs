@@ -51,7 +51,7 @@ async fn apply_record(node: &Node, key: &str, revision: u64, value: Option<&[u8]
     let Some(value) = value else {
         let name = hex::decode(key.trim_start_matches("stream.")).ok().and_then(|b| String::from_utf8(b).ok());
         if let Some(name) = name {
-            forget(node, &name);
+            forget(node, &name, revision);
         }
         return Ok(None);
     };
@@ -68,7 +68,16 @@ async fn apply_record(node: &Node, key: &str, revision: u64, value: Option<&[u8]
     for shard in 0..handle.shard_count() {
         restore_tip(node, &handle, shard).await?;
     }
-    let replaced = node.streams.write().unwrap_or_else(|e| e.into_inner()).insert(meta.name.clone(), handle.clone());
+    let mut streams = node.streams.write().unwrap_or_else(|e| e.into_inner());
+    // Another task (the watch, a refresh, a create) may have added this stream meanwhile: keep
+    // its handle, which readers may already wait on.
+    if let Some(known) = streams.get(&meta.name).filter(|known| known.id() == meta.id).cloned() {
+        drop(streams);
+        set_meta(node, &known, meta, revision);
+        return Ok(Some(known));
+    }
+    let replaced = streams.insert(meta.name.clone(), handle.clone());
+    drop(streams);
     // A stream deleted and made again elsewhere: handles on the old one must fail, not write.
     if let Some(old) = replaced {
         old.0.deleted.store(true, Ordering::Release);
@@ -77,24 +86,31 @@ async fn apply_record(node: &Node, key: &str, revision: u64, value: Option<&[u8]
     Ok(Some(handle))
 }
 
+/// A KV key's newest record as the bucket's leader has it (KV reads may otherwise be answered by
+/// a lagging replica): its revision and value, the value `None` when the key was deleted;
+/// `None` when the key was never written (or purged).
+pub(crate) async fn leader_entry(store: &kv::Store, key: &str) -> Result<Option<(u64, Option<bytes::Bytes>)>> {
+    let subject = format!("$KV.{}.{key}", store.name);
+    match store.stream.get_last_raw_message_by_subject(&subject).await {
+        Ok(message) => {
+            let deleted = message.headers.get("KV-Operation").is_some();
+            Ok(Some((message.sequence, (!deleted).then_some(message.payload))))
+        }
+        Err(error) if matches!(error.kind(), LastRawMessageErrorKind::NoMessageFound) => Ok(None),
+        Err(error) => Err(nats_error("reading a KV record")(&error)),
+    }
+}
+
 /// The stream's metadata as the bucket's leader has it now, applied to this node's table: a
 /// stream created or changed through another node a moment ago is seen here at once, not when
 /// the watch delivers it.
 pub(crate) async fn refresh(node: Arc<Node>, name: String) -> Result<StreamHandle> {
     let key = names::meta_key(&name);
-    let subject = format!("$KV.{}.{key}", names::META_BUCKET);
-    let found = node.meta.stream.get_last_raw_message_by_subject(&subject).await;
-    let message = match found {
-        Ok(message) => message,
-        Err(error) if matches!(error.kind(), LastRawMessageErrorKind::NoMessageFound) => {
-            forget(&node, &name);
-            return Err(StoreError::StreamNotFound(name));
-        }
-        Err(error) => return Err(nats_error("reading a stream")(&error)),
+    let Some((revision, value)) = leader_entry(&node.meta, &key).await? else {
+        forget(&node, &name, u64::MAX);
+        return Err(StoreError::StreamNotFound(name));
     };
-    let operation = message.headers.get("KV-Operation").map(|v| v.as_str().to_string());
-    let value = operation.is_none().then_some(&message.payload[..]);
-    apply_record(&node, &key, message.sequence, value).await?.ok_or(StoreError::StreamNotFound(name))
+    apply_record(&node, &key, revision, value.as_deref()).await?.ok_or(StoreError::StreamNotFound(name))
 }
 
 /// Sets a shard's tip and newest arrival time from its log.
@@ -117,8 +133,16 @@ fn set_meta(node: &Node, handle: &StreamHandle, meta: StreamMeta, revision: u64)
     }
 }
 
-fn forget(node: &Node, name: &str) {
-    if let Some(handle) = node.streams.write().unwrap_or_else(|e| e.into_inner()).remove(name) {
+/// Drops a deleted stream from this node's table, unless what it holds is newer than the
+/// deletion at `revision` (a late notice of an older incarnation's deletion).
+fn forget(node: &Node, name: &str, revision: u64) {
+    let mut streams = node.streams.write().unwrap_or_else(|e| e.into_inner());
+    if streams.get(name).is_some_and(|h| h.0.meta_revision.load(Ordering::Acquire) > revision) {
+        return;
+    }
+    let removed = streams.remove(name);
+    drop(streams);
+    if let Some(handle) = removed {
         handle.0.deleted.store(true, Ordering::Release);
         node.publish_order.lock().unwrap_or_else(|e| e.into_inner()).remove(&handle.id());
         node.meta_changes.send_modify(|n| *n += 1);
@@ -170,7 +194,13 @@ pub(crate) async fn create(node: Arc<Node>, mut meta: StreamMeta) -> Result<Stre
     };
     let handle = new_handle(meta.clone());
     handle.0.meta_revision.store(revision, Ordering::Release);
-    node.streams.write().unwrap_or_else(|e| e.into_inner()).insert(meta.name, handle.clone());
+    let mut streams = node.streams.write().unwrap_or_else(|e| e.into_inner());
+    // The watch may have added it first; readers may already wait on that handle.
+    if let Some(known) = streams.get(&meta.name).filter(|known| known.id() == meta.id).cloned() {
+        return Ok(known);
+    }
+    streams.insert(meta.name, handle.clone());
+    drop(streams);
     node.meta_changes.send_modify(|n| *n += 1);
     Ok(handle)
 }
@@ -184,15 +214,18 @@ pub(crate) fn write_meta(
     change: &mut dyn FnMut(&mut StreamMeta),
 ) -> Result<StreamMeta> {
     let name = handle.meta().name;
-    for _ in 0..MAX_META_ATTEMPTS {
+    for attempt in 0..MAX_META_ATTEMPTS as u64 {
+        if attempt > 0 {
+            // Spread out nodes that keep colliding on one stream.
+            std::thread::sleep(std::time::Duration::from_millis(rand::random_range(1..=5 * attempt)));
+        }
         let (meta_kv, key) = (node.meta.clone(), names::meta_key(&name));
-        let current =
-            bridge.run(async move { meta_kv.entry(key).await.map_err(|e| nats_error("reading a stream")(&e)) })?;
-        let Some(current) = current.filter(|entry| entry.operation == kv::Operation::Put) else {
+        let current = bridge.run(async move { leader_entry(&meta_kv, &key).await })?;
+        let Some((revision, Some(value))) = current else {
             return Err(StoreError::StreamDeleted(name));
         };
-        let mut meta: StreamMeta = serde_json::from_slice(&current.value)
-            .map_err(|source| StoreError::BadMetadata { key: current.key.clone(), source })?;
+        let mut meta: StreamMeta = serde_json::from_slice(&value)
+            .map_err(|source| StoreError::BadMetadata { key: names::meta_key(&name), source })?;
         if meta.id != handle.id() || handle.0.deleted.load(Ordering::Acquire) {
             return Err(StoreError::StreamDeleted(name));
         }
@@ -200,7 +233,7 @@ pub(crate) fn write_meta(
         let (meta_kv, key, json) =
             (node.meta.clone(), names::meta_key(&name), serde_json::to_vec(&meta).unwrap_or_default());
         let written = bridge.run(async move {
-            match meta_kv.update(key, json.into(), current.revision).await {
+            match meta_kv.update(key, json.into(), revision).await {
                 Ok(revision) => Ok(Some(revision)),
                 Err(error) if is_conflict(&error) => Ok(None),
                 Err(error) => Err(nats_error("writing a stream")(&error)),
@@ -223,7 +256,7 @@ pub(crate) fn is_conflict(error: &kv::UpdateError) -> bool {
 pub(crate) async fn delete(node: Arc<Node>, handle: StreamHandle) -> Result<()> {
     let meta = handle.meta();
     node.meta.delete(names::meta_key(&meta.name)).await.map_err(|e| nats_error("deleting a stream")(&e))?;
-    forget(&node, &meta.name);
+    forget(&node, &meta.name, u64::MAX);
     for shard in 0..meta.shards.len() as u32 {
         log::delete(&node, meta.id, shard).await?;
     }

@@ -26,19 +26,26 @@ const TAIL_POLL: Duration = Duration::from_secs(1);
 const REWATCH_PAUSE: Duration = Duration::from_millis(500);
 const MAX_AMEND_ATTEMPTS: usize = 20;
 
+/// The newest revision of a bucket: what a load that starts now is sure to include.
+pub(crate) async fn last_revision(bucket: &kv::Store) -> Result<u64> {
+    let info = bucket.stream.get_info().await.map_err(|e| nats_error("reading a bucket's state")(&e))?;
+    Ok(info.state.last_sequence)
+}
+
 /// Subscribes to tip notices now (so none sent after `open` returns is missed) and returns the
-/// watchers to run.
-pub(crate) async fn start(node: Arc<Node>) -> Result<Vec<Watcher>> {
+/// watchers to run. Each watch replays its bucket from just after the revision the node's load
+/// started at (`loaded`), so nothing changed between the load and the watch is missed.
+pub(crate) async fn start(node: Arc<Node>, loaded: Loaded) -> Result<Vec<Watcher>> {
     let tips = node.client.subscribe(names::TIP_SUBJECTS).await.map_err(|e| nats_error("subscribing to tips")(&e))?;
     Ok(vec![
-        Box::pin(watch_bucket(node.clone(), node.meta.clone(), |node, entry| {
+        Box::pin(watch_bucket(node.clone(), node.meta.clone(), loaded.meta, |node, entry| {
             Box::pin(async move {
                 if let Err(error) = streams::apply(&node, &entry).await {
                     tracing::warn!(%error, key = %entry.key, "stream metadata from the cluster not applied");
                 }
             })
         })),
-        Box::pin(watch_bucket(node.clone(), node.amend.clone(), |node, entry| {
+        Box::pin(watch_bucket(node.clone(), node.amend.clone(), loaded.amend, |node, entry| {
             Box::pin(async move { apply_amendment(&node, &entry) })
         })),
         Box::pin(follow_tips(node.clone(), tips)),
@@ -48,14 +55,25 @@ pub(crate) async fn start(node: Arc<Node>) -> Result<Vec<Watcher>> {
 
 type Apply = fn(Arc<Node>, kv::Entry) -> Pin<Box<dyn Future<Output = ()> + Send>>;
 
-/// Applies every change of a bucket, reopening the watch whenever it ends.
-async fn watch_bucket(node: Arc<Node>, bucket: kv::Store, apply: Apply) {
+/// The revisions of the metadata and amendment buckets when the node loaded them.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Loaded {
+    pub(crate) meta: u64,
+    pub(crate) amend: u64,
+}
+
+/// Applies every change of a bucket after revision `applied`, reopening the watch after the last
+/// change applied whenever it ends.
+async fn watch_bucket(node: Arc<Node>, bucket: kv::Store, mut applied: u64, apply: Apply) {
     loop {
-        match bucket.watch_all().await {
+        match bucket.watch_all_from_revision(applied + 1).await {
             Ok(mut changes) => {
                 while let Some(change) = changes.next().await {
                     match change {
-                        Ok(entry) => apply(node.clone(), entry).await,
+                        Ok(entry) => {
+                            applied = applied.max(entry.revision);
+                            apply(node.clone(), entry).await
+                        }
                         Err(error) => {
                             tracing::warn!(%error, "a cluster watch failed");
                             break;
@@ -154,15 +172,15 @@ pub(crate) async fn amend(
     }
     let key = names::amend_key(id, shard, seq);
     for _ in 0..MAX_AMEND_ATTEMPTS {
-        let current = node.amend.entry(key.clone()).await.map_err(|e| nats_error("reading an amendment")(&e))?;
-        let live = current.as_ref().filter(|entry| entry.operation == kv::Operation::Put);
-        let attrs = live.map_or(stored.header.attrs.clone(), |entry| entry.value.to_vec());
+        let current = streams::leader_entry(&node.amend, &key).await?;
+        let live = current.as_ref().and_then(|(_, value)| value.as_ref());
+        let attrs = live.map_or(stored.header.attrs.clone(), |value| value.to_vec());
         let Some(next) = change(&attrs) else { return Ok(false) };
         if next == attrs {
             return Ok(false);
         }
         let written = match &current {
-            Some(entry) => node.amend.update(&key, next.clone().into(), entry.revision).await.is_ok(),
+            Some((revision, _)) => node.amend.update(&key, next.clone().into(), *revision).await.is_ok(),
             None => node.amend.create(&key, next.clone().into()).await.is_ok(),
         };
         if written {
