@@ -31,7 +31,7 @@ pub struct PutResult {
     pub records: usize,
 }
 
-async fn call(http: &Http, address: SocketAddr, op: &str, body: Bytes) -> anyhow::Result<Value> {
+pub async fn call(http: &Http, address: SocketAddr, op: &str, body: Bytes) -> anyhow::Result<Value> {
     let request = hyper::Request::post(format!("http://{address}/"))
         .header("content-type", "application/x-amz-json-1.1")
         .header("x-amz-target", format!("Kinesis_20131202.{op}"))

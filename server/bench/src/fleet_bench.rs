@@ -235,6 +235,18 @@ pub fn run(
     } else {
         (crate::video_bench::without_segments(framelog_bin, scratch.path())?, "framelog, no segment files (before)")
     };
+    run_on(target, subject, runtime, streams, seconds)
+}
+
+/// The fleet on a given server (one process, or a cluster, whose node 1 stands for the CPU and
+/// memory figures).
+pub fn run_on(
+    target: Target,
+    subject: &str,
+    runtime: &tokio::runtime::Runtime,
+    streams: usize,
+    seconds: u64,
+) -> anyhow::Result<Vec<Row>> {
     let address = target.address;
     let pid = target.pid();
     let fragments = (seconds / (FRAGMENT_MS / 1000)).max(1);

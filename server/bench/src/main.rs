@@ -4,6 +4,7 @@
 //! engine) and kinesalite (for the KDS API over HTTP). Run it with `make bench`.
 
 mod api_bench;
+mod cluster_bench;
 mod consumer_bench;
 mod edge_bench;
 mod engine_bench;
@@ -95,6 +96,13 @@ struct Args {
     /// HTTP (each with and without segment files where it applies).
     #[arg(long)]
     storage_only: bool,
+    /// Only the cluster against the embedded engine (docs/cluster.md): needs scripts/cluster.sh
+    /// and its tools (scripts/setup.sh).
+    #[arg(long)]
+    cluster_only: bool,
+    /// Node kills in the cluster's failover measurement.
+    #[arg(long, default_value_t = 10)]
+    failover_kills: usize,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -108,6 +116,19 @@ fn main() -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let rows = consumer_bench::run(&args.framelog_bin, &runtime)?;
         return report(&args, &rows);
+    }
+    if args.cluster_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let bench = cluster_bench::ClusterBench {
+            connections: args.connections,
+            seconds: args.seconds,
+            video_fragments: args.video_fragments,
+            fleet_streams: args.fleet_streams,
+            fleet_seconds: args.fleet_seconds,
+            kills: args.failover_kills,
+        };
+        let script = std::env::current_dir()?.join("scripts/cluster.sh");
+        return report(&args, &cluster_bench::run(&args.framelog_bin, &script, &runtime, bench)?);
     }
     if args.storage_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -14,6 +14,40 @@ pub struct Target {
     pub address: SocketAddr,
     child: Child,
     _data: Option<tempfile::TempDir>,
+    /// A cluster started by scripts/cluster.sh (docs/cluster.md): stopped when the target drops.
+    cluster: Option<ClusterRun>,
+}
+
+/// A running `scripts/cluster.sh` cluster: its state directory and port block.
+#[derive(Debug)]
+pub struct ClusterRun {
+    script: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    port: u16,
+    binary: std::path::PathBuf,
+}
+
+impl ClusterRun {
+    /// Runs a `scripts/cluster.sh` subcommand on this cluster (`kill-node 2`, `start-node 2`).
+    pub fn command(&self, args: &[&str]) -> anyhow::Result<()> {
+        let status = Command::new("bash")
+            .arg(&self.script)
+            .args(args)
+            .env("FRAMELOG_BIN", &self.binary)
+            .env("FRAMELOG_CLUSTER_DIR", &self.dir)
+            .env("FRAMELOG_CLUSTER_PORT", self.port.to_string())
+            .stdout(Stdio::null())
+            .status()
+            .with_context(|| format!("running {}", self.script.display()))?;
+        if !status.success() {
+            bail!("cluster.sh {args:?} failed ({status}); logs in {}/log", self.dir.display());
+        }
+        Ok(())
+    }
+
+    fn node_pid(&self, node: u16) -> Option<u32> {
+        std::fs::read_to_string(self.dir.join(format!("run/node{node}.pid"))).ok()?.trim().parse().ok()
+    }
 }
 
 fn free_address() -> anyhow::Result<SocketAddr> {
@@ -75,7 +109,7 @@ impl Target {
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        Target { name: "framelog", address, child, _data: None }.ready()
+        Target { name: "framelog", address, child, _data: None, cluster: None }.ready()
     }
 
     fn spawn_framelog(binary: &Path, data_dir: &Path, address: SocketAddr) -> anyhow::Result<Target> {
@@ -86,7 +120,7 @@ impl Target {
             .stdout(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
-        Target { name: "framelog", address, child, _data: None }.ready()
+        Target { name: "framelog", address, child, _data: None, cluster: None }.ready()
     }
 
     pub fn kinesalite(script: &Path) -> anyhow::Result<Target> {
@@ -98,11 +132,31 @@ impl Target {
             .stderr(Stdio::null())
             .spawn()
             .with_context(|| format!("starting {}", script.display()))?;
-        Target { name: "kinesalite", address, child, _data: None }.ready()
+        Target { name: "kinesalite", address, child, _data: None, cluster: None }.ready()
     }
 
+    /// A cluster of three nodes on NATS and SeaweedFS behind HAProxy, all on this machine,
+    /// started by `script` (scripts/cluster.sh) with its state in `dir`; `address` is HAProxy.
+    pub fn cluster(binary: &Path, script: &Path, dir: &Path) -> anyhow::Result<Target> {
+        let port = free_port_block()?;
+        let run = ClusterRun { script: script.into(), dir: dir.into(), port, binary: binary.into() };
+        run.command(&["up"])?;
+        // A stand-in child: the cluster's processes are the script's, stopped by `down` on drop.
+        let child = Command::new("sleep").arg("infinity").spawn().context("starting sleep")?;
+        let address = SocketAddr::from(([127, 0, 0, 1], port));
+        Target { name: "framelog cluster", address, child, _data: None, cluster: Some(run) }.ready()
+    }
+
+    pub fn cluster_run(&self) -> Option<&ClusterRun> {
+        self.cluster.as_ref()
+    }
+
+    /// The server process; for a cluster, node 1 (whose CPU and memory stand for one node's).
     pub fn pid(&self) -> u32 {
-        self.child.id()
+        match &self.cluster {
+            Some(run) => run.node_pid(1).unwrap_or(0),
+            None => self.child.id(),
+        }
     }
 
     fn ready(mut self) -> anyhow::Result<Target> {
@@ -124,5 +178,18 @@ impl Drop for Target {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(run) = &self.cluster {
+            let _ = run.command(&["down"]);
+        }
     }
+}
+
+/// The first port of a free block for scripts/cluster.sh (it uses base..base+50, and SeaweedFS's
+/// gRPC ports 10000 above).
+fn free_port_block() -> anyhow::Result<u16> {
+    let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
+    (200..400u16)
+        .map(|n| n * 100)
+        .find(|base| (*base..base + 50).chain(base + 10_040..base + 10_050).all(free))
+        .context("no free block of 50 ports for the cluster")
 }
