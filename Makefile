@@ -33,9 +33,6 @@ ARGS ?=
 
 # The real-client suites that also run against a cluster (FRAMELOG_CLUSTER=1, cluster_helpers.py).
 CLUSTER_SUITES := $(addprefix media-tests/python/,test_kds_boto3.py test_kvs_media.py test_kvs_control.py test_kvs_hls.py test_kds_consumers.py test_consumers.py)
-# Through HAProxy in TCP mode an early 400 to a PutMedia whose body is still being sent can be
-# lost to the connection reset that follows it (the proxy's doing; docs/known-gaps.md).
-CLUSTER_SUITES += --deselect media-tests/python/test_kvs_media.py::test_put_media_with_an_impossible_producer_start_is_400_invalid_argument
 
 .PHONY: setup run test test-cluster cluster bench soak
 

@@ -35,7 +35,9 @@ def _ports_free(base: int) -> bool:
 
 def free_port_block() -> int:
     for _ in range(200):
-        base = random.randrange(20000, 40000, 100)
+        # Below Linux's ephemeral ports (32768 and up), SeaweedFS's gRPC ports (+10000) included,
+        # so no outgoing connection can take a port between this check and the servers' binds.
+        base = random.randrange(10000, 22000, 100)
         if _ports_free(base):
             return base
     raise RuntimeError("no free block of ports for the cluster")

@@ -188,7 +188,8 @@ impl Drop for Target {
 /// gRPC ports 10000 above).
 fn free_port_block() -> anyhow::Result<u16> {
     let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
-    (200..400u16)
+    // Below the ephemeral ports (32768 and up), SeaweedFS's gRPC ports (+10000) included.
+    (100..220u16)
         .map(|n| n * 100)
         .find(|base| (*base..base + 50).chain(base + 10_040..base + 10_050).all(free))
         .context("no free block of 50 ports for the cluster")

@@ -72,8 +72,34 @@ pub async fn handle(State(ctx): State<KvsCtx>, headers: HeaderMap, body: Body) -
             tokio::spawn(ingest(ctx, stream, base, splitter, body, acks));
             response
         }
-        Err(error) => super::error_response(&error),
+        Err(error) => {
+            tokio::spawn(drain_refused(body));
+            super::error_response(&error)
+        }
     }
+}
+
+/// How much of a refused upload's body is read and dropped, and for how long, so that the error
+/// answer reaches the client before the connection closes.
+const REFUSED_DRAIN_BYTES: usize = 8 << 20;
+const REFUSED_DRAIN_TIME: Duration = Duration::from_secs(2);
+
+/// Reads and drops the body of an upload refused before its first byte was read. A connection
+/// closed with the client's bytes unread is reset, and a reset can destroy the answer before the
+/// client reads it; through a TCP proxy (HAProxy in cluster mode) it regularly does. Bounded in
+/// bytes and time, so a refused client cannot hold the connection.
+async fn drain_refused(body: Body) {
+    let mut stream = body.into_data_stream();
+    let mut drained = 0usize;
+    let _ = tokio::time::timeout(REFUSED_DRAIN_TIME, async {
+        while let Some(Ok(chunk)) = stream.next().await {
+            drained += chunk.len();
+            if drained >= REFUSED_DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// Checks made before the 200: which stream, and how timecodes are to be read.
