@@ -96,3 +96,55 @@ impl ClusterSettings {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(objects: Option<ObjectsFile>) -> ClusterSettings {
+        let cluster: ClusterFile = toml::from_str(
+            "nats = [\"nats://a:4222\", \"nats://b:4222\"]\nsigning_secret_file = \"/etc/framelog/iterator-secret\"",
+        )
+        .expect("parses");
+        ClusterSettings { cluster, objects }
+    }
+
+    fn objects(keys: bool) -> ObjectsFile {
+        let text = if keys {
+            "endpoint = \"http://s3:8333\"\nbucket = \"b\"\naccess_key_id = \"k\"\nsecret_access_key = \"s\""
+        } else {
+            "endpoint = \"http://s3:8333\"\nbucket = \"b\""
+        };
+        toml::from_str(text).expect("parses")
+    }
+
+    #[test]
+    fn defaults_fill_in_and_the_listen_address_names_the_node() {
+        let options = settings(Some(objects(true))).options("127.0.0.1:4566").expect("valid");
+        assert_eq!(options.nats_urls.len(), 2);
+        assert_eq!((options.replicas, options.node_id.as_str()), (3, "127.0.0.1:4566"));
+        assert_eq!(options.object_min_bytes, DEFAULT_OBJECT_MIN_BYTES);
+        assert_eq!(options.request_timeout, Duration::from_secs(30));
+        assert_eq!((options.objects.region.as_str(), options.objects.prefix.as_str()), ("us-east-1", "framelog"));
+    }
+
+    #[test]
+    fn a_cluster_without_objects_or_servers_is_refused_with_the_reason() {
+        let error = settings(None).options("n").expect_err("no [objects]");
+        assert!(error.contains("[objects]"), "{error}");
+        let mut no_servers = settings(Some(objects(true)));
+        no_servers.cluster.nats.clear();
+        assert!(no_servers.options("n").expect_err("no servers").contains("nats"));
+    }
+
+    #[test]
+    fn secrets_never_appear_in_debug_output() {
+        let shown = format!("{:?}", objects(true));
+        assert!(!shown.contains("\"s\"") && !shown.contains("secret_access_key"), "{shown}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(toml::from_str::<ClusterFile>("nats = []\nsigning_secret_file = \"x\"\nnatz = 1").is_err());
+    }
+}
