@@ -14,6 +14,7 @@ use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
 use ring::rand::{SecureRandom as _, SystemRandom};
 
 use crate::error::{Result, StoreError};
+use crate::meta::StreamMeta;
 
 /// Bytes an encrypted payload adds (the GCM tag).
 pub const OVERHEAD_BYTES: usize = 16;
@@ -76,6 +77,20 @@ impl MasterKey {
             .map_err(|_| StoreError::Crypto("the data key does not open under this master key"))?;
         Ok(DataKey(aes_key(key)?))
     }
+}
+
+/// A new data key wrapped by `master` (hex), for `StreamEncryption::wrapped_key_hex`.
+pub(crate) fn new_wrapped_data_key_hex(master: Option<&MasterKey>) -> Result<String> {
+    let master = master.ok_or(StoreError::Crypto("the engine has no master key"))?;
+    Ok(hex::encode(master.new_wrapped_data_key()?))
+}
+
+/// The key that seals and opens `meta`'s stream's payloads, unwrapped by `master`.
+pub(crate) fn stream_data_key(master: Option<&MasterKey>, meta: &StreamMeta) -> Result<DataKey> {
+    let encryption = meta.encryption.as_ref().ok_or(StoreError::Crypto("the stream has no data key"))?;
+    let master = master.ok_or_else(|| StoreError::NoMasterKey(meta.name.clone()))?;
+    let wrapped = hex::decode(&encryption.wrapped_key_hex).map_err(|_| StoreError::Crypto("wrapped key is not hex"))?;
+    master.unwrap_data_key(&wrapped)
 }
 
 fn entry_nonce(shard: u32, seq: u64) -> Nonce {

@@ -247,17 +247,12 @@ impl LocalEngine {
 
     /// A new data key wrapped by the master key (hex), for `StreamEncryption::wrapped_key_hex`.
     pub fn new_wrapped_data_key_hex(&self) -> Result<String> {
-        let master = self.inner.master_key.as_ref().ok_or(StoreError::Crypto("the engine has no master key"))?;
-        Ok(hex::encode(master.new_wrapped_data_key()?))
+        crate::crypto::new_wrapped_data_key_hex(self.inner.master_key.as_deref())
     }
 
     /// The key that opens the stream's sealed payloads.
     pub(crate) fn data_key(&self, meta: &StreamMeta) -> Result<DataKey> {
-        let encryption = meta.encryption.as_ref().ok_or(StoreError::Crypto("the stream has no data key"))?;
-        let master = self.inner.master_key.as_ref().ok_or_else(|| StoreError::NoMasterKey(meta.name.clone()))?;
-        let wrapped =
-            hex::decode(&encryption.wrapped_key_hex).map_err(|_| StoreError::Crypto("wrapped key is not hex"))?;
-        master.unwrap_data_key(&wrapped)
+        crate::crypto::stream_data_key(self.inner.master_key.as_deref(), meta)
     }
 
     /// Deletes a stream and all its entries. Runs on the commit thread so no append can land after it.

@@ -100,8 +100,7 @@ impl Backend for ClusterEngine {
     }
 
     fn new_wrapped_data_key_hex(&self) -> Result<String> {
-        let master = self.node.options.master_key.as_ref().ok_or(StoreError::Crypto("the engine has no master key"))?;
-        Ok(hex::encode(master.new_wrapped_data_key()?))
+        crate::crypto::new_wrapped_data_key_hex(self.node.options.master_key.as_deref())
     }
 
     fn delete_stream(&self, name: &str) -> Result<()> {

@@ -137,11 +137,7 @@ impl Node {
 
     /// The key that seals and opens the stream's payloads.
     pub(crate) fn data_key(&self, meta: &StreamMeta) -> Result<DataKey> {
-        let encryption = meta.encryption.as_ref().ok_or(StoreError::Crypto("the stream has no data key"))?;
-        let master = self.options.master_key.as_ref().ok_or_else(|| StoreError::NoMasterKey(meta.name.clone()))?;
-        let wrapped =
-            hex::decode(&encryption.wrapped_key_hex).map_err(|_| StoreError::Crypto("wrapped key is not hex"))?;
-        master.unwrap_data_key(&wrapped)
+        crate::crypto::stream_data_key(self.options.master_key.as_deref(), meta)
     }
 
     /// The attributes of an entry, amended ones first.
