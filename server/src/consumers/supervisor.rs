@@ -159,6 +159,10 @@ impl Supervisor {
         wanted: Vec<ConsumerKey>,
         gone: Vec<ConsumerKey>,
     ) -> HashMap<ConsumerKey, Option<Instant>> {
+        // Most rounds follow a checkpoint and have no lease to touch: no trip to a blocking thread.
+        if wanted.is_empty() && gone.is_empty() {
+            return HashMap::new();
+        }
         let engine = self.ctx.video.engine.clone();
         let work = move || {
             for key in &gone {

@@ -62,13 +62,6 @@ impl ClusterEngine {
         }
         Ok(engine)
     }
-
-    fn run<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(Arc<Node>) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send>>,
-    ) -> Result<T> {
-        self.bridge.run(work(self.node.clone()))
-    }
 }
 
 impl Backend for ClusterEngine {
@@ -77,12 +70,12 @@ impl Backend for ClusterEngine {
     }
 
     fn create_stream(&self, meta: StreamMeta) -> Result<StreamHandle> {
-        self.run(move |node| Box::pin(streams::create(node, meta)))
+        self.bridge.run(streams::create(self.node.clone(), meta))
     }
 
     fn stream(&self, name: &str) -> Result<StreamHandle> {
         let name = name.to_string();
-        self.run(move |node| Box::pin(streams::refresh(node, name)))
+        self.bridge.run(streams::refresh(self.node.clone(), name))
     }
 
     fn streams(&self) -> Vec<StreamHandle> {
@@ -105,12 +98,12 @@ impl Backend for ClusterEngine {
 
     fn delete_stream(&self, name: &str) -> Result<()> {
         let handle = self.node.stream(name)?;
-        self.run(move |node| Box::pin(streams::delete(node, handle)))
+        self.bridge.run(streams::delete(self.node.clone(), handle))
     }
 
     fn amend_attrs(&self, handle: &StreamHandle, shard: u32, seq: u64, change: AmendFn) -> Result<bool> {
         let handle = handle.clone();
-        self.run(move |node| Box::pin(watch::amend(node, handle, shard, seq, change)))
+        self.bridge.run(watch::amend(self.node.clone(), handle, shard, seq, change))
     }
 
     fn append(&self, handle: &StreamHandle, entries: Vec<NewEntry>) -> Result<AppendWait> {
@@ -145,7 +138,7 @@ impl Backend for ClusterEngine {
 
     fn resolve(&self, handle: &StreamHandle, shard: u32, position: Position) -> Result<u64> {
         let handle = handle.clone();
-        self.run(move |node| Box::pin(read::resolve(node, handle, shard, position)))
+        self.bridge.run(read::resolve(self.node.clone(), handle, shard, position))
     }
 
     fn read(
@@ -157,7 +150,7 @@ impl Backend for ClusterEngine {
         max_bytes: usize,
     ) -> Result<ReadBatch> {
         let handle = handle.clone();
-        self.run(move |node| Box::pin(read::read(node, handle, shard, from_seq, max_count, max_bytes)))
+        self.bridge.run(read::read(self.node.clone(), handle, shard, from_seq, max_count, max_bytes))
     }
 
     fn list_headers(
@@ -169,7 +162,7 @@ impl Backend for ClusterEngine {
         max_count: usize,
     ) -> Result<Vec<HeaderItem>> {
         let handle = handle.clone();
-        self.run(move |node| Box::pin(read::list_headers(node, handle, shard, from_seq, to_seq, max_count)))
+        self.bridge.run(read::list_headers(self.node.clone(), handle, shard, from_seq, to_seq, max_count))
     }
 
     fn producer_range(
@@ -182,13 +175,13 @@ impl Backend for ClusterEngine {
         max_count: usize,
     ) -> Result<Vec<(u64, u64)>> {
         let handle = handle.clone();
-        self.run(move |node| Box::pin(read::producer_range(node, handle, shard, start_ms..=end_ms, after, max_count)))
+        self.bridge.run(read::producer_range(self.node.clone(), handle, shard, start_ms..=end_ms, after, max_count))
     }
 
     fn entry_ref(&self, handle: &StreamHandle, shard: u32, from_seq: u64) -> Result<(Option<EntryRef>, u64)> {
         let handle = handle.clone();
         let bridge = self.bridge.clone();
-        self.run(move |node| Box::pin(read::entry_ref(node, bridge, handle, shard, from_seq)))
+        self.bridge.run(read::entry_ref(self.node.clone(), bridge, handle, shard, from_seq))
     }
 
     fn meta_changes(&self) -> tokio::sync::watch::Receiver<u64> {
@@ -205,7 +198,7 @@ impl Backend for ClusterEngine {
 
     fn release_lease(&self, work: &str) -> Result<()> {
         let work = work.to_string();
-        self.run(move |node| Box::pin(leases::release(node, work)))
+        self.bridge.run(leases::release(self.node.clone(), work))
     }
 
     /// Trims every shard of every stream; a shard that fails does not stop the others, and the

@@ -15,13 +15,8 @@ use crate::retention::TrimStats;
 
 /// Trims one shard (each shard gets its own deadline: one slow shard must not stop the rest).
 pub(crate) async fn trim_shard(node: Arc<Node>, handle: StreamHandle, shard: u32) -> Result<TrimStats> {
+    let (node, handle) = (&*node, &handle);
     let mut stats = TrimStats::default();
-    let (node, handle, stats_out) = (&*node, &handle, &mut stats);
-    trim_shard_into(node, handle, shard, stats_out).await?;
-    Ok(stats)
-}
-
-async fn trim_shard_into(node: &Node, handle: &StreamHandle, shard: u32, stats: &mut TrimStats) -> Result<()> {
     let id = handle.id();
     // One cutoff for the index and the objects, as in the local engine.
     let cutoff_ms = node.cutoff_ms(handle);
@@ -34,5 +29,5 @@ async fn trim_shard_into(node: &Node, handle: &StreamHandle, shard: u32, stats: 
         stats.shards_trimmed += u64::from(removed > 0);
         forget_amendments(node, id, shard..shard + 1, keep_from).await?;
     }
-    Ok(())
+    Ok(stats)
 }
