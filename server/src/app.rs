@@ -29,6 +29,8 @@ pub async fn run(
     let opened = AppState::open(&config, address)?;
     let background = opened.state.background.clone();
     crate::consumers::supervisor::start(opened.state.consumers.clone(), opened.consumer_changes);
+    // A reshard recorded before a crash or a stop takes effect now (or at its due time).
+    crate::kds::resume_pending(&opened.state.kds);
     let trim_every = Duration::from_secs(config.trim_interval_secs.max(1));
     background.spawn("retention trimmer".into(), trim_periodically(opened.engine.clone(), trim_every));
     match &opened.state.auth.mode {

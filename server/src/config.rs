@@ -37,6 +37,18 @@ pub struct Config {
     pub segment_min_bytes: u64,
     /// Join a cluster instead of opening the local engine (`[cluster]` with `[objects]`).
     pub cluster: Option<ClusterSettings>,
+    /// Kinesis Data Streams behaviour (`[kds]`).
+    pub kds: KdsConfig,
+}
+
+/// The `[kds]` table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KdsConfig {
+    /// How long a stream shows UPDATING before a SplitShard, MergeShards or UpdateShardCount
+    /// takes effect; 0 applies it before the call returns.
+    #[serde(default)]
+    pub reshard_delay_ms: u64,
 }
 
 /// How GetImages and the consumers decode video.
@@ -107,6 +119,7 @@ impl Default for Config {
             images: ImageSettings::default(),
             segment_min_bytes: framelog_store::DEFAULT_SEGMENT_MIN_BYTES,
             cluster: None,
+            kds: KdsConfig::default(),
         }
     }
 }
@@ -133,6 +146,7 @@ pub struct FileConfig {
     pub engine: Option<EngineFile>,
     pub cluster: Option<ClusterFile>,
     pub objects: Option<ObjectsFile>,
+    pub kds: Option<KdsConfig>,
 }
 
 /// The `[engine]` table.
@@ -234,6 +248,9 @@ impl Config {
         }
         if let Some(cluster) = file.cluster {
             self.cluster = Some(ClusterSettings { cluster, objects: file.objects });
+        }
+        if let Some(kds) = file.kds {
+            self.kds = kds;
         }
         if let Some(engine) = file.engine {
             self.segment_min_bytes = engine.segment_min_bytes.unwrap_or(self.segment_min_bytes);

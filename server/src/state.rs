@@ -70,6 +70,7 @@ impl AppState {
                 region: config.region.clone(),
                 shard_limit: config.shard_limit,
                 default_retention_hours: 24,
+                reshard_delay_ms: config.kds.reshard_delay_ms,
             },
             iterators: IteratorCodec::new(secret.derive("kds shard iterator")),
         };

@@ -1,6 +1,10 @@
 //! Delivery of a record consumer: one task per shard (records of a shard stay in order; shards
 //! do not wait for each other), each reading from its checkpoint, batching up to MaxRecords or
 //! MaxWaitMs, posting a Lambda-shaped Kinesis event and committing its shard's position.
+//!
+//! Resharding: shards a reshard opens get tasks as they appear. A child whose parents this
+//! consumer was reading starts only once they were delivered to their end, and from the child's
+//! first record, so records of a key arrive in order across the reshard (as KCL does it).
 
 use std::time::Duration;
 
@@ -39,15 +43,26 @@ pub fn start_seqs(
 /// Runs every shard's delivery until the task is aborted (which aborts the shard tasks too).
 pub async fn run(ctx: ConsumersCtx, handle: StreamHandle, spec: RecordConsumerSpec, background: Background) {
     let mut shards = JoinSet::new();
-    for shard in 0..handle.meta().shards.len() as u32 {
-        let shard_runner = ShardRunner {
-            ctx: ctx.clone(),
-            handle: handle.clone(),
-            spec: spec.clone(),
-            shard,
-            background: background.clone(),
-        };
-        shards.spawn(shard_runner.run());
+    let mut changes = ctx.video.engine.meta_changes();
+    let mut started = 0;
+    loop {
+        let count = handle.shard_count();
+        for shard in started..count {
+            let shard_runner = ShardRunner {
+                ctx: ctx.clone(),
+                handle: handle.clone(),
+                spec: spec.clone(),
+                shard,
+                background: background.clone(),
+            };
+            shards.spawn(shard_runner.run());
+        }
+        started = count;
+        if changes.changed().await.is_err() {
+            break;
+        }
+        // Finished shard tasks (closed shards delivered to their end) are reaped as we go.
+        while shards.try_join_next().is_some() {}
     }
     while shards.join_next().await.is_some() {}
 }
@@ -63,17 +78,17 @@ struct ShardRunner {
 
 impl ShardRunner {
     async fn run(self) {
-        let checkpoint: RecordCheckpoint = state::checkpoint_of(&self.handle.meta().settings, &self.spec.name);
+        let Some(mut next) = self.first_seq().await else { return };
         let Ok(mut tip) = self.handle.subscribe(self.shard) else { return };
-        let mut next = match checkpoint.next_seq.get(&self.shard) {
-            Some(seq) => *seq,
-            None => match start_seqs(&self.ctx, &self.handle, &self.spec.start) {
-                Ok(seqs) => seqs.get(&self.shard).copied().unwrap_or(0),
-                Err(_) => return,
-            },
-        };
         loop {
             let Ok(newest) = self.handle.tip_seq(self.shard) else { return };
+            if let Some(end_seq) = self.end_seq()
+                && next >= end_seq
+            {
+                // Delivered to the end of a closed shard: record it, so its children may start.
+                self.commit_position(end_seq).await;
+                return;
+            }
             if next >= newest {
                 let _ = tokio::time::timeout(Duration::from_secs(1), tip.changed()).await;
                 continue;
@@ -99,6 +114,65 @@ impl ShardRunner {
             self.deliver_and_commit(&entries, after).await;
             next = after;
         }
+    }
+
+    /// Where this shard's delivery starts: its checkpoint (a consumer's checkpoint names every
+    /// shard that existed when it was created); for a shard a reshard opened later, its first
+    /// record once its parents were delivered to their end. `None` when the stream went away.
+    async fn first_seq(&self) -> Option<u64> {
+        let meta = self.handle.meta();
+        let checkpoint: RecordCheckpoint = state::checkpoint_of(&meta.settings, &self.spec.name);
+        if let Some(seq) = checkpoint.next_seq.get(&self.shard) {
+            return Some(*seq);
+        }
+        let shard = meta.shards.get(self.shard as usize)?;
+        let parents: Vec<u32> = shard.parent.into_iter().chain(shard.adjacent_parent).collect();
+        if !parents.is_empty() {
+            self.wait_for_parents(&parents).await?;
+            return self.ctx.video.engine.resolve(&self.handle, self.shard, Position::TrimHorizon).ok();
+        }
+        start_seqs(&self.ctx, &self.handle, &self.spec.start).ok()?.get(&self.shard).copied()
+    }
+
+    /// Waits until every parent was delivered to its end (its checkpoint reached its end).
+    async fn wait_for_parents(&self, parents: &[u32]) -> Option<()> {
+        let mut changes = self.ctx.video.engine.meta_changes();
+        loop {
+            let meta = self.handle.meta();
+            let checkpoint: RecordCheckpoint = state::checkpoint_of(&meta.settings, &self.spec.name);
+            let drained = parents.iter().all(|p| {
+                let end = meta.shards.get(*p as usize).and_then(|s| s.closed).map(|c| c.end_seq);
+                end.is_some_and(|end| checkpoint.next_seq.get(p).is_some_and(|&next| next >= end))
+            });
+            if drained {
+                return Some(());
+            }
+            if self.ctx.video.engine.stream(&meta.name).is_err() {
+                return None;
+            }
+            let _ = tokio::time::timeout(Duration::from_secs(1), changes.changed()).await;
+        }
+    }
+
+    /// One past the last record of this shard, once a reshard closed it.
+    fn end_seq(&self) -> Option<u64> {
+        self.handle.meta().shards.get(self.shard as usize).and_then(|s| s.closed).map(|c| c.end_seq)
+    }
+
+    /// Stores this shard's position without a delivery (the end of a closed shard).
+    async fn commit_position(&self, next_seq: u64) {
+        let (engine, handle, name, shard) =
+            (self.ctx.video.engine.clone(), self.handle.clone(), self.spec.name.clone(), self.shard);
+        let consumer = name.clone();
+        state::commit_unsynced(&self.background, engine, handle, name, None, move |settings| {
+            let mut checkpoint: RecordCheckpoint = state::checkpoint_of(settings, &consumer);
+            if checkpoint.next_seq.get(&shard).is_some_and(|&seq| seq >= next_seq) {
+                return;
+            }
+            checkpoint.next_seq.insert(shard, next_seq);
+            settings.insert(state::checkpoint_key(&consumer), serde_json::to_string(&checkpoint).unwrap_or_default());
+        })
+        .await;
     }
 
     async fn read(&self, from_seq: u64) -> Option<Vec<Entry>> {

@@ -1,7 +1,7 @@
 //! What every KDS operation needs: the engine, the account settings, the iterator codec, and the
 //! shared request checks (which stream is meant, shard id syntax).
 
-use framelog_store::{Engine, StreamHandle, StreamKind, StreamMeta};
+use framelog_store::{Engine, ShardMeta, StreamHandle, StreamKind, StreamMeta};
 use serde_json::{Value, json};
 
 use super::iterator::IteratorCodec;
@@ -17,6 +17,9 @@ pub struct KdsSettings {
     /// Most shards all streams together may have (LimitExceededException beyond).
     pub shard_limit: u32,
     pub default_retention_hours: u32,
+    /// How long a stream stays UPDATING before a reshard takes effect (0: before the call
+    /// returns). AWS takes seconds; clients must cope with either.
+    pub reshard_delay_ms: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -96,16 +99,52 @@ pub fn parse_shard_id(text: &str) -> Option<u32> {
 
 pub fn shard_json(meta: &StreamMeta, index: usize) -> Value {
     let shard = &meta.shards[index];
-    json!({
+    let created_secs = shard.created_ms / 1000;
+    let mut range = json!({"StartingSequenceNumber": seqnum::starting(created_secs, shard.index)});
+    if let Some(closed) = shard.closed {
+        // One past the last record: every record of the shard sorts below it.
+        range["EndingSequenceNumber"] =
+            seqnum::encode(created_secs, shard.index, Some(closed.end_seq), closed.closed_ms / 1000).into();
+    }
+    let mut out = json!({
         "ShardId": shard_id(shard.index),
-        "HashKeyRange": {
-            "StartingHashKey": shard.start_hash.to_string(),
-            "EndingHashKey": shard.end_hash.to_string(),
-        },
-        "SequenceNumberRange": {
-            "StartingSequenceNumber": seqnum::starting(shard.created_ms / 1000, shard.index),
-        },
-    })
+        "HashKeyRange": hash_range_json(shard),
+        "SequenceNumberRange": range,
+    });
+    if let Some(parent) = shard.parent {
+        out["ParentShardId"] = shard_id(parent).into();
+    }
+    if let Some(adjacent) = shard.adjacent_parent {
+        out["AdjacentParentShardId"] = shard_id(adjacent).into();
+    }
+    out
+}
+
+pub fn hash_range_json(shard: &ShardMeta) -> Value {
+    json!({"StartingHashKey": shard.start_hash.to_string(), "EndingHashKey": shard.end_hash.to_string()})
+}
+
+/// The shards KDS still shows: open ones, and closed ones until retention has expired all
+/// their records (nothing in them can be read after that).
+pub fn visible_shards(meta: &StreamMeta, now_ms: u64) -> impl Iterator<Item = &ShardMeta> {
+    let retention_ms = meta.retention_ms();
+    meta.shards.iter().filter(move |s| s.closed.is_none_or(|c| c.closed_ms.saturating_add(retention_ms) > now_ms))
+}
+
+/// The shards a closed shard's keys went to, as GetRecords and SubscribeToShard show them.
+pub fn child_shards(meta: &StreamMeta, parent: u32) -> Vec<Value> {
+    meta.shards
+        .iter()
+        .filter(|s| s.parent == Some(parent) || s.adjacent_parent == Some(parent))
+        .map(|s| {
+            let parents: Vec<String> = s.parent.into_iter().chain(s.adjacent_parent).map(shard_id).collect();
+            json!({"ShardId": shard_id(s.index), "ParentShards": parents, "HashKeyRange": hash_range_json(s)})
+        })
+        .collect()
+}
+
+pub fn open_shard_count(meta: &StreamMeta) -> usize {
+    meta.shards.iter().filter(|s| s.is_open()).count()
 }
 
 pub fn epoch_secs(ms: u64) -> Value {

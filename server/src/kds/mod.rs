@@ -8,7 +8,11 @@ mod context;
 mod encryption;
 mod hashkey;
 mod iterator;
+mod list_shards;
 mod records;
+mod reshard;
+#[cfg(test)]
+mod reshard_tests;
 mod seqnum;
 mod streams;
 #[cfg(test)]
@@ -26,6 +30,7 @@ use serde_json::Value;
 
 pub use context::{KdsCtx, KdsSettings};
 pub use iterator::IteratorCodec;
+pub use reshard::resume_pending;
 
 use crate::background::Background;
 use crate::document::Document;
@@ -44,7 +49,10 @@ fn operation(name: &str) -> Option<Operation> {
         "DescribeStream" => streams::describe_stream,
         "DescribeStreamSummary" => streams::describe_stream_summary,
         "ListStreams" => streams::list_streams,
-        "ListShards" => streams::list_shards,
+        "ListShards" => list_shards::list_shards,
+        "SplitShard" => reshard::split_shard,
+        "MergeShards" => reshard::merge_shards,
+        "UpdateShardCount" => reshard::update_shard_count,
         "IncreaseStreamRetentionPeriod" => |ctx, body| streams::change_retention(ctx, body, true),
         "DecreaseStreamRetentionPeriod" => |ctx, body| streams::change_retention(ctx, body, false),
         "AddTagsToStream" => streams::add_tags,

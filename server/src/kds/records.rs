@@ -51,22 +51,66 @@ fn read_put_input(body: &Document, v: &mut Violations, path: &str) -> Result<Put
     Ok(PutInput { data, partition_key: partition_key.unwrap_or_default(), explicit_hash_key })
 }
 
-/// Picks the shard whose hash key range holds the record's hash.
-fn route(meta: &StreamMeta, input: &PutInput) -> Result<u32, ApiError> {
-    let hash = match &input.explicit_hash_key {
+/// The record's hash key: its ExplicitHashKey, or the MD5 of its partition key.
+fn hash_of(input: &PutInput) -> Result<u128, ApiError> {
+    match &input.explicit_hash_key {
         Some(text) => hashkey::parse_explicit(text).ok_or_else(|| {
             ApiError::invalid(format!(
                 "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {text}"
             ))
-        })?,
-        None => hashkey::partition_hash(&input.partition_key),
-    };
-    let found = meta.shards.partition_point(|s| s.end_hash < hash);
-    meta.shards
-        .get(found)
-        .filter(|s| s.start_hash <= hash)
-        .map(|s| s.index)
-        .ok_or_else(|| ApiError::bare(ErrorType::InternalFailure))
+        }),
+        None => Ok(hashkey::partition_hash(&input.partition_key)),
+    }
+}
+
+/// Picks, for each hash, the open shard whose hash key range holds it.
+fn route(meta: &StreamMeta, hashes: &[u128]) -> Result<Vec<u32>, ApiError> {
+    let mut open: Vec<&framelog_store::ShardMeta> = meta.shards.iter().filter(|s| s.is_open()).collect();
+    open.sort_by_key(|s| s.start_hash);
+    hashes
+        .iter()
+        .map(|&hash| {
+            let found = open.partition_point(|s| s.end_hash < hash);
+            open.get(found)
+                .filter(|s| s.start_hash <= hash)
+                .map(|s| s.index)
+                .ok_or_else(|| ApiError::bare(ErrorType::InternalFailure))
+        })
+        .collect()
+}
+
+/// How often a put is routed again after a reshard closed a shard it was routed to.
+const ROUTE_ATTEMPTS: usize = 4;
+
+/// Routes and appends records, routing again by the newest shard map when a reshard closed a
+/// shard in between: a put never fails, and never lands in a closed shard, because of a reshard.
+fn append_routed(
+    ctx: &KdsCtx,
+    handle: &StreamHandle,
+    inputs: &[PutInput],
+    hashes: &[u128],
+) -> Result<(StreamMeta, Vec<framelog_store::Appended>), ApiError> {
+    let mut attempt = 0;
+    loop {
+        let meta = handle.meta();
+        let shards = route(&meta, hashes)?;
+        let entries = inputs
+            .iter()
+            .zip(&shards)
+            .map(|(input, &shard)| NewEntry {
+                shard,
+                producer_ts_ms: None,
+                attrs: input.partition_key.clone().into_bytes(),
+                payload: input.data.clone(),
+            })
+            .collect();
+        attempt += 1;
+        match ctx.engine.append(handle, entries).and_then(|wait| wait.wait_blocking()) {
+            Err(framelog_store::StoreError::ShardClosed { .. }) if attempt < ROUTE_ATTEMPTS => continue,
+            Err(error) => return Err(ctx.store_error(error)),
+            Ok(landed) => return Ok((meta, landed)),
+        }
+    }
 }
 
 fn check_record_size(meta: &StreamMeta, input: &PutInput, v: &mut Violations, path: &str) {
@@ -105,23 +149,14 @@ pub fn put_record(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
             ctx.settings.account_id
         )));
     }
-    let shard = route(&meta, &input)?;
-    let entry = NewEntry { shard, producer_ts_ms: None, attrs: input.partition_key.into_bytes(), payload: input.data };
-    let landed = append(ctx, &handle, vec![entry])?;
+    let hash = hash_of(&input)?;
+    let (meta, landed) = append_routed(ctx, &handle, std::slice::from_ref(&input), &[hash])?;
     let first = landed.first().ok_or_else(|| ApiError::bare(ErrorType::InternalFailure))?;
     Ok(json!({
-        "ShardId": shard_id(shard),
-        "SequenceNumber": sequence_number(&meta, shard, first.seq, first.arrival_ms),
+        "ShardId": shard_id(first.shard),
+        "SequenceNumber": sequence_number(&meta, first.shard, first.seq, first.arrival_ms),
         "EncryptionType": super::encryption::shown(&meta).0,
     }))
-}
-
-fn append(
-    ctx: &KdsCtx,
-    handle: &StreamHandle,
-    entries: Vec<NewEntry>,
-) -> Result<Vec<framelog_store::Appended>, ApiError> {
-    ctx.engine.append(handle, entries).and_then(|wait| wait.wait_blocking()).map_err(|e| ctx.store_error(e))
 }
 
 pub fn put_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
@@ -153,26 +188,16 @@ pub fn put_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
         check_record_size(&meta, input, &mut v, &format!("records.{}.member.", i + 1));
     }
     v.finish()?;
-    let shards = inputs.iter().map(|input| route(&meta, input)).collect::<Result<Vec<_>, _>>()?;
-    let entries = inputs
-        .into_iter()
-        .zip(&shards)
-        .map(|(input, &shard)| NewEntry {
-            shard,
-            producer_ts_ms: None,
-            attrs: input.partition_key.into_bytes(),
-            payload: input.data,
-        })
-        .collect();
+    let hashes = inputs.iter().map(hash_of).collect::<Result<Vec<_>, _>>()?;
     // One engine append per request: the whole batch shares one group commit. If it fails, every
     // entry reports InternalFailure, as KDS's per-record results allow.
-    let results: Vec<Value> = match append(ctx, &handle, entries) {
-        Ok(landed) => landed
+    let results: Vec<Value> = match append_routed(ctx, &handle, &inputs, &hashes) {
+        Ok((meta, landed)) => landed
             .iter()
             .map(|a| json!({"SequenceNumber": sequence_number(&meta, a.shard, a.seq, a.arrival_ms), "ShardId": shard_id(a.shard)}))
             .collect(),
         Err(error) if error.kind == ErrorType::InternalFailure => {
-            shards.iter().map(|_| json!({"ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure."})).collect()
+            hashes.iter().map(|_| json!({"ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure."})).collect()
         }
         Err(error) => return Err(error),
     };
@@ -358,6 +383,14 @@ pub fn get_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
             })
         })
         .collect();
+    let shard_end = meta.shards[state.shard as usize].closed.filter(|c| batch.next_seq >= c.end_seq);
+    if shard_end.is_some() {
+        // The end of a closed shard: no iterator to go on with, and where its keys went.
+        let children = super::context::child_shards(&meta, state.shard);
+        return Ok(
+            json!({"Records": records, "NextShardIterator": null, "MillisBehindLatest": 0, "ChildShards": children}),
+        );
+    }
     let next = ctx.iterators.encode(&IteratorState { issued_ms: now_ms, seq: batch.next_seq, ..state });
     Ok(json!({"Records": records, "NextShardIterator": next, "MillisBehindLatest": millis_behind}))
 }

@@ -4,7 +4,8 @@ use base64::Engine as _;
 use framelog_store::{StreamKind, new_stream_meta};
 use serde_json::{Value, json};
 
-use super::context::{KdsCtx, epoch_secs, parse_shard_id, shard_json};
+use super::context::{KdsCtx, epoch_secs, open_shard_count, parse_shard_id, shard_json, visible_shards};
+use super::reshard::status;
 use crate::document::{Document, Violations};
 use crate::error::{ApiError, ErrorType};
 
@@ -44,18 +45,9 @@ pub fn create_stream(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
         ("ON_DEMAND", None) => ON_DEMAND_SHARDS,
         _ => return Err(ApiError::invalid("ShardCount is required for a stream in PROVISIONED mode.")),
     };
-    let current: u32 = ctx.data_streams().iter().map(|s| s.shards.len() as u32).sum();
+    let current: u32 = ctx.data_streams().iter().map(|s| open_shard_count(s) as u32).sum();
     if current + shards > ctx.settings.shard_limit {
-        return Err(ApiError::new(
-            ErrorType::LimitExceeded,
-            format!(
-                "This request would exceed the shard limit for the account {} in {}. Current shard count for the account: {}. \
-                 Limit: {}. Number of additional shards that would have resulted from this request: {}. Refer to the AWS Service \
-                 Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how \
-                 to request higher limits.",
-                ctx.settings.account_id, ctx.settings.region, current, ctx.settings.shard_limit, shards
-            ),
-        ));
+        return Err(ApiError::new(ErrorType::LimitExceeded, shard_limit_message(ctx, current, shards)));
     }
     let now_ms = ctx.engine.now_ms();
     let mut meta =
@@ -65,6 +57,16 @@ pub fn create_stream(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     meta.tags.extend(tags);
     ctx.engine.create_stream(meta).map_err(|e| ctx.store_error(e))?;
     Ok(json!({}))
+}
+
+pub fn shard_limit_message(ctx: &KdsCtx, current: u32, added: u32) -> String {
+    format!(
+        "This request would exceed the shard limit for the account {} in {}. Current shard count for the account: {}. \
+         Limit: {}. Number of additional shards that would have resulted from this request: {}. Refer to the AWS Service \
+         Limits page (http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current limits and how \
+         to request higher limits.",
+        ctx.settings.account_id, ctx.settings.region, current, ctx.settings.shard_limit, added
+    )
 }
 
 pub fn delete_stream(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
@@ -89,13 +91,15 @@ pub fn describe_stream(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> 
     let meta = ctx.lookup(&name)?.meta();
     let limit = limit.unwrap_or(100) as usize;
     let after = start.as_deref().and_then(parse_shard_id);
-    let eligible: Vec<usize> =
-        (0..meta.shards.len()).filter(|&i| after.is_none_or(|a| meta.shards[i].index > a)).collect();
+    let eligible: Vec<usize> = visible_shards(&meta, ctx.engine.now_ms())
+        .filter(|s| after.is_none_or(|a| s.index > a))
+        .map(|s| s.index as usize)
+        .collect();
     let shards: Vec<Value> = eligible.iter().take(limit).map(|&i| shard_json(&meta, i)).collect();
     Ok(json!({"StreamDescription": {
         "StreamName": meta.name,
         "StreamARN": meta.arn,
-        "StreamStatus": "ACTIVE",
+        "StreamStatus": status(&meta),
         "StreamModeDetails": mode_details(&meta),
         "Shards": shards,
         "HasMoreShards": eligible.len() > limit,
@@ -114,14 +118,14 @@ pub fn describe_stream_summary(ctx: &KdsCtx, body: Document) -> Result<Value, Ap
     Ok(json!({"StreamDescriptionSummary": {
         "StreamName": meta.name,
         "StreamARN": meta.arn,
-        "StreamStatus": "ACTIVE",
+        "StreamStatus": status(&meta),
         "StreamModeDetails": mode_details(&meta),
         "RetentionPeriodHours": meta.retention_hours,
         "StreamCreationTimestamp": epoch_secs(meta.created_ms),
         "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
         "EncryptionType": super::encryption::shown(&meta).0,
         "KeyId": super::encryption::shown(&meta).1,
-        "OpenShardCount": meta.shards.len(),
+        "OpenShardCount": open_shard_count(&meta),
         "ConsumerCount": 0,
         "MaxRecordSizeInKiB": max_kib,
     }}))
@@ -150,7 +154,7 @@ pub fn list_streams(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
         "StreamSummaries": page.iter().map(|m| json!({
             "StreamName": m.name,
             "StreamARN": m.arn,
-            "StreamStatus": "ACTIVE",
+            "StreamStatus": status(m),
             "StreamModeDetails": mode_details(m),
             "StreamCreationTimestamp": epoch_secs(m.created_ms),
         })).collect::<Vec<_>>(),
@@ -161,61 +165,12 @@ pub fn list_streams(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     Ok(out)
 }
 
-pub fn list_shards(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
-    let max = body.int("MaxResults")?;
-    v.range(max, "maxResults", 1, 10_000);
-    let start = body.str("ExclusiveStartShardId")?;
-    v.name(&start, "exclusiveStartShardId", 128);
-    let token = body.str("NextToken")?;
-    let has_stream = body.str("StreamName")?.is_some() || body.str("StreamARN")?.is_some();
-    if let Some(filter) = body.object("ShardFilter")? {
-        let kind = filter.str("Type")?;
-        v.required(&kind, "shardFilter.type");
-        let types =
-            ["AFTER_SHARD_ID", "AT_TRIM_HORIZON", "FROM_TRIM_HORIZON", "AT_LATEST", "AT_TIMESTAMP", "FROM_TIMESTAMP"];
-        v.one_of(&kind, "shardFilter.type", &types);
-    }
-    let (name, after) = match token {
-        Some(_) if has_stream => {
-            return Err(ApiError::invalid("NextToken and StreamName cannot be provided together."));
-        }
-        Some(token) => {
-            v.finish()?;
-            let (payload, issued_ms) = decode_token(&token, "shards")?;
-            if ctx.engine.now_ms().saturating_sub(issued_ms) > 300_000 {
-                return Err(ApiError::new(
-                    ErrorType::ExpiredNextToken,
-                    "The timestamp of the given NextToken has expired",
-                ));
-            }
-            let (name, index) = payload.rsplit_once('/').ok_or_else(|| ApiError::invalid("Invalid NextToken."))?;
-            (name.to_string(), index.parse::<u32>().ok())
-        }
-        None if !has_stream => return Err(ApiError::invalid("Either NextToken or StreamName should be provided.")),
-        None => (ctx.stream_name(&body, &mut v, true)?, start.as_deref().and_then(parse_shard_id)),
-    };
-    let meta = ctx.lookup(&name)?.meta();
-    let max = max.unwrap_or(1000).min(1000) as usize;
-    let eligible: Vec<usize> =
-        (0..meta.shards.len()).filter(|&i| after.is_none_or(|a| meta.shards[i].index > a)).collect();
-    let page: Vec<usize> = eligible.iter().take(max).copied().collect();
-    let mut out = json!({"Shards": page.iter().map(|&i| shard_json(&meta, i)).collect::<Vec<_>>()});
-    if eligible.len() > max
-        && let Some(&last) = page.last()
-    {
-        let payload = format!("{}/{}", meta.name, meta.shards[last].index);
-        out["NextToken"] = encode_token(&payload, "shards", ctx.engine.now_ms()).into();
-    }
-    Ok(out)
-}
-
 /// Pagination tokens: base64 of `kind|issued_ms|payload`. Not secret: they only name a position.
-fn encode_token(payload: &str, kind: &str, now_ms: u64) -> String {
+pub(super) fn encode_token(payload: &str, kind: &str, now_ms: u64) -> String {
     base64::engine::general_purpose::STANDARD.encode(format!("{kind}|{now_ms}|{payload}"))
 }
 
-fn decode_token(token: &str, kind: &str) -> Result<(String, u64), ApiError> {
+pub(super) fn decode_token(token: &str, kind: &str) -> Result<(String, u64), ApiError> {
     let invalid = || ApiError::invalid("Invalid NextToken.");
     let bytes = base64::engine::general_purpose::STANDARD.decode(token).map_err(|_| invalid())?;
     let text = String::from_utf8(bytes).map_err(|_| invalid())?;

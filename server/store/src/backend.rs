@@ -9,6 +9,7 @@ use crate::handle::StreamHandle;
 use crate::meta::StreamMeta;
 use crate::payload_ref::EntryRef;
 use crate::read::{HeaderItem, Position, ReadBatch};
+use crate::reshard::ReshardStep;
 use crate::retention::TrimStats;
 
 /// A change to an entry's attributes: gets the current ones, returns new ones or `None` for no
@@ -38,6 +39,8 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     ) -> Result<StreamMeta>;
     fn new_wrapped_data_key_hex(&self) -> Result<String>;
     fn delete_stream(&self, name: &str) -> Result<()>;
+    fn reshard(&self, handle: &StreamHandle, steps: Vec<ReshardStep>) -> Result<StreamMeta>;
+    fn can_reshard(&self) -> bool;
     fn amend_attrs(&self, handle: &StreamHandle, shard: u32, seq: u64, change: AmendFn) -> Result<bool>;
     fn append(&self, handle: &StreamHandle, entries: Vec<NewEntry>) -> Result<AppendWait>;
     fn close(&self) -> Result<()>;

@@ -15,10 +15,11 @@ use crate::clock::Clock;
 use crate::crypto::{DataKey, MasterKey};
 use crate::entry::{Appended, NewEntry, Storage, encode_header};
 use crate::error::{Result, StoreError};
-use crate::handle::StreamState;
+use crate::handle::{ShardState, StreamState};
 use crate::keys::{self, CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX, TimeKind};
 use crate::local::cf;
 use crate::meta::StreamMeta;
+use crate::reshard::ReshardStep;
 use crate::segments::SegmentStore;
 
 /// Rewrites an entry's attributes; `None` leaves them as they are.
@@ -34,6 +35,13 @@ pub(crate) enum Job {
     Delete {
         stream: Arc<StreamState>,
         reply: oneshot::Sender<Result<()>>,
+    },
+    /// Runs on the commit thread, so each append lands either wholly before the close of the
+    /// shards it names or not at all.
+    Reshard {
+        stream: Arc<StreamState>,
+        steps: Vec<ReshardStep>,
+        reply: oneshot::Sender<Result<StreamMeta>>,
     },
     /// Runs on the commit thread so that it never races an append's or a delete's write.
     Amend {
@@ -70,12 +78,28 @@ pub(crate) struct PayloadPlacement {
 }
 
 /// Counters of one shard before a batch, restored if the batch fails to write.
-struct Undo<'a> {
-    stream: &'a StreamState,
-    shard: usize,
+struct Undo {
+    shard: Arc<ShardState>,
     next_seq: u64,
     last_arrival_ms: u64,
     last_indexed_arrival_ms: u64,
+}
+
+/// The state of each entry's shard, or why the append cannot land: a shard that does not exist
+/// or that a reshard closed fails the whole append, before any of it is written.
+fn open_shards(stream: &StreamState, entries: &[NewEntry]) -> Result<Vec<Arc<ShardState>>> {
+    let shards = stream.shards.read().unwrap_or_else(|e| e.into_inner());
+    let name = || stream.meta.read().unwrap_or_else(|e| e.into_inner()).name.clone();
+    entries
+        .iter()
+        .map(|entry| match shards.get(entry.shard as usize) {
+            None => Err(StoreError::ShardNotFound { stream: name(), shard: entry.shard }),
+            Some(shard) if shard.closed.load(Ordering::Acquire) => {
+                Err(StoreError::ShardClosed { stream: name(), shard: entry.shard })
+            }
+            Some(shard) => Ok(shard.clone()),
+        })
+        .collect()
 }
 
 impl Committer {
@@ -112,6 +136,10 @@ impl Committer {
                         // Deletes are rare: commit what is queued before it, then delete alone.
                         self.commit(std::mem::take(&mut appends));
                         let _ = reply.send(self.delete(&stream));
+                    }
+                    Job::Reshard { stream, steps, reply } => {
+                        self.commit(std::mem::take(&mut appends));
+                        let _ = reply.send(self.reshard(&stream, &steps));
                     }
                     Job::Amend { stream, shard, seq, change, reply } => {
                         self.commit(std::mem::take(&mut appends));
@@ -159,14 +187,18 @@ impl Committer {
                     continue;
                 }
             };
+            let shards = match open_shards(stream, entries) {
+                Ok(shards) => shards,
+                Err(error) => {
+                    results.push(Err(error));
+                    continue;
+                }
+            };
             let mut landed = Vec::with_capacity(entries.len());
-            for entry in entries {
-                let index = entry.shard as usize;
-                let shard = &stream.shards[index];
-                if !undo.iter().any(|u| std::ptr::eq(u.stream, stream.as_ref()) && u.shard == index) {
+            for (entry, shard) in entries.iter().zip(shards) {
+                if !undo.iter().any(|u| Arc::ptr_eq(&u.shard, &shard)) {
                     undo.push(Undo {
-                        stream,
-                        shard: index,
+                        shard: shard.clone(),
                         next_seq: shard.next_seq.load(Ordering::Acquire),
                         last_arrival_ms: shard.last_arrival_ms.load(Ordering::Acquire),
                         last_indexed_arrival_ms: shard.last_indexed_arrival_ms.load(Ordering::Acquire),
@@ -238,7 +270,7 @@ impl Committer {
             Ok(()) => {
                 self.segments.committed();
                 for u in &undo {
-                    u.stream.shards[u.shard].publish();
+                    u.shard.publish();
                 }
                 for ((_, _, reply), result) in appends.into_iter().zip(results) {
                     let _ = reply.send(result);
@@ -255,7 +287,7 @@ impl Committer {
                     _ => StoreError::Crypto("sealing a payload failed"),
                 };
                 for u in &undo {
-                    let shard = &u.stream.shards[u.shard];
+                    let shard = &u.shard;
                     // Sequence numbers whose sealed payloads may have reached a segment file are
                     // not assigned again: an encrypted payload's nonce is its shard and sequence
                     // number, and two plaintexts under one nonce would leak. The gap is harmless:
@@ -271,6 +303,23 @@ impl Committer {
                 }
             }
         }
+    }
+
+    /// Applies reshard steps: the tips it closes parents at are final, as every append queued
+    /// before was committed and this thread is the only writer.
+    fn reshard(&self, stream: &StreamState, steps: &[ReshardStep]) -> Result<StreamMeta> {
+        let mut meta = stream.meta.write().unwrap_or_else(|e| e.into_inner());
+        if stream.deleted.load(Ordering::Acquire) {
+            return Err(StoreError::StreamDeleted(meta.name.clone()));
+        }
+        let mut next = meta.clone();
+        let tip = |index: u32| stream.shard(index).map_or(0, |s| s.next_seq.load(Ordering::Acquire));
+        crate::reshard::apply(&mut next, steps, self.clock.now_ms(), tip)?;
+        let key = keys::stream_meta_key(&next.name);
+        self.db.put_cf_opt(cf(&self.db, CF_META), key, crate::local::meta_json(&next), &crate::local::synced())?;
+        stream.follow_reshard(&next);
+        *meta = next.clone();
+        Ok(next)
     }
 
     /// Rewrites one entry's header with changed attributes (same arrival, producer time and

@@ -14,6 +14,7 @@ use crate::local::{EngineOptions, LocalEngine};
 use crate::meta::StreamMeta;
 use crate::payload_ref::EntryRef;
 use crate::read::{HeaderItem, Position, ReadBatch};
+use crate::reshard::ReshardStep;
 use crate::retention::TrimStats;
 
 /// The shard log engine. Clone it freely; all clones share one backend.
@@ -95,6 +96,19 @@ impl Engine {
     /// Deletes a stream and all its entries; no append lands after it.
     pub fn delete_stream(&self, name: &str) -> Result<()> {
         self.backend.delete_stream(name)
+    }
+
+    /// Changes a stream's shard map (docs/engine.md "Resharding"): parents close at their tip,
+    /// children open empty, all in one durable metadata write. Appends that were accepted before
+    /// land in the parents; later appends naming a parent fail with `ShardClosed` and must be
+    /// routed again by the returned map.
+    pub fn reshard(&self, handle: &StreamHandle, steps: Vec<ReshardStep>) -> Result<StreamMeta> {
+        self.backend.reshard(handle, steps)
+    }
+
+    /// Whether `reshard` is available on this backend.
+    pub fn can_reshard(&self) -> bool {
+        self.backend.can_reshard()
     }
 
     /// Rewrites the attributes of a stored entry durably (metadata written back to a fragment).

@@ -27,6 +27,15 @@ pub enum StoreError {
     Crypto(&'static str),
     #[error("stream {0} is encrypted but the engine has no master key")]
     NoMasterKey(String),
+    /// An append named a shard that a reshard closed; route it again by the newest shard map.
+    #[error("shard {shard} of stream {stream} is closed")]
+    ShardClosed { stream: String, shard: u32 },
+    /// A reshard that would break the shard map (a shard not open, a hash key outside it,
+    /// shards that are not neighbours).
+    #[error("reshard of stream {stream} refused: {reason}")]
+    BadReshard { stream: String, reason: String },
+    #[error("{0} is not supported by this backend")]
+    Unsupported(&'static str),
     #[error("{what}: {detail}")]
     Backend { what: &'static str, detail: String },
     #[error("{what}: {source}")]

@@ -24,6 +24,21 @@ pub(crate) struct ShardState {
     pub(crate) committed_arrival_ms: AtomicU64,
     /// The committed tip (one past the newest durable entry); tailing readers wait on it.
     pub(crate) tip: watch::Sender<u64>,
+    /// Set when a reshard closed the shard; appends to it are refused from then on.
+    pub(crate) closed: AtomicBool,
+}
+
+impl ShardState {
+    pub(crate) fn new(closed: bool) -> Self {
+        ShardState {
+            next_seq: AtomicU64::new(0),
+            last_arrival_ms: AtomicU64::new(0),
+            last_indexed_arrival_ms: AtomicU64::new(0),
+            committed_arrival_ms: AtomicU64::new(0),
+            tip: watch::channel(0).0,
+            closed: AtomicBool::new(closed),
+        }
+    }
 }
 
 impl ShardState {
@@ -52,7 +67,8 @@ impl ShardState {
 #[derive(Debug)]
 pub(crate) struct StreamState {
     pub(crate) meta: RwLock<StreamMeta>,
-    pub(crate) shards: Vec<ShardState>,
+    /// One per shard of `meta`, by index; a reshard only adds to it, under the meta lock.
+    pub(crate) shards: RwLock<Vec<Arc<ShardState>>>,
     pub(crate) deleted: AtomicBool,
     /// The revision `meta` was read at, where the backend versions metadata (the cluster's KV
     /// bucket); a watcher never replaces newer metadata with an older revision.
@@ -78,12 +94,13 @@ impl StreamHandle {
         self.0.meta.read().unwrap_or_else(|e| e.into_inner()).retention_ms()
     }
 
+    /// Shards ever created, closed ones included (indices run from 0 to this, exclusive).
     pub fn shard_count(&self) -> u32 {
-        self.0.shards.len() as u32
+        self.0.shards.read().unwrap_or_else(|e| e.into_inner()).len() as u32
     }
 
-    pub(crate) fn shard(&self, shard: u32) -> Result<&ShardState> {
-        self.0.shards.get(shard as usize).ok_or_else(|| StoreError::ShardNotFound { stream: self.meta().name, shard })
+    pub(crate) fn shard(&self, shard: u32) -> Result<Arc<ShardState>> {
+        self.0.shard(shard).ok_or_else(|| StoreError::ShardNotFound { stream: self.meta().name, shard })
     }
 
     /// The next sequence number to be assigned in a shard (one past the newest committed entry).
@@ -102,21 +119,31 @@ impl StreamHandle {
     }
 }
 
+impl StreamState {
+    pub(crate) fn shard(&self, shard: u32) -> Option<Arc<ShardState>> {
+        self.shards.read().unwrap_or_else(|e| e.into_inner()).get(shard as usize).cloned()
+    }
+
+    /// Adds state for shards a reshard created and marks the ones it closed. Called with the
+    /// new metadata before it replaces the old, so no reader sees a shard without its state.
+    pub(crate) fn follow_reshard(&self, meta: &StreamMeta) {
+        let mut shards = self.shards.write().unwrap_or_else(|e| e.into_inner());
+        for shard in &meta.shards[shards.len().min(meta.shards.len())..] {
+            shards.push(Arc::new(ShardState::new(!shard.is_open())));
+        }
+        for (state, shard) in shards.iter().zip(&meta.shards) {
+            if !shard.is_open() {
+                state.closed.store(true, Ordering::Release);
+            }
+        }
+    }
+}
+
 pub(crate) fn new_handle(meta: StreamMeta) -> StreamHandle {
-    let shards = meta
-        .shards
-        .iter()
-        .map(|_| ShardState {
-            next_seq: AtomicU64::new(0),
-            last_arrival_ms: AtomicU64::new(0),
-            last_indexed_arrival_ms: AtomicU64::new(0),
-            committed_arrival_ms: AtomicU64::new(0),
-            tip: watch::channel(0).0,
-        })
-        .collect();
+    let shards = meta.shards.iter().map(|s| Arc::new(ShardState::new(!s.is_open()))).collect();
     StreamHandle(Arc::new(StreamState {
         meta: RwLock::new(meta),
-        shards,
+        shards: RwLock::new(shards),
         deleted: AtomicBool::new(false),
         meta_revision: AtomicU64::new(0),
     }))

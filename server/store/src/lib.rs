@@ -36,6 +36,7 @@ mod meta;
 mod payload_ref;
 mod read;
 mod recovery;
+mod reshard;
 mod retention;
 mod segments;
 
@@ -48,9 +49,10 @@ pub use entry::{Appended, Entry, EntryHeader, NewEntry};
 pub use error::{Result, StoreError};
 pub use handle::StreamHandle;
 pub use local::{DEFAULT_SEGMENT_MIN_BYTES, EngineOptions};
-pub use meta::{ShardMeta, StreamEncryption, StreamKind, StreamMeta, even_hash_ranges};
+pub use meta::{ShardClosed, ShardMeta, StreamEncryption, StreamKind, StreamMeta, even_hash_ranges};
 pub use payload_ref::{EntryRef, Payload, PayloadFile};
 pub use read::{HeaderItem, Position, ReadBatch};
+pub use reshard::{ReshardStep, even_scaling_steps};
 pub use retention::TrimStats;
 
 /// Builds the metadata of a new stream with `shard_count` shards splitting the hash key space evenly.
@@ -77,6 +79,9 @@ pub fn new_stream_meta(
                 start_hash,
                 end_hash,
                 created_ms: now_ms,
+                parent: None,
+                adjacent_parent: None,
+                closed: None,
             })
             .collect(),
         tags: Default::default(),

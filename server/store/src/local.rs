@@ -21,6 +21,7 @@ use crate::keys::{self, CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX};
 use crate::meta::StreamMeta;
 use crate::payload_ref::EntryRef;
 use crate::read::{HeaderItem, Position, ReadBatch};
+use crate::reshard::ReshardStep;
 use crate::retention::TrimStats;
 use crate::segments::SegmentStore;
 
@@ -266,6 +267,16 @@ impl LocalEngine {
         Ok(())
     }
 
+    /// Applies reshard steps on the commit thread, after the appends queued before it: their
+    /// entries land before the parents close, and every later append to a parent is refused.
+    pub fn reshard(&self, handle: &StreamHandle, steps: Vec<ReshardStep>) -> Result<StreamMeta> {
+        let (reply, done) = oneshot::channel();
+        self.send(Job::Reshard { stream: handle.0.clone(), steps, reply })?;
+        let meta = done.blocking_recv().map_err(|_| StoreError::CommitterGone)??;
+        self.inner.meta_changes.send_modify(|n| *n += 1);
+        Ok(meta)
+    }
+
     /// Rewrites the attributes of a stored entry durably (metadata written back to a fragment).
     /// `change` gets the current attributes and returns new ones, or `None` for no change.
     /// Returns false when the entry no longer exists or nothing changed.
@@ -320,7 +331,7 @@ pub(crate) fn synced() -> rocksdb::WriteOptions {
     opts
 }
 
-fn meta_json(meta: &StreamMeta) -> Vec<u8> {
+pub(crate) fn meta_json(meta: &StreamMeta) -> Vec<u8> {
     // Serializing plain strings, numbers and maps cannot fail.
     serde_json::to_vec(meta).unwrap_or_default()
 }
@@ -329,7 +340,8 @@ fn meta_json(meta: &StreamMeta) -> Vec<u8> {
 fn restore_stream(db: &DB, meta: StreamMeta) -> Result<StreamHandle> {
     let id = meta.id;
     let handle = new_handle(meta);
-    for (index, shard) in handle.0.shards.iter().enumerate() {
+    let shards = handle.0.shards.read().unwrap_or_else(|e| e.into_inner()).clone();
+    for (index, shard) in shards.iter().enumerate() {
         let upper = keys::entry_key(id, index as u32, u64::MAX);
         let mut iter = db.raw_iterator_cf(cf(db, CF_ENTRIES));
         iter.seek_for_prev(upper);
@@ -384,6 +396,12 @@ impl Backend for LocalEngine {
     }
     fn delete_stream(&self, name: &str) -> Result<()> {
         LocalEngine::delete_stream(self, name)
+    }
+    fn reshard(&self, handle: &StreamHandle, steps: Vec<ReshardStep>) -> Result<StreamMeta> {
+        LocalEngine::reshard(self, handle, steps)
+    }
+    fn can_reshard(&self) -> bool {
+        true
     }
     fn amend_attrs(&self, handle: &StreamHandle, shard: u32, seq: u64, change: AmendFn) -> Result<bool> {
         LocalEngine::amend_attrs(self, handle, shard, seq, change)

@@ -24,6 +24,30 @@ pub struct ShardMeta {
     #[serde(with = "u128_decimal")]
     pub end_hash: u128,
     pub created_ms: u64,
+    /// The shard this one was split from, or the first of the two it was merged from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<u32>,
+    /// The second shard of a merge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adjacent_parent: Option<u32>,
+    /// Set once a reshard closed the shard: it takes no more appends, and its entries stay
+    /// readable until retention removes them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub closed: Option<ShardClosed>,
+}
+
+impl ShardMeta {
+    pub fn is_open(&self) -> bool {
+        self.closed.is_none()
+    }
+}
+
+/// When a shard was closed and where its log ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardClosed {
+    pub closed_ms: u64,
+    /// One past the shard's last sequence number: no entry will ever be written at or after it.
+    pub end_seq: u64,
 }
 
 /// Everything the engine remembers about a stream besides its entries.
@@ -142,7 +166,15 @@ mod tests {
             arn: "arn".into(),
             created_ms: 1,
             retention_hours: 24,
-            shards: vec![ShardMeta { index: 0, start_hash: 0, end_hash: u128::MAX, created_ms: 1 }],
+            shards: vec![ShardMeta {
+                index: 0,
+                start_hash: 0,
+                end_hash: u128::MAX,
+                created_ms: 1,
+                parent: None,
+                adjacent_parent: None,
+                closed: None,
+            }],
             tags: BTreeMap::new(),
             settings: BTreeMap::new(),
             encryption: None,
