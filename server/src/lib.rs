@@ -24,6 +24,7 @@ mod rest_json;
 mod router;
 mod secret;
 mod state;
+mod streamed;
 pub mod tls;
 mod token;
 

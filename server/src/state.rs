@@ -72,6 +72,7 @@ impl AppState {
                 default_retention_hours: 24,
                 reshard_delay_ms: config.kds.reshard_delay_ms,
             },
+            subscriptions: Default::default(),
             iterators: IteratorCodec::new(secret.derive("kds shard iterator")),
         };
         let kvs = KvsCtx {

@@ -5,6 +5,7 @@ mod connections;
 mod crash;
 mod edge;
 mod encryption;
+mod kds_fanout_sdk;
 mod kds_sdk;
 mod kvs_aws_sdk;
 mod sdk;

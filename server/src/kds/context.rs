@@ -27,6 +27,8 @@ pub struct KdsCtx {
     pub engine: Engine,
     pub settings: KdsSettings,
     pub iterators: IteratorCodec,
+    /// Live SubscribeToShard streams, one per consumer and shard.
+    pub subscriptions: super::subscribe::Subscriptions,
 }
 
 impl KdsCtx {

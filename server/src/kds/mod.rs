@@ -6,6 +6,7 @@
 mod cbor;
 mod context;
 mod encryption;
+mod event_stream;
 mod hashkey;
 mod iterator;
 mod list_shards;
@@ -14,7 +15,9 @@ mod reshard;
 #[cfg(test)]
 mod reshard_tests;
 mod seqnum;
+mod stream_consumers;
 mod streams;
+mod subscribe;
 #[cfg(test)]
 mod tests;
 
@@ -42,6 +45,20 @@ const CBOR_TYPE: &str = "application/x-amz-cbor-1.1";
 
 type Operation = fn(&KdsCtx, Document) -> Result<Value, ApiError>;
 
+/// How an operation answers: one document, or an event stream.
+#[derive(Clone, Copy)]
+enum Dispatch {
+    Unary(Operation),
+    Subscribe,
+}
+
+fn dispatch(name: &str) -> Option<Dispatch> {
+    match name {
+        "SubscribeToShard" => Some(Dispatch::Subscribe),
+        _ => operation(name).map(Dispatch::Unary),
+    }
+}
+
 fn operation(name: &str) -> Option<Operation> {
     Some(match name {
         "CreateStream" => streams::create_stream,
@@ -53,6 +70,10 @@ fn operation(name: &str) -> Option<Operation> {
         "SplitShard" => reshard::split_shard,
         "MergeShards" => reshard::merge_shards,
         "UpdateShardCount" => reshard::update_shard_count,
+        "RegisterStreamConsumer" => stream_consumers::register,
+        "DescribeStreamConsumer" => stream_consumers::describe,
+        "ListStreamConsumers" => stream_consumers::list,
+        "DeregisterStreamConsumer" => stream_consumers::deregister,
         "IncreaseStreamRetentionPeriod" => |ctx, body| streams::change_retention(ctx, body, true),
         "DecreaseStreamRetentionPeriod" => |ctx, body| streams::change_retention(ctx, body, false),
         "AddTagsToStream" => streams::add_tags,
@@ -79,10 +100,16 @@ pub async fn handle(
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let cbor = content_type.starts_with(CBOR_TYPE);
     let result = match envelope(&method, &headers, content_type, &body) {
-        Ok((op, document)) => background
+        Ok((Dispatch::Unary(op), document)) => background
             .spawn_blocking(move || op(&ctx, document))
             .await
             .unwrap_or_else(|join| Err(ApiError::internal(&join))),
+        Ok((Dispatch::Subscribe, document)) => {
+            return match subscribe::handle(ctx, background, document, cbor).await {
+                Ok(response) => response,
+                Err(error) => error_answer(&error, content_type),
+            };
+        }
         Err(EnvelopeError::Xml(status, name, message)) => return xml_error(status, name, message),
         Err(EnvelopeError::Api(error)) => Err(error),
     };
@@ -124,7 +151,7 @@ fn envelope(
     headers: &HeaderMap,
     content_type: &str,
     body: &[u8],
-) -> Result<(Operation, Document), EnvelopeError> {
+) -> Result<(Dispatch, Document), EnvelopeError> {
     if method != Method::POST {
         return Err(EnvelopeError::Xml(
             StatusCode::FORBIDDEN,
@@ -133,7 +160,7 @@ fn envelope(
         ));
     }
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let op = target.strip_prefix(TARGET_PREFIX).and_then(operation);
+    let op = target.strip_prefix(TARGET_PREFIX).and_then(dispatch);
     let json = content_type.starts_with(JSON_TYPE) || content_type.starts_with("application/json");
     if !json && !content_type.starts_with(CBOR_TYPE) {
         return Err(EnvelopeError::Xml(StatusCode::NOT_FOUND, "UnknownOperationException", ""));

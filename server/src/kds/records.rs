@@ -120,6 +120,16 @@ fn check_record_size(meta: &StreamMeta, input: &PutInput, v: &mut Violations, pa
     }
 }
 
+/// A stored record as GetRecords and SubscribeToShard show it.
+pub fn record_json(meta: &StreamMeta, shard: u32, entry: &framelog_store::Entry) -> Value {
+    json!({
+        "SequenceNumber": sequence_number(meta, shard, entry.seq, entry.arrival_ms),
+        "ApproximateArrivalTimestamp": epoch_secs(entry.arrival_ms),
+        "Data": base64::engine::general_purpose::STANDARD.encode(&entry.payload),
+        "PartitionKey": String::from_utf8_lossy(&entry.attrs),
+    })
+}
+
 pub(crate) fn sequence_number(meta: &StreamMeta, shard: u32, seq: u64, arrival_ms: u64) -> String {
     let created_secs = meta.shards[shard as usize].created_ms / 1000;
     seqnum::encode(created_secs, shard, Some(seq), arrival_ms / 1000)
@@ -217,13 +227,7 @@ pub fn get_shard_iterator(ctx: &KdsCtx, body: Document) -> Result<Value, ApiErro
             format!("Shard {shard_text} in stream {name} under account {account} does not exist"),
         )
     })?;
-    check_starting_sequence_number(&request)?;
-    let position = match request.kind.as_str() {
-        "TRIM_HORIZON" => Position::TrimHorizon,
-        "LATEST" => Position::Latest,
-        "AT_TIMESTAMP" => timestamp_position(ctx, request.timestamp_ms)?,
-        _ => sequence_position(ctx, &meta, shard, &request)?,
-    };
+    let position = start_position(ctx, &meta, shard, &request)?;
     let seq = ctx.engine.resolve(&handle, shard, position).map_err(|e| ctx.store_error(e))?;
     let token = ctx.iterators.encode(&IteratorState {
         issued_ms: ctx.engine.now_ms(),
@@ -235,13 +239,29 @@ pub fn get_shard_iterator(ctx: &KdsCtx, body: Document) -> Result<Value, ApiErro
     Ok(json!({"ShardIterator": token}))
 }
 
-/// A GetShardIterator request whose fields passed the syntax checks.
-struct IteratorRequest {
-    name: String,
-    shard_text: String,
-    kind: String,
-    starting: Option<String>,
-    timestamp_ms: Option<u64>,
+/// Where a reader starts (GetShardIterator, SubscribeToShard's StartingPosition), checked.
+pub(super) fn start_position(
+    ctx: &KdsCtx,
+    meta: &StreamMeta,
+    shard: u32,
+    request: &IteratorRequest,
+) -> Result<Position, ApiError> {
+    check_starting_sequence_number(request)?;
+    Ok(match request.kind.as_str() {
+        "TRIM_HORIZON" => Position::TrimHorizon,
+        "LATEST" => Position::Latest,
+        "AT_TIMESTAMP" => timestamp_position(ctx, request.timestamp_ms)?,
+        _ => sequence_position(ctx, meta, shard, request)?,
+    })
+}
+
+/// A request for a starting position whose fields passed the syntax checks.
+pub(super) struct IteratorRequest {
+    pub(super) name: String,
+    pub(super) shard_text: String,
+    pub(super) kind: String,
+    pub(super) starting: Option<String>,
+    pub(super) timestamp_ms: Option<u64>,
 }
 
 /// Reads the request, reporting every syntax violation at once, as KDS does.
@@ -371,18 +391,7 @@ pub fn get_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
         Some(last) => batch.tip_arrival_ms.saturating_sub(last.arrival_ms),
         None => now_ms.saturating_sub(batch.tip_arrival_ms),
     };
-    let records: Vec<Value> = batch
-        .entries
-        .iter()
-        .map(|e| {
-            json!({
-                "SequenceNumber": sequence_number(&meta, state.shard, e.seq, e.arrival_ms),
-                "ApproximateArrivalTimestamp": epoch_secs(e.arrival_ms),
-                "Data": base64::engine::general_purpose::STANDARD.encode(&e.payload),
-                "PartitionKey": String::from_utf8_lossy(&e.attrs),
-            })
-        })
-        .collect();
+    let records: Vec<Value> = batch.entries.iter().map(|e| record_json(&meta, state.shard, e)).collect();
     let shard_end = meta.shards[state.shard as usize].closed.filter(|c| batch.next_seq >= c.end_seq);
     if shard_end.is_some() {
         // The end of a closed shard: no iterator to go on with, and where its keys went.

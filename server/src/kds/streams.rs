@@ -71,8 +71,19 @@ pub fn shard_limit_message(ctx: &KdsCtx, current: u32, added: u32) -> String {
 
 pub fn delete_stream(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let handle = ctx.stream(&body)?;
-    body.bool("EnforceConsumerDeletion")?;
-    let name = handle.meta().name;
+    let enforce = body.bool("EnforceConsumerDeletion")?.unwrap_or(false);
+    let meta = handle.meta();
+    let consumers = super::stream_consumers::consumers(&meta).len();
+    if consumers > 0 && !enforce {
+        return Err(ApiError::new(
+            ErrorType::ResourceInUse,
+            format!(
+                "Stream {} under account {} has {consumers} registered consumers; deregister them or set EnforceConsumerDeletion.",
+                meta.name, ctx.settings.account_id
+            ),
+        ));
+    }
+    let name = meta.name;
     ctx.engine.delete_stream(&name).map_err(|e| ctx.store_error(e))?;
     Ok(json!({}))
 }
@@ -126,7 +137,7 @@ pub fn describe_stream_summary(ctx: &KdsCtx, body: Document) -> Result<Value, Ap
         "EncryptionType": super::encryption::shown(&meta).0,
         "KeyId": super::encryption::shown(&meta).1,
         "OpenShardCount": open_shard_count(&meta),
-        "ConsumerCount": 0,
+        "ConsumerCount": super::stream_consumers::consumers(&meta).len(),
         "MaxRecordSizeInKiB": max_kib,
     }}))
 }

@@ -23,6 +23,7 @@ pub(super) fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KdsCtx
             default_retention_hours: 24,
             reshard_delay_ms: 0,
         },
+        subscriptions: Default::default(),
         iterators: IteratorCodec::new(b"test".to_vec()),
     }
 }

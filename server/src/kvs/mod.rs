@@ -16,14 +16,7 @@ mod streams;
 mod tests;
 mod video_stream;
 
-use std::convert::Infallible;
-
-use axum::body::Bytes;
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
-use tokio::sync::mpsc;
-use tokio_stream::wrappers::ReceiverStream;
-
+pub use crate::streamed::{ChunkSender, send_chunk, streamed_response};
 pub use context::{KvsCtx, KvsSettings};
 pub use video_stream::{VIDEO_SHARD, VideoStream};
 
@@ -49,27 +42,3 @@ pub const OPERATIONS: &[(&str, Operation<KvsCtx>)] = &[
     ("getHLSStreamingSessionURL", playback::session::get_hls_streaming_session_url),
     ("getDASHStreamingSessionURL", playback::session::get_dash_streaming_session_url),
 ];
-
-/// Where a streamed response's producer task sends its chunks.
-pub type ChunkSender = mpsc::Sender<Result<Bytes, Infallible>>;
-
-/// How long a streamed response may wait for its client to take the next chunk. A client that
-/// stops reading (but keeps its connection) would otherwise hold its task, and its upload or
-/// reader, forever.
-const CLIENT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
-
-/// Queues one chunk of a streamed response; false when the client is gone or stopped reading.
-pub async fn send_chunk(chunks: &ChunkSender, chunk: Bytes) -> bool {
-    matches!(tokio::time::timeout(CLIENT_READ_TIMEOUT, chunks.send(Ok(chunk))).await, Ok(Ok(())))
-}
-
-/// A 200 whose body is whatever is sent on the returned channel, until every sender is dropped.
-pub fn streamed_response(content_type: &'static str, queued_chunks: usize) -> (ChunkSender, Response) {
-    let (chunks, receiver) = mpsc::channel(queued_chunks);
-    let response = (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
-        axum::body::Body::from_stream(ReceiverStream::new(receiver)),
-    );
-    (chunks, response.into_response())
-}

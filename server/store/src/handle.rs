@@ -113,6 +113,12 @@ impl StreamHandle {
         Ok(self.shard(shard)?.committed_arrival_ms.load(Ordering::Acquire))
     }
 
+    /// Whether a reshard closed the shard (it takes no more entries). Tailing readers are woken
+    /// when it closes.
+    pub fn is_closed(&self, shard: u32) -> Result<bool> {
+        Ok(self.shard(shard)?.closed.load(Ordering::Acquire))
+    }
+
     /// A receiver that changes whenever new entries are committed to the shard: tailing readers wait on it.
     pub fn subscribe(&self, shard: u32) -> Result<watch::Receiver<u64>> {
         Ok(self.shard(shard)?.tip.subscribe())
@@ -132,8 +138,9 @@ impl StreamState {
             shards.push(Arc::new(ShardState::new(!shard.is_open())));
         }
         for (state, shard) in shards.iter().zip(&meta.shards) {
-            if !shard.is_open() {
-                state.closed.store(true, Ordering::Release);
+            if !shard.is_open() && !state.closed.swap(true, Ordering::AcqRel) {
+                // Wakes the shard's tailing readers, which end at a closed shard's end.
+                state.tip.send_modify(|_| {});
             }
         }
     }

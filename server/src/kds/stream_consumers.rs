@@ -1,0 +1,267 @@
+//! Enhanced fan-out consumers: RegisterStreamConsumer, DescribeStreamConsumer,
+//! ListStreamConsumers and DeregisterStreamConsumer. A consumer is a name registered on a stream,
+//! kept in the stream's metadata; SubscribeToShard (subscribe.rs) pushes records to it.
+//!
+//! Registration takes effect at once, so a consumer is ACTIVE as soon as it is registered (AWS
+//! shows CREATING for a few seconds; clients wait for ACTIVE either way).
+
+use framelog_store::{StreamHandle, StreamMeta};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::context::{KdsCtx, epoch_secs};
+use super::streams::{decode_token, encode_token};
+use crate::document::{Document, Violations};
+use crate::error::{ApiError, ErrorType};
+
+const SETTING_PREFIX: &str = "kds.consumer.";
+/// Consumers one stream may have (AWS's default quota).
+pub const MAX_CONSUMERS_PER_STREAM: usize = 20;
+const TOKEN_TTL_MS: u64 = 300_000;
+
+/// What is stored about one consumer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Stored {
+    created_ms: u64,
+}
+
+/// A registered consumer as the API shows it.
+#[derive(Debug, Clone)]
+pub struct StreamConsumer {
+    pub name: String,
+    pub arn: String,
+    pub created_ms: u64,
+}
+
+impl StreamConsumer {
+    fn json(&self) -> Value {
+        json!({
+            "ConsumerName": self.name,
+            "ConsumerARN": self.arn,
+            "ConsumerStatus": "ACTIVE",
+            "ConsumerCreationTimestamp": epoch_secs(self.created_ms),
+        })
+    }
+}
+
+/// `arn:aws:kinesis:<region>:<account>:stream/<stream>/consumer/<name>:<creation epoch seconds>`.
+pub fn consumer_arn(stream_arn: &str, name: &str, created_ms: u64) -> String {
+    format!("{stream_arn}/consumer/{name}:{}", created_ms / 1000)
+}
+
+/// The stream and consumer names an ARN of ours holds.
+pub fn parse_consumer_arn(arn: &str) -> Option<(String, String)> {
+    let (_, rest) = arn.split_once(":stream/")?;
+    let (stream, rest) = rest.split_once("/consumer/")?;
+    let (name, created) = rest.rsplit_once(':')?;
+    created.parse::<u64>().ok()?;
+    Some((stream.to_string(), name.to_string()))
+}
+
+/// Every consumer of a stream, by name.
+pub fn consumers(meta: &StreamMeta) -> Vec<StreamConsumer> {
+    meta.settings
+        .iter()
+        .filter_map(|(key, value)| {
+            let name = key.strip_prefix(SETTING_PREFIX)?;
+            let stored: Stored = serde_json::from_str(value).ok()?;
+            Some(StreamConsumer {
+                name: name.to_string(),
+                arn: consumer_arn(&meta.arn, name, stored.created_ms),
+                created_ms: stored.created_ms,
+            })
+        })
+        .collect()
+}
+
+/// The consumer a ConsumerARN names, if it is registered (an ARN of an older registration of
+/// the same name names nothing).
+pub fn find_by_arn(ctx: &KdsCtx, arn: &str) -> Result<(StreamHandle, StreamConsumer), ApiError> {
+    let missing = || {
+        ApiError::new(
+            ErrorType::ResourceNotFound,
+            format!("Consumer {arn} under account {} not found.", ctx.settings.account_id),
+        )
+    };
+    let (stream, name) = parse_consumer_arn(arn).ok_or_else(missing)?;
+    let handle = ctx.lookup(&stream).map_err(|_| missing())?;
+    let consumer =
+        consumers(&handle.meta()).into_iter().find(|c| c.name == name && c.arn == arn).ok_or_else(missing)?;
+    Ok((handle, consumer))
+}
+
+fn check_consumer_name(v: &mut Violations, name: &Option<String>) {
+    v.name(name, "consumerName", 128);
+}
+
+fn check_stream_arn(v: &mut Violations, arn: &Option<String>, required: bool) {
+    if required {
+        v.required(arn, "streamARN");
+    }
+    if let Some(arn) = arn {
+        v.length(arn, "streamARN", 1, 2048);
+    }
+}
+
+/// The stream a StreamARN names.
+fn stream_of(ctx: &KdsCtx, arn: &str) -> Result<StreamHandle, ApiError> {
+    let name = arn
+        .rsplit_once(":stream/")
+        .map(|(_, n)| n)
+        .ok_or_else(|| ApiError::invalid(format!("Invalid StreamARN {arn}")))?;
+    ctx.lookup(name)
+}
+
+pub fn register(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
+    let mut v = Violations::default();
+    let arn = body.str("StreamARN")?;
+    check_stream_arn(&mut v, &arn, true);
+    let name = body.str("ConsumerName")?;
+    v.required(&name, "consumerName");
+    check_consumer_name(&mut v, &name);
+    body.string_map("Tags")?;
+    v.finish()?;
+    let (arn, name) = (arn.unwrap_or_default(), name.unwrap_or_default());
+    let handle = stream_of(ctx, &arn)?;
+    let created_ms = ctx.engine.now_ms();
+    let stored = serde_json::to_string(&Stored { created_ms }).map_err(|e| ApiError::internal(&e))?;
+    let key = format!("{SETTING_PREFIX}{name}");
+    let (meta, outcome) = ctx
+        .engine
+        .update_meta(&handle, |m| {
+            if m.settings.contains_key(&key) {
+                return Err(ErrorType::ResourceInUse);
+            }
+            if consumers(m).len() >= MAX_CONSUMERS_PER_STREAM {
+                return Err(ErrorType::LimitExceeded);
+            }
+            m.settings.insert(key.clone(), stored.clone());
+            Ok(())
+        })
+        .map_err(|e| ctx.store_error(e))?;
+    let account = &ctx.settings.account_id;
+    match outcome {
+        Err(ErrorType::ResourceInUse) => {
+            return Err(ApiError::new(
+                ErrorType::ResourceInUse,
+                format!("Consumer {name} under stream {} under account {account} already exists.", meta.name),
+            ));
+        }
+        Err(kind) => {
+            return Err(ApiError::new(
+                kind,
+                format!(
+                    "Stream {} under account {account} already has {MAX_CONSUMERS_PER_STREAM} registered consumers, the most a stream may have.",
+                    meta.name
+                ),
+            ));
+        }
+        Ok(()) => {}
+    }
+    let consumer = StreamConsumer { arn: consumer_arn(&meta.arn, &name, created_ms), name, created_ms };
+    Ok(json!({"Consumer": consumer.json()}))
+}
+
+/// The consumer a Describe or Deregister request names: by ConsumerARN, or by StreamARN and
+/// ConsumerName.
+fn named(ctx: &KdsCtx, body: &Document) -> Result<(StreamHandle, StreamConsumer), ApiError> {
+    let mut v = Violations::default();
+    let stream_arn = body.str("StreamARN")?;
+    check_stream_arn(&mut v, &stream_arn, false);
+    let name = body.str("ConsumerName")?;
+    check_consumer_name(&mut v, &name);
+    let consumer_arn = body.str("ConsumerARN")?;
+    if let Some(arn) = &consumer_arn {
+        v.length(arn, "consumerARN", 1, 2048);
+    }
+    v.finish()?;
+    match (consumer_arn, stream_arn, name) {
+        (Some(arn), _, _) => find_by_arn(ctx, &arn),
+        (None, Some(stream_arn), Some(name)) => {
+            let handle = stream_of(ctx, &stream_arn)?;
+            let consumer = consumers(&handle.meta()).into_iter().find(|c| c.name == name).ok_or_else(|| {
+                ApiError::new(
+                    ErrorType::ResourceNotFound,
+                    format!(
+                        "Consumer {name} under stream {stream_arn} under account {} not found.",
+                        ctx.settings.account_id
+                    ),
+                )
+            })?;
+            Ok((handle, consumer))
+        }
+        _ => Err(ApiError::invalid("Either ConsumerARN or both ConsumerName and StreamARN must be provided.")),
+    }
+}
+
+pub fn describe(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
+    let (handle, consumer) = named(ctx, &body)?;
+    let mut description = consumer.json();
+    description["StreamARN"] = handle.meta().arn.into();
+    Ok(json!({"ConsumerDescription": description}))
+}
+
+pub fn deregister(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
+    let (handle, consumer) = named(ctx, &body)?;
+    let key = format!("{SETTING_PREFIX}{}", consumer.name);
+    ctx.engine.update_meta(&handle, |m| drop(m.settings.remove(&key))).map_err(|e| ctx.store_error(e))?;
+    Ok(json!({}))
+}
+
+pub fn list(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
+    let mut v = Violations::default();
+    let arn = body.str("StreamARN")?;
+    check_stream_arn(&mut v, &arn, true);
+    let max = body.int("MaxResults")?;
+    v.range(max, "maxResults", 1, 10_000);
+    let token = body.str("NextToken")?;
+    if let Some(t) = &token {
+        v.length(t, "nextToken", 1, 1_048_576);
+    }
+    let created_ms = body.timestamp_ms("StreamCreationTimestamp")?;
+    v.finish()?;
+    let handle = stream_of(ctx, &arn.unwrap_or_default())?;
+    let meta = handle.meta();
+    if created_ms.is_some_and(|ms| ms / 1000 != meta.created_ms / 1000) {
+        return Err(ctx.not_found(&meta.name));
+    }
+    let now_ms = ctx.engine.now_ms();
+    let after = match token {
+        Some(token) => {
+            let (after, issued_ms) = decode_token(&token, "consumers")?;
+            if now_ms.saturating_sub(issued_ms) > TOKEN_TTL_MS {
+                return Err(ApiError::new(
+                    ErrorType::ExpiredNextToken,
+                    "The timestamp of the given NextToken has expired",
+                ));
+            }
+            Some(after)
+        }
+        None => None,
+    };
+    let max = max.map_or(100, |m| m as usize);
+    let all: Vec<StreamConsumer> =
+        consumers(&meta).into_iter().filter(|c| after.as_deref().is_none_or(|a| c.name.as_str() > a)).collect();
+    let page = &all[..all.len().min(max)];
+    let mut out = json!({"Consumers": page.iter().map(StreamConsumer::json).collect::<Vec<_>>()});
+    if all.len() > max
+        && let Some(last) = page.last()
+    {
+        out["NextToken"] = encode_token(&last.name, "consumers", now_ms).into();
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumer_arns_round_trip_to_their_stream_and_name() {
+        let arn = consumer_arn("arn:aws:kinesis:us-east-1:000000000000:stream/orders", "fan.out-1", 1_700_000_123_456);
+        assert_eq!(arn, "arn:aws:kinesis:us-east-1:000000000000:stream/orders/consumer/fan.out-1:1700000123");
+        assert_eq!(parse_consumer_arn(&arn), Some(("orders".into(), "fan.out-1".into())));
+        assert_eq!(parse_consumer_arn("arn:aws:kinesis:us-east-1:0:stream/orders"), None);
+        assert_eq!(parse_consumer_arn("arn:aws:kinesis:us-east-1:0:stream/o/consumer/c:x"), None);
+    }
+}
