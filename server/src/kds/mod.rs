@@ -3,6 +3,7 @@
 //! document, runs the operation on a blocking thread (engine calls block on RocksDB and on group
 //! commit), and encodes the answer in the request's own content type.
 
+mod account;
 mod cbor;
 mod context;
 mod encryption;
@@ -14,8 +15,10 @@ mod records;
 mod reshard;
 #[cfg(test)]
 mod reshard_tests;
+mod resources;
 mod seqnum;
 mod stream_consumers;
+mod stream_settings;
 mod streams;
 mod subscribe;
 #[cfg(test)]
@@ -50,9 +53,13 @@ type Operation = fn(&KdsCtx, Document) -> Result<Value, ApiError>;
 enum Dispatch {
     Unary(Operation),
     Subscribe,
+    NotImplemented(&'static str),
 }
 
 fn dispatch(name: &str) -> Option<Dispatch> {
+    if let Some(known) = account::NOT_IMPLEMENTED.iter().find(|n| **n == name) {
+        return Some(Dispatch::NotImplemented(known));
+    }
     match name {
         "SubscribeToShard" => Some(Dispatch::Subscribe),
         _ => operation(name).map(Dispatch::Unary),
@@ -74,6 +81,21 @@ fn operation(name: &str) -> Option<Operation> {
         "DescribeStreamConsumer" => stream_consumers::describe,
         "ListStreamConsumers" => stream_consumers::list,
         "DeregisterStreamConsumer" => stream_consumers::deregister,
+        "TagResource" => resources::tag_resource,
+        "UntagResource" => resources::untag_resource,
+        "ListTagsForResource" => resources::list_tags_for_resource,
+        "PutResourcePolicy" => resources::put_resource_policy,
+        "GetResourcePolicy" => resources::get_resource_policy,
+        "DeleteResourcePolicy" => resources::delete_resource_policy,
+        "EnableEnhancedMonitoring" => stream_settings::enable_enhanced_monitoring,
+        "DisableEnhancedMonitoring" => stream_settings::disable_enhanced_monitoring,
+        "UpdateStreamMode" => stream_settings::update_stream_mode,
+        "UpdateStreamWarmThroughput" => stream_settings::update_warm_throughput,
+        "UpdateStreamRecordDistributionStrategy" => stream_settings::update_record_distribution,
+        "UpdateMaxRecordSize" => stream_settings::update_max_record_size,
+        "DescribeLimits" => account::describe_limits,
+        "DescribeAccountSettings" => account::describe_account_settings,
+        "UpdateAccountSettings" => account::update_account_settings,
         "IncreaseStreamRetentionPeriod" => |ctx, body| streams::change_retention(ctx, body, true),
         "DecreaseStreamRetentionPeriod" => |ctx, body| streams::change_retention(ctx, body, false),
         "AddTagsToStream" => streams::add_tags,
@@ -104,6 +126,7 @@ pub async fn handle(
             .spawn_blocking(move || op(&ctx, document))
             .await
             .unwrap_or_else(|join| Err(ApiError::internal(&join))),
+        Ok((Dispatch::NotImplemented(name), _)) => Err(account::not_implemented(name)),
         Ok((Dispatch::Subscribe, document)) => {
             return match subscribe::handle(ctx, background, document, cbor).await {
                 Ok(response) => response,

@@ -5,6 +5,8 @@
 //! Registration takes effect at once, so a consumer is ACTIVE as soon as it is registered (AWS
 //! shows CREATING for a few seconds; clients wait for ACTIVE either way).
 
+use std::collections::BTreeMap;
+
 use framelog_store::{StreamHandle, StreamMeta};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -20,9 +22,14 @@ pub const MAX_CONSUMERS_PER_STREAM: usize = 20;
 const TOKEN_TTL_MS: u64 = 300_000;
 
 /// What is stored about one consumer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct Stored {
-    created_ms: u64,
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Stored {
+    pub created_ms: u64,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub tags: BTreeMap<String, String>,
+    /// A resource policy (PutResourcePolicy), as given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub policy: Option<String>,
 }
 
 /// A registered consumer as the API shows it.
@@ -119,12 +126,14 @@ pub fn register(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let name = body.str("ConsumerName")?;
     v.required(&name, "consumerName");
     check_consumer_name(&mut v, &name);
-    body.string_map("Tags")?;
+    let tags = body.string_map("Tags")?.unwrap_or_default();
+    super::streams::check_tags(&mut v, &tags);
     v.finish()?;
     let (arn, name) = (arn.unwrap_or_default(), name.unwrap_or_default());
     let handle = stream_of(ctx, &arn)?;
     let created_ms = ctx.engine.now_ms();
-    let stored = serde_json::to_string(&Stored { created_ms }).map_err(|e| ApiError::internal(&e))?;
+    let stored = Stored { created_ms, tags: tags.into_iter().collect(), policy: None };
+    let stored = serde_json::to_string(&stored).map_err(|e| ApiError::internal(&e))?;
     let key = format!("{SETTING_PREFIX}{name}");
     let (meta, outcome) = ctx
         .engine
@@ -250,6 +259,33 @@ pub fn list(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
         out["NextToken"] = encode_token(&last.name, "consumers", now_ms).into();
     }
     Ok(out)
+}
+
+/// Applies `change` to a registered consumer's stored state; false when it is not registered.
+pub fn update_stored(
+    ctx: &KdsCtx,
+    handle: &StreamHandle,
+    name: &str,
+    mut change: impl FnMut(&mut Stored),
+) -> Result<bool, ApiError> {
+    let key = format!("{SETTING_PREFIX}{name}");
+    let (_, found) = ctx
+        .engine
+        .update_meta(handle, |m| {
+            let Some(mut stored) = m.settings.get(&key).and_then(|v| serde_json::from_str::<Stored>(v).ok()) else {
+                return false;
+            };
+            change(&mut stored);
+            m.settings.insert(key.clone(), serde_json::to_string(&stored).unwrap_or_default());
+            true
+        })
+        .map_err(|e| ctx.store_error(e))?;
+    Ok(found)
+}
+
+/// A registered consumer's stored state.
+pub fn stored(meta: &StreamMeta, name: &str) -> Option<Stored> {
+    meta.settings.get(&format!("{SETTING_PREFIX}{name}")).and_then(|v| serde_json::from_str(v).ok())
 }
 
 #[cfg(test)]

@@ -116,7 +116,7 @@ pub fn describe_stream(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> 
         "HasMoreShards": eligible.len() > limit,
         "RetentionPeriodHours": meta.retention_hours,
         "StreamCreationTimestamp": epoch_secs(meta.created_ms),
-        "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
+        "EnhancedMonitoring": super::stream_settings::monitoring_json(&meta),
         "EncryptionType": super::encryption::shown(&meta).0,
         "KeyId": super::encryption::shown(&meta).1,
     }}))
@@ -126,20 +126,22 @@ pub fn describe_stream_summary(ctx: &KdsCtx, body: Document) -> Result<Value, Ap
     let meta = ctx.stream(&body)?.meta();
     let max_kib: i64 =
         meta.settings.get(SETTING_MAX_RECORD_KIB).and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_MAX_RECORD_KIB);
-    Ok(json!({"StreamDescriptionSummary": {
+    let mut summary = json!({
         "StreamName": meta.name,
         "StreamARN": meta.arn,
         "StreamStatus": status(&meta),
         "StreamModeDetails": mode_details(&meta),
         "RetentionPeriodHours": meta.retention_hours,
         "StreamCreationTimestamp": epoch_secs(meta.created_ms),
-        "EnhancedMonitoring": [{"ShardLevelMetrics": []}],
+        "EnhancedMonitoring": super::stream_settings::monitoring_json(&meta),
         "EncryptionType": super::encryption::shown(&meta).0,
         "KeyId": super::encryption::shown(&meta).1,
         "OpenShardCount": open_shard_count(&meta),
         "ConsumerCount": super::stream_consumers::consumers(&meta).len(),
         "MaxRecordSizeInKiB": max_kib,
-    }}))
+    });
+    super::stream_settings::on_demand_summary(&meta, &mut summary);
+    Ok(json!({"StreamDescriptionSummary": summary}))
 }
 
 pub fn list_streams(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
@@ -225,14 +227,14 @@ pub fn change_retention(ctx: &KdsCtx, body: Document, increase: bool) -> Result<
     Ok(json!({}))
 }
 
-fn check_tags(v: &mut Violations, tags: &[(String, String)]) {
+pub(super) fn check_tags(v: &mut Violations, tags: &[(String, String)]) {
     for (key, value) in tags {
         v.length(key, "tags.key", 1, 128);
         v.length(value, "tags.value", 0, 256);
     }
 }
 
-fn tag_chars_ok(text: &str) -> bool {
+pub(super) fn tag_chars_ok(text: &str) -> bool {
     text.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_./=+-%@:".contains(c))
 }
 

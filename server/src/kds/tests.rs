@@ -79,6 +79,17 @@ const OPERATIONS: &[&str] = &[
     "SplitShard",
     "MergeShards",
     "UpdateShardCount",
+    "RegisterStreamConsumer",
+    "DescribeStreamConsumer",
+    "DeregisterStreamConsumer",
+    "ListStreamConsumers",
+    "TagResource",
+    "UntagResource",
+    "PutResourcePolicy",
+    "EnableEnhancedMonitoring",
+    "UpdateStreamMode",
+    "UpdateMaxRecordSize",
+    "DescribeLimits",
 ];
 
 const FIELDS: &[&str] = &[
@@ -116,6 +127,12 @@ const FIELDS: &[&str] = &[
     "TargetShardCount",
     "ScalingType",
     "StreamCreationTimestamp",
+    "ConsumerName",
+    "ConsumerARN",
+    "ResourceARN",
+    "Policy",
+    "ShardLevelMetrics",
+    "WarmThroughputMiBps",
 ];
 
 fn leaf() -> impl Strategy<Value = Value> {
@@ -131,6 +148,8 @@ fn leaf() -> impl Strategy<Value = Value> {
             Just("AT_SEQUENCE_NUMBER".to_string()),
             Just("ON_DEMAND".to_string()),
             Just("UNIFORM_SCALING".to_string()),
+            Just("arn:aws:kinesis:us-east-1:000000000000:stream/kept".to_string()),
+            Just("ALL".to_string()),
             Just("shardId-000000000001".to_string()),
             Just("170141183460469231731687303715884105728".to_string()),
             Just("aGVsbG8=".to_string()),
