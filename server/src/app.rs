@@ -31,6 +31,7 @@ pub async fn run(
     crate::consumers::supervisor::start(opened.state.consumers.clone(), opened.consumer_changes);
     // A reshard recorded before a crash or a stop takes effect now (or at its due time).
     crate::kds::resume_pending(&opened.state.kds);
+    background.spawn("on-demand scaling".into(), crate::kds::scale_on_demand(opened.state.kds.clone()));
     let trim_every = Duration::from_secs(config.trim_interval_secs.max(1));
     background.spawn("retention trimmer".into(), trim_periodically(opened.engine.clone(), trim_every));
     match &opened.state.auth.mode {

@@ -49,6 +49,10 @@ pub struct KdsConfig {
     /// takes effect; 0 applies it before the call returns.
     #[serde(default)]
     pub reshard_delay_ms: u64,
+    /// Enforce AWS's per-shard throughput quotas (docs/kds.md "Quotas"); off by default, as a
+    /// self-hosted stream is limited by its disk, not by a price list.
+    #[serde(default)]
+    pub quotas: bool,
 }
 
 /// How GetImages and the consumers decode video.

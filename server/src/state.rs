@@ -73,6 +73,7 @@ impl AppState {
                 reshard_delay_ms: config.kds.reshard_delay_ms,
             },
             subscriptions: Default::default(),
+            quotas: crate::kds::Quotas::new(config.kds.quotas),
             iterators: IteratorCodec::new(secret.derive("kds shard iterator")),
         };
         let kvs = KvsCtx {

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use super::iterator::IteratorCodec;
 use super::seqnum;
 use crate::document::{Document, Violations};
-use crate::error::{ApiError, from_store};
+use crate::error::{ApiError, ErrorType, from_store};
 
 /// Account-level settings of the KDS personality.
 #[derive(Debug, Clone)]
@@ -29,6 +29,8 @@ pub struct KdsCtx {
     pub iterators: IteratorCodec,
     /// Live SubscribeToShard streams, one per consumer and shard.
     pub subscriptions: super::subscribe::Subscriptions,
+    /// Per-shard throughput: enforced quotas (when configured) and the write meter.
+    pub quotas: super::quotas::Quotas,
 }
 
 impl KdsCtx {
@@ -38,6 +40,19 @@ impl KdsCtx {
 
     pub fn store_error(&self, error: framelog_store::StoreError) -> ApiError {
         from_store(error, &self.settings.account_id)
+    }
+
+    /// KDS's throttling error for a shard.
+    pub fn throttled(&self, stream: &str, shard: u32) -> ApiError {
+        ApiError::new(ErrorType::ProvisionedThroughputExceeded, self.throttled_message(stream, shard))
+    }
+
+    pub fn throttled_message(&self, stream: &str, shard: u32) -> String {
+        format!(
+            "Rate exceeded for shard {} in stream {stream} under account {}.",
+            shard_id(shard),
+            self.settings.account_id
+        )
     }
 
     pub fn not_found(&self, name: &str) -> ApiError {

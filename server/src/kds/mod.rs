@@ -11,6 +11,10 @@ mod event_stream;
 mod hashkey;
 mod iterator;
 mod list_shards;
+mod on_demand;
+#[cfg(test)]
+mod quota_tests;
+mod quotas;
 mod records;
 mod reshard;
 #[cfg(test)]
@@ -36,6 +40,8 @@ use serde_json::Value;
 
 pub use context::{KdsCtx, KdsSettings};
 pub use iterator::IteratorCodec;
+pub use on_demand::scale_on_demand;
+pub use quotas::Quotas;
 pub use reshard::resume_pending;
 
 use crate::background::Background;

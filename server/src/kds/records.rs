@@ -79,6 +79,24 @@ fn route(meta: &StreamMeta, hashes: &[u128]) -> Result<Vec<u32>, ApiError> {
         .collect()
 }
 
+/// Each record's admission under the shard write quotas: `Err` holds the throttling message.
+fn admit_writes(
+    ctx: &KdsCtx,
+    meta: &StreamMeta,
+    inputs: &[PutInput],
+    hashes: &[u128],
+) -> Result<Vec<Result<(), String>>, ApiError> {
+    let shards = route(meta, hashes)?;
+    let sizes: Vec<(u32, u64)> =
+        shards.iter().zip(inputs).map(|(&s, i)| (s, (i.data.len() + i.partition_key.len()) as u64)).collect();
+    let admitted = ctx.quotas.admit_writes(meta.id, &sizes, ctx.engine.now_ms());
+    Ok(admitted
+        .into_iter()
+        .zip(&shards)
+        .map(|(ok, &shard)| if ok { Ok(()) } else { Err(ctx.throttled_message(&meta.name, shard)) })
+        .collect())
+}
+
 /// How often a put is routed again after a reshard closed a shard it was routed to.
 const ROUTE_ATTEMPTS: usize = 4;
 
@@ -160,6 +178,9 @@ pub fn put_record(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
         )));
     }
     let hash = hash_of(&input)?;
+    if let Some(Err(message)) = admit_writes(ctx, &meta, std::slice::from_ref(&input), &[hash])?.pop() {
+        return Err(ApiError::new(ErrorType::ProvisionedThroughputExceeded, message));
+    }
     let (meta, landed) = append_routed(ctx, &handle, std::slice::from_ref(&input), &[hash])?;
     let first = landed.first().ok_or_else(|| ApiError::bare(ErrorType::InternalFailure))?;
     Ok(json!({
@@ -199,18 +220,30 @@ pub fn put_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     }
     v.finish()?;
     let hashes = inputs.iter().map(hash_of).collect::<Result<Vec<_>, _>>()?;
+    let admitted = admit_writes(ctx, &meta, &inputs, &hashes)?;
+    let (kept_inputs, kept_hashes): (Vec<PutInput>, Vec<u128>) =
+        inputs.into_iter().zip(hashes).zip(&admitted).filter(|(_, ok)| ok.is_ok()).map(|(pair, _)| pair).unzip();
     // One engine append per request: the whole batch shares one group commit. If it fails, every
     // entry reports InternalFailure, as KDS's per-record results allow.
-    let results: Vec<Value> = match append_routed(ctx, &handle, &inputs, &hashes) {
+    let appended: Vec<Value> = match append_routed(ctx, &handle, &kept_inputs, &kept_hashes) {
         Ok((meta, landed)) => landed
             .iter()
             .map(|a| json!({"SequenceNumber": sequence_number(&meta, a.shard, a.seq, a.arrival_ms), "ShardId": shard_id(a.shard)}))
             .collect(),
-        Err(error) if error.kind == ErrorType::InternalFailure => {
-            hashes.iter().map(|_| json!({"ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure."})).collect()
-        }
+        Err(error) if error.kind == ErrorType::InternalFailure => kept_hashes
+            .iter()
+            .map(|_| json!({"ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure."}))
+            .collect(),
         Err(error) => return Err(error),
     };
+    let mut appended = appended.into_iter();
+    let results: Vec<Value> = admitted
+        .into_iter()
+        .map(|outcome| match outcome {
+            Ok(()) => appended.next().unwrap_or_else(|| json!({"ErrorCode": "InternalFailure"})),
+            Err(message) => json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": message}),
+        })
+        .collect();
     let failed = results.iter().filter(|r| r.get("ErrorCode").is_some()).count();
     let encryption = super::encryption::shown(&meta).0;
     Ok(json!({"FailedRecordCount": failed, "Records": results, "EncryptionType": encryption}))
@@ -383,8 +416,13 @@ pub fn get_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
         return Err(ctx.not_found(&state.stream_name));
     }
     let limit = limit.unwrap_or(MAX_GET_RECORDS) as usize;
+    if !ctx.quotas.admit_read(state.stream_id, state.shard, now_ms) {
+        return Err(ctx.throttled(&state.stream_name, state.shard));
+    }
     let batch =
         ctx.engine.read(&handle, state.shard, state.seq, limit, MAX_GET_BYTES).map_err(|e| ctx.store_error(e))?;
+    let read_bytes: usize = batch.entries.iter().map(|e| e.payload.len() + e.attrs.len()).sum();
+    ctx.quotas.charge_read(state.stream_id, state.shard, read_bytes as u64, now_ms);
     let meta = handle.meta();
     let millis_behind = match batch.entries.last() {
         _ if batch.next_seq >= batch.tip_seq => 0,

@@ -181,6 +181,23 @@ pub fn update_shard_count(ctx: &KdsCtx, body: Document) -> Result<Value, ApiErro
     )
 }
 
+/// Splits an open shard at the middle of its hash key range (ON_DEMAND scaling), as a
+/// SplitShard would: the stream must be ACTIVE and within the shard limit.
+pub fn split_in_half(ctx: &KdsCtx, handle: &StreamHandle, shard: u32) -> Result<(), ApiError> {
+    let meta = handle.meta();
+    let state = status(&meta);
+    if state != "ACTIVE" {
+        return Err(not_active(ctx, &meta.name, state));
+    }
+    let parent = open_shard(ctx, &meta, &shard_id(shard))?;
+    let at_hash = parent.start_hash + (parent.end_hash - parent.start_hash) / 2 + 1;
+    if at_hash > parent.end_hash {
+        return Err(ApiError::invalid(format!("Shard {} has a single hash key and cannot be split.", shard_id(shard))));
+    }
+    check_shard_limit(ctx, 1)?;
+    begin(ctx, handle, &meta, vec![ReshardStep::Split { shard, at_hash }], None)
+}
+
 fn limit(message: String) -> ApiError {
     ApiError::new(ErrorType::LimitExceeded, message)
 }

@@ -183,6 +183,7 @@ async fn pump(ctx: KdsCtx, mut subscription: Subscription, chunks: ChunkSender, 
     let ends_at = Instant::now() + SUBSCRIPTION_LIFETIME;
     let mut last_sent = Instant::now();
     let mut first = true;
+    let mut pace = super::quotas::FanOutPace::new(ctx.quotas.enforced(), ctx.engine.now_ms());
     while Instant::now() < ends_at {
         if !subscription.claim.current() {
             let message = "Another subscription of this consumer and shard took over.";
@@ -200,10 +201,16 @@ async fn pump(ctx: KdsCtx, mut subscription: Subscription, chunks: ChunkSender, 
                 }
                 Step::Exception(kind, message) => (event_stream::exception(kind, &message, cbor), true),
             };
+            let sent_bytes = bytes.len() as u64;
             if !send_chunk(&chunks, bytes).await || last {
                 return;
             }
             last_sent = Instant::now();
+            // Over the consumer's 2 MiB/s for this shard: wait until it is paid back.
+            let pause_ms = pace.charge(sent_bytes, ctx.engine.now_ms());
+            if pause_ms > 0 {
+                tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+            }
             if *tip.borrow() > subscription.next_seq {
                 continue;
             }

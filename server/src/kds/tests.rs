@@ -24,6 +24,7 @@ pub(super) fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KdsCtx
             reshard_delay_ms: 0,
         },
         subscriptions: Default::default(),
+        quotas: Default::default(),
         iterators: IteratorCodec::new(b"test".to_vec()),
     }
 }
