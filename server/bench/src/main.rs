@@ -11,6 +11,7 @@ mod engine_bench;
 mod fleet_bench;
 mod http_get;
 mod images_bench;
+mod kds_bench;
 mod live_bench;
 mod playlist_bench;
 mod remux_bench;
@@ -100,6 +101,9 @@ struct Args {
     /// and its tools (scripts/setup.sh).
     #[arg(long)]
     cluster_only: bool,
+    /// Only the KDS fan-out, resharding and quota benchmarks.
+    #[arg(long)]
+    kds_only: bool,
     /// Node kills in the cluster's failover measurement.
     #[arg(long, default_value_t = 10)]
     failover_kills: usize,
@@ -129,6 +133,10 @@ fn main() -> anyhow::Result<()> {
         };
         let script = std::env::current_dir()?.join("scripts/cluster.sh");
         return report(&args, &cluster_bench::run(&args.framelog_bin, &script, &runtime, bench)?);
+    }
+    if args.kds_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return report(&args, &kds_bench::run(&args.framelog_bin, &runtime, args.seconds)?);
     }
     if args.storage_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -182,6 +190,7 @@ fn main() -> anyhow::Result<()> {
                 )?);
             }
         }
+        rows.extend(kds_bench::run(&args.framelog_bin, &runtime, args.seconds)?);
         if !args.skip_playback {
             rows.extend(playback(&args, &runtime)?);
         }
