@@ -4,7 +4,8 @@
 # Installs only what is missing:
 #   - Debian packages (apt-get update runs once, and only if something is missing);
 #   - a project-local Python virtualenv `.venv` with the test tools (boto3, AWS CLI v1, cbor2, pytest);
-#   - the kinesalite benchmark baseline under bench-baseline/ (npm);
+#   - the kinesalite benchmark baseline and kinesis-local (the KDS differential test's reference)
+#     under bench-baseline/ (npm);
 #   - the web console's npm packages under server/console/ (hls.js, bundled into the binary,
 #     and playwright-core, which drives Chromium in the browser tests);
 #   - AWS's kvssink GStreamer plugin, built once into a cache outside the clone (scripts/kvssink.sh);
@@ -181,14 +182,16 @@ fi
 # ---------------------------------------------------------------------------------------------
 # 4. Benchmark baseline: kinesalite (see bench-baseline/package.json)
 # ---------------------------------------------------------------------------------------------
-if [ -f "$BENCH_DIR/node_modules/kinesalite/package.json" ] && [ -e "$BENCH_DIR/node_modules/.bin/kinesalite" ]; then
-  log "kinesalite baseline ok"
+if [ -f "$BENCH_DIR/node_modules/kinesalite/package.json" ] && [ -e "$BENCH_DIR/node_modules/.bin/kinesalite" ] \
+  && [ -f "$BENCH_DIR/node_modules/kinesis-local/main.js" ]; then
+  log "kinesalite baseline and kinesis-local ok"
 elif [ "$DRY_RUN" = 1 ]; then
-  log "dry run: would npm install the kinesalite baseline into bench-baseline/"
+  log "dry run: would npm install kinesalite and kinesis-local into bench-baseline/"
 else
-  log "npm install kinesalite into bench-baseline/"
+  log "npm install kinesalite and kinesis-local into bench-baseline/"
   npm install --no-audit --no-fund --loglevel=error --prefix "$BENCH_DIR"
   [ -e "$BENCH_DIR/node_modules/.bin/kinesalite" ] || die "kinesalite did not install into $BENCH_DIR"
+  [ -f "$BENCH_DIR/node_modules/kinesis-local/main.js" ] || die "kinesis-local did not install into $BENCH_DIR"
 fi
 
 # ---------------------------------------------------------------------------------------------
