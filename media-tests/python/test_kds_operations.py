@@ -96,3 +96,36 @@ def test_account_settings_and_unimplemented_operations_answer_typed_errors(kines
         kinesis.list_queues()
     assert caught.value.response["Error"]["Code"] == "InvalidArgumentException"
     assert "ListQueues is not implemented" in caught.value.response["Error"]["Message"]
+
+
+def test_every_violation_of_a_request_is_reported_at_once_in_the_models_order(endpoint):
+    body = json.dumps({
+        "Records": [{"Data": "AA==", "PartitionKey": ""}, {"PartitionKey": "p", "ExplicitHashKey": "-1"}],
+        "StreamName": "bad name",
+    }).encode()
+    status, _, raw = raw_post(endpoint, "Kinesis_20131202.PutRecords", body, JSON_CONTENT_TYPE)
+    document = json.loads(raw)
+    assert status == 400 and document["__type"] == "ValidationException"
+    message = document["message"]
+    assert message.startswith("4 validation errors detected: "), message
+    paths = [part.split(" at '")[1].split("'")[0] for part in message.split("; ")]
+    assert paths == ["records.1.member.partitionKey", "records.2.member.data", "records.2.member.explicitHashKey",
+                     "streamName"]
+
+
+def test_a_member_of_the_wrong_type_is_a_serialization_error_before_any_constraint(endpoint):
+    body = json.dumps({"StreamName": "", "ShardCount": "three"}).encode()
+    status, _, raw = raw_post(endpoint, "Kinesis_20131202.CreateStream", body, JSON_CONTENT_TYPE)
+    assert status == 400 and json.loads(raw)["__type"] == "SerializationException"
+
+
+def test_stream_name_and_arn_must_name_the_same_stream(kinesis, make_stream):
+    stream = make_stream(1)
+    other = make_stream(1)
+    arn = kinesis.describe_stream_summary(StreamName=other)["StreamDescriptionSummary"]["StreamARN"]
+    assert error_code(kinesis.describe_stream_summary, StreamName=stream, StreamARN=arn) == "InvalidArgumentException"
+    same = kinesis.describe_stream_summary(StreamName=other, StreamARN=arn)["StreamDescriptionSummary"]
+    assert same["StreamName"] == other
+    with pytest.raises(ClientError) as caught:
+        kinesis.describe_stream_summary()
+    assert caught.value.response["Error"]["Message"] == "Either StreamName or StreamARN should be provided."

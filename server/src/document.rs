@@ -19,6 +19,11 @@ impl Document {
         }
     }
 
+    /// The document's members as they were sent.
+    pub fn fields(&self) -> &Map<String, Value> {
+        &self.0
+    }
+
     fn get(&self, name: &str) -> Option<&Value> {
         self.0.get(name).filter(|v| !v.is_null())
     }
@@ -41,27 +46,12 @@ impl Document {
     }
 
     pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Bool(b)) => Ok(Some(*b)),
-            Some(_) => Err(ApiError::serialization("class java.lang.String can not be converted to an Boolean")),
-        }
+        self.get(name).map(as_bool).transpose()
     }
 
     /// A timestamp: epoch seconds as a number (fractions allowed), in milliseconds.
     pub fn timestamp_ms(&self, name: &str) -> Result<Option<u64>, ApiError> {
-        match self.get(name) {
-            None => Ok(None),
-            Some(Value::Number(n)) => Ok(n.as_f64().map(|secs| (secs * 1000.0).round().max(0.0) as u64)),
-            Some(Value::String(s)) => {
-                s.parse::<f64>().map(|secs| Some((secs * 1000.0).round().max(0.0) as u64)).map_err(|_| {
-                    ApiError::serialization(format!(
-                        "class java.lang.String can not be converted to milliseconds since epoch: {s}"
-                    ))
-                })
-            }
-            Some(_) => Err(ApiError::serialization("Start of structure or map found where not expected.")),
-        }
+        self.get(name).map(as_timestamp_ms).transpose().map(Option::flatten)
     }
 
     pub fn blob(&self, name: &str) -> Result<Option<Vec<u8>>, ApiError> {
@@ -106,7 +96,41 @@ pub fn as_string(value: &Value) -> Result<String, ApiError> {
     }
 }
 
-fn as_int(value: &Value) -> Result<i64, ApiError> {
+/// A timestamp value (epoch seconds, a number or a numeric string) in milliseconds.
+pub fn as_timestamp_ms(value: &Value) -> Result<Option<u64>, ApiError> {
+    match value {
+        Value::Number(n) => Ok(n.as_f64().map(|secs| (secs * 1000.0).round().max(0.0) as u64)),
+        Value::String(s) => s.parse::<f64>().map(|secs| Some((secs * 1000.0).round().max(0.0) as u64)).map_err(|_| {
+            ApiError::serialization(format!(
+                "class java.lang.String can not be converted to milliseconds since epoch: {s}"
+            ))
+        }),
+        _ => Err(ApiError::serialization("Start of structure or map found where not expected.")),
+    }
+}
+
+pub fn as_bool(value: &Value) -> Result<bool, ApiError> {
+    match value {
+        Value::Bool(b) => Ok(*b),
+        _ => Err(ApiError::serialization("class java.lang.String can not be converted to an Boolean")),
+    }
+}
+
+/// The decoded length of a base64 blob, checked as `as_blob` checks it but without decoding
+/// (request validation reads every blob before the handler decodes it).
+pub fn blob_len(value: &Value) -> Result<usize, ApiError> {
+    let Value::String(text) = value else { return as_blob(value).map(|b| b.len()) };
+    let bytes = text.as_bytes();
+    let padding = bytes.iter().rev().take(2).take_while(|b| **b == b'=').count();
+    let body = &bytes[..bytes.len() - padding];
+    let alphabet = |b: &u8| b.is_ascii_alphanumeric() || *b == b'+' || *b == b'/';
+    if bytes.len() % 4 != 0 || !body.iter().all(alphabet) {
+        return as_blob(value).map(|b| b.len());
+    }
+    Ok(bytes.len() / 4 * 3 - padding)
+}
+
+pub fn as_int(value: &Value) -> Result<i64, ApiError> {
     match value {
         Value::Number(n) => n
             .as_i64()
@@ -150,22 +174,6 @@ impl Violations {
             None => "Value null".to_string(),
         };
         self.0.push(format!("{value} at '{path}' failed to satisfy constraint: Member must {constraint}"));
-    }
-
-    pub fn required<T>(&mut self, value: &Option<T>, path: &str) {
-        if value.is_none() {
-            self.add(None, path, "not be null");
-        }
-    }
-
-    /// Length and pattern checks for names (`[a-zA-Z0-9_.-]+`, 1..=max).
-    pub fn name(&mut self, value: &Option<String>, path: &str, max: usize) {
-        if let Some(v) = value {
-            self.length(v, path, 1, max);
-            if !v.is_empty() && !v.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-')) {
-                self.add(Some(v), path, "satisfy regular expression pattern: [a-zA-Z0-9_.-]+");
-            }
-        }
     }
 
     pub fn length(&mut self, v: &str, path: &str, min: usize, max: usize) {
@@ -222,7 +230,7 @@ mod tests {
     #[test]
     fn one_violation_reads_like_kds() {
         let mut v = Violations::default();
-        v.name(&Some("bad name".into()), "streamName", 128);
+        v.add(Some("bad name"), "streamName", "satisfy regular expression pattern: [a-zA-Z0-9_.-]+");
         let error = v.finish().expect_err("invalid");
         assert_eq!(
             error.message.as_deref(),
@@ -235,7 +243,7 @@ mod tests {
     #[test]
     fn several_violations_are_counted_and_joined() {
         let mut v = Violations::default();
-        v.required(&None::<String>, "streamName");
+        v.add(None, "streamName", "not be null");
         v.range(Some(0), "shardCount", 1, 100_000);
         let message = v.finish().expect_err("invalid").message.unwrap_or_default();
         assert!(message.starts_with("2 validation errors detected: Value null at 'streamName' failed to satisfy constraint: Member must not be null; "));

@@ -154,21 +154,41 @@ pub fn resource(
         _ => Names::default(),
     };
     Ok(match target.protocol {
-        Protocol::Kds => Resolved { resource: kds_resource(names, resources), action: None },
+        Protocol::Kds => {
+            let operation = target.action.split_once(':').map_or("", |(_, op)| op);
+            Resolved { resource: kds_resource(operation, names, resources), action: None }
+        }
         Protocol::Kvs => kvs_resource(target, names, resources),
     })
 }
 
-/// KDS operations: GetRecords reads only its iterator; the others take StreamName before
-/// StreamARN (kds::context::stream_name), and the ARN must then name the same stream.
-fn kds_resource(names: Names, resources: &dyn Resources) -> String {
-    if let Some(iterator) = names.shard_iterator {
-        return resources.iterator_stream_arn(&iterator).unwrap_or_else(|| "*".into());
-    }
-    match (names.stream_name, names.stream_arn) {
+/// The resource a KDS operation acts on, read from the member its handler reads, so that a
+/// request cannot be authorized for one resource while acting on another it also names:
+/// GetRecords reads only its iterator; the tag and policy calls a ResourceARN; SubscribeToShard
+/// a ConsumerARN, and Describe/DeregisterStreamConsumer a ConsumerARN before a StreamARN; the
+/// others StreamName before StreamARN (kds::context::stream_name, which refuses two that
+/// disagree).
+fn kds_resource(operation: &str, names: Names, resources: &dyn Resources) -> String {
+    let stream = |names: Names| match (names.stream_name, names.stream_arn) {
         (Some(name), _) => resources.data_stream_arn(&name),
         (None, Some(arn)) => arn,
-        (None, None) => names.consumer_arn.unwrap_or_else(|| "*".into()),
+        (None, None) => "*".into(),
+    };
+    match operation {
+        "GetRecords" => {
+            names.shard_iterator.and_then(|i| resources.iterator_stream_arn(&i)).unwrap_or_else(|| "*".into())
+        }
+        "TagResource"
+        | "UntagResource"
+        | "ListTagsForResource"
+        | "PutResourcePolicy"
+        | "GetResourcePolicy"
+        | "DeleteResourcePolicy" => names.resource_arn.unwrap_or_else(|| "*".into()),
+        "SubscribeToShard" => names.consumer_arn.unwrap_or_else(|| "*".into()),
+        "DescribeStreamConsumer" | "DeregisterStreamConsumer" if names.consumer_arn.is_some() => {
+            names.consumer_arn.unwrap_or_else(|| "*".into())
+        }
+        _ => stream(names),
     }
 }
 
@@ -259,10 +279,22 @@ mod tests {
 
     #[test]
     fn the_resource_is_the_one_each_operation_acts_on() {
-        let kds = classify(&Method::POST, "/", &kds("DeleteStream"));
+        let deleting = classify(&Method::POST, "/", &kds("DeleteStream"));
         let both = br#"{"StreamARN":"arn:aws:kinesis:us-east-1:0:stream/allowed","StreamName":"secret"}"#;
-        let resolved = resource(&kds, &HeaderMap::new(), Some(both), &Fixed).expect("resolves");
+        let resolved = resource(&deleting, &HeaderMap::new(), Some(both), &Fixed).expect("resolves");
         assert_eq!(resolved.resource, "arn:aws:kinesis:us-east-1:0:stream/secret", "StreamName wins, as in KDS");
+        let kds_tag = classify(&Method::POST, "/", &kds("TagResource"));
+        let mixed = br#"{"StreamName":"allowed","ResourceARN":"arn:aws:kinesis:us-east-1:0:stream/secret"}"#;
+        let resolved = resource(&kds_tag, &HeaderMap::new(), Some(mixed), &Fixed).expect("resolves");
+        assert_eq!(resolved.resource, "arn:aws:kinesis:us-east-1:0:stream/secret", "the member the handler acts on");
+        let delete = classify(&Method::POST, "/", &kds("DeleteStream"));
+        let decoy = br#"{"StreamName":"secret","ShardIterator":"it","ResourceARN":"arn:allowed"}"#;
+        let resolved = resource(&delete, &HeaderMap::new(), Some(decoy), &Fixed).expect("resolves");
+        assert_eq!(resolved.resource, "arn:aws:kinesis:us-east-1:0:stream/secret");
+        let subscribe = classify(&Method::POST, "/", &kds("SubscribeToShard"));
+        let body = br#"{"StreamName":"allowed","ConsumerARN":"arn:aws:kinesis:us-east-1:0:stream/s/consumer/c:1"}"#;
+        let resolved = resource(&subscribe, &HeaderMap::new(), Some(body), &Fixed).expect("resolves");
+        assert_eq!(resolved.resource, "arn:aws:kinesis:us-east-1:0:stream/s/consumer/c:1");
         let tag = classify(&Method::POST, "/TagResource", &HeaderMap::new());
         let body = br#"{"ResourceARN":"arn:secret","StreamARN":"arn:allowed"}"#;
         assert_eq!(resource(&tag, &HeaderMap::new(), Some(body), &Fixed).expect("resolves").resource, "arn:secret");

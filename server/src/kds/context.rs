@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::iterator::IteratorCodec;
 use super::seqnum;
-use crate::document::{Document, Violations};
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType, from_store};
 
 /// Account-level settings of the KDS personality.
@@ -61,7 +61,7 @@ impl KdsCtx {
 
     /// Reads `StreamName` / `StreamARN`, validates them, and finds the stream.
     pub fn stream(&self, body: &Document) -> Result<StreamHandle, ApiError> {
-        let name = self.stream_name(body, &mut Violations::default(), true)?;
+        let name = self.stream_name(body)?;
         self.lookup(&name)
     }
 
@@ -80,24 +80,21 @@ impl KdsCtx {
         self.engine.streams().into_iter().map(|h| h.meta()).filter(|m| m.kind == StreamKind::Data).collect()
     }
 
-    /// The stream a request names, after adding constraint violations for name and ARN to `v`.
-    /// Call `v.finish()` before using the result when `finish` is false.
-    pub fn stream_name(&self, body: &Document, v: &mut Violations, finish: bool) -> Result<String, ApiError> {
+    /// The stream a request names by `StreamName` or `StreamARN` (their syntax was checked
+    /// against the model before the handler ran); both must name the same stream.
+    pub fn stream_name(&self, body: &Document) -> Result<String, ApiError> {
         let name = body.str("StreamName")?;
         let arn = body.str("StreamARN")?;
-        v.name(&name, "streamName", 128);
-        if let Some(arn) = &arn {
-            v.length(arn, "streamARN", 1, 2048);
-        }
-        if finish {
-            std::mem::take(v).finish()?;
-        }
         let from_arn = arn.as_deref().map(|a| {
             a.rsplit_once(":stream/")
                 .map(|(_, n)| n.to_string())
                 .ok_or_else(|| ApiError::invalid(format!("Invalid StreamARN {a}")))
         });
         match (name, from_arn) {
+            (Some(name), Some(Ok(from_arn))) if name != from_arn => Err(ApiError::invalid(format!(
+                "StreamARN {} and StreamName {name} name different streams.",
+                arn.unwrap_or_default()
+            ))),
             (Some(name), _) => Ok(name),
             (None, Some(from_arn)) => from_arn,
             (None, None) => Err(ApiError::invalid("Either StreamName or StreamARN should be provided.")),

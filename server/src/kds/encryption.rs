@@ -6,7 +6,7 @@ use framelog_store::{StreamEncryption, StreamMeta};
 use serde_json::{Value, json};
 
 use super::context::KdsCtx;
-use crate::document::{Document, Violations};
+use crate::document::Document;
 use crate::error::ApiError;
 
 /// `EncryptionType` and `KeyId` as KDS shows them.
@@ -19,16 +19,9 @@ pub fn shown(meta: &StreamMeta) -> (&'static str, Option<String>) {
 
 /// The members every encryption call takes: the stream, `EncryptionType` (KMS) and `KeyId`.
 fn parse(ctx: &KdsCtx, body: &Document) -> Result<(String, String), ApiError> {
-    let mut v = Violations::default();
     let kind = body.str("EncryptionType")?;
     let key_id = body.str("KeyId")?;
-    v.required(&kind, "encryptionType");
-    v.required(&key_id, "keyId");
-    if let Some(key_id) = &key_id {
-        v.length(key_id, "keyId", 1, 2048);
-    }
-    v.one_of(&kind, "encryptionType", &["KMS", "NONE"]);
-    let name = ctx.stream_name(body, &mut v, true)?;
+    let name = ctx.stream_name(body)?;
     if kind.as_deref() == Some("NONE") {
         return Err(ApiError::invalid("EncryptionType NONE is not valid here; use StopStreamEncryption."));
     }

@@ -7,14 +7,9 @@ pub fn partition_hash(partition_key: &str) -> u128 {
     u128::from_be_bytes(Md5::digest(partition_key.as_bytes()).into())
 }
 
-/// Parses an ExplicitHashKey already checked against `0|[1-9]\d{0,38}`; `None` when above 2^128-1.
+/// Parses an ExplicitHashKey already checked against the model's pattern (validation.rs); `None` when above 2^128-1.
 pub fn parse_explicit(text: &str) -> Option<u128> {
     text.parse::<u128>().ok()
-}
-
-pub fn is_hash_key_syntax(text: &str) -> bool {
-    text == "0"
-        || (!text.is_empty() && text.len() <= 39 && !text.starts_with('0') && text.bytes().all(|b| b.is_ascii_digit()))
 }
 
 #[cfg(test)]
@@ -31,7 +26,5 @@ mod tests {
     fn explicit_hash_keys_above_the_space_are_rejected() {
         assert_eq!(parse_explicit("340282366920938463463374607431768211455"), Some(u128::MAX));
         assert_eq!(parse_explicit("340282366920938463463374607431768211456"), None);
-        assert!(is_hash_key_syntax("0") && is_hash_key_syntax("12"));
-        assert!(!is_hash_key_syntax("012") && !is_hash_key_syntax("-1") && !is_hash_key_syntax(""));
     }
 }

@@ -27,6 +27,7 @@ mod streams;
 mod subscribe;
 #[cfg(test)]
 mod tests;
+mod validation;
 
 /// What the record consumers (crate::consumers) show of a stored record.
 pub(crate) use context::{epoch_secs, shard_id};
@@ -128,12 +129,18 @@ pub async fn handle(
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let cbor = content_type.starts_with(CBOR_TYPE);
     let result = match envelope(&method, &headers, content_type, &body) {
-        Ok((Dispatch::Unary(op), document)) => background
-            .spawn_blocking(move || op(&ctx, document))
+        Ok((name, Dispatch::Unary(op), document)) => background
+            .spawn_blocking(move || {
+                validation::check(&name, document.fields())?;
+                op(&ctx, document)
+            })
             .await
             .unwrap_or_else(|join| Err(ApiError::internal(&join))),
-        Ok((Dispatch::NotImplemented(name), _)) => Err(account::not_implemented(name)),
-        Ok((Dispatch::Subscribe, document)) => {
+        Ok((_, Dispatch::NotImplemented(name), _)) => Err(account::not_implemented(name)),
+        Ok((name, Dispatch::Subscribe, document)) => {
+            if let Err(error) = validation::check(&name, document.fields()) {
+                return error_answer(&error, content_type);
+            }
             return match subscribe::handle(ctx, background, document, cbor).await {
                 Ok(response) => response,
                 Err(error) => error_answer(&error, content_type),
@@ -180,7 +187,7 @@ fn envelope(
     headers: &HeaderMap,
     content_type: &str,
     body: &[u8],
-) -> Result<(Dispatch, Document), EnvelopeError> {
+) -> Result<(String, Dispatch, Document), EnvelopeError> {
     if method != Method::POST {
         return Err(EnvelopeError::Xml(
             StatusCode::FORBIDDEN,
@@ -220,7 +227,8 @@ fn envelope(
         }
         Some(_) => {}
     }
-    Ok((op, Document::parse(document)?))
+    let name = target.strip_prefix(TARGET_PREFIX).unwrap_or_default().to_string();
+    Ok((name, op, Document::parse(document)?))
 }
 
 fn xml_error(status: StatusCode, name: &str, message: &str) -> Response {

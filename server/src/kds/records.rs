@@ -12,7 +12,6 @@ use super::streams::{DEFAULT_MAX_RECORD_KIB, SETTING_MAX_RECORD_KIB, shard_index
 use crate::document::{Document, Violations};
 use crate::error::{ApiError, ErrorType};
 
-const MAX_PUT_RECORDS: usize = 500;
 const MAX_REQUEST_BYTES: usize = 10 << 20;
 const MAX_GET_RECORDS: i64 = 10_000;
 const MAX_GET_BYTES: usize = 10 << 20;
@@ -25,30 +24,18 @@ fn max_record_bytes(meta: &StreamMeta) -> usize {
     kib as usize * 1024
 }
 
-/// One record of a put, validated.
+/// One record of a put (its members were checked against the model before the handler ran).
 struct PutInput {
     data: Vec<u8>,
     partition_key: String,
     explicit_hash_key: Option<String>,
 }
 
-fn read_put_input(body: &Document, v: &mut Violations, path: &str) -> Result<PutInput, ApiError> {
-    let data = body.blob("Data")?;
-    v.required(&data, &format!("{path}data"));
-    let partition_key = body.str("PartitionKey")?;
-    v.required(&partition_key, &format!("{path}partitionKey"));
-    if let Some(key) = &partition_key {
-        v.length(key, &format!("{path}partitionKey"), 1, 256);
-    }
+fn read_put_input(body: &Document) -> Result<PutInput, ApiError> {
+    let data = body.blob("Data")?.unwrap_or_default();
+    let partition_key = body.str("PartitionKey")?.unwrap_or_default();
     let explicit_hash_key = body.str("ExplicitHashKey")?;
-    if let Some(ehk) = &explicit_hash_key
-        && !hashkey::is_hash_key_syntax(ehk)
-    {
-        v.add(Some(ehk), &format!("{path}explicitHashKey"), "satisfy regular expression pattern: 0|([1-9]\\d{0,38})");
-    }
-    let data = data.unwrap_or_default();
-    v.blob_max(&data, &format!("{path}data"), MAX_RECORD_BYTES);
-    Ok(PutInput { data, partition_key: partition_key.unwrap_or_default(), explicit_hash_key })
+    Ok(PutInput { data, partition_key, explicit_hash_key })
 }
 
 /// The record's hash key: its ExplicitHashKey, or the MD5 of its partition key.
@@ -154,16 +141,9 @@ pub(crate) fn sequence_number(meta: &StreamMeta, shard: u32, seq: u64, arrival_m
 }
 
 pub fn put_record(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
-    let input = read_put_input(&body, &mut v, "")?;
+    let input = read_put_input(&body)?;
     let ordering = body.str("SequenceNumberForOrdering")?;
-    if let Some(o) = &ordering
-        && !seqnum::is_syntax(o)
-    {
-        v.add(Some(o), "sequenceNumberForOrdering", "satisfy regular expression pattern: 0|([1-9]\\d{0,128})");
-    }
-    let name = ctx.stream_name(&body, &mut v, false)?;
-    v.finish()?;
+    let name = ctx.stream_name(&body)?;
     let handle = ctx.lookup(&name)?;
     let meta = handle.meta();
     let mut v = Violations::default();
@@ -191,23 +171,12 @@ pub fn put_record(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
 }
 
 pub fn put_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
-    let records = body.list("Records")?.cloned();
-    v.required(&records, "records");
-    let records = records.unwrap_or_default();
-    if records.is_empty() && body.list("Records")?.is_some() {
-        v.add(Some("[]"), "records", "have length greater than or equal to 1");
+    let records = body.list("Records")?.cloned().unwrap_or_default();
+    let mut inputs = Vec::with_capacity(records.len());
+    for record in records {
+        inputs.push(read_put_input(&Document::parse(record)?)?);
     }
-    if records.len() > MAX_PUT_RECORDS {
-        v.add(Some("[...]"), "records", &format!("have length less than or equal to {MAX_PUT_RECORDS}"));
-    }
-    let mut inputs = Vec::with_capacity(records.len().min(MAX_PUT_RECORDS));
-    for (i, record) in records.into_iter().take(MAX_PUT_RECORDS).enumerate() {
-        let record = Document::parse(record)?;
-        inputs.push(read_put_input(&record, &mut v, &format!("records.{}.member.", i + 1))?);
-    }
-    let name = ctx.stream_name(&body, &mut v, false)?;
-    v.finish()?;
+    let name = ctx.stream_name(&body)?;
     let total: usize = inputs.iter().map(|r| r.data.len() + r.partition_key.len()).sum();
     if total > MAX_REQUEST_BYTES {
         return Err(ApiError::invalid(format!("Records size exceeds {} MB limit", MAX_REQUEST_BYTES >> 20)));
@@ -297,25 +266,13 @@ pub(super) struct IteratorRequest {
     pub(super) timestamp_ms: Option<u64>,
 }
 
-/// Reads the request, reporting every syntax violation at once, as KDS does.
+/// Reads a GetShardIterator request (its members were checked against the model).
 fn read_iterator_request(ctx: &KdsCtx, body: &Document) -> Result<IteratorRequest, ApiError> {
-    let mut v = Violations::default();
     let shard_text = body.str("ShardId")?;
-    v.required(&shard_text, "shardId");
-    v.name(&shard_text, "shardId", 128);
     let kind = body.str("ShardIteratorType")?;
-    v.required(&kind, "shardIteratorType");
-    let kinds = ["AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"];
-    v.one_of(&kind, "shardIteratorType", &kinds);
     let starting = body.str("StartingSequenceNumber")?;
-    if let Some(s) = &starting
-        && !seqnum::is_syntax(s)
-    {
-        v.add(Some(s), "startingSequenceNumber", "satisfy regular expression pattern: 0|([1-9]\\d{0,128})");
-    }
     let timestamp_ms = body.timestamp_ms("Timestamp")?;
-    let name = ctx.stream_name(body, &mut v, false)?;
-    v.finish()?;
+    let name = ctx.stream_name(body)?;
     Ok(IteratorRequest {
         name,
         shard_text: shard_text.unwrap_or_default(),
@@ -389,15 +346,8 @@ fn sequence_position(
 }
 
 pub fn get_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
     let token = body.str("ShardIterator")?;
-    v.required(&token, "shardIterator");
-    if let Some(t) = &token {
-        v.length(t, "shardIterator", 1, 512);
-    }
     let limit = body.int("Limit")?;
-    v.range(limit, "limit", 1, MAX_GET_RECORDS);
-    v.finish()?;
     let state =
         ctx.iterators.decode(&token.unwrap_or_default()).ok_or_else(|| ApiError::invalid("Invalid ShardIterator."))?;
     let now_ms = ctx.engine.now_ms();

@@ -11,13 +11,12 @@ use serde_json::{Value, json};
 
 use super::context::KdsCtx;
 use super::stream_consumers::{self, find_by_arn};
-use super::streams::{check_tags, tag_chars_ok};
-use crate::document::{Document, Violations};
+use super::streams::tag_chars_ok;
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 
 const SETTING_POLICY: &str = "kds.resource_policy";
 const MAX_TAGS: usize = 50;
-const MAX_POLICY_BYTES: usize = 20_480;
 
 /// What a ResourceARN names.
 enum Resource {
@@ -26,14 +25,7 @@ enum Resource {
 }
 
 fn resource(ctx: &KdsCtx, body: &Document) -> Result<Resource, ApiError> {
-    let mut v = Violations::default();
-    let arn = body.str("ResourceARN")?;
-    v.required(&arn, "resourceARN");
-    if let Some(arn) = &arn {
-        v.length(arn, "resourceARN", 1, 2048);
-    }
-    v.finish()?;
-    let arn = arn.unwrap_or_default();
+    let arn = body.str("ResourceARN")?.unwrap_or_default();
     if arn.contains("/consumer/") {
         let (handle, consumer) = find_by_arn(ctx, &arn)?;
         return Ok(Resource::Consumer(handle, consumer.name));
@@ -70,12 +62,7 @@ fn change_tags(
 }
 
 pub fn tag_resource(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
-    let tags = body.string_map("Tags")?;
-    v.required(&tags, "tags");
-    let tags = tags.unwrap_or_default();
-    check_tags(&mut v, &tags);
-    v.finish()?;
+    let tags = body.string_map("Tags")?.unwrap_or_default();
     let target = resource(ctx, &body)?;
     if tags.iter().any(|(k, v)| !tag_chars_ok(k) || !tag_chars_ok(v)) {
         return Err(ApiError::invalid(
@@ -95,15 +82,8 @@ pub fn tag_resource(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
 }
 
 pub fn untag_resource(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
-    let keys = body.list("TagKeys")?.cloned();
-    v.required(&keys, "tagKeys");
-    let keys: Vec<String> =
-        keys.unwrap_or_default().iter().map(crate::document::as_string).collect::<Result<_, _>>()?;
-    if keys.len() > 50 {
-        v.add(Some("[...]"), "tagKeys", "have length less than or equal to 50");
-    }
-    v.finish()?;
+    let keys = body.list("TagKeys")?.cloned().unwrap_or_default();
+    let keys: Vec<String> = keys.iter().map(crate::document::as_string).collect::<Result<_, _>>()?;
     let target = resource(ctx, &body)?;
     change_tags(ctx, &target, |current| keys.iter().for_each(|k| drop(current.remove(k))))?;
     Ok(json!({}))
@@ -116,14 +96,7 @@ pub fn list_tags_for_resource(ctx: &KdsCtx, body: Document) -> Result<Value, Api
 }
 
 pub fn put_resource_policy(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
-    let policy = body.str("Policy")?;
-    v.required(&policy, "policy");
-    if let Some(text) = &policy {
-        v.length(text, "policy", 1, MAX_POLICY_BYTES);
-    }
-    v.finish()?;
-    let policy = policy.unwrap_or_default();
+    let policy = body.str("Policy")?.unwrap_or_default();
     let document: Value = serde_json::from_str(&policy)
         .map_err(|e| ApiError::invalid(format!("The policy is not a JSON document: {e}")))?;
     if document.get("Statement").is_none_or(|s| !(s.is_array() || s.is_object())) {

@@ -56,12 +56,6 @@ pub fn decode(text: &str) -> Option<Decoded> {
     Some(Decoded { shard_created_secs, shard_index, record_seq: counter.checked_sub(1) })
 }
 
-/// The pattern the KDS model gives sequence numbers: `0|([1-9]\d{0,128})`.
-pub fn is_syntax(text: &str) -> bool {
-    text == "0"
-        || (!text.is_empty() && text.len() <= 129 && !text.starts_with('0') && text.bytes().all(|b| b.is_ascii_digit()))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

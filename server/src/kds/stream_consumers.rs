@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::context::{KdsCtx, epoch_secs};
 use super::streams::{decode_token, encode_token};
-use crate::document::{Document, Violations};
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 
 const SETTING_PREFIX: &str = "kds.consumer.";
@@ -97,19 +97,6 @@ pub fn find_by_arn(ctx: &KdsCtx, arn: &str) -> Result<(StreamHandle, StreamConsu
     Ok((handle, consumer))
 }
 
-fn check_consumer_name(v: &mut Violations, name: &Option<String>) {
-    v.name(name, "consumerName", 128);
-}
-
-fn check_stream_arn(v: &mut Violations, arn: &Option<String>, required: bool) {
-    if required {
-        v.required(arn, "streamARN");
-    }
-    if let Some(arn) = arn {
-        v.length(arn, "streamARN", 1, 2048);
-    }
-}
-
 /// The stream a StreamARN names.
 fn stream_of(ctx: &KdsCtx, arn: &str) -> Result<StreamHandle, ApiError> {
     let name = arn
@@ -120,15 +107,9 @@ fn stream_of(ctx: &KdsCtx, arn: &str) -> Result<StreamHandle, ApiError> {
 }
 
 pub fn register(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
     let arn = body.str("StreamARN")?;
-    check_stream_arn(&mut v, &arn, true);
     let name = body.str("ConsumerName")?;
-    v.required(&name, "consumerName");
-    check_consumer_name(&mut v, &name);
     let tags = body.string_map("Tags")?.unwrap_or_default();
-    super::streams::check_tags(&mut v, &tags);
-    v.finish()?;
     let (arn, name) = (arn.unwrap_or_default(), name.unwrap_or_default());
     let handle = stream_of(ctx, &arn)?;
     let created_ms = ctx.engine.now_ms();
@@ -174,16 +155,9 @@ pub fn register(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
 /// The consumer a Describe or Deregister request names: by ConsumerARN, or by StreamARN and
 /// ConsumerName.
 fn named(ctx: &KdsCtx, body: &Document) -> Result<(StreamHandle, StreamConsumer), ApiError> {
-    let mut v = Violations::default();
     let stream_arn = body.str("StreamARN")?;
-    check_stream_arn(&mut v, &stream_arn, false);
     let name = body.str("ConsumerName")?;
-    check_consumer_name(&mut v, &name);
     let consumer_arn = body.str("ConsumerARN")?;
-    if let Some(arn) = &consumer_arn {
-        v.length(arn, "consumerARN", 1, 2048);
-    }
-    v.finish()?;
     match (consumer_arn, stream_arn, name) {
         (Some(arn), _, _) => find_by_arn(ctx, &arn),
         (None, Some(stream_arn), Some(name)) => {
@@ -218,17 +192,10 @@ pub fn deregister(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
 }
 
 pub fn list(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
     let arn = body.str("StreamARN")?;
-    check_stream_arn(&mut v, &arn, true);
     let max = body.int("MaxResults")?;
-    v.range(max, "maxResults", 1, 10_000);
     let token = body.str("NextToken")?;
-    if let Some(t) = &token {
-        v.length(t, "nextToken", 1, 1_048_576);
-    }
     let created_ms = body.timestamp_ms("StreamCreationTimestamp")?;
-    v.finish()?;
     let handle = stream_of(ctx, &arn.unwrap_or_default())?;
     let meta = handle.meta();
     if created_ms.is_some_and(|ms| ms / 1000 != meta.created_ms / 1000) {

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use super::context::KdsCtx;
 use super::streams::{SETTING_MAX_RECORD_KIB, SETTING_MODE};
-use crate::document::{Document, Violations};
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 
 const SETTING_METRICS: &str = "kds.shard_level_metrics";
@@ -54,19 +54,9 @@ pub fn on_demand_summary(meta: &StreamMeta, summary: &mut Value) {
 }
 
 fn change_monitoring(ctx: &KdsCtx, body: Document, enable: bool) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
-    let metrics = body.list("ShardLevelMetrics")?.cloned();
-    v.required(&metrics, "shardLevelMetrics");
-    let metrics: Vec<String> =
-        metrics.unwrap_or_default().iter().map(crate::document::as_string).collect::<Result<_, _>>()?;
-    if metrics.is_empty() {
-        v.add(Some("[]"), "shardLevelMetrics", "have length greater than or equal to 1");
-    }
-    for (i, metric) in metrics.iter().enumerate() {
-        let allowed: Vec<&str> = SHARD_LEVEL_METRICS.iter().copied().chain(["ALL"]).collect();
-        v.one_of(&Some(metric.clone()), &format!("shardLevelMetrics.{}.member", i + 1), &allowed);
-    }
-    let name = ctx.stream_name(&body, &mut v, true)?;
+    let metrics = body.list("ShardLevelMetrics")?.cloned().unwrap_or_default();
+    let metrics: Vec<String> = metrics.iter().map(crate::document::as_string).collect::<Result<_, _>>()?;
+    let name = ctx.stream_name(&body)?;
     let handle = ctx.lookup(&name)?;
     let named = |m: &str| metrics.iter().any(|x| x == m || x == "ALL");
     let before = enabled_metrics(&handle.meta());
@@ -105,18 +95,12 @@ pub fn disable_enhanced_monitoring(ctx: &KdsCtx, body: Document) -> Result<Value
 }
 
 pub fn update_stream_mode(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
-    let arn = body.str("StreamARN")?;
-    v.required(&arn, "streamARN");
     let mode = match body.object("StreamModeDetails")? {
         Some(details) => details.str("StreamMode")?,
         None => None,
     };
-    v.required(&body.object("StreamModeDetails")?, "streamModeDetails");
-    v.one_of(&mode, "streamModeDetails.streamMode", &["PROVISIONED", "ON_DEMAND"]);
     let warm = body.int("WarmThroughputMiBps")?;
-    v.range(warm, "warmThroughputMiBps", 0, 10_240);
-    let name = ctx.stream_name(&body, &mut v, true)?;
+    let name = ctx.stream_name(&body)?;
     let handle = ctx.lookup(&name)?;
     let meta = handle.meta();
     let status = super::reshard::status(&meta);
@@ -144,11 +128,8 @@ pub fn update_stream_mode(ctx: &KdsCtx, body: Document) -> Result<Value, ApiErro
 }
 
 pub fn update_warm_throughput(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
     let warm = body.int("WarmThroughputMiBps")?;
-    v.required(&warm, "warmThroughputMiBps");
-    v.range(warm, "warmThroughputMiBps", 0, 10_240);
-    let name = ctx.stream_name(&body, &mut v, true)?;
+    let name = ctx.stream_name(&body)?;
     let handle = ctx.lookup(&name)?;
     if !is_on_demand(&handle.meta()) {
         return Err(ApiError::invalid("Warm throughput can only be set for streams in ON_DEMAND mode."));
@@ -168,13 +149,8 @@ pub fn update_warm_throughput(ctx: &KdsCtx, body: Document) -> Result<Value, Api
 /// Framelog routes every record by its partition key (or ExplicitHashKey) under either
 /// strategy; AUTO is recorded and shown, as AWS may spread a hot key and is not obliged to.
 pub fn update_record_distribution(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
-    let arn = body.str("StreamARN")?;
-    v.required(&arn, "streamARN");
     let strategy = body.str("RecordDistributionStrategy")?;
-    v.required(&strategy, "recordDistributionStrategy");
-    v.one_of(&strategy, "recordDistributionStrategy", &["AUTO", "USER_PARTITION_KEY"]);
-    let name = ctx.stream_name(&body, &mut v, true)?;
+    let name = ctx.stream_name(&body)?;
     let handle = ctx.lookup(&name)?;
     if !is_on_demand(&handle.meta()) {
         return Err(ApiError::invalid(
@@ -189,11 +165,8 @@ pub fn update_record_distribution(ctx: &KdsCtx, body: Document) -> Result<Value,
 }
 
 pub fn update_max_record_size(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
     let kib = body.int("MaxRecordSizeInKiB")?;
-    v.required(&kib, "maxRecordSizeInKiB");
-    v.range(kib, "maxRecordSizeInKiB", 1024, 10240);
-    let name = ctx.stream_name(&body, &mut v, true)?;
+    let name = ctx.stream_name(&body)?;
     let handle = ctx.lookup(&name)?;
     let kib = kib.unwrap_or_default();
     ctx.engine

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 use super::context::{KdsCtx, epoch_secs, open_shard_count, parse_shard_id, shard_json, visible_shards};
 use super::reshard::status;
-use crate::document::{Document, Violations};
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 
 pub const MIN_RETENTION_HOURS: i64 = 24;
@@ -18,35 +18,22 @@ pub const SETTING_MAX_RECORD_KIB: &str = "kds.max_record_size_kib";
 pub const DEFAULT_MAX_RECORD_KIB: i64 = 1024;
 
 pub fn create_stream(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
-    let name = body.str("StreamName")?;
-    v.required(&name, "streamName");
-    v.name(&name, "streamName", 128);
+    let name = body.str("StreamName")?.unwrap_or_default();
     let shard_count = body.int("ShardCount")?;
-    v.range(shard_count, "shardCount", 1, 100_000);
     let mode = match body.object("StreamModeDetails")? {
-        Some(details) => {
-            let mode = details.str("StreamMode")?;
-            v.required(&mode, "streamModeDetails.streamMode");
-            v.one_of(&mode, "streamModeDetails.streamMode", &["PROVISIONED", "ON_DEMAND"]);
-            mode.unwrap_or_default()
-        }
+        Some(details) => details.str("StreamMode")?.unwrap_or_default(),
         None => "PROVISIONED".to_string(),
     };
     let max_record_kib = body.int("MaxRecordSizeInKiB")?;
-    v.range(max_record_kib, "maxRecordSizeInKiB", 1024, 10240);
     let tags = body.string_map("Tags")?.unwrap_or_default();
-    check_tags(&mut v, &tags);
-    v.finish()?;
-    let name = name.unwrap_or_default();
 
     let shards = match (mode.as_str(), shard_count) {
-        (_, Some(n)) => n as u32,
+        (_, Some(n)) => u32::try_from(n).unwrap_or(u32::MAX),
         ("ON_DEMAND", None) => ON_DEMAND_SHARDS,
         _ => return Err(ApiError::invalid("ShardCount is required for a stream in PROVISIONED mode.")),
     };
     let current: u32 = ctx.data_streams().iter().map(|s| open_shard_count(s) as u32).sum();
-    if current + shards > ctx.settings.shard_limit {
+    if current.saturating_add(shards) > ctx.settings.shard_limit {
         return Err(ApiError::new(ErrorType::LimitExceeded, shard_limit_message(ctx, current, shards)));
     }
     let now_ms = ctx.engine.now_ms();
@@ -93,12 +80,9 @@ fn mode_details(meta: &framelog_store::StreamMeta) -> Value {
 }
 
 pub fn describe_stream(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
     let limit = body.int("Limit")?;
-    v.range(limit, "limit", 1, 10_000);
     let start = body.str("ExclusiveStartShardId")?;
-    v.name(&start, "exclusiveStartShardId", 128);
-    let name = ctx.stream_name(&body, &mut v, true)?;
+    let name = ctx.stream_name(&body)?;
     let meta = ctx.lookup(&name)?.meta();
     let limit = limit.unwrap_or(100) as usize;
     let after = start.as_deref().and_then(parse_shard_id);
@@ -145,13 +129,9 @@ pub fn describe_stream_summary(ctx: &KdsCtx, body: Document) -> Result<Value, Ap
 }
 
 pub fn list_streams(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
     let limit = body.int("Limit")?;
-    v.range(limit, "limit", 1, 10_000);
     let start = body.str("ExclusiveStartStreamName")?;
-    v.name(&start, "exclusiveStartStreamName", 128);
     let token = body.str("NextToken")?;
-    v.finish()?;
     let after = match token {
         Some(token) => Some(decode_token(&token, "streams")?.0),
         None => start,
@@ -195,11 +175,8 @@ pub(super) fn decode_token(token: &str, kind: &str) -> Result<(String, u64), Api
 }
 
 pub fn change_retention(ctx: &KdsCtx, body: Document, increase: bool) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
     let hours = body.int("RetentionPeriodHours")?;
-    v.required(&hours, "retentionPeriodHours");
-    v.range(hours, "retentionPeriodHours", 1, 100_000);
-    let name = ctx.stream_name(&body, &mut v, true)?;
+    let name = ctx.stream_name(&body)?;
     let hours = hours.unwrap_or_default();
     if hours < MIN_RETENTION_HOURS {
         return Err(ApiError::invalid(format!(
@@ -227,27 +204,13 @@ pub fn change_retention(ctx: &KdsCtx, body: Document, increase: bool) -> Result<
     Ok(json!({}))
 }
 
-pub(super) fn check_tags(v: &mut Violations, tags: &[(String, String)]) {
-    for (key, value) in tags {
-        v.length(key, "tags.key", 1, 128);
-        v.length(value, "tags.value", 0, 256);
-    }
-}
-
 pub(super) fn tag_chars_ok(text: &str) -> bool {
     text.chars().all(|c| c.is_alphanumeric() || c.is_whitespace() || "_./=+-%@:".contains(c))
 }
 
 pub fn add_tags(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
-    let tags = body.string_map("Tags")?;
-    v.required(&tags, "tags");
-    let tags = tags.unwrap_or_default();
-    if tags.len() > 200 {
-        v.add(Some("{...}"), "tags", "have length less than or equal to 200");
-    }
-    check_tags(&mut v, &tags);
-    let name = ctx.stream_name(&body, &mut v, true)?;
+    let tags = body.string_map("Tags")?.unwrap_or_default();
+    let name = ctx.stream_name(&body)?;
     if tags.iter().any(|(k, v)| !tag_chars_ok(k) || !tag_chars_ok(v)) {
         return Err(ApiError::invalid(
             "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, _ . / = + - % @.",
@@ -271,18 +234,9 @@ pub fn add_tags(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
 }
 
 pub fn remove_tags(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
-    let keys = body.list("TagKeys")?.cloned();
-    v.required(&keys, "tagKeys");
-    let keys: Vec<String> =
-        keys.unwrap_or_default().iter().map(crate::document::as_string).collect::<Result<_, _>>()?;
-    if keys.is_empty() {
-        v.add(Some("[]"), "tagKeys", "have length greater than or equal to 1");
-    }
-    if keys.len() > 50 {
-        v.add(Some("[...]"), "tagKeys", "have length less than or equal to 50");
-    }
-    let name = ctx.stream_name(&body, &mut v, true)?;
+    let keys = body.list("TagKeys")?.cloned().unwrap_or_default();
+    let keys: Vec<String> = keys.iter().map(crate::document::as_string).collect::<Result<_, _>>()?;
+    let name = ctx.stream_name(&body)?;
     let handle = ctx.lookup(&name)?;
     ctx.engine
         .update_meta(&handle, |m| keys.iter().for_each(|k| drop(m.tags.remove(k))))
@@ -291,14 +245,9 @@ pub fn remove_tags(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
 }
 
 pub fn list_tags(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
-    let mut v = Violations::default();
     let limit = body.int("Limit")?;
-    v.range(limit, "limit", 1, 50);
     let start = body.str("ExclusiveStartTagKey")?;
-    if let Some(s) = &start {
-        v.length(s, "exclusiveStartTagKey", 1, 128);
-    }
-    let name = ctx.stream_name(&body, &mut v, true)?;
+    let name = ctx.stream_name(&body)?;
     let tags = ctx.lookup(&name)?.meta().tags;
     let limit = limit.unwrap_or(50) as usize;
     let eligible: Vec<_> = tags.iter().filter(|(k, _)| start.as_deref().is_none_or(|s| k.as_str() > s)).collect();

@@ -27,7 +27,7 @@ use super::event_stream;
 use super::records::{IteratorRequest, record_json, start_position};
 use super::stream_consumers::find_by_arn;
 use crate::background::Background;
-use crate::document::{Document, Violations};
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 use crate::streamed::{ChunkSender, send_chunk, streamed_response};
 
@@ -113,27 +113,12 @@ pub async fn handle(ctx: KdsCtx, background: Background, document: Document, cbo
 }
 
 fn start(ctx: &KdsCtx, body: &Document) -> Result<Subscription, ApiError> {
-    let mut v = Violations::default();
     let consumer_arn = body.str("ConsumerARN")?;
-    v.required(&consumer_arn, "consumerARN");
-    if let Some(arn) = &consumer_arn {
-        v.length(arn, "consumerARN", 1, 2048);
-    }
     let shard_text = body.str("ShardId")?;
-    v.required(&shard_text, "shardId");
-    v.name(&shard_text, "shardId", 128);
-    let position = body.object("StartingPosition")?;
-    v.required(&position, "startingPosition");
-    let (kind, starting, timestamp_ms) = match &position {
+    let (kind, starting, timestamp_ms) = match body.object("StartingPosition")? {
         Some(position) => (position.str("Type")?, position.str("SequenceNumber")?, position.timestamp_ms("Timestamp")?),
         None => (None, None, None),
     };
-    if position.is_some() {
-        v.required(&kind, "startingPosition.type");
-    }
-    let kinds = ["AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER", "TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"];
-    v.one_of(&kind, "startingPosition.type", &kinds);
-    v.finish()?;
     let consumer_arn = consumer_arn.unwrap_or_default();
     let (handle, consumer) = find_by_arn(ctx, &consumer_arn)?;
     let meta = handle.meta();

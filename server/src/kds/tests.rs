@@ -31,7 +31,9 @@ pub(super) fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KdsCtx
 
 pub(super) fn call(ctx: &KdsCtx, op: &str, document: Value) -> Result<Value, crate::error::ApiError> {
     let run = operation(op).expect("known operation");
-    run(ctx, Document::parse(document).expect("object"))
+    let document = Document::parse(document)?;
+    super::validation::check(op, document.fields())?;
+    run(ctx, document)
 }
 
 #[test]
