@@ -341,13 +341,18 @@ def test_the_aws_cli_splits_and_merges(aws_cli, kinesis, make_stream):
     assert [s["ShardId"] for s in listed["Shards"]] == [shard_id(1), shard_id(4)]
 
 
+@pytest.mark.parametrize("created", ["before", "after"])
 def test_a_record_consumer_follows_splits_and_merges_parents_before_children(
-    server, kinesis, make_stream, hooks, record_consumers
+    server, kinesis, make_stream, hooks, record_consumers, created
 ):
+    """A consumer created before the reshards follows new shards as they appear; one created after
+    them from TRIM_HORIZON starts every shard at once, and still holds children back until their
+    parents are delivered."""
     stream = make_stream(1)
     hook = hooks()
     request = kds_request(stream, "follow", hook.url, Batching={"MaxRecords": 20, "MaxWaitMs": 100})
-    record_consumers(server.endpoint, request)
+    if created == "before":
+        record_consumers(server.endpoint, request)
     put_order: dict[str, list[str]] = {}
     counter = 0
 
@@ -366,6 +371,8 @@ def test_a_record_consumer_follows_splits_and_merges_parents_before_children(
     put(40)
     kinesis.merge_shards(StreamName=stream, ShardToMerge=shard_id(1), AdjacentShardToMerge=shard_id(2))
     put(40)
+    if created == "after":
+        record_consumers(server.endpoint, request)
     wait_for_records(hook, 120)
 
     delivered_order: dict[str, list[str]] = {}
@@ -374,3 +381,24 @@ def test_a_record_consumer_follows_splits_and_merges_parents_before_children(
             data = base64.b64decode(event["kinesis"]["data"]).decode()
             delivered_order.setdefault(event["kinesis"]["partitionKey"], []).append(data)
     assert delivered_order == put_order, "each record once, and each key's records in the order they were put"
+
+
+def test_the_aws_cli_scales_registers_consumers_and_reports_typed_errors(aws_cli, make_stream):
+    stream = make_stream(2)
+    scaled = aws_cli.json(
+        "kinesis", "update-shard-count", "--stream-name", stream, "--target-shard-count", "4",
+        "--scaling-type", "UNIFORM_SCALING",
+    )
+    assert (scaled["CurrentShardCount"], scaled["TargetShardCount"]) == (2, 4)
+    arn = aws_cli.json("kinesis", "describe-stream-summary", "--stream-name", stream)["StreamDescriptionSummary"][
+        "StreamARN"
+    ]
+    consumer = aws_cli.json("kinesis", "register-stream-consumer", "--stream-arn", arn, "--consumer-name", "cli")
+    assert consumer["Consumer"]["ConsumerStatus"] == "ACTIVE"
+    listed = aws_cli.json("kinesis", "list-stream-consumers", "--stream-arn", arn)
+    assert [c["ConsumerName"] for c in listed["Consumers"]] == ["cli"]
+    refused = aws_cli.run(
+        "kinesis", "update-shard-count", "--stream-name", stream, "--target-shard-count", "9",
+        "--scaling-type", "UNIFORM_SCALING", check=False,
+    )
+    assert refused.returncode != 0 and "LimitExceededException" in refused.stderr

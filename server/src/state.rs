@@ -210,6 +210,10 @@ impl Resources for StreamResources {
     fn iterator_stream_arn(&self, iterator: &str) -> Option<String> {
         self.kds.iterators.decode(iterator).map(|state| self.kds.arn(&state.stream_name))
     }
+
+    fn list_token_stream_arn(&self, token: &str) -> Option<String> {
+        crate::kds::list_shards_token_stream(token).map(|name| self.kds.arn(&name))
+    }
 }
 
 /// `https://video.example.com:8443/x` → `video.example.com`.

@@ -32,6 +32,8 @@ pub trait Resources: Send + Sync + std::fmt::Debug {
     fn data_stream_arn(&self, name: &str) -> String;
     /// The data stream a shard iterator reads, if the iterator is ours.
     fn iterator_stream_arn(&self, iterator: &str) -> Option<String>;
+    /// The data stream a ListShards NextToken continues, if the token is ours.
+    fn list_token_stream_arn(&self, token: &str) -> Option<String>;
 }
 
 /// How requests are authenticated.

@@ -111,6 +111,8 @@ struct Names {
     consumer_arn: Option<String>,
     #[serde(rename = "ShardIterator")]
     shard_iterator: Option<String>,
+    #[serde(rename = "NextToken")]
+    next_token: Option<String>,
     #[serde(rename = "DataStreamName")]
     data_stream_name: Option<String>,
     #[serde(rename = "DataStreamARN")]
@@ -164,31 +166,42 @@ pub fn resource(
 
 /// The resource a KDS operation acts on, read from the member its handler reads, so that a
 /// request cannot be authorized for one resource while acting on another it also names:
-/// GetRecords reads only its iterator; the tag and policy calls a ResourceARN; SubscribeToShard
-/// a ConsumerARN, and Describe/DeregisterStreamConsumer a ConsumerARN before a StreamARN; the
-/// others StreamName before StreamARN (kds::context::stream_name, which refuses two that
-/// disagree).
+/// GetRecords reads only its iterator, ListShards its NextToken when it has one; the tag and
+/// policy calls a ResourceARN; SubscribeToShard a ConsumerARN; the consumer registry calls a
+/// ConsumerARN or else a StreamARN; the others StreamName before StreamARN
+/// (kds::context::stream_name, which refuses two that disagree). Handlers find a stream by the
+/// name at the end of its ARN, so a stream ARN is judged as the stream's own ARN, whatever
+/// region or account it was written with; consumer ARNs must match exactly to be found at all.
 fn kds_resource(operation: &str, names: Names, resources: &dyn Resources) -> String {
-    let stream = |names: Names| match (names.stream_name, names.stream_arn) {
-        (Some(name), _) => resources.data_stream_arn(&name),
-        (None, Some(arn)) => arn,
-        (None, None) => "*".into(),
+    let by_arn = |arn: Option<String>| match arn {
+        Some(arn) if arn.contains("/consumer/") => arn,
+        Some(arn) => match arn.rsplit_once(":stream/") {
+            Some((_, name)) => resources.data_stream_arn(name),
+            None => arn,
+        },
+        None => "*".into(),
     };
     match operation {
         "GetRecords" => {
             names.shard_iterator.and_then(|i| resources.iterator_stream_arn(&i)).unwrap_or_else(|| "*".into())
+        }
+        "ListShards" if names.next_token.is_some() => {
+            names.next_token.and_then(|token| resources.list_token_stream_arn(&token)).unwrap_or_else(|| "*".into())
         }
         "TagResource"
         | "UntagResource"
         | "ListTagsForResource"
         | "PutResourcePolicy"
         | "GetResourcePolicy"
-        | "DeleteResourcePolicy" => names.resource_arn.unwrap_or_else(|| "*".into()),
-        "SubscribeToShard" => names.consumer_arn.unwrap_or_else(|| "*".into()),
-        "DescribeStreamConsumer" | "DeregisterStreamConsumer" if names.consumer_arn.is_some() => {
-            names.consumer_arn.unwrap_or_else(|| "*".into())
+        | "DeleteResourcePolicy" => by_arn(names.resource_arn),
+        "SubscribeToShard" => by_arn(names.consumer_arn),
+        "RegisterStreamConsumer" | "ListStreamConsumers" | "DescribeStreamConsumer" | "DeregisterStreamConsumer" => {
+            by_arn(names.consumer_arn.or(names.stream_arn))
         }
-        _ => stream(names),
+        _ => match names.stream_name {
+            Some(name) => resources.data_stream_arn(&name),
+            None => by_arn(names.stream_arn),
+        },
     }
 }
 
@@ -241,6 +254,9 @@ mod tests {
         fn iterator_stream_arn(&self, iterator: &str) -> Option<String> {
             (iterator == "it").then(|| "arn:aws:kinesis:us-east-1:0:stream/from-iterator".to_string())
         }
+        fn list_token_stream_arn(&self, token: &str) -> Option<String> {
+            (token == "tok").then(|| "arn:aws:kinesis:us-east-1:0:stream/from-token".to_string())
+        }
     }
 
     fn kds(operation: &str) -> HeaderMap {
@@ -291,6 +307,13 @@ mod tests {
         let decoy = br#"{"StreamName":"secret","ShardIterator":"it","ResourceARN":"arn:allowed"}"#;
         let resolved = resource(&delete, &HeaderMap::new(), Some(decoy), &Fixed).expect("resolves");
         assert_eq!(resolved.resource, "arn:aws:kinesis:us-east-1:0:stream/secret");
+        let register = classify(&Method::POST, "/", &kds("RegisterStreamConsumer"));
+        let body = br#"{"StreamName":"allowed","StreamARN":"arn:aws:kinesis:eu-fake-1:9:stream/secret"}"#;
+        let resolved = resource(&register, &HeaderMap::new(), Some(body), &Fixed).expect("resolves");
+        assert_eq!(resolved.resource, "arn:aws:kinesis:us-east-1:0:stream/secret", "the ARN's stream, as its own ARN");
+        let list = classify(&Method::POST, "/", &kds("ListShards"));
+        let resolved = resource(&list, &HeaderMap::new(), Some(br#"{"NextToken":"tok"}"#), &Fixed).expect("resolves");
+        assert_eq!(resolved.resource, "arn:aws:kinesis:us-east-1:0:stream/from-token");
         let subscribe = classify(&Method::POST, "/", &kds("SubscribeToShard"));
         let body = br#"{"StreamName":"allowed","ConsumerARN":"arn:aws:kinesis:us-east-1:0:stream/s/consumer/c:1"}"#;
         let resolved = resource(&subscribe, &HeaderMap::new(), Some(body), &Fixed).expect("resolves");

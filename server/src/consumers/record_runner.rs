@@ -117,21 +117,26 @@ impl ShardRunner {
     }
 
     /// Where this shard's delivery starts: its checkpoint (a consumer's checkpoint names every
-    /// shard that existed when it was created); for a shard a reshard opened later, its first
-    /// record once its parents were delivered to their end. `None` when the stream went away.
+    /// shard that existed when it was created), or, for a shard a reshard opened later, its first
+    /// record. A child shard that has delivered nothing yet starts only once its parents were
+    /// delivered to their end, so a key's records stay in order across the reshard. `None` when
+    /// the stream went away.
     async fn first_seq(&self) -> Option<u64> {
         let meta = self.handle.meta();
         let checkpoint: RecordCheckpoint = state::checkpoint_of(&meta.settings, &self.spec.name);
-        if let Some(seq) = checkpoint.next_seq.get(&self.shard) {
-            return Some(*seq);
-        }
         let shard = meta.shards.get(self.shard as usize)?;
         let parents: Vec<u32> = shard.parent.into_iter().chain(shard.adjacent_parent).collect();
-        if !parents.is_empty() {
+        let engine = &self.ctx.video.engine;
+        let horizon = engine.resolve(&self.handle, self.shard, Position::TrimHorizon).ok()?;
+        let delivered_some = checkpoint.next_seq.get(&self.shard).is_some_and(|&seq| seq > horizon);
+        if !parents.is_empty() && !delivered_some {
             self.wait_for_parents(&parents).await?;
-            return self.ctx.video.engine.resolve(&self.handle, self.shard, Position::TrimHorizon).ok();
         }
-        start_seqs(&self.ctx, &self.handle, &self.spec.start).ok()?.get(&self.shard).copied()
+        match checkpoint.next_seq.get(&self.shard) {
+            Some(seq) => Some(*seq),
+            None if !parents.is_empty() => engine.resolve(&self.handle, self.shard, Position::TrimHorizon).ok(),
+            None => start_seqs(&self.ctx, &self.handle, &self.spec.start).ok()?.get(&self.shard).copied(),
+        }
     }
 
     /// Waits until every parent was delivered to its end (its checkpoint reached its end).

@@ -103,6 +103,13 @@ fn read_filter(body: &Document) -> Result<Result<Option<Filter>, ApiError>, ApiE
     })))
 }
 
+/// The stream a ListShards NextToken continues (for authorization, which judges a request by
+/// the stream it acts on); `None` for a token that is not ours.
+pub fn token_stream(token: &str) -> Option<String> {
+    let (payload, _) = decode_token(token, "shards").ok()?;
+    serde_json::from_str::<Query>(&payload).ok().map(|q| q.stream)
+}
+
 fn query_from_token(ctx: &KdsCtx, token: &str) -> Result<Query, ApiError> {
     let (payload, issued_ms) = decode_token(token, "shards")?;
     if ctx.engine.now_ms().saturating_sub(issued_ms) > TOKEN_TTL_MS {

@@ -41,6 +41,7 @@ use serde_json::Value;
 
 pub use context::{KdsCtx, KdsSettings};
 pub use iterator::IteratorCodec;
+pub use list_shards::token_stream as list_shards_token_stream;
 pub use on_demand::scale_on_demand;
 pub use quotas::Quotas;
 pub use reshard::resume_pending;

@@ -118,7 +118,10 @@ impl Quotas {
                 self.with_shard(stream_id, shard, now_ms, |use_| {
                     use_.write_bytes.refill(now_ms);
                     use_.write_records.refill(now_ms);
-                    let fits = use_.write_bytes.tokens >= bytes as f64 && use_.write_records.tokens >= 1.0;
+                    // A full bucket admits any one record (going into debt), or a record over
+                    // 1 MiB, which UpdateMaxRecordSize allows, could never be written.
+                    let bytes_fit = use_.write_bytes.tokens >= (bytes as f64).min(WRITE_BYTES_PER_SEC);
+                    let fits = bytes_fit && use_.write_records.tokens >= 1.0;
                     let admitted = !self.enforce || fits;
                     if admitted {
                         use_.write_bytes.tokens -= bytes as f64;

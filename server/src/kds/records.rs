@@ -28,14 +28,18 @@ fn max_record_bytes(meta: &StreamMeta) -> usize {
 struct PutInput {
     data: Vec<u8>,
     partition_key: String,
+    /// AWS's current model lets a record leave out its partition key; only an ON_DEMAND stream
+    /// with the AUTO distribution strategy accepts that (`check_record_size` refuses it elsewhere).
+    has_partition_key: bool,
     explicit_hash_key: Option<String>,
 }
 
 fn read_put_input(body: &Document) -> Result<PutInput, ApiError> {
     let data = body.blob("Data")?.unwrap_or_default();
-    let partition_key = body.str("PartitionKey")?.unwrap_or_default();
+    let partition_key = body.str("PartitionKey")?;
+    let has_partition_key = partition_key.is_some();
     let explicit_hash_key = body.str("ExplicitHashKey")?;
-    Ok(PutInput { data, partition_key, explicit_hash_key })
+    Ok(PutInput { data, partition_key: partition_key.unwrap_or_default(), has_partition_key, explicit_hash_key })
 }
 
 /// The record's hash key: its ExplicitHashKey, or the MD5 of its partition key.
@@ -46,6 +50,8 @@ fn hash_of(input: &PutInput) -> Result<u128, ApiError> {
                 "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, 2^128-1]. Specified value was {text}"
             ))
         }),
+        // AUTO distribution spreads keyless records evenly.
+        None if !input.has_partition_key => Ok(rand::random::<u128>()),
         None => Ok(hashkey::partition_hash(&input.partition_key)),
     }
 }
@@ -118,7 +124,12 @@ fn append_routed(
     }
 }
 
+/// What depends on the stream: the record's size against its MaxRecordSizeInKiB, and a partition
+/// key, which only AUTO distribution may go without.
 fn check_record_size(meta: &StreamMeta, input: &PutInput, v: &mut Violations, path: &str) {
+    if !input.has_partition_key && !super::stream_settings::distributes_automatically(meta) {
+        v.add(None, &format!("{path}partitionKey"), "not be null");
+    }
     let limit = max_record_bytes(meta);
     if input.data.len() + input.partition_key.len() > limit && input.data.len() <= MAX_RECORD_BYTES {
         v.blob_max(&input.data, &format!("{path}data"), limit.saturating_sub(input.partition_key.len()));

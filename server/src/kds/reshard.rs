@@ -167,10 +167,10 @@ pub fn split_in_half(ctx: &KdsCtx, handle: &StreamHandle, shard: u32) -> Result<
         return Err(not_active(ctx, &meta.name, state));
     }
     let parent = open_shard(ctx, &meta, &shard_id(shard))?;
-    let at_hash = parent.start_hash + (parent.end_hash - parent.start_hash) / 2 + 1;
-    if at_hash > parent.end_hash {
+    let middle = (parent.start_hash + (parent.end_hash - parent.start_hash) / 2).checked_add(1);
+    let Some(at_hash) = middle.filter(|&at| at <= parent.end_hash) else {
         return Err(ApiError::invalid(format!("Shard {} has a single hash key and cannot be split.", shard_id(shard))));
-    }
+    };
     check_shard_limit(ctx, 1)?;
     begin(ctx, handle, &meta, vec![ReshardStep::Split { shard, at_hash }], None)
 }
@@ -271,11 +271,20 @@ fn begin(
         return Err(not_active(ctx, &meta.name, "UPDATING"));
     }
     if delay_ms == 0 {
-        return finish(ctx, handle);
+        let applied = finish(ctx, handle);
+        if applied.is_err() {
+            // The plan (or its status) is still recorded: keep trying in the background.
+            schedule(ctx.clone(), handle.clone(), RETRY_AFTER_MS);
+        }
+        return applied;
     }
     schedule(ctx.clone(), handle.clone(), delay_ms);
     Ok(())
 }
+
+/// How long a plan that failed to apply waits before the next attempt.
+const RETRY_AFTER_MS: u64 = 1_000;
+const MAX_ATTEMPTS: u32 = 30;
 
 fn schedule(ctx: KdsCtx, handle: StreamHandle, delay_ms: u64) {
     let Ok(runtime) = tokio::runtime::Handle::try_current() else {
@@ -286,9 +295,14 @@ fn schedule(ctx: KdsCtx, handle: StreamHandle, delay_ms: u64) {
     runtime.spawn(async move {
         tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
         let name = handle.meta().name;
-        let applied = tokio::task::spawn_blocking(move || finish(&ctx, &handle)).await;
-        if !matches!(applied, Ok(Ok(()))) {
-            tracing::error!(stream = %name, ?applied, "a pending reshard could not be applied");
+        for attempt in 1..=MAX_ATTEMPTS {
+            let (ctx, handle) = (ctx.clone(), handle.clone());
+            let applied = tokio::task::spawn_blocking(move || finish(&ctx, &handle)).await;
+            if matches!(applied, Ok(Ok(()))) {
+                return;
+            }
+            tracing::error!(stream = %name, attempt, ?applied, "a pending reshard could not be applied");
+            tokio::time::sleep(std::time::Duration::from_millis(RETRY_AFTER_MS)).await;
         }
     });
 }

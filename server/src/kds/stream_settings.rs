@@ -37,6 +37,11 @@ pub fn monitoring_json(meta: &StreamMeta) -> Value {
     json!([{"ShardLevelMetrics": enabled_metrics(meta)}])
 }
 
+/// An ON_DEMAND stream with the AUTO record distribution strategy.
+pub fn distributes_automatically(meta: &StreamMeta) -> bool {
+    is_on_demand(meta) && meta.settings.get(SETTING_DISTRIBUTION).is_some_and(|s| s == "AUTO")
+}
+
 pub fn is_on_demand(meta: &StreamMeta) -> bool {
     meta.settings.get(SETTING_MODE).is_some_and(|m| m == "ON_DEMAND")
 }

@@ -242,6 +242,9 @@ async fn next_step(ctx: &KdsCtx, subscription: &mut Subscription) -> Step {
     });
     let shard_end = meta.shards[shard as usize].closed.is_some_and(|c| batch.next_seq >= c.end_seq);
     if shard_end {
+        // As AWS sends it: no continuation, only where the keys went (the KCL reads a
+        // continuation beside ChildShards as an invalid event).
+        document["ContinuationSequenceNumber"] = Value::Null;
         document["ChildShards"] = child_shards(&meta, shard).into();
     }
     Step::Event { document, shard_end }

@@ -318,6 +318,14 @@ impl Committer {
         let key = keys::stream_meta_key(&next.name);
         self.db.put_cf_opt(cf(&self.db, CF_META), key, crate::local::meta_json(&next), &crate::local::synced())?;
         stream.follow_reshard(&next);
+        // A closed shard's log ends at `end_seq`. A failed group commit may have left
+        // `next_seq` above the published tip (its numbers are never reused); publishing the tip
+        // here lets readers reach the end through that empty gap.
+        for shard in next.shards.iter().filter(|s| !s.is_open()) {
+            if let Some(state) = stream.shard(shard.index) {
+                state.publish();
+            }
+        }
         *meta = next.clone();
         Ok(next)
     }

@@ -356,6 +356,15 @@ fn restore_stream(db: &DB, meta: StreamMeta) -> Result<StreamHandle> {
             shard.publish();
         }
         iter.status()?;
+        // A closed shard ends at `end_seq`, which may lie past its last entry (an empty gap left
+        // by a failed group commit): readers must reach it.
+        let closed = handle.0.meta.read().unwrap_or_else(|e| e.into_inner()).shards.get(index).and_then(|s| s.closed);
+        if let Some(closed) = closed
+            && closed.end_seq > shard.next_seq.load(Ordering::Acquire)
+        {
+            shard.next_seq.store(closed.end_seq, Ordering::Release);
+            shard.publish();
+        }
         // After retention removed every entry, the trim floor keeps sequence numbers increasing.
         if let Some(floor) = db.get_cf(cf(db, CF_META), keys::trim_floor_key(id, index as u32))?
             && let Ok(bytes) = <[u8; 8]>::try_from(floor.as_slice())

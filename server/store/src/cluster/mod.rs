@@ -48,7 +48,10 @@ impl ClusterEngine {
     /// and starts the watchers that keep this node's view current.
     pub(crate) fn open(options: ClusterOptions, clock: Arc<dyn Clock>) -> Result<Self> {
         let bridge = Arc::new(Bridge::new(options.request_timeout)?);
-        let node = bridge.run(Node::connect(options, clock))?;
+        // Joining waits for JetStream to be ready (a NATS cluster started with this node may
+        // still be electing its leader), so it gets longer than one request.
+        let join_timeout = options.request_timeout * 2;
+        let node = bridge.run_within(join_timeout, Node::connect(options, clock))?;
         let engine = Self { node, bridge };
         let (meta, amend) = (engine.node.meta.clone(), engine.node.amend.clone());
         let loaded = engine.bridge.run(async move {

@@ -147,8 +147,26 @@ impl Node {
     }
 }
 
-/// Opens a KV bucket, creating it (replicated, on file storage) when it does not exist.
+/// How long one attempt to open a bucket may take at start-up, and the pause between attempts.
+const BUCKET_ATTEMPT: std::time::Duration = std::time::Duration::from_secs(2);
+const BUCKET_RETRY_PAUSE: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Opens a KV bucket, creating it when it does not exist. A NATS cluster that has just started
+/// may not have elected its JetStream metadata leader yet, and requests sent before that can go
+/// unanswered: each attempt is short, and attempts repeat until the caller's deadline.
 async fn bucket(js: &jetstream::Context, name: &str, options: &ClusterOptions) -> Result<kv::Store> {
+    loop {
+        match tokio::time::timeout(BUCKET_ATTEMPT, open_bucket(js, name, options)).await {
+            Ok(Ok(store)) => return Ok(store),
+            Ok(Err(error)) => tracing::info!(bucket = name, %error, "JetStream not ready yet; trying again"),
+            Err(_) => tracing::info!(bucket = name, "JetStream did not answer yet; trying again"),
+        }
+        tokio::time::sleep(BUCKET_RETRY_PAUSE).await;
+    }
+}
+
+/// One attempt: the bucket, created (replicated, on file storage) when it does not exist.
+async fn open_bucket(js: &jetstream::Context, name: &str, options: &ClusterOptions) -> Result<kv::Store> {
     if let Ok(store) = js.get_key_value(name).await {
         return Ok(store);
     }
