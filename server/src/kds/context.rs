@@ -85,11 +85,7 @@ impl KdsCtx {
     pub fn stream_name(&self, body: &Document) -> Result<String, ApiError> {
         let name = body.str("StreamName")?;
         let arn = body.str("StreamARN")?;
-        let from_arn = arn.as_deref().map(|a| {
-            a.rsplit_once(":stream/")
-                .map(|(_, n)| n.to_string())
-                .ok_or_else(|| ApiError::invalid(format!("Invalid StreamARN {a}")))
-        });
+        let from_arn = arn.as_deref().map(|a| stream_name_in_arn(a, "StreamARN"));
         match (name, from_arn) {
             (Some(name), Some(Ok(from_arn))) if name != from_arn => Err(ApiError::invalid(format!(
                 "StreamARN {} and StreamName {name} name different streams.",
@@ -100,6 +96,14 @@ impl KdsCtx {
             (None, None) => Err(ApiError::invalid("Either StreamName or StreamARN should be provided.")),
         }
     }
+}
+
+/// The stream a stream ARN names: the name after `:stream/` (auth/target.rs judges a request by
+/// the same reading). `member` names the ARN in the error.
+pub fn stream_name_in_arn(arn: &str, member: &str) -> Result<String, ApiError> {
+    arn.rsplit_once(":stream/")
+        .map(|(_, name)| name.to_string())
+        .ok_or_else(|| ApiError::invalid(format!("Invalid {member} {arn}")))
 }
 
 pub fn shard_id(index: u32) -> String {

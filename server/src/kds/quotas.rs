@@ -110,26 +110,26 @@ impl Quotas {
     }
 
     /// Admits (or not) each record of a put, in order: a record is refused when its shard has
-    /// used its second of bytes or records. Admitted records are metered.
+    /// used its second of bytes or records. Admitted records are metered. One lock per put.
     pub fn admit_writes(&self, stream_id: u64, records: &[(u32, u64)], now_ms: u64) -> Vec<bool> {
+        let mut shards = self.shards.lock().unwrap_or_else(|e| e.into_inner());
         records
             .iter()
             .map(|&(shard, bytes)| {
-                self.with_shard(stream_id, shard, now_ms, |use_| {
-                    use_.write_bytes.refill(now_ms);
-                    use_.write_records.refill(now_ms);
-                    // A full bucket admits any one record (going into debt), or a record over
-                    // 1 MiB, which UpdateMaxRecordSize allows, could never be written.
-                    let bytes_fit = use_.write_bytes.tokens >= (bytes as f64).min(WRITE_BYTES_PER_SEC);
-                    let fits = bytes_fit && use_.write_records.tokens >= 1.0;
-                    let admitted = !self.enforce || fits;
-                    if admitted {
-                        use_.write_bytes.tokens -= bytes as f64;
-                        use_.write_records.tokens -= 1.0;
-                        use_.meter(bytes, now_ms);
-                    }
-                    admitted
-                })
+                let use_ = shards.entry((stream_id, shard)).or_insert_with(|| ShardUse::new(now_ms));
+                use_.write_bytes.refill(now_ms);
+                use_.write_records.refill(now_ms);
+                // A full bucket admits any one record (going into debt), or a record over
+                // 1 MiB, which UpdateMaxRecordSize allows, could never be written.
+                let bytes_fit = use_.write_bytes.tokens >= (bytes as f64).min(WRITE_BYTES_PER_SEC);
+                let fits = bytes_fit && use_.write_records.tokens >= 1.0;
+                let admitted = !self.enforce || fits;
+                if admitted {
+                    use_.write_bytes.tokens -= bytes as f64;
+                    use_.write_records.tokens -= 1.0;
+                    use_.meter(bytes, now_ms);
+                }
+                admitted
             })
             .collect()
     }

@@ -29,7 +29,7 @@ struct PutInput {
     data: Vec<u8>,
     partition_key: String,
     /// AWS's current model lets a record leave out its partition key; only an ON_DEMAND stream
-    /// with the AUTO distribution strategy accepts that (`check_record_size` refuses it elsewhere).
+    /// with the AUTO distribution strategy accepts that (`check_record` refuses it elsewhere).
     has_partition_key: bool,
     explicit_hash_key: Option<String>,
 }
@@ -73,12 +73,16 @@ fn route(meta: &StreamMeta, hashes: &[u128]) -> Result<Vec<u32>, ApiError> {
 }
 
 /// Each record's admission under the shard write quotas: `Err` holds the throttling message.
+/// Without quotas only ON_DEMAND streams need their writes metered (on_demand.rs).
 fn admit_writes(
     ctx: &KdsCtx,
     meta: &StreamMeta,
     inputs: &[PutInput],
     hashes: &[u128],
 ) -> Result<Vec<Result<(), String>>, ApiError> {
+    if !ctx.quotas.enforced() && !super::stream_settings::is_on_demand(meta) {
+        return Ok(vec![Ok(()); inputs.len()]);
+    }
     let shards = route(meta, hashes)?;
     let sizes: Vec<(u32, u64)> =
         shards.iter().zip(inputs).map(|(&s, i)| (s, (i.data.len() + i.partition_key.len()) as u64)).collect();
@@ -93,17 +97,19 @@ fn admit_writes(
 /// How often a put is routed again after a reshard closed a shard it was routed to.
 const ROUTE_ATTEMPTS: usize = 4;
 
-/// Routes and appends records, routing again by the newest shard map when a reshard closed a
-/// shard in between: a put never fails, and never lands in a closed shard, because of a reshard.
+/// Routes and appends records by `meta`, routing again by the newest shard map when a reshard
+/// closed a shard in between: a put never fails, and never lands in a closed shard, because of
+/// a reshard.
 fn append_routed(
     ctx: &KdsCtx,
     handle: &StreamHandle,
+    meta: StreamMeta,
     inputs: &[PutInput],
     hashes: &[u128],
 ) -> Result<(StreamMeta, Vec<framelog_store::Appended>), ApiError> {
+    let mut meta = meta;
     let mut attempt = 0;
     loop {
-        let meta = handle.meta();
         let shards = route(&meta, hashes)?;
         let entries = inputs
             .iter()
@@ -117,7 +123,7 @@ fn append_routed(
             .collect();
         attempt += 1;
         match ctx.engine.append(handle, entries).and_then(|wait| wait.wait_blocking()) {
-            Err(framelog_store::StoreError::ShardClosed { .. }) if attempt < ROUTE_ATTEMPTS => continue,
+            Err(framelog_store::StoreError::ShardClosed { .. }) if attempt < ROUTE_ATTEMPTS => meta = handle.meta(),
             Err(error) => return Err(ctx.store_error(error)),
             Ok(landed) => return Ok((meta, landed)),
         }
@@ -126,7 +132,7 @@ fn append_routed(
 
 /// What depends on the stream: the record's size against its MaxRecordSizeInKiB, and a partition
 /// key, which only AUTO distribution may go without.
-fn check_record_size(meta: &StreamMeta, input: &PutInput, v: &mut Violations, path: &str) {
+fn check_record(meta: &StreamMeta, input: &PutInput, v: &mut Violations, path: &str) {
     if !input.has_partition_key && !super::stream_settings::distributes_automatically(meta) {
         v.add(None, &format!("{path}partitionKey"), "not be null");
     }
@@ -158,7 +164,7 @@ pub fn put_record(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let handle = ctx.lookup(&name)?;
     let meta = handle.meta();
     let mut v = Violations::default();
-    check_record_size(&meta, &input, &mut v, "");
+    check_record(&meta, &input, &mut v, "");
     v.finish()?;
     if let Some(o) = &ordering
         && seqnum::decode(o).is_none()
@@ -172,7 +178,7 @@ pub fn put_record(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     if let Some(Err(message)) = admit_writes(ctx, &meta, std::slice::from_ref(&input), &[hash])?.pop() {
         return Err(ApiError::new(ErrorType::ProvisionedThroughputExceeded, message));
     }
-    let (meta, landed) = append_routed(ctx, &handle, std::slice::from_ref(&input), &[hash])?;
+    let (meta, landed) = append_routed(ctx, &handle, meta, std::slice::from_ref(&input), &[hash])?;
     let first = landed.first().ok_or_else(|| ApiError::bare(ErrorType::InternalFailure))?;
     Ok(json!({
         "ShardId": shard_id(first.shard),
@@ -196,7 +202,7 @@ pub fn put_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     let meta = handle.meta();
     let mut v = Violations::default();
     for (i, input) in inputs.iter().enumerate() {
-        check_record_size(&meta, input, &mut v, &format!("records.{}.member.", i + 1));
+        check_record(&meta, input, &mut v, &format!("records.{}.member.", i + 1));
     }
     v.finish()?;
     let hashes = inputs.iter().map(hash_of).collect::<Result<Vec<_>, _>>()?;
@@ -205,7 +211,8 @@ pub fn put_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
         inputs.into_iter().zip(hashes).zip(&admitted).filter(|(_, ok)| ok.is_ok()).map(|(pair, _)| pair).unzip();
     // One engine append per request: the whole batch shares one group commit. If it fails, every
     // entry reports InternalFailure, as KDS's per-record results allow.
-    let appended: Vec<Value> = match append_routed(ctx, &handle, &kept_inputs, &kept_hashes) {
+    let encryption = super::encryption::shown(&meta).0;
+    let appended: Vec<Value> = match append_routed(ctx, &handle, meta, &kept_inputs, &kept_hashes) {
         Ok((meta, landed)) => landed
             .iter()
             .map(|a| json!({"SequenceNumber": sequence_number(&meta, a.shard, a.seq, a.arrival_ms), "ShardId": shard_id(a.shard)}))
@@ -225,7 +232,6 @@ pub fn put_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
         })
         .collect();
     let failed = results.iter().filter(|r| r.get("ErrorCode").is_some()).count();
-    let encryption = super::encryption::shown(&meta).0;
     Ok(json!({"FailedRecordCount": failed, "Records": results, "EncryptionType": encryption}))
 }
 

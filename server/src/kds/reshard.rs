@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 use super::context::{KdsCtx, open_shard_count, parse_shard_id, shard_id};
 use super::hashkey;
-use super::streams::SETTING_MODE;
+use super::stream_settings::is_on_demand;
 use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 
@@ -162,10 +162,7 @@ pub fn update_shard_count(ctx: &KdsCtx, body: Document) -> Result<Value, ApiErro
 /// SplitShard would: the stream must be ACTIVE and within the shard limit.
 pub fn split_in_half(ctx: &KdsCtx, handle: &StreamHandle, shard: u32) -> Result<(), ApiError> {
     let meta = handle.meta();
-    let state = status(&meta);
-    if state != "ACTIVE" {
-        return Err(not_active(ctx, &meta.name, state));
-    }
+    check_active(ctx, &meta)?;
     let parent = open_shard(ctx, &meta, &shard_id(shard))?;
     let middle = (parent.start_hash + (parent.end_hash - parent.start_hash) / 2).checked_add(1);
     let Some(at_hash) = middle.filter(|&at| at <= parent.end_hash) else {
@@ -186,20 +183,25 @@ fn recent_scalings(meta: &StreamMeta, now_ms: u64) -> Vec<u64> {
 
 /// Resharding needs an ACTIVE stream in provisioned mode, on a backend that can reshard.
 fn check_reshardable(ctx: &KdsCtx, meta: &StreamMeta, operation: &str) -> Result<(), ApiError> {
-    if meta.settings.get(SETTING_MODE).is_some_and(|m| m == "ON_DEMAND") {
+    if is_on_demand(meta) {
         return Err(ApiError::new(
             ErrorType::Validation,
             format!("{operation} is only supported for streams in the PROVISIONED capacity mode."),
         ));
     }
-    let state = status(meta);
-    if state != "ACTIVE" {
-        return Err(not_active(ctx, &meta.name, state));
-    }
+    check_active(ctx, meta)?;
     if !ctx.engine.can_reshard() {
         return Err(ApiError::invalid(format!("{operation} is not available on this server's cluster backend yet.")));
     }
     Ok(())
+}
+
+/// Changes to a stream's shards or mode need it ACTIVE (ResourceInUseException otherwise).
+pub fn check_active(ctx: &KdsCtx, meta: &StreamMeta) -> Result<(), ApiError> {
+    match status(meta) {
+        "ACTIVE" => Ok(()),
+        state => Err(not_active(ctx, &meta.name, state)),
+    }
 }
 
 fn not_active(ctx: &KdsCtx, name: &str, state: &str) -> ApiError {

@@ -9,7 +9,7 @@
 use framelog_store::StreamHandle;
 use serde_json::{Value, json};
 
-use super::context::KdsCtx;
+use super::context::{KdsCtx, stream_name_in_arn};
 use super::stream_consumers::{self, find_by_arn};
 use super::streams::tag_chars_ok;
 use crate::document::Document;
@@ -30,11 +30,7 @@ fn resource(ctx: &KdsCtx, body: &Document) -> Result<Resource, ApiError> {
         let (handle, consumer) = find_by_arn(ctx, &arn)?;
         return Ok(Resource::Consumer(handle, consumer.name));
     }
-    let name = arn
-        .rsplit_once(":stream/")
-        .map(|(_, name)| name.to_string())
-        .ok_or_else(|| ApiError::invalid(format!("Invalid ResourceARN {arn}")))?;
-    Ok(Resource::Stream(ctx.lookup(&name)?))
+    Ok(Resource::Stream(ctx.lookup(&stream_name_in_arn(&arn, "ResourceARN")?)?))
 }
 
 fn tags_of(resource: &Resource) -> std::collections::BTreeMap<String, String> {

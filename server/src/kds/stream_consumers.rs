@@ -99,11 +99,7 @@ pub fn find_by_arn(ctx: &KdsCtx, arn: &str) -> Result<(StreamHandle, StreamConsu
 
 /// The stream a StreamARN names.
 fn stream_of(ctx: &KdsCtx, arn: &str) -> Result<StreamHandle, ApiError> {
-    let name = arn
-        .rsplit_once(":stream/")
-        .map(|(_, n)| n)
-        .ok_or_else(|| ApiError::invalid(format!("Invalid StreamARN {arn}")))?;
-    ctx.lookup(name)
+    ctx.lookup(&super::context::stream_name_in_arn(arn, "StreamARN")?)
 }
 
 pub fn register(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {

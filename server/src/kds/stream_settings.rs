@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::context::KdsCtx;
 use super::streams::{SETTING_MAX_RECORD_KIB, SETTING_MODE};
 use crate::document::Document;
-use crate::error::{ApiError, ErrorType};
+use crate::error::ApiError;
 
 const SETTING_METRICS: &str = "kds.shard_level_metrics";
 const SETTING_WARM_MIBPS: &str = "kds.warm_throughput_mibps";
@@ -107,14 +107,7 @@ pub fn update_stream_mode(ctx: &KdsCtx, body: Document) -> Result<Value, ApiErro
     let warm = body.int("WarmThroughputMiBps")?;
     let name = ctx.stream_name(&body)?;
     let handle = ctx.lookup(&name)?;
-    let meta = handle.meta();
-    let status = super::reshard::status(&meta);
-    if status != "ACTIVE" {
-        return Err(ApiError::new(
-            ErrorType::ResourceInUse,
-            format!("Stream {name} under account {} not ACTIVE, instead in state {status}", ctx.settings.account_id),
-        ));
-    }
+    super::reshard::check_active(ctx, &handle.meta())?;
     let mode = mode.unwrap_or_default();
     if warm.is_some() && mode != "ON_DEMAND" {
         return Err(ApiError::invalid("WarmThroughputMiBps can only be set for streams in ON_DEMAND mode."));
