@@ -6,6 +6,11 @@
 //   node play.mjs hls <master playlist URL> <screenshot.png> [seconds]
 //       A page of the server's origin (falls back to about:blank when the server does not serve
 //       /console/hls.min.js) with a <video muted autoplay> and an hls.js instance loading the URL.
+//   node play.mjs hls-latency <master playlist URL> <screenshot.png> [seconds]
+//       hls mode with hls.js's low-latency mode on, sampling glass-to-browser latency: for every frame the video
+//       presents (requestVideoFrameCallback), Date.now() minus the wall-clock time hls.js maps the frame to
+//       (EXT-X-PROGRAM-DATE-TIME, the producer's time). Adds "latencyMs" {count, p50, p99, min, max}, sampled
+//       after the first second of playback, and "partRequests", the getMP4Part.mp4 requests the page made.
 //   node play.mjs console <server base URL> <stream name> <live|ondemand> <screenshot.png> [seconds]
 //       The server's web console: opens the stream, starts LIVE (#live) or ON_DEMAND (a click on the first
 //       .fragment of #timeline), then fetches a still (#still).
@@ -119,6 +124,10 @@ function watchPage(page) {
       const number = new URL(request.url()).searchParams.get('FragmentNumber');
       if (number && !result.fragmentNumbers.includes(number)) result.fragmentNumbers.push(number);
     } catch {}
+  });
+  result.partRequests = 0;
+  page.on('request', (request) => {
+    if (request.url().includes('/getMP4Part.mp4?')) result.partRequests += 1;
   });
   page.on('requestfinished', settle(-1));
   page.on('requestfailed', settle(-1));
@@ -278,8 +287,8 @@ async function screenshots(page, videoHandle, file) {
 // hls mode
 // ------------------------------------------------------------------------------------------------
 
-async function runHls(url, file, seconds) {
-  result.mode = 'hls';
+async function runHls(url, file, seconds, sampleLatency = false) {
+  result.mode = sampleLatency ? 'hls-latency' : 'hls';
   result.url = url;
   const origin = new URL(url).origin;
   const page = await browser.newPage({ viewport: { width: 640, height: 360 } });
@@ -323,11 +332,27 @@ async function runHls(url, file, seconds) {
   if (!supported) {
     result.errors.push({ source: 'setup', message: 'Hls.isSupported() is false' });
   } else {
-    await page.evaluate((src) => {
+    await page.evaluate(([src, sampleLatency]) => {
       const video = document.getElementById('v');
       const errors = (window.__hlsErrors = []);
       window.__levels = null;
-      const hls = (window.__hls = new window.Hls());
+      const hls = (window.__hls = new window.Hls(sampleLatency ? { lowLatencyMode: true } : {}));
+      window.__latencies = [];
+      if (sampleLatency) {
+        // A frame's wall-clock time comes from the playlist's PROGRAM-DATE-TIME; the first second of playback
+        // (the player settling on its target) is not sampled.
+        let firstAt = null;
+        const onFrame = (now, metadata) => {
+          const date = hls.playingDate;
+          if (date && !video.paused) {
+            firstAt = firstAt ?? metadata.mediaTime;
+            const frameDateMs = date.getTime() + (metadata.mediaTime - video.currentTime) * 1000;
+            if (metadata.mediaTime - firstAt >= 1) window.__latencies.push(Date.now() - frameDateMs);
+          }
+          video.requestVideoFrameCallback(onFrame);
+        };
+        video.requestVideoFrameCallback(onFrame);
+      }
       hls.on(window.Hls.Events.ERROR, (_event, data) => {
         errors.push({
           source: 'hls.js',
@@ -349,7 +374,7 @@ async function runHls(url, file, seconds) {
       });
       hls.loadSource(src);
       hls.attachMedia(video);
-    }, url);
+    }, [url, sampleLatency]);
   }
   const playerErrors = () => page.evaluate(() => window.__hlsErrors || []);
   const snapshot = await waitForPlayback(page, video, seconds, playerErrors, started + RUN_BUDGET_MS - 15_000);
@@ -359,6 +384,11 @@ async function runHls(url, file, seconds) {
     return details ? details.live : null;
   });
   finishResult(snapshot, seconds, await playerErrors());
+  if (sampleLatency) {
+    const samples = (await page.evaluate(() => window.__latencies)).sort((a, b) => a - b);
+    const at = (q) => (samples.length ? Math.round(samples[Math.min(samples.length - 1, Math.floor(q * samples.length))]) : null);
+    result.latencyMs = { count: samples.length, p50: at(0.5), p99: at(0.99), min: at(0), max: at(1) };
+  }
   await screenshots(page, video, file);
 }
 
@@ -686,6 +716,10 @@ async function main() {
     if (args.length < 2 || args.length > 3) usage('hls takes a URL, a screenshot path and optional seconds');
     const [url, file, seconds] = args;
     run = () => runHls(url, file, parseSeconds(seconds));
+  } else if (mode === 'hls-latency') {
+    if (args.length < 2 || args.length > 3) usage('hls-latency takes a URL, a screenshot path and optional seconds');
+    const [url, file, seconds] = args;
+    run = () => runHls(url, file, parseSeconds(seconds), true);
   } else if (mode === 'console') {
     if (args.length < 4 || args.length > 5) usage('console takes a server URL, a stream, live|ondemand, a screenshot path and optional seconds');
     const [base, stream, which, file, seconds] = args;

@@ -48,6 +48,14 @@ pub enum Event {
     Cluster(Cluster),
 }
 
+/// A read-only view of the Cluster in flight (see [`Fragmenter::open_cluster`]).
+#[derive(Debug, Clone, Copy)]
+pub struct OpenClusterView<'a> {
+    pub timecode: u64,
+    pub frames: &'a [Frame],
+    pub body: &'a [u8],
+}
+
 #[derive(Debug)]
 struct OpenCluster {
     offset: u64,
@@ -87,6 +95,15 @@ impl Fragmenter {
     /// Whether a Cluster has started and not yet completed.
     pub fn in_cluster(&self) -> bool {
         self.cluster.is_some()
+    }
+
+    /// The Cluster being received, once its Timecode is known: the frames read so far and the
+    /// body bytes they index. Frames and bytes only ever grow until the Cluster completes, when
+    /// they are exactly the [`Cluster`] event's, so a reader may show them before the fragment
+    /// is whole (a live edge).
+    pub fn open_cluster(&self) -> Option<OpenClusterView<'_>> {
+        let open = self.cluster.as_ref()?;
+        Some(OpenClusterView { timecode: open.timecode?, frames: &open.frames, body: &open.body })
     }
 
     fn consume(&mut self, n: usize) {

@@ -45,7 +45,7 @@ pub use chunk::{BODY_HEAD_BYTES, ChunkLayout, LiveTags, chunk_layout, seconds_te
 /// value only once, answering the replay with the stored fragment's number.
 pub const FRAGMENT_ID_TAG: &str = "FRAMELOG_FRAGMENT_ID";
 pub use error::MediaError;
-pub use fragmenter::{Event, Fragmenter, Limits, MAX_FRAMES_PER_FRAGMENT};
+pub use fragmenter::{Event, Fragmenter, Limits, MAX_FRAMES_PER_FRAGMENT, OpenClusterView};
 pub use mkv::{Cluster, Frame, SegmentInfo, SimpleTag, Track, parse_tracks};
 pub use mp4::Mp4Fragmenter;
 pub use record::FragmentRecord;

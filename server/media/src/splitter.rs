@@ -1,7 +1,7 @@
 //! One interface over both upload containers, so the ingest path does not care which it gets.
 
 use crate::error::MediaError;
-use crate::fragmenter::{Event, Fragmenter, Limits};
+use crate::fragmenter::{Event, Fragmenter, Limits, OpenClusterView};
 use crate::mp4::Mp4Fragmenter;
 
 /// A streaming splitter for Matroska or fragmented MP4 input.
@@ -34,6 +34,15 @@ impl Splitter {
         match self {
             Splitter::Matroska(f) => f.next_event(),
             Splitter::Mp4(f) => f.next_event(),
+        }
+    }
+
+    /// The fragment being received, frames so far. Only Matroska exposes one: an fMP4 fragment's
+    /// sample table (`moof`) may describe frames whose bytes have not arrived yet.
+    pub fn open_cluster(&self) -> Option<OpenClusterView<'_>> {
+        match self {
+            Splitter::Matroska(f) => f.open_cluster(),
+            Splitter::Mp4(_) => None,
         }
     }
 

@@ -178,6 +178,45 @@ proptest! {
         prop_assert_eq!(chunked, whole);
     }
 
+    /// What the open cluster shows while it is received is always a prefix of the fragment it
+    /// becomes: a live reader never sees a frame or a byte the stored fragment will not have.
+    #[test]
+    fn the_open_cluster_is_a_prefix_of_the_finished_one(clusters in proptest::collection::vec(test_cluster(), 1..5),
+                                                        chunks in proptest::collection::vec(1usize..200, 1..8)) {
+        let input = stream(&clusters, false);
+        let mut fragmenter = Fragmenter::new(Limits::default());
+        let mut seen: Vec<(u64, Vec<framelog_media::Frame>, Vec<u8>)> = Vec::new();
+        let mut checked = 0;
+        let mut at = 0;
+        let mut sizes = chunks.iter().cycle();
+        let mut check = |event: Event, seen: &mut Vec<(u64, Vec<framelog_media::Frame>, Vec<u8>)>| -> Result<(), TestCaseError> {
+            if let Event::Cluster(cluster) = event {
+                for (timecode, frames, body) in seen.drain(..) {
+                    prop_assert_eq!(timecode, cluster.timecode);
+                    prop_assert!(cluster.frames.starts_with(&frames));
+                    prop_assert!(cluster.body.starts_with(&body));
+                }
+                checked += 1;
+            }
+            Ok(())
+        };
+        while at < input.len() {
+            let n = (*sizes.next().unwrap_or(&1)).clamp(1, input.len() - at);
+            fragmenter.push(&input[at..at + n]);
+            at += n;
+            while let Some(event) = fragmenter.next_event().expect("parses") {
+                check(event, &mut seen)?;
+            }
+            if let Some(open) = fragmenter.open_cluster() {
+                seen.push((open.timecode, open.frames.to_vec(), open.body.to_vec()));
+            }
+        }
+        while let Some(event) = fragmenter.finish().expect("finishes") {
+            check(event, &mut seen)?;
+        }
+        prop_assert_eq!(checked, clusters.len());
+    }
+
     /// Truncated or corrupted input is an error or fewer fragments, never a panic.
     #[test]
     fn damaged_input_never_panics(clusters in proptest::collection::vec(test_cluster(), 1..4),

@@ -26,6 +26,8 @@ pub struct KvsCtx {
     pub sessions: crate::token::Signer,
     /// Recently served HLS/DASH segments (bounded in bytes).
     pub segments: std::sync::Arc<crate::kvs::playback::SegmentCache>,
+    /// The frames of the fragments PutMedia is receiving, before they are stored (LL-HLS).
+    pub edges: std::sync::Arc<crate::kvs::live_edge::LiveEdges>,
 }
 
 pub fn not_found() -> ApiError {

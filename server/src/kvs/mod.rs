@@ -8,12 +8,13 @@ mod chunk_stream;
 mod context;
 mod fragment_number;
 pub mod get_media;
+pub mod live_edge;
 pub mod playback;
 pub mod put_media;
 mod resolution;
 mod streams;
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 mod video_stream;
 
 pub use crate::streamed::{ChunkSender, send_chunk, streamed_response};

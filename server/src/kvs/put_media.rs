@@ -158,8 +158,14 @@ enum Outgoing {
 /// How many acks and pending appends may queue before ingest waits (bounds memory per upload).
 const OUTGOING_QUEUE: usize = 8;
 
-/// Writes acks in order; stops (and flags the upload as failed) on the first failed append.
-async fn write_acks(mut outgoing: mpsc::Receiver<Outgoing>, acks: super::ChunkSender, failed: Arc<AtomicBool>) {
+/// Writes acks in order; stops (and flags the upload as failed) on the first failed append. A
+/// fragment leaves the live edge once its append landed.
+async fn write_acks(
+    mut outgoing: mpsc::Receiver<Outgoing>,
+    acks: super::ChunkSender,
+    failed: Arc<AtomicBool>,
+    edge: EdgeClaim,
+) {
     while let Some(item) = outgoing.recv().await {
         let ack = match item {
             Outgoing::Ack(ack) => Some(ack),
@@ -168,15 +174,19 @@ async fn write_acks(mut outgoing: mpsc::Receiver<Outgoing>, acks: super::ChunkSe
             }),
             Outgoing::Persist { timecode, wait, fragment_number_base } => match wait.wait().await {
                 // With retention 0 nothing is kept for archive reads, and KVS sends no PERSISTED.
-                Ok(landed) => match (fragment_number_base, landed.first()) {
-                    (Some(created_ms), Some(appended)) => Some(Ack::Persisted {
-                        timecode,
-                        fragment_number: fragment_number::encode(created_ms, appended.seq),
-                    }),
-                    _ => None,
-                },
+                Ok(landed) => {
+                    edge.slot.remove(edge.owner, timecode);
+                    match (fragment_number_base, landed.first()) {
+                        (Some(created_ms), Some(appended)) => Some(Ack::Persisted {
+                            timecode,
+                            fragment_number: fragment_number::encode(created_ms, appended.seq),
+                        }),
+                        _ => None,
+                    }
+                }
                 Err(error) => {
                     failed.store(true, Ordering::Release);
+                    edge.slot.release(edge.owner, true);
                     let error = match error {
                         framelog_store::StoreError::StreamDeleted(_) => AckError::StreamDeleted,
                         other => {
@@ -198,6 +208,23 @@ async fn write_acks(mut outgoing: mpsc::Receiver<Outgoing>, acks: super::ChunkSe
     }
 }
 
+/// An upload's hold on its stream's live edge. Dropped with the upload, it takes the fragment in
+/// flight off the edge: that one will never be stored.
+#[derive(Clone)]
+struct EdgeClaim {
+    slot: Arc<super::live_edge::EdgeSlot>,
+    owner: u64,
+}
+
+/// Releases the edge when the ingest task ends, however it ends.
+struct EdgeRelease(EdgeClaim);
+
+impl Drop for EdgeRelease {
+    fn drop(&mut self) {
+        self.0.slot.release(self.0.owner, false);
+    }
+}
+
 /// Per-connection ingest state.
 struct Upload {
     ctx: KvsCtx,
@@ -215,6 +242,7 @@ struct Upload {
     last_frame_ms: HashMap<u64, i64>,
     outgoing: mpsc::Sender<Outgoing>,
     failed: Arc<AtomicBool>,
+    edge: EdgeRelease,
 }
 
 /// Why an event ends the upload: the timecode of the cluster concerned (when there is one) and
@@ -233,8 +261,10 @@ async fn ingest(
 ) {
     let (outgoing_sender, outgoing) = mpsc::channel(OUTGOING_QUEUE);
     let failed = Arc::new(AtomicBool::new(false));
-    tokio::spawn(write_acks(outgoing, acks, failed.clone()));
-    let mut upload = Upload::new(ctx, stream, base, outgoing_sender, failed);
+    let slot = ctx.edges.slot(stream.id());
+    let edge = EdgeClaim { owner: slot.claim(), slot };
+    tokio::spawn(write_acks(outgoing, acks, failed.clone(), edge.clone()));
+    let mut upload = Upload::new(ctx, stream, base, outgoing_sender, failed, edge);
     let mut body = BodyReader {
         data: body.into_data_stream(),
         silent: Duration::ZERO,
@@ -254,6 +284,7 @@ async fn ingest(
         if !upload.drain(&mut fragmenter, finished).await || finished {
             return;
         }
+        upload.publish_edge(&fragmenter);
     }
 }
 
@@ -325,6 +356,7 @@ impl Upload {
         base: TimecodeBase,
         outgoing: mpsc::Sender<Outgoing>,
         failed: Arc<AtomicBool>,
+        edge: EdgeClaim,
     ) -> Self {
         Upload {
             ctx,
@@ -338,7 +370,33 @@ impl Upload {
             last_frame_ms: HashMap::new(),
             outgoing,
             failed,
+            edge: EdgeRelease(edge),
         }
+    }
+
+    /// Shows the frames of the Cluster in flight on the live edge. Only frames of the Segment's
+    /// tracks with a producer time that fits are shown; a Cluster failing a later check ends the
+    /// upload, and the edge drops it.
+    fn publish_edge(&self, fragmenter: &Splitter) {
+        let (Some(open), Some((numbers, tracks_body))) = (fragmenter.open_cluster(), &self.tracks) else { return };
+        if open.frames.iter().any(|f| !numbers.contains(&f.track)) {
+            return;
+        }
+        let Some(producer_ms) = self.to_ms(i128::from(open.timecode)).and_then(|ms| u64::try_from(ms).ok()) else {
+            return;
+        };
+        let head = || FragmentRecord {
+            timecode: open.timecode,
+            timecode_scale_ns: self.info.timecode_scale_ns,
+            producer_ts_ms: producer_ms,
+            server_ts_ms: self.cluster_server_ms,
+            duration_ms: 0,
+            tracks_body: tracks_body.clone(),
+            tags: Vec::new(),
+            frames: Vec::new(),
+        };
+        let EdgeRelease(edge) = &self.edge;
+        edge.slot.publish(edge.owner, open.timecode, head, open.frames, open.body);
     }
 
     /// Queues an ack for the writer; false when the writer is gone.
@@ -471,10 +529,17 @@ impl Upload {
         let persisted = match self.stored_before(&record) {
             Some(seq) => {
                 tracing::debug!(seq, "a replayed fragment was already stored");
+                let EdgeRelease(edge) = &self.edge;
+                edge.slot.remove(edge.owner, timecode);
                 Outgoing::AlreadyStored { timecode, seq, fragment_number_base }
             }
             None => {
-                let wait = self.append(&record, payload).map_err(fail)?;
+                let EdgeRelease(edge) = &self.edge;
+                edge.slot.complete(edge.owner, &record, &payload);
+                let wait = self.append(&record, payload).map_err(|error| {
+                    edge.slot.remove(edge.owner, timecode);
+                    fail(error)
+                })?;
                 Outgoing::Persist { timecode, wait, fragment_number_base }
             }
         };

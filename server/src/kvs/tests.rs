@@ -19,7 +19,7 @@ use crate::document::Document;
 const START_MS: u64 = 1_795_651_512_000;
 const HOUR_MS: u64 = 3_600_000;
 
-fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KvsCtx {
+pub(crate) fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KvsCtx {
     KvsCtx {
         engine: Engine::open(dir, clock.clone(), EngineOptions::default()).expect("engine"),
         settings: KvsSettings {
@@ -30,10 +30,11 @@ fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KvsCtx {
         },
         sessions: crate::token::Signer::new(b"test".to_vec()),
         segments: Arc::new(crate::kvs::playback::SegmentCache::new(1 << 20)),
+        edges: Arc::default(),
     }
 }
 
-fn call(ctx: &KvsCtx, op: &str, document: Value) -> Result<Value, crate::error::ApiError> {
+pub(crate) fn call(ctx: &KvsCtx, op: &str, document: Value) -> Result<Value, crate::error::ApiError> {
     let (_, operation) = OPERATIONS.iter().find(|(name, _)| *name == op).expect("known operation");
     operation(ctx, Document::parse(document).expect("object"))
 }

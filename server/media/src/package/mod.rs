@@ -6,6 +6,7 @@ mod clip;
 mod codec;
 mod init_segment;
 mod media_segment;
+mod parts;
 mod timing;
 mod ts;
 
@@ -13,6 +14,7 @@ pub use clip::{ClipPlan, plan_clip};
 pub use codec::{Codec, PackagedTrack};
 pub use init_segment::write_init_segment;
 pub use media_segment::write_media_segment;
+pub use parts::{Part, cut_parts, write_part};
 pub use timing::{TimedSample, frame_times_ms, track_samples};
 pub use ts::write_ts_segment;
 

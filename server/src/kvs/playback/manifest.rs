@@ -100,7 +100,7 @@ impl Manifest<'_> {
                 out,
                 "          <Initialization sourceURL=\"getMP4InitFragment.mp4?SessionToken={token}&amp;TrackNumber={}&amp;SequenceNumber={}\"/>",
                 track.number,
-                config_sequence(newest),
+                config_sequence(&newest.record),
             );
         }
         let spans = segment_spans(self.fragments, track);

@@ -5,6 +5,11 @@
 pub mod clip;
 pub mod images;
 pub use segment_cache::SegmentCache;
+mod ll_playlist;
+#[cfg(test)]
+mod ll_tests;
+mod ll_view;
+mod low_latency;
 mod manifest;
 mod playlist;
 mod segment_cache;
@@ -163,9 +168,12 @@ fn byte_range(value: &str, len: usize) -> Option<std::ops::Range<usize>> {
 /// `GET|HEAD|OPTIONS /hls/v1/<file>`.
 pub async fn handle(State(ctx): State<KvsCtx>, Path(file): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
     let query = uri.query().unwrap_or_default().to_string();
-    let built = tokio::task::spawn_blocking(move || answer(&ctx, &file, &query))
-        .await
-        .unwrap_or_else(|join| Err(ApiError::internal(&join)));
+    let built = match low_latency::answer(ctx.clone(), &file, &query).await {
+        Some(built) => built,
+        None => tokio::task::spawn_blocking(move || answer(&ctx, &file, &query))
+            .await
+            .unwrap_or_else(|join| Err(ApiError::internal(&join))),
+    };
     let (content_type, body) = match built {
         Ok(found) => found,
         Err(error) => return super::error_response(&error),

@@ -4,6 +4,7 @@
 
 use std::fmt::Write as _;
 
+use framelog_media::FragmentRecord;
 use framelog_media::package::PackagedTrack;
 
 use super::session::{Discontinuity, Mode, Session};
@@ -11,9 +12,9 @@ use super::window::WindowFragment;
 pub use crate::civil_date::iso8601;
 
 /// A stable number for a fragment's codec configuration: init segment URLs change when it does.
-pub fn config_sequence(fragment: &WindowFragment) -> u32 {
+pub fn config_sequence(record: &FragmentRecord) -> u32 {
     // FNV-1a: tiny, stable across builds and platforms.
-    fragment.record.tracks_body.iter().fold(0x811C_9DC5u32, |hash, &b| (hash ^ u32::from(b)).wrapping_mul(0x0100_0193))
+    record.tracks_body.iter().fold(0x811C_9DC5u32, |hash, &b| (hash ^ u32::from(b)).wrapping_mul(0x0100_0193))
 }
 
 fn quoted(text: &str) -> String {
@@ -92,12 +93,13 @@ pub fn media(
     // (and cacheable) until the configuration changes.
     let mut config_origin: Option<&WindowFragment> = None;
     for fragment in fragments {
-        let config_changed = previous.is_none_or(|p| config_sequence(p) != config_sequence(fragment));
+        let config_changed = previous.is_none_or(|p| config_sequence(&p.record) != config_sequence(&fragment.record));
         if config_changed {
             config_origin = Some(fragment);
         }
         let origin = config_origin.unwrap_or(fragment);
-        let discontinuity = discontinuity_before(session.discontinuity, previous, fragment, config_changed);
+        let discontinuity =
+            discontinuity_before(session.discontinuity, previous.map(|p| &p.record), &fragment.record, config_changed);
         if discontinuity {
             out.push_str("#EXT-X-DISCONTINUITY\n");
         }
@@ -105,11 +107,11 @@ pub fn media(
             let _ = writeln!(
                 out,
                 "#EXT-X-MAP:URI=\"getMP4InitFragment.mp4?SessionToken={token}&TrackNumber={track_number}&SequenceNumber={}&FragmentNumber={}\"",
-                config_sequence(origin),
+                config_sequence(&origin.record),
                 origin.number
             );
         }
-        write_metadata(&mut out, session, fragment);
+        write_metadata(&mut out, session, &fragment.number, &fragment.record);
         write_segment(&mut out, token, track_number, session, fragment);
         previous = Some(fragment);
     }
@@ -140,15 +142,13 @@ fn media_header(session: &Session, fragments: &[WindowFragment]) -> String {
 
 /// Whether an EXT-X-DISCONTINUITY goes before `fragment`: always, never, or (ON_DISCONTINUITY)
 /// after a gap of more than 100 ms in producer time or a change of codec configuration.
-fn discontinuity_before(
+pub(super) fn discontinuity_before(
     mode: Discontinuity,
-    previous: Option<&WindowFragment>,
-    fragment: &WindowFragment,
+    previous: Option<&FragmentRecord>,
+    fragment: &FragmentRecord,
     config_changed: bool,
 ) -> bool {
-    let gap = previous.is_some_and(|p| {
-        p.record.producer_ts_ms.saturating_add(p.record.duration_ms) + 100 < fragment.record.producer_ts_ms
-    });
+    let gap = previous.is_some_and(|p| p.producer_ts_ms.saturating_add(p.duration_ms) + 100 < fragment.producer_ts_ms);
     match mode {
         Discontinuity::Always => true,
         Discontinuity::Never => false,
@@ -158,20 +158,20 @@ fn discontinuity_before(
 
 /// The fragment's metadata tags as EXT-X-DATERANGE entries, after the EXT-X-PROGRAM-DATE-TIME
 /// they need (which is also there whenever the session displays timestamps).
-fn write_metadata(out: &mut String, session: &Session, fragment: &WindowFragment) {
-    let start_ms = fragment.record.producer_ts_ms;
+pub(super) fn write_metadata(out: &mut String, session: &Session, number: &str, record: &FragmentRecord) {
+    let start_ms = record.producer_ts_ms;
     // RFC 8216 §4.3.2.7: a playlist with EXT-X-DATERANGE must have a PROGRAM-DATE-TIME.
     // A producer's identity tag is bookkeeping for idempotent uploads, not an event.
     let events: Vec<&framelog_media::SimpleTag> =
-        fragment.record.tags.iter().filter(|t| t.name != framelog_media::FRAGMENT_ID_TAG).collect();
-    if session.display_timestamps || !events.is_empty() {
+        record.tags.iter().filter(|t| t.name != framelog_media::FRAGMENT_ID_TAG).collect();
+    if session.display_timestamps || session.low_latency || !events.is_empty() {
         let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(start_ms));
     }
     for (index, tag) in events.into_iter().enumerate() {
         let _ = writeln!(
             out,
             "#EXT-X-DATERANGE:ID=\"{}-{index}\",CLASS=\"kvs-metadata\",START-DATE=\"{}\",X-KVS-NAME=\"{}\",X-KVS-VALUE=\"{}\"",
-            fragment.number,
+            number,
             iso8601(start_ms),
             quoted(&tag.name),
             quoted(&tag.value)

@@ -53,6 +53,9 @@ pub struct Session {
     pub display_fragment_numbers: bool,
     /// HLS ContainerFormat MPEG_TS: media playlists list `getTSFragment.ts` segments.
     pub mpeg_ts: bool,
+    /// Our LL-HLS extension (`"LowLatency": true`, LIVE fMP4 only): partial segments from the
+    /// live edge and blocking playlist reloads (docs/playback.md "Low-Latency HLS").
+    pub low_latency: bool,
     pub expires_ms: u64,
 }
 
@@ -120,6 +123,7 @@ fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<Stri
         display_timestamps: request.display_timestamps,
         display_fragment_numbers: request.display_fragment_numbers,
         mpeg_ts: request.mpeg_ts,
+        low_latency: request.low_latency,
         expires_ms: now_ms + request.expires_s as u64 * 1000,
     };
     check_newest_fragment(ctx, &handle, &session, now_ms)?;
@@ -130,6 +134,7 @@ fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<Stri
 struct Request {
     mode: Mode,
     mpeg_ts: bool,
+    low_latency: bool,
     discontinuity: Discontinuity,
     display_timestamps: bool,
     display_fragment_numbers: bool,
@@ -167,9 +172,15 @@ fn read_request(body: &Document, protocol: Protocol) -> Result<Request, ApiError
     let expires_s = read_expires(body)?;
     let max_fragments = read_max_fragments(body, protocol, mode)?;
     let (clock, start_ms, end_ms) = read_selector(body, protocol)?;
+    let low_latency = protocol == Protocol::Hls && body.bool("LowLatency")?.unwrap_or(false);
+    if low_latency && (mode != Mode::Live || mpeg_ts) {
+        return Err(ApiError::invalid("LowLatency requires PlaybackMode LIVE and ContainerFormat FRAGMENTED_MP4."));
+    }
     // KVS's defaults (docs/spec/kvs.md#session-parameters): ALWAYS with server timestamps, NEVER with
-    // producer timestamps.
+    // producer timestamps. A low-latency session (our extension) marks real gaps only: a player
+    // following parts should not reset its timeline every fragment.
     let discontinuity = discontinuity.unwrap_or(match clock {
+        _ if low_latency => Discontinuity::OnGap,
         Clock::Server => Discontinuity::Always,
         Clock::Producer => Discontinuity::Never,
     });
@@ -177,6 +188,7 @@ fn read_request(body: &Document, protocol: Protocol) -> Result<Request, ApiError
     Ok(Request {
         mode,
         mpeg_ts,
+        low_latency,
         discontinuity,
         display_timestamps,
         display_fragment_numbers,

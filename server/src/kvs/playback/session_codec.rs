@@ -2,7 +2,8 @@
 //! carries one, and ffmpeg's DASH reader truncates segment URLs much longer than the manifest's.
 //!
 //! Layout (big-endian): `version u8 (1) | mode u8 | clock u8 | discontinuity u8 | flags u8
-//! (bit 0 start, 1 end, 2 display timestamps, 3 display fragment numbers, 4 MPEG-TS segments) | start_ms u64 |
+//! (bit 0 start, 1 end, 2 display timestamps, 3 display fragment numbers, 4 MPEG-TS segments,
+//! 5 low latency) | start_ms u64 |
 //! end_ms u64 | max_fragments u16 | expires_ms u64 | stream_created_ms u64 | name_len u8 | name`.
 
 use super::session::{Clock, Discontinuity, Mode, Session};
@@ -31,7 +32,8 @@ pub fn encode(session: &Session) -> Vec<u8> {
         | u8::from(session.end_ms.is_some()) << 1
         | u8::from(session.display_timestamps) << 2
         | u8::from(session.display_fragment_numbers) << 3
-        | u8::from(session.mpeg_ts) << 4;
+        | u8::from(session.mpeg_ts) << 4
+        | u8::from(session.low_latency) << 5;
     out.push(flags);
     out.extend_from_slice(&session.start_ms.unwrap_or(0).to_be_bytes());
     out.extend_from_slice(&session.end_ms.unwrap_or(0).to_be_bytes());
@@ -78,6 +80,7 @@ pub fn decode(bytes: &[u8]) -> Option<Session> {
         display_timestamps: flags & 4 != 0,
         display_fragment_numbers: flags & 8 != 0,
         mpeg_ts: flags & 16 != 0,
+        low_latency: flags & 32 != 0,
         expires_ms,
     })
 }
@@ -100,6 +103,7 @@ mod tests {
             display_timestamps: true,
             display_fragment_numbers: false,
             mpeg_ts: true,
+            low_latency: true,
             expires_ms: 1_795_651_812_000,
         };
         let bytes = encode(&session);
