@@ -125,9 +125,14 @@ function watchPage(page) {
       if (number && !result.fragmentNumbers.includes(number)) result.fragmentNumbers.push(number);
     } catch {}
   });
+  // LL-HLS parts are named by media sequence number (the fragment's sequence number in its stream).
   result.partRequests = 0;
+  result.partSegments = [];
   page.on('request', (request) => {
-    if (request.url().includes('/getMP4Part.mp4?')) result.partRequests += 1;
+    if (!request.url().includes('/getMP4Part.mp4?')) return;
+    result.partRequests += 1;
+    const msn = Number(new URL(request.url()).searchParams.get('MSN'));
+    if (!result.partSegments.includes(msn)) result.partSegments.push(msn);
   });
   page.on('requestfinished', settle(-1));
   page.on('requestfailed', settle(-1));

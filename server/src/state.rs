@@ -90,6 +90,7 @@ impl AppState {
             sessions: crate::token::Signer::new(secret.derive("kvs streaming session")),
             segments: Arc::new(kvs::playback::SegmentCache::new(SEGMENT_CACHE_BYTES)),
             edges: Arc::default(),
+            ll_views: Arc::default(),
         };
         let images = decode_pool(&config.images)?;
         let (changes, consumer_changes) = tokio::sync::mpsc::unbounded_channel();

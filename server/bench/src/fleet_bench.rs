@@ -27,8 +27,8 @@ use crate::target::Target;
 
 pub type StreamingHttp = Client<HttpConnector, BoxBody<Bytes, Infallible>>;
 
-const FRAME_INTERVAL: Duration = Duration::from_micros(33_333);
-const FRAMES_PER_FRAGMENT: usize = 60;
+pub const FRAME_INTERVAL: Duration = Duration::from_micros(33_333);
+pub const FRAMES_PER_FRAGMENT: usize = 60;
 /// 0.5 MB/s at 30 fps: a 100 KB key frame and 59 frames of ~15.25 KB per 2-second fragment.
 const KEY_FRAME_BYTES: usize = 100_000;
 const DELTA_FRAME_BYTES: usize = 15_250;
@@ -212,7 +212,7 @@ fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// CPU time the process has used (user + system), from `/proc/<pid>/stat` (in USER_HZ = 100 ticks).
-fn cpu_time(pid: u32) -> Option<Duration> {
+pub fn cpu_time(pid: u32) -> Option<Duration> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces) start at the state, field 3.
     let fields: Vec<&str> = stat.rsplit_once(") ")?.1.split_whitespace().collect();

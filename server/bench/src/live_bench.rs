@@ -31,7 +31,8 @@ struct Seen {
     first: Option<String>,
 }
 
-fn stream_header() -> Vec<u8> {
+/// A 720p H.264 track with an avcC record, so playback can package it.
+pub fn stream_header() -> Vec<u8> {
     let track = framelog_media::Track {
         codec_private: vec![1, 0x64, 0, 0x28, 0xFF, 0xE1, 0, 0],
         pixel_width: Some(1280),

@@ -13,6 +13,7 @@ mod http_get;
 mod images_bench;
 mod kds_bench;
 mod live_bench;
+mod ll_bench;
 mod playlist_bench;
 mod remux_bench;
 mod security_bench;
@@ -104,6 +105,9 @@ struct Args {
     /// Only the KDS fan-out, resharding and quota benchmarks.
     #[arg(long)]
     kds_only: bool,
+    /// Only LL-HLS under load (100 viewers with blocking reloads on one camera).
+    #[arg(long)]
+    ll_only: bool,
     /// Node kills in the cluster's failover measurement.
     #[arg(long, default_value_t = 10)]
     failover_kills: usize,
@@ -133,6 +137,10 @@ fn main() -> anyhow::Result<()> {
         };
         let script = std::env::current_dir()?.join("scripts/cluster.sh");
         return report(&args, &cluster_bench::run(&args.framelog_bin, &script, &runtime, bench)?);
+    }
+    if args.ll_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return report(&args, &ll_bench::run(&args.framelog_bin, &runtime)?);
     }
     if args.kds_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -216,6 +224,7 @@ fn playback(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Ve
     }
     rows.extend(remux_bench::run(&args.framelog_bin, runtime)?);
     rows.extend(live_bench::run(&args.framelog_bin, runtime)?);
+    rows.extend(ll_bench::run(&args.framelog_bin, runtime)?);
     rows.extend(images_bench::run(&args.framelog_bin, runtime)?);
     Ok(rows)
 }

@@ -411,6 +411,9 @@ async function loadEvents() {
 
 async function sessionUrl(mode, fromMs, toMs) {
   const body = { StreamName: state.stream, PlaybackMode: mode, DisplayFragmentTimestamp: "ALWAYS" };
+  // Live is Low-Latency HLS (our extension): parts of the fragment still arriving, about a
+  // second behind the camera instead of ten.
+  if (mode === "LIVE") body.LowLatency = true;
   if (mode !== "LIVE") {
     // Producer-time sessions default to NEVER; a recording gap then reads as a time jump that
     // hls.js reports as buffer errors. ON_DISCONTINUITY marks gaps so players step over them.
@@ -437,7 +440,7 @@ function play(url, mode) {
   state.mode = mode;
   const video = $("player");
   if (window.Hls && Hls.isSupported()) {
-    const hls = new Hls({ liveSyncDurationCount: 2 });
+    const hls = new Hls({ lowLatencyMode: mode === "LIVE", liveSyncDurationCount: 2 });
     hls.on(Hls.Events.ERROR, (_event, data) => {
       window.framelogConsole.errors.push({ type: data.type, details: data.details, fatal: data.fatal });
       if (data.fatal) status(`Player error: ${data.details}`);

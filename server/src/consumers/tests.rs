@@ -38,6 +38,7 @@ fn fixture(allowed_prefixes: &[&str]) -> Fixture {
         sessions: crate::token::Signer::new(b"test".to_vec()),
         segments: Arc::new(crate::kvs::playback::SegmentCache::new(1 << 20)),
         edges: Arc::default(),
+        ll_views: Arc::default(),
     };
     let (changes, _) = tokio::sync::mpsc::unbounded_channel();
     let ctx = ConsumersCtx {

@@ -28,6 +28,8 @@ pub struct KvsCtx {
     pub segments: std::sync::Arc<crate::kvs::playback::SegmentCache>,
     /// The frames of the fragments PutMedia is receiving, before they are stored (LL-HLS).
     pub edges: std::sync::Arc<crate::kvs::live_edge::LiveEdges>,
+    /// The newest LL-HLS view of each stream, shared by its viewers.
+    pub ll_views: std::sync::Arc<crate::kvs::playback::LlViews>,
 }
 
 pub fn not_found() -> ApiError {

@@ -176,6 +176,11 @@ impl EdgeSlot {
         read(&self.lock().fragments)
     }
 
+    /// A number that grows whenever the edge changes.
+    pub fn version(&self) -> u64 {
+        *self.changed.borrow()
+    }
+
     /// A receiver that changes whenever the edge does: blocked playlist and part requests wait on it.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changed.subscribe()

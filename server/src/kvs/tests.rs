@@ -31,6 +31,7 @@ pub(crate) fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KvsCtx
         sessions: crate::token::Signer::new(b"test".to_vec()),
         segments: Arc::new(crate::kvs::playback::SegmentCache::new(1 << 20)),
         edges: Arc::default(),
+        ll_views: Arc::default(),
     }
 }
 

@@ -7,6 +7,9 @@
 //! stored one, the number the store gives it when its append lands. That holds while one upload
 //! feeds the stream, as cameras do; docs/playback.md says what two concurrent uploads do.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
 use framelog_media::FragmentRecord;
 use framelog_media::package::{PackagedTrack, Part, TimedSample, cut_parts, track_samples};
 
@@ -84,6 +87,49 @@ impl LlView {
             .max()
             .unwrap_or(0);
         longest_ms.max(MIN_PART_TARGET_MS)
+    }
+}
+
+/// Which view: the stream (engine id), the track, and the window's size.
+type ViewKey = (u64, u64, usize);
+/// What a view was built from: the stream's commit tip and its live edge's version.
+type ViewVersion = (u64, u64);
+/// Past this many (stream, track, window) entries the cache starts again: streams come and go.
+const MAX_CACHED_VIEWS: usize = 1024;
+
+/// The newest view of each stream, track and window size, shared by every viewer. A change of
+/// the stream wakes every held request at once; one build then serves them all (100 viewers on
+/// one camera cost a third of a core with a build each).
+#[derive(Debug, Default)]
+pub struct LlViews {
+    latest: Mutex<HashMap<ViewKey, (ViewVersion, Arc<LlView>)>>,
+}
+
+impl LlViews {
+    /// The current view, built only when the stream changed since the last one.
+    pub fn get(
+        &self,
+        ctx: &KvsCtx,
+        handle: &VideoStream,
+        session: &Session,
+        track: u64,
+    ) -> Result<Arc<LlView>, ApiError> {
+        let key = (handle.id(), track, session.max_fragments);
+        let tip = handle.tip_seq(crate::kvs::VIDEO_SHARD).map_err(|e| ApiError::internal(&e))?;
+        let version = (tip, ctx.edges.slot(handle.id()).version());
+        let lock = || self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((built_from, view)) = lock().get(&key)
+            && *built_from == version
+        {
+            return Ok(view.clone());
+        }
+        let view = Arc::new(build(ctx, handle, session, track)?);
+        let mut latest = lock();
+        if latest.len() >= MAX_CACHED_VIEWS {
+            latest.clear();
+        }
+        latest.insert(key, (version, view.clone()));
+        Ok(view)
     }
 }
 

@@ -133,14 +133,15 @@ fn readiness(view: &LlView, msn: u64, part: Option<u64>) -> Readiness {
 /// What one look at the view decided.
 enum Step {
     Answer(Result<Bytes, ApiError>),
-    /// Wait for a change, at most `hold_ms` from the request's start; then answer `on_timeout`.
+    /// Wait for a change, at most `hold_ms` from the request's start; then `decide` is asked once
+    /// more with `expired` set, and must answer.
     Wait {
-        on_timeout: Result<Bytes, ApiError>,
         hold_ms: u64,
     },
 }
 
-type Decide = Arc<dyn Fn(&Request, &LlView) -> Step + Send + Sync>;
+/// Looks at the view: `(request, view, expired)`.
+type Decide = Arc<dyn Fn(&Request, &LlView, bool) -> Step + Send + Sync>;
 
 /// Builds the view and asks `decide`, again after every change of the stream, until it answers
 /// or its hold expires.
@@ -148,25 +149,30 @@ async fn held(request: Request, decide: Decide) -> Result<Bytes, ApiError> {
     let mut tip = request.handle.subscribe(VIDEO_SHARD).map_err(|e| ApiError::internal(&e))?;
     let mut edge = request.ctx.edges.slot(request.handle.id()).subscribe();
     let started = tokio::time::Instant::now();
+    let mut expired = false;
     loop {
         tip.borrow_and_update();
         edge.borrow_and_update();
         let (looked, decide_now) = (request.clone(), decide.clone());
         let step = tokio::task::spawn_blocking(move || {
-            let view = ll_view::build(&looked.ctx, &looked.handle, &looked.session, looked.track)?;
-            Ok::<Step, ApiError>(decide_now(&looked, &view))
+            let view = looked.ctx.ll_views.get(&looked.ctx, &looked.handle, &looked.session, looked.track)?;
+            Ok::<Step, ApiError>(decide_now(&looked, &view, expired))
         })
         .await
         .map_err(|join| ApiError::internal(&join))??;
-        let (on_timeout, hold_ms) = match step {
+        let hold_ms = match step {
             Step::Answer(answer) => return answer,
-            Step::Wait { on_timeout, hold_ms } => (on_timeout, hold_ms),
+            Step::Wait { hold_ms } => hold_ms,
         };
+        if expired {
+            let stuck = std::io::Error::other("a held request was not answered when its hold expired");
+            return Err(ApiError::internal(&stuck));
+        }
         let deadline = started + Duration::from_millis(hold_ms);
         tokio::select! {
             changed = tip.changed() => if changed.is_err() { tokio::time::sleep_until(deadline).await },
             changed = edge.changed() => if changed.is_err() { tokio::time::sleep_until(deadline).await },
-            _ = tokio::time::sleep_until(deadline) => return on_timeout,
+            _ = tokio::time::sleep_until(deadline) => expired = true,
         }
     }
 }
@@ -174,7 +180,7 @@ async fn held(request: Request, decide: Decide) -> Result<Bytes, ApiError> {
 /// A media playlist, held until it satisfies `_HLS_msn` / `_HLS_part`. A hold that expires
 /// answers the playlist as it is, which a player simply asks again for.
 async fn playlist(request: Request, reload: Reload) -> Result<Bytes, ApiError> {
-    let decide: Decide = Arc::new(move |request, view| {
+    let decide: Decide = Arc::new(move |request, view, expired| {
         let text = || Ok(Bytes::from(ll_playlist::media(&request.token, &request.session, view, reload.skip)));
         let Some(msn) = reload.msn else { return Step::Answer(text()) };
         match readiness(view, msn, reload.part) {
@@ -182,7 +188,8 @@ async fn playlist(request: Request, reload: Reload) -> Result<Bytes, ApiError> {
             Readiness::TooFar => Step::Answer(Err(ApiError::invalid(format!(
                 "_HLS_msn {msn} is more than two segments past the end of the playlist."
             )))),
-            Readiness::NotYet => Step::Wait { on_timeout: text(), hold_ms: ll_playlist::hold_ms(view) },
+            Readiness::NotYet if expired => Step::Answer(text()),
+            Readiness::NotYet => Step::Wait { hold_ms: ll_playlist::hold_ms(view) },
         }
     });
     held(request, decide).await
@@ -190,7 +197,7 @@ async fn playlist(request: Request, reload: Reload) -> Result<Bytes, ApiError> {
 
 /// Part `index` of segment `msn`, held while the edge may still produce it.
 async fn part(request: Request, (msn, index): (u64, usize)) -> Result<Bytes, ApiError> {
-    let decide: Decide = Arc::new(move |request, view| {
+    let decide: Decide = Arc::new(move |request, view, expired| {
         let missing = || {
             Err(ApiError::new(ErrorType::ResourceNotFound, format!("Part {index} of segment {msn} does not exist.")))
         };
@@ -202,14 +209,14 @@ async fn part(request: Request, (msn, index): (u64, usize)) -> Result<Bytes, Api
                 }
                 if index < segment.parts.len() {
                     Step::Answer(part_bytes(request, view, &segment, index))
-                } else if segment.complete {
+                } else if segment.complete || expired {
                     Step::Answer(missing())
                 } else {
-                    Step::Wait { on_timeout: missing(), hold_ms: ll_playlist::hold_ms(view) }
+                    Step::Wait { hold_ms: ll_playlist::hold_ms(view) }
                 }
             }
             // The next segment has not begun: a preload hint may name its first part.
-            None if msn == view.next_msn() => Step::Wait { on_timeout: missing(), hold_ms: ll_playlist::hold_ms(view) },
+            None if msn == view.next_msn() && !expired => Step::Wait { hold_ms: ll_playlist::hold_ms(view) },
             None => Step::Answer(missing()),
         }
     });
@@ -251,7 +258,7 @@ fn part_bytes(request: &Request, view: &LlView, segment: &LlSegment, index: usiz
 
 /// The init segment of segment `msn` (the edge fragment's, before it has a fragment number).
 async fn edge_init(request: Request, msn: u64) -> Result<Bytes, ApiError> {
-    let decide: Decide = Arc::new(move |_, view| {
+    let decide: Decide = Arc::new(move |_, view, _| {
         Step::Answer(match view.segment(msn) {
             Some(segment) => super::window::packageable(&segment.record).and_then(|tracks| {
                 let track = tracks.iter().find(|t| t.number == view.track.number).ok_or_else(|| {

@@ -4,6 +4,7 @@
 
 pub mod clip;
 pub mod images;
+pub use ll_view::LlViews;
 pub use segment_cache::SegmentCache;
 mod ll_playlist;
 #[cfg(test)]
