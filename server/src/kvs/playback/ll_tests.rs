@@ -118,6 +118,17 @@ fn new_context() -> (KvsCtx, tempfile::TempDir) {
     (ctx, dir)
 }
 
+/// A stream with `stored` whole fragments PERSISTED and the next one opened (no frames yet), its
+/// camera still connected.
+async fn streaming(stored: u64) -> (KvsCtx, tempfile::TempDir, Camera) {
+    let (ctx, dir) = new_context();
+    let camera = Camera::connect(&ctx, "cam").await;
+    camera.fragments(0..stored).await;
+    camera.open_fragment(stored).await;
+    camera.persisted(stored as usize).await;
+    (ctx, dir, camera)
+}
+
 fn session(ctx: &KvsCtx, extra: Value) -> String {
     let mut request = json!({"StreamName": "cam", "PlaybackMode": "LIVE", "LowLatency": true});
     if let (Some(request), Some(extra)) = (request.as_object_mut(), extra.as_object()) {
@@ -161,11 +172,7 @@ fn parts_of(text: &str, msn: u64) -> Vec<(u64, String, bool)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn parts_from_the_live_edge_are_listed_held_for_and_the_same_once_stored() {
-    let (ctx, _dir) = new_context();
-    let camera = Camera::connect(&ctx, "cam").await;
-    camera.fragments(0..2).await;
-    camera.open_fragment(2).await;
-    camera.persisted(2).await;
+    let (ctx, _dir, camera) = streaming(2).await;
     let token = session(&ctx, json!({}));
 
     // Twelve frames (0-363 ms) of fragment 2: its first part (frames 0-6, 231 ms) is closed, not stored.
@@ -213,11 +220,7 @@ async fn parts_from_the_live_edge_are_listed_held_for_and_the_same_once_stored()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broken_upload_leaves_a_gap_and_the_hint_waits_for_the_next_fragment() {
-    let (ctx, _dir) = new_context();
-    let camera = Camera::connect(&ctx, "cam").await;
-    camera.fragments(0..2).await;
-    camera.open_fragment(2).await;
-    camera.persisted(2).await;
+    let (ctx, _dir, camera) = streaming(2).await;
     let token = session(&ctx, json!({}));
     camera.frames(0..10).await;
     let text = playlist(&ctx, &token, "_HLS_msn=2&_HLS_part=0").await;
@@ -250,11 +253,7 @@ async fn a_broken_upload_leaves_a_gap_and_the_hint_waits_for_the_next_fragment()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delta_update_skips_what_is_older_than_can_skip_until() {
-    let (ctx, _dir) = new_context();
-    let camera = Camera::connect(&ctx, "cam").await;
-    camera.fragments(0..15).await;
-    camera.open_fragment(15).await;
-    camera.persisted(15).await;
+    let (ctx, _dir, _camera) = streaming(15).await;
     let token = session(&ctx, json!({"MaxMediaPlaylistFragmentResults": 20}));
 
     let full = playlist(&ctx, &token, "").await;
@@ -272,11 +271,7 @@ async fn a_delta_update_skips_what_is_older_than_can_skip_until() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn low_latency_is_for_live_fmp4_sessions_only() {
-    let (ctx, _dir) = new_context();
-    let camera = Camera::connect(&ctx, "cam").await;
-    camera.fragments(0..2).await;
-    camera.open_fragment(2).await;
-    camera.persisted(2).await;
+    let (ctx, _dir, _camera) = streaming(2).await;
     let request = |extra: Value| {
         let mut request = json!({"StreamName": "cam", "LowLatency": true});
         request.as_object_mut().expect("object").extend(extra.as_object().expect("object").clone());
