@@ -11,9 +11,14 @@
 //       presents (requestVideoFrameCallback), Date.now() minus the wall-clock time hls.js maps the frame to
 //       (EXT-X-PROGRAM-DATE-TIME, the producer's time). Adds "latencyMs" {count, p50, p99, min, max}, sampled
 //       after the first second of playback, and "partRequests", the getMP4Part.mp4 requests the page made.
-//   node play.mjs console <server base URL> <stream name> <live|ondemand> <screenshot.png> [seconds]
-//       The server's web console: opens the stream, starts LIVE (#live) or ON_DEMAND (a click on the first
-//       .fragment of #timeline), then fetches a still (#still).
+//   node play.mjs whep <WHEP session URL> <screenshot.png> [seconds]
+//       A WebRTC player of the server's origin: POSTs its offer to the WHEP URL, plays the answer's video, samples
+//       latency from each presented frame's RTP timestamp (the producer clock), then DELETEs the session. Adds
+//       "latencyMs" and "whep" {status, location, connectionStates, deleteStatus}.
+//   node play.mjs console <server base URL> <stream name> <live|live-hls|ondemand> <screenshot.png> [seconds]
+//       The server's web console: opens the stream, starts LIVE (#live: WebRTC, or with live-hls the console opened
+//       with ?live=hls, LL-HLS) or ON_DEMAND (a click on the first .fragment of #timeline), then fetches a still
+//       (#still). Adds "transport", what the console played over (webrtc, ll-hls, hls).
 //   node play.mjs console-script <server base URL> <steps.json> <screenshot.png>
 //       The console driven through a list of steps (sign in, open a stream, play, sign out, ...; see
 //       SCRIPT_STEPS below), recording what the page shows after each one and every request it made.
@@ -389,12 +394,100 @@ async function runHls(url, file, seconds, sampleLatency = false) {
     return details ? details.live : null;
   });
   finishResult(snapshot, seconds, await playerErrors());
-  if (sampleLatency) {
-    const samples = (await page.evaluate(() => window.__latencies)).sort((a, b) => a - b);
-    const at = (q) => (samples.length ? Math.round(samples[Math.min(samples.length - 1, Math.floor(q * samples.length))]) : null);
-    result.latencyMs = { count: samples.length, p50: at(0.5), p99: at(0.99), min: at(0), max: at(1) };
-  }
+  if (sampleLatency) result.latencyMs = await latencyFigures(page);
   await screenshots(page, video, file);
+}
+
+// The latency samples the page collected in window.__latencies, as {count, p50, p99, min, max} (ms).
+async function latencyFigures(page) {
+  const samples = (await page.evaluate(() => window.__latencies || [])).sort((a, b) => a - b);
+  const at = (q) => (samples.length ? Math.round(samples[Math.min(samples.length - 1, Math.floor(q * samples.length))]) : null);
+  return { count: samples.length, p50: at(0.5), p99: at(0.99), min: at(0), max: at(1) };
+}
+
+// ------------------------------------------------------------------------------------------------
+// whep mode
+// ------------------------------------------------------------------------------------------------
+
+// Plays a WHEP session: an RTCPeerConnection receiving video only, its offer POSTed to the WHEP URL, the answer
+// applied; latency is sampled per presented frame from its RTP timestamp, which the server sets to the producer
+// clock on 90 kHz. At the end the session's resource (the answer's Location) is DELETEd, as a WHEP player does.
+async function runWhep(url, file, seconds) {
+  result.mode = 'whep';
+  result.url = url;
+  const origin = new URL(url).origin;
+  const page = await browser.newPage({ viewport: { width: 640, height: 360 } });
+  currentPage = page;
+  screenshotFile = file;
+  watchPage(page);
+  const pageUrl = `${origin}/console/__whep-check.html`;
+  await page.route(pageUrl, (route) =>
+    route.fulfill({
+      contentType: 'text/html; charset=utf-8',
+      body:
+        '<!doctype html><html><head><title>framelog WHEP check</title>' +
+        '<style>html,body{margin:0;background:#000}video{display:block;width:640px;height:360px}</style></head>' +
+        '<body><video id="v" muted autoplay playsinline></video></body></html>',
+    }),
+  );
+  await page.goto(pageUrl, { timeout: 10_000 });
+  const video = await page.$('#v');
+  await installSampler(video);
+  await page.evaluate(async (whepUrl) => {
+    const video = document.getElementById('v');
+    const errors = (window.__whepErrors = []);
+    window.__latencies = [];
+    window.__connectionStates = [];
+    const pc = (window.__pc = new RTCPeerConnection());
+    pc.addTransceiver('video', { direction: 'recvonly' });
+    pc.ontrack = (event) => {
+      video.srcObject = event.streams[0] || new MediaStream([event.track]);
+      video.play().catch((err) => errors.push({ source: 'play()', fatal: true, message: String(err) }));
+    };
+    pc.onconnectionstatechange = () => {
+      window.__connectionStates.push(pc.connectionState);
+      if (pc.connectionState === 'failed') errors.push({ source: 'webrtc', fatal: true, message: 'connection failed' });
+    };
+    await pc.setLocalDescription(await pc.createOffer());
+    const answer = await fetch(whepUrl, { method: 'POST', headers: { 'Content-Type': 'application/sdp' }, body: pc.localDescription.sdp });
+    window.__whepStatus = answer.status;
+    window.__whepLocation = answer.headers.get('Location');
+    const sdp = await answer.text();
+    if (answer.status !== 201) {
+      errors.push({ source: 'whep', fatal: true, status: answer.status, message: sdp.slice(0, 300) });
+      return;
+    }
+    await pc.setRemoteDescription({ type: 'answer', sdp });
+    // The RTP clock wraps every 2^32 / 90 ms (13 h): the frame's producer time is the one at or before now.
+    const wrapMs = 2 ** 32 / 90;
+    let firstAt = null;
+    const onFrame = (_now, metadata) => {
+      if (metadata.rtpTimestamp !== undefined) {
+        const nowMs = Date.now();
+        let frameMs = Math.floor(nowMs / wrapMs) * wrapMs + metadata.rtpTimestamp / 90;
+        if (frameMs > nowMs + wrapMs / 2) frameMs -= wrapMs;
+        firstAt = firstAt ?? metadata.mediaTime;
+        if (metadata.mediaTime - firstAt >= 1) window.__latencies.push(nowMs - frameMs);
+      }
+      video.requestVideoFrameCallback(onFrame);
+    };
+    video.requestVideoFrameCallback(onFrame);
+  }, url);
+  const playerErrors = () => page.evaluate(() => window.__whepErrors || []);
+  const snapshot = await waitForPlayback(page, video, seconds, playerErrors, started + RUN_BUDGET_MS - 15_000);
+  finishResult(snapshot, seconds, await playerErrors());
+  result.latencyMs = await latencyFigures(page);
+  result.whep = await page.evaluate(() => ({
+    status: window.__whepStatus,
+    location: window.__whepLocation,
+    connectionStates: window.__connectionStates,
+  }));
+  await screenshots(page, video, file);
+  result.whep.deleteStatus = await page.evaluate(async (whepUrl) => {
+    if (!window.__whepLocation) return null;
+    const answer = await fetch(new URL(window.__whepLocation, whepUrl), { method: 'DELETE' });
+    return answer.status;
+  }, url);
 }
 
 // ------------------------------------------------------------------------------------------------
@@ -446,7 +539,8 @@ async function runConsole(base, stream, mode, file, seconds) {
   currentPage = page;
   screenshotFile = file;
   watchPage(page);
-  const response = await page.goto(`${base}/`, { timeout: 15_000 });
+  // live-hls: the console told to play live over LL-HLS rather than WebRTC.
+  const response = await page.goto(mode === 'live-hls' ? `${base}/?live=hls` : `${base}/`, { timeout: 15_000 });
   result.consoleStatus = response ? response.status() : null;
   result.mse = await codecSupport(page);
   const item = page.locator(`#streams button.stream[data-stream="${stream.replace(/"/g, '\\"')}"]`);
@@ -480,7 +574,7 @@ async function runConsole(base, stream, mode, file, seconds) {
   result.gapTimes = timeline.gaps;
   result.events = timeline.events;
 
-  if (mode === 'live') {
+  if (mode === 'live' || mode === 'live-hls') {
     await page.locator('#live').click({ timeout: 10_000 });
   } else {
     result.clicked = await clickFirstFragment(page);
@@ -499,6 +593,7 @@ async function runConsole(base, stream, mode, file, seconds) {
   if (!result.framelogConsole) result.errors.push({ source: 'setup', message: 'window.framelogConsole is missing' });
   const snapshot = await waitForPlayback(page, videoHandle, seconds, playerErrors, started + RUN_BUDGET_MS - 15_000);
   finishResult(snapshot, seconds, await playerErrors());
+  result.transport = await page.evaluate(() => window.framelogConsole.state.transport);
   await screenshots(page, videoHandle, file);
 
   // A still of the stream (GetImages) in img#still-image.
@@ -725,10 +820,14 @@ async function main() {
     if (args.length < 2 || args.length > 3) usage('hls-latency takes a URL, a screenshot path and optional seconds');
     const [url, file, seconds] = args;
     run = () => runHls(url, file, parseSeconds(seconds), true);
+  } else if (mode === 'whep') {
+    if (args.length < 2 || args.length > 3) usage('whep takes a WHEP URL, a screenshot path and optional seconds');
+    const [url, file, seconds] = args;
+    run = () => runWhep(url, file, parseSeconds(seconds));
   } else if (mode === 'console') {
     if (args.length < 4 || args.length > 5) usage('console takes a server URL, a stream, live|ondemand, a screenshot path and optional seconds');
     const [base, stream, which, file, seconds] = args;
-    if (which !== 'live' && which !== 'ondemand') usage(`bad console mode: ${which}`);
+    if (!['live', 'live-hls', 'ondemand'].includes(which)) usage(`bad console mode: ${which}`);
     run = () => runConsole(base, stream, which, file, parseSeconds(seconds));
   } else if (mode === 'console-script') {
     if (args.length !== 3) usage('console-script takes a server URL, a steps file and a screenshot path');

@@ -354,16 +354,20 @@ def test_console_serves_hls_js(server):
     assert body == HLS_JS_FILE.read_bytes(), "not the hls.js of server/console/node_modules"
 
 
-def test_console_plays_live(request, tmp_path, server, source, live_stream):
+@pytest.mark.parametrize("which, transport", [("live", "webrtc"), ("live-hls", "ll-hls")])
+def test_console_plays_live(request, tmp_path, server, source, live_stream, which, transport):
+    """Live in the console is WebRTC (WHEP) where the browser has it; `?live=hls` makes it Low-Latency HLS."""
     before = list(live_stream.persisted_numbers)
 
     result = run_play(
-        request.node.name, tmp_path, "console", server.endpoint, live_stream.stream, "live", seconds=LIVE_SECONDS
+        request.node.name, tmp_path, "console", server.endpoint, live_stream.stream, which, seconds=LIVE_SECONDS
     )
 
     assert result["fragments"] >= LIVE_PREROLL_FRAGMENTS, summary(result)
     assert_played(result, LIVE_SECONDS, source.width, source.height)
-    assert_followed_the_live_edge(result, before)
+    assert result["transport"] == transport, summary(result)
+    if transport == "ll-hls":
+        assert_followed_the_live_edge(result, before)
 
 
 @pytest.fixture(scope="module")

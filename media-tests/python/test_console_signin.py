@@ -125,8 +125,9 @@ def sign_in(key: Key, secret: str | None = None, **extra) -> dict:
 
 
 def api_requests(result: dict) -> list[dict]:
-    """The page's API calls: POSTs to the server (HLS playlists and media are GETs under /hls/v1)."""
-    return [r for r in result["requests"] if r["method"] == "POST"]
+    """The page's API calls: POSTs to the server (HLS playlists and media are GETs under /hls/v1; a WHEP offer is a
+    POST under /whep/v1 whose session token, not a signature, is its authority)."""
+    return [r for r in result["requests"] if r["method"] == "POST" and "/whep/v1/" not in r["url"]]
 
 
 # ------------------------------------------------------------------------------------------------

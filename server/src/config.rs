@@ -1,6 +1,6 @@
 //! Server configuration: defaults, an optional TOML file, then command-line flags (flags win).
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 
 use serde::Deserialize;
@@ -39,6 +39,43 @@ pub struct Config {
     pub cluster: Option<ClusterSettings>,
     /// Kinesis Data Streams behaviour (`[kds]`).
     pub kds: KdsConfig,
+    /// WebRTC (WHEP) egress (`[webrtc]`).
+    pub webrtc: WebRtcConfig,
+}
+
+/// The `[webrtc]` table (docs/playback.md "WebRTC (WHEP)").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebRtcConfig {
+    /// The address browsers are told to send media traffic to (the ICE host candidate); each
+    /// session binds a UDP port on it. Unset: the listen address, or 127.0.0.1 when the server
+    /// listens on every address. Behind a 1:1 NAT, the public address goes here.
+    #[serde(default)]
+    pub candidate_ip: Option<IpAddr>,
+    /// WebRTC sessions served at once; more get ClientLimitExceededException.
+    #[serde(default = "default_webrtc_sessions")]
+    pub max_sessions: usize,
+}
+
+fn default_webrtc_sessions() -> usize {
+    64
+}
+
+impl Default for WebRtcConfig {
+    fn default() -> Self {
+        WebRtcConfig { candidate_ip: None, max_sessions: default_webrtc_sessions() }
+    }
+}
+
+impl WebRtcConfig {
+    /// The ICE host candidate's address for a server listening on `listen`.
+    pub fn candidate_ip(&self, listen: SocketAddr) -> IpAddr {
+        self.candidate_ip.unwrap_or(if listen.ip().is_unspecified() {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            listen.ip()
+        })
+    }
 }
 
 /// The `[kds]` table.
@@ -124,6 +161,7 @@ impl Default for Config {
             segment_min_bytes: framelog_store::DEFAULT_SEGMENT_MIN_BYTES,
             cluster: None,
             kds: KdsConfig::default(),
+            webrtc: WebRtcConfig::default(),
         }
     }
 }
@@ -151,6 +189,7 @@ pub struct FileConfig {
     pub cluster: Option<ClusterFile>,
     pub objects: Option<ObjectsFile>,
     pub kds: Option<KdsConfig>,
+    pub webrtc: Option<WebRtcConfig>,
 }
 
 /// The `[engine]` table.
@@ -255,6 +294,9 @@ impl Config {
         }
         if let Some(kds) = file.kds {
             self.kds = kds;
+        }
+        if let Some(webrtc) = file.webrtc {
+            self.webrtc = webrtc;
         }
         if let Some(engine) = file.engine {
             self.segment_min_bytes = engine.segment_min_bytes.unwrap_or(self.segment_min_bytes);

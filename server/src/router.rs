@@ -23,6 +23,7 @@ pub fn router(state: AppState) -> Router {
         .route("/getMediaForFragmentList", post(kvs::archive::get_media_for_fragment_list))
         .route("/hls/v1/{file}", get(kvs::playback::handle).layer(playback_cors()))
         .route("/dash/v1/{file}", get(kvs::playback::handle).layer(playback_cors()))
+        .route("/whep/v1/{name}", post(kvs::webrtc::offer).delete(kvs::webrtc::close).layer(whep_cors()))
         .route("/getImages", post(kvs::playback::images::handle))
         .route("/getClip", post(kvs::playback::clip::handle))
         .route("/getMedia", post(kvs::get_media::handle))
@@ -39,6 +40,16 @@ pub fn router(state: AppState) -> Router {
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
+
+/// WHEP players on other origins post offers and delete sessions by URL alone: the session token
+/// in the URL is the authority. The answer's Location names the session's resource.
+fn whep_cors() -> CorsLayer {
+    CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([Method::POST, Method::DELETE, Method::OPTIONS])
+        .allow_headers([header::CONTENT_TYPE])
+        .expose_headers([header::LOCATION])
+}
 
 /// Players on other origins (hls.js, dash.js) fetch playlists and segments by URL alone: the
 /// session token in the URL is the authority, so any origin may read, with byte ranges.

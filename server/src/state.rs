@@ -91,6 +91,10 @@ impl AppState {
             segments: Arc::new(kvs::playback::SegmentCache::new(SEGMENT_CACHE_BYTES)),
             edges: Arc::default(),
             ll_views: Arc::default(),
+            whep: Arc::new(kvs::webrtc::WhepSessions::new(
+                config.webrtc.candidate_ip(address),
+                config.webrtc.max_sessions,
+            )),
         };
         let images = decode_pool(&config.images)?;
         let (changes, consumer_changes) = tokio::sync::mpsc::unbounded_channel();

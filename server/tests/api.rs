@@ -194,6 +194,46 @@ async fn a_forged_session_token_is_403() {
     assert_eq!(answer.kvs_error(), ("AccessDeniedException", 403));
 }
 
+/// A WHEP URL's path and query (the part after the data endpoint) for a new stream `name`.
+async fn whep_path(app: &App, name: &str) -> String {
+    app.kvs("createStream", json!({"StreamName": name})).await;
+    let answer = app.kvs("getWHEPSessionURL", json!({"StreamName": name})).await;
+    assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+    let url = answer.body["WHEPSessionURL"].as_str().expect("a URL");
+    format!("/whep/v1/{}", url.split_once("/whep/v1/").expect("a WHEP path").1)
+}
+
+fn whep_post(path: &str, content_type: &str, body: &'static str) -> Request<Body> {
+    Request::post(path).header("content-type", content_type).body(Body::from(body)).expect("request")
+}
+
+#[tokio::test]
+async fn whep_offers_must_be_sdp_for_a_whep_token_and_sessions_are_named() {
+    let app = App::new();
+    let path = whep_path(&app, "door").await;
+    assert!(path.starts_with("/whep/v1/offer?SessionToken="), "{path}");
+
+    let not_sdp = app.send(whep_post(&path, "application/json", "{}")).await;
+    assert_eq!(not_sdp.kvs_error(), ("UnsupportedMediaTypeException", 415));
+    let not_an_offer = app.send(whep_post(&path, "application/sdp", "v=0\r\nthis is not SDP\r\n")).await;
+    assert_eq!(not_an_offer.kvs_error(), ("InvalidArgumentException", 400));
+    let no_token = app.send(whep_post("/whep/v1/offer", "application/sdp", "v=0\r\n")).await;
+    assert_eq!(no_token.kvs_error(), ("InvalidArgumentException", 400));
+
+    let token = path.split_once("SessionToken=").expect("token").1;
+    let delete = Request::delete(format!("/whep/v1/0123?SessionToken={token}")).body(Body::empty());
+    let unknown = app.send(delete.expect("request")).await;
+    assert_eq!(unknown.kvs_error(), ("ResourceNotFoundException", 404));
+
+    // A WHEP token opens WebRTC only: HLS refuses it, as WHEP refuses a forged one.
+    let hls = Request::get(format!("/hls/v1/getHLSMasterPlaylist.m3u8?SessionToken={token}")).body(Body::empty());
+    assert_eq!(app.send(hls.expect("request")).await.kvs_error(), ("AccessDeniedException", 403));
+    let forged = app.send(whep_post("/whep/v1/offer?SessionToken=forged", "application/sdp", "v=0\r\n")).await;
+    assert_eq!(forged.kvs_error(), ("AccessDeniedException", 403));
+    let missing = app.kvs("getWHEPSessionURL", json!({"StreamName": "nope"})).await;
+    assert_eq!(missing.kvs_error(), ("ResourceNotFoundException", 404));
+}
+
 #[tokio::test]
 async fn consumers_of_a_missing_stream_are_not_found() {
     let app = App::new();

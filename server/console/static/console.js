@@ -4,7 +4,12 @@
 // signature on each of those calls: the console then asks for a key and signs them (below).
 "use strict";
 
-const state = { stream: null, fragments: [], range: null, hls: null, mode: null };
+const state = { stream: null, fragments: [], range: null, hls: null, mode: null, pc: null, whepResource: null, transport: null };
+// How long a WebRTC (WHEP) start may take before live falls back to LL-HLS: the next key frame
+// (one fragment, 2 s for most cameras) plus the connection.
+const WHEP_START_MS = 6000;
+// `?live=hls` skips WebRTC (troubleshooting, or a network that blocks UDP).
+const LIVE_OVER_HLS = new URLSearchParams(window.location.search).get("live") === "hls";
 // Tests and curious users read player errors here; `pending` counts API calls in flight.
 window.framelogConsole = { errors: [], state, pending: 0 };
 
@@ -430,9 +435,52 @@ async function sessionUrl(mode, fromMs, toMs) {
 function stopPlayer() {
   if (state.hls) state.hls.destroy();
   state.hls = null;
+  if (state.pc) state.pc.close();
+  state.pc = null;
+  // WHEP: the session's resource is deleted, so the server stops sending at once.
+  if (state.whepResource) fetch(state.whepResource, { method: "DELETE" }).catch(() => {});
+  state.whepResource = null;
+  state.transport = null;
   const video = $("player");
+  video.srcObject = null;
   video.removeAttribute("src");
   video.load();
+}
+
+// Live over WebRTC (WHEP): true once the video plays; false when the server declines the offer or
+// no picture comes within WHEP_START_MS (an H.265 camera, UDP blocked), so live falls back to
+// LL-HLS.
+async function playWhep() {
+  stopPlayer();
+  const url = (await api("/getWHEPSessionURL", { StreamName: state.stream, Expires: 43200 })).WHEPSessionURL;
+  const video = $("player");
+  const pc = new RTCPeerConnection();
+  state.pc = pc;
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.ontrack = (event) => {
+    video.srcObject = event.streams[0] || new MediaStream([event.track]);
+    video.play().catch(() => {});
+  };
+  const playing = new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), WHEP_START_MS);
+    video.addEventListener("playing", () => resolve(clearTimeout(timer) || true), { once: true });
+  });
+  await pc.setLocalDescription(await pc.createOffer());
+  const answer = await fetch(url, { method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp });
+  if (answer.status !== 201) {
+    stopPlayer();
+    return false;
+  }
+  state.whepResource = new URL(answer.headers.get("Location"), url).href;
+  await pc.setRemoteDescription({ type: "answer", sdp: await answer.text() });
+  if (!(await playing) || state.pc !== pc) {
+    if (state.pc === pc) stopPlayer();
+    return false;
+  }
+  state.mode = "LIVE";
+  state.transport = "webrtc";
+  status("Playing live (WebRTC)");
+  return true;
 }
 
 function play(url, mode) {
@@ -455,10 +503,20 @@ function play(url, mode) {
     return;
   }
   video.play().catch(() => {});
+  state.transport = mode === "LIVE" ? "ll-hls" : "hls";
   status(`Playing ${mode === "LIVE" ? "live" : "from the archive"}`);
 }
 
+// Live plays over WebRTC where the browser has it, else over Low-Latency HLS: also when WebRTC
+// gives no picture or is refused (a key whose policy allows HLS only).
 async function watchLive() {
+  if (window.RTCPeerConnection && !LIVE_OVER_HLS) {
+    try {
+      if (await playWhep()) return;
+    } catch {
+      stopPlayer();
+    }
+  }
   try {
     play(await sessionUrl("LIVE"), "LIVE");
   } catch (error) {

@@ -20,16 +20,19 @@ pub struct Target {
 
 const KDS_TARGET_PREFIX: &str = "Kinesis_20131202.";
 
-/// Paths that need no signature: the console's assets and the HLS/DASH URLs, whose session
-/// token (minted by an authorized GetHLSStreamingSessionURL) is their authority.
+/// Paths that need no signature: the console's assets and the HLS/DASH/WHEP URLs, whose session
+/// token (minted by an authorized GetHLSStreamingSessionURL or getWHEPSessionURL) is their
+/// authority. WHEP posts offers and deletes sessions.
 pub fn is_public(method: &Method, path: &str, public_metrics: bool) -> bool {
     let read = method == Method::GET || method == Method::HEAD || method == Method::OPTIONS;
-    read && (path == "/"
-        || path == "/favicon.ico"
-        || path.starts_with("/console/")
-        || path.starts_with("/hls/v1/")
-        || path.starts_with("/dash/v1/")
-        || (public_metrics && path == "/metrics"))
+    let whep = [Method::POST, Method::DELETE, Method::OPTIONS].contains(method) && path.starts_with("/whep/v1/");
+    whep || read
+        && (path == "/"
+            || path == "/favicon.ico"
+            || path.starts_with("/console/")
+            || path.starts_with("/hls/v1/")
+            || path.starts_with("/dash/v1/")
+            || (public_metrics && path == "/metrics"))
 }
 
 /// Classifies a request that is not public.

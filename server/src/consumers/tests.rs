@@ -39,6 +39,7 @@ fn fixture(allowed_prefixes: &[&str]) -> Fixture {
         segments: Arc::new(crate::kvs::playback::SegmentCache::new(1 << 20)),
         edges: Arc::default(),
         ll_views: Arc::default(),
+        whep: Arc::new(crate::kvs::webrtc::WhepSessions::new([127, 0, 0, 1].into(), 4)),
     };
     let (changes, _) = tokio::sync::mpsc::unbounded_channel();
     let ctx = ConsumersCtx {

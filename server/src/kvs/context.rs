@@ -30,6 +30,8 @@ pub struct KvsCtx {
     pub edges: std::sync::Arc<crate::kvs::live_edge::LiveEdges>,
     /// The newest LL-HLS view of each stream, shared by its viewers.
     pub ll_views: std::sync::Arc<crate::kvs::playback::LlViews>,
+    /// The WebRTC (WHEP) sessions being served.
+    pub whep: std::sync::Arc<crate::kvs::webrtc::WhepSessions>,
 }
 
 pub fn not_found() -> ApiError {

@@ -7,12 +7,18 @@
 //! will not have). Frames are only ever appended to an edge fragment, and they are the Cluster's
 //! own frames and bytes, so what a reader cut from the edge is what it will cut from the store.
 //! One upload owns a stream's edge at a time; a newer upload takes it over.
+//!
+//! Readers that follow frame by frame (WebRTC) subscribe to the edge's frames: each frame is sent
+//! once, in order, as it reaches the edge.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use framelog_media::{FragmentRecord, Frame};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
+
+/// Frames a slow frame reader may fall behind before it skips ahead (about 8 s of 30 fps video).
+const FRAME_BACKLOG: usize = 256;
 
 /// Every stream's edge, by engine stream id.
 #[derive(Debug, Default)]
@@ -35,6 +41,29 @@ pub struct EdgeFragment {
     pub record: FragmentRecord,
     pub body: Vec<u8>,
     pub complete: bool,
+    /// The record's Tracks payload, shared with the frames sent to frame readers.
+    tracks_body: Arc<Vec<u8>>,
+    /// How many of its frames went to frame readers.
+    sent_frames: usize,
+}
+
+impl EdgeFragment {
+    fn new(record: FragmentRecord, body: Vec<u8>, complete: bool) -> EdgeFragment {
+        let tracks_body = Arc::new(record.tracks_body.clone());
+        EdgeFragment { record, body, complete, tracks_body, sent_frames: 0 }
+    }
+}
+
+/// One frame as it reached the edge, for readers that follow the stream frame by frame.
+#[derive(Debug)]
+pub struct EdgeFrame {
+    pub track: u64,
+    /// Presentation time on the producer clock.
+    pub pts_ms: i64,
+    pub keyframe: bool,
+    pub data: Vec<u8>,
+    /// The Segment's Tracks payload: the codec configuration the frame needs.
+    pub tracks_body: Arc<Vec<u8>>,
 }
 
 #[derive(Debug, Default)]
@@ -46,16 +75,43 @@ struct EdgeState {
     fragments: Vec<EdgeFragment>,
 }
 
-/// One stream's edge, and a watch that moves whenever it changes.
+/// One stream's edge, a watch that moves whenever it changes, and its frames as they arrive.
 #[derive(Debug)]
 pub struct EdgeSlot {
     state: Mutex<EdgeState>,
     changed: watch::Sender<u64>,
+    frames: broadcast::Sender<Arc<EdgeFrame>>,
 }
 
 impl EdgeSlot {
     fn new() -> EdgeSlot {
-        EdgeSlot { state: Mutex::new(EdgeState::default()), changed: watch::channel(0).0 }
+        EdgeSlot {
+            state: Mutex::new(EdgeState::default()),
+            changed: watch::channel(0).0,
+            frames: broadcast::channel(FRAME_BACKLOG).0,
+        }
+    }
+
+    /// Sends the fragment's frames that frame readers have not had yet.
+    fn send_frames(&self, fragment: &mut EdgeFragment) {
+        let known = fragment.record.frames.len();
+        if self.frames.receiver_count() > 0 && fragment.sent_frames < known {
+            let times = framelog_media::package::frame_times_ms(&fragment.record);
+            for (frame, pts_ms) in fragment.record.frames.iter().zip(times).skip(fragment.sent_frames) {
+                let data = fragment.body.get(frame.data.clone()).unwrap_or_default().to_vec();
+                let tracks_body = fragment.tracks_body.clone();
+                let frame = EdgeFrame { track: frame.track, pts_ms, keyframe: frame.keyframe, data, tracks_body };
+                // No receiver left is not an error: the frames were for whoever listens.
+                let _ = self.frames.send(Arc::new(frame));
+            }
+        }
+        fragment.sent_frames = known;
+    }
+
+    /// The edge's frames from now on, each once and in order. A reader more than
+    /// `FRAME_BACKLOG` frames behind is told how many it missed (`RecvError::Lagged`).
+    pub fn frames(&self) -> broadcast::Receiver<Arc<EdgeFrame>> {
+        self.frames.subscribe()
     }
 
     fn lock(&self) -> MutexGuard<'_, EdgeState> {
@@ -102,6 +158,7 @@ impl EdgeSlot {
                 open.record.frames.extend_from_slice(&frames[known..]);
                 let held = open.body.len();
                 open.body.extend_from_slice(&body[held..]);
+                self.send_frames(open);
                 true
             }
             _ => {
@@ -112,7 +169,9 @@ impl EdgeSlot {
                 state.fragments.retain(|f| f.complete);
                 let mut record = head();
                 record.frames = frames.to_vec();
-                state.fragments.push(EdgeFragment { record, body: body.to_vec(), complete: false });
+                let mut fragment = EdgeFragment::new(record, body.to_vec(), false);
+                self.send_frames(&mut fragment);
+                state.fragments.push(fragment);
                 true
             }
         };
@@ -137,10 +196,13 @@ impl EdgeSlot {
                 fragment.body.extend_from_slice(&body[held..]);
                 fragment.record = record.clone();
                 fragment.complete = true;
+                self.send_frames(fragment);
             }
             _ => {
                 state.fragments.retain(|f| f.record.timecode != timecode);
-                state.fragments.push(EdgeFragment { record: record.clone(), body: body.to_vec(), complete: true });
+                let mut fragment = EdgeFragment::new(record.clone(), body.to_vec(), true);
+                self.send_frames(&mut fragment);
+                state.fragments.push(fragment);
             }
         }
         drop(state);
@@ -257,6 +319,29 @@ mod tests {
         slot.publish(second, 5000, head(5000), &frames(1), &[0; 4]);
         slot.release(first, true);
         assert_eq!(edge_frames(&slot), [(5000, 1, false)]);
+    }
+
+    #[test]
+    fn frame_readers_get_every_frame_once_in_order() {
+        let slot = EdgeSlot::new();
+        let owner = slot.claim();
+        let mut reader = slot.frames();
+        let all = frames(6);
+        let body: Vec<u8> = (0..24).collect();
+        slot.publish(owner, 1000, head(1000), &all[..2], &body[..8]);
+        slot.publish(owner, 1000, head(1000), &all[..4], &body[..16]);
+        slot.complete(owner, &FragmentRecord { frames: all.clone(), ..head(1000)() }, &body);
+        // A Cluster that arrived whole is sent whole when it completes.
+        slot.complete(owner, &FragmentRecord { frames: all[..1].to_vec(), ..head(3000)() }, &body[..4]);
+        let mut got = Vec::new();
+        while let Ok(frame) = reader.try_recv() {
+            got.push((frame.pts_ms, frame.keyframe, frame.data.clone()));
+        }
+        let expected: Vec<_> = (0..6)
+            .map(|i| (1000 + i as i64 * 33, i == 0, body[i * 4..i * 4 + 4].to_vec()))
+            .chain([(3000, true, body[..4].to_vec())])
+            .collect();
+        assert_eq!(got, expected);
     }
 
     #[test]

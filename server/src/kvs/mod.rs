@@ -16,6 +16,7 @@ mod streams;
 #[cfg(test)]
 pub(crate) mod tests;
 mod video_stream;
+pub mod webrtc;
 
 pub use crate::streamed::{ChunkSender, send_chunk, streamed_response};
 pub use context::{KvsCtx, KvsSettings};
@@ -42,4 +43,5 @@ pub const OPERATIONS: &[(&str, Operation<KvsCtx>)] = &[
     ("listFragments", archive::list_fragments),
     ("getHLSStreamingSessionURL", playback::session::get_hls_streaming_session_url),
     ("getDASHStreamingSessionURL", playback::session::get_dash_streaming_session_url),
+    ("getWHEPSessionURL", webrtc::get_whep_session_url),
 ];

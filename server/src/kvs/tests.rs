@@ -32,6 +32,7 @@ pub(crate) fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KvsCtx
         segments: Arc::new(crate::kvs::playback::SegmentCache::new(1 << 20)),
         edges: Arc::default(),
         ll_views: Arc::default(),
+        whep: Arc::new(crate::kvs::webrtc::WhepSessions::new([127, 0, 0, 1].into(), 4)),
     }
 }
 

@@ -1,6 +1,7 @@
 //! Packaging stored fragments for playback: fMP4 init and media segments per track (HLS, DASH),
 //! remuxed from the stored Cluster body and sample table without touching the codec data.
 
+mod annex_b;
 mod bmff;
 mod clip;
 mod codec;
@@ -10,6 +11,7 @@ mod parts;
 mod timing;
 mod ts;
 
+pub use annex_b::AnnexB;
 pub use clip::{ClipPlan, plan_clip};
 pub use codec::{Codec, PackagedTrack};
 pub use init_segment::write_init_segment;

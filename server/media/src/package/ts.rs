@@ -7,6 +7,7 @@
 //! AudioSpecificConfig. Times are the producer clock on the 90 kHz timeline (33 bits, wrapping
 //! as TS does); the video PID carries the PCR.
 
+use super::annex_b::AnnexB;
 use super::codec::{Codec, PackagedTrack};
 use super::timing::track_samples;
 use crate::record::FragmentRecord;
@@ -58,20 +59,13 @@ pub fn write_ts_segment(record: &FragmentRecord, cluster_body: &[u8], tracks: &[
 struct Stream<'a> {
     track: &'a PackagedTrack,
     pid: u16,
-    /// The NAL unit length size of the avcC/hvcC record (bytes before each NAL unit).
-    nal_length_size: usize,
-    /// Annex B parameter sets (SPS/PPS, plus VPS for H.265), sent before every key frame.
-    parameter_sets: Vec<u8>,
+    /// Video samples as Annex B (None for audio).
+    annex_b: Option<AnnexB>,
 }
 
 impl<'a> Stream<'a> {
     fn new(track: &'a PackagedTrack, index: usize) -> Stream<'a> {
-        let (nal_length_size, parameter_sets) = match track.codec {
-            Codec::Avc => avc_parameter_sets(&track.config),
-            Codec::Hevc => hevc_parameter_sets(&track.config),
-            Codec::Aac => (4, Vec::new()),
-        };
-        Stream { track, pid: FIRST_ES_PID + index as u16, nal_length_size, parameter_sets }
+        Stream { track, pid: FIRST_ES_PID + index as u16, annex_b: AnnexB::for_track(track) }
     }
 
     fn stream_type(&self) -> u8 {
@@ -88,78 +82,15 @@ impl<'a> Stream<'a> {
 
     /// The sample as the elementary stream carries it.
     fn elementary_unit(&self, data: &[u8], keyframe: bool) -> Vec<u8> {
-        match self.track.codec {
-            Codec::Aac => {
+        match &self.annex_b {
+            Some(annex_b) => annex_b.access_unit(data, keyframe, true),
+            None => {
                 let mut out = adts_header(&self.track.config, data.len());
                 out.extend_from_slice(data);
                 out
             }
-            codec => {
-                let mut out = Vec::with_capacity(data.len() + self.parameter_sets.len() + 16);
-                // Access unit delimiter: H.264 NAL type 9, H.265 NAL type 35 (any picture type).
-                let delimiter: &[u8] = if codec == Codec::Avc { &[0x09, 0xF0] } else { &[0x46, 0x01, 0x50] };
-                out.extend_from_slice(&[0, 0, 0, 1]);
-                out.extend_from_slice(delimiter);
-                if keyframe {
-                    out.extend_from_slice(&self.parameter_sets);
-                }
-                let mut at = 0;
-                while at + self.nal_length_size <= data.len() {
-                    let length =
-                        data[at..at + self.nal_length_size].iter().fold(0usize, |n, &b| n << 8 | usize::from(b));
-                    at += self.nal_length_size;
-                    let Some(nal) = data.get(at..at + length) else { break };
-                    out.extend_from_slice(&[0, 0, 0, 1]);
-                    out.extend_from_slice(nal);
-                    at += length;
-                }
-                out
-            }
         }
     }
-}
-
-/// (NAL length size, Annex B SPS+PPS) from an avcC record (ISO/IEC 14496-15 §5.3.3).
-fn avc_parameter_sets(avcc: &[u8]) -> (usize, Vec<u8>) {
-    let length_size = avcc.get(4).map_or(4, |b| usize::from(b & 0x03) + 1);
-    let mut out = Vec::new();
-    let mut at = 5;
-    for count_mask in [0x1Fu8, 0xFF] {
-        let Some(&count) = avcc.get(at) else { break };
-        at += 1;
-        for _ in 0..(count & count_mask) {
-            let Some(len) = avcc.get(at..at + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
-                return (length_size, out);
-            };
-            let Some(nal) = avcc.get(at + 2..at + 2 + len) else { return (length_size, out) };
-            out.extend_from_slice(&[0, 0, 0, 1]);
-            out.extend_from_slice(nal);
-            at += 2 + len;
-        }
-    }
-    (length_size, out)
-}
-
-/// (NAL length size, Annex B VPS+SPS+PPS…) from an hvcC record (ISO/IEC 14496-15 §8.3.3).
-fn hevc_parameter_sets(hvcc: &[u8]) -> (usize, Vec<u8>) {
-    let length_size = hvcc.get(21).map_or(4, |b| usize::from(b & 0x03) + 1);
-    let mut out = Vec::new();
-    let Some(&arrays) = hvcc.get(22) else { return (length_size, out) };
-    let mut at = 23;
-    for _ in 0..arrays {
-        let Some(count) = hvcc.get(at + 1..at + 3).map(|b| u16::from_be_bytes([b[0], b[1]])) else { break };
-        at += 3;
-        for _ in 0..count {
-            let Some(len) = hvcc.get(at..at + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
-                return (length_size, out);
-            };
-            let Some(nal) = hvcc.get(at + 2..at + 2 + len) else { return (length_size, out) };
-            out.extend_from_slice(&[0, 0, 0, 1]);
-            out.extend_from_slice(nal);
-            at += 2 + len;
-        }
-    }
-    (length_size, out)
 }
 
 /// A 7-byte ADTS header (no CRC) for one AAC frame of `payload_len` bytes (ISO/IEC 13818-7 §6.2).
@@ -398,14 +329,6 @@ mod tests {
         assert_eq!(channels, 2);
         let frame_len = usize::from(header[3] & 3) << 11 | usize::from(header[4]) << 3 | usize::from(header[5] >> 5);
         assert_eq!(frame_len, 107);
-    }
-
-    #[test]
-    fn avcc_parameter_sets_become_annex_b() {
-        let avcc = [1, 0x64, 0, 0x1F, 0xFF, 0xE1, 0, 3, 0x67, 1, 2, 1, 0, 2, 0x68, 9];
-        let (length_size, sets) = avc_parameter_sets(&avcc);
-        assert_eq!(length_size, 4);
-        assert_eq!(sets, [0, 0, 0, 1, 0x67, 1, 2, 0, 0, 0, 1, 0x68, 9]);
     }
 }
 

@@ -53,7 +53,7 @@ pub(super) async fn answer(ctx: KvsCtx, file: &str, query: &str) -> Option<Resul
 
 fn open(ctx: &KvsCtx, query: &str) -> Result<(String, Session, VideoStream), ApiError> {
     let token = query_value(query, "SessionToken");
-    let session = session::open(ctx, token.as_deref())?;
+    let session = session::open(ctx, token.as_deref(), false)?;
     let handle = super::session_stream(ctx, &session)?;
     Ok((token.unwrap_or_default(), session, handle))
 }

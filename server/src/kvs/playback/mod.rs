@@ -35,7 +35,7 @@ const DASH_TYPE: &str = "application/dash+xml";
 const TS_TYPE: &str = "video/MP2T";
 
 /// A query parameter by name, percent-decoded (`+` is a space, as in forms).
-fn query_value(query: &str, name: &str) -> Option<String> {
+pub(crate) fn query_value(query: &str, name: &str) -> Option<String> {
     // An empty value (`SessionToken=` or a bare `SessionToken`) counts as missing, as before.
     form_urlencoded::parse(query.as_bytes())
         .find(|(key, value)| key == name && !value.is_empty())
@@ -47,7 +47,7 @@ fn track_number(query: &str) -> Result<u64, ApiError> {
     text.parse().map_err(|_| ApiError::invalid(format!("TrackNumber {text} is not a number.")))
 }
 
-fn session_stream(ctx: &KvsCtx, session: &Session) -> Result<crate::kvs::VideoStream, ApiError> {
+pub(crate) fn session_stream(ctx: &KvsCtx, session: &Session) -> Result<crate::kvs::VideoStream, ApiError> {
     let handle = ctx.lookup(&session.stream_name)?;
     // A stream deleted and re-created under the same name is another stream.
     if handle.meta().created_ms != session.stream_created_ms {
@@ -59,7 +59,7 @@ fn session_stream(ctx: &KvsCtx, session: &Session) -> Result<crate::kvs::VideoSt
 /// Builds the answer for one `/hls/v1/<file>` request: (content type, body, is a segment).
 fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Bytes), ApiError> {
     let token = query_value(query, "SessionToken");
-    let session = session::open(ctx, token.as_deref())?;
+    let session = session::open(ctx, token.as_deref(), false)?;
     let token = token.as_deref().unwrap_or_default();
     let handle = session_stream(ctx, &session)?;
     let not_found =

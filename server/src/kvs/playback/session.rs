@@ -56,6 +56,8 @@ pub struct Session {
     /// Our LL-HLS extension (`"LowLatency": true`, LIVE fMP4 only): partial segments from the
     /// live edge and blocking playlist reloads (docs/playback.md "Low-Latency HLS").
     pub low_latency: bool,
+    /// A WHEP session (`getWHEPSessionURL`): its token opens WebRTC, never HLS or DASH.
+    pub webrtc: bool,
     pub expires_ms: u64,
 }
 
@@ -124,10 +126,11 @@ fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<Stri
         display_fragment_numbers: request.display_fragment_numbers,
         mpeg_ts: request.mpeg_ts,
         low_latency: request.low_latency,
+        webrtc: false,
         expires_ms: now_ms + request.expires_s as u64 * 1000,
     };
     check_newest_fragment(ctx, &handle, &session, now_ms)?;
-    Ok(ctx.sessions.seal(&super::session_codec::encode(&session)))
+    Ok(seal(ctx, &session))
 }
 
 /// A session request's parameters, validated (every one but the stream's).
@@ -201,7 +204,7 @@ fn read_request(body: &Document, protocol: Protocol) -> Result<Request, ApiError
 }
 
 /// `Expires`, in seconds: how long the session's token stays valid.
-fn read_expires(body: &Document) -> Result<i64, ApiError> {
+pub(crate) fn read_expires(body: &Document) -> Result<i64, ApiError> {
     let expires_s = body.int("Expires")?.unwrap_or(DEFAULT_EXPIRES_S);
     if !(300..=MAX_EXPIRES_S).contains(&expires_s) {
         return Err(ApiError::invalid(format!("Expires must be between 300 and {MAX_EXPIRES_S} seconds.")));
@@ -281,12 +284,20 @@ fn check_newest_fragment(
     Ok(())
 }
 
-/// Opens a token: the session, or 403 when it is expired or not ours.
-pub fn open(ctx: &KvsCtx, token: Option<&str>) -> Result<Session, ApiError> {
+/// Seals a session into its token.
+pub fn seal(ctx: &KvsCtx, session: &Session) -> String {
+    ctx.sessions.seal(&super::session_codec::encode(session))
+}
+
+/// Opens a token: the session, or 403 when it is expired, not ours, or for the other kind of
+/// playback (`webrtc`: a WHEP token, else an HLS/DASH one).
+pub fn open(ctx: &KvsCtx, token: Option<&str>, webrtc: bool) -> Result<Session, ApiError> {
     let denied = |message: &str| ApiError::new(ErrorType::AccessDenied, message);
     let token = token.ok_or_else(|| ApiError::invalid("SessionToken is required."))?;
     let payload = ctx.sessions.open(token).ok_or_else(|| denied("Streaming session token is invalid"))?;
-    let session = super::session_codec::decode(&payload).ok_or_else(|| denied("Streaming session token is invalid"))?;
+    let session = super::session_codec::decode(&payload)
+        .filter(|session| session.webrtc == webrtc)
+        .ok_or_else(|| denied("Streaming session token is invalid"))?;
     if ctx.engine.now_ms() > session.expires_ms {
         return Err(denied("Streaming session token is expired"));
     }
