@@ -122,6 +122,27 @@ fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// In a stream's directory: the next sequence number, written before the newest fragment leaves
+/// the buffer, so that a restart with nothing buffered does not number new fragments from 0
+/// again. Reused numbers would give new recordings the identities of fragments already stored.
+const NEXT_SEQ_FILE: &str = "next-seq";
+
+/// The next sequence number a stream's directory says is free: past every fragment buffered or
+/// rejected, and past what `NEXT_SEQ_FILE` recorded.
+fn free_seq(dir: &Path, buffered: &BTreeMap<u64, Entry>) -> anyhow::Result<u64> {
+    let after_buffered = buffered.keys().next_back().map_or(0, |seq| seq + 1);
+    let written = fs::read_to_string(dir.join(NEXT_SEQ_FILE)).ok().and_then(|text| text.trim().parse().ok());
+    let mut after_rejected = 0;
+    if let Ok(items) = fs::read_dir(dir.join("rejected")) {
+        for item in items {
+            if let Some(entry) = Entry::parse(&item?.file_name().to_string_lossy()) {
+                after_rejected = after_rejected.max(entry.seq + 1);
+            }
+        }
+    }
+    Ok(after_buffered.max(written.unwrap_or(0)).max(after_rejected))
+}
+
 fn sync_dir(dir: &Path) -> anyhow::Result<()> {
     File::open(dir)?.sync_all().with_context(|| format!("syncing {}", dir.display()))
 }
@@ -154,7 +175,7 @@ impl StreamBuffer {
         }
         let used: u64 = entries.values().map(|e| e.size_bytes).sum();
         budget.used_bytes.fetch_add(used, Ordering::Relaxed);
-        let next_seq = entries.keys().next_back().map_or(0, |seq| seq + 1);
+        let next_seq = free_seq(&dir, &entries)?;
         let metrics = Arc::new(StreamMetrics::default());
         let buffer = StreamBuffer {
             dir,
@@ -259,8 +280,20 @@ impl StreamBuffer {
         Ok(true)
     }
 
+    /// Takes `seq` out of the index; when it is the newest, the next sequence number is written
+    /// down first (`NEXT_SEQ_FILE`).
+    fn take_entry(&self, seq: u64) -> anyhow::Result<Option<Entry>> {
+        let mut entries = self.entries.lock().map_err(|_| anyhow::anyhow!("buffer lock poisoned"))?;
+        let newest = entries.keys().next_back().is_some_and(|&newest| newest == seq);
+        if newest {
+            let next = self.next_seq.load(Ordering::Acquire).max(seq + 1);
+            write_durably(&self.dir.join(NEXT_SEQ_FILE), next.to_string().as_bytes())?;
+        }
+        Ok(entries.remove(&seq))
+    }
+
     fn remove(&self, seq: u64) -> anyhow::Result<()> {
-        let entry = self.entries.lock().map_err(|_| anyhow::anyhow!("buffer lock poisoned"))?.remove(&seq);
+        let entry = self.take_entry(seq)?;
         if let Some(entry) = entry {
             match fs::remove_file(self.fragment_path(&entry)) {
                 Ok(()) => {}
@@ -283,7 +316,7 @@ impl StreamBuffer {
     /// The server refused the fragment for its content: it moves to `rejected/` (kept for a look,
     /// never retried, out of the budget).
     pub fn reject(&self, seq: u64) -> anyhow::Result<()> {
-        let entry = self.entries.lock().map_err(|_| anyhow::anyhow!("buffer lock poisoned"))?.remove(&seq);
+        let entry = self.take_entry(seq)?;
         if let Some(entry) = entry {
             let rejected = self.dir.join("rejected");
             fs::create_dir_all(&rejected)?;
@@ -395,6 +428,27 @@ mod tests {
         assert!(bytes.starts_with(b"agent/cam/1"), "the identity is in the bytes");
         assert_eq!(reopened.next_seq(), 3, "sequence numbers are never reused");
         assert!(!dir.path().join("cam/fragments/x.tmp").exists());
+    }
+
+    #[test]
+    fn sequence_numbers_go_on_after_every_fragment_was_uploaded_or_rejected() {
+        let dir = tempfile::tempdir().expect("dir");
+        let buffer = open(dir.path(), StrategyOnFull::DeleteOldestMedia, &Budget::new(1 << 20));
+        for at in [1_000, 3_000, 5_000] {
+            record(&buffer, at, 100);
+        }
+        // The newest goes first (the live lane), then the rest.
+        for seq in [2, 0, 1] {
+            buffer.uploaded(seq, true).expect("uploaded");
+        }
+        drop(buffer);
+        let reopened = open(dir.path(), StrategyOnFull::DeleteOldestMedia, &Budget::new(1 << 20));
+        assert!(reopened.pending(0..u64::MAX, 10).is_empty());
+        assert_eq!(reopened.next_seq(), 3, "an empty buffer does not start again at 0");
+        record(&reopened, 7_000, 100);
+        reopened.reject(3).expect("rejected");
+        drop(reopened);
+        assert_eq!(open(dir.path(), StrategyOnFull::DeleteOldestMedia, &Budget::new(1 << 20)).next_seq(), 4);
     }
 
     #[test]

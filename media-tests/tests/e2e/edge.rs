@@ -245,11 +245,11 @@ fn aac_audio_is_recorded_beside_the_video_frame_for_frame() {
     assert!(stored_audio.iter().zip(&source_audio[skipped..]).all(|(a, b)| a == *b), "audio frame for frame");
 }
 
-/// Sequence numbers of the fragments in an agent's buffer right now.
+/// Sequence numbers of the fragments in an agent's buffer right now (a `.tmp` file is a fragment
+/// still being written: a kill -9 then loses it, as the agent never recorded it).
 fn buffered_seqs(buffer: &Path) -> BTreeSet<u64> {
-    std::fs::read_dir(buffer)
-        .map(|entries| entries.filter_map(|e| e.ok()?.file_name().to_str()?.split('_').next()?.parse().ok()).collect())
-        .unwrap_or_default()
+    let names = std::fs::read_dir(buffer).into_iter().flatten().filter_map(|e| e.ok()?.file_name().into_string().ok());
+    names.filter(|name| !name.ends_with(".tmp")).filter_map(|name| name.split('_').next()?.parse().ok()).collect()
 }
 
 #[test]

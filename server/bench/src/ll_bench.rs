@@ -23,15 +23,15 @@ use crate::video_bench::post_json;
 
 const VIEWERS: usize = 100;
 /// Fragments the camera sends per phase (2 s each).
-const FRAGMENTS: u64 = 10;
+pub const FRAGMENTS: u64 = 10;
 const FRAME_MS: u64 = 33;
 
 /// When each frame (by index over the whole upload) left the camera.
-type SentAt = Arc<Mutex<Vec<Instant>>>;
+pub type SentAt = Arc<Mutex<Vec<Instant>>>;
 
 /// Sends `FRAGMENTS` fragments frame by frame in real time, noting when each frame left, until
 /// every fragment is PERSISTED.
-async fn camera(address: std::net::SocketAddr, stream: &str, sent: SentAt) -> anyhow::Result<()> {
+pub async fn camera(address: std::net::SocketAddr, stream: &str, sent: SentAt) -> anyhow::Result<()> {
     let client = Client::new(ClientConfig::new(format!("http://{address}")));
     let start_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as u64;
     let mut upload =

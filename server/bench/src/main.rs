@@ -21,6 +21,7 @@ mod stats;
 mod target;
 mod video_bench;
 mod webhook_sink;
+mod whep_bench;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -105,7 +106,8 @@ struct Args {
     /// Only the KDS fan-out, resharding and quota benchmarks.
     #[arg(long)]
     kds_only: bool,
-    /// Only LL-HLS under load (100 viewers with blocking reloads on one camera).
+    /// Only live viewers under load: LL-HLS (100 viewers with blocking reloads on one camera) and
+    /// WebRTC (20 WHEP viewers).
     #[arg(long)]
     ll_only: bool,
     /// Node kills in the cluster's failover measurement.
@@ -140,7 +142,9 @@ fn main() -> anyhow::Result<()> {
     }
     if args.ll_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-        return report(&args, &ll_bench::run(&args.framelog_bin, &runtime)?);
+        let mut rows = ll_bench::run(&args.framelog_bin, &runtime)?;
+        rows.extend(whep_bench::run(&args.framelog_bin, &runtime)?);
+        return report(&args, &rows);
     }
     if args.kds_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -225,6 +229,7 @@ fn playback(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Ve
     rows.extend(remux_bench::run(&args.framelog_bin, runtime)?);
     rows.extend(live_bench::run(&args.framelog_bin, runtime)?);
     rows.extend(ll_bench::run(&args.framelog_bin, runtime)?);
+    rows.extend(whep_bench::run(&args.framelog_bin, runtime)?);
     rows.extend(images_bench::run(&args.framelog_bin, runtime)?);
     Ok(rows)
 }
