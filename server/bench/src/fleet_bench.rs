@@ -64,7 +64,12 @@ pub fn fragment_blocks() -> Vec<Bytes> {
     (0..FRAMES_PER_FRAGMENT)
         .map(|frame| {
             let size = if frame == 0 { KEY_FRAME_BYTES } else { DELTA_FRAME_BYTES };
-            let data: Vec<u8> = (0..size).map(|i| (i ^ frame) as u8).collect();
+            // One length-prefixed NAL unit (an IDR or a non-IDR slice), as H.264 in Matroska is:
+            // WebRTC egress splits samples into their NAL units.
+            let nal_type: u8 = if frame == 0 { 0x65 } else { 0x41 };
+            let mut data = ((size - 4) as u32).to_be_bytes().to_vec();
+            data.push(nal_type);
+            data.extend((5..size).map(|i| (i ^ frame) as u8));
             let mut element = Vec::with_capacity(size + 12);
             framelog_media::write_simple_block(&mut element, 1, (frame * 33) as i16, frame == 0, &data);
             Bytes::from(element)

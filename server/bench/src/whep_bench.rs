@@ -135,6 +135,7 @@ async fn phase(target: &Target, stream: &str, viewers: usize) -> anyhow::Result<
 pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
     let target = Target::framelog(framelog_bin)?;
     let (_, alone_cpu, alone_elapsed) = runtime.block_on(phase(&target, "whep-camera-alone", 0))?;
+    let (one, _, _) = runtime.block_on(phase(&target, "whep-one-viewer", 1))?;
     let (received, viewed_cpu, viewed_elapsed) = runtime.block_on(phase(&target, "whep-viewed", VIEWERS))?;
     // Each viewer starts at a key frame within the first fragment, and all must get the rest.
     let least = VIEWERS * (FRAGMENTS as usize - 1) * FRAMES_PER_FRAGMENT * 9 / 10;
@@ -149,6 +150,7 @@ pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Re
         received.frames
     );
     Ok(vec![
+        Row::latency("camera -> WHEP viewer holding the frame, 1 viewer", "framelog", &one.latencies, None),
         Row::latency(
             &format!("camera -> WHEP viewer holding the frame, {VIEWERS} viewers"),
             "framelog",
