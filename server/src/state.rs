@@ -91,10 +91,7 @@ impl AppState {
             segments: Arc::new(kvs::playback::SegmentCache::new(SEGMENT_CACHE_BYTES)),
             edges: Arc::default(),
             ll_views: Arc::default(),
-            whep: Arc::new(kvs::webrtc::WhepSessions::new(
-                config.webrtc.candidate_ip(address),
-                config.webrtc.max_sessions,
-            )),
+            whep: Arc::new(whep_sessions(config, address)),
         };
         let images = decode_pool(&config.images)?;
         let (changes, consumer_changes) = tokio::sync::mpsc::unbounded_channel();
@@ -227,4 +224,15 @@ fn url_host(url: &str) -> Option<String> {
     let authority = url.split_once("://")?.1.split('/').next()?;
     let host = authority.rsplit_once(':').map_or(authority, |(host, _)| host);
     Some(host.trim_start_matches('[').trim_end_matches(']').to_string())
+}
+
+/// The WebRTC sessions' registry, warning when browsers on other machines could not reach it.
+fn whep_sessions(config: &Config, address: SocketAddr) -> kvs::webrtc::WhepSessions {
+    if config.webrtc.candidate_ip.is_none() && address.ip().is_unspecified() {
+        tracing::warn!(
+            "WebRTC offers 127.0.0.1 to browsers: set [webrtc] candidate_ip to an address they can reach \
+             (the console falls back to LL-HLS after a few seconds)"
+        );
+    }
+    kvs::webrtc::WhepSessions::new(config.webrtc.candidate_ip(address), config.webrtc.max_sessions)
 }

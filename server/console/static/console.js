@@ -4,7 +4,7 @@
 // signature on each of those calls: the console then asks for a key and signs them (below).
 "use strict";
 
-const state = { stream: null, fragments: [], range: null, hls: null, mode: null, pc: null, whepResource: null, transport: null };
+const state = { stream: null, fragments: [], range: null, hls: null, mode: null, pc: null, whepResource: null, transport: null, attempt: 0 };
 // How long a WebRTC (WHEP) start may take before live falls back to LL-HLS: the next key frame
 // (one fragment, 2 s for most cameras) plus the connection.
 const WHEP_START_MS = 6000;
@@ -433,6 +433,8 @@ async function sessionUrl(mode, fromMs, toMs) {
 }
 
 function stopPlayer() {
+  // Whatever was starting is superseded (a WebRTC start checks this after each wait).
+  state.attempt += 1;
   if (state.hls) state.hls.destroy();
   state.hls = null;
   if (state.pc) state.pc.close();
@@ -447,40 +449,55 @@ function stopPlayer() {
   video.load();
 }
 
-// Live over WebRTC (WHEP): true once the video plays; false when the server declines the offer or
-// no picture comes within WHEP_START_MS (an H.265 camera, UDP blocked), so live falls back to
-// LL-HLS.
+// Live over WebRTC (WHEP): "playing" once the video plays; "fallback" when the server declines
+// the offer or no picture comes within WHEP_START_MS (an H.265 camera, UDP blocked), so live
+// falls back to LL-HLS; "cancelled" when the user did something else meanwhile (the page is
+// theirs, not this attempt's).
 async function playWhep() {
   stopPlayer();
+  const attempt = state.attempt;
+  const current = () => attempt === state.attempt;
   const url = (await api("/getWHEPSessionURL", { StreamName: state.stream, Expires: 43200 })).WHEPSessionURL;
+  if (!current()) return "cancelled";
   const video = $("player");
   const pc = new RTCPeerConnection();
   state.pc = pc;
   pc.addTransceiver("video", { direction: "recvonly" });
+  let stream = null;
   pc.ontrack = (event) => {
-    video.srcObject = event.streams[0] || new MediaStream([event.track]);
+    stream = event.streams[0] || new MediaStream([event.track]);
+    video.srcObject = stream;
     video.play().catch(() => {});
   };
   const playing = new Promise((resolve) => {
     const timer = setTimeout(() => resolve(false), WHEP_START_MS);
-    video.addEventListener("playing", () => resolve(clearTimeout(timer) || true), { once: true });
+    const onPlaying = () => {
+      if (stream === null || video.srcObject !== stream) return; // another player's
+      clearTimeout(timer);
+      video.removeEventListener("playing", onPlaying);
+      resolve(true);
+    };
+    video.addEventListener("playing", onPlaying);
   });
   await pc.setLocalDescription(await pc.createOffer());
   const answer = await fetch(url, { method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp });
+  if (!current()) return "cancelled";
   if (answer.status !== 201) {
     stopPlayer();
-    return false;
+    return "fallback";
   }
   state.whepResource = new URL(answer.headers.get("Location"), url).href;
   await pc.setRemoteDescription({ type: "answer", sdp: await answer.text() });
-  if (!(await playing) || state.pc !== pc) {
-    if (state.pc === pc) stopPlayer();
-    return false;
+  const shown = await playing;
+  if (!current()) return "cancelled";
+  if (!shown) {
+    stopPlayer();
+    return "fallback";
   }
   state.mode = "LIVE";
   state.transport = "webrtc";
   status("Playing live (WebRTC)");
-  return true;
+  return "playing";
 }
 
 function play(url, mode) {
@@ -511,11 +528,16 @@ function play(url, mode) {
 // gives no picture or is refused (a key whose policy allows HLS only).
 async function watchLive() {
   if (window.RTCPeerConnection && !LIVE_OVER_HLS) {
+    const attempt = state.attempt + 1; // what playWhep's own stopPlayer makes it
+    let outcome;
     try {
-      if (await playWhep()) return;
+      outcome = await playWhep();
     } catch {
-      stopPlayer();
+      // Refused (a key allowed HLS only) or failed: LL-HLS, unless the user moved on.
+      outcome = attempt === state.attempt ? "fallback" : "cancelled";
+      if (outcome === "fallback") stopPlayer();
     }
+    if (outcome !== "fallback") return;
   }
   try {
     play(await sessionUrl("LIVE"), "LIVE");

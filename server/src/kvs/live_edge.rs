@@ -1,24 +1,32 @@
 //! The live edge of each video stream: the frames of the fragment PutMedia is receiving, shown to
-//! live readers (LL-HLS parts) before the fragment is complete and PERSISTED.
+//! live readers (LL-HLS parts, WebRTC) before the fragment is complete and PERSISTED.
 //!
 //! It lives in memory, per process, one per stream, and holds only what the store does not have
 //! yet: a fragment leaves the edge when its append lands (the stored fragment is the truth from
 //! then on) or when its upload ends without it (readers then see a gap, never frames the archive
 //! will not have). Frames are only ever appended to an edge fragment, and they are the Cluster's
 //! own frames and bytes, so what a reader cut from the edge is what it will cut from the store.
-//! One upload owns a stream's edge at a time; a newer upload takes it over.
 //!
-//! Readers that follow frame by frame (WebRTC) subscribe to the edge's frames: each frame is sent
-//! once, in order, as it reaches the edge.
+//! Live means newest: a fragment enters the edge only if its producer time is after every
+//! fragment the edge has shown and the newest stored when its upload began. An edge agent
+//! draining a backlog on a second connection beside its live one therefore never shows old
+//! footage as live, and the upload with the newest fragment owns the edge.
+//!
+//! Copies are made only for a stream someone watches (a reader in the last `WATCHED_FOR`), so an
+//! upload nobody views costs no second copy of its Cluster. Readers that follow frame by frame
+//! (WebRTC) subscribe to the edge's frames: each frame is sent once, in order.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use framelog_media::{FragmentRecord, Frame};
 use tokio::sync::{broadcast, watch};
 
 /// Frames a slow frame reader may fall behind before it skips ahead (about 8 s of 30 fps video).
 const FRAME_BACKLOG: usize = 256;
+/// How long after its last reader a stream's edge keeps taking new fragments.
+const WATCHED_FOR: Duration = Duration::from_secs(60);
 
 /// Every stream's edge, by engine stream id.
 #[derive(Debug, Default)]
@@ -41,6 +49,8 @@ pub struct EdgeFragment {
     pub record: FragmentRecord,
     pub body: Vec<u8>,
     pub complete: bool,
+    /// The upload it comes from.
+    owner: u64,
     /// The record's Tracks payload, shared with the frames sent to frame readers.
     tracks_body: Arc<Vec<u8>>,
     /// How many of its frames went to frame readers.
@@ -48,9 +58,9 @@ pub struct EdgeFragment {
 }
 
 impl EdgeFragment {
-    fn new(record: FragmentRecord, body: Vec<u8>, complete: bool) -> EdgeFragment {
+    fn new(owner: u64, record: FragmentRecord, body: Vec<u8>, complete: bool) -> EdgeFragment {
         let tracks_body = Arc::new(record.tracks_body.clone());
-        EdgeFragment { record, body, complete, tracks_body, sent_frames: 0 }
+        EdgeFragment { record, body, complete, owner, tracks_body, sent_frames: 0 }
     }
 }
 
@@ -68,11 +78,19 @@ pub struct EdgeFrame {
 
 #[derive(Debug, Default)]
 struct EdgeState {
-    /// The upload that owns the edge (0: none yet).
-    owner: u64,
-    last_owner: u64,
+    last_upload: u64,
+    /// A new fragment must start after this (producer ms): the newest shown or stored.
+    newest_producer_ms: u64,
+    /// Until when new fragments are copied (a reader looked recently).
+    watched_until: Option<Instant>,
     /// Oldest first.
     fragments: Vec<EdgeFragment>,
+}
+
+impl EdgeState {
+    fn watched(&self) -> bool {
+        self.watched_until.is_some_and(|until| Instant::now() < until)
+    }
 }
 
 /// One stream's edge, a watch that moves whenever it changes, and its frames as they arrive.
@@ -96,8 +114,11 @@ impl EdgeSlot {
     fn send_frames(&self, fragment: &mut EdgeFragment) {
         let known = fragment.record.frames.len();
         if self.frames.receiver_count() > 0 && fragment.sent_frames < known {
-            let times = framelog_media::package::frame_times_ms(&fragment.record);
-            for (frame, pts_ms) in fragment.record.frames.iter().zip(times).skip(fragment.sent_frames) {
+            let record = &fragment.record;
+            let scale = i128::from(record.timecode_scale_ns.max(1));
+            for frame in &record.frames[fragment.sent_frames..] {
+                let offset_ms = i128::from(frame.relative_timecode) * scale / 1_000_000;
+                let pts_ms = i64::try_from(i128::from(record.producer_ts_ms) + offset_ms).unwrap_or(i64::MAX);
                 let data = fragment.body.get(frame.data.clone()).unwrap_or_default().to_vec();
                 let tracks_body = fragment.tracks_body.clone();
                 let frame = EdgeFrame { track: frame.track, pts_ms, keyframe: frame.keyframe, data, tracks_body };
@@ -111,6 +132,7 @@ impl EdgeSlot {
     /// The edge's frames from now on, each once and in order. A reader more than
     /// `FRAME_BACKLOG` frames behind is told how many it missed (`RecvError::Lagged`).
     pub fn frames(&self) -> broadcast::Receiver<Arc<EdgeFrame>> {
+        self.lock().watched_until = Some(Instant::now() + WATCHED_FOR);
         self.frames.subscribe()
     }
 
@@ -122,21 +144,29 @@ impl EdgeSlot {
         self.changed.send_modify(|version| *version += 1);
     }
 
-    /// A new upload takes the edge over; what an older one left is dropped. Returns its token.
-    pub fn claim(&self) -> u64 {
+    /// A new upload: its token for the calls below. `newest_stored_ms` is the producer time of
+    /// the stream's newest stored fragment: only later fragments are live.
+    pub fn begin_upload(&self, newest_stored_ms: u64) -> u64 {
         let mut state = self.lock();
-        state.last_owner += 1;
-        state.owner = state.last_owner;
-        state.fragments.clear();
-        let owner = state.owner;
-        drop(state);
-        self.notify();
-        owner
+        state.last_upload += 1;
+        state.newest_producer_ms = state.newest_producer_ms.max(newest_stored_ms);
+        state.last_upload
     }
 
-    /// Shows the Cluster in flight (`timecode`) as far as it has arrived: `head` makes its record
-    /// without frames, `frames` and `body` are the frames and bytes received so far (they only
-    /// ever grow). Ignored unless `owner` still owns the edge.
+    /// Whether a new fragment at `producer_ms` enters the edge; if so, older open fragments
+    /// (which will never complete as live) leave it.
+    fn admit(state: &mut EdgeState, producer_ms: u64) -> bool {
+        if !state.watched() || producer_ms <= state.newest_producer_ms {
+            return false;
+        }
+        state.newest_producer_ms = producer_ms;
+        state.fragments.retain(|f| f.complete);
+        true
+    }
+
+    /// Shows the Cluster in flight (`timecode`) of upload `owner` as far as it has arrived:
+    /// `head` makes its record without frames, `frames` and `body` are the frames and bytes
+    /// received so far (they only ever grow).
     pub fn publish(
         &self,
         owner: u64,
@@ -146,61 +176,64 @@ impl EdgeSlot {
         body: &[u8],
     ) {
         let mut state = self.lock();
-        if state.owner != owner {
-            return;
-        }
-        let grown = match state.fragments.last_mut() {
-            Some(open) if !open.complete && open.record.timecode == timecode => {
-                let known = open.record.frames.len();
-                if frames.len() <= known || body.len() < open.body.len() {
+        let open =
+            state.fragments.iter().position(|f| f.owner == owner && !f.complete && f.record.timecode == timecode);
+        match open {
+            Some(index) => {
+                let fragment = &mut state.fragments[index];
+                let known = fragment.record.frames.len();
+                if frames.len() <= known || body.len() < fragment.body.len() {
                     return;
                 }
-                open.record.frames.extend_from_slice(&frames[known..]);
-                let held = open.body.len();
-                open.body.extend_from_slice(&body[held..]);
-                self.send_frames(open);
-                true
+                fragment.record.frames.extend_from_slice(&frames[known..]);
+                let held = fragment.body.len();
+                fragment.body.extend_from_slice(&body[held..]);
+                self.send_frames(fragment);
             }
-            _ => {
-                if frames.is_empty() {
+            None => {
+                let record = head();
+                if frames.is_empty() || !Self::admit(&mut state, record.producer_ts_ms) {
                     return;
                 }
-                // A Cluster left incomplete never will be: only the newest one is open.
-                state.fragments.retain(|f| f.complete);
-                let mut record = head();
-                record.frames = frames.to_vec();
-                let mut fragment = EdgeFragment::new(record, body.to_vec(), false);
+                let mut fragment = EdgeFragment::new(
+                    owner,
+                    FragmentRecord { frames: frames.to_vec(), ..record },
+                    body.to_vec(),
+                    false,
+                );
                 self.send_frames(&mut fragment);
                 state.fragments.push(fragment);
-                true
             }
-        };
-        drop(state);
-        if grown {
-            self.notify();
         }
+        drop(state);
+        self.notify();
     }
 
     /// The Cluster is complete and its append queued: `record` and `body` are final. The edge
     /// usually holds every byte already, so only the record is copied.
     pub fn complete(&self, owner: u64, record: &FragmentRecord, body: &[u8]) {
         let mut state = self.lock();
-        if state.owner != owner {
-            return;
-        }
         let timecode = record.timecode;
-        let index = state.fragments.iter().position(|f| !f.complete && f.record.timecode == timecode);
-        match index.map(|i| &mut state.fragments[i]) {
-            Some(fragment) if body.starts_with(&fragment.body) => {
+        let open =
+            state.fragments.iter().position(|f| f.owner == owner && !f.complete && f.record.timecode == timecode);
+        match open {
+            Some(index) if body.starts_with(&state.fragments[index].body) => {
+                let fragment = &mut state.fragments[index];
                 let held = fragment.body.len();
                 fragment.body.extend_from_slice(&body[held..]);
                 fragment.record = record.clone();
                 fragment.complete = true;
                 self.send_frames(fragment);
             }
-            _ => {
-                state.fragments.retain(|f| f.record.timecode != timecode);
-                let mut fragment = EdgeFragment::new(record.clone(), body.to_vec(), true);
+            Some(index) => {
+                state.fragments.remove(index);
+            }
+            // A Cluster that arrived whole: it enters the edge now if it is live.
+            None => {
+                if !Self::admit(&mut state, record.producer_ts_ms) {
+                    return;
+                }
+                let mut fragment = EdgeFragment::new(owner, record.clone(), body.to_vec(), true);
                 self.send_frames(&mut fragment);
                 state.fragments.push(fragment);
             }
@@ -209,33 +242,35 @@ impl EdgeSlot {
         self.notify();
     }
 
-    /// The fragment with `timecode` leaves the edge: it is in the store, it replays a stored one,
-    /// or its append failed.
+    /// Upload `owner`'s fragment with `timecode` leaves the edge: it is in the store, it replays
+    /// a stored one, or its append failed.
     pub fn remove(&self, owner: u64, timecode: u64) {
         let mut state = self.lock();
-        if state.owner != owner {
-            return;
-        }
-        state.fragments.retain(|f| f.record.timecode != timecode);
+        state.fragments.retain(|f| !(f.owner == owner && f.record.timecode == timecode));
         drop(state);
         self.notify();
     }
 
-    /// The upload ended: a fragment it had not completed will never be stored and leaves the
+    /// Upload `owner` ended: a fragment it had not completed will never be stored and leaves the
     /// edge; with `failed`, so do completed ones whose appends will not land.
     pub fn release(&self, owner: u64, failed: bool) {
         let mut state = self.lock();
-        if state.owner != owner {
-            return;
-        }
-        state.fragments.retain(|f| f.complete && !failed);
+        state.fragments.retain(|f| f.owner != owner || (f.complete && !failed));
         drop(state);
         self.notify();
     }
 
-    /// Reads the edge's fragments (oldest first) under its lock: keep `read` short.
+    /// Reads the edge's fragments (oldest first) under its lock: keep `read` short. A read marks
+    /// the stream as watched.
     pub fn read<T>(&self, read: impl FnOnce(&[EdgeFragment]) -> T) -> T {
-        read(&self.lock().fragments)
+        let mut state = self.lock();
+        state.watched_until = Some(Instant::now() + WATCHED_FOR);
+        read(&state.fragments)
+    }
+
+    /// A viewer is coming (a live session was handed out): the edge takes new fragments.
+    pub fn watch(&self) {
+        self.lock().watched_until = Some(Instant::now() + WATCHED_FOR);
     }
 
     /// A number that grows whenever the edge changes.
@@ -278,14 +313,21 @@ mod tests {
             .collect()
     }
 
+    /// A slot someone watches (a reader looked), so new fragments enter it.
+    fn watched_slot() -> EdgeSlot {
+        let slot = EdgeSlot::new();
+        slot.read(|_| ());
+        slot
+    }
+
     fn edge_frames(slot: &EdgeSlot) -> Vec<(u64, usize, bool)> {
         slot.read(|f| f.iter().map(|f| (f.record.timecode, f.record.frames.len(), f.complete)).collect())
     }
 
     #[test]
     fn frames_grow_until_the_fragment_is_stored_then_leave() {
-        let slot = EdgeSlot::new();
-        let owner = slot.claim();
+        let slot = watched_slot();
+        let owner = slot.begin_upload(0);
         let all = frames(6);
         let body: Vec<u8> = (0..24).collect();
         let mut seen = slot.subscribe();
@@ -307,24 +349,40 @@ mod tests {
     }
 
     #[test]
-    fn a_newer_upload_takes_the_edge_and_the_older_one_is_ignored() {
-        let slot = EdgeSlot::new();
-        let first = slot.claim();
-        slot.publish(first, 1000, head(1000), &frames(2), &[0; 8]);
-        let second = slot.claim();
+    fn the_newest_fragment_owns_the_edge_and_older_footage_never_enters() {
+        let slot = watched_slot();
+        // Nothing older than the newest stored fragment is live.
+        let live = slot.begin_upload(900);
+        slot.publish(live, 800, head(800), &frames(2), &[0; 8]);
         assert!(edge_frames(&slot).is_empty());
-        slot.publish(first, 1000, head(1000), &frames(3), &[0; 12]);
-        slot.complete(first, &head(1000)(), &[]);
-        assert!(edge_frames(&slot).is_empty());
-        slot.publish(second, 5000, head(5000), &frames(1), &[0; 4]);
-        slot.release(first, true);
+        slot.publish(live, 1000, head(1000), &frames(2), &[0; 8]);
+        // A backlog on a second connection: older footage is not shown as live.
+        let backlog = slot.begin_upload(900);
+        slot.publish(backlog, 950, head(950), &frames(3), &[0; 12]);
+        slot.complete(backlog, &head(950)(), &[]);
+        assert_eq!(edge_frames(&slot), [(1000, 2, false)]);
+        // A newer fragment from another upload takes over; the older open one leaves.
+        let newer = slot.begin_upload(0);
+        slot.publish(newer, 5000, head(5000), &frames(1), &[0; 4]);
+        slot.publish(live, 1000, head(1000), &frames(3), &[0; 12]);
         assert_eq!(edge_frames(&slot), [(5000, 1, false)]);
+        slot.release(live, true);
+        assert_eq!(edge_frames(&slot), [(5000, 1, false)]);
+    }
+
+    #[test]
+    fn an_unwatched_stream_copies_nothing() {
+        let slot = EdgeSlot::new();
+        let owner = slot.begin_upload(0);
+        slot.publish(owner, 1000, head(1000), &frames(2), &[0; 8]);
+        slot.complete(owner, &head(2000)(), &[]);
+        assert!(slot.lock().fragments.is_empty());
     }
 
     #[test]
     fn frame_readers_get_every_frame_once_in_order() {
         let slot = EdgeSlot::new();
-        let owner = slot.claim();
+        let owner = slot.begin_upload(0);
         let mut reader = slot.frames();
         let all = frames(6);
         let body: Vec<u8> = (0..24).collect();
@@ -346,8 +404,8 @@ mod tests {
 
     #[test]
     fn a_failed_upload_takes_its_unstored_fragments_with_it() {
-        let slot = EdgeSlot::new();
-        let owner = slot.claim();
+        let slot = watched_slot();
+        let owner = slot.begin_upload(0);
         slot.complete(owner, &head(1000)(), &[]);
         slot.release(owner, true);
         assert!(edge_frames(&slot).is_empty());

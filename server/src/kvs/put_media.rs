@@ -166,6 +166,7 @@ async fn write_acks(
     failed: Arc<AtomicBool>,
     edge: EdgeClaim,
 ) {
+    let _release = EdgeRelease { claim: edge.clone(), completed_too: true };
     while let Some(item) = outgoing.recv().await {
         let ack = match item {
             Outgoing::Ack(ack) => Some(ack),
@@ -216,12 +217,25 @@ struct EdgeClaim {
     owner: u64,
 }
 
-/// Releases the edge when the ingest task ends, however it ends.
-struct EdgeRelease(EdgeClaim);
+/// The producer time of the stream's newest stored fragment (0 for none): the live edge shows
+/// only later fragments.
+fn newest_stored_ms(ctx: &KvsCtx, stream: &VideoStream) -> u64 {
+    let tip = stream.tip_seq(VIDEO_SHARD).unwrap_or(0);
+    let newest = tip.checked_sub(1).and_then(|seq| stream.record(&ctx.engine, seq).ok().flatten());
+    newest.map_or(0, |record| record.producer_ts_ms)
+}
+
+/// Releases the edge when a task ends, however it ends. The ingest task leaves completed
+/// fragments for the ack writer (their appends are queued); the ack writer, ending, takes every
+/// fragment of the upload off the edge, as no `remove` will come for those still queued.
+struct EdgeRelease {
+    claim: EdgeClaim,
+    completed_too: bool,
+}
 
 impl Drop for EdgeRelease {
     fn drop(&mut self) {
-        self.0.slot.release(self.0.owner, false);
+        self.claim.slot.release(self.claim.owner, self.completed_too);
     }
 }
 
@@ -243,6 +257,9 @@ struct Upload {
     outgoing: mpsc::Sender<Outgoing>,
     failed: Arc<AtomicBool>,
     edge: EdgeRelease,
+    /// The Cluster in flight whose frames `publish_edge` checked, and how many passed (`None`
+    /// for all of them once one failed: the Cluster is not shown).
+    edge_checked: Option<(u64, Option<usize>)>,
 }
 
 /// Why an event ends the upload: the timecode of the cluster concerned (when there is one) and
@@ -262,7 +279,7 @@ async fn ingest(
     let (outgoing_sender, outgoing) = mpsc::channel(OUTGOING_QUEUE);
     let failed = Arc::new(AtomicBool::new(false));
     let slot = ctx.edges.slot(stream.id());
-    let edge = EdgeClaim { owner: slot.claim(), slot };
+    let edge = EdgeClaim { owner: slot.begin_upload(newest_stored_ms(&ctx, &stream)), slot };
     tokio::spawn(write_acks(outgoing, acks, failed.clone(), edge.clone()));
     let mut upload = Upload::new(ctx, stream, base, outgoing_sender, failed, edge);
     let mut body = BodyReader {
@@ -370,32 +387,43 @@ impl Upload {
             last_frame_ms: HashMap::new(),
             outgoing,
             failed,
-            edge: EdgeRelease(edge),
+            edge: EdgeRelease { claim: edge, completed_too: false },
+            edge_checked: None,
         }
     }
 
-    /// Shows the frames of the Cluster in flight on the live edge. Only frames of the Segment's
-    /// tracks with a producer time that fits are shown; a Cluster failing a later check ends the
-    /// upload, and the edge drops it.
-    fn publish_edge(&self, fragmenter: &Splitter) {
+    /// Shows the frames of the Cluster in flight on the live edge. Each new frame is checked once
+    /// as `check_cluster` will check it (a track of the Segment, a time that fits, within the
+    /// longest fragment of the Cluster's start); a Cluster with a frame that fails is not shown,
+    /// and a Cluster failing a later check ends the upload, which takes it off the edge.
+    fn publish_edge(&mut self, fragmenter: &Splitter) {
         let (Some(open), Some((numbers, tracks_body))) = (fragmenter.open_cluster(), &self.tracks) else { return };
-        if open.frames.iter().any(|f| !numbers.contains(&f.track)) {
+        let Some(producer_ms) = self.to_ms(i128::from(open.timecode)).filter(|ms| *ms >= 0) else { return };
+        let checked = match self.edge_checked {
+            Some((timecode, checked)) if timecode == open.timecode => checked,
+            _ => Some(0),
+        };
+        let Some(checked) = checked else { return };
+        let fits = |frame: &framelog_media::Frame| {
+            let at = self.to_ms(i128::from(open.timecode) + i128::from(frame.relative_timecode));
+            numbers.contains(&frame.track) && at.is_some_and(|ms| (ms - producer_ms).abs() <= MAX_FRAGMENT_DURATION_MS)
+        };
+        let all_fit = open.frames.get(checked..).unwrap_or_default().iter().all(fits);
+        self.edge_checked = Some((open.timecode, all_fit.then_some(open.frames.len())));
+        if !all_fit {
             return;
         }
-        let Some(producer_ms) = self.to_ms(i128::from(open.timecode)).and_then(|ms| u64::try_from(ms).ok()) else {
-            return;
-        };
         let head = || FragmentRecord {
             timecode: open.timecode,
             timecode_scale_ns: self.info.timecode_scale_ns,
-            producer_ts_ms: producer_ms,
+            producer_ts_ms: producer_ms as u64,
             server_ts_ms: self.cluster_server_ms,
             duration_ms: 0,
             tracks_body: tracks_body.clone(),
             tags: Vec::new(),
             frames: Vec::new(),
         };
-        let EdgeRelease(edge) = &self.edge;
+        let edge = &self.edge.claim;
         edge.slot.publish(edge.owner, open.timecode, head, open.frames, open.body);
     }
 
@@ -529,12 +557,12 @@ impl Upload {
         let persisted = match self.stored_before(&record) {
             Some(seq) => {
                 tracing::debug!(seq, "a replayed fragment was already stored");
-                let EdgeRelease(edge) = &self.edge;
+                let edge = &self.edge.claim;
                 edge.slot.remove(edge.owner, timecode);
                 Outgoing::AlreadyStored { timecode, seq, fragment_number_base }
             }
             None => {
-                let EdgeRelease(edge) = &self.edge;
+                let edge = &self.edge.claim;
                 edge.slot.complete(edge.owner, &record, &payload);
                 let wait = self.append(&record, payload).map_err(|error| {
                     edge.slot.remove(edge.owner, timecode);

@@ -60,8 +60,9 @@ pub fn media(token: &str, session: &Session, view: &LlView, skip: bool) -> Strin
         }
         write_segment(&mut out, &uris, session, view, segment);
     }
+    // The next part: of the fragment still arriving, or the first of the next one.
     let (hint_msn, hint_part) = match view.segments.last() {
-        Some(last) if !last.is_stored() => (last.msn, last.parts.len()),
+        Some(last) if !last.is_stored() && !last.complete => (last.msn, last.parts.len()),
         _ => (view.next_msn(), 0),
     };
     let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"", uris.part(hint_msn, hint_part));

@@ -60,10 +60,15 @@ impl Camera {
 
     /// Opens an unknown-size cluster (it ends where the next one begins) for fragment `index`.
     async fn open_fragment(&self, index: u64) {
+        self.open_at(fragment_start_ms(index)).await;
+    }
+
+    /// Opens an unknown-size cluster starting at producer time `start_ms`.
+    async fn open_at(&self, start_ms: u64) {
         let mut out = Vec::new();
         ebml::write_id(&mut out, ids::CLUSTER);
         ebml::write_size(&mut out, ebml::UNKNOWN_SIZE, false);
-        ebml::write_uint(&mut out, ids::TIMECODE, fragment_start_ms(index));
+        ebml::write_uint(&mut out, ids::TIMECODE, start_ms);
         self.send(out).await;
     }
 
@@ -249,6 +254,36 @@ async fn a_broken_upload_leaves_a_gap_and_the_hint_waits_for_the_next_fragment()
     let (status, bytes) = tokio::time::timeout(Duration::from_secs(2), hinted).await.expect("answered").expect("task");
     assert_eq!(status, StatusCode::OK);
     assert_eq!(&bytes[4..8], b"moof");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_beside_the_live_upload_is_never_shown_as_live_nor_numbered_wrong() {
+    let (ctx, _dir, camera) = streaming(2).await;
+    let token = session(&ctx, json!({}));
+    camera.frames(0..10).await;
+    let text = playlist(&ctx, &token, "_HLS_msn=2&_HLS_part=0").await;
+    assert_eq!(parts_of(&text, 2).len(), 1, "{text}");
+
+    // An edge agent's backlog on a second connection: a fragment recorded a minute earlier.
+    let backlog = Camera::connect(&ctx, "cam").await;
+    backlog.open_at(START_MS - 60_000).await;
+    backlog.frames(0..FRAMES_PER_FRAGMENT).await;
+    backlog.open_at(START_MS - 59_000).await;
+    backlog.persisted(1).await;
+    // It took sequence number 2, so the live fragment will be stored as 3 or later: no number
+    // can be promised for it, and it is not listed until stored; nothing of the backlog is live.
+    let text = playlist(&ctx, &token, "").await;
+    assert!(parts_of(&text, 2).is_empty() && parts_of(&text, 3).is_empty(), "{text}");
+    assert_eq!(text.matches("#EXTINF:").count(), 2, "{text}");
+
+    // The live fragment completes and is stored: listed whole, with its parts.
+    camera.frames(10..FRAMES_PER_FRAGMENT).await;
+    camera.open_fragment(3).await;
+    camera.persisted(3).await;
+    let text = playlist(&ctx, &token, "").await;
+    assert_eq!(text.matches("#EXTINF:").count(), 1, "only the newest, after the back-filled one: {text}");
+    let listed = parts_of(&text, 3);
+    assert!(!listed.is_empty() && listed[0].2, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

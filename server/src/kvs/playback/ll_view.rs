@@ -136,6 +136,11 @@ impl LlViews {
 /// The view of track `track_number` for a LIVE low-latency session.
 pub fn build(ctx: &KvsCtx, handle: &VideoStream, session: &Session, track_number: u64) -> Result<LlView, ApiError> {
     let stored = contiguous_tail(window::fragments(ctx, handle, session)?);
+    let tip = handle.tip_seq(crate::kvs::VIDEO_SHARD).map_err(|e| ApiError::internal(&e))?;
+    // The edge fragment will be stored at the tip. If the newest stored fragment is not the one
+    // before it (another upload's older fragment landed in between, as an edge agent's backlog
+    // does), no number can be promised, and the edge waits.
+    let edge_numbered = stored.last().is_none_or(|last| last.seq + 1 == tip);
     let newest_producer_ms = stored.last().map(|f| f.record.producer_ts_ms);
     let edge = ctx.edges.slot(handle.id()).read(|fragments| {
         // Only the oldest fragment not yet stored: the one after it gets its number once this
@@ -145,6 +150,7 @@ pub fn build(ctx: &KvsCtx, handle: &VideoStream, session: &Session, track_number
             .find(|f| newest_producer_ms.is_none_or(|newest| f.record.producer_ts_ms > newest))
             .map(|f| (f.record.clone(), f.complete))
     });
+    let edge = edge.filter(|_| edge_numbered);
     let newest = match (&edge, stored.last()) {
         (Some((record, _)), _) => record.clone(),
         (None, Some(last)) => last.record.clone(),
@@ -156,7 +162,7 @@ pub fn build(ctx: &KvsCtx, handle: &VideoStream, session: &Session, track_number
         }
     };
     let track = track_of(&newest, track_number)?;
-    let next_msn = stored.last().map_or_else(|| handle.tip_seq(crate::kvs::VIDEO_SHARD).unwrap_or(0), |f| f.seq + 1);
+    let next_msn = tip;
     let mut segments: Vec<LlSegment> = stored
         .into_iter()
         .map(|f| LlSegment {
@@ -200,7 +206,10 @@ pub fn cut(segment: &mut LlSegment, track: &PackagedTrack, with_parts: bool) {
     let timescale = track.timescale();
     segment.samples = track_samples(&segment.record, track.number, timescale);
     segment.parts_cut = with_parts;
-    if !with_parts {
+    // With B-frames a later frame can present before earlier ones and move their decode times:
+    // parts of a fragment still arriving could change, so it is listed once complete.
+    let reordered = segment.samples.iter().any(|sample| sample.composition_offset != 0);
+    if !with_parts || (reordered && !segment.complete) {
         return;
     }
     let cut_units = i64::try_from(PART_CUT_MS * u64::from(timescale) / 1000).unwrap_or(i64::MAX);

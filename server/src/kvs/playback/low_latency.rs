@@ -249,9 +249,19 @@ fn part_bytes(request: &Request, view: &LlView, segment: &LlSegment, index: usiz
             return Ok(Bytes::from(bytes));
         }
     }
-    // Stored, or stored since the view was built: its number is its sequence number.
+    // Stored, or stored since the view was built: its number is its sequence number. The stored
+    // fragment must be the one the view cut (the same producer time and timecode), or the part
+    // does not exist; nothing else is cut or cached under its name.
     let number = segment.number.clone().unwrap_or_else(|| handle.fragment_number(segment.msn));
-    super::cached(ctx, handle, &number, part_rendition(view.track.number, index), |_, payload| {
+    super::cached(ctx, handle, &number, part_rendition(view.track.number, index), |stored, payload| {
+        let same = stored.record.producer_ts_ms == segment.record.producer_ts_ms
+            && stored.record.timecode == segment.record.timecode;
+        if !same {
+            return Err(ApiError::new(
+                ErrorType::ResourceNotFound,
+                format!("Part {index} of segment {} does not exist.", segment.msn),
+            ));
+        }
         Ok(write_part(track_id, sequence, &segment.samples, part, payload))
     })
 }

@@ -14,6 +14,8 @@ const MAX_EXPIRES_S: i64 = 43_200;
 pub(super) const MAX_RANGE_MS: u64 = 24 * 3_600_000;
 /// LIVE needs a fragment received at least this recently, as KVS does (docs/spec/kvs.md#session-errors).
 pub const LIVE_FRESHNESS_MS: u64 = 30_000;
+/// The most fragments a low-latency playlist lists (MaxMediaPlaylistFragmentResults is capped).
+const MAX_LOW_LATENCY_FRAGMENTS: usize = 30;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
@@ -120,7 +122,13 @@ fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<Stri
         clock: request.clock,
         start_ms: request.start_ms,
         end_ms: request.end_ms,
-        max_fragments: request.max_fragments as usize,
+        // A low-latency playlist is rebuilt on every change of the stream: its window is kept
+        // to what a live player needs.
+        max_fragments: if request.low_latency {
+            (request.max_fragments as usize).min(MAX_LOW_LATENCY_FRAGMENTS)
+        } else {
+            request.max_fragments as usize
+        },
         discontinuity: request.discontinuity,
         display_timestamps: request.display_timestamps,
         display_fragment_numbers: request.display_fragment_numbers,
@@ -130,6 +138,10 @@ fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<Stri
         expires_ms: now_ms + request.expires_s as u64 * 1000,
     };
     check_newest_fragment(ctx, &handle, &session, now_ms)?;
+    if session.low_latency {
+        // Its player will ask for parts: the stream's live edge starts taking fragments.
+        ctx.edges.slot(handle.id()).watch();
+    }
     Ok(seal(ctx, &session))
 }
 

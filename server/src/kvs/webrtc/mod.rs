@@ -55,6 +55,8 @@ pub fn get_whep_session_url(ctx: &KvsCtx, body: Document) -> Result<Value, ApiEr
         webrtc: true,
         expires_ms: now_ms + expires_s as u64 * 1000,
     };
+    // Its player will want frames: the stream's live edge starts taking fragments.
+    ctx.edges.slot(handle.id()).watch();
     let token = session::seal(ctx, &whep);
     Ok(json!({"WHEPSessionURL": format!("{}/whep/v1/{OFFER_FILE}?SessionToken={token}", ctx.settings.data_endpoint)}))
 }

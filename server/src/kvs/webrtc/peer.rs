@@ -19,8 +19,8 @@ use tokio::sync::{Notify, broadcast};
 use crate::error::ApiError;
 use crate::kvs::live_edge::EdgeFrame;
 
-/// A peer that has not connected within this long is given up.
-const CONNECT_WITHIN: Duration = Duration::from_secs(30);
+/// A peer that has not connected within this long is given up (its slot is freed).
+const CONNECT_WITHIN: Duration = Duration::from_secs(15);
 /// The longest `Rtc` may sleep between two looks (it asks for "never" when idle).
 const MAX_SLEEP: Duration = Duration::from_secs(1);
 /// Largest datagram read (an MTU-sized packet, with room).
@@ -160,10 +160,12 @@ impl Peer {
                 }
                 Wake::Frame(Err(broadcast::error::RecvError::Closed)) => return Ended::StreamGone,
             };
-            if let Some(input) = input
+            // A datagram from anyone else (a port scan, a stale peer) is not this session's, and a
+            // malformed one is dropped: neither ends the session.
+            if let Some(input) = input.filter(|input| self.rtc.accepts(input))
                 && let Err(error) = self.rtc.handle_input(input)
             {
-                return Ended::Failed(error.to_string());
+                tracing::debug!(%error, "a datagram was dropped");
             }
         }
     }
@@ -200,7 +202,8 @@ impl Peer {
         *wait_for_key = false;
         let access_unit = annex_b.access_unit(&frame.data, frame.keyframe, false);
         // The RTP clock is the producer clock on 90 kHz (players read it back as producer time).
-        let rtp_time = MediaTime::new(frame.pts_ms.max(0) as u64 * 90, Frequency::NINETY_KHZ);
+        // RTP keeps the low 32 bits: a wrapping product keeps them right for any producer time.
+        let rtp_time = MediaTime::new((frame.pts_ms.max(0) as u64).wrapping_mul(90), Frequency::NINETY_KHZ);
         if let Some(writer) = self.rtc.writer(out.mid)
             && let Err(error) = writer.write(out.pt, Instant::now(), rtp_time, access_unit)
         {
