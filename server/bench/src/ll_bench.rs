@@ -116,6 +116,44 @@ async fn viewer(
 /// One phase: a camera on a new stream, `viewers` viewers; returns the reload latencies and
 /// the server's CPU time over the camera's upload.
 async fn phase(target: &Target, stream: &str, viewers: usize) -> anyhow::Result<(Vec<Duration>, Duration, Duration)> {
+    let address = target.address;
+    let watch = |sent: SentAt, until: Instant| async move {
+        let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
+        if viewers == 0 {
+            return Ok(Vec::new());
+        }
+        // A LIVE session needs a stored fragment.
+        while sent.lock().expect("lock").len() < FRAMES_PER_FRAGMENT + 5 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let request = json!({"StreamName": stream, "PlaybackMode": "LIVE", "LowLatency": true});
+        let answer = post_json(&crate::api_bench::client(), address, "getHLSStreamingSessionURL", request).await?;
+        let media_url = media_playlist_url(answer["HLSStreamingSessionURL"].as_str().unwrap_or_default(), 1);
+        let tasks: Vec<_> = (0..viewers)
+            .map(|_| tokio::spawn(viewer(media_url.clone(), until, sent.clone(), latencies.clone())))
+            .collect();
+        for task in tasks {
+            task.await??;
+        }
+        let mut latencies = std::mem::take(&mut *latencies.lock().expect("lock"));
+        latencies.sort();
+        Ok(latencies)
+    };
+    camera_run(target, stream, watch).await
+}
+
+/// A camera on a new stream, uploading for `FRAGMENTS` fragments while `watch` runs (given when
+/// each frame left and when viewers should stop): what `watch` returned, the server's CPU time
+/// over the upload, and how long it took.
+pub async fn camera_run<T, Watch, Watching>(
+    target: &Target,
+    stream: &str,
+    watch: Watch,
+) -> anyhow::Result<(T, Duration, Duration)>
+where
+    Watch: FnOnce(SentAt, Instant) -> Watching,
+    Watching: std::future::Future<Output = anyhow::Result<T>>,
+{
     let http = crate::api_bench::client();
     post_json(&http, target.address, "createStream", json!({"StreamName": stream, "DataRetentionInHours": 24})).await?;
     let sent: SentAt = Arc::default();
@@ -125,30 +163,11 @@ async fn phase(target: &Target, stream: &str, viewers: usize) -> anyhow::Result<
         let (address, stream, sent) = (target.address, stream.to_string(), sent.clone());
         async move { camera(address, &stream, sent).await }
     });
-    let latencies: Arc<Mutex<Vec<Duration>>> = Arc::default();
-    let mut tasks = Vec::new();
-    if viewers > 0 {
-        // A LIVE session needs a stored fragment.
-        while sent.lock().expect("lock").len() < FRAMES_PER_FRAGMENT + 5 {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let request = json!({"StreamName": stream, "PlaybackMode": "LIVE", "LowLatency": true});
-        let answer = post_json(&http, target.address, "getHLSStreamingSessionURL", request).await?;
-        let media_url = media_playlist_url(answer["HLSStreamingSessionURL"].as_str().unwrap_or_default(), 1);
-        let until = started + FRAME_INTERVAL * (FRAGMENTS as u32 * FRAMES_PER_FRAGMENT as u32 - 2);
-        for _ in 0..viewers {
-            tasks.push(tokio::spawn(viewer(media_url.clone(), until, sent.clone(), latencies.clone())));
-        }
-    }
+    let until = started + FRAME_INTERVAL * (FRAGMENTS as u32 * FRAMES_PER_FRAGMENT as u32 - 2);
+    let watched = watch(sent, until).await?;
     camera.await??;
-    for task in tasks {
-        task.await??;
-    }
-    let elapsed = started.elapsed();
     let cpu = cpu_time(target.pid()).unwrap_or_default().saturating_sub(cpu_before);
-    let mut latencies = std::mem::take(&mut *latencies.lock().expect("lock"));
-    latencies.sort();
-    Ok((latencies, cpu, elapsed))
+    Ok((watched, cpu, started.elapsed()))
 }
 
 pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {

@@ -18,8 +18,8 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 
-use crate::fleet_bench::{FRAME_INTERVAL, FRAMES_PER_FRAGMENT, cpu_time};
-use crate::ll_bench::{FRAGMENTS, SentAt, camera};
+use crate::fleet_bench::FRAMES_PER_FRAGMENT;
+use crate::ll_bench::{FRAGMENTS, SentAt, camera_run};
 use crate::stats::Row;
 use crate::target::Target;
 use crate::video_bench::post_json;
@@ -102,34 +102,24 @@ async fn viewer(whep_url: String, until: Instant, received: Arc<Mutex<Received>>
 /// One camera on a new stream and `viewers` viewers: what they received, the server's CPU time
 /// and how long the upload took.
 async fn phase(target: &Target, stream: &str, viewers: usize) -> anyhow::Result<(Received, Duration, Duration)> {
-    let http = crate::api_bench::client();
-    post_json(&http, target.address, "createStream", json!({"StreamName": stream, "DataRetentionInHours": 24})).await?;
-    let sent: SentAt = Arc::default();
-    let cpu_before = cpu_time(target.pid()).unwrap_or_default();
-    let started = Instant::now();
-    let camera = tokio::spawn({
-        let (address, stream, sent) = (target.address, stream.to_string(), sent.clone());
-        async move { camera(address, &stream, sent).await }
-    });
-    let received: Arc<Mutex<Received>> = Arc::default();
-    let mut tasks = Vec::new();
-    if viewers > 0 {
-        let answer = post_json(&http, target.address, "getWHEPSessionURL", json!({"StreamName": stream})).await?;
-        let url = answer["WHEPSessionURL"].as_str().unwrap_or_default().to_string();
-        let until = started + FRAME_INTERVAL * (FRAGMENTS as u32 * FRAMES_PER_FRAGMENT as u32 - 2);
-        for _ in 0..viewers {
-            tasks.push(tokio::spawn(viewer(url.clone(), until, received.clone())));
+    let address = target.address;
+    let watch = |_sent: SentAt, until: Instant| async move {
+        let received: Arc<Mutex<Received>> = Arc::default();
+        if viewers == 0 {
+            return Ok(Received::default());
         }
-    }
-    camera.await??;
-    for task in tasks {
-        task.await??;
-    }
-    let elapsed = started.elapsed();
-    let cpu = cpu_time(target.pid()).unwrap_or_default().saturating_sub(cpu_before);
-    let mut received = std::mem::take(&mut *received.lock().expect("lock"));
-    received.latencies.sort();
-    Ok((received, cpu, elapsed))
+        let answer =
+            post_json(&crate::api_bench::client(), address, "getWHEPSessionURL", json!({"StreamName": stream})).await?;
+        let url = answer["WHEPSessionURL"].as_str().unwrap_or_default().to_string();
+        let tasks: Vec<_> = (0..viewers).map(|_| tokio::spawn(viewer(url.clone(), until, received.clone()))).collect();
+        for task in tasks {
+            task.await??;
+        }
+        let mut received = std::mem::take(&mut *received.lock().expect("lock"));
+        received.latencies.sort();
+        Ok(received)
+    };
+    camera_run(target, stream, watch).await
 }
 
 pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
