@@ -175,24 +175,38 @@ pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Re
     let (_, alone_cpu, alone_elapsed) = runtime.block_on(phase(&target, "ll-camera-alone", 0))?;
     let (latencies, viewed_cpu, viewed_elapsed) = runtime.block_on(phase(&target, "ll-viewed", VIEWERS))?;
     anyhow::ensure!(latencies.len() > VIEWERS * 20, "only {} reloads were answered", latencies.len());
+    let mut rows =
+        vec![Row::latency(&format!("LL-HLS blocking reload, {VIEWERS} viewers"), "framelog", &latencies, None)];
+    let detail = format!("{} reloads", latencies.len());
+    rows.extend(cpu_rows("LL-HLS", VIEWERS, (alone_cpu, alone_elapsed), (viewed_cpu, viewed_elapsed), &detail));
+    Ok(rows)
+}
+
+/// The server's CPU over the camera alone (the baseline) and over the camera with `viewers`
+/// viewers, each as (CPU time, elapsed), as `kind`'s rows, and a line printed with `detail`.
+pub fn cpu_rows(
+    kind: &str,
+    viewers: usize,
+    (alone_cpu, alone_elapsed): (Duration, Duration),
+    (viewed_cpu, viewed_elapsed): (Duration, Duration),
+    detail: &str,
+) -> Vec<Row> {
     let share = |cpu: Duration, elapsed: Duration| cpu.as_secs_f64() / elapsed.as_secs_f64();
     let (alone, viewed) = (share(alone_cpu, alone_elapsed), share(viewed_cpu, viewed_elapsed));
-    let per_viewer_ms = (viewed - alone).max(0.0) * 1000.0 / VIEWERS as f64;
+    let per_viewer_ms = (viewed - alone).max(0.0) * 1000.0 / viewers as f64;
     println!(
-        "LL-HLS: server CPU {:.1}% of a core with the camera alone, {:.1}% with {VIEWERS} viewers ({per_viewer_ms:.2} ms/s per viewer), {} reloads",
+        "{kind}: server CPU {:.1}% of a core with the camera alone, {:.1}% with {viewers} viewers ({per_viewer_ms:.2} ms/s per viewer), {detail}",
         alone * 100.0,
         viewed * 100.0,
-        latencies.len()
     );
-    Ok(vec![
-        Row::latency(&format!("LL-HLS blocking reload, {VIEWERS} viewers"), "framelog", &latencies, None),
-        Row::rate("LL-HLS server CPU, camera alone (% of a core)", "framelog", alone * 100.0, None),
+    vec![
+        Row::rate(&format!("{kind} server CPU, camera alone (% of a core)"), "framelog", alone * 100.0, None),
         Row::rate(
-            &format!("LL-HLS server CPU, {VIEWERS} viewers (% of a core)"),
+            &format!("{kind} server CPU, {viewers} viewers (% of a core)"),
             "framelog",
             viewed * 100.0,
             Some(viewed / alone.max(1e-9)),
         ),
-        Row::rate("LL-HLS server CPU per viewer (ms per s)", "framelog", per_viewer_ms, None),
-    ])
+        Row::rate(&format!("{kind} server CPU per viewer (ms per s)"), "framelog", per_viewer_ms, None),
+    ]
 }

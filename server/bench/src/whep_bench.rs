@@ -19,7 +19,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc, RtcConfig};
 use tokio::net::UdpSocket;
 
 use crate::fleet_bench::FRAMES_PER_FRAGMENT;
-use crate::ll_bench::{FRAGMENTS, SentAt, camera_run};
+use crate::ll_bench::{FRAGMENTS, SentAt, camera_run, cpu_rows};
 use crate::stats::Row;
 use crate::target::Target;
 use crate::video_bench::post_json;
@@ -130,16 +130,7 @@ pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Re
     // Each viewer starts at a key frame within the first fragment, and all must get the rest.
     let least = VIEWERS * (FRAGMENTS as usize - 1) * FRAMES_PER_FRAGMENT * 9 / 10;
     anyhow::ensure!(received.frames >= least, "the viewers received {} frames, fewer than {least}", received.frames);
-    let share = |cpu: Duration, elapsed: Duration| cpu.as_secs_f64() / elapsed.as_secs_f64();
-    let (alone, viewed) = (share(alone_cpu, alone_elapsed), share(viewed_cpu, viewed_elapsed));
-    let per_viewer_ms = (viewed - alone).max(0.0) * 1000.0 / VIEWERS as f64;
-    println!(
-        "WHEP: server CPU {:.1}% of a core with the camera alone, {:.1}% with {VIEWERS} viewers ({per_viewer_ms:.2} ms/s per viewer), {} frames received",
-        alone * 100.0,
-        viewed * 100.0,
-        received.frames
-    );
-    Ok(vec![
+    let mut rows = vec![
         Row::latency("camera -> WHEP viewer holding the frame, 1 viewer", "framelog", &one.latencies, None),
         Row::latency(
             &format!("camera -> WHEP viewer holding the frame, {VIEWERS} viewers"),
@@ -147,13 +138,8 @@ pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Re
             &received.latencies,
             None,
         ),
-        Row::rate("WHEP server CPU, camera alone (% of a core)", "framelog", alone * 100.0, None),
-        Row::rate(
-            &format!("WHEP server CPU, {VIEWERS} viewers (% of a core)"),
-            "framelog",
-            viewed * 100.0,
-            Some(viewed / alone.max(1e-9)),
-        ),
-        Row::rate("WHEP server CPU per viewer (ms per s)", "framelog", per_viewer_ms, None),
-    ])
+    ];
+    let detail = format!("{} frames received", received.frames);
+    rows.extend(cpu_rows("WHEP", VIEWERS, (alone_cpu, alone_elapsed), (viewed_cpu, viewed_elapsed), &detail));
+    Ok(rows)
 }

@@ -115,10 +115,8 @@ impl EdgeSlot {
         let known = fragment.record.frames.len();
         if self.frames.receiver_count() > 0 && fragment.sent_frames < known {
             let record = &fragment.record;
-            let scale = i128::from(record.timecode_scale_ns.max(1));
             for frame in &record.frames[fragment.sent_frames..] {
-                let offset_ms = i128::from(frame.relative_timecode) * scale / 1_000_000;
-                let pts_ms = i64::try_from(i128::from(record.producer_ts_ms) + offset_ms).unwrap_or(i64::MAX);
+                let pts_ms = framelog_media::package::frame_time_ms(record, frame);
                 let data = fragment.body.get(frame.data.clone()).unwrap_or_default().to_vec();
                 let tracks_body = fragment.tracks_body.clone();
                 let frame = EdgeFrame { track: frame.track, pts_ms, keyframe: frame.keyframe, data, tracks_body };
@@ -153,14 +151,18 @@ impl EdgeSlot {
         state.last_upload
     }
 
-    /// Whether a new fragment at `producer_ms` enters the edge; if so, older open fragments
-    /// (which will never complete as live) leave it.
-    fn admit(state: &mut EdgeState, producer_ms: u64) -> bool {
+    /// A new fragment enters the edge if it is live (watched, and after everything shown or
+    /// stored): older open fragments, which will never complete as live, leave it, and its
+    /// frames go to frame readers. `fragment` is only made (its bytes copied) when it enters.
+    fn enter(&self, state: &mut EdgeState, producer_ms: u64, fragment: impl FnOnce() -> EdgeFragment) -> bool {
         if !state.watched() || producer_ms <= state.newest_producer_ms {
             return false;
         }
         state.newest_producer_ms = producer_ms;
         state.fragments.retain(|f| f.complete);
+        let mut fragment = fragment();
+        self.send_frames(&mut fragment);
+        state.fragments.push(fragment);
         true
     }
 
@@ -192,17 +194,12 @@ impl EdgeSlot {
             }
             None => {
                 let record = head();
-                if frames.is_empty() || !Self::admit(&mut state, record.producer_ts_ms) {
+                let fragment = || {
+                    EdgeFragment::new(owner, FragmentRecord { frames: frames.to_vec(), ..record }, body.to_vec(), false)
+                };
+                if frames.is_empty() || !self.enter(&mut state, record.producer_ts_ms, fragment) {
                     return;
                 }
-                let mut fragment = EdgeFragment::new(
-                    owner,
-                    FragmentRecord { frames: frames.to_vec(), ..record },
-                    body.to_vec(),
-                    false,
-                );
-                self.send_frames(&mut fragment);
-                state.fragments.push(fragment);
             }
         }
         drop(state);
@@ -230,12 +227,10 @@ impl EdgeSlot {
             }
             // A Cluster that arrived whole: it enters the edge now if it is live.
             None => {
-                if !Self::admit(&mut state, record.producer_ts_ms) {
+                let fragment = || EdgeFragment::new(owner, record.clone(), body.to_vec(), true);
+                if !self.enter(&mut state, record.producer_ts_ms, fragment) {
                     return;
                 }
-                let mut fragment = EdgeFragment::new(owner, record.clone(), body.to_vec(), true);
-                self.send_frames(&mut fragment);
-                state.fragments.push(fragment);
             }
         }
         drop(state);

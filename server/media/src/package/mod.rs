@@ -17,7 +17,7 @@ pub use codec::{Codec, PackagedTrack};
 pub use init_segment::write_init_segment;
 pub use media_segment::write_media_segment;
 pub use parts::{Part, cut_parts, write_part};
-pub use timing::{TimedSample, frame_times_ms, track_samples};
+pub use timing::{TimedSample, frame_time_ms, frame_times_ms, track_samples};
 pub use ts::write_ts_segment;
 
 use crate::error::MediaError;

@@ -25,15 +25,13 @@ pub struct TimedSample {
 
 /// Presentation time in ms of each of a fragment's frames (producer clock).
 pub fn frame_times_ms(record: &FragmentRecord) -> Vec<i64> {
-    let scale = i128::from(record.timecode_scale_ns.max(1));
-    record
-        .frames
-        .iter()
-        .map(|frame| {
-            let offset_ms = i128::from(frame.relative_timecode) * scale / 1_000_000;
-            i64::try_from(i128::from(record.producer_ts_ms) + offset_ms).unwrap_or(i64::MAX)
-        })
-        .collect()
+    record.frames.iter().map(|frame| frame_time_ms(record, frame)).collect()
+}
+
+/// Presentation time in ms of one of the fragment's frames (producer clock).
+pub fn frame_time_ms(record: &FragmentRecord, frame: &crate::mkv::Frame) -> i64 {
+    let offset_ms = i128::from(frame.relative_timecode) * i128::from(record.timecode_scale_ns.max(1)) / 1_000_000;
+    i64::try_from(i128::from(record.producer_ts_ms) + offset_ms).unwrap_or(i64::MAX)
 }
 
 /// The samples of `track`, in decode order, on a timeline of `timescale` units per second.

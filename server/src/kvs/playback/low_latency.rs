@@ -11,7 +11,7 @@ use axum::body::Bytes;
 use framelog_media::package::{write_init_segment, write_part};
 
 use super::ll_view::{self, LlSegment, LlView};
-use super::session::{self, Session};
+use super::session::Session;
 use super::{ll_playlist, query_value, track_number};
 use crate::error::{ApiError, ErrorType};
 use crate::kvs::context::KvsCtx;
@@ -29,7 +29,7 @@ pub(super) async fn answer(ctx: KvsCtx, file: &str, query: &str) -> Option<Resul
     if !is_part && !is_edge_init && file != PLAYLIST_FILE {
         return None;
     }
-    let opened = open(&ctx, query);
+    let opened = super::open_session(&ctx, query, false);
     let (token, session, handle) = match opened {
         Ok(opened) => opened,
         Err(error) => return Some(Err(error)),
@@ -49,13 +49,6 @@ pub(super) async fn answer(ctx: KvsCtx, file: &str, query: &str) -> Option<Resul
         }
     };
     Some(served.await)
-}
-
-fn open(ctx: &KvsCtx, query: &str) -> Result<(String, Session, VideoStream), ApiError> {
-    let token = query_value(query, "SessionToken");
-    let session = session::open(ctx, token.as_deref(), false)?;
-    let handle = super::session_stream(ctx, &session)?;
-    Ok((token.unwrap_or_default(), session, handle))
 }
 
 /// What one LL request works on.

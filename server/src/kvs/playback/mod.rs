@@ -47,7 +47,7 @@ fn track_number(query: &str) -> Result<u64, ApiError> {
     text.parse().map_err(|_| ApiError::invalid(format!("TrackNumber {text} is not a number.")))
 }
 
-pub(crate) fn session_stream(ctx: &KvsCtx, session: &Session) -> Result<crate::kvs::VideoStream, ApiError> {
+fn session_stream(ctx: &KvsCtx, session: &Session) -> Result<crate::kvs::VideoStream, ApiError> {
     let handle = ctx.lookup(&session.stream_name)?;
     // A stream deleted and re-created under the same name is another stream.
     if handle.meta().created_ms != session.stream_created_ms {
@@ -56,12 +56,23 @@ pub(crate) fn session_stream(ctx: &KvsCtx, session: &Session) -> Result<crate::k
     Ok(handle)
 }
 
+/// The session a playback URL's query names (`webrtc`: a WHEP one, else HLS/DASH): its token,
+/// the session and its stream.
+pub(crate) fn open_session(
+    ctx: &KvsCtx,
+    query: &str,
+    webrtc: bool,
+) -> Result<(String, Session, crate::kvs::VideoStream), ApiError> {
+    let token = query_value(query, "SessionToken");
+    let session = session::open(ctx, token.as_deref(), webrtc)?;
+    let handle = session_stream(ctx, &session)?;
+    Ok((token.unwrap_or_default(), session, handle))
+}
+
 /// Builds the answer for one `/hls/v1/<file>` request: (content type, body, is a segment).
 fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Bytes), ApiError> {
-    let token = query_value(query, "SessionToken");
-    let session = session::open(ctx, token.as_deref(), false)?;
-    let token = token.as_deref().unwrap_or_default();
-    let handle = session_stream(ctx, &session)?;
+    let (token, session, handle) = open_session(ctx, query, false)?;
+    let token = token.as_str();
     let not_found =
         || ApiError::new(ErrorType::ResourceNotFound, "No fragments found in the stream for the streaming request.");
     match file {

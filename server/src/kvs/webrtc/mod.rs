@@ -61,12 +61,9 @@ pub fn get_whep_session_url(ctx: &KvsCtx, body: Document) -> Result<Value, ApiEr
     Ok(json!({"WHEPSessionURL": format!("{}/whep/v1/{OFFER_FILE}?SessionToken={token}", ctx.settings.data_endpoint)}))
 }
 
-/// The WHEP session named by the request's token: the session and its stream.
-fn open(ctx: &KvsCtx, uri: &Uri) -> Result<(Session, super::VideoStream), ApiError> {
-    let token = super::playback::query_value(uri.query().unwrap_or_default(), "SessionToken");
-    let whep = session::open(ctx, token.as_deref(), true)?;
-    let handle = super::playback::session_stream(ctx, &whep)?;
-    Ok((whep, handle))
+/// The WHEP session named by the request's token: the token, the session and its stream.
+fn open(ctx: &KvsCtx, uri: &Uri) -> Result<(String, Session, super::VideoStream), ApiError> {
+    super::playback::open_session(ctx, uri.query().unwrap_or_default(), true)
 }
 
 /// `POST /whep/v1/offer?SessionToken=`: an SDP offer in, 201 with the answer out.
@@ -100,7 +97,7 @@ async fn start(
     if file != OFFER_FILE {
         return Err(ApiError::new(ErrorType::ResourceNotFound, format!("{file} is not a WHEP endpoint.")));
     }
-    let (whep, handle) = open(ctx, uri)?;
+    let (token, whep, handle) = open(ctx, uri)?;
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     if !content_type.starts_with(SDP_TYPE) {
         return Err(ApiError::new(
@@ -127,7 +124,6 @@ async fn start(
         sessions.remove(&session_id);
         tracing::info!(%stream, session = %session_id, ?ended, "WebRTC session ended");
     });
-    let token = super::playback::query_value(uri.query().unwrap_or_default(), "SessionToken").unwrap_or_default();
     Ok((answer, format!("/whep/v1/{id}?SessionToken={token}")))
 }
 
@@ -144,7 +140,7 @@ async fn read_offer(body: Body) -> Result<String, ApiError> {
 
 /// `DELETE /whep/v1/<session id>?SessionToken=`: ends the session.
 pub async fn close(State(ctx): State<KvsCtx>, Path(id): Path<String>, uri: Uri) -> Response {
-    let stopped = open(&ctx, &uri).and_then(|(whep, _)| {
+    let stopped = open(&ctx, &uri).and_then(|(_, whep, _)| {
         if ctx.whep.stop(&id, &whep.stream_name) {
             Ok(())
         } else {
