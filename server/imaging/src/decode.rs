@@ -24,7 +24,7 @@ const DECODE_DEADLINE: Duration = Duration::from_secs(30);
 const PULL_WAIT: Duration = Duration::from_millis(50);
 
 /// One access unit in decode order, as stored (length-prefixed NAL units).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EncodedFrame {
     pub pts_ms: i64,
     pub keyframe: bool,
@@ -251,41 +251,8 @@ impl Pipeline {
 mod tests {
     use super::*;
 
-    /// `frames` of GStreamer's colour-bar pattern encoded by x264 (one key frame, then P-frames):
-    /// the avcC record and the access units in decode order with their times.
     fn encoded_bars(frames: u32) -> (Vec<u8>, Vec<EncodedFrame>) {
-        gst::init().expect("gstreamer");
-        let description = format!(
-            "videotestsrc num-buffers={frames} pattern=smpte ! video/x-raw,width=320,height=240,framerate=10/1,format=I420 \
-             ! x264enc key-int-max=1000 bframes=0 tune=zerolatency ! h264parse \
-             ! video/x-h264,stream-format=avc,alignment=au ! appsink name=sink sync=false"
-        );
-        let pipeline =
-            gst::parse::launch(&description).expect("pipeline").downcast::<gst::Pipeline>().expect("a pipeline");
-        let sink = pipeline.by_name("sink").and_then(|e| e.downcast::<AppSink>().ok()).expect("appsink");
-        pipeline.set_state(gst::State::Playing).expect("playing");
-        let mut config = Vec::new();
-        let mut out = Vec::new();
-        while let Ok(sample) = sink.pull_sample() {
-            if config.is_empty() {
-                let caps = sample.caps().expect("caps");
-                let codec_data = caps.structure(0).and_then(|s| s.get::<gst::Buffer>("codec_data").ok()).expect("avcC");
-                config = codec_data.map_readable().expect("readable").as_slice().to_vec();
-            }
-            let buffer = sample.buffer().expect("buffer");
-            out.push(EncodedFrame {
-                pts_ms: buffer.pts().expect("pts").mseconds() as i64,
-                keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
-                data: buffer.map_readable().expect("readable").as_slice().to_vec(),
-            });
-        }
-        let _ = pipeline.set_state(gst::State::Null);
-        // x264enc starts its timeline 1000 hours in; re-base the first frame to 5,000 ms.
-        let first_ms = out.first().map_or(0, |f| f.pts_ms);
-        for frame in &mut out {
-            frame.pts_ms += 5_000 - first_ms;
-        }
-        (config, out)
+        crate::test_media::encoded_bars(Codec::Avc, frames, 1000)
     }
 
     #[test]

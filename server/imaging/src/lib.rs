@@ -4,6 +4,9 @@
 //! The server decodes in worker processes with a memory ceiling (`Isolation::Process`,
 //! `serve_decode_worker`), so a decoder crash costs one job, not the server.
 //!
+//! It also transcodes H.265 to H.264 for browsers that cannot play H.265 (`TranscodePool`): a
+//! stored fragment at a time, or a live stream frame by frame, each in a worker process.
+//!
 //! The crate knows nothing of HTTP or the store: callers hand it a codec configuration, the
 //! frames in decode order and the presentation times they want pictures of.
 
@@ -11,17 +14,29 @@ mod decode;
 mod encode;
 mod error;
 mod fragment;
+mod fragment_transcode;
 mod isolated;
 mod job;
 mod pool;
 pub mod protocol;
+#[cfg(test)]
+mod test_media;
+mod transcode;
+mod transcode_pool;
+pub mod transcode_protocol;
+mod transcode_worker;
 mod worker;
 
 pub use decode::{DecodedFrame, EncodedFrame, FrameRequest, Pixels, decode_frames};
 pub use encode::{ImageFormat, encode_image, output_size};
 pub use error::ImagingError;
 pub use fragment::{Picture, fragment_request, pictures};
+pub use fragment_transcode::{StoredFragment, hevc_track, replace_track, track_frames};
 pub use isolated::WorkerCommand;
 pub use job::{PictureJob, Pictures};
 pub use pool::{DecodePool, Isolation};
+pub use transcode::{Pulled, TranscodedFrame, Transcoder};
+pub use transcode_pool::{OnOutput, Transcode, TranscodePool};
+pub use transcode_protocol::FromWorker;
+pub use transcode_worker::serve_transcode_worker;
 pub use worker::{WorkerLimits, serve_decode_worker};

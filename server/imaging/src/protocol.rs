@@ -125,18 +125,33 @@ pub fn encode_answer(answer: &Pictures) -> Vec<u8> {
         out.u32(picture.height);
         out.bytes(&picture.bytes);
     }
-    out.option(answer.failure.as_ref(), |out, failure| {
-        let (kind, text) = match failure {
-            ImagingError::Unavailable(text) => (0, text.as_str()),
-            ImagingError::Decode(text) => (1, text.as_str()),
-            ImagingError::Encode(text) => (2, text.as_str()),
-            ImagingError::Busy => (3, ""),
-            ImagingError::WorkerFailed(text) => (4, text.as_str()),
-        };
-        out.u8(kind);
-        out.bytes(text.as_bytes());
-    });
+    out.option(answer.failure.as_ref(), write_error);
     out.0
+}
+
+/// An error as its kind and text.
+pub(crate) fn write_error(out: &mut Writer, failure: &ImagingError) {
+    let (kind, text) = match failure {
+        ImagingError::Unavailable(text) => (0, text.as_str()),
+        ImagingError::Decode(text) => (1, text.as_str()),
+        ImagingError::Encode(text) => (2, text.as_str()),
+        ImagingError::Busy => (3, ""),
+        ImagingError::WorkerFailed(text) => (4, text.as_str()),
+    };
+    out.u8(kind);
+    out.bytes(text.as_bytes());
+}
+
+pub(crate) fn read_error(input: &mut Reader<'_>) -> Result<ImagingError, ImagingError> {
+    let kind = input.u8()?;
+    let text = String::from_utf8_lossy(input.bytes()?).into_owned();
+    Ok(match kind {
+        0 => ImagingError::Unavailable(text),
+        1 => ImagingError::Decode(text),
+        2 => ImagingError::Encode(text),
+        3 => ImagingError::Busy,
+        _ => ImagingError::WorkerFailed(text),
+    })
 }
 
 pub fn decode_answer(message: &[u8]) -> Result<Pictures, ImagingError> {
@@ -147,43 +162,33 @@ pub fn decode_answer(message: &[u8]) -> Result<Pictures, ImagingError> {
         let (width, height) = (input.u32()?, input.u32()?);
         pictures.insert(pts, Picture { bytes: input.bytes()?.to_vec(), width, height });
     }
-    let failure = input.option(|input| {
-        let kind = input.u8()?;
-        let text = String::from_utf8_lossy(input.bytes()?).into_owned();
-        Ok(match kind {
-            0 => ImagingError::Unavailable(text),
-            1 => ImagingError::Decode(text),
-            2 => ImagingError::Encode(text),
-            3 => ImagingError::Busy,
-            _ => ImagingError::WorkerFailed(text),
-        })
-    })?;
+    let failure = input.option(read_error)?;
     input.end()?;
     Ok(Pictures { pictures, failure })
 }
 
-fn malformed(what: &str) -> ImagingError {
+pub(crate) fn malformed(what: &str) -> ImagingError {
     ImagingError::WorkerFailed(format!("malformed decode worker message: {what}"))
 }
 
 #[derive(Default)]
-struct Writer(Vec<u8>);
+pub(crate) struct Writer(pub(crate) Vec<u8>);
 
 impl Writer {
-    fn u8(&mut self, value: u8) {
+    pub(crate) fn u8(&mut self, value: u8) {
         self.0.push(value);
     }
-    fn u32(&mut self, value: u32) {
+    pub(crate) fn u32(&mut self, value: u32) {
         self.0.extend_from_slice(&value.to_le_bytes());
     }
-    fn i64(&mut self, value: i64) {
+    pub(crate) fn i64(&mut self, value: i64) {
         self.0.extend_from_slice(&value.to_le_bytes());
     }
-    fn bytes(&mut self, value: &[u8]) {
+    pub(crate) fn bytes(&mut self, value: &[u8]) {
         self.u32(value.len() as u32);
         self.0.extend_from_slice(value);
     }
-    fn option<T>(&mut self, value: Option<T>, write: impl FnOnce(&mut Writer, T)) {
+    pub(crate) fn option<T>(&mut self, value: Option<T>, write: impl FnOnce(&mut Writer, T)) {
         match value {
             None => self.u8(0),
             Some(value) => {
@@ -194,10 +199,10 @@ impl Writer {
     }
 }
 
-struct Reader<'a>(&'a [u8]);
+pub(crate) struct Reader<'a>(pub(crate) &'a [u8]);
 
 impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], ImagingError> {
+    pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8], ImagingError> {
         if self.0.len() < n {
             return Err(malformed("cut short"));
         }
@@ -205,23 +210,23 @@ impl<'a> Reader<'a> {
         self.0 = rest;
         Ok(head)
     }
-    fn u8(&mut self) -> Result<u8, ImagingError> {
+    pub(crate) fn u8(&mut self) -> Result<u8, ImagingError> {
         Ok(self.take(1)?[0])
     }
-    fn u32(&mut self) -> Result<u32, ImagingError> {
+    pub(crate) fn u32(&mut self) -> Result<u32, ImagingError> {
         let bytes = self.take(4)?;
         Ok(u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]))
     }
-    fn i64(&mut self) -> Result<i64, ImagingError> {
+    pub(crate) fn i64(&mut self) -> Result<i64, ImagingError> {
         let mut bytes = [0u8; 8];
         bytes.copy_from_slice(self.take(8)?);
         Ok(i64::from_le_bytes(bytes))
     }
-    fn bytes(&mut self) -> Result<&'a [u8], ImagingError> {
+    pub(crate) fn bytes(&mut self) -> Result<&'a [u8], ImagingError> {
         let length = self.u32()? as usize;
         self.take(length)
     }
-    fn option<T>(
+    pub(crate) fn option<T>(
         &mut self,
         read: impl FnOnce(&mut Reader<'a>) -> Result<T, ImagingError>,
     ) -> Result<Option<T>, ImagingError> {
@@ -231,7 +236,7 @@ impl<'a> Reader<'a> {
             other => Err(malformed(&format!("option flag {other}"))),
         }
     }
-    fn end(&self) -> Result<(), ImagingError> {
+    pub(crate) fn end(&self) -> Result<(), ImagingError> {
         if self.0.is_empty() { Ok(()) } else { Err(malformed("trailing bytes")) }
     }
 }

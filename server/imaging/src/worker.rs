@@ -38,7 +38,7 @@ pub fn serve_decode_worker(limits: WorkerLimits) -> Result<(), ImagingError> {
 
 /// Lowest priority, no core dumps (a core would hold stored video), GStreamer initialised, then
 /// the memory ceiling: set last, so that it bounds decoding and not start-up.
-fn confine(limits: WorkerLimits) -> Result<(), ImagingError> {
+pub(crate) fn confine(limits: WorkerLimits) -> Result<(), ImagingError> {
     // Set on the main thread before GStreamer starts any, so every decoder thread inherits it.
     let _ = rustix::process::setpriority_process(None, 19);
     let no_core = rustix::process::Rlimit { current: Some(0), maximum: Some(0) };

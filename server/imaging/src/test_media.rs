@@ -1,0 +1,64 @@
+//! Test video made by GStreamer: its colour-bar pattern, encoded.
+
+use framelog_media::package::Codec;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app::AppSink;
+
+use crate::decode::EncodedFrame;
+
+/// `frames` of GStreamer's SMPTE colour bars at 320x240 and 10 fps, encoded by x264 (`Avc`) or
+/// x265 (`Hevc`) with a key frame every `key_every` frames and no B-frames: the codec
+/// configuration record and the access units in decode order, the first at 5,000 ms.
+pub fn encoded_bars(codec: Codec, frames: u32, key_every: u32) -> (Vec<u8>, Vec<EncodedFrame>) {
+    gst::init().expect("gstreamer");
+    let encoder = match codec {
+        Codec::Avc => format!(
+            "x264enc key-int-max={key_every} bframes=0 tune=zerolatency ! h264parse ! video/x-h264,stream-format=avc,alignment=au"
+        ),
+        Codec::Hevc => format!(
+            "x265enc key-int-max={key_every} tune=zerolatency option-string=bframes=0 ! h265parse \
+             ! video/x-h265,stream-format=hvc1,alignment=au"
+        ),
+        Codec::Aac => panic!("no pictures in audio"),
+    };
+    let description = format!(
+        "videotestsrc num-buffers={frames} pattern=smpte ! video/x-raw,width=320,height=240,framerate=10/1,format=I420 \
+         ! {encoder} ! appsink name=sink sync=false"
+    );
+    let pipeline = gst::parse::launch(&description).expect("pipeline").downcast::<gst::Pipeline>().expect("a pipeline");
+    let sink = pipeline.by_name("sink").and_then(|e| e.downcast::<AppSink>().ok()).expect("appsink");
+    pipeline.set_state(gst::State::Playing).expect("playing");
+    let mut config = Vec::new();
+    let mut out = Vec::new();
+    while let Ok(sample) = sink.pull_sample() {
+        if config.is_empty() {
+            let caps = sample.caps().expect("caps");
+            let codec_data = caps.structure(0).and_then(|s| s.get::<gst::Buffer>("codec_data").ok()).expect("record");
+            config = codec_data.map_readable().expect("readable").as_slice().to_vec();
+        }
+        let buffer = sample.buffer().expect("buffer");
+        out.push(EncodedFrame {
+            pts_ms: buffer.pts().expect("pts").mseconds() as i64,
+            keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+            data: buffer.map_readable().expect("readable").as_slice().to_vec(),
+        });
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    // Encoders may start their timeline far in; re-base the first frame to 5,000 ms.
+    let first_ms = out.iter().map(|f| f.pts_ms).min().unwrap_or(0);
+    for frame in &mut out {
+        frame.pts_ms += 5_000 - first_ms;
+    }
+    (config, out)
+}
+
+/// Whether `rgb` (320x240, packed) shows the colour bars' top: white, yellow, cyan from the left.
+pub fn shows_colour_bars(rgb: &[u8]) -> bool {
+    let pixel = |x: usize, y: usize| -> [u8; 3] {
+        let at = (y * 320 + x) * 3;
+        [rgb[at], rgb[at + 1], rgb[at + 2]]
+    };
+    let near = |got: [u8; 3], want: [u8; 3]| got.iter().zip(want).all(|(&g, w)| g.abs_diff(w) < 24);
+    near(pixel(20, 60), [255, 255, 255]) && near(pixel(66, 60), [255, 255, 0]) && near(pixel(112, 60), [0, 255, 255])
+}

@@ -1,0 +1,308 @@
+//! H.265 to H.264 with GStreamer, frame by frame: `appsrc (hvc1 caps) ! avdec_h265 ! videoconvert !
+//! x264enc ! h264parse ! avc/au ! appsink`. Chromium cannot decode H.265; this lets a browser
+//! play an H.265 camera (docs/playback.md "H.265 cameras in Chromium").
+//!
+//! Frames go in decode order and come out as H.264 access units with the same presentation
+//! times, one out for each one in, with no B-frames (so decode order is presentation order) and
+//! a key frame exactly where the input has one: a segment, a part or a WebRTC viewer can start
+//! where it could before. x264 runs with `tune=zerolatency` (no look-ahead, sliced threads), so
+//! a frame leaves as soon as it is decoded: the same pipeline serves a whole stored fragment and
+//! a live stream.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use framelog_media::package::Codec;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app::{AppSink, AppSrc};
+
+use crate::decode::EncodedFrame;
+use crate::error::ImagingError;
+
+/// Constant quality for x264 (its CRF scale; 23 is its default). Cameras' H.265 is already lossy:
+/// a little more loss keeps the bit rate near the source's at ultrafast.
+const X264_QUALITY: u32 = 23;
+
+/// Where input times start on GStreamer's timeline. x264enc wants no frame earlier than 1000 hours
+/// (room for decode times before the first frame) and shifts earlier input there, but its
+/// base class then compares forced key frames' times with the shifted ones and drops all but the
+/// first: starting there ourselves keeps one timeline.
+const TIMELINE_START: gst::ClockTime = gst::ClockTime::from_seconds(1000 * 3600);
+
+/// One H.264 access unit out of the transcoder.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscodedFrame {
+    pub pts_ms: i64,
+    pub keyframe: bool,
+    /// Length-prefixed NAL units (4-byte lengths), as stored.
+    pub data: Vec<u8>,
+    /// The avcC record in force from this frame on: set on the first frame and whenever it changes.
+    pub avc_config: Option<Vec<u8>>,
+}
+
+/// What `pull` found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pulled {
+    Frame(TranscodedFrame),
+    /// Nothing came out within the wait.
+    Waiting,
+    /// Everything is out after `finish`.
+    Finished,
+}
+
+/// A running transcode. `push` and `pull` may be called from different threads.
+pub struct Transcoder {
+    pipeline: gst::Pipeline,
+    source: AppSrc,
+    sink: AppSink,
+    /// Input times are shifted by this so that GStreamer's timeline starts at zero.
+    base_ms: i64,
+    last_config: Mutex<Option<Vec<u8>>>,
+    /// Times of input key frames not yet decoded: the encoder is told to make those key frames.
+    key_times: KeyTimes,
+}
+
+type KeyTimes = Arc<Mutex<BTreeSet<gst::ClockTime>>>;
+
+impl std::fmt::Debug for Transcoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Transcoder").field("base_ms", &self.base_ms).finish_non_exhaustive()
+    }
+}
+
+impl Transcoder {
+    /// Starts a transcode of H.265 described by `config` (its hvcC record); `base_ms` is the
+    /// presentation time of the first frame (earlier times are refused).
+    pub fn start(codec: Codec, config: &[u8], base_ms: i64) -> Result<Transcoder, ImagingError> {
+        if codec != Codec::Hevc {
+            return Err(ImagingError::Decode("only H.265 is transcoded".into()));
+        }
+        gst::init().map_err(|e| ImagingError::Unavailable(e.to_string()))?;
+        let caps = gst::Caps::builder("video/x-h265")
+            .field("stream-format", "hvc1")
+            .field("alignment", "au")
+            .field("codec_data", gst::Buffer::from_slice(config.to_vec()))
+            .build();
+        // Slice threads only: frame threads hold frames back, one per thread, and live viewers
+        // would wait for them.
+        let description = format!(
+            "appsrc name=source format=time ! avdec_h265 name=decoder thread-type=slice ! videoconvert ! video/x-raw,format=I420 \
+             ! x264enc name=encoder tune=zerolatency speed-preset=ultrafast bframes=0 key-int-max=100000 \
+             pass=qual quantizer={X264_QUALITY} option-string=scenecut=0 \
+             ! h264parse ! video/x-h264,stream-format=avc,alignment=au ! appsink name=sink sync=false"
+        );
+        let unavailable = |what: String| ImagingError::Unavailable(what);
+        let pipeline = gst::parse::launch(&description)
+            .map_err(|e| unavailable(format!("{description}: {e}")))?
+            .downcast::<gst::Pipeline>()
+            .map_err(|_| unavailable("not a pipeline".into()))?;
+        let source = pipeline
+            .by_name("source")
+            .and_then(|e| e.downcast::<AppSrc>().ok())
+            .ok_or_else(|| unavailable("appsrc missing".into()))?;
+        let sink = pipeline
+            .by_name("sink")
+            .and_then(|e| e.downcast::<AppSink>().ok())
+            .ok_or_else(|| unavailable("appsink missing".into()))?;
+        let key_times = KeyTimes::default();
+        force_key_frames(&pipeline, key_times.clone())
+            .ok_or_else(|| unavailable("decoder or encoder pad missing".into()))?;
+        source.set_caps(Some(&caps));
+        // A bounded input queue: a caller pushing faster than x264 encodes waits, it does not
+        // pile up frames.
+        source.set_max_bytes(64 << 20);
+        source.set_property("block", true);
+        pipeline.set_state(gst::State::Playing).map_err(|e| unavailable(e.to_string()))?;
+        Ok(Transcoder { pipeline, source, sink, base_ms, last_config: Mutex::new(None), key_times })
+    }
+
+    /// Hands one H.265 access unit (length-prefixed NAL units) to the decoder.
+    pub fn push(&self, frame: EncodedFrame) -> Result<(), ImagingError> {
+        let offset_ms = u64::try_from(frame.pts_ms - self.base_ms)
+            .map_err(|_| ImagingError::Decode("a frame before the transcode's first".into()))?;
+        let pts = TIMELINE_START + gst::ClockTime::from_mseconds(offset_ms);
+        if frame.keyframe {
+            self.key_times.lock().unwrap_or_else(|e| e.into_inner()).insert(pts);
+        }
+        let mut buffer = gst::Buffer::from_slice(frame.data);
+        let buffer_ref = buffer.make_mut();
+        buffer_ref.set_pts(pts);
+        if !frame.keyframe {
+            buffer_ref.set_flags(gst::BufferFlags::DELTA_UNIT);
+        }
+        self.source.push_buffer(buffer).map_err(|e| ImagingError::Decode(format!("decoder refused input: {e}")))?;
+        self.check_bus()
+    }
+
+    /// No more input: what is in flight still comes out, then `pull` answers `Ok(None)`.
+    pub fn finish(&self) -> Result<(), ImagingError> {
+        self.source.end_of_stream().map(|_| ()).map_err(|e| ImagingError::Decode(format!("end of stream refused: {e}")))
+    }
+
+    /// The next H.264 frame, waiting at most `wait` for it.
+    pub fn pull(&self, wait: Duration) -> Result<Pulled, ImagingError> {
+        let timeout = gst::ClockTime::from_nseconds(u64::try_from(wait.as_nanos()).unwrap_or(u64::MAX));
+        match self.sink.try_pull_sample(timeout) {
+            Some(sample) => self.frame(&sample).map(Pulled::Frame),
+            None if self.sink.is_eos() => Ok(Pulled::Finished),
+            None => self.check_bus().map(|()| Pulled::Waiting),
+        }
+    }
+
+    fn frame(&self, sample: &gst::Sample) -> Result<TranscodedFrame, ImagingError> {
+        let bad = |what: &str| ImagingError::Decode(what.to_string());
+        let buffer = sample.buffer().ok_or_else(|| bad("a sample without a buffer"))?;
+        let pts = buffer
+            .pts()
+            .and_then(|pts| pts.checked_sub(TIMELINE_START))
+            .ok_or_else(|| bad("an encoded frame without a time"))?;
+        let config = sample
+            .caps()
+            .and_then(|caps| caps.structure(0))
+            .and_then(|s| s.get::<gst::Buffer>("codec_data").ok())
+            .and_then(|b| b.map_readable().ok().map(|m| m.as_slice().to_vec()));
+        let mut last = self.last_config.lock().unwrap_or_else(|e| e.into_inner());
+        let avc_config = match config {
+            Some(config) if last.as_ref() != Some(&config) => {
+                *last = Some(config.clone());
+                Some(config)
+            }
+            _ => None,
+        };
+        let map = buffer.map_readable().map_err(|_| bad("unreadable frame"))?;
+        Ok(TranscodedFrame {
+            pts_ms: self.base_ms + i64::try_from(pts.mseconds()).unwrap_or(i64::MAX - self.base_ms),
+            keyframe: !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT),
+            data: map.as_slice().to_vec(),
+            avc_config,
+        })
+    }
+
+    fn check_bus(&self) -> Result<(), ImagingError> {
+        let Some(bus) = self.pipeline.bus() else { return Ok(()) };
+        if let Some(message) = bus.pop_filtered(&[gst::MessageType::Error])
+            && let gst::MessageView::Error(error) = message.view()
+        {
+            return Err(ImagingError::Decode(error.error().to_string()));
+        }
+        Ok(())
+    }
+}
+
+/// Makes the encoder start a key frame (with its parameter sets) at each decoded picture whose
+/// input was one. A force-key-unit event sent with the input does not survive the decoder, so it
+/// is sent to the encoder as the picture leaves the decoder, ahead of the picture itself.
+fn force_key_frames(pipeline: &gst::Pipeline, key_times: KeyTimes) -> Option<()> {
+    let decoded = pipeline.by_name("decoder")?.static_pad("src")?;
+    let encoder_input = pipeline.by_name("encoder")?.static_pad("sink")?;
+    decoded.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
+        let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else { return gst::PadProbeReturn::Ok };
+        let Some(pts) = buffer.pts() else { return gst::PadProbeReturn::Ok };
+        let is_key = key_times.lock().unwrap_or_else(|e| e.into_inner()).remove(&pts);
+        if is_key {
+            let force = gstreamer_video::DownstreamForceKeyUnitEvent::builder()
+                .timestamp(pts)
+                .stream_time(pts)
+                .running_time(pts)
+                .all_headers(true)
+                .build();
+            encoder_input.send_event(force);
+        }
+        gst::PadProbeReturn::Ok
+    })?;
+    Some(())
+}
+
+impl Drop for Transcoder {
+    fn drop(&mut self) {
+        let _ = self.pipeline.set_state(gst::State::Null);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decode::{FrameRequest, Pixels, decode_frames};
+    use crate::test_media::{encoded_bars, shows_colour_bars};
+
+    /// Everything a transcode of `frames` makes, in order.
+    fn transcode_all(config: &[u8], frames: Vec<EncodedFrame>) -> Vec<TranscodedFrame> {
+        let transcoder = Transcoder::start(Codec::Hevc, config, frames[0].pts_ms).expect("starts");
+        for frame in frames {
+            transcoder.push(frame).expect("pushed");
+        }
+        transcoder.finish().expect("finished");
+        let mut out = Vec::new();
+        loop {
+            match transcoder.pull(Duration::from_secs(10)).expect("pulls") {
+                Pulled::Frame(frame) => out.push(frame),
+                Pulled::Waiting => panic!("the transcoder stalled"),
+                Pulled::Finished => return out,
+            }
+        }
+    }
+
+    #[test]
+    fn every_frame_comes_out_as_h264_at_its_time_with_its_key_frames() {
+        let (config, frames) = encoded_bars(Codec::Hevc, 20, 10);
+        let keys_in: Vec<i64> = frames.iter().filter(|f| f.keyframe).map(|f| f.pts_ms).collect();
+        assert_eq!(keys_in, [5_000, 6_000], "the source has two key frames");
+        let times_in: Vec<i64> = frames.iter().map(|f| f.pts_ms).collect();
+        let out = transcode_all(&config, frames);
+        assert_eq!(out.iter().map(|f| f.pts_ms).collect::<Vec<_>>(), times_in);
+        assert_eq!(out.iter().filter(|f| f.keyframe).map(|f| f.pts_ms).collect::<Vec<_>>(), keys_in);
+        let avc_config = out[0].avc_config.clone().expect("the first frame carries the avcC record");
+        assert_eq!(avc_config[0], 1, "an avcC record");
+        assert!(out[1..].iter().all(|f| f.avc_config.is_none()), "the record does not change");
+        // An H.264 decoder shows the same picture, from the second key frame on too.
+        let second_gop: Vec<EncodedFrame> = out[10..]
+            .iter()
+            .map(|f| EncodedFrame { pts_ms: f.pts_ms, keyframe: f.keyframe, data: f.data.clone() })
+            .collect();
+        let request = FrameRequest {
+            codec: Codec::Avc,
+            config: avc_config,
+            frames: second_gop,
+            wanted_pts_ms: vec![6_000, 6_500],
+            scale_to: None,
+            jpeg_quality: None,
+        };
+        let mut pictures = Vec::new();
+        decode_frames(request, |frame| pictures.push(frame)).expect("decodes");
+        assert_eq!(pictures.len(), 2);
+        for picture in pictures {
+            let Pixels::Rgb(rgb) = &picture.pixels else { panic!("RGB was asked for") };
+            assert!(shows_colour_bars(rgb), "the colour bars at {}", picture.pts_ms);
+        }
+    }
+
+    #[test]
+    fn garbage_input_is_an_error_not_a_crash() {
+        let (config, mut frames) = encoded_bars(Codec::Hevc, 3, 10);
+        for frame in &mut frames {
+            frame.data = vec![0, 0, 0, 4, 0xFF, 0xFF, 0xFF, 0xFF];
+        }
+        let transcoder = Transcoder::start(Codec::Hevc, &config, 5_000).expect("starts");
+        let pushed: Result<(), ImagingError> = frames.into_iter().try_for_each(|f| transcoder.push(f));
+        let finished = pushed.and_then(|()| transcoder.finish());
+        let mut outcome = finished.map(|()| Pulled::Waiting);
+        while let Ok(Pulled::Waiting | Pulled::Frame(_)) = outcome {
+            outcome = transcoder.pull(Duration::from_secs(5));
+            if outcome == Ok(Pulled::Waiting) {
+                break;
+            }
+        }
+        // The decoder either reports the damage or makes nothing of it; it never panics or hangs.
+        assert!(
+            matches!(outcome, Err(ImagingError::Decode(_)) | Ok(Pulled::Finished | Pulled::Waiting)),
+            "{outcome:?}"
+        );
+    }
+
+    #[test]
+    fn only_h265_is_transcoded() {
+        assert!(matches!(Transcoder::start(Codec::Avc, &[1, 2, 3], 0), Err(ImagingError::Decode(_))));
+    }
+}

@@ -1,0 +1,496 @@
+//! A bounded number of running transcodes. Transcoding 1080p H.265 to H.264 costs most of a core
+//! per stream (docs/benchmarks.md), so the server runs at most `slots` at once: a live viewer
+//! beyond them is refused (Busy), and a stored fragment waits a moment for a slot and is then
+//! refused. Each transcode runs in a worker process of its own (`Isolation::Process`), or on
+//! threads of this process for tests and tools.
+
+use std::io::BufReader;
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, channel, sync_channel};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use framelog_media::package::Codec;
+
+use crate::decode::EncodedFrame;
+use crate::error::ImagingError;
+use crate::fragment_transcode::{StoredFragment, hevc_track, replace_track, track_frames};
+use crate::isolated::WorkerCommand;
+use crate::pool::Isolation;
+use crate::protocol::{read_message, write_message};
+use crate::transcode::{Pulled, TranscodedFrame, Transcoder};
+use crate::transcode_protocol::{FromWorker, ToWorker, decode_from_worker, encode_to_worker};
+
+/// Input frames a live transcode holds before it refuses more (about two seconds at 30 fps).
+const LIVE_INPUT_FRAMES: usize = 64;
+const PULL_WAIT: Duration = Duration::from_millis(100);
+
+/// Handle to the pool; clones share its slots.
+#[derive(Debug, Clone)]
+pub struct TranscodePool {
+    slots: Arc<Slots>,
+    isolation: Isolation,
+}
+
+/// What a transcode hands its owner.
+pub type OnOutput = Box<dyn FnMut(FromWorker) + Send + 'static>;
+
+impl TranscodePool {
+    /// A pool of `slots` concurrent transcodes. Initialises GStreamer when transcoding in process.
+    pub fn new(slots: usize, isolation: Isolation) -> Result<TranscodePool, ImagingError> {
+        if matches!(isolation, Isolation::InProcess) {
+            gstreamer::init().map_err(|e| ImagingError::Unavailable(e.to_string()))?;
+        }
+        Ok(TranscodePool { slots: Arc::new(Slots::new(slots.max(1))), isolation })
+    }
+
+    pub fn slots(&self) -> usize {
+        self.slots.total
+    }
+
+    /// Transcodes running now.
+    pub fn busy(&self) -> usize {
+        self.slots.used()
+    }
+
+    /// Starts a transcode of a live stream whose first frame presents at `base_ms`. Its frames
+    /// (then `Finished` or `Failed`) go to `on_output` on a thread of its own. Busy when every
+    /// slot is taken.
+    pub fn live(
+        &self,
+        codec: Codec,
+        config: &[u8],
+        base_ms: i64,
+        on_output: OnOutput,
+    ) -> Result<Transcode, ImagingError> {
+        let slot = self.slots.try_take().ok_or(ImagingError::Busy)?;
+        Transcode::start(&self.isolation, slot, codec, config, base_ms, on_output)
+    }
+
+    /// `fragment` with its H.265 track as H.264 (unchanged when it has none). Blocking: waits up
+    /// to `slot_wait` for a slot and `deadline` for the transcode.
+    pub fn fragment(
+        &self,
+        fragment: &StoredFragment,
+        slot_wait: Duration,
+        deadline: Duration,
+    ) -> Result<StoredFragment, ImagingError> {
+        let Some(track) = hevc_track(&fragment.record) else { return Ok(fragment.clone()) };
+        let frames = track_frames(fragment, track.number);
+        let Some(base_ms) = frames.iter().map(|f| f.pts_ms).min() else { return Ok(fragment.clone()) };
+        let slot = self.slots.take(slot_wait).ok_or(ImagingError::Busy)?;
+        let (sender, outputs) = channel();
+        let on_output: OnOutput = Box::new(move |output| drop(sender.send(output)));
+        let mut transcode = Transcode::start(&self.isolation, slot, Codec::Hevc, &track.config, base_ms, on_output)?;
+        let input_frames = frames.len();
+        let deadline = Instant::now() + deadline;
+        let fed = frames.into_iter().try_for_each(|frame| transcode.push_waiting(frame));
+        transcode.end_input();
+        let collected = fed.and_then(|()| collect(&outputs, input_frames, deadline));
+        if collected.is_err() {
+            // A worker that overran or failed must not keep its slot.
+            transcode.stop();
+        }
+        let (config, transcoded) = collected?;
+        replace_track(fragment, track.number, &config, transcoded)
+    }
+}
+
+/// The frames of a finished transcode and the avcC record they share.
+fn collect(
+    outputs: &Receiver<FromWorker>,
+    expected: usize,
+    deadline: Instant,
+) -> Result<(Vec<u8>, Vec<TranscodedFrame>), ImagingError> {
+    let mut frames = Vec::with_capacity(expected);
+    let mut config = None;
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match outputs.recv_timeout(left) {
+            Ok(FromWorker::Frame(frame)) => {
+                if let Some(changed) = &frame.avc_config {
+                    // One fragment is one init segment: a configuration change mid-fragment
+                    // (never seen from x264 at a fixed size) cannot be packaged.
+                    if config.as_ref().is_some_and(|c| c != changed) {
+                        return Err(ImagingError::Decode("the H.264 configuration changed mid-fragment".into()));
+                    }
+                    config = Some(changed.clone());
+                }
+                frames.push(frame);
+            }
+            Ok(FromWorker::Finished) => break,
+            Ok(FromWorker::Failed(error)) => return Err(error),
+            Err(RecvTimeoutError::Timeout) => {
+                return Err(ImagingError::WorkerFailed("the transcode overran its deadline".into()));
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                return Err(ImagingError::WorkerFailed("the transcode stopped".into()));
+            }
+        }
+    }
+    let config = config.ok_or_else(|| ImagingError::Decode("the transcode made no frame".into()))?;
+    Ok((config, frames))
+}
+
+/// A running transcode. Dropping it ends the input: the frames in flight still come out, then
+/// `Finished`. `stop` ends it at once.
+#[derive(Debug)]
+pub struct Transcode {
+    input: Option<SyncSender<EncodedFrame>>,
+    process: Option<u32>,
+}
+
+impl Transcode {
+    fn start(
+        isolation: &Isolation,
+        slot: Slot,
+        codec: Codec,
+        config: &[u8],
+        base_ms: i64,
+        on_output: OnOutput,
+    ) -> Result<Transcode, ImagingError> {
+        let (input, frames) = sync_channel(LIVE_INPUT_FRAMES);
+        let process = match isolation {
+            Isolation::InProcess => {
+                let transcoder = Arc::new(Transcoder::start(codec, config, base_ms)?);
+                run_in_process(transcoder, frames, slot, on_output);
+                None
+            }
+            Isolation::Process(command) => {
+                let start = ToWorker::Start { codec, config: config.to_vec(), base_ms };
+                Some(run_in_worker(command, &start, frames, slot, on_output)?)
+            }
+        };
+        Ok(Transcode { input: Some(input), process })
+    }
+
+    /// Hands over one input frame; a live caller that gets `Busy` has fallen behind the encoder
+    /// and should skip to the next key frame.
+    pub fn push(&self, frame: EncodedFrame) -> Result<(), ImagingError> {
+        let Some(input) = &self.input else { return Err(stopped()) };
+        match input.try_send(frame) {
+            Ok(()) => Ok(()),
+            Err(TrySendError::Full(_)) => Err(ImagingError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(stopped()),
+        }
+    }
+
+    /// Hands over one input frame, waiting for room.
+    pub fn push_waiting(&self, frame: EncodedFrame) -> Result<(), ImagingError> {
+        let Some(input) = &self.input else { return Err(stopped()) };
+        input.send(frame).map_err(|_| stopped())
+    }
+
+    /// No more input: the frames in flight come out, then `Finished`.
+    pub fn end_input(&mut self) {
+        self.input = None;
+    }
+
+    /// Ends the transcode now, frames in flight included.
+    pub fn stop(&mut self) {
+        self.input = None;
+        if let Some(pid) = self.process.take().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
+            // The worker's reader thread reaps it (so the pid is not reused under us before then).
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+}
+
+fn stopped() -> ImagingError {
+    ImagingError::WorkerFailed("the transcode has stopped".into())
+}
+
+fn run_in_process(transcoder: Arc<Transcoder>, frames: Receiver<EncodedFrame>, slot: Slot, mut on_output: OnOutput) {
+    let feeder = transcoder.clone();
+    std::thread::spawn(move || {
+        for frame in frames {
+            if feeder.push(frame).is_err() {
+                break;
+            }
+        }
+        let _ = feeder.finish();
+    });
+    std::thread::spawn(move || {
+        let _slot = slot;
+        loop {
+            match transcoder.pull(PULL_WAIT) {
+                Ok(Pulled::Frame(frame)) => on_output(FromWorker::Frame(frame)),
+                Ok(Pulled::Waiting) => {}
+                Ok(Pulled::Finished) => return on_output(FromWorker::Finished),
+                Err(error) => return on_output(FromWorker::Failed(error)),
+            }
+        }
+    });
+}
+
+/// Starts the worker process and its two pipe threads; answers its pid.
+fn run_in_worker(
+    command: &WorkerCommand,
+    start: &ToWorker,
+    frames: Receiver<EncodedFrame>,
+    slot: Slot,
+    mut on_output: OnOutput,
+) -> Result<u32, ImagingError> {
+    let mut child = Command::new(&command.program)
+        .args(&command.args)
+        .env("MALLOC_ARENA_MAX", "2")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| {
+            ImagingError::Unavailable(format!("cannot start the transcode worker {}: {e}", command.program.display()))
+        })?;
+    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(ImagingError::Unavailable("the transcode worker has no pipes".into()));
+    };
+    write_message(&mut stdin, &encode_to_worker(start))
+        .map_err(|e| ImagingError::WorkerFailed(format!("the transcode worker did not take its start: {e}")))?;
+    let pid = child.id();
+    std::thread::spawn(move || feed_worker(stdin, frames));
+    std::thread::spawn(move || {
+        let _slot = slot;
+        let mut stdout = BufReader::new(stdout);
+        let last = loop {
+            match read_message(&mut stdout).map(|m| m.map(|m| decode_from_worker(&m))) {
+                Ok(Some(Ok(FromWorker::Frame(frame)))) => on_output(FromWorker::Frame(frame)),
+                Ok(Some(Ok(ended))) => break ended,
+                Ok(Some(Err(error))) => break FromWorker::Failed(error),
+                Ok(None) | Err(_) => break FromWorker::Failed(ImagingError::WorkerFailed(exit_of(&mut child))),
+            }
+        };
+        let _ = child.kill();
+        let _ = child.wait();
+        on_output(last);
+    });
+    Ok(pid)
+}
+
+fn feed_worker(mut stdin: ChildStdin, frames: Receiver<EncodedFrame>) {
+    for frame in frames {
+        if write_message(&mut stdin, &encode_to_worker(&ToWorker::Frame(frame))).is_err() {
+            return;
+        }
+    }
+    // Dropping stdin closes the pipe: the worker drains and finishes.
+}
+
+/// Why the worker stopped answering. It closed its pipe, so it is exiting: give it a moment to
+/// be reaped with its own status (a signal, say) before it is killed.
+fn exit_of(child: &mut Child) -> String {
+    for _ in 0..50 {
+        if let Ok(Some(status)) = child.try_wait() {
+            return format!("the transcode worker ended: {status}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = child.kill();
+    "the transcode worker closed its output and was killed".into()
+}
+
+/// A counting semaphore: `total` transcodes at once.
+#[derive(Debug)]
+struct Slots {
+    total: usize,
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+/// One taken slot, given back when dropped.
+#[derive(Debug)]
+struct Slot(Arc<Slots>);
+
+impl Slots {
+    fn new(total: usize) -> Slots {
+        Slots { total, used: Mutex::new(0), freed: Condvar::new() }
+    }
+
+    fn used(&self) -> usize {
+        *self.used.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn try_take(self: &Arc<Self>) -> Option<Slot> {
+        self.take(Duration::ZERO)
+    }
+
+    fn take(self: &Arc<Self>, wait: Duration) -> Option<Slot> {
+        let deadline = Instant::now() + wait;
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used >= self.total {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            used = self.freed.wait_timeout(used, left).unwrap_or_else(|e| e.into_inner()).0;
+        }
+        *used += 1;
+        Some(Slot(self.clone()))
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut used = self.0.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used = used.saturating_sub(1);
+        self.0.freed.notify_one();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use framelog_media::package::{PackagedTrack, packaged_tracks};
+    use framelog_media::{FragmentRecord, Frame, Track, tracks_body};
+
+    use super::*;
+    use crate::decode::{FrameRequest, Pixels, decode_frames};
+    use crate::test_media::{encoded_bars, shows_colour_bars};
+
+    /// A stored fragment of 20 H.265 frames (two key frames) on track 1 with an audio frame on
+    /// track 2 between every video frame.
+    fn hevc_fragment() -> StoredFragment {
+        let (config, frames) = encoded_bars(Codec::Hevc, 20, 10);
+        let video = Track {
+            number: 1,
+            uid: 1,
+            track_type: 1,
+            codec_id: "V_MPEGH/ISO/HEVC".into(),
+            codec_private: config,
+            pixel_width: Some(320),
+            pixel_height: Some(240),
+            ..Track::default()
+        };
+        let audio = Track {
+            number: 2,
+            uid: 2,
+            track_type: 2,
+            codec_id: "A_AAC".into(),
+            codec_private: vec![0x12, 0x10],
+            sampling_frequency_hz: Some(48_000.0),
+            channels: Some(2),
+            ..Track::default()
+        };
+        let mut payload = Vec::new();
+        let mut stored = Vec::new();
+        for (index, frame) in frames.iter().enumerate() {
+            let relative = (frame.pts_ms - 5_000) as i16;
+            let start = payload.len();
+            payload.extend_from_slice(&frame.data);
+            stored.push(Frame {
+                track: 1,
+                relative_timecode: relative,
+                keyframe: frame.keyframe,
+                lacing: 0,
+                data: start..payload.len(),
+            });
+            let start = payload.len();
+            payload.extend_from_slice(&[0xA0, index as u8]);
+            stored.push(Frame {
+                track: 2,
+                relative_timecode: relative,
+                keyframe: true,
+                lacing: 0,
+                data: start..payload.len(),
+            });
+        }
+        let record = FragmentRecord {
+            timecode: 0,
+            timecode_scale_ns: 1_000_000,
+            producer_ts_ms: 5_000,
+            server_ts_ms: 5_100,
+            duration_ms: 2_000,
+            tracks_body: tracks_body(&[video, audio]),
+            tags: Vec::new(),
+            frames: stored,
+        };
+        StoredFragment { record, payload }
+    }
+
+    fn in_process(slots: usize) -> TranscodePool {
+        TranscodePool::new(slots, Isolation::InProcess).expect("pool")
+    }
+
+    #[test]
+    fn a_stored_fragment_comes_back_as_h264_with_its_audio_and_times() {
+        let original = hevc_fragment();
+        let pool = in_process(1);
+        let done = pool.fragment(&original, Duration::from_secs(1), Duration::from_secs(30)).expect("transcodes");
+        let tracks = packaged_tracks(&done.record).expect("tracks");
+        let codecs: Vec<Codec> = tracks.iter().map(|t| t.codec).collect();
+        assert_eq!(codecs, [Codec::Avc, Codec::Aac]);
+        assert!(hevc_track(&done.record).is_none());
+        let shape = |f: &StoredFragment| -> Vec<(u64, i16, bool)> {
+            f.record.frames.iter().map(|fr| (fr.track, fr.relative_timecode, fr.keyframe)).collect()
+        };
+        assert_eq!(shape(&done), shape(&original), "same frames, times and key frames");
+        let audio = |f: &StoredFragment| -> Vec<Vec<u8>> {
+            f.record.frames.iter().filter(|fr| fr.track == 2).map(|fr| f.payload[fr.data.clone()].to_vec()).collect()
+        };
+        assert_eq!(audio(&done), audio(&original), "audio is copied byte for byte");
+        assert_eq!(pool.busy(), 0, "the slot is given back");
+        let video: &PackagedTrack = &tracks[0];
+        let request = FrameRequest {
+            codec: Codec::Avc,
+            config: video.config.clone(),
+            frames: track_frames(&done, 1),
+            wanted_pts_ms: vec![5_900],
+            scale_to: None,
+            jpeg_quality: None,
+        };
+        let mut pictures = Vec::new();
+        decode_frames(request, |frame| pictures.push(frame)).expect("decodes");
+        let Some(Pixels::Rgb(rgb)) = pictures.first().map(|p| &p.pixels) else { panic!("a picture: {pictures:?}") };
+        assert!(shows_colour_bars(rgb));
+    }
+
+    #[test]
+    fn a_fragment_without_h265_is_handed_back_unchanged() {
+        let mut fragment = hevc_fragment();
+        fragment.record.frames.retain(|f| f.track == 2);
+        let mut tracks = framelog_media::parse_tracks(&fragment.record.tracks_body, 0).expect("tracks");
+        tracks.retain(|t| t.number == 2);
+        fragment.record.tracks_body = tracks_body(&tracks);
+        let done = in_process(1).fragment(&fragment, Duration::ZERO, Duration::from_secs(1)).expect("answered");
+        assert_eq!(done, fragment);
+    }
+
+    #[test]
+    fn live_transcodes_beyond_the_slots_are_refused_until_one_ends() {
+        let pool = in_process(1);
+        let (config, _) = encoded_bars(Codec::Hevc, 1, 10);
+        let (sender, outputs) = channel();
+        let on_output: OnOutput = Box::new(move |output| drop(sender.send(output)));
+        let mut first = pool.live(Codec::Hevc, &config, 0, on_output).expect("a slot");
+        let refused = pool.live(Codec::Hevc, &config, 0, Box::new(|_| {}));
+        assert!(matches!(refused, Err(ImagingError::Busy)), "{refused:?}");
+        first.end_input();
+        assert_eq!(outputs.recv_timeout(Duration::from_secs(10)), Ok(FromWorker::Finished));
+        // The slot comes back once the transcode's thread has ended.
+        let mut again = Err(ImagingError::Busy);
+        for _ in 0..100 {
+            again = pool.live(Codec::Hevc, &config, 0, Box::new(|_| {}));
+            if again.is_ok() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(again.is_ok(), "{again:?}");
+    }
+
+    #[test]
+    fn a_worker_that_crashes_fails_its_transcode() {
+        let command = WorkerCommand {
+            program: "/bin/sh".into(),
+            args: vec!["-c".into(), "head -c 4 >/dev/null; kill -SEGV $$".into()],
+            job_deadline: Duration::from_secs(5),
+        };
+        let pool = TranscodePool::new(1, Isolation::Process(command)).expect("pool");
+        let (sender, outputs) = channel();
+        let _live = pool.live(Codec::Hevc, &[1], 0, Box::new(move |output| drop(sender.send(output)))).expect("starts");
+        match outputs.recv_timeout(Duration::from_secs(10)) {
+            Ok(FromWorker::Failed(ImagingError::WorkerFailed(why))) => assert!(why.contains("signal"), "{why}"),
+            other => panic!("expected the worker's failure, got {other:?}"),
+        }
+    }
+}
