@@ -41,6 +41,28 @@ pub struct Config {
     pub kds: KdsConfig,
     /// WebRTC (WHEP) egress (`[webrtc]`).
     pub webrtc: WebRtcConfig,
+    /// H.265 to H.264 for browsers (`[transcode]`).
+    pub transcode: TranscodeConfig,
+}
+
+/// The `[transcode]` table (docs/playback.md "H.265 cameras in Chromium").
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranscodeConfig {
+    /// Transcodes running at once (live viewers and stored fragments together). A 1080p30 live
+    /// transcode takes most of a core (docs/benchmarks.md); more get ClientLimitExceededException.
+    #[serde(default = "default_max_transcodes")]
+    pub max_concurrent: usize,
+}
+
+fn default_max_transcodes() -> usize {
+    std::thread::available_parallelism().map_or(2, usize::from)
+}
+
+impl Default for TranscodeConfig {
+    fn default() -> Self {
+        TranscodeConfig { max_concurrent: default_max_transcodes() }
+    }
 }
 
 /// The `[webrtc]` table (docs/playback.md "WebRTC (WHEP)").
@@ -162,6 +184,7 @@ impl Default for Config {
             cluster: None,
             kds: KdsConfig::default(),
             webrtc: WebRtcConfig::default(),
+            transcode: TranscodeConfig::default(),
         }
     }
 }
@@ -190,6 +213,7 @@ pub struct FileConfig {
     pub objects: Option<ObjectsFile>,
     pub kds: Option<KdsConfig>,
     pub webrtc: Option<WebRtcConfig>,
+    pub transcode: Option<TranscodeConfig>,
 }
 
 /// The `[engine]` table.
@@ -297,6 +321,9 @@ impl Config {
         }
         if let Some(webrtc) = file.webrtc {
             self.webrtc = webrtc;
+        }
+        if let Some(transcode) = file.transcode {
+            self.transcode = transcode;
         }
         if let Some(engine) = file.engine {
             self.segment_min_bytes = engine.segment_min_bytes.unwrap_or(self.segment_min_bytes);

@@ -61,6 +61,13 @@ enum Command {
         #[arg(long)]
         memory_limit_mib: u64,
     },
+    /// Transcode one H.265 stream to H.264 for the server that started this process (frames on
+    /// stdin and stdout).
+    #[command(hide = true)]
+    TranscodeWorker {
+        #[arg(long)]
+        memory_limit_mib: u64,
+    },
     /// Manage the access keys of a credentials file.
     Keys {
         #[command(subcommand)]
@@ -108,6 +115,11 @@ fn main() -> anyhow::Result<()> {
             let limits =
                 framelog_imaging::WorkerLimits { memory_limit_bytes: memory_limit_mib.saturating_mul(1 << 20) };
             Ok(framelog_imaging::serve_decode_worker(limits)?)
+        }
+        Command::TranscodeWorker { memory_limit_mib } => {
+            let limits =
+                framelog_imaging::WorkerLimits { memory_limit_bytes: memory_limit_mib.saturating_mul(1 << 20) };
+            Ok(framelog_imaging::serve_transcode_worker(limits)?)
         }
     }
 }

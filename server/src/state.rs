@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::FromRef;
-use framelog_imaging::{DecodePool, Isolation, WorkerCommand};
+use framelog_imaging::{DecodePool, Isolation, TranscodePool, WorkerCommand};
 use framelog_store::{Engine, EngineOptions, MasterKey, SystemClock};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -92,6 +92,7 @@ impl AppState {
             edges: Arc::default(),
             ll_views: Arc::default(),
             whep: Arc::new(whep_sessions(config, address)),
+            transcoding: Arc::new(kvs::playback::transcoded::Transcoding::new(transcode_pool(config)?)),
         };
         let images = decode_pool(&config.images)?;
         let (changes, consumer_changes) = tokio::sync::mpsc::unbounded_channel();
@@ -163,6 +164,24 @@ fn destination_policy(config: &Config) -> Result<consumers::DestinationPolicy, S
     };
     policy.validate().map_err(ServerError::Config)?;
     Ok(policy)
+}
+
+/// Transcodes run in worker processes of their own, as decoding for images does.
+fn transcode_pool(config: &Config) -> Result<TranscodePool, ServerError> {
+    let settings = &config.images;
+    let isolation = match &settings.decoder_program {
+        Some(program) => Isolation::Process(WorkerCommand {
+            program: program.clone(),
+            args: vec![
+                "transcode-worker".into(),
+                "--memory-limit-mib".into(),
+                settings.decoder_memory_limit_mib.to_string().into(),
+            ],
+            job_deadline: DECODE_JOB_DEADLINE,
+        }),
+        None => Isolation::InProcess,
+    };
+    Ok(TranscodePool::new(config.transcode.max_concurrent, isolation)?)
 }
 
 /// One decode worker per core; a queue of four jobs per worker bounds what a burst of GetImages

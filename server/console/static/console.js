@@ -414,8 +414,16 @@ async function loadEvents() {
   }
 }
 
+// Chromium cannot decode H.265: its sessions ask for H.264 (our extension), which the server
+// makes from an H.265 camera's video and leaves an H.264 camera's alone.
+function needsH264() {
+  const hevc = 'video/mp4; codecs="hvc1.1.6.L93.B0"';
+  return !(window.MediaSource && MediaSource.isTypeSupported(hevc));
+}
+
 async function sessionUrl(mode, fromMs, toMs) {
   const body = { StreamName: state.stream, PlaybackMode: mode, DisplayFragmentTimestamp: "ALWAYS" };
+  if (needsH264()) body.VideoCodec = "H264";
   // Live is Low-Latency HLS (our extension): parts of the fragment still arriving, about a
   // second behind the camera instead of ten.
   if (mode === "LIVE") body.LowLatency = true;
@@ -450,14 +458,16 @@ function stopPlayer() {
 }
 
 // Live over WebRTC (WHEP): "playing" once the video plays; "fallback" when the server declines
-// the offer or no picture comes within WHEP_START_MS (an H.265 camera, UDP blocked), so live
+// the offer or no picture comes within WHEP_START_MS (UDP blocked, no transcode slot free), so live
 // falls back to LL-HLS; "cancelled" when the user did something else meanwhile (the page is
 // theirs, not this attempt's).
 async function playWhep() {
   stopPlayer();
   const attempt = state.attempt;
   const current = () => attempt === state.attempt;
-  const url = (await api("/getWHEPSessionURL", { StreamName: state.stream, Expires: 43200 })).WHEPSessionURL;
+  // WebRTC here carries H.264 only: an H.265 camera's video is transcoded for it.
+  const request = { StreamName: state.stream, Expires: 43200, VideoCodec: "H264" };
+  const url = (await api("/getWHEPSessionURL", request)).WHEPSessionURL;
   if (!current()) return "cancelled";
   const video = $("player");
   const pc = new RTCPeerConnection();

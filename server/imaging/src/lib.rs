@@ -19,8 +19,8 @@ mod isolated;
 mod job;
 mod pool;
 pub mod protocol;
-#[cfg(test)]
-mod test_media;
+#[cfg(any(test, feature = "test-media"))]
+pub mod test_media;
 mod transcode;
 mod transcode_pool;
 pub mod transcode_protocol;
@@ -31,11 +31,13 @@ pub use decode::{DecodedFrame, EncodedFrame, FrameRequest, Pixels, decode_frames
 pub use encode::{ImageFormat, encode_image, output_size};
 pub use error::ImagingError;
 pub use fragment::{Picture, fragment_request, pictures};
-pub use fragment_transcode::{StoredFragment, hevc_track, replace_track, track_frames};
+pub use fragment_transcode::{
+    StoredFragment, h264_tracks_body, hevc_track, refers_to_previous, replace_track, track_frames,
+};
 pub use isolated::WorkerCommand;
 pub use job::{PictureJob, Pictures};
 pub use pool::{DecodePool, Isolation};
-pub use transcode::{Pulled, TranscodedFrame, Transcoder};
+pub use transcode::{Pulled, TranscodeStart, TranscodedFrame, Transcoder};
 pub use transcode_pool::{OnOutput, Transcode, TranscodePool};
 pub use transcode_protocol::FromWorker;
 pub use transcode_worker::serve_transcode_worker;

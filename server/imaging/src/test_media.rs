@@ -7,9 +7,11 @@ use gstreamer_app::AppSink;
 
 use crate::decode::EncodedFrame;
 
-/// `frames` of GStreamer's SMPTE colour bars at 320x240 and 10 fps, encoded by x264 (`Avc`) or
-/// x265 (`Hevc`) with a key frame every `key_every` frames and no B-frames: the codec
-/// configuration record and the access units in decode order, the first at 5,000 ms.
+/// `frames` of GStreamer's SMPTE colour bars at 320x240 and 10 fps, encoded by x264 (`Avc`, no
+/// B-frames) or x265 (`Hevc`, with B-frames and open GOPs, as cameras' H.265 often has: with
+/// `key_every` 10, the frame before each later key frame is decoded after it) with a key frame
+/// every `key_every` frames: the codec configuration record and the access units in decode order,
+/// the first key frame at 5,000 ms.
 pub fn encoded_bars(codec: Codec, frames: u32, key_every: u32) -> (Vec<u8>, Vec<EncodedFrame>) {
     gst::init().expect("gstreamer");
     let encoder = match codec {
@@ -17,7 +19,7 @@ pub fn encoded_bars(codec: Codec, frames: u32, key_every: u32) -> (Vec<u8>, Vec<
             "x264enc key-int-max={key_every} bframes=0 tune=zerolatency ! h264parse ! video/x-h264,stream-format=avc,alignment=au"
         ),
         Codec::Hevc => format!(
-            "x265enc key-int-max={key_every} tune=zerolatency option-string=bframes=0 ! h265parse \
+            "x265enc key-int-max={key_every} option-string=bframes=3:b-adapt=0:scenecut=0 ! h265parse \
              ! video/x-h265,stream-format=hvc1,alignment=au"
         ),
         Codec::Aac => panic!("no pictures in audio"),

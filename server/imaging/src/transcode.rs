@@ -72,10 +72,24 @@ impl std::fmt::Debug for Transcoder {
     }
 }
 
+/// What a transcode takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TranscodeStart {
+    pub codec: Codec,
+    /// The hvcC record.
+    pub config: Vec<u8>,
+    /// The earliest presentation time of any frame (earlier ones are refused).
+    pub base_ms: i64,
+    /// Only pictures presented at these times are encoded; the other frames only prime the
+    /// decoder (the previous fragment, for pictures that refer back into it). None keeps all.
+    pub keep_ms: Option<Vec<i64>>,
+}
+
 impl Transcoder {
-    /// Starts a transcode of H.265 described by `config` (its hvcC record); `base_ms` is the
-    /// presentation time of the first frame (earlier times are refused).
-    pub fn start(codec: Codec, config: &[u8], base_ms: i64) -> Result<Transcoder, ImagingError> {
+    /// Starts a transcode of `start.codec` (only H.265 is transcoded).
+    pub fn start(start: &TranscodeStart) -> Result<Transcoder, ImagingError> {
+        let TranscodeStart { codec, config, base_ms, keep_ms } = start;
+        let (codec, base_ms) = (*codec, *base_ms);
         if codec != Codec::Hevc {
             return Err(ImagingError::Decode("only H.265 is transcoded".into()));
         }
@@ -107,7 +121,8 @@ impl Transcoder {
             .and_then(|e| e.downcast::<AppSink>().ok())
             .ok_or_else(|| unavailable("appsink missing".into()))?;
         let key_times = KeyTimes::default();
-        force_key_frames(&pipeline, key_times.clone())
+        let keep = keep_ms.as_ref().map(|times| times.iter().filter_map(|&ms| timeline_time(ms, base_ms)).collect());
+        force_key_frames(&pipeline, key_times.clone(), keep)
             .ok_or_else(|| unavailable("decoder or encoder pad missing".into()))?;
         source.set_caps(Some(&caps));
         // A bounded input queue: a caller pushing faster than x264 encodes waits, it does not
@@ -120,9 +135,8 @@ impl Transcoder {
 
     /// Hands one H.265 access unit (length-prefixed NAL units) to the decoder.
     pub fn push(&self, frame: EncodedFrame) -> Result<(), ImagingError> {
-        let offset_ms = u64::try_from(frame.pts_ms - self.base_ms)
-            .map_err(|_| ImagingError::Decode("a frame before the transcode's first".into()))?;
-        let pts = TIMELINE_START + gst::ClockTime::from_mseconds(offset_ms);
+        let pts = timeline_time(frame.pts_ms, self.base_ms)
+            .ok_or_else(|| ImagingError::Decode("a frame before the transcode's first".into()))?;
         if frame.keyframe {
             self.key_times.lock().unwrap_or_else(|e| e.into_inner()).insert(pts);
         }
@@ -191,16 +205,30 @@ impl Transcoder {
     }
 }
 
-/// Makes the encoder start a key frame (with its parameter sets) at each decoded picture whose
-/// input was one. A force-key-unit event sent with the input does not survive the decoder, so it
-/// is sent to the encoder as the picture leaves the decoder, ahead of the picture itself.
-fn force_key_frames(pipeline: &gst::Pipeline, key_times: KeyTimes) -> Option<()> {
+/// A presentation time on the pipeline's timeline.
+fn timeline_time(pts_ms: i64, base_ms: i64) -> Option<gst::ClockTime> {
+    let offset_ms = u64::try_from(pts_ms.checked_sub(base_ms)?).ok()?;
+    Some(TIMELINE_START + gst::ClockTime::from_mseconds(offset_ms))
+}
+
+/// As pictures leave the decoder: drops those not kept (`keep`, when set), and makes the encoder
+/// start a key frame (with its parameter sets) at each kept picture whose input was one. A
+/// force-key-unit event sent with the input does not survive the decoder, so it is sent to the
+/// encoder here, ahead of the picture itself.
+fn force_key_frames(
+    pipeline: &gst::Pipeline,
+    key_times: KeyTimes,
+    keep: Option<BTreeSet<gst::ClockTime>>,
+) -> Option<()> {
     let decoded = pipeline.by_name("decoder")?.static_pad("src")?;
     let encoder_input = pipeline.by_name("encoder")?.static_pad("sink")?;
     decoded.add_probe(gst::PadProbeType::BUFFER, move |_, info| {
         let Some(gst::PadProbeData::Buffer(buffer)) = &info.data else { return gst::PadProbeReturn::Ok };
         let Some(pts) = buffer.pts() else { return gst::PadProbeReturn::Ok };
         let is_key = key_times.lock().unwrap_or_else(|e| e.into_inner()).remove(&pts);
+        if keep.as_ref().is_some_and(|keep| !keep.contains(&pts)) {
+            return gst::PadProbeReturn::Drop;
+        }
         if is_key {
             let force = gstreamer_video::DownstreamForceKeyUnitEvent::builder()
                 .timestamp(pts)
@@ -229,7 +257,9 @@ mod tests {
 
     /// Everything a transcode of `frames` makes, in order.
     fn transcode_all(config: &[u8], frames: Vec<EncodedFrame>) -> Vec<TranscodedFrame> {
-        let transcoder = Transcoder::start(Codec::Hevc, config, frames[0].pts_ms).expect("starts");
+        let base_ms = frames.iter().map(|f| f.pts_ms).min().expect("frames");
+        let start = TranscodeStart { codec: Codec::Hevc, config: config.to_vec(), base_ms, keep_ms: None };
+        let transcoder = Transcoder::start(&start).expect("starts");
         for frame in frames {
             transcoder.push(frame).expect("pushed");
         }
@@ -249,8 +279,11 @@ mod tests {
         let (config, frames) = encoded_bars(Codec::Hevc, 20, 10);
         let keys_in: Vec<i64> = frames.iter().filter(|f| f.keyframe).map(|f| f.pts_ms).collect();
         assert_eq!(keys_in, [5_000, 6_000], "the source has two key frames");
-        let times_in: Vec<i64> = frames.iter().map(|f| f.pts_ms).collect();
+        let mut times_in: Vec<i64> = frames.iter().map(|f| f.pts_ms).collect();
+        assert!(times_in.windows(2).any(|w| w[1] < w[0]), "the source has B-frames");
         let out = transcode_all(&config, frames);
+        // Every frame, in presentation order: with no B-frames that is the H.264 decode order.
+        times_in.sort_unstable();
         assert_eq!(out.iter().map(|f| f.pts_ms).collect::<Vec<_>>(), times_in);
         assert_eq!(out.iter().filter(|f| f.keyframe).map(|f| f.pts_ms).collect::<Vec<_>>(), keys_in);
         let avc_config = out[0].avc_config.clone().expect("the first frame carries the avcC record");
@@ -284,7 +317,8 @@ mod tests {
         for frame in &mut frames {
             frame.data = vec![0, 0, 0, 4, 0xFF, 0xFF, 0xFF, 0xFF];
         }
-        let transcoder = Transcoder::start(Codec::Hevc, &config, 5_000).expect("starts");
+        let start = TranscodeStart { codec: Codec::Hevc, config, base_ms: 5_000, keep_ms: None };
+        let transcoder = Transcoder::start(&start).expect("starts");
         let pushed: Result<(), ImagingError> = frames.into_iter().try_for_each(|f| transcoder.push(f));
         let finished = pushed.and_then(|()| transcoder.finish());
         let mut outcome = finished.map(|()| Pulled::Waiting);
@@ -303,6 +337,7 @@ mod tests {
 
     #[test]
     fn only_h265_is_transcoded() {
-        assert!(matches!(Transcoder::start(Codec::Avc, &[1, 2, 3], 0), Err(ImagingError::Decode(_))));
+        let start = TranscodeStart { codec: Codec::Avc, config: vec![1, 2, 3], base_ms: 0, keep_ms: None };
+        assert!(matches!(Transcoder::start(&start), Err(ImagingError::Decode(_))));
     }
 }

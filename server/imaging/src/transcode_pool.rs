@@ -14,11 +14,13 @@ use framelog_media::package::Codec;
 
 use crate::decode::EncodedFrame;
 use crate::error::ImagingError;
-use crate::fragment_transcode::{StoredFragment, hevc_track, replace_track, track_frames};
+use crate::fragment_transcode::{
+    StoredFragment, has_leading_pictures, hevc_track, replace_track, same_track, track_frames,
+};
 use crate::isolated::WorkerCommand;
 use crate::pool::Isolation;
 use crate::protocol::{read_message, write_message};
-use crate::transcode::{Pulled, TranscodedFrame, Transcoder};
+use crate::transcode::{Pulled, TranscodeStart, TranscodedFrame, Transcoder};
 use crate::transcode_protocol::{FromWorker, ToWorker, decode_from_worker, encode_to_worker};
 
 /// Input frames a live transcode holds before it refuses more (about two seconds at 30 fps).
@@ -53,38 +55,45 @@ impl TranscodePool {
         self.slots.used()
     }
 
-    /// Starts a transcode of a live stream whose first frame presents at `base_ms`. Its frames
-    /// (then `Finished` or `Failed`) go to `on_output` on a thread of its own. Busy when every
-    /// slot is taken.
-    pub fn live(
-        &self,
-        codec: Codec,
-        config: &[u8],
-        base_ms: i64,
-        on_output: OnOutput,
-    ) -> Result<Transcode, ImagingError> {
+    /// Starts a live transcode. Its frames (then `Finished` or `Failed`) go to `on_output` on a
+    /// thread of its own. Busy when every slot is taken.
+    pub fn live(&self, start: TranscodeStart, on_output: OnOutput) -> Result<Transcode, ImagingError> {
         let slot = self.slots.try_take().ok_or(ImagingError::Busy)?;
-        Transcode::start(&self.isolation, slot, codec, config, base_ms, on_output)
+        Transcode::start(&self.isolation, slot, start, on_output)
     }
 
-    /// `fragment` with its H.265 track as H.264 (unchanged when it has none). Blocking: waits up
-    /// to `slot_wait` for a slot and `deadline` for the transcode.
+    /// `fragment` with its H.265 track as H.264 (unchanged when it has none). `previous`, the
+    /// fragment before it, primes the decoder when this one has pictures that refer back into it
+    /// (the leading pictures of an open GOP, presented before its key frame): without it they
+    /// cannot be decoded and are left out. Blocking: waits up to `slot_wait` for a slot and
+    /// `deadline` for the transcode.
     pub fn fragment(
         &self,
         fragment: &StoredFragment,
+        previous: Option<&StoredFragment>,
         slot_wait: Duration,
         deadline: Duration,
     ) -> Result<StoredFragment, ImagingError> {
-        let Some(track) = hevc_track(&fragment.record) else { return Ok(fragment.clone()) };
+        let Some(track) = hevc_track(&fragment.record.tracks_body) else { return Ok(fragment.clone()) };
         let frames = track_frames(fragment, track.number);
-        let Some(base_ms) = frames.iter().map(|f| f.pts_ms).min() else { return Ok(fragment.clone()) };
+        let keep_ms: Vec<i64> = frames.iter().map(|f| f.pts_ms).collect();
+        let lead_in = match previous {
+            Some(previous) if has_leading_pictures(&frames) && same_track(previous, track.number, &track.config) => {
+                track_frames(previous, track.number)
+            }
+            _ => Vec::new(),
+        };
+        let input: Vec<EncodedFrame> = lead_in.into_iter().chain(frames).collect();
+        let Some(base_ms) = input.iter().map(|f| f.pts_ms).min() else { return Ok(fragment.clone()) };
         let slot = self.slots.take(slot_wait).ok_or(ImagingError::Busy)?;
         let (sender, outputs) = channel();
         let on_output: OnOutput = Box::new(move |output| drop(sender.send(output)));
-        let mut transcode = Transcode::start(&self.isolation, slot, Codec::Hevc, &track.config, base_ms, on_output)?;
-        let input_frames = frames.len();
+        let start =
+            TranscodeStart { codec: Codec::Hevc, config: track.config.clone(), base_ms, keep_ms: Some(keep_ms) };
+        let mut transcode = Transcode::start(&self.isolation, slot, start, on_output)?;
+        let input_frames = input.len();
         let deadline = Instant::now() + deadline;
-        let fed = frames.into_iter().try_for_each(|frame| transcode.push_waiting(frame));
+        let fed = input.into_iter().try_for_each(|frame| transcode.push_waiting(frame));
         transcode.end_input();
         let collected = fed.and_then(|()| collect(&outputs, input_frames, deadline));
         if collected.is_err() {
@@ -144,21 +153,18 @@ impl Transcode {
     fn start(
         isolation: &Isolation,
         slot: Slot,
-        codec: Codec,
-        config: &[u8],
-        base_ms: i64,
+        start: TranscodeStart,
         on_output: OnOutput,
     ) -> Result<Transcode, ImagingError> {
         let (input, frames) = sync_channel(LIVE_INPUT_FRAMES);
         let process = match isolation {
             Isolation::InProcess => {
-                let transcoder = Arc::new(Transcoder::start(codec, config, base_ms)?);
+                let transcoder = Arc::new(Transcoder::start(&start)?);
                 run_in_process(transcoder, frames, slot, on_output);
                 None
             }
             Isolation::Process(command) => {
-                let start = ToWorker::Start { codec, config: config.to_vec(), base_ms };
-                Some(run_in_worker(command, &start, frames, slot, on_output)?)
+                Some(run_in_worker(command, &ToWorker::Start(start), frames, slot, on_output)?)
             }
         };
         Ok(Transcode { input: Some(input), process })
@@ -211,15 +217,18 @@ fn run_in_process(transcoder: Arc<Transcoder>, frames: Receiver<EncodedFrame>, s
         let _ = feeder.finish();
     });
     std::thread::spawn(move || {
-        let _slot = slot;
-        loop {
+        let last = loop {
             match transcoder.pull(PULL_WAIT) {
                 Ok(Pulled::Frame(frame)) => on_output(FromWorker::Frame(frame)),
                 Ok(Pulled::Waiting) => {}
-                Ok(Pulled::Finished) => return on_output(FromWorker::Finished),
-                Err(error) => return on_output(FromWorker::Failed(error)),
+                Ok(Pulled::Finished) => break FromWorker::Finished,
+                Err(error) => break FromWorker::Failed(error),
             }
-        }
+        };
+        // The slot is free before the owner hears the end, so it can start another at once.
+        drop(transcoder);
+        drop(slot);
+        on_output(last);
     });
 }
 
@@ -251,7 +260,6 @@ fn run_in_worker(
     let pid = child.id();
     std::thread::spawn(move || feed_worker(stdin, frames));
     std::thread::spawn(move || {
-        let _slot = slot;
         let mut stdout = BufReader::new(stdout);
         let last = loop {
             match read_message(&mut stdout).map(|m| m.map(|m| decode_from_worker(&m))) {
@@ -263,6 +271,7 @@ fn run_in_worker(
         };
         let _ = child.kill();
         let _ = child.wait();
+        drop(slot);
         on_output(last);
     });
     Ok(pid)
@@ -345,18 +354,26 @@ mod tests {
 
     use super::*;
     use crate::decode::{FrameRequest, Pixels, decode_frames};
+    use crate::fragment_transcode::refers_to_previous;
     use crate::test_media::{encoded_bars, shows_colour_bars};
+    use framelog_media::package::frame_time_ms;
 
     /// A stored fragment of 20 H.265 frames (two key frames) on track 1 with an audio frame on
     /// track 2 between every video frame.
     fn hevc_fragment() -> StoredFragment {
         let (config, frames) = encoded_bars(Codec::Hevc, 20, 10);
+        stored_fragment(&config, &frames)
+    }
+
+    /// `frames` (decode order, the first a key frame) as a stored fragment on track 1, with an
+    /// audio frame on track 2 after each.
+    fn stored_fragment(config: &[u8], frames: &[EncodedFrame]) -> StoredFragment {
         let video = Track {
             number: 1,
             uid: 1,
             track_type: 1,
             codec_id: "V_MPEGH/ISO/HEVC".into(),
-            codec_private: config,
+            codec_private: config.to_vec(),
             pixel_width: Some(320),
             pixel_height: Some(240),
             ..Track::default()
@@ -371,16 +388,18 @@ mod tests {
             channels: Some(2),
             ..Track::default()
         };
+        let start_ms = frames[0].pts_ms;
         let mut payload = Vec::new();
         let mut stored = Vec::new();
         for (index, frame) in frames.iter().enumerate() {
-            let relative = (frame.pts_ms - 5_000) as i16;
+            let relative = (frame.pts_ms - start_ms) as i16;
             let start = payload.len();
             payload.extend_from_slice(&frame.data);
+            let keyframe = frame.keyframe;
             stored.push(Frame {
                 track: 1,
                 relative_timecode: relative,
-                keyframe: frame.keyframe,
+                keyframe,
                 lacing: 0,
                 data: start..payload.len(),
             });
@@ -397,14 +416,48 @@ mod tests {
         let record = FragmentRecord {
             timecode: 0,
             timecode_scale_ns: 1_000_000,
-            producer_ts_ms: 5_000,
-            server_ts_ms: 5_100,
-            duration_ms: 2_000,
+            producer_ts_ms: start_ms as u64,
+            server_ts_ms: start_ms as u64 + 100,
+            duration_ms: 1_000,
             tracks_body: tracks_body(&[video, audio]),
             tags: Vec::new(),
             frames: stored,
         };
         StoredFragment { record, payload }
+    }
+
+    #[test]
+    fn an_open_gop_fragment_keeps_its_leading_pictures_with_the_fragment_before() {
+        let (config, frames) = encoded_bars(Codec::Hevc, 20, 10);
+        let second_key = frames.iter().rposition(|f| f.keyframe).expect("two key frames");
+        let (first, second) =
+            (stored_fragment(&config, &frames[..second_key]), stored_fragment(&config, &frames[second_key..]));
+        assert!(refers_to_previous(&second) && !refers_to_previous(&first), "x265's GOPs are open");
+        let mut wanted: Vec<i64> = frames[second_key..].iter().map(|f| f.pts_ms).collect();
+        wanted.sort_unstable();
+        let times = |f: &StoredFragment| -> Vec<i64> {
+            f.record.frames.iter().filter(|fr| fr.track == 1).map(|fr| frame_time_ms(&f.record, fr)).collect()
+        };
+        let pool = in_process(1);
+        let wait = (Duration::from_secs(1), Duration::from_secs(30));
+        let alone = pool.fragment(&second, None, wait.0, wait.1).expect("transcodes");
+        assert!(times(&alone).len() < wanted.len(), "leading pictures cannot be decoded alone");
+        let primed = pool.fragment(&second, Some(&first), wait.0, wait.1).expect("transcodes");
+        assert_eq!(times(&primed), wanted, "every picture of the fragment, none of the one before");
+        // It starts where its first picture is shown, before the key frame it was cut at.
+        assert_eq!(primed.record.producer_ts_ms as i64, wanted[0]);
+        assert!(primed.record.producer_ts_ms < second.record.producer_ts_ms);
+        let keys: Vec<bool> = primed.record.frames.iter().filter(|fr| fr.track == 1).map(|fr| fr.keyframe).collect();
+        assert!(keys[0], "the transcoded fragment starts with a key frame");
+        // One rendition: every fragment's H.264 has the same parameter sets (no new init segment,
+        // no discontinuity, between fragments).
+        let first_done = pool.fragment(&first, None, wait.0, wait.1).expect("transcodes");
+        let config = |f: &StoredFragment| packaged_tracks(&f.record).expect("tracks")[0].config.clone();
+        assert_eq!(config(&first_done), config(&primed));
+    }
+
+    fn start(config: &[u8]) -> TranscodeStart {
+        TranscodeStart { codec: Codec::Hevc, config: config.to_vec(), base_ms: 0, keep_ms: None }
     }
 
     fn in_process(slots: usize) -> TranscodePool {
@@ -415,15 +468,24 @@ mod tests {
     fn a_stored_fragment_comes_back_as_h264_with_its_audio_and_times() {
         let original = hevc_fragment();
         let pool = in_process(1);
-        let done = pool.fragment(&original, Duration::from_secs(1), Duration::from_secs(30)).expect("transcodes");
+        let done = pool.fragment(&original, None, Duration::from_secs(1), Duration::from_secs(30)).expect("transcodes");
         let tracks = packaged_tracks(&done.record).expect("tracks");
         let codecs: Vec<Codec> = tracks.iter().map(|t| t.codec).collect();
         assert_eq!(codecs, [Codec::Avc, Codec::Aac]);
-        assert!(hevc_track(&done.record).is_none());
-        let shape = |f: &StoredFragment| -> Vec<(u64, i16, bool)> {
-            f.record.frames.iter().map(|fr| (fr.track, fr.relative_timecode, fr.keyframe)).collect()
+        assert!(hevc_track(&done.record.tracks_body).is_none());
+        let shape = |f: &StoredFragment, track: u64| -> Vec<(i16, bool)> {
+            f.record
+                .frames
+                .iter()
+                .filter(|fr| fr.track == track)
+                .map(|fr| (fr.relative_timecode, fr.keyframe))
+                .collect()
         };
-        assert_eq!(shape(&done), shape(&original), "same frames, times and key frames");
+        assert_eq!(shape(&done, 2), shape(&original, 2), "the audio frames are as they were");
+        // The video's B-frames are gone: the same times and key frames, in presentation order.
+        let mut video_in = shape(&original, 1);
+        video_in.sort_unstable();
+        assert_eq!(shape(&done, 1), video_in);
         let audio = |f: &StoredFragment| -> Vec<Vec<u8>> {
             f.record.frames.iter().filter(|fr| fr.track == 2).map(|fr| f.payload[fr.data.clone()].to_vec()).collect()
         };
@@ -451,7 +513,7 @@ mod tests {
         let mut tracks = framelog_media::parse_tracks(&fragment.record.tracks_body, 0).expect("tracks");
         tracks.retain(|t| t.number == 2);
         fragment.record.tracks_body = tracks_body(&tracks);
-        let done = in_process(1).fragment(&fragment, Duration::ZERO, Duration::from_secs(1)).expect("answered");
+        let done = in_process(1).fragment(&fragment, None, Duration::ZERO, Duration::from_secs(1)).expect("answered");
         assert_eq!(done, fragment);
     }
 
@@ -461,15 +523,15 @@ mod tests {
         let (config, _) = encoded_bars(Codec::Hevc, 1, 10);
         let (sender, outputs) = channel();
         let on_output: OnOutput = Box::new(move |output| drop(sender.send(output)));
-        let mut first = pool.live(Codec::Hevc, &config, 0, on_output).expect("a slot");
-        let refused = pool.live(Codec::Hevc, &config, 0, Box::new(|_| {}));
+        let mut first = pool.live(start(&config), on_output).expect("a slot");
+        let refused = pool.live(start(&config), Box::new(|_| {}));
         assert!(matches!(refused, Err(ImagingError::Busy)), "{refused:?}");
         first.end_input();
         assert_eq!(outputs.recv_timeout(Duration::from_secs(10)), Ok(FromWorker::Finished));
         // The slot comes back once the transcode's thread has ended.
         let mut again = Err(ImagingError::Busy);
         for _ in 0..100 {
-            again = pool.live(Codec::Hevc, &config, 0, Box::new(|_| {}));
+            again = pool.live(start(&config), Box::new(|_| {}));
             if again.is_ok() {
                 break;
             }
@@ -487,7 +549,7 @@ mod tests {
         };
         let pool = TranscodePool::new(1, Isolation::Process(command)).expect("pool");
         let (sender, outputs) = channel();
-        let _live = pool.live(Codec::Hevc, &[1], 0, Box::new(move |output| drop(sender.send(output)))).expect("starts");
+        let _live = pool.live(start(&[1]), Box::new(move |output| drop(sender.send(output)))).expect("starts");
         match outputs.recv_timeout(Duration::from_secs(10)) {
             Ok(FromWorker::Failed(ImagingError::WorkerFailed(why))) => assert!(why.contains("signal"), "{why}"),
             other => panic!("expected the worker's failure, got {other:?}"),

@@ -8,17 +8,12 @@ use framelog_media::package::Codec;
 use crate::decode::EncodedFrame;
 use crate::error::ImagingError;
 use crate::protocol::{Reader, Writer, malformed, read_error, write_error};
-use crate::transcode::TranscodedFrame;
+use crate::transcode::{TranscodeStart, TranscodedFrame};
 
 /// What the server tells the worker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ToWorker {
-    /// The input's codec, its configuration record and the first frame's time.
-    Start {
-        codec: Codec,
-        config: Vec<u8>,
-        base_ms: i64,
-    },
+    Start(TranscodeStart),
     Frame(EncodedFrame),
 }
 
@@ -34,7 +29,7 @@ pub enum FromWorker {
 pub fn encode_to_worker(message: &ToWorker) -> Vec<u8> {
     let mut out = Writer::default();
     match message {
-        ToWorker::Start { codec, config, base_ms } => {
+        ToWorker::Start(TranscodeStart { codec, config, base_ms, keep_ms }) => {
             out.u8(0);
             out.u8(match codec {
                 Codec::Avc => 0,
@@ -43,6 +38,10 @@ pub fn encode_to_worker(message: &ToWorker) -> Vec<u8> {
             });
             out.bytes(config);
             out.i64(*base_ms);
+            out.option(keep_ms.as_ref(), |out, times| {
+                out.u32(times.len() as u32);
+                times.iter().for_each(|&ms| out.i64(ms));
+            });
         }
         ToWorker::Frame(frame) => {
             out.u8(1);
@@ -65,7 +64,9 @@ pub fn decode_to_worker(message: &[u8]) -> Result<ToWorker, ImagingError> {
                 other => return Err(malformed(&format!("codec {other}"))),
             };
             let config = input.bytes()?.to_vec();
-            ToWorker::Start { codec, config, base_ms: input.i64()? }
+            let base_ms = input.i64()?;
+            let keep_ms = input.option(|input| (0..input.u32()?).map(|_| input.i64()).collect())?;
+            ToWorker::Start(TranscodeStart { codec, config, base_ms, keep_ms })
         }
         1 => {
             let pts_ms = input.i64()?;
@@ -136,7 +137,13 @@ mod tests {
             assert_eq!(decode_from_worker(&encode_from_worker(&message)), Ok(message));
         }
         let to_worker = [
-            ToWorker::Start { codec: Codec::Hevc, config: vec![1; 30], base_ms: 1_700_000_000_000 },
+            ToWorker::Start(TranscodeStart {
+                codec: Codec::Hevc,
+                config: vec![1; 30],
+                base_ms: 1_700_000_000_000,
+                keep_ms: Some(vec![1_700_000_000_000, 1_700_000_000_033]),
+            }),
+            ToWorker::Start(TranscodeStart { codec: Codec::Hevc, config: vec![2], base_ms: -5, keep_ms: None }),
             ToWorker::Frame(EncodedFrame { pts_ms: 5, keyframe: false, data: vec![9; 3] }),
         ];
         for message in to_worker {
@@ -152,7 +159,12 @@ mod tests {
                 assert!(decode_from_worker(&bytes[..cut]).is_err(), "{message:?} cut at {cut}");
             }
         }
-        let start = encode_to_worker(&ToWorker::Start { codec: Codec::Hevc, config: vec![1; 4], base_ms: 0 });
+        let start = encode_to_worker(&ToWorker::Start(TranscodeStart {
+            codec: Codec::Hevc,
+            config: vec![1; 4],
+            base_ms: 0,
+            keep_ms: Some(vec![3]),
+        }));
         for cut in 0..start.len() {
             assert!(decode_to_worker(&start[..cut]).is_err(), "cut at {cut}");
         }

@@ -37,10 +37,10 @@ fn transcode_stdin(output: &mut impl Write) -> Result<(), ImagingError> {
     let mut input = std::io::stdin().lock();
     let failed = |doing: &str, error: std::io::Error| ImagingError::WorkerFailed(format!("{doing}: {error}"));
     let first = read_message(&mut input).map_err(|e| failed("reading the start", e))?;
-    let Some(ToWorker::Start { codec, config, base_ms }) = first.as_deref().map(decode_to_worker).transpose()? else {
+    let Some(ToWorker::Start(start)) = first.as_deref().map(decode_to_worker).transpose()? else {
         return Err(ImagingError::WorkerFailed("a transcode starts with its codec".into()));
     };
-    let transcoder = Arc::new(Transcoder::start(codec, &config, base_ms)?);
+    let transcoder = Arc::new(Transcoder::start(&start)?);
     drop(input);
     let feeder = transcoder.clone();
     // Input ends (and the pipeline drains) when the server closes the pipe or sends nonsense.

@@ -40,6 +40,9 @@ fn fixture(allowed_prefixes: &[&str]) -> Fixture {
         edges: Arc::default(),
         ll_views: Arc::default(),
         whep: Arc::new(crate::kvs::webrtc::WhepSessions::new([127, 0, 0, 1].into(), 4)),
+        transcoding: Arc::new(crate::kvs::playback::transcoded::Transcoding::new(
+            framelog_imaging::TranscodePool::new(2, framelog_imaging::Isolation::InProcess).expect("transcode pool"),
+        )),
     };
     let (changes, _) = tokio::sync::mpsc::unbounded_channel();
     let ctx = ConsumersCtx {

@@ -32,6 +32,8 @@ pub struct KvsCtx {
     pub ll_views: std::sync::Arc<crate::kvs::playback::LlViews>,
     /// The WebRTC (WHEP) sessions being served.
     pub whep: std::sync::Arc<crate::kvs::webrtc::WhepSessions>,
+    /// H.265 to H.264 for sessions that ask for it: the bounded transcode pool.
+    pub transcoding: std::sync::Arc<crate::kvs::playback::transcoded::Transcoding>,
 }
 
 pub fn not_found() -> ApiError {

@@ -33,6 +33,9 @@ pub(crate) fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KvsCtx
         edges: Arc::default(),
         ll_views: Arc::default(),
         whep: Arc::new(crate::kvs::webrtc::WhepSessions::new([127, 0, 0, 1].into(), 4)),
+        transcoding: Arc::new(crate::kvs::playback::transcoded::Transcoding::new(
+            framelog_imaging::TranscodePool::new(2, framelog_imaging::Isolation::InProcess).expect("transcode pool"),
+        )),
     }
 }
 

@@ -18,9 +18,20 @@ pub fn target_duration_s(view: &LlView) -> u64 {
     view.segments.iter().map(|s| s.record.duration_ms.div_ceil(1000)).max().unwrap_or(1).max(1)
 }
 
+/// How far behind the newest part a player starts: three part targets (RFC 8216bis §4.4.3.8).
+/// Without live parts the next ones arrive a fragment at a time, so the player keeps one and a half
+/// target durations in hand, or it would stall between fragments.
+fn part_hold_back_ms(view: &LlView, target_s: u64) -> u64 {
+    let parts_ms = view.part_target_ms() * PART_HOLD_BACK_PARTS;
+    if view.live_parts { parts_ms } else { parts_ms.max(target_s * 1500) }
+}
+
 /// How long a blocking request may be held: three target durations (RFC 8216bis §6.2.5.2).
+/// Without live parts the next part comes a whole fragment later, but a player gives a held
+/// playlist request only 0.8 target durations (hls.js): it is answered as it stands before that,
+/// and the player asks again.
 pub fn hold_ms(view: &LlView) -> u64 {
-    target_duration_s(view) * 3000
+    if view.live_parts { target_duration_s(view) * 3000 } else { target_duration_s(view) * 1000 * 7 / 10 }
 }
 
 /// The media playlist of the view's track; with `skip`, a delta update (`_HLS_skip=YES`).
@@ -34,7 +45,7 @@ pub fn media(token: &str, session: &Session, view: &LlView, skip: bool) -> Strin
     let _ = writeln!(
         out,
         "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,CAN-SKIP-UNTIL={skip_until_s}.0,PART-HOLD-BACK={:.3}",
-        (part_target_ms * PART_HOLD_BACK_PARTS) as f64 / 1000.0
+        part_hold_back_ms(view, target_s) as f64 / 1000.0
     );
     let _ = writeln!(out, "#EXT-X-PART-INF:PART-TARGET={:.3}", part_target_ms as f64 / 1000.0);
     let _ = writeln!(out, "#EXT-X-MEDIA-SEQUENCE:{first_msn}");
@@ -60,12 +71,15 @@ pub fn media(token: &str, session: &Session, view: &LlView, skip: bool) -> Strin
         }
         write_segment(&mut out, &uris, session, view, segment);
     }
-    // The next part: of the fragment still arriving, or the first of the next one.
+    // The next part: of the fragment still arriving, or the first of the next one. Without live
+    // parts it is a fragment away, longer than a player waits for a hinted part.
     let (hint_msn, hint_part) = match view.segments.last() {
         Some(last) if !last.is_stored() && !last.complete => (last.msn, last.parts.len()),
         _ => (view.next_msn(), 0),
     };
-    let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"", uris.part(hint_msn, hint_part));
+    if view.live_parts {
+        let _ = writeln!(out, "#EXT-X-PRELOAD-HINT:TYPE=PART,URI=\"{}\"", uris.part(hint_msn, hint_part));
+    }
     out
 }
 

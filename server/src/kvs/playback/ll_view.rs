@@ -10,10 +10,12 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use framelog_imaging::hevc_track;
 use framelog_media::FragmentRecord;
 use framelog_media::package::{PackagedTrack, Part, TimedSample, cut_parts, track_samples};
 
 use super::session::Session;
+use super::transcoded;
 use super::window::{self, WindowFragment};
 use crate::error::ApiError;
 use crate::kvs::VideoStream;
@@ -58,6 +60,9 @@ impl LlSegment {
 pub struct LlView {
     pub track: PackagedTrack,
     pub segments: Vec<LlSegment>,
+    /// Parts appear as the fragment arrives (from the live edge). False when H.265 is transcoded
+    /// for the session: a fragment's parts then appear all at once when it is stored.
+    pub live_parts: bool,
 }
 
 impl LlView {
@@ -90,8 +95,9 @@ impl LlView {
     }
 }
 
-/// Which view: the stream (engine id), the track, and the window's size.
-type ViewKey = (u64, u64, usize);
+/// Which view: the stream (engine id), the track, the window's size, and whether H.265 is
+/// transcoded to H.264.
+type ViewKey = (u64, u64, usize, bool);
 /// What a view was built from: the stream's commit tip and its live edge's version.
 type ViewVersion = (u64, u64);
 /// Past this many (stream, track, window) entries the cache starts again: streams come and go.
@@ -114,7 +120,7 @@ impl LlViews {
         session: &Session,
         track: u64,
     ) -> Result<Arc<LlView>, ApiError> {
-        let key = (handle.id(), track, session.max_fragments);
+        let key = (handle.id(), track, session.max_fragments, session.h264);
         let tip = handle.tip_seq(crate::kvs::VIDEO_SHARD).map_err(|e| ApiError::internal(&e))?;
         let version = (tip, ctx.edges.slot(handle.id()).version());
         let lock = || self.latest.lock().unwrap_or_else(|e| e.into_inner());
@@ -150,19 +156,30 @@ pub fn build(ctx: &KvsCtx, handle: &VideoStream, session: &Session, track_number
             .find(|f| newest_producer_ms.is_none_or(|newest| f.record.producer_ts_ms > newest))
             .map(|f| (f.record.clone(), f.complete))
     });
-    let edge = edge.filter(|_| edge_numbered);
-    let newest = match (&edge, stored.last()) {
-        (Some((record, _)), _) => record.clone(),
-        (None, Some(last)) => last.record.clone(),
-        (None, None) => {
-            return Err(ApiError::new(
-                crate::error::ErrorType::ResourceNotFound,
-                "No fragments found in the stream for the streaming request.",
-            ));
-        }
-    };
-    let track = track_of(&newest, track_number)?;
+    // H.265 asked for as H.264 is transcoded a stored fragment at a time: the edge's frames are
+    // not shown (docs/playback.md "H.265 cameras in Chromium").
+    let newest_tracks = edge.as_ref().map(|(record, _)| record).or(stored.last().map(|f| &f.record));
+    let transcoded = session.h264 && newest_tracks.is_some_and(|record| hevc_track(&record.tracks_body).is_some());
+    let edge = edge.filter(|_| edge_numbered && !transcoded);
     let next_msn = tip;
+    // Only the segments that list parts are transcoded: the others' durations are the same.
+    let with_parts = (stored.len() + usize::from(edge.is_some())).saturating_sub(SEGMENTS_WITH_PARTS);
+    let as_stored: Vec<Vec<u8>> = stored.iter().map(|f| f.record.tracks_body.clone()).collect();
+    let mut stored = stored
+        .into_iter()
+        .enumerate()
+        .map(|(index, f)| if index >= with_parts { transcoded::record(ctx, handle, session.h264, f) } else { Ok(f) })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    if session.h264 {
+        declare_rendition(&mut stored, &as_stored, with_parts);
+    }
+    let newest = edge.as_ref().map(|(record, _)| record).or(stored.last().map(|f| &f.record)).ok_or_else(|| {
+        ApiError::new(
+            crate::error::ErrorType::ResourceNotFound,
+            "No fragments found in the stream for the streaming request.",
+        )
+    })?;
+    let track = track_of(newest, track_number)?;
     let mut segments: Vec<LlSegment> = stored
         .into_iter()
         .map(|f| LlSegment {
@@ -186,11 +203,23 @@ pub fn build(ctx: &KvsCtx, handle: &VideoStream, session: &Session, track_number
             samples: Vec::new(),
         });
     }
-    let with_parts = segments.len().saturating_sub(SEGMENTS_WITH_PARTS);
     for (index, segment) in segments.iter_mut().enumerate() {
         cut(segment, &track, index >= with_parts);
     }
-    Ok(LlView { track, segments })
+    Ok(LlView { track, segments, live_parts: !transcoded })
+}
+
+/// Gives the older segments (not transcoded until fetched) the H.264 track list of a transcoded
+/// segment recorded with the same one: the playlist then declares one rendition throughout,
+/// with no new init segment or discontinuity where the transcoded segments begin. The transcode
+/// of a given track list always has the same parameter sets (the encoder's settings are fixed).
+fn declare_rendition(stored: &mut [WindowFragment], as_stored: &[Vec<u8>], transcoded_from: usize) {
+    for index in 0..transcoded_from.min(stored.len()) {
+        let twin = (transcoded_from..stored.len()).find(|&at| as_stored[at] == as_stored[index]);
+        if let Some(twin) = twin {
+            stored[index].record.tracks_body = stored[twin].record.tracks_body.clone();
+        }
+    }
 }
 
 /// The track as packaging sees it, from a fragment's own track list.

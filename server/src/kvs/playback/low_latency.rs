@@ -246,7 +246,8 @@ fn part_bytes(request: &Request, view: &LlView, segment: &LlSegment, index: usiz
     // fragment must be the one the view cut (the same producer time and timecode), or the part
     // does not exist; nothing else is cut or cached under its name.
     let number = segment.number.clone().unwrap_or_else(|| handle.fragment_number(segment.msn));
-    super::cached(ctx, handle, &number, part_rendition(view.track.number, index), |stored, payload| {
+    let rendition = part_rendition(view.track.number, index);
+    super::cached(ctx, handle, &request.session, &number, rendition, |stored, payload| {
         let same = stored.record.producer_ts_ms == segment.record.producer_ts_ms
             && stored.record.timecode == segment.record.timecode;
         if !same {

@@ -16,6 +16,9 @@ mod playlist;
 mod segment_cache;
 pub mod session;
 mod session_codec;
+#[cfg(test)]
+mod transcode_tests;
+pub mod transcoded;
 mod window;
 
 use axum::body::Bytes;
@@ -78,13 +81,15 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Bytes)
     match file {
         "getHLSMasterPlaylist.m3u8" => {
             let fragments = window::fragments(ctx, &handle, &session)?;
-            let newest = fragments.last().ok_or_else(not_found)?;
+            let newest = fragments.last().cloned().ok_or_else(not_found)?;
+            let newest = transcoded::record(ctx, &handle, session.h264, newest)?;
             let tracks = window::packageable(&newest.record)?;
             Ok((PLAYLIST_TYPE, Bytes::from(playlist::master(token, session.mpeg_ts, &tracks, &fragments))))
         }
         "getDASHManifest.mpd" => {
             let fragments = window::fragments(ctx, &handle, &session)?;
-            let newest = fragments.last().ok_or_else(not_found)?;
+            let newest = fragments.last().cloned().ok_or_else(not_found)?;
+            let newest = transcoded::record(ctx, &handle, session.h264, newest)?;
             let tracks = window::packageable(&newest.record)?;
             let now_ms = ctx.engine.now_ms();
             Ok((DASH_TYPE, Bytes::from(manifest::dash(token, &session, &tracks, &fragments, now_ms))))
@@ -105,6 +110,7 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Bytes)
                 Some(fragment_number) => window::fragment_header(ctx, &handle, &fragment_number)?,
                 None => window::fragments(ctx, &handle, &session)?.pop().ok_or_else(not_found)?,
             };
+            let fragment = transcoded::record(ctx, &handle, session.h264, fragment)?;
             let tracks = window::packageable(&fragment.record)?;
             let track = tracks
                 .iter()
@@ -116,7 +122,7 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Bytes)
             let number = track_number(query)?;
             let fragment_number =
                 query_value(query, "FragmentNumber").ok_or_else(|| ApiError::invalid("FragmentNumber is required."))?;
-            let segment = cached(ctx, &handle, &fragment_number, number, |fragment, payload| {
+            let segment = cached(ctx, &handle, &session, &fragment_number, number, |fragment, payload| {
                 let tracks = window::packageable(&fragment.record)?;
                 let track = tracks
                     .iter()
@@ -130,7 +136,7 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Bytes)
         "getTSFragment.ts" => {
             let fragment_number =
                 query_value(query, "FragmentNumber").ok_or_else(|| ApiError::invalid("FragmentNumber is required."))?;
-            let segment = cached(ctx, &handle, &fragment_number, TS_RENDITION, |fragment, payload| {
+            let segment = cached(ctx, &handle, &session, &fragment_number, TS_RENDITION, |fragment, payload| {
                 let tracks = window::packageable(&fragment.record)?;
                 Ok(write_ts_segment(&fragment.record, payload, &tracks))
             })?;
@@ -143,20 +149,24 @@ fn answer(ctx: &KvsCtx, file: &str, query: &str) -> Result<(&'static str, Bytes)
 /// The segment cache's rendition number for a TS segment (fMP4 ones use their track number).
 const TS_RENDITION: u64 = 0;
 
-/// A segment from the cache, or built from its stored fragment by `build` and cached.
+/// A segment from the cache, or built by `build` from its stored fragment (transcoded first when
+/// the session asks for H.264) and cached.
 fn cached(
     ctx: &KvsCtx,
     handle: &crate::kvs::VideoStream,
+    session: &Session,
     fragment_number: &str,
     rendition: u64,
     build: impl FnOnce(&window::WindowFragment, &[u8]) -> Result<Vec<u8>, ApiError>,
 ) -> Result<Bytes, ApiError> {
     let seq = handle.fragment_seq(fragment_number)?;
+    let rendition = if session.h264 { rendition | transcoded::H264_RENDITION } else { rendition };
     let key = (handle.id(), seq, rendition);
     if let Some(segment) = ctx.segments.get(key) {
         return Ok(segment);
     }
     let (fragment, payload) = window::fragment(ctx, handle, fragment_number)?;
+    let (fragment, payload) = transcoded::fragment(ctx, handle, session.h264, fragment, payload)?;
     let segment = Bytes::from(build(&fragment, &payload)?);
     ctx.segments.insert(key, segment.clone());
     Ok(segment)

@@ -148,7 +148,11 @@ pub(super) fn discontinuity_before(
     fragment: &FragmentRecord,
     config_changed: bool,
 ) -> bool {
-    let gap = previous.is_some_and(|p| p.producer_ts_ms.saturating_add(p.duration_ms) + 100 < fragment.producer_ts_ms);
+    // An open GOP's leading pictures present before the fragment's key frame, where the previous
+    // fragment's frames stop: the fragment starts at its earliest picture.
+    let first_shown_ms = framelog_media::package::frame_times_ms(fragment).into_iter().min().map(|ms| ms.max(0) as u64);
+    let start_ms = first_shown_ms.unwrap_or(fragment.producer_ts_ms).min(fragment.producer_ts_ms);
+    let gap = previous.is_some_and(|p| p.producer_ts_ms.saturating_add(p.duration_ms) + 100 < start_ms);
     match mode {
         Discontinuity::Always => true,
         Discontinuity::Never => false,
@@ -198,6 +202,40 @@ fn write_segment(out: &mut String, token: &str, track_number: u64, session: &Ses
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A fragment of 30 fps frames from `start_ms`, its first frame `lead_ms` before it.
+    fn fragment(start_ms: u64, duration_ms: u64, lead_ms: i16) -> FragmentRecord {
+        let frame = |relative_timecode: i16| framelog_media::Frame {
+            track: 1,
+            relative_timecode,
+            keyframe: relative_timecode == 0,
+            lacing: 0,
+            data: 0..0,
+        };
+        FragmentRecord {
+            timecode: start_ms,
+            timecode_scale_ns: 1_000_000,
+            producer_ts_ms: start_ms,
+            server_ts_ms: start_ms,
+            duration_ms,
+            tracks_body: Vec::new(),
+            tags: Vec::new(),
+            frames: vec![frame(0), frame(-lead_ms), frame(33)],
+        }
+    }
+
+    #[test]
+    fn a_gap_is_measured_to_the_first_picture_shown() {
+        let on_gap = |previous: &FragmentRecord, next: &FragmentRecord| {
+            discontinuity_before(Discontinuity::OnGap, Some(previous), next, false)
+        };
+        // An open GOP: the previous fragment's last 4 pictures are the next one's leading pictures.
+        let previous = fragment(10_000, 1_866, 0);
+        assert!(!on_gap(&previous, &fragment(12_000, 2_000, 133)));
+        // Without them, 134 ms are missing: a gap.
+        assert!(on_gap(&previous, &fragment(12_000, 2_000, 0)));
+        assert!(!on_gap(&fragment(10_000, 2_000, 0), &fragment(12_000, 2_000, 0)));
+    }
 
     #[test]
     fn program_date_times_are_utc_iso8601() {

@@ -60,6 +60,9 @@ pub struct Session {
     pub low_latency: bool,
     /// A WHEP session (`getWHEPSessionURL`): its token opens WebRTC, never HLS or DASH.
     pub webrtc: bool,
+    /// Our extension `"VideoCodec": "H264"`: H.265 video is transcoded to H.264 for players that
+    /// cannot decode H.265 (docs/playback.md "H.265 cameras in Chromium").
+    pub h264: bool,
     pub expires_ms: u64,
 }
 
@@ -135,6 +138,7 @@ fn new_session(ctx: &KvsCtx, body: &Document, protocol: Protocol) -> Result<Stri
         mpeg_ts: request.mpeg_ts,
         low_latency: request.low_latency,
         webrtc: false,
+        h264: request.h264,
         expires_ms: now_ms + request.expires_s as u64 * 1000,
     };
     check_newest_fragment(ctx, &handle, &session, now_ms)?;
@@ -150,6 +154,7 @@ struct Request {
     mode: Mode,
     mpeg_ts: bool,
     low_latency: bool,
+    h264: bool,
     discontinuity: Discontinuity,
     display_timestamps: bool,
     display_fragment_numbers: bool,
@@ -200,10 +205,12 @@ fn read_request(body: &Document, protocol: Protocol) -> Result<Request, ApiError
         Clock::Producer => Discontinuity::Never,
     });
     check_range(mode, start_ms, end_ms)?;
+    let h264 = read_video_codec(body)?;
     Ok(Request {
         mode,
         mpeg_ts,
         low_latency,
+        h264,
         discontinuity,
         display_timestamps,
         display_fragment_numbers,
@@ -213,6 +220,12 @@ fn read_request(body: &Document, protocol: Protocol) -> Result<Request, ApiError
         start_ms,
         end_ms,
     })
+}
+
+/// `VideoCodec` (our extension): `H264` asks for H.265 video as H.264; absent, video is served
+/// as stored.
+pub(crate) fn read_video_codec(body: &Document) -> Result<bool, ApiError> {
+    choice(body, "VideoCodec", false, &[("H264", true)])
 }
 
 /// `Expires`, in seconds: how long the session's token stays valid.

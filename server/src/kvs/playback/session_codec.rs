@@ -3,7 +3,7 @@
 //!
 //! Layout (big-endian): `version u8 (1) | mode u8 | clock u8 | discontinuity u8 | flags u8
 //! (bit 0 start, 1 end, 2 display timestamps, 3 display fragment numbers, 4 MPEG-TS segments,
-//! 5 low latency, 6 WebRTC) | start_ms u64 |
+//! 5 low latency, 6 WebRTC, 7 H.264 video) | start_ms u64 |
 //! end_ms u64 | max_fragments u16 | expires_ms u64 | stream_created_ms u64 | name_len u8 | name`.
 
 use super::session::{Clock, Discontinuity, Mode, Session};
@@ -34,7 +34,8 @@ pub fn encode(session: &Session) -> Vec<u8> {
         | u8::from(session.display_fragment_numbers) << 3
         | u8::from(session.mpeg_ts) << 4
         | u8::from(session.low_latency) << 5
-        | u8::from(session.webrtc) << 6;
+        | u8::from(session.webrtc) << 6
+        | u8::from(session.h264) << 7;
     out.push(flags);
     out.extend_from_slice(&session.start_ms.unwrap_or(0).to_be_bytes());
     out.extend_from_slice(&session.end_ms.unwrap_or(0).to_be_bytes());
@@ -83,6 +84,7 @@ pub fn decode(bytes: &[u8]) -> Option<Session> {
         mpeg_ts: flags & 16 != 0,
         low_latency: flags & 32 != 0,
         webrtc: flags & 64 != 0,
+        h264: flags & 128 != 0,
         expires_ms,
     })
 }
@@ -107,6 +109,7 @@ mod tests {
             mpeg_ts: true,
             low_latency: true,
             webrtc: false,
+            h264: true,
             expires_ms: 1_795_651_812_000,
         };
         let bytes = encode(&session);

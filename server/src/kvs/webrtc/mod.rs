@@ -11,6 +11,7 @@
 
 mod peer;
 mod sessions;
+mod transcoded;
 
 use std::time::{Duration, Instant};
 
@@ -53,6 +54,7 @@ pub fn get_whep_session_url(ctx: &KvsCtx, body: Document) -> Result<Value, ApiEr
         mpeg_ts: false,
         low_latency: false,
         webrtc: true,
+        h264: session::read_video_codec(&body)?,
         expires_ms: now_ms + expires_s as u64 * 1000,
     };
     // Its player will want frames: the stream's live edge starts taking fragments.
@@ -114,7 +116,10 @@ async fn start(
             return Err(error);
         }
     };
-    let frames = ctx.edges.slot(handle.id()).frames();
+    let mut frames = ctx.edges.slot(handle.id()).frames();
+    if whep.h264 {
+        frames = transcoded::h264_frames(ctx.transcoding.pool.clone(), frames);
+    }
     let left_ms = whep.expires_ms.saturating_sub(ctx.engine.now_ms());
     let expires_at = Instant::now() + Duration::from_millis(left_ms);
     let sessions = ctx.whep.clone();
