@@ -19,6 +19,7 @@ mod remux_bench;
 mod security_bench;
 mod stats;
 mod target;
+mod transcode_bench;
 mod video_bench;
 mod webhook_sink;
 mod whep_bench;
@@ -110,6 +111,9 @@ struct Args {
     /// WebRTC (20 WHEP viewers).
     #[arg(long)]
     ll_only: bool,
+    /// Only the H.265 to H.264 transcode (1080p30 streams per core, against ffmpeg).
+    #[arg(long)]
+    transcode_only: bool,
     /// Node kills in the cluster's failover measurement.
     #[arg(long, default_value_t = 10)]
     failover_kills: usize,
@@ -145,6 +149,10 @@ fn main() -> anyhow::Result<()> {
         let mut rows = ll_bench::run(&args.framelog_bin, &runtime)?;
         rows.extend(whep_bench::run(&args.framelog_bin, &runtime)?);
         return report(&args, &rows);
+    }
+    if args.transcode_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return report(&args, &transcode_bench::run(&args.framelog_bin, &runtime)?);
     }
     if args.kds_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
@@ -231,6 +239,7 @@ fn playback(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Ve
     rows.extend(ll_bench::run(&args.framelog_bin, runtime)?);
     rows.extend(whep_bench::run(&args.framelog_bin, runtime)?);
     rows.extend(images_bench::run(&args.framelog_bin, runtime)?);
+    rows.extend(transcode_bench::run(&args.framelog_bin, runtime)?);
     Ok(rows)
 }
 

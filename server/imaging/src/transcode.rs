@@ -62,6 +62,7 @@ pub struct Transcoder {
     last_config: Mutex<Option<Vec<u8>>>,
     /// Times of input key frames not yet decoded: the encoder is told to make those key frames.
     key_times: KeyTimes,
+    key_frames_as_input: bool,
 }
 
 type KeyTimes = Arc<Mutex<BTreeSet<gst::ClockTime>>>;
@@ -83,12 +84,16 @@ pub struct TranscodeStart {
     /// Only pictures presented at these times are encoded; the other frames only prime the
     /// decoder (the previous fragment, for pictures that refer back into it). None keeps all.
     pub keep_ms: Option<Vec<i64>>,
+    /// Make a key frame wherever the input has one (a live stream: a viewer who fell behind
+    /// starts again there). Otherwise the first picture is the only key frame: a stored
+    /// fragment's parts then start a new one only where it starts, however its GOPs fall.
+    pub key_frames_as_input: bool,
 }
 
 impl Transcoder {
     /// Starts a transcode of `start.codec` (only H.265 is transcoded).
     pub fn start(start: &TranscodeStart) -> Result<Transcoder, ImagingError> {
-        let TranscodeStart { codec, config, base_ms, keep_ms } = start;
+        let TranscodeStart { codec, config, base_ms, keep_ms, key_frames_as_input } = start;
         let (codec, base_ms) = (*codec, *base_ms);
         if codec != Codec::Hevc {
             return Err(ImagingError::Decode("only H.265 is transcoded".into()));
@@ -130,14 +135,22 @@ impl Transcoder {
         source.set_max_bytes(64 << 20);
         source.set_property("block", true);
         pipeline.set_state(gst::State::Playing).map_err(|e| unavailable(e.to_string()))?;
-        Ok(Transcoder { pipeline, source, sink, base_ms, last_config: Mutex::new(None), key_times })
+        Ok(Transcoder {
+            pipeline,
+            source,
+            sink,
+            base_ms,
+            last_config: Mutex::new(None),
+            key_times,
+            key_frames_as_input: *key_frames_as_input,
+        })
     }
 
     /// Hands one H.265 access unit (length-prefixed NAL units) to the decoder.
     pub fn push(&self, frame: EncodedFrame) -> Result<(), ImagingError> {
         let pts = timeline_time(frame.pts_ms, self.base_ms)
             .ok_or_else(|| ImagingError::Decode("a frame before the transcode's first".into()))?;
-        if frame.keyframe {
+        if frame.keyframe && self.key_frames_as_input {
             self.key_times.lock().unwrap_or_else(|e| e.into_inner()).insert(pts);
         }
         let mut buffer = gst::Buffer::from_slice(frame.data);
@@ -258,7 +271,13 @@ mod tests {
     /// Everything a transcode of `frames` makes, in order.
     fn transcode_all(config: &[u8], frames: Vec<EncodedFrame>) -> Vec<TranscodedFrame> {
         let base_ms = frames.iter().map(|f| f.pts_ms).min().expect("frames");
-        let start = TranscodeStart { codec: Codec::Hevc, config: config.to_vec(), base_ms, keep_ms: None };
+        let start = TranscodeStart {
+            codec: Codec::Hevc,
+            config: config.to_vec(),
+            base_ms,
+            keep_ms: None,
+            key_frames_as_input: true,
+        };
         let transcoder = Transcoder::start(&start).expect("starts");
         for frame in frames {
             transcoder.push(frame).expect("pushed");
@@ -317,7 +336,8 @@ mod tests {
         for frame in &mut frames {
             frame.data = vec![0, 0, 0, 4, 0xFF, 0xFF, 0xFF, 0xFF];
         }
-        let start = TranscodeStart { codec: Codec::Hevc, config, base_ms: 5_000, keep_ms: None };
+        let start =
+            TranscodeStart { codec: Codec::Hevc, config, base_ms: 5_000, keep_ms: None, key_frames_as_input: true };
         let transcoder = Transcoder::start(&start).expect("starts");
         let pushed: Result<(), ImagingError> = frames.into_iter().try_for_each(|f| transcoder.push(f));
         let finished = pushed.and_then(|()| transcoder.finish());
@@ -337,7 +357,13 @@ mod tests {
 
     #[test]
     fn only_h265_is_transcoded() {
-        let start = TranscodeStart { codec: Codec::Avc, config: vec![1, 2, 3], base_ms: 0, keep_ms: None };
+        let start = TranscodeStart {
+            codec: Codec::Avc,
+            config: vec![1, 2, 3],
+            base_ms: 0,
+            keep_ms: None,
+            key_frames_as_input: true,
+        };
         assert!(matches!(Transcoder::start(&start), Err(ImagingError::Decode(_))));
     }
 }

@@ -29,7 +29,7 @@ pub enum FromWorker {
 pub fn encode_to_worker(message: &ToWorker) -> Vec<u8> {
     let mut out = Writer::default();
     match message {
-        ToWorker::Start(TranscodeStart { codec, config, base_ms, keep_ms }) => {
+        ToWorker::Start(TranscodeStart { codec, config, base_ms, keep_ms, key_frames_as_input }) => {
             out.u8(0);
             out.u8(match codec {
                 Codec::Avc => 0,
@@ -42,6 +42,7 @@ pub fn encode_to_worker(message: &ToWorker) -> Vec<u8> {
                 out.u32(times.len() as u32);
                 times.iter().for_each(|&ms| out.i64(ms));
             });
+            out.u8(u8::from(*key_frames_as_input));
         }
         ToWorker::Frame(frame) => {
             out.u8(1);
@@ -66,7 +67,8 @@ pub fn decode_to_worker(message: &[u8]) -> Result<ToWorker, ImagingError> {
             let config = input.bytes()?.to_vec();
             let base_ms = input.i64()?;
             let keep_ms = input.option(|input| (0..input.u32()?).map(|_| input.i64()).collect())?;
-            ToWorker::Start(TranscodeStart { codec, config, base_ms, keep_ms })
+            let key_frames_as_input = input.u8()? != 0;
+            ToWorker::Start(TranscodeStart { codec, config, base_ms, keep_ms, key_frames_as_input })
         }
         1 => {
             let pts_ms = input.i64()?;
@@ -142,8 +144,15 @@ mod tests {
                 config: vec![1; 30],
                 base_ms: 1_700_000_000_000,
                 keep_ms: Some(vec![1_700_000_000_000, 1_700_000_000_033]),
+                key_frames_as_input: false,
             }),
-            ToWorker::Start(TranscodeStart { codec: Codec::Hevc, config: vec![2], base_ms: -5, keep_ms: None }),
+            ToWorker::Start(TranscodeStart {
+                codec: Codec::Hevc,
+                config: vec![2],
+                base_ms: -5,
+                keep_ms: None,
+                key_frames_as_input: true,
+            }),
             ToWorker::Frame(EncodedFrame { pts_ms: 5, keyframe: false, data: vec![9; 3] }),
         ];
         for message in to_worker {
@@ -164,6 +173,7 @@ mod tests {
             config: vec![1; 4],
             base_ms: 0,
             keep_ms: Some(vec![3]),
+            key_frames_as_input: true,
         }));
         for cut in 0..start.len() {
             assert!(decode_to_worker(&start[..cut]).is_err(), "cut at {cut}");

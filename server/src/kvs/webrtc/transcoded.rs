@@ -133,7 +133,7 @@ impl Relay {
         // Frames decoded after a key frame may present before it (B-frames, an open GOP's leading
         // pictures): the timeline starts early enough for them.
         let base_ms = frame.pts_ms.saturating_sub(LEADING_PICTURES_MS);
-        let start = TranscodeStart { codec: Codec::Hevc, config, base_ms, keep_ms: None };
+        let start = TranscodeStart { codec: Codec::Hevc, config, base_ms, keep_ms: None, key_frames_as_input: true };
         let transcode = self.pool.live(start, on_output)?;
         tracing::info!(track, from_ms = frame.pts_ms, "transcoding H.265 to H.264 for a WebRTC viewer");
         Ok(Live { transcode, source: frame.tracks_body.clone(), track, made, tracks_body: None })
