@@ -49,8 +49,9 @@ pub struct Config {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TranscodeConfig {
-    /// Transcodes running at once (live viewers and stored fragments together). A 1080p30 live
-    /// transcode takes most of a core (docs/benchmarks.md); more get ClientLimitExceededException.
+    /// Transcodes running at once (live viewers and stored fragments together). Transcoding a
+    /// 1080p30 stream's stored fragments took 0.4 of a core on the benchmark's test pattern, more on detailed camera video
+    /// (docs/benchmarks.md); more get ClientLimitExceededException.
     #[serde(default = "default_max_transcodes")]
     pub max_concurrent: usize,
 }

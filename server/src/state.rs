@@ -168,38 +168,31 @@ fn destination_policy(config: &Config) -> Result<consumers::DestinationPolicy, S
 
 /// Transcodes run in worker processes of their own, as decoding for images does.
 fn transcode_pool(config: &Config) -> Result<TranscodePool, ServerError> {
-    let settings = &config.images;
-    let isolation = match &settings.decoder_program {
+    Ok(TranscodePool::new(config.transcode.max_concurrent, worker_isolation(&config.images, "transcode-worker"))?)
+}
+
+/// Where GStreamer work runs: `framelog <subcommand>` processes under the decoder memory
+/// ceiling, or the server's own threads when isolation is off.
+fn worker_isolation(settings: &ImageSettings, subcommand: &str) -> Isolation {
+    match &settings.decoder_program {
         Some(program) => Isolation::Process(WorkerCommand {
             program: program.clone(),
             args: vec![
-                "transcode-worker".into(),
+                subcommand.into(),
                 "--memory-limit-mib".into(),
                 settings.decoder_memory_limit_mib.to_string().into(),
             ],
             job_deadline: DECODE_JOB_DEADLINE,
         }),
         None => Isolation::InProcess,
-    };
-    Ok(TranscodePool::new(config.transcode.max_concurrent, isolation)?)
+    }
 }
 
 /// One decode worker per core; a queue of four jobs per worker bounds what a burst of GetImages
 /// requests can hold before it is told to retry.
 fn decode_pool(settings: &ImageSettings) -> Result<DecodePool, ServerError> {
     let workers = std::thread::available_parallelism().map_or(2, usize::from);
-    let isolation = match &settings.decoder_program {
-        Some(program) => Isolation::Process(WorkerCommand {
-            program: program.clone(),
-            args: vec![
-                "decode-worker".into(),
-                "--memory-limit-mib".into(),
-                settings.decoder_memory_limit_mib.to_string().into(),
-            ],
-            job_deadline: DECODE_JOB_DEADLINE,
-        }),
-        None => Isolation::InProcess,
-    };
+    let isolation = worker_isolation(settings, "decode-worker");
     Ok(DecodePool::new(workers, workers * 4, isolation)?)
 }
 

@@ -6,10 +6,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use serde_json::{Value, json};
 
+use crate::clip_source::{PRODUCER_START_MS, make_1080p30, upload};
 use crate::stats::Row;
 use crate::target::Target;
 use crate::video_bench::post_json;
@@ -17,37 +16,8 @@ use crate::video_bench::post_json;
 const SECONDS: u64 = 30;
 const KEY_FRAMES: u64 = SECONDS / 2;
 const ROUNDS: usize = 4;
-const PRODUCER_START_MS: u64 = 1_795_650_000_000;
-
-/// A 1080p30 H.264 Matroska file with a key frame every 2 s, made by GStreamer's x264.
-fn make_source(path: &Path) -> anyhow::Result<()> {
-    let pipeline = format!(
-        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width=1920,height=1080,framerate=30/1,format=I420 \
-         ! x264enc speed-preset=ultrafast key-int-max=60 bitrate=8000 ! h264parse ! matroskamux streamable=true \
-         ! filesink location={location}",
-        frames = SECONDS * 30,
-        location = path.display()
-    );
-    let status = Command::new("gst-launch-1.0").arg("-q").args(pipeline.split_whitespace()).status()?;
-    anyhow::ensure!(status.success(), "gst-launch-1.0 failed: {status}");
-    Ok(())
-}
-
-async fn upload(target: &Target, source: &Path) -> anyhow::Result<()> {
-    let http = crate::api_bench::client();
-    post_json(&http, target.address, "createStream", json!({"StreamName": "bench-images", "DataRetentionInHours": 24}))
-        .await?;
-    let request = hyper::Request::post(format!("http://{}/putMedia", target.address))
-        .header("x-amzn-stream-name", "bench-images")
-        .header("x-amzn-fragment-timecode-type", "RELATIVE")
-        .header("x-amzn-producer-start-timestamp", format!("{:.3}", PRODUCER_START_MS as f64 / 1000.0))
-        .body(Full::new(Bytes::from(std::fs::read(source)?)))?;
-    let acks = http.request(request).await?.into_body().collect().await?.to_bytes();
-    let text = String::from_utf8_lossy(&acks);
-    let persisted = text.matches("\"PERSISTED\"").count() as u64;
-    anyhow::ensure!(persisted == KEY_FRAMES, "{persisted} fragments persisted: {text}");
-    Ok(())
-}
+const STREAM: &str = "bench-images";
+const ENCODER: &str = "x264enc speed-preset=ultrafast key-int-max=60 bitrate=8000 ! h264parse";
 
 async fn get_images(target: &Target) -> anyhow::Result<usize> {
     let http = crate::api_bench::client();
@@ -56,7 +26,7 @@ async fn get_images(target: &Target) -> anyhow::Result<usize> {
         target.address,
         "getImages",
         json!({
-            "StreamName": "bench-images",
+            "StreamName": STREAM,
             "ImageSelectorType": "PRODUCER_TIMESTAMP",
             "StartTimestamp": PRODUCER_START_MS as f64 / 1000.0,
             "EndTimestamp": (PRODUCER_START_MS + (KEY_FRAMES - 1) * 2000) as f64 / 1000.0,
@@ -98,12 +68,12 @@ fn in_process_target(framelog_bin: &Path, scratch: &Path) -> anyhow::Result<Targ
 pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
     let scratch = tempfile::tempdir_in(".")?;
     let source = scratch.path().join("source.mkv");
-    make_source(&source)?;
+    make_1080p30(&source, SECONDS, ENCODER)?;
     let isolated = Target::framelog(framelog_bin)?;
     let in_process = in_process_target(framelog_bin, scratch.path())?;
     let mut measured = [(isolated, (0, Duration::ZERO)), (in_process, (0, Duration::ZERO))];
     for (target, _) in &measured {
-        runtime.block_on(upload(target, &source))?;
+        runtime.block_on(upload(target, STREAM, &source, KEY_FRAMES))?;
         // One warm-up round each (GStreamer's plugin registry, the decode workers' start).
         runtime.block_on(get_images(target))?;
     }

@@ -4,6 +4,7 @@
 //! engine) and kinesalite (for the KDS API over HTTP). Run it with `make bench`.
 
 mod api_bench;
+mod clip_source;
 mod cluster_bench;
 mod consumer_bench;
 mod edge_bench;

@@ -8,10 +8,9 @@ use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
 use serde_json::json;
 
+use crate::clip_source::{PRODUCER_START_MS, make_1080p30, upload};
 use crate::http_get::{get, media_playlist_url, resolve};
 use crate::stats::Row;
 use crate::target::Target;
@@ -19,37 +18,9 @@ use crate::video_bench::post_json;
 
 const SECONDS: u64 = 20;
 const FRAGMENTS: u64 = SECONDS / 2;
-const PRODUCER_START_MS: u64 = 1_795_650_000_000;
 const STREAM: &str = "bench-h265";
-
-/// A 1080p30 H.265 Matroska file with a key frame every 2 s, as an H.265 camera sends.
-fn make_source(path: &Path) -> anyhow::Result<()> {
-    let pipeline = format!(
-        "videotestsrc num-buffers={frames} pattern=ball ! video/x-raw,width=1920,height=1080,framerate=30/1,format=I420 \
-         ! x265enc speed-preset=ultrafast key-int-max=60 bitrate=4000 ! h265parse ! matroskamux streamable=true \
-         ! filesink location={location}",
-        frames = SECONDS * 30,
-        location = path.display()
-    );
-    let status = Command::new("gst-launch-1.0").arg("-q").args(pipeline.split_whitespace()).status()?;
-    anyhow::ensure!(status.success(), "gst-launch-1.0 failed: {status}");
-    Ok(())
-}
-
-async fn upload(target: &Target, source: &Path) -> anyhow::Result<()> {
-    let http = crate::api_bench::client();
-    post_json(&http, target.address, "createStream", json!({"StreamName": STREAM, "DataRetentionInHours": 24})).await?;
-    let request = hyper::Request::post(format!("http://{}/putMedia", target.address))
-        .header("x-amzn-stream-name", STREAM)
-        .header("x-amzn-fragment-timecode-type", "RELATIVE")
-        .header("x-amzn-producer-start-timestamp", format!("{:.3}", PRODUCER_START_MS as f64 / 1000.0))
-        .body(Full::new(Bytes::from(std::fs::read(source)?)))?;
-    let acks = http.request(request).await?.into_body().collect().await?.to_bytes();
-    let text = String::from_utf8_lossy(&acks);
-    let persisted = text.matches("\"PERSISTED\"").count() as u64;
-    anyhow::ensure!(persisted == FRAGMENTS, "{persisted} fragments persisted: {text}");
-    Ok(())
-}
+/// As an H.265 camera sends: a key frame every 2 s.
+const ENCODER: &str = "x265enc speed-preset=ultrafast key-int-max=60 bitrate=4000 ! h265parse";
 
 /// Plays the whole upload as H.264: every segment of an ON_DEMAND session, one after another, on
 /// a server that has transcoded none of them yet. Returns the bytes fetched.
@@ -119,9 +90,9 @@ fn ffmpeg_transcode(source: &Path) -> anyhow::Result<Duration> {
 pub fn run(framelog_bin: &Path, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Vec<Row>> {
     let scratch = tempfile::tempdir_in(".")?;
     let source = scratch.path().join("source.mkv");
-    make_source(&source)?;
+    make_1080p30(&source, SECONDS, ENCODER)?;
     let target = Target::framelog(framelog_bin)?;
-    runtime.block_on(upload(&target, &source))?;
+    runtime.block_on(upload(&target, STREAM, &source, FRAGMENTS))?;
     let before = cpu_with_children(target.pid())?;
     let started = Instant::now();
     let bytes = runtime.block_on(play_as_h264(&target))?;

@@ -120,7 +120,10 @@ pub fn replace_track(
 /// first part. Every frame keeps its presentation time; only the base they are counted from moves.
 fn starting_at_first_picture(mut record: FragmentRecord) -> FragmentRecord {
     let earliest_ms = record.frames.iter().map(|frame| frame_time_ms(&record, frame)).min();
-    let Some(lead_ms) = earliest_ms.map(|ms| record.producer_ts_ms as i64 - ms).filter(|&ms| ms > 0) else {
+    let Some(lead_ms) = earliest_ms
+        .and_then(|ms| i64::try_from(record.producer_ts_ms).ok()?.checked_sub(ms))
+        .filter(|&ms| ms > 0 && ms as u64 <= record.producer_ts_ms)
+    else {
         return record;
     };
     let scale_ns = record.timecode_scale_ns.max(1) as i128;

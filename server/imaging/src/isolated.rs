@@ -20,6 +20,31 @@ pub struct WorkerCommand {
     pub job_deadline: Duration,
 }
 
+/// Starts `command` (a `what` worker) with its stdin and stdout piped to us.
+pub(crate) fn spawn_worker(
+    command: &WorkerCommand,
+    what: &str,
+) -> Result<(Child, ChildStdin, ChildStdout), ImagingError> {
+    let mut child = Command::new(&command.program)
+        .args(&command.args)
+        // glibc reserves an arena of address space per thread; two keep a decoder's many
+        // threads from spending the memory ceiling on reservations.
+        .env("MALLOC_ARENA_MAX", "2")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| {
+            ImagingError::Unavailable(format!("cannot start the {what} worker {}: {e}", command.program.display()))
+        })?;
+    let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(ImagingError::Unavailable(format!("the {what} worker has no pipes")));
+    };
+    Ok((child, stdin, stdout))
+}
+
 /// A running worker and its pipes.
 #[derive(Debug)]
 pub(crate) struct WorkerProcess {
@@ -31,23 +56,7 @@ pub(crate) struct WorkerProcess {
 
 impl WorkerProcess {
     pub(crate) fn spawn(command: &WorkerCommand) -> Result<WorkerProcess, ImagingError> {
-        let mut child = Command::new(&command.program)
-            .args(&command.args)
-            // glibc reserves an arena of address space per thread; two keep a decoder's many
-            // threads from spending the memory ceiling on reservations.
-            .env("MALLOC_ARENA_MAX", "2")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .map_err(|e| {
-                ImagingError::Unavailable(format!("cannot start the decode worker {}: {e}", command.program.display()))
-            })?;
-        let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(ImagingError::Unavailable("the decode worker has no pipes".into()));
-        };
+        let (child, stdin, stdout) = spawn_worker(command, "decode")?;
         Ok(WorkerProcess { child, stdin, stdout: BufReader::new(stdout), job_deadline: command.job_deadline })
     }
 

@@ -52,11 +52,7 @@ pub fn read_message(input: &mut impl Read) -> std::io::Result<Option<Vec<u8>>> {
 pub fn encode_job(job: &PictureJob) -> Vec<u8> {
     let mut out = Writer::default();
     let request = &job.request;
-    out.u8(match request.codec {
-        Codec::Avc => 0,
-        Codec::Hevc => 1,
-        Codec::Aac => 2,
-    });
+    write_codec(&mut out, request.codec);
     out.bytes(&request.config);
     out.u32(request.frames.len() as u32);
     for frame in &request.frames {
@@ -85,12 +81,7 @@ pub fn encode_job(job: &PictureJob) -> Vec<u8> {
 
 pub fn decode_job(message: &[u8]) -> Result<PictureJob, ImagingError> {
     let mut input = Reader(message);
-    let codec = match input.u8()? {
-        0 => Codec::Avc,
-        1 => Codec::Hevc,
-        2 => Codec::Aac,
-        other => return Err(malformed(&format!("codec {other}"))),
-    };
+    let codec = read_codec(&mut input)?;
     let config = input.bytes()?.to_vec();
     let mut frames = Vec::new();
     for _ in 0..input.u32()? {
@@ -127,6 +118,23 @@ pub fn encode_answer(answer: &Pictures) -> Vec<u8> {
     }
     out.option(answer.failure.as_ref(), write_error);
     out.0
+}
+
+pub(crate) fn write_codec(out: &mut Writer, codec: Codec) {
+    out.u8(match codec {
+        Codec::Avc => 0,
+        Codec::Hevc => 1,
+        Codec::Aac => 2,
+    });
+}
+
+pub(crate) fn read_codec(input: &mut Reader<'_>) -> Result<Codec, ImagingError> {
+    match input.u8()? {
+        0 => Ok(Codec::Avc),
+        1 => Ok(Codec::Hevc),
+        2 => Ok(Codec::Aac),
+        other => Err(malformed(&format!("codec {other}"))),
+    }
 }
 
 /// An error as its kind and text.

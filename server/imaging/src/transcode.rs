@@ -3,9 +3,9 @@
 //! play an H.265 camera (docs/playback.md "H.265 cameras in Chromium").
 //!
 //! Frames go in decode order and come out as H.264 access units with the same presentation
-//! times, one out for each one in, with no B-frames (so decode order is presentation order) and
-//! a key frame exactly where the input has one: a segment, a part or a WebRTC viewer can start
-//! where it could before. x264 runs with `tune=zerolatency` (no look-ahead, sliced threads), so
+//! times, one out for each one in, with no B-frames (so decode order is presentation order). The
+//! first picture is a key frame; with `key_frames_as_input` (live) so is every picture whose
+//! input was one, so a WebRTC viewer can start where it could before. x264 runs with `tune=zerolatency` (no look-ahead, sliced threads), so
 //! a frame leaves as soon as it is decoded: the same pipeline serves a whole stored fragment and
 //! a live stream.
 
@@ -63,6 +63,10 @@ pub struct Transcoder {
     /// Times of input key frames not yet decoded: the encoder is told to make those key frames.
     key_times: KeyTimes,
     key_frames_as_input: bool,
+    /// The pipeline's first error. Taking it off the bus hides it from the other side (push and
+    /// pull run on different threads), and a stopped pipeline never reaches its end: both sides
+    /// report it from here.
+    failure: Mutex<Option<ImagingError>>,
 }
 
 type KeyTimes = Arc<Mutex<BTreeSet<gst::ClockTime>>>;
@@ -143,6 +147,7 @@ impl Transcoder {
             last_config: Mutex::new(None),
             key_times,
             key_frames_as_input: *key_frames_as_input,
+            failure: Mutex::new(None),
         })
     }
 
@@ -208,20 +213,22 @@ impl Transcoder {
     }
 
     fn check_bus(&self) -> Result<(), ImagingError> {
-        let Some(bus) = self.pipeline.bus() else { return Ok(()) };
-        if let Some(message) = bus.pop_filtered(&[gst::MessageType::Error])
+        let mut failure = self.failure.lock().unwrap_or_else(|e| e.into_inner());
+        if failure.is_none()
+            && let Some(bus) = self.pipeline.bus()
+            && let Some(message) = bus.pop_filtered(&[gst::MessageType::Error])
             && let gst::MessageView::Error(error) = message.view()
         {
-            return Err(ImagingError::Decode(error.error().to_string()));
+            *failure = Some(ImagingError::Decode(error.error().to_string()));
         }
-        Ok(())
+        failure.clone().map_or(Ok(()), Err)
     }
 }
 
 /// A presentation time on the pipeline's timeline.
 fn timeline_time(pts_ms: i64, base_ms: i64) -> Option<gst::ClockTime> {
     let offset_ms = u64::try_from(pts_ms.checked_sub(base_ms)?).ok()?;
-    Some(TIMELINE_START + gst::ClockTime::from_mseconds(offset_ms))
+    TIMELINE_START.checked_add(gst::ClockTime::from_nseconds(offset_ms.checked_mul(1_000_000)?))
 }
 
 /// As pictures leave the decoder: drops those not kept (`keep`, when set), and makes the encoder
@@ -339,20 +346,16 @@ mod tests {
         let start =
             TranscodeStart { codec: Codec::Hevc, config, base_ms: 5_000, keep_ms: None, key_frames_as_input: true };
         let transcoder = Transcoder::start(&start).expect("starts");
+        // Whichever side meets the decoder's error first, both report it.
         let pushed: Result<(), ImagingError> = frames.into_iter().try_for_each(|f| transcoder.push(f));
-        let finished = pushed.and_then(|()| transcoder.finish());
-        let mut outcome = finished.map(|()| Pulled::Waiting);
-        while let Ok(Pulled::Waiting | Pulled::Frame(_)) = outcome {
-            outcome = transcoder.pull(Duration::from_secs(5));
-            if outcome == Ok(Pulled::Waiting) {
-                break;
-            }
+        let _ = transcoder.finish();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let mut outcome = transcoder.pull(Duration::from_millis(100));
+        while matches!(outcome, Ok(Pulled::Waiting | Pulled::Frame(_))) && std::time::Instant::now() < deadline {
+            outcome = transcoder.pull(Duration::from_millis(100));
         }
-        // The decoder either reports the damage or makes nothing of it; it never panics or hangs.
-        assert!(
-            matches!(outcome, Err(ImagingError::Decode(_)) | Ok(Pulled::Finished | Pulled::Waiting)),
-            "{outcome:?}"
-        );
+        // The decoder reports the damage or makes nothing of it and ends; it never panics or hangs.
+        assert!(matches!(outcome, Err(ImagingError::Decode(_)) | Ok(Pulled::Finished)), "{outcome:?} after {pushed:?}");
     }
 
     #[test]

@@ -1,11 +1,11 @@
-//! A bounded number of running transcodes. Transcoding 1080p H.265 to H.264 costs most of a core
-//! per stream (docs/benchmarks.md), so the server runs at most `slots` at once: a live viewer
+//! A bounded number of running transcodes. Transcoding 1080p30 H.265 to H.264 costs a large share
+//! of a core per stream (docs/benchmarks.md), so the server runs at most `slots` at once: a live viewer
 //! beyond them is refused (Busy), and a stored fragment waits a moment for a slot and is then
 //! refused. Each transcode runs in a worker process of its own (`Isolation::Process`), or on
 //! threads of this process for tests and tools.
 
 use std::io::BufReader;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, channel, sync_channel};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +17,7 @@ use crate::error::ImagingError;
 use crate::fragment_transcode::{
     StoredFragment, has_leading_pictures, hevc_track, replace_track, same_track, track_frames,
 };
-use crate::isolated::WorkerCommand;
+use crate::isolated::{WorkerCommand, spawn_worker};
 use crate::pool::Isolation;
 use crate::protocol::{read_message, write_message};
 use crate::transcode::{Pulled, TranscodeStart, TranscodedFrame, Transcoder};
@@ -32,6 +32,8 @@ const PULL_WAIT: Duration = Duration::from_millis(100);
 pub struct TranscodePool {
     slots: Arc<Slots>,
     isolation: Isolation,
+    /// Transcodes started since the pool was made (for tests and metrics).
+    started: Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// What a transcode hands its owner.
@@ -43,11 +45,16 @@ impl TranscodePool {
         if matches!(isolation, Isolation::InProcess) {
             gstreamer::init().map_err(|e| ImagingError::Unavailable(e.to_string()))?;
         }
-        Ok(TranscodePool { slots: Arc::new(Slots::new(slots.max(1))), isolation })
+        Ok(TranscodePool { slots: Arc::new(Slots::new(slots.max(1))), isolation, started: Arc::default() })
     }
 
     pub fn slots(&self) -> usize {
         self.slots.total
+    }
+
+    /// Transcodes started so far.
+    pub fn started(&self) -> u64 {
+        self.started.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Transcodes running now.
@@ -59,6 +66,7 @@ impl TranscodePool {
     /// thread of its own. Busy when every slot is taken.
     pub fn live(&self, start: TranscodeStart, on_output: OnOutput) -> Result<Transcode, ImagingError> {
         let slot = self.slots.try_take().ok_or(ImagingError::Busy)?;
+        self.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Transcode::start(&self.isolation, slot, start, on_output)
     }
 
@@ -95,10 +103,11 @@ impl TranscodePool {
             keep_ms: Some(keep_ms),
             key_frames_as_input: false,
         };
+        self.started.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut transcode = Transcode::start(&self.isolation, slot, start, on_output)?;
         let input_frames = input.len();
         let deadline = Instant::now() + deadline;
-        let fed = input.into_iter().try_for_each(|frame| transcode.push_waiting(frame));
+        let fed = input.into_iter().try_for_each(|frame| transcode.push_until(frame, deadline));
         transcode.end_input();
         let collected = fed.and_then(|()| collect(&outputs, input_frames, deadline));
         if collected.is_err() {
@@ -151,8 +160,12 @@ fn collect(
 #[derive(Debug)]
 pub struct Transcode {
     input: Option<SyncSender<EncodedFrame>>,
-    process: Option<u32>,
+    /// The worker process, shared with the thread that reads it: killing through `Child` never
+    /// signals a process id the thread has already reaped (and the system may have reused).
+    process: Option<SharedChild>,
 }
+
+type SharedChild = Arc<Mutex<Child>>;
 
 impl Transcode {
     fn start(
@@ -187,9 +200,21 @@ impl Transcode {
     }
 
     /// Hands over one input frame, waiting for room.
-    pub fn push_waiting(&self, frame: EncodedFrame) -> Result<(), ImagingError> {
+    /// Hands over one input frame, waiting for room until `deadline`.
+    pub fn push_until(&self, frame: EncodedFrame, deadline: Instant) -> Result<(), ImagingError> {
         let Some(input) = &self.input else { return Err(stopped()) };
-        input.send(frame).map_err(|_| stopped())
+        let mut frame = frame;
+        loop {
+            match input.try_send(frame) {
+                Ok(()) => return Ok(()),
+                Err(TrySendError::Disconnected(_)) => return Err(stopped()),
+                Err(TrySendError::Full(back)) if Instant::now() < deadline => {
+                    frame = back;
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                Err(TrySendError::Full(_)) => return Err(overran()),
+            }
+        }
     }
 
     /// No more input: the frames in flight come out, then `Finished`.
@@ -200,11 +225,15 @@ impl Transcode {
     /// Ends the transcode now, frames in flight included.
     pub fn stop(&mut self) {
         self.input = None;
-        if let Some(pid) = self.process.take().and_then(|id| rustix::process::Pid::from_raw(id as i32)) {
-            // The worker's reader thread reaps it (so the pid is not reused under us before then).
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        if let Some(child) = self.process.take() {
+            // The reader thread sees its pipe close, reaps the worker and frees the slot.
+            let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
         }
     }
+}
+
+fn overran() -> ImagingError {
+    ImagingError::WorkerFailed("the transcode overran its deadline".into())
 }
 
 fn stopped() -> ImagingError {
@@ -244,25 +273,15 @@ fn run_in_worker(
     frames: Receiver<EncodedFrame>,
     slot: Slot,
     mut on_output: OnOutput,
-) -> Result<u32, ImagingError> {
-    let mut child = Command::new(&command.program)
-        .args(&command.args)
-        .env("MALLOC_ARENA_MAX", "2")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map_err(|e| {
-            ImagingError::Unavailable(format!("cannot start the transcode worker {}: {e}", command.program.display()))
-        })?;
-    let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
+) -> Result<SharedChild, ImagingError> {
+    let (mut child, mut stdin, stdout) = spawn_worker(command, "transcode")?;
+    if let Err(error) = write_message(&mut stdin, &encode_to_worker(start)) {
         let _ = child.kill();
         let _ = child.wait();
-        return Err(ImagingError::Unavailable("the transcode worker has no pipes".into()));
-    };
-    write_message(&mut stdin, &encode_to_worker(start))
-        .map_err(|e| ImagingError::WorkerFailed(format!("the transcode worker did not take its start: {e}")))?;
-    let pid = child.id();
+        return Err(ImagingError::WorkerFailed(format!("the transcode worker did not take its start: {error}")));
+    }
+    let child = Arc::new(Mutex::new(child));
+    let reaped = child.clone();
     std::thread::spawn(move || feed_worker(stdin, frames));
     std::thread::spawn(move || {
         let mut stdout = BufReader::new(stdout);
@@ -271,15 +290,18 @@ fn run_in_worker(
                 Ok(Some(Ok(FromWorker::Frame(frame)))) => on_output(FromWorker::Frame(frame)),
                 Ok(Some(Ok(ended))) => break ended,
                 Ok(Some(Err(error))) => break FromWorker::Failed(error),
-                Ok(None) | Err(_) => break FromWorker::Failed(ImagingError::WorkerFailed(exit_of(&mut child))),
+                Ok(None) | Err(_) => break FromWorker::Failed(ImagingError::WorkerFailed(exit_of(&reaped))),
             }
         };
-        let _ = child.kill();
-        let _ = child.wait();
+        {
+            let mut child = reaped.lock().unwrap_or_else(|e| e.into_inner());
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         drop(slot);
         on_output(last);
     });
-    Ok(pid)
+    Ok(child)
 }
 
 fn feed_worker(mut stdin: ChildStdin, frames: Receiver<EncodedFrame>) {
@@ -293,14 +315,15 @@ fn feed_worker(mut stdin: ChildStdin, frames: Receiver<EncodedFrame>) {
 
 /// Why the worker stopped answering. It closed its pipe, so it is exiting: give it a moment to
 /// be reaped with its own status (a signal, say) before it is killed.
-fn exit_of(child: &mut Child) -> String {
+fn exit_of(child: &SharedChild) -> String {
+    let lock = || child.lock().unwrap_or_else(|e| e.into_inner());
     for _ in 0..50 {
-        if let Ok(Some(status)) = child.try_wait() {
+        if let Ok(Some(status)) = lock().try_wait() {
             return format!("the transcode worker ended: {status}");
         }
         std::thread::sleep(Duration::from_millis(10));
     }
-    let _ = child.kill();
+    let _ = lock().kill();
     "the transcode worker closed its output and was killed".into()
 }
 

@@ -3,11 +3,9 @@
 //! output frames as they are encoded, then `Finished`, or `Failed` and exits. As with pictures,
 //! the server checks every length it reads: a worker that decoded hostile media may be corrupted.
 
-use framelog_media::package::Codec;
-
 use crate::decode::EncodedFrame;
 use crate::error::ImagingError;
-use crate::protocol::{Reader, Writer, malformed, read_error, write_error};
+use crate::protocol::{Reader, Writer, malformed, read_codec, read_error, write_codec, write_error};
 use crate::transcode::{TranscodeStart, TranscodedFrame};
 
 /// What the server tells the worker.
@@ -31,11 +29,7 @@ pub fn encode_to_worker(message: &ToWorker) -> Vec<u8> {
     match message {
         ToWorker::Start(TranscodeStart { codec, config, base_ms, keep_ms, key_frames_as_input }) => {
             out.u8(0);
-            out.u8(match codec {
-                Codec::Avc => 0,
-                Codec::Hevc => 1,
-                Codec::Aac => 2,
-            });
+            write_codec(&mut out, *codec);
             out.bytes(config);
             out.i64(*base_ms);
             out.option(keep_ms.as_ref(), |out, times| {
@@ -58,12 +52,7 @@ pub fn decode_to_worker(message: &[u8]) -> Result<ToWorker, ImagingError> {
     let mut input = Reader(message);
     let decoded = match input.u8()? {
         0 => {
-            let codec = match input.u8()? {
-                0 => Codec::Avc,
-                1 => Codec::Hevc,
-                2 => Codec::Aac,
-                other => return Err(malformed(&format!("codec {other}"))),
-            };
+            let codec = read_codec(&mut input)?;
             let config = input.bytes()?.to_vec();
             let base_ms = input.i64()?;
             let keep_ms = input.option(|input| (0..input.u32()?).map(|_| input.i64()).collect())?;
@@ -120,6 +109,8 @@ pub fn decode_from_worker(message: &[u8]) -> Result<FromWorker, ImagingError> {
 
 #[cfg(test)]
 mod tests {
+    use framelog_media::package::Codec;
+
     use super::*;
 
     fn messages_from_worker() -> Vec<FromWorker> {

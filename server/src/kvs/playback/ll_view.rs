@@ -122,10 +122,13 @@ impl LlViews {
     ) -> Result<Arc<LlView>, ApiError> {
         let key = (handle.id(), track, session.max_fragments, session.h264);
         let tip = handle.tip_seq(crate::kvs::VIDEO_SHARD).map_err(|e| ApiError::internal(&e))?;
-        let version = (tip, ctx.edges.slot(handle.id()).version());
+        let edge_version = ctx.edges.slot(handle.id()).version();
         let lock = || self.latest.lock().unwrap_or_else(|e| e.into_inner());
+        // A view without live parts (H.265 asked for as H.264) does not show the edge: only a
+        // new stored fragment changes it.
+        let version_for = |view: &LlView| (tip, if view.live_parts { edge_version } else { 0 });
         if let Some((built_from, view)) = lock().get(&key)
-            && *built_from == version
+            && *built_from == version_for(view)
         {
             return Ok(view.clone());
         }
@@ -134,7 +137,7 @@ impl LlViews {
         if latest.len() >= MAX_CACHED_VIEWS {
             latest.clear();
         }
-        latest.insert(key, (version, view.clone()));
+        latest.insert(key, (version_for(&view), view.clone()));
         Ok(view)
     }
 }

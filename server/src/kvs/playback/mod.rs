@@ -45,9 +45,16 @@ pub(crate) fn query_value(query: &str, name: &str) -> Option<String> {
         .map(|(_, value)| value.into_owned())
 }
 
+/// Matroska track numbers our packaging takes; the segment cache keys renditions above them.
+const MAX_TRACK_NUMBER: u64 = 0xFFFF;
+
 fn track_number(query: &str) -> Result<u64, ApiError> {
     let text = query_value(query, "TrackNumber").ok_or_else(|| ApiError::invalid("TrackNumber is required."))?;
-    text.parse().map_err(|_| ApiError::invalid(format!("TrackNumber {text} is not a number.")))
+    let number: u64 = text.parse().map_err(|_| ApiError::invalid(format!("TrackNumber {text} is not a number.")))?;
+    if !(1..=MAX_TRACK_NUMBER).contains(&number) {
+        return Err(ApiError::invalid(format!("TrackNumber must be between 1 and {MAX_TRACK_NUMBER}.")));
+    }
+    Ok(number)
 }
 
 fn session_stream(ctx: &KvsCtx, session: &Session) -> Result<crate::kvs::VideoStream, ApiError> {
@@ -165,8 +172,7 @@ fn cached(
     if let Some(segment) = ctx.segments.get(key) {
         return Ok(segment);
     }
-    let (fragment, payload) = window::fragment(ctx, handle, fragment_number)?;
-    let (fragment, payload) = transcoded::fragment(ctx, handle, session.h264, fragment, payload)?;
+    let (fragment, payload) = transcoded::load(ctx, handle, session.h264, fragment_number)?;
     let segment = Bytes::from(build(&fragment, &payload)?);
     ctx.segments.insert(key, segment.clone());
     Ok(segment)

@@ -147,12 +147,18 @@ async fn an_h265_stream_asked_for_as_h264_is_served_as_h264() {
     let number = first_fragment(&playlist);
     let query = format!("TrackNumber=1&FragmentNumber={number}");
     // Viewers asking at once share one transcode and get the same bytes.
+    let started = ctx.transcoding.pool.started();
     let (first, second) = tokio::join!(
         get(&ctx, &h264, "getMP4MediaFragment.mp4", &query),
         get(&ctx, &h264, "getMP4MediaFragment.mp4", &query)
     );
     assert_eq!(first.0, StatusCode::OK, "{}", String::from_utf8_lossy(&first.1));
     assert_eq!(first.1, second.1);
+    assert_eq!(ctx.transcoding.pool.started(), started + 1, "one transcode for both");
+    // Its init segment comes from the same transcoded fragment, kept, not made again.
+    let (status, init) = get(&ctx, &h264, "getMP4InitFragment.mp4", &query).await;
+    assert_eq!((status, ctx.transcoding.pool.started()), (StatusCode::OK, started + 1));
+    assert!(contains(&init, b"avcC"));
     let (_, stored) = get(&ctx, &plain, "getMP4MediaFragment.mp4", &query).await;
     assert_ne!(first.1, stored, "the transcoded segment is not the stored one");
     assert!(h264_nal_types(&first.1).contains(&5), "an H.264 IDR slice: {:?}", h264_nal_types(&first.1));

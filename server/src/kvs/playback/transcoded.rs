@@ -1,50 +1,76 @@
 //! H.264 renditions of H.265 fragments, for sessions that ask for H.264 (`"VideoCodec": "H264"`,
 //! our extension): Chromium cannot decode H.265 (docs/playback.md "H.265 cameras in Chromium").
 //!
-//! A fragment is transcoded whole, once: the result is kept in the segment cache beside the
-//! segments made of it, and viewers who ask for it while it is being made wait for that one
-//! transcode instead of starting their own. Fragments without H.265 video pass through.
+//! A fragment is transcoded whole, once: the result is kept in a cache of its own (a rendition is
+//! bigger than the segments the segment cache is sized for), and viewers who ask for it while it
+//! is being made wait for that one transcode instead of starting their own. A transcode that
+//! failed is not tried again for a few seconds. Fragments without H.265 video pass through.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use framelog_imaging::{ImagingError, StoredFragment, TranscodePool, hevc_track, refers_to_previous};
 use framelog_media::FragmentRecord;
 
+use super::SegmentCache;
 use super::window::{self, WindowFragment};
 use crate::error::{ApiError, ErrorType};
 use crate::kvs::VideoStream;
 use crate::kvs::context::KvsCtx;
 
-/// The segment cache's rendition for a whole transcoded fragment.
-const FRAGMENT_RENDITION: u64 = u64::MAX;
 /// Set in the rendition of every segment or part made from a transcoded fragment.
 pub const H264_RENDITION: u64 = 1 << 48;
+/// Transcoded fragments kept: about 4 minutes of 4 Mbit/s H.264 from each of 16 cameras; one
+/// fragment of up to a quarter of it.
+const RENDITIONS_BYTES: usize = 128 << 20;
 /// How long a request waits for a transcode slot before it is told to retry.
 const SLOT_WAIT: Duration = Duration::from_secs(5);
 /// A 10-second 4K fragment transcodes in a few seconds on one core; past this the worker is
 /// stuck.
 const TRANSCODE_DEADLINE: Duration = Duration::from_secs(60);
+/// The longest a request waits for another's transcode of the same fragment.
+const GATE_WAIT: Duration = Duration::from_secs(70);
+/// A failed transcode is answered with its error for this long before it is tried again.
+const FAILURE_KEPT: Duration = Duration::from_secs(10);
 
 /// A fragment: its stream's engine id and its sequence number.
 type FragmentKey = (u64, u64);
 
-/// One lock per fragment being transcoded; its holder makes the transcode.
-type Gates = HashMap<FragmentKey, Arc<Mutex<()>>>;
-
-/// The transcode pool and the fragments being transcoded now.
+/// The transcode pool, the renditions made, and the fragments being transcoded or failed.
 #[derive(Debug)]
 pub struct Transcoding {
     pub pool: TranscodePool,
-    in_flight: Mutex<Gates>,
+    made: SegmentCache,
+    /// One lock per fragment being transcoded; its holder makes the transcode.
+    in_flight: Mutex<HashMap<FragmentKey, Arc<Mutex<()>>>>,
+    failed: Mutex<HashMap<FragmentKey, (Instant, ApiError)>>,
 }
 
 impl Transcoding {
     pub fn new(pool: TranscodePool) -> Transcoding {
-        Transcoding { pool, in_flight: Mutex::new(HashMap::new()) }
+        Transcoding {
+            pool,
+            made: SegmentCache::new(RENDITIONS_BYTES),
+            in_flight: Mutex::default(),
+            failed: Mutex::default(),
+        }
     }
+
+    fn kept(&self, key: FragmentKey) -> Option<StoredFragment> {
+        self.made.get((key.0, key.1, 0)).and_then(|bytes| unpack(&bytes))
+    }
+
+    fn recent_failure(&self, key: FragmentKey) -> Option<ApiError> {
+        let mut failed = lock(&self.failed);
+        failed.retain(|_, (at, _)| at.elapsed() < FAILURE_KEPT);
+        failed.get(&key).map(|(_, error)| error.clone())
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// What a failed transcode answers.
@@ -57,67 +83,29 @@ pub fn transcode_error(error: ImagingError) -> ApiError {
     }
 }
 
-/// `fragment` (with `payload`) as the session wants it: transcoded when `h264` and its video is
-/// H.265, else as stored.
-pub fn fragment(
+/// Fragment `number` and its payload as the session wants them: transcoded when `h264` and its
+/// video is H.265, else as stored.
+pub fn load(
     ctx: &KvsCtx,
     handle: &VideoStream,
     h264: bool,
-    fragment: WindowFragment,
-    payload: Vec<u8>,
+    number: &str,
 ) -> Result<(WindowFragment, Vec<u8>), ApiError> {
+    if h264 {
+        let key = (handle.id(), handle.fragment_seq(number)?);
+        if let Some(kept) = ctx.transcoding.kept(key) {
+            return Ok(as_window(key.1, number, kept));
+        }
+    }
+    let (fragment, payload) = window::fragment(ctx, handle, number)?;
     if !h264 || hevc_track(&fragment.record.tracks_body).is_none() {
         return Ok((fragment, payload));
     }
-    let key = (handle.id(), fragment.seq, FRAGMENT_RENDITION);
-    if let Some(kept) = ctx.segments.get(key).and_then(|bytes| unpack(&bytes)) {
-        return Ok((WindowFragment { record: kept.record, ..fragment }, kept.payload));
-    }
-    let gate = {
-        let mut in_flight = ctx.transcoding.in_flight.lock().unwrap_or_else(|e| e.into_inner());
-        in_flight.entry((handle.id(), fragment.seq)).or_default().clone()
-    };
-    // One transcode per fragment: whoever holds the gate makes it, the others then find it kept.
-    let made = {
-        let _turn = gate.lock().unwrap_or_else(|e| e.into_inner());
-        match ctx.segments.get(key).and_then(|bytes| unpack(&bytes)) {
-            Some(kept) => Ok(kept),
-            None => transcode(ctx, handle, key, &fragment, payload),
-        }
-    };
-    ctx.transcoding.in_flight.lock().unwrap_or_else(|e| e.into_inner()).remove(&(handle.id(), fragment.seq));
-    let made = made?;
-    Ok((WindowFragment { record: made.record, ..fragment }, made.payload))
+    let made = once(ctx, handle, &fragment, payload)?;
+    Ok(as_window(fragment.seq, number, made))
 }
 
-fn transcode(
-    ctx: &KvsCtx,
-    handle: &VideoStream,
-    key: (u64, u64, u64),
-    fragment: &WindowFragment,
-    payload: Vec<u8>,
-) -> Result<StoredFragment, ApiError> {
-    let stored = StoredFragment { record: fragment.record.clone(), payload };
-    // An open GOP's leading pictures refer into the fragment before: it primes the decoder.
-    let previous = if refers_to_previous(&stored) { previous_fragment(ctx, handle, fragment.seq)? } else { None };
-    let made = ctx
-        .transcoding
-        .pool
-        .fragment(&stored, previous.as_ref(), SLOT_WAIT, TRANSCODE_DEADLINE)
-        .map_err(transcode_error)?;
-    ctx.segments.insert(key, pack(&made));
-    Ok(made)
-}
-
-/// The stored fragment before `seq`, if there is one.
-fn previous_fragment(ctx: &KvsCtx, handle: &VideoStream, seq: u64) -> Result<Option<StoredFragment>, ApiError> {
-    let Some(before) = seq.checked_sub(1) else { return Ok(None) };
-    let stored = handle.fragment(&ctx.engine, before)?;
-    Ok(stored.map(|s| StoredFragment { record: s.record, payload: s.payload }))
-}
-
-/// A fragment's record as the session wants it (reading the stored fragment when it has to be
-/// transcoded): for init segments and CODECS strings.
+/// A fragment's record as the session wants it: for init segments and CODECS strings.
 pub fn record(
     ctx: &KvsCtx,
     handle: &VideoStream,
@@ -127,8 +115,87 @@ pub fn record(
     if !h264 || hevc_track(&listed.record.tracks_body).is_none() {
         return Ok(listed);
     }
-    let (stored, payload) = window::fragment(ctx, handle, &listed.number)?;
-    Ok(fragment(ctx, handle, h264, stored, payload)?.0)
+    Ok(load(ctx, handle, h264, &listed.number)?.0)
+}
+
+fn as_window(seq: u64, number: &str, made: StoredFragment) -> (WindowFragment, Vec<u8>) {
+    let size_bytes = made.payload.len() as u64;
+    (WindowFragment { seq, number: number.to_string(), record: made.record, size_bytes }, made.payload)
+}
+
+/// The transcode of `fragment`, made by whoever asks first; the others wait for it.
+fn once(
+    ctx: &KvsCtx,
+    handle: &VideoStream,
+    fragment: &WindowFragment,
+    payload: Vec<u8>,
+) -> Result<StoredFragment, ApiError> {
+    let transcoding = &ctx.transcoding;
+    let key = (handle.id(), fragment.seq);
+    let gate = lock(&transcoding.in_flight).entry(key).or_default().clone();
+    let made = {
+        let _turn = wait_for(&gate)?;
+        match (transcoding.kept(key), transcoding.recent_failure(key)) {
+            (Some(kept), _) => Ok(kept),
+            (None, Some(error)) => Err(error),
+            (None, None) => transcode(ctx, handle, key, fragment, payload),
+        }
+    };
+    let mut in_flight = lock(&transcoding.in_flight);
+    // Only this gate: a later one for the same fragment belongs to other requests.
+    if in_flight.get(&key).is_some_and(|current| Arc::ptr_eq(current, &gate)) && Arc::strong_count(&gate) <= 2 {
+        in_flight.remove(&key);
+    }
+    made
+}
+
+/// The gate, waited for at most GATE_WAIT (a transcode is bounded by its deadline, so only a
+/// pile of waiters can take longer).
+fn wait_for(gate: &Mutex<()>) -> Result<MutexGuard<'_, ()>, ApiError> {
+    let deadline = Instant::now() + GATE_WAIT;
+    loop {
+        match gate.try_lock() {
+            Ok(turn) => return Ok(turn),
+            Err(std::sync::TryLockError::Poisoned(poisoned)) => return Ok(poisoned.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return Err(transcode_error(ImagingError::Busy)),
+        }
+    }
+}
+
+fn transcode(
+    ctx: &KvsCtx,
+    handle: &VideoStream,
+    key: FragmentKey,
+    fragment: &WindowFragment,
+    payload: Vec<u8>,
+) -> Result<StoredFragment, ApiError> {
+    let stored = StoredFragment { record: fragment.record.clone(), payload };
+    // An open GOP's leading pictures refer into the fragment before: it primes the decoder.
+    let previous = if refers_to_previous(&stored) { previous_fragment(ctx, handle, fragment.seq)? } else { None };
+    let made = ctx.transcoding.pool.fragment(&stored, previous.as_ref(), SLOT_WAIT, TRANSCODE_DEADLINE);
+    match made {
+        Ok(made) => {
+            ctx.transcoding.made.insert((key.0, key.1, 0), pack(&made));
+            Ok(made)
+        }
+        // Busy is about this moment, not this fragment: the next request tries again.
+        Err(ImagingError::Busy) => Err(transcode_error(ImagingError::Busy)),
+        Err(other) => {
+            let error = transcode_error(other);
+            lock(&ctx.transcoding.failed).insert(key, (Instant::now(), error.clone()));
+            Err(error)
+        }
+    }
+}
+
+/// The stored fragment before `seq`, if there is one.
+fn previous_fragment(ctx: &KvsCtx, handle: &VideoStream, seq: u64) -> Result<Option<StoredFragment>, ApiError> {
+    let Some(before) = seq.checked_sub(1) else { return Ok(None) };
+    let stored = handle.fragment(&ctx.engine, before)?;
+    Ok(stored.map(|s| StoredFragment { record: s.record, payload: s.payload }))
 }
 
 /// `record length u32 | record | payload`.

@@ -29,7 +29,7 @@ pub fn h264_frames(
     frames: broadcast::Receiver<Arc<EdgeFrame>>,
 ) -> broadcast::Receiver<Arc<EdgeFrame>> {
     let (out, viewer) = broadcast::channel(RELAY_FRAMES);
-    tokio::spawn(Relay { pool, out, live: None, need_key: true }.run(frames));
+    tokio::spawn(Relay { pool, out, live: None, need_key: true, looked_at: None }.run(frames));
     viewer
 }
 
@@ -50,6 +50,8 @@ struct Relay {
     live: Option<Live>,
     /// After a lost frame the decoder needs a key frame.
     need_key: bool,
+    /// The last track list looked at and its H.265 track: parsed once, not for every frame.
+    looked_at: Option<(Arc<Vec<u8>>, Option<u64>)>,
 }
 
 impl Relay {
@@ -123,7 +125,16 @@ impl Relay {
             }
             self.need_key = true;
         }
-        hevc_track(&frame.tracks_body).map(|t| t.number)
+        match &self.looked_at {
+            Some((tracks, track)) if Arc::ptr_eq(tracks, &frame.tracks_body) || **tracks == *frame.tracks_body => {
+                *track
+            }
+            _ => {
+                let track = hevc_track(&frame.tracks_body).map(|t| t.number);
+                self.looked_at = Some((frame.tracks_body.clone(), track));
+                track
+            }
+        }
     }
 
     fn start(&self, frame: &EdgeFrame, track: u64) -> Result<Live, ImagingError> {
@@ -184,8 +195,8 @@ mod tests {
 
     use framelog_imaging::Isolation;
     use framelog_imaging::test_media::encoded_bars;
-    use framelog_media::package::{PackagedTrack, packaged_tracks};
-    use framelog_media::{FragmentRecord, Track, tracks_body};
+    use framelog_media::package::PackagedTrack;
+    use framelog_media::{Track, tracks_body};
 
     use super::*;
 
@@ -205,17 +216,8 @@ mod tests {
     }
 
     fn video_track(tracks: &[u8]) -> PackagedTrack {
-        let record = FragmentRecord {
-            timecode: 0,
-            timecode_scale_ns: 1_000_000,
-            producer_ts_ms: 0,
-            server_ts_ms: 0,
-            duration_ms: 0,
-            tracks_body: tracks.to_vec(),
-            tags: Vec::new(),
-            frames: Vec::new(),
-        };
-        packaged_tracks(&record).expect("tracks").remove(0)
+        let parsed = framelog_media::parse_tracks(tracks, 0).expect("tracks");
+        PackagedTrack::from_track(&parsed[0]).expect("a packageable track")
     }
 
     /// Sends `frames` through a relay and collects what comes out until it is quiet.
