@@ -20,7 +20,8 @@
 //       with ?live=hls, LL-HLS) or ON_DEMAND (a click on the first .fragment of #timeline), then fetches a still
 //       (#still). Adds "transport", what the console played over (webrtc, ll-hls, hls).
 //   node play.mjs console-script <server base URL> <steps.json> <screenshot.png>
-//       The console driven through a list of steps (sign in, open a stream, play, sign out, ...; see
+//       The console driven through a list of steps (sign in, open a stream, play, the live grid, zoom,
+//       thumbnails, search, sign out, ...; see
 //       SCRIPT_STEPS below), recording what the page shows after each one and every request it made.
 //
 // Both wait until video.currentTime has advanced by `seconds` (default 4) of continuous playback, or until the
@@ -683,6 +684,81 @@ const SCRIPT_STEPS = {
   },
   // Clicks the first fragment of the timeline and samples the player for `seconds` (default 4).
   play: (page, step) => scriptPlay(page, step.seconds === undefined ? DEFAULT_SECONDS : step.seconds),
+  // Clicks #grid-button and waits until every tile's video (or those of `streams`) has played `seconds` (default
+  // 3), or the budget runs out: {tiles: [{stream, transport, played, width, height}]}. Its screenshot file also gets the grid alone
+  // (<screenshot>.<index>-grid.tiles.png).
+  grid: async (page, step, base, shot) => {
+    await page.locator('#grid-button').click({ timeout: 5_000 });
+    const seconds = step.seconds === undefined ? 3 : step.seconds;
+    const deadline = Math.min(Date.now() + 30_000, started + RUN_BUDGET_MS - 10_000);
+    await page.waitForFunction((n) => document.querySelectorAll('#grid-tiles .tile video').length >= n, step.tiles || 1, {
+      timeout: 10_000,
+    });
+    const videos = await page.locator('#grid-tiles .tile video').elementHandles();
+    for (const video of videos) await installSampler(video);
+    let tiles = [];
+    while (Date.now() < deadline) {
+      tiles = await Promise.all(
+        videos.map(async (video) => {
+          const sampled = await readSampler(video);
+          const tile = await video.evaluate((v) => ({ stream: v.closest('.tile').dataset.stream, transport: v.closest('.tile').dataset.transport || null }));
+          return { ...tile, played: Math.round(sampled.played * 1000) / 1000, width: sampled.width, height: sampled.height };
+        }),
+      );
+      const waited = step.streams ? tiles.filter((t) => step.streams.includes(t.stream)) : tiles;
+      if (waited.length && waited.every((t) => t.played >= seconds)) break;
+      await sleep(POLL_MS);
+    }
+    if (shot) await page.locator('#grid-tiles').screenshot({ path: shot.replace(/\.png$/, '.tiles.png'), timeout: 10_000 });
+    const errors = await consoleErrors(page);
+    return { tiles, errors, tilesScreenshot: shot ? path.resolve(shot.replace(/\.png$/, '.tiles.png')) : null };
+  },
+  // Clicks #zoom-in `times` times (default 1) or, with "out": true, #zoom-all.
+  zoom: async (page, step) => {
+    const button = step.out ? '#zoom-all' : '#zoom-in';
+    for (let i = 0; i < (step.times || 1); i++) await page.locator(button).click({ timeout: 5_000 });
+    return {};
+  },
+  // Waits for #thumbs to show `count` (default 1) loaded key-frame thumbnails; writes the first to
+  // <screenshot>.<index>-thumbnails.thumb.jpg: {thumbnails: [{atMs, naturalWidth, naturalHeight}], thumbnail}.
+  thumbnails: async (page, step, base, shot) => {
+    const count = step.count || 1;
+    await page.waitForFunction(
+      (n) => Array.from(document.querySelectorAll('#thumbs img.thumb')).filter((i) => i.complete && i.naturalWidth > 0).length >= n,
+      count,
+      { timeout: 20_000 },
+    );
+    const thumbnails = await page.evaluate(() =>
+      Array.from(document.querySelectorAll('#thumbs img.thumb'), (i) => ({
+        atMs: Number(i.dataset.atMs),
+        naturalWidth: i.naturalWidth,
+        naturalHeight: i.naturalHeight,
+        src: i.src,
+      })),
+    );
+    let thumbnail = null;
+    if (shot && thumbnails.length) {
+      thumbnail = path.resolve(shot.replace(/\.png$/, '.thumb.jpg'));
+      fs.writeFileSync(thumbnail, Buffer.from(thumbnails[0].src.split(',')[1], 'base64'));
+    }
+    return { thumbnails: thumbnails.map(({ src, ...rest }) => rest), thumbnail };
+  },
+  // Fills the search form (name, value, hours) and submits it.
+  search: async (page, step) => {
+    await page.fill('#search-name', step.name);
+    await page.fill('#search-value', step.value || '');
+    if (step.hours) await page.selectOption('#search-hours', String(step.hours));
+    await page.locator('#search-form button[type="submit"]').click({ timeout: 5_000 });
+    return {};
+  },
+  // Clicks the first search result and samples the player for `seconds` (default 4).
+  openResult: async (page, step) => {
+    const before = (await consoleErrors(page)).length;
+    const first = page.locator('#search-results button.match').first();
+    const clicked = { stream: await first.getAttribute('data-stream'), startMs: Number(await first.getAttribute('data-start-ms')) };
+    await first.click({ timeout: 5_000 });
+    return { clicked, ...(await samplePlayer(page, step.seconds === undefined ? DEFAULT_SECONDS : step.seconds, before)) };
+  },
   // Clicks #still (GetImages).
   still: async (page) => {
     await page.locator('#still').click({ timeout: 5_000 });
@@ -722,6 +798,15 @@ function consoleView(page) {
       viewerMessage: shown('viewer-message') ? text('viewer-message') : null,
       fragments: document.querySelectorAll('#timeline .fragment').length,
       still: shown('still-figure'),
+      grid: shown('grid'),
+      tiles: Array.from(document.querySelectorAll('#grid-tiles .tile'), (t) => t.dataset.stream),
+      zoomLevel: text('zoom-level'),
+      axis: [text('axis-start'), text('axis-end')],
+      thumbnails: document.querySelectorAll('#thumbs img.thumb').length,
+      results: Array.from(document.querySelectorAll('#search-results button.match'), (b) => ({
+        stream: b.dataset.stream,
+        startMs: Number(b.dataset.startMs),
+      })),
       status: text('status'),
       sessionStorage: entries(window.sessionStorage),
       localStorage: entries(window.localStorage),
@@ -744,6 +829,11 @@ async function consoleSettled(page) {
 async function scriptPlay(page, seconds) {
   const before = (await consoleErrors(page)).length;
   const clicked = await clickFirstFragment(page);
+  return { clicked, ...(await samplePlayer(page, seconds, before)) };
+}
+
+// Samples the console's main player for `seconds` of playback; errors counted from the `before`-th.
+async function samplePlayer(page, seconds, before) {
   const video = await page.locator('video#player').elementHandle();
   await installSampler(video);
   const playerErrors = async () => (await consoleErrors(page)).slice(before);
@@ -752,7 +842,7 @@ async function scriptPlay(page, seconds) {
   const errors = [...(await playerErrors()), ...snapshot.videoErrors];
   const played = Math.round(snapshot.played * 1000) / 1000;
   const ok = snapshot.start !== null && played >= seconds && errors.length === 0 && snapshot.width > 0;
-  return { clicked, start: snapshot.start, end: snapshot.now, played, width: snapshot.width, height: snapshot.height, errors, ok };
+  return { start: snapshot.start, end: snapshot.now, played, width: snapshot.width, height: snapshot.height, errors, ok };
 }
 
 // Every request the page makes, with all its headers and (the start of) its body: the tests look for secrets in them.
@@ -785,15 +875,16 @@ async function runScript(base, stepsFile, file) {
       const run = SCRIPT_STEPS[step.do];
       if (!run) throw new Error(`unknown step ${JSON.stringify(step.do)}`);
       const begun = Date.now();
-      const record = { do: step.do, ...(await run(page, step, base)) };
+      const shot = step.shot ? file.replace(/(\.png)?$/i, `.${index}-${step.do}.png`) : null;
+      const record = { do: step.do, ...(await run(page, step, base, shot)) };
       record.settled = await consoleSettled(page);
       record.view = await consoleView(page);
       record.ms = Date.now() - begun;
-      if (step.shot) {
-        const shot = file.replace(/(\.png)?$/i, `.${index}-${step.do}.png`);
+      if (shot) {
         await page.screenshot({ path: shot, timeout: 10_000 });
         record.screenshot = path.resolve(shot);
         result.stepScreenshots.push(record.screenshot);
+        for (const extra of [record.tilesScreenshot, record.thumbnail]) if (extra) result.stepScreenshots.push(extra);
       }
       result.steps.push(record);
     }

@@ -5,6 +5,7 @@ its text.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import threading
 import time
@@ -13,7 +14,7 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 from hls_helpers import attributes, brief
-from kvs_helpers import put_endpoint
+from kvs_helpers import create_stream, put_endpoint
 from media_fixtures import (
     ID_CLUSTER,
     PutMediaResult,
@@ -153,6 +154,19 @@ class LlPlaylist:
     def last_part(self) -> tuple[int, int] | None:
         with_parts = [s for s in self.segments if s.parts]
         return (with_parts[-1].msn, with_parts[-1].parts[-1].index) if with_parts else None
+
+
+@contextlib.contextmanager
+def paced_camera(kinesisvideo, source: Path, prefix: str, preroll_fragments: int):
+    """A PacedCamera on a new stream, once `preroll_fragments` are stored; stopped after, its upload checked."""
+    camera = PacedCamera(kinesisvideo, create_stream(kinesisvideo, prefix=prefix), source).start()
+    try:
+        camera.wait_for_persisted(preroll_fragments, timeout=20)
+        yield camera
+    finally:
+        result = camera.stop()
+    assert result.status == 200, (result.status, result.body[:500])
+    assert not result.events("ERROR"), result.ack_lines
 
 
 def _msn_and_part(uri: str) -> tuple[int, int]:

@@ -23,8 +23,7 @@ import pytest
 
 from consumer_helpers import api_ok
 from hls_helpers import brief, fetch, get_playlist, get_segment, parse_master
-from kvs_helpers import create_stream
-from ll_helpers import PacedCamera, check_ll_media_playlist, playlist_url
+from ll_helpers import check_ll_media_playlist, paced_camera, playlist_url
 from media_fixtures import tool
 from test_browser_playback import SCREENSHOTS, assert_played, run_play, summary
 
@@ -34,15 +33,8 @@ RELOADS = 12
 
 @pytest.fixture
 def camera(kinesisvideo, h264_420_aac_mkv, server):
-    stream = create_stream(kinesisvideo, prefix="ll-hls")
-    camera = PacedCamera(kinesisvideo, stream, h264_420_aac_mkv).start()
-    try:
-        camera.wait_for_persisted(PREROLL_FRAGMENTS, timeout=20)
+    with paced_camera(kinesisvideo, h264_420_aac_mkv, "ll-hls", PREROLL_FRAGMENTS) as camera:
         yield camera
-    finally:
-        result = camera.stop()
-    assert result.status == 200, (result.status, result.body[:500])
-    assert not result.events("ERROR"), result.ack_lines
 
 
 def ll_session(endpoint: str, stream: str, **extra) -> str:

@@ -20,7 +20,7 @@ import pytest
 from consumer_helpers import api_ok
 from hls_helpers import UPLOAD_RANGE_MS, counted_streams, ffprobe_json
 from kvs_helpers import PRODUCER_START_MS, assert_full_ack_sequence, create_stream, upload
-from ll_helpers import PacedCamera
+from ll_helpers import paced_camera
 from test_browser_playback import SCREENSHOTS, assert_played, run_play, summary
 
 SECONDS = 4.0
@@ -55,15 +55,8 @@ def h265_vod(kinesisvideo, h265_mkv) -> str:
 
 @pytest.fixture
 def h265_camera(kinesisvideo, h265_mkv, server):
-    stream = create_stream(kinesisvideo, prefix="h265-live")
-    camera = PacedCamera(kinesisvideo, stream, h265_mkv).start()
-    try:
-        camera.wait_for_persisted(PREROLL_FRAGMENTS, timeout=20)
+    with paced_camera(kinesisvideo, h265_mkv, "h265-live", PREROLL_FRAGMENTS) as camera:
         yield camera
-    finally:
-        result = camera.stop()
-    assert result.status == 200, (result.status, result.body[:500])
-    assert not result.events("ERROR"), result.ack_lines
 
 
 def record_latency(name: str, latency: dict) -> None:

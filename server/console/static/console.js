@@ -1,15 +1,13 @@
-// The Framelog web console. It uses only the public KVS APIs this server answers (ListStreams,
-// ListFragments, GetHLSStreamingSessionURL, GetImages) and plays HLS through hls.js, so what it
-// shows is what any AWS client would get. A server started with --credentials checks a SigV4
-// signature on each of those calls: the console then asks for a key and signs them (below).
+// The Framelog web console: sign-in, the stream list and a stream's viewer (its timeline, with
+// zoom and key-frame thumbnails). It uses only the KVS APIs this server answers (ListStreams,
+// ListFragments, GetHLSStreamingSessionURL, GetImages) and our documented extensions (WHEP
+// sessions, LowLatency, VideoCodec, MetadataFilter), so what it shows is what any client gets.
+// A server started with --credentials checks a SigV4 signature on each call: the console then
+// asks for a key and signs them (below). player.js plays, grid.js and search.js add the live
+// grid and the metadata search.
 "use strict";
 
-const state = { stream: null, fragments: [], range: null, hls: null, mode: null, pc: null, whepResource: null, transport: null, attempt: 0 };
-// How long a WebRTC (WHEP) start may take before live falls back to LL-HLS: the next key frame
-// (one fragment, 2 s for most cameras) plus the connection.
-const WHEP_START_MS = 6000;
-// `?live=hls` skips WebRTC (troubleshooting, or a network that blocks UDP).
-const LIVE_OVER_HLS = new URLSearchParams(window.location.search).get("live") === "hls";
+const state = { stream: null, fragments: [], range: null, view: null, events: [], thumbnails: new Map(), mode: null };
 // Tests and curious users read player errors here; `pending` counts API calls in flight.
 window.framelogConsole = { errors: [], state, pending: 0 };
 
@@ -186,6 +184,7 @@ const signIn = {
   },
 
   show(message = "") {
+    grid.hide();
     closeViewer();
     $("streams").replaceChildren();
     $("signin-error").textContent = message;
@@ -275,6 +274,7 @@ async function loadStreams() {
 }
 
 async function openStream(name) {
+  grid.hide();
   state.stream = name;
   for (const b of document.querySelectorAll("button.stream")) b.classList.toggle("selected", b.dataset.stream === name);
   $("viewer").hidden = false;
@@ -293,6 +293,8 @@ async function openStream(name) {
 function clearTimeline() {
   state.fragments = [];
   state.range = null;
+  state.view = null;
+  state.events = [];
   drawTimeline();
   $("events").replaceChildren();
   $("axis-start").textContent = "";
@@ -311,68 +313,180 @@ function closeViewer() {
 // uploads from an edge agent show where they belong).
 async function loadTimeline() {
   const hours = Number($("lookback").value);
-  const now = Date.now();
-  const fragments = [];
-  let token;
   status("Loading fragments…");
-  do {
-    const body = token
-      ? { StreamName: state.stream, NextToken: token }
-      : {
-          StreamName: state.stream,
-          MaxResults: 1000,
-          FragmentSelector: {
-            FragmentSelectorType: "SERVER_TIMESTAMP",
-            TimestampRange: { StartTimestamp: seconds(now - hours * 3600e3), EndTimestamp: seconds(now + 60e3) },
-          },
-        };
-    const page = await api("/listFragments", body);
-    for (const f of page.Fragments || []) {
-      const startMs = Math.round(f.ProducerTimestamp * 1000);
-      fragments.push({ number: f.FragmentNumber, startMs, endMs: startMs + f.FragmentLengthInMilliseconds });
-    }
-    token = page.NextToken;
-  } while (token && fragments.length < 20000);
+  const fragments = await arrivedFragments(state.stream, hours, {}, (found) => found.length < 20000);
   fragments.sort((a, b) => a.startMs - b.startMs);
   state.fragments = fragments;
   state.range = fragments.length ? { startMs: fragments[0].startMs, endMs: fragments[fragments.length - 1].endMs } : null;
+  state.view = state.range && { ...state.range };
+  state.events = [];
+  state.thumbnails = new Map();
   drawTimeline();
   status(fragments.length ? `${fragments.length} fragment(s)` : "No fragments in the look-back window.");
   if (fragments.length) await loadEvents();
 }
 
+// The part of the look-back window the timeline shows (`state.view`), zoomed from the whole
+// window down to MIN_VIEW_MS: fragments, gaps, metadata markers and key-frame thumbnails.
+const MIN_VIEW_MS = 10_000;
+// Thumbnails across the timeline at any zoom, at most one per THUMBNAIL_PX of its width: each is
+// one GetImages call for a fragment's key frame.
+const THUMBNAILS = 8;
+const THUMBNAIL_PX = 170;
+
+// The fragments of `stream` that arrived in the last `hours` (ListFragments by server time with
+// `extra` members, such as our MetadataFilter), page after page while `more(found)` says so.
+async function arrivedFragments(stream, hours, extra, more) {
+  const now = Date.now();
+  const found = [];
+  let token;
+  do {
+    const body = {
+      StreamName: stream,
+      MaxResults: 1000,
+      ...extra,
+      ...(token
+        ? { NextToken: token }
+        : {
+            FragmentSelector: {
+              FragmentSelectorType: "SERVER_TIMESTAMP",
+              TimestampRange: { StartTimestamp: seconds(now - hours * 3600e3), EndTimestamp: seconds(now + 60e3) },
+            },
+          }),
+    };
+    const page = await api("/listFragments", body);
+    for (const f of page.Fragments || []) {
+      const startMs = Math.round(f.ProducerTimestamp * 1000);
+      found.push({ stream, number: f.FragmentNumber, startMs, endMs: startMs + f.FragmentLengthInMilliseconds });
+    }
+    token = page.NextToken;
+  } while (token && more(found));
+  return found;
+}
+
 function drawTimeline() {
   const timeline = $("timeline");
   timeline.replaceChildren();
-  if (!state.range) return;
-  const { startMs, endMs } = state.range;
-  const span = Math.max(1, endMs - startMs);
-  const place = (el, fromMs, toMs) => {
-    el.style.left = `${((fromMs - startMs) / span) * 100}%`;
-    el.style.width = `max(1px, ${((toMs - fromMs) / span) * 100}%)`;
-  };
+  if (!state.view) return drawThumbnails([]);
+  const { startMs, endMs } = state.view;
+  const at = (ms) => `${((ms - startMs) / Math.max(1, endMs - startMs)) * 100}%`;
+  const shown = state.fragments.filter((f) => f.endMs >= startMs && f.startMs <= endMs);
   let previous = null;
-  for (const f of state.fragments) {
+  for (const f of shown) {
     // A gap is missing video longer than a second between consecutive fragments.
-    if (previous && f.startMs - previous.endMs > 1000) {
-      const gap = document.createElement("div");
-      gap.className = "gap";
-      gap.dataset.startMs = previous.endMs;
-      gap.dataset.endMs = f.startMs;
-      place(gap, previous.endMs, f.startMs);
-      timeline.append(gap);
-    }
-    const el = document.createElement("div");
-    el.className = "fragment";
-    el.dataset.startMs = f.startMs;
-    el.dataset.endMs = f.endMs;
+    if (previous && f.startMs - previous.endMs > 1000) timeline.append(span("gap", previous.endMs, f.startMs, at));
+    const el = span("fragment", f.startMs, f.endMs, at);
     el.dataset.fragmentNumber = f.number;
-    place(el, f.startMs, f.endMs);
     timeline.append(el);
     previous = f;
   }
+  for (const event of state.events.filter((e) => e.atMs >= startMs && e.atMs <= endMs)) {
+    const marker = document.createElement("div");
+    marker.className = "event";
+    marker.dataset.name = event.name;
+    marker.dataset.value = event.value;
+    marker.title = `${event.name} = ${event.value}`;
+    marker.style.left = at(event.atMs);
+    timeline.append(marker);
+  }
   $("axis-start").textContent = iso(startMs);
   $("axis-end").textContent = iso(endMs);
+  $("zoom-level").textContent = spanText(endMs - startMs);
+  // The view's own thumbnails come once the zooming settles; the old ones would sit in wrong places.
+  drawThumbnails([]);
+  scheduleThumbnails();
+}
+
+// A block of the timeline from `fromMs` to `toMs`.
+function span(className, fromMs, toMs, at) {
+  const el = document.createElement("div");
+  el.className = className;
+  el.dataset.startMs = fromMs;
+  el.dataset.endMs = toMs;
+  el.style.left = at(fromMs);
+  el.style.width = `max(1px, calc(${at(toMs)} - ${at(fromMs)}))`;
+  return el;
+}
+
+const spanText = (ms) =>
+  ms >= 2 * 86400e3 ? `${Math.round(ms / 86400e3)} days` : ms >= 2 * 3600e3 ? `${Math.round(ms / 3600e3)} h`
+    : ms >= 120e3 ? `${Math.round(ms / 60e3)} min` : `${Math.round(ms / 1000)} s`;
+
+// Zooms the view by `factor` (below 1 zooms in) around `centerMs`, inside the look-back window.
+function zoom(factor, centerMs) {
+  if (!state.range || !state.view) return;
+  const whole = Math.max(MIN_VIEW_MS, state.range.endMs - state.range.startMs);
+  const current = Math.max(MIN_VIEW_MS, state.view.endMs - state.view.startMs);
+  const width = Math.min(whole, Math.max(MIN_VIEW_MS, current * factor));
+  const center = centerMs ?? (state.view.startMs + state.view.endMs) / 2;
+  const startMs = Math.min(Math.max(state.range.startMs, center - width / 2), state.range.startMs + whole - width);
+  state.view = { startMs, endMs: startMs + width };
+  drawTimeline();
+}
+
+// The producer time under a pointer on the timeline.
+function timelineMs(clientX) {
+  const box = $("timeline").getBoundingClientRect();
+  const { startMs, endMs } = state.view;
+  return startMs + ((clientX - box.left) / box.width) * (endMs - startMs);
+}
+
+let thumbnailTimer = null;
+// Thumbnails wait for the zooming to settle.
+function scheduleThumbnails() {
+  clearTimeout(thumbnailTimer);
+  thumbnailTimer = setTimeout(() => loadThumbnails().catch(report), 250);
+}
+
+// Key frames spread across the view: the first frame of THUMBNAILS fragments, evenly spaced.
+async function loadThumbnails() {
+  if (!state.view) return;
+  const { startMs, endMs } = state.view;
+  const inView = state.fragments.filter((f) => f.startMs >= startMs && f.startMs <= endMs);
+  const count = Math.max(2, Math.min(THUMBNAILS, Math.floor($("thumbs").clientWidth / THUMBNAIL_PX)));
+  const picked = [...new Set(Array.from({ length: count }, (_, i) => inView[Math.floor((i * inView.length) / count)]))]
+    .filter(Boolean);
+  const view = state.view;
+  const thumbs = await Promise.all(picked.map((f) => thumbnail(state.stream, f)));
+  if (view === state.view) drawThumbnails(thumbs.filter(Boolean));
+}
+
+// One fragment's key frame as a small JPEG (data URL), kept for the stream.
+async function thumbnail(stream, fragment) {
+  const kept = state.thumbnails.get(fragment.number);
+  if (kept) return kept;
+  const page = await api("/getImages", {
+    StreamName: stream,
+    ImageSelectorType: "PRODUCER_TIMESTAMP",
+    StartTimestamp: seconds(fragment.startMs),
+    EndTimestamp: seconds(fragment.startMs),
+    Format: "JPEG",
+    WidthPixels: 160,
+    MaxResults: 1,
+  });
+  const image = (page.Images || [])[0];
+  if (!image || !image.ImageContent) return null;
+  const thumb = { atMs: fragment.startMs, src: `data:image/jpeg;base64,${image.ImageContent}` };
+  if (stream === state.stream) state.thumbnails.set(fragment.number, thumb);
+  return thumb;
+}
+
+function drawThumbnails(thumbs) {
+  const strip = $("thumbs");
+  strip.replaceChildren();
+  if (!state.view) return;
+  const { startMs, endMs } = state.view;
+  for (const thumb of thumbs) {
+    const img = document.createElement("img");
+    img.className = "thumb";
+    img.src = thumb.src;
+    img.alt = `Key frame at ${iso(thumb.atMs)}`;
+    img.title = iso(thumb.atMs);
+    img.dataset.atMs = thumb.atMs;
+    img.style.left = `${((thumb.atMs - startMs) / Math.max(1, endMs - startMs)) * 100}%`;
+    img.addEventListener("click", () => playFromMs(thumb.atMs));
+    strip.append(img);
+  }
 }
 
 // Metadata events come from the playlist's EXT-X-DATERANGE entries (one per MKV tag).
@@ -383,8 +497,10 @@ async function loadEvents() {
   const events = [];
   // ON_DEMAND sessions span at most 24 h; the newest day is what the timeline mostly shows.
   const from = Math.max(startMs, endMs - 24 * 3600e3 + 1000);
+  const stream = state.stream;
   try {
-    const master = await sessionUrl("ON_DEMAND", from, endMs);
+    // Only the playlist is read: no video, so no H.264 asked for (it would transcode H.265).
+    const master = await sessionUrl("ON_DEMAND", from, endMs, stream, false);
     const masterText = await (await fetch(master)).text();
     const mediaLine = masterText.split("\n").find((l) => l.startsWith("getHLSMediaPlaylist"));
     if (!mediaLine) return;
@@ -398,32 +514,20 @@ async function loadEvents() {
     if (error instanceof ApiError && error.signIn) return;
     status(`Events unavailable: ${error instanceof ApiError && error.denied ? notAllowed(error) : error.message}`);
   }
-  const timeline = $("timeline");
-  const span = Math.max(1, endMs - startMs);
+  if (stream !== state.stream) return; // another stream opened meanwhile
+  state.events = events;
+  drawTimeline();
   for (const event of events) {
-    const marker = document.createElement("div");
-    marker.className = "event";
-    marker.dataset.name = event.name;
-    marker.dataset.value = event.value;
-    marker.title = `${event.name} = ${event.value}`;
-    marker.style.left = `${((event.atMs - startMs) / span) * 100}%`;
-    timeline.append(marker);
     const item = document.createElement("li");
     item.textContent = `${iso(event.atMs)}  ${event.name} = ${event.value}`;
     list.append(item);
   }
 }
 
-// Chromium cannot decode H.265: its sessions ask for H.264 (our extension), which the server
-// makes from an H.265 camera's video and leaves an H.264 camera's alone.
-function needsH264() {
-  const hevc = 'video/mp4; codecs="hvc1.1.6.L93.B0"';
-  return !(window.MediaSource && MediaSource.isTypeSupported(hevc));
-}
-
-async function sessionUrl(mode, fromMs, toMs) {
-  const body = { StreamName: state.stream, PlaybackMode: mode, DisplayFragmentTimestamp: "ALWAYS" };
-  if (needsH264()) body.VideoCodec = "H264";
+// A session of `stream` (`video`: it will be played, so Chromium asks for H.264).
+async function sessionUrl(mode, fromMs, toMs, stream = state.stream, video = true) {
+  const body = { StreamName: stream, PlaybackMode: mode, DisplayFragmentTimestamp: "ALWAYS" };
+  if (video && needsH264()) body.VideoCodec = "H264";
   // Live is Low-Latency HLS (our extension): parts of the fragment still arriving, about a
   // second behind the camera instead of ten.
   if (mode === "LIVE") body.LowLatency = true;
@@ -440,132 +544,60 @@ async function sessionUrl(mode, fromMs, toMs) {
   return (await api("/getHLSStreamingSessionURL", body)).HLSStreamingSessionURL;
 }
 
+// The main viewer's player; the live grid's tiles have their own (grid.js).
+const player = new Player($("player"), (error) => {
+  window.framelogConsole.errors.push(error);
+  if (error.fatal) status(`Player error: ${error.details}`);
+});
+Object.defineProperty(state, "transport", { get: () => player.transport, enumerable: true });
+
 function stopPlayer() {
-  // Whatever was starting is superseded (a WebRTC start checks this after each wait).
-  state.attempt += 1;
-  if (state.hls) state.hls.destroy();
-  state.hls = null;
-  if (state.pc) state.pc.close();
-  state.pc = null;
-  // WHEP: the session's resource is deleted, so the server stops sending at once.
-  if (state.whepResource) fetch(state.whepResource, { method: "DELETE" }).catch(() => {});
-  state.whepResource = null;
-  state.transport = null;
-  const video = $("player");
-  video.srcObject = null;
-  video.removeAttribute("src");
-  video.load();
+  player.stop();
 }
 
-// Live over WebRTC (WHEP): "playing" once the video plays; "fallback" when the server declines
-// the offer or no picture comes within WHEP_START_MS (UDP blocked, no transcode slot free), so live
-// falls back to LL-HLS; "cancelled" when the user did something else meanwhile (the page is
-// theirs, not this attempt's).
-async function playWhep() {
-  stopPlayer();
-  const attempt = state.attempt;
-  const current = () => attempt === state.attempt;
-  // WebRTC here carries H.264 only: an H.265 camera's video is transcoded for it.
-  const request = { StreamName: state.stream, Expires: 43200, VideoCodec: "H264" };
-  const url = (await api("/getWHEPSessionURL", request)).WHEPSessionURL;
-  if (!current()) return "cancelled";
-  const video = $("player");
-  const pc = new RTCPeerConnection();
-  state.pc = pc;
-  pc.addTransceiver("video", { direction: "recvonly" });
-  let stream = null;
-  pc.ontrack = (event) => {
-    stream = event.streams[0] || new MediaStream([event.track]);
-    video.srcObject = stream;
-    video.play().catch(() => {});
-  };
-  const playing = new Promise((resolve) => {
-    const timer = setTimeout(() => resolve(false), WHEP_START_MS);
-    const onPlaying = () => {
-      if (stream === null || video.srcObject !== stream) return; // another player's
-      clearTimeout(timer);
-      video.removeEventListener("playing", onPlaying);
-      resolve(true);
-    };
-    video.addEventListener("playing", onPlaying);
-  });
-  await pc.setLocalDescription(await pc.createOffer());
-  const answer = await fetch(url, { method: "POST", headers: { "Content-Type": "application/sdp" }, body: pc.localDescription.sdp });
-  if (!current()) return "cancelled";
-  if (answer.status !== 201) {
-    stopPlayer();
-    return "fallback";
-  }
-  state.whepResource = new URL(answer.headers.get("Location"), url).href;
-  await pc.setRemoteDescription({ type: "answer", sdp: await answer.text() });
-  const shown = await playing;
-  if (!current()) return "cancelled";
-  if (!shown) {
-    stopPlayer();
-    return "fallback";
-  }
-  state.mode = "LIVE";
-  state.transport = "webrtc";
-  status("Playing live (WebRTC)");
-  return "playing";
+// A WHEP session URL for `stream` (our extension). WebRTC here carries H.264 only: an H.265
+// camera's video is transcoded for it.
+async function whepUrl(stream) {
+  const request = { StreamName: stream, Expires: 43200, VideoCodec: "H264" };
+  return (await api("/getWHEPSessionURL", request)).WHEPSessionURL;
 }
 
+// An archive (ON_DEMAND) session's URL, played by the main viewer.
 function play(url, mode) {
-  stopPlayer();
   state.mode = mode;
-  const video = $("player");
-  if (window.Hls && Hls.isSupported()) {
-    const hls = new Hls({ lowLatencyMode: mode === "LIVE", liveSyncDurationCount: 2 });
-    hls.on(Hls.Events.ERROR, (_event, data) => {
-      window.framelogConsole.errors.push({ type: data.type, details: data.details, fatal: data.fatal });
-      if (data.fatal) status(`Player error: ${data.details}`);
-    });
-    hls.loadSource(url);
-    hls.attachMedia(video);
-    state.hls = hls;
-  } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
-    video.src = url; // Safari plays HLS natively.
-  } else {
+  if (!player.hlsPlay(url, mode === "LIVE")) {
     status("This browser cannot play HLS (hls.js is missing and there is no native support).");
     return;
   }
-  video.play().catch(() => {});
-  state.transport = mode === "LIVE" ? "ll-hls" : "hls";
   status(`Playing ${mode === "LIVE" ? "live" : "from the archive"}`);
 }
 
 // Live plays over WebRTC where the browser has it, else over Low-Latency HLS: also when WebRTC
 // gives no picture or is refused (a key whose policy allows HLS only).
 async function watchLive() {
-  if (window.RTCPeerConnection && !LIVE_OVER_HLS) {
-    const attempt = state.attempt + 1; // what playWhep's own stopPlayer makes it
-    let outcome;
-    try {
-      outcome = await playWhep();
-    } catch {
-      // Refused (a key allowed HLS only) or failed: LL-HLS, unless the user moved on.
-      outcome = attempt === state.attempt ? "fallback" : "cancelled";
-      if (outcome === "fallback") stopPlayer();
-    }
-    if (outcome !== "fallback") return;
-  }
+  const stream = state.stream;
   try {
-    play(await sessionUrl("LIVE"), "LIVE");
+    const transport = await player.live(() => whepUrl(stream), () => sessionUrl("LIVE", undefined, undefined, stream));
+    if (!transport) return;
+    state.mode = "LIVE";
+    status(transport === "webrtc" ? "Playing live (WebRTC)" : "Playing live");
   } catch (error) {
     viewerProblem(error);
   }
 }
 
-async function playFrom(event) {
+function playFrom(event) {
+  if (state.view) playFromMs(timelineMs(event.clientX));
+}
+
+// Plays the archive from the fragment holding `atMs` (sessions list fragments that start in
+// their range).
+async function playFromMs(atMs) {
   if (!state.range) return;
-  const box = $("timeline").getBoundingClientRect();
-  const { startMs, endMs } = state.range;
-  const atMs = startMs + ((event.clientX - box.left) / box.width) * (endMs - startMs);
-  // Start at the fragment holding that moment (sessions list fragments that start in range).
   const holding = state.fragments.filter((f) => f.startMs <= atMs).pop() || state.fragments[0];
   const fromMs = holding.startMs;
   try {
-    play(await sessionUrl("ON_DEMAND", fromMs, Math.min(endMs, fromMs + 24 * 3600e3 - 1000)), "ON_DEMAND");
+    play(await sessionUrl("ON_DEMAND", fromMs, Math.min(state.range.endMs, fromMs + 24 * 3600e3 - 1000)), "ON_DEMAND");
   } catch (error) {
     viewerProblem(error);
   }
@@ -573,7 +605,7 @@ async function playFrom(event) {
 
 // The producer time on screen: hls.js maps the playhead to PROGRAM-DATE-TIME.
 function playingAtMs() {
-  const date = state.hls && state.hls.playingDate;
+  const date = player.hls && player.hls.playingDate;
   if (date && !Number.isNaN(date.getTime())) return date.getTime();
   return state.fragments.length ? state.fragments[state.fragments.length - 1].startMs : null;
 }
@@ -605,10 +637,10 @@ async function grabStill() {
 
 function showPlayhead() {
   const at = playingAtMs();
-  $("playing-at").textContent = state.hls && state.hls.playingDate ? iso(at) : "";
+  $("playing-at").textContent = player.hls && player.hls.playingDate ? iso(at) : "";
   const timeline = $("timeline");
   let cursor = timeline.querySelector(".cursor");
-  if (!state.range || !state.hls || !state.hls.playingDate) {
+  if (!state.view || !player.hls || !player.hls.playingDate) {
     if (cursor) cursor.remove();
     return;
   }
@@ -617,7 +649,7 @@ function showPlayhead() {
     cursor.className = "cursor";
     timeline.append(cursor);
   }
-  const { startMs, endMs } = state.range;
+  const { startMs, endMs } = state.view;
   cursor.style.left = `${((at - startMs) / Math.max(1, endMs - startMs)) * 100}%`;
 }
 
@@ -627,11 +659,15 @@ $("sign-out").addEventListener("click", () => signIn.signOut());
 $("live").addEventListener("click", watchLive);
 $("still").addEventListener("click", grabStill);
 $("timeline").addEventListener("click", playFrom);
+$("timeline").addEventListener("wheel", (event) => {
+  if (!state.view) return;
+  event.preventDefault();
+  zoom(event.deltaY < 0 ? 0.5 : 2, timelineMs(event.clientX));
+}, { passive: false });
+$("zoom-in").addEventListener("click", () => zoom(0.25));
+$("zoom-out").addEventListener("click", () => zoom(4));
+$("zoom-all").addEventListener("click", () => zoom(Infinity));
 $("lookback").addEventListener("change", () => state.stream && loadTimeline().catch(viewerProblem));
-$("player").addEventListener("error", () => {
-  const error = $("player").error;
-  window.framelogConsole.errors.push({ type: "media", details: error ? error.message || String(error.code) : "unknown", fatal: true });
-});
 setInterval(showPlayhead, 500);
 // Open mode answers unsigned calls; a server with --credentials answers MissingAuthenticationToken
 // and the sign-in panel takes over. A key stored earlier in this tab signs from the first call.
