@@ -709,9 +709,17 @@ const SCRIPT_STEPS = {
       if (waited.length && waited.every((t) => t.played >= seconds)) break;
       await sleep(POLL_MS);
     }
-    if (shot) await page.locator('#grid-tiles').screenshot({ path: shot.replace(/\.png$/, '.tiles.png'), timeout: 10_000 });
+    // Each tile's video alone (its caption would make any picture look non-uniform).
+    const tileScreenshots = {};
+    if (shot) {
+      for (const [index, video] of videos.entries()) {
+        const file = shot.replace(/\.png$/, `.tile-${index}.png`);
+        await video.screenshot({ path: file, timeout: 10_000 });
+        tileScreenshots[tiles[index].stream] = path.resolve(file);
+      }
+    }
     const errors = await consoleErrors(page);
-    return { tiles, errors, tilesScreenshot: shot ? path.resolve(shot.replace(/\.png$/, '.tiles.png')) : null };
+    return { tiles, errors, tileScreenshots };
   },
   // Clicks #zoom-in `times` times (default 1) or, with "out": true, #zoom-all.
   zoom: async (page, step) => {
@@ -757,7 +765,10 @@ const SCRIPT_STEPS = {
     const first = page.locator('#search-results button.match').first();
     const clicked = { stream: await first.getAttribute('data-stream'), startMs: Number(await first.getAttribute('data-start-ms')) };
     await first.click({ timeout: 5_000 });
-    return { clicked, ...(await samplePlayer(page, step.seconds === undefined ? DEFAULT_SECONDS : step.seconds, before)) };
+    const sampled = await samplePlayer(page, step.seconds === undefined ? DEFAULT_SECONDS : step.seconds, before);
+    // The producer time on screen (hls.js's PROGRAM-DATE-TIME of the playhead).
+    const playingAtMs = await page.evaluate(() => window.framelogConsole.playingAtMs());
+    return { clicked, playingAtMs, ...sampled };
   },
   // Clicks #still (GetImages).
   still: async (page) => {
@@ -884,7 +895,7 @@ async function runScript(base, stepsFile, file) {
         await page.screenshot({ path: shot, timeout: 10_000 });
         record.screenshot = path.resolve(shot);
         result.stepScreenshots.push(record.screenshot);
-        for (const extra of [record.tilesScreenshot, record.thumbnail]) if (extra) result.stepScreenshots.push(extra);
+        for (const extra of [...Object.values(record.tileScreenshots || {}), record.thumbnail]) if (extra) result.stepScreenshots.push(extra);
       }
       result.steps.push(record);
     }

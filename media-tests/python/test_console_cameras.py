@@ -6,6 +6,8 @@ was written on and plays from it. Screenshots of the grid and a thumbnail are ch
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import time
 from pathlib import Path
 
@@ -14,7 +16,7 @@ import pytest
 from consumer_helpers import api_ok
 from hls_helpers import FRAGMENT_TAGS
 from kvs_helpers import assert_full_ack_sequence, create_stream, upload
-from ll_helpers import PacedCamera
+from ll_helpers import paced_camera
 from media_fixtures import with_tags
 from test_browser_playback import assert_picture, summary
 from test_console_signin import run_script
@@ -28,16 +30,12 @@ LABEL = dict(FRAGMENT_TAGS[7])  # {"label": "person"}, written before cluster 7
 def cameras(private_server, h264_420_aac_mkv, h265_mkv):
     """Two cameras uploading live to the test's own server: H.264 and H.265."""
     kinesisvideo = private_server.kinesisvideo_client()
-    running = []
-    try:
-        for prefix, source in (("cam-a-h264", h264_420_aac_mkv), ("cam-b-h265", h265_mkv)):
-            running.append(PacedCamera(kinesisvideo, create_stream(kinesisvideo, prefix=prefix), source).start())
-        for camera in running:
-            camera.wait_for_persisted(2, timeout=20)
-        yield [camera.stream for camera in running]
-    finally:
-        for camera in running:
-            camera.stop()
+    with contextlib.ExitStack() as running:
+        started = [
+            running.enter_context(paced_camera(kinesisvideo, source, prefix, 2))
+            for prefix, source in (("cam-a-h264", h264_420_aac_mkv), ("cam-b-h265", h265_mkv))
+        ]
+        yield [camera.stream for camera in started]
 
 
 @pytest.fixture
@@ -48,6 +46,11 @@ def recorded(private_server, h264_420_aac_mkv) -> str:
     tagged = with_tags(h264_420_aac_mkv.read_bytes(), FRAGMENT_TAGS)
     assert_full_ack_sequence(upload(kinesisvideo, stream, tagged, producer_start=time.time() - 60))
     return stream
+
+
+def parse_iso_ms(text: str) -> int:
+    """The console's axis labels (ISO 8601, UTC) in epoch ms."""
+    return round(dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
 
 
 def labelled(endpoint: str, stream: str) -> list[int]:
@@ -82,7 +85,8 @@ def test_the_console_shows_every_camera_its_thumbnails_and_what_a_search_finds(
         assert tile["played"] >= GRID_SECONDS and tile["width"] > 0, (stream, summary(grid))
         assert tile["transport"] == "webrtc", (stream, summary(grid))
     assert not [e for e in grid["errors"] if e.get("tile") in cameras], summary(grid)
-    assert_picture(Path(grid["tilesScreenshot"]))
+    for stream in cameras:
+        assert_picture(Path(grid["tileScreenshots"][stream]))
     # The recorded stream's timeline: key-frame thumbnails of its 2 s fragments, 160 pixels wide.
     assert not opened["view"]["grid"] and opened["view"]["viewer"], summary(opened)
     assert len(thumbs["thumbnails"]) >= 4 and all(t["naturalWidth"] == 160 for t in thumbs["thumbnails"]), summary(thumbs)
@@ -92,6 +96,8 @@ def test_the_console_shows_every_camera_its_thumbnails_and_what_a_search_finds(
     assert zoomed["view"]["fragments"] < whole_fragments, (zoomed["view"], whole_fragments)
     assert zoomed["view"]["zoomLevel"].endswith(" s"), zoomed["view"]
     assert zoomed_thumbs["thumbnails"], summary(zoomed_thumbs)
+    view_ms = [parse_iso_ms(text) for text in zoomed_thumbs["view"]["axis"]]
+    assert all(view_ms[0] <= t["atMs"] <= view_ms[1] for t in zoomed_thumbs["thumbnails"]), summary(zoomed_thumbs)
     assert whole["view"]["fragments"] == whole_fragments, summary(whole)
     # The search finds exactly the fragment the label was written on, and plays from it.
     expected = labelled(private_server.endpoint, recorded)
@@ -99,3 +105,6 @@ def test_the_console_shows_every_camera_its_thumbnails_and_what_a_search_finds(
     assert searched["view"]["results"] == [{"stream": recorded, "startMs": expected[0]}], summary(searched)
     assert played["clicked"] == {"stream": recorded, "startMs": expected[0]}, summary(played)
     assert played["ok"] and played["played"] >= PLAY_SECONDS and not played["errors"], summary(played)
+    # From that fragment: the playhead's producer time is the fragment's start plus what has played.
+    behind_ms = played["playingAtMs"] - expected[0]
+    assert PLAY_SECONDS * 1000 - 500 <= behind_ms <= (PLAY_SECONDS + 3) * 1000, summary(played)

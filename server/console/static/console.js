@@ -9,7 +9,7 @@
 
 const state = { stream: null, fragments: [], range: null, view: null, events: [], thumbnails: new Map(), mode: null };
 // Tests and curious users read player errors here; `pending` counts API calls in flight.
-window.framelogConsole = { errors: [], state, pending: 0 };
+window.framelogConsole = { errors: [], state, pending: 0, playingAtMs: () => playingAtMs() };
 
 const $ = (id) => document.getElementById(id);
 const status = (text) => { $("status").textContent = text; };
@@ -447,8 +447,9 @@ async function loadThumbnails() {
   const picked = [...new Set(Array.from({ length: count }, (_, i) => inView[Math.floor((i * inView.length) / count)]))]
     .filter(Boolean);
   const view = state.view;
-  const thumbs = await Promise.all(picked.map((f) => thumbnail(state.stream, f)));
-  if (view === state.view) drawThumbnails(thumbs.filter(Boolean));
+  // One thumbnail refused (the image pool busy while zooming) leaves a hole, not an empty strip.
+  const thumbs = await Promise.allSettled(picked.map((f) => thumbnail(state.stream, f)));
+  if (view === state.view) drawThumbnails(thumbs.map((t) => t.status === "fulfilled" && t.value).filter(Boolean));
 }
 
 // One fragment's key frame as a small JPEG (data URL), kept for the stream.
@@ -591,13 +592,13 @@ function playFrom(event) {
 }
 
 // Plays the archive from the fragment holding `atMs` (sessions list fragments that start in
-// their range).
-async function playFromMs(atMs) {
-  if (!state.range) return;
-  const holding = state.fragments.filter((f) => f.startMs <= atMs).pop() || state.fragments[0];
-  const fromMs = holding.startMs;
+// their range); `fragmentStart` says `atMs` is where a fragment starts.
+async function playFromMs(atMs, fragmentStart = false) {
+  if (!state.range && !fragmentStart) return;
+  const holding = fragmentStart ? null : state.fragments.filter((f) => f.startMs <= atMs).pop() || state.fragments[0];
+  const fromMs = holding ? holding.startMs : atMs;
   try {
-    play(await sessionUrl("ON_DEMAND", fromMs, Math.min(state.range.endMs, fromMs + 24 * 3600e3 - 1000)), "ON_DEMAND");
+    play(await sessionUrl("ON_DEMAND", fromMs, fromMs + 24 * 3600e3 - 1000), "ON_DEMAND");
   } catch (error) {
     viewerProblem(error);
   }
@@ -671,5 +672,8 @@ $("lookback").addEventListener("change", () => state.stream && loadTimeline().ca
 setInterval(showPlayhead, 500);
 // Open mode answers unsigned calls; a server with --credentials answers MissingAuthenticationToken
 // and the sign-in panel takes over. A key stored earlier in this tab signs from the first call.
-signIn.showAccount();
-loadStreams().catch(report);
+// After every script has run (grid.js and search.js come after this one).
+document.addEventListener("DOMContentLoaded", () => {
+  signIn.showAccount();
+  loadStreams().catch(report);
+});

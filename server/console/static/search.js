@@ -18,21 +18,31 @@ const search = {
     if (!name) return;
     status(`Searching for ${name}…`);
     let matches = [];
+    const skipped = [];
+    let names;
     try {
-      for (const stream of (await streamNames()).sort()) {
-        matches.push(...(await this.inStream(stream, name, value, hours)));
-      }
+      names = (await streamNames()).sort();
     } catch (error) {
       if (error instanceof ApiError && error.denied) showDenied(list, error);
       else report(error);
       return;
+    }
+    for (const stream of names) {
+      try {
+        matches.push(...(await this.inStream(stream, name, value, hours)));
+      } catch (error) {
+        // A camera without an archive, or one the key may not read, is left out, not the search.
+        if (error instanceof ApiError && error.signIn) return;
+        skipped.push(stream);
+      }
     }
     // Newest first over every camera, then the first MAX_MATCHES.
     matches.sort((a, b) => b.startMs - a.startMs);
     matches = matches.slice(0, MAX_MATCHES);
     for (const match of matches) list.append(this.item(match));
     const what = value ? `${name} = ${value}` : name;
-    status(matches.length ? `${matches.length} fragment(s) with ${what}` : `No fragment with ${what} in the last ${hours} h.`);
+    const found = matches.length ? `${matches.length} fragment(s) with ${what}` : `No fragment with ${what} in the last ${hours} h`;
+    status(skipped.length ? `${found} (not searched: ${skipped.join(", ")})` : found);
   },
 
   // The fragments of `stream` that arrived in the last `hours` with the tag: the newest
@@ -61,17 +71,13 @@ const search = {
   },
 
   // Opens the camera with the longest look-back (search periods are at most that long), and
-  // plays from the match's fragment.
+  // plays from the match's fragment (whether or not the timeline could list that far).
   async open(match) {
     grid.hide();
     const lookback = $("lookback");
     lookback.value = lookback.options[lookback.options.length - 1].value;
     await openStream(match.stream);
-    if (!state.fragments.some((f) => f.startMs === match.startMs)) {
-      status(`The fragment at ${iso(match.startMs)} is no longer stored.`);
-      return;
-    }
-    await playFromMs(match.startMs);
+    if (state.stream === match.stream) await playFromMs(match.startMs, true);
   },
 };
 

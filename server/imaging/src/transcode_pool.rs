@@ -109,7 +109,11 @@ impl TranscodePool {
         let deadline = Instant::now() + deadline;
         let fed = input.into_iter().try_for_each(|frame| transcode.push_until(frame, deadline));
         transcode.end_input();
-        let collected = fed.and_then(|()| collect(&outputs, input_frames, deadline));
+        let collected = match fed {
+            Ok(()) => collect(&outputs, input_frames, deadline),
+            // A worker that died while being fed says why on its way out.
+            Err(fed) => Err(reported_failure(&outputs).unwrap_or(fed)),
+        };
         if collected.is_err() {
             // A worker that overran or failed must not keep its slot.
             transcode.stop();
@@ -117,6 +121,17 @@ impl TranscodePool {
         let (config, transcoded) = collected?;
         replace_track(fragment, track.number, &config, transcoded)
     }
+}
+
+/// The failure a worker reported on its way out, if it did within a second.
+fn reported_failure(outputs: &Receiver<FromWorker>) -> Option<ImagingError> {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while let Ok(output) = outputs.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+        if let FromWorker::Failed(error) = output {
+            return Some(error);
+        }
+    }
+    None
 }
 
 /// The frames of a finished transcode and the avcC record they share.
@@ -226,8 +241,11 @@ impl Transcode {
     pub fn stop(&mut self) {
         self.input = None;
         if let Some(child) = self.process.take() {
-            // The reader thread sees its pipe close, reaps the worker and frees the slot.
-            let _ = child.lock().unwrap_or_else(|e| e.into_inner()).kill();
+            // The reader thread sees its pipe close, reaps the worker and frees the slot. If it
+            // holds the child now it is already killing it: never wait for it here.
+            if let Ok(mut child) = child.try_lock() {
+                let _ = child.kill();
+            }
         }
     }
 }

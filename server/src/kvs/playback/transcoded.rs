@@ -22,9 +22,9 @@ use crate::kvs::context::KvsCtx;
 
 /// Set in the rendition of every segment or part made from a transcoded fragment.
 pub const H264_RENDITION: u64 = 1 << 48;
-/// Transcoded fragments kept: about 4 minutes of 4 Mbit/s H.264 from each of 16 cameras; one
-/// fragment of up to a quarter of it.
-const RENDITIONS_BYTES: usize = 128 << 20;
+/// Transcoded fragments kept: about 8 minutes of 4 Mbit/s H.264 from each of 16 cameras; one
+/// fragment of up to a quarter of it (64 MB: a 10-second 4K fragment).
+const RENDITIONS_BYTES: usize = 256 << 20;
 /// How long a request waits for a transcode slot before it is told to retry.
 const SLOT_WAIT: Duration = Duration::from_secs(5);
 /// A 10-second 4K fragment transcodes in a few seconds on one core; past this the worker is
@@ -38,13 +38,17 @@ const FAILURE_KEPT: Duration = Duration::from_secs(10);
 /// A fragment: its stream's engine id and its sequence number.
 type FragmentKey = (u64, u64);
 
+type Outcome = Result<StoredFragment, ApiError>;
+type Gate = Arc<Mutex<Option<Outcome>>>;
+
 /// The transcode pool, the renditions made, and the fragments being transcoded or failed.
 #[derive(Debug)]
 pub struct Transcoding {
     pub pool: TranscodePool,
     made: SegmentCache,
-    /// One lock per fragment being transcoded; its holder makes the transcode.
-    in_flight: Mutex<HashMap<FragmentKey, Arc<Mutex<()>>>>,
+    /// One gate per fragment being transcoded: its first holder makes the transcode and leaves
+    /// the outcome in it for the requests waiting behind (also one too big to keep, or Busy).
+    in_flight: Mutex<HashMap<FragmentKey, Gate>>,
     failed: Mutex<HashMap<FragmentKey, (Instant, ApiError)>>,
 }
 
@@ -124,26 +128,30 @@ fn as_window(seq: u64, number: &str, made: StoredFragment) -> (WindowFragment, V
 }
 
 /// The transcode of `fragment`, made by whoever asks first; the others wait for it.
-fn once(
-    ctx: &KvsCtx,
-    handle: &VideoStream,
-    fragment: &WindowFragment,
-    payload: Vec<u8>,
-) -> Result<StoredFragment, ApiError> {
+fn once(ctx: &KvsCtx, handle: &VideoStream, fragment: &WindowFragment, payload: Vec<u8>) -> Outcome {
     let transcoding = &ctx.transcoding;
     let key = (handle.id(), fragment.seq);
     let gate = lock(&transcoding.in_flight).entry(key).or_default().clone();
-    let made = {
-        let _turn = wait_for(&gate)?;
-        match (transcoding.kept(key), transcoding.recent_failure(key)) {
-            (Some(kept), _) => Ok(kept),
-            (None, Some(error)) => Err(error),
-            (None, None) => transcode(ctx, handle, key, fragment, payload),
-        }
+    let made = match wait_for(&gate) {
+        Ok(mut outcome) => match outcome.as_ref() {
+            Some(done) => done.clone(),
+            None => {
+                let made = match (transcoding.kept(key), transcoding.recent_failure(key)) {
+                    (Some(kept), _) => Ok(kept),
+                    (None, Some(error)) => Err(error),
+                    (None, None) => transcode(ctx, handle, key, fragment, payload),
+                };
+                *outcome = Some(made.clone());
+                made
+            }
+        },
+        Err(error) => Err(error),
     };
+    // The last request to leave takes the gate away; a later one starts afresh.
+    let mine = Arc::as_ptr(&gate);
+    drop(gate);
     let mut in_flight = lock(&transcoding.in_flight);
-    // Only this gate: a later one for the same fragment belongs to other requests.
-    if in_flight.get(&key).is_some_and(|current| Arc::ptr_eq(current, &gate)) && Arc::strong_count(&gate) <= 2 {
+    if in_flight.get(&key).is_some_and(|current| Arc::as_ptr(current) == mine && Arc::strong_count(current) == 1) {
         in_flight.remove(&key);
     }
     made
@@ -151,7 +159,7 @@ fn once(
 
 /// The gate, waited for at most GATE_WAIT (a transcode is bounded by its deadline, so only a
 /// pile of waiters can take longer).
-fn wait_for(gate: &Mutex<()>) -> Result<MutexGuard<'_, ()>, ApiError> {
+fn wait_for(gate: &Mutex<Option<Outcome>>) -> Result<MutexGuard<'_, Option<Outcome>>, ApiError> {
     let deadline = Instant::now() + GATE_WAIT;
     loop {
         match gate.try_lock() {
@@ -178,7 +186,14 @@ fn transcode(
     let made = ctx.transcoding.pool.fragment(&stored, previous.as_ref(), SLOT_WAIT, TRANSCODE_DEADLINE);
     match made {
         Ok(made) => {
-            ctx.transcoding.made.insert((key.0, key.1, 0), pack(&made));
+            let packed = pack(&made);
+            if packed.len() > RENDITIONS_BYTES / 4 {
+                tracing::warn!(
+                    bytes = packed.len(),
+                    "a transcoded fragment is too big to keep: it is made again when asked"
+                );
+            }
+            ctx.transcoding.made.insert((key.0, key.1, 0), packed);
             Ok(made)
         }
         // Busy is about this moment, not this fragment: the next request tries again.
