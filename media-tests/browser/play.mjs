@@ -294,6 +294,15 @@ async function screenshots(page, videoHandle, file) {
   result.videoScreenshot = path.resolve(videoFile);
 }
 
+// A new page of `viewport` size whose screenshot goes to `file`, watched for errors and requests.
+async function openPage(file, viewport) {
+  const page = await browser.newPage({ viewport });
+  currentPage = page;
+  screenshotFile = file;
+  watchPage(page);
+  return page;
+}
+
 // ------------------------------------------------------------------------------------------------
 // hls mode
 // ------------------------------------------------------------------------------------------------
@@ -302,10 +311,7 @@ async function runHls(url, file, seconds, sampleLatency = false) {
   result.mode = sampleLatency ? 'hls-latency' : 'hls';
   result.url = url;
   const origin = new URL(url).origin;
-  const page = await browser.newPage({ viewport: { width: 640, height: 360 } });
-  currentPage = page;
-  screenshotFile = file;
-  watchPage(page);
+  const page = await openPage(file, { width: 640, height: 360 });
   // The page must be of the server's origin: Chromium's Private Network Access rules block an opaque-origin page
   // (about:blank, data:) from fetching a loopback server. The page itself is ours, answered by Playwright's router
   // at a path of the server origin; hls.js comes from the server (GET /console/hls.min.js) when it serves it,
@@ -417,10 +423,7 @@ async function runWhep(url, file, seconds) {
   result.mode = 'whep';
   result.url = url;
   const origin = new URL(url).origin;
-  const page = await browser.newPage({ viewport: { width: 640, height: 360 } });
-  currentPage = page;
-  screenshotFile = file;
-  watchPage(page);
+  const page = await openPage(file, { width: 640, height: 360 });
   const pageUrl = `${origin}/console/__whep-check.html`;
   await page.route(pageUrl, (route) =>
     route.fulfill({
@@ -536,10 +539,7 @@ async function runConsole(base, stream, mode, file, seconds) {
   result.mode = `console-${mode}`;
   result.stream = stream;
   base = base.replace(/\/+$/, '');
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  currentPage = page;
-  screenshotFile = file;
-  watchPage(page);
+  const page = await openPage(file, { width: 1280, height: 900 });
   // live-hls: the console told to play live over LL-HLS rather than WebRTC.
   const response = await page.goto(mode === 'live-hls' ? `${base}/?live=hls` : `${base}/`, { timeout: 15_000 });
   result.consoleStatus = response ? response.status() : null;
@@ -874,10 +874,7 @@ async function runScript(base, stepsFile, file) {
   result.mode = 'console-script';
   base = base.replace(/\/+$/, '');
   const steps = JSON.parse(fs.readFileSync(stepsFile, 'utf8'));
-  const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
-  currentPage = page;
-  screenshotFile = file;
-  watchPage(page);
+  const page = await openPage(file, { width: 1280, height: 900 });
   const requests = recordRequests(page);
   result.steps = [];
   result.stepScreenshots = [];

@@ -250,6 +250,18 @@ async function streamNames() {
   return names;
 }
 
+// The stream names, sorted, for a view of every camera; null when they could not be listed (a
+// refusal is shown in `container`, anything else on the status line).
+async function sortedStreamNames(container) {
+  try {
+    return (await streamNames()).sort();
+  } catch (error) {
+    if (error instanceof ApiError && error.denied) showDenied(container, error);
+    else report(error);
+    return null;
+  }
+}
+
 async function loadStreams() {
   let names;
   try {

@@ -17,15 +17,8 @@ const grid = {
     const generation = this.generation;
     const tiles = $("grid-tiles");
     $("grid").hidden = false;
-    let names;
-    try {
-      names = (await streamNames()).sort();
-    } catch (error) {
-      if (error instanceof ApiError && error.denied) showDenied(tiles, error);
-      else report(error);
-      return;
-    }
-    if (generation !== this.generation) return;
+    const names = await sortedStreamNames(tiles);
+    if (!names || generation !== this.generation) return;
     const shown = names.slice(0, MAX_TILES);
     $("grid-note").textContent =
       names.length > shown.length ? `The first ${shown.length} of ${names.length} cameras.` : `${names.length} camera(s).`;

@@ -19,14 +19,8 @@ const search = {
     status(`Searching for ${name}…`);
     let matches = [];
     const skipped = [];
-    let names;
-    try {
-      names = (await streamNames()).sort();
-    } catch (error) {
-      if (error instanceof ApiError && error.denied) showDenied(list, error);
-      else report(error);
-      return;
-    }
+    const names = await sortedStreamNames(list);
+    if (!names) return;
     for (const stream of names) {
       try {
         matches.push(...(await this.inStream(stream, name, value, hours)));

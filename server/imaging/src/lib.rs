@@ -31,13 +31,11 @@ pub use decode::{DecodedFrame, EncodedFrame, FrameRequest, Pixels, decode_frames
 pub use encode::{ImageFormat, encode_image, output_size};
 pub use error::ImagingError;
 pub use fragment::{Picture, fragment_request, pictures};
-pub use fragment_transcode::{
-    StoredFragment, h264_tracks_body, hevc_track, refers_to_previous, replace_track, track_frames,
-};
+pub use fragment_transcode::{StoredFragment, h264_tracks_body, hevc_track, refers_to_previous};
 pub use isolated::WorkerCommand;
 pub use job::{PictureJob, Pictures};
 pub use pool::{DecodePool, Isolation};
-pub use transcode::{Pulled, TranscodeStart, TranscodedFrame, Transcoder};
+pub use transcode::{TranscodeStart, TranscodedFrame};
 pub use transcode_pool::{OnOutput, Transcode, TranscodePool};
 pub use transcode_protocol::FromWorker;
 pub use transcode_worker::serve_transcode_worker;

@@ -48,10 +48,6 @@ impl TranscodePool {
         Ok(TranscodePool { slots: Arc::new(Slots::new(slots.max(1))), isolation, started: Arc::default() })
     }
 
-    pub fn slots(&self) -> usize {
-        self.slots.total
-    }
-
     /// Transcodes started so far.
     pub fn started(&self) -> u64 {
         self.started.load(std::sync::atomic::Ordering::Relaxed)

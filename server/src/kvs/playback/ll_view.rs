@@ -165,17 +165,8 @@ pub fn build(ctx: &KvsCtx, handle: &VideoStream, session: &Session, track_number
     let transcoded = session.h264 && newest_tracks.is_some_and(|record| hevc_track(&record.tracks_body).is_some());
     let edge = edge.filter(|_| edge_numbered && !transcoded);
     let next_msn = tip;
-    // Only the segments that list parts are transcoded: the others' durations are the same.
     let with_parts = (stored.len() + usize::from(edge.is_some())).saturating_sub(SEGMENTS_WITH_PARTS);
-    let as_stored: Vec<Vec<u8>> = stored.iter().map(|f| f.record.tracks_body.clone()).collect();
-    let mut stored = stored
-        .into_iter()
-        .enumerate()
-        .map(|(index, f)| if index >= with_parts { transcoded::record(ctx, handle, session.h264, f) } else { Ok(f) })
-        .collect::<Result<Vec<_>, ApiError>>()?;
-    if session.h264 {
-        declare_rendition(&mut stored, &as_stored, with_parts);
-    }
+    let stored = if session.h264 { as_h264(ctx, handle, stored, with_parts)? } else { stored };
     let newest = edge.as_ref().map(|(record, _)| record).or(stored.last().map(|f| &f.record)).ok_or_else(|| {
         ApiError::new(
             crate::error::ErrorType::ResourceNotFound,
@@ -210,6 +201,25 @@ pub fn build(ctx: &KvsCtx, handle: &VideoStream, session: &Session, track_number
         cut(segment, &track, index >= with_parts);
     }
     Ok(LlView { track, segments, live_parts: !transcoded })
+}
+
+/// The window as an H.264 session sees it. Only the segments that list parts (from
+/// `with_parts` on) are transcoded: the others' durations are the same, and their track lists
+/// are those of a transcoded twin (`declare_rendition`).
+fn as_h264(
+    ctx: &KvsCtx,
+    handle: &VideoStream,
+    stored: Vec<WindowFragment>,
+    with_parts: usize,
+) -> Result<Vec<WindowFragment>, ApiError> {
+    let as_stored: Vec<Vec<u8>> = stored.iter().map(|f| f.record.tracks_body.clone()).collect();
+    let mut stored = stored
+        .into_iter()
+        .enumerate()
+        .map(|(index, f)| if index >= with_parts { transcoded::record(ctx, handle, true, f) } else { Ok(f) })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    declare_rendition(&mut stored, &as_stored, with_parts);
+    Ok(stored)
 }
 
 /// Gives the older segments (not transcoded until fetched) the H.264 track list of a transcoded

@@ -110,26 +110,21 @@ impl Relay {
         Ok(())
     }
 
-    /// The H.265 track the frame's codec configuration names; a changed configuration ends the
-    /// transcode of the old one.
+    /// The H.265 track the frame's codec configuration names, parsed once per configuration; a
+    /// changed configuration ends the transcode of the old one.
     fn hevc_track(&mut self, frame: &EdgeFrame) -> Option<u64> {
-        if let Some(live) = &mut self.live {
+        match &mut self.looked_at {
             // Each upload (and each fragment) may carry its own copy of an unchanged track list.
-            if Arc::ptr_eq(&live.source, &frame.tracks_body) || live.source == frame.tracks_body {
-                live.source = frame.tracks_body.clone();
-                return Some(live.track);
-            }
-            if let Some(mut old) = self.live.take() {
-                tracing::info!("the stream's codec configuration changed: its transcode starts again");
-                old.transcode.stop();
-            }
-            self.need_key = true;
-        }
-        match &self.looked_at {
             Some((tracks, track)) if Arc::ptr_eq(tracks, &frame.tracks_body) || **tracks == *frame.tracks_body => {
+                *tracks = frame.tracks_body.clone();
                 *track
             }
             _ => {
+                if let Some(mut old) = self.live.take() {
+                    tracing::info!("the stream's codec configuration changed: its transcode starts again");
+                    old.transcode.stop();
+                    self.need_key = true;
+                }
                 let track = hevc_track(&frame.tracks_body).map(|t| t.number);
                 self.looked_at = Some((frame.tracks_body.clone(), track));
                 track
