@@ -46,6 +46,16 @@ pub async fn run(
             tracing::warn!("authentication: OPEN (no credentials file): any signature is accepted; loopback only")
         }
     }
+    let admin_socket = crate::admin::bind(&config.data_dir);
+    if let Some(listener) = admin_socket {
+        let ctx = crate::admin::AdminCtx {
+            engine: opened.engine.clone(),
+            config: std::sync::Arc::new(config.clone()),
+            background: background.clone(),
+            busy: Default::default(),
+        };
+        background.spawn("admin socket".into(), crate::admin::serve(listener, ctx));
+    }
     tracing::info!(%address, data_dir = %config.data_dir.display(), "ready");
     let router = router(opened.state);
     match &config.tls {
@@ -56,6 +66,7 @@ pub async fn run(
         }
         None => http_server::serve(PlainListener(listener), router, config.limits, shutdown).await,
     }
+    let _ = std::fs::remove_file(config.data_dir.join(crate::admin::SOCKET_NAME));
     if !background.stop(SHUTDOWN_GRACE).await {
         tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "background tasks still running at the deadline");
     }

@@ -35,6 +35,10 @@ pub struct Config {
     pub images: ImageSettings,
     /// Payloads at least this large are written once to segment files (`[engine]`).
     pub segment_min_bytes: u64,
+    /// Appends are refused while the data dir's disk has less than this free (`[engine]`).
+    pub min_free_disk_bytes: u64,
+    /// The TOML file these settings were read from, if any: `framelog backup` copies it.
+    pub config_file: Option<PathBuf>,
     /// Join a cluster instead of opening the local engine (`[cluster]` with `[objects]`).
     pub cluster: Option<ClusterSettings>,
     /// Kinesis Data Streams behaviour (`[kds]`).
@@ -182,6 +186,8 @@ impl Default for Config {
             master_key_file: None,
             images: ImageSettings::default(),
             segment_min_bytes: framelog_store::DEFAULT_SEGMENT_MIN_BYTES,
+            min_free_disk_bytes: framelog_store::DEFAULT_MIN_FREE_DISK_BYTES,
+            config_file: None,
             cluster: None,
             kds: KdsConfig::default(),
             webrtc: WebRtcConfig::default(),
@@ -224,6 +230,9 @@ pub struct EngineFile {
     /// Payloads at least this large go to segment files; a huge value keeps every payload in
     /// RocksDB (the layout before segment files; benchmarks compare the two).
     pub segment_min_bytes: Option<u64>,
+    /// Appends are refused (InternalFailure, an ERROR ack) while the disk has less free; 0 turns
+    /// the watermark off.
+    pub min_free_disk_bytes: Option<u64>,
 }
 
 /// The `[consumers]` table.
@@ -328,6 +337,7 @@ impl Config {
         }
         if let Some(engine) = file.engine {
             self.segment_min_bytes = engine.segment_min_bytes.unwrap_or(self.segment_min_bytes);
+            self.min_free_disk_bytes = engine.min_free_disk_bytes.unwrap_or(self.min_free_disk_bytes);
         }
         if let Some(images) = file.images {
             if images.isolate_decoder == Some(false) {

@@ -28,6 +28,8 @@ pub enum ServerError {
     /// refusals through this one).
     #[error("authentication is not configured safely")]
     Auth(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("backup or restore: {0}")]
+    Backup(String),
     #[error("a shutdown step panicked")]
     Join(#[from] tokio::task::JoinError),
 }
@@ -193,9 +195,17 @@ impl From<StoreError> for ApiError {
                 ApiError::new(ErrorType::ResourceNotFound, "The requested stream is not found or not active.")
             }
             StoreError::StreamExists(_) => ApiError::new(ErrorType::ResourceInUse, "The stream already exists."),
+            StoreError::DiskFull { .. } => disk_full(&error),
             other => ApiError::internal(&other),
         }
     }
+}
+
+/// A write refused by the free-space watermark: a server failure a client retries (InternalFailure
+/// is retried by every AWS SDK), with the reason spelled out for the operator reading the error.
+fn disk_full(error: &StoreError) -> ApiError {
+    tracing::warn!(%error, "write refused");
+    ApiError::new(ErrorType::InternalFailure, format!("Internal service failure: {error}; nothing was stored."))
 }
 
 /// Maps an engine error for a stream named `stream` in `account` to what KDS would answer.
@@ -211,6 +221,7 @@ pub fn from_store(error: StoreError, account: &str) -> ApiError {
             ErrorType::ResourceNotFound,
             format!("Shard shardId-{shard:012} in stream {stream} under account {account} does not exist"),
         ),
+        StoreError::DiskFull { .. } => disk_full(&error),
         other => ApiError::internal(&other),
     }
 }

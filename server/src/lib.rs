@@ -2,9 +2,11 @@
 //! future resolves; `AppState::open` and `router` give tests the same router in process.
 //! The `framelog` binary (main.rs) only parses flags and signals.
 
+pub mod admin;
 mod app;
 pub mod auth;
 mod background;
+pub mod backup;
 mod civil_date;
 pub mod cluster_config;
 pub mod config;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
+use framelog_server::admin::{self, AdminReply, AdminRequest};
 use framelog_server::auth::Policy;
 use framelog_server::tls::TlsSettings;
 use framelog_server::{Config, FileConfig};
@@ -68,6 +69,26 @@ enum Command {
         #[arg(long)]
         memory_limit_mib: u64,
     },
+    /// Copy a data dir into a new directory: through the running server's admin socket while it
+    /// serves, or directly when no server runs on the data dir.
+    Backup {
+        /// The data dir to copy [default: the config's, else ./data].
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+        /// The server's config file (for its data dir, credentials and master key file).
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Where the copy goes: a directory that does not exist yet, or is empty.
+        #[arg(long)]
+        to: PathBuf,
+    },
+    /// Bring a backup back into a new (empty) data dir; start the server on it afterwards.
+    Restore {
+        #[arg(long)]
+        from: PathBuf,
+        #[arg(long)]
+        data_dir: PathBuf,
+    },
     /// Manage the access keys of a credentials file.
     Keys {
         #[command(subcommand)]
@@ -108,6 +129,8 @@ fn main() -> anyhow::Result<()> {
             );
             Ok(())
         }
+        Command::Backup { data_dir, config, to } => backup_command(data_dir, config, &to),
+        Command::Restore { from, data_dir } => restore_command(&from, &data_dir),
         Command::Keys { command: KeysCommand::Add { name, credentials, policy } } => {
             add_key(&name, &credentials, policy)
         }
@@ -135,6 +158,17 @@ struct ServeFlags {
 
 fn serve_command(flags: ServeFlags) -> anyhow::Result<()> {
     let ServeFlags { listen, data_dir, config, credentials, tls } = flags;
+    let mut settings = load_settings(config, data_dir)?;
+    settings.listen = listen.unwrap_or(settings.listen);
+    settings.auth.credentials_file = credentials.or(settings.auth.credentials_file);
+    if let Some((cert_file, key_file)) = tls {
+        settings.tls = Some(TlsSettings { cert_file, key_file });
+    }
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(settings))
+}
+
+/// The defaults, then the config file, then the data dir flag.
+fn load_settings(config: Option<PathBuf>, data_dir: Option<PathBuf>) -> anyhow::Result<Config> {
     let mut settings = Config::default();
     // Decoding runs in helper processes of this same binary unless the file turns it off.
     settings.images.decoder_program = Some(std::env::current_exe().context("locating the framelog binary")?);
@@ -142,14 +176,47 @@ fn serve_command(flags: ServeFlags) -> anyhow::Result<()> {
         let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
         let file: FileConfig = toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
         settings = settings.merge(file);
+        settings.config_file = Some(std::path::absolute(&path)?);
     }
-    settings.listen = listen.unwrap_or(settings.listen);
     settings.data_dir = data_dir.unwrap_or(settings.data_dir);
-    settings.auth.credentials_file = credentials.or(settings.auth.credentials_file);
-    if let Some((cert_file, key_file)) = tls {
-        settings.tls = Some(TlsSettings { cert_file, key_file });
+    Ok(settings)
+}
+
+fn backup_command(data_dir: Option<PathBuf>, config: Option<PathBuf>, to: &Path) -> anyhow::Result<()> {
+    let settings = load_settings(config, data_dir)?;
+    // The server resolves the path from its own working directory.
+    let to = std::path::absolute(to)?;
+    let request = AdminRequest::Backup { to: to.clone() };
+    let manifest = match admin::request(&settings.data_dir, &request)
+        .with_context(|| format!("asking the server on {}", settings.data_dir.display()))?
+    {
+        Some(AdminReply::BackedUp(manifest)) => manifest,
+        Some(AdminReply::Failed(reason)) => anyhow::bail!("the server could not make the backup: {reason}"),
+        None => {
+            eprintln!("no server runs on {}: copying it directly", settings.data_dir.display());
+            let options = framelog_store::EngineOptions { min_free_disk_bytes: 0, ..Default::default() };
+            let engine_dir = settings.data_dir.join("engine");
+            let engine =
+                framelog_store::Engine::open(&engine_dir, std::sync::Arc::new(framelog_store::SystemClock), options)
+                    .with_context(|| format!("opening {}", engine_dir.display()))?;
+            framelog_server::backup::backup(&engine, &settings, &to)?
+        }
+    };
+    println!("{}", serde_json::to_string_pretty(&manifest)?);
+    eprintln!("backed up to {}", to.display());
+    Ok(())
+}
+
+fn restore_command(from: &Path, data_dir: &Path) -> anyhow::Result<()> {
+    let manifest = framelog_server::backup::restore(from, data_dir)?;
+    println!("{}", serde_json::to_string_pretty(&manifest)?);
+    eprintln!("restored into {}: start with framelog serve --data-dir {}", data_dir.display(), data_dir.display());
+    for (name, flag) in [("credentials.json", "--credentials"), ("config.toml", "--config")] {
+        if manifest.files.iter().any(|f| f == name) {
+            eprintln!("the backup holds the server's {name}: pass it as {flag} {}", from.join(name).display());
+        }
     }
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(serve(settings))
+    Ok(())
 }
 
 fn add_key(name: &str, credentials: &Path, policy: Option<PathBuf>) -> anyhow::Result<()> {

@@ -58,6 +58,7 @@ impl AppState {
         let options = EngineOptions {
             master_key: Some(Arc::new(MasterKey::from_bytes(&master_key)?)),
             segment_min_bytes: config.segment_min_bytes,
+            min_free_disk_bytes: config.min_free_disk_bytes,
             ..Default::default()
         };
         let engine = open_engine(config, address, options)?;

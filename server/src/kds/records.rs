@@ -217,10 +217,10 @@ pub fn put_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
             .iter()
             .map(|a| json!({"SequenceNumber": sequence_number(&meta, a.shard, a.seq, a.arrival_ms), "ShardId": shard_id(a.shard)}))
             .collect(),
-        Err(error) if error.kind == ErrorType::InternalFailure => kept_hashes
-            .iter()
-            .map(|_| json!({"ErrorCode": "InternalFailure", "ErrorMessage": "Internal service failure."}))
-            .collect(),
+        Err(error) if error.kind == ErrorType::InternalFailure => {
+            let message = error.message.as_deref().unwrap_or("Internal service failure.");
+            kept_hashes.iter().map(|_| json!({"ErrorCode": "InternalFailure", "ErrorMessage": message})).collect()
+        }
         Err(error) => return Err(error),
     };
     let mut appended = appended.into_iter();

@@ -75,6 +75,8 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     fn meta_changes(&self) -> tokio::sync::watch::Receiver<u64>;
     fn hold_lease(&self, work: &str, ttl_ms: u64) -> Result<bool>;
     fn release_lease(&self, work: &str) -> Result<()>;
+    /// A consistent copy of everything stored, made while the backend serves (backup.rs).
+    fn backup(&self, to: &std::path::Path) -> Result<crate::backup::BackupStats>;
 }
 
 /// A pending append: await it, or block on it.

@@ -15,6 +15,7 @@ use crate::clock::Clock;
 use crate::crypto::{DataKey, MasterKey};
 use crate::entry::{Appended, NewEntry, Storage, encode_header};
 use crate::error::{Result, StoreError};
+use crate::free_space::FreeSpace;
 use crate::handle::{ShardState, StreamState};
 use crate::keys::{self, CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX, TimeKind};
 use crate::local::cf;
@@ -67,6 +68,7 @@ pub(crate) struct Committer {
     segment_from_bytes: usize,
     segments: Arc<SegmentStore>,
     sync: bool,
+    free_space: FreeSpace,
     master_key: Option<Arc<MasterKey>>,
 }
 
@@ -108,12 +110,23 @@ impl Committer {
         clock: Arc<dyn Clock>,
         sync: bool,
         placement: PayloadPlacement,
+        free_space: FreeSpace,
         master_key: Option<Arc<MasterKey>>,
     ) -> Self {
         let mut write_options = WriteOptions::default();
         write_options.set_sync(sync);
         let PayloadPlacement { inline_below_bytes, segment_from_bytes, segments } = placement;
-        Self { db, clock, write_options, inline_below_bytes, segment_from_bytes, segments, sync, master_key }
+        Self {
+            db,
+            clock,
+            write_options,
+            inline_below_bytes,
+            segment_from_bytes,
+            segments,
+            sync,
+            free_space,
+            master_key,
+        }
     }
 
     /// The data key new entries of this stream are sealed with, if its encryption is on.
@@ -161,6 +174,14 @@ impl Committer {
     #[allow(clippy::type_complexity)]
     fn commit(&self, appends: Vec<(Arc<StreamState>, Vec<NewEntry>, oneshot::Sender<Result<Vec<Appended>>>)>) {
         if appends.is_empty() {
+            return;
+        }
+        let incoming_bytes: usize =
+            appends.iter().flat_map(|(_, entries, _)| entries).map(|e| e.payload.len() + e.attrs.len()).sum();
+        if let Err(error) = self.free_space.admit(&self.db, incoming_bytes as u64) {
+            for (_, _, reply) in appends {
+                let _ = reply.send(Err(clone_disk_full(&error)));
+            }
             return;
         }
         let now_ms = self.clock.now_ms();
@@ -375,6 +396,35 @@ impl Committer {
         if let Err(error) = self.segments.delete_stream(meta.id) {
             tracing::warn!(stream = %meta.name, %error, "could not delete a deleted stream's segments");
         }
+        compact_away(self.db.clone(), start.to_vec(), end.to_vec());
         Ok(())
+    }
+}
+
+/// The watermark's refusal for each append of a refused group (StoreError is not Clone: it can
+/// hold an io::Error).
+fn clone_disk_full(error: &StoreError) -> StoreError {
+    match error {
+        StoreError::DiskFull { available_bytes, min_free_bytes } => {
+            StoreError::DiskFull { available_bytes: *available_bytes, min_free_bytes: *min_free_bytes }
+        }
+        StoreError::Io { what, source } => {
+            StoreError::Io { what, source: std::io::Error::new(source.kind(), source.to_string()) }
+        }
+        _ => StoreError::Unsupported("an append after a failed free-space check"),
+    }
+}
+
+/// Compacts a deleted stream's key range in the background, so that its space (its SST and blob
+/// files) comes back now rather than whenever compaction would reach it: on a full disk, that
+/// is what lets writes resume.
+fn compact_away(db: Arc<DB>, start: Vec<u8>, end: Vec<u8>) {
+    let spawned = std::thread::Builder::new().name("framelog-compact".into()).spawn(move || {
+        for name in [CF_ENTRIES, CF_PAYLOADS, CF_TIME_INDEX] {
+            db.compact_range_cf(cf(&db, name), Some(&start), Some(&end));
+        }
+    });
+    if let Err(error) = spawned {
+        tracing::warn!(%error, "could not start compacting a deleted stream's range");
     }
 }

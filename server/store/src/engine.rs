@@ -5,6 +5,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::backend::{AppendWait, Backend, MetaDurability};
+use crate::backup::BackupStats;
 use crate::clock::Clock;
 use crate::cluster::{ClusterEngine, ClusterOptions};
 use crate::entry::{Appended, Entry, EntryHeader, NewEntry};
@@ -218,6 +219,12 @@ impl Engine {
     /// Gives up a lease this process holds (work stopped here), so another may take it at once.
     pub fn release_lease(&self, work: &str) -> Result<()> {
         self.backend.release_lease(work)
+    }
+
+    /// Copies everything stored to `to` (which must not exist) while the engine keeps serving:
+    /// the copy opens as an engine holding every entry appended before the call began.
+    pub fn backup(&self, to: &Path) -> Result<BackupStats> {
+        self.backend.backup(to)
     }
 
     /// Removes expired entries of every stream once. Safe to call at any time.

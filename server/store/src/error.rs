@@ -38,6 +38,18 @@ pub enum StoreError {
     Unsupported(&'static str),
     #[error("{what}: {detail}")]
     Backend { what: &'static str, detail: String },
+    /// The data dir was written in a layout this build does not read.
+    #[error(
+        "the data dir's on-disk format is version {found}; this build reads versions 1 to {supported}. \
+         Run the Framelog release that wrote it (or a newer one), or `framelog restore` a backup into a new data dir"
+    )]
+    FormatUnsupported { found: u32, supported: u32 },
+    /// Appends are refused while the disk holding the data dir has less than the configured
+    /// headroom, so RocksDB never meets a full disk (which stops it until a restart).
+    #[error(
+        "the disk holding the data dir is nearly full: {available_bytes} bytes available, {min_free_bytes} kept free"
+    )]
+    DiskFull { available_bytes: u64, min_free_bytes: u64 },
     #[error("{what}: {source}")]
     Io {
         what: &'static str,

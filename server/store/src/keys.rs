@@ -3,6 +3,7 @@
 //! ```text
 //! meta        "stream/" + name                          -> JSON StreamMeta
 //!             "next_stream_id"                          -> u64
+//!             "format_version"                          -> u32 (format_version.rs)
 //!             "trim_floor/" stream_id u64 | shard u32   -> u64 first sequence kept by the last trim
 //! entries     stream_id u64 | shard u32 | seq u64       -> entry header (see entry.rs)
 //! payloads    stream_id u64 | shard u32 | seq u64       -> payload bytes (blob files)
@@ -18,6 +19,7 @@ pub const CF_TIME_INDEX: &str = "time_index";
 
 pub const META_STREAM_PREFIX: &[u8] = b"stream/";
 pub const META_NEXT_STREAM_ID: &[u8] = b"next_stream_id";
+pub const META_FORMAT_VERSION: &[u8] = b"format_version";
 
 pub const ENTRY_KEY_LEN: usize = 20;
 pub const TIME_KEY_LEN: usize = 29;

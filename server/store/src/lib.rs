@@ -22,6 +22,7 @@
 //! ```
 
 mod backend;
+mod backup;
 mod clock;
 mod cluster;
 mod committer;
@@ -29,6 +30,8 @@ mod crypto;
 mod engine;
 mod entry;
 mod error;
+mod format_version;
+mod free_space;
 mod handle;
 mod keys;
 mod local;
@@ -41,12 +44,15 @@ mod retention;
 mod segments;
 
 pub use backend::{AppendWait, MetaDurability};
+pub use backup::BackupStats;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use cluster::{ClusterOptions, DEFAULT_OBJECT_MIN_BYTES, ObjectStoreOptions};
 pub use crypto::{KEY_BYTES, MasterKey};
 pub use engine::Engine;
 pub use entry::{Appended, Entry, EntryHeader, NewEntry};
 pub use error::{Result, StoreError};
+pub use format_version::FORMAT_VERSION;
+pub use free_space::DEFAULT_MIN_FREE_DISK_BYTES;
 pub use handle::StreamHandle;
 pub use local::{DEFAULT_SEGMENT_MIN_BYTES, EngineOptions};
 pub use meta::{ShardClosed, ShardMeta, StreamEncryption, StreamKind, StreamMeta, even_hash_ranges};

@@ -11,11 +11,13 @@ use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, Writ
 use tokio::sync::oneshot;
 
 use crate::backend::{AmendFn, AppendWait, Backend, MetaDurability};
+use crate::backup::BackupStats;
 use crate::clock::Clock;
 use crate::committer::{Committer, Job, PayloadPlacement};
 use crate::crypto::{DataKey, MasterKey};
 use crate::entry::{NewEntry, decode_header};
 use crate::error::{Result, StoreError};
+use crate::free_space::FreeSpace;
 use crate::handle::{StreamHandle, new_handle};
 use crate::keys::{self, CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX};
 use crate::meta::StreamMeta;
@@ -43,6 +45,9 @@ pub struct EngineOptions {
     /// Wraps the data keys of encrypted streams; without it, encrypted streams cannot be written
     /// or read.
     pub master_key: Option<Arc<MasterKey>>,
+    /// Appends are refused (`StoreError::DiskFull`) while the disk has less than this free;
+    /// 0 turns the watermark off (free_space.rs).
+    pub min_free_disk_bytes: u64,
 }
 
 /// Measured (docs/benchmarks.md, engine appends synced one at a time): a payload in a segment
@@ -59,6 +64,7 @@ impl Default for EngineOptions {
             segment_min_bytes: DEFAULT_SEGMENT_MIN_BYTES,
             segment_roll_bytes: 64 << 20,
             master_key: None,
+            min_free_disk_bytes: crate::free_space::DEFAULT_MIN_FREE_DISK_BYTES,
         }
     }
 }
@@ -131,6 +137,7 @@ impl LocalEngine {
             ColumnFamilyDescriptor::new(CF_TIME_INDEX, small),
         ];
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, path, cfs)?);
+        crate::format_version::check_and_stamp(&db)?;
         let segments = Arc::new(SegmentStore::new(path.join("segments"), options.segment_roll_bytes));
 
         let mut streams = BTreeMap::new();
@@ -159,8 +166,15 @@ impl LocalEngine {
             segment_from_bytes: options.segment_min_bytes as usize,
             segments: segments.clone(),
         };
-        let committer =
-            Committer::new(db.clone(), clock.clone(), options.sync_writes, placement, options.master_key.clone());
+        let free_space = FreeSpace::new(path.to_path_buf(), options.min_free_disk_bytes);
+        let committer = Committer::new(
+            db.clone(),
+            clock.clone(),
+            options.sync_writes,
+            placement,
+            free_space,
+            options.master_key.clone(),
+        );
         let thread = std::thread::Builder::new()
             .name("framelog-commit".into())
             .spawn(move || committer.run(receiver))
@@ -470,5 +484,8 @@ impl Backend for LocalEngine {
     }
     fn release_lease(&self, _work: &str) -> Result<()> {
         Ok(())
+    }
+    fn backup(&self, to: &Path) -> Result<BackupStats> {
+        crate::backup::backup_local(&self.inner.db, &self.inner.segments, to)
     }
 }

@@ -53,6 +53,9 @@ pub(crate) struct SegmentStore {
     root: PathBuf,
     roll_bytes: u64,
     writers: Mutex<Writers>,
+    /// Deleting files takes this shared; a backup takes it exclusively, so no file its
+    /// checkpoint names disappears before it is copied.
+    deletions: std::sync::RwLock<()>,
 }
 
 #[derive(Debug, Default)]
@@ -68,7 +71,7 @@ struct Writers {
 
 impl SegmentStore {
     pub(crate) fn new(root: PathBuf, roll_bytes: u64) -> SegmentStore {
-        SegmentStore { root, roll_bytes, writers: Mutex::new(Writers::default()) }
+        SegmentStore { root, roll_bytes, writers: Mutex::new(Writers::default()), deletions: Default::default() }
     }
 
     fn shard_dir(&self, stream_id: u64, shard: u32) -> PathBuf {
@@ -249,6 +252,7 @@ impl SegmentStore {
     /// open segment only once nothing was appended to it at or after `keep_from`. Returns how
     /// many files went.
     pub(crate) fn delete_below(&self, stream_id: u64, shard: u32, keep_from: u64) -> Result<u64> {
+        let _deleting = self.deletions.read().unwrap_or_else(|e| e.into_inner());
         let dir = self.shard_dir(stream_id, shard);
         let segments = list_segments(&dir)?;
         let mut writers = self.lock();
@@ -279,6 +283,7 @@ impl SegmentStore {
 
     /// Removes every segment of a deleted stream.
     pub(crate) fn delete_stream(&self, stream_id: u64) -> Result<()> {
+        let _deleting = self.deletions.read().unwrap_or_else(|e| e.into_inner());
         self.lock().open.retain(|&(id, _), _| id != stream_id);
         let dir = self.root.join(format!("{stream_id:020}"));
         match std::fs::remove_dir_all(&dir) {
@@ -294,6 +299,15 @@ impl SegmentStore {
 
     pub(crate) fn segment_file(&self, stream_id: u64, shard: u32, segment: u64) -> PathBuf {
         self.segment_path(stream_id, shard, segment)
+    }
+
+    /// Holds every deletion of segment files off until the guard drops (backup.rs).
+    pub(crate) fn hold_deletions(&self) -> std::sync::RwLockWriteGuard<'_, ()> {
+        self.deletions.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn root(&self) -> &Path {
+        &self.root
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Writers> {

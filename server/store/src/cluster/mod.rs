@@ -214,6 +214,10 @@ impl Backend for ClusterEngine {
         let work = work.to_string();
         self.bridge.run(leases::release(self.node.clone(), work))
     }
+    /// The cluster's state lives in JetStream and the object store, each with its own backups.
+    fn backup(&self, _to: &std::path::Path) -> Result<crate::backup::BackupStats> {
+        Err(StoreError::Unsupported("backup of a cluster node (back up JetStream and the object store)"))
+    }
 
     /// Trims every shard of every stream; a shard that fails does not stop the others, and the
     /// first failure is returned at the end (a stream deleted meanwhile is not one).
