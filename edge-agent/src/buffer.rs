@@ -122,6 +122,14 @@ fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+/// Whether writing failed for want of space (ENOSPC, or a quota's EDQUOT).
+fn is_disk_full(error: &anyhow::Error) -> bool {
+    error
+        .chain()
+        .filter_map(|cause| cause.downcast_ref::<std::io::Error>())
+        .any(|io| matches!(io.kind(), std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded))
+}
+
 /// In a stream's directory: the next sequence number, written before the newest fragment leaves
 /// the buffer, so that a restart with nothing buffered does not number new fragments from 0
 /// again. Reused numbers would give new recordings the identities of fragments already stored.
@@ -243,7 +251,18 @@ impl StreamBuffer {
         }
         let entry = Entry { seq, producer_ms, duration_ms, header_id, size_bytes: bytes.len() as u64, uploaded: false };
         let path = self.fragment_path(&entry);
-        write_durably(&path, &bytes)?;
+        // A disk that fills before the cap does is full all the same: the strategy decides.
+        while let Err(error) = write_durably(&path, &bytes) {
+            if !is_disk_full(&error) {
+                return Err(error);
+            }
+            let _ = fs::remove_file(path.with_extension("tmp"));
+            if self.strategy == StrategyOnFull::DenyNewMedia || !self.evict_one()? {
+                self.metrics.refused_fragments.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(stream = %self.dir.display(), "disk full: a new fragment was dropped");
+                return Ok(Recorded::Refused);
+            }
+        }
         self.next_seq.store(seq + 1, Ordering::Relaxed);
         self.budget.used_bytes.fetch_add(entry.size_bytes, Ordering::Relaxed);
         if let Ok(mut entries) = self.entries.lock() {
@@ -259,24 +278,26 @@ impl StreamBuffer {
     /// Frees space for `needed` bytes; false when the strategy refuses the new fragment.
     fn make_room(&self, needed: u64) -> anyhow::Result<bool> {
         while self.budget.used_bytes() + needed > self.budget.max_bytes {
-            if self.strategy == StrategyOnFull::DenyNewMedia {
+            if self.strategy == StrategyOnFull::DenyNewMedia || !self.evict_one()? {
                 return Ok(false);
             }
-            // Uploaded fragments go first, then the oldest not uploaded.
-            let victim = {
-                let entries = self.entries.lock().map_err(|_| anyhow::anyhow!("buffer lock poisoned"))?;
-                entries.values().find(|e| e.uploaded).or_else(|| entries.values().next()).cloned()
-            };
-            let Some(victim) = victim else { return Ok(false) };
-            if !victim.uploaded {
-                self.metrics.dropped_fragments.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(
-                    seq = victim.seq,
-                    "buffer full (delete_oldest_media): an unuploaded fragment was deleted"
-                );
-            }
-            self.remove(victim.seq)?;
         }
+        Ok(true)
+    }
+
+    /// Deletes one fragment to make room (delete_oldest_media): an uploaded one first, else the
+    /// oldest. False when the stream has none left.
+    fn evict_one(&self) -> anyhow::Result<bool> {
+        let victim = {
+            let entries = self.entries.lock().map_err(|_| anyhow::anyhow!("buffer lock poisoned"))?;
+            entries.values().find(|e| e.uploaded).or_else(|| entries.values().next()).cloned()
+        };
+        let Some(victim) = victim else { return Ok(false) };
+        if !victim.uploaded {
+            self.metrics.dropped_fragments.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(seq = victim.seq, "buffer full (delete_oldest_media): an unuploaded fragment was deleted");
+        }
+        self.remove(victim.seq)?;
         Ok(true)
     }
 

@@ -71,6 +71,11 @@ impl EdgeAgent {
         bail!("framelog-edge did not answer on {}", self.status_address)
     }
 
+    /// Whether the agent process is still alive: it has not exited on an error.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     /// The agent's log so far (stderr).
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.config_path.with_extension("log")).unwrap_or_default()

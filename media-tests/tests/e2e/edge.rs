@@ -334,3 +334,68 @@ fn a_full_buffer_applies_each_strategy_and_counts_what_it_cost() {
         );
     }
 }
+
+/// A tmpfs of `mib` MiB at `path`, unmounted when dropped (the suite runs as root, as CI does).
+struct SmallDisk(std::path::PathBuf);
+
+impl SmallDisk {
+    fn mount(path: &Path, mib: u64) -> SmallDisk {
+        std::fs::create_dir_all(path).expect("mount point");
+        let status = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+            .arg(path)
+            .status()
+            .expect("mount");
+        assert!(status.success(), "mounting a {mib} MiB tmpfs at {} failed", path.display());
+        SmallDisk(path.to_path_buf())
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
+#[test]
+fn a_disk_that_fills_before_the_cap_applies_each_strategy_and_recovers_when_space_returns() {
+    for (strategy, counter) in [("delete_oldest_media", "dropped_fragments"), ("deny_new_media", "refused_fragments")] {
+        let dir = tempfile::tempdir().expect("dir");
+        let disk = SmallDisk::mount(&dir.path().join("disk"), 4);
+        // Most of the disk is taken by something else: the 1000 MB cap is never what stops it.
+        let filler = disk.0.join("filler");
+        std::fs::write(&filler, vec![1u8; 3 << 20]).expect("filler");
+        let status = free_status_address().expect("port");
+        let unreachable = free_status_address().expect("port");
+        let text = config(
+            &format!("http://{unreachable}"),
+            &disk.0.join("buffer"),
+            status,
+            "full",
+            &format!("max_local_media_mb = 1000\nstrategy_on_full = \"{strategy}\""),
+        ) + "source = \"testsrc:snow\"\nwidth = 640\nheight = 480\nbitrate_kbps = 3000\nkey_frame_interval_frames = 15\n";
+        let mut agent = EdgeAgent::start(&text, dir.path(), status).expect("agent");
+        wait_for("the disk to fill", Duration::from_secs(40), || stream_status(&agent)[counter].as_u64() >= Some(2));
+        let logged = if strategy == "deny_new_media" { "disk full: a new fragment was dropped" } else { strategy };
+        assert!(agent.log().contains(logged), "{}", agent.log());
+        let seqs = buffered_seqs(&disk.0.join("buffer/full/fragments"));
+        if strategy == "deny_new_media" {
+            assert_eq!(seqs.first(), Some(&0), "the oldest fragments are kept: {seqs:?}");
+        } else {
+            assert!(seqs.first() > Some(&0), "the oldest fragments made room: {seqs:?}");
+        }
+        let tmp_files = std::fs::read_dir(disk.0.join("buffer/full/fragments"))
+            .expect("dir")
+            .filter(|e| e.as_ref().is_ok_and(|e| e.path().extension().is_some_and(|x| x == "tmp")))
+            .count();
+        assert!(tmp_files <= 1, "partial writes are cleaned up ({tmp_files} .tmp files)");
+
+        // Space comes back: recording goes on into it, without a restart.
+        std::fs::remove_file(&filler).expect("free the space");
+        let before = stream_status(&agent)["buffered_bytes"].as_u64().expect("bytes");
+        wait_for("recording into the freed space", Duration::from_secs(40), || {
+            stream_status(&agent)["buffered_bytes"].as_u64() > Some(before + (1 << 20))
+        });
+        assert!(agent.running(), "the agent kept running: {}", agent.log());
+    }
+}

@@ -108,7 +108,11 @@ impl std::fmt::Debug for LocalEngine {
 impl LocalEngine {
     /// Opens (or creates) an engine in `path` and restores every stream's tip from disk.
     pub fn open(path: &Path, clock: Arc<dyn Clock>, options: EngineOptions) -> Result<LocalEngine> {
-        let mut db_opts = Options::default();
+        // No preallocation (rust-rocksdb has no setter for it): RocksDB reserves a blob file's
+        // full size (256 MB) and a WAL's (1.1 write buffers) up front, so a flush holding 2 MB
+        // failed on a disk with 34 MB free, and the free-space watermark (free_space.rs) could
+        // not keep RocksDB off a full disk.
+        let mut db_opts = Options::default().get_options_from_string("allow_fallocate=false")?;
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
