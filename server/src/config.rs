@@ -278,6 +278,7 @@ pub struct LimitsFile {
     pub header_read_timeout_secs: Option<u64>,
     pub max_connections: Option<usize>,
     pub idle_timeout_secs: Option<u64>,
+    pub stalled_response_timeout_secs: Option<u64>,
 }
 
 /// The `[tls]` table: a PEM certificate chain and its private key.
@@ -360,6 +361,9 @@ impl Config {
             self.limits.max_connections = limits.max_connections.unwrap_or(self.limits.max_connections).max(1);
             if let Some(secs) = limits.idle_timeout_secs {
                 self.limits.idle_timeout = std::time::Duration::from_secs(secs.max(1));
+            }
+            if let Some(secs) = limits.stalled_response_timeout_secs {
+                self.limits.stalled_response_timeout = std::time::Duration::from_secs(secs.max(1));
             }
         }
         if let Some(tls) = file.tls {

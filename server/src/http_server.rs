@@ -24,6 +24,7 @@ use tower::ServiceExt as _;
 use crate::first_bytes::FirstBytesDeadline;
 use crate::idle::{Activity, TrackedBody};
 use crate::listener::PeerAddr;
+use crate::stalled::{StalledWrites, Stalls, WatchedBody};
 
 /// How long requests in flight get once shutdown begins. Some never end by themselves (a live
 /// GetMedia, a camera's endless PutMedia); past this they are cut, and what they had acknowledged
@@ -40,6 +41,8 @@ pub struct ConnectionLimits {
     pub max_connections: usize,
     /// A connection with no request in flight for this long is closed gracefully.
     pub idle_timeout: Duration,
+    /// A connection whose client takes nothing of a response for this long is dropped (stalled.rs).
+    pub stalled_response_timeout: Duration,
 }
 
 impl Default for ConnectionLimits {
@@ -48,6 +51,7 @@ impl Default for ConnectionLimits {
             header_read_timeout: Duration::from_secs(30),
             max_connections: 10_000,
             idle_timeout: Duration::from_secs(60),
+            stalled_response_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -111,15 +115,18 @@ where
     let Accepted { peer, router, limits, stopping } = accepted;
     let activity = Activity::new();
     let tracked = activity.clone();
+    let stalls = Stalls::new();
+    let watched = stalls.clone();
     let service = tower::service_fn(move |mut request: axum::http::Request<Incoming>| {
         let active = tracked.start();
         request.extensions_mut().insert(ConnectInfo(PeerAddr(peer)));
-        let router = router.clone();
+        let (router, watched) = (router.clone(), watched.clone());
         async move {
             let response = router.oneshot(request).await?;
-            Ok::<_, Infallible>(response.map(|body| TrackedBody::wrap(body, active)))
+            Ok::<_, Infallible>(response.map(|body| WatchedBody::wrap(TrackedBody::wrap(body, active), &watched)))
         }
     });
+    let io = StalledWrites::new(io, limits.stalled_response_timeout);
     let io = TokioIo::new(FirstBytesDeadline::new(io, limits.header_read_timeout));
     let connection = builder.serve_connection_with_upgrades(io, TowerToHyperService::new(service));
     tokio::pin!(connection);
@@ -135,6 +142,11 @@ where
             () = stopping.cancelled(), if !closing => {}
             () = activity.idle_for(limits.idle_timeout), if !closing => {
                 tracing::debug!(%peer, "closing an idle connection");
+            }
+            () = stalls.stalled_for(limits.stalled_response_timeout) => {
+                // Not gracefully: the client takes nothing, so a goodbye would only wait as well.
+                tracing::info!(%peer, "{}", crate::stalled::DROPPED);
+                return;
             }
         }
         connection.as_mut().graceful_shutdown();

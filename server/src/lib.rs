@@ -25,6 +25,7 @@ mod listener;
 mod rest_json;
 mod router;
 mod secret;
+mod stalled;
 mod state;
 mod streamed;
 pub mod tls;
