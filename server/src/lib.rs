@@ -34,5 +34,5 @@ mod token;
 pub use app::run;
 pub use config::{Config, FileConfig};
 pub use error::ServerError;
-pub use router::router;
+pub use router::{rest_json_operations, router};
 pub use state::{AppState, Opened};

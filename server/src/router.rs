@@ -3,7 +3,7 @@
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Method, header};
+use axum::http::{HeaderName, Method, StatusCode, header};
 use axum::routing::{get, post};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -11,6 +11,13 @@ use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetReques
 use crate::auth::MAX_BODY_BYTES;
 use crate::state::AppState;
 use crate::{auth, console, consumers, guard, kds, kvs, rest_json};
+
+/// Every rest-json operation `POST /{op}` answers (KVS control plane, consumers): the API fuzzer
+/// walks them all.
+pub fn rest_json_operations() -> Vec<&'static str> {
+    let kvs_names = kvs::OPERATIONS.iter().map(|(name, _)| *name);
+    kvs_names.chain(consumers::OPERATIONS.iter().map(|(name, _)| *name)).collect()
+}
 
 pub fn router(state: AppState) -> Router {
     Router::new()
@@ -28,6 +35,8 @@ pub fn router(state: AppState) -> Router {
         .route("/getClip", post(kvs::playback::clip::handle))
         .route("/getMedia", post(kvs::get_media::handle))
         .route("/{op}", post(rest_json::handle))
+        // Any other path or method: what AWS answers a request for no operation.
+        .fallback(|| async { kds::xml_error(StatusCode::NOT_FOUND, "UnknownOperationException", "") })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Every route that is not public is authenticated, authorized and audited here.
         .layer(axum::middleware::from_fn_with_state(state.auth.clone(), auth::authorize))

@@ -48,17 +48,6 @@ fn media(url: &str) -> aws_sdk_kinesisvideomedia::Client {
     aws_sdk_kinesisvideomedia::Client::from_conf(config)
 }
 
-fn archived(url: &str) -> aws_sdk_kinesisvideoarchivedmedia::Client {
-    let config = aws_sdk_kinesisvideoarchivedmedia::Config::builder()
-        .behavior_version(aws_sdk_kinesisvideoarchivedmedia::config::BehaviorVersion::latest())
-        .region(aws_sdk_kinesisvideoarchivedmedia::config::Region::new("us-east-1"))
-        .endpoint_url(url)
-        .credentials_provider(credentials())
-        .http_client(http().build_http())
-        .build();
-    aws_sdk_kinesisvideoarchivedmedia::Client::from_conf(config)
-}
-
 /// Uploads `seconds` one-second fragments of a single H.264 track through framelog-sdk.
 async fn upload(url: &str, stream: &str, seconds: u64) -> Vec<String> {
     let client = framelog_sdk::Client::new(ClientConfig::new(url));
@@ -200,7 +189,7 @@ async fn media_reads_through_aws_sdk_kinesisvideomedia_and_archivedmedia() {
     assert_eq!(numbers.len(), 5);
     let expected: Vec<u64> = (0..5).map(|s| START_MS + s * 1000).collect();
 
-    let archive = archived(&url);
+    let archive = crate::client::archived_media(&url);
     let range = TimestampRange::builder()
         .start_timestamp(DateTime::from_millis(START_MS as i64 + 1000))
         .end_timestamp(DateTime::from_millis(START_MS as i64 + 3000))

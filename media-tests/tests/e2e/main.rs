@@ -3,6 +3,7 @@
 mod client;
 mod connections;
 mod crash;
+mod crash_campaign;
 mod edge;
 mod encryption;
 mod kds_fanout_sdk;

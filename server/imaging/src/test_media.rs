@@ -55,6 +55,41 @@ pub fn encoded_bars(codec: Codec, frames: u32, key_every: u32) -> (Vec<u8>, Vec<
     (config, out)
 }
 
+/// An upload of `encoded_bars(codec, frames, key_every)`: the stream header and a cluster per
+/// key frame at `start_ms` plus the frame times (absolute timecodes, 1 ms scale), frames in
+/// decode order (x265's open GOPs put a leading picture of each fragment after its key frame).
+pub fn colour_bars_mkv(codec: Codec, frames: u32, key_every: u32, start_ms: u64) -> Vec<u8> {
+    use framelog_media::{Track, ebml, ids};
+    let (config, frames) = encoded_bars(codec, frames, key_every);
+    let codec_id = if codec == Codec::Hevc { "V_MPEGH/ISO/HEVC" } else { "V_MPEG4/ISO/AVC" };
+    let track = Track {
+        number: 1,
+        uid: 1,
+        track_type: 1,
+        codec_id: codec_id.into(),
+        codec_private: config,
+        pixel_width: Some(320),
+        pixel_height: Some(240),
+        ..Track::default()
+    };
+    let mut body = Vec::new();
+    framelog_media::write_stream_header(&mut body, 1_000_000, "test", &[track]);
+    let keys: Vec<usize> = frames.iter().enumerate().filter(|(_, f)| f.keyframe).map(|(at, _)| at).collect();
+    let ends: Vec<usize> = keys.iter().skip(1).copied().chain([frames.len()]).collect();
+    for (&from, &to) in keys.iter().zip(&ends) {
+        let gop = &frames[from..to];
+        let cluster_ms = gop[0].pts_ms;
+        ebml::write_element(&mut body, ids::CLUSTER, |cluster| {
+            ebml::write_uint(cluster, ids::TIMECODE, start_ms + cluster_ms as u64);
+            for frame in gop {
+                let relative = (frame.pts_ms - cluster_ms) as i16;
+                framelog_media::write_simple_block(cluster, 1, relative, frame.keyframe, &frame.data);
+            }
+        });
+    }
+    body
+}
+
 /// Whether `rgb` (320x240, packed) shows the colour bars' top: white, yellow, cyan from the left.
 pub fn shows_colour_bars(rgb: &[u8]) -> bool {
     let pixel = |x: usize, y: usize| -> [u8; 3] {

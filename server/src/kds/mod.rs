@@ -232,7 +232,7 @@ fn envelope(
     Ok((name, op, Document::parse(document)?))
 }
 
-fn xml_error(status: StatusCode, name: &str, message: &str) -> Response {
+pub(crate) fn xml_error(status: StatusCode, name: &str, message: &str) -> Response {
     let body = format!("<{name}>\n  <Message>{message}</Message>\n</{name}>\n");
     (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
 }

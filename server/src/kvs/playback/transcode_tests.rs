@@ -7,9 +7,8 @@ use std::sync::Arc;
 use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, Uri};
-use framelog_imaging::test_media::encoded_bars;
+use framelog_imaging::test_media::colour_bars_mkv;
 use framelog_media::package::Codec;
-use framelog_media::{Track, ebml, ids};
 use framelog_store::ManualClock;
 use serde_json::{Value, json};
 
@@ -18,42 +17,10 @@ use crate::kvs::tests::{call, context};
 
 const START_MS: u64 = 1_795_651_512_000;
 
-/// A 320x240 track of `codec` with its configuration record.
-fn video_track(codec: Codec, config: Vec<u8>) -> Track {
-    let codec_id = if codec == Codec::Hevc { "V_MPEGH/ISO/HEVC" } else { "V_MPEG4/ISO/AVC" };
-    Track {
-        number: 1,
-        uid: 1,
-        track_type: 1,
-        codec_id: codec_id.into(),
-        codec_private: config,
-        pixel_width: Some(320),
-        pixel_height: Some(240),
-        ..Track::default()
-    }
-}
-
 /// Two 1-second fragments of colour bars (10 fps, a key frame each) in `codec`, uploaded.
 async fn upload(ctx: &KvsCtx, stream: &str, codec: Codec) {
     call(ctx, "createStream", json!({"StreamName": stream, "DataRetentionInHours": 24})).expect("created");
-    let (config, frames) = encoded_bars(codec, 20, 10);
-    let mut body = Vec::new();
-    framelog_media::write_stream_header(&mut body, 1_000_000, "test", &[video_track(codec, config)]);
-    // A fragment per key frame, in decode order (x265's open GOPs put a leading picture of each
-    // fragment after its key frame).
-    let keys: Vec<usize> = frames.iter().enumerate().filter(|(_, f)| f.keyframe).map(|(at, _)| at).collect();
-    let ends: Vec<usize> = keys.iter().skip(1).copied().chain([frames.len()]).collect();
-    let gops = keys.iter().zip(&ends).map(|(&from, &to)| &frames[from..to]);
-    for gop in gops {
-        let cluster_ms = gop[0].pts_ms;
-        ebml::write_element(&mut body, ids::CLUSTER, |cluster| {
-            ebml::write_uint(cluster, ids::TIMECODE, START_MS + cluster_ms as u64);
-            for frame in gop {
-                let relative = (frame.pts_ms - cluster_ms) as i16;
-                framelog_media::write_simple_block(cluster, 1, relative, frame.keyframe, &frame.data);
-            }
-        });
-    }
+    let body = colour_bars_mkv(codec, 20, 10, START_MS);
     let mut headers = HeaderMap::new();
     headers.insert("x-amzn-stream-name", stream.parse().expect("header"));
     let response = crate::kvs::put_media::handle(State(ctx.clone()), headers, Body::from(body)).await;
