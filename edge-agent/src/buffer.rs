@@ -122,6 +122,10 @@ fn write_durably(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     sync_dir(path.parent().unwrap_or(Path::new(".")))
 }
 
+fn entries_len(entries: &Mutex<BTreeMap<u64, Entry>>) -> usize {
+    entries.lock().map(|e| e.len()).unwrap_or(0)
+}
+
 /// Whether writing failed for want of space (ENOSPC, or a quota's EDQUOT).
 fn is_disk_full(error: &anyhow::Error) -> bool {
     error
@@ -293,6 +297,11 @@ impl StreamBuffer {
             entries.values().find(|e| e.uploaded).or_else(|| entries.values().next()).cloned()
         };
         let Some(victim) = victim else { return Ok(false) };
+        // The newest fragment leaving would first write down the next sequence number: on a
+        // full disk that write fails too. Keep it; the new fragment is refused instead.
+        if entries_len(&self.entries) == 1 && !victim.uploaded {
+            return Ok(false);
+        }
         if !victim.uploaded {
             self.metrics.dropped_fragments.fetch_add(1, Ordering::Relaxed);
             tracing::warn!(seq = victim.seq, "buffer full (delete_oldest_media): an unuploaded fragment was deleted");

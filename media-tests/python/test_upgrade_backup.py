@@ -27,6 +27,16 @@ LOAD_STREAM = "backup-load"
 LOAD_CAMERA = "backup-camera"
 
 
+def admin_socket(server: FramelogServer) -> Path:
+    """The server's admin socket, once it is bound (a moment after the HTTP port accepts)."""
+    path = server.data_dir / "admin.sock"
+    deadline = time.monotonic() + 10
+    while not path.exists():
+        assert time.monotonic() < deadline, f"no admin socket:\n{server.log_tail()}"
+        time.sleep(0.05)
+    return path
+
+
 def framelog(*args: str, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run([framelog_bin(), *args], capture_output=True, text=True, timeout=120, **kwargs)
 
@@ -128,6 +138,7 @@ def test_a_backup_under_load_restores_everything_acknowledged_before_it_began(tm
     (tmp_path / "live").mkdir()
     server = FramelogServer(framelog_bin(), tmp_path / "data", tmp_path / "live").start()
     manifest = known_data.write(server.client(), server.kinesisvideo_client())
+    admin_socket(server)
     with Load(server) as load:
         time.sleep(2)
         began = time.monotonic()
@@ -194,12 +205,26 @@ def test_a_stopped_server_is_backed_up_directly_and_restore_refuses_a_used_data_
         copy.stop_and_check_clean_exit()
 
 
-def test_another_user_cannot_use_the_admin_socket(private_server, tmp_path):
-    socket_path = private_server.data_dir / "admin.sock"
-    assert socket_path.exists()
+def test_another_user_is_refused_by_the_admin_socket_itself(private_server, tmp_path):
+    """The socket is 0600; with that opened up (and the directories above it made traversable),
+    the server's own check of the peer's uid still refuses another user."""
+    socket_path = admin_socket(private_server)
     assert socket_path.stat().st_mode & 0o777 == 0o600
-    result = framelog(
-        "backup", "--data-dir", str(private_server.data_dir), "--to", "/tmp/not-theirs", user=65534
-    )
+    opened: list[tuple[Path, int]] = []
+    try:
+        for directory in [socket_path.parent, *socket_path.parent.parents]:
+            mode = directory.stat().st_mode & 0o777
+            opened.append((directory, mode))
+            directory.chmod(mode | 0o001)
+        socket_path.chmod(0o666)
+        target = tmp_path / "not-theirs"
+        # Another user with no group of root's: only "other" permission bits apply to it.
+        nobody = {"user": 65534, "group": 65534, "extra_groups": []}
+        result = framelog("backup", "--data-dir", str(private_server.data_dir), "--to", str(target), **nobody)
+    finally:
+        for directory, mode in opened:
+            directory.chmod(mode)
     assert result.returncode != 0
-    assert not Path("/tmp/not-theirs").exists()
+    assert "uid 65534 may not use the admin socket" in result.stderr, result.stderr
+    assert not target.exists()
+    assert "uid 65534 refused" in private_server.log_tail()

@@ -88,10 +88,12 @@ pub async fn serve(listener: UnixListener, ctx: AdminCtx) {
 async fn handle(stream: UnixStream, ctx: AdminCtx) -> std::io::Result<()> {
     let own_uid = rustix::process::geteuid().as_raw();
     let peer_uid = stream.peer_cred()?.uid();
+    let (read, mut write) = stream.into_split();
     if peer_uid != own_uid && peer_uid != 0 {
+        let refusal = AdminReply::Failed(format!("uid {peer_uid} may not use the admin socket"));
+        let _ = write.write_all(&reply_line(&refusal)?).await;
         return Err(std::io::Error::new(std::io::ErrorKind::PermissionDenied, format!("uid {peer_uid} refused")));
     }
-    let (read, mut write) = stream.into_split();
     let mut line = String::new();
     let mut reader = BufReader::new(read.take(MAX_REQUEST_BYTES));
     tokio::time::timeout(REQUEST_TIMEOUT, reader.read_line(&mut line))
@@ -101,9 +103,13 @@ async fn handle(stream: UnixStream, ctx: AdminCtx) -> std::io::Result<()> {
         Ok(AdminRequest::Backup { to }) => run_backup(&ctx, to).await,
         Err(error) => AdminReply::Failed(format!("not an admin request: {error}")),
     };
-    let mut bytes = serde_json::to_vec(&reply).map_err(std::io::Error::other)?;
+    write.write_all(&reply_line(&reply)?).await
+}
+
+fn reply_line(reply: &AdminReply) -> std::io::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec(reply).map_err(std::io::Error::other)?;
     bytes.push(b'\n');
-    write.write_all(&bytes).await
+    Ok(bytes)
 }
 
 async fn run_backup(ctx: &AdminCtx, to: PathBuf) -> AdminReply {
@@ -141,11 +147,20 @@ pub fn request(data_dir: &Path, request: &AdminRequest) -> std::io::Result<Optio
         }
         Err(e) => return Err(e),
     };
+    // The request goes at once; the answer may take as long as the copy does.
+    stream.set_write_timeout(Some(REQUEST_TIMEOUT))?;
     let mut line = serde_json::to_vec(request).map_err(std::io::Error::other)?;
     line.push(b'\n');
-    stream.write_all(&line)?;
+    // A server that refuses this peer answers before reading the request and closes: the
+    // write may fail, and its answer is still there to read.
+    let written = stream.write_all(&line);
     let mut reply = String::new();
-    std::io::BufReader::new(stream).read_line(&mut reply)?;
+    let read = std::io::BufReader::new(stream).read_line(&mut reply);
+    if reply.is_empty() {
+        written?;
+        read?;
+        return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "the server closed without an answer"));
+    }
     serde_json::from_str(&reply)
         .map(Some)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, format!("the server's reply: {e}")))

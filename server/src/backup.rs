@@ -35,8 +35,18 @@ pub struct BackupManifest {
 /// Copies the running engine and the files a server needs besides it to `to`, which must not
 /// exist or be empty.
 pub fn backup(engine: &Engine, config: &Config, to: &Path) -> Result<BackupManifest, ServerError> {
+    refuse_inside(to, &config.data_dir)?;
+    let created = prepare_private(to)?;
+    let made = copy_everything(engine, config, to);
+    if made.is_err() && created {
+        // Nothing half-made stays behind to be mistaken for a backup.
+        let _ = std::fs::remove_dir_all(to);
+    }
+    made
+}
+
+fn copy_everything(engine: &Engine, config: &Config, to: &Path) -> Result<BackupManifest, ServerError> {
     let started_ms = engine.now_ms();
-    prepare_empty(to)?;
     let stats = engine.backup(&to.join(ENGINE_DIR))?;
     let mut files = Vec::new();
     for name in KEY_FILES {
@@ -71,7 +81,7 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<BackupManifest, ServerErr
     let manifest: BackupManifest = serde_json::from_slice(&text).map_err(|e| {
         ServerError::Backup(format!("{} is not a Framelog backup manifest: {e}", manifest_path.display()))
     })?;
-    prepare_empty(data_dir)?;
+    prepare_private(data_dir)?;
     copy_tree(&from.join(ENGINE_DIR), &data_dir.join(ENGINE_DIR))?;
     for name in KEY_FILES {
         let mut copied = Vec::new();
@@ -79,6 +89,43 @@ pub fn restore(from: &Path, data_dir: &Path) -> Result<BackupManifest, ServerErr
     }
     sync_dir(data_dir)?;
     Ok(manifest)
+}
+
+/// A backup inside the data dir would copy itself (and be deleted with it).
+fn refuse_inside(to: &Path, data_dir: &Path) -> Result<(), ServerError> {
+    let data_dir = std::path::absolute(data_dir).map_err(|e| ServerError::io("resolving", data_dir, e))?;
+    let to_abs = std::path::absolute(to).map_err(|e| ServerError::io("resolving", to, e))?;
+    if to_abs.starts_with(&data_dir) {
+        return Err(ServerError::Backup(format!(
+            "{} is inside the data dir; name a directory outside it",
+            to.display()
+        )));
+    }
+    Ok(())
+}
+
+/// Makes `dir` a new directory only its owner can enter (0700), or takes an existing one that is
+/// empty, a real directory (not a link someone planted) and this user's own. Returns whether it
+/// was made here.
+fn prepare_private(dir: &Path) -> Result<bool, ServerError> {
+    use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
+    if let Some(parent) = dir.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|e| ServerError::io("creating", parent, e))?;
+    }
+    match std::fs::DirBuilder::new().mode(0o700).create(dir) {
+        Ok(()) => return Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(ServerError::io("creating", dir, e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| ServerError::io("reading", dir, e))?;
+    let own_uid = rustix::process::geteuid().as_raw();
+    if !meta.is_dir() || meta.uid() != own_uid {
+        return Err(ServerError::Backup(format!("{} is not a directory of this user; name a new one", dir.display())));
+    }
+    prepare_empty(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| ServerError::io("securing", dir, e))?;
+    Ok(false)
 }
 
 /// Creates `dir` (and its parents); refuses one that already holds anything.

@@ -193,6 +193,10 @@ fn backup_command(data_dir: Option<PathBuf>, config: Option<PathBuf>, to: &Path)
         Some(AdminReply::BackedUp(manifest)) => manifest,
         Some(AdminReply::Failed(reason)) => anyhow::bail!("the server could not make the backup: {reason}"),
         None => {
+            anyhow::ensure!(settings.cluster.is_none(), "a cluster node keeps nothing in its data dir to back up");
+            // Opening a missing engine would create an empty one and back that up.
+            let current = settings.data_dir.join("engine").join("CURRENT");
+            anyhow::ensure!(current.exists(), "{} holds no Framelog engine", settings.data_dir.display());
             eprintln!("no server runs on {}: copying it directly", settings.data_dir.display());
             let options = framelog_store::EngineOptions { min_free_disk_bytes: 0, ..Default::default() };
             let engine_dir = settings.data_dir.join("engine");

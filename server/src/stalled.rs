@@ -37,15 +37,21 @@ pub struct StalledWrites<IO> {
     timeout: Duration,
     /// Armed while a write is pending.
     deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Once the deadline passed, every write fails (and it is logged once).
+    stalled: bool,
 }
 
 impl<IO> StalledWrites<IO> {
     pub fn new(io: IO, timeout: Duration) -> Self {
-        StalledWrites { io, timeout, deadline: None }
+        StalledWrites { io, timeout, deadline: None, stalled: false }
     }
 
     /// Disarms the deadline on progress; on a pending write, arms it or fails once it passed.
     fn watch<T>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        let stalled = || Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")));
+        if self.stalled {
+            return stalled();
+        }
         if polled.is_ready() {
             self.deadline = None;
             return polled;
@@ -53,8 +59,9 @@ impl<IO> StalledWrites<IO> {
         let timeout = self.timeout;
         let deadline = self.deadline.get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
         if deadline.as_mut().poll(cx).is_ready() {
+            self.stalled = true;
             tracing::info!("{DROPPED}");
-            return Poll::Ready(Err(io::Error::new(io::ErrorKind::TimedOut, "the client stopped reading")));
+            return stalled();
         }
         Poll::Pending
     }
@@ -138,18 +145,31 @@ impl Stalls {
     }
 }
 
+/// The most a body hands over at once. A poll gap then means less than this went out in the
+/// whole timeout: a slow reader of a large fragment keeps the body polled, slice after slice.
+const SLICE_BYTES: usize = 64 << 10;
+
 /// A response body reporting to its connection's `Stalls`.
 #[derive(Debug)]
 pub struct WatchedBody {
     body: Body,
     stalls: Arc<Stalls>,
     id: u64,
+    /// What is left of a frame larger than a slice.
+    rest: Bytes,
 }
 
 impl WatchedBody {
     pub fn wrap(body: Body, stalls: &Arc<Stalls>) -> Body {
         let id = stalls.next_id.fetch_add(1, Ordering::Relaxed);
-        Body::new(WatchedBody { body, stalls: stalls.clone(), id })
+        Body::new(WatchedBody { body, stalls: stalls.clone(), id, rest: Bytes::new() })
+    }
+
+    /// The next slice of `rest`, and whether more of the body follows it.
+    fn slice(&mut self) -> (Bytes, bool) {
+        let slice = self.rest.split_to(self.rest.len().min(SLICE_BYTES));
+        let more = !self.rest.is_empty() || !self.body.is_end_stream();
+        (slice, more)
     }
 }
 
@@ -163,20 +183,37 @@ impl HttpBody for WatchedBody {
     ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
         this.stalls.taken(this.id);
-        let polled = Pin::new(&mut this.body).poll_frame(cx);
+        if this.rest.is_empty() {
+            match Pin::new(&mut this.body).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => this.rest = data,
+                    // Trailers: handed over as they are.
+                    Err(frame) => return Poll::Ready(Some(Ok(frame))),
+                },
+                other => return other,
+            }
+        }
+        let (slice, more) = this.slice();
         // After its last frame a body is not polled again: only a frame with more to come waits.
-        if matches!(&polled, Poll::Ready(Some(Ok(_)))) && !this.body.is_end_stream() {
+        if more {
             this.stalls.handed_over(this.id);
         }
-        polled
+        Poll::Ready(Some(Ok(hyper::body::Frame::data(slice))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
+        self.rest.is_empty() && self.body.is_end_stream()
     }
 
     fn size_hint(&self) -> hyper::body::SizeHint {
-        self.body.size_hint()
+        let rest = self.rest.len() as u64;
+        let inner = self.body.size_hint();
+        let mut hint = hyper::body::SizeHint::new();
+        hint.set_lower(inner.lower() + rest);
+        if let Some(upper) = inner.upper() {
+            hint.set_upper(upper + rest);
+        }
+        hint
     }
 }
 
@@ -226,6 +263,23 @@ mod tests {
         let started = Instant::now();
         stalls.stalled_for(Duration::from_secs(60)).await;
         assert_eq!(Instant::now() - started, Duration::from_secs(60));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_large_frame_goes_out_in_slices_and_one_not_taken_stalls() {
+        let stalls = Stalls::new();
+        let frame = Bytes::from((0..200_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let mut body = WatchedBody::wrap(Body::from(frame.clone()), &stalls);
+        let first = body.frame().await.expect("a slice").expect("ok").into_data().expect("data");
+        assert_eq!(first.len(), SLICE_BYTES);
+        // The rest of the one frame waits for the client: that is a stall if nobody takes it.
+        let waited = tokio::time::timeout(Duration::from_secs(61), stalls.stalled_for(Duration::from_secs(60))).await;
+        assert!(waited.is_ok(), "a large frame half taken stalls");
+        let mut all = first.to_vec();
+        while let Some(slice) = body.frame().await {
+            all.extend_from_slice(&slice.expect("ok").into_data().expect("data"));
+        }
+        assert_eq!(all, frame.to_vec());
     }
 
     #[tokio::test(start_paused = true)]

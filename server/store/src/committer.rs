@@ -70,6 +70,9 @@ pub(crate) struct Committer {
     sync: bool,
     free_space: FreeSpace,
     master_key: Option<Arc<MasterKey>>,
+    /// Compactions of deleted streams' ranges, joined before this thread ends (and with it,
+    /// before the database closes).
+    compactions: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 /// How the commit thread stores payloads.
@@ -126,6 +129,7 @@ impl Committer {
             sync,
             free_space,
             master_key,
+            compactions: Default::default(),
         }
     }
 
@@ -168,6 +172,9 @@ impl Committer {
                 }
             }
             self.commit(appends);
+        }
+        for compaction in self.compactions.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            let _ = compaction.join();
         }
     }
 
@@ -396,7 +403,9 @@ impl Committer {
         if let Err(error) = self.segments.delete_stream(meta.id) {
             tracing::warn!(stream = %meta.name, %error, "could not delete a deleted stream's segments");
         }
-        compact_away(self.db.clone(), start.to_vec(), end.to_vec());
+        let mut compactions = self.compactions.lock().unwrap_or_else(|e| e.into_inner());
+        compactions.retain(|c| !c.is_finished());
+        compactions.extend(compact_away(self.db.clone(), start.to_vec(), end.to_vec()));
         Ok(())
     }
 }
@@ -415,16 +424,14 @@ fn clone_disk_full(error: &StoreError) -> StoreError {
     }
 }
 
-/// Compacts a deleted stream's key range in the background, so that its space (its SST and blob
-/// files) comes back now rather than whenever compaction would reach it: on a full disk, that
-/// is what lets writes resume.
-fn compact_away(db: Arc<DB>, start: Vec<u8>, end: Vec<u8>) {
+/// Compacts a deleted stream's key range in the background, so that its space (its SST files,
+/// and blob files no other stream's entries refer to) comes back now rather than whenever
+/// compaction would reach it: on a full disk, that is what lets writes resume.
+fn compact_away(db: Arc<DB>, start: Vec<u8>, end: Vec<u8>) -> Option<std::thread::JoinHandle<()>> {
     let spawned = std::thread::Builder::new().name("framelog-compact".into()).spawn(move || {
         for name in [CF_ENTRIES, CF_PAYLOADS, CF_TIME_INDEX] {
             db.compact_range_cf(cf(&db, name), Some(&start), Some(&end));
         }
     });
-    if let Err(error) = spawned {
-        tracing::warn!(%error, "could not start compacting a deleted stream's range");
-    }
+    spawned.map_err(|error| tracing::warn!(%error, "could not start compacting a deleted stream's range")).ok()
 }

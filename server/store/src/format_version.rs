@@ -6,6 +6,8 @@
 //! first open. A later layout change bumps `FORMAT_VERSION` and either reads the older version
 //! too or refuses it with a message naming what to run.
 
+use std::path::Path;
+
 use rocksdb::DB;
 
 use crate::error::{Result, StoreError};
@@ -15,24 +17,36 @@ use crate::local::{cf, synced};
 /// The newest layout this build writes; it reads every version from 1 up to this one.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// Refuses a data dir of a layout this build cannot read; stamps the version on one that has
-/// none (a new data dir, or one written before versions were stored).
-pub(crate) fn check_and_stamp(db: &DB) -> Result<u32> {
-    let meta = cf(db, CF_META);
-    let stored = match db.get_cf(meta, META_FORMAT_VERSION)? {
-        None => None,
-        Some(bytes) => Some(<[u8; 4]>::try_from(bytes.as_slice()).map(u32::from_be_bytes).map_err(|_| {
-            StoreError::CorruptEntry { key_hex: hex::encode(META_FORMAT_VERSION), reason: "not 4 bytes" }
-        })?),
-    };
-    match stored {
-        Some(found) if (1..=FORMAT_VERSION).contains(&found) => Ok(found),
-        Some(found) => Err(StoreError::FormatUnsupported { found, supported: FORMAT_VERSION }),
-        None => {
-            db.put_cf_opt(meta, META_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes(), &synced())?;
-            Ok(FORMAT_VERSION)
-        }
+/// Refuses a data dir of a layout this build cannot read, before anything opens it for writing
+/// (which could add column families or rewrite RocksDB's own files in a layout it does not
+/// know). A directory with no database yet passes.
+pub(crate) fn check_before_open(path: &Path) -> Result<()> {
+    if !path.join("CURRENT").exists() {
+        return Ok(());
     }
+    let db = DB::open_cf_for_read_only(&rocksdb::Options::default(), path, [CF_META], false)?;
+    match stored(&db)? {
+        Some(found) if !(1..=FORMAT_VERSION).contains(&found) => {
+            Err(StoreError::FormatUnsupported { found, supported: FORMAT_VERSION })
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Stamps the version on a data dir that has none (a new one, or one written before versions
+/// were stored, whose layout is version 1).
+pub(crate) fn stamp(db: &DB) -> Result<()> {
+    if stored(db)?.is_none() {
+        db.put_cf_opt(cf(db, CF_META), META_FORMAT_VERSION, FORMAT_VERSION.to_be_bytes(), &synced())?;
+    }
+    Ok(())
+}
+
+fn stored(db: &DB) -> Result<Option<u32>> {
+    let Some(bytes) = db.get_cf(cf(db, CF_META), META_FORMAT_VERSION)? else { return Ok(None) };
+    <[u8; 4]>::try_from(bytes.as_slice())
+        .map(|b| Some(u32::from_be_bytes(b)))
+        .map_err(|_| StoreError::CorruptEntry { key_hex: hex::encode(META_FORMAT_VERSION), reason: "not 4 bytes" })
 }
 
 #[cfg(test)]

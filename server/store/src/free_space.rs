@@ -9,6 +9,11 @@ use std::path::PathBuf;
 use rocksdb::DB;
 
 use crate::error::{Result, StoreError};
+use crate::keys::{CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX};
+use crate::local::cf;
+
+/// Every column family: each has its own memtables.
+const ALL_CFS: [&str; 4] = [CF_META, CF_ENTRIES, CF_PAYLOADS, CF_TIME_INDEX];
 
 /// The default headroom (`EngineOptions::min_free_disk_bytes`): room for RocksDB to flush its
 /// memtables and finish a compaction.
@@ -33,7 +38,10 @@ impl FreeSpace {
         let stat = rustix::fs::statvfs(&self.path)
             .map_err(|e| StoreError::Io { what: "reading the data dir's free space", source: e.into() })?;
         let available_bytes = stat.f_bavail.saturating_mul(stat.f_frsize);
-        let unflushed_bytes = db.property_int_value("rocksdb.cur-size-all-mem-tables").ok().flatten().unwrap_or(0);
+        let unflushed_bytes: u64 = ALL_CFS
+            .iter()
+            .filter_map(|name| db.property_int_value_cf(cf(db, name), "rocksdb.cur-size-all-mem-tables").ok().flatten())
+            .sum();
         let left_bytes = available_bytes.saturating_sub(unflushed_bytes).saturating_sub(incoming_bytes);
         if left_bytes < self.min_free_bytes {
             return Err(StoreError::DiskFull { available_bytes, min_free_bytes: self.min_free_bytes });

@@ -50,6 +50,9 @@ pub struct EngineOptions {
     pub min_free_disk_bytes: u64,
 }
 
+/// Table and blob files RocksDB keeps open (its table cache); more are reopened as read.
+const MAX_OPEN_TABLE_FILES: i32 = 1024;
+
 /// Measured (docs/benchmarks.md, engine appends synced one at a time): a payload in a segment
 /// file costs two syncs (the file, then the WAL) where RocksDB alone costs one, which only pays
 /// once the second write RocksDB would make (the blob file) is big enough: segment files were
@@ -116,6 +119,9 @@ impl LocalEngine {
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(2);
+        // Each open table keeps a descriptor and its index in memory; without a bound both grow
+        // with the data until retention (days of video) removes files.
+        db_opts.set_max_open_files(MAX_OPEN_TABLE_FILES);
         // Flushes write payload blobs in the background; sync them as they go, so that the commit
         // thread's WAL fsync never waits behind tens of MB of someone else's dirty pages
         // (ext4 commits its journal for everyone on fsync).
@@ -140,8 +146,9 @@ impl LocalEngine {
             ColumnFamilyDescriptor::new(CF_PAYLOADS, payloads),
             ColumnFamilyDescriptor::new(CF_TIME_INDEX, small),
         ];
+        crate::format_version::check_before_open(path)?;
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, path, cfs)?);
-        crate::format_version::check_and_stamp(&db)?;
+        crate::format_version::stamp(&db)?;
         let segments = Arc::new(SegmentStore::new(path.join("segments"), options.segment_roll_bytes));
 
         let mut streams = BTreeMap::new();
@@ -164,6 +171,13 @@ impl LocalEngine {
             streams.insert(state.meta().name, state);
         }
 
+        // Segment directories of streams the index does not know: a stream deleted while its
+        // files could not be removed, or one created after the checkpoint a restored backup
+        // holds. A new stream could be given such an id again (ids come from the checkpoint's
+        // counter) and retention would then read the old files as its own.
+        let known: std::collections::HashSet<u64> = streams.values().map(|s: &StreamHandle| s.meta().id).collect();
+        segments.remove_unknown_streams(&known)?;
+        segments.remove_backup_staging()?;
         let (sender, receiver) = mpsc::channel();
         let placement = PayloadPlacement {
             inline_below_bytes: options.min_blob_size_bytes as usize,

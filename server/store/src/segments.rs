@@ -310,6 +310,40 @@ impl SegmentStore {
         &self.root
     }
 
+    /// Where a backup links the segment files while deletions wait (backup.rs): beside the
+    /// segments, on the same filesystem, outside what recovery reads.
+    pub(crate) fn backup_staging(&self) -> PathBuf {
+        self.root.with_file_name("segments-backup")
+    }
+
+    /// Removes a staging directory a crash left in the middle of a backup.
+    pub(crate) fn remove_backup_staging(&self) -> Result<()> {
+        match std::fs::remove_dir_all(self.backup_staging()) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                Err(StoreError::Io { what: "removing a backup's staging directory", source: e })
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// Removes the segment directories of every stream id not in `known`.
+    pub(crate) fn remove_unknown_streams(&self, known: &std::collections::HashSet<u64>) -> Result<()> {
+        let entries = match std::fs::read_dir(&self.root) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(StoreError::Io { what: "listing segments", source: e }),
+        };
+        for entry in entries.flatten() {
+            let id = entry.file_name().to_str().and_then(|name| name.parse::<u64>().ok());
+            if let Some(id) = id.filter(|id| !known.contains(id)) {
+                tracing::warn!(stream_id = id, "removing the segments of a stream the index does not know");
+                std::fs::remove_dir_all(entry.path())
+                    .map_err(|e| StoreError::Io { what: "removing an unknown stream's segments", source: e })?;
+            }
+        }
+        Ok(())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Writers> {
         self.writers.lock().unwrap_or_else(|e| e.into_inner())
     }

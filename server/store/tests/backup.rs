@@ -104,3 +104,25 @@ fn under_the_watermark_appends_are_refused_reads_go_on_and_the_engine_reopens() 
     let landed = freed.append_blocking(&stream, vec![entry(0, 1)]).expect("test step");
     assert_eq!(landed[0].seq, 1, "the refused append took no sequence number");
 }
+
+#[test]
+fn segments_of_streams_the_index_does_not_know_are_removed_at_open() {
+    let dir = tempfile::tempdir().expect("dir");
+    let engine = open(dir.path(), EngineOptions::default());
+    let stream = engine.create_stream(new_stream_meta("cam", StreamKind::Video, "arn:cam", 1, 24, 0)).expect("stream");
+    engine.append_blocking(&stream, vec![entry(0, 2)]).expect("a segment payload");
+    drop((engine, stream));
+    // What a restored backup can hold: the files of a stream created after its checkpoint, whose
+    // id the restored engine will give out again.
+    let orphan = dir.path().join("segments").join(format!("{:020}", 2)).join("00000");
+    std::fs::create_dir_all(&orphan).expect("dir");
+    std::fs::write(orphan.join(format!("{:020}.seg", 5)), b"not this stream's").expect("file");
+    std::fs::create_dir_all(dir.path().join("segments-backup")).expect("a crashed backup's staging");
+
+    let engine = open(dir.path(), EngineOptions::default());
+    assert!(!dir.path().join("segments").join(format!("{:020}", 2)).exists(), "the unknown stream's segments");
+    assert!(!dir.path().join("segments-backup").exists(), "the staging directory");
+    let next = engine.create_stream(new_stream_meta("new", StreamKind::Video, "arn:new", 1, 24, 0)).expect("stream");
+    assert_eq!(next.meta().id, 2, "the id is given out again, to a stream with no old files");
+    assert_eq!(entries(&engine, "cam", 0), vec![(2usize.to_be_bytes().to_vec(), payload(2))]);
+}

@@ -3,7 +3,9 @@
 //! accept. Every answer must come within the deadline, be a success or a typed error (never a
 //! 5xx, never a panic anywhere in the server), and afterwards the data the test stored before
 //! must read back unchanged. `make fuzz-api` runs it 30 minutes (`FRAMELOG_API_FUZZ_SECS`);
-//! `make test` for 20 s. A failure prints its seed: `FRAMELOG_API_FUZZ_SEED` replays from it.
+//! `make test` for 20 s. A failure prints the run's seed and the request's index:
+//! `FRAMELOG_API_FUZZ_SEED` replays the run's requests in order (each request's own seed is the
+//! run's plus its index).
 
 mod generate;
 mod requests;
@@ -164,10 +166,12 @@ async fn every_operation_answers_random_and_mutated_documents_with_a_typed_answe
         let api = !description.contains("/console/") && !description.starts_with("GET /metrics");
         let answer = tokio::time::timeout(ANSWER_DEADLINE, server.call(request)).await;
         let Ok((status, error_type, body)) = answer else {
-            panic!("no answer within {ANSWER_DEADLINE:?} (seed {seed}): {description}");
+            panic!(
+                "no answer within {ANSWER_DEADLINE:?} (request {requests_sent} of seed {first_seed}): {description}"
+            );
         };
         if let Some(problem) = judge(status, &error_type, &body, api) {
-            panic!("{problem}\nseed {seed}: {description}");
+            panic!("{problem}\nrequest {requests_sent} of FRAMELOG_API_FUZZ_SEED={first_seed}: {description}");
         }
         *statuses.entry(status).or_default() += 1;
         requests_sent += 1;
