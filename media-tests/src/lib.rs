@@ -7,6 +7,7 @@
 
 pub mod edge;
 pub mod fault_proxy;
+pub mod faultfs;
 
 use std::ffi::OsString;
 use std::net::{SocketAddr, TcpListener, TcpStream};

@@ -9,6 +9,7 @@ mod encryption;
 mod kds_fanout_sdk;
 mod kds_sdk;
 mod kvs_aws_sdk;
+mod power_cut;
 mod sdk;
 mod shutdown;
 mod tls;

@@ -27,6 +27,13 @@ use crate::target::Target;
 
 pub type StreamingHttp = Client<HttpConnector, BoxBody<Bytes, Infallible>>;
 
+/// A client for streamed uploads; no Nagle delay between a fragment's last frame and its ack.
+pub fn streaming_client() -> StreamingHttp {
+    let mut connector = HttpConnector::new();
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
 pub const FRAME_INTERVAL: Duration = Duration::from_micros(33_333);
 pub const FRAMES_PER_FRAGMENT: usize = 60;
 /// 0.5 MB/s at 30 fps: a 100 KB key frame and 59 frames of ~15.25 KB per 2-second fragment.
@@ -61,9 +68,14 @@ fn header() -> Vec<u8> {
 /// The SimpleBlock elements of one fragment, shared by every camera (the bench client must not
 /// spend the CPU the server needs on making up bytes).
 pub fn fragment_blocks() -> Vec<Bytes> {
+    fragment_blocks_sized(KEY_FRAME_BYTES, DELTA_FRAME_BYTES)
+}
+
+/// `fragment_blocks` with other frame sizes (another camera bitrate).
+pub fn fragment_blocks_sized(key_frame_bytes: usize, delta_frame_bytes: usize) -> Vec<Bytes> {
     (0..FRAMES_PER_FRAGMENT)
         .map(|frame| {
-            let size = if frame == 0 { KEY_FRAME_BYTES } else { DELTA_FRAME_BYTES };
+            let size = if frame == 0 { key_frame_bytes } else { delta_frame_bytes };
             // One length-prefixed NAL unit (an IDR or a non-IDR slice), as H.264 in Matroska is:
             // WebRTC egress splits samples into their NAL units.
             let nal_type: u8 = if frame == 0 { 0x65 } else { 0x41 };
@@ -105,79 +117,119 @@ async fn camera(
 ) -> anyhow::Result<()> {
     let name = format!("fleet-{index}");
     tokio::time::sleep(start_delay).await;
-    let (sender, receiver) = mpsc::channel::<Bytes>(FRAMES_PER_FRAGMENT * 2);
-    let body = StreamBody::new(ReceiverStream::new(receiver).map(|b| Ok::<_, Infallible>(Frame::data(b))));
-    let request = hyper::Request::post(format!("http://{address}/putMedia"))
-        .header("x-amzn-stream-name", &name)
-        .header("x-amzn-fragment-timecode-type", "RELATIVE")
-        .header("x-amzn-producer-start-timestamp", "1795650000.000")
-        .body(BodyExt::boxed(body))?;
-    sender.send(Bytes::from(header())).await?;
-    let last_byte_at: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
-    let sending = {
-        let last_byte_at = last_byte_at.clone();
-        let measured = measured.clone();
-        tokio::spawn(async move {
-            let mut ticks = tokio::time::interval(FRAME_INTERVAL);
-            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            for fragment in 0..fragments {
-                let timecode = fragment * FRAGMENT_MS;
-                for (position, piece) in fragment_pieces(timecode, &blocks).into_iter().enumerate() {
-                    // The cluster head goes out with the key frame, not a frame interval early.
-                    if position > 0 {
-                        ticks.tick().await;
-                    }
-                    let len = piece.len() as u64;
-                    if sender.send(piece).await.is_err() {
-                        return;
-                    }
-                    measured.lock().expect("lock").bytes_sent += len;
-                }
-                last_byte_at.lock().expect("lock").insert(timecode, Instant::now());
+    let counted = measured.clone();
+    let on_bytes = move |len: u64| counted.lock().expect("lock").bytes_sent += len;
+    let (mut upload, sending) = PacedUpload::open(&http, address, &name, fragments, blocks, on_bytes).await?;
+    upload
+        .read_persisted(fragments, |ack, sent, now| {
+            let mut measured = measured.lock().expect("lock");
+            measured.ack_latencies.push(now.saturating_duration_since(sent));
+            if index < TAILED_STREAMS
+                && let Some(number) = ack["FragmentNumber"].as_str()
+            {
+                measured.persisted_at.insert(number.to_string(), (sent, now));
             }
-            // Hold the body open until the acks are in; dropping the sender ends the upload.
-            tokio::time::sleep(Duration::from_secs(2)).await;
         })
-    };
-    let mut body = http.request(request).await?.into_body();
-    let mut persisted = 0;
-    let mut line = Vec::new();
-    while persisted < fragments {
-        let Some(frame) = tokio::time::timeout(Duration::from_secs(30), body.frame()).await? else {
-            anyhow::bail!("{name}: ack stream ended after {persisted} PERSISTED");
-        };
-        let frame = frame?;
-        let Some(data) = frame.data_ref() else { continue };
-        for &byte in data.iter() {
-            if byte != b'\n' {
-                line.push(byte);
-                continue;
-            }
-            let ack: Value = serde_json::from_slice(&line)?;
-            line.clear();
-            match ack["EventType"].as_str() {
-                Some("PERSISTED") => {
-                    let now = Instant::now();
-                    persisted += 1;
-                    let timecode = ack["FragmentTimecode"].as_u64().unwrap_or_default();
-                    let sent = last_byte_at.lock().expect("lock").get(&timecode).copied();
-                    let mut measured = measured.lock().expect("lock");
-                    if let Some(sent) = sent {
-                        measured.ack_latencies.push(now.saturating_duration_since(sent));
-                        if index < TAILED_STREAMS
-                            && let Some(number) = ack["FragmentNumber"].as_str()
-                        {
-                            measured.persisted_at.insert(number.to_string(), (sent, now));
-                        }
-                    }
-                }
-                Some("ERROR") => anyhow::bail!("{name}: {ack}"),
-                _ => {}
-            }
-        }
-    }
+        .await?;
     sending.abort();
     Ok(())
+}
+
+/// A camera's PutMedia upload: fragments paced in real time out, acks in.
+pub struct PacedUpload {
+    name: String,
+    body: hyper::body::Incoming,
+    /// When each fragment (by timecode) had its last byte sent.
+    last_byte_at: Arc<Mutex<HashMap<u64, Instant>>>,
+}
+
+impl PacedUpload {
+    /// Starts the upload of `fragments` fragments of `blocks` to stream `name`; the second value
+    /// is the sending task (abort it once the acks are in).
+    pub async fn open(
+        http: &StreamingHttp,
+        address: std::net::SocketAddr,
+        name: &str,
+        fragments: u64,
+        blocks: Arc<Vec<Bytes>>,
+        on_bytes: impl Fn(u64) + Send + 'static,
+    ) -> anyhow::Result<(PacedUpload, tokio::task::JoinHandle<()>)> {
+        let (sender, receiver) = mpsc::channel::<Bytes>(FRAMES_PER_FRAGMENT * 2);
+        let body = StreamBody::new(ReceiverStream::new(receiver).map(|b| Ok::<_, Infallible>(Frame::data(b))));
+        let request = hyper::Request::post(format!("http://{address}/putMedia"))
+            .header("x-amzn-stream-name", name)
+            .header("x-amzn-fragment-timecode-type", "RELATIVE")
+            .header("x-amzn-producer-start-timestamp", "1795650000.000")
+            .body(BodyExt::boxed(body))?;
+        sender.send(Bytes::from(header())).await?;
+        let last_byte_at: Arc<Mutex<HashMap<u64, Instant>>> = Arc::default();
+        let sending = {
+            let last_byte_at = last_byte_at.clone();
+            tokio::spawn(async move {
+                let mut ticks = tokio::time::interval(FRAME_INTERVAL);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                for fragment in 0..fragments {
+                    let timecode = fragment * FRAGMENT_MS;
+                    for (position, piece) in fragment_pieces(timecode, &blocks).into_iter().enumerate() {
+                        // The cluster head goes out with the key frame, not a frame interval early.
+                        if position > 0 {
+                            ticks.tick().await;
+                        }
+                        let len = piece.len() as u64;
+                        if sender.send(piece).await.is_err() {
+                            return;
+                        }
+                        on_bytes(len);
+                    }
+                    last_byte_at.lock().expect("lock").insert(timecode, Instant::now());
+                }
+                // Hold the body open until the acks are in; dropping the sender ends the upload.
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            })
+        };
+        let body = http.request(request).await?.into_body();
+        Ok((PacedUpload { name: name.to_string(), body, last_byte_at }, sending))
+    }
+
+    /// Reads acks until `fragments` PERSISTED; calls `on_persisted(ack, last byte sent, now)` for
+    /// each. An ERROR ack or 30 s without an ack fails the upload.
+    pub async fn read_persisted(
+        &mut self,
+        fragments: u64,
+        mut on_persisted: impl FnMut(&Value, Instant, Instant),
+    ) -> anyhow::Result<()> {
+        let mut persisted = 0;
+        let mut line = Vec::new();
+        while persisted < fragments {
+            let Some(frame) = tokio::time::timeout(Duration::from_secs(30), self.body.frame()).await? else {
+                anyhow::bail!("{}: ack stream ended after {persisted} PERSISTED", self.name);
+            };
+            let frame = frame?;
+            let Some(data) = frame.data_ref() else { continue };
+            for &byte in data.iter() {
+                if byte != b'\n' {
+                    line.push(byte);
+                    continue;
+                }
+                let ack: Value = serde_json::from_slice(&line)?;
+                line.clear();
+                match ack["EventType"].as_str() {
+                    Some("PERSISTED") => {
+                        let now = Instant::now();
+                        persisted += 1;
+                        let timecode = ack["FragmentTimecode"].as_u64().unwrap_or_default();
+                        let sent = self.last_byte_at.lock().expect("lock").get(&timecode).copied();
+                        if let Some(sent) = sent {
+                            on_persisted(&ack, sent, now);
+                        }
+                    }
+                    Some("ERROR") => anyhow::bail!("{}: {ack}", self.name),
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A GetMedia NOW reader: notes when each fragment's chunk starts arriving.
@@ -210,7 +262,7 @@ async fn tail_reader(
     Ok(())
 }
 
-fn rss_kib(pid: u32) -> Option<u64> {
+pub fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
     line.split_whitespace().nth(1)?.parse().ok()
@@ -266,9 +318,7 @@ pub fn run_on(
         let readers: Vec<_> = (0..TAILED_STREAMS.min(streams))
             .map(|index| tokio::spawn(tail_reader(address, index, measured.clone())))
             .collect();
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let http: StreamingHttp = Client::builder(TokioExecutor::new()).build(connector);
+        let http = streaming_client();
         let blocks = Arc::new(fragment_blocks());
         let cpu_before = cpu_time(pid).unwrap_or_default();
         let started = Instant::now();

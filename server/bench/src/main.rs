@@ -18,6 +18,8 @@ mod ll_bench;
 mod playlist_bench;
 mod remux_bench;
 mod security_bench;
+mod soak_bench;
+mod soak_plot;
 mod stats;
 mod target;
 mod transcode_bench;
@@ -115,6 +117,20 @@ struct Args {
     /// Only the H.265 to H.264 transcode (1080p30 streams per core, against ffmpeg).
     #[arg(long)]
     transcode_only: bool,
+    /// Only the server soak (`make soak-server`): cameras, records and consumers for many
+    /// minutes, sampled each minute (soak-report.json and soak.svg in --soak-out).
+    #[arg(long)]
+    soak_only: bool,
+    #[arg(long, default_value_t = 30)]
+    soak_minutes: u64,
+    #[arg(long, default_value_t = 200)]
+    soak_cameras: usize,
+    #[arg(long, default_value_t = 500_000)]
+    soak_camera_bytes_per_sec: usize,
+    #[arg(long, default_value_t = 20_000)]
+    soak_records_per_sec: usize,
+    #[arg(long, default_value = "soak")]
+    soak_out: PathBuf,
     /// Node kills in the cluster's failover measurement.
     #[arg(long, default_value_t = 10)]
     failover_kills: usize,
@@ -150,6 +166,16 @@ fn main() -> anyhow::Result<()> {
         let mut rows = ll_bench::run(&args.framelog_bin, &runtime)?;
         rows.extend(whep_bench::run(&args.framelog_bin, &runtime)?);
         return report(&args, &rows);
+    }
+    if args.soak_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let plan = soak_bench::SoakPlan {
+            minutes: args.soak_minutes,
+            cameras: args.soak_cameras,
+            camera_bytes_per_sec: args.soak_camera_bytes_per_sec,
+            records_per_sec: args.soak_records_per_sec,
+        };
+        return report(&args, &soak_bench::run(&args.framelog_bin, &runtime, &plan, &args.soak_out)?);
     }
     if args.transcode_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -1,8 +1,10 @@
-//! The crash campaign: `kill -9` of the server at random moments under a mixed load, checking
-//! after every restart that what was acknowledged is still there, byte for byte, and at the end
-//! that nothing was stored twice and the consumers missed nothing. docs/testing.md "Crash
-//! campaign" describes the load and the report; `make crash` runs 100 kills
-//! (`FRAMELOG_CRASH_KILLS`), `make test` a short run.
+//! The crash campaign: faults at random moments under a mixed load, checking after every
+//! restart that what was acknowledged is still there, byte for byte, and at the end that nothing
+//! was stored twice and the consumers missed nothing. Two faults: `kill -9` of the server, and a
+//! power cut (kill -9, then every write not made durable by fsync taken back, on the power-cut
+//! filesystem, `framelog_media_tests::faultfs`). docs/testing.md's table of long runs describes
+//! the load and the report; `make crash` runs 100 kills and 20 cuts (`FRAMELOG_CRASH_KILLS`,
+//! `FRAMELOG_POWER_CUTS`), `make test` a short run of each.
 
 mod cameras;
 mod readers;
@@ -15,6 +17,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use framelog_media_tests::Server;
+use framelog_media_tests::faultfs::FaultMount;
 use framelog_sdk::{Client, ClientConfig, NewStream};
 
 use report::Report;
@@ -27,8 +30,33 @@ const TAILED_CAMERAS: [usize; 2] = [2, 3];
 const HLS_CAMERA: usize = 4;
 const CATCH_UP_LIMIT: Duration = Duration::from_secs(90);
 
-fn kills() -> usize {
-    std::env::var("FRAMELOG_CRASH_KILLS").ok().and_then(|s| s.parse().ok()).unwrap_or(5)
+fn count(variable: &str, default: usize) -> usize {
+    std::env::var(variable).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
+}
+
+/// What happens to the server at each fault.
+enum Fault {
+    Kill9,
+    /// kill -9, then the power-cut filesystem under the data dir takes back every unsynced write.
+    PowerCut(FaultMount),
+}
+
+impl Fault {
+    fn name(&self) -> &'static str {
+        match self {
+            Fault::Kill9 => "kill -9",
+            Fault::PowerCut(_) => "power cut",
+        }
+    }
+
+    /// Strikes; returns how many files the power cut took writes back from (0 for kill -9).
+    fn strike(&self, server: &mut Server) -> usize {
+        server.kill9().expect("kill -9");
+        match self {
+            Fault::Kill9 => 0,
+            Fault::PowerCut(mount) => mount.power_cut().expect("the power cut"),
+        }
+    }
 }
 
 /// A tiny xorshift: the kill moments are random but the run can be repeated from its seed.
@@ -41,7 +69,22 @@ fn next_random(state: &mut u64) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn acknowledged_data_survives_repeated_kill_9_under_mixed_load() {
-    let mut server = Server::start().expect("server starts");
+    let server = Server::start().expect("server starts");
+    campaign(server, Fault::Kill9, count("FRAMELOG_CRASH_KILLS", 5)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn acknowledged_data_survives_repeated_power_cuts_under_mixed_load() {
+    let dir = tempfile::tempdir().expect("dir");
+    let (backing, data_dir) = (dir.path().join("disk"), dir.path().join("data"));
+    std::fs::create_dir_all(&backing).expect("backing");
+    std::fs::create_dir_all(&data_dir).expect("mountpoint");
+    let mount = FaultMount::mount(&backing, &data_dir).expect("the power-cut filesystem mounts (as root)");
+    let server = Server::start_in(&data_dir).expect("server starts");
+    campaign(server, Fault::PowerCut(mount), count("FRAMELOG_POWER_CUTS", 3)).await;
+}
+
+async fn campaign(mut server: Server, fault: Fault, faults: usize) {
     let url = server.url();
     let client = Client::new(ClientConfig::new(&url));
     let sink = webhook::Sink::start().await;
@@ -63,12 +106,12 @@ async fn acknowledged_data_survives_repeated_kill_9_under_mixed_load() {
 
     let seed = std::env::var("FRAMELOG_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_u64);
     let mut random = seed;
-    let mut report = Report::new(seed);
+    let mut report = Report::new(fault.name(), seed);
     let mut stored_records = records::Reader::default();
     let mut streams: Vec<cameras::Camera> = (0..CAMERAS).map(|_| cameras::Camera::default()).collect();
-    for _ in 0..kills() {
+    for _ in 0..faults {
         tokio::time::sleep(Duration::from_millis(1_000 + next_random(&mut random) % 3_000)).await;
-        server.kill9().expect("kill -9");
+        report.files_cut += fault.strike(&mut server);
         let acked_before_kill = ledger.lock().expect("ledger").acked.len();
         tokio::time::sleep(Duration::from_millis(next_random(&mut random) % 500)).await;
         let restarting = Instant::now();

@@ -22,8 +22,11 @@ pub struct ConsumerOutcome {
 
 #[derive(Debug, Default)]
 pub struct Report {
+    fault: &'static str,
     seed: u64,
     pub restart_ms: Vec<u64>,
+    /// Files a power cut took unsynced writes back from, over all cuts.
+    pub files_cut: usize,
     pub records_lost_at_restart: Vec<String>,
     records_acked: u64,
     records_lost: Vec<String>,
@@ -43,8 +46,8 @@ pub struct Report {
 }
 
 impl Report {
-    pub fn new(seed: u64) -> Report {
-        Report { seed, ..Report::default() }
+    pub fn new(fault: &'static str, seed: u64) -> Report {
+        Report { fault, seed, ..Report::default() }
     }
 
     pub fn records(&mut self, ledger: &Ledger, lost: Vec<String>, doubled: u64, stored: &Stored) {
@@ -95,7 +98,8 @@ impl Report {
         println!("| fault | injected | acknowledged | lost | doubled | consumer gaps | consumer duplicates |");
         println!("|---|---|---|---|---|---|---|");
         println!(
-            "| kill -9 | {} | {} records, {} fragments | {} | {} | {} | {} |",
+            "| {} | {} | {} records, {} fragments | {} | {} | {} | {} |",
+            self.fault,
             self.restart_ms.len(),
             self.records_acked,
             self.fragments_acked,
@@ -111,8 +115,10 @@ impl Report {
             self.seed
         );
         let document = json!({
+            "fault": self.fault,
             "seed": self.seed,
-            "kills": self.restart_ms.len(),
+            "faults": self.restart_ms.len(),
+            "files_with_unsynced_writes_taken_back": self.files_cut,
             "restart_ms": {"p50": self.restart_percentile_ms(50), "max": self.restart_percentile_ms(100), "all": self.restart_ms},
             "records": {"acknowledged": self.records_acked, "stored": self.records_stored, "lost": self.records_lost.len(),
                         "lost_at_a_restart": self.records_lost_at_restart.len(), "doubled": self.records_doubled,
@@ -127,7 +133,13 @@ impl Report {
                         "hls_segments": self.hls_segments, "hls_reconnects": self.hls_reconnects},
         });
         println!("{document:#}");
+        // One file per fault: `FRAMELOG_CRASH_REPORT` names the kill -9 one, the power cut's
+        // gets `-power-cut` before its extension.
         if let Ok(path) = std::env::var("FRAMELOG_CRASH_REPORT") {
+            let path = match self.fault {
+                "power cut" => path.replace(".json", "-power-cut.json"),
+                _ => path,
+            };
             std::fs::write(&path, format!("{document:#}\n")).expect("write the report");
         }
     }

@@ -1,0 +1,317 @@
+//! The server soak: cameras paced in real time and a steady PutRecords rate with consumers
+//! attached, for many minutes, sampling the server once a minute: RSS, open file descriptors,
+//! threads, and the p99 of the minute's PERSISTED acks and PutRecords calls. The report judges
+//! the trends (RSS slope after the warm-up, fds and threads flat, p99 stable) and draws them
+//! (soak.svg). `make soak-server` runs the plan; docs/benchmarks.md has the figures.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::api_bench::{self, Http};
+use crate::fleet_bench::{self, FRAMES_PER_FRAGMENT, PacedUpload};
+use crate::soak_plot;
+use crate::stats::{Row, percentile_ms};
+use crate::target::Target;
+
+/// What to run.
+#[derive(Debug, Clone)]
+pub struct SoakPlan {
+    pub minutes: u64,
+    pub cameras: usize,
+    pub camera_bytes_per_sec: usize,
+    pub records_per_sec: usize,
+}
+
+const RECORDS_PER_CALL: usize = 500;
+const RECORD_BYTES: usize = 100;
+const RECORD_SHARDS: u32 = 8;
+const WARM_UP_MINUTES: usize = 5;
+/// The targets after the warm-up: memory that does not creep, descriptors and threads that stay
+/// put (a connection or a worker more or less), and no minute's p99 far above the usual one.
+const MAX_RSS_SLOPE_MIB_PER_10_MIN: f64 = 5.0;
+const MAX_FD_SPREAD: u64 = 10;
+const MAX_THREAD_SPREAD: u64 = 4;
+const MAX_P99_WORST_TO_MEDIAN: f64 = 3.0;
+
+/// One minute's sample of the server.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Sample {
+    pub minute: f64,
+    pub rss_mib: f64,
+    pub open_fds: u64,
+    /// Of `open_fds`, RocksDB's table and blob files (bounded by its `max_open_files`, growing
+    /// with the data until then) and sockets.
+    pub engine_file_fds: u64,
+    pub socket_fds: u64,
+    pub threads: u64,
+    pub ack_p99_ms: f64,
+    pub put_records_p99_ms: f64,
+    pub acks: usize,
+    pub records: u64,
+}
+
+/// Latencies noted by the load, with when they ended.
+#[derive(Default)]
+struct Latencies {
+    acks: Mutex<Vec<(Instant, Duration)>>,
+    put_records: Mutex<Vec<(Instant, Duration)>>,
+    records: AtomicU64,
+    errors: Mutex<Vec<String>>,
+}
+
+pub fn run(
+    binary: &std::path::Path,
+    runtime: &tokio::runtime::Runtime,
+    plan: &SoakPlan,
+    out: &std::path::Path,
+) -> anyhow::Result<Vec<Row>> {
+    let target = Target::framelog(binary)?;
+    let pid = target.pid();
+    let samples = runtime.block_on(soak(&target, plan))?;
+    std::fs::create_dir_all(out)?;
+    let verdict = judge(&samples);
+    let report = json!({"plan": format!("{plan:?}"), "verdict": verdict, "samples": samples});
+    std::fs::write(out.join("soak-report.json"), serde_json::to_string_pretty(&report)?)?;
+    std::fs::write(out.join("soak.svg"), soak_plot::svg(&samples))?;
+    println!("soak of server {pid}: {verdict:#}");
+    anyhow::ensure!(verdict["targets_met"] == true, "the soak missed its targets: {verdict}");
+    // The soak's figures are trends, not rows of the table: they live in its own report.
+    Ok(Vec::new())
+}
+
+async fn soak(target: &Target, plan: &SoakPlan) -> anyhow::Result<Vec<Sample>> {
+    let control = api_bench::client();
+    api_bench::create_stream(&control, target, "soak-records", RECORD_SHARDS).await?;
+    for camera in 0..plan.cameras {
+        rest(
+            &control,
+            target,
+            "createStream",
+            json!({"StreamName": format!("fleet-{camera}"), "DataRetentionInHours": 24}),
+        )
+        .await?;
+    }
+    let sink = crate::webhook_sink::WebhookSink::start().await?;
+    attach_consumers(&control, target, &sink.url).await?;
+
+    let latencies = Arc::new(Latencies::default());
+    let deadline = Instant::now() + Duration::from_secs(plan.minutes * 60);
+    let mut load = cameras(target, plan, &latencies);
+    load.extend(record_writers(&control, target, plan, deadline, &latencies));
+
+    let started = Instant::now();
+    let mut samples = Vec::new();
+    let mut ticks = tokio::time::interval(Duration::from_secs(60));
+    for _ in 0..=plan.minutes {
+        ticks.tick().await;
+        samples.push(sample(target.pid(), started, &latencies));
+        println!("{:?}", samples.last());
+    }
+    for task in load {
+        task.abort();
+    }
+    let errors = latencies.errors.lock().expect("lock");
+    anyhow::ensure!(errors.is_empty(), "{} load errors, first: {:?}", errors.len(), errors.first());
+    Ok(samples)
+}
+
+async fn rest(http: &Http, target: &Target, op: &str, document: Value) -> anyhow::Result<Value> {
+    crate::video_bench::post_json(http, target.address, op, document).await
+}
+
+/// A record consumer on the record stream and a video consumer on the first camera.
+async fn attach_consumers(http: &Http, target: &Target, url: &str) -> anyhow::Result<()> {
+    rest(
+        http,
+        target,
+        "createConsumer",
+        json!({
+        "DataStreamName": "soak-records", "ConsumerName": "ledger",
+        "StartSelector": {"StartSelectorType": "LATEST"}, "Batching": {"MaxRecords": 1000, "MaxWaitMs": 500},
+        "Webhook": {"Url": url}}),
+    )
+    .await?;
+    rest(
+        http,
+        target,
+        "createConsumer",
+        json!({
+        "StreamName": "fleet-0", "ConsumerName": "watcher", "StartSelector": {"StartSelectorType": "NOW"},
+        "Selection": {"Type": "KEY_FRAMES"}, "Output": {"Format": "RAW"}, "Webhook": {"Url": url}}),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Each camera uploads for the whole soak on one connection, started a little apart.
+fn cameras(target: &Target, plan: &SoakPlan, latencies: &Arc<Latencies>) -> Vec<tokio::task::JoinHandle<()>> {
+    let per_fragment_bytes = plan.camera_bytes_per_sec * 2;
+    let key_bytes = per_fragment_bytes / 5;
+    let delta_bytes = (per_fragment_bytes - key_bytes) / (FRAMES_PER_FRAGMENT - 1);
+    let blocks = Arc::new(fleet_bench::fragment_blocks_sized(key_bytes.max(64), delta_bytes.max(16)));
+    let fragments = plan.minutes * 30 + 1;
+    let http = fleet_bench::streaming_client();
+    let cameras_total = plan.cameras.max(1);
+    (0..plan.cameras)
+        .map(|camera| {
+            let (http, blocks, latencies) = (http.clone(), blocks.clone(), latencies.clone());
+            let address = target.address;
+            tokio::spawn(async move {
+                // Spread over one fragment, as a real fleet's cameras are.
+                tokio::time::sleep(Duration::from_millis((camera as u64 * 2_000) / cameras_total as u64)).await;
+                let name = format!("fleet-{camera}");
+                let uploaded = async {
+                    let (mut upload, _sending) =
+                        PacedUpload::open(&http, address, &name, fragments, blocks, |_| {}).await?;
+                    upload
+                        .read_persisted(fragments, |_, sent, now| {
+                            latencies.acks.lock().expect("lock").push((now, now.saturating_duration_since(sent)));
+                        })
+                        .await
+                };
+                if let Err(error) = uploaded.await {
+                    latencies.errors.lock().expect("lock").push(format!("{name}: {error}"));
+                }
+            })
+        })
+        .collect()
+}
+
+/// PutRecords calls of 500 records, spread over a few connections to make the planned rate.
+fn record_writers(
+    http: &Http,
+    target: &Target,
+    plan: &SoakPlan,
+    deadline: Instant,
+    latencies: &Arc<Latencies>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    const WRITERS: usize = 4;
+    let calls_per_sec = (plan.records_per_sec as f64 / RECORDS_PER_CALL as f64).max(0.001);
+    let every = Duration::from_secs_f64(WRITERS as f64 / calls_per_sec);
+    (0..WRITERS)
+        .map(|writer| {
+            let (http, latencies, address) = (http.clone(), latencies.clone(), target.address);
+            tokio::spawn(async move {
+                let body = records_body(writer);
+                let mut ticks = tokio::time::interval(every);
+                ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                while Instant::now() < deadline {
+                    ticks.tick().await;
+                    let sent = Instant::now();
+                    match api_bench::call(&http, address, "PutRecords", body.clone()).await {
+                        Ok(answer) if answer["FailedRecordCount"] == 0 => {
+                            let now = Instant::now();
+                            latencies.put_records.lock().expect("lock").push((now, now - sent));
+                            latencies.records.fetch_add(RECORDS_PER_CALL as u64, Ordering::Relaxed);
+                        }
+                        Ok(answer) => latencies
+                            .errors
+                            .lock()
+                            .expect("lock")
+                            .push(format!("PutRecords: {}", answer["FailedRecordCount"])),
+                        Err(error) => latencies.errors.lock().expect("lock").push(format!("PutRecords: {error}")),
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+fn records_body(writer: usize) -> Bytes {
+    use base64::Engine as _;
+    let records: Vec<Value> = (0..RECORDS_PER_CALL)
+        .map(|i| {
+            let data: Vec<u8> = (0..RECORD_BYTES).map(|b| (b ^ i ^ writer) as u8).collect();
+            json!({"Data": base64::engine::general_purpose::STANDARD.encode(data), "PartitionKey": format!("pk-{writer}-{i}")})
+        })
+        .collect();
+    json!({"StreamName": "soak-records", "Records": records}).to_string().into()
+}
+
+/// The server now, and the p99s of what finished in the last minute.
+fn sample(pid: u32, started: Instant, latencies: &Latencies) -> Sample {
+    let minute_ago = Instant::now() - Duration::from_secs(60);
+    let recent = |list: &Mutex<Vec<(Instant, Duration)>>| -> Vec<Duration> {
+        let mut list = list.lock().expect("lock");
+        let mut recent: Vec<Duration> = list.iter().filter(|(at, _)| *at >= minute_ago).map(|(_, d)| *d).collect();
+        list.retain(|(at, _)| *at >= minute_ago);
+        recent.sort();
+        recent
+    };
+    let acks = recent(&latencies.acks);
+    let calls = recent(&latencies.put_records);
+    let (engine_file_fds, socket_fds) = fd_kinds(pid);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let threads = status.lines().find_map(|l| l.strip_prefix("Threads:")).and_then(|v| v.trim().parse().ok());
+    Sample {
+        minute: started.elapsed().as_secs_f64() / 60.0,
+        rss_mib: fleet_bench::rss_kib(pid).unwrap_or(0) as f64 / 1024.0,
+        open_fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0),
+        engine_file_fds,
+        socket_fds,
+        threads: threads.unwrap_or(0),
+        ack_p99_ms: percentile_ms(&acks, 99.0),
+        put_records_p99_ms: percentile_ms(&calls, 99.0),
+        acks: acks.len(),
+        records: latencies.records.swap(0, Ordering::Relaxed),
+    }
+}
+
+/// How many of the process's descriptors are RocksDB table or blob files, and how many sockets.
+fn fd_kinds(pid: u32) -> (u64, u64) {
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fd")) else { return (0, 0) };
+    let targets: Vec<String> = entries
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .map(|t| t.to_string_lossy().into_owned())
+        .collect();
+    let engine = targets.iter().filter(|t| t.ends_with(".sst") || t.ends_with(".blob")).count();
+    let sockets = targets.iter().filter(|t| t.starts_with("socket:")).count();
+    (engine as u64, sockets as u64)
+}
+
+/// The trends after the warm-up: RSS slope (least squares, MiB per 10 minutes), the spread of
+/// fds and threads, the worst and median minute p99s.
+pub fn judge(samples: &[Sample]) -> Value {
+    let settled: Vec<&Sample> = samples.iter().filter(|s| s.minute >= WARM_UP_MINUTES as f64).collect();
+    let n = settled.len() as f64;
+    let slope_per_minute = if settled.len() < 2 {
+        0.0
+    } else {
+        let mean_x = settled.iter().map(|s| s.minute).sum::<f64>() / n;
+        let mean_y = settled.iter().map(|s| s.rss_mib).sum::<f64>() / n;
+        let covariance: f64 = settled.iter().map(|s| (s.minute - mean_x) * (s.rss_mib - mean_y)).sum();
+        let variance: f64 = settled.iter().map(|s| (s.minute - mean_x).powi(2)).sum();
+        if variance > 0.0 { covariance / variance } else { 0.0 }
+    };
+    let spread = |f: fn(&Sample) -> u64| {
+        let values: Vec<u64> = settled.iter().map(|s| f(s)).collect();
+        values.iter().max().unwrap_or(&0) - values.iter().min().unwrap_or(&0)
+    };
+    let mut p99s: Vec<f64> = settled.iter().map(|s| s.ack_p99_ms).collect();
+    p99s.sort_by(f64::total_cmp);
+    let worst_ms = p99s.last().copied().unwrap_or(0.0);
+    let median_ms = p99s.get(p99s.len() / 2).copied().unwrap_or(0.0);
+    // RocksDB keeps each table file open until `max_open_files`: those grow with the data by
+    // design; every other descriptor must stay put.
+    let (fds, threads) = (spread(|s| s.open_fds.saturating_sub(s.engine_file_fds)), spread(|s| s.threads));
+    let targets_met = settled.len() >= 2
+        && slope_per_minute * 10.0 < MAX_RSS_SLOPE_MIB_PER_10_MIN
+        && fds <= MAX_FD_SPREAD
+        && threads <= MAX_THREAD_SPREAD
+        && worst_ms <= median_ms * MAX_P99_WORST_TO_MEDIAN;
+    json!({
+        "rss_slope_mib_per_10_min": slope_per_minute * 10.0,
+        "fd_spread_besides_engine_files": fds,
+        "engine_file_fds_last": settled.last().map_or(0, |s| s.engine_file_fds),
+        "thread_spread": threads,
+        "ack_p99_worst_ms": worst_ms,
+        "ack_p99_median_ms": median_ms,
+        "minutes_judged": settled.len(),
+        "targets_met": targets_met,
+    })
+}
