@@ -3,8 +3,9 @@
 #   make test                                                      every check CI runs
 #   make bench                                                     benchmarks against kinesalite
 #   make soak                                                      the edge agent through 10 minutes of faults
-#   make crash                                                     100 kill -9 under mixed load (crash-report.json)
+#   make crash                                                     100 kill -9 and 20 power cuts under mixed load
 #   make fuzz-api                                                  30 minutes of random requests to every operation
+#   make soak-server                                               30 minutes of cameras, records and consumers (soak/)
 #   make cluster                                                   3 nodes on NATS + SeaweedFS behind HAProxy (docs/cluster.md)
 #   make test-cluster                                              the real-client suites against that cluster
 #   make ... PORTABLE=1                                            build for any x86-64 CPU (no SSE4.2/PCLMUL)
@@ -36,7 +37,7 @@ ARGS ?=
 # The real-client suites that also run against a cluster (FRAMELOG_CLUSTER=1, cluster_helpers.py).
 CLUSTER_SUITES := $(addprefix media-tests/python/,test_kds_boto3.py test_kvs_media.py test_kvs_control.py test_kvs_hls.py test_kds_consumers.py test_consumers.py)
 
-.PHONY: setup run test test-cluster cluster bench soak crash fuzz-api
+.PHONY: setup run test test-cluster cluster bench soak crash fuzz-api soak-server
 
 setup:
 	scripts/setup.sh
@@ -72,14 +73,23 @@ soak: setup
 	$(CARGO) build --release --workspace --all-targets
 	FRAMELOG_EDGE_SOAK_SECS=600 $(CARGO) test --release -p framelog-media-tests --test e2e every_frame_arrives_exactly_once
 
-# The crash campaign at full length: 100 kill -9 at random moments under mixed load, each
-# restart checked (`make test` runs 5). FRAMELOG_CRASH_SEED repeats a run's kill moments.
+# The crash campaign at full length: 100 kill -9 and 20 power cuts at random moments under mixed
+# load, each restart checked (`make test` runs 5 and 3). FRAMELOG_CRASH_SEED repeats a run's
+# fault moments. Reports: crash-report.json, crash-report-power-cut.json.
 crash: setup
 	$(CARGO) build --release --workspace --all-targets
-	FRAMELOG_CRASH_KILLS=100 FRAMELOG_CRASH_REPORT=$(CURDIR)/crash-report.json \
+	FRAMELOG_CRASH_KILLS=100 FRAMELOG_POWER_CUTS=20 FRAMELOG_CRASH_REPORT=$(CURDIR)/crash-report.json \
 		$(CARGO) test --release -p framelog-media-tests --test e2e acknowledged_data_survives -- --nocapture
 
 # The in-process API fuzzer at full length (`make test` runs it 20 s). FRAMELOG_API_FUZZ_SEED
 # replays a failure from the seed it printed.
 fuzz-api: setup
 	FRAMELOG_API_FUZZ_SECS=1800 $(CARGO) test --release -p framelog-server --test api_fuzz -- --nocapture
+
+# The server soak: 200 cameras of 0.5 MB/s and 20,000 records/s with consumers attached, for 30
+# minutes, sampled each minute (soak/soak-report.json, soak/soak.svg). It writes ~190 GB: on a
+# smaller disk lower the rate, e.g. SOAK_ARGS="--soak-camera-bytes-per-sec 16000".
+SOAK_ARGS ?=
+soak-server: setup
+	$(CARGO) build --release -p framelog-server -p framelog-bench
+	$(RELEASE_DIR)/framelog-bench --framelog-bin $(FRAMELOG_BIN) --soak-only --soak-out soak --json-out soak/bench-report.json $(SOAK_ARGS)
