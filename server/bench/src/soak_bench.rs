@@ -71,19 +71,22 @@ pub fn run(
 ) -> anyhow::Result<Vec<Row>> {
     let target = Target::framelog(binary)?;
     let pid = target.pid();
-    let samples = runtime.block_on(soak(&target, plan))?;
+    let (samples, errors) = runtime.block_on(soak(&target, plan))?;
     std::fs::create_dir_all(out)?;
     let verdict = judge(&samples);
-    let report = json!({"plan": format!("{plan:?}"), "verdict": verdict, "samples": samples});
+    let report = json!({"plan": format!("{plan:?}"), "verdict": verdict, "load_errors": errors, "samples": samples});
     std::fs::write(out.join("soak-report.json"), serde_json::to_string_pretty(&report)?)?;
     std::fs::write(out.join("soak.svg"), soak_plot::svg(&samples))?;
     println!("soak of server {pid}: {verdict:#}");
+    anyhow::ensure!(errors.is_empty(), "{} load errors, first: {:?}", errors.len(), errors.first());
     anyhow::ensure!(verdict["targets_met"] == true, "the soak missed its targets: {verdict}");
     // The soak's figures are trends, not rows of the table: they live in its own report.
     Ok(Vec::new())
 }
 
-async fn soak(target: &Target, plan: &SoakPlan) -> anyhow::Result<Vec<Sample>> {
+/// Runs the load and samples the server; returns the samples and the load's errors (written to
+/// the report before they fail the run).
+async fn soak(target: &Target, plan: &SoakPlan) -> anyhow::Result<(Vec<Sample>, Vec<String>)> {
     let control = api_bench::client();
     api_bench::create_stream(&control, target, "soak-records", RECORD_SHARDS).await?;
     for camera in 0..plan.cameras {
@@ -114,9 +117,8 @@ async fn soak(target: &Target, plan: &SoakPlan) -> anyhow::Result<Vec<Sample>> {
     for task in load {
         task.abort();
     }
-    let errors = latencies.errors.lock().expect("lock");
-    anyhow::ensure!(errors.is_empty(), "{} load errors, first: {:?}", errors.len(), errors.first());
-    Ok(samples)
+    let errors = std::mem::take(&mut *latencies.errors.lock().expect("lock"));
+    Ok((samples, errors))
 }
 
 async fn rest(http: &Http, target: &Target, op: &str, document: Value) -> anyhow::Result<Value> {
