@@ -58,7 +58,7 @@ const BLOCK_CACHE_BYTES: usize = 64 << 20;
 
 /// Table options that bound memory. By default every open table keeps its index and filter
 /// blocks in memory outside any cache, about 1 MB per 64 MB table of small entries, so the
-/// server's RSS grew with the data (soak: ~25 MiB per 10 minutes at 20,000 records/s). In the
+/// server's RSS grew with the data (soak: ~35 MiB per 10 minutes at 20,000 records/s). In the
 /// shared cache they are bounded; the newest tables' (L0) stay pinned, as they are read most.
 fn bounded_tables() -> rocksdb::BlockBasedOptions {
     let mut tables = rocksdb::BlockBasedOptions::default();
