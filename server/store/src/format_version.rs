@@ -54,10 +54,8 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::keys::{CF_ENTRIES, CF_PAYLOADS, CF_TIME_INDEX};
+    use crate::keys::ALL_CFS;
     use crate::{Engine, EngineOptions, SystemClock};
-
-    const ALL_CFS: [&str; 4] = [CF_META, CF_ENTRIES, CF_PAYLOADS, CF_TIME_INDEX];
 
     fn open(path: &std::path::Path) -> Result<Engine> {
         Engine::open(path, Arc::new(SystemClock), EngineOptions::default())

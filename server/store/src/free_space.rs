@@ -9,11 +9,8 @@ use std::path::PathBuf;
 use rocksdb::DB;
 
 use crate::error::{Result, StoreError};
-use crate::keys::{CF_ENTRIES, CF_META, CF_PAYLOADS, CF_TIME_INDEX};
+use crate::keys::ALL_CFS;
 use crate::local::cf;
-
-/// Every column family: each has its own memtables.
-const ALL_CFS: [&str; 4] = [CF_META, CF_ENTRIES, CF_PAYLOADS, CF_TIME_INDEX];
 
 /// The default headroom (`EngineOptions::min_free_disk_bytes`): room for RocksDB to flush its
 /// memtables and finish a compaction.

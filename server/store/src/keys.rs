@@ -16,6 +16,8 @@ pub const CF_META: &str = "meta";
 pub const CF_ENTRIES: &str = "entries";
 pub const CF_PAYLOADS: &str = "payloads";
 pub const CF_TIME_INDEX: &str = "time_index";
+/// Every column family, in the order the engine opens them.
+pub const ALL_CFS: [&str; 4] = [CF_META, CF_ENTRIES, CF_PAYLOADS, CF_TIME_INDEX];
 
 pub const META_STREAM_PREFIX: &[u8] = b"stream/";
 pub const META_NEXT_STREAM_ID: &[u8] = b"next_stream_id";
