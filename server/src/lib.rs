@@ -30,6 +30,7 @@ mod state;
 mod streamed;
 pub mod tls;
 mod token;
+mod validation;
 
 pub use app::run;
 pub use config::{Config, FileConfig};

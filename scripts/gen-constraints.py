@@ -1,20 +1,25 @@
 #!/usr/bin/env python3
-"""Writes server/src/kds/constraints.json: for every KDS operation, its input members in the model's order
-with the constraints AWS validates (required, lengths, ranges, patterns, enum values, list and map members).
-The facts come from botocore's published `kinesis` service model (the one boto3 ships); the server checks
-every request against this table (server/src/kds/validation.rs). Run it from the repository root with the
-test venv's Python after upgrading botocore:  .venv/bin/python scripts/gen-kds-constraints.py
+"""Writes a service's constraints table: for every operation, its input members in the model's order with
+the constraints AWS validates (required, lengths, ranges, patterns, enum values, list and map members).
+The facts come from botocore's published service models (the ones boto3 ships); the server checks every
+request against these tables (server/src/validation.rs). Run it from the repository root with the test
+venv's Python after upgrading botocore:
+    .venv/bin/python scripts/gen-constraints.py kinesis server/src/kds/constraints.json
+    .venv/bin/python scripts/gen-constraints.py firehose server/src/firehose/constraints.json
 """
 
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import botocore
 import botocore.session
 
-OUT = Path(__file__).resolve().parents[1] / "server" / "src" / "kds" / "constraints.json"
+# Firehose's destination configurations nest deeper than KDS's documents (a processor's parameters
+# sit six structures down); past this depth a member is checked for its type only.
+MAX_DEPTH = 8
 
 
 def lower_camel(name: str) -> str:
@@ -28,7 +33,7 @@ def shape_doc(shape, depth: int = 0) -> dict:
             doc[key] = shape.metadata[key]
     if getattr(shape, "enum", None):
         doc["enum"] = list(shape.enum)
-    if depth > 4:
+    if depth > MAX_DEPTH:
         return doc
     if shape.type_name == "structure":
         doc["members"] = [member_doc(name, member, name in shape.required_members, depth + 1)
@@ -46,7 +51,8 @@ def member_doc(name: str, shape, required: bool, depth: int) -> dict:
 
 
 def main() -> None:
-    model = botocore.session.get_session().get_service_model("kinesis")
+    service, out = sys.argv[1], Path(sys.argv[2])
+    model = botocore.session.get_session().get_service_model(service)
     operations = {}
     for name in model.operation_names:
         shape = model.operation_model(name).input_shape
@@ -55,11 +61,11 @@ def main() -> None:
             for member, member_shape in shape.members.items()
         ]
     table = {
-        "source": f"botocore {botocore.__version__}, service kinesis {model.api_version}",
+        "source": f"botocore {botocore.__version__}, service {service} {model.api_version}",
         "operations": operations,
     }
-    OUT.write_text(json.dumps(table, indent=1, sort_keys=False) + "\n")
-    print(f"wrote {OUT} ({len(operations)} operations)")
+    out.write_text(json.dumps(table, indent=1, sort_keys=False) + "\n")
+    print(f"wrote {out} ({len(operations)} operations)")
 
 
 if __name__ == "__main__":
