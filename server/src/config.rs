@@ -37,12 +37,17 @@ pub struct Config {
     pub segment_min_bytes: u64,
     /// Appends are refused while the data dir's disk has less than this free (`[engine]`).
     pub min_free_disk_bytes: u64,
+    /// The engine's shared block cache (`[engine]`).
+    pub block_cache_bytes: usize,
     /// The TOML file these settings were read from, if any: `framelog backup` copies it.
     pub config_file: Option<PathBuf>,
     /// Join a cluster instead of opening the local engine (`[cluster]` with `[objects]`).
     pub cluster: Option<ClusterSettings>,
     /// Kinesis Data Streams behaviour (`[kds]`).
     pub kds: KdsConfig,
+    /// Where Firehose's `arn:aws:s3:::NAME` buckets are (`[buckets.NAME]`); none: directories
+    /// under `<data dir>/buckets`.
+    pub buckets: std::collections::BTreeMap<String, crate::firehose::BucketFile>,
     /// WebRTC (WHEP) egress (`[webrtc]`).
     pub webrtc: WebRtcConfig,
     /// H.265 to H.264 for browsers (`[transcode]`).
@@ -187,9 +192,11 @@ impl Default for Config {
             images: ImageSettings::default(),
             segment_min_bytes: framelog_store::DEFAULT_SEGMENT_MIN_BYTES,
             min_free_disk_bytes: framelog_store::DEFAULT_MIN_FREE_DISK_BYTES,
+            block_cache_bytes: framelog_store::DEFAULT_BLOCK_CACHE_BYTES,
             config_file: None,
             cluster: None,
             kds: KdsConfig::default(),
+            buckets: Default::default(),
             webrtc: WebRtcConfig::default(),
             transcode: TranscodeConfig::default(),
         }
@@ -219,6 +226,7 @@ pub struct FileConfig {
     pub cluster: Option<ClusterFile>,
     pub objects: Option<ObjectsFile>,
     pub kds: Option<KdsConfig>,
+    pub buckets: Option<std::collections::BTreeMap<String, crate::firehose::BucketFile>>,
     pub webrtc: Option<WebRtcConfig>,
     pub transcode: Option<TranscodeConfig>,
 }
@@ -233,6 +241,9 @@ pub struct EngineFile {
     /// Appends are refused (InternalFailure, an ERROR ack) while the disk has less free; 0 turns
     /// the watermark off.
     pub min_free_disk_bytes: Option<u64>,
+    /// The block cache shared by every column family: recently read data blocks and index
+    /// partitions.
+    pub block_cache_bytes: Option<usize>,
 }
 
 /// The `[consumers]` table.
@@ -336,9 +347,13 @@ impl Config {
         if let Some(transcode) = file.transcode {
             self.transcode = transcode;
         }
+        if let Some(buckets) = file.buckets {
+            self.buckets = buckets;
+        }
         if let Some(engine) = file.engine {
             self.segment_min_bytes = engine.segment_min_bytes.unwrap_or(self.segment_min_bytes);
             self.min_free_disk_bytes = engine.min_free_disk_bytes.unwrap_or(self.min_free_disk_bytes);
+            self.block_cache_bytes = engine.block_cache_bytes.unwrap_or(self.block_cache_bytes);
         }
         if let Some(images) = file.images {
             if images.isolate_decoder == Some(false) {

@@ -67,6 +67,7 @@ pub enum ErrorType {
     ClientLimitExceeded,
     AccessDenied,
     UnsupportedMediaType,
+    ConcurrentModification,
     InternalFailure,
 }
 
@@ -106,6 +107,7 @@ impl ErrorType {
             ErrorType::ClientLimitExceeded => "ClientLimitExceededException",
             ErrorType::AccessDenied => "AccessDeniedException",
             ErrorType::UnsupportedMediaType => "UnsupportedMediaTypeException",
+            ErrorType::ConcurrentModification => "ConcurrentModificationException",
             ErrorType::InternalFailure => "InternalFailure",
         }
     }

@@ -2,15 +2,20 @@
 //! the same table for readers).
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
-use axum::http::{HeaderName, Method, StatusCode, header};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, HeaderName, Method, StatusCode, header};
+use axum::response::Response;
 use axum::routing::{get, post};
 use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::auth::MAX_BODY_BYTES;
+use crate::background::Background;
+use crate::firehose::FirehoseCtx;
+use crate::kds::KdsCtx;
 use crate::state::AppState;
-use crate::{auth, console, consumers, guard, kds, kvs, rest_json};
+use crate::{auth, console, consumers, firehose, guard, kds, kvs, metrics, rest_json};
 
 /// Every rest-json operation `POST /{op}` answers (KVS control plane, consumers): the API fuzzer
 /// walks them all.
@@ -21,11 +26,11 @@ pub fn rest_json_operations() -> Vec<&'static str> {
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        // GET / is the web console; KDS clients POST to / with an X-Amz-Target.
-        .route("/", get(console::index).fallback(kds::handle))
+        // GET / is the web console; KDS and Firehose clients POST to / with an X-Amz-Target.
+        .route("/", get(console::index).fallback(aws_json))
         .route("/console/{file}", get(console::file))
         .route("/favicon.ico", get(console::favicon))
-        .route("/metrics", get(consumers::prometheus::handle))
+        .route("/metrics", get(metrics::handle))
         .route("/putMedia", post(kvs::put_media::handle))
         .route("/getMediaForFragmentList", post(kvs::archive::get_media_for_fragment_list))
         .route("/hls/v1/{file}", get(kvs::playback::handle).layer(playback_cors()))
@@ -46,6 +51,23 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
+}
+
+/// `POST /` carries two awsJson1_1 services, told apart by their `X-Amz-Target`; anything that
+/// names neither is KDS's to refuse, as before Firehose was here.
+async fn aws_json(
+    State(kds): State<KdsCtx>,
+    State(firehose): State<FirehoseCtx>,
+    State(background): State<Background>,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if firehose::is_firehose(&headers) {
+        firehose::handle(firehose, background, method, headers, body).await
+    } else {
+        kds::handle(State(kds), State(background), method, headers, body).await
+    }
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");

@@ -14,6 +14,7 @@ use crate::background::Background;
 use crate::config::{Config, ImageSettings};
 use crate::consumers::{self, ConsumersCtx, supervisor::Changed};
 use crate::error::ServerError;
+use crate::firehose::{Buckets, FirehoseCtx};
 use crate::guard::Guard;
 use crate::kds::{IteratorCodec, KdsCtx, KdsSettings};
 use crate::kvs::{self, KvsCtx, KvsSettings};
@@ -28,6 +29,7 @@ pub struct AppState {
     pub kds: KdsCtx,
     pub kvs: KvsCtx,
     pub consumers: ConsumersCtx,
+    pub firehose: FirehoseCtx,
     pub images: DecodePool,
     /// Background tasks and the engine writes that shutdown must wait for (request handlers'
     /// blocking operations included: a write outlives a client that hangs up).
@@ -47,6 +49,8 @@ pub struct Opened {
     pub engine: Engine,
     /// The consumer API's change notices, for the consumer supervisor.
     pub consumer_changes: UnboundedReceiver<Changed>,
+    /// The Firehose API's change notices, for the delivery supervisor.
+    pub delivery_changes: UnboundedReceiver<()>,
 }
 
 impl AppState {
@@ -59,6 +63,7 @@ impl AppState {
             master_key: Some(Arc::new(MasterKey::from_bytes(&master_key)?)),
             segment_min_bytes: config.segment_min_bytes,
             min_free_disk_bytes: config.min_free_disk_bytes,
+            block_cache_bytes: config.block_cache_bytes,
             ..Default::default()
         };
         let engine = open_engine(config, address, options)?;
@@ -109,6 +114,16 @@ impl AppState {
                 config.consumers.images_quota_bytes,
             ),
         };
+        let (delivery_notices, delivery_changes) = tokio::sync::mpsc::unbounded_channel();
+        let firehose = FirehoseCtx {
+            engine: engine.clone(),
+            account_id: config.account_id.clone(),
+            region: config.region.clone(),
+            buckets: Buckets::new(&config.data_dir, config.buckets.clone()),
+            destinations: consumers.destinations.clone(),
+            changes: delivery_notices,
+            incoming: Default::default(),
+        };
         let operations =
             Arc::new(Operations::default().with(&kvs, kvs::OPERATIONS).with(&consumers, consumers::OPERATIONS));
         let auth = Arc::new(Auth {
@@ -126,8 +141,8 @@ impl AppState {
             loopback_hosts_only: matches!(auth.mode, Mode::Open),
             public_host: config.public_url.as_deref().and_then(url_host),
         });
-        let state = AppState { kds, kvs, consumers, images, background, operations, auth, guard };
-        Ok(Opened { state, engine, consumer_changes })
+        let state = AppState { kds, kvs, consumers, firehose, images, background, operations, auth, guard };
+        Ok(Opened { state, engine, consumer_changes, delivery_changes })
     }
 }
 
@@ -229,6 +244,10 @@ impl Resources for StreamResources {
 
     fn list_token_stream_arn(&self, token: &str) -> Option<String> {
         crate::kds::list_shards_token_stream(token).map(|name| self.kds.arn(&name))
+    }
+
+    fn delivery_stream_arn(&self, name: &str) -> String {
+        format!("arn:aws:firehose:{}:{}:deliverystream/{name}", self.kds.settings.region, self.kds.settings.account_id)
     }
 }
 

@@ -34,6 +34,8 @@ pub trait Resources: Send + Sync + std::fmt::Debug {
     fn iterator_stream_arn(&self, iterator: &str) -> Option<String>;
     /// The data stream a ListShards NextToken continues, if the token is ours.
     fn list_token_stream_arn(&self, token: &str) -> Option<String>;
+    /// The ARN of a Firehose delivery stream by name.
+    fn delivery_stream_arn(&self, name: &str) -> String;
 }
 
 /// How requests are authenticated.

@@ -19,6 +19,7 @@ pub struct Target {
 }
 
 const KDS_TARGET_PREFIX: &str = "Kinesis_20131202.";
+const FIREHOSE_TARGET_PREFIX: &str = "Firehose_20150804.";
 
 /// Paths that need no signature: the console's assets and the HLS/DASH/WHEP URLs, whose session
 /// token (minted by an authorized GetHLSStreamingSessionURL or getWHEPSessionURL) is their
@@ -38,11 +39,17 @@ pub fn is_public(method: &Method, path: &str, public_metrics: bool) -> bool {
 /// Classifies a request that is not public.
 pub fn classify(method: &Method, path: &str, headers: &HeaderMap) -> Target {
     if path == "/" {
-        let operation = headers
-            .get("x-amz-target")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|t| t.strip_prefix(KDS_TARGET_PREFIX))
-            .unwrap_or("Unknown");
+        let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        // Firehose speaks KDS's protocol (awsJson1_1, every error 400) under its own service name.
+        if let Some(operation) = target.strip_prefix(FIREHOSE_TARGET_PREFIX) {
+            return Target {
+                protocol: Protocol::Kds,
+                service: "firehose",
+                action: format!("firehose:{operation}"),
+                streaming: false,
+            };
+        }
+        let operation = target.strip_prefix(KDS_TARGET_PREFIX).unwrap_or("Unknown");
         return Target {
             protocol: Protocol::Kds,
             service: "kinesis",
@@ -120,6 +127,8 @@ struct Names {
     data_stream_name: Option<String>,
     #[serde(rename = "DataStreamARN")]
     data_stream_arn: Option<String>,
+    #[serde(rename = "DeliveryStreamName")]
+    delivery_stream_name: Option<String>,
 }
 
 /// What the request acts on, as the operation will resolve it.
@@ -159,6 +168,10 @@ pub fn resource(
         _ => Names::default(),
     };
     Ok(match target.protocol {
+        Protocol::Kds if target.service == "firehose" => {
+            let resource = names.delivery_stream_name.map_or_else(|| "*".into(), |n| resources.delivery_stream_arn(&n));
+            Resolved { resource, action: None }
+        }
         Protocol::Kds => {
             let operation = target.action.split_once(':').map_or("", |(_, op)| op);
             Resolved { resource: kds_resource(operation, names, resources), action: None }
@@ -260,6 +273,9 @@ mod tests {
         fn list_token_stream_arn(&self, token: &str) -> Option<String> {
             (token == "tok").then(|| "arn:aws:kinesis:us-east-1:0:stream/from-token".to_string())
         }
+        fn delivery_stream_arn(&self, name: &str) -> String {
+            format!("arn:aws:firehose:us-east-1:0:deliverystream/{name}")
+        }
     }
 
     fn kds(operation: &str) -> HeaderMap {
@@ -284,6 +300,19 @@ mod tests {
         let duplicate = br#"{"StreamName":"cam","StreamName":"secret"}"#;
         assert!(resource(&target, &HeaderMap::new(), Some(duplicate), &Fixed).is_err());
         assert_eq!(resource(&target, &HeaderMap::new(), Some(b""), &Fixed).expect("empty").resource, "*");
+    }
+
+    #[test]
+    fn firehose_calls_are_firehose_actions_on_their_delivery_stream() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amz-target", "Firehose_20150804.PutRecordBatch".parse().expect("header"));
+        let target = classify(&Method::POST, "/", &headers);
+        assert_eq!((target.service, target.action.as_str()), ("firehose", "firehose:PutRecordBatch"));
+        assert!(target.is_mutating());
+        let resolved = resource(&target, &headers, Some(br#"{"DeliveryStreamName":"logs"}"#), &Fixed);
+        assert_eq!(resolved.expect("resolves").resource, "arn:aws:firehose:us-east-1:0:deliverystream/logs");
+        let list = resource(&target, &headers, Some(b"{}"), &Fixed).expect("resolves");
+        assert_eq!(list.resource, "*");
     }
 
     #[test]

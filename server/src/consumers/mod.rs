@@ -11,7 +11,7 @@ mod image_files;
 mod image_quota;
 mod image_root;
 mod lag;
-mod outbound;
+pub(crate) mod outbound;
 mod outbound_tls;
 mod policy;
 mod prefetch;
@@ -29,7 +29,7 @@ pub mod stream_hooks;
 pub mod supervisor;
 #[cfg(test)]
 mod tests;
-mod webhook_url;
+pub(crate) mod webhook_url;
 mod write_back;
 
 pub use context::ConsumersCtx;

@@ -57,24 +57,7 @@ pub async fn call(
     kind: BodyKind,
     body: Bytes,
 ) -> Result<Bytes, CallError> {
-    let target =
-        Target::parse(url.expose()).map_err(|reason| CallError::Refused(format!("the URL is refused: {reason}")))?;
-    let request = request(&target, kind, body)?;
-    let connection = tokio::time::timeout(CALL_TIMEOUT, async {
-        let pinned = policy.resolve(&target).await?;
-        connect(&pinned).await.map_err(CallError::Failed)
-    })
-    .await
-    .map_err(|_| CallError::Failed("no answer in 30 s".into()))??;
-    let (status, answer) = if target.tls {
-        let stream = tokio::time::timeout(CALL_TIMEOUT, tls_handshake(policy, &target, connection))
-            .await
-            .map_err(|_| CallError::Failed("no TLS handshake in 30 s".into()))??;
-        exchange(stream, request).await
-    } else {
-        exchange(connection, request).await
-    }
-    .map_err(CallError::Failed)?;
+    let (status, answer) = post(policy, url, kind, &[], body).await?;
     if !status.is_success() {
         return Err(CallError::Failed(format!("HTTP {status}")));
     }
@@ -82,6 +65,38 @@ pub async fn call(
         tracing::warn!(%url, limit = MAX_ANSWER_BYTES, "a destination's answer was over the limit: its body is ignored");
         Bytes::new()
     }))
+}
+
+/// POSTs `body` to `url` with `headers` besides the usual ones: the answer's status and its body
+/// (`None` when it was over 64 KiB), whatever the status.
+pub async fn post(
+    policy: &DestinationPolicy,
+    url: &WebhookUrl,
+    kind: BodyKind,
+    headers: &[(&'static str, HeaderValue)],
+    body: Bytes,
+) -> Result<(hyper::StatusCode, Option<Bytes>), CallError> {
+    let target =
+        Target::parse(url.expose()).map_err(|reason| CallError::Refused(format!("the URL is refused: {reason}")))?;
+    let mut request = request(&target, kind, body)?;
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, value.clone());
+    }
+    let connection = tokio::time::timeout(CALL_TIMEOUT, async {
+        let pinned = policy.resolve(&target).await?;
+        connect(&pinned).await.map_err(CallError::Failed)
+    })
+    .await
+    .map_err(|_| CallError::Failed("no answer in 30 s".into()))??;
+    if target.tls {
+        let stream = tokio::time::timeout(CALL_TIMEOUT, tls_handshake(policy, &target, connection))
+            .await
+            .map_err(|_| CallError::Failed("no TLS handshake in 30 s".into()))??;
+        exchange(stream, request).await
+    } else {
+        exchange(connection, request).await
+    }
+    .map_err(CallError::Failed)
 }
 
 /// TLS on the pinned connection, the certificate checked against the URL's host (a name, or an

@@ -1,14 +1,9 @@
-//! `GET /metrics`: every consumer's metrics (the `Metrics` of describeConsumer, hidden
-//! notification/image-generation consumers included) in the OpenMetrics text format that
-//! Prometheus scrapes, written by `prometheus-client`.
+//! Every consumer's metrics for `GET /metrics` (crate::metrics): the `Metrics` of
+//! describeConsumer, hidden notification/image-generation consumers included.
 
 use std::collections::BTreeMap;
 
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use framelog_store::StreamKind;
-use prometheus_client::encoding::text::encode;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -17,8 +12,6 @@ use serde_json::Value;
 
 use super::{ConsumersCtx, api, record_api, state};
 use crate::kvs::VideoStream;
-
-const OPENMETRICS_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// `LagMs` → `lag_ms`, `DeliveredFrames` → `delivered_frames`.
 fn snake_case(camel: &str) -> String {
@@ -43,10 +36,11 @@ fn all_metrics(ctx: &ConsumersCtx) -> Vec<(String, String, &'static str, Value)>
                 .map(|spec| api::describe(ctx, &handle, spec, &state::checkpoint(&meta.settings, &spec.name)))
                 .collect(),
             StreamKind::Data => record_api::list(ctx, &handle),
+            StreamKind::Delivery => continue,
         };
         let (stream, kind) = match meta.kind {
             StreamKind::Video => (VideoStream::new(handle.clone()).public_name(), "video"),
-            StreamKind::Data => (meta.name.clone(), "data"),
+            StreamKind::Data | StreamKind::Delivery => (meta.name.clone(), "data"),
         };
         for consumer in described {
             let name = consumer["ConsumerName"].as_str().unwrap_or_default().to_string();
@@ -56,20 +50,13 @@ fn all_metrics(ctx: &ConsumersCtx) -> Vec<(String, String, &'static str, Value)>
     out
 }
 
-/// `GET /metrics` (the engine reads block, so off the runtime).
-pub async fn handle(State(ctx): State<ConsumersCtx>) -> Response {
-    match tokio::task::spawn_blocking(move || render(&ctx)).await {
-        Ok(text) => ([(header::CONTENT_TYPE, OPENMETRICS_TYPE)], text).into_response(),
-        Err(_) => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
-    }
-}
-
 /// Labels of every consumer sample.
 type Labels = Vec<(&'static str, String)>;
 
-/// The exposition (OpenMetrics text). Lags are gauges; everything else counts up from the
-/// consumer's creation, so it is a counter (`<name>_total` on the wire).
-pub fn render(ctx: &ConsumersCtx) -> String {
+/// Every consumer's metrics into `registry` (under the `framelog_consumer` prefix). Lags are
+/// gauges; everything else counts up from the consumer's creation, so it is a counter
+/// (`<name>_total` on the wire).
+pub fn register(ctx: &ConsumersCtx, registry: &mut Registry) {
     let mut gauges: BTreeMap<String, Family<Labels, Gauge>> = BTreeMap::new();
     let mut counters: BTreeMap<String, Family<Labels, Counter>> = BTreeMap::new();
     for (stream, consumer, kind, metrics) in all_metrics(ctx) {
@@ -85,18 +72,13 @@ pub fn render(ctx: &ConsumersCtx) -> String {
             }
         }
     }
-    let mut registry = Registry::with_prefix("framelog_consumer");
+    let registry = registry.sub_registry_with_prefix("framelog_consumer");
     for (key, family) in gauges {
         registry.register(snake_case(&key), format!("describeConsumer's Metrics.{key}"), family);
     }
     for (key, family) in counters {
         registry.register(snake_case(&key), format!("describeConsumer's Metrics.{key}"), family);
     }
-    let mut text = String::new();
-    if let Err(error) = encode(&mut text, &registry) {
-        tracing::error!(%error, "the metrics could not be encoded");
-    }
-    text
 }
 
 #[cfg(test)]

@@ -129,7 +129,7 @@ pub async fn handle(
 ) -> Response {
     let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let cbor = content_type.starts_with(CBOR_TYPE);
-    let result = match envelope(&method, &headers, content_type, &body) {
+    let result = match envelope(&method, &headers, content_type, &body, TARGET_PREFIX, dispatch) {
         Ok((name, Dispatch::Unary(op), document)) => background
             .spawn_blocking(move || {
                 validation::check(&name, document.fields())?;
@@ -162,7 +162,7 @@ pub fn error_answer(error: &ApiError, content_type: &str) -> Response {
     answer(status, &error.body(), content_type.starts_with(CBOR_TYPE))
 }
 
-fn answer(status: StatusCode, document: &Value, cbor: bool) -> Response {
+pub(crate) fn answer(status: StatusCode, document: &Value, cbor: bool) -> Response {
     let (bytes, kind) = if cbor {
         (cbor::encode_response(document), CBOR_TYPE)
     } else {
@@ -171,7 +171,7 @@ fn answer(status: StatusCode, document: &Value, cbor: bool) -> Response {
     (status, [(header::CONTENT_TYPE, HeaderValue::from_static(kind))], bytes).into_response()
 }
 
-enum EnvelopeError {
+pub(crate) enum EnvelopeError {
     Xml(StatusCode, &'static str, &'static str),
     Api(ApiError),
 }
@@ -182,13 +182,17 @@ impl From<ApiError> for EnvelopeError {
     }
 }
 
-/// KDS's pre-dispatch checks, in kinesalite's (and AWS's) order.
-fn envelope(
+/// The pre-dispatch checks of KDS, in kinesalite's (and AWS's) order, which every awsJson1_1
+/// service here shares (Firehose too): the operation named by `X-Amz-Target` after `prefix`, as
+/// `dispatch` knows it.
+pub(crate) fn envelope<D>(
     method: &Method,
     headers: &HeaderMap,
     content_type: &str,
     body: &[u8],
-) -> Result<(String, Dispatch, Document), EnvelopeError> {
+    prefix: &str,
+    dispatch: impl Fn(&str) -> Option<D>,
+) -> Result<(String, D, Document), EnvelopeError> {
     if method != Method::POST {
         return Err(EnvelopeError::Xml(
             StatusCode::FORBIDDEN,
@@ -197,7 +201,7 @@ fn envelope(
         ));
     }
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
-    let op = target.strip_prefix(TARGET_PREFIX).and_then(dispatch);
+    let op = target.strip_prefix(prefix).and_then(dispatch);
     let json = content_type.starts_with(JSON_TYPE) || content_type.starts_with("application/json");
     if !json && !content_type.starts_with(CBOR_TYPE) {
         return Err(EnvelopeError::Xml(StatusCode::NOT_FOUND, "UnknownOperationException", ""));
@@ -228,11 +232,11 @@ fn envelope(
         }
         Some(_) => {}
     }
-    let name = target.strip_prefix(TARGET_PREFIX).unwrap_or_default().to_string();
+    let name = target.strip_prefix(prefix).unwrap_or_default().to_string();
     Ok((name, op, Document::parse(document)?))
 }
 
-pub(crate) fn xml_error(status: StatusCode, name: &str, message: &str) -> Response {
+pub fn xml_error(status: StatusCode, name: &str, message: &str) -> Response {
     let body = format!("<{name}>\n  <Message>{message}</Message>\n</{name}>\n");
     (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
 }

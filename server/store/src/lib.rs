@@ -54,7 +54,7 @@ pub use error::{Result, StoreError};
 pub use format_version::FORMAT_VERSION;
 pub use free_space::DEFAULT_MIN_FREE_DISK_BYTES;
 pub use handle::StreamHandle;
-pub use local::{DEFAULT_SEGMENT_MIN_BYTES, EngineOptions};
+pub use local::{DEFAULT_BLOCK_CACHE_BYTES, DEFAULT_SEGMENT_MIN_BYTES, EngineOptions};
 pub use meta::{ShardClosed, ShardMeta, StreamEncryption, StreamKind, StreamMeta, even_hash_ranges};
 pub use payload_ref::{EntryRef, Payload, PayloadFile};
 pub use read::{HeaderItem, Position, ReadBatch};

@@ -48,21 +48,25 @@ pub struct EngineOptions {
     /// Appends are refused (`StoreError::DiskFull`) while the disk has less than this free;
     /// 0 turns the watermark off (free_space.rs).
     pub min_free_disk_bytes: u64,
+    /// The block cache every column family shares (data blocks, and the tables' index blocks).
+    pub block_cache_bytes: usize,
 }
 
 /// Table and blob files RocksDB keeps open (its table cache); more are reopened as read.
 const MAX_OPEN_TABLE_FILES: i32 = 1024;
-/// The block cache every column family shares: data blocks, and the tables' index and filter
-/// blocks too.
-const BLOCK_CACHE_BYTES: usize = 64 << 20;
+/// The default size of the block cache every column family shares.
+pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 << 20;
 
 /// Table options that bound memory. By default every open table keeps its index and filter
 /// blocks in memory outside any cache, about 1 MB per 64 MB table of small entries, so the
 /// server's RSS grew with the data (soak: ~35 MiB per 10 minutes at 20,000 records/s). In the
 /// shared cache they are bounded; the newest tables' (L0) stay pinned, as they are read most.
-fn bounded_tables() -> rocksdb::BlockBasedOptions {
+/// (Partitioned indexes, 16 KiB blocks, 4 MiB memtables for the slow column families and
+/// jemalloc were each tried against the soak's memory curve and did not flatten it:
+/// docs/benchmarks.md.)
+fn bounded_tables(block_cache_bytes: usize) -> rocksdb::BlockBasedOptions {
     let mut tables = rocksdb::BlockBasedOptions::default();
-    tables.set_block_cache(&rocksdb::Cache::new_lru_cache(BLOCK_CACHE_BYTES));
+    tables.set_block_cache(&rocksdb::Cache::new_lru_cache(block_cache_bytes));
     tables.set_cache_index_and_filter_blocks(true);
     tables.set_cache_index_and_filter_blocks_with_high_priority(true);
     tables.set_pin_l0_filter_and_index_blocks_in_cache(true);
@@ -84,6 +88,7 @@ impl Default for EngineOptions {
             segment_roll_bytes: 64 << 20,
             master_key: None,
             min_free_disk_bytes: crate::free_space::DEFAULT_MIN_FREE_DISK_BYTES,
+            block_cache_bytes: DEFAULT_BLOCK_CACHE_BYTES,
         }
     }
 }
@@ -143,7 +148,7 @@ impl LocalEngine {
         // (ext4 commits its journal for everyone on fsync).
         db_opts.set_bytes_per_sync(1 << 20);
 
-        let tables = bounded_tables();
+        let tables = bounded_tables(options.block_cache_bytes);
         let mut meta = Options::default();
         meta.set_block_based_table_factory(&tables);
         let mut small = Options::default();

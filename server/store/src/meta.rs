@@ -10,6 +10,8 @@ use serde::{Deserialize, Serialize};
 pub enum StreamKind {
     Data,
     Video,
+    /// A Firehose delivery stream's records, kept until delivered (or their retention ends).
+    Delivery,
 }
 
 /// The live buffer of a video stream that keeps no archive (retention 0).
@@ -88,7 +90,7 @@ impl StreamMeta {
         let hours_ms = u64::from(self.retention_hours) * 3_600_000;
         match self.kind {
             StreamKind::Video => hours_ms.max(VIDEO_LIVE_BUFFER_MS),
-            StreamKind::Data => hours_ms,
+            StreamKind::Data | StreamKind::Delivery => hours_ms,
         }
     }
 }

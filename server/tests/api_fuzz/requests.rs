@@ -1,5 +1,5 @@
-//! One random request to one of the server's operations: KDS (awsJson, the members from
-//! constraints.json), the KVS and consumer rest-json operations, the media endpoints (PutMedia,
+//! One random request to one of the server's operations: KDS and Firehose (awsJson, the members
+//! from their constraints.json), the KVS and consumer rest-json operations, the media endpoints (PutMedia,
 //! GetMedia, clips, images), HLS/DASH playback URLs (often a real session's, tampered with),
 //! WHEP, the console and /metrics.
 
@@ -13,7 +13,8 @@ use super::generate::{self, text};
 
 /// What the fuzzer knows of the server: every operation and a real playback URL's query.
 pub struct Targets {
-    pub kds: Vec<(String, Vec<Value>)>,
+    /// Every awsJson operation: its `X-Amz-Target` prefix, name and members.
+    pub aws_json: Vec<(&'static str, String, Vec<Value>)>,
     pub rest: Vec<&'static str>,
     /// A real HLS session's query string (SessionToken and all), to tamper with.
     pub hls_query: String,
@@ -32,20 +33,24 @@ const PLAYBACK_FILES: [&str; 7] = [
 
 impl Targets {
     pub fn new(hls_query: String) -> Targets {
-        let table: Value = serde_json::from_str(include_str!("../../src/kds/constraints.json")).expect("constraints");
-        let kds = table["operations"]
-            .as_object()
-            .expect("operations")
-            .iter()
-            .map(|(name, members)| (name.clone(), members.as_array().cloned().unwrap_or_default()))
-            .collect();
-        Targets { kds, rest: framelog_server::rest_json_operations(), hls_query }
+        let tables = [
+            ("Kinesis_20131202.", include_str!("../../src/kds/constraints.json")),
+            ("Firehose_20150804.", include_str!("../../src/firehose/constraints.json")),
+        ];
+        let mut aws_json = Vec::new();
+        for (prefix, json) in tables {
+            let table: Value = serde_json::from_str(json).expect("constraints");
+            for (name, members) in table["operations"].as_object().expect("operations") {
+                aws_json.push((prefix, name.clone(), members.as_array().cloned().unwrap_or_default()));
+            }
+        }
+        Targets { aws_json, rest: framelog_server::rest_json_operations(), hls_query }
     }
 
     /// A request and a one-line description of it (for the failure message).
     pub fn request(&self, rng: &mut StdRng) -> (Request<Body>, String) {
         match rng.random_range(0..20) {
-            0..=7 => self.kds(rng),
+            0..=7 => self.aws_json(rng),
             8..=12 => {
                 let op = self.rest[rng.random_range(0..self.rest.len())];
                 let document = generate::rest_document(rng);
@@ -65,15 +70,14 @@ impl Targets {
         }
     }
 
-    fn kds(&self, rng: &mut StdRng) -> (Request<Body>, String) {
-        let (op, members) = &self.kds[rng.random_range(0..self.kds.len())];
-        let target =
-            if rng.random_range(0..30) == 0 { header_safe(&text(rng, 30)) } else { format!("Kinesis_20131202.{op}") };
+    fn aws_json(&self, rng: &mut StdRng) -> (Request<Body>, String) {
+        let (prefix, op, members) = &self.aws_json[rng.random_range(0..self.aws_json.len())];
+        let target = if rng.random_range(0..30) == 0 { header_safe(&text(rng, 30)) } else { format!("{prefix}{op}") };
         let content_type =
             ["application/x-amz-json-1.1", "application/x-amz-cbor-1.1", "text/plain"][rng.random_range(0..3)];
         let document = generate::document(rng, members, 0);
         let payload = body(rng, document);
-        let description = format!("KDS {target} ({content_type}): {}", preview(&payload));
+        let description = format!("awsJson {target} ({content_type}): {}", preview(&payload));
         let request = Request::post("/")
             .header("content-type", content_type)
             .header("x-amz-target", target)

@@ -1,0 +1,86 @@
+//! What every Firehose operation needs: the engine, the account, the buckets, and how a
+//! delivery stream's name maps to its engine stream.
+
+use framelog_store::{Engine, StoreError, StreamHandle, StreamKind};
+
+use super::buckets::Buckets;
+use super::spec::DeliveryStreamSpec;
+use crate::error::{ApiError, ErrorType};
+
+/// Delivery streams live in the engine under this prefix, apart from KDS and KVS names (which
+/// cannot contain '/').
+const ENGINE_PREFIX: &str = "firehose/";
+
+#[derive(Debug, Clone)]
+pub struct FirehoseCtx {
+    pub engine: Engine,
+    pub account_id: String,
+    pub region: String,
+    pub buckets: Buckets,
+    /// Which HTTP endpoints deliveries may reach (the consumers' policy).
+    pub destinations: crate::consumers::DestinationPolicy,
+    /// Tells the delivery supervisor that a definition changed (crate::leased).
+    pub changes: tokio::sync::mpsc::UnboundedSender<()>,
+    /// Records and bytes put, for /metrics.
+    pub incoming: super::metrics::Incoming,
+}
+
+impl FirehoseCtx {
+    pub fn arn(&self, name: &str) -> String {
+        format!("arn:aws:firehose:{}:{}:deliverystream/{name}", self.region, self.account_id)
+    }
+
+    pub fn engine_name(name: &str) -> String {
+        format!("{ENGINE_PREFIX}{name}")
+    }
+
+    /// The delivery stream's name, from its engine stream's.
+    pub fn public_name(engine_name: &str) -> Option<&str> {
+        engine_name.strip_prefix(ENGINE_PREFIX)
+    }
+
+    /// AWS's answer for a delivery stream that does not exist.
+    pub fn not_found(&self, name: &str) -> ApiError {
+        ApiError::new(
+            ErrorType::ResourceNotFound,
+            format!("Firehose {name} under account {} not found.", self.account_id),
+        )
+    }
+
+    /// The engine's errors as Firehose words them.
+    pub fn store_error(&self, name: &str, error: StoreError) -> ApiError {
+        match error {
+            StoreError::StreamNotFound(_) | StoreError::StreamDeleted(_) => self.not_found(name),
+            StoreError::StreamExists(_) => ApiError::new(
+                ErrorType::ResourceInUse,
+                format!("Firehose {name} under account {} already exists.", self.account_id),
+            ),
+            other => other.into(),
+        }
+    }
+
+    /// The delivery stream `name` and its definition.
+    pub fn lookup(&self, name: &str) -> Result<(StreamHandle, DeliveryStreamSpec), ApiError> {
+        let handle = self.engine.stream(&Self::engine_name(name)).map_err(|e| self.store_error(name, e))?;
+        let meta = handle.meta();
+        if meta.kind != StreamKind::Delivery {
+            return Err(self.not_found(name));
+        }
+        let spec = DeliveryStreamSpec::from_settings(&meta.settings).ok_or_else(|| self.not_found(name))?;
+        Ok((handle, spec))
+    }
+
+    /// Every delivery stream, by name.
+    pub fn delivery_streams(&self) -> Vec<(String, StreamHandle, DeliveryStreamSpec)> {
+        self.engine
+            .streams()
+            .into_iter()
+            .filter_map(|handle| {
+                let meta = handle.meta();
+                let name = Self::public_name(&meta.name)?.to_string();
+                let spec = DeliveryStreamSpec::from_settings(&meta.settings)?;
+                (meta.kind == StreamKind::Delivery).then_some((name, handle, spec))
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,83 @@
+//! PutRecord and PutRecordBatch: a record is acknowledged once it is in the engine (WAL synced);
+//! delivery reads it from there. A batch is one append, so it shares one group commit.
+
+use base64::Engine as _;
+use framelog_store::{NewEntry, StoreError, StreamHandle};
+use serde_json::{Value, json};
+
+use super::api::name_of;
+use super::context::FirehoseCtx;
+use crate::document::{Document, as_blob};
+use crate::error::ApiError;
+
+/// PutRecordBatch's limit on the records' bytes together.
+const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// The delivery stream a DirectPut call writes to, and whether its records are sealed.
+fn direct_put_target(ctx: &FirehoseCtx, body: &Document) -> Result<(String, StreamHandle, bool), ApiError> {
+    let name = name_of(body)?;
+    let (handle, spec) = ctx.lookup(&name)?;
+    if spec.kinesis_source.is_some() {
+        return Err(ApiError::invalid(
+            "This operation is not permitted on KinesisStreamAsSource delivery stream type.",
+        ));
+    }
+    let encrypted = handle.meta().encryption.is_some_and(|e| e.enabled);
+    Ok((name, handle, encrypted))
+}
+
+/// An opaque id naming where the record landed.
+fn record_id(handle: &StreamHandle, seq: u64) -> String {
+    let mut bytes = handle.id().to_be_bytes().to_vec();
+    bytes.extend_from_slice(&seq.to_be_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn entry(payload: Vec<u8>) -> NewEntry {
+    NewEntry { shard: 0, producer_ts_ms: None, attrs: Vec::new(), payload }
+}
+
+pub fn put_record(ctx: &FirehoseCtx, body: Document) -> Result<Value, ApiError> {
+    let (name, handle, encrypted) = direct_put_target(ctx, &body)?;
+    let record = body.object("Record")?.ok_or_else(|| ApiError::invalid("Record is required."))?;
+    let data = record.blob("Data")?.unwrap_or_default();
+    let bytes = data.len() as u64;
+    let appended = ctx.engine.append_blocking(&handle, vec![entry(data)]).map_err(|e| ctx.store_error(&name, e))?;
+    ctx.incoming.add(&name, 1, bytes);
+    let seq = appended.first().map(|a| a.seq).unwrap_or_default();
+    Ok(json!({"RecordId": record_id(&handle, seq), "Encrypted": encrypted}))
+}
+
+pub fn put_record_batch(ctx: &FirehoseCtx, body: Document) -> Result<Value, ApiError> {
+    let (name, handle, encrypted) = direct_put_target(ctx, &body)?;
+    let records = body.list("Records")?.ok_or_else(|| ApiError::invalid("Records is required."))?;
+    let mut entries = Vec::with_capacity(records.len());
+    let mut total_bytes = 0;
+    for record in records {
+        let data = record.get("Data").filter(|d| !d.is_null()).map(as_blob).transpose()?.unwrap_or_default();
+        total_bytes += data.len();
+        entries.push(entry(data));
+    }
+    if total_bytes > MAX_BATCH_BYTES {
+        return Err(ApiError::invalid("Records size exceeds 4 MB limit"));
+    }
+    let count = entries.len();
+    let responses: Vec<Value> = match ctx.engine.append_blocking(&handle, entries) {
+        Ok(appended) => {
+            ctx.incoming.add(&name, count as u64, total_bytes as u64);
+            appended.iter().map(|a| json!({"RecordId": record_id(&handle, a.seq)})).collect()
+        }
+        // The stream is gone, or nothing could be stored: every record failed, which each
+        // entry says (a client retries those entries, as with throttling).
+        Err(error @ (StoreError::StreamNotFound(_) | StoreError::StreamDeleted(_))) => {
+            return Err(ctx.store_error(&name, error));
+        }
+        Err(error) => {
+            let failure = ctx.store_error(&name, error);
+            let message = failure.message.unwrap_or_else(|| "Internal service failure.".into());
+            vec![json!({"ErrorCode": "InternalFailure", "ErrorMessage": message}); count]
+        }
+    };
+    let failed = responses.iter().filter(|r| r.get("ErrorCode").is_some()).count();
+    Ok(json!({"FailedPutCount": failed, "Encrypted": encrypted, "RequestResponses": responses}))
+}

@@ -1,0 +1,343 @@
+//! Delivery of one delivery stream: per source shard (a DirectPut stream has one; a Kinesis
+//! source has its stream's), read from the checkpoint, cut a buffer (buffer.rs), record the
+//! buffer's range as in flight (synced), write it as one object, and only then move the
+//! checkpoint past it. After a crash the range in flight is written again, the same records
+//! under the same key (object_key.rs): a write of the dead process that lands late carries the
+//! same bytes, so whichever lands last, the object is whole and no record is doubled.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use framelog_store::{Entry, Position, StreamHandle};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::task::JoinSet;
+
+use super::buckets::Sink;
+use super::buffer::{Cut, cut};
+use super::context::FirehoseCtx;
+use super::http_endpoint::{self, Outcome};
+use super::object_key::{KeyInputs, object_name};
+use super::object_key::{Prefix, seeded_uuid};
+use super::spec::{DeliveryStreamSpec, Plan, S3Plan};
+
+pub const CHECKPOINT_KEY: &str = "firehose.checkpoint";
+/// Firehose's records are at most this large; a read asks for one more than the buffer's size.
+const MAX_RECORD_BYTES: usize = 1_024_000;
+/// Records per object at most (a bound on a buffer's memory for tiny records).
+const MAX_RECORDS_PER_OBJECT: usize = 500_000;
+/// Retry waits double from the first to the last, as Firehose's do.
+const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(60);
+
+/// Where each source shard's delivery resumes, and what was delivered.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    pub next_seq: BTreeMap<u32, u64>,
+    /// Per shard, the buffer being written: `[first_seq, end_seq)`.
+    #[serde(default)]
+    pub in_flight: BTreeMap<u32, (u64, u64)>,
+    pub delivered_objects: u64,
+    pub delivered_records: u64,
+    pub delivered_bytes: u64,
+    pub failed_attempts: u64,
+    /// When the newest delivered object's oldest record arrived.
+    pub freshness_arrival_ms: u64,
+}
+
+impl Checkpoint {
+    pub fn of(settings: &BTreeMap<String, String>) -> Checkpoint {
+        settings.get(CHECKPOINT_KEY).and_then(|text| serde_json::from_str(text).ok()).unwrap_or_default()
+    }
+}
+
+/// Records read from a shard and not delivered yet.
+struct Pending {
+    entries: Vec<Entry>,
+    bytes: usize,
+    /// Where the next read starts.
+    read_from: u64,
+}
+
+/// What every shard's delivery shares.
+#[derive(Debug, Clone)]
+struct Delivery {
+    ctx: FirehoseCtx,
+    /// The delivery stream (its settings hold the checkpoint).
+    stream: StreamHandle,
+    name: String,
+    version: u64,
+    plan: Plan,
+    /// The bucket objects go to: the destination's, or an HTTP endpoint's backup.
+    sink: Sink,
+    /// The delivery stream's ARN (an HTTP request's `X-Amz-Firehose-Source-Arn`).
+    arn: String,
+}
+
+/// Runs every shard's delivery until aborted.
+pub async fn run(ctx: FirehoseCtx, stream: StreamHandle, name: String, spec: DeliveryStreamSpec) {
+    let plan = match Plan::of(spec.destination_kind, &spec.destination) {
+        Ok(plan) => plan,
+        Err(error) => return tracing::error!(delivery_stream = %name, %error, "cannot deliver"),
+    };
+    let sink = match ctx.buckets.sink(plan.bucket()) {
+        Ok(sink) => sink,
+        Err(error) => return tracing::error!(delivery_stream = %name, %error, "cannot deliver"),
+    };
+    let (source, start) = match &spec.kinesis_source {
+        None => (stream.clone(), Position::TrimHorizon),
+        Some(kinesis) => match super::kinesis_source::source_stream(&ctx, kinesis) {
+            // Records from the delivery stream's creation on, as LATEST was then.
+            Some(source) => (source, Position::AtArrivalMs(kinesis.started_ms)),
+            None => return tracing::warn!(delivery_stream = %name, "its Kinesis source stream is gone"),
+        },
+    };
+    let arn = stream.meta().arn;
+    let delivery = Delivery { ctx, stream, name, version: spec.version, plan, sink, arn };
+    let mut shards = JoinSet::new();
+    let mut changes = delivery.ctx.engine.meta_changes();
+    let mut started = 0;
+    loop {
+        let count = source.shard_count();
+        for shard in started..count {
+            shards.spawn(delivery.clone().run_shard(source.clone(), shard, start));
+        }
+        started = count;
+        if changes.changed().await.is_err() {
+            break;
+        }
+        while shards.try_join_next().is_some() {}
+    }
+    while shards.join_next().await.is_some() {}
+}
+
+impl Delivery {
+    async fn run_shard(self, source: StreamHandle, shard: u32, start: Position) {
+        let engine = self.ctx.engine.clone();
+        let checkpoint = Checkpoint::of(&self.stream.meta().settings);
+        let mut next = match checkpoint.next_seq.get(&shard) {
+            Some(seq) => *seq,
+            None => match engine.resolve(&source, shard, start) {
+                Ok(seq) => seq,
+                Err(error) => return tracing::warn!(delivery_stream = %self.name, %error, "cannot start delivery"),
+            },
+        };
+        if let Some(&(first, end)) = checkpoint.in_flight.get(&shard) {
+            let Some(buffer) = self.read_range(&source, shard, first, end).await else { return };
+            // Empty when every record of the range expired meanwhile: nothing to write.
+            if !buffer.is_empty() {
+                self.deliver(source.id(), shard, &buffer).await;
+            }
+            self.commit(shard, end, &buffer).await;
+            next = end;
+        }
+        let Ok(mut tip) = source.subscribe(shard) else { return };
+        // Records read but not delivered yet: each wake reads only what arrived since.
+        let mut pending = Pending { entries: Vec::new(), bytes: 0, read_from: next };
+        loop {
+            let Some(read_all) = self.read_more(&source, shard, &mut pending).await else { return };
+            let records: Vec<(u64, usize)> = pending.entries.iter().map(|e| (e.arrival_ms, e.payload.len())).collect();
+            match cut(&records, self.plan.hints(), engine.now_ms(), read_all) {
+                Cut::Empty => {
+                    let _ = tokio::time::timeout(Duration::from_secs(1), tip.changed()).await;
+                }
+                Cut::WaitUntil { ms } => {
+                    let wait_ms = ms.saturating_sub(engine.now_ms()).max(1);
+                    let _ = tokio::time::timeout(Duration::from_millis(wait_ms), tip.changed()).await;
+                }
+                Cut::Deliver { count } => {
+                    let buffer: Vec<Entry> = pending.entries.drain(..count).collect();
+                    pending.bytes -= buffer.iter().map(|e| e.payload.len()).sum::<usize>();
+                    if buffer.first().is_some_and(|e| e.seq > next) {
+                        tracing::warn!(delivery_stream = %self.name, shard, from = next, "records expired before delivery");
+                    }
+                    let (first, end) =
+                        (buffer.first().map_or(next, |e| e.seq), buffer.last().map_or(next, |e| e.seq + 1));
+                    self.update(true, move |checkpoint| {
+                        checkpoint.in_flight.insert(shard, (first, end));
+                    })
+                    .await;
+                    self.deliver(source.id(), shard, &buffer).await;
+                    next = end;
+                    self.commit(shard, next, &buffer).await;
+                }
+            }
+        }
+    }
+
+    /// Reads what arrived after `pending`, up to what one buffer can hold; whether the reads
+    /// reached the shard's tip (`None` when the source cannot be read).
+    async fn read_more(&self, source: &StreamHandle, shard: u32, pending: &mut Pending) -> Option<bool> {
+        let room_bytes = (self.plan.hints().size_bytes as usize + MAX_RECORD_BYTES).saturating_sub(pending.bytes);
+        let room_records = MAX_RECORDS_PER_OBJECT.saturating_sub(pending.entries.len());
+        if room_bytes == 0 || room_records == 0 {
+            return Some(false);
+        }
+        let (engine, source, from) = (self.ctx.engine.clone(), source.clone(), pending.read_from);
+        let read = move || engine.read(&source, shard, from, room_records, room_bytes);
+        match tokio::task::spawn_blocking(read).await {
+            Ok(Ok(batch)) => {
+                pending.read_from = batch.next_seq.max(pending.read_from);
+                pending.bytes += batch.entries.iter().map(|e| e.payload.len()).sum::<usize>();
+                pending.entries.extend(batch.entries);
+                Some(batch.next_seq >= batch.tip_seq)
+            }
+            Ok(Err(error)) => {
+                tracing::warn!(delivery_stream = %self.name, %error, "reading records for delivery failed");
+                None
+            }
+            Err(_) => None,
+        }
+    }
+
+    /// The records of `[first, end)` still retained: a buffer that was in flight at a crash.
+    async fn read_range(&self, source: &StreamHandle, shard: u32, first: u64, end: u64) -> Option<Vec<Entry>> {
+        let mut pending = Pending { entries: Vec::new(), bytes: 0, read_from: first };
+        while pending.read_from < end {
+            let before = pending.read_from;
+            let (engine, source, from) = (self.ctx.engine.clone(), source.clone(), pending.read_from);
+            let count = (end - from) as usize;
+            let read = move || engine.read(&source, shard, from, count, usize::MAX);
+            let batch = match tokio::task::spawn_blocking(read).await {
+                Ok(Ok(batch)) => batch,
+                Ok(Err(error)) => {
+                    tracing::warn!(delivery_stream = %self.name, %error, "reading records for delivery failed");
+                    return None;
+                }
+                Err(_) => return None,
+            };
+            pending.read_from = batch.next_seq;
+            pending.entries.extend(batch.entries.into_iter().filter(|e| e.seq < end));
+            if pending.read_from <= before || batch.next_seq >= batch.tip_seq {
+                break;
+            }
+        }
+        Some(pending.entries)
+    }
+
+    /// Delivers the buffer: one object in the bucket, or a POST to the endpoint (with its
+    /// backup objects). Writes to a bucket are retried (waits doubling to a minute) until they
+    /// succeed or the task is stopped: records are only dropped when their retention ends.
+    async fn deliver(&self, source_id: u64, shard: u32, buffer: &[Entry]) {
+        let Some(first) = buffer.first() else { return };
+        let no_keys = BTreeMap::new();
+        let seed = seed(source_id, shard, first.seq);
+        let inputs =
+            KeyInputs { arrival_ms: first.arrival_ms, seed, error_output_type: None, partition_keys: &no_keys };
+        match &self.plan {
+            Plan::S3(plan) => self.write_object(plan, plan.prefixes.data(), &inputs, joined(buffer, plan)).await,
+            Plan::Http { http, backup, .. } => {
+                if http.backup_all {
+                    self.write_object(backup, backup.prefixes.data(), &inputs, joined(buffer, backup)).await;
+                }
+                let now_ms = self.ctx.engine.now_ms();
+                let outcome =
+                    http_endpoint::deliver(&self.ctx.destinations, http, &self.arn, &seeded_uuid(seed), now_ms, buffer)
+                        .await;
+                match outcome {
+                    Outcome::Delivered { attempts } => self.count_failures(u64::from(attempts) - 1).await,
+                    Outcome::TooLarge => {
+                        tracing::warn!(delivery_stream = %self.name, records = buffer.len(), "the endpoint refused the batch as too large (413); as AWS does, it is not retried");
+                    }
+                    Outcome::Failed { attempts, error_code, message } => {
+                        tracing::warn!(delivery_stream = %self.name, error_code, %message, "delivery to the endpoint gave up; the records go to the backup bucket");
+                        self.count_failures(u64::from(attempts)).await;
+                        let failed = KeyInputs { error_output_type: Some("http-endpoint-failed"), ..inputs };
+                        let errors = http_endpoint::error_records(
+                            buffer,
+                            attempts,
+                            error_code,
+                            &message,
+                            self.ctx.engine.now_ms(),
+                        );
+                        self.write_object(backup, backup.prefixes.error(), &failed, errors).await;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes `bytes` (compressed as the plan says) under `prefix` and the object's name.
+    async fn write_object(&self, plan: &S3Plan, prefix: &Prefix, inputs: &KeyInputs<'_>, bytes: Vec<u8>) {
+        let body = match plan.compression.compress(&bytes) {
+            Ok(body) => body,
+            Err(error) => return tracing::error!(delivery_stream = %self.name, %error, "compressing an object failed"),
+        };
+        let key =
+            format!("{}{}", prefix.render(inputs), object_name(&self.name, self.version, inputs, &plan.extension));
+        tracing::debug!(delivery_stream = %self.name, %key, bytes = body.len(), "writing an object");
+        let mut wait = FIRST_RETRY;
+        while let Err(error) = self.sink.put(&key, body.clone()).await {
+            tracing::warn!(delivery_stream = %self.name, %key, error = %error, source = ?std::error::Error::source(&error).map(ToString::to_string), "delivery failed; retrying");
+            self.count_failures(1).await;
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(LAST_RETRY);
+        }
+    }
+
+    async fn commit(&self, shard: u32, next: u64, buffer: &[Entry]) {
+        let bytes: u64 = buffer.iter().map(|e| e.payload.len() as u64).sum();
+        let (records, oldest_ms) = (buffer.len() as u64, buffer.first().map_or(0, |e| e.arrival_ms));
+        let batches = u64::from(!buffer.is_empty());
+        self.update(false, move |checkpoint| {
+            checkpoint.in_flight.remove(&shard);
+            checkpoint.next_seq.insert(shard, next);
+            checkpoint.delivered_objects += batches;
+            checkpoint.delivered_records += records;
+            checkpoint.delivered_bytes += bytes;
+            checkpoint.freshness_arrival_ms = checkpoint.freshness_arrival_ms.max(oldest_ms);
+        })
+        .await;
+    }
+
+    async fn count_failures(&self, failures: u64) {
+        if failures > 0 {
+            self.update(false, move |checkpoint| checkpoint.failed_attempts += failures).await;
+        }
+    }
+
+    /// Changes the checkpoint: `synced` for a range put in flight (it must outlive a power cut,
+    /// or a write of this process could land after a different cut of the same first record);
+    /// otherwise durable against a crash of this process only (a lost position means the range
+    /// in flight is written again, never a gap).
+    async fn update(&self, synced: bool, change: impl Fn(&mut Checkpoint) + Send + 'static) {
+        let (engine, stream, name) = (self.ctx.engine.clone(), self.stream.clone(), self.name.clone());
+        let write = move || {
+            let apply = |meta: &mut framelog_store::StreamMeta| {
+                let mut checkpoint = Checkpoint::of(&meta.settings);
+                change(&mut checkpoint);
+                if let Ok(text) = serde_json::to_string(&checkpoint) {
+                    meta.settings.insert(CHECKPOINT_KEY.into(), text);
+                }
+            };
+            if synced { engine.update_meta(&stream, apply) } else { engine.update_meta_unsynced(&stream, apply) }
+        };
+        match tokio::task::spawn_blocking(write).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(error)) => tracing::warn!(delivery_stream = %name, %error, "a delivery checkpoint was not stored"),
+            Err(_) => {}
+        }
+    }
+}
+
+/// The records one after another, each followed by the plan's delimiter if it has one.
+fn joined(buffer: &[Entry], plan: &S3Plan) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    for entry in buffer {
+        bytes.extend_from_slice(&entry.payload);
+        if let Some(delimiter) = &plan.delimiter {
+            bytes.extend_from_slice(delimiter);
+        }
+    }
+    bytes
+}
+
+/// The buffer's identity: its source stream, shard and first record.
+fn seed(source_id: u64, shard: u32, first_seq: u64) -> u64 {
+    let mut hash = Sha256::new();
+    hash.update(source_id.to_be_bytes());
+    hash.update(shard.to_be_bytes());
+    hash.update(first_seq.to_be_bytes());
+    let digest = hash.finalize();
+    u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
+}

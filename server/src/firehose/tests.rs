@@ -1,0 +1,276 @@
+//! Operation-level tests of the Firehose API and of delivery into a directory bucket.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use framelog_store::{Engine, EngineOptions, ManualClock, MasterKey, SystemClock};
+use serde_json::{Value, json};
+
+use super::buckets::Buckets;
+use super::context::FirehoseCtx;
+use super::runner::{CHECKPOINT_KEY, Checkpoint};
+use super::{call, spec::DeliveryStreamSpec};
+use crate::document::Document;
+use crate::error::{ApiError, ErrorType};
+
+const START_MS: u64 = 1_795_651_512_000;
+
+fn context(dir: &Path, engine: Engine) -> FirehoseCtx {
+    let (changes, _) = tokio::sync::mpsc::unbounded_channel();
+    FirehoseCtx {
+        engine,
+        account_id: "000000000000".into(),
+        region: "us-east-1".into(),
+        buckets: Buckets::new(dir, Default::default()),
+        destinations: crate::consumers::DestinationPolicy { allow_private: true, ..Default::default() },
+        changes,
+        incoming: Default::default(),
+    }
+}
+
+fn manual(dir: &Path) -> FirehoseCtx {
+    let clock = Arc::new(ManualClock::new(START_MS));
+    // Encryption needs the engine's master key.
+    let master_key = Some(Arc::new(MasterKey::from_bytes(&[7u8; 32]).expect("key")));
+    let options = EngineOptions { master_key, ..EngineOptions::default() };
+    context(dir, Engine::open(&dir.join("engine"), clock, options).expect("engine"))
+}
+
+fn run(ctx: &FirehoseCtx, op: &str, document: Value) -> Result<Value, ApiError> {
+    call(ctx, op, Document::parse(document)?)
+}
+
+fn s3_stream(name: &str, extra: Value) -> Value {
+    let mut destination = json!({"RoleARN": "arn:aws:iam::000000000000:role/r", "BucketARN": "arn:aws:s3:::logs"});
+    if let (Some(d), Some(extra)) = (destination.as_object_mut(), extra.as_object()) {
+        d.extend(extra.clone());
+    }
+    json!({"DeliveryStreamName": name, "ExtendedS3DestinationConfiguration": destination})
+}
+
+#[test]
+fn a_delivery_stream_is_created_described_listed_updated_and_deleted() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = manual(dir.path());
+    let created = run(&ctx, "CreateDeliveryStream", s3_stream("orders", json!({}))).expect("create");
+    assert_eq!(created["DeliveryStreamARN"], "arn:aws:firehose:us-east-1:000000000000:deliverystream/orders");
+    let again = run(&ctx, "CreateDeliveryStream", s3_stream("orders", json!({}))).expect_err("exists");
+    assert_eq!(again.kind, ErrorType::ResourceInUse);
+
+    let described = run(&ctx, "DescribeDeliveryStream", json!({"DeliveryStreamName": "orders"})).expect("describe");
+    let d = &described["DeliveryStreamDescription"];
+    assert_eq!((d["DeliveryStreamStatus"].as_str(), d["VersionId"].as_str()), (Some("ACTIVE"), Some("1")));
+    assert_eq!(d["DeliveryStreamType"], "DirectPut");
+    assert_eq!(d["CreateTimestamp"], json!(START_MS as f64 / 1000.0));
+    let destination = &d["Destinations"][0];
+    assert_eq!(destination["DestinationId"], "destinationId-000000000001");
+    assert_eq!(destination["ExtendedS3DestinationDescription"]["BufferingHints"]["SizeInMBs"], 5);
+
+    run(&ctx, "CreateDeliveryStream", s3_stream("alpha", json!({}))).expect("create");
+    let listed = run(&ctx, "ListDeliveryStreams", json!({"Limit": 1})).expect("list");
+    assert_eq!(listed, json!({"DeliveryStreamNames": ["alpha"], "HasMoreDeliveryStreams": true}));
+    let rest = run(&ctx, "ListDeliveryStreams", json!({"ExclusiveStartDeliveryStreamName": "alpha"})).expect("list");
+    assert_eq!(rest, json!({"DeliveryStreamNames": ["orders"], "HasMoreDeliveryStreams": false}));
+
+    let update = |version: &str| {
+        json!({"DeliveryStreamName": "orders", "CurrentDeliveryStreamVersionId": version,
+               "DestinationId": "destinationId-000000000001",
+               "ExtendedS3DestinationUpdate": {"BufferingHints": {"IntervalInSeconds": 60}}})
+    };
+    run(&ctx, "UpdateDestination", update("1")).expect("update");
+    let stale = run(&ctx, "UpdateDestination", update("1")).expect_err("version moved on");
+    assert_eq!(stale.kind, ErrorType::ConcurrentModification);
+    let described = run(&ctx, "DescribeDeliveryStream", json!({"DeliveryStreamName": "orders"})).expect("describe");
+    let d = &described["DeliveryStreamDescription"];
+    assert_eq!(d["VersionId"], "2");
+    let hints = &d["Destinations"][0]["ExtendedS3DestinationDescription"]["BufferingHints"];
+    assert_eq!(*hints, json!({"SizeInMBs": 5, "IntervalInSeconds": 60}), "merged, not replaced");
+
+    run(&ctx, "DeleteDeliveryStream", json!({"DeliveryStreamName": "orders"})).expect("delete");
+    let gone = run(&ctx, "DescribeDeliveryStream", json!({"DeliveryStreamName": "orders"})).expect_err("gone");
+    assert_eq!(gone.kind, ErrorType::ResourceNotFound);
+    assert_eq!(gone.message.as_deref(), Some("Firehose orders under account 000000000000 not found."));
+}
+
+#[test]
+fn bad_requests_get_firehoses_errors() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = manual(dir.path());
+    let bad_name = run(&ctx, "CreateDeliveryStream", s3_stream("no spaces", json!({}))).expect_err("pattern");
+    assert_eq!(bad_name.kind, ErrorType::Validation);
+    let prefix = s3_stream("p", json!({"Prefix": "!{timestamp:yyyy}/"}));
+    let error = run(&ctx, "CreateDeliveryStream", prefix).expect_err("needs an error prefix");
+    assert_eq!(error.kind, ErrorType::InvalidArgument);
+    let two = json!({"DeliveryStreamName": "two",
+        "ExtendedS3DestinationConfiguration": {"RoleARN": "arn:aws:iam::000000000000:role/r", "BucketARN": "arn:aws:s3:::a"},
+        "S3DestinationConfiguration": {"RoleARN": "arn:aws:iam::000000000000:role/r", "BucketARN": "arn:aws:s3:::a"}});
+    let error = run(&ctx, "CreateDeliveryStream", two).expect_err("one destination");
+    assert_eq!(error.message.as_deref(), Some("Exactly one destination configuration is supported for a Firehose"));
+    let hints = s3_stream("h", json!({"BufferingHints": {"SizeInMBs": 129, "IntervalInSeconds": 0}}));
+    assert_eq!(run(&ctx, "CreateDeliveryStream", hints).expect_err("range").kind, ErrorType::Validation);
+
+    run(&ctx, "CreateDeliveryStream", s3_stream("s", json!({}))).expect("create");
+    let big = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; 1_000_000]);
+    let records: Vec<Value> = (0..5).map(|_| json!({"Data": big})).collect();
+    let error = run(&ctx, "PutRecordBatch", json!({"DeliveryStreamName": "s", "Records": records})).expect_err("4 MiB");
+    assert_eq!(error.message.as_deref(), Some("Records size exceeds 4 MB limit"));
+    let too_big = base64::engine::general_purpose::STANDARD.encode(vec![b'x'; 1_024_001]);
+    let error =
+        run(&ctx, "PutRecord", json!({"DeliveryStreamName": "s", "Record": {"Data": too_big}})).expect_err("1000 KiB");
+    assert_eq!(error.kind, ErrorType::Validation);
+    let missing =
+        run(&ctx, "PutRecord", json!({"DeliveryStreamName": "nope", "Record": {"Data": "AA=="}})).expect_err("none");
+    assert_eq!(missing.kind, ErrorType::ResourceNotFound);
+}
+
+#[test]
+fn tags_and_encryption_are_kept_with_the_stream() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = manual(dir.path());
+    let mut create = s3_stream("t", json!({}));
+    create["Tags"] = json!([{"Key": "team", "Value": "video"}]);
+    run(&ctx, "CreateDeliveryStream", create).expect("create");
+    run(&ctx, "TagDeliveryStream", json!({"DeliveryStreamName": "t", "Tags": [{"Key": "env", "Value": "prod"}]}))
+        .expect("tag");
+    run(&ctx, "UntagDeliveryStream", json!({"DeliveryStreamName": "t", "TagKeys": ["team", "absent"]})).expect("untag");
+    let tags = run(&ctx, "ListTagsForDeliveryStream", json!({"DeliveryStreamName": "t"})).expect("list");
+    assert_eq!(tags, json!({"Tags": [{"Key": "env", "Value": "prod"}], "HasMoreTags": false}));
+    let many: Vec<Value> = (0..50).map(|i| json!({"Key": format!("k{i}"), "Value": "v"})).collect();
+    let error = run(&ctx, "TagDeliveryStream", json!({"DeliveryStreamName": "t", "Tags": many})).expect_err("51 tags");
+    assert_eq!(error.kind, ErrorType::LimitExceeded);
+
+    run(
+        &ctx,
+        "StartDeliveryStreamEncryption",
+        json!({"DeliveryStreamName": "t",
+        "DeliveryStreamEncryptionConfigurationInput": {"KeyType": "AWS_OWNED_CMK"}}),
+    )
+    .expect("start");
+    let put = run(&ctx, "PutRecord", json!({"DeliveryStreamName": "t", "Record": {"Data": "aGk="}})).expect("put");
+    assert_eq!(put["Encrypted"], true);
+    let shown = run(&ctx, "DescribeDeliveryStream", json!({"DeliveryStreamName": "t"})).expect("describe");
+    assert_eq!(shown["DeliveryStreamDescription"]["DeliveryStreamEncryptionConfiguration"]["Status"], "ENABLED");
+    run(&ctx, "StopDeliveryStreamEncryption", json!({"DeliveryStreamName": "t"})).expect("stop");
+    let put = run(&ctx, "PutRecord", json!({"DeliveryStreamName": "t", "Record": {"Data": "aGk="}})).expect("put");
+    assert_eq!(put["Encrypted"], false);
+}
+
+/// Every file under `root`, by path, with its bytes.
+fn files(root: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut dirs = vec![root.to_path_buf()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                out.push((path.clone(), std::fs::read(&path).expect("read")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+async fn wait_for_checkpoint(ctx: &FirehoseCtx, name: &str, records: u64) -> Checkpoint {
+    for _ in 0..200 {
+        let (handle, _) = ctx.lookup(name).expect("stream");
+        let checkpoint = Checkpoint::of(&handle.meta().settings);
+        if checkpoint.delivered_records >= records {
+            return checkpoint;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("{records} records were not delivered");
+}
+
+fn put_batch(ctx: &FirehoseCtx, name: &str, records: &[&str]) {
+    let records: Vec<Value> =
+        records.iter().map(|r| json!({"Data": base64::engine::general_purpose::STANDARD.encode(r)})).collect();
+    let answer = run(ctx, "PutRecordBatch", json!({"DeliveryStreamName": name, "Records": records})).expect("put");
+    assert_eq!(answer["FailedPutCount"], 0);
+}
+
+fn start_delivery(ctx: &FirehoseCtx, name: &str) -> tokio::task::JoinHandle<()> {
+    let (handle, spec): (_, DeliveryStreamSpec) = ctx.lookup(name).expect("stream");
+    tokio::spawn(super::runner::run(ctx.clone(), handle, name.to_string(), spec))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn records_are_delivered_in_order_and_a_redelivery_overwrites_the_same_object() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine =
+        Engine::open(&dir.path().join("engine"), Arc::new(SystemClock), EngineOptions::default()).expect("engine");
+    let ctx = context(dir.path(), engine);
+    let hints = json!({"BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0}, "CompressionFormat": "GZIP",
+        "ProcessingConfiguration": {"Enabled": true, "Processors": [{"Type": "AppendDelimiterToRecord"}]}});
+    let ctx2 = ctx.clone();
+    tokio::task::spawn_blocking(move || {
+        run(&ctx2, "CreateDeliveryStream", s3_stream("events", hints)).expect("create");
+        put_batch(&ctx2, "events", &["{\"a\":1}", "{\"a\":2}", "{\"a\":3}"]);
+    })
+    .await
+    .expect("setup");
+    let delivery = start_delivery(&ctx, "events");
+    wait_for_checkpoint(&ctx, "events", 3).await;
+    delivery.abort();
+
+    let delivered = files(&dir.path().join("buckets/logs"));
+    assert_eq!(delivered.len(), 1, "{delivered:?}");
+    let (path, gz) = &delivered[0];
+    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    assert!(name.starts_with("events-1-") && name.ends_with(".gz"), "{name}");
+    let relative = path.strip_prefix(dir.path().join("buckets/logs")).expect("inside");
+    assert_eq!(relative.components().count(), 5, "yyyy/MM/dd/HH/name: {relative:?}");
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz[..]), &mut text).expect("gunzip");
+    assert_eq!(text, "{\"a\":1}\n{\"a\":2}\n{\"a\":3}\n");
+
+    // A crash after the object was written but before the checkpoint moved: delivery starts
+    // again from the old checkpoint and must write the same object, not a second one.
+    let (handle, _) = ctx.lookup("events").expect("stream");
+    ctx.engine.update_meta(&handle, |meta| meta.settings.remove(CHECKPOINT_KEY)).expect("forget");
+    let delivery = start_delivery(&ctx, "events");
+    wait_for_checkpoint(&ctx, "events", 3).await;
+    delivery.abort();
+    let again = files(&dir.path().join("buckets/logs"));
+    assert_eq!(again.iter().map(|(p, _)| p).collect::<Vec<_>>(), vec![path], "overwritten, not doubled");
+}
+
+#[test]
+fn http_endpoint_destinations_are_described_without_their_key_and_updated_in_place() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = manual(dir.path());
+    let create = json!({"DeliveryStreamName": "hook", "HttpEndpointDestinationConfiguration": {
+        "EndpointConfiguration": {"Url": "https://127.0.0.1:9/hook", "Name": "receiver", "AccessKey": "sekrit"},
+        "S3Configuration": {"RoleARN": "arn:aws:iam::000000000000:role/r", "BucketARN": "arn:aws:s3:::backup"}}});
+    run(&ctx, "CreateDeliveryStream", create).expect("create");
+    let described = run(&ctx, "DescribeDeliveryStream", json!({"DeliveryStreamName": "hook"})).expect("describe");
+    let http = &described["DeliveryStreamDescription"]["Destinations"][0]["HttpEndpointDestinationDescription"];
+    assert_eq!(http["EndpointConfiguration"], json!({"Url": "https://127.0.0.1:9/hook", "Name": "receiver"}));
+    assert_eq!(http["S3BackupMode"], "FailedDataOnly");
+    assert_eq!(http["RetryOptions"]["DurationInSeconds"], 300);
+    assert_eq!(http["S3DestinationDescription"]["BucketARN"], "arn:aws:s3:::backup");
+
+    let update = json!({"DeliveryStreamName": "hook", "CurrentDeliveryStreamVersionId": "1",
+        "DestinationId": "destinationId-000000000001",
+        "HttpEndpointDestinationUpdate": {"RetryOptions": {"DurationInSeconds": 10}, "S3Update": {"Prefix": "failed/"}}});
+    run(&ctx, "UpdateDestination", update).expect("update");
+    let described = run(&ctx, "DescribeDeliveryStream", json!({"DeliveryStreamName": "hook"})).expect("describe");
+    let http = &described["DeliveryStreamDescription"]["Destinations"][0]["HttpEndpointDestinationDescription"];
+    assert_eq!(http["RetryOptions"]["DurationInSeconds"], 10);
+    assert_eq!(http["S3DestinationDescription"]["Prefix"], "failed/");
+    let (_, spec) = ctx.lookup("hook").expect("stream");
+    assert_eq!(spec.destination["EndpointConfiguration"]["AccessKey"], "sekrit", "kept for delivery");
+
+    let to_s3 = json!({"DeliveryStreamName": "hook", "CurrentDeliveryStreamVersionId": "2",
+        "DestinationId": "destinationId-000000000001", "ExtendedS3DestinationUpdate": {"Prefix": "x/"}});
+    assert_eq!(run(&ctx, "UpdateDestination", to_s3).expect_err("a type change").kind, ErrorType::InvalidArgument);
+    let plain = json!({"DeliveryStreamName": "plain", "HttpEndpointDestinationConfiguration": {
+        "EndpointConfiguration": {"Url": "http://127.0.0.1:9/hook"},
+        "S3Configuration": {"RoleARN": "arn:aws:iam::000000000000:role/r", "BucketARN": "arn:aws:s3:::backup"}}});
+    assert_eq!(run(&ctx, "CreateDeliveryStream", plain).expect_err("https only").kind, ErrorType::Validation);
+}
