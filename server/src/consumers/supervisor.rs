@@ -59,19 +59,22 @@ impl Workload for Consumers {
         let settings = handle.meta().settings;
         let (ctx, background) = (self.ctx.clone(), self.ctx.background.clone());
         let label = format!("consumer {name} of {}", handle.meta().name);
-        match handle.meta().kind {
+        let task = match handle.meta().kind {
             StreamKind::Video => {
                 let spec = state::specs(&settings).into_iter().find(|s| s.name == name && !s.paused)?;
-                Some(self.ctx.background.spawn(label, Runner::new(ctx, handle, spec, background).run()))
+                self.ctx.background.spawn(label, Runner::new(ctx, handle, spec, background).run())
             }
             StreamKind::Data => {
                 let spec = state::specs_of::<RecordConsumerSpec>(&settings)
                     .into_iter()
                     .find(|s| s.name == name && !s.paused)?;
-                Some(self.ctx.background.spawn(label, super::record_runner::run(ctx, handle, spec, background)))
+                self.ctx.background.spawn(label, super::record_runner::run(ctx, handle, spec, background))
             }
             // Delivery streams have no consumers (nothing stores a consumer spec in them).
-            StreamKind::Delivery => None,
-        }
+            StreamKind::Delivery => return None,
+        };
+        // The cluster tests find a consumer's node by this line.
+        tracing::info!(consumer = %name, "consumer started here");
+        Some(task)
     }
 }

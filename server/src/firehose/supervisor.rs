@@ -41,6 +41,7 @@ impl Workload for Deliveries {
 
     fn start(&self, _lease: &str, (handle, name, spec): Self::Item) -> Option<JoinHandle<()>> {
         let label = format!("delivery of {name}");
+        tracing::info!(delivery_stream = %name, "delivery started here");
         Some(self.background.spawn(label, super::runner::run(self.ctx.clone(), handle, name, spec)))
     }
 }
