@@ -101,5 +101,8 @@ async fn an_http2_connection_kept_up_by_pings_is_closed_once_idle() {
 
     let idle_for = answered.elapsed();
     assert!(outcome.is_ok(), "the server kept an idle HTTP/2 connection for {idle_for:?}");
-    assert!(idle_for >= Duration::from_secs(IDLE_SECS), "closed after {idle_for:?}, before the idle deadline");
+    // The server's idle clock starts when it finished the answer, a little before the client
+    // held it (CI once saw the close 11 ms short of 2 s, counted from here).
+    let margin = Duration::from_millis(200);
+    assert!(idle_for + margin >= Duration::from_secs(IDLE_SECS), "closed after {idle_for:?}, before the idle deadline");
 }
