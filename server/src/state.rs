@@ -132,7 +132,7 @@ impl AppState {
             account_id: config.account_id.clone(),
             audit: AuditLog::open(&config.data_dir.join("audit"))
                 .map_err(|e| ServerError::Auth(Box::new(AuthError::Audit(e))))?,
-            resources: Arc::new(StreamResources { kds: kds.clone(), kvs: kvs.clone() }),
+            resources: Arc::new(StreamResources { kds: kds.clone(), kvs: kvs.clone(), firehose: firehose.clone() }),
             public_metrics: config.auth.public_metrics,
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT_BYTES)),
         });
@@ -221,6 +221,7 @@ const DECODE_JOB_DEADLINE: std::time::Duration = std::time::Duration::from_secs(
 struct StreamResources {
     kds: KdsCtx,
     kvs: KvsCtx,
+    firehose: FirehoseCtx,
 }
 
 impl Resources for StreamResources {
@@ -247,7 +248,7 @@ impl Resources for StreamResources {
     }
 
     fn delivery_stream_arn(&self, name: &str) -> String {
-        format!("arn:aws:firehose:{}:{}:deliverystream/{name}", self.kds.settings.region, self.kds.settings.account_id)
+        self.firehose.arn(name)
     }
 }
 

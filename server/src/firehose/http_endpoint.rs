@@ -140,8 +140,9 @@ async fn attempt(
             );
             Err(("HttpEndpoint.DestinationException", message, status.as_u16() == 413))
         }
-        Err(CallError::Refused(reason)) => Err(("HttpEndpoint.ConnectionFailed", reason, false)),
-        Err(CallError::Failed(reason)) => Err(("HttpEndpoint.ConnectionFailed", reason, false)),
+        Err(CallError::Refused(reason) | CallError::Failed(reason)) => {
+            Err(("HttpEndpoint.ConnectionFailed", reason, false))
+        }
     }
 }
 

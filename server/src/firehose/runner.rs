@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use framelog_store::{Entry, Position, StreamHandle};
+use framelog_store::{Entry, Position, ReadBatch, StreamHandle};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
@@ -173,15 +173,25 @@ impl Delivery {
         if room_bytes == 0 || room_records == 0 {
             return Some(false);
         }
-        let (engine, source, from) = (self.ctx.engine.clone(), source.clone(), pending.read_from);
-        let read = move || engine.read(&source, shard, from, room_records, room_bytes);
-        match tokio::task::spawn_blocking(read).await {
-            Ok(Ok(batch)) => {
-                pending.read_from = batch.next_seq.max(pending.read_from);
-                pending.bytes += batch.entries.iter().map(|e| e.payload.len()).sum::<usize>();
-                pending.entries.extend(batch.entries);
-                Some(batch.next_seq >= batch.tip_seq)
-            }
+        let batch = self.read_batch(source, shard, pending.read_from, room_records, room_bytes).await?;
+        pending.read_from = batch.next_seq.max(pending.read_from);
+        pending.bytes += batch.entries.iter().map(|e| e.payload.len()).sum::<usize>();
+        pending.entries.extend(batch.entries);
+        Some(batch.next_seq >= batch.tip_seq)
+    }
+
+    /// One engine read, off the async threads; `None` (logged) when the source cannot be read.
+    async fn read_batch(
+        &self,
+        source: &StreamHandle,
+        shard: u32,
+        from: u64,
+        max_count: usize,
+        max_bytes: usize,
+    ) -> Option<ReadBatch> {
+        let (engine, source) = (self.ctx.engine.clone(), source.clone());
+        match tokio::task::spawn_blocking(move || engine.read(&source, shard, from, max_count, max_bytes)).await {
+            Ok(Ok(batch)) => Some(batch),
             Ok(Err(error)) => {
                 tracing::warn!(delivery_stream = %self.name, %error, "reading records for delivery failed");
                 None
@@ -195,17 +205,8 @@ impl Delivery {
         let mut pending = Pending { entries: Vec::new(), bytes: 0, read_from: first };
         while pending.read_from < end {
             let before = pending.read_from;
-            let (engine, source, from) = (self.ctx.engine.clone(), source.clone(), pending.read_from);
-            let count = (end - from) as usize;
-            let read = move || engine.read(&source, shard, from, count, usize::MAX);
-            let batch = match tokio::task::spawn_blocking(read).await {
-                Ok(Ok(batch)) => batch,
-                Ok(Err(error)) => {
-                    tracing::warn!(delivery_stream = %self.name, %error, "reading records for delivery failed");
-                    return None;
-                }
-                Err(_) => return None,
-            };
+            let count = (end - before) as usize;
+            let batch = self.read_batch(source, shard, before, count, usize::MAX).await?;
             pending.read_from = batch.next_seq;
             pending.entries.extend(batch.entries.into_iter().filter(|e| e.seq < end));
             if pending.read_from <= before || batch.next_seq >= batch.tip_seq {
