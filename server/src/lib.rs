@@ -24,6 +24,7 @@ mod kds;
 mod kvs;
 mod leased;
 mod listener;
+mod memory_metrics;
 mod metrics;
 mod rest_json;
 mod router;

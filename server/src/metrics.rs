@@ -1,6 +1,6 @@
 //! `GET /metrics`: the server's metrics in the OpenMetrics text format that Prometheus scrapes,
 //! written by `prometheus-client`: every consumer's (`framelog_consumer_*`) and every delivery
-//! stream's (`framelog_firehose_*`).
+//! stream's (`framelog_firehose_*`), and where memory goes (memory_metrics.rs).
 
 use axum::extract::State;
 use axum::http::{StatusCode, header};
@@ -25,6 +25,7 @@ pub fn render(consumers: &ConsumersCtx, firehose: &FirehoseCtx) -> String {
     let mut registry = Registry::default();
     consumers::prometheus::register(consumers, &mut registry);
     firehose::metrics::register(firehose, &mut registry);
+    crate::memory_metrics::register(&firehose.engine, &mut registry);
     let mut text = String::new();
     if let Err(error) = encode(&mut text, &registry) {
         tracing::error!(%error, "the metrics could not be encoded");

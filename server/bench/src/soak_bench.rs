@@ -4,6 +4,7 @@
 //! the trends (RSS slope after the warm-up, fds and threads flat, p99 stable) and draws them
 //! (soak.svg). `make soak-server` runs the issue's plan; docs/benchmarks.md has the figures.
 
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -42,6 +43,12 @@ const MAX_P99_WORST_TO_MEDIAN: f64 = 3.0;
 pub struct Sample {
     pub minute: f64,
     pub rss_mib: f64,
+    /// Of `rss_mib`, anonymous memory (heap, stacks); the rest maps files.
+    pub anon_mib: f64,
+    /// The engine's parts, from `/metrics` (framelog_engine_memory_bytes).
+    pub block_cache_mib: f64,
+    pub memtables_mib: f64,
+    pub table_readers_mib: f64,
     pub open_fds: u64,
     /// Of `open_fds`, RocksDB's table and blob files (bounded by its `max_open_files`, growing
     /// with the data until then) and sockets.
@@ -111,7 +118,8 @@ async fn soak(target: &Target, plan: &SoakPlan) -> anyhow::Result<(Vec<Sample>, 
     let mut ticks = tokio::time::interval(Duration::from_secs(60));
     for _ in 0..=plan.minutes {
         ticks.tick().await;
-        samples.push(sample(target.pid(), started, &latencies));
+        let engine = engine_memory_mib(&control, target).await;
+        samples.push(sample(target.pid(), started, &latencies, &engine));
         println!("{:?}", samples.last());
     }
     for task in load {
@@ -235,7 +243,7 @@ fn records_body(writer: usize) -> Bytes {
 }
 
 /// The server now, and the p99s of what finished in the last minute.
-fn sample(pid: u32, started: Instant, latencies: &Latencies) -> Sample {
+fn sample(pid: u32, started: Instant, latencies: &Latencies, engine: &BTreeMap<String, f64>) -> Sample {
     let minute_ago = Instant::now() - Duration::from_secs(60);
     let recent = |list: &Mutex<Vec<(Instant, Duration)>>| -> Vec<Duration> {
         let mut list = list.lock().expect("lock");
@@ -252,6 +260,10 @@ fn sample(pid: u32, started: Instant, latencies: &Latencies) -> Sample {
     Sample {
         minute: started.elapsed().as_secs_f64() / 60.0,
         rss_mib: fleet_bench::rss_kib(pid).unwrap_or(0) as f64 / 1024.0,
+        anon_mib: anonymous_kib(pid).unwrap_or(0) as f64 / 1024.0,
+        block_cache_mib: engine.get("block_cache").copied().unwrap_or(0.0),
+        memtables_mib: engine.get("memtables").copied().unwrap_or(0.0),
+        table_readers_mib: engine.get("table_readers").copied().unwrap_or(0.0),
         open_fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0),
         engine_file_fds,
         socket_fds,
@@ -261,6 +273,33 @@ fn sample(pid: u32, started: Instant, latencies: &Latencies) -> Sample {
         acks: acks.len(),
         records: latencies.records.swap(0, Ordering::Relaxed),
     }
+}
+
+/// The server's anonymous memory in KiB (smaps_rollup sums every mapping's).
+fn anonymous_kib(pid: u32) -> Option<u64> {
+    let rollup = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).ok()?;
+    let line = rollup.lines().find_map(|l| l.strip_prefix("Anonymous:"))?;
+    line.trim().trim_end_matches("kB").trim().parse().ok()
+}
+
+/// The engine's memory by part in MiB, scraped from `/metrics`; empty if the scrape fails (the
+/// sample then shows zeros rather than stopping the soak).
+async fn engine_memory_mib(http: &Http, target: &Target) -> BTreeMap<String, f64> {
+    let request = hyper::Request::get(format!("http://{}/metrics", target.address))
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIDUMMY/20261125/us-east-1/kinesis/aws4_request")
+        .body(http_body_util::Full::new(Bytes::new()));
+    let Ok(request) = request else { return BTreeMap::new() };
+    let Ok(response) = http.request(request).await else { return BTreeMap::new() };
+    let Ok(body) = http_body_util::BodyExt::collect(response.into_body()).await else { return BTreeMap::new() };
+    parse_engine_memory(&String::from_utf8_lossy(&body.to_bytes()))
+}
+
+fn parse_engine_memory(text: &str) -> BTreeMap<String, f64> {
+    text.lines()
+        .filter_map(|line| line.strip_prefix("framelog_engine_memory_bytes{part=\""))
+        .filter_map(|rest| rest.split_once("\"} "))
+        .filter_map(|(part, value)| Some((part.to_string(), value.trim().parse::<f64>().ok()? / (1 << 20) as f64)))
+        .collect()
 }
 
 /// How many of the process's descriptors are RocksDB table or blob files, and how many sockets.
@@ -276,20 +315,24 @@ fn fd_kinds(pid: u32) -> (u64, u64) {
     (engine as u64, sockets as u64)
 }
 
+/// The least-squares slope of `value` against minutes, per minute.
+fn slope(samples: &[&Sample], value: fn(&Sample) -> f64) -> f64 {
+    if samples.len() < 2 {
+        return 0.0;
+    }
+    let n = samples.len() as f64;
+    let mean_x = samples.iter().map(|s| s.minute).sum::<f64>() / n;
+    let mean_y = samples.iter().map(|s| value(s)).sum::<f64>() / n;
+    let covariance: f64 = samples.iter().map(|s| (s.minute - mean_x) * (value(s) - mean_y)).sum();
+    let variance: f64 = samples.iter().map(|s| (s.minute - mean_x).powi(2)).sum();
+    if variance > 0.0 { covariance / variance } else { 0.0 }
+}
+
 /// The trends after the warm-up: RSS slope (least squares, MiB per 10 minutes), the spread of
 /// fds and threads, the worst and median minute p99s.
 pub fn judge(samples: &[Sample]) -> Value {
     let settled: Vec<&Sample> = samples.iter().filter(|s| s.minute >= WARM_UP_MINUTES as f64).collect();
-    let n = settled.len() as f64;
-    let slope_per_minute = if settled.len() < 2 {
-        0.0
-    } else {
-        let mean_x = settled.iter().map(|s| s.minute).sum::<f64>() / n;
-        let mean_y = settled.iter().map(|s| s.rss_mib).sum::<f64>() / n;
-        let covariance: f64 = settled.iter().map(|s| (s.minute - mean_x) * (s.rss_mib - mean_y)).sum();
-        let variance: f64 = settled.iter().map(|s| (s.minute - mean_x).powi(2)).sum();
-        if variance > 0.0 { covariance / variance } else { 0.0 }
-    };
+    let slope_per_minute = slope(&settled, |s| s.rss_mib);
     let spread = |f: fn(&Sample) -> u64| {
         let values: Vec<u64> = settled.iter().map(|s| f(s)).collect();
         values.iter().max().unwrap_or(&0) - values.iter().min().unwrap_or(&0)
@@ -308,6 +351,11 @@ pub fn judge(samples: &[Sample]) -> Value {
         && worst_ms <= median_ms * MAX_P99_WORST_TO_MEDIAN;
     json!({
         "rss_slope_mib_per_10_min": slope_per_minute * 10.0,
+        // Where the slope comes from: the cache's fill is bounded by its size, the rest is not.
+        "block_cache_slope_mib_per_10_min": slope(&settled, |s| s.block_cache_mib) * 10.0,
+        "memtables_slope_mib_per_10_min": slope(&settled, |s| s.memtables_mib) * 10.0,
+        "table_readers_slope_mib_per_10_min": slope(&settled, |s| s.table_readers_mib) * 10.0,
+        "rss_besides_block_cache_slope_mib_per_10_min": slope(&settled, |s| s.rss_mib - s.block_cache_mib) * 10.0,
         "fd_spread_besides_engine_files": fds,
         "engine_file_fds_last": settled.last().map_or(0, |s| s.engine_file_fds),
         "thread_spread": threads,
@@ -316,4 +364,21 @@ pub fn judge(samples: &[Sample]) -> Value {
         "minutes_judged": settled.len(),
         "targets_met": targets_met,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn engine_memory_is_read_from_the_exposition_in_mib() {
+        let text = "# HELP framelog_engine_memory_bytes x\n\
+                    framelog_engine_memory_bytes{part=\"block_cache\"} 2097152\n\
+                    framelog_engine_memory_bytes{part=\"memtables\"} 1048576\n\
+                    framelog_firehose_incoming_records_total{delivery_stream=\"d\"} 5\n";
+        let parts = parse_engine_memory(text);
+        assert_eq!(parts.len(), 2);
+        assert_eq!(parts["block_cache"], 2.0);
+        assert_eq!(parts["memtables"], 1.0);
+    }
 }

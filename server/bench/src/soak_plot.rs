@@ -11,8 +11,10 @@ const MARGIN: f64 = 50.0;
 
 type Measure = (&'static str, fn(&Sample) -> f64);
 
-const MEASURES: [Measure; 6] = [
+const MEASURES: [Measure; 8] = [
     ("RSS (MiB)", |s| s.rss_mib),
+    ("RocksDB block cache (MiB)", |s| s.block_cache_mib),
+    ("RSS besides the block cache (MiB)", |s| s.rss_mib - s.block_cache_mib),
     ("open file descriptors besides RocksDB's table and blob files", |s| {
         s.open_fds.saturating_sub(s.engine_file_fds) as f64
     }),

@@ -77,6 +77,8 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     fn release_lease(&self, work: &str) -> Result<()>;
     /// A consistent copy of everything stored, made while the backend serves (backup.rs).
     fn backup(&self, to: &std::path::Path) -> Result<crate::backup::BackupStats>;
+    /// What this process's share of the engine holds in memory, where the backend keeps it.
+    fn memory(&self) -> Option<crate::memory::EngineMemory>;
 }
 
 /// A pending append: await it, or block on it.

@@ -12,6 +12,7 @@ use crate::entry::{Appended, Entry, EntryHeader, NewEntry};
 use crate::error::{Result, StoreError};
 use crate::handle::StreamHandle;
 use crate::local::{EngineOptions, LocalEngine};
+use crate::memory::EngineMemory;
 use crate::meta::StreamMeta;
 use crate::payload_ref::EntryRef;
 use crate::read::{HeaderItem, Position, ReadBatch};
@@ -225,6 +226,12 @@ impl Engine {
     /// the copy opens as an engine holding every entry appended before the call began.
     pub fn backup(&self, to: &Path) -> Result<BackupStats> {
         self.backend.backup(to)
+    }
+
+    /// The engine's memory by part, for `/metrics`; `None` where the engine keeps no database in
+    /// this process (a cluster node's data lives in NATS).
+    pub fn memory(&self) -> Option<EngineMemory> {
+        self.backend.memory()
     }
 
     /// Removes expired entries of every stream once. Safe to call at any time.

@@ -532,4 +532,7 @@ impl Backend for LocalEngine {
     fn backup(&self, to: &Path) -> Result<BackupStats> {
         crate::backup::backup_local(&self.inner.db, &self.inner.segments, to)
     }
+    fn memory(&self) -> Option<crate::memory::EngineMemory> {
+        Some(crate::memory::engine_memory(&self.inner.db))
+    }
 }

@@ -219,6 +219,11 @@ impl Backend for ClusterEngine {
         Err(StoreError::Unsupported("backup of a cluster node (back up JetStream and the object store)"))
     }
 
+    /// A node keeps its data in JetStream and the object store, not in a database of its own.
+    fn memory(&self) -> Option<crate::memory::EngineMemory> {
+        None
+    }
+
     /// Trims every shard of every stream; a shard that fails does not stop the others, and the
     /// first failure is returned at the end (a stream deleted meanwhile is not one).
     fn trim_expired(&self) -> Result<TrimStats> {
