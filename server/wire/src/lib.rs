@@ -8,6 +8,7 @@ mod ack;
 mod ack_error;
 mod backoff;
 pub mod headers;
+pub mod kpl_aggregate;
 
 pub use ack::{Ack, AckLines, AckParseError};
 pub use ack_error::{AckError, AckErrorClass, classify};
