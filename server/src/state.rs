@@ -120,6 +120,8 @@ impl AppState {
             account_id: config.account_id.clone(),
             region: config.region.clone(),
             buckets: Buckets::new(&config.data_dir, config.buckets.clone()),
+            lambda_functions: config.lambda_functions.clone(),
+            glue_tables: config.glue_tables.clone(),
             destinations: consumers.destinations.clone(),
             changes: delivery_notices,
             incoming: Default::default(),

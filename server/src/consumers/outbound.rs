@@ -18,6 +18,8 @@ use super::webhook_url::{Target, WebhookUrl};
 
 /// The most of an answer's body that is read; the rest is never received.
 pub const MAX_ANSWER_BYTES: usize = 64 << 10;
+/// Lambda's synchronous response payload limit.
+pub const MAX_LAMBDA_ANSWER_BYTES: usize = 6 << 20;
 const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What a call's body is.
@@ -28,6 +30,19 @@ pub enum BodyKind {
     /// An SNS HTTP notification: SNS posts these as text/plain with a message-type header that
     /// subscribers dispatch on.
     SnsNotification,
+    /// A Firehose transformation event to a function standing in for Lambda: its answer carries
+    /// every record transformed, so it may be as large as a Lambda response (6 MB).
+    LambdaEvent,
+}
+
+impl BodyKind {
+    /// The most of an answer's body that is read for this kind of call.
+    fn answer_limit_bytes(self) -> usize {
+        match self {
+            BodyKind::Json | BodyKind::SnsNotification => MAX_ANSWER_BYTES,
+            BodyKind::LambdaEvent => MAX_LAMBDA_ANSWER_BYTES,
+        }
+    }
 }
 
 /// Why a call did not succeed. Neither carries the URL: the caller logs it redacted.
@@ -78,6 +93,7 @@ pub async fn post(
 ) -> Result<(hyper::StatusCode, Option<Bytes>), CallError> {
     let target =
         Target::parse(url.expose()).map_err(|reason| CallError::Refused(format!("the URL is refused: {reason}")))?;
+    let answer_limit_bytes = kind.answer_limit_bytes();
     let mut request = request(&target, kind, body)?;
     for (name, value) in headers {
         request.headers_mut().insert(*name, value.clone());
@@ -92,9 +108,9 @@ pub async fn post(
         let stream = tokio::time::timeout(CALL_TIMEOUT, tls_handshake(policy, &target, connection))
             .await
             .map_err(|_| CallError::Failed("no TLS handshake in 30 s".into()))??;
-        exchange(stream, request).await
+        exchange(stream, request, answer_limit_bytes).await
     } else {
-        exchange(connection, request).await
+        exchange(connection, request, answer_limit_bytes).await
     }
     .map_err(CallError::Failed)
 }
@@ -134,7 +150,7 @@ fn connect_error(address: &SocketAddr, error: &std::io::Error) -> String {
 /// authentication (what SNS does with credentials in a subscription URL).
 fn request(target: &Target, kind: BodyKind, body: Bytes) -> Result<hyper::Request<Full<Bytes>>, CallError> {
     let content_type = match kind {
-        BodyKind::Json => "application/json",
+        BodyKind::Json | BodyKind::LambdaEvent => "application/json",
         BodyKind::SnsNotification => "text/plain; charset=UTF-8",
     };
     let mut builder = hyper::Request::post(target.path_and_query.as_str())
@@ -155,10 +171,11 @@ fn request(target: &Target, kind: BodyKind, body: Bytes) -> Result<hyper::Reques
 }
 
 /// Sends `request` on `stream` and reads the answer: its status, and its body unless that was
-/// over `MAX_ANSWER_BYTES` (then `None`, and the connection is dropped unread).
+/// over `answer_limit_bytes` (then `None`, and the connection is dropped unread).
 async fn exchange<IO>(
     stream: IO,
     request: hyper::Request<Full<Bytes>>,
+    answer_limit_bytes: usize,
 ) -> Result<(hyper::StatusCode, Option<Bytes>), String>
 where
     IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
@@ -172,7 +189,7 @@ where
             .map_err(|_| "no answer in 30 s".to_string())?
             .map_err(|e| e.to_string())?;
         let status = response.status();
-        let body = tokio::time::timeout(CALL_TIMEOUT, Limited::new(response.into_body(), MAX_ANSWER_BYTES).collect())
+        let body = tokio::time::timeout(CALL_TIMEOUT, Limited::new(response.into_body(), answer_limit_bytes).collect())
             .await
             .map_err(|_| "the answer did not finish in 30 s".to_string())?;
         match body {

@@ -42,13 +42,18 @@ fn destination(body: &Document) -> Result<(DestinationKind, Value), ApiError> {
 }
 
 /// Checks that delivery could run with `destination`: its plan, its bucket, and an endpoint's
-/// URL against the destination policy (the consumers' one: no private addresses unless allowed).
+/// or a Lambda processor's URL against the destination policy (the consumers' one: no private addresses unless allowed).
 fn check_destination(ctx: &FirehoseCtx, kind: DestinationKind, destination: &Value) -> Result<(), ApiError> {
-    let plan = Plan::of(kind, destination).map_err(ApiError::invalid)?;
+    let plan = Plan::of(kind, destination, &ctx.glue_tables).map_err(ApiError::invalid)?;
     ctx.buckets.sink(plan.bucket()).map_err(ApiError::invalid)?;
     if let Plan::Http { http, .. } = &plan {
         ctx.destinations
             .check_configured(&http.url, "HttpEndpointDestinationConfiguration.EndpointConfiguration.Url")?;
+    }
+    if let Plan::S3(s3) = &plan
+        && let Some(lambda) = &s3.processing.lambda
+    {
+        ctx.lambda_url(&lambda.function)?;
     }
     Ok(())
 }
@@ -89,6 +94,7 @@ fn kinesis_source_of(
             stream_arn: source.str("KinesisStreamARN")?.unwrap_or_default(),
             role_arn: source.str("RoleARN")?.unwrap_or_default(),
             started_ms: now_ms,
+            from_trim_horizon: super::kinesis_source::from_trim_horizon(&super::tags::parse_tags(body)?)?,
         }),
         ("KinesisStreamAsSource", None) => {
             return Err(ApiError::invalid("KinesisStreamSourceConfiguration is required for KinesisStreamAsSource."));

@@ -3,11 +3,13 @@
 
 use std::io::Write;
 
-/// The formats this server writes. ZIP is refused when a delivery stream is created.
+/// The formats this server writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Compression {
     Uncompressed,
     Gzip,
+    /// A ZIP archive holding the object's bytes as one deflated entry.
+    Zip,
     /// The Snappy framing format (`snzip`, `python-snappy`'s stream format).
     Snappy,
     /// Hadoop's block format: per block, the uncompressed and compressed lengths (4 bytes each,
@@ -24,6 +26,7 @@ impl Compression {
         Ok(match name {
             "UNCOMPRESSED" => Compression::Uncompressed,
             "GZIP" => Compression::Gzip,
+            "ZIP" => Compression::Zip,
             "Snappy" => Compression::Snappy,
             "HADOOP_SNAPPY" => Compression::HadoopSnappy,
             other => return Err(format!("CompressionFormat {other} is not supported by this server.")),
@@ -34,12 +37,15 @@ impl Compression {
         match self {
             Compression::Uncompressed => "",
             Compression::Gzip => ".gz",
+            Compression::Zip => ".zip",
             Compression::Snappy | Compression::HadoopSnappy => ".snappy",
         }
     }
 
-    pub fn compress(self, bytes: &[u8]) -> std::io::Result<Vec<u8>> {
+    /// `bytes` as the format writes them; a ZIP archive's one entry is named `entry_name`.
+    pub fn compress(self, bytes: &[u8], entry_name: &str) -> std::io::Result<Vec<u8>> {
         match self {
+            Compression::Zip => zip_archive(bytes, entry_name),
             Compression::Uncompressed => Ok(bytes.to_vec()),
             Compression::Gzip => {
                 let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
@@ -54,6 +60,19 @@ impl Compression {
             Compression::HadoopSnappy => hadoop_snappy(bytes),
         }
     }
+}
+
+/// The archive's bytes depend only on `bytes` and the name (its entry's time is ZIP's epoch,
+/// not the clock), so a buffer written again after a crash is the same object.
+fn zip_archive(bytes: &[u8], entry_name: &str) -> std::io::Result<Vec<u8>> {
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated)
+        .last_modified_time(zip::DateTime::default())
+        .large_file(bytes.len() as u64 >= u64::from(u32::MAX));
+    let mut archive = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    archive.start_file(entry_name, options).map_err(std::io::Error::other)?;
+    archive.write_all(bytes)?;
+    Ok(archive.finish().map_err(std::io::Error::other)?.into_inner())
 }
 
 fn hadoop_snappy(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
@@ -82,20 +101,35 @@ mod tests {
     fn every_format_reads_back_with_its_standard_reader() {
         let bytes = sample();
         let mut out = Vec::new();
-        let gz = Compression::Gzip.compress(&bytes).expect("gzip");
+        let gz = Compression::Gzip.compress(&bytes, "entry").expect("gzip");
         flate2::read::GzDecoder::new(&gz[..]).read_to_end(&mut out).expect("gunzip");
         assert_eq!(out, bytes);
         out.clear();
-        let framed = Compression::Snappy.compress(&bytes).expect("snappy");
+        let framed = Compression::Snappy.compress(&bytes, "entry").expect("snappy");
         snap::read::FrameDecoder::new(&framed[..]).read_to_end(&mut out).expect("unsnappy");
         assert_eq!(out, bytes);
-        assert_eq!(Compression::Uncompressed.compress(&bytes).expect("plain"), bytes);
+        assert_eq!(Compression::Uncompressed.compress(&bytes, "entry").expect("plain"), bytes);
+    }
+
+    #[test]
+    fn zip_holds_one_named_entry_and_is_the_same_every_time() {
+        let bytes = sample();
+        let archive = Compression::Zip.compress(&bytes, "s-1-2026-12-06-00-00-00-x").expect("zip");
+        assert_eq!(archive, Compression::Zip.compress(&bytes, "s-1-2026-12-06-00-00-00-x").expect("zip"));
+        let mut read = zip::ZipArchive::new(std::io::Cursor::new(archive)).expect("an archive");
+        assert_eq!(read.len(), 1);
+        let mut entry = read.by_index(0).expect("entry");
+        assert_eq!(entry.name().expect("a UTF-8 name"), "s-1-2026-12-06-00-00-00-x");
+        let mut out = Vec::new();
+        entry.read_to_end(&mut out).expect("inflate");
+        assert_eq!(out, bytes);
+        assert_eq!(Compression::parse("ZIP"), Ok(Compression::Zip));
     }
 
     #[test]
     fn hadoop_blocks_carry_both_lengths() {
         let bytes = sample();
-        let blocks = Compression::HadoopSnappy.compress(&bytes).expect("hadoop");
+        let blocks = Compression::HadoopSnappy.compress(&bytes, "entry").expect("hadoop");
         let (mut at, mut out) = (0, Vec::new());
         while at < blocks.len() {
             let raw_len = u32::from_be_bytes(blocks[at..at + 4].try_into().expect("4")) as usize;
@@ -106,7 +140,6 @@ mod tests {
             at += 8 + len;
         }
         assert_eq!(out, bytes);
-        assert!(Compression::parse("ZIP").is_err());
         assert_eq!(Compression::parse("Snappy"), Ok(Compression::Snappy));
     }
 }

@@ -4,6 +4,8 @@
 use framelog_store::{Engine, StoreError, StreamHandle, StreamKind};
 
 use super::buckets::Buckets;
+use super::format_conversion::GlueTables;
+use super::processing::lambda::LambdaFunctionFile;
 use super::spec::DeliveryStreamSpec;
 use crate::error::{ApiError, ErrorType};
 
@@ -17,6 +19,10 @@ pub struct FirehoseCtx {
     pub account_id: String,
     pub region: String,
     pub buckets: Buckets,
+    /// `[lambda_functions.NAME]`: where each Lambda processor's function is.
+    pub lambda_functions: std::collections::BTreeMap<String, LambdaFunctionFile>,
+    /// `[glue_tables.DATABASE.TABLE]`: the tables DataFormatConversion writes Parquet with.
+    pub glue_tables: GlueTables,
     /// Which HTTP endpoints deliveries may reach (the consumers' policy).
     pub destinations: crate::consumers::DestinationPolicy,
     /// Tells the delivery supervisor that a definition changed (crate::leased).
@@ -68,6 +74,17 @@ impl FirehoseCtx {
         }
         let spec = DeliveryStreamSpec::from_settings(&meta.settings).ok_or_else(|| self.not_found(name))?;
         Ok((handle, spec))
+    }
+
+    /// The URL standing in for the Lambda function `name`, checked against the destination
+    /// policy; InvalidArgumentException's message when it is not configured or is refused.
+    pub fn lambda_url(&self, name: &str) -> Result<crate::consumers::webhook_url::WebhookUrl, ApiError> {
+        let function = self.lambda_functions.get(name).ok_or_else(|| {
+            ApiError::invalid(format!(
+                "The Lambda function {name} is not known to this server: configure [lambda_functions.{name}] with its url."
+            ))
+        })?;
+        self.destinations.check_configured(&function.url, &format!("[lambda_functions.{name}] url"))
     }
 
     /// Every delivery stream, by name.

@@ -90,7 +90,7 @@ fn request(
     let records: Vec<Value> =
         buffer.iter().map(|e| json!({"data": base64::engine::general_purpose::STANDARD.encode(&e.payload)})).collect();
     let body = serde_json::to_vec(&json!({"requestId": request_id, "timestamp": now_ms, "records": records}))?;
-    let body = if plan.gzip { Compression::Gzip.compress(&body)? } else { body };
+    let body = if plan.gzip { Compression::Gzip.compress(&body, "")? } else { body };
     let value = |text: &str| HeaderValue::from_str(text).map_err(std::io::Error::other);
     let mut headers = vec![
         ("x-amz-firehose-protocol-version", HeaderValue::from_static("1.0")),

@@ -2,8 +2,8 @@
 //! (<https://docs.aws.amazon.com/firehose/latest/dev/monitoring-with-cloudwatch-metrics.html>):
 //! `IncomingRecords` and `IncomingBytes` (counted by this process since it started, as counters
 //! may reset), and from the delivery checkpoint `DeliveryToS3.Success` (objects written),
-//! `.Records`, `.Bytes`, failed attempts, and `.DataFreshness`: the age of the oldest record not
-//! delivered yet.
+//! `.Records`, `.Bytes`, failed attempts, `.DataFreshness` (the age of the oldest record not
+//! delivered yet), and `PartitionCount`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -74,6 +74,9 @@ pub fn register(ctx: &FirehoseCtx, registry: &mut Registry) {
         let help = "DeliveryTo*.DataFreshness: age of the oldest record not delivered yet";
         let gauge = gauges.entry(format!("{to}_data_freshness_seconds")).or_insert_with(|| (help, Family::default()));
         gauge.1.get_or_create(&labels).set(i64::try_from(age_secs).unwrap_or(i64::MAX));
+        let help = "PartitionCount: partitions (objects) of the newest delivered buffer";
+        let partitions = gauges.entry("partition_count".into()).or_insert_with(|| (help, Family::default()));
+        partitions.1.get_or_create(&labels).set(i64::try_from(checkpoint.partition_count).unwrap_or(i64::MAX));
     }
     let registry = registry.sub_registry_with_prefix("framelog_firehose");
     for (name, (help, family)) in counters {

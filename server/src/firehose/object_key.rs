@@ -43,7 +43,14 @@ pub struct KeyInputs<'a> {
     /// Derived from the buffer; the same buffer always gets the same value.
     pub seed: u64,
     pub error_output_type: Option<&'a str>,
-    pub partition_keys: &'a BTreeMap<String, String>,
+    pub partition_keys: &'a PartitionKeys,
+}
+
+/// The values of `!{partitionKeyFromQuery:KEY}` and `!{partitionKeyFromLambda:KEY}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PartitionKeys {
+    pub from_query: BTreeMap<String, String>,
+    pub from_lambda: BTreeMap<String, String>,
 }
 
 impl Prefix {
@@ -103,8 +110,11 @@ impl Prefix {
                     out.push_str(&hex::encode(seeded_bytes(inputs.seed, random_strings))[..11]);
                 }
                 Part::ErrorOutputType => out.push_str(inputs.error_output_type.unwrap_or_default()),
-                Part::FromQuery(key) | Part::FromLambda(key) => {
-                    out.push_str(inputs.partition_keys.get(key).map(String::as_str).unwrap_or_default());
+                Part::FromQuery(key) => {
+                    out.push_str(inputs.partition_keys.from_query.get(key).map(String::as_str).unwrap_or_default());
+                }
+                Part::FromLambda(key) => {
+                    out.push_str(inputs.partition_keys.from_lambda.get(key).map(String::as_str).unwrap_or_default());
                 }
             }
         }
@@ -203,7 +213,7 @@ mod tests {
     // 2018-08-27T10:30:15.250Z
     const ARRIVAL_MS: u64 = 1_535_365_815_250;
 
-    fn inputs(keys: &BTreeMap<String, String>) -> KeyInputs<'_> {
+    fn inputs(keys: &PartitionKeys) -> KeyInputs<'_> {
         KeyInputs {
             arrival_ms: ARRIVAL_MS,
             seed: 7,
@@ -214,7 +224,7 @@ mod tests {
 
     #[test]
     fn default_layout_is_utc_hour_folders_then_the_named_object() {
-        let keys = BTreeMap::new();
+        let keys = PartitionKeys::default();
         let prefixes = Prefixes::new(None, None).expect("valid");
         assert_eq!(prefixes.data().render(&inputs(&keys)), "2018/08/27/10/");
         assert_eq!(prefixes.error().render(&inputs(&keys)), "processing-failed/2018/08/27/10/");
@@ -231,7 +241,7 @@ mod tests {
 
     #[test]
     fn a_literal_prefix_gets_the_hour_folders_and_errors_go_beside_it() {
-        let keys = BTreeMap::new();
+        let keys = PartitionKeys::default();
         let prefixes = Prefixes::new(Some("logs/"), None).expect("valid");
         assert_eq!(prefixes.data().render(&inputs(&keys)), "logs/2018/08/27/10/");
         assert_eq!(prefixes.error().render(&inputs(&keys)), "logs/processing-failed/2018/08/27/10/");
@@ -239,15 +249,19 @@ mod tests {
 
     #[test]
     fn expressions_render_with_one_instant_and_partition_keys() {
-        let keys = BTreeMap::from([("customer".to_string(), "42".to_string())]);
+        let keys = PartitionKeys {
+            from_query: BTreeMap::from([("customer".to_string(), "42".to_string())]),
+            from_lambda: BTreeMap::from([("customer".to_string(), "from-lambda".to_string())]),
+        };
         let prefixes = Prefixes::new(
-            Some("c=!{partitionKeyFromQuery:customer}/!{timestamp:yyyy'-'MM}/!{firehose:random-string}/"),
+            Some("c=!{partitionKeyFromQuery:customer}/!{timestamp:yyyy'-'MM}/!{firehose:random-string}/l=!{partitionKeyFromLambda:customer}/"),
             Some("err/!{firehose:error-output-type}/!{timestamp:yyyy}/"),
         )
         .expect("valid");
         let data = prefixes.data().render(&inputs(&keys));
         assert!(data.starts_with("c=42/2018-08/"), "{data}");
-        assert_eq!(data.len(), "c=42/2018-08/".len() + 12);
+        assert!(data.ends_with("/l=from-lambda/"), "{data}");
+        assert_eq!(data.len(), "c=42/2018-08/".len() + 12 + "l=from-lambda/".len());
         assert_eq!(prefixes.error().render(&inputs(&keys)), "err/processing-failed/2018/");
     }
 

@@ -16,10 +16,13 @@ use tokio::task::JoinSet;
 use super::buckets::Sink;
 use super::buffer::{Cut, cut};
 use super::context::FirehoseCtx;
+use super::format_conversion::{self, ConversionPlan};
 use super::http_endpoint::{self, Outcome};
-use super::object_key::{KeyInputs, object_name};
-use super::object_key::{Prefix, seeded_uuid};
+use super::object_key::{KeyInputs, PartitionKeys, Prefix, object_name, seeded_uuid};
+use super::processing::lambda::Invocation;
+use super::processing::{self, Failure, Item};
 use super::spec::{DeliveryStreamSpec, Plan, S3Plan};
+use crate::consumers::webhook_url::WebhookUrl;
 
 pub const CHECKPOINT_KEY: &str = "firehose.checkpoint";
 /// Firehose's records are at most this large; a read asks for one more than the buffer's size.
@@ -43,6 +46,9 @@ pub struct Checkpoint {
     pub failed_attempts: u64,
     /// When the newest delivered object's oldest record arrived.
     pub freshness_arrival_ms: u64,
+    /// Partitions (objects) of the newest delivered buffer: 1 without dynamic partitioning.
+    #[serde(default)]
+    pub partition_count: u64,
 }
 
 impl Checkpoint {
@@ -72,11 +78,14 @@ struct Delivery {
     sink: Sink,
     /// The delivery stream's ARN (an HTTP request's `X-Amz-Firehose-Source-Arn`).
     arn: String,
+    /// Whether records come from a Kinesis stream (KPL records are unpacked, and the Lambda
+    /// event carries their Kinesis metadata).
+    kinesis_source: bool,
 }
 
 /// Runs every shard's delivery until aborted.
 pub async fn run(ctx: FirehoseCtx, stream: StreamHandle, name: String, spec: DeliveryStreamSpec) {
-    let plan = match Plan::of(spec.destination_kind, &spec.destination) {
+    let plan = match Plan::of(spec.destination_kind, &spec.destination, &ctx.glue_tables) {
         Ok(plan) => plan,
         Err(error) => return tracing::error!(delivery_stream = %name, %error, "cannot deliver"),
     };
@@ -87,13 +96,15 @@ pub async fn run(ctx: FirehoseCtx, stream: StreamHandle, name: String, spec: Del
     let (source, start) = match &spec.kinesis_source {
         None => (stream.clone(), Position::TrimHorizon),
         Some(kinesis) => match super::kinesis_source::source_stream(&ctx, kinesis) {
+            Some(source) if kinesis.from_trim_horizon => (source, Position::TrimHorizon),
             // Records from the delivery stream's creation on, as LATEST was then.
             Some(source) => (source, Position::AtArrivalMs(kinesis.started_ms)),
             None => return tracing::warn!(delivery_stream = %name, "its Kinesis source stream is gone"),
         },
     };
     let arn = stream.meta().arn;
-    let delivery = Delivery { ctx, stream, name, version: spec.version, plan, sink, arn };
+    let kinesis_source = spec.kinesis_source.is_some();
+    let delivery = Delivery { ctx, stream, name, version: spec.version, plan, sink, arn, kinesis_source };
     let mut shards = JoinSet::new();
     let mut changes = delivery.ctx.engine.meta_changes();
     let mut started = 0;
@@ -125,10 +136,8 @@ impl Delivery {
         if let Some(&(first, end)) = checkpoint.in_flight.get(&shard) {
             let Some(buffer) = self.read_range(&source, shard, first, end).await else { return };
             // Empty when every record of the range expired meanwhile: nothing to write.
-            if !buffer.is_empty() {
-                self.deliver(source.id(), shard, &buffer).await;
-            }
-            self.commit(shard, end, &buffer).await;
+            let partitions = if buffer.is_empty() { 0 } else { self.deliver(&source, shard, &buffer).await };
+            self.commit(shard, end, &buffer, partitions).await;
             next = end;
         }
         let Ok(mut tip) = source.subscribe(shard) else { return };
@@ -157,9 +166,9 @@ impl Delivery {
                         checkpoint.in_flight.insert(shard, (first, end));
                     })
                     .await;
-                    self.deliver(source.id(), shard, &buffer).await;
+                    let partitions = self.deliver(&source, shard, &buffer).await;
                     next = end;
-                    self.commit(shard, next, &buffer).await;
+                    self.commit(shard, next, &buffer, partitions).await;
                 }
             }
         }
@@ -216,20 +225,28 @@ impl Delivery {
         Some(pending.entries)
     }
 
-    /// Delivers the buffer: one object in the bucket, or a POST to the endpoint (with its
-    /// backup objects). Writes to a bucket are retried (waits doubling to a minute) until they
-    /// succeed or the task is stopped: records are only dropped when their retention ends.
-    async fn deliver(&self, source_id: u64, shard: u32, buffer: &[Entry]) {
-        let Some(first) = buffer.first() else { return };
-        let no_keys = BTreeMap::new();
-        let seed = seed(source_id, shard, first.seq);
+    /// Delivers the buffer: one object in the bucket (one per partition with dynamic
+    /// partitioning), or a POST to the endpoint (with its backup objects); how many partitions
+    /// it had. Writes to a bucket are retried (waits doubling to a minute) until they succeed or
+    /// the task is stopped: records are only dropped when their retention ends.
+    async fn deliver(&self, source: &StreamHandle, shard: u32, buffer: &[Entry]) -> u64 {
+        let Some(first) = buffer.first() else { return 0 };
+        let no_keys = PartitionKeys::default();
+        let seed = seed(source.id(), shard, first.seq);
         let inputs =
             KeyInputs { arrival_ms: first.arrival_ms, seed, error_output_type: None, partition_keys: &no_keys };
+        let payloads = || buffer.iter().map(|entry| entry.payload.as_slice());
         match &self.plan {
-            Plan::S3(plan) => self.write_object(plan, plan.prefixes.data(), &inputs, joined(buffer, plan)).await,
+            // A Kinesis source's records may be KPL aggregates, unpacked by processing.
+            Plan::S3(plan) if plan.processing.is_plain() && plan.conversion.is_none() && !self.kinesis_source => {
+                let bytes = joined(payloads(), plan.processing.delimiter.as_deref());
+                self.write_object(plan, plan.prefixes.data(), &inputs, bytes).await;
+            }
+            Plan::S3(plan) => return self.deliver_processed(plan, source, shard, buffer, seed).await,
             Plan::Http { http, backup, .. } => {
                 if http.backup_all {
-                    self.write_object(backup, backup.prefixes.data(), &inputs, joined(buffer, backup)).await;
+                    let bytes = joined(payloads(), backup.processing.delimiter.as_deref());
+                    self.write_object(backup, backup.prefixes.data(), &inputs, bytes).await;
                 }
                 let now_ms = self.ctx.engine.now_ms();
                 let outcome =
@@ -256,11 +273,148 @@ impl Delivery {
                 }
             }
         }
+        1
+    }
+
+    /// A buffer through the destination's processors: an object per partition, and the failed
+    /// records as error records under the error prefix, an object per kind of failure.
+    async fn deliver_processed(
+        &self,
+        plan: &S3Plan,
+        source: &StreamHandle,
+        shard: u32,
+        buffer: &[Entry],
+        seed: u64,
+    ) -> u64 {
+        let items = self.items(source, shard, buffer);
+        let first_arrival_ms = buffer.first().map_or(0, |e| e.arrival_ms);
+        let url = match &plan.processing.lambda {
+            Some(lambda) => Some(self.lambda_url(&lambda.function).await),
+            None => None,
+        };
+        let lambda = plan.processing.lambda.as_ref().zip(url.as_ref()).map(|(lambda, url)| Invocation {
+            policy: &self.ctx.destinations,
+            url,
+            plan: lambda,
+            stream_arn: &self.arn,
+            region: &self.ctx.region,
+            invocation_id: seeded_uuid(seed),
+        });
+        let context = processing::Context { lambda, kinesis_source: self.kinesis_source };
+        let processed = processing::process(&plan.processing, plan.prefixes.data(), &context, items).await;
+        let mut failures = processed.failures;
+        for (keys, items) in &processed.groups {
+            // Without partitions the one object keeps the buffer's own seed, as a plain delivery's.
+            let group_seed = if plan.processing.dynamic_partitioning {
+                mixed_seed(seed, &serde_json::to_string(&(&keys.from_query, &keys.from_lambda)).unwrap_or_default())
+            } else {
+                seed
+            };
+            let inputs = KeyInputs {
+                arrival_ms: first_arrival_ms,
+                seed: group_seed,
+                error_output_type: None,
+                partition_keys: keys,
+            };
+            let bytes = match &plan.conversion {
+                None => {
+                    Some(joined(items.iter().map(|item| item.data.as_slice()), plan.processing.delimiter.as_deref()))
+                }
+                Some(conversion) => {
+                    let (bytes, failed) = self.converted(conversion, items).await;
+                    failures.extend(failed);
+                    bytes
+                }
+            };
+            if let Some(bytes) = bytes {
+                self.write_object(plan, plan.prefixes.data(), &inputs, bytes).await;
+            }
+        }
+        let mut by_kind: BTreeMap<&'static str, Vec<&Failure>> = BTreeMap::new();
+        for failure in &failures {
+            by_kind.entry(failure.output_type).or_default().push(failure);
+        }
+        let no_keys = PartitionKeys::default();
+        for (kind, failures) in by_kind {
+            tracing::warn!(delivery_stream = %self.name, kind, records = failures.len(), "records failed processing; they go to the error prefix");
+            let inputs = KeyInputs {
+                arrival_ms: first_arrival_ms,
+                seed: mixed_seed(seed, kind),
+                error_output_type: Some(kind),
+                partition_keys: &no_keys,
+            };
+            let bytes = processing::error_records(&failures, self.ctx.engine.now_ms());
+            self.write_object(plan, plan.prefixes.error(), &inputs, bytes).await;
+        }
+        processed.groups.len() as u64
+    }
+
+    /// A partition's records as one Parquet file (off the async threads: conversion is CPU work),
+    /// and the records that did not fit the table.
+    async fn converted(&self, conversion: &ConversionPlan, items: &[Item]) -> (Option<Vec<u8>>, Vec<Failure>) {
+        let (plan, records) = (conversion.clone(), items.iter().map(|item| item.data.clone()).collect::<Vec<_>>());
+        let converted = tokio::task::spawn_blocking(move || {
+            let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+            plan.convert(&slices)
+        })
+        .await;
+        let (bytes, failed) = converted
+            .unwrap_or_else(|_| (None, (0..items.len()).map(|i| (i, "The conversion stopped.".to_string())).collect()));
+        let table = format_conversion::catalog_table(conversion, &self.ctx.region);
+        let failures = failed
+            .into_iter()
+            .filter_map(|(index, reason)| items.get(index).map(|item| (item, reason)))
+            .map(|(item, reason)| Failure {
+                output_type: "format-conversion-failed",
+                error_code: "DataFormatConversion.MalformedData".into(),
+                message: reason,
+                raw: item.data.clone(),
+                arrival_ms: item.arrival_ms,
+                attempts: 1,
+                lambda_arn: None,
+                catalog_table: Some(table.clone()),
+            })
+            .collect();
+        (bytes, failures)
+    }
+
+    /// The buffer's records as processing takes them; a Kinesis source's with their metadata.
+    fn items(&self, source: &StreamHandle, shard: u32, buffer: &[Entry]) -> Vec<Item> {
+        let meta = self.kinesis_source.then(|| source.meta());
+        buffer
+            .iter()
+            .map(|entry| Item {
+                record_id: entry.seq.to_string(),
+                data: entry.payload.clone(),
+                arrival_ms: entry.arrival_ms,
+                kinesis: meta.as_ref().map(|meta| kinesis_record_metadata(meta, shard, entry)),
+                partition_keys: PartitionKeys::default(),
+            })
+            .collect()
+    }
+
+    /// The Lambda function's URL; while the server's config does not name it (it changed since
+    /// the stream was created), delivery waits and looks again: the records stay retained.
+    async fn lambda_url(&self, function: &str) -> WebhookUrl {
+        let mut wait = FIRST_RETRY;
+        loop {
+            match self.ctx.lambda_url(function) {
+                Ok(url) => return url,
+                Err(error) => {
+                    tracing::error!(delivery_stream = %self.name, error = error.message.as_deref().unwrap_or_default(), "cannot call the Lambda processor; delivery waits");
+                    self.count_failures(1).await;
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(LAST_RETRY);
+                }
+            }
+        }
     }
 
     /// Writes `bytes` (compressed as the plan says) under `prefix` and the object's name.
     async fn write_object(&self, plan: &S3Plan, prefix: &Prefix, inputs: &KeyInputs<'_>, bytes: Vec<u8>) {
-        let body = match plan.compression.compress(&bytes) {
+        // A ZIP archive's entry is the object's name without its extension.
+        let entry_name = object_name(&self.name, self.version, inputs, "");
+        let body = match plan.compression.compress(&bytes, &entry_name) {
             Ok(body) => body,
             Err(error) => return tracing::error!(delivery_stream = %self.name, %error, "compressing an object failed"),
         };
@@ -276,7 +430,7 @@ impl Delivery {
         }
     }
 
-    async fn commit(&self, shard: u32, next: u64, buffer: &[Entry]) {
+    async fn commit(&self, shard: u32, next: u64, buffer: &[Entry], partitions: u64) {
         let bytes: u64 = buffer.iter().map(|e| e.payload.len() as u64).sum();
         let (records, oldest_ms) = (buffer.len() as u64, buffer.first().map_or(0, |e| e.arrival_ms));
         let batches = u64::from(!buffer.is_empty());
@@ -287,6 +441,9 @@ impl Delivery {
             checkpoint.delivered_records += records;
             checkpoint.delivered_bytes += bytes;
             checkpoint.freshness_arrival_ms = checkpoint.freshness_arrival_ms.max(oldest_ms);
+            if batches > 0 {
+                checkpoint.partition_count = partitions;
+            }
         })
         .await;
     }
@@ -321,16 +478,34 @@ impl Delivery {
     }
 }
 
-/// The records one after another, each followed by the plan's delimiter if it has one.
-fn joined(buffer: &[Entry], plan: &S3Plan) -> Vec<u8> {
+/// The records one after another, each followed by the delimiter if there is one.
+fn joined<'a>(records: impl Iterator<Item = &'a [u8]>, delimiter: Option<&[u8]>) -> Vec<u8> {
     let mut bytes = Vec::new();
-    for entry in buffer {
-        bytes.extend_from_slice(&entry.payload);
-        if let Some(delimiter) = &plan.delimiter {
-            bytes.extend_from_slice(delimiter);
-        }
+    for record in records {
+        bytes.extend_from_slice(record);
+        bytes.extend_from_slice(delimiter.unwrap_or_default());
     }
     bytes
+}
+
+/// A Kinesis source record's `kinesisRecordMetadata`, as a Lambda event shows it.
+fn kinesis_record_metadata(meta: &framelog_store::StreamMeta, shard: u32, entry: &Entry) -> serde_json::Value {
+    serde_json::json!({
+        "shardId": crate::kds::shard_id(shard),
+        "partitionKey": String::from_utf8_lossy(&entry.attrs),
+        "approximateArrivalTimestamp": crate::civil_date::iso8601(entry.arrival_ms),
+        "sequenceNumber": crate::kds::sequence_number(meta, shard, entry.seq, entry.arrival_ms),
+        "subsequenceNumber": "",
+    })
+}
+
+/// A part of a buffer's objects (a partition, a kind of error): its own seed from the buffer's.
+fn mixed_seed(seed: u64, part: &str) -> u64 {
+    let mut hash = Sha256::new();
+    hash.update(seed.to_be_bytes());
+    hash.update(part.as_bytes());
+    let digest = hash.finalize();
+    u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
 }
 
 /// The buffer's identity: its source stream, shard and first record.

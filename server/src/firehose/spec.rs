@@ -10,7 +10,9 @@ use serde_json::{Map, Value, json};
 
 use super::buffer::Hints;
 use super::compression::Compression;
+use super::format_conversion::{ConversionPlan, GlueTables};
 use super::object_key::Prefixes;
+use super::processing::ProcessingPlan;
 
 pub const SPEC_KEY: &str = "firehose.spec";
 
@@ -49,6 +51,10 @@ pub struct KinesisSource {
     pub stream_arn: String,
     pub role_arn: String,
     pub started_ms: u64,
+    /// Read from the stream's oldest record rather than from `started_ms` (LATEST, AWS's way):
+    /// asked for with the tag `framelog:StartingPosition=TRIM_HORIZON` at creation.
+    #[serde(default)]
+    pub from_trim_horizon: bool,
 }
 
 impl DeliveryStreamSpec {
@@ -174,17 +180,22 @@ pub enum Plan {
 }
 
 impl Plan {
-    pub fn of(kind: DestinationKind, destination: &Value) -> Result<Plan, String> {
+    /// `tables`: the server's `[glue_tables]`, for DataFormatConversion.
+    pub fn of(kind: DestinationKind, destination: &Value, tables: &GlueTables) -> Result<Plan, String> {
         match kind {
-            DestinationKind::ExtendedS3 => S3Plan::from_destination(destination).map(Plan::S3),
+            DestinationKind::ExtendedS3 => S3Plan::from_destination(destination, tables).map(Plan::S3),
             DestinationKind::HttpEndpoint => {
-                if processing_delimiter(destination.get("ProcessingConfiguration"))?.is_some() {
+                let processing = destination.get("ProcessingConfiguration");
+                if processing.and_then(|p| p.get("Enabled")).and_then(Value::as_bool) == Some(true) {
                     return Err(
-                        "AppendDelimiterToRecord is not supported for HTTP endpoint destinations by this server yet."
+                        "ProcessingConfiguration is not supported for HTTP endpoint destinations by this server yet."
                             .into(),
                     );
                 }
-                let backup = S3Plan::from_destination(destination.get("S3Configuration").unwrap_or(&Value::Null))?;
+                let backup = S3Plan::from_destination(
+                    destination.get("S3Configuration").unwrap_or(&Value::Null),
+                    &GlueTables::new(),
+                )?;
                 let http = super::http_endpoint::HttpPlan::from_destination(destination)?;
                 let hints = buffering(destination.get("BufferingHints"));
                 Ok(Plan::Http { http, hints, backup })
@@ -222,13 +233,15 @@ pub struct S3Plan {
     pub compression: Compression,
     /// FileExtension, or the compression's.
     pub extension: String,
-    /// AppendDelimiterToRecord: written after every record.
-    pub delimiter: Option<Vec<u8>>,
+    /// The processors and dynamic partitioning between the buffer and the objects.
+    pub processing: ProcessingPlan,
+    /// DataFormatConversion to Parquet, when enabled.
+    pub conversion: Option<ConversionPlan>,
 }
 
 impl S3Plan {
     /// The plan, or the reason this configuration cannot be delivered (InvalidArgumentException).
-    pub fn from_destination(destination: &Value) -> Result<S3Plan, String> {
+    pub fn from_destination(destination: &Value, tables: &GlueTables) -> Result<S3Plan, String> {
         let text = |name: &str| destination.get(name).and_then(Value::as_str);
         let bucket_arn = text("BucketARN").unwrap_or_default();
         let bucket = bucket_arn
@@ -243,25 +256,18 @@ impl S3Plan {
         let hints =
             Hints { size_bytes: number("SizeInMBs", 5) << 20, interval_ms: number("IntervalInSeconds", 300) * 1000 };
         let compression = Compression::parse(text("CompressionFormat").unwrap_or("UNCOMPRESSED"))?;
-        let extension = text("FileExtension").filter(|e| !e.is_empty()).unwrap_or(compression.extension()).to_string();
         refuse_unsupported(destination)?;
-        let delimiter = processing_delimiter(destination.get("ProcessingConfiguration"))?;
-        Ok(S3Plan { bucket, prefixes, hints, compression, extension, delimiter })
+        let processing = ProcessingPlan::from_destination(destination, &prefixes, number("SizeInMBs", 5))?;
+        let conversion = ConversionPlan::from_destination(destination, tables)?;
+        let default_extension = if conversion.is_some() { ".parquet" } else { compression.extension() };
+        let extension = text("FileExtension").filter(|e| !e.is_empty()).unwrap_or(default_extension).to_string();
+        Ok(S3Plan { bucket, prefixes, hints, compression, extension, processing, conversion })
     }
 }
 
 /// The parts of an S3 destination this server does not deliver yet: refused at creation with a
 /// clear message rather than accepted and ignored.
 fn refuse_unsupported(destination: &Value) -> Result<(), String> {
-    let enabled = |name: &str, default: bool| {
-        destination.get(name).is_some_and(|c| c.get("Enabled").and_then(Value::as_bool).unwrap_or(default))
-    };
-    if enabled("DynamicPartitioningConfiguration", false) {
-        return Err("DynamicPartitioningConfiguration is not supported by this server yet.".into());
-    }
-    if enabled("DataFormatConversionConfiguration", true) {
-        return Err("DataFormatConversionConfiguration is not supported by this server yet.".into());
-    }
     if destination.get("S3BackupMode").and_then(Value::as_str) == Some("Enabled") {
         return Err("S3BackupMode Enabled is not supported by this server yet.".into());
     }
@@ -269,31 +275,6 @@ fn refuse_unsupported(destination: &Value) -> Result<(), String> {
         return Err("CustomTimeZone other than UTC is not supported by this server yet.".into());
     }
     Ok(())
-}
-
-/// The delimiter of an enabled AppendDelimiterToRecord processor (a newline unless its
-/// `Delimiter` parameter says otherwise); any other processor is refused.
-fn processing_delimiter(processing: Option<&Value>) -> Result<Option<Vec<u8>>, String> {
-    let Some(processing) = processing else { return Ok(None) };
-    if processing.get("Enabled").and_then(Value::as_bool) != Some(true) {
-        return Ok(None);
-    }
-    let mut delimiter = None;
-    for processor in processing.get("Processors").and_then(Value::as_array).into_iter().flatten() {
-        match processor.get("Type").and_then(Value::as_str).unwrap_or_default() {
-            "AppendDelimiterToRecord" => {
-                let parameters = processor.get("Parameters").and_then(Value::as_array);
-                let given = parameters.into_iter().flatten().find_map(|p| {
-                    (p.get("ParameterName").and_then(Value::as_str) == Some("Delimiter"))
-                        .then(|| p.get("ParameterValue").and_then(Value::as_str).unwrap_or_default())
-                });
-                let text = given.map_or_else(|| "\n".to_string(), |d| d.replace("\\n", "\n").replace("\\t", "\t"));
-                delimiter = Some(text.into_bytes());
-            }
-            other => return Err(format!("Processor type {other} is not supported by this server yet.")),
-        }
-    }
-    Ok(delimiter)
 }
 
 #[cfg(test)]
@@ -312,7 +293,7 @@ mod tests {
         assert_eq!(described["DestinationId"], DESTINATION_ID);
         assert_eq!(described["S3DestinationDescription"]["BucketARN"], "arn:aws:s3:::b");
         assert!(described["S3DestinationDescription"].get("S3BackupMode").is_none());
-        let plan = S3Plan::from_destination(&stored).expect("valid");
+        let plan = S3Plan::from_destination(&stored, &GlueTables::new()).expect("valid");
         assert_eq!(plan.bucket, "b");
         assert_eq!(plan.hints, Hints { size_bytes: 5 << 20, interval_ms: 300_000 });
         assert_eq!(plan.extension, "");
@@ -335,15 +316,21 @@ mod tests {
             &base,
             &json!({"ProcessingConfiguration": {"Enabled": true, "Processors": [{"Type": "AppendDelimiterToRecord"}]}}),
         );
-        let plan = S3Plan::from_destination(&delimited).expect("valid");
-        assert_eq!(plan.delimiter.as_deref(), Some(&b"\n"[..]));
+        let plan = S3Plan::from_destination(&delimited, &GlueTables::new()).expect("valid");
+        assert_eq!(plan.processing.delimiter.as_deref(), Some(&b"\n"[..]));
         assert_eq!(plan.extension, ".gz");
-        let lambda =
-            merged(&base, &json!({"ProcessingConfiguration": {"Enabled": true, "Processors": [{"Type": "Lambda"}]}}));
-        assert!(S3Plan::from_destination(&lambda).expect_err("refused").contains("Lambda"));
+        let decompression = merged(
+            &base,
+            &json!({"ProcessingConfiguration": {"Enabled": true, "Processors": [{"Type": "Decompression"}]}}),
+        );
+        assert!(
+            S3Plan::from_destination(&decompression, &GlueTables::new())
+                .expect_err("refused")
+                .contains("Decompression")
+        );
         let parquet = merged(&base, &json!({"DataFormatConversionConfiguration": {}}));
-        assert!(S3Plan::from_destination(&parquet).is_err(), "Enabled defaults to true");
+        assert!(S3Plan::from_destination(&parquet, &GlueTables::new()).is_err(), "Enabled defaults to true");
         let bad_arn = json!({"BucketARN": "arn:aws:s3:::"});
-        assert!(S3Plan::from_destination(&bad_arn).is_err());
+        assert!(S3Plan::from_destination(&bad_arn, &GlueTables::new()).is_err());
     }
 }

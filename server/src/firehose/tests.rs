@@ -1,5 +1,6 @@
 //! Operation-level tests of the Firehose API and of delivery into a directory bucket.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,8 @@ fn context(dir: &Path, engine: Engine) -> FirehoseCtx {
         account_id: "000000000000".into(),
         region: "us-east-1".into(),
         buckets: Buckets::new(dir, Default::default()),
+        lambda_functions: Default::default(),
+        glue_tables: Default::default(),
         destinations: crate::consumers::DestinationPolicy { allow_private: true, ..Default::default() },
         changes,
         incoming: Default::default(),
@@ -273,4 +276,120 @@ fn http_endpoint_destinations_are_described_without_their_key_and_updated_in_pla
         "EndpointConfiguration": {"Url": "http://127.0.0.1:9/hook"},
         "S3Configuration": {"RoleARN": "arn:aws:iam::000000000000:role/r", "BucketARN": "arn:aws:s3:::backup"}}});
     assert_eq!(run(&ctx, "CreateDeliveryStream", plain).expect_err("https only").kind, ErrorType::Validation);
+}
+
+/// A stand-in Lambda function: drops records holding "drop", fails those holding "fail", and
+/// keys the rest `shape=round`, data unchanged.
+async fn shape_function() -> String {
+    use axum::routing::post;
+    let handler = |body: axum::body::Bytes| async move {
+        let event: Value = serde_json::from_slice(&body).unwrap_or_default();
+        let records: Vec<Value> = event["records"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|record| {
+                let data =
+                    base64::engine::general_purpose::STANDARD.decode(record["data"].as_str().unwrap_or_default());
+                let text = String::from_utf8(data.unwrap_or_default()).unwrap_or_default();
+                let result = if text.contains("drop") {
+                    "Dropped"
+                } else if text.contains("fail") {
+                    "ProcessingFailed"
+                } else {
+                    "Ok"
+                };
+                json!({"recordId": record["recordId"], "result": result, "data": record["data"],
+                       "metadata": {"partitionKeys": {"shape": "round"}}})
+            })
+            .collect();
+        json!({"records": records}).to_string()
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, axum::Router::new().route("/fn", post(handler))).await });
+    format!("http://{address}/fn")
+}
+
+/// The entry of a one-entry ZIP archive.
+fn unzipped(archive: &[u8]) -> String {
+    let mut read = zip::ZipArchive::new(std::io::Cursor::new(archive)).expect("zip");
+    assert_eq!(read.len(), 1);
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut read.by_index(0).expect("entry"), &mut text).expect("inflate");
+    text
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processors_partition_records_by_lambda_and_query_keys_and_file_failures_by_kind() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine =
+        Engine::open(&dir.path().join("engine"), Arc::new(SystemClock), EngineOptions::default()).expect("engine");
+    let mut ctx = context(dir.path(), engine);
+    let url = shape_function().await;
+    ctx.lambda_functions.insert("shape".into(), super::LambdaFunctionFile { url });
+    let parameter = |name: &str, value: &str| json!({"ParameterName": name, "ParameterValue": value});
+    let destination = json!({
+        "Prefix": "shape=!{partitionKeyFromLambda:shape}/id=!{partitionKeyFromQuery:id}/",
+        "ErrorOutputPrefix": "errors/!{firehose:error-output-type}/",
+        "BufferingHints": {"SizeInMBs": 64, "IntervalInSeconds": 0},
+        "CompressionFormat": "ZIP",
+        "DynamicPartitioningConfiguration": {"Enabled": true},
+        "ProcessingConfiguration": {"Enabled": true, "Processors": [
+            {"Type": "AppendDelimiterToRecord"},
+            {"Type": "MetadataExtraction", "Parameters": [parameter("MetadataExtractionQuery", "{id: .id}"), parameter("JsonParsingEngine", "JQ-1.6")]},
+            {"Type": "Lambda", "Parameters": [parameter("LambdaArn", "arn:aws:lambda:us-east-1:000000000000:function:shape")]},
+            {"Type": "RecordDeAggregation", "Parameters": [parameter("SubRecordType", "JSON")]},
+        ]},
+    });
+    let ctx2 = ctx.clone();
+    tokio::task::spawn_blocking(move || {
+        run(&ctx2, "CreateDeliveryStream", s3_stream("shapes", destination)).expect("create");
+        let records =
+            [r#"{"id":"a","n":1}{"id":"b","n":2}"#, r#"{"id":"a","n":3}"#, "drop me", "fail me", r#"{"n":4}"#, "plain"];
+        put_batch(&ctx2, "shapes", &records);
+    })
+    .await
+    .expect("setup");
+    let delivery = start_delivery(&ctx, "shapes");
+    let checkpoint = wait_for_checkpoint(&ctx, "shapes", 6).await;
+    delivery.abort();
+    assert_eq!(checkpoint.partition_count, 2);
+
+    let root = dir.path().join("buckets/logs");
+    let delivered: BTreeMap<String, String> = files(&root)
+        .into_iter()
+        .map(|(path, bytes)| {
+            let relative = path.strip_prefix(&root).expect("inside").to_string_lossy().into_owned();
+            assert!(relative.ends_with(".zip"), "{relative}");
+            let folder = relative.rsplit_once('/').map(|(folder, _)| folder.to_string()).unwrap_or_default();
+            (folder, unzipped(&bytes))
+        })
+        .collect();
+    assert_eq!(delivered.len(), 5, "{delivered:#?}");
+    assert_eq!(delivered["shape=round/id=a"], "{\"id\":\"a\",\"n\":1}\n{\"id\":\"a\",\"n\":3}\n");
+    assert_eq!(delivered["shape=round/id=b"], "{\"id\":\"b\",\"n\":2}\n");
+    let error_lines = |kind: &str| -> Vec<Value> {
+        let (_, text) = delivered.iter().find(|(folder, _)| folder.starts_with(&format!("errors/{kind}"))).expect(kind);
+        text.lines().map(|line| serde_json::from_str(line).expect("json line")).collect()
+    };
+    let raw = |record: &Value| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(record["rawData"].as_str().unwrap_or_default())
+                .expect("b64"),
+        )
+        .expect("utf-8")
+    };
+    let processing = error_lines("processing-failed");
+    assert_eq!((processing.len(), raw(&processing[0]).as_str()), (1, "fail me"));
+    assert_eq!(processing[0]["errorCode"], "Lambda.ProcessingFailedStatus");
+    assert_eq!(processing[0]["lambdaArn"], "arn:aws:lambda:us-east-1:000000000000:function:shape");
+    let extraction = error_lines("metadata-extraction-failed");
+    assert_eq!(
+        (raw(&extraction[0]).as_str(), extraction[0]["errorMessage"].as_str()),
+        ("plain", Some("Non JSON record provided"))
+    );
+    let partitioning = error_lines("partitioning-failed");
+    assert_eq!(raw(&partitioning[0]), r#"{"n":4}"#);
 }
