@@ -37,7 +37,7 @@ ARGS ?=
 # The real-client suites that also run against a cluster (FRAMELOG_CLUSTER=1, cluster_helpers.py).
 CLUSTER_SUITES := $(addprefix media-tests/python/,test_kds_boto3.py test_kvs_media.py test_kvs_control.py test_kvs_hls.py test_kds_consumers.py test_consumers.py)
 
-.PHONY: setup run test test-cluster cluster bench soak crash fuzz-api soak-server
+.PHONY: setup run test test-cluster cluster bench soak crash fuzz-api soak-server bench-firehose
 
 setup:
 	scripts/setup.sh
@@ -90,6 +90,11 @@ fuzz-api: setup
 # minutes, sampled each minute (soak/soak-report.json, soak/soak.svg). It writes ~190 GB: on a
 # smaller disk lower the rate, e.g. SOAK_ARGS="--soak-camera-bytes-per-sec 16000".
 SOAK_ARGS ?=
+# Firehose delivery to SeaweedFS against a direct object_store upload, and freshness (docs/benchmarks.md).
+bench-firehose: setup
+	$(CARGO) build --release -p framelog-server -p framelog-bench
+	$(RELEASE_DIR)/framelog-bench --framelog-bin $(FRAMELOG_BIN) --firehose-only --json-out firehose-bench.json
+
 soak-server: setup
 	$(CARGO) build --release -p framelog-server -p framelog-bench
 	$(RELEASE_DIR)/framelog-bench --framelog-bin $(FRAMELOG_BIN) --soak-only --soak-out soak --json-out soak/bench-report.json $(SOAK_ARGS)

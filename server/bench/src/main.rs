@@ -9,6 +9,7 @@ mod cluster_bench;
 mod consumer_bench;
 mod edge_bench;
 mod engine_bench;
+mod firehose_bench;
 mod fleet_bench;
 mod http_get;
 mod images_bench;
@@ -17,6 +18,7 @@ mod live_bench;
 mod ll_bench;
 mod playlist_bench;
 mod remux_bench;
+mod seaweed;
 mod security_bench;
 mod soak_bench;
 mod soak_plot;
@@ -121,6 +123,13 @@ struct Args {
     /// minutes, sampled each minute (soak-report.json and soak.svg in --soak-out).
     #[arg(long)]
     soak_only: bool,
+    /// Only the Firehose benchmarks (`make bench-firehose`): delivery to SeaweedFS against a
+    /// direct upload, and freshness.
+    #[arg(long)]
+    firehose_only: bool,
+    /// 5 MB buffers of records in the Firehose throughput run.
+    #[arg(long, default_value_t = 20)]
+    firehose_buffers: usize,
     #[arg(long, default_value_t = 30)]
     soak_minutes: u64,
     #[arg(long, default_value_t = 200)]
@@ -180,6 +189,11 @@ fn main() -> anyhow::Result<()> {
     if args.transcode_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         return report(&args, &transcode_bench::run(&args.framelog_bin, &runtime)?);
+    }
+    if args.firehose_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        let weed = std::env::current_dir()?.join(".venv/bin/weed");
+        return report(&args, &firehose_bench::run(&args.framelog_bin, &weed, &runtime, args.firehose_buffers)?);
     }
     if args.kds_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
