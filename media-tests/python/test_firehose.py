@@ -223,6 +223,16 @@ def test_a_kinesis_stream_source_is_delivered_without_putrecord(private_server):
     assert description["Source"]["KinesisStreamSourceDescription"]["KinesisStreamARN"].endswith(":stream/source")
 
 
+def send_json(handler: http.server.BaseHTTPRequestHandler, status: int, document: dict) -> None:
+    """Answers the request `handler` is serving with `document` as JSON."""
+    answer = json.dumps(document).encode()
+    handler.send_response(status)
+    handler.send_header("Content-Type", "application/json")
+    handler.send_header("Content-Length", str(len(answer)))
+    handler.end_headers()
+    handler.wfile.write(answer)
+
+
 class HttpsEndpoint:
     """An HTTPS endpoint (certificate from `framelog cert --dev`) that records every Firehose request and
     answers as AWS's specification asks; `fail` makes it answer 500 instead."""
@@ -240,12 +250,7 @@ class HttpsEndpoint:
                 document = json.loads(body)
                 endpoint.requests.append(({k.lower(): v for k, v in self.headers.items()}, document))
                 status = 500 if endpoint.fail else 200
-                answer = json.dumps({"requestId": document["requestId"], "timestamp": int(time.time() * 1000)}).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+                send_json(self, status, {"requestId": document["requestId"], "timestamp": int(time.time() * 1000)})
 
             def log_message(self, *args):
                 pass

@@ -21,7 +21,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from kds_helpers import ACCESS_KEY, REGION, SECRET_KEY, FramelogServer, client_config, framelog_bin
-from test_firehose import ROLE, bucket_files, s3_destination, wait_until
+from test_firehose import ROLE, bucket_files, s3_destination, send_json, wait_until
 
 LAMBDA_ARN = "arn:aws:lambda:us-east-1:000000000000:function:shape"
 
@@ -39,12 +39,7 @@ class ShapeFunction:
             def do_POST(self):  # noqa: N802 - the http.server interface
                 event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 function.events.append(event)
-                answer = json.dumps({"records": [function.answer(r) for r in event["records"]]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+                send_json(self, 200, {"records": [function.answer(r) for r in event["records"]]})
 
             def log_message(self, *args):
                 pass
