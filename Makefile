@@ -6,6 +6,8 @@
 #   make crash                                                     100 kill -9 and 20 power cuts under mixed load
 #   make fuzz-api                                                  30 minutes of random requests to every operation
 #   make soak-server                                               30 minutes of cameras, records and consumers (soak/)
+#   make bench-firehose                                            Firehose to SeaweedFS against a direct upload; freshness
+#   make firehose-kills                                            Firehose's kill tests at 100,000 records each
 #   make cluster                                                   3 nodes on NATS + SeaweedFS behind HAProxy (docs/cluster.md)
 #   make test-cluster                                              the real-client suites against that cluster
 #   make ... PORTABLE=1                                            build for any x86-64 CPU (no SSE4.2/PCLMUL)
@@ -37,7 +39,7 @@ ARGS ?=
 # The real-client suites that also run against a cluster (FRAMELOG_CLUSTER=1, cluster_helpers.py).
 CLUSTER_SUITES := $(addprefix media-tests/python/,test_kds_boto3.py test_kvs_media.py test_kvs_control.py test_kvs_hls.py test_kds_consumers.py test_consumers.py)
 
-.PHONY: setup run test test-cluster cluster bench soak crash fuzz-api soak-server bench-firehose
+.PHONY: setup run test test-cluster cluster bench soak crash fuzz-api soak-server bench-firehose firehose-kills
 
 setup:
 	scripts/setup.sh
@@ -90,6 +92,11 @@ fuzz-api: setup
 # minutes, sampled each minute (soak/soak-report.json, soak/soak.svg). It writes ~190 GB: on a
 # smaller disk lower the rate, e.g. SOAK_ARGS="--soak-camera-bytes-per-sec 16000".
 SOAK_ARGS ?=
+# Firehose's kill tests at full length: 100,000 records each to SeaweedFS and to an HTTPS endpoint.
+firehose-kills: setup
+	$(CARGO) build --release -p framelog-server
+	FRAMELOG_FIREHOSE_KILL_RECORDS=100000 FRAMELOG_BIN=$(FRAMELOG_BIN) $(VENV_PYTHON) -m pytest -q -s media-tests/python/test_firehose.py -k kill
+
 # Firehose delivery to SeaweedFS against a direct object_store upload, and freshness (docs/benchmarks.md).
 bench-firehose: setup
 	$(CARGO) build --release -p framelog-server -p framelog-bench

@@ -11,6 +11,7 @@ import base64
 import gzip
 import http.server
 import json
+import os
 import re
 import ssl
 import subprocess
@@ -27,6 +28,9 @@ from kds_helpers import ACCESS_KEY, REGION, SECRET_KEY, AwsCli, FramelogServer, 
 from seaweed_helpers import Seaweed
 
 ROLE = "arn:aws:iam::000000000000:role/firehose"
+# Records through the kill tests: the short form here; `make firehose-kills` runs 100,000 each.
+KILL_RECORDS_S3 = int(os.environ.get("FRAMELOG_FIREHOSE_KILL_RECORDS", "20000"))
+KILL_RECORDS_HTTP = int(os.environ.get("FRAMELOG_FIREHOSE_KILL_RECORDS", "3000"))
 KEY_NAME = re.compile(r"^(\d{4})/(\d{2})/(\d{2})/(\d{2})/(?P<stream>[\w.-]+)-(?P<version>\d+)-\d{4}(-\d{2}){5}-"
                       r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}(?P<ext>\.gz)?$")
 
@@ -175,7 +179,7 @@ def test_delivery_to_seaweedfs_survives_kill_9_with_every_record_once(tmp_path, 
                 ProcessingConfiguration={"Enabled": True, "Processors": [{"Type": "AppendDelimiterToRecord"}]}))
         acknowledged = []
         for round_ in range(4):
-            for batch in range(10):
+            for batch in range(KILL_RECORDS_S3 // 4 // 500):
                 records = [f"r{round_}-{batch}-{i}" for i in range(500)]
                 answer = fh.put_record_batch(DeliveryStreamName="kills", Records=[{"Data": r.encode()} for r in records])
                 assert answer["FailedPutCount"] == 0
@@ -188,7 +192,7 @@ def test_delivery_to_seaweedfs_survives_kill_9_with_every_record_once(tmp_path, 
             lines = [line for body in seaweed.objects("real-archive").values() for line in body.decode().splitlines()]
             return lines if len(lines) >= len(acknowledged) else None
 
-        lines = wait_until(delivered, timeout_s=60, what=f"{len(acknowledged)} records in SeaweedFS")
+        lines = wait_until(delivered, timeout_s=60 + len(acknowledged) / 1000, what=f"{len(acknowledged)} records in SeaweedFS")
         # Redelivered buffers overwrite their own object: nothing is lost and nothing doubled.
         assert sorted(lines) == sorted(acknowledged)
         keys = list(seaweed.objects("real-archive"))
@@ -300,7 +304,7 @@ def test_an_https_endpoint_gets_every_record_through_kill_9_and_failures_reach_t
     fh.create_delivery_stream(DeliveryStreamName="hook", HttpEndpointDestinationConfiguration=http_destination(endpoint.url, 1))
     acknowledged = []
     for round_ in range(3):
-        for batch in range(4):
+        for batch in range(KILL_RECORDS_HTTP // 3 // 250):
             records = [f"h{round_}-{batch}-{i}".encode() for i in range(250)]
             assert fh.put_record_batch(DeliveryStreamName="hook", Records=[{"Data": r} for r in records])["FailedPutCount"] == 0
             acknowledged += records
@@ -308,7 +312,7 @@ def test_an_https_endpoint_gets_every_record_through_kill_9_and_failures_reach_t
         server.start()
         fh = firehose_client(server)
     received = wait_until(lambda: endpoint.records() if set(endpoint.records()) >= set(acknowledged) else None,
-                          what="every acknowledged record at the endpoint")
+                          timeout_s=30 + len(acknowledged) / 1000, what="every acknowledged record at the endpoint")
     # At least once: a batch may come again after a kill, always under its first request id.
     assert sorted(set(received)) == sorted(acknowledged)
     by_id: dict[str, list] = {}

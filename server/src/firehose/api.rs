@@ -220,6 +220,13 @@ pub fn update_destination(ctx: &FirehoseCtx, body: Document) -> Result<Value, Ap
         return Err(ApiError::invalid(format!("Destination Id {destination_id} not found")));
     }
     let update = update_of(&body, spec.destination_kind)?;
+    let partitioned = |destination: &Value| {
+        destination.pointer("/DynamicPartitioningConfiguration/Enabled").and_then(Value::as_bool) == Some(true)
+    };
+    if !partitioned(&spec.destination) && partitioned(&spec::merged(&spec.destination, &update)) {
+        // AWS's rule: partitioning is chosen when a delivery stream is created.
+        return Err(ApiError::invalid("Dynamic Partitioning cannot be enabled on an existing delivery stream."));
+    }
     check_destination(ctx, spec.destination_kind, &spec::merged(&spec.destination, &update))?;
     let now_ms = ctx.engine.now_ms();
     // The version is compared under the metadata lock, so of two updates naming the same

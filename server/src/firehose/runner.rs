@@ -287,6 +287,7 @@ impl Delivery {
         seed: u64,
     ) -> u64 {
         let items = self.items(source, shard, buffer);
+        let source_arn = source.meta().arn;
         let first_arrival_ms = buffer.first().map_or(0, |e| e.arrival_ms);
         let url = match &plan.processing.lambda {
             Some(lambda) => Some(self.lambda_url(&lambda.function).await),
@@ -298,6 +299,7 @@ impl Delivery {
             plan: lambda,
             stream_arn: &self.arn,
             region: &self.ctx.region,
+            source_stream_arn: self.kinesis_source.then_some(source_arn.as_str()),
             invocation_id: seeded_uuid(seed),
         });
         let context = processing::Context { lambda, kinesis_source: self.kinesis_source };
@@ -414,12 +416,16 @@ impl Delivery {
     async fn write_object(&self, plan: &S3Plan, prefix: &Prefix, inputs: &KeyInputs<'_>, bytes: Vec<u8>) {
         // A ZIP archive's entry is the object's name without its extension.
         let entry_name = object_name(&self.name, self.version, inputs, "");
+        // Error records are JSON lines even when the data objects are Parquet.
+        let extension = match (&plan.conversion, inputs.error_output_type) {
+            (Some(_), Some(_)) => plan.compression.extension(),
+            _ => plan.extension.as_str(),
+        };
         let body = match plan.compression.compress(&bytes, &entry_name) {
             Ok(body) => body,
             Err(error) => return tracing::error!(delivery_stream = %self.name, %error, "compressing an object failed"),
         };
-        let key =
-            format!("{}{}", prefix.render(inputs), object_name(&self.name, self.version, inputs, &plan.extension));
+        let key = format!("{}{}", prefix.render(inputs), object_name(&self.name, self.version, inputs, extension));
         tracing::debug!(delivery_stream = %self.name, %key, bytes = body.len(), "writing an object");
         let mut wait = FIRST_RETRY;
         while let Err(error) = self.sink.put(&key, body.clone()).await {

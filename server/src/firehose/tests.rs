@@ -393,3 +393,19 @@ async fn processors_partition_records_by_lambda_and_query_keys_and_file_failures
     let partitioning = error_lines("partitioning-failed");
     assert_eq!(raw(&partitioning[0]), r#"{"n":4}"#);
 }
+
+#[test]
+fn dynamic_partitioning_cannot_be_switched_on_by_an_update() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = manual(dir.path());
+    run(&ctx, "CreateDeliveryStream", s3_stream("later", json!({}))).expect("create");
+    let update = json!({"DeliveryStreamName": "later", "CurrentDeliveryStreamVersionId": "1",
+        "DestinationId": "destinationId-000000000001",
+        "ExtendedS3DestinationUpdate": {"DynamicPartitioningConfiguration": {"Enabled": true}}});
+    let error = run(&ctx, "UpdateDestination", update).expect_err("refused");
+    assert_eq!(error.kind, ErrorType::InvalidArgument);
+    assert_eq!(
+        error.message.as_deref(),
+        Some("Dynamic Partitioning cannot be enabled on an existing delivery stream.")
+    );
+}

@@ -4,6 +4,8 @@
 //! `AggregatedRecord`, and the MD5 of the protobuf bytes (docs/firehose.md describes it in
 //! words; the layout is the KPL's published aggregation format).
 
+use std::sync::Arc;
+
 use md5::{Digest, Md5};
 use prost::Message;
 
@@ -42,13 +44,19 @@ struct Tag {
     value: Option<String>,
 }
 
-/// One user record out of an aggregated record.
+/// One user record out of an aggregated record. Keys are shared with the other records that
+/// name them, so a million records naming one key hold it once.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UserRecord {
-    pub partition_key: String,
-    pub explicit_hash_key: Option<String>,
+    pub partition_key: Arc<str>,
+    pub explicit_hash_key: Option<Arc<str>>,
     pub data: Vec<u8>,
 }
+
+/// Kinesis's limits on a partition key (characters) and an explicit hash key (decimal digits of
+/// a 128-bit number).
+const MAX_PARTITION_KEY_CHARS: usize = 256;
+const MAX_HASH_KEY_CHARS: usize = 39;
 
 /// Why bytes that start with the magic are not a valid aggregated record.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -61,6 +69,8 @@ pub enum AggregateError {
     Protobuf(String),
     #[error("user record {record} names partition key {index}, beyond the table's {table}")]
     KeyIndex { record: usize, index: u64, table: usize },
+    #[error("a key in the aggregated record's tables is longer than Kinesis allows")]
+    KeyTooLong,
 }
 
 /// Whether `bytes` is an aggregated record (it starts with the magic).
@@ -78,23 +88,31 @@ pub fn deaggregate(bytes: &[u8]) -> Result<Vec<UserRecord>, AggregateError> {
         return Err(AggregateError::DigestMismatch);
     }
     let aggregated = AggregatedRecord::decode(message).map_err(|e| AggregateError::Protobuf(e.to_string()))?;
-    let table_entry = |table: &[String], index: u64| usize::try_from(index).ok().and_then(|i| table.get(i)).cloned();
+    let partition_keys = shared_table(aggregated.partition_key_table, MAX_PARTITION_KEY_CHARS)?;
+    let hash_keys = shared_table(aggregated.explicit_hash_key_table, MAX_HASH_KEY_CHARS)?;
+    let table_entry = |table: &[Arc<str>], index: u64| usize::try_from(index).ok().and_then(|i| table.get(i)).cloned();
     aggregated
         .records
         .into_iter()
         .enumerate()
         .map(|(record, user)| {
-            let partition_key = table_entry(&aggregated.partition_key_table, user.partition_key_index).ok_or(
-                AggregateError::KeyIndex {
-                    record,
-                    index: user.partition_key_index,
-                    table: aggregated.partition_key_table.len(),
-                },
-            )?;
-            let explicit_hash_key =
-                user.explicit_hash_key_index.and_then(|i| table_entry(&aggregated.explicit_hash_key_table, i));
+            let index = user.partition_key_index;
+            let partition_key = table_entry(&partition_keys, index).ok_or(AggregateError::KeyIndex {
+                record,
+                index,
+                table: partition_keys.len(),
+            })?;
+            let explicit_hash_key = user.explicit_hash_key_index.and_then(|i| table_entry(&hash_keys, i));
             Ok(UserRecord { partition_key, explicit_hash_key, data: user.data })
         })
+        .collect()
+}
+
+/// A key table, each key shared; a key over `max_chars` is refused.
+fn shared_table(table: Vec<String>, max_chars: usize) -> Result<Vec<Arc<str>>, AggregateError> {
+    table
+        .into_iter()
+        .map(|key| if key.chars().count() > max_chars { Err(AggregateError::KeyTooLong) } else { Ok(Arc::from(key)) })
         .collect()
 }
 
@@ -157,6 +175,13 @@ mod tests {
         bytes.extend_from_slice(&Md5::digest(message));
         assert_eq!(deaggregate(&bytes), Ok(vec![user("k", b"hi")]));
         assert_eq!(aggregate(&[user("k", b"hi")]), bytes);
+    }
+
+    #[test]
+    fn keys_longer_than_kinesis_allows_are_refused() {
+        let long = user(&"k".repeat(257), b"x");
+        assert_eq!(deaggregate(&aggregate(&[long])), Err(AggregateError::KeyTooLong));
+        assert!(deaggregate(&aggregate(&[user(&"k".repeat(256), b"x")])).is_ok());
     }
 
     #[test]

@@ -7,8 +7,8 @@ mod rows;
 mod table;
 
 use arrow_array::builder::{
-    ArrayBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int32Builder, Int64Builder,
-    StringBuilder, TimestampMillisecondBuilder,
+    ArrayBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int8Builder, Int16Builder,
+    Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
 };
 use arrow_array::{ArrayRef, RecordBatch};
 use parquet::arrow::ArrowWriter;
@@ -139,6 +139,8 @@ fn builder(kind: ColumnType) -> Box<dyn ArrayBuilder> {
     match kind {
         ColumnType::Text => Box::new(StringBuilder::new()),
         ColumnType::Boolean => Box::new(BooleanBuilder::new()),
+        ColumnType::Int8 => Box::new(Int8Builder::new()),
+        ColumnType::Int16 => Box::new(Int16Builder::new()),
         ColumnType::Int32 => Box::new(Int32Builder::new()),
         ColumnType::Int64 => Box::new(Int64Builder::new()),
         ColumnType::Float32 => Box::new(Float32Builder::new()),
@@ -155,6 +157,8 @@ fn append(builder: &mut dyn ArrayBuilder, cell: Cell) {
         Cell::Null => append_null(any),
         Cell::Text(v) => any.downcast_mut::<StringBuilder>().into_iter().for_each(|b| b.append_value(&v)),
         Cell::Boolean(v) => any.downcast_mut::<BooleanBuilder>().into_iter().for_each(|b| b.append_value(v)),
+        Cell::Int8(v) => any.downcast_mut::<Int8Builder>().into_iter().for_each(|b| b.append_value(v)),
+        Cell::Int16(v) => any.downcast_mut::<Int16Builder>().into_iter().for_each(|b| b.append_value(v)),
         Cell::Int32(v) => any.downcast_mut::<Int32Builder>().into_iter().for_each(|b| b.append_value(v)),
         Cell::Int64(v) => any.downcast_mut::<Int64Builder>().into_iter().for_each(|b| b.append_value(v)),
         Cell::Float32(v) => any.downcast_mut::<Float32Builder>().into_iter().for_each(|b| b.append_value(v)),
@@ -175,6 +179,8 @@ fn append_null(any: &mut dyn std::any::Any) {
     null_in!(
         StringBuilder,
         BooleanBuilder,
+        Int8Builder,
+        Int16Builder,
         Int32Builder,
         Int64Builder,
         Float32Builder,

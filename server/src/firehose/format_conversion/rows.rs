@@ -14,6 +14,8 @@ pub enum Cell {
     Null,
     Text(String),
     Boolean(bool),
+    Int8(i8),
+    Int16(i16),
     Int32(i32),
     Int64(i64),
     Float32(f32),
@@ -59,9 +61,11 @@ fn cell(value: &Value, kind: ColumnType) -> Option<Cell> {
     Some(match kind {
         ColumnType::Text => Cell::Text(text.map_or_else(|| value.to_string(), str::to_string)),
         ColumnType::Boolean => Cell::Boolean(value.as_bool().or_else(|| text?.to_lowercase().parse().ok())?),
+        ColumnType::Int8 => Cell::Int8(integer(value).and_then(|i| i8::try_from(i).ok())?),
+        ColumnType::Int16 => Cell::Int16(integer(value).and_then(|i| i16::try_from(i).ok())?),
         ColumnType::Int32 => Cell::Int32(integer(value).and_then(|i| i32::try_from(i).ok())?),
         ColumnType::Int64 => Cell::Int64(integer(value)?),
-        ColumnType::Float32 => Cell::Float32(float(value)? as f32),
+        ColumnType::Float32 => Cell::Float32(Some(float(value)? as f32).filter(|f| f.is_finite())?),
         ColumnType::Float64 => Cell::Float64(float(value)?),
         ColumnType::TimestampMs => Cell::TimestampMs(integer(value).or_else(|| timestamp_ms(text?))?),
         ColumnType::Date => Cell::Date(match text {
@@ -79,16 +83,26 @@ fn float(value: &Value) -> Option<f64> {
     value.as_f64().or_else(|| value.as_str()?.trim().parse().ok())
 }
 
-/// `yyyy-MM-dd`.
+/// `yyyy-MM-dd`, a real day of years 1 to 9999.
 fn date_days(text: &str) -> Option<i32> {
     let mut parts = text.trim().splitn(3, '-');
-    let year: i64 = parts.next()?.parse().ok()?;
+    let year: u32 = parts.next()?.parse().ok()?;
     let month: u32 = parts.next()?.parse().ok()?;
     let day: u32 = parts.next()?.parse().ok()?;
-    if !(1..=12).contains(&month) || !(1..=31).contains(&day) {
+    if !(1..=9999).contains(&year) || !(1..=12).contains(&month) || day == 0 || day > days_in_month(year, month) {
         return None;
     }
-    i32::try_from(days_from_civil(year, month, day)).ok()
+    i32::try_from(days_from_civil(i64::from(year), month, day)).ok()
+}
+
+fn days_in_month(year: u32, month: u32) -> u32 {
+    let leap = (year.is_multiple_of(4) && !year.is_multiple_of(100)) || year.is_multiple_of(400);
+    match month {
+        2 if leap => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
 }
 
 /// `yyyy-MM-dd'T'HH:mm:ss[.S...]['Z']` or with a space for the `T` (UTC), in ms.
@@ -98,9 +112,10 @@ fn timestamp_ms(text: &str) -> Option<i64> {
     let days = i64::from(date_days(date)?);
     let (clock, fraction) = time.split_once('.').unwrap_or((time, ""));
     let mut parts = clock.splitn(3, ':');
-    let hours: i64 = parts.next()?.parse().ok()?;
-    let minutes: i64 = parts.next()?.parse().ok()?;
-    let seconds: i64 = parts.next().unwrap_or("0").parse().ok()?;
+    // Unsigned: a sign is not part of a time of day.
+    let hours = i64::from(parts.next()?.parse::<u8>().ok()?);
+    let minutes = i64::from(parts.next()?.parse::<u8>().ok()?);
+    let seconds = i64::from(parts.next().unwrap_or("0").parse::<u8>().ok()?);
     if hours > 23 || minutes > 59 || seconds > 60 || !fraction.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
@@ -153,6 +168,10 @@ mod tests {
         assert!(rows_of(b"[1]", &table()).is_err());
         assert!(rows_of(br#"{"id": "x"}"#, &table()).expect_err("id").contains("column id"));
         assert!(rows_of(br#"{"at": "2020-13-01 00:00:00"}"#, &table()).is_err());
+        assert!(rows_of(br#"{"day": "2021-02-31"}"#, &table()).is_err(), "no such day");
+        assert!(rows_of(br#"{"day": "2020-02-29"}"#, &table()).is_ok(), "a leap day");
+        assert!(rows_of(br#"{"at": "2020-01-01T-01:-05:-10"}"#, &table()).is_err(), "signed times");
+        assert!(rows_of(br#"{"day": "99999999999999-01-01"}"#, &table()).is_err(), "years past 9999");
         assert!(rows_of(b"", &table()).is_err());
         assert_eq!(timestamp_ms("1970-01-01 00:00:01"), Some(1000));
     }

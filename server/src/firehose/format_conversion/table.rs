@@ -34,6 +34,8 @@ pub type GlueTables = BTreeMap<String, BTreeMap<String, GlueTableFile>>;
 pub enum ColumnType {
     Text,
     Boolean,
+    Int8,
+    Int16,
     Int32,
     Int64,
     Float32,
@@ -81,7 +83,9 @@ fn column_type(hive: &str) -> Result<ColumnType, String> {
     Ok(match base {
         "string" | "varchar" | "char" => ColumnType::Text,
         "boolean" => ColumnType::Boolean,
-        "tinyint" | "smallint" | "int" | "integer" => ColumnType::Int32,
+        "tinyint" => ColumnType::Int8,
+        "smallint" => ColumnType::Int16,
+        "int" | "integer" => ColumnType::Int32,
         "bigint" => ColumnType::Int64,
         "float" => ColumnType::Float32,
         "double" => ColumnType::Float64,
@@ -95,6 +99,8 @@ fn arrow_type(kind: ColumnType) -> DataType {
     match kind {
         ColumnType::Text => DataType::Utf8,
         ColumnType::Boolean => DataType::Boolean,
+        ColumnType::Int8 => DataType::Int8,
+        ColumnType::Int16 => DataType::Int16,
         ColumnType::Int32 => DataType::Int32,
         ColumnType::Int64 => DataType::Int64,
         ColumnType::Float32 => DataType::Float32,

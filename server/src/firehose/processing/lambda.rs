@@ -41,11 +41,16 @@ pub struct Invocation<'a> {
     pub plan: &'a LambdaPlan,
     pub stream_arn: &'a str,
     pub region: &'a str,
+    /// A Kinesis source's stream ARN (the event's `sourceKinesisStreamArn`).
+    pub source_stream_arn: Option<&'a str>,
     /// Derived from the buffer, so a buffer transformed again after a crash sends the same ids.
     pub invocation_id: String,
 }
 
 const FIRST_RETRY: Duration = Duration::from_secs(1);
+const LAST_RETRY: Duration = Duration::from_secs(60);
+/// What each record adds to an event besides its base64 data (its id, time, field names).
+const RECORD_OVERHEAD_BYTES: usize = 128;
 
 /// What one invocation failed with, as Firehose writes it in error records.
 struct InvokeFailed {
@@ -66,12 +71,13 @@ pub async fn transform(invocation: &Invocation<'_>, items: Vec<Item>) -> (Vec<It
     (kept, failures)
 }
 
-/// Consecutive records whose base64 fits in `batch_bytes` (a record larger alone goes alone).
+/// Consecutive records whose base64 (and per-record overhead) fits in `batch_bytes` (a record
+/// larger alone goes alone).
 fn batches(items: Vec<Item>, batch_bytes: usize) -> Vec<Vec<Item>> {
     let mut batches: Vec<Vec<Item>> = Vec::new();
     let mut bytes = 0;
     for item in items {
-        let size = item.data.len().div_ceil(3) * 4;
+        let size = item.data.len().div_ceil(3) * 4 + RECORD_OVERHEAD_BYTES;
         match batches.last_mut() {
             Some(batch) if bytes + size <= batch_bytes => batch.push(item),
             _ => {
@@ -115,7 +121,7 @@ async fn transform_batch(invocation: &Invocation<'_>, batch: Vec<Item>) -> (Vec<
             return (Vec::new(), failures);
         }
         tokio::time::sleep(wait).await;
-        wait *= 2;
+        wait = (wait * 2).min(LAST_RETRY);
     }
 }
 
@@ -161,12 +167,16 @@ fn event(invocation: &Invocation<'_>, batch: &[Item]) -> Value {
             record
         })
         .collect();
-    json!({
+    let mut event = json!({
         "invocationId": invocation.invocation_id,
         "deliveryStreamArn": invocation.stream_arn,
         "region": invocation.region,
         "records": records,
-    })
+    });
+    if let Some(arn) = invocation.source_stream_arn {
+        event["sourceKinesisStreamArn"] = json!(arn);
+    }
+    event
 }
 
 /// The function's answer applied to the batch; every record is accounted for once.
@@ -288,6 +298,7 @@ mod tests {
             plan: &plan,
             stream_arn: "arn:s",
             region: "r",
+            source_stream_arn: None,
             invocation_id: "i".into(),
         })
     }
@@ -296,7 +307,15 @@ mod tests {
     fn batches_stay_under_the_buffer_size() {
         let items: Vec<Item> = (0..10).map(|i| item(&i.to_string(), &[0; 300])).collect();
         let sizes: Vec<usize> = batches(items, 1000).iter().map(Vec::len).collect();
-        assert_eq!(sizes, [2, 2, 2, 2, 2], "400 base64 bytes each");
+        assert_eq!(sizes, [1; 10], "400 base64 bytes and the overhead each");
+        let sizes: Vec<usize> =
+            batches((0..10).map(|i| item(&i.to_string(), &[0; 300])).collect(), 1100).iter().map(Vec::len).collect();
+        assert_eq!(sizes, [2, 2, 2, 2, 2]);
+        assert_eq!(
+            batches((0..10).map(|i| item(&i.to_string(), b"")).collect(), 1000).len(),
+            2,
+            "empty records count too"
+        );
         assert_eq!(batches(vec![item("big", &[0; 3000])], 1000).len(), 1);
     }
 

@@ -30,82 +30,51 @@ const FAILED_CODE: &str = "DynamicPartitioning.MetadataExtractionFailed";
 
 type Filter = jaq_core::compile::Filter<jaq_core::Native<data::JustLut<Val>>>;
 
-/// jq's loops and generators: a query using them could run without end on every record (the
-/// delivery task has no way to stop a running query), and partition keys never need them.
-const REFUSED_FILTERS: &[&str] = &[
-    "range",
-    "repeat",
-    "recurse",
-    "recurse_down",
-    "while",
-    "until",
-    "limit",
-    "def",
-    "input",
-    "inputs",
-    "env",
-    "walk",
-    "paths",
-    "getpath",
-    "splits",
-    "scan",
-];
-
 impl Extraction {
     /// The query, or InvalidArgumentException's message when it is not a jq program this server
     /// runs.
     pub fn compile(query: &str) -> Result<Extraction, String> {
-        if let Some(refused) = filter_names(query).find(|word| REFUSED_FILTERS.contains(word)) {
-            return Err(format!(
-                "MetadataExtractionQuery uses {refused}, which this server does not run in partition key queries."
-            ));
-        }
-        compiled(query).map(|_| Extraction { query: query.to_string() })
+        super::query_guard::check(query)?;
+        let text = query.to_string();
+        on_a_big_stack(move || compiled(&text).map(|_| ()))
+            .unwrap_or_else(|| Err("MetadataExtractionQuery could not be compiled.".into()))?;
+        Ok(Extraction { query: query.to_string() })
     }
 
     /// Each record's partition keys, in order: the query's object, its values as text (strings
-    /// as they are, other values as JSON); keys whose value is null are left out.
-    pub fn extract(&self, records: &[&[u8]]) -> Vec<Result<BTreeMap<String, String>, ExtractionFailed>> {
-        let filter = match compiled(&self.query) {
-            Ok(filter) => filter,
-            Err(message) => {
-                let failed = ExtractionFailed { error_code: FAILED_CODE, message };
-                return records.iter().map(|_| Err(failed.clone())).collect();
-            }
+    /// as they are, other values as JSON); keys whose value is null are left out. Runs on a
+    /// thread of its own with a large stack, as compiling does.
+    pub fn extract(&self, records: Vec<Vec<u8>>) -> Vec<Result<BTreeMap<String, String>, ExtractionFailed>> {
+        let (query, count) = (self.query.clone(), records.len());
+        let run = move || {
+            let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
+            extract_with(&query, &slices)
         };
-        records.iter().map(|record| keys_of(&filter, record)).collect()
+        on_a_big_stack(run).unwrap_or_else(|| {
+            let failed = ExtractionFailed { error_code: FAILED_CODE, message: "The query stopped.".into() };
+            vec![Err(failed); count]
+        })
     }
 }
 
-/// The words of `query` that can name a filter: not a member (`.name`), a variable (`$name`),
-/// an object key (`name:`) or inside a string.
-fn filter_names(query: &str) -> impl Iterator<Item = &str> {
-    let bytes = query.as_bytes();
-    let mut names = Vec::new();
-    let (mut at, mut in_string) = (0, false);
-    while at < bytes.len() {
-        let c = bytes[at];
-        if in_string {
-            in_string = !(c == b'"' && bytes[at - 1] != b'\\');
-            at += 1;
-        } else if c == b'"' {
-            in_string = true;
-            at += 1;
-        } else if c.is_ascii_alphabetic() || c == b'_' {
-            let start = at;
-            while at < bytes.len() && (bytes[at].is_ascii_alphanumeric() || bytes[at] == b'_') {
-                at += 1;
-            }
-            let before = query[..start].trim_end().as_bytes().last().copied();
-            let after = query[at..].trim_start().as_bytes().first().copied();
-            if !matches!(before, Some(b'.' | b'$')) && after != Some(b':') {
-                names.push(&query[start..at]);
-            }
-        } else {
-            at += 1;
+/// jaq's parser and evaluator recurse; the guard bounds a query's nesting, and this stack
+/// leaves room for what a 5,120-character query can still nest. `None` if the thread died.
+const QUERY_STACK_BYTES: usize = 64 << 20;
+
+fn on_a_big_stack<T: Send + 'static>(work: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    let thread = std::thread::Builder::new().name("jq".into()).stack_size(QUERY_STACK_BYTES).spawn(work).ok()?;
+    thread.join().ok()
+}
+
+fn extract_with(query: &str, records: &[&[u8]]) -> Vec<Result<BTreeMap<String, String>, ExtractionFailed>> {
+    let filter = match compiled(query) {
+        Ok(filter) => filter,
+        Err(message) => {
+            let failed = ExtractionFailed { error_code: FAILED_CODE, message };
+            return records.iter().map(|_| Err(failed.clone())).collect();
         }
-    }
-    names.into_iter()
+    };
+    records.iter().map(|record| keys_of(&filter, record)).collect()
 }
 
 fn compiled(query: &str) -> Result<Filter, String> {
@@ -119,6 +88,9 @@ fn compiled(query: &str) -> Result<Filter, String> {
 
 fn keys_of(filter: &Filter, record: &[u8]) -> Result<BTreeMap<String, String>, ExtractionFailed> {
     let failed = |message: String| ExtractionFailed { error_code: FAILED_CODE, message };
+    // serde_json refuses nesting deeper than 128 levels; jaq's reader recurses without a limit,
+    // so a record of a million '[' would overflow the stack. Only what serde_json reads reaches it.
+    serde_json::from_slice::<serde::de::IgnoredAny>(record).map_err(|_| failed("Non JSON record provided".into()))?;
     let input = jaq_json::read::parse_single(record).map_err(|_| failed("Non JSON record provided".into()))?;
     let ctx = Ctx::<data::JustLut<Val>>::new(&filter.lut, Vars::new([]));
     let mut outputs = filter.id.run((ctx, input)).map(unwrap_valr);
@@ -159,7 +131,7 @@ mod tests {
                 .expect("valid");
         let record = br#"{"customer_id": "c-1", "type": {"device": "mobile"}, "ts": 1565382027}"#;
         let numbered = br#"{"customer_id": 42, "type": {"device": null}, "ts": 0}"#;
-        let got = extraction.extract(&[record, numbered]);
+        let got = extraction.extract(vec![record.to_vec(), numbered.to_vec()]);
         assert_eq!(got[0], Ok(keys(&[("customer_id", "c-1"), ("device", "mobile"), ("year", "2019")])));
         assert_eq!(got[1], Ok(keys(&[("customer_id", "42"), ("year", "1970")])), "a null value is no key");
     }
@@ -167,7 +139,7 @@ mod tests {
     #[test]
     fn records_the_query_cannot_read_fail_with_aws_code() {
         let extraction = Extraction::compile("{id: .id}").expect("valid");
-        let got = extraction.extract(&[b"not json", b"[1, 2]"]);
+        let got = extraction.extract(vec![b"not json".to_vec(), b"[1, 2]".to_vec()]);
         let first = got[0].clone().expect_err("not JSON");
         assert_eq!(first.error_code, "DynamicPartitioning.MetadataExtractionFailed");
         assert_eq!(first.message, "Non JSON record provided");

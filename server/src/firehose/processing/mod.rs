@@ -11,6 +11,7 @@ mod deaggregation;
 pub mod lambda;
 mod metadata_extraction;
 mod plan;
+mod query_guard;
 
 use std::collections::BTreeMap;
 
@@ -82,8 +83,7 @@ pub async fn process(plan: &ProcessingPlan, prefix: &Prefix, context: &Context<'
         failures.extend(failed);
     }
     if let Some(extraction) = &plan.extraction {
-        let records: Vec<&[u8]> = items.iter().map(|item| item.data.as_slice()).collect();
-        let extracted = extraction.extract(&records);
+        let extracted = extract_off_runtime(extraction, &items).await;
         let mut kept = Vec::with_capacity(items.len());
         for (mut item, keys) in items.into_iter().zip(extracted) {
             match keys {
@@ -109,15 +109,30 @@ pub async fn process(plan: &ProcessingPlan, prefix: &Prefix, context: &Context<'
         }
         match keys_for(prefix, &item.partition_keys) {
             Ok(keys) => groups.entry(keys).or_default().push(item),
-            Err(message) => failures.push(partition_failure(
-                item,
-                "partitioning-failed",
-                "DynamicPartitioning.PartitionKeyMissing",
-                message,
-            )),
+            Err((error_code, message)) => {
+                failures.push(partition_failure(item, "partitioning-failed", error_code, message))
+            }
         }
     }
     Processed { groups, failures }
+}
+
+/// The query over every item, on a blocking thread (it is CPU work on untrusted records); one
+/// result per item, a failure for each if the thread died.
+async fn extract_off_runtime(
+    extraction: &metadata_extraction::Extraction,
+    items: &[Item],
+) -> Vec<Result<BTreeMap<String, String>, metadata_extraction::ExtractionFailed>> {
+    let (extraction, records) = (extraction.clone(), items.iter().map(|item| item.data.clone()).collect::<Vec<_>>());
+    let count = records.len();
+    let run = tokio::task::spawn_blocking(move || extraction.extract(records));
+    run.await.unwrap_or_else(|_| {
+        let failed = metadata_extraction::ExtractionFailed {
+            error_code: "DynamicPartitioning.MetadataExtractionFailed",
+            message: "The query stopped.".into(),
+        };
+        vec![Err(failed); count]
+    })
 }
 
 /// Each item replaced by its pieces; a piece of a split record gets `.N` on its id.
@@ -129,8 +144,15 @@ fn split_each(items: Vec<Item>, split: impl Fn(&[u8]) -> Vec<Vec<u8>>) -> Vec<It
             out.push(item);
             continue;
         }
+        // Each piece takes the record's metadata, never a copy of its data.
         for (index, data) in pieces.into_iter().enumerate() {
-            out.push(Item { record_id: format!("{}.{index}", item.record_id), data, ..item.clone() });
+            out.push(Item {
+                record_id: format!("{}.{index}", item.record_id),
+                data,
+                arrival_ms: item.arrival_ms,
+                kinesis: item.kinesis.clone(),
+                partition_keys: item.partition_keys.clone(),
+            });
         }
     }
     out
@@ -138,7 +160,12 @@ fn split_each(items: Vec<Item>, split: impl Fn(&[u8]) -> Vec<Vec<u8>>) -> Vec<It
 
 /// Only the keys the prefix names, so records differing in other keys share an object; an error
 /// when one it names is missing.
-fn keys_for(prefix: &Prefix, found: &PartitionKeys) -> Result<PartitionKeys, String> {
+/// Codes of ours (AWS publishes none for these): a key the prefix names is missing, or its value
+/// cannot be part of an object key.
+const KEY_MISSING: &str = "DynamicPartitioning.PartitionKeyMissing";
+const KEY_INVALID: &str = "DynamicPartitioning.PartitionKeyInvalid";
+
+fn keys_for(prefix: &Prefix, found: &PartitionKeys) -> Result<PartitionKeys, (&'static str, String)> {
     let mut keys = PartitionKeys::default();
     for (from_lambda, key) in prefix.partition_keys() {
         let (source, target, namespace) = if from_lambda {
@@ -146,10 +173,36 @@ fn keys_for(prefix: &Prefix, found: &PartitionKeys) -> Result<PartitionKeys, Str
         } else {
             (&found.from_query, &mut keys.from_query, "partitionKeyFromQuery")
         };
-        let value = source.get(key).ok_or_else(|| format!("The record has no value for !{{{namespace}:{key}}}."))?;
+        let value = source
+            .get(key)
+            .ok_or_else(|| (KEY_MISSING, format!("The record has no value for !{{{namespace}:{key}}}.")))?;
+        check_key_value(value).map_err(|why| (KEY_INVALID, format!("The value of !{{{namespace}:{key}}} {why}.")))?;
         target.insert(key.to_string(), value.clone());
     }
+    let total_bytes: usize = keys.from_query.values().chain(keys.from_lambda.values()).map(String::len).sum();
+    if total_bytes > MAX_KEY_VALUES_BYTES {
+        let message = format!("The partition key values come to {total_bytes} bytes, over {MAX_KEY_VALUES_BYTES}.");
+        return Err((KEY_INVALID, message));
+    }
     Ok(keys)
+}
+
+/// AWS evaluates a prefix to at most 512 characters; the values alone may not exceed that.
+const MAX_KEY_VALUES_BYTES: usize = 512;
+
+/// A value that could not name an object everywhere (an S3 key, a file path) fails its record
+/// here rather than failing the object's write forever.
+fn check_key_value(value: &str) -> Result<(), &'static str> {
+    if value.is_empty() {
+        return Err("is empty");
+    }
+    if value.chars().any(char::is_control) {
+        return Err("holds a control character");
+    }
+    if value.split('/').any(|segment| segment == "." || segment == ".." || segment.len() > 255) {
+        return Err("holds a path segment that is '.', '..' or over 255 bytes");
+    }
+    Ok(())
 }
 
 fn partition_failure(item: Item, output_type: &'static str, error_code: &str, message: String) -> Failure {

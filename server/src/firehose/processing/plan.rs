@@ -43,7 +43,7 @@ pub struct ProcessingPlan {
 
 const DEFAULT_LAMBDA_RETRIES: u32 = 3;
 const DEFAULT_LAMBDA_BUFFER_BYTES: usize = 1 << 20;
-/// Lambda's request payload limit; an invocation's records stay well under it.
+/// BufferSizeInMBs's maximum (Firehose's; Lambda's own payload limit is 6 MB).
 const MAX_LAMBDA_BUFFER_BYTES: usize = 3 << 20;
 
 impl ProcessingPlan {

@@ -37,6 +37,7 @@ async fn records_are_split_keyed_and_grouped_by_the_keys_the_prefix_names() {
         item("2", r#"{"device":"cam","id":3}"#),
         item("3", "not json"),
         item("4", r#"{"id":4}"#),
+        item("5", r#"{"device":"..","id":5}"#),
     ];
     let processed = process(&plan, prefixes.data(), &context, items).await;
     let by_device: BTreeMap<String, Vec<&str>> =
@@ -56,6 +57,7 @@ async fn records_are_split_keyed_and_grouped_by_the_keys_the_prefix_names() {
         [
             ("metadata-extraction-failed", "DynamicPartitioning.MetadataExtractionFailed", &b"not json"[..]),
             ("partitioning-failed", "DynamicPartitioning.PartitionKeyMissing", &br#"{"id":4}"#[..]),
+            ("partitioning-failed", "DynamicPartitioning.PartitionKeyInvalid", &br#"{"device":"..","id":5}"#[..]),
         ]
     );
 }
