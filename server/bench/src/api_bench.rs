@@ -31,13 +31,31 @@ pub struct PutResult {
     pub records: usize,
 }
 
+/// A JSON 1.1 service the benchmarks call: its X-Amz-Target prefix and SigV4 service name.
+pub type Service = (&'static str, &'static str);
+pub const KINESIS: Service = ("Kinesis_20131202", "kinesis");
+pub const FIREHOSE: Service = ("Firehose_20150804", "firehose");
+
 pub async fn call(http: &Http, address: SocketAddr, op: &str, body: Bytes) -> anyhow::Result<Value> {
+    call_service(http, address, KINESIS, op, body).await
+}
+
+/// One `op` of `service` (the servers under test accept any signature on loopback).
+pub async fn call_service(
+    http: &Http,
+    address: SocketAddr,
+    (prefix, signing_name): Service,
+    op: &str,
+    body: Bytes,
+) -> anyhow::Result<Value> {
     let request = hyper::Request::post(format!("http://{address}/"))
         .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", format!("Kinesis_20131202.{op}"))
+        .header("x-amz-target", format!("{prefix}.{op}"))
         .header(
             "authorization",
-            "AWS4-HMAC-SHA256 Credential=AKIDUMMY/20261125/us-east-1/kinesis/aws4_request, SignedHeaders=host, Signature=0",
+            format!(
+                "AWS4-HMAC-SHA256 Credential=AKIDUMMY/20261125/us-east-1/{signing_name}/aws4_request, SignedHeaders=host, Signature=0"
+            ),
         )
         .header("x-amz-date", "20261125T000000Z")
         .body(Full::new(body))?;
@@ -48,6 +66,15 @@ pub async fn call(http: &Http, address: SocketAddr, op: &str, body: Bytes) -> an
         anyhow::bail!("{op} on {address} answered {status}: {}", String::from_utf8_lossy(&bytes));
     }
     Ok(if bytes.is_empty() { Value::Null } else { serde_json::from_slice(&bytes)? })
+}
+
+/// The server's `/metrics` exposition.
+pub async fn metrics(http: &Http, address: SocketAddr) -> anyhow::Result<String> {
+    let request = hyper::Request::get(format!("http://{address}/metrics"))
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIDUMMY/20261125/us-east-1/kinesis/aws4_request")
+        .body(Full::new(Bytes::new()))?;
+    let body = http.request(request).await?.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 pub fn client() -> Http {

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use bytes::Bytes;
 use futures::StreamExt as _;
-use http_body_util::{BodyExt, Full};
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload};
 use serde_json::{Value, json};
@@ -68,17 +67,7 @@ pub fn run(binary: &Path, weed: &Path, runtime: &tokio::runtime::Runtime, buffer
 }
 
 async fn firehose(http: &Http, address: SocketAddr, op: &str, body: Value) -> anyhow::Result<Value> {
-    let request = hyper::Request::post(format!("http://{address}/"))
-        .header("content-type", "application/x-amz-json-1.1")
-        .header("x-amz-target", format!("Firehose_20150804.{op}"))
-        .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIDUMMY/20261125/us-east-1/firehose/aws4_request, SignedHeaders=host, Signature=0")
-        .header("x-amz-date", "20261125T000000Z")
-        .body(Full::new(Bytes::from(body.to_string())))?;
-    let response = http.request(request).await?;
-    let status = response.status();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    anyhow::ensure!(status.is_success(), "{op} answered {status}: {}", String::from_utf8_lossy(&bytes));
-    Ok(serde_json::from_slice(&bytes)?)
+    api_bench::call_service(http, address, api_bench::FIREHOSE, op, Bytes::from(body.to_string())).await
 }
 
 fn destination(interval_secs: u64, size_mb: usize) -> Value {
@@ -126,19 +115,11 @@ async fn delivery_throughput(target: &Target, records: usize) -> anyhow::Result<
     println!("firehose bench: {records} records acknowledged after {:?}", started.elapsed());
     let wanted = format!("framelog_firehose_delivery_to_s3_records_total{{delivery_stream=\"throughput\"}} {records}");
     let deadline = Instant::now() + Duration::from_secs(600);
-    while !metrics(&http, target).await?.contains(&wanted) {
+    while !api_bench::metrics(&http, target.address).await?.contains(&wanted) {
         anyhow::ensure!(Instant::now() < deadline, "the records were not delivered in 10 minutes");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     Ok(started.elapsed())
-}
-
-async fn metrics(http: &Http, target: &Target) -> anyhow::Result<String> {
-    let request = hyper::Request::get(format!("http://{}/metrics", target.address))
-        .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIDUMMY/20261125/us-east-1/firehose/aws4_request")
-        .body(Full::new(Bytes::new()))?;
-    let body = http.request(request).await?.into_body().collect().await?.to_bytes();
-    Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The same bytes as the delivery's objects (records and newline-free, as delivered), in

@@ -285,13 +285,7 @@ fn anonymous_kib(pid: u32) -> Option<u64> {
 /// The engine's memory by part in MiB, scraped from `/metrics`; empty if the scrape fails (the
 /// sample then shows zeros rather than stopping the soak).
 async fn engine_memory_mib(http: &Http, target: &Target) -> BTreeMap<String, f64> {
-    let request = hyper::Request::get(format!("http://{}/metrics", target.address))
-        .header("authorization", "AWS4-HMAC-SHA256 Credential=AKIDUMMY/20261125/us-east-1/kinesis/aws4_request")
-        .body(http_body_util::Full::new(Bytes::new()));
-    let Ok(request) = request else { return BTreeMap::new() };
-    let Ok(response) = http.request(request).await else { return BTreeMap::new() };
-    let Ok(body) = http_body_util::BodyExt::collect(response.into_body()).await else { return BTreeMap::new() };
-    parse_engine_memory(&String::from_utf8_lossy(&body.to_bytes()))
+    api_bench::metrics(http, target.address).await.map(|text| parse_engine_memory(&text)).unwrap_or_default()
 }
 
 fn parse_engine_memory(text: &str) -> BTreeMap<String, f64> {

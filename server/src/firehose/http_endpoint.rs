@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::http::HeaderValue;
 use base64::Engine as _;
 use framelog_store::Entry;
+use framelog_wire::Backoff;
 use serde_json::{Value, json};
 
 use super::compression::Compression;
@@ -19,8 +20,8 @@ use crate::consumers::DestinationPolicy;
 use crate::consumers::outbound::{BodyKind, CallError, post};
 use crate::consumers::webhook_url::WebhookUrl;
 
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-const LAST_RETRY: Duration = Duration::from_secs(120);
+/// Waits between attempts: 1 s doubling to two minutes, within RetryOptions' window.
+const RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(120));
 
 /// What delivery to an endpoint needs from its configuration.
 #[derive(Debug, Clone, PartialEq)]
@@ -166,7 +167,6 @@ pub async fn deliver(
         }
     };
     let url = WebhookUrl::new(plan.url.clone());
-    let mut wait = FIRST_RETRY;
     let mut first_failure: Option<Instant> = None;
     let mut attempts = 0;
     loop {
@@ -180,11 +180,8 @@ pub async fn deliver(
                     return Outcome::Failed { attempts, error_code, message };
                 }
                 tracing::warn!(error_code, %message, attempts, "delivery to an HTTP endpoint failed; retrying");
-                tokio::time::sleep(
-                    wait.min(plan.retry_for.saturating_sub(since.elapsed()).max(Duration::from_millis(1))),
-                )
-                .await;
-                wait = (wait * 2).min(LAST_RETRY);
+                let left = plan.retry_for.saturating_sub(since.elapsed()).max(Duration::from_millis(1));
+                tokio::time::sleep(RETRY.step(attempts - 1).min(left)).await;
             }
         }
     }

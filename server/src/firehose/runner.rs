@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use framelog_store::{Entry, Position, ReadBatch, StreamHandle};
+use framelog_wire::Backoff;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::task::JoinSet;
@@ -29,9 +30,9 @@ pub const CHECKPOINT_KEY: &str = "firehose.checkpoint";
 const MAX_RECORD_BYTES: usize = 1_024_000;
 /// Records per object at most (a bound on a buffer's memory for tiny records).
 const MAX_RECORDS_PER_OBJECT: usize = 500_000;
-/// Retry waits double from the first to the last, as Firehose's do.
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-const LAST_RETRY: Duration = Duration::from_secs(60);
+/// Waits between failed writes: 1 s doubling to a minute, as Firehose's retries go (`step`,
+/// not jittered: one delivery per stream retries, no fleet to spread).
+const RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 
 /// Where each source shard's delivery resumes, and what was delivered.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -398,15 +399,15 @@ impl Delivery {
     /// The Lambda function's URL; while the server's config does not name it (it changed since
     /// the stream was created), delivery waits and looks again: the records stay retained.
     async fn lambda_url(&self, function: &str) -> WebhookUrl {
-        let mut wait = FIRST_RETRY;
+        let mut attempt = 0;
         loop {
             match self.ctx.lambda_url(function) {
                 Ok(url) => return url,
                 Err(error) => {
                     tracing::error!(delivery_stream = %self.name, error = error.message.as_deref().unwrap_or_default(), "cannot call the Lambda processor; delivery waits");
                     self.count_failures(1).await;
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(LAST_RETRY);
+                    tokio::time::sleep(RETRY.step(attempt)).await;
+                    attempt += 1;
                 }
             }
         }
@@ -427,12 +428,12 @@ impl Delivery {
         };
         let key = format!("{}{}", prefix.render(inputs), object_name(&self.name, self.version, inputs, extension));
         tracing::debug!(delivery_stream = %self.name, %key, bytes = body.len(), "writing an object");
-        let mut wait = FIRST_RETRY;
+        let mut attempt = 0;
         while let Err(error) = self.sink.put(&key, body.clone()).await {
             tracing::warn!(delivery_stream = %self.name, %key, error = %error, source = ?std::error::Error::source(&error).map(ToString::to_string), "delivery failed; retrying");
             self.count_failures(1).await;
-            tokio::time::sleep(wait).await;
-            wait = (wait * 2).min(LAST_RETRY);
+            tokio::time::sleep(RETRY.step(attempt)).await;
+            attempt += 1;
         }
     }
 
@@ -507,19 +508,20 @@ fn kinesis_record_metadata(meta: &framelog_store::StreamMeta, shard: u32, entry:
 
 /// A part of a buffer's objects (a partition, a kind of error): its own seed from the buffer's.
 fn mixed_seed(seed: u64, part: &str) -> u64 {
-    let mut hash = Sha256::new();
-    hash.update(seed.to_be_bytes());
-    hash.update(part.as_bytes());
-    let digest = hash.finalize();
-    u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
+    digest_u64(&[&seed.to_be_bytes(), part.as_bytes()])
 }
 
 /// The buffer's identity: its source stream, shard and first record.
 fn seed(source_id: u64, shard: u32, first_seq: u64) -> u64 {
+    digest_u64(&[&source_id.to_be_bytes(), &shard.to_be_bytes(), &first_seq.to_be_bytes()])
+}
+
+/// The first 8 bytes of the SHA-256 of `parts` one after another.
+fn digest_u64(parts: &[&[u8]]) -> u64 {
     let mut hash = Sha256::new();
-    hash.update(source_id.to_be_bytes());
-    hash.update(shard.to_be_bytes());
-    hash.update(first_seq.to_be_bytes());
+    for part in parts {
+        hash.update(part);
+    }
     let digest = hash.finalize();
     u64::from_be_bytes(digest[..8].try_into().unwrap_or_default())
 }

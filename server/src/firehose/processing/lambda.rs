@@ -12,6 +12,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use framelog_wire::Backoff;
 use serde_json::{Value, json};
 
 use super::plan::LambdaPlan;
@@ -47,8 +48,8 @@ pub struct Invocation<'a> {
     pub invocation_id: String,
 }
 
-const FIRST_RETRY: Duration = Duration::from_secs(1);
-const LAST_RETRY: Duration = Duration::from_secs(60);
+/// Waits between invocations that failed as a whole: 1 s doubling to a minute.
+const RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(60));
 /// What each record adds to an event besides its base64 data (its id, time, field names).
 const RECORD_OVERHEAD_BYTES: usize = 128;
 
@@ -93,7 +94,6 @@ fn batches(items: Vec<Item>, batch_bytes: usize) -> Vec<Vec<Item>> {
 async fn transform_batch(invocation: &Invocation<'_>, batch: Vec<Item>) -> (Vec<Item>, Vec<Failure>) {
     let body = Bytes::from(event(invocation, &batch).to_string());
     let attempts_allowed = invocation.plan.retries + 1;
-    let mut wait = FIRST_RETRY;
     let mut attempts = 0;
     loop {
         attempts += 1;
@@ -120,8 +120,7 @@ async fn transform_batch(invocation: &Invocation<'_>, batch: Vec<Item>) -> (Vec<
                 .collect();
             return (Vec::new(), failures);
         }
-        tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(LAST_RETRY);
+        tokio::time::sleep(RETRY.step(attempts - 1)).await;
     }
 }
 

@@ -28,6 +28,13 @@ pub struct ExtractionFailed {
 /// AWS's code and message for a record the query cannot read.
 const FAILED_CODE: &str = "DynamicPartitioning.MetadataExtractionFailed";
 
+impl ExtractionFailed {
+    /// The query's thread died before it answered.
+    pub fn stopped() -> ExtractionFailed {
+        ExtractionFailed { error_code: FAILED_CODE, message: "The query stopped.".into() }
+    }
+}
+
 type Filter = jaq_core::compile::Filter<jaq_core::Native<data::JustLut<Val>>>;
 
 impl Extraction {
@@ -50,10 +57,7 @@ impl Extraction {
             let slices: Vec<&[u8]> = records.iter().map(Vec::as_slice).collect();
             extract_with(&query, &slices)
         };
-        on_a_big_stack(run).unwrap_or_else(|| {
-            let failed = ExtractionFailed { error_code: FAILED_CODE, message: "The query stopped.".into() };
-            vec![Err(failed); count]
-        })
+        on_a_big_stack(run).unwrap_or_else(|| vec![Err(ExtractionFailed::stopped()); count])
     }
 }
 

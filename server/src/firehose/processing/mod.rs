@@ -126,13 +126,7 @@ async fn extract_off_runtime(
     let (extraction, records) = (extraction.clone(), items.iter().map(|item| item.data.clone()).collect::<Vec<_>>());
     let count = records.len();
     let run = tokio::task::spawn_blocking(move || extraction.extract(records));
-    run.await.unwrap_or_else(|_| {
-        let failed = metadata_extraction::ExtractionFailed {
-            error_code: "DynamicPartitioning.MetadataExtractionFailed",
-            message: "The query stopped.".into(),
-        };
-        vec![Err(failed); count]
-    })
+    run.await.unwrap_or_else(|_| vec![Err(metadata_extraction::ExtractionFailed::stopped()); count])
 }
 
 /// Each item replaced by its pieces; a piece of a split record gets `.N` on its id.
