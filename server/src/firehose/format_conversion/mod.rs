@@ -3,23 +3,21 @@
 //! Records that do not fit the table go to the error prefix as `format-conversion-failed`
 //! (<https://docs.aws.amazon.com/firehose/latest/dev/record-format-conversion.html>).
 
+mod columns;
 mod rows;
 mod table;
 
-use arrow_array::builder::{
-    ArrayBuilder, BooleanBuilder, Date32Builder, Float32Builder, Float64Builder, Int8Builder, Int16Builder,
-    Int32Builder, Int64Builder, StringBuilder, TimestampMillisecondBuilder,
-};
 use arrow_array::{ArrayRef, RecordBatch};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel};
 use parquet::file::properties::{WriterProperties, WriterVersion};
 use serde_json::Value;
 
+use columns::Column;
 use rows::{Cell, rows_of};
 #[cfg(test)]
 use table::ColumnFile;
-use table::{ColumnType, Table};
+use table::Table;
 pub use table::{GlueTableFile, GlueTables};
 
 /// What conversion needs, read from a destination's DataFormatConversionConfiguration.
@@ -87,26 +85,27 @@ impl ConversionPlan {
     /// The records as one Parquet file (`None` when none fit), and the index and reason of each
     /// record that does not fit.
     pub fn convert(&self, records: &[&[u8]]) -> (Option<Vec<u8>>, Vec<(usize, String)>) {
-        let mut builders: Vec<Box<dyn ArrayBuilder>> =
-            self.table.columns.iter().map(|(_, kind)| builder(*kind)).collect();
+        let mut columns: Vec<Column> = self.table.columns.iter().map(|(_, kind)| Column::new(*kind)).collect();
         let (mut rows, mut failed) = (0, Vec::new());
-        for (index, record) in records.iter().enumerate() {
-            match rows_of(record, &self.table) {
-                Ok(record_rows) => {
-                    for row in record_rows {
-                        rows += 1;
-                        for (builder, cell) in builders.iter_mut().zip(row) {
-                            append(builder.as_mut(), cell);
+        for (window, read) in records.chunks(PARSE_WINDOW_RECORDS).zip(0..) {
+            for (index, parsed) in parse_window(window, &self.table).into_iter().enumerate() {
+                match parsed {
+                    Ok(record_rows) => {
+                        for row in record_rows {
+                            rows += 1;
+                            for (column, cell) in columns.iter_mut().zip(row) {
+                                column.append(cell);
+                            }
                         }
                     }
+                    Err(reason) => failed.push((read * PARSE_WINDOW_RECORDS + index, reason)),
                 }
-                Err(reason) => failed.push((index, reason)),
             }
         }
         if rows == 0 {
             return (None, failed);
         }
-        let columns: Vec<ArrayRef> = builders.iter_mut().map(|b| b.finish()).collect();
+        let columns: Vec<ArrayRef> = columns.iter_mut().map(Column::finish).collect();
         match self.write(columns) {
             Ok(bytes) => (Some(bytes), failed),
             // Every cell was checked against its column, so a writer error is a fault here: the
@@ -135,59 +134,35 @@ impl ConversionPlan {
     }
 }
 
-fn builder(kind: ColumnType) -> Box<dyn ArrayBuilder> {
-    match kind {
-        ColumnType::Text => Box::new(StringBuilder::new()),
-        ColumnType::Boolean => Box::new(BooleanBuilder::new()),
-        ColumnType::Int8 => Box::new(Int8Builder::new()),
-        ColumnType::Int16 => Box::new(Int16Builder::new()),
-        ColumnType::Int32 => Box::new(Int32Builder::new()),
-        ColumnType::Int64 => Box::new(Int64Builder::new()),
-        ColumnType::Float32 => Box::new(Float32Builder::new()),
-        ColumnType::Float64 => Box::new(Float64Builder::new()),
-        ColumnType::TimestampMs => Box::new(TimestampMillisecondBuilder::new()),
-        ColumnType::Date => Box::new(Date32Builder::new()),
-    }
-}
+/// Records parsed at once before their cells are appended: bounds the cells held beside the
+/// columns to a window's worth, whatever the buffer's size.
+const PARSE_WINDOW_RECORDS: usize = 8192;
+/// Below this many records a window is parsed on the calling thread: a thread's start would
+/// cost more than it saves.
+const PARALLEL_MIN_RECORDS: usize = 1024;
 
-/// Appends `cell` to its column's builder; the cell's type was made from the column's.
-fn append(builder: &mut dyn ArrayBuilder, cell: Cell) {
-    let any = builder.as_any_mut();
-    match cell {
-        Cell::Null => append_null(any),
-        Cell::Text(v) => any.downcast_mut::<StringBuilder>().into_iter().for_each(|b| b.append_value(&v)),
-        Cell::Boolean(v) => any.downcast_mut::<BooleanBuilder>().into_iter().for_each(|b| b.append_value(v)),
-        Cell::Int8(v) => any.downcast_mut::<Int8Builder>().into_iter().for_each(|b| b.append_value(v)),
-        Cell::Int16(v) => any.downcast_mut::<Int16Builder>().into_iter().for_each(|b| b.append_value(v)),
-        Cell::Int32(v) => any.downcast_mut::<Int32Builder>().into_iter().for_each(|b| b.append_value(v)),
-        Cell::Int64(v) => any.downcast_mut::<Int64Builder>().into_iter().for_each(|b| b.append_value(v)),
-        Cell::Float32(v) => any.downcast_mut::<Float32Builder>().into_iter().for_each(|b| b.append_value(v)),
-        Cell::Float64(v) => any.downcast_mut::<Float64Builder>().into_iter().for_each(|b| b.append_value(v)),
-        Cell::TimestampMs(v) => {
-            any.downcast_mut::<TimestampMillisecondBuilder>().into_iter().for_each(|b| b.append_value(v))
-        }
-        Cell::Date(v) => any.downcast_mut::<Date32Builder>().into_iter().for_each(|b| b.append_value(v)),
+/// The rows of each record of `window`, in order, parsed on as many threads as there are cores
+/// (JSON parsing is most of conversion's work; appending stays on one thread, in order).
+fn parse_window(window: &[&[u8]], table: &Table) -> Vec<Result<Vec<Vec<Cell>>, String>> {
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    if threads < 2 || window.len() < PARALLEL_MIN_RECORDS {
+        return window.iter().map(|record| rows_of(record, table)).collect();
     }
-}
-
-fn append_null(any: &mut dyn std::any::Any) {
-    macro_rules! null_in {
-        ($($kind:ty),*) => {
-            $(if let Some(b) = any.downcast_mut::<$kind>() { return b.append_null(); })*
-        };
-    }
-    null_in!(
-        StringBuilder,
-        BooleanBuilder,
-        Int8Builder,
-        Int16Builder,
-        Int32Builder,
-        Int64Builder,
-        Float32Builder,
-        Float64Builder,
-        TimestampMillisecondBuilder,
-        Date32Builder
-    );
+    let share = window.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = window
+            .chunks(share)
+            .map(|part| scope.spawn(move || part.iter().map(|record| rows_of(record, table)).collect::<Vec<_>>()))
+            .collect();
+        parts
+            .into_iter()
+            .zip(window.chunks(share))
+            .flat_map(|(part, records)| {
+                // A parser thread only ends early by panicking: its records are failed, not lost.
+                part.join().unwrap_or_else(|_| vec![Err("The record could not be parsed.".to_string()); records.len()])
+            })
+            .collect()
+    })
 }
 
 /// The `dataCatalogTable` of a format conversion error record.

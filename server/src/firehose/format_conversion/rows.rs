@@ -1,12 +1,23 @@
 //! JSON records as rows of a table: each record holds one JSON object or several one after
-//! another (Firehose reads `{"a":1}{"a":2}` as two rows); keys match columns case-insensitively;
-//! a missing or null member is a null cell. A value that does not fit its column fails the
-//! whole record, as the JSON SerDes fail it.
+//! another (Firehose reads `{"a":1}{"a":2}` as two rows); keys match columns case-insensitively
+//! (the first of the object's keys that matches a column gives its value); a missing or null
+//! member is a null cell. A value that does not fit its column fails the whole record, as the
+//! JSON SerDes fail it.
+//!
+//! Each object is read straight into its row's slots: members no column names are skipped
+//! without being built, and no map of the object is made (conversion runs over every record
+//! of a buffer, so this is its hot path).
 
-use serde_json::{Map, Value};
+use std::fmt;
+
+use serde::de::{DeserializeSeed, Deserializer as _, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+use serde_json::error::Category;
 
 use super::table::{ColumnType, Table};
 use crate::civil_date::days_from_civil;
+
+const NOT_AN_OBJECT: &str = "The record holds a JSON value that is not an object.";
 
 /// One cell, typed as its column.
 #[derive(Debug, Clone, PartialEq)]
@@ -27,12 +38,14 @@ pub enum Cell {
 /// The rows of one record, or why it cannot be read.
 pub fn rows_of(record: &[u8], table: &Table) -> Result<Vec<Vec<Cell>>, String> {
     let mut rows = Vec::new();
-    for value in serde_json::Deserializer::from_slice(record).into_iter::<Value>() {
-        let value = value.map_err(|e| format!("The record is not JSON: {e}"))?;
-        let Value::Object(object) = value else {
-            return Err("The record holds a JSON value that is not an object.".into());
-        };
-        rows.push(row_of(&object, table)?);
+    let mut values = serde_json::Deserializer::from_slice(record);
+    // `end` fails while anything but white space is left: the next value.
+    while values.end().is_err() {
+        let slots = values.deserialize_any(RowVisitor { table }).map_err(|error| match error.classify() {
+            Category::Data => NOT_AN_OBJECT.to_string(),
+            _ => format!("The record is not JSON: {error}"),
+        })?;
+        rows.push(row_of(slots, table)?);
     }
     if rows.is_empty() {
         return Err("The record holds no JSON object.".into());
@@ -40,16 +53,75 @@ pub fn rows_of(record: &[u8], table: &Table) -> Result<Vec<Vec<Cell>>, String> {
     Ok(rows)
 }
 
-fn row_of(object: &Map<String, Value>, table: &Table) -> Result<Vec<Cell>, String> {
-    let lower: Vec<(String, &Value)> = object.iter().map(|(k, v)| (k.to_lowercase(), v)).collect();
-    table
-        .columns
-        .iter()
-        .map(|(name, kind)| {
-            let value = lower.iter().find(|(key, _)| key == name).map(|(_, v)| *v).unwrap_or(&Value::Null);
-            cell(value, *kind).ok_or_else(|| format!("The value {value} does not fit column {name} ({kind:?})."))
+/// The cells of a row from its columns' values.
+fn row_of(slots: Vec<Option<Value>>, table: &Table) -> Result<Vec<Cell>, String> {
+    slots
+        .into_iter()
+        .zip(&table.columns)
+        .map(|(value, (name, kind))| match (value, kind) {
+            (Some(Value::String(text)), ColumnType::Text) => Ok(Cell::Text(text)),
+            (value, kind) => {
+                let value = value.unwrap_or(Value::Null);
+                cell(&value, *kind).ok_or_else(|| format!("The value {value} does not fit column {name} ({kind:?})."))
+            }
         })
         .collect()
+}
+
+/// Reads one object into a slot per column.
+struct RowVisitor<'t> {
+    table: &'t Table,
+}
+
+impl<'de> Visitor<'de> for RowVisitor<'_> {
+    type Value = Vec<Option<Value>>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut slots: Vec<Option<Value>> = vec![None; self.table.columns.len()];
+        while let Some(column) = map.next_key_seed(ColumnOf { table: self.table })? {
+            match column.and_then(|index| slots.get_mut(index)).filter(|slot| slot.is_none()) {
+                Some(slot) => *slot = Some(map.next_value()?),
+                None => drop(map.next_value::<IgnoredAny>()?),
+            }
+        }
+        Ok(slots)
+    }
+}
+
+/// A member's key as the index of the column it names, if any, without keeping the key.
+struct ColumnOf<'t> {
+    table: &'t Table,
+}
+
+impl<'de> DeserializeSeed<'de> for ColumnOf<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ColumnOf<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a member name")
+    }
+
+    fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Self::Value, E> {
+        let columns = &self.table.columns;
+        // Column names are lower case; a non-ASCII key needs Unicode's lower case.
+        Ok(if key.is_ascii() {
+            columns.iter().position(|(name, _)| key.eq_ignore_ascii_case(name))
+        } else {
+            let lower = key.to_lowercase();
+            columns.iter().position(|(name, _)| *name == lower)
+        })
+    }
 }
 
 /// `value` as a `kind` cell; `None` when it does not fit.
@@ -119,7 +191,9 @@ fn timestamp_ms(text: &str) -> Option<i64> {
     if hours > 23 || minutes > 59 || seconds > 60 || !fraction.chars().all(|c| c.is_ascii_digit()) {
         return None;
     }
-    let millis: i64 = format!("{fraction:0<3}")[..3].parse().ok()?;
+    // Milliseconds: the first three digits, padded with zeros.
+    let millis =
+        fraction.bytes().chain(std::iter::repeat(b'0')).take(3).fold(0, |ms, digit| ms * 10 + i64::from(digit - b'0'));
     Some(((days * 24 + hours) * 60 + minutes) * 60_000 + seconds * 1000 + millis)
 }
 
