@@ -59,7 +59,13 @@ def wait_until(predicate, timeout_s: float = 30.0, what: str = "condition"):
 
 
 def bucket_files(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """Every object written under `root`; a file being written (`.NAME.tmp`, renamed once whole)
+    is not one yet, and may be gone by the time it would be read."""
+    files = {}
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.name.startswith("."):
+            files[str(path.relative_to(root))] = path.read_bytes()
+    return files
 
 
 def test_the_api_answers_boto3_with_firehoses_shapes_and_errors(private_server):
@@ -367,3 +373,32 @@ def test_an_s3_outage_is_retried_shown_in_metrics_and_nothing_is_dropped(tmp_pat
         assert metric("delivery_to_s3_records_total") == len(sent)
     finally:
         server.stop_and_check_clean_exit()
+
+
+def test_direct_put_quotas_throttle_as_aws_does_and_the_sdk_retries(tmp_path):
+    config = tmp_path / "framelog.toml"
+    config.write_text("[firehose]\nquotas = true\nrecords_per_sec = 100\n")
+    server = FramelogServer(framelog_bin(), tmp_path / "data", tmp_path, extra_args=["--config", str(config)]).start()
+    try:
+        fh = firehose_client(server)
+        fh.create_delivery_stream(DeliveryStreamName="quota", ExtendedS3DestinationConfiguration=s3_destination("q"))
+        answer = fh.put_record_batch(DeliveryStreamName="quota", Records=[{"Data": b"r%d" % i} for i in range(300)])
+        # The bucket holds one second of records: the first 100 go in (a few more if it refilled).
+        stored = [r for r in answer["RequestResponses"] if "RecordId" in r]
+        refused = [r for r in answer["RequestResponses"] if "ErrorCode" in r]
+        assert 100 <= len(stored) < 110 and answer["FailedPutCount"] == len(refused) == 300 - len(stored)
+        assert {(r["ErrorCode"], r["ErrorMessage"]) for r in refused} == {("ServiceUnavailableException", "Slow down.")}
+        assert answer["RequestResponses"][: len(stored)] == stored, "the records stored are the first ones"
+        with pytest.raises(ClientError) as excinfo:
+            fh.put_record(DeliveryStreamName="quota", Record={"Data": b"one more"})
+        assert error_code(excinfo) == "ServiceUnavailableException"
+        assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
+        # An unmodified client with its default retries waits out the throttling.
+        retrying = boto3.client("firehose", endpoint_url=server.endpoint, region_name=REGION,
+                                aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
+        assert "RecordId" in retrying.put_record(DeliveryStreamName="quota", Record={"Data": b"after a wait"})
+        text = urllib.request.urlopen(f"{server.endpoint}/metrics").read().decode()
+        throttled = re.search(r'^framelog_firehose_throttled_records_total\{delivery_stream="quota"\} (\d+)', text, re.MULTILINE)
+        assert throttled and int(throttled.group(1)) >= len(refused) + 1, text
+    finally:
+        server.stop()

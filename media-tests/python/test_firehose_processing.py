@@ -249,6 +249,7 @@ columns = [
 
 
 def test_json_records_become_parquet_that_pyarrow_reads_back_row_by_row(parquet_server):
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
     fh = firehose(parquet_server)
@@ -270,7 +271,7 @@ def test_json_records_become_parquet_that_pyarrow_reads_back_row_by_row(parquet_
         files = bucket_files(root) if root.exists() else {}
         parquet = {name: body for name, body in files.items() if name.startswith("events/")}
         errors = {name: body for name, body in files.items() if name.startswith("bad/")}
-        read = [pq.read_table(root / name) for name in sorted(parquet)]
+        read = [pq.read_table(pa.BufferReader(parquet[name])) for name in sorted(parquet)]
         return (read, errors) if sum(t.num_rows for t in read) >= len(rows) and errors else None
 
     read, errors = wait_until(tables, what="1000 rows as Parquet and one error record")

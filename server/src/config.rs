@@ -45,6 +45,8 @@ pub struct Config {
     pub cluster: Option<ClusterSettings>,
     /// Kinesis Data Streams behaviour (`[kds]`).
     pub kds: KdsConfig,
+    /// Firehose behaviour (`[firehose]`): its Direct PUT quotas.
+    pub firehose: crate::firehose::FirehoseConfig,
     /// Where Firehose's `arn:aws:s3:::NAME` buckets are (`[buckets.NAME]`); none: directories
     /// under `<data dir>/buckets`.
     pub buckets: std::collections::BTreeMap<String, crate::firehose::BucketFile>,
@@ -203,6 +205,7 @@ impl Default for Config {
             config_file: None,
             cluster: None,
             kds: KdsConfig::default(),
+            firehose: Default::default(),
             buckets: Default::default(),
             lambda_functions: Default::default(),
             glue_tables: Default::default(),
@@ -235,6 +238,7 @@ pub struct FileConfig {
     pub cluster: Option<ClusterFile>,
     pub objects: Option<ObjectsFile>,
     pub kds: Option<KdsConfig>,
+    pub firehose: Option<crate::firehose::FirehoseConfig>,
     pub buckets: Option<std::collections::BTreeMap<String, crate::firehose::BucketFile>>,
     pub lambda_functions: Option<std::collections::BTreeMap<String, crate::firehose::LambdaFunctionFile>>,
     pub glue_tables:
@@ -352,6 +356,9 @@ impl Config {
         }
         if let Some(kds) = file.kds {
             self.kds = kds;
+        }
+        if let Some(firehose) = file.firehose {
+            self.firehose = firehose;
         }
         if let Some(webrtc) = file.webrtc {
             self.webrtc = webrtc;

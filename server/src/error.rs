@@ -68,6 +68,8 @@ pub enum ErrorType {
     AccessDenied,
     UnsupportedMediaType,
     ConcurrentModification,
+    /// Firehose's throttling answer (a fault: 503, which SDKs retry).
+    ServiceUnavailable,
     InternalFailure,
 }
 
@@ -108,6 +110,7 @@ impl ErrorType {
             ErrorType::AccessDenied => "AccessDeniedException",
             ErrorType::UnsupportedMediaType => "UnsupportedMediaTypeException",
             ErrorType::ConcurrentModification => "ConcurrentModificationException",
+            ErrorType::ServiceUnavailable => "ServiceUnavailableException",
             ErrorType::InternalFailure => "InternalFailure",
         }
     }
@@ -129,6 +132,7 @@ impl ErrorType {
     pub fn status(self, protocol: Protocol) -> u16 {
         match (self, protocol) {
             (ErrorType::InternalFailure, _) => 500,
+            (ErrorType::ServiceUnavailable, _) => 503,
             (ErrorType::UnsupportedMediaType, _) => 415,
             // KDS answers every authentication and authorization refusal with 400, as its JSON
             // protocol does for all client errors; KVS's front door answers 403.

@@ -34,7 +34,13 @@ mod state;
 mod streamed;
 pub mod tls;
 mod token;
+mod token_bucket;
 mod validation;
+
+/// Firehose's Parquet conversion, for the benchmark that measures it against pyarrow.
+pub mod firehose_parquet {
+    pub use crate::firehose::{ConversionPlan, GlueTables};
+}
 
 pub use app::run;
 pub use config::{Config, FileConfig};

@@ -125,6 +125,7 @@ impl AppState {
             destinations: consumers.destinations.clone(),
             changes: delivery_notices,
             incoming: Default::default(),
+            quotas: crate::firehose::PutQuotas::new(&config.firehose),
         };
         let operations =
             Arc::new(Operations::default().with(&kvs, kvs::OPERATIONS).with(&consumers, consumers::OPERATIONS));

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
 use object_store::{ObjectStore, ObjectStoreExt as _, PutPayload};
 use serde::Deserialize;
@@ -63,7 +64,7 @@ pub enum Sink {
 
 impl Sink {
     /// Writes `bytes` as `key`, whole or not at all; writing the same key again replaces it.
-    pub async fn put(&self, key: &str, bytes: Vec<u8>) -> Result<(), SinkError> {
+    pub async fn put(&self, key: &str, bytes: Bytes) -> Result<(), SinkError> {
         match self {
             Sink::Dir(root) => {
                 let path = file_path(root, key);
@@ -186,8 +187,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let buckets = Buckets::new(dir.path(), BTreeMap::new());
         let sink = buckets.sink("logs").expect("default directory");
-        sink.put("2024/01/02/03/obj", b"first".to_vec()).await.expect("written");
-        sink.put("2024/01/02/03/obj", b"second".to_vec()).await.expect("replaced");
+        sink.put("2024/01/02/03/obj", Bytes::from_static(b"first")).await.expect("written");
+        sink.put("2024/01/02/03/obj", Bytes::from_static(b"second")).await.expect("replaced");
         let path = dir.path().join("buckets/logs/2024/01/02/03/obj");
         assert_eq!(std::fs::read(path).expect("read"), b"second");
     }

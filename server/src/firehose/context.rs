@@ -27,8 +27,10 @@ pub struct FirehoseCtx {
     pub destinations: crate::consumers::DestinationPolicy,
     /// Tells the delivery supervisor that a definition changed (crate::leased).
     pub changes: tokio::sync::mpsc::UnboundedSender<()>,
-    /// Records and bytes put, for /metrics.
+    /// Records and bytes put, and records throttled, for /metrics.
     pub incoming: super::metrics::Incoming,
+    /// Direct PUT quotas (`[firehose] quotas`).
+    pub quotas: super::quotas::PutQuotas,
 }
 
 impl FirehoseCtx {

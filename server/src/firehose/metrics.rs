@@ -1,7 +1,7 @@
 //! Firehose's CloudWatch metrics under Prometheus names, per delivery stream
 //! (<https://docs.aws.amazon.com/firehose/latest/dev/monitoring-with-cloudwatch-metrics.html>):
-//! `IncomingRecords` and `IncomingBytes` (counted by this process since it started, as counters
-//! may reset), and from the delivery checkpoint `DeliveryToS3.Success` (objects written),
+//! `IncomingRecords`, `IncomingBytes` and `ThrottledRecords` (counted by this process since it
+//! started, as counters may reset), and from the delivery checkpoint `DeliveryToS3.Success` (objects written),
 //! `.Records`, `.Bytes`, failed attempts, `.DataFreshness` (the age of the oldest record not
 //! delivered yet), and `PartitionCount`.
 
@@ -17,21 +17,39 @@ use super::context::FirehoseCtx;
 use super::runner::Checkpoint;
 use super::spec::DestinationKind;
 
-/// Records and bytes put into each delivery stream since this process started.
+/// What was put into one delivery stream since this process started.
+#[derive(Debug, Clone, Copy, Default)]
+struct Counts {
+    records: u64,
+    bytes: u64,
+    /// Records refused by the Direct PUT quotas.
+    throttled: u64,
+}
+
+/// Each delivery stream's counts since this process started.
 #[derive(Debug, Clone, Default)]
 pub struct Incoming {
-    counts: Arc<Mutex<BTreeMap<String, (u64, u64)>>>,
+    counts: Arc<Mutex<BTreeMap<String, Counts>>>,
 }
 
 impl Incoming {
     pub fn add(&self, stream: &str, records: u64, bytes: u64) {
-        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        let entry = counts.entry(stream.to_string()).or_default();
-        entry.0 += records;
-        entry.1 += bytes;
+        self.change(stream, |counts| {
+            counts.records += records;
+            counts.bytes += bytes;
+        });
     }
 
-    fn of(&self, stream: &str) -> (u64, u64) {
+    pub fn throttled(&self, stream: &str, records: u64) {
+        self.change(stream, |counts| counts.throttled += records);
+    }
+
+    fn change(&self, stream: &str, change: impl FnOnce(&mut Counts)) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        change(counts.entry(stream.to_string()).or_default());
+    }
+
+    fn of(&self, stream: &str) -> Counts {
         self.counts.lock().unwrap_or_else(|e| e.into_inner()).get(stream).copied().unwrap_or_default()
     }
 }
@@ -50,9 +68,11 @@ pub fn register(ctx: &FirehoseCtx, registry: &mut Registry) {
     let now_ms = ctx.engine.now_ms();
     for (name, handle, spec) in ctx.delivery_streams() {
         let labels: Labels = vec![("delivery_stream", name.clone())];
-        let (records, bytes) = ctx.incoming.of(&name);
-        count("incoming_records".into(), "IncomingRecords: records put", &labels, records);
-        count("incoming_bytes".into(), "IncomingBytes: bytes put", &labels, bytes);
+        let incoming = ctx.incoming.of(&name);
+        count("incoming_records".into(), "IncomingRecords: records put", &labels, incoming.records);
+        count("incoming_bytes".into(), "IncomingBytes: bytes put", &labels, incoming.bytes);
+        let help = "ThrottledRecords: records refused by the Direct PUT quotas";
+        count("throttled_records".into(), help, &labels, incoming.throttled);
         let to = match spec.destination_kind {
             DestinationKind::ExtendedS3 => "delivery_to_s3",
             DestinationKind::HttpEndpoint => "delivery_to_http_endpoint",

@@ -1,5 +1,6 @@
 //! PutRecord and PutRecordBatch: a record is acknowledged once it is in the engine (WAL synced);
-//! delivery reads it from there. A batch is one append, so it shares one group commit.
+//! delivery reads it from there. A batch is one append, so it shares one group commit. Records
+//! over the Direct PUT quotas (quotas.rs) are refused as AWS refuses them.
 
 use base64::Engine as _;
 use framelog_store::{NewEntry, StoreError, StreamHandle};
@@ -8,10 +9,12 @@ use serde_json::{Value, json};
 use super::api::name_of;
 use super::context::FirehoseCtx;
 use crate::document::{Document, as_blob};
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorType};
 
 /// PutRecordBatch's limit on the records' bytes together.
 const MAX_BATCH_BYTES: usize = 4 << 20;
+/// What AWS answers a throttled call or record with.
+const SLOW_DOWN: &str = "Slow down.";
 
 /// The delivery stream a DirectPut call writes to, and whether its records are sealed.
 fn direct_put_target(ctx: &FirehoseCtx, body: &Document) -> Result<(String, StreamHandle, bool), ApiError> {
@@ -42,6 +45,10 @@ pub fn put_record(ctx: &FirehoseCtx, body: Document) -> Result<Value, ApiError> 
     let record = body.object("Record")?.ok_or_else(|| ApiError::invalid("Record is required."))?;
     let data = record.blob("Data")?.unwrap_or_default();
     let bytes = data.len() as u64;
+    if ctx.quotas.admit(handle.id(), &[bytes], ctx.engine.now_ms()) != Some(vec![true]) {
+        ctx.incoming.throttled(&name, 1);
+        return Err(ApiError::new(ErrorType::ServiceUnavailable, SLOW_DOWN));
+    }
     let appended = ctx.engine.append_blocking(&handle, vec![entry(data)]).map_err(|e| ctx.store_error(&name, e))?;
     ctx.incoming.add(&name, 1, bytes);
     let seq = appended.first().map(|a| a.seq).unwrap_or_default();
@@ -61,10 +68,19 @@ pub fn put_record_batch(ctx: &FirehoseCtx, body: Document) -> Result<Value, ApiE
     if total_bytes > MAX_BATCH_BYTES {
         return Err(ApiError::invalid("Records size exceeds 4 MB limit"));
     }
-    let count = entries.len();
-    let responses: Vec<Value> = match ctx.engine.append_blocking(&handle, entries) {
+    let sizes: Vec<u64> = entries.iter().map(|e| e.payload.len() as u64).collect();
+    let Some(admitted) = ctx.quotas.admit(handle.id(), &sizes, ctx.engine.now_ms()) else {
+        ctx.incoming.throttled(&name, sizes.len() as u64);
+        return Err(ApiError::new(ErrorType::ServiceUnavailable, SLOW_DOWN));
+    };
+    let entries: Vec<NewEntry> = entries.into_iter().zip(&admitted).filter(|(_, in_)| **in_).map(|(e, _)| e).collect();
+    let (count, bytes) = (entries.len(), entries.iter().map(|e| e.payload.len() as u64).sum::<u64>());
+    ctx.incoming.throttled(&name, (admitted.len() - count) as u64);
+    // When every record was throttled there is nothing to store.
+    let appended = if count == 0 { Ok(Vec::new()) } else { ctx.engine.append_blocking(&handle, entries) };
+    let stored: Vec<Value> = match appended {
         Ok(appended) => {
-            ctx.incoming.add(&name, count as u64, total_bytes as u64);
+            ctx.incoming.add(&name, count as u64, bytes);
             appended.iter().map(|a| json!({"RecordId": record_id(&handle, a.seq)})).collect()
         }
         // The stream is gone, or nothing could be stored: every record failed, which each
@@ -78,6 +94,18 @@ pub fn put_record_batch(ctx: &FirehoseCtx, body: Document) -> Result<Value, ApiE
             vec![json!({"ErrorCode": "InternalFailure", "ErrorMessage": message}); count]
         }
     };
+    let responses = with_throttled(&admitted, stored);
     let failed = responses.iter().filter(|r| r.get("ErrorCode").is_some()).count();
     Ok(json!({"FailedPutCount": failed, "Encrypted": encrypted, "RequestResponses": responses}))
+}
+
+/// One answer per record put, in order: the stored records' answers where they were admitted,
+/// AWS's throttling answer where they were not.
+fn with_throttled(admitted: &[bool], stored: Vec<Value>) -> Vec<Value> {
+    let mut stored = stored.into_iter();
+    let throttled = json!({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": SLOW_DOWN});
+    admitted
+        .iter()
+        .map(|in_| if *in_ { stored.next().unwrap_or_else(|| throttled.clone()) } else { throttled.clone() })
+        .collect()
 }

@@ -1,13 +1,16 @@
 //! Delivery of one delivery stream: per source shard (a DirectPut stream has one; a Kinesis
 //! source has its stream's), read from the checkpoint, cut a buffer (buffer.rs), record the
 //! buffer's range as in flight (synced), write it as one object, and only then move the
-//! checkpoint past it. After a crash the range in flight is written again, the same records
+//! checkpoint past it. A few buffers are written at once (in_flight.rs); the checkpoint moves
+//! past them in order. After a crash each range in flight is written again, the same records
 //! under the same key (object_key.rs): a write of the dead process that lands late carries the
 //! same bytes, so whichever lands last, the object is whole and no record is doubled.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
 use framelog_store::{Entry, Position, ReadBatch, StreamHandle};
 use framelog_wire::Backoff;
 use serde::{Deserialize, Serialize};
@@ -19,6 +22,7 @@ use super::buffer::{Cut, cut};
 use super::context::FirehoseCtx;
 use super::format_conversion::{self, ConversionPlan};
 use super::http_endpoint::{self, Outcome};
+use super::in_flight::{self, InFlight, Summary};
 use super::object_key::{KeyInputs, PartitionKeys, Prefix, object_name, seeded_uuid};
 use super::processing::lambda::Invocation;
 use super::processing::{self, Failure, Item};
@@ -38,9 +42,9 @@ const RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Checkpoint {
     pub next_seq: BTreeMap<u32, u64>,
-    /// Per shard, the buffer being written: `[first_seq, end_seq)`.
-    #[serde(default)]
-    pub in_flight: BTreeMap<u32, (u64, u64)>,
+    /// Per shard, the buffers being written, oldest first: `[first_seq, end_seq)` each.
+    #[serde(default, deserialize_with = "in_flight::ranges_by_shard")]
+    pub in_flight: in_flight::RangesByShard,
     pub delivered_objects: u64,
     pub delivered_records: u64,
     pub delivered_bytes: u64,
@@ -105,7 +109,7 @@ pub async fn run(ctx: FirehoseCtx, stream: StreamHandle, name: String, spec: Del
     };
     let arn = stream.meta().arn;
     let kinesis_source = spec.kinesis_source.is_some();
-    let delivery = Delivery { ctx, stream, name, version: spec.version, plan, sink, arn, kinesis_source };
+    let delivery = Arc::new(Delivery { ctx, stream, name, version: spec.version, plan, sink, arn, kinesis_source });
     let mut shards = JoinSet::new();
     let mut changes = delivery.ctx.engine.meta_changes();
     let mut started = 0;
@@ -124,37 +128,31 @@ pub async fn run(ctx: FirehoseCtx, stream: StreamHandle, name: String, spec: Del
 }
 
 impl Delivery {
-    async fn run_shard(self, source: StreamHandle, shard: u32, start: Position) {
+    async fn run_shard(self: Arc<Self>, source: StreamHandle, shard: u32, start: Position) {
         let engine = self.ctx.engine.clone();
         let checkpoint = Checkpoint::of(&self.stream.meta().settings);
-        let mut next = match checkpoint.next_seq.get(&shard) {
+        let next = match checkpoint.next_seq.get(&shard) {
             Some(seq) => *seq,
             None => match engine.resolve(&source, shard, start) {
                 Ok(seq) => seq,
                 Err(error) => return tracing::warn!(delivery_stream = %self.name, %error, "cannot start delivery"),
             },
         };
-        if let Some(&(first, end)) = checkpoint.in_flight.get(&shard) {
-            let Some(buffer) = self.read_range(&source, shard, first, end).await else { return };
-            // Empty when every record of the range expired meanwhile: nothing to write.
-            let partitions = if buffer.is_empty() { 0 } else { self.deliver(&source, shard, &buffer).await };
-            self.commit(shard, end, &buffer, partitions).await;
-            next = end;
-        }
+        let in_flight = checkpoint.in_flight.get(&shard).cloned().unwrap_or_default();
+        let Some(mut next) = self.rewrite(&source, shard, &in_flight, next).await else { return };
         let Ok(mut tip) = source.subscribe(shard) else { return };
         // Records read but not delivered yet: each wake reads only what arrived since.
         let mut pending = Pending { entries: Vec::new(), bytes: 0, read_from: next };
+        let mut flights = InFlight::new();
         loop {
+            while let Some((landed, partitions)) = flights.pop_done(!flights.has_room()).await {
+                self.land(shard, landed, partitions).await;
+            }
             let Some(read_all) = self.read_more(&source, shard, &mut pending).await else { return };
             let records: Vec<(u64, usize)> = pending.entries.iter().map(|e| (e.arrival_ms, e.payload.len())).collect();
-            match cut(&records, self.plan.hints(), engine.now_ms(), read_all) {
-                Cut::Empty => {
-                    let _ = tokio::time::timeout(Duration::from_secs(1), tip.changed()).await;
-                }
-                Cut::WaitUntil { ms } => {
-                    let wait_ms = ms.saturating_sub(engine.now_ms()).max(1);
-                    let _ = tokio::time::timeout(Duration::from_millis(wait_ms), tip.changed()).await;
-                }
+            let wait_ms = match cut(&records, self.plan.hints(), engine.now_ms(), read_all) {
+                Cut::Empty => 1000,
+                Cut::WaitUntil { ms } => ms.saturating_sub(engine.now_ms()).max(1),
                 Cut::Deliver { count } => {
                     let buffer: Vec<Entry> = pending.entries.drain(..count).collect();
                     pending.bytes -= buffer.iter().map(|e| e.payload.len()).sum::<usize>();
@@ -164,13 +162,44 @@ impl Delivery {
                     let (first, end) =
                         (buffer.first().map_or(next, |e| e.seq), buffer.last().map_or(next, |e| e.seq + 1));
                     self.update(true, move |checkpoint| {
-                        checkpoint.in_flight.insert(shard, (first, end));
+                        checkpoint.in_flight.entry(shard).or_default().push((first, end))
                     })
                     .await;
-                    let partitions = self.deliver(&source, shard, &buffer).await;
+                    let (delivery, source) = (self.clone(), source.clone());
+                    flights.start(summary(first, end, &buffer), async move {
+                        delivery.deliver(&source, shard, &buffer).await
+                    });
                     next = end;
-                    self.commit(shard, next, &buffer, partitions).await;
+                    continue;
                 }
+            };
+            tokio::select! {
+                _ = tokio::time::timeout(Duration::from_millis(wait_ms), tip.changed()) => {}
+                () = flights.finished() => {}
+            }
+        }
+    }
+
+    /// Writes again the buffers that were on the wire at a crash, each as it was cut; where
+    /// delivery goes on from (`None` when the source cannot be read).
+    async fn rewrite(&self, source: &StreamHandle, shard: u32, ranges: &[(u64, u64)], mut next: u64) -> Option<u64> {
+        for &(first, end) in ranges {
+            let buffer = self.read_range(source, shard, first, end).await?;
+            // Empty when every record of the range expired meanwhile: nothing to write.
+            let partitions = if buffer.is_empty() { 0 } else { self.deliver(source, shard, &buffer).await };
+            self.commit(shard, summary(first, end, &buffer), partitions).await;
+            next = next.max(end);
+        }
+        Some(next)
+    }
+
+    /// A buffer's write ended: its checkpoint moves, or, if its task died, its range stays in
+    /// flight to be written again after a restart.
+    async fn land(&self, shard: u32, landed: Summary, partitions: Option<u64>) {
+        match partitions {
+            Some(partitions) => self.commit(shard, landed, partitions).await,
+            None => {
+                tracing::error!(delivery_stream = %self.name, shard, first = landed.first_seq, "a delivery task died; its records are written again after a restart")
             }
         }
     }
@@ -428,6 +457,7 @@ impl Delivery {
         };
         let key = format!("{}{}", prefix.render(inputs), object_name(&self.name, self.version, inputs, extension));
         tracing::debug!(delivery_stream = %self.name, %key, bytes = body.len(), "writing an object");
+        let body = Bytes::from(body);
         let mut attempt = 0;
         while let Err(error) = self.sink.put(&key, body.clone()).await {
             tracing::warn!(delivery_stream = %self.name, %key, error = %error, source = ?std::error::Error::source(&error).map(ToString::to_string), "delivery failed; retrying");
@@ -437,17 +467,22 @@ impl Delivery {
         }
     }
 
-    async fn commit(&self, shard: u32, next: u64, buffer: &[Entry], partitions: u64) {
-        let bytes: u64 = buffer.iter().map(|e| e.payload.len() as u64).sum();
-        let (records, oldest_ms) = (buffer.len() as u64, buffer.first().map_or(0, |e| e.arrival_ms));
-        let batches = u64::from(!buffer.is_empty());
+    /// Moves the shard's checkpoint past a delivered buffer (buffers land oldest first).
+    async fn commit(&self, shard: u32, landed: Summary, partitions: u64) {
+        let batches = u64::from(landed.records > 0);
         self.update(false, move |checkpoint| {
-            checkpoint.in_flight.remove(&shard);
-            checkpoint.next_seq.insert(shard, next);
+            if let Some(ranges) = checkpoint.in_flight.get_mut(&shard) {
+                ranges.retain(|&(first, _)| first != landed.first_seq);
+                if ranges.is_empty() {
+                    checkpoint.in_flight.remove(&shard);
+                }
+            }
+            let next = checkpoint.next_seq.entry(shard).or_default();
+            *next = (*next).max(landed.end_seq);
             checkpoint.delivered_objects += batches;
-            checkpoint.delivered_records += records;
-            checkpoint.delivered_bytes += bytes;
-            checkpoint.freshness_arrival_ms = checkpoint.freshness_arrival_ms.max(oldest_ms);
+            checkpoint.delivered_records += landed.records;
+            checkpoint.delivered_bytes += landed.bytes;
+            checkpoint.freshness_arrival_ms = checkpoint.freshness_arrival_ms.max(landed.oldest_arrival_ms);
             if batches > 0 {
                 checkpoint.partition_count = partitions;
             }
@@ -482,6 +517,17 @@ impl Delivery {
             Ok(Err(error)) => tracing::warn!(delivery_stream = %name, %error, "a delivery checkpoint was not stored"),
             Err(_) => {}
         }
+    }
+}
+
+/// What the checkpoint counts of the buffer `[first, end)` once it is delivered.
+fn summary(first_seq: u64, end_seq: u64, buffer: &[Entry]) -> Summary {
+    Summary {
+        first_seq,
+        end_seq,
+        records: buffer.len() as u64,
+        bytes: buffer.iter().map(|e| e.payload.len() as u64).sum(),
+        oldest_arrival_ms: buffer.first().map_or(0, |e| e.arrival_ms),
     }
 }
 

@@ -30,6 +30,7 @@ fn context(dir: &Path, engine: Engine) -> FirehoseCtx {
         destinations: crate::consumers::DestinationPolicy { allow_private: true, ..Default::default() },
         changes,
         incoming: Default::default(),
+        quotas: Default::default(),
     }
 }
 
@@ -408,4 +409,78 @@ fn dynamic_partitioning_cannot_be_switched_on_by_an_update() {
         error.message.as_deref(),
         Some("Dynamic Partitioning cannot be enabled on an existing delivery stream.")
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn buffers_on_the_wire_at_a_crash_are_written_again_each_under_its_own_key() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let engine =
+        Engine::open(&dir.path().join("engine"), Arc::new(SystemClock), EngineOptions::default()).expect("engine");
+    let ctx = context(dir.path(), engine);
+    let hints = json!({"BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0}});
+    // Records of 400 KiB: a 1 MiB buffer closes after its third, so six make two buffers.
+    let records: Vec<String> = (0..6).map(|n| format!("{n}{}", "x".repeat(400 << 10))).collect();
+    let ctx2 = ctx.clone();
+    tokio::task::spawn_blocking(move || {
+        run(&ctx2, "CreateDeliveryStream", s3_stream("wire", hints)).expect("create");
+        put_batch(&ctx2, "wire", &records.iter().map(String::as_str).collect::<Vec<_>>());
+    })
+    .await
+    .expect("setup");
+    let delivery = start_delivery(&ctx, "wire");
+    let delivered = wait_for_checkpoint(&ctx, "wire", 6).await;
+    delivery.abort();
+    assert_eq!((delivered.delivered_objects, delivered.in_flight.len()), (2, 0));
+    let first = files(&dir.path().join("buckets/logs"));
+    assert_eq!(first.len(), 2, "{first:?}");
+
+    // A crash with both buffers on the wire: the checkpoint holds both ranges and no position.
+    let (handle, _) = ctx.lookup("wire").expect("stream");
+    let crashed = r#"{"next_seq": {}, "in_flight": {"0": [[0, 3], [3, 6]]}, "delivered_objects": 0,
+        "delivered_records": 0, "delivered_bytes": 0, "failed_attempts": 0, "freshness_arrival_ms": 0}"#;
+    ctx.engine.update_meta(&handle, |meta| meta.settings.insert(CHECKPOINT_KEY.into(), crashed.into())).expect("crash");
+    let delivery = start_delivery(&ctx, "wire");
+    let again = wait_for_checkpoint(&ctx, "wire", 6).await;
+    delivery.abort();
+    assert_eq!((again.next_seq.get(&0), again.in_flight.len()), (Some(&6), 0));
+    let second = files(&dir.path().join("buckets/logs"));
+    assert_eq!(second, first, "each range rewrote its own object, byte for byte");
+}
+
+#[test]
+fn puts_over_the_direct_put_quotas_are_refused_as_aws_refuses_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut ctx = manual(dir.path());
+    let limits = super::FirehoseConfig { quotas: true, calls_per_sec: 2, records_per_sec: 4, bytes_per_sec: 1 << 20 };
+    ctx.quotas = super::PutQuotas::new(&limits);
+    run(&ctx, "CreateDeliveryStream", s3_stream("slow", json!({}))).expect("create");
+    let records: Vec<Value> =
+        (0..6).map(|n| json!({"Data": base64::engine::general_purpose::STANDARD.encode(format!("r{n}"))})).collect();
+    let answer = run(&ctx, "PutRecordBatch", json!({"DeliveryStreamName": "slow", "Records": records})).expect("batch");
+    assert_eq!(answer["FailedPutCount"], 2);
+    let responses = answer["RequestResponses"].as_array().expect("responses");
+    assert!(responses[..4].iter().all(|r| r["RecordId"].is_string()), "{responses:?}");
+    for refused in &responses[4..] {
+        assert_eq!(refused, &json!({"ErrorCode": "ServiceUnavailableException", "ErrorMessage": "Slow down."}));
+    }
+    let one = json!({"DeliveryStreamName": "slow", "Record": {"Data": "eA=="}});
+    let error = run(&ctx, "PutRecord", one.clone()).expect_err("no records left this second");
+    assert_eq!((error.kind, error.message.as_deref()), (ErrorType::ServiceUnavailable, Some("Slow down.")));
+    assert_eq!(error.kind.status(crate::error::Protocol::Kds), 503);
+    // The third call of the second is refused whole, before its records are looked at.
+    let error = run(&ctx, "PutRecord", one).expect_err("no calls left this second");
+    assert_eq!(error.kind, ErrorType::ServiceUnavailable);
+    let (handle, _) = ctx.lookup("slow").expect("stream");
+    assert_eq!(
+        ctx.engine.read(&handle, 0, 0, 100, usize::MAX).expect("read").entries.len(),
+        4,
+        "only admitted records stored"
+    );
+
+    let mut registry = prometheus_client::registry::Registry::default();
+    super::metrics::register(&ctx, &mut registry);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    assert!(text.contains("framelog_firehose_throttled_records_total{delivery_stream=\"slow\"} 4"), "{text}");
+    assert!(text.contains("framelog_firehose_incoming_records_total{delivery_stream=\"slow\"} 4"), "{text}");
 }

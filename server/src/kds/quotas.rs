@@ -3,12 +3,14 @@
 //!
 //! Quotas (https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html): writes
 //! 1 MiB/s or 1,000 records/s per shard; GetRecords 5 calls/s and 2 MiB/s per shard; enhanced
-//! fan-out 2 MiB/s per consumer per shard. Each bucket holds one second of its rate, so a
-//! shard can burst to a second's worth and then runs at the rate. Buckets live in this
-//! process: in a cluster each node enforces them for the requests it serves.
+//! fan-out 2 MiB/s per consumer per shard. Each bucket holds one second of its rate
+//! (token_bucket.rs). Buckets live in this process: in a cluster each node enforces them for the
+//! requests it serves.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+
+use crate::token_bucket::Bucket;
 
 pub const WRITE_BYTES_PER_SEC: f64 = 1_048_576.0;
 pub const WRITE_RECORDS_PER_SEC: f64 = 1_000.0;
@@ -17,32 +19,6 @@ pub const READ_BYTES_PER_SEC: f64 = 2_097_152.0;
 pub const FAN_OUT_BYTES_PER_SEC: f64 = 2_097_152.0;
 /// How long the write meter averages over when deciding whether a shard runs hot.
 const METER_WINDOW_MS: u64 = 10_000;
-
-/// A token bucket; tokens may go negative (a read that was larger than what was left is
-/// repaid before the next one).
-#[derive(Debug, Clone)]
-struct Bucket {
-    per_sec: f64,
-    tokens: f64,
-    at_ms: u64,
-}
-
-impl Bucket {
-    fn new(per_sec: f64, now_ms: u64) -> Self {
-        Bucket { per_sec, tokens: per_sec, at_ms: now_ms }
-    }
-
-    fn refill(&mut self, now_ms: u64) {
-        let elapsed_s = now_ms.saturating_sub(self.at_ms) as f64 / 1000.0;
-        self.tokens = (self.tokens + elapsed_s * self.per_sec).min(self.per_sec);
-        self.at_ms = self.at_ms.max(now_ms);
-    }
-
-    /// How long until the bucket is out of debt, in ms.
-    fn debt_ms(&self) -> u64 {
-        if self.tokens >= 0.0 { 0 } else { (-self.tokens / self.per_sec * 1000.0).ceil() as u64 }
-    }
-}
 
 /// The buckets and meter of one shard.
 #[derive(Debug, Clone)]
