@@ -6,7 +6,7 @@
 #   make crash                                                     100 kill -9 and 20 power cuts under mixed load
 #   make fuzz-api                                                  30 minutes of random requests to every operation
 #   make soak-server                                               30 minutes of cameras, records and consumers (soak/)
-#   make bench-firehose                                            Firehose to SeaweedFS against a direct upload; freshness
+#   make bench-firehose                                            Firehose to SeaweedFS against a direct upload; freshness; Parquet against pyarrow
 #   make firehose-kills                                            Firehose's kill tests at 100,000 records each
 #   make cluster                                                   3 nodes on NATS + SeaweedFS behind HAProxy (docs/cluster.md)
 #   make test-cluster                                              the real-client suites against that cluster

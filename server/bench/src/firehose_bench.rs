@@ -3,8 +3,8 @@
 //!   records/s from the first put until the delivery metrics count every record in the bucket,
 //!   against the same bytes uploaded straight to the same bucket, in objects of the same size, by
 //!   the same `object_store` client the server uses (the baseline);
-//! - freshness with IntervalInSeconds 0: from a PutRecord's answer to its object being listed,
-//!   p50 and p99 (the bucket is polled every 50 ms, which adds up to that much).
+//! - freshness with IntervalInSeconds 0 and 60: from a PutRecord's answer to its object being
+//!   listed, p50 and p99 (the bucket is polled every 50 ms, which adds up to that much).
 
 use std::collections::{BTreeMap, HashSet};
 use std::net::SocketAddr;
@@ -61,7 +61,10 @@ pub fn run(binary: &Path, weed: &Path, runtime: &tokio::runtime::Runtime, buffer
             Row::timed(&name, "object_store upload of the same bytes (baseline)", records as f64, mib, baseline, None),
             Row::timed(&name, "framelog (end to end)", records as f64, mib, ours, Some(ratio)),
         ];
-        rows.push(freshness(&target, &store).await?);
+        rows.push(freshness(&target, &store, Freshness { interval_secs: 0, records: 400, every_ms: 50 }).await?);
+        // Two and a bit windows of 60 s: the first and last records of a window wait longest
+        // and shortest.
+        rows.push(freshness(&target, &store, Freshness { interval_secs: 60, records: 260, every_ms: 500 }).await?);
         Ok(rows)
     })
 }
@@ -134,39 +137,54 @@ async fn direct_upload(store: &Arc<dyn ObjectStore>, buffers: usize) -> anyhow::
     Ok(started.elapsed())
 }
 
-/// PutRecord every 50 ms for 20 s into a stream delivering at once (interval 0); each record's
-/// time from its answer to the first listing that shows an object holding it.
-async fn freshness(target: &Target, store: &Arc<dyn ObjectStore>) -> anyhow::Result<Row> {
-    const RECORDS: usize = 400;
+/// A freshness run: a PutRecord every `every_ms`, `records` in all, into a stream whose
+/// buffers close after `interval_secs` (0: delivered at once).
+#[derive(Debug, Clone, Copy)]
+struct Freshness {
+    interval_secs: u64,
+    records: usize,
+    every_ms: u64,
+}
+
+/// Each record's time from its PutRecord's answer to the first listing that shows an object
+/// holding it.
+async fn freshness(target: &Target, store: &Arc<dyn ObjectStore>, run: Freshness) -> anyhow::Result<Row> {
     let http = api_bench::client();
-    let create = json!({"DeliveryStreamName": "fresh", "ExtendedS3DestinationConfiguration": destination(0, 1)});
+    let stream = format!("fresh{}", run.interval_secs);
+    let create =
+        json!({"DeliveryStreamName": stream, "ExtendedS3DestinationConfiguration": destination(run.interval_secs, 1)});
     firehose(&http, target.address, "CreateDeliveryStream", create).await?;
     let acked: Arc<std::sync::Mutex<BTreeMap<usize, Instant>>> = Default::default();
+    let marker = format!("{stream}-");
     let putter = {
-        let (acked, http, address) = (acked.clone(), http.clone(), target.address);
+        let (acked, http, address, stream, marker) =
+            (acked.clone(), http.clone(), target.address, stream.clone(), marker.clone());
         tokio::spawn(async move {
-            for n in 0..RECORDS {
-                let body = json!({"DeliveryStreamName": "fresh", "Record": {"Data": base64::engine::general_purpose::STANDARD.encode(format!("fresh-{n};"))}});
+            for n in 0..run.records {
+                let data = base64::engine::general_purpose::STANDARD.encode(format!("{marker}{n};"));
+                let body = json!({"DeliveryStreamName": stream, "Record": {"Data": data}});
                 firehose(&http, address, "PutRecord", body).await?;
                 acked.lock().expect("lock").insert(n, Instant::now());
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(Duration::from_millis(run.every_ms)).await;
             }
             Ok::<(), anyhow::Error>(())
         })
     };
     let (mut seen_keys, mut visible): (HashSet<String>, BTreeMap<usize, Instant>) = Default::default();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while visible.len() < RECORDS {
-        anyhow::ensure!(Instant::now() < deadline, "only {} of {RECORDS} records became visible", visible.len());
+    let deadline = Instant::now()
+        + Duration::from_millis(run.every_ms * run.records as u64)
+        + Duration::from_secs(120 + 2 * run.interval_secs);
+    while visible.len() < run.records {
+        anyhow::ensure!(Instant::now() < deadline, "only {} of {} records became visible", visible.len(), run.records);
         let listed: Vec<_> = store.list(None).collect().await;
         let now = Instant::now();
         for meta in listed.into_iter().flatten() {
             let key = meta.location.to_string();
-            if key.starts_with("baseline/") || !key.contains("fresh-") || !seen_keys.insert(key) {
+            if !key.rsplit('/').next().is_some_and(|name| name.starts_with(&marker)) || !seen_keys.insert(key) {
                 continue;
             }
             let text = String::from_utf8_lossy(&store.get(&meta.location).await?.bytes().await?).into_owned();
-            for n in text.split(';').filter_map(|part| part.strip_prefix("fresh-")?.parse::<usize>().ok()) {
+            for n in text.split(';').filter_map(|part| part.strip_prefix(marker.as_str())?.parse::<usize>().ok()) {
                 visible.entry(n).or_insert(now);
             }
         }
@@ -177,10 +195,7 @@ async fn freshness(target: &Target, store: &Arc<dyn ObjectStore>) -> anyhow::Res
     let mut ages: Vec<Duration> =
         visible.iter().filter_map(|(n, seen)| acked.get(n).map(|at| seen.saturating_duration_since(*at))).collect();
     ages.sort();
-    Ok(Row::latency(
-        "Firehose freshness, IntervalInSeconds 0: PutRecord answered -> object listed",
-        "framelog",
-        &ages,
-        None,
-    ))
+    let name =
+        format!("Firehose freshness, IntervalInSeconds {}: PutRecord answered -> object listed", run.interval_secs);
+    Ok(Row::latency(&name, "framelog", &ages, None))
 }

@@ -16,6 +16,7 @@ mod images_bench;
 mod kds_bench;
 mod live_bench;
 mod ll_bench;
+mod parquet_bench;
 mod playlist_bench;
 mod remux_bench;
 mod seaweed;
@@ -124,9 +125,12 @@ struct Args {
     #[arg(long)]
     soak_only: bool,
     /// Only the Firehose benchmarks (`make bench-firehose`): delivery to SeaweedFS against a
-    /// direct upload, and freshness.
+    /// direct upload, freshness, and Parquet conversion against pyarrow.
     #[arg(long)]
     firehose_only: bool,
+    /// Only Firehose's Parquet conversion against pyarrow (part of --firehose-only).
+    #[arg(long)]
+    parquet_only: bool,
     /// 5 MB buffers of records in the Firehose throughput run.
     #[arg(long, default_value_t = 20)]
     firehose_buffers: usize,
@@ -190,10 +194,15 @@ fn main() -> anyhow::Result<()> {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         return report(&args, &transcode_bench::run(&args.framelog_bin, &runtime)?);
     }
+    if args.parquet_only {
+        return report(&args, &parquet_bench::run(&std::env::current_dir()?.join(".venv/bin/python"))?);
+    }
     if args.firehose_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let weed = std::env::current_dir()?.join(".venv/bin/weed");
-        return report(&args, &firehose_bench::run(&args.framelog_bin, &weed, &runtime, args.firehose_buffers)?);
+        let mut rows = firehose_bench::run(&args.framelog_bin, &weed, &runtime, args.firehose_buffers)?;
+        rows.extend(parquet_bench::run(&std::env::current_dir()?.join(".venv/bin/python"))?);
+        return report(&args, &rows);
     }
     if args.kds_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
