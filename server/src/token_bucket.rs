@@ -4,7 +4,7 @@
 
 #[derive(Debug, Clone)]
 pub struct Bucket {
-    pub per_sec: f64,
+    per_sec: f64,
     pub tokens: f64,
     at_ms: u64,
 }
@@ -23,5 +23,36 @@ impl Bucket {
     /// How long until the bucket is out of debt, in ms.
     pub fn debt_ms(&self) -> u64 {
         if self.tokens >= 0.0 { 0 } else { (-self.tokens / self.per_sec * 1000.0).ceil() as u64 }
+    }
+}
+
+/// A write quota in records and in bytes a second, as KDS's shards and Firehose's delivery
+/// streams have one.
+#[derive(Debug, Clone)]
+pub struct RecordQuota {
+    records: Bucket,
+    bytes: Bucket,
+}
+
+impl RecordQuota {
+    pub fn new(records_per_sec: f64, bytes_per_sec: f64, now_ms: u64) -> Self {
+        RecordQuota { records: Bucket::new(records_per_sec, now_ms), bytes: Bucket::new(bytes_per_sec, now_ms) }
+    }
+
+    pub fn refill(&mut self, now_ms: u64) {
+        self.records.refill(now_ms);
+        self.bytes.refill(now_ms);
+    }
+
+    /// Whether one record of `bytes` fits now. A full byte bucket takes any one record (going
+    /// into debt), so a record larger than a second's bytes is slowed, never refused forever.
+    pub fn fits(&self, bytes: u64) -> bool {
+        self.records.tokens >= 1.0 && self.bytes.tokens >= (bytes as f64).min(self.bytes.per_sec)
+    }
+
+    /// Charges one record of `bytes`.
+    pub fn take(&mut self, bytes: u64) {
+        self.records.tokens -= 1.0;
+        self.bytes.tokens -= bytes as f64;
     }
 }

@@ -1,9 +1,9 @@
 //! Firehose's CloudWatch metrics under Prometheus names, per delivery stream
 //! (<https://docs.aws.amazon.com/firehose/latest/dev/monitoring-with-cloudwatch-metrics.html>):
 //! `IncomingRecords`, `IncomingBytes` and `ThrottledRecords` (counted by this process since it
-//! started, as counters may reset), and from the delivery checkpoint `DeliveryToS3.Success` (objects written),
-//! `.Records`, `.Bytes`, failed attempts, `.DataFreshness` (the age of the oldest record not
-//! delivered yet), and `PartitionCount`.
+//! started, as counters may reset), and from the delivery checkpoint `DeliveryToS3.Success`
+//! (objects written), `.Records`, `.Bytes`, failed attempts, `.DataFreshness` (the age of the
+//! oldest record not delivered yet), and `PartitionCount`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};

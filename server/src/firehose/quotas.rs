@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
-use crate::token_bucket::Bucket;
+use crate::token_bucket::{Bucket, RecordQuota};
 
 /// The `[firehose]` table.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -54,8 +54,7 @@ impl Default for FirehoseConfig {
 #[derive(Debug)]
 struct StreamUse {
     calls: Bucket,
-    records: Bucket,
-    bytes: Bucket,
+    records: RecordQuota,
 }
 
 /// The buckets of every delivery stream put to, by stream id (a recreated stream starts full).
@@ -77,12 +76,10 @@ impl PutQuotas {
         let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
         let use_ = streams.entry(stream_id).or_insert_with(|| StreamUse {
             calls: Bucket::new(config.calls_per_sec as f64, now_ms),
-            records: Bucket::new(config.records_per_sec as f64, now_ms),
-            bytes: Bucket::new(config.bytes_per_sec as f64, now_ms),
+            records: RecordQuota::new(config.records_per_sec as f64, config.bytes_per_sec as f64, now_ms),
         });
-        for bucket in [&mut use_.calls, &mut use_.records, &mut use_.bytes] {
-            bucket.refill(now_ms);
-        }
+        use_.calls.refill(now_ms);
+        use_.records.refill(now_ms);
         if use_.calls.tokens < 1.0 {
             return None;
         }
@@ -90,12 +87,9 @@ impl PutQuotas {
         let admitted = record_bytes
             .iter()
             .map(|&bytes| {
-                // A full byte bucket takes any one record, so a record larger than a second's
-                // bytes (a small configured rate) is slowed, never refused forever.
-                let fits = use_.records.tokens >= 1.0 && use_.bytes.tokens >= (bytes as f64).min(use_.bytes.per_sec);
+                let fits = use_.records.fits(bytes);
                 if fits {
-                    use_.records.tokens -= 1.0;
-                    use_.bytes.tokens -= bytes as f64;
+                    use_.records.take(bytes);
                 }
                 fits
             })

@@ -34,6 +34,12 @@ fn context(dir: &Path, engine: Engine) -> FirehoseCtx {
     }
 }
 
+/// A context on the system clock, for tests that run delivery.
+fn live(dir: &Path) -> FirehoseCtx {
+    let engine = Engine::open(&dir.join("engine"), Arc::new(SystemClock), EngineOptions::default()).expect("engine");
+    context(dir, engine)
+}
+
 fn manual(dir: &Path) -> FirehoseCtx {
     let clock = Arc::new(ManualClock::new(START_MS));
     // Encryption needs the engine's master key.
@@ -206,9 +212,7 @@ fn start_delivery(ctx: &FirehoseCtx, name: &str) -> tokio::task::JoinHandle<()> 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn records_are_delivered_in_order_and_a_redelivery_overwrites_the_same_object() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let engine =
-        Engine::open(&dir.path().join("engine"), Arc::new(SystemClock), EngineOptions::default()).expect("engine");
-    let ctx = context(dir.path(), engine);
+    let ctx = live(dir.path());
     let hints = json!({"BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0}, "CompressionFormat": "GZIP",
         "ProcessingConfiguration": {"Enabled": true, "Processors": [{"Type": "AppendDelimiterToRecord"}]}});
     let ctx2 = ctx.clone();
@@ -324,9 +328,7 @@ fn unzipped(archive: &[u8]) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn processors_partition_records_by_lambda_and_query_keys_and_file_failures_by_kind() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let engine =
-        Engine::open(&dir.path().join("engine"), Arc::new(SystemClock), EngineOptions::default()).expect("engine");
-    let mut ctx = context(dir.path(), engine);
+    let mut ctx = live(dir.path());
     let url = shape_function().await;
     ctx.lambda_functions.insert("shape".into(), super::LambdaFunctionFile { url });
     let parameter = |name: &str, value: &str| json!({"ParameterName": name, "ParameterValue": value});
@@ -414,9 +416,7 @@ fn dynamic_partitioning_cannot_be_switched_on_by_an_update() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn buffers_on_the_wire_at_a_crash_are_written_again_each_under_its_own_key() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let engine =
-        Engine::open(&dir.path().join("engine"), Arc::new(SystemClock), EngineOptions::default()).expect("engine");
-    let ctx = context(dir.path(), engine);
+    let ctx = live(dir.path());
     let hints = json!({"BufferingHints": {"SizeInMBs": 1, "IntervalInSeconds": 0}});
     // Records of 400 KiB: a 1 MiB buffer closes after its third, so six make two buffers.
     let records: Vec<String> = (0..6).map(|n| format!("{n}{}", "x".repeat(400 << 10))).collect();

@@ -10,7 +10,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use crate::token_bucket::Bucket;
+use crate::token_bucket::{Bucket, RecordQuota};
 
 pub const WRITE_BYTES_PER_SEC: f64 = 1_048_576.0;
 pub const WRITE_RECORDS_PER_SEC: f64 = 1_000.0;
@@ -23,8 +23,7 @@ const METER_WINDOW_MS: u64 = 10_000;
 /// The buckets and meter of one shard.
 #[derive(Debug, Clone)]
 struct ShardUse {
-    write_bytes: Bucket,
-    write_records: Bucket,
+    writes: RecordQuota,
     read_calls: Bucket,
     read_bytes: Bucket,
     /// Bytes and records written in the current meter window, and when it started.
@@ -38,8 +37,7 @@ struct ShardUse {
 impl ShardUse {
     fn new(now_ms: u64) -> Self {
         ShardUse {
-            write_bytes: Bucket::new(WRITE_BYTES_PER_SEC, now_ms),
-            write_records: Bucket::new(WRITE_RECORDS_PER_SEC, now_ms),
+            writes: RecordQuota::new(WRITE_RECORDS_PER_SEC, WRITE_BYTES_PER_SEC, now_ms),
             read_calls: Bucket::new(READ_CALLS_PER_SEC, now_ms),
             read_bytes: Bucket::new(READ_BYTES_PER_SEC, now_ms),
             window_start_ms: now_ms,
@@ -93,16 +91,12 @@ impl Quotas {
             .iter()
             .map(|&(shard, bytes)| {
                 let use_ = shards.entry((stream_id, shard)).or_insert_with(|| ShardUse::new(now_ms));
-                use_.write_bytes.refill(now_ms);
-                use_.write_records.refill(now_ms);
-                // A full bucket admits any one record (going into debt), or a record over
-                // 1 MiB, which UpdateMaxRecordSize allows, could never be written.
-                let bytes_fit = use_.write_bytes.tokens >= (bytes as f64).min(WRITE_BYTES_PER_SEC);
-                let fits = bytes_fit && use_.write_records.tokens >= 1.0;
-                let admitted = !self.enforce || fits;
+                use_.writes.refill(now_ms);
+                // A record over 1 MiB, which UpdateMaxRecordSize allows, still fits a full
+                // bucket (RecordQuota::fits).
+                let admitted = !self.enforce || use_.writes.fits(bytes);
                 if admitted {
-                    use_.write_bytes.tokens -= bytes as f64;
-                    use_.write_records.tokens -= 1.0;
+                    use_.writes.take(bytes);
                     use_.meter(bytes, now_ms);
                 }
                 admitted
