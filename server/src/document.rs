@@ -2,7 +2,6 @@
 //! SerializationException (Coral's Java-flavoured texts), broken constraints are collected into one
 //! ValidationException ("N validation errors detected: Value '..' at '..' failed to satisfy ...").
 
-use base64::Engine as _;
 use serde_json::{Map, Value};
 
 use crate::error::{ApiError, ErrorType};
@@ -181,9 +180,17 @@ pub fn as_blob(value: &Value) -> Result<Vec<u8>, ApiError> {
             text.len()
         )));
     }
-    base64::engine::general_purpose::STANDARD.decode(text).map_err(|_| {
+    decode_base64(text.as_bytes()).ok_or_else(|| {
         ApiError::serialization(format!("'{text}' can not be converted to a Blob: Invalid Base64 character"))
     })
+}
+
+/// Standard padded base64 as AWS's JSON protocols carry blobs: a length that is a multiple of
+/// four, only the alphabet, `=` only as the last one or two symbols, no bits set past the data.
+/// Decoded with SIMD (base64-simd): every record put goes through here, and the scalar decoder
+/// was the largest single cost of PutRecordBatch in the profile.
+pub fn decode_base64(text: &[u8]) -> Option<Vec<u8>> {
+    base64_simd::STANDARD.decode_to_vec(text).ok()
 }
 
 /// Collects constraint violations; `finish` turns them into one ValidationException.
@@ -235,6 +242,10 @@ impl Violations {
         }
     }
 
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
     pub fn finish(self) -> Result<(), ApiError> {
         if self.0.is_empty() {
             return Ok(());
@@ -260,6 +271,47 @@ mod tests {
         for byte in 0..=255u8 {
             let value = Value::String(String::from_utf8_lossy(&[b'e', b'H', b'l', byte]).into_owned());
             assert_eq!(blob_len(&value), as_blob(&value).map(|b| b.len()), "byte {byte}");
+        }
+    }
+
+    /// The SIMD decoder takes exactly what the `base64` crate's strict decoder takes (the rules
+    /// AWS's SDKs encode by), and gives the same bytes.
+    fn decoders_agree(text: &[u8]) -> Result<(), proptest::test_runner::TestCaseError> {
+        use base64::Engine as _;
+        let strict = base64::engine::general_purpose::STANDARD.decode(text).ok();
+        proptest::prop_assert_eq!(decode_base64(text), strict, "{:?}", String::from_utf8_lossy(text));
+        Ok(())
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn simd_base64_agrees_with_the_strict_decoder_on_any_text(
+            text in proptest::collection::vec(proptest::sample::select(b"AZaz09+/=-_ \n\x00\xff".to_vec()), 0..40)
+        ) {
+            decoders_agree(&text)?;
+        }
+
+        #[test]
+        fn simd_base64_decodes_what_the_encoder_wrote(bytes in proptest::collection::vec(proptest::num::u8::ANY, 0..300)) {
+            use base64::Engine as _;
+            let text = base64::engine::general_purpose::STANDARD.encode(&bytes);
+            proptest::prop_assert_eq!(decode_base64(text.as_bytes()), Some(bytes));
+            // The same with one symbol of it changed to any byte.
+            if !text.is_empty() {
+                for byte in [b'=', b'A', b'/', b'*', 0x80] {
+                    let mut changed = text.clone().into_bytes();
+                    let at = changed.len() / 2;
+                    changed[at] = byte;
+                    decoders_agree(&changed)?;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn padding_and_trailing_bits_are_judged_alike() {
+        for text in ["", "=", "==", "A===", "AA==", "AB==", "AAA=", "AAB=", "AA=A", "AAAA====", "AA", "AAA", "AAAA"] {
+            decoders_agree(text.as_bytes()).expect(text);
         }
     }
 
