@@ -28,8 +28,9 @@ struct Member {
     shape: Shape,
 }
 
+/// One member's type and constraints.
 #[derive(Debug, Deserialize)]
-struct Shape {
+pub struct Shape {
     #[serde(rename = "type")]
     kind: String,
     min: Option<f64>,
@@ -60,6 +61,21 @@ impl Shape {
     }
 }
 
+impl Shape {
+    /// Whether `text` meets this string shape's length, pattern and enumeration.
+    pub fn admits_str(&self, text: &str) -> bool {
+        let mut violations = Violations::default();
+        check_string(self, text, "", &mut violations);
+        violations.is_empty()
+    }
+
+    /// Whether a list of `count` entries, or a blob of `count` bytes, is within this shape's
+    /// bounds.
+    pub fn admits_count(&self, count: usize) -> bool {
+        self.min.is_none_or(|min| count as f64 >= min) && self.max.is_none_or(|max| count as f64 <= max)
+    }
+}
+
 impl Table {
     /// Parses a table that is part of the source tree (a unit test per service parses each, so
     /// a broken one cannot reach a release) and compiles its patterns once.
@@ -81,6 +97,18 @@ impl Table {
         let mut violations = Violations::default();
         check_members(members, object, "", &mut violations);
         violations.finish()
+    }
+
+    /// The shape of the member at `path` in `operation`'s input: member names, where a list's
+    /// item is named "member" as in the error paths. Lets a typed reader of one operation agree
+    /// with `check` without restating the model's limits.
+    pub fn shape(&self, operation: &str, path: &[&str]) -> Option<&Shape> {
+        let (first, rest) = path.split_first()?;
+        let top = self.operations.get(operation)?.iter().find(|m| m.name == *first)?;
+        rest.iter().try_fold(&top.shape, |shape, step| match *step {
+            "member" => shape.item.as_deref(),
+            name => shape.members.as_deref()?.iter().find(|m| m.name == name).map(|m| &m.shape),
+        })
     }
 
     /// How many operations the table describes.

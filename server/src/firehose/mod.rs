@@ -4,6 +4,7 @@
 //! directories. See docs/firehose.md.
 
 mod api;
+mod batch_input;
 mod buckets;
 mod buffer;
 mod compression;
@@ -42,7 +43,7 @@ pub use quotas::{FirehoseConfig, PutQuotas};
 use crate::background::Background;
 use crate::document::Document;
 use crate::error::ApiError;
-use crate::kds::{EnvelopeError, answer, envelope, error_answer, xml_error};
+use crate::kds::{EnvelopeError, answer, envelope, error_answer, json_answer, plain_json_call, xml_error};
 use crate::validation::Table;
 
 pub const TARGET_PREFIX: &str = "Firehose_20150804.";
@@ -96,6 +97,36 @@ pub async fn handle(
     body: Bytes,
 ) -> Response {
     let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if plain_json_call(&method, &headers, content_type, PUT_RECORD_BATCH) {
+        let read = background.spawn_blocking(move || match batch_input::read(&CONSTRAINTS, &body) {
+            Some(batch) => Ok(records::store_batch(&ctx, batch)),
+            None => Err(Box::new((ctx, body))),
+        });
+        match read.await {
+            Ok(Ok(Ok(stored))) => return json_answer(StatusCode::OK, &stored),
+            Ok(Ok(Err(error))) => return error_answer(&error, content_type),
+            Ok(Err(unread)) => {
+                let (ctx, body) = *unread;
+                return generic(ctx, background, method, headers, body).await;
+            }
+            Err(join) => return error_answer(&ApiError::internal(&join), content_type),
+        }
+    }
+    generic(ctx, background, method, headers, body).await
+}
+
+/// The full target of the call batch_input.rs reads directly.
+const PUT_RECORD_BATCH: &str = "Firehose_20150804.PutRecordBatch";
+
+/// Any request, through the envelope's checks and the model's constraints.
+async fn generic(
+    ctx: FirehoseCtx,
+    background: Background,
+    method: Method,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let content_type = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
     let result = match envelope(&method, &headers, content_type, &body, TARGET_PREFIX, operation) {
         Ok((name, _, document)) => background
             .spawn_blocking(move || call(&ctx, &name, document))
@@ -104,6 +135,10 @@ pub async fn handle(
         Err(EnvelopeError::Xml(status, name, message)) => return xml_error(status, name, message),
         Err(EnvelopeError::Api(error)) => Err(error),
     };
+    respond(result, content_type)
+}
+
+fn respond(result: Result<Value, ApiError>, content_type: &str) -> Response {
     match result {
         Ok(document) => answer(StatusCode::OK, &document, false),
         Err(error) => error_answer(&error, content_type),

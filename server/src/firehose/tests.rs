@@ -484,3 +484,46 @@ fn puts_over_the_direct_put_quotas_are_refused_as_aws_refuses_them() {
     assert!(text.contains("framelog_firehose_throttled_records_total{delivery_stream=\"slow\"} 4"), "{text}");
     assert!(text.contains("framelog_firehose_incoming_records_total{delivery_stream=\"slow\"} 4"), "{text}");
 }
+
+/// A PutRecordBatch request as a client sends it, through the handler.
+async fn batch_request(ctx: &FirehoseCtx, body: Value) -> (axum::http::StatusCode, Value) {
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("content-type", "application/x-amz-json-1.1".parse().expect("header"));
+    headers.insert("x-amz-target", "Firehose_20150804.PutRecordBatch".parse().expect("header"));
+    let auth =
+        "AWS4-HMAC-SHA256 Credential=AKID/20261206/us-east-1/firehose/aws4_request, SignedHeaders=host, Signature=0";
+    headers.insert("authorization", auth.parse().expect("header"));
+    let body = axum::body::Bytes::from(body.to_string());
+    let background = crate::background::Background::new();
+    let response = super::handle(ctx.clone(), background, axum::http::Method::POST, headers, body).await;
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("body");
+    (status, serde_json::from_slice(&bytes).expect("json"))
+}
+
+#[tokio::test]
+async fn batches_read_directly_and_generically_are_stored_and_answered_alike() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = manual(dir.path());
+    run(&ctx, "CreateDeliveryStream", s3_stream("s", json!({}))).expect("create");
+    let direct = json!({"DeliveryStreamName": "s", "Records": [{"Data": "aGk="}, {"Data": "AAEC"}]});
+    // An unknown member is ignored, as by AWS, but only the generic reader takes it.
+    let generic = json!({"DeliveryStreamName": "s", "Records": [{"Data": "aGk="}, {"Data": "AAEC"}], "Extra": 1});
+    for body in [direct, generic] {
+        let (status, answer) = batch_request(&ctx, body).await;
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["FailedPutCount"], 0);
+        assert_eq!(answer["RequestResponses"].as_array().map(Vec::len), Some(2));
+    }
+    let (handle, _) = ctx.lookup("s").expect("stream");
+    let stored = ctx.engine.read(&handle, 0, 0, 10, usize::MAX).expect("read");
+    let payloads: Vec<&[u8]> = stored.entries.iter().map(|e| e.payload.as_slice()).collect();
+    assert_eq!(payloads, [&b"hi"[..], &[0, 1, 2], b"hi", &[0, 1, 2]]);
+
+    let many: Vec<Value> = (0..501).map(|_| json!({"Data": "aGk="})).collect();
+    let (status, answer) = batch_request(&ctx, json!({"DeliveryStreamName": "s", "Records": many})).await;
+    assert_eq!((status.as_u16(), answer["__type"].as_str()), (400, Some("ValidationException")), "{answer}");
+    let (status, answer) =
+        batch_request(&ctx, json!({"DeliveryStreamName": "gone", "Records": [{"Data": "aGk="}]})).await;
+    assert_eq!((status.as_u16(), answer["__type"].as_str()), (400, Some("ResourceNotFoundException")), "{answer}");
+}

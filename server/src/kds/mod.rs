@@ -163,12 +163,17 @@ pub fn error_answer(error: &ApiError, content_type: &str) -> Response {
 }
 
 pub(crate) fn answer(status: StatusCode, document: &Value, cbor: bool) -> Response {
-    let (bytes, kind) = if cbor {
-        (cbor::encode_response(document), CBOR_TYPE)
-    } else {
-        (serde_json::to_vec(document).unwrap_or_default(), JSON_TYPE)
-    };
-    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(kind))], bytes).into_response()
+    if !cbor {
+        return json_answer(status, document);
+    }
+    let bytes = cbor::encode_response(document);
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(CBOR_TYPE))], bytes).into_response()
+}
+
+/// A JSON answer from anything serializable: an operation may answer without building a tree.
+pub(crate) fn json_answer(status: StatusCode, document: &impl serde::Serialize) -> Response {
+    let bytes = serde_json::to_vec(document).unwrap_or_default();
+    (status, [(header::CONTENT_TYPE, HeaderValue::from_static(JSON_TYPE))], bytes).into_response()
 }
 
 pub(crate) enum EnvelopeError {
@@ -220,20 +225,34 @@ pub(crate) fn envelope<D>(
         cbor::decode_request(body)?
     };
     let op = op.ok_or_else(|| ApiError::bare(ErrorType::UnknownOperation))?;
-    let auth = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    match auth {
-        None => return Err(ApiError::new(ErrorType::MissingAuthenticationToken, "Missing Authentication Token").into()),
-        Some(auth) if !auth.contains("Credential=") => {
-            return Err(ApiError::new(
-                ErrorType::IncompleteSignature,
-                format!("Authorization header requires 'Credential' parameter. Authorization header requires 'Signature' parameter. Authorization header requires 'SignedHeaders' parameter. Authorization={auth}"),
-            )
-            .into());
-        }
-        Some(_) => {}
-    }
+    authorization_present(headers)?;
     let name = target.strip_prefix(prefix).unwrap_or_default().to_string();
     Ok((name, op, Document::parse(document)?))
+}
+
+/// The envelope's last check: an Authorization header naming a credential. (Its signature is
+/// the auth middleware's business.)
+fn authorization_present(headers: &HeaderMap) -> Result<(), ApiError> {
+    match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        None => Err(ApiError::new(ErrorType::MissingAuthenticationToken, "Missing Authentication Token")),
+        Some(auth) if !auth.contains("Credential=") => Err(ApiError::new(
+            ErrorType::IncompleteSignature,
+            format!(
+                "Authorization header requires 'Credential' parameter. Authorization header requires 'Signature' parameter. Authorization header requires 'SignedHeaders' parameter. Authorization={auth}"
+            ),
+        )),
+        Some(_) => Ok(()),
+    }
+}
+
+/// Whether `envelope` takes a JSON request for the operation `target` names whatever its body
+/// holds, as long as that parses: an operation may then read the body its own typed way, and
+/// leave anything it does not take to `envelope`, which answers as it always does.
+pub(crate) fn plain_json_call(method: &Method, headers: &HeaderMap, content_type: &str, target: &str) -> bool {
+    method == Method::POST
+        && (content_type.starts_with(JSON_TYPE) || content_type.starts_with("application/json"))
+        && headers.get("x-amz-target").and_then(|v| v.to_str().ok()) == Some(target)
+        && authorization_present(headers).is_ok()
 }
 
 pub fn xml_error(status: StatusCode, name: &str, message: &str) -> Response {
