@@ -4,11 +4,11 @@
 //! (<https://docs.aws.amazon.com/firehose/latest/dev/record-format-conversion.html>).
 
 mod columns;
+mod encode;
 mod rows;
 mod table;
 
 use arrow_array::{ArrayRef, RecordBatch};
-use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, GzipLevel};
 use parquet::file::properties::{WriterProperties, WriterVersion};
 use serde_json::Value;
@@ -125,12 +125,7 @@ impl ConversionPlan {
             .set_data_page_size_limit(self.page_bytes)
             .set_writer_version(self.writer_version)
             .build();
-        let mut bytes = Vec::new();
-        let mut writer =
-            ArrowWriter::try_new(&mut bytes, batch.schema(), Some(properties)).map_err(|e| e.to_string())?;
-        writer.write(&batch).map_err(|e| e.to_string())?;
-        writer.close().map_err(|e| e.to_string())?;
-        Ok(bytes)
+        encode::parquet_file(&batch, properties).map_err(|e| e.to_string())
     }
 }
 
