@@ -195,13 +195,13 @@ fn main() -> anyhow::Result<()> {
         return report(&args, &transcode_bench::run(&args.framelog_bin, &runtime)?);
     }
     if args.parquet_only {
-        return report(&args, &parquet_bench::run(&std::env::current_dir()?.join(".venv/bin/python"))?);
+        return report(&args, &parquet_bench::run(&std::env::current_dir()?)?);
     }
     if args.firehose_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         let weed = std::env::current_dir()?.join(".venv/bin/weed");
         let mut rows = firehose_bench::run(&args.framelog_bin, &weed, &runtime, args.firehose_buffers)?;
-        rows.extend(parquet_bench::run(&std::env::current_dir()?.join(".venv/bin/python"))?);
+        rows.extend(parquet_bench::run(&std::env::current_dir()?)?);
         return report(&args, &rows);
     }
     if args.kds_only {

@@ -22,7 +22,8 @@ const BATCH_ROWS: usize = 30_000;
 const BATCHES: usize = 10;
 const ROUNDS: usize = 5;
 
-pub fn run(python: &Path) -> anyhow::Result<Vec<Row>> {
+/// `repo`: the checkout it runs in, with the project's `.venv` (scripts/setup.sh makes it).
+pub fn run(repo: &Path) -> anyhow::Result<Vec<Row>> {
     let lines: Vec<String> = (0..BATCH_ROWS * BATCHES).map(record).collect();
     let bytes: usize = lines.iter().map(|line| line.len() + 1).sum();
     let plan = plan()?;
@@ -34,7 +35,7 @@ pub fn run(python: &Path) -> anyhow::Result<Vec<Row>> {
     let (mut ours, mut baseline) = (Vec::new(), Vec::new());
     for _ in 0..ROUNDS {
         ours.push(convert_all(&plan, &lines)?);
-        baseline.push(pyarrow(python, file.path(), lines.len())?);
+        baseline.push(pyarrow(repo, file.path(), lines.len())?);
     }
     let (ours, baseline) = (median(ours), median(baseline));
     let name = format!("Parquet conversion (SNAPPY), {} JSON rows in buffers of {BATCH_ROWS}", lines.len());
@@ -98,9 +99,11 @@ fn convert_all(plan: &ConversionPlan, lines: &[String]) -> anyhow::Result<Durati
 }
 
 /// pyarrow's time for the same rows; it must read them all.
-fn pyarrow(python: &Path, lines: &Path, rows: usize) -> anyhow::Result<Duration> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/pyarrow_parquet.py");
-    let output = Command::new(python).arg(script).arg(lines).arg(BATCH_ROWS.to_string()).output()?;
+fn pyarrow(repo: &Path, lines: &Path, rows: usize) -> anyhow::Result<Duration> {
+    // From the checkout, not the build's: a binary built in another tree still finds it.
+    let script = repo.join("server/bench/scripts/pyarrow_parquet.py");
+    let output =
+        Command::new(repo.join(".venv/bin/python")).arg(script).arg(lines).arg(BATCH_ROWS.to_string()).output()?;
     anyhow::ensure!(output.status.success(), "pyarrow failed: {}", String::from_utf8_lossy(&output.stderr));
     let answer: Value = serde_json::from_slice(&output.stdout)?;
     anyhow::ensure!(answer["rows"] == rows, "pyarrow read {} of {rows} rows", answer["rows"]);

@@ -101,12 +101,14 @@ impl Target {
             }
             None => Command::new(binary),
         };
+        let server_log = std::env::var("FRAMELOG_BENCH_SERVER_LOG").ok();
         let child = command
             .args(["serve", "--listen", &address.to_string(), "--data-dir"])
             .arg(data_dir)
             .args(extra)
-            .env("RUST_LOG", std::env::var("FRAMELOG_BENCH_SERVER_LOG").unwrap_or_else(|_| "warn".into()))
-            .stdout(Stdio::null())
+            .env("RUST_LOG", server_log.as_deref().unwrap_or("warn"))
+            // A filter asked for is there to be read: the server's log then comes out here.
+            .stdout(if server_log.is_some() { Stdio::inherit() } else { Stdio::null() })
             .spawn()
             .with_context(|| format!("starting {}", binary.display()))?;
         Target { name: "framelog", address, child, _data: None, cluster: None }.ready()
