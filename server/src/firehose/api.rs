@@ -206,8 +206,9 @@ pub fn list_delivery_streams(ctx: &FirehoseCtx, body: Document) -> Result<Value,
 
 pub fn delete_delivery_stream(ctx: &FirehoseCtx, body: Document) -> Result<Value, ApiError> {
     let name = name_of(&body)?;
-    ctx.lookup(&name)?;
+    let (handle, _) = ctx.lookup(&name)?;
     ctx.engine.delete_stream(&FirehoseCtx::engine_name(&name)).map_err(|e| ctx.store_error(&name, e))?;
+    ctx.quotas.forget(handle.id());
     Ok(json!({}))
 }
 

@@ -96,6 +96,17 @@ impl PutQuotas {
             .collect();
         Some(admitted)
     }
+
+    /// Drops a deleted stream's buckets (ids are never reused, so they would only linger).
+    pub fn forget(&self, stream_id: u64) {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner()).remove(&stream_id);
+    }
+
+    /// How many streams have buckets.
+    #[cfg(test)]
+    fn tracked(&self) -> usize {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
 }
 
 #[cfg(test)]
@@ -136,6 +147,15 @@ mod tests {
         assert!(quotas.admit(1, &[1], 0).is_some());
         assert_eq!(quotas.admit(1, &[1], 0), None);
         assert!(quotas.admit(1, &[1], 500).is_some());
+    }
+
+    #[test]
+    fn a_forgotten_stream_keeps_no_buckets() {
+        let quotas = limited(1, 1_000_000, 1 << 30);
+        assert!(quotas.admit(7, &[1], 0).is_some());
+        assert_eq!((quotas.admit(7, &[1], 0), quotas.tracked()), (None, 1));
+        quotas.forget(7);
+        assert_eq!(quotas.tracked(), 0);
     }
 
     #[test]
