@@ -39,7 +39,9 @@ impl Background {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> tokio::task::JoinHandle<T> {
-        self.tracker.spawn_blocking(work)
+        // The request's span (its id, operation, resource) goes with the work to its thread.
+        let span = tracing::Span::current();
+        self.tracker.spawn_blocking(move || span.in_scope(work))
     }
 
     /// Cancels every task and waits up to `grace` for all of them (and their blocking writes) to

@@ -61,6 +61,8 @@ pub struct Config {
     pub webrtc: WebRtcConfig,
     /// H.265 to H.264 for browsers (`[transcode]`).
     pub transcode: TranscodeConfig,
+    /// One log line per answered request (`access_log`, on by default; docs/operations.md).
+    pub access_log: bool,
 }
 
 /// The `[transcode]` table (docs/playback.md "H.265 cameras in Chromium").
@@ -211,6 +213,7 @@ impl Default for Config {
             glue_tables: Default::default(),
             webrtc: WebRtcConfig::default(),
             transcode: TranscodeConfig::default(),
+            access_log: true,
         }
     }
 }
@@ -245,6 +248,7 @@ pub struct FileConfig {
         Option<std::collections::BTreeMap<String, std::collections::BTreeMap<String, crate::firehose::GlueTableFile>>>,
     pub webrtc: Option<WebRtcConfig>,
     pub transcode: Option<TranscodeConfig>,
+    pub access_log: Option<bool>,
 }
 
 /// The `[engine]` table.
@@ -366,6 +370,7 @@ impl Config {
         if let Some(transcode) = file.transcode {
             self.transcode = transcode;
         }
+        self.access_log = file.access_log.unwrap_or(self.access_log);
         if let Some(buckets) = file.buckets {
             self.buckets = buckets;
         }

@@ -2,6 +2,7 @@
 //! future resolves; `AppState::open` and `router` give tests the same router in process.
 //! The `framelog` binary (main.rs) only parses flags and signals.
 
+mod access_log;
 pub mod admin;
 mod app;
 pub mod auth;

@@ -15,7 +15,7 @@ use crate::background::Background;
 use crate::firehose::FirehoseCtx;
 use crate::kds::KdsCtx;
 use crate::state::AppState;
-use crate::{auth, console, consumers, firehose, guard, kds, kvs, metrics, rest_json};
+use crate::{access_log, auth, console, consumers, firehose, guard, kds, kvs, metrics, rest_json};
 
 /// Every rest-json operation `POST /{op}` answers (KVS control plane, consumers): the API fuzzer
 /// walks them all.
@@ -47,6 +47,8 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.auth.clone(), auth::authorize))
         // Host, origin and content type first: cheap refusals before any signature work.
         .layer(axum::middleware::from_fn_with_state(state.guard.clone(), guard::guard))
+        // A span per request with its id, operation and resource; an access-log line per answer.
+        .layer(axum::middleware::from_fn_with_state(state.access_log, access_log::record))
         // Every answer carries a fresh request id (a v4 UUID), as AWS services send one.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))

@@ -40,6 +40,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// Host, origin and content-type checks in front of authentication.
     pub guard: Arc<Guard>,
+    /// Whether each answered request gets an access-log line.
+    pub access_log: crate::access_log::AccessLog,
 }
 
 /// What opening the state hands to the background work rather than to the routes.
@@ -144,7 +146,8 @@ impl AppState {
             loopback_hosts_only: matches!(auth.mode, Mode::Open),
             public_host: config.public_url.as_deref().and_then(url_host),
         });
-        let state = AppState { kds, kvs, consumers, firehose, images, background, operations, auth, guard };
+        let access_log = crate::access_log::AccessLog { enabled: config.access_log };
+        let state = AppState { kds, kvs, consumers, firehose, images, background, operations, auth, guard, access_log };
         Ok(Opened { state, engine, consumer_changes, delivery_changes })
     }
 }

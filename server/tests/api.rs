@@ -359,3 +359,98 @@ async fn device_names_and_media_types_have_awss_length_limits() {
     let answer = app.kvs("createStream", json!({"StreamName": "empty-type", "MediaType": ""})).await;
     assert_eq!(answer.kvs_error(), ("InvalidArgumentException", 400));
 }
+
+/// Log lines written while a test runs, for reading back.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    /// The JSON log lines of target `framelog::access`.
+    fn access_lines(&self) -> Vec<Value> {
+        let bytes = self.0.lock().expect("lock").clone();
+        String::from_utf8_lossy(&bytes)
+            .lines()
+            .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+            .filter(|line| line["target"] == "framelog::access")
+            .collect()
+    }
+}
+
+/// Runs `requests` against a router with `access_log` as configured, logging as
+/// `--log-format json` does; each answer's `x-amzn-RequestId` and status, and what was logged.
+async fn logged(access_log: bool, requests: Vec<Request<Body>>) -> (Vec<(String, u16)>, Captured) {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .json()
+        .with_current_span(true)
+        .with_writer(move || writer.clone())
+        .with_max_level(tracing::Level::INFO)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config { data_dir: dir.path().to_path_buf(), access_log, ..Config::default() };
+    let opened = AppState::open(&config, "127.0.0.1:4566".parse().expect("address")).expect("state opens");
+    let router = router(opened.state);
+    let mut ids = Vec::new();
+    for request in requests {
+        let response = router.clone().oneshot(request).await.expect("answered");
+        let id = response.headers().get("x-amzn-requestid").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        ids.push((id.to_string(), response.status().as_u16()));
+    }
+    (ids, captured)
+}
+
+fn kds_request(op: &str, document: Value) -> Request<Body> {
+    Request::post("/")
+        .header("content-type", "application/x-amz-json-1.1")
+        .header("x-amz-target", format!("Kinesis_20131202.{op}"))
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/kinesis/aws4_request")
+        .body(Body::from(document.to_string()))
+        .expect("request")
+}
+
+#[tokio::test]
+async fn each_answer_gets_one_access_log_line_with_its_request_id_action_and_resource() {
+    let requests = vec![
+        kds_request("CreateStream", json!({"StreamName": "logged", "ShardCount": 1})),
+        kds_request("DescribeStreamSummary", json!({"StreamName": "logged"})),
+        kds_request("DescribeStreamSummary", json!({"StreamName": "absent"})),
+        Request::get("/no/such/path").body(Body::empty()).expect("request"),
+    ];
+    let (answers, captured) = logged(true, requests).await;
+    let lines = captured.access_lines();
+    assert_eq!(lines.len(), 4, "{lines:?}");
+    for (line, (id, status)) in lines.iter().zip(&answers) {
+        assert!(!id.is_empty());
+        assert_eq!(line["span"]["request_id"], id.as_str(), "{line}");
+        assert_eq!(line["fields"]["status"], *status, "{line}");
+        assert!(line["fields"]["duration_ms"].as_f64().is_some(), "{line}");
+    }
+    let statuses: Vec<u16> = answers.iter().map(|(_, status)| *status).collect();
+    assert_eq!(statuses[..3], [200, 200, 400]);
+    let described = &lines[1];
+    assert_eq!(described["span"]["call"], "Kinesis_20131202.DescribeStreamSummary");
+    assert_eq!(described["span"]["action"], "kinesis:DescribeStreamSummary");
+    assert!(described["span"]["resource"].as_str().is_some_and(|r| r.ends_with(":stream/logged")), "{described}");
+    assert!(described["fields"]["bytes_in"].as_u64().is_some_and(|b| b > 0), "{described}");
+    assert_eq!(lines[3]["span"]["call"], "GET /no/such/path");
+}
+
+#[tokio::test]
+async fn access_log_false_writes_no_access_lines() {
+    let (answers, captured) = logged(false, vec![kds_request("ListStreams", json!({}))]).await;
+    assert_eq!(answers.len(), 1);
+    assert!(captured.access_lines().is_empty());
+}

@@ -94,6 +94,7 @@ async fn serve_checked(
     if let Some(action) = resolved.action {
         target.action = action;
     }
+    crate::access_log::name_request(&target.action, &resolved.resource);
     if let Some(identified) = identified {
         let body_sha256 = buffered.as_ref().map(|bytes| hex::encode(Sha256::digest(bytes)));
         let expected = expected(auth, target, body_sha256.as_deref());
