@@ -11,6 +11,13 @@ use framelog_server::auth::Policy;
 use framelog_server::tls::TlsSettings;
 use framelog_server::{Config, FileConfig};
 
+/// jemalloc for every allocation, RocksDB's C++ ones too (the crate's unprefixed symbols), set up
+/// in .cargo/config.toml to give freed pages back within a second: with its own defaults it kept
+/// the pages each memtable flush freed, and the soak's RSS rose while the live heap stayed flat.
+/// Its statistics go to `/metrics` (docs/benchmarks.md, soak runs 6 and 7).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "framelog",
@@ -18,8 +25,28 @@ use framelog_server::{Config, FileConfig};
     about = "Self-hosted video ingest and shard log server, wire-compatible with AWS Kinesis"
 )]
 struct Cli {
+    /// How log lines are written to stderr: `text` for people, `json` (one object a line, with the
+    /// request's span fields) for log collectors.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.init(),
+        LogFormat::Json => logs.json().with_current_span(true).with_span_list(false).init(),
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,11 +137,9 @@ enum KeysCommand {
 }
 
 fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .with_writer(std::io::stderr)
-        .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    match cli.command {
         Command::Serve { listen, data_dir, config, credentials, tls_cert, tls_key } => {
             let flags = ServeFlags { listen, data_dir, config, credentials, tls: tls_cert.zip(tls_key) };
             serve_command(flags)

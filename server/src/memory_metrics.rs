@@ -1,6 +1,8 @@
-//! Where the engine's memory goes, for `/metrics`: its parts as RocksDB counts them
-//! (`framelog_engine_memory_bytes{part}`). Beside the process's RSS they tell a cache filling to
-//! its bound from memory that keeps growing.
+//! Where the process's memory goes, for `/metrics`: the engine's parts as RocksDB counts them
+//! (`framelog_engine_memory_bytes{part}`), and the allocator's own figures
+//! (`framelog_allocator_bytes{kind}`: what is allocated, what the allocator holds resident for it,
+//! what it keeps mapped). Beside the process's RSS they tell a cache filling to its bound, live
+//! memory that keeps growing, and freed memory the allocator keeps, one from another.
 
 use framelog_store::Engine;
 use prometheus_client::metrics::family::Family;
@@ -22,6 +24,28 @@ pub fn register(engine: &Engine, registry: &mut Registry) {
         }
         registry.register("framelog_engine_memory_bytes", "What the engine holds in memory, by part", parts);
     }
+}
+
+/// jemalloc's figures, as of a fresh epoch (it caches them between). Every allocation in the
+/// process is jemalloc's, RocksDB's included (main.rs).
+pub fn register_allocator(registry: &mut Registry) {
+    if tikv_jemalloc_ctl::epoch::advance().is_err() {
+        return;
+    }
+    let kinds = Family::<Labels, Gauge>::default();
+    for (kind, read) in [
+        ("allocated", tikv_jemalloc_ctl::stats::allocated::read as fn() -> tikv_jemalloc_ctl::Result<usize>),
+        ("active", tikv_jemalloc_ctl::stats::active::read),
+        ("resident", tikv_jemalloc_ctl::stats::resident::read),
+        ("mapped", tikv_jemalloc_ctl::stats::mapped::read),
+        ("retained", tikv_jemalloc_ctl::stats::retained::read),
+        ("metadata", tikv_jemalloc_ctl::stats::metadata::read),
+    ] {
+        if let Ok(bytes) = read() {
+            kinds.get_or_create(&vec![("kind", kind)]).set(gauge_value(bytes as u64));
+        }
+    }
+    registry.register("framelog_allocator_bytes", "The memory allocator's figures, by kind", kinds);
 }
 
 fn gauge_value(bytes: u64) -> i64 {
@@ -57,5 +81,27 @@ mod tests {
             assert!(gauge(&text, part).is_some(), "{part} missing from:\n{text}");
         }
         assert!(gauge(&text, "memtables").is_some_and(|bytes| bytes >= 64 << 10), "{text}");
+    }
+
+    fn allocator(text: &str, kind: &str) -> Option<u64> {
+        let prefix = format!("framelog_allocator_bytes{{kind=\"{kind}\"}} ");
+        text.lines().find_map(|line| line.strip_prefix(&prefix)).and_then(|value| value.parse().ok())
+    }
+
+    #[test]
+    fn the_allocators_figures_count_what_is_held() {
+        let held = vec![7u8; 64 << 20];
+        let mut registry = Registry::default();
+        register_allocator(&mut registry);
+        let mut text = String::new();
+        encode(&mut text, &registry).expect("encode");
+        let allocated = allocator(&text, "allocated").expect("allocated");
+        assert!(allocated >= 64 << 20, "{allocated} bytes allocated while 64 MiB are held:\n{text}");
+        let resident = allocator(&text, "resident").expect("resident");
+        assert!(resident >= allocated, "{text}");
+        for kind in ["active", "mapped", "retained", "metadata"] {
+            assert!(allocator(&text, kind).is_some(), "{kind} missing from:\n{text}");
+        }
+        assert_eq!(held.iter().map(|b| u64::from(*b)).sum::<u64>(), 7 * (64 << 20));
     }
 }

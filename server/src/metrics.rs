@@ -26,6 +26,7 @@ pub fn render(consumers: &ConsumersCtx, firehose: &FirehoseCtx) -> String {
     consumers::prometheus::register(consumers, &mut registry);
     firehose::metrics::register(firehose, &mut registry);
     crate::memory_metrics::register(&firehose.engine, &mut registry);
+    crate::memory_metrics::register_allocator(&mut registry);
     let mut text = String::new();
     if let Err(error) = encode(&mut text, &registry) {
         tracing::error!(%error, "the metrics could not be encoded");

@@ -49,6 +49,10 @@ pub struct Sample {
     pub block_cache_mib: f64,
     pub memtables_mib: f64,
     pub table_readers_mib: f64,
+    /// The allocator's figures, from `/metrics` (framelog_allocator_bytes): what is allocated,
+    /// and what it holds resident (allocated, plus freed pages it keeps, plus its metadata).
+    pub allocated_mib: f64,
+    pub allocator_resident_mib: f64,
     pub open_fds: u64,
     /// Of `open_fds`, RocksDB's table and blob files (bounded by its `max_open_files`, growing
     /// with the data until then) and sockets.
@@ -264,6 +268,8 @@ fn sample(pid: u32, started: Instant, latencies: &Latencies, engine: &BTreeMap<S
         block_cache_mib: engine.get("block_cache").copied().unwrap_or(0.0),
         memtables_mib: engine.get("memtables").copied().unwrap_or(0.0),
         table_readers_mib: engine.get("table_readers").copied().unwrap_or(0.0),
+        allocated_mib: engine.get("allocated").copied().unwrap_or(0.0),
+        allocator_resident_mib: engine.get("resident").copied().unwrap_or(0.0),
         open_fds: std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0),
         engine_file_fds,
         socket_fds,
@@ -282,15 +288,20 @@ fn anonymous_kib(pid: u32) -> Option<u64> {
     line.trim().trim_end_matches("kB").trim().parse().ok()
 }
 
-/// The engine's memory by part in MiB, scraped from `/metrics`; empty if the scrape fails (the
+/// The engine's memory by part and the allocator's figures in MiB, scraped from `/metrics`; empty if the scrape fails (the
 /// sample then shows zeros rather than stopping the soak).
 async fn engine_memory_mib(http: &Http, target: &Target) -> BTreeMap<String, f64> {
     api_bench::metrics(http, target.address).await.map(|text| parse_engine_memory(&text)).unwrap_or_default()
 }
 
+/// The engine's parts (framelog_engine_memory_bytes) and the allocator's figures
+/// (framelog_allocator_bytes) by their label's value, in MiB.
 fn parse_engine_memory(text: &str) -> BTreeMap<String, f64> {
     text.lines()
-        .filter_map(|line| line.strip_prefix("framelog_engine_memory_bytes{part=\""))
+        .filter_map(|line| {
+            line.strip_prefix("framelog_engine_memory_bytes{part=\"")
+                .or_else(|| line.strip_prefix("framelog_allocator_bytes{kind=\""))
+        })
         .filter_map(|rest| rest.split_once("\"} "))
         .filter_map(|(part, value)| Some((part.to_string(), value.trim().parse::<f64>().ok()? / (1 << 20) as f64)))
         .collect()
@@ -350,6 +361,8 @@ pub fn judge(samples: &[Sample]) -> Value {
         "memtables_slope_mib_per_10_min": slope(&settled, |s| s.memtables_mib) * 10.0,
         "table_readers_slope_mib_per_10_min": slope(&settled, |s| s.table_readers_mib) * 10.0,
         "rss_besides_block_cache_slope_mib_per_10_min": slope(&settled, |s| s.rss_mib - s.block_cache_mib) * 10.0,
+        "allocated_slope_mib_per_10_min": slope(&settled, |s| s.allocated_mib) * 10.0,
+        "allocator_kept_slope_mib_per_10_min": slope(&settled, |s| s.allocator_resident_mib - s.allocated_mib) * 10.0,
         "fd_spread_besides_engine_files": fds,
         "engine_file_fds_last": settled.last().map_or(0, |s| s.engine_file_fds),
         "thread_spread": threads,
@@ -369,9 +382,11 @@ mod tests {
         let text = "# HELP framelog_engine_memory_bytes x\n\
                     framelog_engine_memory_bytes{part=\"block_cache\"} 2097152\n\
                     framelog_engine_memory_bytes{part=\"memtables\"} 1048576\n\
+                    framelog_allocator_bytes{kind=\"allocated\"} 3145728\n\
                     framelog_firehose_incoming_records_total{delivery_stream=\"d\"} 5\n";
         let parts = parse_engine_memory(text);
-        assert_eq!(parts.len(), 2);
+        assert_eq!(parts.len(), 3);
+        assert_eq!(parts["allocated"], 3.0);
         assert_eq!(parts["block_cache"], 2.0);
         assert_eq!(parts["memtables"], 1.0);
     }

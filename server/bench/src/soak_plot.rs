@@ -11,10 +11,12 @@ const MARGIN: f64 = 50.0;
 
 type Measure = (&'static str, fn(&Sample) -> f64);
 
-const MEASURES: [Measure; 8] = [
+const MEASURES: [Measure; 10] = [
     ("RSS (MiB)", |s| s.rss_mib),
     ("RocksDB block cache (MiB)", |s| s.block_cache_mib),
     ("RSS besides the block cache (MiB)", |s| s.rss_mib - s.block_cache_mib),
+    ("allocated, by the allocator's count (MiB)", |s| s.allocated_mib),
+    ("freed but kept by the allocator, and its metadata (MiB)", |s| s.allocator_resident_mib - s.allocated_mib),
     ("open file descriptors besides RocksDB's table and blob files", |s| {
         s.open_fds.saturating_sub(s.engine_file_fds) as f64
     }),

@@ -61,9 +61,9 @@ pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 << 20;
 /// blocks in memory outside any cache, about 1 MB per 64 MB table of small entries, so the
 /// server's RSS grew with the data (soak: ~35 MiB per 10 minutes at 20,000 records/s). In the
 /// shared cache they are bounded; the newest tables' (L0) stay pinned, as they are read most.
-/// (Partitioned indexes, 16 KiB blocks, 4 MiB memtables for the slow column families and
-/// jemalloc were each tried against the soak's memory curve and did not flatten it:
-/// docs/benchmarks.md.)
+/// (Partitioned indexes, 16 KiB blocks and 4 MiB memtables for the slow column families were
+/// each tried against the soak's memory curve and did not flatten it; what did was the
+/// allocator giving back the pages memtable flushes free: docs/benchmarks.md, soak runs 6-7.)
 fn bounded_tables(block_cache_bytes: usize) -> rocksdb::BlockBasedOptions {
     let mut tables = rocksdb::BlockBasedOptions::default();
     tables.set_block_cache(&rocksdb::Cache::new_lru_cache(block_cache_bytes));
