@@ -61,9 +61,14 @@ mod tests {
 
     use super::*;
 
-    fn gauge(text: &str, part: &str) -> Option<u64> {
-        let prefix = format!("framelog_engine_memory_bytes{{part=\"{part}\"}} ");
+    /// The value of `family{label="value"}` in an exposition.
+    fn gauge_of(text: &str, family: &str, label: &str, value: &str) -> Option<u64> {
+        let prefix = format!("{family}{{{label}=\"{value}\"}} ");
         text.lines().find_map(|line| line.strip_prefix(&prefix)).and_then(|value| value.parse().ok())
+    }
+
+    fn gauge(text: &str, part: &str) -> Option<u64> {
+        gauge_of(text, "framelog_engine_memory_bytes", "part", part)
     }
 
     #[test]
@@ -84,8 +89,7 @@ mod tests {
     }
 
     fn allocator(text: &str, kind: &str) -> Option<u64> {
-        let prefix = format!("framelog_allocator_bytes{{kind=\"{kind}\"}} ");
-        text.lines().find_map(|line| line.strip_prefix(&prefix)).and_then(|value| value.parse().ok())
+        gauge_of(text, "framelog_allocator_bytes", "kind", kind)
     }
 
     #[test]

@@ -59,9 +59,7 @@ impl Shape {
             inner.compile();
         }
     }
-}
 
-impl Shape {
     /// Whether `text` meets this string shape's length, pattern and enumeration.
     pub fn admits_str(&self, text: &str) -> bool {
         let mut violations = Violations::default();

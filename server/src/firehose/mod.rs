@@ -135,10 +135,6 @@ async fn generic(
         Err(EnvelopeError::Xml(status, name, message)) => return xml_error(status, name, message),
         Err(EnvelopeError::Api(error)) => Err(error),
     };
-    respond(result, content_type)
-}
-
-fn respond(result: Result<Value, ApiError>, content_type: &str) -> Response {
     match result {
         Ok(document) => answer(StatusCode::OK, &document, false),
         Err(error) => error_answer(&error, content_type),

@@ -100,11 +100,11 @@ enum RecordAnswer {
 pub fn store_batch(ctx: &FirehoseCtx, batch: Batch) -> Result<BatchAnswer, ApiError> {
     let name = batch.delivery_stream_name;
     let (handle, encrypted) = direct_put_target(ctx, &name)?;
-    if batch.payloads.iter().map(Vec::len).sum::<usize>() > MAX_BATCH_BYTES {
+    let sizes: Vec<u64> = batch.payloads.iter().map(|p| p.len() as u64).collect();
+    if sizes.iter().sum::<u64>() > MAX_BATCH_BYTES as u64 {
         return Err(ApiError::invalid("Records size exceeds 4 MB limit"));
     }
     let entries: Vec<NewEntry> = batch.payloads.into_iter().map(entry).collect();
-    let sizes: Vec<u64> = entries.iter().map(|e| e.payload.len() as u64).collect();
     let Some(admitted) = ctx.quotas.admit(handle.id(), &sizes, ctx.engine.now_ms()) else {
         ctx.incoming.throttled(&name, sizes.len() as u64);
         return Err(ApiError::new(ErrorType::ServiceUnavailable, SLOW_DOWN));

@@ -207,7 +207,7 @@ pub(crate) fn envelope<D>(
     }
     let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or("");
     let op = target.strip_prefix(prefix).and_then(dispatch);
-    let json = content_type.starts_with(JSON_TYPE) || content_type.starts_with("application/json");
+    let json = is_json(content_type);
     if !json && !content_type.starts_with(CBOR_TYPE) {
         return Err(EnvelopeError::Xml(StatusCode::NOT_FOUND, "UnknownOperationException", ""));
     }
@@ -230,6 +230,11 @@ pub(crate) fn envelope<D>(
     Ok((name, op, Document::parse(document)?))
 }
 
+/// Whether a request's content type is one of the JSON ones awsJson1_1 clients send.
+fn is_json(content_type: &str) -> bool {
+    content_type.starts_with(JSON_TYPE) || content_type.starts_with("application/json")
+}
+
 /// The envelope's last check: an Authorization header naming a credential. (Its signature is
 /// the auth middleware's business.)
 fn authorization_present(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -250,7 +255,7 @@ fn authorization_present(headers: &HeaderMap) -> Result<(), ApiError> {
 /// leave anything it does not take to `envelope`, which answers as it always does.
 pub(crate) fn plain_json_call(method: &Method, headers: &HeaderMap, content_type: &str, target: &str) -> bool {
     method == Method::POST
-        && (content_type.starts_with(JSON_TYPE) || content_type.starts_with("application/json"))
+        && is_json(content_type)
         && headers.get("x-amz-target").and_then(|v| v.to_str().ok()) == Some(target)
         && authorization_present(headers).is_ok()
 }
