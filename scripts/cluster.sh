@@ -106,11 +106,13 @@ start_objects() {
 {"identities": [{"name": "framelog", "credentials": [{"accessKey": "$S3_KEY", "secretKey": "$S3_SECRET"}],
   "actions": ["Admin", "Read", "Write", "List", "Tagging"]}]}
 EOF
+  # Fixed limits, not sized from the host's free disk: see VOLUME_LIMITS in seaweed_helpers.py.
+  local WEED_VOLUME_LIMITS=(-volume.max=16 -master.volumeSizeLimitMB=64 -volume.minFreeSpace=256MiB)
   start_service objects "$WEED_BIN" server -dir="$DIR/weed" -ip=127.0.0.1 -ip.bind=127.0.0.1 \
     -master.port="$WEED_MASTER" -volume.port="$WEED_VOLUME" -filer.port="$WEED_FILER" \
     -master.port.grpc=$((WEED_MASTER + 10000)) -volume.port.grpc=$((WEED_VOLUME + 10000)) \
     -filer.port.grpc=$((WEED_FILER + 10000)) -s3 -s3.port="$S3_PORT" -s3.port.grpc=$((S3_PORT + 10000)) \
-    -s3.config="$DIR/s3.json" -volume.max=0 -master.volumeSizeLimitMB=256
+    -s3.config="$DIR/s3.json" "${WEED_VOLUME_LIMITS[@]}"
   wait_port "$S3_PORT" "SeaweedFS S3"
 }
 

@@ -12,6 +12,7 @@ segment files (256 KiB and over).
 from __future__ import annotations
 
 import random
+import time
 
 from kds_helpers import read_shard
 from kvs_helpers import PRODUCER_START_MS, VIDEO, archive, list_all_fragments, put_endpoint
@@ -20,6 +21,10 @@ from media_fixtures import H264_TRACK, HandFrame, cluster_blocks, mkv_cluster, m
 RECORD_STREAM = "known-ledger"
 RECORD_SHARDS = 2
 RECORD_COUNT = 60
+# KDS's longest retention: the records of a committed fixture stay readable for a year (with the
+# default 24 hours the v1 fixture's records expired a day after it was made, and the upgrade test
+# with them).
+RECORD_RETENTION_HOURS = 8_760
 VIDEO_STREAM = "known-camera"
 FRAGMENT_SPACING_MS = 2_000
 # Per fragment: the key frame's size and the size of each of its 9 delta frames.
@@ -47,6 +52,8 @@ def write(kinesis, kinesisvideo) -> dict:
     """Writes the data set to a server and returns its manifest (JSON-serialisable)."""
     kinesis.create_stream(StreamName=RECORD_STREAM, ShardCount=RECORD_SHARDS)
     kinesis.get_waiter("stream_exists").wait(StreamName=RECORD_STREAM, WaiterConfig={"Delay": 0.2})
+    kinesis.increase_stream_retention_period(StreamName=RECORD_STREAM, RetentionPeriodHours=RECORD_RETENTION_HOURS)
+    written_at_ms = int(time.time() * 1000)
     records = []
     for index in range(RECORD_COUNT):
         key, data = record(index)
@@ -61,7 +68,8 @@ def write(kinesis, kinesisvideo) -> dict:
     persisted = result.events("PERSISTED")
     assert len(persisted) == len(FRAGMENT_FRAME_BYTES), result.acks
     fragments = [{"index": i, "number": ack["FragmentNumber"]} for i, ack in enumerate(persisted)]
-    return {"records": records, "fragments": fragments}
+    return {"records": records, "fragments": fragments, "written_at_ms": written_at_ms,
+            "record_retention_hours": RECORD_RETENTION_HOURS}
 
 
 def check(kinesis, kinesisvideo, manifest: dict) -> None:

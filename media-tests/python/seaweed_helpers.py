@@ -23,6 +23,13 @@ SECRET_KEY = "firehose-test-secret"
 READY_TIMEOUT_S = 60.0
 
 
+# Fixed, small limits: with `-volume.max=0` SeaweedFS sizes itself from the host's free disk and,
+# below its default 1 % floor (2.5 GB on a shared 252 GB disk), turns every volume read-only, so
+# the suites failed whenever a neighbour filled the disk. Volumes are not preallocated, so 16 of
+# 64 MB cost nothing until written.
+VOLUME_LIMITS = ["-volume.max=16", "-master.volumeSizeLimitMB=64", "-volume.minFreeSpace=256MiB"]
+
+
 class Seaweed:
     """`weed server` with its S3 gateway; `start()`, `stop()`, `s3()` and `config_toml(bucket)`."""
 
@@ -49,7 +56,7 @@ class Seaweed:
             f"-master.port.grpc={master + GRPC_OFFSET}", f"-volume.port.grpc={volume + GRPC_OFFSET}",
             f"-filer.port.grpc={filer + GRPC_OFFSET}", "-s3", f"-s3.port={self.s3_port}",
             f"-s3.port.grpc={self.s3_port + GRPC_OFFSET}", f"-s3.config={self.state_dir / 's3.json'}",
-            "-volume.max=0", "-master.volumeSizeLimitMB=256",
+            *VOLUME_LIMITS,
         ]
         self.log = open(self.state_dir / "weed.log", "wb")
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)

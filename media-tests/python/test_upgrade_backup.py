@@ -50,6 +50,10 @@ def test_a_data_dir_written_by_an_older_release_opens_with_everything_it_held(tm
     with tarfile.open(FIXTURES / f"datadir-{layout}.tar.gz") as tar:
         tar.extractall(tmp_path, filter="data")
     manifest = json.loads((FIXTURES / f"datadir-{layout}.json").read_text())
+    age_hours = (time.time() * 1000 - manifest["written_at_ms"]) / 3_600_000
+    assert age_hours < manifest["record_retention_hours"], (
+        f"the {layout} fixture's records have expired ({age_hours:.0f} h old): "
+        "write it again with make_upgrade_fixture.py and the release that made it")
     server = FramelogServer(framelog_bin(), tmp_path / "data", tmp_path).start()
     try:
         kinesis, kinesisvideo = server.client(), server.kinesisvideo_client()
