@@ -122,6 +122,8 @@ pub struct Config {
     pub ca_file: Option<PathBuf>,
     #[serde(rename = "stream", default)]
     pub streams: Vec<StreamConfig>,
+    /// Kinesis Agent file flows, with the keys of the Agent's `agent.json`.
+    pub agent: Option<crate::file_flows::AgentConfig>,
 }
 
 fn default_fragment_ms() -> u64 {
@@ -163,7 +165,7 @@ fn default_max_local_media_mb() -> u64 {
 fn default_edge_retention_hours() -> u64 {
     720
 }
-fn default_status_listen() -> SocketAddr {
+pub fn default_status_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 4570))
 }
 fn default_max_backoff_ms() -> u64 {
@@ -179,8 +181,11 @@ impl Config {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        if self.streams.is_empty() {
-            bail!("the config has no [[stream]]");
+        if self.streams.is_empty() && self.agent.is_none() {
+            bail!("the config has no [[stream]] and no [agent]");
+        }
+        if let Some(agent) = &self.agent {
+            agent.check().context("[agent]")?;
         }
         let mut names = std::collections::BTreeSet::new();
         for stream in &self.streams {

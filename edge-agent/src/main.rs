@@ -8,6 +8,7 @@
 
 mod buffer;
 mod config;
+mod file_flows;
 mod metrics;
 mod recorder;
 mod schedule;
@@ -21,7 +22,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
 
 use crate::buffer::{Budget, StreamBuffer};
@@ -33,6 +33,12 @@ struct Args {
     /// The agent's TOML configuration (see docs/edge-agent.md).
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// A Kinesis Agent configuration (`agent.json`): its file flows run too, or alone.
+    #[arg(long)]
+    agent_config: Option<PathBuf>,
+    /// The local status endpoint (default: `status_listen` of --config, else 127.0.0.1:4570).
+    #[arg(long)]
+    status_listen: Option<std::net::SocketAddr>,
     /// How log lines are written to stderr: `text`, or `json` (one object a line) for log
     /// collectors.
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
@@ -80,9 +86,12 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(status::print(&url, watch))
         }
         None => {
-            let path = args.config.context("--config edge.toml is required to run the agent")?;
-            let config = Config::load(&path)?;
-            runtime.block_on(run(config))
+            let config = args.config.as_deref().map(Config::load).transpose()?;
+            let agent = args.agent_config.as_deref().map(file_flows::AgentConfig::load).transpose()?;
+            if config.is_none() && agent.is_none() {
+                anyhow::bail!("--config edge.toml or --agent-config agent.json is required to run the agent");
+            }
+            runtime.block_on(run(config, agent, args.status_listen))
         }
     }
 }
@@ -106,11 +115,66 @@ fn client_config(config: &Config) -> anyhow::Result<framelog_sdk::ClientConfig> 
     Ok(client_config)
 }
 
-async fn run(config: Config) -> anyhow::Result<()> {
+/// The agent: cameras from edge.toml, file flows from agent.json (or edge.toml's `[agent]`).
+async fn run(
+    config: Option<Config>,
+    agent: Option<file_flows::AgentConfig>,
+    status_listen: Option<std::net::SocketAddr>,
+) -> anyhow::Result<()> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let agent = agent.or_else(|| config.as_ref().and_then(|c| c.agent.clone()));
+    let (flows, flow_threads) = match &agent {
+        Some(agent) => file_flows::start(agent, stop.clone())?,
+        None => (Arc::default(), Vec::new()),
+    };
+    let status_listen = status_listen
+        .unwrap_or_else(|| config.as_ref().map_or_else(config::default_status_listen, |c| c.status_listen));
+    let cameras = match &config {
+        Some(config) if !config.streams.is_empty() => Some(start_cameras(config, stop.clone())?),
+        _ => None,
+    };
+    let streams = cameras.as_ref().map(|c| c.streams.clone()).unwrap_or_default();
+    tracing::info!(streams = streams.len(), flows = flows.len(), "framelog-edge running");
+    let status_server = tokio::spawn(status::serve(status_listen, streams.clone(), flows));
+    let retention_ms = config.as_ref().map_or(0, |c| c.edge_retention_hours * 3_600_000);
+    let housekeeping = tokio::spawn(housekeeping(streams, retention_ms));
+    tokio::select! {
+        _ = shutdown_signal() => tracing::info!("stopping: the buffer keeps what is not uploaded"),
+        result = status_server => { result??; }
+    }
+    stop.store(true, Ordering::Relaxed);
+    housekeeping.abort();
+    if let Some(cameras) = cameras {
+        cameras.stop().await;
+    }
+    for thread in flow_threads {
+        let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+    }
+    Ok(())
+}
+
+/// The cameras' recorders and uploaders.
+struct Cameras {
+    streams: status::Streams,
+    recorders: Vec<std::thread::JoinHandle<()>>,
+    uploaders: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Cameras {
+    async fn stop(self) {
+        for uploader in self.uploaders {
+            let _ = tokio::time::timeout(Duration::from_secs(5), uploader).await;
+        }
+        for recorder in self.recorders {
+            let _ = tokio::task::spawn_blocking(move || recorder.join()).await;
+        }
+    }
+}
+
+fn start_cameras(config: &Config, stop: Arc<AtomicBool>) -> anyhow::Result<Cameras> {
     let agent_id = buffer::agent_id(&config.buffer_dir)?;
     let budget = Budget::new(config.max_local_media_mb.saturating_mul(1 << 20));
-    let stop = Arc::new(AtomicBool::new(false));
-    let client = framelog_sdk::Client::new(client_config(&config)?);
+    let client = framelog_sdk::Client::new(client_config(config)?);
     let mut streams = Vec::new();
     let mut recorders = Vec::new();
     let mut uploaders = Vec::new();
@@ -140,23 +204,8 @@ async fn run(config: Config) -> anyhow::Result<()> {
         )?;
         uploaders.push(tokio::spawn(uploader.run()));
     }
-    let streams: status::Streams = Arc::new(streams);
-    tracing::info!(agent = %agent_id, streams = streams.len(), server = %config.server, "framelog-edge running");
-    let status_server = tokio::spawn(status::serve(config.status_listen, streams.clone()));
-    let housekeeping = tokio::spawn(housekeeping(streams.clone(), config.edge_retention_hours * 3_600_000));
-    tokio::select! {
-        _ = shutdown_signal() => tracing::info!("stopping: the buffer keeps what is not uploaded"),
-        result = status_server => { result??; }
-    }
-    stop.store(true, Ordering::Relaxed);
-    housekeeping.abort();
-    for uploader in uploaders {
-        let _ = tokio::time::timeout(Duration::from_secs(5), uploader).await;
-    }
-    for recorder in recorders {
-        let _ = tokio::task::spawn_blocking(move || recorder.join()).await;
-    }
-    Ok(())
+    tracing::info!(agent = %agent_id, server = %config.server, "recording cameras");
+    Ok(Cameras { streams: Arc::new(streams), recorders, uploaders })
 }
 
 /// Every second: upload rates; every minute: edge retention.
@@ -173,7 +222,7 @@ async fn housekeeping(streams: status::Streams, retention_ms: u64) {
             let old = buffer.metrics.upload_bytes_per_sec.load(Ordering::Relaxed);
             buffer.metrics.upload_bytes_per_sec.store((old * 3 + rate) / 4, Ordering::Relaxed);
         }
-        if tick % 60 == 0 {
+        if tick % 60 == 0 && retention_ms > 0 {
             let now_ms =
                 std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64);
             for (name, buffer) in streams.iter() {

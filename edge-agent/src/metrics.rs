@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use serde::Serialize;
 
+use crate::file_flows::FlowStatus;
+
 #[derive(Debug, Default)]
 pub struct StreamMetrics {
     pub recording: AtomicBool,
@@ -122,33 +124,53 @@ const SERIES: [Series; 13] = [
 
 type Labels = Vec<(&'static str, String)>;
 
-/// The OpenMetrics text exposition of every stream's status (what Prometheus scrapes).
-pub fn prometheus(streams: &[StreamStatus]) -> String {
+/// (metric name, kind, help, value of a flow's status).
+type FlowSeries = (&'static str, Kind, &'static str, fn(&FlowStatus) -> u64);
+
+const FLOW_SERIES: [FlowSeries; 6] = [
+    ("records_parsed", Kind::Counter, "Records cut from the flow's files", |f| f.records_parsed),
+    ("records_sent", Kind::Counter, "Records the service acknowledged", |f| f.records_sent),
+    ("records_refused", Kind::Counter, "Refusals of a record by the service (sent again)", |f| f.records_refused),
+    ("records_unconverted", Kind::Counter, "Records a converter could not read (not sent)", |f| f.records_unconverted),
+    ("bytes_behind", Kind::Gauge, "Bytes of the files not acknowledged yet", |f| f.bytes_behind),
+    ("files", Kind::Gauge, "Files followed", |f| f.files),
+];
+
+/// The OpenMetrics text exposition of every stream's and flow's status (what Prometheus scrapes).
+pub fn prometheus(streams: &[StreamStatus], flows: &[FlowStatus]) -> String {
     let mut registry = Registry::with_prefix("framelog_edge");
+    let flow_registry = registry.sub_registry_with_prefix("flow");
+    for (name, kind, help, value) in FLOW_SERIES {
+        register(flow_registry, name, kind, help, flows.iter().map(|f| (vec![("flow", f.name.clone())], value(f))));
+    }
     for (name, kind, help, value) in SERIES {
-        let labels = |stream: &StreamStatus| -> Labels { vec![("stream", stream.name.clone())] };
-        match kind {
-            Kind::Counter => {
-                let family = Family::<Labels, Counter>::default();
-                for stream in streams {
-                    family.get_or_create(&labels(stream)).inc_by(value(stream));
-                }
-                registry.register(name, help, family);
-            }
-            Kind::Gauge => {
-                let family = Family::<Labels, Gauge>::default();
-                for stream in streams {
-                    family.get_or_create(&labels(stream)).set(i64::try_from(value(stream)).unwrap_or(i64::MAX));
-                }
-                registry.register(name, help, family);
-            }
-        }
+        register(&mut registry, name, kind, help, streams.iter().map(|s| (vec![("stream", s.name.clone())], value(s))));
     }
     let mut text = String::new();
     if let Err(error) = encode(&mut text, &registry) {
         tracing::error!(%error, "the metrics could not be encoded");
     }
     text
+}
+
+/// One family of `samples` (labels and value) as a counter or a gauge.
+fn register(registry: &mut Registry, name: &str, kind: Kind, help: &str, samples: impl Iterator<Item = (Labels, u64)>) {
+    match kind {
+        Kind::Counter => {
+            let family = Family::<Labels, Counter>::default();
+            for (labels, value) in samples {
+                family.get_or_create(&labels).inc_by(value);
+            }
+            registry.register(name, help, family);
+        }
+        Kind::Gauge => {
+            let family = Family::<Labels, Gauge>::default();
+            for (labels, value) in samples {
+                family.get_or_create(&labels).set(i64::try_from(value).unwrap_or(i64::MAX));
+            }
+            registry.register(name, help, family);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -159,7 +181,11 @@ mod tests {
     fn prometheus_text_has_one_sample_per_stream_and_series() {
         let metrics = StreamMetrics::default();
         metrics.buffered_bytes.store(4096, Ordering::Relaxed);
-        let text = prometheus(&[metrics.snapshot("front-door"), StreamMetrics::default().snapshot("back")]);
+        let flow = crate::file_flows::FlowMetrics::default();
+        flow.records_sent.store(7, Ordering::Relaxed);
+        let flows = [flow.snapshot("/var/log/app.log")];
+        let text = prometheus(&[metrics.snapshot("front-door"), StreamMetrics::default().snapshot("back")], &flows);
+        assert!(text.contains("framelog_edge_flow_records_sent_total{flow=\"/var/log/app.log\"} 7\n"), "{text}");
         assert!(text.contains("framelog_edge_buffered_bytes{stream=\"front-door\"} 4096\n"), "{text}");
         assert!(text.contains("# TYPE framelog_edge_uploaded_fragments counter\n"), "{text}");
         assert!(text.contains("framelog_edge_uploaded_fragments_total{stream=\"back\"} 0\n"), "{text}");

@@ -14,35 +14,54 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::buffer::StreamBuffer;
+use crate::file_flows::{FlowStatus, Flows};
 use crate::metrics::{StreamStatus, prometheus};
 
 /// The streams whose status is served.
 pub type Streams = Arc<Vec<(String, Arc<StreamBuffer>)>>;
 
+/// What the status endpoint reports on: cameras and file flows.
+#[derive(Clone)]
+struct Watched {
+    streams: Streams,
+    flows: Flows,
+}
+
 fn snapshot(streams: &Streams) -> Vec<StreamStatus> {
     streams.iter().map(|(name, buffer)| buffer.metrics.snapshot(name)).collect()
 }
 
-pub async fn serve(listen: SocketAddr, streams: Streams) -> anyhow::Result<()> {
+fn flow_snapshot(flows: &Flows) -> Vec<FlowStatus> {
+    flows.iter().map(|(name, metrics)| metrics.snapshot(name)).collect()
+}
+
+pub async fn serve(listen: SocketAddr, streams: Streams, flows: Flows) -> anyhow::Result<()> {
     let router = Router::new()
         .route(
             "/status",
-            get(|State(s): State<Streams>| async move {
-                let body = serde_json::to_vec(&snapshot(&s)).unwrap_or_default();
+            get(|State(w): State<Watched>| async move {
+                let body = serde_json::to_vec(&snapshot(&w.streams)).unwrap_or_default();
+                ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+            }),
+        )
+        .route(
+            "/flows",
+            get(|State(w): State<Watched>| async move {
+                let body = serde_json::to_vec(&flow_snapshot(&w.flows)).unwrap_or_default();
                 ([(header::CONTENT_TYPE, "application/json")], body).into_response()
             }),
         )
         .route(
             "/metrics",
-            get(|State(s): State<Streams>| async move {
+            get(|State(w): State<Watched>| async move {
                 (
                     [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
-                    prometheus(&snapshot(&s)),
+                    prometheus(&snapshot(&w.streams), &flow_snapshot(&w.flows)),
                 )
                     .into_response()
             }),
         )
-        .with_state(streams);
+        .with_state(Watched { streams, flows });
     let listener = tokio::net::TcpListener::bind(listen).await?;
     tracing::info!(%listen, "status endpoint ready");
     axum::serve(listener, router).await?;

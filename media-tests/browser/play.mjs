@@ -770,6 +770,22 @@ const SCRIPT_STEPS = {
     const playingAtMs = await page.evaluate(() => window.framelogConsole.playingAtMs());
     return { clicked, playingAtMs, ...sampled };
   },
+  // Clicks the data stream's button in #data-streams and waits for its shards.
+  openData: async (page, step) => {
+    const button = page.locator(`#data-streams button.data-stream[data-stream="${step.stream.replace(/"/g, '\\"')}"]`);
+    await button.click({ timeout: 10_000 });
+    await page.waitForFunction(() => document.querySelectorAll('#shards tr').length > 1, null, { timeout: 10_000 });
+    return {};
+  },
+  // Sets the record viewer's shard, position and format (when given) and clicks Read, or with
+  // "more": true Read on.
+  readRecords: async (page, step) => {
+    if (step.shard) await page.selectOption('#record-shard', step.shard);
+    if (step.position) await page.selectOption('#record-position', step.position);
+    if (step.format) await page.selectOption('#record-format', step.format);
+    await page.locator(step.more ? '#record-more' : '#record-read').click({ timeout: 5_000 });
+    return {};
+  },
   // Clicks #still (GetImages).
   still: async (page) => {
     await page.locator('#still').click({ timeout: 5_000 });
@@ -817,6 +833,15 @@ function consoleView(page) {
       results: Array.from(document.querySelectorAll('#search-results button.match'), (b) => ({
         stream: b.dataset.stream,
         startMs: Number(b.dataset.startMs),
+      })),
+      dataStreams: Array.from(document.querySelectorAll('#data-streams button.data-stream'), (b) => b.dataset.stream),
+      dataViewer: shown('data-viewer'),
+      shards: Array.from(document.querySelectorAll('#shards tr'), (r) => Array.from(r.cells, (c) => c.textContent)).slice(1),
+      records: Array.from(document.querySelectorAll('#records tr'), (r) => Array.from(r.cells, (c) => c.textContent)).slice(1),
+      consumers: Array.from(document.querySelectorAll('#data-consumers li'), (li) => li.textContent),
+      sparklines: Array.from(document.querySelectorAll('#sparklines .sparkline'), (f) => ({
+        points: Number(f.dataset.points),
+        caption: f.querySelector('figcaption').textContent,
       })),
       status: text('status'),
       sessionStorage: entries(window.sessionStorage),

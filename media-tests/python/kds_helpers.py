@@ -183,10 +183,13 @@ class FramelogServer:
         except OSError:
             return "<no log>"
 
-    def start(self) -> "FramelogServer":
+    def start(self, same_port: bool = False) -> "FramelogServer":
+        """Starts the server on a free port, or with `same_port` on the port it had (clients
+        configured with its endpoint find it again)."""
         assert self.proc is None, "server already running"
         self.starts += 1
-        self.port = _free_port()
+        if not (same_port and self.port):
+            self.port = _free_port()
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._log_file = open(self.log_path, "wb")
         self.proc = subprocess.Popen(

@@ -291,14 +291,18 @@ def test_the_secret_is_never_in_a_url_a_request_or_local_storage(request, keys, 
 
 def test_every_api_call_after_sign_in_is_signed_with_the_key(viewer_run, keys):
     calls = api_requests(viewer_run["result"])
-    scope = f"/{REGION}/kinesisvideo/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature="
+    video_scope = f"/{REGION}/kinesisvideo/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature="
+    # The data streams view's KDS calls (POST / with an X-Amz-Target) sign the target too.
+    data_scope = f"/{REGION}/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature="
 
     # The first ListStreams is unsigned (it is what asks for the key); every later call is signed by the viewer key.
     assert calls[0]["headers"].get("authorization") is None, calls[0]
     assert len(calls) > 4, [c["url"] for c in calls]
+    assert any(call["headers"].get("x-amz-target", "").startswith("Kinesis_20131202.") for call in calls[1:]), calls
     for call in calls[1:]:
         authorization = call["headers"].get("authorization", "")
         assert authorization.startswith(f"AWS4-HMAC-SHA256 Credential={keys.viewer.access_key_id}/"), call
+        scope = data_scope if call["headers"].get("x-amz-target") else video_scope
         assert scope in authorization, authorization
         assert call["headers"]["host"] == keys.server.endpoint.split("//")[1], call["headers"]
 
@@ -336,7 +340,13 @@ def test_open_mode_asks_for_no_key_and_signs_nothing(open_run):
     assert view["signIn"] is False and view["main"] is True, summary(view)
     assert open_run["stream"] in view["streams"], summary(view)
     assert view["account"] is None and view["sessionStorage"] == {}, summary(view)
-    assert [c["headers"].get("authorization") for c in api_requests(result)] == [None], api_requests(result)
+    calls = api_requests(result)
+    video = [c for c in calls if not c["headers"].get("x-amz-target")]
+    assert [c["headers"].get("authorization") for c in video] == [None], calls
+    # KDS wants an Authorization header whatever the mode: the data streams view signs with the
+    # placeholder key "anonymous", which an open server accepts like any other.
+    data = [c for c in calls if c["headers"].get("x-amz-target")]
+    assert data and all("Credential=anonymous/" in c["headers"].get("authorization", "") for c in data), data
 
 
 def botocore_headers(endpoint: str, path: str, body: str, key_id: str, secret: str, region: str, token=None) -> dict:

@@ -80,8 +80,15 @@ def scrape(endpoint: str) -> dict[tuple[str, str, str], dict[str, int]]:
         match = SAMPLE.fullmatch(line)
         assert match, f"not `name{{labels}} value`: {where}"
         name, labels, value = match["name"], match["labels"] or "", match["value"]
-        # A counter's samples are `<family>_total`; a gauge's carry the family's own name.
-        family = name.removesuffix("_total") if current is not None and types.get(current) == "counter" else name
+        # A counter's samples are `<family>_total`; a histogram's `<family>_bucket`, `_sum` and
+        # `_count`; a gauge's carry the family's own name.
+        kind = types.get(current) if current is not None else None
+        if kind == "counter":
+            family = name.removesuffix("_total")
+        elif kind == "histogram":
+            family = re.sub(r"_(bucket|sum|count)$", "", name)
+        else:
+            family = name
         assert family in types, f"sample before its TYPE line: {where}"
         assert family == current, f"sample of {family} outside its group (after the TYPE of {current}): {where}"
         if not family.startswith(PREFIX):

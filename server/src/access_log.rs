@@ -15,10 +15,19 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::Instrument as _;
 
-/// Whether the access-log lines are written (the spans are there either way).
-#[derive(Debug, Clone, Copy)]
+/// Whether the access-log lines are written (the spans are there either way), and where each
+/// answered call's CloudWatch latency and outcome go.
+#[derive(Debug, Clone)]
 pub struct AccessLog {
     pub enabled: bool,
+    pub metrics: crate::cloudwatch::Recorder,
+}
+
+/// The IAM action and resource authorization named, carried on the answer for the metrics.
+#[derive(Debug, Clone)]
+pub struct Named {
+    pub action: String,
+    pub resource: String,
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-amzn-requestid");
@@ -37,6 +46,11 @@ pub async fn record(State(log): State<AccessLog>, request: Request, next: Next) 
     );
     let started = Instant::now();
     let response = next.run(request).instrument(span.clone()).await;
+    if let Some(named) = response.extensions().get::<Named>() {
+        let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+        let succeeded = response.status().is_success();
+        crate::cloudwatch::requests::record(&log.metrics, &named.action, &named.resource, succeeded, latency_ms);
+    }
     if log.enabled {
         // A streamed answer's size is not known when its head goes out.
         let bytes_out = response.body().size_hint().exact();
@@ -64,4 +78,14 @@ pub fn name_request(action: &str, resource: &str) {
     let span = tracing::Span::current();
     span.record("action", action);
     span.record("resource", resource);
+}
+
+/// Spawns work a request hands off (a streamed answer, PutMedia's ingest and ack writer) inside
+/// the request's span, so its log lines carry the request's id as the handler's do.
+pub fn spawn_in_request<F>(task: F) -> tokio::task::JoinHandle<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    tokio::spawn(task.instrument(tracing::Span::current()))
 }

@@ -33,6 +33,8 @@ pub async fn run(
     // A reshard recorded before a crash or a stop takes effect now (or at its due time).
     crate::kds::resume_pending(&opened.state.kds);
     background.spawn("on-demand scaling".into(), crate::kds::scale_on_demand(opened.state.kds.clone()));
+    let metrics = opened.state.metrics.clone();
+    background.spawn("metrics rollups".into(), crate::cloudwatch::rollups::store_periodically(metrics.clone()));
     let trim_every = Duration::from_secs(config.trim_interval_secs.max(1));
     background.spawn("retention trimmer".into(), trim_periodically(opened.engine.clone(), trim_every));
     match &opened.state.auth.mode {
@@ -71,6 +73,8 @@ pub async fn run(
     if !background.stop(SHUTDOWN_GRACE).await {
         tracing::warn!(grace_secs = SHUTDOWN_GRACE.as_secs(), "background tasks still running at the deadline");
     }
+    // The minute in progress too: a clean stop loses no samples.
+    crate::cloudwatch::rollups::store_taken(&metrics, crate::cloudwatch::Recorder::take_all).await;
     let engine = opened.engine;
     tokio::task::spawn_blocking(move || engine.close()).await??;
     tracing::info!("stopped cleanly");

@@ -11,6 +11,7 @@ const CONSOLE_JS: &str = include_str!("../console/static/console.js");
 const PLAYER_JS: &str = include_str!("../console/static/player.js");
 const GRID_JS: &str = include_str!("../console/static/grid.js");
 const SEARCH_JS: &str = include_str!("../console/static/search.js");
+const DATA_JS: &str = include_str!("../console/static/data.js");
 const CONSOLE_CSS: &str = include_str!("../console/static/console.css");
 const HLS_JS: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/hls.min.js"));
 
@@ -40,6 +41,7 @@ pub async fn file(Path(file): Path<String>) -> Response {
         "player.js" => asset("text/javascript; charset=utf-8", PLAYER_JS.as_bytes()),
         "grid.js" => asset("text/javascript; charset=utf-8", GRID_JS.as_bytes()),
         "search.js" => asset("text/javascript; charset=utf-8", SEARCH_JS.as_bytes()),
+        "data.js" => asset("text/javascript; charset=utf-8", DATA_JS.as_bytes()),
         "console.css" => asset("text/css; charset=utf-8", CONSOLE_CSS.as_bytes()),
         "hls.min.js" if !HLS_JS.is_empty() => asset("text/javascript; charset=utf-8", HLS_JS),
         _ => (StatusCode::NOT_FOUND, "not found").into_response(),
@@ -52,7 +54,7 @@ mod tests {
 
     #[test]
     fn the_page_loads_every_asset_the_console_serves() {
-        let assets = ["console.css", "hls.min.js", "player.js", "console.js", "grid.js", "search.js"];
+        let assets = ["console.css", "hls.min.js", "player.js", "console.js", "grid.js", "search.js", "data.js"];
         for asset in assets.map(|name| format!("/console/{name}")) {
             assert!(INDEX_HTML.contains(asset.as_str()), "index.html links {asset}");
         }

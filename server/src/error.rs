@@ -68,6 +68,15 @@ pub enum ErrorType {
     AccessDenied,
     UnsupportedMediaType,
     ConcurrentModification,
+    /// A lease change whose condition no longer holds (the lease API's, named as DynamoDB
+    /// names it for the KCL's lease table).
+    ConditionalCheckFailed,
+    /// CloudWatch's refusals of a parameter (InvalidParameterValueException), of a missing one
+    /// and of two that do not go together; and of a paging token it did not issue.
+    InvalidParameterValue,
+    MissingParameter,
+    InvalidParameterCombination,
+    InvalidNextToken,
     /// Firehose's throttling answer (a fault: 503, which SDKs retry).
     ServiceUnavailable,
     InternalFailure,
@@ -80,6 +89,9 @@ pub enum Protocol {
     Kds,
     /// Kinesis Video Streams (rest-json): a missing resource is 404.
     Kvs,
+    /// CloudWatch (Smithy RPC v2 CBOR, awsJson1_0, query-compatible): client errors are 400,
+    /// authentication refusals 403, as its query protocol answered.
+    CloudWatch,
 }
 
 impl ErrorType {
@@ -110,6 +122,11 @@ impl ErrorType {
             ErrorType::AccessDenied => "AccessDeniedException",
             ErrorType::UnsupportedMediaType => "UnsupportedMediaTypeException",
             ErrorType::ConcurrentModification => "ConcurrentModificationException",
+            ErrorType::ConditionalCheckFailed => "ConditionalCheckFailedException",
+            ErrorType::InvalidParameterValue => "InvalidParameterValueException",
+            ErrorType::MissingParameter => "MissingRequiredParameterException",
+            ErrorType::InvalidParameterCombination => "InvalidParameterCombinationException",
+            ErrorType::InvalidNextToken => "InvalidNextToken",
             ErrorType::ServiceUnavailable => "ServiceUnavailableException",
             ErrorType::InternalFailure => "InternalFailure",
         }
@@ -136,10 +153,30 @@ impl ErrorType {
             (ErrorType::UnsupportedMediaType, _) => 415,
             // KDS answers every authentication and authorization refusal with 400, as its JSON
             // protocol does for all client errors; KVS's front door answers 403.
-            (kind, Protocol::Kvs) if kind.is_auth() => 403,
+            (kind, Protocol::Kvs | Protocol::CloudWatch) if kind.is_auth() => 403,
             (kind, Protocol::Kds) if kind.is_auth() => 400,
             (ErrorType::ResourceNotFound, Protocol::Kvs) => 404,
             _ => 400,
+        }
+    }
+}
+
+impl ErrorType {
+    /// CloudWatch's shape name, its query-compatible code (what clients show) and whose fault
+    /// it is, for `x-amzn-query-error`.
+    pub fn cloudwatch_codes(self) -> (&'static str, &'static str, &'static str) {
+        match self {
+            ErrorType::InvalidParameterValue => ("InvalidParameterValueException", "InvalidParameterValue", "Sender"),
+            ErrorType::MissingParameter => ("MissingRequiredParameterException", "MissingParameter", "Sender"),
+            ErrorType::InvalidParameterCombination => {
+                ("InvalidParameterCombinationException", "InvalidParameterCombination", "Sender")
+            }
+            ErrorType::InvalidNextToken => ("InvalidNextToken", "InvalidNextToken", "Sender"),
+            ErrorType::InternalFailure => ("InternalServiceFault", "InternalServiceError", "Receiver"),
+            ErrorType::InvalidSignature => ("InvalidSignatureException", "SignatureDoesNotMatch", "Sender"),
+            ErrorType::UnrecognizedClient => ("UnrecognizedClientException", "InvalidClientTokenId", "Sender"),
+            ErrorType::ServiceUnavailable => ("ServiceUnavailableException", "ServiceUnavailable", "Receiver"),
+            other => (other.name(), other.name().trim_end_matches("Exception"), "Sender"),
         }
     }
 }

@@ -105,10 +105,14 @@ fn same_origin(origin: &str, host: Option<&str>) -> bool {
     host.is_some_and(|host| host.eq_ignore_ascii_case(authority))
 }
 
-/// rest-json calls with a body must say it is JSON; PutMedia streams MKV, and KDS checks its
-/// own content types in KDS's order.
+/// rest-json calls with a body must say it is JSON; PutMedia streams MKV, KDS checks its own
+/// content types in KDS's order, and CloudWatch's RPC v2 bodies are CBOR.
 fn check_content_type(method: &Method, path: &str, headers: &HeaderMap) -> Result<(), ApiError> {
-    if method != Method::POST || path == "/" || path == "/putMedia" {
+    if method != Method::POST
+        || path == "/"
+        || path == "/putMedia"
+        || crate::cloudwatch::Wire::of(path, headers).is_some()
+    {
         return Ok(());
     }
     let length = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());

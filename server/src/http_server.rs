@@ -8,6 +8,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -56,6 +57,9 @@ impl Default for ConnectionLimits {
     }
 }
 
+/// Connections open in this process, for `/metrics` (one server serves a process).
+pub static OPEN_CONNECTIONS: AtomicU64 = AtomicU64::new(0);
+
 /// Serves `router` on `listener` until `shutdown`, then lets requests finish for at most
 /// `REQUEST_GRACE`.
 pub async fn serve<L>(
@@ -82,8 +86,10 @@ pub async fn serve<L>(
         };
         let accepted = Accepted { peer, router: router.clone(), limits, stopping: stopping.clone() };
         let builder = builder.clone();
+        OPEN_CONNECTIONS.fetch_add(1, Ordering::Relaxed);
         connections.spawn(async move {
             serve_connection(&builder, io, accepted).await;
+            OPEN_CONNECTIONS.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }

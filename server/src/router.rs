@@ -15,7 +15,7 @@ use crate::background::Background;
 use crate::firehose::FirehoseCtx;
 use crate::kds::KdsCtx;
 use crate::state::AppState;
-use crate::{access_log, auth, console, consumers, firehose, guard, kds, kvs, metrics, rest_json};
+use crate::{access_log, auth, cloudwatch, console, consumers, firehose, guard, kds, kvs, metrics, rest_json};
 
 /// Every rest-json operation `POST /{op}` answers (KVS control plane, consumers): the API fuzzer
 /// walks them all.
@@ -31,6 +31,7 @@ pub fn router(state: AppState) -> Router {
         .route("/console/{file}", get(console::file))
         .route("/favicon.ico", get(console::favicon))
         .route("/metrics", get(metrics::handle))
+        .route("/service/GraniteServiceVersion20100801/operation/{op}", post(cloudwatch::handle_rpc_v2))
         .route("/putMedia", post(kvs::put_media::handle))
         .route("/getMediaForFragmentList", post(kvs::archive::get_media_for_fragment_list))
         .route("/hls/v1/{file}", get(kvs::playback::handle).layer(playback_cors()))
@@ -48,24 +49,27 @@ pub fn router(state: AppState) -> Router {
         // Host, origin and content type first: cheap refusals before any signature work.
         .layer(axum::middleware::from_fn_with_state(state.guard.clone(), guard::guard))
         // A span per request with its id, operation and resource; an access-log line per answer.
-        .layer(axum::middleware::from_fn_with_state(state.access_log, access_log::record))
+        .layer(axum::middleware::from_fn_with_state(state.access_log.clone(), access_log::record))
         // Every answer carries a fresh request id (a v4 UUID), as AWS services send one.
         .layer(PropagateRequestIdLayer::new(REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(REQUEST_ID.clone(), MakeRequestUuid))
         .with_state(state)
 }
 
-/// `POST /` carries two awsJson1_1 services, told apart by their `X-Amz-Target`; anything that
-/// names neither is KDS's to refuse, as before Firehose was here.
+/// `POST /` carries two awsJson1_1 services and CloudWatch's awsJson1_0, told apart by their
+/// `X-Amz-Target`; anything that names none is KDS's to refuse, as before the others were here.
 async fn aws_json(
     State(kds): State<KdsCtx>,
     State(firehose): State<FirehoseCtx>,
+    State(metrics): State<cloudwatch::Recorder>,
     State(background): State<Background>,
     method: Method,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if firehose::is_firehose(&headers) {
+    if cloudwatch::is_cloudwatch(&headers) {
+        cloudwatch::handle(metrics, background, "/", headers, body).await
+    } else if firehose::is_firehose(&headers) {
         firehose::handle(firehose, background, method, headers, body).await
     } else {
         kds::handle(State(kds), State(background), method, headers, body).await

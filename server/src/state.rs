@@ -40,8 +40,10 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// Host, origin and content-type checks in front of authentication.
     pub guard: Arc<Guard>,
-    /// Whether each answered request gets an access-log line.
+    /// Whether each answered request gets an access-log line, and where its latency goes.
     pub access_log: crate::access_log::AccessLog,
+    /// CloudWatch's metrics of every service, and their one-minute rollups.
+    pub metrics: crate::cloudwatch::Recorder,
 }
 
 /// What opening the state hands to the background work rather than to the routes.
@@ -71,6 +73,11 @@ impl AppState {
         let engine = open_engine(config, address, options)?;
         let shared_secret = config.cluster.as_ref().map(|c| c.cluster.signing_secret_file.as_path());
         let secret = crate::secret::load_shared(&config.data_dir, shared_secret)?;
+        let metrics =
+            crate::cloudwatch::Recorder::new(engine.clone()).with_engine_names(|namespace, stream| match namespace {
+                crate::cloudwatch::Namespace::KinesisVideo => kvs::video_engine_name(stream),
+                _ => stream.to_string(),
+            });
         let kds = KdsCtx {
             engine: engine.clone(),
             settings: KdsSettings {
@@ -83,6 +90,7 @@ impl AppState {
             subscriptions: Default::default(),
             quotas: crate::kds::Quotas::new(config.kds.quotas),
             iterators: IteratorCodec::new(secret.derive("kds shard iterator")),
+            metrics: metrics.clone(),
         };
         let kvs = KvsCtx {
             engine: engine.clone(),
@@ -101,6 +109,7 @@ impl AppState {
             ll_views: Arc::default(),
             whep: Arc::new(whep_sessions(config, address)),
             transcoding: Arc::new(kvs::playback::transcoded::Transcoding::new(transcode_pool(config)?)),
+            metrics: metrics.clone(),
         };
         let images = decode_pool(&config.images)?;
         let (changes, consumer_changes) = tokio::sync::mpsc::unbounded_channel();
@@ -128,6 +137,7 @@ impl AppState {
             changes: delivery_notices,
             incoming: Default::default(),
             quotas: crate::firehose::PutQuotas::new(&config.firehose),
+            metrics: metrics.clone(),
         };
         let operations =
             Arc::new(Operations::default().with(&kvs, kvs::OPERATIONS).with(&consumers, consumers::OPERATIONS));
@@ -146,8 +156,20 @@ impl AppState {
             loopback_hosts_only: matches!(auth.mode, Mode::Open),
             public_host: config.public_url.as_deref().and_then(url_host),
         });
-        let access_log = crate::access_log::AccessLog { enabled: config.access_log };
-        let state = AppState { kds, kvs, consumers, firehose, images, background, operations, auth, guard, access_log };
+        let access_log = crate::access_log::AccessLog { enabled: config.access_log, metrics: metrics.clone() };
+        let state = AppState {
+            kds,
+            kvs,
+            consumers,
+            firehose,
+            images,
+            background,
+            operations,
+            auth,
+            guard,
+            access_log,
+            metrics,
+        };
         Ok(Opened { state, engine, consumer_changes, delivery_changes })
     }
 }

@@ -387,9 +387,8 @@ impl Captured {
     }
 }
 
-/// Runs `requests` against a router with `access_log` as configured, logging as
-/// `--log-format json` does; each answer's `x-amzn-RequestId` and status, and what was logged.
-async fn logged(access_log: bool, requests: Vec<Request<Body>>) -> (Vec<(String, u16)>, Captured) {
+/// Logs of this thread captured as `--log-format json` writes them, until the guard drops.
+fn json_logs() -> (Captured, tracing::subscriber::DefaultGuard) {
     let captured = Captured::default();
     let writer = captured.clone();
     let subscriber = tracing_subscriber::fmt()
@@ -398,7 +397,13 @@ async fn logged(access_log: bool, requests: Vec<Request<Body>>) -> (Vec<(String,
         .with_writer(move || writer.clone())
         .with_max_level(tracing::Level::INFO)
         .finish();
-    let _logging = tracing::subscriber::set_default(subscriber);
+    (captured, tracing::subscriber::set_default(subscriber))
+}
+
+/// Runs `requests` against a router with `access_log` as configured, logging as
+/// `--log-format json` does; each answer's `x-amzn-RequestId` and status, and what was logged.
+async fn logged(access_log: bool, requests: Vec<Request<Body>>) -> (Vec<(String, u16)>, Captured) {
+    let (captured, _logging) = json_logs();
     let dir = tempfile::tempdir().expect("tempdir");
     let config = Config { data_dir: dir.path().to_path_buf(), access_log, ..Config::default() };
     let opened = AppState::open(&config, "127.0.0.1:4566".parse().expect("address")).expect("state opens");
@@ -453,4 +458,126 @@ async fn access_log_false_writes_no_access_lines() {
     let (answers, captured) = logged(false, vec![kds_request("ListStreams", json!({}))]).await;
     assert_eq!(answers.len(), 1);
     assert!(captured.access_lines().is_empty());
+}
+
+/// A CloudWatch RPC v2 CBOR call, as current AWS CLIs and SDKs make it.
+fn cloudwatch_request(op: &str, document: &ciborium::value::Value) -> Request<Body> {
+    let mut body = Vec::new();
+    ciborium::into_writer(document, &mut body).expect("encodes");
+    Request::post(format!("/service/GraniteServiceVersion20100801/operation/{op}"))
+        .header("content-type", "application/cbor")
+        .header("smithy-protocol", "rpc-v2-cbor")
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/monitoring/aws4_request")
+        .body(Body::from(body))
+        .expect("request")
+}
+
+fn cbor_map(entries: Vec<(&str, ciborium::value::Value)>) -> ciborium::value::Value {
+    ciborium::value::Value::Map(entries.into_iter().map(|(k, v)| (k.into(), v)).collect())
+}
+
+fn epoch_secs(secs: u64) -> ciborium::value::Value {
+    ciborium::value::Value::Tag(1, Box::new(secs.into()))
+}
+
+#[tokio::test]
+async fn a_put_record_shows_in_prometheus_and_in_get_metric_statistics_over_cbor() {
+    use ciborium::value::Value as Cbor;
+    let app = App::new();
+    app.kds("CreateStream", json!({"StreamName": "watched", "ShardCount": 1})).await;
+    let put = app.kds("PutRecord", json!({"StreamName": "watched", "Data": "aGVsbG8=", "PartitionKey": "k"})).await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.body);
+    let response = app.router.clone().oneshot(Request::get("/metrics").body(Body::empty()).expect("request")).await;
+    let text = to_bytes(response.expect("answer").into_body(), 1 << 20).await.expect("body");
+    let text = String::from_utf8_lossy(&text);
+    for line in [
+        "framelog_kinesis_incoming_records_total{stream=\"watched\"} 1",
+        "framelog_kinesis_incoming_bytes_total{stream=\"watched\"} 6",
+        "framelog_kinesis_put_record_success_total{stream=\"watched\"} 1",
+        "framelog_kinesis_put_record_attempts_total{stream=\"watched\"} 1",
+        "framelog_kinesis_put_record_latency_milliseconds_count{stream=\"watched\"} 1",
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line} missing from:\n{text}");
+    }
+    // The engine and the process beside them.
+    for family in [
+        "framelog_stream_disk_bytes{stream=\"watched\",kind=\"data\"} ",
+        "framelog_engine_pending_compaction_bytes ",
+        "framelog_engine_writes_stopped 0",
+        "framelog_decode_pool_queued_jobs 0",
+        "framelog_http_open_connections ",
+    ] {
+        assert!(text.lines().any(|l| l.starts_with(family)), "{family} missing from:\n{text}");
+    }
+    let now_secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs();
+    let asked = |period: u64| {
+        cbor_map(vec![
+            ("Namespace", "AWS/Kinesis".into()),
+            ("MetricName", "IncomingBytes".into()),
+            (
+                "Dimensions",
+                Cbor::Array(vec![cbor_map(vec![("Name", "StreamName".into()), ("Value", "watched".into())])]),
+            ),
+            ("StartTime", epoch_secs(now_secs - 3600)),
+            ("EndTime", epoch_secs(now_secs + 120)),
+            ("Period", period.into()),
+            ("Statistics", Cbor::Array(vec!["Sum".into()])),
+        ])
+    };
+    let response = app.router.clone().oneshot(cloudwatch_request("GetMetricStatistics", &asked(60))).await;
+    let response = response.expect("answer");
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["smithy-protocol"], "rpc-v2-cbor");
+    let bytes = to_bytes(response.into_body(), 1 << 20).await.expect("body");
+    let answer: Cbor = ciborium::from_reader(bytes.as_ref()).expect("CBOR");
+    let text = format!("{answer:?}");
+    assert!(text.contains("Text(\"Sum\"), Float(6.0)"), "{text}");
+    assert!(text.contains("Text(\"Timestamp\"), Tag(1, Float("), "{text}");
+    let response = app.router.clone().oneshot(cloudwatch_request("GetMetricStatistics", &asked(30))).await;
+    let response = response.expect("answer");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(response.headers()["x-amzn-query-error"], "InvalidParameterValue;Sender");
+}
+
+#[tokio::test]
+async fn list_metrics_answers_in_aws_json_1_0() {
+    let app = App::new();
+    app.kds("CreateStream", json!({"StreamName": "listed", "ShardCount": 1})).await;
+    app.kds("PutRecord", json!({"StreamName": "listed", "Data": "aGk=", "PartitionKey": "k"})).await;
+    let request = Request::post("/")
+        .header("content-type", "application/x-amz-json-1.0")
+        .header("x-amz-target", "GraniteServiceVersion20100801.ListMetrics")
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/monitoring/aws4_request")
+        .body(Body::from(json!({"Namespace": "AWS/Kinesis", "MetricName": "PutRecord.Latency"}).to_string()))
+        .expect("request");
+    let answer = app.send(request).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.body);
+    let expected = json!([{"Namespace": "AWS/Kinesis", "MetricName": "PutRecord.Latency",
+        "Dimensions": [{"Name": "StreamName", "Value": "listed"}]}]);
+    assert_eq!(answer.body["Metrics"], expected);
+}
+
+#[tokio::test]
+async fn putmedia_ingest_logs_under_the_request_id_of_its_call() {
+    let (captured, _logging) = json_logs();
+    let app = App::new();
+    assert_eq!(app.kvs("createStream", json!({"StreamName": "traced", "DataRetentionInHours": 1})).await.status, 200);
+    let request = Request::post("/putMedia")
+        .header("x-amzn-stream-name", "traced")
+        .header("x-amzn-fragment-timecode-type", "ABSOLUTE")
+        .header("x-amzn-producer-start-timestamp", "1700000000")
+        .header("authorization", "AWS4-HMAC-SHA256 Credential=AKID/20260101/us-east-1/kinesisvideo/aws4_request")
+        .body(Body::from(vec![0x42u8; 64]))
+        .expect("request");
+    let response = app.router.clone().oneshot(request).await.expect("answered");
+    let id = response.headers()["x-amzn-requestid"].to_str().expect("text").to_string();
+    // Reading the acks to their end runs the ingest task (spawned by the handler) to its end.
+    let acks = to_bytes(response.into_body(), 1 << 20).await.expect("acks");
+    assert!(String::from_utf8_lossy(&acks).contains("\"EventType\":\"ERROR\""), "{}", String::from_utf8_lossy(&acks));
+    let bytes = captured.0.lock().expect("lock").clone();
+    let lines: Vec<Value> =
+        String::from_utf8_lossy(&bytes).lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+    let rejected =
+        lines.iter().find(|l| l["fields"]["message"] == "rejected PutMedia input").expect("the ingest task logged");
+    assert_eq!(rejected["span"]["request_id"], id.as_str(), "{rejected}");
 }

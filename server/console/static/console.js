@@ -21,7 +21,9 @@ const status = (text) => { $("status").textContent = text; };
 // ------------------------------------------------------------------------------------------------
 
 const sigv4 = (() => {
-  const SERVICE = "kinesisvideo"; // every KVS API the console calls is scoped to this service
+  // Every KVS API the console calls is scoped to `kinesisvideo`; the data streams view signs for
+  // `kinesis` and `monitoring` (CloudWatch).
+  const DEFAULT_SERVICE = "kinesisvideo";
   const utf8 = new TextEncoder();
   const hex = (buffer) => Array.from(new Uint8Array(buffer), (b) => b.toString(16).padStart(2, "0")).join("");
   const sha256Hex = async (text) => hex(await crypto.subtle.digest("SHA-256", utf8.encode(text)));
@@ -43,26 +45,28 @@ const sigv4 = (() => {
     return path;
   }
 
-  async function signingKey(secret, day, region) {
+  async function signingKey(secret, day, region, service) {
     let key = await hmac(`AWS4${secret}`, day);
-    for (const part of [region, SERVICE, "aws4_request"]) key = await hmac(key, part);
+    for (const part of [region, service, "aws4_request"]) key = await hmac(key, part);
     return key;
   }
 
   // The headers that sign a POST of `body` (a string, sent as UTF-8) to `path` on this page's
-  // host. Scripts cannot set Host, but the browser sends location.host, so that is what is signed.
-  async function sign(credentials, path, contentType, body, now = new Date()) {
+  // host, for `service`; `target` (an X-Amz-Target) is signed too. Scripts cannot set Host, but
+  // the browser sends location.host, so that is what is signed.
+  async function sign(credentials, path, contentType, body, now = new Date(), service = DEFAULT_SERVICE, target = null) {
     const { accessKeyId, secretAccessKey, sessionToken, region } = credentials;
     const date = amzDate(now);
     const day = date.slice(0, 8);
     const signed = { "content-type": contentType, host: location.host, "x-amz-date": date };
+    if (target) signed["x-amz-target"] = target;
     if (sessionToken) signed["x-amz-security-token"] = sessionToken;
     const names = Object.keys(signed).sort();
     const canonicalHeaders = names.map((name) => `${name}:${signed[name].trim()}\n`).join("");
     const canonicalRequest = ["POST", canonicalPath(path), "", canonicalHeaders, names.join(";"), await sha256Hex(body)];
-    const scope = `${day}/${region}/${SERVICE}/aws4_request`;
+    const scope = `${day}/${region}/${service}/aws4_request`;
     const stringToSign = ["AWS4-HMAC-SHA256", date, scope, await sha256Hex(canonicalRequest.join("\n"))].join("\n");
-    const signature = hex(await hmac(await signingKey(secretAccessKey, day, region), stringToSign));
+    const signature = hex(await hmac(await signingKey(secretAccessKey, day, region, service), stringToSign));
     const headers = {
       "X-Amz-Date": date,
       Authorization: `AWS4-HMAC-SHA256 Credential=${accessKeyId}/${scope}, SignedHeaders=${names.join(";")}, Signature=${signature}`,
@@ -128,21 +132,41 @@ async function api(path, body) {
   }
 }
 
-async function call(path, text) {
-  const headers = { "Content-Type": JSON_TYPE };
-  const credentials = credentialStore.get();
-  if (credentials) Object.assign(headers, await sigv4.sign(credentials, path, JSON_TYPE, text));
+// An AWS JSON call (`POST /` with an X-Amz-Target): KDS (`kinesis`, awsJson1_1) or CloudWatch
+// (`monitoring`, awsJson1_0).
+async function awsJson(service, target, body) {
+  const contentType = service === "monitoring" ? "application/x-amz-json-1.0" : "application/x-amz-json-1.1";
+  window.framelogConsole.pending++;
+  try {
+    return await call("/", JSON.stringify(body), { contentType, service, target });
+  } finally {
+    window.framelogConsole.pending--;
+  }
+}
+
+// KDS refuses a call without an Authorization header whatever the server's mode; on an open
+// server (no key signed in) the X-Amz-Target calls are signed with this placeholder, which an open
+// server accepts as it accepts any key.
+const OPEN_MODE_KEY = { accessKeyId: "anonymous", secretAccessKey: "anonymous", region: "us-east-1" };
+
+async function call(path, text, { contentType = JSON_TYPE, service, target = null } = {}) {
+  const headers = { "Content-Type": contentType };
+  if (target) headers["X-Amz-Target"] = target;
+  const credentials = credentialStore.get() || (target ? OPEN_MODE_KEY : null);
+  if (credentials) Object.assign(headers, await sigv4.sign(credentials, path, contentType, text, new Date(), service, target));
   const response = await fetch(path, { method: "POST", headers, body: text });
   const answer = await response.text();
   if (response.ok) return answer ? JSON.parse(answer) : {};
-  const type = (response.headers.get("x-amzn-ErrorType") || "").split(":")[0];
+  let type = (response.headers.get("x-amzn-ErrorType") || "").split(":")[0];
   let message = answer;
   try {
     const json = JSON.parse(answer);
     message = json.Message || json.message || answer;
+    // KDS and CloudWatch name the error in the body (`__type`, perhaps `namespace#Name`).
+    if (!type && json.__type) type = json.__type.split("#").pop();
   } catch {} // not JSON (e.g. a proxy's page): show it as it came
   const error = new ApiError(type || String(response.status), message);
-  if (error.signIn) signIn.refused(error, Boolean(credentials));
+  if (error.signIn) signIn.refused(error, Boolean(credentialStore.get()));
   throw error;
 }
 
@@ -186,7 +210,9 @@ const signIn = {
   show(message = "") {
     grid.hide();
     closeViewer();
+    dataView.hide();
     $("streams").replaceChildren();
+    $("data-streams").replaceChildren();
     $("signin-error").textContent = message;
     $("signin").hidden = false;
     document.querySelector("main").hidden = true;
@@ -226,7 +252,7 @@ const signIn = {
     $("secret-access-key").value = ""; // no copy left in the page once stored
     this.hide();
     status("Signing in…");
-    loadStreams().catch(report); // a refused key comes back through refused()
+    loadAll(); // a refused key comes back through refused()
   },
 
   signOut() {
@@ -271,22 +297,34 @@ async function loadStreams() {
     throw error;
   }
   signIn.showAccount(); // the key (if any) was accepted
-  const list = $("streams");
+  streamButtons($("streams"), "stream", names, openStream);
+  status(names.length ? `${names.length} stream(s)` : "No streams yet: upload with PutMedia or the edge agent.");
+}
+
+// `list` filled with a button per name, sorted, of class `className`, each opening its stream.
+function streamButtons(list, className, names, open) {
   list.replaceChildren();
   for (const name of names.sort()) {
     const button = document.createElement("button");
     button.type = "button";
-    button.className = "stream";
+    button.className = className;
     button.dataset.stream = name;
     button.textContent = name;
-    button.addEventListener("click", () => openStream(name));
+    button.addEventListener("click", () => open(name));
     list.append(button);
   }
-  status(names.length ? `${names.length} stream(s)` : "No streams yet: upload with PutMedia or the edge agent.");
+}
+
+// Video streams, then (once the key is accepted) data streams.
+function loadAll() {
+  loadStreams()
+    .then(() => dataView.loadStreams())
+    .catch(report);
 }
 
 async function openStream(name) {
   grid.hide();
+  dataView.hide();
   state.stream = name;
   for (const b of document.querySelectorAll("button.stream")) b.classList.toggle("selected", b.dataset.stream === name);
   $("viewer").hidden = false;
@@ -666,7 +704,7 @@ function showPlayhead() {
   cursor.style.left = `${((at - startMs) / Math.max(1, endMs - startMs)) * 100}%`;
 }
 
-$("refresh").addEventListener("click", () => loadStreams().catch(report));
+$("refresh").addEventListener("click", loadAll);
 $("signin-form").addEventListener("submit", (event) => signIn.submit(event));
 $("sign-out").addEventListener("click", () => signIn.signOut());
 $("live").addEventListener("click", watchLive);
@@ -687,5 +725,5 @@ setInterval(showPlayhead, 500);
 // After every script has run (grid.js and search.js come after this one).
 document.addEventListener("DOMContentLoaded", () => {
   signIn.showAccount();
-  loadStreams().catch(report);
+  loadAll();
 });

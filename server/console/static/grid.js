@@ -12,6 +12,7 @@ const grid = {
 
   async show() {
     closeViewer();
+    dataView.hide();
     for (const b of document.querySelectorAll("button.stream")) b.classList.remove("selected");
     this.hide();
     const generation = this.generation;

@@ -29,6 +29,8 @@ type Job = Box<dyn FnOnce(&mut Executor) + Send + 'static>;
 pub struct DecodePool {
     jobs: SyncSender<Job>,
     workers: usize,
+    /// Jobs queued and not yet taken by a worker (for `/metrics`).
+    queued: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl DecodePool {
@@ -41,19 +43,25 @@ impl DecodePool {
         let workers = workers.max(1);
         let (jobs, receiver) = sync_channel::<Job>(queued_jobs);
         let receiver = Arc::new(Mutex::new(receiver));
+        let queued = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         for index in 0..workers {
-            let receiver = receiver.clone();
+            let (receiver, queued) = (receiver.clone(), queued.clone());
             let executor = Executor { isolation: isolation.clone(), process: None };
             std::thread::Builder::new()
                 .name(format!("framelog-decode-{index}"))
-                .spawn(move || work(&receiver, executor))
+                .spawn(move || work(&receiver, &queued, executor))
                 .map_err(|e| ImagingError::Unavailable(format!("cannot start a decode worker: {e}")))?;
         }
-        Ok(DecodePool { jobs, workers })
+        Ok(DecodePool { jobs, workers, queued })
     }
 
     pub fn workers(&self) -> usize {
         self.workers
+    }
+
+    /// Jobs waiting for a worker.
+    pub fn queued(&self) -> usize {
+        self.queued.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Queues `job`; `reply` gets its pictures on a pool thread. Answers Busy when the queue is
@@ -67,7 +75,13 @@ impl DecodePool {
     }
 
     fn try_queue(&self, job: Job) -> Result<(), ImagingError> {
-        match self.jobs.try_send(job) {
+        // Counted before it is sent: a worker may take it (and count it off) at once.
+        self.queued.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let sent = self.jobs.try_send(job);
+        if sent.is_err() {
+            self.queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        }
+        match sent {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => Err(ImagingError::Busy),
             Err(TrySendError::Disconnected(_)) => Err(ImagingError::Unavailable("the decode pool has stopped".into())),
@@ -130,7 +144,7 @@ fn lower_priority() {
     }
 }
 
-fn work(receiver: &Mutex<Receiver<Job>>, mut executor: Executor) {
+fn work(receiver: &Mutex<Receiver<Job>>, queued: &std::sync::atomic::AtomicUsize, mut executor: Executor) {
     lower_priority();
     loop {
         // The lock is held only while waiting for the next job, never while running one.
@@ -139,6 +153,7 @@ fn work(receiver: &Mutex<Receiver<Job>>, mut executor: Executor) {
             Err(_) => return,
         };
         let Ok(job) = job else { return };
+        queued.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         // A job that panics loses its own answer (its reply channel drops) but not the worker.
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut executor)));
     }

@@ -81,7 +81,7 @@ async fn serve_checked(
     } else {
         match buffer(auth, &parts, body).await {
             Ok((bytes, held)) => (Body::from(bytes.clone()), Some(bytes), Some(held)),
-            Err(refused) => return refused.answer(target),
+            Err(refused) => return refused.answer(target, &parts),
         }
     };
     let resolved = match resource(target, &parts.headers, buffered.as_deref(), auth.resources.as_ref()) {
@@ -108,7 +108,10 @@ async fn serve_checked(
         audit(auth, target, &caller.access_key_id, &resolved.resource, &parts, "allowed");
     }
     parts.extensions.insert(caller);
-    next.run(Request::from_parts(parts, body)).await
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    let named = crate::access_log::Named { action: target.action.clone(), resource: resolved.resource };
+    response.extensions_mut().insert(named);
+    response
 }
 
 fn expected<'a>(auth: &'a Auth, target: &Target, body_sha256: Option<&'a str>) -> Expected<'a> {
@@ -147,9 +150,9 @@ enum BufferRefusal {
 }
 
 impl BufferRefusal {
-    fn answer(&self, target: &Target) -> Response {
+    fn answer(&self, target: &Target, parts: &Parts) -> Response {
         match self {
-            BufferRefusal::TooLarge => too_large(target),
+            BufferRefusal::TooLarge => too_large(target, parts),
             BufferRefusal::TooSlow => StatusCode::REQUEST_TIMEOUT.into_response(),
             BufferRefusal::Busy => {
                 let kind = if target.protocol == Protocol::Kds {
@@ -158,10 +161,7 @@ impl BufferRefusal {
                     ErrorType::ClientLimitExceeded
                 };
                 let error = ApiError::new(kind, "Too many request bytes in flight; retry with backoff.");
-                match target.protocol {
-                    Protocol::Kds => crate::kds::error_answer(&error, ""),
-                    Protocol::Kvs => crate::rest_json::error_response(&error),
-                }
+                refusal(target, parts, &error)
             }
         }
     }
@@ -226,14 +226,17 @@ fn refusal(target: &Target, parts: &Parts, error: &ApiError) -> Response {
             crate::kds::error_answer(error, content_type)
         }
         Protocol::Kvs => crate::rest_json::error_response(error),
+        Protocol::CloudWatch => crate::cloudwatch::refusal(parts.uri.path(), &parts.headers, error),
     }
 }
 
-fn too_large(target: &Target) -> Response {
+fn too_large(target: &Target, parts: &Parts) -> Response {
     match target.protocol {
         Protocol::Kds => StatusCode::PAYLOAD_TOO_LARGE.into_response(),
-        Protocol::Kvs => crate::rest_json::error_response(&ApiError::invalid(format!(
-            "The request body is larger than {MAX_BODY_BYTES} bytes."
-        ))),
+        Protocol::Kvs | Protocol::CloudWatch => refusal(
+            target,
+            parts,
+            &ApiError::invalid(format!("The request body is larger than {MAX_BODY_BYTES} bytes.")),
+        ),
     }
 }

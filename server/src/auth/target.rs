@@ -38,6 +38,15 @@ pub fn is_public(method: &Method, path: &str, public_metrics: bool) -> bool {
 
 /// Classifies a request that is not public.
 pub fn classify(method: &Method, path: &str, headers: &HeaderMap) -> Target {
+    if let Some(wire) = crate::cloudwatch::Wire::of(path, headers) {
+        // CloudWatch signs as `monitoring`; its IAM actions are `cloudwatch:`.
+        return Target {
+            protocol: Protocol::CloudWatch,
+            service: "monitoring",
+            action: format!("cloudwatch:{}", wire.operation(path, headers)),
+            streaming: false,
+        };
+    }
     if path == "/" {
         let target = headers.get("x-amz-target").and_then(|v| v.to_str().ok()).unwrap_or_default();
         // Firehose speaks KDS's protocol (awsJson1_1, every error 400) under its own service name.
@@ -163,6 +172,10 @@ pub fn resource(
         };
         return Ok(Resolved { resource, action: None });
     }
+    if target.protocol == Protocol::CloudWatch {
+        // Its read actions act on no resource: IAM allows them on `*` only.
+        return Ok(Resolved { resource: "*".into(), action: None });
+    }
     let names = match body {
         Some(body) if !body.is_empty() => parse_names(headers, body)?,
         _ => Names::default(),
@@ -177,6 +190,7 @@ pub fn resource(
             Resolved { resource: kds_resource(operation, names, resources), action: None }
         }
         Protocol::Kvs => kvs_resource(target, names, resources),
+        Protocol::CloudWatch => Resolved { resource: "*".into(), action: None },
     })
 }
 

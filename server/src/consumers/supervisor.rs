@@ -70,8 +70,8 @@ impl Workload for Consumers {
                     .find(|s| s.name == name && !s.paused)?;
                 self.ctx.background.spawn(label, super::record_runner::run(ctx, handle, spec, background))
             }
-            // Delivery streams have no consumers (nothing stores a consumer spec in them).
-            StreamKind::Delivery => return None,
+            // Delivery and metrics streams have no consumers (nothing stores a consumer spec in them).
+            StreamKind::Delivery | StreamKind::Metrics => return None,
         };
         // The cluster tests find a consumer's node by this line.
         tracing::info!(consumer = %name, "consumer started here");

@@ -27,8 +27,10 @@ fn fixture(allowed_prefixes: &[&str]) -> Fixture {
     let dir = tempfile::tempdir().expect("tempdir");
     let base = std::fs::canonicalize(dir.path()).expect("canonical");
     let clock = Arc::new(ManualClock::new(1_795_651_512_000));
+    let engine = Engine::open(&base.join("engine"), clock, EngineOptions::default()).expect("engine");
     let video = KvsCtx {
-        engine: Engine::open(&base.join("engine"), clock, EngineOptions::default()).expect("engine"),
+        metrics: crate::cloudwatch::Recorder::new(engine.clone()),
+        engine,
         settings: KvsSettings {
             account_id: "000000000000".into(),
             region: "us-east-1".into(),

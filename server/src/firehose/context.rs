@@ -31,6 +31,8 @@ pub struct FirehoseCtx {
     pub incoming: super::metrics::Incoming,
     /// Direct PUT quotas (`[firehose] quotas`).
     pub quotas: super::quotas::PutQuotas,
+    /// Where CloudWatch's AWS/Firehose metrics are recorded.
+    pub metrics: crate::cloudwatch::Recorder,
 }
 
 impl FirehoseCtx {
@@ -40,6 +42,21 @@ impl FirehoseCtx {
 
     pub fn engine_name(name: &str) -> String {
         format!("{ENGINE_PREFIX}{name}")
+    }
+
+    /// Records put into `name`: for /metrics and CloudWatch's IncomingRecords and IncomingBytes.
+    pub fn count_put(&self, name: &str, records: u64, bytes: u64) {
+        self.incoming.add(name, records, bytes);
+        let dimensions = [("DeliveryStreamName", name)];
+        self.metrics.record(&crate::cloudwatch::firehose::INCOMING_RECORDS, &dimensions, records as f64);
+        self.metrics.record(&crate::cloudwatch::firehose::INCOMING_BYTES, &dimensions, bytes as f64);
+    }
+
+    /// Records refused by the Direct PUT quotas: ThrottledRecords.
+    pub fn count_throttled(&self, name: &str, records: u64) {
+        self.incoming.throttled(name, records);
+        let dimensions = [("DeliveryStreamName", name)];
+        self.metrics.record(&crate::cloudwatch::firehose::THROTTLED_RECORDS, &dimensions, records as f64);
     }
 
     /// The delivery stream's name, from its engine stream's.

@@ -48,11 +48,11 @@ pub fn put_record(ctx: &FirehoseCtx, body: Document) -> Result<Value, ApiError> 
     let data = record.blob("Data")?.unwrap_or_default();
     let bytes = data.len() as u64;
     if ctx.quotas.admit(handle.id(), &[bytes], ctx.engine.now_ms()) != Some(vec![true]) {
-        ctx.incoming.throttled(&name, 1);
+        ctx.count_throttled(&name, 1);
         return Err(ApiError::new(ErrorType::ServiceUnavailable, SLOW_DOWN));
     }
     let appended = ctx.engine.append_blocking(&handle, vec![entry(data)]).map_err(|e| ctx.store_error(&name, e))?;
-    ctx.incoming.add(&name, 1, bytes);
+    ctx.count_put(&name, 1, bytes);
     let seq = appended.first().map(|a| a.seq).unwrap_or_default();
     Ok(json!({"RecordId": record_id(&handle, seq), "Encrypted": encrypted}))
 }
@@ -106,17 +106,17 @@ pub fn store_batch(ctx: &FirehoseCtx, batch: Batch) -> Result<BatchAnswer, ApiEr
     }
     let entries: Vec<NewEntry> = batch.payloads.into_iter().map(entry).collect();
     let Some(admitted) = ctx.quotas.admit(handle.id(), &sizes, ctx.engine.now_ms()) else {
-        ctx.incoming.throttled(&name, sizes.len() as u64);
+        ctx.count_throttled(&name, sizes.len() as u64);
         return Err(ApiError::new(ErrorType::ServiceUnavailable, SLOW_DOWN));
     };
     let entries: Vec<NewEntry> = entries.into_iter().zip(&admitted).filter(|(_, in_)| **in_).map(|(e, _)| e).collect();
     let (count, bytes) = (entries.len(), entries.iter().map(|e| e.payload.len() as u64).sum::<u64>());
-    ctx.incoming.throttled(&name, (admitted.len() - count) as u64);
+    ctx.count_throttled(&name, (admitted.len() - count) as u64);
     // When every record was throttled there is nothing to store.
     let appended = if count == 0 { Ok(Vec::new()) } else { ctx.engine.append_blocking(&handle, entries) };
     let stored: Vec<RecordAnswer> = match appended {
         Ok(appended) => {
-            ctx.incoming.add(&name, count as u64, bytes);
+            ctx.count_put(&name, count as u64, bytes);
             appended.iter().map(|a| RecordAnswer::Stored { record_id: record_id(&handle, a.seq) }).collect()
         }
         // The stream is gone, or nothing could be stored: every record failed, which each

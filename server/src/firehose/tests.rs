@@ -21,6 +21,7 @@ const START_MS: u64 = 1_795_651_512_000;
 fn context(dir: &Path, engine: Engine) -> FirehoseCtx {
     let (changes, _) = tokio::sync::mpsc::unbounded_channel();
     FirehoseCtx {
+        metrics: crate::cloudwatch::Recorder::new(engine.clone()),
         engine,
         account_id: "000000000000".into(),
         region: "us-east-1".into(),

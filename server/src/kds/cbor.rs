@@ -6,88 +6,30 @@
 //! one set of handlers serves both protocols; responses are mapped back by field name
 //! (`Data` is a blob, `*Timestamp` a timestamp), which covers every KDS output shape.
 
-use base64::Engine as _;
-use ciborium::value::{Integer, Value as Cbor};
-use serde_json::{Map, Number, Value as Json};
+use serde_json::Value as Json;
 
+use crate::cbor_json::{self, EpochUnit, Rules};
 use crate::error::ApiError;
 
-pub fn decode_request(bytes: &[u8]) -> Result<Json, ApiError> {
-    let value: Cbor =
-        ciborium::from_reader(bytes).map_err(|e| ApiError::serialization(format!("Malformed CBOR: {e}")))?;
-    to_json(value)
-}
+/// `Data` is a blob, `*Timestamp` a timestamp in every KDS output shape.
+const KDS: Rules = Rules {
+    unit: EpochUnit::Millis,
+    is_timestamp: |field| field.ends_with("Timestamp"),
+    is_blob: |field| field == "Data",
+};
 
-fn to_json(value: Cbor) -> Result<Json, ApiError> {
-    Ok(match value {
-        Cbor::Null => Json::Null,
-        Cbor::Bool(b) => Json::Bool(b),
-        Cbor::Integer(i) => {
-            let wide = i128::from(i);
-            i64::try_from(wide)
-                .map(Json::from)
-                .or_else(|_| u64::try_from(wide).map(Json::from))
-                .map_err(|_| ApiError::serialization("Integer out of range"))?
-        }
-        Cbor::Float(f) => Number::from_f64(f).map(Json::Number).unwrap_or(Json::Null),
-        Cbor::Text(s) => Json::String(s),
-        Cbor::Bytes(b) => Json::String(base64::engine::general_purpose::STANDARD.encode(b)),
-        Cbor::Tag(1, inner) => match *inner {
-            Cbor::Integer(ms) => {
-                Number::from_f64(i128::from(ms) as f64 / 1000.0).map(Json::Number).unwrap_or(Json::Null)
-            }
-            Cbor::Float(ms) => Number::from_f64(ms / 1000.0).map(Json::Number).unwrap_or(Json::Null),
-            _ => return Err(ApiError::serialization("Timestamp tag must hold a number")),
-        },
-        Cbor::Tag(_, inner) => to_json(*inner)?,
-        Cbor::Array(items) => Json::Array(items.into_iter().map(to_json).collect::<Result<_, _>>()?),
-        Cbor::Map(entries) => {
-            let mut map = Map::new();
-            for (key, value) in entries {
-                let Cbor::Text(key) = key else {
-                    return Err(ApiError::serialization("Map keys must be text"));
-                };
-                map.insert(key, to_json(value)?);
-            }
-            Json::Object(map)
-        }
-        _ => return Err(ApiError::serialization("Unsupported CBOR value")),
-    })
+pub fn decode_request(bytes: &[u8]) -> Result<Json, ApiError> {
+    cbor_json::decode(bytes, EpochUnit::Millis)
 }
 
 pub fn encode_response(value: &Json) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Writing a well-formed value into a Vec cannot fail.
-    let _ = ciborium::into_writer(&from_json(None, value), &mut out);
-    out
-}
-
-fn from_json(field: Option<&str>, value: &Json) -> Cbor {
-    match value {
-        Json::Null => Cbor::Null,
-        Json::Bool(b) => Cbor::Bool(*b),
-        Json::Number(n) if field.is_some_and(|f| f.ends_with("Timestamp")) => {
-            let ms = (n.as_f64().unwrap_or(0.0) * 1000.0).round() as i64;
-            Cbor::Tag(1, Box::new(Cbor::Integer(Integer::from(ms))))
-        }
-        Json::Number(n) => match (n.as_i64(), n.as_u64()) {
-            (Some(i), _) => Cbor::Integer(Integer::from(i)),
-            (_, Some(u)) => Cbor::Integer(Integer::from(u)),
-            _ => Cbor::Float(n.as_f64().unwrap_or(0.0)),
-        },
-        Json::String(s) if field == Some("Data") => {
-            Cbor::Bytes(base64::engine::general_purpose::STANDARD.decode(s).unwrap_or_default())
-        }
-        Json::String(s) => Cbor::Text(s.clone()),
-        Json::Array(items) => Cbor::Array(items.iter().map(|v| from_json(field, v)).collect()),
-        Json::Object(map) => {
-            Cbor::Map(map.iter().map(|(k, v)| (Cbor::Text(k.clone()), from_json(Some(k), v))).collect())
-        }
-    }
+    cbor_json::encode(value, &KDS)
 }
 
 #[cfg(test)]
 mod tests {
+    use ciborium::value::{Integer, Value as Cbor};
+
     use super::*;
 
     #[test]

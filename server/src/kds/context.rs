@@ -31,6 +31,8 @@ pub struct KdsCtx {
     pub subscriptions: super::subscribe::Subscriptions,
     /// Per-shard throughput: enforced quotas (when configured) and the write meter.
     pub quotas: super::quotas::Quotas,
+    /// Where CloudWatch's AWS/Kinesis metrics are recorded.
+    pub metrics: crate::cloudwatch::Recorder,
 }
 
 impl KdsCtx {

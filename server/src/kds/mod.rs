@@ -10,7 +10,12 @@ mod encryption;
 mod event_stream;
 mod hashkey;
 mod iterator;
+mod lease_table;
+#[cfg(test)]
+mod lease_tests;
+mod leases;
 mod list_shards;
+mod metrics;
 mod on_demand;
 #[cfg(test)]
 mod quota_tests;
@@ -114,6 +119,13 @@ fn operation(name: &str) -> Option<Operation> {
         "GetShardIterator" => records::get_shard_iterator,
         "GetRecords" => records::get_records,
         "StartStreamEncryption" => encryption::start_stream_encryption,
+        // Framelog's lease API for consumer groups (docs/consumer-groups.md).
+        "DescribeLeases" => leases::describe_leases,
+        "AcquireLease" => leases::acquire_lease,
+        "RenewLease" => leases::renew_lease,
+        "CheckpointLease" => leases::checkpoint_lease,
+        "ReleaseLease" => leases::release_lease,
+        "DeleteLeases" => leases::delete_leases,
         "StopStreamEncryption" => encryption::stop_stream_encryption,
         _ => return None,
     })

@@ -130,6 +130,11 @@ fn append_routed(
     }
 }
 
+/// A record's size as the shard quotas and CloudWatch's byte metrics count it: data and key.
+fn record_bytes(input: &PutInput) -> u64 {
+    (input.data.len() + input.partition_key.len()) as u64
+}
+
 /// What depends on the stream: the record's size against its MaxRecordSizeInKiB, and a partition
 /// key, which only AUTO distribution may go without.
 fn check_record(meta: &StreamMeta, input: &PutInput, v: &mut Violations, path: &str) {
@@ -176,10 +181,12 @@ pub fn put_record(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     }
     let hash = hash_of(&input)?;
     if let Some(Err(message)) = admit_writes(ctx, &meta, std::slice::from_ref(&input), &[hash])?.pop() {
+        super::metrics::write_throttled(&ctx.metrics, &name, 1);
         return Err(ApiError::new(ErrorType::ProvisionedThroughputExceeded, message));
     }
     let (meta, landed) = append_routed(ctx, &handle, meta, std::slice::from_ref(&input), &[hash])?;
     let first = landed.first().ok_or_else(|| ApiError::bare(ErrorType::InternalFailure))?;
+    super::metrics::put_record(&ctx.metrics, &name, first.shard, record_bytes(&input));
     Ok(json!({
         "ShardId": shard_id(first.shard),
         "SequenceNumber": sequence_number(&meta, first.shard, first.seq, first.arrival_ms),
@@ -212,12 +219,20 @@ pub fn put_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     // One engine append per request: the whole batch shares one group commit. If it fails, every
     // entry reports InternalFailure, as KDS's per-record results allow.
     let encryption = super::encryption::shown(&meta).0;
+    let mut outcome = super::metrics::PutRecordsOutcome {
+        throttled: admitted.iter().filter(|a| a.is_err()).count() as u64,
+        ..Default::default()
+    };
     let appended: Vec<Value> = match append_routed(ctx, &handle, meta, &kept_inputs, &kept_hashes) {
-        Ok((meta, landed)) => landed
-            .iter()
-            .map(|a| json!({"SequenceNumber": sequence_number(&meta, a.shard, a.seq, a.arrival_ms), "ShardId": shard_id(a.shard)}))
-            .collect(),
+        Ok((meta, landed)) => {
+            outcome.stored = landed.iter().zip(&kept_inputs).map(|(a, input)| (a.shard, record_bytes(input))).collect();
+            landed
+                .iter()
+                .map(|a| json!({"SequenceNumber": sequence_number(&meta, a.shard, a.seq, a.arrival_ms), "ShardId": shard_id(a.shard)}))
+                .collect()
+        }
         Err(error) if error.kind == ErrorType::InternalFailure => {
+            outcome.failed = kept_hashes.len() as u64;
             let message = error.message.as_deref().unwrap_or("Internal service failure.");
             kept_hashes.iter().map(|_| json!({"ErrorCode": "InternalFailure", "ErrorMessage": message})).collect()
         }
@@ -231,6 +246,7 @@ pub fn put_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
             Err(message) => json!({"ErrorCode": "ProvisionedThroughputExceededException", "ErrorMessage": message}),
         })
         .collect();
+    super::metrics::put_records(&ctx.metrics, &name, &outcome);
     let failed = results.iter().filter(|r| r.get("ErrorCode").is_some()).count();
     Ok(json!({"FailedRecordCount": failed, "Records": results, "EncryptionType": encryption}))
 }
@@ -384,6 +400,7 @@ pub fn get_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
     }
     let limit = limit.unwrap_or(MAX_GET_RECORDS) as usize;
     if !ctx.quotas.admit_read(state.stream_id, state.shard, now_ms) {
+        super::metrics::read_throttled(&ctx.metrics, &state.stream_name, state.shard);
         return Err(ctx.throttled(&state.stream_name, state.shard));
     }
     let batch =
@@ -396,6 +413,14 @@ pub fn get_records(ctx: &KdsCtx, body: Document) -> Result<Value, ApiError> {
         Some(last) => batch.tip_arrival_ms.saturating_sub(last.arrival_ms),
         None => now_ms.saturating_sub(batch.tip_arrival_ms),
     };
+    let read = super::metrics::Read {
+        stream: &state.stream_name,
+        shard: state.shard,
+        records: batch.entries.len() as u64,
+        bytes: read_bytes as u64,
+        age_ms: millis_behind,
+    };
+    super::metrics::got_records(&ctx.metrics, read);
     let records: Vec<Value> = batch.entries.iter().map(|e| record_json(&meta, state.shard, e)).collect();
     let shard_end = meta.shards[state.shard as usize].closed.filter(|c| batch.next_seq >= c.end_seq);
     if shard_end.is_some() {

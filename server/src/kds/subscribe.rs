@@ -107,8 +107,9 @@ pub async fn handle(ctx: KdsCtx, background: Background, document: Document, cbo
         .spawn_blocking(move || start(&checked, &document))
         .await
         .unwrap_or_else(|join| Err(ApiError::internal(&join)))?;
+    super::metrics::subscribed(&ctx.metrics, &subscription.handle.meta().name, true);
     let (chunks, response) = streamed_response(event_stream::CONTENT_TYPE, 4);
-    tokio::spawn(pump(ctx, subscription, chunks, cbor));
+    crate::access_log::spawn_in_request(pump(ctx, subscription, chunks, cbor));
     Ok(response)
 }
 
@@ -231,6 +232,14 @@ async fn next_step(ctx: &KdsCtx, subscription: &mut Subscription) -> Step {
         Some(last) => batch.tip_arrival_ms.saturating_sub(last.arrival_ms),
         None => 0,
     };
+    let read = super::metrics::Read {
+        stream: &meta.name,
+        shard,
+        records: batch.entries.len() as u64,
+        bytes: batch.entries.iter().map(|e| (e.payload.len() + e.attrs.len()) as u64).sum(),
+        age_ms: millis_behind,
+    };
+    super::metrics::subscription_event(&ctx.metrics, read);
     subscription.next_seq = batch.next_seq;
     if let Some(last) = records.last() {
         subscription.continuation = last["SequenceNumber"].as_str().unwrap_or_default().to_string();

@@ -14,8 +14,10 @@ use crate::error::ErrorType;
 pub(super) const START_MS: u64 = 1_795_651_512_000;
 
 pub(super) fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KdsCtx {
+    let engine = Engine::open(dir, clock.clone(), EngineOptions::default()).expect("engine");
     KdsCtx {
-        engine: Engine::open(dir, clock.clone(), EngineOptions::default()).expect("engine"),
+        metrics: crate::cloudwatch::Recorder::new(engine.clone()),
+        engine,
         settings: KdsSettings {
             account_id: "000000000000".into(),
             region: "us-east-1".into(),

@@ -288,7 +288,7 @@ pub async fn get_media_for_fragment_list(State(ctx): State<KvsCtx>, body: Bytes)
         Err(error) => return super::error_response(&error),
     };
     let (chunks, response) = super::streamed_response("video/webm", 2);
-    tokio::spawn(async move {
+    crate::access_log::spawn_in_request(async move {
         let created_ms = handle.meta().created_ms;
         for seq in seqs {
             let (engine, stream) = (ctx.engine.clone(), handle.clone());

@@ -34,6 +34,8 @@ pub struct KvsCtx {
     pub whep: std::sync::Arc<crate::kvs::webrtc::WhepSessions>,
     /// H.265 to H.264 for sessions that ask for it: the bounded transcode pool.
     pub transcoding: std::sync::Arc<crate::kvs::playback::transcoded::Transcoding>,
+    /// Where CloudWatch's AWS/KinesisVideo metrics are recorded.
+    pub metrics: crate::cloudwatch::Recorder,
 }
 
 pub fn not_found() -> ApiError {

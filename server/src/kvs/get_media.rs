@@ -62,7 +62,8 @@ pub async fn handle(State(ctx): State<KvsCtx>, body: Bytes) -> Response {
         Err(error) => return super::error_response(&error),
     };
     let (chunks, response) = super::streamed_response("video/webm", 2);
-    tokio::spawn(tail(ctx.engine, handle, seq, chunks));
+    let metrics = super::stream_metrics::StreamMetrics::new(&ctx.metrics, handle.public_name());
+    crate::access_log::spawn_in_request(tail(ctx.engine, handle, seq, chunks, metrics));
     response
 }
 
@@ -93,7 +94,13 @@ fn first_chunk(engine: &Engine, handle: &StreamHandle, position: Position) -> fr
 
 /// Sends every fragment from `seq` on, then waits for new ones, until the client leaves or the
 /// stream is deleted.
-async fn tail(engine: Engine, handle: VideoStream, mut seq: u64, chunks: super::ChunkSender) {
+async fn tail(
+    engine: Engine,
+    handle: VideoStream,
+    mut seq: u64,
+    chunks: super::ChunkSender,
+    metrics: super::stream_metrics::StreamMetrics,
+) {
     let Ok(mut tip) = handle.subscribe(VIDEO_SHARD) else { return };
     let created_ms = handle.meta().created_ms;
     loop {
@@ -120,8 +127,10 @@ async fn tail(engine: Engine, handle: VideoStream, mut seq: u64, chunks: super::
             millis_behind_now: engine.now_ms().saturating_sub(entry.arrival_ms),
             continuation_token: number.clone(),
         };
+        let (bytes, behind_ms) = (entry.payload.len_bytes(), live.millis_behind_now);
         if !super::chunk_stream::send_fragment(&chunks, &number, &record, entry.payload, Some(&live)).await {
             return;
         }
+        metrics.fragment_sent(bytes, behind_ms);
     }
 }

@@ -12,6 +12,7 @@ pub mod live_edge;
 pub mod playback;
 pub mod put_media;
 mod resolution;
+mod stream_metrics;
 mod streams;
 #[cfg(test)]
 pub(crate) mod tests;
@@ -20,7 +21,7 @@ pub mod webrtc;
 
 pub use crate::streamed::{ChunkSender, send_chunk, streamed_response};
 pub use context::{KvsCtx, KvsSettings};
-pub use video_stream::{VIDEO_SHARD, VideoStream};
+pub use video_stream::{VIDEO_SHARD, VideoStream, engine_name as video_engine_name, public_name as video_public_name};
 
 use crate::rest_json::Operation;
 pub(crate) use crate::rest_json::{error_response, parse_document};

@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use framelog_store::{AppendWait, NewEntry};
 
 use super::VideoStream;
+use super::stream_metrics::StreamMetrics;
 use tokio::sync::mpsc;
 use tokio_stream::StreamExt;
 
@@ -69,11 +70,11 @@ pub async fn handle(State(ctx): State<KvsCtx>, headers: HeaderMap, body: Body) -
             let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
             let splitter = Splitter::for_content_type(content_type, Limits::default());
             let (acks, response) = super::streamed_response("application/json", 64);
-            tokio::spawn(ingest(ctx, stream, base, splitter, body, acks));
+            crate::access_log::spawn_in_request(ingest(ctx, stream, base, splitter, body, acks));
             response
         }
         Err(error) => {
-            tokio::spawn(drain_refused(body));
+            crate::access_log::spawn_in_request(drain_refused(body));
             super::error_response(&error)
         }
     }
@@ -145,6 +146,8 @@ enum Outgoing {
         timecode: u64,
         wait: AppendWait,
         fragment_number_base: Option<u64>,
+        /// When the fragment was received whole, for PutMedia.FragmentPersistLatency.
+        received_at: std::time::Instant,
     },
     /// A replay of a fragment stored before (same producer time and FRAGMENT_ID_TAG): its
     /// PERSISTED names the stored fragment and nothing is appended.
@@ -165,6 +168,7 @@ async fn write_acks(
     acks: super::ChunkSender,
     failed: Arc<AtomicBool>,
     edge: EdgeClaim,
+    metrics: StreamMetrics,
 ) {
     let _release = EdgeRelease { claim: edge.clone(), completed_too: true };
     while let Some(item) = outgoing.recv().await {
@@ -173,9 +177,10 @@ async fn write_acks(
             Outgoing::AlreadyStored { timecode, seq, fragment_number_base } => fragment_number_base.map(|created_ms| {
                 Ack::Persisted { timecode, fragment_number: fragment_number::encode(created_ms, seq) }
             }),
-            Outgoing::Persist { timecode, wait, fragment_number_base } => match wait.wait().await {
+            Outgoing::Persist { timecode, wait, fragment_number_base, received_at } => match wait.wait().await {
                 // With retention 0 nothing is kept for archive reads, and KVS sends no PERSISTED.
                 Ok(landed) => {
+                    metrics.fragment_persisted(received_at.elapsed().as_secs_f64() * 1000.0);
                     edge.slot.remove(edge.owner, timecode);
                     match (fragment_number_base, landed.first()) {
                         (Some(created_ms), Some(appended)) => Some(Ack::Persisted {
@@ -195,6 +200,7 @@ async fn write_acks(
                             AckError::Internal
                         }
                     };
+                    metrics.error_ack();
                     super::send_chunk(&acks, Bytes::from(Ack::error(Some(timecode), error).line())).await;
                     return;
                 }
@@ -260,6 +266,7 @@ struct Upload {
     /// The Cluster in flight whose frames `publish_edge` checked, and how many passed (`None`
     /// for all of them once one failed: the Cluster is not shown).
     edge_checked: Option<(u64, Option<usize>)>,
+    metrics: StreamMetrics,
 }
 
 /// Why an event ends the upload: the timecode of the cluster concerned (when there is one) and
@@ -280,8 +287,10 @@ async fn ingest(
     let failed = Arc::new(AtomicBool::new(false));
     let slot = ctx.edges.slot(stream.id());
     let edge = EdgeClaim { owner: slot.begin_upload(newest_stored_ms(&ctx, &stream)), slot };
-    tokio::spawn(write_acks(outgoing, acks, failed.clone(), edge.clone()));
-    let mut upload = Upload::new(ctx, stream, base, outgoing_sender, failed, edge);
+    let metrics = StreamMetrics::new(&ctx.metrics, stream.public_name());
+    let _connected = metrics.connected();
+    crate::access_log::spawn_in_request(write_acks(outgoing, acks, failed.clone(), edge.clone(), metrics.clone()));
+    let mut upload = Upload::new(ctx, stream, base, outgoing_sender, failed, edge, metrics);
     let mut body = BodyReader {
         data: body.into_data_stream(),
         silent: Duration::ZERO,
@@ -351,7 +360,10 @@ impl BodyReader {
             }
             // The producer went away (or broke the chunked encoding): the fragment in flight is
             // dropped, everything acknowledged before stays.
-            Ok(Some(Err(_))) => Received::Stop,
+            Ok(Some(Err(_))) => {
+                upload.metrics.connection_error();
+                Received::Stop
+            }
             Ok(Some(Ok(bytes))) => {
                 self.silent = Duration::ZERO;
                 if self.too_slow(bytes.len()) {
@@ -374,8 +386,10 @@ impl Upload {
         outgoing: mpsc::Sender<Outgoing>,
         failed: Arc<AtomicBool>,
         edge: EdgeClaim,
+        metrics: StreamMetrics,
     ) -> Self {
         Upload {
+            metrics,
             ctx,
             stream,
             base,
@@ -463,6 +477,7 @@ impl Upload {
                 true
             }
             Err((timecode, error)) => {
+                self.metrics.error_ack();
                 self.send_ack(Ack::error(timecode, error)).await;
                 false
             }
@@ -551,6 +566,9 @@ impl Upload {
         }
         let mut checked = self.check_cluster(&cluster).map_err(fail)?;
         self.last_frame_ms.extend(std::mem::take(&mut checked.latest));
+        let received_at = std::time::Instant::now();
+        let ingestion_ms = self.ctx.engine.now_ms().saturating_sub(self.cluster_server_ms);
+        self.metrics.fragment_received(cluster.body.len() as u64, cluster.frames.len() as u64, ingestion_ms);
         let (record, payload) = self.fragment_record(cluster, checked);
         let meta = self.stream.meta();
         let fragment_number_base = (meta.retention_hours > 0).then_some(meta.created_ms);
@@ -568,7 +586,7 @@ impl Upload {
                     edge.slot.remove(edge.owner, timecode);
                     fail(error)
                 })?;
-                Outgoing::Persist { timecode, wait, fragment_number_base }
+                Outgoing::Persist { timecode, wait, fragment_number_base, received_at }
             }
         };
         for item in [Outgoing::Ack(Ack::Received { timecode }), persisted] {

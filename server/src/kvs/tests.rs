@@ -20,8 +20,10 @@ const START_MS: u64 = 1_795_651_512_000;
 const HOUR_MS: u64 = 3_600_000;
 
 pub(crate) fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KvsCtx {
+    let engine = Engine::open(dir, clock.clone(), EngineOptions::default()).expect("engine");
     KvsCtx {
-        engine: Engine::open(dir, clock.clone(), EngineOptions::default()).expect("engine"),
+        metrics: crate::cloudwatch::Recorder::new(engine.clone()),
+        engine,
         settings: KvsSettings {
             account_id: "000000000000".into(),
             region: "us-east-1".into(),

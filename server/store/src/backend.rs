@@ -79,6 +79,10 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     fn backup(&self, to: &std::path::Path) -> Result<crate::backup::BackupStats>;
     /// What this process's share of the engine holds in memory, where the backend keeps it.
     fn memory(&self) -> Option<crate::memory::EngineMemory>;
+    /// Compaction debt and write stalls, where the backend has them.
+    fn health(&self) -> Option<crate::health::EngineHealth>;
+    /// The bytes a stream takes on this backend's disk, where it knows them.
+    fn disk_bytes(&self, stream_id: u64) -> Option<u64>;
 }
 
 /// A pending append: await it, or block on it.

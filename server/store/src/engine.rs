@@ -11,6 +11,7 @@ use crate::cluster::{ClusterEngine, ClusterOptions};
 use crate::entry::{Appended, Entry, EntryHeader, NewEntry};
 use crate::error::{Result, StoreError};
 use crate::handle::StreamHandle;
+use crate::health::EngineHealth;
 use crate::local::{EngineOptions, LocalEngine};
 use crate::memory::EngineMemory;
 use crate::meta::StreamMeta;
@@ -232,6 +233,16 @@ impl Engine {
     /// this process (a cluster node's data lives in NATS).
     pub fn memory(&self) -> Option<EngineMemory> {
         self.backend.memory()
+    }
+
+    /// Compaction debt and write stalls (the local engine; a cluster node has none to report).
+    pub fn health(&self) -> Option<EngineHealth> {
+        self.backend.health()
+    }
+
+    /// The bytes `handle`'s stream takes on disk (the local engine).
+    pub fn disk_bytes(&self, handle: &StreamHandle) -> Option<u64> {
+        self.backend.disk_bytes(handle.id())
     }
 
     /// Removes expired entries of every stream once. Safe to call at any time.

@@ -535,4 +535,10 @@ impl Backend for LocalEngine {
     fn memory(&self) -> Option<crate::memory::EngineMemory> {
         Some(crate::memory::engine_memory(&self.inner.db))
     }
+    fn health(&self) -> Option<crate::health::EngineHealth> {
+        Some(crate::health::engine_health(&self.inner.db))
+    }
+    fn disk_bytes(&self, stream_id: u64) -> Option<u64> {
+        Some(crate::health::stream_disk_bytes(&self.inner.db, &self.inner.segments, stream_id))
+    }
 }

@@ -12,6 +12,8 @@ pub enum StreamKind {
     Video,
     /// A Firehose delivery stream's records, kept until delivered (or their retention ends).
     Delivery,
+    /// Metrics rollups (CloudWatch's one-minute statistics), kept for their retention.
+    Metrics,
 }
 
 /// The live buffer of a video stream that keeps no archive (retention 0).
@@ -90,7 +92,7 @@ impl StreamMeta {
         let hours_ms = u64::from(self.retention_hours) * 3_600_000;
         match self.kind {
             StreamKind::Video => hours_ms.max(VIDEO_LIVE_BUFFER_MS),
-            StreamKind::Data | StreamKind::Delivery => hours_ms,
+            StreamKind::Data | StreamKind::Delivery | StreamKind::Metrics => hours_ms,
         }
     }
 }

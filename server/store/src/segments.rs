@@ -293,6 +293,18 @@ impl SegmentStore {
         }
     }
 
+    /// The bytes of a stream's segment files (0 when it has none).
+    pub(crate) fn stream_bytes(&self, stream_id: u64) -> u64 {
+        let Ok(shards) = std::fs::read_dir(self.root.join(format!("{stream_id:020}"))) else { return 0 };
+        shards
+            .flatten()
+            .filter_map(|shard| std::fs::read_dir(shard.path()).ok())
+            .flat_map(|files| files.flatten())
+            .filter_map(|file| file.metadata().ok())
+            .map(|metadata| metadata.len())
+            .sum()
+    }
+
     pub(crate) fn shard_segments(&self, stream_id: u64, shard: u32) -> Result<Vec<u64>> {
         list_segments(&self.shard_dir(stream_id, shard))
     }

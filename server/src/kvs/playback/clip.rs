@@ -100,7 +100,7 @@ pub async fn handle(State(ctx): State<KvsCtx>, body: Bytes) -> Response {
     if let Ok(length) = HeaderValue::from_str(&clip.plan.total_bytes().to_string()) {
         response.headers_mut().insert(header::CONTENT_LENGTH, length);
     }
-    tokio::spawn(async move {
+    crate::access_log::spawn_in_request(async move {
         if !crate::kvs::send_chunk(&chunks, Bytes::copy_from_slice(clip.plan.header())).await {
             return;
         }

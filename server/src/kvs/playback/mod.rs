@@ -195,7 +195,27 @@ fn byte_range(value: &str, len: usize) -> Option<std::ops::Range<usize>> {
 
 /// `GET|HEAD|OPTIONS /hls/v1/<file>`.
 pub async fn handle(State(ctx): State<KvsCtx>, Path(file): Path<String>, uri: Uri, headers: HeaderMap) -> Response {
+    let started = std::time::Instant::now();
     let query = uri.query().unwrap_or_default().to_string();
+    let measured = (ctx.clone(), file.clone(), query.clone());
+    let response = serve(ctx, file, query, &headers).await;
+    measure(&measured, response.status().is_success(), started);
+    response
+}
+
+/// Records the call's Latency, Success and Requests under the operation its file names
+/// (`getHLSMasterPlaylist.m3u8` is GetHLSMasterPlaylist) and its session's stream.
+fn measure((ctx, file, query): &(KvsCtx, String, String), succeeded: bool, started: std::time::Instant) {
+    let Ok((_, _, stream)) = open_session(ctx, query, false) else { return };
+    let operation = file.split('.').next().unwrap_or_default();
+    let mut chars = operation.chars();
+    let Some(first) = chars.next() else { return };
+    let action = format!("kinesisvideo:{}{}", first.to_ascii_uppercase(), chars.as_str());
+    let latency_ms = started.elapsed().as_secs_f64() * 1000.0;
+    crate::cloudwatch::requests::record_on(&ctx.metrics, &action, &stream.public_name(), succeeded, latency_ms);
+}
+
+async fn serve(ctx: KvsCtx, file: String, query: String, headers: &HeaderMap) -> Response {
     let built = match low_latency::answer(ctx.clone(), &file, &query).await {
         Some(built) => built,
         None => tokio::task::spawn_blocking(move || answer(&ctx, &file, &query))

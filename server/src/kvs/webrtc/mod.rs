@@ -124,7 +124,7 @@ async fn start(
     let expires_at = Instant::now() + Duration::from_millis(left_ms);
     let sessions = ctx.whep.clone();
     let (stream, session_id) = (whep.stream_name.clone(), id.clone());
-    tokio::spawn(async move {
+    crate::access_log::spawn_in_request(async move {
         let ended = peer.run(frames, stop, expires_at).await;
         sessions.remove(&session_id);
         tracing::info!(%stream, session = %session_id, ?ended, "WebRTC session ended");

@@ -224,6 +224,15 @@ impl Backend for ClusterEngine {
         None
     }
 
+    // The cluster's state lives in JetStream and the object store, which report their own.
+    fn health(&self) -> Option<crate::health::EngineHealth> {
+        None
+    }
+
+    fn disk_bytes(&self, _stream_id: u64) -> Option<u64> {
+        None
+    }
+
     /// Trims every shard of every stream; a shard that fails does not stop the others, and the
     /// first failure is returned at the end (a stream deleted meanwhile is not one).
     fn trim_expired(&self) -> Result<TrimStats> {
