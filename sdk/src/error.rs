@@ -21,6 +21,10 @@ pub enum Error {
     /// The caller gave something the SDK cannot send (e.g. a frame for an unknown track).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The record producer gave a record up: the service refused it for good, or it was still
+    /// failing when its time to live ran out. `error_code` is the last AWS error type.
+    #[error("record not stored: {error_code}: {message}")]
+    RecordFailed { error_code: String, message: String },
     /// The producer's upload task ended (after a fatal error, reported by `finish`).
     #[error("the producer has stopped: {0}")]
     ProducerStopped(String),

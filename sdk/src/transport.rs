@@ -21,7 +21,7 @@ use crate::credentials::Credentials;
 use crate::error::{Error, Result};
 
 /// Every Kinesis Video API is signed for this service name (docs/spec/kvs.md#protocol).
-const SIGNING_SERVICE: &str = "kinesisvideo";
+pub(crate) const KINESIS_VIDEO: &str = "kinesisvideo";
 
 pub(crate) type RequestBody = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -92,9 +92,23 @@ impl Transport {
         self.config.endpoint.trim_end_matches('/')
     }
 
-    /// A POST to `base` + `path`, signed when credentials are configured.
+    /// A Kinesis Video POST to `base` + `path`, signed when credentials are configured.
     pub fn post(
         &self,
+        base: &str,
+        path: &str,
+        headers: &[(&str, String)],
+        payload: Payload<'_>,
+        body: RequestBody,
+    ) -> Result<Request<RequestBody>> {
+        self.post_to(KINESIS_VIDEO, base, path, headers, payload, body)
+    }
+
+    /// A POST to `base` + `path` signed for `service` (`kinesis`, `firehose`) when credentials
+    /// are configured.
+    pub fn post_to(
+        &self,
+        service: &str,
         base: &str,
         path: &str,
         headers: &[(&str, String)],
@@ -114,12 +128,18 @@ impl Transport {
             request.headers_mut().insert(http::header::HOST, host);
         }
         if let Some(credentials) = &self.config.credentials {
-            self.sign(&mut request, credentials, payload)?;
+            self.sign(&mut request, service, credentials, payload)?;
         }
         Ok(request)
     }
 
-    fn sign(&self, request: &mut Request<RequestBody>, credentials: &Credentials, payload: Payload<'_>) -> Result<()> {
+    fn sign(
+        &self,
+        request: &mut Request<RequestBody>,
+        service: &str,
+        credentials: &Credentials,
+        payload: Payload<'_>,
+    ) -> Result<()> {
         use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
         let identity = aws_credential_types::Credentials::new(
             &credentials.access_key_id,
@@ -132,7 +152,7 @@ impl Transport {
         let params = aws_sigv4::sign::v4::SigningParams::builder()
             .identity(&identity)
             .region(&self.config.region)
-            .name(SIGNING_SERVICE)
+            .name(service)
             .time(SystemTime::now())
             .settings(SigningSettings::default())
             .build()
@@ -177,6 +197,24 @@ impl Transport {
             return Ok(Value::Object(Default::default()));
         }
         serde_json::from_slice(&body).map_err(|e| Error::Protocol(format!("{path}: {e}")))
+    }
+
+    /// An awsJson1_1 call (KDS, Firehose): POST `/` with `X-Amz-Target`, signed for `service`.
+    pub async fn aws_json(&self, service: &str, target: &str, document: &Value) -> Result<Value> {
+        let bytes = Bytes::from(serde_json::to_vec(document).map_err(|e| Error::InvalidInput(e.to_string()))?);
+        let headers =
+            [("content-type", "application/x-amz-json-1.1".to_string()), ("x-amz-target", target.to_string())];
+        let request = self.post_to(
+            service,
+            self.endpoint(),
+            "/",
+            &headers,
+            Payload::Bytes(&bytes),
+            Full::new(bytes.clone()).boxed_unsync(),
+        )?;
+        let body = ok_body(self.send(request).await?).await?;
+        let body = body.collect().await.map_err(|e| Error::Transport(e.to_string()))?.to_bytes();
+        serde_json::from_slice(&body).map_err(|e| Error::Protocol(format!("{target}: {e}")))
     }
 
     /// POSTs a JSON document and returns the streamed body of a 200 (GetMedia and friends).

@@ -18,6 +18,7 @@ mod live_bench;
 mod ll_bench;
 mod parquet_bench;
 mod playlist_bench;
+mod records_libraries_bench;
 mod remux_bench;
 mod seaweed;
 mod security_bench;
@@ -144,6 +145,9 @@ struct Args {
     soak_records_per_sec: usize,
     #[arg(long, default_value = "soak")]
     soak_out: PathBuf,
+    /// Only the SDK's record producer and consumer groups (docs/consumer-groups.md).
+    #[arg(long)]
+    records_libraries_only: bool,
     /// Node kills in the cluster's failover measurement.
     #[arg(long, default_value_t = 10)]
     failover_kills: usize,
@@ -204,6 +208,10 @@ fn main() -> anyhow::Result<()> {
         rows.extend(parquet_bench::run(&std::env::current_dir()?)?);
         return report(&args, &rows);
     }
+    if args.records_libraries_only {
+        let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+        return report(&args, &records_libraries_bench::run(&args.framelog_bin, &runtime)?);
+    }
     if args.kds_only {
         let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
         return report(&args, &kds_bench::run(&args.framelog_bin, &runtime, args.seconds)?);
@@ -261,6 +269,7 @@ fn main() -> anyhow::Result<()> {
             }
         }
         rows.extend(kds_bench::run(&args.framelog_bin, &runtime, args.seconds)?);
+        rows.extend(records_libraries_bench::run(&args.framelog_bin, &runtime)?);
         if !args.skip_playback {
             rows.extend(playback(&args, &runtime)?);
         }

@@ -11,6 +11,7 @@ use std::time::Duration;
 use axum::body::Bytes;
 use base64::Engine as _;
 use framelog_store::{Entry, Position, StreamHandle};
+use framelog_wire::kpl_aggregate;
 use serde_json::{Value, json};
 use tokio::task::JoinSet;
 
@@ -190,31 +191,62 @@ impl ShardRunner {
         Some(batch.entries)
     }
 
-    fn event(&self, entry: &Entry) -> Value {
+    /// The Lambda-shaped records of one stored record: one, or with `Deaggregate` one per user
+    /// record of a KPL aggregated record. A record that only looks aggregated (its digest does
+    /// not match) goes whole, as AWS's library passes it.
+    fn events(&self, entry: &Entry) -> Vec<Value> {
         let meta = self.handle.meta();
-        let settings = &self.ctx.video.settings;
         let sequence_number = crate::kds::sequence_number(&meta, self.shard, entry.seq, entry.arrival_ms);
-        json!({
-            "kinesis": {
+        let engine = base64::engine::general_purpose::STANDARD;
+        let users = (self.spec.deaggregate && kpl_aggregate::is_aggregated(&entry.payload))
+            .then(|| kpl_aggregate::deaggregate(&entry.payload).ok())
+            .flatten();
+        let Some(users) = users else {
+            let kinesis = json!({
                 "kinesisSchemaVersion": "1.0",
                 "partitionKey": String::from_utf8_lossy(&entry.attrs),
                 "sequenceNumber": sequence_number,
-                "data": base64::engine::general_purpose::STANDARD.encode(&entry.payload),
+                "data": engine.encode(&entry.payload),
                 "approximateArrivalTimestamp": crate::kds::epoch_secs(entry.arrival_ms),
-            },
+            });
+            return vec![self.envelope(kinesis, format!("{}:{sequence_number}", crate::kds::shard_id(self.shard)))];
+        };
+        users
+            .into_iter()
+            .enumerate()
+            .map(|(sub, user)| {
+                let kinesis = json!({
+                    "kinesisSchemaVersion": "1.0",
+                    "partitionKey": &*user.partition_key,
+                    "explicitHashKey": user.explicit_hash_key.as_deref(),
+                    "sequenceNumber": sequence_number,
+                    "subSequenceNumber": sub,
+                    "aggregated": true,
+                    "data": engine.encode(&user.data),
+                    "approximateArrivalTimestamp": crate::kds::epoch_secs(entry.arrival_ms),
+                });
+                self.envelope(kinesis, format!("{}:{sequence_number}:{sub}", crate::kds::shard_id(self.shard)))
+            })
+            .collect()
+    }
+
+    fn envelope(&self, kinesis: Value, event_id: String) -> Value {
+        let settings = &self.ctx.video.settings;
+        json!({
+            "kinesis": kinesis,
             "eventSource": "aws:kinesis",
             "eventVersion": "1.0",
-            "eventID": format!("{}:{sequence_number}", crate::kds::shard_id(self.shard)),
+            "eventID": event_id,
             "eventName": "aws:kinesis:record",
             "invokeIdentityArn": format!("arn:aws:iam::{}:role/framelog-consumer", settings.account_id),
             "awsRegion": settings.region,
-            "eventSourceARN": meta.arn,
+            "eventSourceARN": self.handle.meta().arn,
         })
     }
 
     /// Posts the batch (or dead-letters it) and commits this shard's position after it.
     async fn deliver_and_commit(&self, entries: &[Entry], after: u64) {
-        let events: Vec<Value> = entries.iter().map(|e| self.event(e)).collect();
+        let events: Vec<Value> = entries.iter().flat_map(|e| self.events(e)).collect();
         let body = Bytes::from(json!({"Records": events}).to_string());
         let delivery =
             deliver(&self.ctx.destinations, &self.spec.webhook_url, BodyKind::Json, body, self.spec.max_attempts).await;
@@ -223,8 +255,10 @@ impl ShardRunner {
             Delivery::Failed { attempts, error } => {
                 let url = &self.spec.webhook_url;
                 tracing::warn!(consumer = %self.spec.name, %url, shard = self.shard, attempts, %error, "a batch of records went to the dead-letter log");
-                let sequence_numbers =
+                let mut sequence_numbers: Vec<String> =
                     events.iter().filter_map(|e| e["kinesis"]["sequenceNumber"].as_str().map(str::to_string)).collect();
+                // The user records of one aggregated record share its sequence number.
+                sequence_numbers.dedup();
                 let letter = DeadLetter {
                     at_ms: self.ctx.video.engine.now_ms(),
                     attempts,
@@ -242,7 +276,7 @@ impl ShardRunner {
             self.handle.clone(),
             self.spec.name.clone(),
             self.shard,
-            entries.len() as u64,
+            events.len() as u64,
         );
         let consumer = name.clone();
         state::commit_unsynced(&self.background, engine, handle, name, dead, move |settings| {

@@ -26,6 +26,10 @@ pub struct RecordConsumerSpec {
     pub max_attempts: u32,
     pub paused: bool,
     pub created_ms: u64,
+    /// Deliver each user record of a KPL aggregated record as its own record, with its
+    /// sub-sequence number (as AWS's deaggregation library shows them to a Lambda function).
+    #[serde(default)]
+    pub deaggregate: bool,
 }
 
 /// Per shard, the next record to deliver; and what delivery has done so far.
@@ -91,6 +95,7 @@ pub fn parse(document: &Document, now_ms: u64, policy: &DestinationPolicy) -> Re
         max_attempts,
         paused: false,
         created_ms: now_ms,
+        deaggregate: document.bool("Deaggregate")?.unwrap_or(false),
     })
 }
 
@@ -109,6 +114,7 @@ pub fn request_of(spec: &RecordConsumerSpec) -> Map<String, Value> {
         "Webhook": {"Url": spec.webhook_url},
         "Batching": {"MaxRecords": spec.max_records, "MaxWaitMs": spec.max_wait_ms},
         "Retry": {"MaxAttempts": spec.max_attempts},
+        "Deaggregate": spec.deaggregate,
     });
     match value {
         Value::Object(map) => map,

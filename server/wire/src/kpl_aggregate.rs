@@ -4,6 +4,7 @@
 //! `AggregatedRecord`, and the MD5 of the protobuf bytes (docs/firehose.md describes it in
 //! words; the layout is the KPL's published aggregation format).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use md5::{Digest, Md5};
@@ -119,17 +120,15 @@ fn shared_table(table: Vec<String>, max_chars: usize) -> Result<Vec<Arc<str>>, A
 /// Packs `records` into one aggregated record, each distinct key stored once in its table.
 pub fn aggregate(records: &[UserRecord]) -> Vec<u8> {
     let mut aggregated = AggregatedRecord::default();
-    let index_of = |table: &mut Vec<String>, key: &str| -> u64 {
-        let position = table.iter().position(|k| k == key).unwrap_or_else(|| {
-            table.push(key.to_string());
-            table.len() - 1
-        });
-        position as u64
-    };
+    // Indexed by a map, not by searching the table: a producer packs hundreds of distinct keys
+    // into one record, thousands of times a second.
+    let (mut partition_keys, mut hash_keys) = (KeyIndex::default(), KeyIndex::default());
     for user in records {
-        let partition_key_index = index_of(&mut aggregated.partition_key_table, &user.partition_key);
-        let explicit_hash_key_index =
-            user.explicit_hash_key.as_deref().map(|key| index_of(&mut aggregated.explicit_hash_key_table, key));
+        let partition_key_index = partition_keys.index_of(&mut aggregated.partition_key_table, &user.partition_key);
+        let explicit_hash_key_index = user
+            .explicit_hash_key
+            .as_deref()
+            .map(|key| hash_keys.index_of(&mut aggregated.explicit_hash_key_table, key));
         aggregated.records.push(Record {
             partition_key_index,
             explicit_hash_key_index,
@@ -142,6 +141,19 @@ pub fn aggregate(records: &[UserRecord]) -> Vec<u8> {
     bytes.extend_from_slice(&message);
     bytes.extend_from_slice(&Md5::digest(&message));
     bytes
+}
+
+/// Each key's place in its table.
+#[derive(Default)]
+struct KeyIndex<'a>(HashMap<&'a str, u64>);
+
+impl<'a> KeyIndex<'a> {
+    fn index_of(&mut self, table: &mut Vec<String>, key: &'a str) -> u64 {
+        *self.0.entry(key).or_insert_with(|| {
+            table.push(key.to_string());
+            (table.len() - 1) as u64
+        })
+    }
 }
 
 #[cfg(test)]
