@@ -1,0 +1,415 @@
+//! A running application: its in-application streams as tables, its pumps, and the state of
+//! their windows. Rows come in through `push` (a batch of the input stream) and time moves on
+//! through `advance` (the watermark: no row with an earlier ROWTIME will come); both answer
+//! the rows every pump wrote, stream by stream, and the errors of pumps that failed.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::TableReference;
+use datafusion::datasource::MemTable;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::batches::{
+    Rowtime, flagged, in_value_order, into_target, keep_rows, rowtimes, split_by_window, stream_schema, visible,
+};
+use crate::dialect::HIDDEN_NEW;
+use crate::error::{AnalyticsError, Result};
+use crate::pump::{CompiledPump, PumpKind, compile};
+use crate::script::parse_script;
+use crate::sql_type::SqlType;
+use crate::swap_table::SwapTable;
+
+/// A stream the application reads (an input), with its columns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputDef {
+    pub name: String,
+    pub columns: Vec<(String, SqlType)>,
+}
+
+/// Rows one pump wrote into a stream.
+#[derive(Debug, Clone)]
+pub struct Emitted {
+    pub stream: String,
+    /// ROWTIME and the stream's columns.
+    pub rows: RecordBatch,
+    /// The window the rows close, for a windowed pump: the same after a replay.
+    pub window: Option<WindowId>,
+}
+
+/// A tumbling window's identity: its pump and its bounds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WindowId {
+    pub pump: String,
+    pub start_ms: i64,
+    pub end_ms: i64,
+}
+
+/// A pump that failed on a batch (or a window), whose rows it did not write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunError {
+    pub pump: String,
+    pub message: String,
+    pub rows: usize,
+    /// The earliest ROWTIME among the rows, in ms.
+    pub rowtime_ms: i64,
+}
+
+/// What a step produced.
+#[derive(Debug, Default)]
+pub struct Step {
+    pub emitted: Vec<Emitted>,
+    pub errors: Vec<RunError>,
+}
+
+/// Where each windowed pump stands, for checkpoints: windows ending at or before
+/// `emitted_through_ms` were written and are never written again.
+pub type WindowMarks = BTreeMap<String, i64>;
+
+#[derive(Debug)]
+struct Pump {
+    compiled: CompiledPump,
+    /// Tumbling: rows by window start. Sliding: the history (one entry).
+    open: BTreeMap<i64, Vec<RecordBatch>>,
+    emitted_through_ms: i64,
+}
+
+pub struct Application {
+    ctx: SessionContext,
+    tables: BTreeMap<String, (SchemaRef, Arc<SwapTable>)>,
+    pumps: Vec<Pump>,
+}
+
+impl std::fmt::Debug for Application {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let streams: Vec<&String> = self.tables.keys().collect();
+        let pumps: Vec<&str> = self.pumps.iter().map(|p| p.compiled.name.as_str()).collect();
+        f.debug_struct("Application").field("streams", &streams).field("pumps", &pumps).finish_non_exhaustive()
+    }
+}
+
+impl Application {
+    /// Compiles `code` with `inputs` (the input streams) and `references` (reference tables).
+    pub async fn compile(
+        code: &str,
+        inputs: &[InputDef],
+        references: Vec<(String, RecordBatch)>,
+    ) -> Result<Application> {
+        let script = parse_script(code)?;
+        let config = SessionConfig::new().with_target_partitions(1).with_information_schema(false);
+        let ctx = SessionContext::new_with_config(config);
+        let mut schemas: BTreeMap<String, SchemaRef> = BTreeMap::new();
+        for input in inputs {
+            schemas.insert(input.name.clone(), stream_schema(&input.columns));
+        }
+        for stream in &script.streams {
+            if schemas.insert(stream.name.clone(), stream_schema(&stream.columns)).is_some() {
+                let at = stream.at;
+                return Err(AnalyticsError::code(
+                    at.line,
+                    at.column,
+                    format!("Stream {} is defined twice.", stream.name),
+                ));
+            }
+        }
+        let mut tables = BTreeMap::new();
+        for (name, schema) in &schemas {
+            let table = SwapTable::new(schema.clone());
+            register(&ctx, name, table.clone())?;
+            tables.insert(name.clone(), (schema.clone(), table));
+        }
+        let reference_names: Vec<String> = references.iter().map(|(name, _)| name.clone()).collect();
+        for (name, batch) in references {
+            let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(AnalyticsError::Runtime)?;
+            register(&ctx, &name, Arc::new(table))?;
+        }
+        let state = ctx.state();
+        let mut pumps = Vec::new();
+        for def in &script.pumps {
+            let compiled = compile(def, &schemas, &reference_names, &state).await?;
+            pumps.push(Pump { compiled, open: BTreeMap::new(), emitted_through_ms: i64::MIN });
+        }
+        Ok(Application { ctx, tables, pumps })
+    }
+
+    /// The columns of a stream's table (ROWTIME first, the hidden flag last).
+    pub fn schema(&self, stream: &str) -> Option<SchemaRef> {
+        self.tables.get(stream).map(|(schema, _)| schema.clone())
+    }
+
+    /// Restores where windowed pumps stood at a checkpoint.
+    pub fn restore(&mut self, marks: &WindowMarks) {
+        for pump in &mut self.pumps {
+            if let Some(mark) = marks.get(&pump.compiled.name) {
+                pump.emitted_through_ms = *mark;
+            }
+        }
+    }
+
+    /// Where windowed pumps stand now.
+    pub fn marks(&self) -> WindowMarks {
+        self.pumps
+            .iter()
+            .filter(|p| matches!(p.compiled.kind, PumpKind::Tumbling { .. }))
+            .map(|p| (p.compiled.name.clone(), p.emitted_through_ms))
+            .collect()
+    }
+
+    /// The earliest ROWTIME still held by an open window: input from there on must be read
+    /// again after a restart.
+    pub fn held_from_ms(&self) -> Option<i64> {
+        self.pumps
+            .iter()
+            .filter(|p| matches!(p.compiled.kind, PumpKind::Tumbling { .. }))
+            .filter_map(|p| p.open.keys().next().copied())
+            .min()
+    }
+
+    /// Rows of the input `stream` (ROWTIME and its columns, in order). With `replay`, the rows
+    /// were processed before a restart: they only refill windows and history.
+    pub async fn push(&mut self, stream: &str, rows: RecordBatch, replay: bool) -> Result<Step> {
+        let schema = self.schema(stream).ok_or_else(|| AnalyticsError::Plan(format!("Unknown stream {stream}.")))?;
+        let rows = with_flag_column(&rows, &schema)?;
+        let mut step = Step::default();
+        let mut queue = VecDeque::from([(stream.to_string(), rows)]);
+        while let Some((stream, rows)) = queue.pop_front() {
+            for index in 0..self.pumps.len() {
+                if self.pumps[index].compiled.source != stream {
+                    continue;
+                }
+                let written = self.feed(index, &rows, replay, &mut step).await;
+                for (target, batch, window) in written {
+                    step.emitted.push(Emitted { stream: target.clone(), rows: visible(&batch), window });
+                    queue.push_back((target, batch));
+                }
+            }
+        }
+        Ok(step)
+    }
+
+    /// Closes every window that ends at or before `watermark_ms` and runs what reads the rows
+    /// they write.
+    pub async fn advance(&mut self, watermark_ms: i64) -> Result<Step> {
+        let mut step = Step::default();
+        for index in 0..self.pumps.len() {
+            let PumpKind::Tumbling { length_ms } = self.pumps[index].compiled.kind else { continue };
+            let closing: Vec<i64> =
+                self.pumps[index].open.keys().copied().filter(|s| s + length_ms <= watermark_ms).collect();
+            for start in closing {
+                let rows = self.pumps[index].open.remove(&start).unwrap_or_default();
+                let window = WindowId {
+                    pump: self.pumps[index].compiled.name.clone(),
+                    start_ms: start,
+                    end_ms: start + length_ms,
+                };
+                self.pumps[index].emitted_through_ms = window.end_ms;
+                let written = self.run(index, rows, Rowtime::At(window.end_ms), &mut step).await;
+                if let Some(batch) = written.and_then(|b| in_value_order(&b).ok()) {
+                    let target = self.pumps[index].compiled.target.clone();
+                    step.emitted.push(Emitted { stream: target.clone(), rows: visible(&batch), window: Some(window) });
+                    let downstream = Box::pin(self.push_written(&target, batch)).await?;
+                    step.emitted.extend(downstream.emitted);
+                    step.errors.extend(downstream.errors);
+                }
+            }
+        }
+        Ok(step)
+    }
+
+    /// Rows a window wrote, passed on to the pumps reading its stream.
+    async fn push_written(&mut self, stream: &str, batch: RecordBatch) -> Result<Step> {
+        let mut step = Step::default();
+        for index in 0..self.pumps.len() {
+            if self.pumps[index].compiled.source != stream {
+                continue;
+            }
+            for (target, written, window) in self.feed(index, &batch, false, &mut step).await {
+                step.emitted.push(Emitted { stream: target.clone(), rows: visible(&written), window });
+                let downstream = Box::pin(self.push_written(&target, written)).await?;
+                step.emitted.extend(downstream.emitted);
+                step.errors.extend(downstream.errors);
+            }
+        }
+        Ok(step)
+    }
+
+    /// Gives one pump a batch of its source: rows to a window, or a result now.
+    async fn feed(
+        &mut self,
+        index: usize,
+        rows: &RecordBatch,
+        replay: bool,
+        step: &mut Step,
+    ) -> Vec<(String, RecordBatch, Option<WindowId>)> {
+        let target = self.pumps[index].compiled.target.clone();
+        match self.pumps[index].compiled.kind {
+            PumpKind::Tumbling { length_ms } => {
+                self.hold(index, rows, length_ms, replay, step);
+                Vec::new()
+            }
+            PumpKind::Rows if replay => Vec::new(),
+            PumpKind::Rows => {
+                let rowtime = self.pumps[index].compiled.rowtime_column.map_or(Rowtime::At(0), Rowtime::Column);
+                self.run(index, vec![rows.clone()], rowtime, step)
+                    .await
+                    .map(|b| vec![(target, b, None)])
+                    .unwrap_or_default()
+            }
+            PumpKind::Sliding(history) => self
+                .slide(index, rows, history, replay, step)
+                .await
+                .map(|b| vec![(target, b, None)])
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Puts rows into their tumbling windows; rows of a window already written are late.
+    fn hold(&mut self, index: usize, rows: &RecordBatch, length_ms: i64, replay: bool, step: &mut Step) {
+        let pump = &mut self.pumps[index];
+        let windows = match split_by_window(rows, length_ms) {
+            Ok(windows) => windows,
+            Err(error) => return step.errors.push(run_error(&pump.compiled.name, error.to_string(), rows)),
+        };
+        for (start, batch) in windows {
+            if start + length_ms <= pump.emitted_through_ms {
+                if !replay {
+                    let message =
+                        format!("Late rows: the window ending at {} ms was already written.", start + length_ms);
+                    step.errors.push(run_error(&pump.compiled.name, message, &batch));
+                }
+                continue;
+            }
+            pump.open.entry(start).or_default().push(batch);
+        }
+    }
+
+    /// A sliding window's step: the batch with the history it needs, results for the new rows.
+    async fn slide(
+        &mut self,
+        index: usize,
+        rows: &RecordBatch,
+        history: crate::dialect::History,
+        replay: bool,
+        step: &mut Step,
+    ) -> Option<RecordBatch> {
+        let kept = self.pumps[index].open.remove(&0).unwrap_or_default();
+        let mut input = kept.clone();
+        input.push(rows.clone());
+        let rowtime = self.pumps[index].compiled.rowtime_column.map_or(Rowtime::At(0), Rowtime::Column);
+        let result = if replay { None } else { self.run(index, input.clone(), rowtime, step).await };
+        let kept = trim_history(input, history);
+        self.pumps[index].open.insert(0, kept);
+        result
+    }
+
+    /// Runs a pump's plan over `rows` of its source; its result as rows of its target, or its
+    /// error noted in `step`.
+    async fn run(
+        &mut self,
+        index: usize,
+        rows: Vec<RecordBatch>,
+        rowtime: Rowtime,
+        step: &mut Step,
+    ) -> Option<RecordBatch> {
+        let pump = &self.pumps[index].compiled;
+        let (_, table) = self.tables.get(&pump.source)?;
+        let (target_schema, _) = self.tables.get(&pump.target)?;
+        let count: usize = rows.iter().map(RecordBatch::num_rows).sum();
+        let earliest =
+            rows.iter().filter_map(|b| rowtimes(b).ok()).flat_map(|t| t.values().iter().copied().min()).min();
+        table.set(rows);
+        let outcome = match self.ctx.execute_logical_plan(pump.plan.clone()).await {
+            Ok(frame) => frame.collect().await,
+            Err(error) => Err(error),
+        };
+        table.set(Vec::new());
+        let failed = |message: String| RunError {
+            pump: pump.name.clone(),
+            message,
+            rows: count,
+            rowtime_ms: earliest.unwrap_or(0),
+        };
+        let batches = match outcome {
+            Ok(batches) => batches,
+            Err(error) => {
+                step.errors.push(failed(error.to_string()));
+                return None;
+            }
+        };
+        let mut written = Vec::new();
+        for batch in batches {
+            let batch = match pump.new_column {
+                Some(flag) => only_new(&batch, flag),
+                None => Ok(batch),
+            };
+            match batch.and_then(|b| into_target(&b, target_schema, &pump.mapping, rowtime)) {
+                Ok(rows) => written.push(rows),
+                Err(error) => step.errors.push(failed(error.to_string())),
+            }
+        }
+        datafusion::arrow::compute::concat_batches(target_schema, &written).ok().filter(|b| b.num_rows() > 0)
+    }
+}
+
+fn register(ctx: &SessionContext, name: &str, table: Arc<dyn datafusion::catalog::TableProvider>) -> Result<()> {
+    ctx.register_table(TableReference::bare(name), table).map(|_| ()).map_err(AnalyticsError::Runtime)
+}
+
+fn run_error(pump: &str, message: String, rows: &RecordBatch) -> RunError {
+    let earliest = rowtimes(rows).ok().and_then(|t| t.values().iter().copied().min()).unwrap_or(0);
+    RunError { pump: pump.to_string(), message, rows: rows.num_rows(), rowtime_ms: earliest }
+}
+
+/// An input batch (ROWTIME and columns) with the hidden flag column the stream's table has.
+fn with_flag_column(rows: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch> {
+    let mut columns = rows.columns().to_vec();
+    if rows.schema().fields().last().is_none_or(|f| f.name() != HIDDEN_NEW) {
+        columns.push(Arc::new(datafusion::arrow::array::BooleanArray::from(vec![true; rows.num_rows()])));
+    }
+    RecordBatch::try_new(schema.clone(), columns).map_err(|e| AnalyticsError::Runtime(e.into()))
+}
+
+/// The result rows of the batch's own rows (not of its history).
+fn only_new(batch: &RecordBatch, flag: usize) -> Result<RecordBatch, datafusion::arrow::error::ArrowError> {
+    let column = batch.column(flag).as_any().downcast_ref::<datafusion::arrow::array::BooleanArray>().cloned();
+    let column = column.ok_or_else(|| datafusion::arrow::error::ArrowError::SchemaError("hidden flag".into()))?;
+    keep_rows(batch, |row| column.value(row))
+}
+
+/// What a sliding window keeps for the next batch: rows within its RANGE of the latest
+/// ROWTIME and its last ROWS rows, all flagged as history.
+fn trim_history(batches: Vec<RecordBatch>, history: crate::dialect::History) -> Vec<RecordBatch> {
+    let latest = batches.iter().filter_map(|b| rowtimes(b).ok()).flat_map(|t| t.values().iter().copied().max()).max();
+    let Some(latest) = latest else { return Vec::new() };
+    let cutoff = latest - history.range_ms as i64;
+    let mut kept: Vec<RecordBatch> = batches
+        .iter()
+        .filter_map(|b| {
+            let times = rowtimes(b).ok()?.clone();
+            let by_range = keep_rows(b, |row| history.range_ms > 0 && times.value(row) >= cutoff).ok()?;
+            flagged(&by_range, false).ok()
+        })
+        .filter(|b| b.num_rows() > 0)
+        .collect();
+    if history.rows > 0 {
+        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
+        let skip = total.saturating_sub(history.rows as usize);
+        let all = batches
+            .first()
+            .map(|b| b.schema())
+            .and_then(|s| datafusion::arrow::compute::concat_batches(&s, &batches).ok());
+        if history.range_ms == 0
+            && let Some(last_rows) =
+                all.map(|all| all.slice(skip, all.num_rows() - skip)).and_then(|b| flagged(&b, false).ok())
+        {
+            kept = vec![last_rows];
+        }
+    }
+    kept
+}
+
+#[cfg(test)]
+#[path = "application_tests.rs"]
+mod tests;

@@ -1,0 +1,225 @@
+use std::collections::BTreeMap;
+
+use datafusion::arrow::array::{Array, Float64Array, Int64Array, StringArray, TimestampMillisecondArray};
+
+use super::*;
+use crate::rows::{InputSchema, RecordFormat, read_records};
+
+const SOURCE: &str = "SOURCE_SQL_STREAM_001";
+
+fn ticker_input() -> InputSchema {
+    let columns = [
+        ("TICKER_SYMBOL".to_string(), Some("$.TICKER_SYMBOL".to_string()), "VARCHAR(4)".to_string()),
+        ("PRICE".to_string(), Some("$.PRICE".to_string()), "DOUBLE".to_string()),
+    ];
+    InputSchema::new(RecordFormat::Json { row_path: "$".into() }, &columns).expect("as the test set it up")
+}
+
+async fn app(code: &str) -> Application {
+    let input = InputDef { name: SOURCE.into(), columns: ticker_input().stream_columns() };
+    Application::compile(code, &[input], Vec::new()).await.expect("as the test set it up")
+}
+
+fn rows(events: &[(i64, &str, f64)]) -> RecordBatch {
+    let records: Vec<(i64, Vec<u8>)> = events
+        .iter()
+        .map(|(ms, symbol, price)| (*ms, format!(r#"{{"TICKER_SYMBOL":"{symbol}","PRICE":{price}}}"#).into_bytes()))
+        .collect();
+    let borrowed: Vec<(i64, &[u8])> = records.iter().map(|(ms, b)| (*ms, b.as_slice())).collect();
+    read_records(&ticker_input(), &borrowed).0
+}
+
+fn strings(batch: &RecordBatch, column: usize) -> Vec<String> {
+    let array = batch.column(column).as_any().downcast_ref::<StringArray>().expect("as the test set it up");
+    (0..array.len()).map(|i| array.value(i).to_string()).collect()
+}
+
+const FILTER: &str = r#"
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (ticker_symbol VARCHAR(4), price DOUBLE);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+    SELECT STREAM ticker_symbol, price FROM "SOURCE_SQL_STREAM_001" WHERE price > 10;
+"#;
+
+#[tokio::test]
+async fn a_row_pump_filters_and_keeps_each_rows_rowtime() {
+    let mut app = app(FILTER).await;
+    let step = app
+        .push(SOURCE, rows(&[(1_000, "A", 5.0), (2_000, "B", 50.0), (3_000, "C", 11.0)]), false)
+        .await
+        .expect("as the test set it up");
+    assert!(step.errors.is_empty(), "{:?}", step.errors);
+    let [emitted] = step.emitted.as_slice() else { panic!("one batch written: {:?}", step.emitted) };
+    assert_eq!(emitted.stream, "DESTINATION_SQL_STREAM");
+    assert_eq!(strings(&emitted.rows, 1), ["B", "C"]);
+    let rowtime =
+        emitted.rows.column(0).as_any().downcast_ref::<TimestampMillisecondArray>().expect("as the test set it up");
+    assert_eq!(rowtime.values().to_vec(), [2_000, 3_000]);
+    assert_eq!(
+        app.push(SOURCE, rows(&[(4_000, "D", 1.0)]), true).await.expect("as the test set it up").emitted.len(),
+        0,
+        "a replay writes nothing"
+    );
+}
+
+const TUMBLING: &str = r#"
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (ticker_symbol VARCHAR(4), ticker_count INTEGER, average_price DOUBLE);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+    SELECT STREAM ticker_symbol, COUNT(*) AS ticker_count, AVG(price)
+    FROM "SOURCE_SQL_STREAM_001"
+    GROUP BY ticker_symbol, STEP("SOURCE_SQL_STREAM_001".ROWTIME BY INTERVAL '10' SECOND);
+"#;
+
+/// Counts per (window start, symbol), computed directly.
+fn expected_counts(events: &[(i64, &str, f64)], length_ms: i64) -> BTreeMap<(i64, String), i64> {
+    let mut counts = BTreeMap::new();
+    for (ms, symbol, _) in events {
+        *counts.entry((ms - ms % length_ms, symbol.to_string())).or_insert(0) += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn a_tumbling_window_writes_once_when_the_watermark_passes_its_end() {
+    let mut app = app(TUMBLING).await;
+    let symbols = ["A", "B", "C"];
+    let events: Vec<(i64, &str, f64)> =
+        (0..300).map(|i| (i * 97 % 30_000, symbols[i as usize % 3], i as f64)).collect();
+    let mut sorted = events.clone();
+    sorted.sort_by_key(|e| e.0);
+    for chunk in sorted.chunks(37) {
+        let step = app.push(SOURCE, rows(chunk), false).await.expect("as the test set it up");
+        assert!(step.emitted.is_empty(), "nothing before a window closes");
+    }
+    assert_eq!(app.held_from_ms(), Some(0));
+    let step = app.advance(20_000).await.expect("as the test set it up");
+    let mut seen = BTreeMap::new();
+    for emitted in &step.emitted {
+        let window = emitted.window.clone().expect("as the test set it up");
+        assert_eq!(window.end_ms - window.start_ms, 10_000);
+        let rowtime =
+            emitted.rows.column(0).as_any().downcast_ref::<TimestampMillisecondArray>().expect("as the test set it up");
+        assert!(rowtime.values().iter().all(|t| *t == window.end_ms), "a window's rows carry its end");
+        let counts = emitted
+            .rows
+            .column(2)
+            .as_any()
+            .downcast_ref::<datafusion::arrow::array::Int32Array>()
+            .expect("as the test set it up");
+        for (i, symbol) in strings(&emitted.rows, 1).into_iter().enumerate() {
+            seen.insert((window.start_ms, symbol), i64::from(counts.value(i)));
+        }
+    }
+    let expected: BTreeMap<_, _> =
+        expected_counts(&events, 10_000).into_iter().filter(|((start, _), _)| *start < 20_000).collect();
+    assert_eq!(seen, expected);
+    assert_eq!(app.marks()["STREAM_PUMP"], 20_000);
+    assert_eq!(app.held_from_ms(), Some(20_000));
+    let late = app.push(SOURCE, rows(&[(5_000, "A", 1.0)]), false).await.expect("as the test set it up");
+    assert_eq!(late.errors.len(), 1, "a row for a written window is late");
+    assert!(late.errors[0].message.contains("Late"), "{}", late.errors[0].message);
+}
+
+#[tokio::test]
+async fn after_a_restart_replayed_rows_refill_only_unwritten_windows() {
+    let events = [(1_000, "A", 1.0), (12_000, "A", 2.0), (13_000, "B", 3.0)];
+    let mut first = app(TUMBLING).await;
+    first.push(SOURCE, rows(&events), false).await.expect("as the test set it up");
+    let written = first.advance(10_000).await.expect("as the test set it up");
+    assert_eq!(written.emitted.len(), 1);
+    let marks = first.marks();
+    let mut second = app(TUMBLING).await;
+    second.restore(&marks);
+    let replay = second.push(SOURCE, rows(&events), true).await.expect("as the test set it up");
+    assert!(replay.errors.is_empty() && replay.emitted.is_empty());
+    let step = second.advance(20_000).await.expect("as the test set it up");
+    let windows: Vec<i64> =
+        step.emitted.iter().map(|e| e.window.clone().expect("as the test set it up").start_ms).collect();
+    assert_eq!(windows, [10_000], "the window written before the restart is not written again");
+    assert_eq!(strings(&step.emitted[0].rows, 1), ["A", "B"]);
+}
+
+const SLIDING: &str = r#"
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (ticker_symbol VARCHAR(4), avg_price DOUBLE);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+    SELECT STREAM ticker_symbol, AVG(price) OVER w
+    FROM "SOURCE_SQL_STREAM_001"
+    WINDOW w AS (PARTITION BY ticker_symbol RANGE INTERVAL '10' SECOND PRECEDING);
+"#;
+
+#[tokio::test]
+async fn a_sliding_window_averages_each_rows_preceding_range_across_batches() {
+    let mut app = app(SLIDING).await;
+    let events: Vec<(i64, &str, f64)> =
+        (0..60).map(|i| (i * 1_000, if i % 2 == 0 { "A" } else { "B" }, i as f64)).collect();
+    let mut averages = Vec::new();
+    for chunk in events.chunks(7) {
+        let step = app.push(SOURCE, rows(chunk), false).await.expect("as the test set it up");
+        assert!(step.errors.is_empty(), "{:?}", step.errors);
+        for emitted in step.emitted {
+            let values =
+                emitted.rows.column(2).as_any().downcast_ref::<Float64Array>().expect("as the test set it up").clone();
+            let symbols = strings(&emitted.rows, 1);
+            averages.extend(symbols.into_iter().zip(values.values().iter().copied()));
+        }
+    }
+    assert_eq!(averages.len(), events.len(), "one result per row");
+    for (i, (ms, symbol, _)) in events.iter().enumerate() {
+        let window: Vec<f64> =
+            events.iter().filter(|(t, s, _)| s == symbol && *t <= *ms && *t >= ms - 10_000).map(|e| e.2).collect();
+        let expected = window.iter().sum::<f64>() / window.len() as f64;
+        let found = averages
+            .iter()
+            .filter(|(s, _)| s == symbol)
+            .nth(events[..i].iter().filter(|e| e.1 == *symbol).count())
+            .expect("as the test set it up")
+            .1;
+        assert!((found - expected).abs() < 1e-9, "row {i}: {found} != {expected}");
+    }
+}
+
+#[tokio::test]
+async fn pumps_chain_through_in_application_streams() {
+    let code = r#"
+CREATE OR REPLACE STREAM "EXPENSIVE" (sym VARCHAR(4), price DOUBLE);
+CREATE OR REPLACE STREAM "COUNTS" (sym VARCHAR(4), n BIGINT);
+CREATE OR REPLACE PUMP "P1" AS INSERT INTO "EXPENSIVE" SELECT STREAM ticker_symbol, price FROM "SOURCE_SQL_STREAM_001" WHERE price >= 10;
+CREATE OR REPLACE PUMP "P2" AS INSERT INTO "COUNTS" SELECT STREAM sym, COUNT(*) FROM "EXPENSIVE" GROUP BY sym, FLOOR("EXPENSIVE".ROWTIME TO MINUTE);
+"#;
+    let mut app = app(code).await;
+    app.push(SOURCE, rows(&[(1_000, "A", 10.0), (2_000, "A", 1.0), (3_000, "A", 20.0)]), false)
+        .await
+        .expect("as the test set it up");
+    let step = app.advance(60_000).await.expect("as the test set it up");
+    let counts: Vec<&Emitted> = step.emitted.iter().filter(|e| e.stream == "COUNTS").collect();
+    let n = counts[0].rows.column(2).as_any().downcast_ref::<Int64Array>().expect("as the test set it up");
+    assert_eq!(n.value(0), 2);
+}
+
+async fn compile_error(code: &str) -> (u64, u64, String) {
+    let input = InputDef { name: SOURCE.into(), columns: ticker_input().stream_columns() };
+    match Application::compile(code, &[input], Vec::new()).await {
+        Err(AnalyticsError::Code { line, column, message }) => (line, column, message),
+        other => panic!("expected a code error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn unknown_columns_and_bad_syntax_are_placed_in_the_code() {
+    let unknown = "CREATE OR REPLACE STREAM \"D\" (p DOUBLE);\nCREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"D\"\n  SELECT STREAM pricex FROM \"SOURCE_SQL_STREAM_001\";";
+    let (line, column, message) = compile_error(unknown).await;
+    assert_eq!((line, column), (3, 17), "{message}");
+    assert!(message.contains("PRICEX"), "{message}");
+    let syntax = "CREATE OR REPLACE STREAM \"D\" (p DOUBLE);\nCREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"D\"\n  SELECT STREAM price FROM \"SOURCE_SQL_STREAM_001\" WHERE price > > 1;";
+    let (line, _, message) = compile_error(syntax).await;
+    assert_eq!(line, 3, "{message}");
+    let ungrouped = "CREATE OR REPLACE STREAM \"D\" (n BIGINT);\nCREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"D\" SELECT STREAM COUNT(*) FROM \"SOURCE_SQL_STREAM_001\" GROUP BY ticker_symbol;";
+    let (line, _, message) = compile_error(ungrouped).await;
+    assert_eq!(line, 2);
+    assert!(message.contains("ROWTIME"), "{message}");
+    let arity = "CREATE OR REPLACE STREAM \"D\" (a DOUBLE, b DOUBLE);\nCREATE OR REPLACE PUMP \"P\" AS INSERT INTO \"D\" SELECT STREAM price FROM \"SOURCE_SQL_STREAM_001\";";
+    let (_, _, message) = compile_error(arity).await;
+    assert!(
+        message.contains("Number of INSERT target columns (2) does not equal number of source items (1)"),
+        "{message}"
+    );
+}

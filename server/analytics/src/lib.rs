@@ -1,0 +1,26 @@
+//! Kinesis Data Analytics SQL applications without AWS: the application code (in-application
+//! streams and pumps, in the SQL dialect Kinesis Data Analytics ran) translated onto Apache
+//! DataFusion, which plans and evaluates it; the continuous parts DataFusion has no notion of
+//! (tumbling and sliding windows over ROWTIME, the watermark that closes them, the state a
+//! restart needs) are ours. Records become rows through an input schema (JSON or CSV).
+//!
+//! No HTTP and no store: the server feeds batches in, takes rows out and keeps the marks.
+
+mod application;
+mod batches;
+mod dialect;
+mod error;
+mod pump;
+mod rows;
+mod script;
+mod sql_type;
+mod swap_table;
+
+pub use application::{Application, Emitted, InputDef, RunError, Step, WindowId, WindowMarks};
+pub use batches::{empty_table, table_schema};
+pub use datafusion::arrow;
+pub use dialect::ROWTIME;
+pub use error::{AnalyticsError, Result};
+pub use rows::{ColumnSpec, InputSchema, RecordFormat, RejectedRecord, read_records, read_reference};
+pub use script::{PumpDef, Script, StreamDef, parse_script};
+pub use sql_type::{SqlType, parse_sql_type};
