@@ -30,6 +30,7 @@ pub async fn run(
     let background = opened.state.background.clone();
     crate::consumers::supervisor::start(opened.state.consumers.clone(), opened.consumer_changes);
     crate::firehose::supervisor::start(opened.state.firehose.clone(), background.clone(), opened.delivery_changes);
+    crate::analytics::supervisor::start(opened.state.analytics.clone(), background.clone(), opened.application_changes);
     // A reshard recorded before a crash or a stop takes effect now (or at its due time).
     crate::kds::resume_pending(&opened.state.kds);
     background.spawn("on-demand scaling".into(), crate::kds::scale_on_demand(opened.state.kds.clone()));

@@ -66,6 +66,20 @@ pub fn iso8601(ms: u64) -> String {
     )
 }
 
+/// `YYYY-MM-DD HH:MM:SS.mmm` (UTC), as SQL TIMESTAMPs print.
+pub fn sql_timestamp(ms: i64) -> String {
+    let seconds = ms.div_euclid(1000);
+    let (days, rest) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}.{:03}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60,
+        ms.rem_euclid(1000)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

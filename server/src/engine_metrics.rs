@@ -62,6 +62,9 @@ fn public(engine_name: &str, kind: StreamKind) -> (String, &'static str) {
             (crate::firehose::FirehoseCtx::public_name(engine_name).unwrap_or(engine_name).to_string(), "delivery")
         }
         StreamKind::Metrics => (engine_name.to_string(), "metrics"),
+        // Named here, not through crate::analytics, which would close an import cycle
+        // (analytics -> firehose -> consumers -> metrics -> here).
+        StreamKind::Application => (engine_name.trim_start_matches("analytics/").to_string(), "application"),
     }
 }
 

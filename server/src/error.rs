@@ -77,6 +77,14 @@ pub enum ErrorType {
     MissingParameter,
     InvalidParameterCombination,
     InvalidNextToken,
+    /// Kinesis Data Analytics: application code that does not compile (its message names the
+    /// line and column), a configuration that cannot run, too many tags, a stream whose records
+    /// give no schema, a member this server does not support.
+    CodeValidation,
+    InvalidApplicationConfiguration,
+    TooManyTags,
+    UnableToDetectSchema,
+    UnsupportedOperation,
     /// Firehose's throttling answer (a fault: 503, which SDKs retry).
     ServiceUnavailable,
     InternalFailure,
@@ -123,6 +131,11 @@ impl ErrorType {
             ErrorType::UnsupportedMediaType => "UnsupportedMediaTypeException",
             ErrorType::ConcurrentModification => "ConcurrentModificationException",
             ErrorType::ConditionalCheckFailed => "ConditionalCheckFailedException",
+            ErrorType::CodeValidation => "CodeValidationException",
+            ErrorType::InvalidApplicationConfiguration => "InvalidApplicationConfigurationException",
+            ErrorType::TooManyTags => "TooManyTagsException",
+            ErrorType::UnableToDetectSchema => "UnableToDetectSchemaException",
+            ErrorType::UnsupportedOperation => "UnsupportedOperationException",
             ErrorType::InvalidParameterValue => "InvalidParameterValueException",
             ErrorType::MissingParameter => "MissingRequiredParameterException",
             ErrorType::InvalidParameterCombination => "InvalidParameterCombinationException",
@@ -231,6 +244,19 @@ impl ApiError {
 /// The engine's errors as clients see them: a missing or existing stream is the client's error
 /// (KVS's wording; KDS answers through `from_store`, which names the account), anything else is an
 /// internal failure, logged once here.
+impl From<framelog_analytics::AnalyticsError> for ApiError {
+    fn from(error: framelog_analytics::AnalyticsError) -> Self {
+        use framelog_analytics::AnalyticsError;
+        match error {
+            AnalyticsError::Code { .. } | AnalyticsError::Plan(_) => {
+                ApiError::new(ErrorType::CodeValidation, error.to_string())
+            }
+            AnalyticsError::Schema(message) => ApiError::invalid(message),
+            AnalyticsError::Runtime(_) => ApiError::internal(&error),
+        }
+    }
+}
+
 impl From<StoreError> for ApiError {
     fn from(error: StoreError) -> Self {
         match error {

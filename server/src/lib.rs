@@ -4,6 +4,7 @@
 
 mod access_log;
 pub mod admin;
+mod analytics;
 mod app;
 pub mod auth;
 mod background;

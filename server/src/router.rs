@@ -11,11 +11,10 @@ use tower_http::cors::{Any, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
 use crate::auth::MAX_BODY_BYTES;
-use crate::background::Background;
-use crate::firehose::FirehoseCtx;
-use crate::kds::KdsCtx;
 use crate::state::AppState;
-use crate::{access_log, auth, cloudwatch, console, consumers, firehose, guard, kds, kvs, metrics, rest_json};
+use crate::{
+    access_log, analytics, auth, cloudwatch, console, consumers, firehose, guard, kds, kvs, metrics, rest_json,
+};
 
 /// Every rest-json operation `POST /{op}` answers (KVS control plane, consumers): the API fuzzer
 /// walks them all.
@@ -56,23 +55,19 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// `POST /` carries two awsJson1_1 services and CloudWatch's awsJson1_0, told apart by their
-/// `X-Amz-Target`; anything that names none is KDS's to refuse, as before the others were here.
-async fn aws_json(
-    State(kds): State<KdsCtx>,
-    State(firehose): State<FirehoseCtx>,
-    State(metrics): State<cloudwatch::Recorder>,
-    State(background): State<Background>,
-    method: Method,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
+/// `POST /` carries three awsJson1_1 services (KDS, Firehose, Kinesis Data Analytics) and
+/// CloudWatch's awsJson1_0, told apart by their `X-Amz-Target`; anything that names none is
+/// KDS's to refuse, as before the others were here.
+async fn aws_json(State(state): State<AppState>, method: Method, headers: HeaderMap, body: Bytes) -> Response {
+    let background = state.background;
     if cloudwatch::is_cloudwatch(&headers) {
-        cloudwatch::handle(metrics, background, "/", headers, body).await
+        cloudwatch::handle(state.metrics, background, "/", headers, body).await
+    } else if analytics::is_analytics(&headers) {
+        analytics::handle(state.analytics, background, method, headers, body).await
     } else if firehose::is_firehose(&headers) {
-        firehose::handle(firehose, background, method, headers, body).await
+        firehose::handle(state.firehose, background, method, headers, body).await
     } else {
-        kds::handle(State(kds), State(background), method, headers, body).await
+        kds::handle(State(state.kds), State(background), method, headers, body).await
     }
 }
 

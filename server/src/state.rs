@@ -9,6 +9,7 @@ use framelog_imaging::{DecodePool, Isolation, TranscodePool, WorkerCommand};
 use framelog_store::{Engine, EngineOptions, MasterKey, SystemClock};
 use tokio::sync::mpsc::UnboundedReceiver;
 
+use crate::analytics::AnalyticsCtx;
 use crate::auth::{AuditLog, Auth, AuthError, MAX_IN_FLIGHT_BYTES, Mode, Resources};
 use crate::background::Background;
 use crate::config::{Config, ImageSettings};
@@ -30,6 +31,7 @@ pub struct AppState {
     pub kvs: KvsCtx,
     pub consumers: ConsumersCtx,
     pub firehose: FirehoseCtx,
+    pub analytics: AnalyticsCtx,
     pub images: DecodePool,
     /// Background tasks and the engine writes that shutdown must wait for (request handlers'
     /// blocking operations included: a write outlives a client that hangs up).
@@ -55,6 +57,8 @@ pub struct Opened {
     pub consumer_changes: UnboundedReceiver<Changed>,
     /// The Firehose API's change notices, for the delivery supervisor.
     pub delivery_changes: UnboundedReceiver<()>,
+    /// The analytics API's change notices, for the application supervisor.
+    pub application_changes: UnboundedReceiver<()>,
 }
 
 impl AppState {
@@ -139,6 +143,15 @@ impl AppState {
             quotas: crate::firehose::PutQuotas::new(&config.firehose),
             metrics: metrics.clone(),
         };
+        let (application_notices, application_changes) = tokio::sync::mpsc::unbounded_channel();
+        let analytics = AnalyticsCtx {
+            engine: engine.clone(),
+            account_id: config.account_id.clone(),
+            region: config.region.clone(),
+            kds: kds.clone(),
+            firehose: firehose.clone(),
+            changes: application_notices,
+        };
         let operations =
             Arc::new(Operations::default().with(&kvs, kvs::OPERATIONS).with(&consumers, consumers::OPERATIONS));
         let auth = Arc::new(Auth {
@@ -147,7 +160,12 @@ impl AppState {
             account_id: config.account_id.clone(),
             audit: AuditLog::open(&config.data_dir.join("audit"))
                 .map_err(|e| ServerError::Auth(Box::new(AuthError::Audit(e))))?,
-            resources: Arc::new(StreamResources { kds: kds.clone(), kvs: kvs.clone(), firehose: firehose.clone() }),
+            resources: Arc::new(StreamResources {
+                kds: kds.clone(),
+                kvs: kvs.clone(),
+                firehose: firehose.clone(),
+                analytics: analytics.clone(),
+            }),
             public_metrics: config.auth.public_metrics,
             in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT_BYTES)),
         });
@@ -162,6 +180,7 @@ impl AppState {
             kvs,
             consumers,
             firehose,
+            analytics,
             images,
             background,
             operations,
@@ -170,7 +189,7 @@ impl AppState {
             access_log,
             metrics,
         };
-        Ok(Opened { state, engine, consumer_changes, delivery_changes })
+        Ok(Opened { state, engine, consumer_changes, delivery_changes, application_changes })
     }
 }
 
@@ -250,6 +269,7 @@ struct StreamResources {
     kds: KdsCtx,
     kvs: KvsCtx,
     firehose: FirehoseCtx,
+    analytics: AnalyticsCtx,
 }
 
 impl Resources for StreamResources {
@@ -277,6 +297,10 @@ impl Resources for StreamResources {
 
     fn delivery_stream_arn(&self, name: &str) -> String {
         self.firehose.arn(name)
+    }
+
+    fn application_arn(&self, name: &str) -> String {
+        self.analytics.arn(name)
     }
 }
 

@@ -36,6 +36,8 @@ pub trait Resources: Send + Sync + std::fmt::Debug {
     fn list_token_stream_arn(&self, token: &str) -> Option<String>;
     /// The ARN of a Firehose delivery stream by name.
     fn delivery_stream_arn(&self, name: &str) -> String;
+    /// The ARN of a Kinesis Data Analytics application by name.
+    fn application_arn(&self, name: &str) -> String;
 }
 
 /// How requests are authenticated.

@@ -20,6 +20,7 @@ pub struct Target {
 
 const KDS_TARGET_PREFIX: &str = "Kinesis_20131202.";
 const FIREHOSE_TARGET_PREFIX: &str = "Firehose_20150804.";
+const ANALYTICS_TARGET_PREFIX: &str = "KinesisAnalytics_20150814.";
 
 /// Paths that need no signature: the console's assets and the HLS/DASH/WHEP URLs, whose session
 /// token (minted by an authorized GetHLSStreamingSessionURL or getWHEPSessionURL) is their
@@ -55,6 +56,15 @@ pub fn classify(method: &Method, path: &str, headers: &HeaderMap) -> Target {
                 protocol: Protocol::Kds,
                 service: "firehose",
                 action: format!("firehose:{operation}"),
+                streaming: false,
+            };
+        }
+        // Kinesis Data Analytics too, signed as `kinesisanalytics`.
+        if let Some(operation) = target.strip_prefix(ANALYTICS_TARGET_PREFIX) {
+            return Target {
+                protocol: Protocol::Kds,
+                service: "kinesisanalytics",
+                action: format!("kinesisanalytics:{operation}"),
                 streaming: false,
             };
         }
@@ -138,6 +148,8 @@ struct Names {
     data_stream_arn: Option<String>,
     #[serde(rename = "DeliveryStreamName")]
     delivery_stream_name: Option<String>,
+    #[serde(rename = "ApplicationName")]
+    application_name: Option<String>,
 }
 
 /// What the request acts on, as the operation will resolve it.
@@ -181,6 +193,14 @@ pub fn resource(
         _ => Names::default(),
     };
     Ok(match target.protocol {
+        Protocol::Kds if target.service == "kinesisanalytics" => {
+            let resource = match (names.application_name, names.resource_arn) {
+                (Some(name), _) => resources.application_arn(&name),
+                (None, Some(arn)) => arn,
+                (None, None) => "*".into(),
+            };
+            Resolved { resource, action: None }
+        }
         Protocol::Kds if target.service == "firehose" => {
             let resource = names.delivery_stream_name.map_or_else(|| "*".into(), |n| resources.delivery_stream_arn(&n));
             Resolved { resource, action: None }
@@ -290,6 +310,9 @@ mod tests {
         fn delivery_stream_arn(&self, name: &str) -> String {
             format!("arn:aws:firehose:us-east-1:0:deliverystream/{name}")
         }
+        fn application_arn(&self, name: &str) -> String {
+            format!("arn:aws:kinesisanalytics:us-east-1:0:application/{name}")
+        }
     }
 
     fn kds(operation: &str) -> HeaderMap {
@@ -314,6 +337,17 @@ mod tests {
         let duplicate = br#"{"StreamName":"cam","StreamName":"secret"}"#;
         assert!(resource(&target, &HeaderMap::new(), Some(duplicate), &Fixed).is_err());
         assert_eq!(resource(&target, &HeaderMap::new(), Some(b""), &Fixed).expect("empty").resource, "*");
+    }
+
+    #[test]
+    fn analytics_calls_are_kinesisanalytics_actions_on_their_application() {
+        let mut headers = HeaderMap::new();
+        headers.insert("x-amz-target", "KinesisAnalytics_20150814.StartApplication".parse().expect("header"));
+        let target = classify(&Method::POST, "/", &headers);
+        assert_eq!((target.service, target.action.as_str()), ("kinesisanalytics", "kinesisanalytics:StartApplication"));
+        assert!(target.is_mutating());
+        let resolved = resource(&target, &headers, Some(br#"{"ApplicationName":"sums"}"#), &Fixed);
+        assert_eq!(resolved.expect("resolves").resource, "arn:aws:kinesisanalytics:us-east-1:0:application/sums");
     }
 
     #[test]

@@ -36,11 +36,13 @@ fn all_metrics(ctx: &ConsumersCtx) -> Vec<(String, String, &'static str, Value)>
                 .map(|spec| api::describe(ctx, &handle, spec, &state::checkpoint(&meta.settings, &spec.name)))
                 .collect(),
             StreamKind::Data => record_api::list(ctx, &handle),
-            StreamKind::Delivery | StreamKind::Metrics => continue,
+            StreamKind::Delivery | StreamKind::Metrics | StreamKind::Application => continue,
         };
         let (stream, kind) = match meta.kind {
             StreamKind::Video => (VideoStream::new(handle.clone()).public_name(), "video"),
-            StreamKind::Data | StreamKind::Delivery | StreamKind::Metrics => (meta.name.clone(), "data"),
+            StreamKind::Data | StreamKind::Delivery | StreamKind::Metrics | StreamKind::Application => {
+                (meta.name.clone(), "data")
+            }
         };
         for consumer in described {
             let name = consumer["ConsumerName"].as_str().unwrap_or_default().to_string();

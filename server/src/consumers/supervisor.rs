@@ -71,7 +71,7 @@ impl Workload for Consumers {
                 self.ctx.background.spawn(label, super::record_runner::run(ctx, handle, spec, background))
             }
             // Delivery and metrics streams have no consumers (nothing stores a consumer spec in them).
-            StreamKind::Delivery | StreamKind::Metrics => return None,
+            StreamKind::Delivery | StreamKind::Metrics | StreamKind::Application => return None,
         };
         // The cluster tests find a consumer's node by this line.
         tracing::info!(consumer = %name, "consumer started here");

@@ -53,6 +53,18 @@ pub enum SinkError {
         #[source]
         source: object_store::Error,
     },
+    #[error("reading {key} from the directory failed")]
+    ReadFile {
+        key: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("reading {key} from the object store failed")]
+    ReadObject {
+        key: String,
+        #[source]
+        source: object_store::Error,
+    },
 }
 
 /// A bucket as delivery writes to it.
@@ -88,6 +100,26 @@ impl Sink {
 
 /// The file for `key`: its `/`-separated parts as directories, with empty parts dropped and `.`
 /// and `..` escaped, so no key (a partition key is client data) can leave the bucket's directory.
+impl Sink {
+    /// Reads an object back (reference data for analytics applications).
+    pub async fn get(&self, key: &str) -> Result<Bytes, SinkError> {
+        match self {
+            Sink::Dir(root) => {
+                let path = file_path(root, key);
+                let read = tokio::task::spawn_blocking(move || std::fs::read(path)).await;
+                read.unwrap_or_else(|join| Err(std::io::Error::other(join)))
+                    .map(Bytes::from)
+                    .map_err(|source| SinkError::ReadFile { key: key.to_string(), source })
+            }
+            Sink::S3(store) => {
+                let path = object_store::path::Path::from(key);
+                let failed = |source| SinkError::ReadObject { key: key.to_string(), source };
+                store.get(&path).await.map_err(failed)?.bytes().await.map_err(failed)
+            }
+        }
+    }
+}
+
 fn file_path(root: &Path, key: &str) -> PathBuf {
     let mut path = root.to_path_buf();
     for part in key.split('/').filter(|p| !p.is_empty()) {

@@ -131,6 +131,14 @@ fn operation(name: &str) -> Option<Operation> {
     })
 }
 
+/// Runs one operation as a client's call would (analytics outputs put records through it): the
+/// model's constraints, then the handler. Blocks: call it off the async threads.
+pub fn call(ctx: &KdsCtx, name: &str, document: Document) -> Result<Value, ApiError> {
+    let op = operation(name).ok_or_else(|| ApiError::bare(ErrorType::UnknownOperation))?;
+    validation::check(name, document.fields())?;
+    op(ctx, document)
+}
+
 /// Handles one KDS request end to end.
 pub async fn handle(
     State(ctx): State<KdsCtx>,

@@ -14,6 +14,9 @@ pub enum StreamKind {
     Delivery,
     /// Metrics rollups (CloudWatch's one-minute statistics), kept for their retention.
     Metrics,
+    /// A Kinesis Data Analytics application: its definition and checkpoint in settings, its
+    /// error stream's rows as records.
+    Application,
 }
 
 /// The live buffer of a video stream that keeps no archive (retention 0).
@@ -92,7 +95,7 @@ impl StreamMeta {
         let hours_ms = u64::from(self.retention_hours) * 3_600_000;
         match self.kind {
             StreamKind::Video => hours_ms.max(VIDEO_LIVE_BUFFER_MS),
-            StreamKind::Data | StreamKind::Delivery | StreamKind::Metrics => hours_ms,
+            StreamKind::Data | StreamKind::Delivery | StreamKind::Metrics | StreamKind::Application => hours_ms,
         }
     }
 }

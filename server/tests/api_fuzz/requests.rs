@@ -1,4 +1,4 @@
-//! One random request to one of the server's operations: KDS and Firehose (awsJson, the members
+//! One random request to one of the server's operations: KDS, Firehose and Analytics (awsJson, the members
 //! from their constraints.json), the KVS and consumer rest-json operations, the media endpoints (PutMedia,
 //! GetMedia, clips, images), HLS/DASH playback URLs (often a real session's, tampered with),
 //! WHEP, the console and /metrics.
@@ -36,6 +36,7 @@ impl Targets {
         let tables = [
             ("Kinesis_20131202.", include_str!("../../src/kds/constraints.json")),
             ("Firehose_20150804.", include_str!("../../src/firehose/constraints.json")),
+            ("KinesisAnalytics_20150814.", include_str!("../../src/analytics/constraints.json")),
         ];
         let mut aws_json = Vec::new();
         for (prefix, json) in tables {

@@ -1,0 +1,326 @@
+//! Runs one application: reads its input stream's shards from the engine, turns records into
+//! rows (ROWTIME is each record's arrival time in the engine, so a replay sees the same times),
+//! pushes them through the compiled application, moves its watermark with the clock, writes
+//! what the pumps emit to the outputs, and checkpoints where it stands.
+//!
+//! Guarantees: a checkpoint is written after the outputs of a round are stored. After a crash,
+//! input from the oldest open window on is read again as replay (it refills windows, emits
+//! nothing), so each window is written once unless the crash fell between its write and the
+//! checkpoint, when it is written again with the same partition keys. Rows of row-by-row and
+//! sliding pumps after the last checkpoint are written again (at least once).
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use framelog_analytics::arrow::compute::{sort_to_indices, take_record_batch};
+use framelog_analytics::arrow::record_batch::RecordBatch;
+use framelog_analytics::{Application, InputSchema, RunError, Step, read_records};
+use framelog_store::{Entry, NewEntry, Position, StreamHandle};
+use serde_json::json;
+
+use super::api::ERROR_STREAM;
+use super::context::AnalyticsCtx;
+use super::outputs::{OutRecord, Outputs};
+use super::reference;
+use super::schema::{input_def, input_schema};
+use super::spec::{ApplicationSpec, CHECKPOINT_KEY, Checkpoint};
+use crate::background::Background;
+use crate::civil_date::sql_timestamp;
+
+/// How long after a ROWTIME the watermark passes it: appends that were in flight land by then.
+const GRACE_MS: i64 = 100;
+const READ_RECORDS: usize = 10_000;
+const READ_BYTES: usize = 8 << 20;
+/// How often an idle application looks for new records and closes windows.
+const IDLE_WAIT_MS: u64 = 50;
+/// A checkpoint at least this often while rows flow, and after every window written.
+const CHECKPOINT_EVERY_MS: u64 = 1_000;
+
+pub async fn run(ctx: AnalyticsCtx, background: Background, app_stream: StreamHandle, spec: ApplicationSpec) {
+    let name = spec.name.clone();
+    match Runner::start(ctx, background, app_stream, spec).await {
+        Ok(runner) => runner.run().await,
+        Err(message) => tracing::error!(application = %name, %message, "the application cannot run"),
+    }
+}
+
+struct Runner {
+    ctx: AnalyticsCtx,
+    background: Background,
+    app_stream: StreamHandle,
+    spec: ApplicationSpec,
+    source: StreamHandle,
+    schema: InputSchema,
+    stream_name: String,
+    app: Application,
+    outputs: Outputs,
+    /// Per shard: where the next read starts, and the first record not yet processed before
+    /// this run (records before it are replay).
+    cursor: BTreeMap<u32, u64>,
+    replay_until: BTreeMap<u32, u64>,
+    last_checkpoint_ms: u64,
+}
+
+impl Runner {
+    async fn start(
+        ctx: AnalyticsCtx,
+        background: Background,
+        app_stream: StreamHandle,
+        spec: ApplicationSpec,
+    ) -> Result<Runner, String> {
+        let input = spec.inputs.first().ok_or("it has no input")?.clone();
+        let source =
+            ctx.stream_of_arn(&input.resource_arn).ok_or(format!("its input {} is gone", input.resource_arn))?;
+        let schema = input_schema(&input.schema).map_err(|e| e.message.unwrap_or_default())?;
+        let mut references = Vec::new();
+        for table in &spec.references {
+            let (rows, rejected) = reference::load(&ctx, table).await.map_err(|e| e.message.unwrap_or_default())?;
+            if rejected > 0 {
+                tracing::warn!(application = %spec.name, table = %table.table_name, rejected, "reference rows that do not fit the schema were left out");
+            }
+            references.push((table.table_name.clone(), rows));
+        }
+        let inputs = [input_def(&input).map_err(|e| e.message.unwrap_or_default())?];
+        let mut app = Application::compile(&spec.code, &inputs, references).await.map_err(|e| e.to_string())?;
+        let checkpoint = Checkpoint::from_settings(&app_stream.meta().settings).unwrap_or_default();
+        app.restore(&checkpoint.marks);
+        let outputs = Outputs::new(ctx.clone(), background.clone(), spec.outputs.clone(), ctx.arn(&spec.name));
+        let mut runner = Runner {
+            ctx,
+            background,
+            app_stream,
+            stream_name: input.stream_name(),
+            spec,
+            source,
+            schema,
+            app,
+            outputs,
+            cursor: BTreeMap::new(),
+            replay_until: BTreeMap::new(),
+            last_checkpoint_ms: 0,
+        };
+        runner.place_shards(&checkpoint);
+        Ok(runner)
+    }
+
+    /// Where each shard's reading starts: the checkpoint's replay point, or the start position.
+    fn place_shards(&mut self, checkpoint: &Checkpoint) {
+        for shard in 0..self.source.shard_count() {
+            if self.cursor.contains_key(&shard) {
+                continue;
+            }
+            let (from, until) = match checkpoint.next_seq.get(&shard) {
+                Some(next) => (checkpoint.replay_seq.get(&shard).copied().unwrap_or(*next).min(*next), *next),
+                None => {
+                    let position = match (self.spec.starting_position.as_deref(), self.spec.started_ms) {
+                        (Some("TRIM_HORIZON"), _) => Position::TrimHorizon,
+                        (_, Some(started_ms)) => Position::AtArrivalMs(started_ms),
+                        _ => Position::Latest,
+                    };
+                    let at = self.ctx.engine.resolve(&self.source, shard, position).unwrap_or(0);
+                    (at, at)
+                }
+            };
+            self.cursor.insert(shard, from);
+            self.replay_until.insert(shard, until);
+        }
+    }
+
+    async fn run(mut self) {
+        loop {
+            let watermark_ms = self.ctx.engine.now_ms() as i64 - GRACE_MS;
+            self.place_shards(&Checkpoint::default());
+            let (entries, more) = self.read_round().await;
+            let mut wrote_window = false;
+            if !entries.is_empty() {
+                self.process(entries).await;
+            }
+            match self.app.advance(watermark_ms).await {
+                Ok(step) => {
+                    wrote_window = !step.emitted.is_empty();
+                    self.handle(step, &format!("w{watermark_ms}")).await;
+                }
+                Err(error) => tracing::warn!(application = %self.spec.name, %error, "closing windows failed"),
+            }
+            let now_ms = self.ctx.engine.now_ms();
+            if wrote_window || now_ms >= self.last_checkpoint_ms + CHECKPOINT_EVERY_MS {
+                self.checkpoint().await;
+                self.last_checkpoint_ms = now_ms;
+            }
+            if !more {
+                tokio::time::sleep(Duration::from_millis(IDLE_WAIT_MS)).await;
+            }
+        }
+    }
+
+    /// One read of every shard: the entries with their shard, and whether a shard had more.
+    async fn read_round(&mut self) -> (Vec<(u32, Entry)>, bool) {
+        let mut entries = Vec::new();
+        let mut more = false;
+        for (&shard, cursor) in self.cursor.iter_mut() {
+            let (engine, source, from) = (self.ctx.engine.clone(), self.source.clone(), *cursor);
+            let read = self
+                .background
+                .spawn_blocking(move || engine.read(&source, shard, from, READ_RECORDS, READ_BYTES))
+                .await;
+            match read {
+                Ok(Ok(batch)) => {
+                    more |= batch.next_seq < batch.tip_seq;
+                    *cursor = batch.next_seq;
+                    entries.extend(batch.entries.into_iter().map(|e| (shard, e)));
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(application = %self.spec.name, shard, %error, "reading the input failed")
+                }
+                Err(_) => {}
+            }
+        }
+        (entries, more)
+    }
+
+    /// Entries into rows, replayed ones apart, each in ROWTIME order; rows pushed through.
+    async fn process(&mut self, entries: Vec<(u32, Entry)>) {
+        let (replayed, fresh): (Vec<_>, Vec<_>) =
+            entries.into_iter().partition(|(shard, e)| e.seq < self.replay_until.get(shard).copied().unwrap_or(0));
+        if !replayed.is_empty() {
+            let (rows, _) = self.rows(&replayed);
+            if let Err(error) = self.app.push(&self.stream_name, rows, true).await {
+                tracing::warn!(application = %self.spec.name, %error, "replaying input failed");
+            }
+        }
+        if fresh.is_empty() {
+            return;
+        }
+        let (rows, rejected) = self.rows(&fresh);
+        let now_ms = self.ctx.engine.now_ms() as i64;
+        let errors: Vec<OutRecord> = rejected
+            .into_iter()
+            .map(|(entry, message)| {
+                let row = ErrorRow {
+                    at_ms: now_ms,
+                    name: "Parse_Error",
+                    message,
+                    rowtime_ms: entry.arrival_ms as i64,
+                    data: &entry.payload,
+                    pump: "",
+                };
+                error_record(&row)
+            })
+            .collect();
+        self.write_errors(errors).await;
+        let first = fresh.first().map(|(shard, e)| format!("s{shard}-{}", e.seq)).unwrap_or_default();
+        match self.app.push(&self.stream_name, rows, false).await {
+            Ok(step) => self.handle(step, &first).await,
+            Err(error) => tracing::warn!(application = %self.spec.name, %error, "processing input failed"),
+        }
+    }
+
+    /// Rows of the entries, sorted by ROWTIME; the entries that did not fit the schema.
+    fn rows<'a>(&self, entries: &'a [(u32, Entry)]) -> (RecordBatch, Vec<(&'a Entry, String)>) {
+        let records: Vec<(i64, &[u8])> =
+            entries.iter().map(|(_, e)| (e.arrival_ms as i64, e.payload.as_slice())).collect();
+        let (rows, rejected) = read_records(&self.schema, &records);
+        let rejected = rejected.into_iter().map(|r| (&entries[r.index].1, r.message)).collect();
+        (sorted_by_rowtime(rows), rejected)
+    }
+
+    /// Writes a step's rows to the outputs and its errors to the error stream.
+    async fn handle(&mut self, step: Step, batch_id: &str) {
+        self.outputs.deliver(&step.emitted, batch_id).await;
+        let now_ms = self.ctx.engine.now_ms() as i64;
+        let errors: Vec<OutRecord> = step.errors.iter().map(|e| pump_error(e, now_ms)).collect();
+        self.write_errors(errors).await;
+    }
+
+    /// Error rows into the application's error stream (its engine stream) and to outputs of it.
+    async fn write_errors(&self, errors: Vec<OutRecord>) {
+        if errors.is_empty() {
+            return;
+        }
+        // Each row's id is unique in its batch (a Lambda output answers by record id).
+        let errors: Vec<OutRecord> = errors
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| OutRecord { key: format!("{}/{i}", e.key), data: e.data })
+            .collect();
+        tracing::debug!(application = %self.spec.name, rows = errors.len(), "rows to the error stream");
+        let entries = errors
+            .iter()
+            .map(|e| NewEntry {
+                shard: 0,
+                producer_ts_ms: None,
+                attrs: e.key.clone().into_bytes(),
+                payload: e.data.clone(),
+            })
+            .collect();
+        let (engine, stream) = (self.ctx.engine.clone(), self.app_stream.clone());
+        let appended = self.background.spawn_blocking(move || engine.append_blocking(&stream, entries)).await;
+        if !matches!(appended, Ok(Ok(_))) {
+            tracing::warn!(application = %self.spec.name, "the error stream could not be written");
+        }
+        if self.outputs.reads(ERROR_STREAM) {
+            self.outputs.deliver_records(ERROR_STREAM, errors).await;
+        }
+    }
+
+    /// Stores where each shard stands and the windows written, synced.
+    async fn checkpoint(&self) {
+        let held_ms = self.app.held_from_ms();
+        let mut checkpoint =
+            Checkpoint { version: self.spec.version, marks: self.app.marks(), ..Checkpoint::default() };
+        for (&shard, &cursor) in &self.cursor {
+            let replay = held_ms
+                .and_then(|ms| {
+                    self.ctx.engine.resolve(&self.source, shard, Position::AtArrivalMs(ms.max(0) as u64)).ok()
+                })
+                .map_or(cursor, |seq| seq.min(cursor));
+            checkpoint.next_seq.insert(shard, cursor.max(self.replay_until.get(&shard).copied().unwrap_or(0)));
+            checkpoint.replay_seq.insert(shard, replay);
+        }
+        let text = serde_json::to_string(&checkpoint).unwrap_or_default();
+        let (engine, stream) = (self.ctx.engine.clone(), self.app_stream.clone());
+        let written = self
+            .background
+            .spawn_blocking(move || {
+                engine.update_meta(&stream, |meta| meta.settings.insert(CHECKPOINT_KEY.into(), text.clone()))
+            })
+            .await;
+        if !matches!(written, Ok(Ok(_))) {
+            tracing::warn!(application = %self.spec.name, "the checkpoint could not be written");
+        }
+    }
+}
+
+fn sorted_by_rowtime(rows: RecordBatch) -> RecordBatch {
+    let sorted = sort_to_indices(rows.column(0), None, None).and_then(|indices| take_record_batch(&rows, &indices));
+    sorted.unwrap_or(rows)
+}
+
+/// A row of the error stream, with the columns Kinesis Data Analytics gave it.
+struct ErrorRow<'a> {
+    at_ms: i64,
+    name: &'a str,
+    message: String,
+    rowtime_ms: i64,
+    data: &'a [u8],
+    pump: &'a str,
+}
+
+fn error_record(row: &ErrorRow) -> OutRecord {
+    let data = json!({
+        "ERROR_TIME": sql_timestamp(row.at_ms),
+        "ERROR_LEVEL": "ERROR",
+        "ERROR_NAME": row.name,
+        "MESSAGE": row.message,
+        "DATA_ROWTIME": sql_timestamp(row.rowtime_ms),
+        "DATA_ROW": hex::encode(row.data),
+        "PUMP_NAME": row.pump,
+    });
+    OutRecord { key: format!("error/{}", row.rowtime_ms), data: data.to_string().into_bytes() }
+}
+
+fn pump_error(error: &RunError, at_ms: i64) -> OutRecord {
+    let name = if error.message.starts_with("Late rows") { "Late_Rows" } else { "Runtime_Error" };
+    let message = format!("{} ({} rows)", error.message, error.rows);
+    error_record(&ErrorRow { at_ms, name, message, rowtime_ms: error.rowtime_ms, data: &[], pump: &error.pump })
+}

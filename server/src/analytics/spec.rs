@@ -1,0 +1,130 @@
+//! An application's stored definition: what CreateApplication and the Add*/Update calls set,
+//! kept as JSON in its engine stream's settings, and read back by DescribeApplication and the
+//! runner. Inputs, outputs and reference sources keep the request's own members (so Describe
+//! echoes them as given) beside the few facts the server reads from them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The settings key of the definition.
+pub const SPEC_KEY: &str = "analytics.application";
+/// The settings key of the runner's checkpoint.
+pub const CHECKPOINT_KEY: &str = "analytics.checkpoint";
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApplicationSpec {
+    pub name: String,
+    pub description: Option<String>,
+    pub code: String,
+    pub status: Status,
+    pub version: u64,
+    pub created_ms: u64,
+    pub updated_ms: u64,
+    pub inputs: Vec<InputSpec>,
+    pub outputs: Vec<OutputSpec>,
+    pub references: Vec<ReferenceSpec>,
+    pub tags: BTreeMap<String, String>,
+    /// Where the last StartApplication asked reading to begin, and when it was called (NOW).
+    pub starting_position: Option<String>,
+    #[serde(default)]
+    pub started_ms: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Status {
+    Ready,
+    Running,
+}
+
+impl Status {
+    pub fn name(self) -> &'static str {
+        match self {
+            Status::Ready => "READY",
+            Status::Running => "RUNNING",
+        }
+    }
+}
+
+/// An input: a KDS stream or a Firehose delivery stream, read into `<prefix>_001`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct InputSpec {
+    pub id: String,
+    pub name_prefix: String,
+    /// `KinesisStreamsInput` or `KinesisFirehoseInput`.
+    pub source_member: String,
+    pub resource_arn: String,
+    pub role_arn: String,
+    /// InputSchema as given.
+    pub schema: Value,
+    pub parallelism: u32,
+}
+
+impl InputSpec {
+    /// The in-application stream it fills.
+    pub fn stream_name(&self) -> String {
+        format!("{}_001", self.name_prefix)
+    }
+}
+
+/// An output: an in-application stream's rows to a KDS stream, a delivery stream or a webhook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OutputSpec {
+    pub id: String,
+    /// The in-application stream (or `error_stream`).
+    pub name: String,
+    /// `KinesisStreamsOutput`, `KinesisFirehoseOutput` or `LambdaOutput`.
+    pub destination_member: String,
+    pub resource_arn: String,
+    pub role_arn: String,
+    /// `JSON` or `CSV`.
+    pub format: String,
+}
+
+/// A reference table read at start: from a bucket the server knows, or a local file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReferenceSpec {
+    pub id: String,
+    pub table_name: String,
+    pub bucket_arn: String,
+    pub file_key: String,
+    pub role_arn: String,
+    /// ReferenceSchema as given.
+    pub schema: Value,
+}
+
+impl ApplicationSpec {
+    pub fn from_settings(settings: &BTreeMap<String, String>) -> Option<ApplicationSpec> {
+        settings.get(SPEC_KEY).and_then(|text| serde_json::from_str(text).ok())
+    }
+
+    pub fn to_setting(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The id an input, output or reference source added by the change under way gets: the
+    /// version the change moved to, then its place in that change (AWS's `2.1`).
+    pub fn id_in_change(&self, index: usize) -> String {
+        format!("{}.{}", self.version, index + 1)
+    }
+}
+
+/// Where the runner stands: per input shard, the next record not yet processed and the first
+/// record an open window still holds (read again, as replay, after a restart); per windowed
+/// pump, the end of the last window written.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// The definition version the positions belong to.
+    pub version: u64,
+    pub next_seq: BTreeMap<u32, u64>,
+    pub replay_seq: BTreeMap<u32, u64>,
+    pub marks: BTreeMap<String, i64>,
+}
+
+impl Checkpoint {
+    pub fn from_settings(settings: &BTreeMap<String, String>) -> Option<Checkpoint> {
+        settings.get(CHECKPOINT_KEY).and_then(|text| serde_json::from_str(text).ok())
+    }
+}
