@@ -69,6 +69,7 @@ bench: setup
 	$(RELEASE_DIR)/framelog-bench --framelog-bin $(FRAMELOG_BIN) --kinesalite bench-baseline/node_modules/.bin/kinesalite
 	FRAMELOG_BIN=$(FRAMELOG_BIN) $(VENV_PYTHON) media-tests/python/bench_edge_cpu.py --streams 1 16 --json-out edge-cpu.json
 	FRAMELOG_BIN=$(FRAMELOG_BIN) $(VENV_PYTHON) media-tests/python/bench_agent_flows.py --json-out agent-flows.json
+	FRAMELOG_BIN=$(FRAMELOG_BIN) $(VENV_PYTHON) media-tests/python/bench_analytics.py --json-out analytics.json
 
 # The edge agent's exactly-once run through faults at its full length (10 minutes;
 # `make test` runs it for 105 s with 20+ faults).

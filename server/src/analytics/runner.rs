@@ -128,9 +128,13 @@ impl Runner {
 
     async fn run(mut self) {
         loop {
-            let watermark_ms = self.ctx.engine.now_ms() as i64 - GRACE_MS;
+            let clock_ms = self.ctx.engine.now_ms() as i64 - GRACE_MS;
             self.place_shards(&Checkpoint::default());
-            let (entries, more) = self.read_round().await;
+            let (entries, frontier_ms) = self.read_round().await;
+            let more = frontier_ms.is_some();
+            // Behind on a shard (a backlog, a replay), time is where reading stands there, not
+            // the clock: windows of records not read yet stay open.
+            let watermark_ms = frontier_ms.map_or(clock_ms, |frontier| frontier.min(clock_ms));
             let mut wrote_window = false;
             if !entries.is_empty() {
                 self.process(entries).await;
@@ -153,10 +157,11 @@ impl Runner {
         }
     }
 
-    /// One read of every shard: the entries with their shard, and whether a shard had more.
-    async fn read_round(&mut self) -> (Vec<(u32, Entry)>, bool) {
+    /// One read of every shard: the entries with their shard, and, when a shard has more to
+    /// read, the earliest ROWTIME such a shard has reached (its later records come no earlier).
+    async fn read_round(&mut self) -> (Vec<(u32, Entry)>, Option<i64>) {
         let mut entries = Vec::new();
-        let mut more = false;
+        let mut frontier_ms: Option<i64> = None;
         for (&shard, cursor) in self.cursor.iter_mut() {
             let (engine, source, from) = (self.ctx.engine.clone(), self.source.clone(), *cursor);
             let read = self
@@ -165,7 +170,10 @@ impl Runner {
                 .await;
             match read {
                 Ok(Ok(batch)) => {
-                    more |= batch.next_seq < batch.tip_seq;
+                    if batch.next_seq < batch.tip_seq {
+                        let reached = batch.entries.last().map_or(0, |e| e.arrival_ms as i64);
+                        frontier_ms = Some(frontier_ms.map_or(reached, |f| f.min(reached)));
+                    }
                     *cursor = batch.next_seq;
                     entries.extend(batch.entries.into_iter().map(|e| (shard, e)));
                 }
@@ -175,7 +183,7 @@ impl Runner {
                 Err(_) => {}
             }
         }
-        (entries, more)
+        (entries, frontier_ms)
     }
 
     /// Entries into rows, replayed ones apart, each in ROWTIME order; rows pushed through.

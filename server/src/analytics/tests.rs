@@ -197,15 +197,23 @@ async fn a_running_application_writes_each_windows_counts_to_its_output_stream()
     streams(&ctx).await;
     run(&ctx, "CreateApplication", application("sums", COUNTS)).await.expect("create");
     let bad_record = json!({"Data": base64::engine::general_purpose::STANDARD.encode("not json"), "PartitionKey": "x"});
-    let mut records: Vec<Value> = (0..60)
-        .map(|i| {
-            let symbol = ["A", "B", "C"][i % 3];
-            let data = json!({"TICKER_SYMBOL": symbol, "PRICE": i}).to_string();
-            json!({"Data": base64::engine::general_purpose::STANDARD.encode(data), "PartitionKey": format!("k{i}")})
-        })
-        .collect();
-    records.push(bad_record);
-    kds(&ctx, "PutRecords", json!({"StreamName": "ticks", "Records": records})).await;
+    // More than one read's worth (10,000 a shard), all in the past when the application starts:
+    // windows must wait for the backlog, not close on the clock with half their rows.
+    for call in 0..50 {
+        // 499 records a call, and the unreadable one in the first: 24,950 counted.
+        let mut records: Vec<Value> = (0..499)
+            .map(|i| {
+                let symbol = ["A", "B", "C"][i % 3];
+                let data = json!({"TICKER_SYMBOL": symbol, "PRICE": i}).to_string();
+                json!({"Data": base64::engine::general_purpose::STANDARD.encode(data), "PartitionKey": format!("k{call}-{i}")})
+            })
+            .collect();
+        if call == 0 {
+            records.push(bad_record.clone());
+        }
+        kds(&ctx, "PutRecords", json!({"StreamName": "ticks", "Records": records})).await;
+    }
+    tokio::time::sleep(Duration::from_millis(1200)).await;
     let start = json!({"ApplicationName": "sums", "InputConfigurations": [{"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "TRIM_HORIZON"}}]});
     run(&ctx, "StartApplication", start).await.expect("start");
     let (handle, spec) = ctx.lookup("sums").expect("lookup");
@@ -214,16 +222,17 @@ async fn a_running_application_writes_each_windows_counts_to_its_output_stream()
     let mut counts = Vec::new();
     for _ in 0..60 {
         counts = records_of(&ctx, "counts").await;
-        if counts.iter().map(|(_, v)| v["TICKER_COUNT"].as_i64().unwrap_or(0)).sum::<i64>() >= 60 {
+        if counts.iter().map(|(_, v)| v["TICKER_COUNT"].as_i64().unwrap_or(0)).sum::<i64>() >= 24_950 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     task.abort();
     let total: i64 = counts.iter().map(|(_, v)| v["TICKER_COUNT"].as_i64().unwrap_or(0)).sum();
-    assert_eq!(total, 60, "every record counted once: {counts:?}");
+    assert_eq!(total, 24_950, "every record counted once, in the window of its arrival");
     assert!(counts.iter().all(|(key, _)| key.starts_with("STREAM_PUMP/")), "window ids key the records: {counts:?}");
     let errors = ctx.engine.read(&handle, 0, 0, 10, 1 << 20).expect("error stream");
+    assert_eq!(errors.entries.len(), 1, "one error row, and no late rows");
     let error: Value = serde_json::from_slice(&errors.entries[0].payload).expect("error row");
     assert_eq!(error["ERROR_NAME"], "Parse_Error");
     assert_eq!(error["DATA_ROW"], hex::encode("not json"));
