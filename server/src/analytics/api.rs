@@ -142,7 +142,7 @@ pub fn create_application(ctx: &AnalyticsCtx, body: Document) -> Result<Value, A
             "An application has at most {MAX_INPUTS} input and {MAX_OUTPUTS} outputs."
         )));
     }
-    let tags = super::tags::parse_tags(&body)?;
+    let tags = crate::firehose::parse_tags(&body)?;
     super::tags::check_count(tags.len())?;
     let now_ms = ctx.engine.now_ms();
     let spec = ApplicationSpec {

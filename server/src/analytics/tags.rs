@@ -5,23 +5,11 @@ use serde_json::{Value, json};
 
 use super::context::AnalyticsCtx;
 use super::spec::{ApplicationSpec, SPEC_KEY};
-use crate::document::{Document, as_string};
+use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
+use crate::firehose::parse_tags;
 
 const MAX_TAGS: usize = 50;
-
-/// A `Tags` list of `{Key, Value}`; absent means none.
-pub fn parse_tags(body: &Document) -> Result<Vec<(String, String)>, ApiError> {
-    let Some(items) = body.list("Tags")? else { return Ok(Vec::new()) };
-    items
-        .iter()
-        .map(|item| {
-            let key = item.get("Key").map(as_string).transpose()?.unwrap_or_default();
-            let value = item.get("Value").filter(|v| !v.is_null()).map(as_string).transpose()?.unwrap_or_default();
-            Ok((key, value))
-        })
-        .collect()
-}
 
 pub fn check_count(count: usize) -> Result<(), ApiError> {
     if count > MAX_TAGS {

@@ -39,6 +39,7 @@ pub use context::FirehoseCtx;
 pub use format_conversion::{ConversionPlan, GlueTableFile, GlueTables};
 pub use processing::lambda::LambdaFunctionFile;
 pub use quotas::{FirehoseConfig, PutQuotas};
+pub use tags::parse_tags;
 
 use crate::background::Background;
 use crate::document::Document;
