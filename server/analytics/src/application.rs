@@ -173,20 +173,24 @@ impl Application {
         let schema = self.schema(stream).ok_or_else(|| AnalyticsError::Plan(format!("Unknown stream {stream}.")))?;
         let rows = with_flag_column(&rows, &schema)?;
         let mut step = Step::default();
-        let mut queue = VecDeque::from([(stream.to_string(), rows)]);
+        self.cascade(VecDeque::from([(stream.to_string(), rows)]), replay, &mut step).await;
+        Ok(step)
+    }
+
+    /// Feeds each queued batch to the pumps reading its stream, and what they write to the pumps
+    /// reading theirs, until nothing is written.
+    async fn cascade(&mut self, mut queue: VecDeque<(String, RecordBatch)>, replay: bool, step: &mut Step) {
         while let Some((stream, rows)) = queue.pop_front() {
             for index in 0..self.pumps.len() {
                 if self.pumps[index].compiled.source != stream {
                     continue;
                 }
-                let written = self.feed(index, &rows, replay, &mut step).await;
-                for (target, batch, window) in written {
+                for (target, batch, window) in self.feed(index, &rows, replay, step).await {
                     step.emitted.push(Emitted { stream: target.clone(), rows: visible(&batch), window });
                     queue.push_back((target, batch));
                 }
             }
         }
-        Ok(step)
     }
 
     /// Closes every window that ends at or before `watermark_ms` and runs what reads the rows
@@ -209,27 +213,8 @@ impl Application {
                 if let Some(batch) = written.and_then(|b| in_value_order(&b).ok()) {
                     let target = self.pumps[index].compiled.target.clone();
                     step.emitted.push(Emitted { stream: target.clone(), rows: visible(&batch), window: Some(window) });
-                    let downstream = Box::pin(self.push_written(&target, batch)).await?;
-                    step.emitted.extend(downstream.emitted);
-                    step.errors.extend(downstream.errors);
+                    self.cascade(VecDeque::from([(target, batch)]), false, &mut step).await;
                 }
-            }
-        }
-        Ok(step)
-    }
-
-    /// Rows a window wrote, passed on to the pumps reading its stream.
-    async fn push_written(&mut self, stream: &str, batch: RecordBatch) -> Result<Step> {
-        let mut step = Step::default();
-        for index in 0..self.pumps.len() {
-            if self.pumps[index].compiled.source != stream {
-                continue;
-            }
-            for (target, written, window) in self.feed(index, &batch, false, &mut step).await {
-                step.emitted.push(Emitted { stream: target.clone(), rows: visible(&written), window });
-                let downstream = Box::pin(self.push_written(&target, written)).await?;
-                step.emitted.extend(downstream.emitted);
-                step.errors.extend(downstream.errors);
             }
         }
         Ok(step)

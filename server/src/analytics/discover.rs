@@ -74,8 +74,7 @@ fn sample_stream(ctx: &AnalyticsCtx, arn: &str, body: &Document) -> Result<Vec<V
 fn sample_object(ctx: &AnalyticsCtx, s3: &Document) -> Result<Vec<Vec<u8>>, ApiError> {
     let bucket_arn = s3.str("BucketARN")?.unwrap_or_default();
     let key = s3.str("FileKey")?.unwrap_or_default();
-    let bucket = bucket_arn.strip_prefix("arn:aws:s3:::").unwrap_or(&bucket_arn);
-    let sink = ctx.firehose.buckets.sink(bucket).map_err(ApiError::invalid)?;
+    let sink = ctx.firehose.buckets.sink(super::reference::bucket_name(&bucket_arn)?).map_err(ApiError::invalid)?;
     let runtime = tokio::runtime::Handle::try_current().map_err(|e| ApiError::internal(&e))?;
     let bytes =
         runtime.block_on(sink.get(&key)).map_err(|e| ApiError::invalid(format!("{key} could not be read: {e}")))?;

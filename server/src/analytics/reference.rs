@@ -14,7 +14,7 @@ use crate::error::ApiError;
 const MAX_REFERENCE_BYTES: usize = 1 << 30;
 
 /// The bucket an S3 ARN (`arn:aws:s3:::NAME`) names.
-fn bucket_name(arn: &str) -> Result<&str, ApiError> {
+pub fn bucket_name(arn: &str) -> Result<&str, ApiError> {
     arn.strip_prefix("arn:aws:s3:::")
         .filter(|name| !name.is_empty())
         .ok_or_else(|| ApiError::invalid(format!("{arn} is not an S3 bucket ARN.")))
