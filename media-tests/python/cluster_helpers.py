@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import socket
 import subprocess
 from pathlib import Path
@@ -126,14 +127,23 @@ class FramelogCluster:
         return "\n".join(tails) or "<no logs>"
 
     def stop_and_check_clean_exit(self) -> None:
-        """Stops everything; every node still running must have shut down cleanly on SIGTERM."""
+        """Stops everything; every node still running must have shut down cleanly on SIGTERM:
+        it logged `stopped cleanly`, and nothing after that line is a warning, an error or a
+        panic (the NATS client may still note its connection closing, at INFO)."""
         running = [n for n in (1, 2, 3) if (self.state_dir / "run" / f"node{n}.pid").exists()]
         self._run("down")
         for node in running:
             log = (self.state_dir / "log" / f"node{node}.log").read_text(errors="replace")
-            assert "stopped cleanly" in log.splitlines()[-1] if log else False, (
-                f"node{node} did not stop cleanly:\n{log[-3000:]}"
-            )
+            lines = log.splitlines()
+            stopped = [i for i, line in enumerate(lines) if "stopped cleanly" in line]
+            assert stopped, f"node{node} did not stop cleanly:\n{log[-3000:]}"
+            after = [line for line in lines[stopped[-1] + 1 :] if not _is_info(line)]
+            assert not after, f"node{node} logged after stopping cleanly:\n" + "\n".join(after)
+
+
+def _is_info(line: str) -> bool:
+    """Whether a log line is an INFO or DEBUG event (the server's format, colours and all)."""
+    return re.search(r"\b(INFO|DEBUG|TRACE)\b", line[:80]) is not None
 
 
 def cluster_mode() -> bool:

@@ -49,9 +49,10 @@ impl Bridge {
         joined.map_err(|e| StoreError::Backend { what: "a cluster task failed", detail: e.to_string() })?
     }
 
-    /// Starts `work` in the background (watchers, appends answered through a channel).
-    pub(crate) fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) {
-        self.handle().spawn(work);
+    /// Starts `work` in the background (watchers, appends answered through a channel); the
+    /// handle stops it early.
+    pub(crate) fn spawn(&self, work: impl Future<Output = ()> + Send + 'static) -> tokio::task::AbortHandle {
+        self.handle().spawn(work).abort_handle()
     }
 
     fn handle(&self) -> tokio::runtime::Handle {

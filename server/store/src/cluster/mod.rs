@@ -41,6 +41,9 @@ const LEASE_CALL_MIN: std::time::Duration = std::time::Duration::from_millis(500
 pub(crate) struct ClusterEngine {
     node: Arc<Node>,
     bridge: Arc<Bridge>,
+    /// Stopped by `close` before the connection goes, so a stopping node's watches end quietly
+    /// instead of reporting the dropped connection as a failure.
+    watchers: std::sync::Mutex<Vec<tokio::task::AbortHandle>>,
 }
 
 impl ClusterEngine {
@@ -52,7 +55,7 @@ impl ClusterEngine {
         // still be electing its leader), so it gets longer than one request.
         let join_timeout = options.request_timeout * 2;
         let node = bridge.run_within(join_timeout, Node::connect(options, clock))?;
-        let engine = Self { node, bridge };
+        let engine = Self { node, bridge, watchers: Default::default() };
         let (meta, amend) = (engine.node.meta.clone(), engine.node.amend.clone());
         let loaded = engine.bridge.run(async move {
             Ok(watch::Loaded { meta: watch::last_revision(&meta).await?, amend: watch::last_revision(&amend).await? })
@@ -61,9 +64,8 @@ impl ClusterEngine {
         engine.bridge.run(watch::load_amendments(engine.node.clone()))?;
         let watchers = watch::start(engine.node.clone(), loaded);
         let started = engine.bridge.run(watchers)?;
-        for watcher in started {
-            engine.bridge.spawn(watcher);
-        }
+        let running = started.into_iter().map(|watcher| engine.bridge.spawn(watcher)).collect();
+        *engine.watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = running;
         Ok(engine)
     }
 }
@@ -144,6 +146,10 @@ impl Backend for ClusterEngine {
     }
 
     fn close(&self) -> Result<()> {
+        self.node.closing.store(true, std::sync::atomic::Ordering::SeqCst);
+        for watcher in self.watchers.lock().unwrap_or_else(std::sync::PoisonError::into_inner).drain(..) {
+            watcher.abort();
+        }
         let client = self.node.client.clone();
         self.bridge.run(async move {
             client.flush().await.map_err(|e| StoreError::Backend { what: "flushing NATS", detail: e.to_string() })

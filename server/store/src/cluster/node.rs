@@ -58,6 +58,8 @@ pub(crate) struct Node {
     pub(crate) publish_order: Mutex<HashMap<u64, tokio::sync::oneshot::Receiver<()>>>,
     /// Bumped whenever this node's view of any stream's metadata changes.
     pub(crate) meta_changes: tokio::sync::watch::Sender<u64>,
+    /// Set by `close`: from then on a watch ending is the node stopping, not a failure.
+    pub(crate) closing: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn nats_error(what: &'static str) -> impl FnOnce(&dyn std::fmt::Display) -> StoreError {
@@ -101,7 +103,12 @@ impl Node {
             nonces: NonceSource::new()?,
             publish_order: Mutex::new(HashMap::new()),
             meta_changes: tokio::sync::watch::channel(0).0,
+            closing: std::sync::atomic::AtomicBool::new(false),
         }))
+    }
+
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     pub(crate) fn stream(&self, name: &str) -> Result<StreamHandle> {

@@ -74,6 +74,7 @@ async fn watch_bucket(node: Arc<Node>, bucket: kv::Store, mut applied: u64, appl
                             applied = applied.max(entry.revision);
                             apply(node.clone(), entry).await
                         }
+                        Err(_) if node.is_closing() => return,
                         Err(error) => {
                             tracing::warn!(%error, "a cluster watch failed");
                             break;
@@ -81,6 +82,7 @@ async fn watch_bucket(node: Arc<Node>, bucket: kv::Store, mut applied: u64, appl
                     }
                 }
             }
+            Err(_) if node.is_closing() => return,
             Err(error) => tracing::warn!(%error, "opening a cluster watch failed"),
         }
         tokio::time::sleep(REWATCH_PAUSE).await;
