@@ -78,6 +78,32 @@ CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
 """
 
 
+# The anomaly-detection example of the Kinesis Data Analytics SQL developer guide, unchanged.
+ANOMALIES = """
+CREATE OR REPLACE STREAM "TEMP_STREAM" (
+   "TICKER_SYMBOL" VARCHAR(4),
+   "SECTOR"        VARCHAR(16),
+   "CHANGE"        REAL,
+   "PRICE"         REAL,
+   "ANOMALY_SCORE" DOUBLE);
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (
+   "TICKER_SYMBOL" VARCHAR(4),
+   "SECTOR"        VARCHAR(16),
+   "CHANGE"        REAL,
+   "PRICE"         REAL,
+   "ANOMALY_SCORE" DOUBLE);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "TEMP_STREAM"
+SELECT STREAM "TICKER_SYMBOL", "SECTOR", "CHANGE", "PRICE", ANOMALY_SCORE FROM
+  TABLE(RANDOM_CUT_FOREST(
+    CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001")
+  )
+);
+CREATE OR REPLACE PUMP "OUTPUT_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+SELECT STREAM * FROM "TEMP_STREAM"
+ORDER BY FLOOR("TEMP_STREAM".ROWTIME TO SECOND), ANOMALY_SCORE DESC;
+"""
+
+
 def analytics_client(server: FramelogServer):
     return boto3.client("kinesisanalytics", endpoint_url=server.endpoint, region_name=REGION,
                         aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, config=client_config())
@@ -391,3 +417,35 @@ def test_a_lambda_output_gets_aws_event_and_the_error_stream_its_own_output(tmp_
     finally:
         function.server.shutdown()
         server.stop()
+
+
+def test_the_anomaly_example_scores_the_planted_outliers_highest(server):
+    kinesis, client = server.client(), analytics_client(server)
+    make_streams(kinesis, "ticks", "scored")
+    client.create_application(ApplicationName="anomalies", ApplicationCode=ANOMALIES,
+                              Inputs=[ticker_input("ticks")], Outputs=[output("scored")])
+    start(client, "anomalies")
+    rng = random.Random(11)
+    outliers = {700, 950, 1200, 1450, 1700}
+    ticks = []
+    for i in range(2000):
+        far = i in outliers
+        ticks.append({"TICKER_SYMBOL": rng.choice(TICKERS), "SECTOR": "TECHNOLOGY",
+                      "CHANGE": 300.0 + i if far else round(rng.gauss(0, 1), 2),
+                      "PRICE": 5000.0 + i if far else round(rng.gauss(100, 5), 2)})
+    for first in range(0, len(ticks), 250):
+        records = [{"Data": json.dumps(t).encode(), "PartitionKey": f"k{first + n}"}
+                   for n, t in enumerate(ticks[first:first + 250])]
+        assert kinesis.put_records(StreamName="ticks", Records=records)["FailedRecordCount"] == 0
+    rows = wait_for(lambda: (found := outputs(kinesis, "scored")) and len(found) >= len(ticks) and found, 60,
+                    f"{len(ticks)} scored rows")
+    assert len(rows) == len(ticks), "every row is scored and written once"
+    assert all(set(row) == {"TICKER_SYMBOL", "SECTOR", "CHANGE", "PRICE", "ANOMALY_SCORE"} for _, row in rows)
+    planted = {f32(ticks[i]["PRICE"]) for i in outliers}
+    # Past the forest's warm-up (the first rows score 0), the planted rows are the top five.
+    warm = [row for _, row in rows if row["ANOMALY_SCORE"] > 0]
+    assert len(warm) > len(ticks) - 300
+    top = sorted(warm, key=lambda row: row["ANOMALY_SCORE"], reverse=True)[:len(outliers)]
+    assert {row["PRICE"] for row in top} == planted, [(r["PRICE"], r["ANOMALY_SCORE"]) for r in top]
+    ordinary = [row["ANOMALY_SCORE"] for row in warm if row["PRICE"] not in planted]
+    assert min(row["ANOMALY_SCORE"] for row in top) > 2 * sorted(ordinary)[len(ordinary) * 99 // 100]

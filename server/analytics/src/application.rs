@@ -17,6 +17,9 @@ use crate::batches::{
 };
 use crate::dialect::HIDDEN_NEW;
 use crate::error::{AnalyticsError, Result};
+use crate::forest::Forest;
+use crate::forest_call;
+use crate::forest_pump;
 use crate::pump::{CompiledPump, PumpKind, compile};
 use crate::script::parse_script;
 use crate::sql_type::SqlType;
@@ -74,6 +77,14 @@ struct Pump {
     /// Tumbling: rows by window start. Sliding: the history (one entry).
     open: BTreeMap<i64, Vec<RecordBatch>>,
     emitted_through_ms: i64,
+    /// The forest of a RANDOM_CUT_FOREST stage.
+    forest: Option<Forest>,
+}
+
+impl Pump {
+    fn new(compiled: CompiledPump, forest: Option<Forest>) -> Pump {
+        Pump { compiled, open: BTreeMap::new(), emitted_through_ms: i64::MIN, forest }
+    }
 }
 
 pub struct Application {
@@ -125,11 +136,23 @@ impl Application {
             let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(AnalyticsError::Runtime)?;
             register(&ctx, &name, Arc::new(table))?;
         }
-        let state = ctx.state();
         let mut pumps = Vec::new();
         for def in &script.pumps {
-            let compiled = compile(def, &schemas, &reference_names, &state).await?;
-            pumps.push(Pump { compiled, open: BTreeMap::new(), emitted_through_ms: i64::MIN });
+            let Some(call) = forest_call::find(&def.query)? else {
+                pumps.push(Pump::new(compile(def, &schemas, &reference_names, &ctx.state()).await?, None));
+                continue;
+            };
+            let stage = forest_pump::compile_stage(def, &call, &mut schemas, &reference_names, &ctx.state()).await?;
+            let scored =
+                schemas.get(&stage.target).cloned().ok_or_else(|| AnalyticsError::Plan(stage.target.clone()))?;
+            let table = SwapTable::new(scored.clone());
+            register(&ctx, &stage.target, table.clone())?;
+            tables.insert(stage.target.clone(), (scored.clone(), table));
+            let forest = Forest::new(call.params, &scored)
+                .map_err(|e| AnalyticsError::code(def.at.line, def.at.column, e.to_string()))?;
+            let outer = forest_pump::compile_outer(def, &call, &schemas, &reference_names, &ctx.state()).await?;
+            pumps.push(Pump::new(stage, Some(forest)));
+            pumps.push(Pump::new(outer, None));
         }
         Ok(Application { ctx, tables, pumps })
     }
@@ -146,6 +169,33 @@ impl Application {
                 pump.emitted_through_ms = *mark;
             }
         }
+    }
+
+    /// The streams of RANDOM_CUT_FOREST stages, with the ROWTIME of the last row each forest
+    /// took in.
+    pub fn forests(&self) -> Vec<(String, Option<i64>)> {
+        self.pumps
+            .iter()
+            .filter_map(|p| p.forest.as_ref().map(|f| (p.compiled.target.clone(), f.absorbed_through_ms())))
+            .collect()
+    }
+
+    /// The model of the forest writing `stream`, as bytes (`restore_forest` takes it up).
+    pub fn snapshot_forest(&self, stream: &str) -> Result<Vec<u8>> {
+        self.forest_of(stream).ok_or_else(|| AnalyticsError::Plan(format!("no forest writes {stream}")))?.snapshot()
+    }
+
+    /// Puts back a forest's model after a restart: rows it took in are skipped in the replay.
+    pub fn restore_forest(&mut self, stream: &str, snapshot: &[u8]) -> Result<()> {
+        let pump = self.pumps.iter_mut().find(|p| p.forest.is_some() && p.compiled.target == stream);
+        match pump.and_then(|p| p.forest.as_mut()) {
+            Some(forest) => forest.restore(snapshot),
+            None => Err(AnalyticsError::Plan(format!("no forest writes {stream}"))),
+        }
+    }
+
+    fn forest_of(&self, stream: &str) -> Option<&Forest> {
+        self.pumps.iter().find(|p| p.compiled.target == stream).and_then(|p| p.forest.as_ref())
     }
 
     /// Where windowed pumps stand now.
@@ -247,6 +297,32 @@ impl Application {
                 .await
                 .map(|b| vec![(target, b, None)])
                 .unwrap_or_default(),
+            PumpKind::Forest(_) => {
+                let scored = self.score(index, rows, replay, step).await;
+                scored.filter(|_| !replay).map(|b| vec![(target, b, None)]).unwrap_or_default()
+            }
+        }
+    }
+
+    /// A forest stage's step: the cursor's rows, each with its anomaly score. Replayed rows
+    /// only rebuild the forest.
+    async fn score(&mut self, index: usize, rows: &RecordBatch, replay: bool, step: &mut Step) -> Option<RecordBatch> {
+        let rowtime = self.pumps[index].compiled.rowtime_column.map_or(Rowtime::At(0), Rowtime::Column);
+        let cursor_rows = self.run(index, vec![rows.clone()], rowtime, step).await?;
+        let pump = &mut self.pumps[index];
+        let forest = pump.forest.as_mut()?;
+        let scored = forest.score(&cursor_rows, replay).and_then(|scores| {
+            let mut columns = cursor_rows.columns().to_vec();
+            let slot = columns.len() - 2;
+            columns[slot] = scores;
+            RecordBatch::try_new(cursor_rows.schema(), columns).map_err(|e| AnalyticsError::Runtime(e.into()))
+        });
+        match scored {
+            Ok(batch) => Some(batch),
+            Err(error) => {
+                step.errors.push(run_error(&pump.compiled.name, error.to_string(), &cursor_rows));
+                None
+            }
         }
     }
 

@@ -223,3 +223,61 @@ async fn unknown_columns_and_bad_syntax_are_placed_in_the_code() {
         "{message}"
     );
 }
+
+/// The anomaly-detection example of the Kinesis Data Analytics developer guide, unchanged.
+const ANOMALIES: &str = r#"
+CREATE OR REPLACE STREAM "TEMP_STREAM" (
+   "TICKER_SYMBOL" VARCHAR(4),
+   "PRICE"         DOUBLE,
+   "ANOMALY_SCORE" DOUBLE);
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (
+   "TICKER_SYMBOL" VARCHAR(4),
+   "PRICE"         DOUBLE,
+   "ANOMALY_SCORE" DOUBLE);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "TEMP_STREAM"
+SELECT STREAM "TICKER_SYMBOL", "PRICE", ANOMALY_SCORE FROM
+  TABLE(RANDOM_CUT_FOREST(
+    CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001")
+  )
+);
+CREATE OR REPLACE PUMP "OUTPUT_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+SELECT STREAM * FROM "TEMP_STREAM"
+ORDER BY FLOOR("TEMP_STREAM".ROWTIME TO SECOND), ANOMALY_SCORE DESC;
+"#;
+
+#[tokio::test]
+async fn the_guides_anomaly_example_scores_an_outlier_highest() {
+    let mut app = app(ANOMALIES).await;
+    let mut ordinary: Vec<(i64, &str, f64)> = (0..1_000).map(|i| (i, "A", 50.0 + (i % 7) as f64)).collect();
+    ordinary.push((1_000, "A", 5_000.0));
+    let mut written = Vec::new();
+    for chunk in ordinary.chunks(100) {
+        let step = app.push(SOURCE, rows(chunk), false).await.expect("pushed");
+        assert!(step.errors.is_empty(), "{:?}", step.errors);
+        written.extend(step.emitted.into_iter().filter(|e| e.stream == "DESTINATION_SQL_STREAM"));
+    }
+    let batches: Vec<RecordBatch> = written.iter().map(|e| e.rows.clone()).collect();
+    let all = datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches).expect("one schema");
+    assert_eq!(all.num_rows(), 1_001, "every row is scored and written");
+    let prices = all.column(2).as_any().downcast_ref::<Float64Array>().expect("PRICE");
+    let scores = all.column(3).as_any().downcast_ref::<Float64Array>().expect("ANOMALY_SCORE");
+    let outlier = (0..all.num_rows()).find(|&i| prices.value(i) == 5_000.0).expect("the outlier is written");
+    let highest_other = (500..all.num_rows()).filter(|&i| i != outlier).map(|i| scores.value(i)).fold(0.0, f64::max);
+    assert!(scores.value(outlier) > 2.0 * highest_other, "{} vs {highest_other}", scores.value(outlier));
+}
+
+#[tokio::test]
+async fn a_forest_over_text_only_or_misplaced_is_refused_with_its_place() {
+    let input = InputDef { name: SOURCE.into(), columns: ticker_input().stream_columns() };
+    let text_only = r#"CREATE OR REPLACE STREAM "D" ("S" VARCHAR(4), "ANOMALY_SCORE" DOUBLE);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "D"
+SELECT STREAM * FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM "TICKER_SYMBOL" FROM "SOURCE_SQL_STREAM_001")));"#;
+    let error = Application::compile(text_only, std::slice::from_ref(&input), Vec::new()).await.expect_err("refused");
+    assert!(matches!(error, AnalyticsError::Code { line: 2, .. }), "{error}");
+    assert!(error.to_string().contains("numeric column"), "{error}");
+    let grouped = r#"CREATE OR REPLACE STREAM "D" ("N" BIGINT, "ANOMALY_SCORE" DOUBLE);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "D"
+SELECT STREAM * FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM COUNT(*) FROM "SOURCE_SQL_STREAM_001" GROUP BY STEP(ROWTIME BY INTERVAL '1' SECOND))));"#;
+    let error = Application::compile(grouped, &[input], Vec::new()).await.expect_err("refused");
+    assert!(error.to_string().contains("no GROUP BY or OVER"), "{error}");
+}

@@ -184,11 +184,11 @@ pub fn normalised(word: &datafusion::sql::sqlparser::tokenizer::Word) -> String 
     }
 }
 
-fn word_is(token: &Token, text: &str) -> bool {
+pub(crate) fn word_is(token: &Token, text: &str) -> bool {
     matches!(token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(text))
 }
 
-fn is_blank(token: &Token) -> bool {
+pub(crate) fn is_blank(token: &Token) -> bool {
     matches!(token, Token::Whitespace(_))
 }
 
@@ -214,7 +214,6 @@ pub fn translate(tokens: &[TokenWithSpan], columns_of: &dyn Fn(&str) -> Option<V
 const NOT_YET: &[&str] = &[
     "COUNT_DISTINCT_ITEMS_TUMBLING",
     "HOTSPOTS",
-    "RANDOM_CUT_FOREST",
     "RANDOM_CUT_FOREST_WITH_EXPLANATION",
     "STAGGER",
     "TOP_K_ITEMS_TUMBLING",
@@ -494,7 +493,7 @@ fn next_significant(tokens: &[TokenWithSpan], from: usize, to: usize) -> Option<
 }
 
 /// The `)` closing the `(` at `open`.
-fn matching(tokens: &[TokenWithSpan], open: usize, to: usize) -> Option<usize> {
+pub(crate) fn matching(tokens: &[TokenWithSpan], open: usize, to: usize) -> Option<usize> {
     let mut depth = 0;
     for (i, t) in tokens.iter().enumerate().take(to).skip(open) {
         match t.token {

@@ -102,8 +102,9 @@ fn the_keyword_list_is_sorted_for_its_search() {
 
 #[test]
 fn forms_not_run_yet_are_refused_by_name() {
-    let tokens = tokenize("SELECT STREAM * FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM * FROM s)))")
-        .expect("as the test set it up");
+    let tokens =
+        tokenize("SELECT STREAM * FROM TABLE(RANDOM_CUT_FOREST_WITH_EXPLANATION(CURSOR(SELECT STREAM * FROM s)))")
+            .expect("as the test set it up");
     match translate(&tokens, &columns) {
         Err(AnalyticsError::Code { line: 1, column: 28, message }) => {
             assert!(message.contains("RANDOM_CUT_FOREST"), "{message}")

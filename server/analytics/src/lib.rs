@@ -2,7 +2,8 @@
 //! streams and pumps, in the SQL dialect Kinesis Data Analytics ran) translated onto Apache
 //! DataFusion, which plans and evaluates it; the continuous parts DataFusion has no notion of
 //! (tumbling and sliding windows over ROWTIME, the watermark that closes them, the state a
-//! restart needs) are ours. Records become rows through an input schema (JSON or CSV).
+//! restart needs) are ours, as is RANDOM_CUT_FOREST's operator on AWS's Random Cut Forest
+//! library. Records become rows through an input schema (JSON or CSV).
 //!
 //! No HTTP and no store: the server feeds batches in, takes rows out and keeps the marks.
 
@@ -10,6 +11,9 @@ mod application;
 mod batches;
 mod dialect;
 mod error;
+mod forest;
+mod forest_call;
+mod forest_pump;
 mod pump;
 mod rows;
 mod script;
@@ -21,6 +25,7 @@ pub use batches::{empty_table, table_schema};
 pub use datafusion::arrow;
 pub use dialect::ROWTIME;
 pub use error::{AnalyticsError, Result};
+pub use forest::{ANOMALY_SCORE, ForestParams};
 pub use rows::{ColumnSpec, InputSchema, RecordFormat, RejectedRecord, read_records, read_reference};
 pub use script::{PumpDef, Script, StreamDef, parse_script};
 pub use sql_type::{SqlType, parse_sql_type};

@@ -13,6 +13,7 @@ use datafusion::sql::sqlparser::tokenizer::{Location, TokenWithSpan};
 
 use crate::dialect::{HIDDEN_NEW, HIDDEN_ROWTIME, History, ROWTIME, Translation, translate};
 use crate::error::{AnalyticsError, Result};
+use crate::forest::ForestParams;
 use crate::script::PumpDef;
 
 /// How a pump turns rows into rows.
@@ -24,6 +25,8 @@ pub enum PumpKind {
     Tumbling { length_ms: i64 },
     /// OVER windows: each row's result over the rows before it.
     Sliding(History),
+    /// RANDOM_CUT_FOREST's cursor: each row's result, scored by the pump's forest.
+    Forest(ForestParams),
 }
 
 #[derive(Debug, Clone)]
@@ -52,8 +55,7 @@ pub async fn compile(
     references: &[String],
     state: &SessionState,
 ) -> Result<CompiledPump> {
-    let columns_of = |name: &str| streams.get(name).map(visible_columns);
-    let translation = translate(&def.query, &columns_of)?;
+    let (translation, plan) = plan_query(def, streams, state).await?;
     let at = |message: String| AnalyticsError::code(def.at.line, def.at.column, message);
     if translation.grouped && translation.tumbling_ms.is_none() {
         return Err(at(format!(
@@ -68,8 +70,6 @@ pub async fn compile(
         _ => return Err(at(format!("Pump {}: joining two streams is not supported by this server yet.", def.name))),
     };
     let target = streams.get(&def.target).ok_or_else(|| at(format!("Object '{}' not found", def.target)))?;
-    let plan =
-        state.create_logical_plan(&translation.sql).await.map_err(|e| locate(e, &translation, &def.query, def.at))?;
     let kind = match (translation.tumbling_ms, translation.sliding) {
         (Some(length_ms), _) => PumpKind::Tumbling { length_ms: length_ms as i64 },
         (None, Some(history)) => PumpKind::Sliding(history),
@@ -104,6 +104,19 @@ pub async fn compile(
         rowtime_column,
         new_column,
     })
+}
+
+/// A pump's query rewritten and planned against the application's streams.
+pub async fn plan_query(
+    def: &PumpDef,
+    streams: &BTreeMap<String, SchemaRef>,
+    state: &SessionState,
+) -> Result<(Translation, LogicalPlan)> {
+    let columns_of = |name: &str| streams.get(name).map(visible_columns);
+    let translation = translate(&def.query, &columns_of)?;
+    let plan =
+        state.create_logical_plan(&translation.sql).await.map_err(|e| locate(e, &translation, &def.query, def.at))?;
+    Ok((translation, plan))
 }
 
 /// Which result column fills each visible target column: by the INSERT's column list, or by

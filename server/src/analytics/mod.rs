@@ -6,6 +6,7 @@
 mod api;
 mod context;
 mod discover;
+mod forests;
 mod outputs;
 mod reference;
 mod runner;

@@ -20,6 +20,7 @@ use serde_json::json;
 
 use super::api::ERROR_STREAM;
 use super::context::AnalyticsCtx;
+use super::forests::ForestStore;
 use super::outputs::{OutRecord, Outputs};
 use super::reference;
 use super::schema::{input_def, input_schema};
@@ -59,6 +60,7 @@ struct Runner {
     cursor: BTreeMap<u32, u64>,
     replay_until: BTreeMap<u32, u64>,
     last_checkpoint_ms: u64,
+    forests: ForestStore,
 }
 
 impl Runner {
@@ -84,6 +86,11 @@ impl Runner {
         let mut app = Application::compile(&spec.code, &inputs, references).await.map_err(|e| e.to_string())?;
         let checkpoint = Checkpoint::from_settings(&app_stream.meta().settings).unwrap_or_default();
         app.restore(&checkpoint.marks);
+        let mut forests = ForestStore::new(ctx.clone(), background.clone(), &spec.name);
+        // A model of other code may score other columns, or with other parameters.
+        if checkpoint.version == spec.version {
+            forests.restore(&mut app, &checkpoint.forests).await;
+        }
         let outputs = Outputs::new(ctx.clone(), background.clone(), spec.outputs.clone(), ctx.arn(&spec.name));
         let mut runner = Runner {
             ctx,
@@ -98,6 +105,7 @@ impl Runner {
             cursor: BTreeMap::new(),
             replay_until: BTreeMap::new(),
             last_checkpoint_ms: 0,
+            forests,
         };
         runner.place_shards(&checkpoint);
         Ok(runner)
@@ -147,6 +155,7 @@ impl Runner {
                 Err(error) => tracing::warn!(application = %self.spec.name, %error, "closing windows failed"),
             }
             let now_ms = self.ctx.engine.now_ms();
+            self.forests.save_due(&self.app, now_ms).await;
             if wrote_window || now_ms >= self.last_checkpoint_ms + CHECKPOINT_EVERY_MS {
                 self.checkpoint().await;
                 self.last_checkpoint_ms = now_ms;
@@ -273,9 +282,13 @@ impl Runner {
 
     /// Stores where each shard stands and the windows written, synced.
     async fn checkpoint(&self) {
-        let held_ms = self.app.held_from_ms();
-        let mut checkpoint =
-            Checkpoint { version: self.spec.version, marks: self.app.marks(), ..Checkpoint::default() };
+        let held_ms = [self.app.held_from_ms(), self.forests.held_from_ms()].into_iter().flatten().min();
+        let mut checkpoint = Checkpoint {
+            version: self.spec.version,
+            marks: self.app.marks(),
+            forests: self.forests.marks.clone(),
+            ..Checkpoint::default()
+        };
         for (&shard, &cursor) in &self.cursor {
             let replay = held_ms
                 .and_then(|ms| {

@@ -121,6 +121,9 @@ pub struct Checkpoint {
     pub next_seq: BTreeMap<u32, u64>,
     pub replay_seq: BTreeMap<u32, u64>,
     pub marks: BTreeMap<String, i64>,
+    /// By scored stream: the RANDOM_CUT_FOREST models to take up again.
+    #[serde(default)]
+    pub forests: BTreeMap<String, super::forests::ForestMark>,
 }
 
 impl Checkpoint {

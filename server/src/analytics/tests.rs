@@ -243,3 +243,90 @@ async fn a_running_application_writes_each_windows_counts_to_its_output_stream()
         ErrorType::ResourceInUse
     );
 }
+
+const ANOMALIES: &str = r#"
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" ("TICKER_SYMBOL" VARCHAR(4), "PRICE" DOUBLE, "ANOMALY_SCORE" DOUBLE);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+SELECT STREAM "TICKER_SYMBOL", "PRICE", ANOMALY_SCORE
+FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001"), 50, 64, 1000, 1));
+"#;
+
+/// Puts `count` records with distinct prices from `first` (an outlier at `outlier`).
+async fn put_prices(ctx: &AnalyticsCtx, first: usize, count: usize, outlier: Option<usize>) {
+    let records: Vec<Value> = (first..first + count)
+        .map(|i| {
+            let price = if Some(i) == outlier { 9_000.0 } else { 50.0 + (i % 13) as f64 + i as f64 / 10_000.0 };
+            let data = json!({"TICKER_SYMBOL": "A", "PRICE": price}).to_string();
+            json!({"Data": base64::engine::general_purpose::STANDARD.encode(data), "PartitionKey": format!("k{i}")})
+        })
+        .collect();
+    kds(ctx, "PutRecords", json!({"StreamName": "ticks", "Records": records})).await;
+}
+
+/// Starts `name` from TRIM_HORIZON (or where it stopped) and runs its runner in a task.
+async fn start_runner(ctx: &AnalyticsCtx, name: &str) -> tokio::task::JoinHandle<()> {
+    let (handle, spec) = ctx.lookup(name).expect("lookup");
+    tokio::spawn(super::runner::run(ctx.clone(), Background::new(), handle, spec))
+}
+
+/// Scores written to `stream`, by price, once there are `count`.
+async fn scores_by_price(ctx: &AnalyticsCtx, stream: &str, count: usize) -> std::collections::BTreeMap<String, f64> {
+    let mut scores = std::collections::BTreeMap::new();
+    for _ in 0..100 {
+        scores = records_of(ctx, stream)
+            .await
+            .into_iter()
+            .map(|(_, v)| (v["PRICE"].to_string(), v["ANOMALY_SCORE"].as_f64().unwrap_or(-1.0)))
+            .collect();
+        if scores.len() >= count {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    scores
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forest_taken_up_after_a_crash_scores_as_one_that_never_stopped() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ctx = context(dir.path());
+    for name in ["ticks", "counts", "reference"] {
+        kds(&ctx, "CreateStream", json!({"StreamName": name, "ShardCount": 2})).await;
+    }
+    let mut reference = application("steady", ANOMALIES);
+    reference["Outputs"][0]["KinesisStreamsOutput"]["ResourceARN"] = json!(format!("{STREAM_ARN}reference"));
+    run(&ctx, "CreateApplication", application("crashing", ANOMALIES)).await.expect("create");
+    run(&ctx, "CreateApplication", reference).await.expect("create");
+    put_prices(&ctx, 0, 400, None).await;
+    for name in ["crashing", "steady"] {
+        let start = json!({"ApplicationName": name, "InputConfigurations": [{"Id": "1.1", "InputStartingPositionConfiguration": {"InputStartingPosition": "TRIM_HORIZON"}}]});
+        run(&ctx, "StartApplication", start).await.expect("start");
+    }
+    let steady = start_runner(&ctx, "steady").await;
+    let crashing = start_runner(&ctx, "crashing").await;
+    assert_eq!(scores_by_price(&ctx, "counts", 400).await.len(), 400);
+    // Time for the checkpoint naming the model, then the runner is gone mid-loop.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    crashing.abort();
+    let _ = crashing.await;
+    put_prices(&ctx, 400, 100, Some(450)).await;
+    let restarted = start_runner(&ctx, "crashing").await;
+    let after_crash = scores_by_price(&ctx, "counts", 500).await;
+    let uninterrupted = scores_by_price(&ctx, "reference", 500).await;
+    restarted.abort();
+    steady.abort();
+    assert_eq!(after_crash.len(), 500, "every row is written");
+    let differing: Vec<(&String, &f64)> =
+        after_crash.iter().filter(|(price, score)| uninterrupted.get(*price) != Some(*score)).collect();
+    assert!(
+        differing.is_empty() && uninterrupted.len() == 500,
+        "the restored forest gives the scores of one that never stopped; {} differ: {:?}",
+        differing.len(),
+        &differing[..differing.len().min(5)]
+    );
+    let outlier = after_crash.get("9000.0").copied().expect("the outlier is written");
+    let highest_other = after_crash.iter().filter(|(price, _)| *price != "9000.0").map(|(_, s)| *s).fold(0.0, f64::max);
+    assert!(outlier > 2.0 * highest_other, "the outlier scores {outlier}, the others at most {highest_other}");
+    let forests = ctx.engine.stream(&super::forests::stream_name("crashing")).expect("the model is kept");
+    assert!(ctx.engine.entry(&forests, 0, 0).expect("read").is_some(), "a model was written");
+}

@@ -1,0 +1,174 @@
+//! Finding `TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM ...)[, numberOfTrees, subSampleSize,
+//! timeDecay, shingleSize]))` in a pump's query: the query the cursor reads, the parameters,
+//! and the tokens the call takes (which the pump reads as the forest's scored stream instead).
+
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
+
+use crate::dialect::{is_blank, matching, word_is};
+use crate::error::{AnalyticsError, Result};
+use crate::forest::ForestParams;
+
+pub const FUNCTION: &str = "RANDOM_CUT_FOREST";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ForestCall {
+    /// The cursor's `SELECT STREAM ...`.
+    pub inner: Vec<TokenWithSpan>,
+    pub params: ForestParams,
+    /// The call's tokens, `TABLE` to its closing parenthesis: `[from, to)`.
+    pub from: usize,
+    pub to: usize,
+}
+
+/// The call in `tokens`, if there is one.
+pub fn find(tokens: &[TokenWithSpan]) -> Result<Option<ForestCall>> {
+    let Some(function) = tokens.iter().position(|t| word_is(&t.token, FUNCTION)) else { return Ok(None) };
+    let at = tokens[function].span.start;
+    let significant: Vec<usize> = (0..tokens.len()).filter(|&i| !is_blank(&tokens[i].token)).collect();
+    let place = significant.iter().position(|&i| i == function).unwrap_or(0);
+    let is = |offset: isize, word: &str| {
+        place
+            .checked_add_signed(offset)
+            .and_then(|p| significant.get(p))
+            .is_some_and(|&i| word_is(&tokens[i].token, word))
+    };
+    let paren = |offset: isize| {
+        place
+            .checked_add_signed(offset)
+            .and_then(|p| significant.get(p).copied())
+            .filter(|&i| tokens[i].token == Token::LParen)
+    };
+    let (Some(table_open), Some(call_open), Some(cursor_open)) = (paren(-1), paren(1), paren(3)) else {
+        return Err(misuse(at));
+    };
+    if !is(-2, "TABLE") || !is(2, "CURSOR") {
+        return Err(misuse(at));
+    }
+    let unclosed = || AnalyticsError::code(at.line, at.column, "This parenthesis is not closed.");
+    let cursor_close = matching(tokens, cursor_open, tokens.len()).ok_or_else(unclosed)?;
+    let call_close = matching(tokens, call_open, tokens.len()).ok_or_else(unclosed)?;
+    let table_close = matching(tokens, table_open, tokens.len()).ok_or_else(unclosed)?;
+    if (call_close + 1..table_close).any(|i| !is_blank(&tokens[i].token)) {
+        return Err(misuse(at));
+    }
+    let params = params(&tokens[cursor_close + 1..call_close], at)?;
+    let from = significant[place - 2];
+    Ok(Some(ForestCall { inner: tokens[cursor_open + 1..cursor_close].to_vec(), params, from, to: table_close + 1 }))
+}
+
+/// `, n, n, n, n` after the cursor: each may be left out from the end.
+fn params(tokens: &[TokenWithSpan], at: Location) -> Result<ForestParams> {
+    let mut values = Vec::new();
+    let mut expect_comma = true;
+    for t in tokens.iter().filter(|t| !is_blank(&t.token)) {
+        match (&t.token, expect_comma) {
+            (Token::Comma, true) => expect_comma = false,
+            (Token::Number(text, _), false) => {
+                let value = text.parse::<u64>().map_err(|_| bad_param(t.span.start, text))?;
+                values.push((value, t.span.start));
+                expect_comma = true;
+            }
+            (other, _) => return Err(bad_param(t.span.start, &other.to_string())),
+        }
+    }
+    if !expect_comma || values.len() > 4 {
+        return Err(AnalyticsError::code(
+            at.line,
+            at.column,
+            "RANDOM_CUT_FOREST takes a cursor and up to four numbers: numberOfTrees, subSampleSize, timeDecay, shingleSize.",
+        ));
+    }
+    let mut params = ForestParams::default();
+    let limits: [(&str, u64, u64); 4] = [
+        ("numberOfTrees", 1, 1_000),
+        ("subSampleSize", 10, 1_000),
+        ("timeDecay", 1, u64::from(u32::MAX)),
+        ("shingleSize", 1, 30),
+    ];
+    for (index, (value, at)) in values.into_iter().enumerate() {
+        let (name, low, high) = limits[index];
+        if !(low..=high).contains(&value) {
+            return Err(AnalyticsError::code(
+                at.line,
+                at.column,
+                format!("RANDOM_CUT_FOREST: {name} must be between {low} and {high}, not {value}."),
+            ));
+        }
+        let value_usize = value as usize;
+        match index {
+            0 => params.number_of_trees = value_usize,
+            1 => params.sub_sample_size = value_usize,
+            2 => params.time_decay = value,
+            _ => params.shingle_size = value_usize,
+        }
+    }
+    if params.sub_sample_size as u64 > params.time_decay {
+        return Err(AnalyticsError::code(
+            at.line,
+            at.column,
+            "RANDOM_CUT_FOREST: subSampleSize must not be larger than timeDecay.",
+        ));
+    }
+    Ok(params)
+}
+
+fn misuse(at: Location) -> AnalyticsError {
+    AnalyticsError::code(
+        at.line,
+        at.column,
+        "RANDOM_CUT_FOREST reads a cursor in a table: TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM ...))).",
+    )
+}
+
+fn bad_param(at: Location, text: &str) -> AnalyticsError {
+    AnalyticsError::code(at.line, at.column, format!("RANDOM_CUT_FOREST: {text} is not a whole number."))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dialect::tokenize;
+
+    fn call(sql: &str) -> Result<Option<ForestCall>> {
+        find(&tokenize(sql).expect("as the test set it up"))
+    }
+
+    #[test]
+    fn the_call_gives_its_cursor_and_parameters() {
+        let sql = "SELECT STREAM * FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM x FROM s), 50, 128, 1000, 2)) WHERE 1 = 1";
+        let found = call(sql).expect("a call").expect("found");
+        let inner: String = found.inner.iter().map(|t| t.token.to_string()).collect();
+        assert_eq!(inner, "SELECT STREAM x FROM s");
+        assert_eq!(
+            found.params,
+            ForestParams { number_of_trees: 50, sub_sample_size: 128, time_decay: 1000, shingle_size: 2 }
+        );
+        let tokens = tokenize(sql).expect("as the test set it up");
+        let rest: String = tokens[found.to..].iter().map(|t| t.token.to_string()).collect();
+        assert_eq!(rest, " WHERE 1 = 1");
+    }
+
+    #[test]
+    fn left_out_parameters_take_their_defaults() {
+        let found = call("SELECT STREAM * FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM * FROM s), 20))")
+            .expect("a call")
+            .expect("found");
+        assert_eq!(found.params, ForestParams { number_of_trees: 20, ..ForestParams::default() });
+        assert_eq!(call("SELECT STREAM * FROM s").expect("no call"), None);
+    }
+
+    #[test]
+    fn bad_parameters_are_refused_where_they_are_written() {
+        let error = call("SELECT STREAM * FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM * FROM s), 100, 5))")
+            .expect_err("a sample of 5");
+        assert_eq!(
+            error.to_string(),
+            "RANDOM_CUT_FOREST: subSampleSize must be between 10 and 1000, not 5. (line 1, column 83)"
+        );
+        let error = call("SELECT STREAM * FROM RANDOM_CUT_FOREST(s)").expect_err("no TABLE");
+        assert!(error.to_string().contains("TABLE(RANDOM_CUT_FOREST(CURSOR("), "{error}");
+        let error = call("SELECT STREAM * FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM * FROM s), 10, 'x'))")
+            .expect_err("a string");
+        assert!(error.to_string().contains("'x' is not a whole number"), "{error}");
+    }
+}

@@ -1,0 +1,135 @@
+//! RANDOM_CUT_FOREST models kept across a crash. At most once a minute, each forest that took
+//! in rows is written to the application's forest stream (`analytics/<name>/forests`, kept an
+//! hour: a model is about 1 MiB) and the next checkpoint names the entry. A restarted runner
+//! reads it back and replays the input after the last row the model took in, so the forest
+//! goes on as if nothing happened. With no snapshot (the first minute, or a stop longer than
+//! the hour) the forest starts empty, as the service's did on every start.
+
+use std::collections::BTreeMap;
+
+use framelog_analytics::Application;
+use framelog_store::{NewEntry, StreamHandle, StreamKind, new_stream_meta};
+use serde::{Deserialize, Serialize};
+
+use super::context::AnalyticsCtx;
+use crate::background::Background;
+
+/// How often a model that changed is written.
+pub const SNAPSHOT_EVERY_MS: u64 = 60_000;
+const RETENTION_HOURS: u32 = 1;
+
+/// The engine stream holding an application's forest models.
+pub fn stream_name(application: &str) -> String {
+    format!("{}/forests", AnalyticsCtx::engine_name(application))
+}
+
+/// Where a forest's last model is, and the ROWTIME of the last row it took in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForestMark {
+    pub seq: u64,
+    pub absorbed_ms: i64,
+}
+
+pub struct ForestStore {
+    ctx: AnalyticsCtx,
+    background: Background,
+    application: String,
+    /// By scored stream: the model the checkpoint names.
+    pub marks: BTreeMap<String, ForestMark>,
+    last_saved_ms: u64,
+}
+
+impl ForestStore {
+    pub fn new(ctx: AnalyticsCtx, background: Background, application: &str) -> ForestStore {
+        ForestStore { ctx, background, application: application.to_string(), marks: BTreeMap::new(), last_saved_ms: 0 }
+    }
+
+    /// Puts back the models a checkpoint names; a model that cannot be read is left out (its
+    /// forest starts empty).
+    pub async fn restore(&mut self, app: &mut Application, marks: &BTreeMap<String, ForestMark>) {
+        let Ok(handle) = self.ctx.engine.stream(&stream_name(&self.application)) else { return };
+        for (stream, mark) in marks {
+            let (engine, handle, seq) = (self.ctx.engine.clone(), handle.clone(), mark.seq);
+            let entry = self.background.spawn_blocking(move || engine.entry(&handle, 0, seq)).await;
+            let restored = match entry {
+                Ok(Ok(Some(entry))) => app.restore_forest(stream, &entry.payload).map_err(|e| e.to_string()),
+                _ => Err("the model is no longer kept".to_string()),
+            };
+            match restored {
+                Ok(()) => {
+                    self.marks.insert(stream.clone(), *mark);
+                }
+                Err(reason) => {
+                    tracing::warn!(application = %self.application, %stream, %reason, "a forest starts empty")
+                }
+            }
+        }
+    }
+
+    /// The earliest ROWTIME a restart must replay for the forests' models to catch up.
+    pub fn held_from_ms(&self) -> Option<i64> {
+        self.marks.values().map(|m| m.absorbed_ms).min()
+    }
+
+    /// Writes the models that took in rows since they were last written, once a minute.
+    pub async fn save_due(&mut self, app: &Application, now_ms: u64) {
+        if now_ms < self.last_saved_ms + SNAPSHOT_EVERY_MS {
+            return;
+        }
+        self.last_saved_ms = now_ms;
+        for (stream, absorbed) in app.forests() {
+            let Some(absorbed_ms) = absorbed else { continue };
+            if self.marks.get(&stream).is_some_and(|m| m.absorbed_ms == absorbed_ms) {
+                continue;
+            }
+            let written = match app.snapshot_forest(&stream) {
+                Ok(bytes) => self.append(&stream, bytes).await,
+                Err(error) => Err(error.to_string()),
+            };
+            match written {
+                Ok(seq) => {
+                    self.marks.insert(stream, ForestMark { seq, absorbed_ms });
+                }
+                Err(reason) => {
+                    tracing::warn!(application = %self.application, %stream, %reason, "a forest model was not written")
+                }
+            }
+        }
+    }
+
+    /// Appends a model (synced) and answers its sequence number.
+    async fn append(&self, stream: &str, model: Vec<u8>) -> Result<u64, String> {
+        let handle = self.forest_stream().await?;
+        let entry = NewEntry { shard: 0, producer_ts_ms: None, attrs: stream.as_bytes().to_vec(), payload: model };
+        let engine = self.ctx.engine.clone();
+        let appended = self.background.spawn_blocking(move || engine.append_blocking(&handle, vec![entry])).await;
+        match appended {
+            Ok(Ok(done)) => done.first().map(|a| a.seq).ok_or_else(|| "nothing was appended".to_string()),
+            Ok(Err(error)) => Err(error.to_string()),
+            Err(error) => Err(error.to_string()),
+        }
+    }
+
+    async fn forest_stream(&self) -> Result<StreamHandle, String> {
+        let name = stream_name(&self.application);
+        if let Ok(handle) = self.ctx.engine.stream(&name) {
+            return Ok(handle);
+        }
+        let now_ms = self.ctx.engine.now_ms();
+        let meta = new_stream_meta(
+            &name,
+            StreamKind::Application,
+            &self.ctx.arn(&self.application),
+            1,
+            RETENTION_HOURS,
+            now_ms,
+        );
+        let engine = self.ctx.engine.clone();
+        let created = self.background.spawn_blocking(move || engine.create_stream(meta)).await;
+        match created {
+            Ok(Ok(handle)) => Ok(handle),
+            // Another runner of the application (a lease handed over) created it first.
+            _ => self.ctx.engine.stream(&name).map_err(|e| e.to_string()),
+        }
+    }
+}
