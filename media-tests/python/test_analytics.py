@@ -104,6 +104,25 @@ ORDER BY FLOOR("TEMP_STREAM".ROWTIME TO SECOND), ANOMALY_SCORE DESC;
 """
 
 
+# The stagger-window example of the developer guide, its range shortened from a minute to two
+# seconds so the test need not wait minutes for its windows.
+STAGGER = """
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (
+    ticker_symbol    VARCHAR(4),
+    event_time       TIMESTAMP,
+    ticker_count     INTEGER);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS
+  INSERT INTO "DESTINATION_SQL_STREAM"
+    SELECT STREAM
+        TICKER_SYMBOL,
+        FLOOR(EVENT_TIME TO MINUTE),
+        COUNT(*) AS ticker_count
+    FROM "SOURCE_SQL_STREAM_001"
+    WINDOWED BY STAGGER (
+            PARTITION BY FLOOR(EVENT_TIME TO MINUTE), TICKER_SYMBOL RANGE INTERVAL '2' SECOND);
+"""
+
+
 def analytics_client(server: FramelogServer):
     return boto3.client("kinesisanalytics", endpoint_url=server.endpoint, region_name=REGION,
                         aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY, config=client_config())
@@ -449,3 +468,46 @@ def test_the_anomaly_example_scores_the_planted_outliers_highest(server):
     assert {row["PRICE"] for row in top} == planted, [(r["PRICE"], r["ANOMALY_SCORE"]) for r in top]
     ordinary = [row["ANOMALY_SCORE"] for row in warm if row["PRICE"] not in planted]
     assert min(row["ANOMALY_SCORE"] for row in top) > 2 * sorted(ordinary)[len(ordinary) * 99 // 100]
+
+
+def test_the_stagger_example_opens_a_window_per_partition_at_its_first_row(server):
+    kinesis, client = server.client(), analytics_client(server)
+    make_streams(kinesis, "ticks", "staggered")
+    event_input = ticker_input("ticks")
+    event_input["InputSchema"]["RecordColumns"] = [
+        {"Name": "TICKER_SYMBOL", "Mapping": "$.TICKER_SYMBOL", "SqlType": "VARCHAR(4)"},
+        {"Name": "EVENT_TIME", "Mapping": "$.EVENT_TIME", "SqlType": "TIMESTAMP"},
+        {"Name": "PRICE", "Mapping": "$.PRICE", "SqlType": "REAL"}]
+    client.create_application(ApplicationName="stagger", ApplicationCode=STAGGER,
+                              Inputs=[event_input], Outputs=[output("staggered")])
+    start(client, "stagger")
+    rng = random.Random(5)
+    minutes = ["2026-12-06 10:00", "2026-12-06 10:01"]
+    for batch in range(30):
+        # Late-arriving events of the earlier minute mixed in: their own partition.
+        records = [{"Data": json.dumps({"TICKER_SYMBOL": rng.choice(TICKERS[:3]),
+                                        "EVENT_TIME": f"{rng.choice(minutes)}:{rng.randrange(60):02d}",
+                                        "PRICE": rng.uniform(10, 50)}).encode(),
+                    "PartitionKey": f"k{batch}-{i}"} for i in range(rng.randrange(1, 8))]
+        assert kinesis.put_records(StreamName="ticks", Records=records)["FailedRecordCount"] == 0
+        time.sleep(rng.uniform(0.05, 0.4))
+    # Each partition's windows from the arrival times: a window opens with a row that finds none
+    # open and holds the rows of the next two seconds.
+    expected = []
+    open_windows: dict[tuple[str, str], list[int]] = {}
+    for arrived_ms, tick in arrivals(kinesis, "ticks"):
+        key = (tick["EVENT_TIME"][:16], tick["TICKER_SYMBOL"])
+        window = open_windows.get(key)
+        if window is None or arrived_ms >= window[0] + 2000:
+            if window is not None:
+                expected.append((window[0], key[1], window[1]))
+            window = open_windows[key] = [arrived_ms, 0]
+        window[1] += 1
+    expected += [(w[0], key[1], w[1]) for key, w in open_windows.items()]
+    last_end = max(start_ms for start_ms, _, _ in expected) + 2000
+    wait_for(lambda: time.time() * 1000 > last_end + 500, 10, "the last window to close")
+    rows = wait_for(lambda: (found := outputs(kinesis, "staggered")) and len(found) >= len(expected) and found, 20,
+                    f"{len(expected)} windows")
+    got = sorted((int(key.split("/")[1]), row["TICKER_SYMBOL"], row["TICKER_COUNT"]) for key, row in rows)
+    assert got == sorted(expected)
+    assert sum(count for _, _, count in got) == len(arrivals(kinesis, "ticks"))

@@ -15,7 +15,7 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use crate::batches::{
     Rowtime, flagged, in_value_order, into_target, keep_rows, rowtimes, split_by_window, stream_schema, visible,
 };
-use crate::dialect::HIDDEN_NEW;
+use crate::dialect::{HIDDEN_NEW, HIDDEN_ROWTIME};
 use crate::error::{AnalyticsError, Result};
 use crate::forest::Forest;
 use crate::forest_call;
@@ -23,6 +23,7 @@ use crate::forest_pump;
 use crate::pump::{CompiledPump, PumpKind, compile};
 use crate::script::parse_script;
 use crate::sql_type::SqlType;
+use crate::stagger::StaggerWindows;
 use crate::swap_table::SwapTable;
 
 /// A stream the application reads (an input), with its columns.
@@ -79,11 +80,17 @@ struct Pump {
     emitted_through_ms: i64,
     /// The forest of a RANDOM_CUT_FOREST stage.
     forest: Option<Forest>,
+    /// The windows of a stagger pump.
+    stagger: Option<StaggerWindows>,
 }
 
 impl Pump {
     fn new(compiled: CompiledPump, forest: Option<Forest>) -> Pump {
-        Pump { compiled, open: BTreeMap::new(), emitted_through_ms: i64::MIN, forest }
+        let stagger = match compiled.kind {
+            PumpKind::Stagger { range_ms } => Some(StaggerWindows::new(range_ms)),
+            _ => None,
+        };
+        Pump { compiled, open: BTreeMap::new(), emitted_through_ms: i64::MIN, forest, stagger }
     }
 }
 
@@ -210,11 +217,27 @@ impl Application {
     /// The earliest ROWTIME still held by an open window: input from there on must be read
     /// again after a restart.
     pub fn held_from_ms(&self) -> Option<i64> {
-        self.pumps
+        let tumbling = self
+            .pumps
             .iter()
             .filter(|p| matches!(p.compiled.kind, PumpKind::Tumbling { .. }))
-            .filter_map(|p| p.open.keys().next().copied())
-            .min()
+            .filter_map(|p| p.open.keys().next().copied());
+        let stagger = self.pumps.iter().filter_map(|p| p.stagger.as_ref()?.held_from_ms());
+        tumbling.chain(stagger).min()
+    }
+
+    /// Each stagger pump's open windows (partition in hex, opening ms), for a checkpoint.
+    pub fn stagger_windows(&self) -> BTreeMap<String, Vec<(String, i64)>> {
+        self.pumps.iter().filter_map(|p| Some((p.compiled.name.clone(), p.stagger.as_ref()?.open_windows()))).collect()
+    }
+
+    /// Where stagger windows stood at a checkpoint: a replay refills those.
+    pub fn restore_stagger(&mut self, windows: &BTreeMap<String, Vec<(String, i64)>>) {
+        for pump in &mut self.pumps {
+            if let (Some(stagger), Some(open)) = (pump.stagger.as_mut(), windows.get(&pump.compiled.name)) {
+                stagger.restore(open);
+            }
+        }
     }
 
     /// Rows of the input `stream` (ROWTIME and its columns, in order). With `replay`, the rows
@@ -248,17 +271,8 @@ impl Application {
     pub async fn advance(&mut self, watermark_ms: i64) -> Result<Step> {
         let mut step = Step::default();
         for index in 0..self.pumps.len() {
-            let PumpKind::Tumbling { length_ms } = self.pumps[index].compiled.kind else { continue };
-            let closing: Vec<i64> =
-                self.pumps[index].open.keys().copied().filter(|s| s + length_ms <= watermark_ms).collect();
-            for start in closing {
-                let rows = self.pumps[index].open.remove(&start).unwrap_or_default();
-                let window = WindowId {
-                    pump: self.pumps[index].compiled.name.clone(),
-                    start_ms: start,
-                    end_ms: start + length_ms,
-                };
-                self.pumps[index].emitted_through_ms = window.end_ms;
+            for (window, rows) in self.closing(index, watermark_ms) {
+                self.pumps[index].emitted_through_ms = self.pumps[index].emitted_through_ms.max(window.end_ms);
                 let written = self.run(index, rows, Rowtime::At(window.end_ms), &mut step).await;
                 if let Some(batch) = written.and_then(|b| in_value_order(&b).ok()) {
                     let target = self.pumps[index].compiled.target.clone();
@@ -268,6 +282,33 @@ impl Application {
             }
         }
         Ok(step)
+    }
+
+    /// A windowed pump's windows ending at or before `watermark_ms`, taken out with their rows.
+    fn closing(&mut self, index: usize, watermark_ms: i64) -> Vec<(WindowId, Vec<RecordBatch>)> {
+        let pump = &mut self.pumps[index];
+        let name = pump.compiled.name.clone();
+        match pump.compiled.kind {
+            PumpKind::Tumbling { length_ms } => {
+                let starts: Vec<i64> = pump.open.keys().copied().filter(|s| s + length_ms <= watermark_ms).collect();
+                starts
+                    .into_iter()
+                    .map(|start| {
+                        let rows = pump.open.remove(&start).unwrap_or_default();
+                        (WindowId { pump: name.clone(), start_ms: start, end_ms: start + length_ms }, rows)
+                    })
+                    .collect()
+            }
+            PumpKind::Stagger { range_ms } => {
+                let Some(stagger) = pump.stagger.as_mut() else { return Vec::new() };
+                stagger
+                    .close(watermark_ms)
+                    .into_iter()
+                    .map(|(end, rows)| (WindowId { pump: name.clone(), start_ms: end - range_ms, end_ms: end }, rows))
+                    .collect()
+            }
+            _ => Vec::new(),
+        }
     }
 
     /// Gives one pump a batch of its source: rows to a window, or a result now.
@@ -297,6 +338,10 @@ impl Application {
                 .await
                 .map(|b| vec![(target, b, None)])
                 .unwrap_or_default(),
+            PumpKind::Stagger { .. } => {
+                self.hold_staggered(index, rows, replay, step).await;
+                Vec::new()
+            }
             PumpKind::Forest(_) => {
                 let scored = self.score(index, rows, replay, step).await;
                 scored.filter(|_| !replay).map(|b| vec![(target, b, None)]).unwrap_or_default()
@@ -343,6 +388,31 @@ impl Application {
                 continue;
             }
             pump.open.entry(start).or_default().push(batch);
+        }
+    }
+
+    /// Puts rows into their partitions' stagger windows, by the pump's key query.
+    async fn hold_staggered(&mut self, index: usize, rows: &RecordBatch, replay: bool, step: &mut Step) {
+        let pump = &self.pumps[index].compiled;
+        let (Some(key_plan), Some((_, table))) = (pump.key_plan.clone(), self.tables.get(&pump.source)) else { return };
+        if rows.num_rows() == 0 {
+            return;
+        }
+        table.set(vec![rows.clone()]);
+        let keys = match self.ctx.execute_logical_plan(key_plan).await {
+            Ok(frame) => frame.collect().await,
+            Err(error) => Err(error),
+        };
+        table.set(Vec::new());
+        let keys = keys.map_err(AnalyticsError::Runtime).and_then(|batches| key_columns(&batches));
+        let name = pump.name.clone();
+        let held = match (keys, self.pumps[index].stagger.as_mut()) {
+            (Ok(keys), Some(stagger)) => stagger.hold(rows, &keys, replay).map_err(|e| e.to_string()),
+            (Err(error), _) => Err(error.to_string()),
+            (Ok(_), None) => Ok(()),
+        };
+        if let Err(message) = held {
+            step.errors.push(run_error(&name, message, rows));
         }
     }
 
@@ -421,6 +491,15 @@ fn register(ctx: &SessionContext, name: &str, table: Arc<dyn datafusion::catalog
 fn run_error(pump: &str, message: String, rows: &RecordBatch) -> RunError {
     let earliest = rowtimes(rows).ok().and_then(|t| t.values().iter().copied().min()).unwrap_or(0);
     RunError { pump: pump.to_string(), message, rows: rows.num_rows(), rowtime_ms: earliest }
+}
+
+/// The key query's rows as one batch, without the hidden ROWTIME it carries.
+fn key_columns(batches: &[RecordBatch]) -> Result<RecordBatch> {
+    let Some(first) = batches.first() else { return Err(AnalyticsError::Plan("the key query wrote nothing".into())) };
+    let all = datafusion::arrow::compute::concat_batches(&first.schema(), batches)
+        .map_err(|e| AnalyticsError::Runtime(e.into()))?;
+    let keep: Vec<usize> = (0..all.num_columns()).filter(|&i| all.schema().field(i).name() != HIDDEN_ROWTIME).collect();
+    all.project(&keep).map_err(|e| AnalyticsError::Runtime(e.into()))
 }
 
 /// An input batch (ROWTIME and columns) with the hidden flag column the stream's table has.

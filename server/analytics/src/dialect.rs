@@ -211,13 +211,8 @@ pub fn translate(tokens: &[TokenWithSpan], columns_of: &dyn Fn(&str) -> Option<V
 }
 
 /// The dialect's forms this server does not run yet, refused where they are written.
-const NOT_YET: &[&str] = &[
-    "COUNT_DISTINCT_ITEMS_TUMBLING",
-    "HOTSPOTS",
-    "RANDOM_CUT_FOREST_WITH_EXPLANATION",
-    "STAGGER",
-    "TOP_K_ITEMS_TUMBLING",
-];
+const NOT_YET: &[&str] =
+    &["COUNT_DISTINCT_ITEMS_TUMBLING", "HOTSPOTS", "RANDOM_CUT_FOREST_WITH_EXPLANATION", "TOP_K_ITEMS_TUMBLING"];
 
 fn refuse_unsupported(tokens: &[TokenWithSpan]) -> Result<()> {
     for t in tokens {
@@ -511,7 +506,7 @@ pub(crate) fn matching(tokens: &[TokenWithSpan], open: usize, to: usize) -> Opti
 }
 
 /// The first `word` in `[from, to)` outside any inner parentheses.
-fn top_level_word(tokens: &[TokenWithSpan], from: usize, to: usize, word: &str) -> Option<usize> {
+pub(crate) fn top_level_word(tokens: &[TokenWithSpan], from: usize, to: usize, word: &str) -> Option<usize> {
     let mut depth = 0;
     for (i, t) in tokens.iter().enumerate().take(to).skip(from) {
         match t.token {
@@ -533,7 +528,7 @@ fn last_word(tokens: &[TokenWithSpan], from: usize, to: usize) -> Option<String>
 }
 
 /// `INTERVAL 'n' UNIT` in `[from, to)`, in milliseconds.
-fn interval_ms(tokens: &[TokenWithSpan], from: usize, to: usize) -> Option<u64> {
+pub(crate) fn interval_ms(tokens: &[TokenWithSpan], from: usize, to: usize) -> Option<u64> {
     let significant: Vec<&Token> = tokens[from..to].iter().map(|t| &t.token).filter(|t| !is_blank(t)).collect();
     let [first, Token::SingleQuotedString(count), Token::Word(unit), ..] = significant.as_slice() else { return None };
     if !word_is(first, "INTERVAL") {

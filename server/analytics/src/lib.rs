@@ -18,6 +18,8 @@ mod pump;
 mod rows;
 mod script;
 mod sql_type;
+mod stagger;
+mod stagger_clause;
 mod swap_table;
 
 pub use application::{Application, Emitted, InputDef, RunError, Step, WindowId, WindowMarks};

@@ -15,6 +15,7 @@ use crate::dialect::{HIDDEN_NEW, HIDDEN_ROWTIME, History, ROWTIME, Translation, 
 use crate::error::{AnalyticsError, Result};
 use crate::forest::ForestParams;
 use crate::script::PumpDef;
+use crate::stagger_clause;
 
 /// How a pump turns rows into rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +28,8 @@ pub enum PumpKind {
     Sliding(History),
     /// RANDOM_CUT_FOREST's cursor: each row's result, scored by the pump's forest.
     Forest(ForestParams),
+    /// WINDOWED BY STAGGER: a window per partition, from its first row for `range_ms`.
+    Stagger { range_ms: i64 },
 }
 
 #[derive(Debug, Clone)]
@@ -40,6 +43,8 @@ pub struct CompiledPump {
     pub mapping: Vec<Option<usize>>,
     pub rowtime_column: Option<usize>,
     pub new_column: Option<usize>,
+    /// For a stagger window: each source row's partition and whether the WHERE keeps it.
+    pub key_plan: Option<LogicalPlan>,
 }
 
 /// The visible columns of a stream's table (neither ROWTIME nor the hidden flag).
@@ -55,9 +60,20 @@ pub async fn compile(
     references: &[String],
     state: &SessionState,
 ) -> Result<CompiledPump> {
+    let stagger = stagger_clause::find(&def.query)?;
+    let def = &match &stagger {
+        Some(clause) => PumpDef { query: clause.query.clone(), ..def.clone() },
+        None => def.clone(),
+    };
     let (translation, plan) = plan_query(def, streams, state).await?;
     let at = |message: String| AnalyticsError::code(def.at.line, def.at.column, message);
-    if translation.grouped && translation.tumbling_ms.is_none() {
+    let key_plan = match &stagger {
+        Some(clause) => {
+            Some(plan_query(&PumpDef { query: clause.key_query.clone(), ..def.clone() }, streams, state).await?.1)
+        }
+        None => None,
+    };
+    if translation.grouped && translation.tumbling_ms.is_none() && stagger.is_none() {
         return Err(at(format!(
             "Pump {}: a streaming GROUP BY needs a window on ROWTIME: STEP(ROWTIME BY INTERVAL 'n' SECOND) or FLOOR(ROWTIME TO MINUTE).",
             def.name
@@ -70,10 +86,11 @@ pub async fn compile(
         _ => return Err(at(format!("Pump {}: joining two streams is not supported by this server yet.", def.name))),
     };
     let target = streams.get(&def.target).ok_or_else(|| at(format!("Object '{}' not found", def.target)))?;
-    let kind = match (translation.tumbling_ms, translation.sliding) {
-        (Some(length_ms), _) => PumpKind::Tumbling { length_ms: length_ms as i64 },
-        (None, Some(history)) => PumpKind::Sliding(history),
-        (None, None) => PumpKind::Rows,
+    let kind = match (&stagger, translation.tumbling_ms, translation.sliding) {
+        (Some(clause), _, _) => PumpKind::Stagger { range_ms: clause.range_ms as i64 },
+        (None, Some(length_ms), _) => PumpKind::Tumbling { length_ms: length_ms as i64 },
+        (None, None, Some(history)) => PumpKind::Sliding(history),
+        (None, None, None) => PumpKind::Rows,
     };
     let result = plan.schema().clone();
     let find = |name: &str| result.fields().iter().position(|f| f.name() == name);
@@ -103,6 +120,7 @@ pub async fn compile(
         mapping,
         rowtime_column,
         new_column,
+        key_plan,
     })
 }
 

@@ -86,6 +86,7 @@ impl Runner {
         let mut app = Application::compile(&spec.code, &inputs, references).await.map_err(|e| e.to_string())?;
         let checkpoint = Checkpoint::from_settings(&app_stream.meta().settings).unwrap_or_default();
         app.restore(&checkpoint.marks);
+        app.restore_stagger(&checkpoint.stagger);
         let mut forests = ForestStore::new(ctx.clone(), background.clone(), &spec.name);
         // A model of other code may score other columns, or with other parameters.
         if checkpoint.version == spec.version {
@@ -287,6 +288,7 @@ impl Runner {
             version: self.spec.version,
             marks: self.app.marks(),
             forests: self.forests.marks.clone(),
+            stagger: self.app.stagger_windows(),
             ..Checkpoint::default()
         };
         for (&shard, &cursor) in &self.cursor {

@@ -124,6 +124,9 @@ pub struct Checkpoint {
     /// By scored stream: the RANDOM_CUT_FOREST models to take up again.
     #[serde(default)]
     pub forests: BTreeMap<String, super::forests::ForestMark>,
+    /// By stagger pump: its open windows (partition in hex, opening ms), which a replay refills.
+    #[serde(default)]
+    pub stagger: BTreeMap<String, Vec<(String, i64)>>,
 }
 
 impl Checkpoint {
