@@ -162,6 +162,17 @@ def make_streams(kinesis, *names: str, shards: int = 1) -> None:
         kinesis.create_stream(StreamName=name, ShardCount=shards)
 
 
+def launch(server, name: str, code: str, output_stream: str, app_input: dict | None = None):
+    """Creates the input stream `ticks` and `output_stream`, then the application reading one into
+    the other, started at TRIM_HORIZON; answers the KDS and analytics clients."""
+    kinesis, client = server.client(), analytics_client(server)
+    make_streams(kinesis, "ticks", output_stream)
+    client.create_application(ApplicationName=name, ApplicationCode=code,
+                              Inputs=[app_input or ticker_input("ticks")], Outputs=[output(output_stream)])
+    start(client, name)
+    return kinesis, client
+
+
 def put_ticks(kinesis, stream: str, count: int, rng: random.Random, batch: int = 100) -> None:
     """Random ticks in batches, a little apart, so they arrive across several windows."""
     for start in range(0, count, batch):
@@ -211,11 +222,7 @@ def f32(value: float) -> float:
 
 
 def test_the_tumbling_window_example_matches_windows_computed_from_arrival_times(server):
-    kinesis, client = server.client(), analytics_client(server)
-    make_streams(kinesis, "ticks", "prices")
-    client.create_application(ApplicationName="tumbling", ApplicationCode=TUMBLING,
-                              Inputs=[ticker_input("ticks")], Outputs=[output("prices")])
-    start(client, "tumbling")
+    kinesis, _ = launch(server, "tumbling", TUMBLING, "prices")
     put_ticks(kinesis, "ticks", 3000, random.Random(7))
     records = arrivals(kinesis, "ticks")
     last_window_end = (records[-1][0] // 2000 + 1) * 2000
@@ -240,11 +247,7 @@ def test_the_tumbling_window_example_matches_windows_computed_from_arrival_times
 
 
 def test_the_sliding_window_example_gives_each_row_its_preceding_minute(server):
-    kinesis, client = server.client(), analytics_client(server)
-    make_streams(kinesis, "ticks", "averages")
-    client.create_application(ApplicationName="sliding", ApplicationCode=SLIDING,
-                              Inputs=[ticker_input("ticks")], Outputs=[output("averages")])
-    start(client, "sliding")
+    kinesis, _ = launch(server, "sliding", SLIDING, "averages")
     put_ticks(kinesis, "ticks", 2000, random.Random(11))
     records = arrivals(kinesis, "ticks")
     found = wait_for(lambda: (rows := outputs(kinesis, "averages")) and len(rows) >= len(records) and rows, 30,
@@ -439,11 +442,7 @@ def test_a_lambda_output_gets_aws_event_and_the_error_stream_its_own_output(tmp_
 
 
 def test_the_anomaly_example_scores_the_planted_outliers_highest(server):
-    kinesis, client = server.client(), analytics_client(server)
-    make_streams(kinesis, "ticks", "scored")
-    client.create_application(ApplicationName="anomalies", ApplicationCode=ANOMALIES,
-                              Inputs=[ticker_input("ticks")], Outputs=[output("scored")])
-    start(client, "anomalies")
+    kinesis, _ = launch(server, "anomalies", ANOMALIES, "scored")
     rng = random.Random(11)
     outliers = {700, 950, 1200, 1450, 1700}
     ticks = []
@@ -471,16 +470,12 @@ def test_the_anomaly_example_scores_the_planted_outliers_highest(server):
 
 
 def test_the_stagger_example_opens_a_window_per_partition_at_its_first_row(server):
-    kinesis, client = server.client(), analytics_client(server)
-    make_streams(kinesis, "ticks", "staggered")
     event_input = ticker_input("ticks")
     event_input["InputSchema"]["RecordColumns"] = [
         {"Name": "TICKER_SYMBOL", "Mapping": "$.TICKER_SYMBOL", "SqlType": "VARCHAR(4)"},
         {"Name": "EVENT_TIME", "Mapping": "$.EVENT_TIME", "SqlType": "TIMESTAMP"},
         {"Name": "PRICE", "Mapping": "$.PRICE", "SqlType": "REAL"}]
-    client.create_application(ApplicationName="stagger", ApplicationCode=STAGGER,
-                              Inputs=[event_input], Outputs=[output("staggered")])
-    start(client, "stagger")
+    kinesis, _ = launch(server, "stagger", STAGGER, "staggered", event_input)
     rng = random.Random(5)
     minutes = ["2026-12-06 10:00", "2026-12-06 10:01"]
     for batch in range(30):
