@@ -1,6 +1,7 @@
 //! RANDOM_CUT_FOREST models kept across a crash. At most once a minute, each forest that took
 //! in rows is written to the application's forest stream (`analytics/<name>/forests`, kept an
-//! hour: a model is about 1 MiB) and the next checkpoint names the entry. A restarted runner
+//! hour: a model is about 1 MiB) and the next checkpoint names the entry; a model that took in
+//! nothing is written again every half hour, so an idle application's model outlives the hour. A restarted runner
 //! reads it back and replays the input after the last row the model took in, so the forest
 //! goes on as if nothing happened. With no snapshot (the first minute, or a stop longer than
 //! the hour) the forest starts empty, as the service's did on every start.
@@ -17,6 +18,8 @@ use crate::background::Background;
 /// How often a model that changed is written.
 pub const SNAPSHOT_EVERY_MS: u64 = 60_000;
 const RETENTION_HOURS: u32 = 1;
+/// How often an unchanged model is written again: well within the stream's retention.
+const REFRESH_EVERY_MS: u64 = 30 * 60_000;
 
 /// The engine stream holding an application's forest models.
 pub fn stream_name(application: &str) -> String {
@@ -28,6 +31,9 @@ pub fn stream_name(application: &str) -> String {
 pub struct ForestMark {
     pub seq: u64,
     pub absorbed_ms: i64,
+    /// When the model was written (engine time).
+    #[serde(default)]
+    pub written_ms: u64,
 }
 
 pub struct ForestStore {
@@ -79,7 +85,7 @@ impl ForestStore {
         self.last_saved_ms = now_ms;
         for (stream, absorbed) in app.forests() {
             let Some(absorbed_ms) = absorbed else { continue };
-            if self.marks.get(&stream).is_some_and(|m| m.absorbed_ms == absorbed_ms) {
+            if !needs_writing(self.marks.get(&stream), absorbed_ms, now_ms) {
                 continue;
             }
             let written = match app.snapshot_forest(&stream) {
@@ -88,7 +94,7 @@ impl ForestStore {
             };
             match written {
                 Ok(seq) => {
-                    self.marks.insert(stream, ForestMark { seq, absorbed_ms });
+                    self.marks.insert(stream, ForestMark { seq, absorbed_ms, written_ms: now_ms });
                 }
                 Err(reason) => {
                     tracing::warn!(application = %self.application, %stream, %reason, "a forest model was not written")
@@ -131,5 +137,26 @@ impl ForestStore {
             // Another runner of the application (a lease handed over) created it first.
             _ => self.ctx.engine.stream(&name).map_err(|e| e.to_string()),
         }
+    }
+}
+
+/// Whether a forest's model is due: it took in rows since its last write, or that write is
+/// half an hour old (the stream keeps it an hour).
+fn needs_writing(last: Option<&ForestMark>, absorbed_ms: i64, now_ms: u64) -> bool {
+    last.is_none_or(|m| m.absorbed_ms != absorbed_ms || now_ms >= m.written_ms + REFRESH_EVERY_MS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_is_written_when_it_changed_or_its_copy_grows_old() {
+        let mark = ForestMark { seq: 3, absorbed_ms: 1_000, written_ms: 50_000 };
+        assert!(needs_writing(None, 1_000, 50_000), "never written");
+        assert!(needs_writing(Some(&mark), 2_000, 51_000), "took in rows");
+        assert!(!needs_writing(Some(&mark), 1_000, 50_000 + REFRESH_EVERY_MS - 1), "unchanged and recent");
+        assert!(needs_writing(Some(&mark), 1_000, 50_000 + REFRESH_EVERY_MS), "unchanged, but its copy ages out");
+        assert!(REFRESH_EVERY_MS < u64::from(RETENTION_HOURS) * 3_600_000);
     }
 }
