@@ -274,7 +274,9 @@ function finishResult(snapshot, seconds, errors) {
   result.buffered = snapshot.buffered;
   result.width = snapshot.width;
   result.height = snapshot.height;
-  result.errors.push(...errors, ...snapshot.videoErrors);
+  const reported = [...errors, ...snapshot.videoErrors];
+  result.recovered = reported.filter((e) => e.fatal === false && RECOVERIES.includes(e.details));
+  result.errors.push(...reported.filter((e) => !result.recovered.includes(e)));
   result.wanted = seconds;
   const reasons = [];
   if (snapshot.start === null) reasons.push('the video never fired "playing"');
