@@ -394,16 +394,11 @@ impl Application {
     /// Puts rows into their partitions' stagger windows, by the pump's key query.
     async fn hold_staggered(&mut self, index: usize, rows: &RecordBatch, replay: bool, step: &mut Step) {
         let pump = &self.pumps[index].compiled;
-        let (Some(key_plan), Some((_, table))) = (pump.key_plan.clone(), self.tables.get(&pump.source)) else { return };
+        let Some(key_plan) = pump.key_plan.clone() else { return };
         if rows.num_rows() == 0 {
             return;
         }
-        table.set(vec![rows.clone()]);
-        let keys = match self.ctx.execute_logical_plan(key_plan).await {
-            Ok(frame) => frame.collect().await,
-            Err(error) => Err(error),
-        };
-        table.set(Vec::new());
+        let keys = self.execute(&pump.source, key_plan, vec![rows.clone()]).await;
         let keys = keys.map_err(AnalyticsError::Runtime).and_then(|batches| key_columns(&batches));
         let name = pump.name.clone();
         let held = match (keys, self.pumps[index].stagger.as_mut()) {
@@ -435,6 +430,25 @@ impl Application {
         result
     }
 
+    /// Runs `plan` with the table of `source` holding `rows` (and nothing once it is done).
+    async fn execute(
+        &self,
+        source: &str,
+        plan: datafusion::logical_expr::LogicalPlan,
+        rows: Vec<RecordBatch>,
+    ) -> datafusion::error::Result<Vec<RecordBatch>> {
+        let Some((_, table)) = self.tables.get(source) else {
+            return Err(datafusion::error::DataFusionError::Plan(format!("Unknown stream {source}.")));
+        };
+        table.set(rows);
+        let outcome = match self.ctx.execute_logical_plan(plan).await {
+            Ok(frame) => frame.collect().await,
+            Err(error) => Err(error),
+        };
+        table.set(Vec::new());
+        outcome
+    }
+
     /// Runs a pump's plan over `rows` of its source; its result as rows of its target, or its
     /// error noted in `step`.
     async fn run(
@@ -445,17 +459,11 @@ impl Application {
         step: &mut Step,
     ) -> Option<RecordBatch> {
         let pump = &self.pumps[index].compiled;
-        let (_, table) = self.tables.get(&pump.source)?;
         let (target_schema, _) = self.tables.get(&pump.target)?;
         let count: usize = rows.iter().map(RecordBatch::num_rows).sum();
         let earliest =
             rows.iter().filter_map(|b| rowtimes(b).ok()).flat_map(|t| t.values().iter().copied().min()).min();
-        table.set(rows);
-        let outcome = match self.ctx.execute_logical_plan(pump.plan.clone()).await {
-            Ok(frame) => frame.collect().await,
-            Err(error) => Err(error),
-        };
-        table.set(Vec::new());
+        let outcome = self.execute(&pump.source, pump.plan.clone(), rows).await;
         let failed = |message: String| RunError {
             pump: pump.name.clone(),
             message,

@@ -553,7 +553,7 @@ fn bad_step(at: Location) -> AnalyticsError {
     AnalyticsError::code(at.line, at.column, "STEP takes a time and an interval: STEP(ROWTIME BY INTERVAL 'n' SECOND).")
 }
 
-fn unclosed(at: Location) -> AnalyticsError {
+pub(crate) fn unclosed(at: Location) -> AnalyticsError {
     AnalyticsError::code(at.line, at.column, "This parenthesis is not closed.")
 }
 

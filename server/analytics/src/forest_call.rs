@@ -4,7 +4,7 @@
 
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 
-use crate::dialect::{is_blank, matching, word_is};
+use crate::dialect::{is_blank, matching, unclosed, word_is};
 use crate::error::{AnalyticsError, Result};
 use crate::forest::ForestParams;
 
@@ -44,10 +44,9 @@ pub fn find(tokens: &[TokenWithSpan]) -> Result<Option<ForestCall>> {
     if !is(-2, "TABLE") || !is(2, "CURSOR") {
         return Err(misuse(at));
     }
-    let unclosed = || AnalyticsError::code(at.line, at.column, "This parenthesis is not closed.");
-    let cursor_close = matching(tokens, cursor_open, tokens.len()).ok_or_else(unclosed)?;
-    let call_close = matching(tokens, call_open, tokens.len()).ok_or_else(unclosed)?;
-    let table_close = matching(tokens, table_open, tokens.len()).ok_or_else(unclosed)?;
+    let cursor_close = matching(tokens, cursor_open, tokens.len()).ok_or_else(|| unclosed(at))?;
+    let call_close = matching(tokens, call_open, tokens.len()).ok_or_else(|| unclosed(at))?;
+    let table_close = matching(tokens, table_open, tokens.len()).ok_or_else(|| unclosed(at))?;
     if (call_close + 1..table_close).any(|i| !is_blank(&tokens[i].token)) {
         return Err(misuse(at));
     }
