@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use super::context::AnalyticsCtx;
 use super::schema::{check_code, input_schema};
 use super::spec::{ApplicationSpec, CHECKPOINT_KEY, InputSpec, OutputSpec, ReferenceSpec, SPEC_KEY, Status};
+use super::video_input::{matching_streams, video_pattern};
 use crate::document::{Document, as_string};
 use crate::error::{ApiError, ErrorType};
 
@@ -46,8 +47,16 @@ fn parse_input(ctx: &AnalyticsCtx, input: &Value, id: String) -> Result<InputSpe
         .ok_or_else(|| ApiError::invalid("Either KinesisStreamsInput or KinesisFirehoseInput is required."))?;
     let source = &input[source_member];
     let resource_arn = source["ResourceARN"].as_str().unwrap_or_default().to_string();
-    if ctx.stream_of_arn(&resource_arn).is_none() {
+    let exists = match video_pattern(&resource_arn) {
+        // A pattern may name streams not created yet; a plain name must exist.
+        Some(pattern) => pattern.contains('*') || !matching_streams(&ctx.engine, &pattern).is_empty(),
+        None => ctx.stream_of_arn(&resource_arn).is_some(),
+    };
+    if !exists {
         return Err(ApiError::invalid(format!("The input stream {resource_arn} does not exist.")));
+    }
+    if video_pattern(&resource_arn).is_some() && source_member != "KinesisStreamsInput" {
+        return Err(ApiError::invalid("A video stream is read through KinesisStreamsInput."));
     }
     let parallelism = input["InputParallelism"]["Count"].as_u64().unwrap_or(1) as u32;
     if parallelism != 1 {

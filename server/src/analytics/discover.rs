@@ -7,6 +7,7 @@ use framelog_store::Position;
 use serde_json::{Map, Value, json};
 
 use super::context::AnalyticsCtx;
+use super::video_input::{sample_documents, video_pattern};
 use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 
@@ -49,14 +50,17 @@ fn unable(detail: &str) -> ApiError {
 
 /// Up to SAMPLE_RECORDS records of each shard: the oldest, or with NOW the newest.
 fn sample_stream(ctx: &AnalyticsCtx, arn: &str, body: &Document) -> Result<Vec<Vec<u8>>, ApiError> {
-    let handle =
-        ctx.stream_of_arn(arn).ok_or_else(|| ApiError::invalid(format!("The stream {arn} does not exist.")))?;
     let position = body
         .object("InputStartingPositionConfiguration")?
         .map(|c| c.str("InputStartingPosition"))
         .transpose()?
         .flatten()
         .unwrap_or_else(|| "NOW".into());
+    if let Some(pattern) = video_pattern(arn) {
+        return Ok(sample_documents(&ctx.engine, &pattern, position != "TRIM_HORIZON", SAMPLE_RECORDS));
+    }
+    let handle =
+        ctx.stream_of_arn(arn).ok_or_else(|| ApiError::invalid(format!("The stream {arn} does not exist.")))?;
     let mut records = Vec::new();
     for shard in 0..handle.shard_count() {
         let oldest = ctx.engine.resolve(&handle, shard, Position::TrimHorizon).map_err(ApiError::from)?;

@@ -6,6 +6,7 @@
 mod api;
 mod context;
 mod discover;
+mod feed;
 mod forests;
 mod outputs;
 mod reference;
@@ -16,6 +17,9 @@ pub mod supervisor;
 mod tags;
 #[cfg(test)]
 mod tests;
+mod video_input;
+#[cfg(test)]
+mod video_tests;
 
 use std::sync::LazyLock;
 

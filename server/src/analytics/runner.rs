@@ -15,11 +15,12 @@ use std::time::Duration;
 use framelog_analytics::arrow::compute::{sort_to_indices, take_record_batch};
 use framelog_analytics::arrow::record_batch::RecordBatch;
 use framelog_analytics::{Application, InputSchema, RunError, Step, read_records};
-use framelog_store::{Entry, NewEntry, Position, StreamHandle};
+use framelog_store::{NewEntry, Position, StreamHandle};
 use serde_json::json;
 
 use super::api::ERROR_STREAM;
 use super::context::AnalyticsCtx;
+use super::feed::{Feed, Item};
 use super::forests::ForestStore;
 use super::outputs::{OutRecord, Outputs};
 use super::reference;
@@ -30,8 +31,6 @@ use crate::civil_date::sql_timestamp;
 
 /// How long after a ROWTIME the watermark passes it: appends that were in flight land by then.
 const GRACE_MS: i64 = 100;
-const READ_RECORDS: usize = 10_000;
-const READ_BYTES: usize = 8 << 20;
 /// How often an idle application looks for new records and closes windows.
 const IDLE_WAIT_MS: u64 = 50;
 /// A checkpoint at least this often while rows flow, and after every window written.
@@ -50,15 +49,15 @@ struct Runner {
     background: Background,
     app_stream: StreamHandle,
     spec: ApplicationSpec,
-    source: StreamHandle,
+    feed: Feed,
     schema: InputSchema,
     stream_name: String,
     app: Application,
     outputs: Outputs,
-    /// Per shard: where the next read starts, and the first record not yet processed before
-    /// this run (records before it are replay).
-    cursor: BTreeMap<u32, u64>,
-    replay_until: BTreeMap<u32, u64>,
+    /// Per input part: where the next read starts, and the first record not yet processed
+    /// before this run (records before it are replay).
+    cursor: BTreeMap<String, u64>,
+    replay_until: BTreeMap<String, u64>,
     last_checkpoint_ms: u64,
     forests: ForestStore,
 }
@@ -71,8 +70,7 @@ impl Runner {
         spec: ApplicationSpec,
     ) -> Result<Runner, String> {
         let input = spec.inputs.first().ok_or("it has no input")?.clone();
-        let source =
-            ctx.stream_of_arn(&input.resource_arn).ok_or(format!("its input {} is gone", input.resource_arn))?;
+        let feed = Feed::open(&ctx, &input.resource_arn)?;
         let schema = input_schema(&input.schema).map_err(|e| e.message.unwrap_or_default())?;
         let mut references = Vec::new();
         for table in &spec.references {
@@ -99,7 +97,7 @@ impl Runner {
             app_stream,
             stream_name: input.stream_name(),
             spec,
-            source,
+            feed,
             schema,
             app,
             outputs,
@@ -112,26 +110,25 @@ impl Runner {
         Ok(runner)
     }
 
-    /// Where each shard's reading starts: the checkpoint's replay point, or the start position.
+    /// Where each part's reading starts: the checkpoint's replay point, or the start position.
     fn place_shards(&mut self, checkpoint: &Checkpoint) {
-        for shard in 0..self.source.shard_count() {
-            if self.cursor.contains_key(&shard) {
-                continue;
-            }
-            let (from, until) = match checkpoint.next_seq.get(&shard) {
-                Some(next) => (checkpoint.replay_seq.get(&shard).copied().unwrap_or(*next).min(*next), *next),
+        self.feed.refresh(&self.ctx.engine);
+        let keys: Vec<String> = self.feed.keys().filter(|key| !self.cursor.contains_key(*key)).cloned().collect();
+        for key in keys {
+            let (from, until) = match checkpoint.next_seq.get(&key) {
+                Some(next) => (checkpoint.replay_seq.get(&key).copied().unwrap_or(*next).min(*next), *next),
                 None => {
                     let position = match (self.spec.starting_position.as_deref(), self.spec.started_ms) {
                         (Some("TRIM_HORIZON"), _) => Position::TrimHorizon,
                         (_, Some(started_ms)) => Position::AtArrivalMs(started_ms),
                         _ => Position::Latest,
                     };
-                    let at = self.ctx.engine.resolve(&self.source, shard, position).unwrap_or(0);
+                    let at = self.feed.resolve(&self.ctx.engine, &key, position).unwrap_or(0);
                     (at, at)
                 }
             };
-            self.cursor.insert(shard, from);
-            self.replay_until.insert(shard, until);
+            self.cursor.insert(key.clone(), from);
+            self.replay_until.insert(key, until);
         }
     }
 
@@ -167,39 +164,35 @@ impl Runner {
         }
     }
 
-    /// One read of every shard: the entries with their shard, and, when a shard has more to
-    /// read, the earliest ROWTIME such a shard has reached (its later records come no earlier).
-    async fn read_round(&mut self) -> (Vec<(u32, Entry)>, Option<i64>) {
-        let mut entries = Vec::new();
+    /// One read of every part: the items, and, when a part has more to read, the earliest
+    /// ROWTIME such a part has reached (its later items come no earlier).
+    async fn read_round(&mut self) -> (Vec<Item>, Option<i64>) {
+        let mut items = Vec::new();
         let mut frontier_ms: Option<i64> = None;
-        for (&shard, cursor) in self.cursor.iter_mut() {
-            let (engine, source, from) = (self.ctx.engine.clone(), self.source.clone(), *cursor);
-            let read = self
-                .background
-                .spawn_blocking(move || engine.read(&source, shard, from, READ_RECORDS, READ_BYTES))
-                .await;
-            match read {
-                Ok(Ok(batch)) => {
-                    if batch.next_seq < batch.tip_seq {
-                        let reached = batch.entries.last().map_or(0, |e| e.arrival_ms as i64);
-                        frontier_ms = Some(frontier_ms.map_or(reached, |f| f.min(reached)));
+        for (key, cursor) in self.cursor.iter_mut() {
+            if !self.feed.has(key) {
+                continue;
+            }
+            match self.feed.read(&self.ctx.engine, &self.background, key, *cursor).await {
+                Ok(read) => {
+                    if let Some(behind_ms) = read.behind_ms {
+                        frontier_ms = Some(frontier_ms.map_or(behind_ms as i64, |f| f.min(behind_ms as i64)));
                     }
-                    *cursor = batch.next_seq;
-                    entries.extend(batch.entries.into_iter().map(|e| (shard, e)));
+                    *cursor = read.next_seq;
+                    items.extend(read.items);
                 }
-                Ok(Err(error)) => {
-                    tracing::warn!(application = %self.spec.name, shard, %error, "reading the input failed")
+                Err(error) => {
+                    tracing::warn!(application = %self.spec.name, part = %key, %error, "reading the input failed")
                 }
-                Err(_) => {}
             }
         }
-        (entries, frontier_ms)
+        (items, frontier_ms)
     }
 
-    /// Entries into rows, replayed ones apart, each in ROWTIME order; rows pushed through.
-    async fn process(&mut self, entries: Vec<(u32, Entry)>) {
+    /// Items into rows, replayed ones apart, each in ROWTIME order; rows pushed through.
+    async fn process(&mut self, items: Vec<Item>) {
         let (replayed, fresh): (Vec<_>, Vec<_>) =
-            entries.into_iter().partition(|(shard, e)| e.seq < self.replay_until.get(shard).copied().unwrap_or(0));
+            items.into_iter().partition(|i| i.seq < self.replay_until.get(&i.part).copied().unwrap_or(0));
         if !replayed.is_empty() {
             let (rows, _) = self.rows(&replayed);
             if let Err(error) = self.app.push(&self.stream_name, rows, true).await {
@@ -213,32 +206,31 @@ impl Runner {
         let now_ms = self.ctx.engine.now_ms() as i64;
         let errors: Vec<OutRecord> = rejected
             .into_iter()
-            .map(|(entry, message)| {
+            .map(|(item, message)| {
                 let row = ErrorRow {
                     at_ms: now_ms,
                     name: "Parse_Error",
                     message,
-                    rowtime_ms: entry.arrival_ms as i64,
-                    data: &entry.payload,
+                    rowtime_ms: item.arrival_ms as i64,
+                    data: &item.data,
                     pump: "",
                 };
                 error_record(&row)
             })
             .collect();
         self.write_errors(errors).await;
-        let first = fresh.first().map(|(shard, e)| format!("s{shard}-{}", e.seq)).unwrap_or_default();
+        let first = fresh.first().map(|i| format!("s{}-{}", i.part, i.seq)).unwrap_or_default();
         match self.app.push(&self.stream_name, rows, false).await {
             Ok(step) => self.handle(step, &first).await,
             Err(error) => tracing::warn!(application = %self.spec.name, %error, "processing input failed"),
         }
     }
 
-    /// Rows of the entries, sorted by ROWTIME; the entries that did not fit the schema.
-    fn rows<'a>(&self, entries: &'a [(u32, Entry)]) -> (RecordBatch, Vec<(&'a Entry, String)>) {
-        let records: Vec<(i64, &[u8])> =
-            entries.iter().map(|(_, e)| (e.arrival_ms as i64, e.payload.as_slice())).collect();
+    /// Rows of the items, sorted by ROWTIME; the items that did not fit the schema.
+    fn rows<'a>(&self, items: &'a [Item]) -> (RecordBatch, Vec<(&'a Item, String)>) {
+        let records: Vec<(i64, &[u8])> = items.iter().map(|i| (i.arrival_ms as i64, i.data.as_slice())).collect();
         let (rows, rejected) = read_records(&self.schema, &records);
-        let rejected = rejected.into_iter().map(|r| (&entries[r.index].1, r.message)).collect();
+        let rejected = rejected.into_iter().map(|r| (&items[r.index], r.message)).collect();
         (sorted_by_rowtime(rows), rejected)
     }
 
@@ -291,14 +283,12 @@ impl Runner {
             stagger: self.app.stagger_windows(),
             ..Checkpoint::default()
         };
-        for (&shard, &cursor) in &self.cursor {
+        for (key, &cursor) in &self.cursor {
             let replay = held_ms
-                .and_then(|ms| {
-                    self.ctx.engine.resolve(&self.source, shard, Position::AtArrivalMs(ms.max(0) as u64)).ok()
-                })
+                .and_then(|ms| self.feed.resolve(&self.ctx.engine, key, Position::AtArrivalMs(ms.max(0) as u64)))
                 .map_or(cursor, |seq| seq.min(cursor));
-            checkpoint.next_seq.insert(shard, cursor.max(self.replay_until.get(&shard).copied().unwrap_or(0)));
-            checkpoint.replay_seq.insert(shard, replay);
+            checkpoint.next_seq.insert(key.clone(), cursor.max(self.replay_until.get(key).copied().unwrap_or(0)));
+            checkpoint.replay_seq.insert(key.clone(), replay);
         }
         let text = serde_json::to_string(&checkpoint).unwrap_or_default();
         let (engine, stream) = (self.ctx.engine.clone(), self.app_stream.clone());

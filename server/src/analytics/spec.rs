@@ -118,8 +118,9 @@ impl ApplicationSpec {
 pub struct Checkpoint {
     /// The definition version the positions belong to.
     pub version: u64,
-    pub next_seq: BTreeMap<u32, u64>,
-    pub replay_seq: BTreeMap<u32, u64>,
+    /// By input part (feed.rs): a shard's number, or `video/<name>`.
+    pub next_seq: BTreeMap<String, u64>,
+    pub replay_seq: BTreeMap<String, u64>,
     pub marks: BTreeMap<String, i64>,
     /// By scored stream: the RANDOM_CUT_FOREST models to take up again.
     #[serde(default)]

@@ -16,7 +16,7 @@ use crate::error::{ApiError, ErrorType};
 use crate::firehose::{Buckets, FirehoseCtx};
 use crate::kds::{IteratorCodec, KdsCtx, KdsSettings};
 
-fn context(dir: &Path) -> AnalyticsCtx {
+pub(super) fn context(dir: &Path) -> AnalyticsCtx {
     let engine = Engine::open(&dir.join("engine"), Arc::new(SystemClock), EngineOptions::default()).expect("engine");
     let metrics = crate::cloudwatch::Recorder::new(engine.clone());
     let kds = KdsCtx {
@@ -52,12 +52,12 @@ fn context(dir: &Path) -> AnalyticsCtx {
 }
 
 /// One call, on a blocking thread as the router runs it (code checks block on DataFusion).
-async fn run(ctx: &AnalyticsCtx, op: &'static str, document: Value) -> Result<Value, ApiError> {
+pub(super) async fn run(ctx: &AnalyticsCtx, op: &'static str, document: Value) -> Result<Value, ApiError> {
     let ctx = ctx.clone();
     tokio::task::spawn_blocking(move || super::call(&ctx, op, Document::parse(document)?)).await.expect("join")
 }
 
-async fn kds(ctx: &AnalyticsCtx, op: &'static str, document: Value) -> Value {
+pub(super) async fn kds(ctx: &AnalyticsCtx, op: &'static str, document: Value) -> Value {
     let kds = ctx.kds.clone();
     tokio::task::spawn_blocking(move || crate::kds::call(&kds, op, Document::parse(document).expect("doc")))
         .await
@@ -65,8 +65,8 @@ async fn kds(ctx: &AnalyticsCtx, op: &'static str, document: Value) -> Value {
         .expect(op)
 }
 
-const STREAM_ARN: &str = "arn:aws:kinesis:us-east-1:000000000000:stream/";
-const ROLE: &str = "arn:aws:iam::000000000000:role/analytics";
+pub(super) const STREAM_ARN: &str = "arn:aws:kinesis:us-east-1:000000000000:stream/";
+pub(super) const ROLE: &str = "arn:aws:iam::000000000000:role/analytics";
 
 const COUNTS: &str = r#"
 CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (ticker_symbol VARCHAR(4), ticker_count INTEGER);
@@ -169,7 +169,7 @@ async fn bad_code_is_refused_with_its_line_and_column() {
 }
 
 /// Every record of `stream`, decoded as JSON.
-async fn records_of(ctx: &AnalyticsCtx, stream: &str) -> Vec<(String, Value)> {
+pub(super) async fn records_of(ctx: &AnalyticsCtx, stream: &str) -> Vec<(String, Value)> {
     let mut found = Vec::new();
     for shard in ["shardId-000000000000", "shardId-000000000001"] {
         let iterator = kds(
@@ -264,7 +264,7 @@ async fn put_prices(ctx: &AnalyticsCtx, first: usize, count: usize, outlier: Opt
 }
 
 /// Starts `name` from TRIM_HORIZON (or where it stopped) and runs its runner in a task.
-async fn start_runner(ctx: &AnalyticsCtx, name: &str) -> tokio::task::JoinHandle<()> {
+pub(super) async fn start_runner(ctx: &AnalyticsCtx, name: &str) -> tokio::task::JoinHandle<()> {
     let (handle, spec) = ctx.lookup(name).expect("lookup");
     tokio::spawn(super::runner::run(ctx.clone(), Background::new(), handle, spec))
 }

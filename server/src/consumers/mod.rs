@@ -10,6 +10,7 @@ mod deliver;
 mod image_files;
 mod image_quota;
 mod image_root;
+mod labelled;
 mod lag;
 pub(crate) mod outbound;
 mod outbound_tls;
@@ -35,6 +36,9 @@ mod write_back;
 pub use context::ConsumersCtx;
 pub use image_files::ImageFiles;
 pub use image_quota::DEFAULT_IMAGES_QUOTA_BYTES;
+pub use labelled::labelled_before;
+#[cfg(test)]
+pub use labelled::test_settings as labelling_consumer_settings;
 pub use outbound_tls::OutboundTrust;
 pub use policy::DestinationPolicy;
 
