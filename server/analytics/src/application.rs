@@ -25,6 +25,7 @@ use crate::script::parse_script;
 use crate::sql_type::SqlType;
 use crate::stagger::StaggerWindows;
 use crate::swap_table::SwapTable;
+use crate::{item_call, item_pump};
 
 /// A stream the application reads (an input), with its columns.
 #[derive(Debug, Clone, PartialEq)]
@@ -145,16 +146,30 @@ impl Application {
         }
         let mut pumps = Vec::new();
         for def in &script.pumps {
+            if let Some(item) = item_call::find(&def.query)? {
+                let state = ctx.state();
+                let cursor = item_pump::compile_cursor(def, &item, &mut schemas, &reference_names, &state).await?;
+                add_stream(&ctx, &mut tables, &schemas, &cursor.target)?;
+                pumps.push(Pump::new(cursor, None));
+                let direct = item_pump::writes_directly(def, &item);
+                let counting =
+                    item_pump::compile_counting(def, &item, direct, &mut schemas, &reference_names, &state).await?;
+                if !direct {
+                    add_stream(&ctx, &mut tables, &schemas, &counting.target)?;
+                    let outer = item_pump::compile_outer(def, &item, &schemas, &reference_names, &ctx.state()).await?;
+                    pumps.push(Pump::new(counting, None));
+                    pumps.push(Pump::new(outer, None));
+                } else {
+                    pumps.push(Pump::new(counting, None));
+                }
+                continue;
+            }
             let Some(call) = forest_call::find(&def.query)? else {
                 pumps.push(Pump::new(compile(def, &schemas, &reference_names, &ctx.state()).await?, None));
                 continue;
             };
             let stage = forest_pump::compile_stage(def, &call, &mut schemas, &reference_names, &ctx.state()).await?;
-            let scored =
-                schemas.get(&stage.target).cloned().ok_or_else(|| AnalyticsError::Plan(stage.target.clone()))?;
-            let table = SwapTable::new(scored.clone());
-            register(&ctx, &stage.target, table.clone())?;
-            tables.insert(stage.target.clone(), (scored.clone(), table));
+            let scored = add_stream(&ctx, &mut tables, &schemas, &stage.target)?;
             let forest = Forest::new(call.params, &scored)
                 .map_err(|e| AnalyticsError::code(def.at.line, def.at.column, e.to_string()))?;
             let outer = forest_pump::compile_outer(def, &call, &schemas, &reference_names, &ctx.state()).await?;
@@ -259,7 +274,9 @@ impl Application {
                     continue;
                 }
                 for (target, batch, window) in self.feed(index, &rows, replay, step).await {
-                    step.emitted.push(Emitted { stream: target.clone(), rows: visible(&batch), window });
+                    if !replay {
+                        step.emitted.push(Emitted { stream: target.clone(), rows: visible(&batch), window });
+                    }
                     queue.push_back((target, batch));
                 }
             }
@@ -325,7 +342,8 @@ impl Application {
                 self.hold(index, rows, length_ms, replay, step);
                 Vec::new()
             }
-            PumpKind::Rows if replay => Vec::new(),
+            // Replayed rows go through too: a window downstream is refilled by them (the
+            // runner writes nothing of a replay).
             PumpKind::Rows => {
                 let rowtime = self.pumps[index].compiled.rowtime_column.map_or(Rowtime::At(0), Rowtime::Column);
                 self.run(index, vec![rows.clone()], rowtime, step)
@@ -490,6 +508,20 @@ impl Application {
         }
         datafusion::arrow::compute::concat_batches(target_schema, &written).ok().filter(|b| b.num_rows() > 0)
     }
+}
+
+/// Registers the hidden stream `name` (its schema already in `schemas`) as a table; its schema.
+fn add_stream(
+    ctx: &SessionContext,
+    tables: &mut BTreeMap<String, (SchemaRef, Arc<SwapTable>)>,
+    schemas: &BTreeMap<String, SchemaRef>,
+    name: &str,
+) -> Result<SchemaRef> {
+    let schema = schemas.get(name).cloned().ok_or_else(|| AnalyticsError::Plan(name.to_string()))?;
+    let table = SwapTable::new(schema.clone());
+    register(ctx, name, table.clone())?;
+    tables.insert(name.to_string(), (schema.clone(), table));
+    Ok(schema)
 }
 
 fn register(ctx: &SessionContext, name: &str, table: Arc<dyn datafusion::catalog::TableProvider>) -> Result<()> {

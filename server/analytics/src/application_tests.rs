@@ -392,3 +392,6 @@ async fn mangled_examples_compile_or_are_refused_without_panicking() {
     }
     assert!(compiled > 0 && refused > 0, "both outcomes are reached: {compiled} compiled, {refused} refused");
 }
+
+#[path = "item_tests.rs"]
+mod item_tests;

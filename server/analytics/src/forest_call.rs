@@ -4,9 +4,9 @@
 
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 
-use crate::dialect::{is_blank, matching, unclosed, word_is};
 use crate::error::{AnalyticsError, Result};
 use crate::forest::ForestParams;
+use crate::table_call;
 
 pub const FUNCTION: &str = "RANDOM_CUT_FOREST";
 
@@ -22,44 +22,16 @@ pub struct ForestCall {
 
 /// The call in `tokens`, if there is one.
 pub fn find(tokens: &[TokenWithSpan]) -> Result<Option<ForestCall>> {
-    let Some(function) = tokens.iter().position(|t| word_is(&t.token, FUNCTION)) else { return Ok(None) };
-    let at = tokens[function].span.start;
-    let significant: Vec<usize> = (0..tokens.len()).filter(|&i| !is_blank(&tokens[i].token)).collect();
-    let place = significant.iter().position(|&i| i == function).unwrap_or(0);
-    let is = |offset: isize, word: &str| {
-        place
-            .checked_add_signed(offset)
-            .and_then(|p| significant.get(p))
-            .is_some_and(|&i| word_is(&tokens[i].token, word))
-    };
-    let paren = |offset: isize| {
-        place
-            .checked_add_signed(offset)
-            .and_then(|p| significant.get(p).copied())
-            .filter(|&i| tokens[i].token == Token::LParen)
-    };
-    let (Some(table_open), Some(call_open), Some(cursor_open)) = (paren(-1), paren(1), paren(3)) else {
-        return Err(misuse(at));
-    };
-    if !is(-2, "TABLE") || !is(2, "CURSOR") {
-        return Err(misuse(at));
-    }
-    let cursor_close = matching(tokens, cursor_open, tokens.len()).ok_or_else(|| unclosed(at))?;
-    let call_close = matching(tokens, call_open, tokens.len()).ok_or_else(|| unclosed(at))?;
-    let table_close = matching(tokens, table_open, tokens.len()).ok_or_else(|| unclosed(at))?;
-    if (call_close + 1..table_close).any(|i| !is_blank(&tokens[i].token)) {
-        return Err(misuse(at));
-    }
-    let params = params(&tokens[cursor_close + 1..call_close], at)?;
-    let from = significant[place - 2];
-    Ok(Some(ForestCall { inner: tokens[cursor_open + 1..cursor_close].to_vec(), params, from, to: table_close + 1 }))
+    let Some(call) = table_call::find(tokens, FUNCTION)? else { return Ok(None) };
+    let params = params(&call.arguments, call.at)?;
+    Ok(Some(ForestCall { inner: call.inner, params, from: call.from, to: call.to }))
 }
 
 /// `, n, n, n, n` after the cursor: each may be left out from the end.
 fn params(tokens: &[TokenWithSpan], at: Location) -> Result<ForestParams> {
     let mut values = Vec::new();
     let mut expect_comma = true;
-    for t in tokens.iter().filter(|t| !is_blank(&t.token)) {
+    for t in tokens {
         match (&t.token, expect_comma) {
             (Token::Comma, true) => expect_comma = false,
             (Token::Number(text, _), false) => {
@@ -109,14 +81,6 @@ fn params(tokens: &[TokenWithSpan], at: Location) -> Result<ForestParams> {
         ));
     }
     Ok(params)
-}
-
-fn misuse(at: Location) -> AnalyticsError {
-    AnalyticsError::code(
-        at.line,
-        at.column,
-        "RANDOM_CUT_FOREST reads a cursor in a table: TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM ...))).",
-    )
 }
 
 fn bad_param(at: Location, text: &str) -> AnalyticsError {

@@ -9,11 +9,14 @@
 
 mod application;
 mod batches;
+mod cursor_stage;
 mod dialect;
 mod error;
 mod forest;
 mod forest_call;
 mod forest_pump;
+mod item_call;
+mod item_pump;
 mod pump;
 mod rows;
 mod script;
@@ -21,6 +24,7 @@ mod sql_type;
 mod stagger;
 mod stagger_clause;
 mod swap_table;
+mod table_call;
 
 pub use application::{Application, Emitted, InputDef, RunError, Step, WindowId, WindowMarks};
 pub use batches::{empty_table, table_schema};

@@ -7,6 +7,7 @@ use framelog_store::{StreamKind, new_stream_meta};
 use serde_json::{Value, json};
 
 use super::context::AnalyticsCtx;
+use super::processing_api::{apply_update as apply_processing_update, describe as describe_processor, parse_processor};
 use super::schema::{check_code, input_schema};
 use super::spec::{ApplicationSpec, CHECKPOINT_KEY, InputSpec, OutputSpec, ReferenceSpec, SPEC_KEY, Status};
 use super::video_input::{matching_streams, video_pattern};
@@ -69,9 +70,7 @@ fn parse_input(ctx: &AnalyticsCtx, input: &Value, id: String) -> Result<InputSpe
     }
     let schema = input["InputSchema"].clone();
     input_schema(&schema)?;
-    if input.get("InputProcessingConfiguration").is_some_and(Value::is_object) {
-        return Err(unsupported("InputProcessingConfiguration"));
-    }
+    let processor = parse_processor(ctx, &input["InputProcessingConfiguration"])?;
     Ok(InputSpec {
         id,
         name_prefix: input["NamePrefix"].as_str().unwrap_or("SOURCE_SQL_STREAM").to_string(),
@@ -80,6 +79,7 @@ fn parse_input(ctx: &AnalyticsCtx, input: &Value, id: String) -> Result<InputSpe
         role_arn: source["RoleARN"].as_str().unwrap_or_default().to_string(),
         schema,
         parallelism,
+        processor,
     })
 }
 
@@ -90,11 +90,6 @@ pub fn lambda_function(arn: &str) -> Result<String, ApiError> {
         .map(|(_, rest)| rest.split(':').next().unwrap_or_default().to_string())
         .filter(|name| !name.is_empty())
         .ok_or_else(|| ApiError::invalid(format!("{arn} is not a Lambda function ARN.")))
-}
-
-/// A member this server does not run yet (Lambda preprocessing).
-fn unsupported(member: &str) -> ApiError {
-    ApiError::new(ErrorType::UnsupportedOperation, format!("{member} is not supported by this server yet."))
 }
 
 /// An output as given, checked: its destination exists (or its Lambda function is configured).
@@ -217,6 +212,9 @@ fn detail(ctx: &AnalyticsCtx, spec: &ApplicationSpec) -> Value {
             });
             shown[format!("{}Description", input.source_member)] =
                 json!({"ResourceARN": input.resource_arn, "RoleARN": input.role_arn});
+            if let Some(processor) = &input.processor {
+                shown["InputProcessingConfigurationDescription"] = describe_processor(processor);
+            }
             shown
         })
         .collect();
@@ -393,7 +391,7 @@ fn change(
 }
 
 /// A definition change: the version must match, the code must still compile.
-fn change_definition(
+pub(super) fn change_definition(
     ctx: &AnalyticsCtx,
     body: &Document,
     edit: impl Fn(&mut ApplicationSpec) -> Result<(), ApiError>,
@@ -470,7 +468,7 @@ pub fn update_application(ctx: &AnalyticsCtx, body: Document) -> Result<Value, A
             spec.code = code.to_string();
         }
         for input_update in update["InputUpdates"].as_array().into_iter().flatten() {
-            apply_input_update(spec, input_update)?;
+            apply_input_update(ctx, spec, input_update)?;
         }
         for output_update in update["OutputUpdates"].as_array().into_iter().flatten() {
             apply_output_update(ctx, spec, output_update)?;
@@ -479,7 +477,7 @@ pub fn update_application(ctx: &AnalyticsCtx, body: Document) -> Result<Value, A
     })
 }
 
-fn apply_input_update(spec: &mut ApplicationSpec, update: &Value) -> Result<(), ApiError> {
+fn apply_input_update(ctx: &AnalyticsCtx, spec: &mut ApplicationSpec, update: &Value) -> Result<(), ApiError> {
     let id = update["InputId"].as_str().unwrap_or_default();
     let input = spec
         .inputs
@@ -502,7 +500,7 @@ fn apply_input_update(spec: &mut ApplicationSpec, update: &Value) -> Result<(), 
         }
         input_schema(&input.schema)?;
     }
-    Ok(())
+    apply_processing_update(ctx, input, update)
 }
 
 fn apply_output_update(ctx: &AnalyticsCtx, spec: &mut ApplicationSpec, update: &Value) -> Result<(), ApiError> {

@@ -6,12 +6,14 @@
 use std::collections::BTreeMap;
 
 use framelog_media::FragmentRecord;
-use framelog_store::{Engine, Position, StreamHandle};
+use framelog_store::{Engine, Position, StreamHandle, StreamKind};
+use serde_json::{Value, json};
 
 use super::context::AnalyticsCtx;
 use super::video_input::{fragment_document, is_ready, matching_streams, video_pattern};
 use crate::background::Background;
 use crate::consumers::labelled_before;
+use crate::kds::{record_sequence_number, shard_id};
 use crate::kvs::{VIDEO_SHARD, VideoStream};
 
 const READ_RECORDS: usize = 10_000;
@@ -41,6 +43,8 @@ pub struct Item {
     pub seq: u64,
     pub arrival_ms: u64,
     pub data: Vec<u8>,
+    /// A KDS record's partition key (the entry's attributes); empty otherwise.
+    pub attrs: Vec<u8>,
 }
 
 /// One read of a part: its items, where the next read starts, and, when the part has more
@@ -111,6 +115,25 @@ impl Feed {
         engine.resolve(&part.handle, part.shard, position).ok()
     }
 
+    /// The record metadata a preprocessing Lambda event gives `item`: the member's name and
+    /// value (`kinesisStreamRecordMetadata` or `kinesisFirehoseRecordMetadata`).
+    pub fn lambda_metadata(&self, item: &Item) -> (&'static str, Value) {
+        let part = self.parts.get(&item.part);
+        match part {
+            Some(part) if !part.video && part.handle.meta().kind == StreamKind::Data => {
+                let meta = part.handle.meta();
+                let metadata = json!({
+                    "shardId": shard_id(part.shard),
+                    "partitionKey": String::from_utf8_lossy(&item.attrs),
+                    "sequenceNumber": record_sequence_number(&meta, part.shard, item.seq, item.arrival_ms),
+                    "approximateArrivalTimestamp": item.arrival_ms,
+                });
+                ("kinesisStreamRecordMetadata", metadata)
+            }
+            _ => ("kinesisFirehoseRecordMetadata", json!({"approximateArrivalTimestamp": item.arrival_ms})),
+        }
+    }
+
     /// Reads part `key` from `from_seq`, off the async threads.
     pub async fn read(
         &self,
@@ -135,7 +158,7 @@ fn read_records(engine: &Engine, part: &Part, key: &str, from_seq: u64) -> Resul
     let items = batch
         .entries
         .into_iter()
-        .map(|e| Item { part: key.to_string(), seq: e.seq, arrival_ms: e.arrival_ms, data: e.payload })
+        .map(|e| Item { part: key.to_string(), seq: e.seq, arrival_ms: e.arrival_ms, data: e.payload, attrs: e.attrs })
         .collect();
     Ok(PartRead { items, next_seq: batch.next_seq, behind_ms })
 }
@@ -160,7 +183,8 @@ fn read_fragments(engine: &Engine, handle: &StreamHandle, key: &str, from_seq: u
         // A fragment whose record does not read (never written by this server) has no row.
         let Ok(record) = FragmentRecord::decode(&header.attrs) else { continue };
         let data = fragment_document(&stream, item.seq, &record, header.payload_len);
-        read.items.push(Item { part: key.to_string(), seq: item.seq, arrival_ms: header.arrival_ms, data });
+        let arrival_ms = header.arrival_ms;
+        read.items.push(Item { part: key.to_string(), seq: item.seq, arrival_ms, data, attrs: Vec::new() });
     }
     if full {
         read.behind_ms = read.items.last().map(|i| i.arrival_ms);

@@ -9,6 +9,8 @@ mod discover;
 mod feed;
 mod forests;
 mod outputs;
+mod preprocess;
+mod processing_api;
 mod reference;
 mod runner;
 mod schema;
@@ -55,6 +57,8 @@ fn operation(name: &str) -> Option<Operation> {
         "AddApplicationOutput" => api::add_output,
         "DeleteApplicationOutput" => api::delete_output,
         "AddApplicationReferenceDataSource" => api::add_reference_data_source,
+        "AddApplicationInputProcessingConfiguration" => processing_api::add_input_processing_configuration,
+        "DeleteApplicationInputProcessingConfiguration" => processing_api::delete_input_processing_configuration,
         "DiscoverInputSchema" => discover::discover_input_schema,
         "TagResource" => tags::tag_resource,
         "UntagResource" => tags::untag_resource,
@@ -66,10 +70,8 @@ fn operation(name: &str) -> Option<Operation> {
 /// Operations of the model this server does not offer: they answer UnsupportedOperation, not
 /// UnknownOperation, so clients see the service knows them.
 const NOT_OFFERED: &[&str] = &[
-    "AddApplicationInputProcessingConfiguration",
     "AddApplicationCloudWatchLoggingOption",
     "DeleteApplicationCloudWatchLoggingOption",
-    "DeleteApplicationInputProcessingConfiguration",
     "DeleteApplicationReferenceDataSource",
 ];
 

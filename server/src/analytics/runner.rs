@@ -23,6 +23,7 @@ use super::context::AnalyticsCtx;
 use super::feed::{Feed, Item};
 use super::forests::ForestStore;
 use super::outputs::{OutRecord, Outputs};
+use super::preprocess::{Preprocessor, Rejected};
 use super::reference;
 use super::schema::{input_def, input_schema};
 use super::spec::{ApplicationSpec, CHECKPOINT_KEY, Checkpoint};
@@ -60,6 +61,7 @@ struct Runner {
     replay_until: BTreeMap<String, u64>,
     last_checkpoint_ms: u64,
     forests: ForestStore,
+    preprocessor: Option<Preprocessor>,
 }
 
 impl Runner {
@@ -71,6 +73,12 @@ impl Runner {
     ) -> Result<Runner, String> {
         let input = spec.inputs.first().ok_or("it has no input")?.clone();
         let feed = Feed::open(&ctx, &input.resource_arn)?;
+        let preprocessor = match &input.processor {
+            Some(processor) => {
+                Some(Preprocessor::new(&ctx, processor, ctx.arn(&spec.name), input.resource_arn.clone())?)
+            }
+            None => None,
+        };
         let schema = input_schema(&input.schema).map_err(|e| e.message.unwrap_or_default())?;
         let mut references = Vec::new();
         for table in &spec.references {
@@ -105,6 +113,7 @@ impl Runner {
             replay_until: BTreeMap::new(),
             last_checkpoint_ms: 0,
             forests,
+            preprocessor,
         };
         runner.place_shards(&checkpoint);
         Ok(runner)
@@ -193,6 +202,13 @@ impl Runner {
     async fn process(&mut self, items: Vec<Item>) {
         let (replayed, fresh): (Vec<_>, Vec<_>) =
             items.into_iter().partition(|i| i.seq < self.replay_until.get(&i.part).copied().unwrap_or(0));
+        // A replayed record's preprocessing failure was written to the error stream before.
+        let (replayed, _) = self.preprocess(replayed).await;
+        let (fresh, failed) = self.preprocess(fresh).await;
+        let now_ms = self.ctx.engine.now_ms() as i64;
+        let failed: Vec<OutRecord> =
+            failed.into_iter().map(|r| input_error(&r.item, r.name, r.message, now_ms)).collect();
+        self.write_errors(failed).await;
         if !replayed.is_empty() {
             let (rows, _) = self.rows(&replayed);
             if let Err(error) = self.app.push(&self.stream_name, rows, true).await {
@@ -203,26 +219,21 @@ impl Runner {
             return;
         }
         let (rows, rejected) = self.rows(&fresh);
-        let now_ms = self.ctx.engine.now_ms() as i64;
-        let errors: Vec<OutRecord> = rejected
-            .into_iter()
-            .map(|(item, message)| {
-                let row = ErrorRow {
-                    at_ms: now_ms,
-                    name: "Parse_Error",
-                    message,
-                    rowtime_ms: item.arrival_ms as i64,
-                    data: &item.data,
-                    pump: "",
-                };
-                error_record(&row)
-            })
-            .collect();
+        let errors: Vec<OutRecord> =
+            rejected.into_iter().map(|(item, message)| input_error(item, "Parse_Error", message, now_ms)).collect();
         self.write_errors(errors).await;
         let first = fresh.first().map(|i| format!("s{}-{}", i.part, i.seq)).unwrap_or_default();
         match self.app.push(&self.stream_name, rows, false).await {
             Ok(step) => self.handle(step, &first).await,
             Err(error) => tracing::warn!(application = %self.spec.name, %error, "processing input failed"),
+        }
+    }
+
+    /// The items through the input's Lambda function, if it has one.
+    async fn preprocess(&self, items: Vec<Item>) -> (Vec<Item>, Vec<Rejected>) {
+        match &self.preprocessor {
+            Some(preprocessor) if !items.is_empty() => preprocessor.run(&self.feed, items).await,
+            _ => (items, Vec::new()),
         }
     }
 
@@ -330,6 +341,11 @@ fn error_record(row: &ErrorRow) -> OutRecord {
         "PUMP_NAME": row.pump,
     });
     OutRecord { key: format!("error/{}", row.rowtime_ms), data: data.to_string().into_bytes() }
+}
+
+/// The error row of an input record that did not become a row.
+fn input_error(item: &Item, name: &str, message: String, at_ms: i64) -> OutRecord {
+    error_record(&ErrorRow { at_ms, name, message, rowtime_ms: item.arrival_ms as i64, data: &item.data, pump: "" })
 }
 
 fn pump_error(error: &RunError, at_ms: i64) -> OutRecord {

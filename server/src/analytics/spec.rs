@@ -60,6 +60,17 @@ pub struct InputSpec {
     /// InputSchema as given.
     pub schema: Value,
     pub parallelism: u32,
+    /// InputProcessingConfiguration's Lambda function (preprocess.rs).
+    #[serde(default)]
+    pub processor: Option<LambdaProcessor>,
+}
+
+/// A Lambda function that preprocesses an input's records, by ARN (its URL is the server's
+/// `[lambda_functions.NAME]`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LambdaProcessor {
+    pub resource_arn: String,
+    pub role_arn: String,
 }
 
 impl InputSpec {

@@ -21,6 +21,7 @@ mod on_demand;
 mod quota_tests;
 mod quotas;
 mod records;
+pub(crate) use records::sequence_number as record_sequence_number;
 mod reshard;
 #[cfg(test)]
 mod reshard_tests;
