@@ -506,3 +506,66 @@ def test_the_stagger_example_opens_a_window_per_partition_at_its_first_row(serve
     got = sorted((int(key.split("/")[1]), row["TICKER_SYMBOL"], row["TICKER_COUNT"]) for key, row in rows)
     assert got == sorted(expected)
     assert sum(count for _, _, count in got) == len(arrivals(kinesis, "ticks"))
+
+
+# The developer guide's RANDOM_CUT_FOREST_WITH_EXPLANATION example (blood pressure readings), as it
+# wrote it: directionality on, the output ordered by score within each second.
+EXPLAINED = """
+CREATE OR REPLACE STREAM "TEMP_STREAM" (
+       "Systolic"                  INTEGER,
+       "Diastolic"                 INTEGER,
+       "BloodPressureLevel"        varchar(20),
+       "ANOMALY_SCORE"             DOUBLE,
+       "ANOMALY_EXPLANATION"       varchar(512));
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (
+       "Systolic"                  INTEGER,
+       "Diastolic"                 INTEGER,
+       "BloodPressureLevel"        varchar(20),
+       "ANOMALY_SCORE"             DOUBLE,
+       "ANOMALY_EXPLANATION"       varchar(512));
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "TEMP_STREAM"
+SELECT STREAM "Systolic", "Diastolic", "BloodPressureLevel", ANOMALY_SCORE, ANOMALY_EXPLANATION
+FROM TABLE(RANDOM_CUT_FOREST_WITH_EXPLANATION(
+    CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001"), 100, 256, 100000, 1, true));
+CREATE OR REPLACE PUMP "OUTPUT_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+SELECT STREAM * FROM "TEMP_STREAM"
+ORDER BY FLOOR("TEMP_STREAM".ROWTIME TO SECOND), ANOMALY_SCORE DESC;
+"""
+
+
+def pressure_input(stream: str) -> dict:
+    columns = [("Systolic", "INTEGER"), ("Diastolic", "INTEGER"), ("BloodPressureLevel", "VARCHAR(20)")]
+    schema = ticker_input(stream)
+    schema["InputSchema"]["RecordColumns"] = [{"Name": n, "Mapping": f"$.{n}", "SqlType": t} for n, t in columns]
+    return schema
+
+
+def test_the_explained_anomaly_example_names_the_column_and_direction_of_each_outlier(server):
+    kinesis, _ = launch(server, "explained", EXPLAINED, "explained", app_input=pressure_input("ticks"))
+    rng = random.Random(3)
+    planted = {900: ("Systolic", "HIGH"), 1300: ("Diastolic", "LOW"), 1700: ("Systolic", "LOW")}
+    readings = []
+    for i in range(2000):
+        systolic, diastolic = round(rng.gauss(115, 4)), round(rng.gauss(75, 3))
+        column, direction = planted.get(i, (None, None))
+        if column == "Systolic":
+            systolic = 220 if direction == "HIGH" else 40
+        if column == "Diastolic":
+            diastolic = 10
+        readings.append({"Systolic": systolic, "Diastolic": diastolic, "BloodPressureLevel": "NORMAL"})
+    for first in range(0, len(readings), 250):
+        records = [{"Data": json.dumps(r).encode(), "PartitionKey": f"k{first + n}"}
+                   for n, r in enumerate(readings[first:first + 250])]
+        assert kinesis.put_records(StreamName="ticks", Records=records)["FailedRecordCount"] == 0
+    rows = wait_for(lambda: (found := outputs(kinesis, "explained")) and len(found) >= len(readings) and found, 60,
+                    f"{len(readings)} explained rows")
+    assert len(rows) == len(readings)
+    by_reading = {(row["Systolic"], row["Diastolic"]): row for _, row in rows}
+    for index, (column, direction) in planted.items():
+        row = by_reading[(readings[index]["Systolic"], readings[index]["Diastolic"])]
+        explanation = json.loads(row["ANOMALY_EXPLANATION"])
+        assert set(explanation) == {"Systolic", "Diastolic"}, explanation
+        strongest = max(explanation, key=lambda c: float(explanation[c]["ATTRIBUTION_SCORE"]))
+        assert (strongest, explanation[strongest]["DIRECTION"]) == (column, direction), (index, explanation)
+        total = sum(float(e["ATTRIBUTION_SCORE"]) for e in explanation.values())
+        assert total == pytest.approx(row["ANOMALY_SCORE"], abs=2e-4), "the attributions add up to the score"

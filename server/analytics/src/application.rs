@@ -374,10 +374,17 @@ impl Application {
         let cursor_rows = self.run(index, vec![rows.clone()], rowtime, step).await?;
         let pump = &mut self.pumps[index];
         let forest = pump.forest.as_mut()?;
-        let scored = forest.score(&cursor_rows, replay).and_then(|scores| {
+        let scored = forest.score(&cursor_rows, replay).and_then(|(scores, explanations)| {
+            // The scored stream ends with ANOMALY_SCORE [, ANOMALY_EXPLANATION], the hidden flag.
             let mut columns = cursor_rows.columns().to_vec();
-            let slot = columns.len() - 2;
-            columns[slot] = scores;
+            let flag = columns.len() - 1;
+            match explanations {
+                Some(explained) => {
+                    columns[flag - 2] = scores;
+                    columns[flag - 1] = explained;
+                }
+                None => columns[flag - 1] = scores,
+            }
             RecordBatch::try_new(cursor_rows.schema(), columns).map_err(|e| AnalyticsError::Runtime(e.into()))
         });
         match scored {

@@ -211,7 +211,7 @@ pub fn translate(tokens: &[TokenWithSpan], columns_of: &dyn Fn(&str) -> Option<V
 }
 
 /// The dialect's forms this server does not run yet, refused where they are written.
-const NOT_YET: &[&str] = &["HOTSPOTS", "RANDOM_CUT_FOREST_WITH_EXPLANATION"];
+const NOT_YET: &[&str] = &["HOTSPOTS"];
 
 fn refuse_unsupported(tokens: &[TokenWithSpan]) -> Result<()> {
     for t in tokens {

@@ -8,7 +8,7 @@
 
 use std::sync::Arc;
 
-use datafusion::arrow::array::{Array, ArrayRef, Float32Array, Float64Array};
+use datafusion::arrow::array::{Array, ArrayRef, Float32Array, Float64Array, StringArray};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -19,6 +19,8 @@ use crate::error::{AnalyticsError, Result};
 
 /// The column a forest adds to its input's.
 pub const ANOMALY_SCORE: &str = "ANOMALY_SCORE";
+/// The column RANDOM_CUT_FOREST_WITH_EXPLANATION adds after the score.
+pub const ANOMALY_EXPLANATION: &str = "ANOMALY_EXPLANATION";
 
 /// The function's parameters after its input stream, as the SQL reference names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -28,11 +30,20 @@ pub struct ForestParams {
     /// How many recent rows the forest's sample favours (its decay is the inverse).
     pub time_decay: u64,
     pub shingle_size: usize,
+    /// RANDOM_CUT_FOREST_WITH_EXPLANATION: each row's attribution by column, and with `true`
+    /// (withDirectionality) whether each column stands out high or low.
+    pub explanation: Option<bool>,
 }
 
 impl Default for ForestParams {
     fn default() -> Self {
-        ForestParams { number_of_trees: 100, sub_sample_size: 256, time_decay: 100_000, shingle_size: 1 }
+        ForestParams {
+            number_of_trees: 100,
+            sub_sample_size: 256,
+            time_decay: 100_000,
+            shingle_size: 1,
+            explanation: None,
+        }
     }
 }
 
@@ -50,8 +61,10 @@ pub fn is_scored_type(data_type: &DataType) -> bool {
 #[derive(Debug, Clone)]
 pub struct Forest {
     model: RCFLarge<u64, u64>,
-    /// Indexes of the scored columns in the rows the forest is given.
+    /// Indexes of the scored columns in the rows the forest is given, and their names.
     columns: Vec<usize>,
+    names: Vec<String>,
+    explanation: Option<bool>,
     /// ROWTIME of the last row taken in; a replay skips rows up to it.
     absorbed_through_ms: i64,
 }
@@ -83,19 +96,24 @@ impl Forest {
             .random_seed(SEED)
             .parallel_enabled(false);
         let model = builder.build_large_simple::<u64>().map_err(|e| AnalyticsError::Plan(e.to_string()))?;
-        Ok(Forest { model, columns, absorbed_through_ms: i64::MIN })
+        let names = columns.iter().map(|&i| schema.field(i).name().clone()).collect();
+        Ok(Forest { model, columns, names, explanation: params.explanation, absorbed_through_ms: i64::MIN })
     }
 
-    /// Scores each row (of the schema `new` was given) and takes it in. With `replay`, rows are only taken in, and only those after the last row taken in.
-    pub fn score(&mut self, rows: &RecordBatch, replay: bool) -> Result<ArrayRef> {
+    /// Scores each row (of the schema `new` was given) and takes it in; with an explanation, each
+    /// row's too. With `replay`, rows are only taken in, and only those after the last row
+    /// taken in.
+    pub fn score(&mut self, rows: &RecordBatch, replay: bool) -> Result<(ArrayRef, Option<ArrayRef>)> {
         let times = rowtimes(rows).map_err(runtime)?.clone();
         let values: Vec<Float32Array> = self.columns.iter().map(|&i| as_f32(rows.column(i))).collect::<Result<_>>()?;
         let mut scores = Vec::with_capacity(rows.num_rows());
+        let mut explanations: Vec<Option<String>> = Vec::new();
         let mut point = vec![0f32; self.columns.len()];
         for row in 0..rows.num_rows() {
             let time = times.value(row);
             if replay && time <= self.absorbed_through_ms {
                 scores.push(0.0);
+                explanations.push(None);
                 continue;
             }
             for (slot, column) in point.iter_mut().zip(&values) {
@@ -103,10 +121,37 @@ impl Forest {
                 *slot = if value.is_finite() { value } else { 0.0 };
             }
             scores.push(if replay { 0.0 } else { self.model.score(&point).map_err(model_error)? });
+            explanations.push(match self.explanation {
+                Some(directed) if !replay => Some(self.explain(&point, directed)?),
+                _ => None,
+            });
             self.model.update(&point, 0).map_err(model_error)?;
             self.absorbed_through_ms = self.absorbed_through_ms.max(time);
         }
-        Ok(Arc::new(Float64Array::from(scores)))
+        let explained = self.explanation.map(|_| Arc::new(StringArray::from(explanations)) as ArrayRef);
+        Ok((Arc::new(Float64Array::from(scores)), explained))
+    }
+
+    /// The service's ANOMALY_EXPLANATION of a point, before it is taken in: per column
+    /// `{"ATTRIBUTION_SCORE"}`, and with `directed` `"DIRECTION"` (`HIGH` or `LOW`) and
+    /// `"STRENGTH"`, as text with four decimals. A column's attribution sums its places in
+    /// every shingle, so the attributions add up to the score.
+    fn explain(&self, point: &[f32], directed: bool) -> Result<String> {
+        let attribution = self.model.attribution(point).map_err(model_error)?;
+        let width = self.columns.len();
+        let mut explained = serde_json::Map::new();
+        for (column, name) in self.names.iter().enumerate() {
+            let places = (column..attribution.high.len()).step_by(width);
+            let (high, low) = places.fold((0.0, 0.0), |(h, l), i| (h + attribution.high[i], l + attribution.low[i]));
+            let mut entry = serde_json::Map::new();
+            if directed {
+                entry.insert("DIRECTION".into(), (if high >= low { "HIGH" } else { "LOW" }).into());
+                entry.insert("STRENGTH".into(), format!("{:.4}", (high - low).abs()).into());
+            }
+            entry.insert("ATTRIBUTION_SCORE".into(), format!("{:.4}", high + low).into());
+            explained.insert(name.clone(), entry.into());
+        }
+        Ok(serde_json::Value::Object(explained).to_string())
     }
 
     /// ROWTIME of the last row taken in (None before the first).

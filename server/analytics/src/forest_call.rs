@@ -9,6 +9,7 @@ use crate::forest::ForestParams;
 use crate::table_call;
 
 pub const FUNCTION: &str = "RANDOM_CUT_FOREST";
+pub const WITH_EXPLANATION: &str = "RANDOM_CUT_FOREST_WITH_EXPLANATION";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct ForestCall {
@@ -20,11 +21,37 @@ pub struct ForestCall {
     pub to: usize,
 }
 
-/// The call in `tokens`, if there is one.
+/// The call in `tokens` (of either function), if there is one.
 pub fn find(tokens: &[TokenWithSpan]) -> Result<Option<ForestCall>> {
+    if let Some(call) = table_call::find(tokens, WITH_EXPLANATION)? {
+        let mut arguments = call.arguments.clone();
+        let directed = with_directionality(&mut arguments, call.at)?;
+        let params = ForestParams { explanation: Some(directed), ..params(&arguments, call.at)? };
+        return Ok(Some(ForestCall { inner: call.inner, params, from: call.from, to: call.to }));
+    }
     let Some(call) = table_call::find(tokens, FUNCTION)? else { return Ok(None) };
     let params = params(&call.arguments, call.at)?;
     Ok(Some(ForestCall { inner: call.inner, params, from: call.from, to: call.to }))
+}
+
+/// RANDOM_CUT_FOREST_WITH_EXPLANATION's last argument, `true` or `false`, taken off the
+/// arguments (false when it is left out, with the numbers before it).
+fn with_directionality(arguments: &mut Vec<TokenWithSpan>, at: Location) -> Result<bool> {
+    let Some(last) = arguments.last() else { return Ok(false) };
+    let directed = match &last.token {
+        Token::Word(word) if word.value.eq_ignore_ascii_case("true") => true,
+        Token::Word(word) if word.value.eq_ignore_ascii_case("false") => false,
+        _ => return Ok(false),
+    };
+    if arguments.len() != 10 {
+        return Err(AnalyticsError::code(
+            at.line,
+            at.column,
+            "RANDOM_CUT_FOREST_WITH_EXPLANATION: withDirectionality comes after all four numbers.",
+        ));
+    }
+    arguments.truncate(8);
+    Ok(directed)
 }
 
 /// `, n, n, n, n` after the cursor: each may be left out from the end.
@@ -104,7 +131,13 @@ mod tests {
         assert_eq!(inner, "SELECT STREAM x FROM s");
         assert_eq!(
             found.params,
-            ForestParams { number_of_trees: 50, sub_sample_size: 128, time_decay: 1000, shingle_size: 2 }
+            ForestParams {
+                number_of_trees: 50,
+                sub_sample_size: 128,
+                time_decay: 1000,
+                shingle_size: 2,
+                explanation: None
+            }
         );
         let tokens = tokenize(sql).expect("as the test set it up");
         let rest: String = tokens[found.to..].iter().map(|t| t.token.to_string()).collect();
@@ -118,6 +151,22 @@ mod tests {
             .expect("found");
         assert_eq!(found.params, ForestParams { number_of_trees: 20, ..ForestParams::default() });
         assert_eq!(call("SELECT STREAM * FROM s").expect("no call"), None);
+    }
+
+    #[test]
+    fn the_explanation_call_takes_its_directionality_last() {
+        let sql = "SELECT STREAM * FROM TABLE(RANDOM_CUT_FOREST_WITH_EXPLANATION(CURSOR(SELECT STREAM x FROM s), 100, 256, 100000, 1, true))";
+        let found = call(sql).expect("a call").expect("found");
+        assert_eq!(found.params, ForestParams { explanation: Some(true), ..ForestParams::default() });
+        let plain =
+            call("SELECT STREAM * FROM TABLE(RANDOM_CUT_FOREST_WITH_EXPLANATION(CURSOR(SELECT STREAM x FROM s)))")
+                .expect("a call")
+                .expect("found");
+        assert_eq!(plain.params.explanation, Some(false));
+        let early = call(
+            "SELECT STREAM * FROM TABLE(RANDOM_CUT_FOREST_WITH_EXPLANATION(CURSOR(SELECT STREAM x FROM s), 100, true))",
+        );
+        assert!(early.expect_err("too early").to_string().contains("after all four numbers"));
     }
 
     #[test]

@@ -9,7 +9,7 @@ use datafusion::execution::SessionState;
 
 use crate::cursor_stage;
 use crate::error::{AnalyticsError, Result};
-use crate::forest::ANOMALY_SCORE;
+use crate::forest::{ANOMALY_EXPLANATION, ANOMALY_SCORE};
 use crate::forest_call::{self, FUNCTION, ForestCall};
 use crate::pump::{CompiledPump, PumpKind};
 use crate::script::PumpDef;
@@ -35,7 +35,10 @@ pub async fn compile_stage(
             "A RANDOM_CUT_FOREST cursor cannot call RANDOM_CUT_FOREST again.",
         ));
     }
-    let score = vec![Field::new(ANOMALY_SCORE, DataType::Float64, true)];
+    let mut score = vec![Field::new(ANOMALY_SCORE, DataType::Float64, true)];
+    if call.params.explanation.is_some() {
+        score.push(Field::new(ANOMALY_EXPLANATION, DataType::Utf8, true));
+    }
     let target = scored_stream_name(&def.name);
     let mut stage =
         cursor_stage::compile_cursor(def, FUNCTION, &call.inner, &target, score, streams, references, state).await?;

@@ -30,12 +30,12 @@ fn batch(points: &[(i64, f64, i32)]) -> RecordBatch {
 }
 
 fn scores(forest: &mut Forest, points: &[(i64, f64, i32)], replay: bool) -> Vec<f64> {
-    let scores = forest.score(&batch(points), replay).expect("scored");
+    let (scores, _) = forest.score(&batch(points), replay).expect("scored");
     scores.as_any().downcast_ref::<Float64Array>().expect("as the test set it up").values().to_vec()
 }
 
 fn small() -> ForestParams {
-    ForestParams { number_of_trees: 30, sub_sample_size: 64, time_decay: 1_000, shingle_size: 1 }
+    ForestParams { number_of_trees: 30, sub_sample_size: 64, time_decay: 1_000, shingle_size: 1, explanation: None }
 }
 
 #[test]
@@ -100,4 +100,27 @@ fn rows_without_numeric_columns_cannot_be_scored() {
     ]));
     let error = Forest::new(ForestParams::default(), &text_only).expect_err("nothing to score");
     assert!(error.to_string().contains("numeric column"), "{error}");
+}
+
+#[test]
+fn an_explanation_puts_an_outliers_attribution_on_the_column_that_stands_out() {
+    let mut forest = Forest::new(ForestParams { explanation: Some(true), ..small() }, &schema()).expect("forest");
+    let ordinary: Vec<(i64, f64, i32)> =
+        (0..400).map(|i| (i, 10.0 + (i % 7) as f64 / 10.0, 5 + (i % 3) as i32)).collect();
+    forest.score(&batch(&ordinary), false).expect("warm");
+    // X far below the rest; Y as usual.
+    let (scores, explained) = forest.score(&batch(&[(400, -500.0, 6)]), false).expect("scored");
+    let score = scores.as_any().downcast_ref::<Float64Array>().expect("scores").value(0);
+    let explained = explained.expect("an explanation column");
+    let text = explained.as_any().downcast_ref::<datafusion::arrow::array::StringArray>().expect("text").value(0);
+    let explanation: serde_json::Value = serde_json::from_str(text).expect("JSON");
+    let attribution = |column: &str| {
+        explanation[column]["ATTRIBUTION_SCORE"].as_str().expect("a number as text").parse::<f64>().expect("number")
+    };
+    assert_eq!(explanation["X"]["DIRECTION"], "LOW", "{explanation}");
+    assert!(attribution("X") > 10.0 * attribution("Y"), "{explanation}");
+    assert!(
+        (attribution("X") + attribution("Y") - score).abs() < 1e-3,
+        "the attributions add up to {score}: {explanation}"
+    );
 }
