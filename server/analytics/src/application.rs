@@ -83,7 +83,21 @@ struct Pump {
     forest: Option<Forest>,
     /// The windows of a stagger pump.
     stagger: Option<StaggerWindows>,
+    /// A stream-to-stream join's windowed rows, and its driving rows waiting for the step's end.
+    joined: Option<JoinRows>,
 }
+
+#[derive(Debug, Default)]
+struct JoinRows {
+    history: Vec<RecordBatch>,
+    pending: Vec<RecordBatch>,
+    /// The latest ROWTIME either side has shown.
+    latest_ms: i64,
+}
+
+/// How much longer than its range a join keeps the windowed stream's rows: rows of a round
+/// reach the two sides in either order, this far apart at most.
+const JOIN_SLACK_MS: i64 = 1_000;
 
 impl Pump {
     fn new(compiled: CompiledPump, forest: Option<Forest>) -> Pump {
@@ -91,7 +105,8 @@ impl Pump {
             PumpKind::Stagger { range_ms } => Some(StaggerWindows::new(range_ms)),
             _ => None,
         };
-        Pump { compiled, open: BTreeMap::new(), emitted_through_ms: i64::MIN, forest, stagger }
+        let joined = matches!(compiled.kind, PumpKind::Join { .. }).then(JoinRows::default);
+        Pump { compiled, open: BTreeMap::new(), emitted_through_ms: i64::MIN, forest, stagger, joined }
     }
 }
 
@@ -238,7 +253,11 @@ impl Application {
             .filter(|p| matches!(p.compiled.kind, PumpKind::Tumbling { .. }))
             .filter_map(|p| p.open.keys().next().copied());
         let stagger = self.pumps.iter().filter_map(|p| p.stagger.as_ref()?.held_from_ms());
-        tumbling.chain(stagger).min()
+        let joined = self.pumps.iter().filter_map(|p| {
+            let history = &p.joined.as_ref()?.history;
+            history.iter().filter_map(|b| rowtimes(b).ok()?.values().iter().copied().min()).min()
+        });
+        tumbling.chain(stagger).chain(joined).min()
     }
 
     /// Each stagger pump's open windows (partition in hex, opening ms), for a checkpoint.
@@ -270,6 +289,7 @@ impl Application {
     async fn cascade(&mut self, mut queue: VecDeque<(String, RecordBatch)>, replay: bool, step: &mut Step) {
         while let Some((stream, rows)) = queue.pop_front() {
             for index in 0..self.pumps.len() {
+                self.keep_joined(index, &stream, &rows);
                 if self.pumps[index].compiled.source != stream {
                     continue;
                 }
@@ -280,7 +300,60 @@ impl Application {
                     queue.push_back((target, batch));
                 }
             }
+            if queue.is_empty() {
+                // Joins run once everything the step wrote is in: a windowed row written later
+                // in the step than the driving row it matches is still found.
+                for (target, batch) in self.run_joins(step).await {
+                    step.emitted.push(Emitted { stream: target.clone(), rows: visible(&batch), window: None });
+                    queue.push_back((target, batch));
+                }
+            }
         }
+    }
+
+    /// Keeps `rows` of `stream` if pump `index` joins it as its windowed stream.
+    fn keep_joined(&mut self, index: usize, stream: &str, rows: &RecordBatch) {
+        let pump = &mut self.pumps[index];
+        let (Some(joined), PumpKind::Join { range_ms }) = (pump.joined.as_mut(), pump.compiled.kind) else { return };
+        if pump.compiled.history.as_deref() != Some(stream) || rows.num_rows() == 0 {
+            return;
+        }
+        joined.history.push(rows.clone());
+        joined.latest_ms = joined.latest_ms.max(latest_rowtime(rows));
+        let cutoff = joined.latest_ms - range_ms - JOIN_SLACK_MS;
+        joined.history = std::mem::take(&mut joined.history)
+            .into_iter()
+            .filter_map(|batch| {
+                let times = rowtimes(&batch).ok()?.clone();
+                keep_rows(&batch, |row| times.value(row) >= cutoff).ok()
+            })
+            .filter(|batch| batch.num_rows() > 0)
+            .collect();
+    }
+
+    /// Runs each join with driving rows waiting: its windowed stream's table holds the rows
+    /// it kept while the plan runs.
+    async fn run_joins(&mut self, step: &mut Step) -> Vec<(String, RecordBatch)> {
+        let mut written = Vec::new();
+        for index in 0..self.pumps.len() {
+            let Some(joined) = self.pumps[index].joined.as_mut() else { continue };
+            if joined.pending.is_empty() {
+                continue;
+            }
+            let driving = std::mem::take(&mut joined.pending);
+            joined.latest_ms = driving.iter().map(latest_rowtime).fold(joined.latest_ms, i64::max);
+            let history_rows = joined.history.clone();
+            let history = self.pumps[index].compiled.history.clone().unwrap_or_default();
+            let Some((_, table)) = self.tables.get(&history).cloned() else { continue };
+            table.set(history_rows);
+            let rowtime = self.pumps[index].compiled.rowtime_column.map_or(Rowtime::At(0), Rowtime::Column);
+            let result = self.run(index, driving, rowtime, step).await;
+            table.set(Vec::new());
+            if let Some(batch) = result {
+                written.push((self.pumps[index].compiled.target.clone(), batch));
+            }
+        }
+        written
     }
 
     /// Closes every window that ends at or before `watermark_ms` and runs what reads the rows
@@ -358,6 +431,13 @@ impl Application {
                 .unwrap_or_default(),
             PumpKind::Stagger { .. } => {
                 self.hold_staggered(index, rows, replay, step).await;
+                Vec::new()
+            }
+            // A replayed driving row joins nothing: its result was written before the restart.
+            PumpKind::Join { .. } => {
+                if let Some(joined) = self.pumps[index].joined.as_mut().filter(|_| !replay) {
+                    joined.pending.push(rows.clone());
+                }
                 Vec::new()
             }
             PumpKind::Forest(_) => {
@@ -567,6 +647,11 @@ fn only_new(batch: &RecordBatch, flag: usize) -> Result<RecordBatch, datafusion:
 
 /// What a sliding window keeps for the next batch: rows within its RANGE of the latest
 /// ROWTIME and its last ROWS rows, all flagged as history.
+/// The latest ROWTIME of `rows` (i64::MIN when there are none).
+fn latest_rowtime(rows: &RecordBatch) -> i64 {
+    rowtimes(rows).ok().and_then(|t| t.values().iter().copied().max()).unwrap_or(i64::MIN)
+}
+
 fn trim_history(batches: Vec<RecordBatch>, history: crate::dialect::History) -> Vec<RecordBatch> {
     let latest = batches.iter().filter_map(|b| rowtimes(b).ok()).flat_map(|t| t.values().iter().copied().max()).max();
     let Some(latest) = latest else { return Vec::new() };

@@ -395,3 +395,6 @@ async fn mangled_examples_compile_or_are_refused_without_panicking() {
 
 #[path = "item_tests.rs"]
 mod item_tests;
+
+#[path = "join_tests.rs"]
+mod join_tests;

@@ -122,7 +122,7 @@ const KEYWORDS: &[&str] = &[
     "ZONE",
 ];
 
-fn is_keyword(word: &str) -> bool {
+pub(crate) fn is_keyword(word: &str) -> bool {
     KEYWORDS.binary_search(&word.to_ascii_uppercase().as_str()).is_ok()
 }
 

@@ -23,6 +23,7 @@ mod script;
 mod sql_type;
 mod stagger;
 mod stagger_clause;
+mod stream_join;
 mod swap_table;
 mod table_call;
 

@@ -15,7 +15,7 @@ use crate::dialect::{HIDDEN_NEW, HIDDEN_ROWTIME, History, ROWTIME, Translation, 
 use crate::error::{AnalyticsError, Result};
 use crate::forest::ForestParams;
 use crate::script::PumpDef;
-use crate::stagger_clause;
+use crate::{stagger_clause, stream_join};
 
 /// How a pump turns rows into rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +30,9 @@ pub enum PumpKind {
     Forest(ForestParams),
     /// WINDOWED BY STAGGER: a window per partition, from its first row for `range_ms`.
     Stagger { range_ms: i64 },
+    /// A stream-to-stream join: each row of the source joins the rows of `history` (the
+    /// windowed stream) from `range_ms` before it.
+    Join { range_ms: i64 },
 }
 
 #[derive(Debug, Clone)]
@@ -45,6 +48,8 @@ pub struct CompiledPump {
     pub new_column: Option<usize>,
     /// For a stagger window: each source row's partition and whether the WHERE keeps it.
     pub key_plan: Option<LogicalPlan>,
+    /// For a stream-to-stream join: the windowed stream.
+    pub history: Option<String>,
 }
 
 /// The visible columns of a stream's table (neither ROWTIME nor the hidden flag).
@@ -61,9 +66,11 @@ pub async fn compile(
     state: &SessionState,
 ) -> Result<CompiledPump> {
     let stagger = stagger_clause::find(&def.query)?;
-    let def = &match &stagger {
-        Some(clause) => PumpDef { query: clause.query.clone(), ..def.clone() },
-        None => def.clone(),
+    let joined = if stagger.is_none() { stream_join::find(&def.query)? } else { None };
+    let def = &match (&stagger, &joined) {
+        (Some(clause), _) => PumpDef { query: clause.query.clone(), ..def.clone() },
+        (None, Some(join)) => PumpDef { query: join.query.clone(), ..def.clone() },
+        (None, None) => def.clone(),
     };
     let (translation, plan) = plan_query(def, streams, state).await?;
     let at = |message: String| AnalyticsError::code(def.at.line, def.at.column, message);
@@ -80,17 +87,30 @@ pub async fn compile(
         )));
     }
     let stream_sources: Vec<&String> = translation.sources.iter().filter(|s| !references.contains(s)).collect();
-    let source = match stream_sources.as_slice() {
-        [one] => (*one).clone(),
-        [] => return Err(at(format!("Pump {} reads no in-application stream.", def.name))),
-        _ => return Err(at(format!("Pump {}: joining two streams is not supported by this server yet.", def.name))),
+    let source = match (stream_sources.as_slice(), &joined) {
+        ([one], None) => (*one).clone(),
+        ([driving, history], Some(join)) if **history == join.history => (*driving).clone(),
+        ([], _) => return Err(at(format!("Pump {} reads no in-application stream.", def.name))),
+        _ => {
+            return Err(at(format!(
+                "Pump {}: two streams join only with a window on one of them: FROM a OVER (RANGE INTERVAL 'n' unit PRECEDING) JOIN b ON ...",
+                def.name
+            )));
+        }
     };
+    if joined.is_some() && (translation.grouped || translation.sliding.is_some()) {
+        return Err(at(format!(
+            "Pump {}: a stream-to-stream join writes rows one by one; aggregate its rows in a pump of its own.",
+            def.name
+        )));
+    }
     let target = streams.get(&def.target).ok_or_else(|| at(format!("Object '{}' not found", def.target)))?;
-    let kind = match (&stagger, translation.tumbling_ms, translation.sliding) {
-        (Some(clause), _, _) => PumpKind::Stagger { range_ms: clause.range_ms as i64 },
-        (None, Some(length_ms), _) => PumpKind::Tumbling { length_ms: length_ms as i64 },
-        (None, None, Some(history)) => PumpKind::Sliding(history),
-        (None, None, None) => PumpKind::Rows,
+    let kind = match (&joined, &stagger, translation.tumbling_ms, translation.sliding) {
+        (Some(join), ..) => PumpKind::Join { range_ms: join.range_ms as i64 },
+        (None, Some(clause), _, _) => PumpKind::Stagger { range_ms: clause.range_ms as i64 },
+        (None, None, Some(length_ms), _) => PumpKind::Tumbling { length_ms: length_ms as i64 },
+        (None, None, None, Some(history)) => PumpKind::Sliding(history),
+        (None, None, None, None) => PumpKind::Rows,
     };
     let result = plan.schema().clone();
     let find = |name: &str| result.fields().iter().position(|f| f.name() == name);
@@ -121,6 +141,7 @@ pub async fn compile(
         rowtime_column,
         new_column,
         key_plan,
+        history: joined.map(|join| join.history),
     })
 }
 

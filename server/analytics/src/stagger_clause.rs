@@ -72,7 +72,7 @@ fn key_query(head: &[TokenWithSpan], keys: &[TokenWithSpan], at: Location) -> Re
 }
 
 /// Tokens of our own text, placed at `at` for errors.
-fn glue(text: &str, at: Location) -> Result<Vec<TokenWithSpan>> {
+pub(crate) fn glue(text: &str, at: Location) -> Result<Vec<TokenWithSpan>> {
     let mut tokens = tokenize(text)?;
     for token in &mut tokens {
         token.span.start = at;
