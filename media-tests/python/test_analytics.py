@@ -8,10 +8,8 @@ each window's result is still there, and a window written twice carries the same
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import random
-import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -20,6 +18,7 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
+from function_stub import FunctionStub
 from kds_helpers import ACCESS_KEY, REGION, SECRET_KEY, FramelogServer, client_config, framelog_bin, read_shard
 
 ROLE = "arn:aws:iam::000000000000:role/analytics"
@@ -368,43 +367,24 @@ CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
     assert sum(v["TICKER_COUNT"] for v in rows.values()) == total, "each record counted in exactly one window"
 
 
-class OutputFunction:
+class OutputFunction(FunctionStub):
     """Stands in for a Lambda output function: keeps each record it is sent, answers DeliveryFailed
     the first time it sees a record id, Ok after (so the server must send again)."""
 
     def __init__(self):
-        self.events: list[dict] = []
         self.seen: set[str] = set()
         self.ok: set[str] = set()
-        function = self
+        super().__init__(self.deliver)
 
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - the http.server interface
-                event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                function.events.append(event)
-                results = []
-                for record in event["records"]:
-                    first = record["recordId"] not in function.seen
-                    if not first:
-                        function.ok.add(record["recordId"])
-                    function.seen.add(record["recordId"])
-                    results.append({"recordId": record["recordId"], "result": "DeliveryFailed" if first else "Ok"})
-                body = json.dumps({"records": results}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/fn"
+    def deliver(self, event: dict) -> tuple[int, dict]:
+        results = []
+        for record in event["records"]:
+            first = record["recordId"] not in self.seen
+            if not first:
+                self.ok.add(record["recordId"])
+            self.seen.add(record["recordId"])
+            results.append({"recordId": record["recordId"], "result": "DeliveryFailed" if first else "Ok"})
+        return 200, {"records": results}
 
 
 def test_a_lambda_output_gets_aws_event_and_the_error_stream_its_own_output(tmp_path):
@@ -437,7 +417,7 @@ def test_a_lambda_output_gets_aws_event_and_the_error_stream_its_own_output(tmp_
         assert error["ERROR_NAME"] == "Parse_Error" and "PRICE" in error["MESSAGE"], error
         assert bytes.fromhex(error["DATA_ROW"]) == b'{"TICKER_SYMBOL": "AMZN", "PRICE": "not a number"}'
     finally:
-        function.server.shutdown()
+        function.close()
         server.stop()
 
 

@@ -7,14 +7,13 @@ in the error stream with their original bytes, and the events carry AWS's record
 from __future__ import annotations
 
 import base64
-import http.server
 import json
 import random
-import threading
 
 import pytest
 from botocore.exceptions import ClientError
 
+from function_stub import FunctionStub
 from kds_helpers import REGION, FramelogServer, framelog_bin, read_shard
 from test_analytics import ACCOUNT, ROLE, analytics_client, make_streams, output, outputs, start, ticker_input, wait_for
 
@@ -26,42 +25,13 @@ CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
 FUNCTION_ARN = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:pipes"
 
 
-class PipesFunction:
-    """Stands in for the preprocessing Lambda: `SYMBOL|PRICE` becomes JSON, `DROP` is dropped, `FAIL`
-    fails; its very first invocation answers HTTP 500 (the server must call again)."""
-
-    def __init__(self):
-        self.events: list[dict] = []
-        self.lock = threading.Lock()
-        function = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_POST(self):  # noqa: N802 - the http.server interface
-                event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                with function.lock:
-                    function.events.append(event)
-                    first = len(function.events) == 1
-                if first:
-                    self.send_response(500)
-                    self.send_header("Content-Length", "0")
-                    self.end_headers()
-                    return
-                body = json.dumps({"records": [convert(r) for r in event["records"]]}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/fn"
+def pipes(event: dict, first_call: list[bool]) -> tuple[int, dict | None]:
+    """The preprocessing Lambda: `SYMBOL|PRICE` becomes JSON, `DROP` is dropped, `FAIL` fails; its
+    very first invocation answers HTTP 500 (the server must call again)."""
+    if first_call:
+        first_call.clear()
+        return 500, None
+    return 200, {"records": [convert(r) for r in event["records"]]}
 
 
 def convert(record: dict) -> dict:
@@ -77,12 +47,13 @@ def convert(record: dict) -> dict:
 
 @pytest.fixture
 def function_server(tmp_path):
-    function = PipesFunction()
+    first_call = [True]
+    function = FunctionStub(lambda event: pipes(event, first_call))
     config = tmp_path / "framelog.toml"
     config.write_text(f'[lambda_functions.pipes]\nurl = "{function.url}"\n')
     server = FramelogServer(framelog_bin(), tmp_path / "data", tmp_path, extra_args=["--config", str(config)]).start()
     yield function, server
-    function.server.shutdown()
+    function.close()
     server.stop()
 
 

@@ -27,6 +27,7 @@ mod http_server;
 mod idle;
 mod kds;
 mod kvs;
+mod lambda_batches;
 mod leased;
 mod listener;
 mod memory_metrics;

@@ -20,6 +20,7 @@ use super::feed::{Feed, Item};
 use super::spec::LambdaProcessor;
 use crate::consumers::outbound::{self, BodyKind};
 use crate::consumers::webhook_url::WebhookUrl;
+use crate::lambda_batches::by_event_size;
 
 /// Attempts of an invocation that fails as a whole before its records go to the error stream.
 const ATTEMPTS: u32 = 4;
@@ -27,6 +28,8 @@ const ATTEMPTS: u32 = 4;
 const RETRY: Backoff = Backoff::new(Duration::from_secs(1), Duration::from_secs(8));
 /// An event's records' base64 stays under this (Lambda takes 6 MB of request).
 const EVENT_BYTES: usize = 5 << 20;
+/// What each record adds to an event besides its base64 data (its id and metadata).
+const RECORD_OVERHEAD_BYTES: usize = 256;
 
 /// A record that did not come through: the error stream's ERROR_NAME and MESSAGE for it.
 pub struct Rejected {
@@ -59,7 +62,7 @@ impl Preprocessor {
     /// failed.
     pub async fn run(&self, feed: &Feed, items: Vec<Item>) -> (Vec<Item>, Vec<Rejected>) {
         let (mut kept, mut rejected) = (Vec::new(), Vec::new());
-        for batch in batches(items) {
+        for batch in by_event_size(items, EVENT_BYTES, RECORD_OVERHEAD_BYTES, |item| item.data.len()) {
             let (ok, failed) = self.invoke(feed, batch).await;
             kept.extend(ok);
             rejected.extend(failed);
@@ -116,24 +119,6 @@ fn record_id(item: &Item) -> String {
     format!("{}-{}", item.part, item.seq)
 }
 
-/// Consecutive items whose base64 fits in one event (an item larger alone goes alone).
-fn batches(items: Vec<Item>) -> Vec<Vec<Item>> {
-    let mut batches: Vec<Vec<Item>> = Vec::new();
-    let mut bytes = 0;
-    for item in items {
-        let size = item.data.len().div_ceil(3) * 4 + 256;
-        match batches.last_mut() {
-            Some(batch) if bytes + size <= EVENT_BYTES => batch.push(item),
-            _ => {
-                batches.push(vec![item]);
-                bytes = 0;
-            }
-        }
-        bytes += size;
-    }
-    batches
-}
-
 /// The batch as the answer has it: each record's result by its id.
 fn answered(batch: Vec<Item>, answer: &Value) -> (Vec<Item>, Vec<Rejected>) {
     let results: HashMap<&str, &Value> =
@@ -187,13 +172,5 @@ mod tests {
         );
         assert_eq!(rejected[0].item.data, b"c", "a failed record keeps its original data");
         assert!(rejected[1].message.contains("no result"), "{}", rejected[1].message);
-    }
-
-    #[test]
-    fn events_stay_under_lambdas_request_limit() {
-        let big = "x".repeat(2 << 20);
-        let batches = batches(vec![item(1, &big), item(2, &big), item(3, "small"), item(4, &big)]);
-        let sizes: Vec<usize> = batches.iter().map(Vec::len).collect();
-        assert_eq!(sizes, vec![1, 2, 1], "two 2.8 MB base64 records never share an event; a small one joins");
     }
 }

@@ -20,6 +20,7 @@ use super::{Failure, Item};
 use crate::consumers::DestinationPolicy;
 use crate::consumers::outbound::{self, BodyKind, CallError};
 use crate::consumers::webhook_url::WebhookUrl;
+use crate::lambda_batches::by_event_size;
 
 /// One `[lambda_functions.NAME]` table: the webhook that answers for function NAME.
 #[derive(Clone, PartialEq, Eq, serde::Deserialize)]
@@ -64,31 +65,13 @@ struct InvokeFailed {
 /// failures; records the function dropped are in neither.
 pub async fn transform(invocation: &Invocation<'_>, items: Vec<Item>) -> (Vec<Item>, Vec<Failure>) {
     let (mut kept, mut failures) = (Vec::new(), Vec::new());
-    for batch in batches(items, invocation.plan.batch_bytes) {
+    let batches = by_event_size(items, invocation.plan.batch_bytes, RECORD_OVERHEAD_BYTES, |item| item.data.len());
+    for batch in batches {
         let (transformed, failed) = transform_batch(invocation, batch).await;
         kept.extend(transformed);
         failures.extend(failed);
     }
     (kept, failures)
-}
-
-/// Consecutive records whose base64 (and per-record overhead) fits in `batch_bytes` (a record
-/// larger alone goes alone).
-fn batches(items: Vec<Item>, batch_bytes: usize) -> Vec<Vec<Item>> {
-    let mut batches: Vec<Vec<Item>> = Vec::new();
-    let mut bytes = 0;
-    for item in items {
-        let size = item.data.len().div_ceil(3) * 4 + RECORD_OVERHEAD_BYTES;
-        match batches.last_mut() {
-            Some(batch) if bytes + size <= batch_bytes => batch.push(item),
-            _ => {
-                batches.push(vec![item]);
-                bytes = 0;
-            }
-        }
-        bytes += size;
-    }
-    batches
 }
 
 async fn transform_batch(invocation: &Invocation<'_>, batch: Vec<Item>) -> (Vec<Item>, Vec<Failure>) {
@@ -300,6 +283,10 @@ mod tests {
             source_stream_arn: None,
             invocation_id: "i".into(),
         })
+    }
+
+    fn batches(items: Vec<Item>, batch_bytes: usize) -> Vec<Vec<Item>> {
+        by_event_size(items, batch_bytes, RECORD_OVERHEAD_BYTES, |item| item.data.len())
     }
 
     #[test]
