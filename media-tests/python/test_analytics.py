@@ -185,6 +185,14 @@ def put_ticks(kinesis, stream: str, count: int, rng: random.Random, batch: int =
         time.sleep(0.05)
 
 
+def put_documents(kinesis, stream: str, documents: list[dict], batch: int = 250) -> None:
+    """The documents as JSON records, `batch` to a PutRecords call, keyed by their place."""
+    for first in range(0, len(documents), batch):
+        records = [{"Data": json.dumps(d).encode(), "PartitionKey": f"k{first + n}"}
+                   for n, d in enumerate(documents[first:first + batch])]
+        assert kinesis.put_records(StreamName=stream, Records=records)["FailedRecordCount"] == 0
+
+
 def arrivals(kinesis, stream: str, shards: int = 1) -> list[tuple[int, dict]]:
     """Every record of the stream: its arrival time in ms and its decoded JSON."""
     found = []
@@ -431,10 +439,7 @@ def test_the_anomaly_example_scores_the_planted_outliers_highest(server):
         ticks.append({"TICKER_SYMBOL": rng.choice(TICKERS), "SECTOR": "TECHNOLOGY",
                       "CHANGE": 300.0 + i if far else round(rng.gauss(0, 1), 2),
                       "PRICE": 5000.0 + i if far else round(rng.gauss(100, 5), 2)})
-    for first in range(0, len(ticks), 250):
-        records = [{"Data": json.dumps(t).encode(), "PartitionKey": f"k{first + n}"}
-                   for n, t in enumerate(ticks[first:first + 250])]
-        assert kinesis.put_records(StreamName="ticks", Records=records)["FailedRecordCount"] == 0
+    put_documents(kinesis, "ticks", ticks)
     rows = wait_for(lambda: (found := outputs(kinesis, "scored")) and len(found) >= len(ticks) and found, 60,
                     f"{len(ticks)} scored rows")
     assert len(rows) == len(ticks), "every row is scored and written once"
@@ -533,10 +538,7 @@ def test_the_explained_anomaly_example_names_the_column_and_direction_of_each_ou
         if column == "Diastolic":
             diastolic = 10
         readings.append({"Systolic": systolic, "Diastolic": diastolic, "BloodPressureLevel": "NORMAL"})
-    for first in range(0, len(readings), 250):
-        records = [{"Data": json.dumps(r).encode(), "PartitionKey": f"k{first + n}"}
-                   for n, r in enumerate(readings[first:first + 250])]
-        assert kinesis.put_records(StreamName="ticks", Records=records)["FailedRecordCount"] == 0
+    put_documents(kinesis, "ticks", readings)
     rows = wait_for(lambda: (found := outputs(kinesis, "explained")) and len(found) >= len(readings) and found, 60,
                     f"{len(readings)} explained rows")
     assert len(rows) == len(readings)
