@@ -134,3 +134,20 @@ def test_the_processing_configuration_is_added_and_deleted(function_server):
     detail = client.describe_application(ApplicationName="later")["ApplicationDetail"]
     assert "InputProcessingConfigurationDescription" not in detail["InputDescriptions"][0]
     assert detail["ApplicationVersionId"] == 3
+
+
+def test_discover_input_schema_reads_the_sample_as_the_function_leaves_it(function_server):
+    _, server = function_server
+    kinesis, client = server.client(), analytics_client(server)
+    make_streams(kinesis, "ticks")
+    records = [{"Data": data, "PartitionKey": f"k{i}"} for i, data in enumerate([b"AMZN|10.5", b"DROP", b"MSFT|7.25"])]
+    assert kinesis.put_records(StreamName="ticks", Records=records)["FailedRecordCount"] == 0
+    discovered = client.discover_input_schema(
+        ResourceARN=f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/ticks", RoleARN=ROLE,
+        InputStartingPositionConfiguration={"InputStartingPosition": "TRIM_HORIZON"},
+        InputProcessingConfiguration={"InputLambdaProcessor": {"ResourceARN": FUNCTION_ARN, "RoleARN": ROLE}})
+    assert discovered["RawInputRecords"] == ["AMZN|10.5", "DROP", "MSFT|7.25"]
+    assert [json.loads(r) for r in discovered["ProcessedInputRecords"]] == [
+        {"TICKER_SYMBOL": "AMZN", "PRICE": 10.5}, {"TICKER_SYMBOL": "MSFT", "PRICE": 7.25}]
+    columns = {c["Name"]: c["SqlType"] for c in discovered["InputSchema"]["RecordColumns"]}
+    assert columns == {"TICKER_SYMBOL": "VARCHAR(4)", "PRICE": "DOUBLE"}, columns

@@ -7,6 +7,9 @@ use framelog_store::Position;
 use serde_json::{Map, Value, json};
 
 use super::context::AnalyticsCtx;
+use super::feed::{Feed, Item};
+use super::preprocess::Preprocessor;
+use super::processing_api::parse_processor;
 use super::video_input::{sample_documents, video_pattern};
 use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
@@ -16,12 +19,14 @@ const SAMPLE_RECORDS: usize = 100;
 const SAMPLE_BYTES: usize = 1 << 20;
 
 pub fn discover_input_schema(ctx: &AnalyticsCtx, body: Document) -> Result<Value, ApiError> {
-    let raw = match (body.str("ResourceARN")?, body.object("S3Configuration")?) {
-        (Some(arn), _) => sample_stream(ctx, &arn, &body)?,
-        (None, Some(s3)) => sample_object(ctx, &s3)?,
+    let (raw, source_arn) = match (body.str("ResourceARN")?, body.object("S3Configuration")?) {
+        (Some(arn), _) => (sample_stream(ctx, &arn, &body)?, arn),
+        (None, Some(s3)) => (sample_object(ctx, &s3)?, s3.str("BucketARN")?.unwrap_or_default()),
         (None, None) => return Err(ApiError::invalid("Either ResourceARN or S3Configuration is required.")),
     };
-    let texts: Vec<String> = raw.iter().filter_map(|r| String::from_utf8(r.clone()).ok()).collect();
+    let raw_texts: Vec<String> = raw.iter().filter_map(|i| String::from_utf8(i.data.clone()).ok()).collect();
+    let processed = preprocess(ctx, &body, &source_arn, raw)?;
+    let texts: Vec<String> = processed.iter().filter_map(|i| String::from_utf8(i.data.clone()).ok()).collect();
     if texts.is_empty() {
         return Err(unable("No records were found to detect a schema from."));
     }
@@ -35,8 +40,20 @@ pub fn discover_input_schema(ctx: &AnalyticsCtx, body: Document) -> Result<Value
         "InputSchema": schema,
         "ParsedInputRecords": parsed,
         "ProcessedInputRecords": texts,
-        "RawInputRecords": texts,
+        "RawInputRecords": raw_texts,
     }))
+}
+
+/// The sample through the request's InputProcessingConfiguration, if it has one.
+fn preprocess(ctx: &AnalyticsCtx, body: &Document, source_arn: &str, sample: Vec<Item>) -> Result<Vec<Item>, ApiError> {
+    let configuration = body.fields().get("InputProcessingConfiguration").cloned().unwrap_or_default();
+    let Some(processor) = parse_processor(ctx, &configuration)? else { return Ok(sample) };
+    let preprocessor =
+        Preprocessor::new(ctx, &processor, String::new(), source_arn.to_string()).map_err(ApiError::invalid)?;
+    let feed = Feed::open(ctx, source_arn).ok();
+    let runtime = tokio::runtime::Handle::try_current().map_err(|e| ApiError::internal(&e))?;
+    let (kept, _) = runtime.block_on(preprocessor.run(feed.as_ref(), sample));
+    Ok(kept)
 }
 
 fn unable(detail: &str) -> ApiError {
@@ -49,7 +66,7 @@ fn unable(detail: &str) -> ApiError {
 }
 
 /// Up to SAMPLE_RECORDS records of each shard: the oldest, or with NOW the newest.
-fn sample_stream(ctx: &AnalyticsCtx, arn: &str, body: &Document) -> Result<Vec<Vec<u8>>, ApiError> {
+fn sample_stream(ctx: &AnalyticsCtx, arn: &str, body: &Document) -> Result<Vec<Item>, ApiError> {
     let position = body
         .object("InputStartingPositionConfiguration")?
         .map(|c| c.str("InputStartingPosition"))
@@ -57,7 +74,8 @@ fn sample_stream(ctx: &AnalyticsCtx, arn: &str, body: &Document) -> Result<Vec<V
         .flatten()
         .unwrap_or_else(|| "NOW".into());
     if let Some(pattern) = video_pattern(arn) {
-        return Ok(sample_documents(&ctx.engine, &pattern, position != "TRIM_HORIZON", SAMPLE_RECORDS));
+        let documents = sample_documents(&ctx.engine, &pattern, position != "TRIM_HORIZON", SAMPLE_RECORDS);
+        return Ok(unnumbered("video", documents));
     }
     let handle =
         ctx.stream_of_arn(arn).ok_or_else(|| ApiError::invalid(format!("The stream {arn} does not exist.")))?;
@@ -69,20 +87,36 @@ fn sample_stream(ctx: &AnalyticsCtx, arn: &str, body: &Document) -> Result<Vec<V
             _ => handle.tip_seq(shard).map_err(ApiError::from)?.saturating_sub(SAMPLE_RECORDS as u64).max(oldest),
         };
         let batch = ctx.engine.read(&handle, shard, from, SAMPLE_RECORDS, SAMPLE_BYTES).map_err(ApiError::from)?;
-        records.extend(batch.entries.into_iter().map(|e| e.payload));
+        records.extend(batch.entries.into_iter().map(|e| Item {
+            part: shard.to_string(),
+            seq: e.seq,
+            arrival_ms: e.arrival_ms,
+            data: e.payload,
+            attrs: e.attrs,
+        }));
     }
     Ok(records)
 }
 
 /// The lines of an object in a bucket the server knows.
-fn sample_object(ctx: &AnalyticsCtx, s3: &Document) -> Result<Vec<Vec<u8>>, ApiError> {
+fn sample_object(ctx: &AnalyticsCtx, s3: &Document) -> Result<Vec<Item>, ApiError> {
     let bucket_arn = s3.str("BucketARN")?.unwrap_or_default();
     let key = s3.str("FileKey")?.unwrap_or_default();
     let sink = ctx.firehose.buckets.sink(super::reference::bucket_name(&bucket_arn)?).map_err(ApiError::invalid)?;
     let runtime = tokio::runtime::Handle::try_current().map_err(|e| ApiError::internal(&e))?;
     let bytes =
         runtime.block_on(sink.get(&key)).map_err(|e| ApiError::invalid(format!("{key} could not be read: {e}")))?;
-    Ok(bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).take(SAMPLE_RECORDS).map(<[u8]>::to_vec).collect())
+    let lines = bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()).take(SAMPLE_RECORDS).map(<[u8]>::to_vec);
+    Ok(unnumbered("s3", lines.collect()))
+}
+
+/// Sampled records that are not a stream's entries, numbered by their place.
+fn unnumbered(part: &str, records: Vec<Vec<u8>>) -> Vec<Item> {
+    records
+        .into_iter()
+        .enumerate()
+        .map(|(i, data)| Item { part: part.to_string(), seq: i as u64, arrival_ms: 0, data, attrs: Vec::new() })
+        .collect()
 }
 
 /// A column found in the sample: its name, JSON path and the values seen.

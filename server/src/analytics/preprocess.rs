@@ -58,9 +58,9 @@ impl Preprocessor {
         Ok(Preprocessor { ctx: ctx.clone(), url, application_arn, stream_arn })
     }
 
-    /// The items as the function left them (in their order, dropped ones gone), and those it
+    /// The items as the function left them (`feed` gives their record metadata) (in their order, dropped ones gone), and those it
     /// failed.
-    pub async fn run(&self, feed: &Feed, items: Vec<Item>) -> (Vec<Item>, Vec<Rejected>) {
+    pub async fn run(&self, feed: Option<&Feed>, items: Vec<Item>) -> (Vec<Item>, Vec<Rejected>) {
         let (mut kept, mut rejected) = (Vec::new(), Vec::new());
         for batch in by_event_size(items, EVENT_BYTES, RECORD_OVERHEAD_BYTES, |item| item.data.len()) {
             let (ok, failed) = self.invoke(feed, batch).await;
@@ -70,7 +70,7 @@ impl Preprocessor {
         (kept, rejected)
     }
 
-    async fn invoke(&self, feed: &Feed, batch: Vec<Item>) -> (Vec<Item>, Vec<Rejected>) {
+    async fn invoke(&self, feed: Option<&Feed>, batch: Vec<Item>) -> (Vec<Item>, Vec<Rejected>) {
         let body = bytes::Bytes::from(self.event(feed, &batch).to_string());
         let mut last_error = String::new();
         for attempt in 0..ATTEMPTS {
@@ -95,11 +95,16 @@ impl Preprocessor {
         (Vec::new(), rejected)
     }
 
-    fn event(&self, feed: &Feed, batch: &[Item]) -> Value {
+    fn event(&self, feed: Option<&Feed>, batch: &[Item]) -> Value {
         let records: Vec<Value> = batch
             .iter()
             .map(|item| {
-                let (member, metadata) = feed.lambda_metadata(item);
+                // Without a feed (an object's lines sampled by DiscoverInputSchema) a record has
+                // only its arrival time, as a delivery stream's does.
+                let (member, metadata) = match feed {
+                    Some(feed) => feed.lambda_metadata(item),
+                    None => ("kinesisFirehoseRecordMetadata", json!({"approximateArrivalTimestamp": item.arrival_ms})),
+                };
                 let mut record = json!({"recordId": record_id(item), "data": STANDARD.encode(&item.data)});
                 record[member] = metadata;
                 record

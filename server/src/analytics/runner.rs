@@ -232,7 +232,7 @@ impl Runner {
     /// The items through the input's Lambda function, if it has one.
     async fn preprocess(&self, items: Vec<Item>) -> (Vec<Item>, Vec<Rejected>) {
         match &self.preprocessor {
-            Some(preprocessor) if !items.is_empty() => preprocessor.run(&self.feed, items).await,
+            Some(preprocessor) if !items.is_empty() => preprocessor.run(Some(&self.feed), items).await,
             _ => (items, Vec::new()),
         }
     }
