@@ -4,6 +4,9 @@ results in batch over the same events in the same run.
 
 - q0 passthrough, q1 projection (price in euros), q5 hot items (bids per auction over a sliding
   10-second window), q7 highest bid per tumbling 10-second window.
+- TOP_K_ITEMS_TUMBLING (the 10 most bid-on auctions per 10 s), and a stream-to-stream LEFT JOIN
+  (each bid of 50,000 or more with the same bidder's cheaper bids on the auction in the second
+  before it).
 - RANDOM_CUT_FOREST with its default parameters over two columns (no DuckDB counterpart).
 - Each application starts at TRIM_HORIZON over the same preloaded bids; its time runs from
   StartApplication until the output stream has stored every result (the server's IncomingRecords
@@ -60,6 +63,29 @@ CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"
   SELECT STREAM STEP("SOURCE_SQL_STREAM_001".ROWTIME BY INTERVAL '10' SECOND), MAX(price) FROM "SOURCE_SQL_STREAM_001"
   GROUP BY STEP("SOURCE_SQL_STREAM_001".ROWTIME BY INTERVAL '10' SECOND);
 """, "SELECT time_bucket(INTERVAL 10 SECOND, rowtime), MAX(price) FROM bids GROUP BY 1"),
+    "topk auctions (tumbling 10 s)": ("""
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (auction BIGINT, most_frequent_values BIGINT);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"
+  SELECT STREAM * FROM TABLE(TOP_K_ITEMS_TUMBLING(CURSOR(SELECT STREAM * FROM "SOURCE_SQL_STREAM_001"), 'AUCTION', 10, 10));
+""", "SELECT * FROM (SELECT w, auction, c, row_number() OVER (PARTITION BY w ORDER BY c DESC, auction) AS rn FROM "
+     "(SELECT time_bucket(INTERVAL 10 SECOND, rowtime) AS w, auction, COUNT(*) AS c FROM bids GROUP BY 1, 2)) WHERE rn <= 10"),
+    # Bids of 50,000 and more, each with the cheaper bids of the same bidder on the same auction
+    # in the second before it (a LEFT JOIN, so every such bid is written and the run covers the
+    # whole input): two pumps split the input, the join reads both.
+    "join (1 s window)": ("""
+CREATE OR REPLACE STREAM "LOW" (auction BIGINT, bidder BIGINT, price BIGINT);
+CREATE OR REPLACE STREAM "HIGH" (auction BIGINT, bidder BIGINT, price BIGINT);
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (auction BIGINT, low BIGINT, high BIGINT);
+CREATE OR REPLACE PUMP "L" AS INSERT INTO "LOW"
+  SELECT STREAM auction, bidder, price FROM "SOURCE_SQL_STREAM_001" WHERE price < 50000;
+CREATE OR REPLACE PUMP "H" AS INSERT INTO "HIGH"
+  SELECT STREAM auction, bidder, price FROM "SOURCE_SQL_STREAM_001" WHERE price >= 50000;
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"
+  SELECT STREAM h.auction, l.price, h.price
+  FROM "HIGH" AS h
+  LEFT JOIN "LOW" OVER (RANGE INTERVAL '1' SECOND PRECEDING) AS l ON l.auction = h.auction AND l.bidder = h.bidder;
+""", "SELECT h.auction FROM bids h LEFT JOIN bids l ON l.auction = h.auction AND l.bidder = h.bidder AND l.price < 50000 "
+     "AND l.rowtime BETWEEN h.rowtime - INTERVAL 1 SECOND AND h.rowtime WHERE h.price >= 50000"),
     # DuckDB has no random cut forest: the rate stands alone (one output per event).
     "rcf anomaly scores (100 trees)": ("""
 CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (auction BIGINT, price BIGINT, anomaly_score DOUBLE);
