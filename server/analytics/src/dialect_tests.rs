@@ -102,12 +102,11 @@ fn the_keyword_list_is_sorted_for_its_search() {
 
 #[test]
 fn forms_not_run_yet_are_refused_by_name() {
-    let tokens =
-        tokenize("SELECT STREAM * FROM TABLE(RANDOM_CUT_FOREST_WITH_EXPLANATION(CURSOR(SELECT STREAM * FROM s)))")
-            .expect("as the test set it up");
+    let tokens = tokenize("SELECT STREAM * FROM TABLE(HOTSPOTS(CURSOR(SELECT STREAM * FROM s), 100, 0.013, 3))")
+        .expect("as the test set it up");
     match translate(&tokens, &columns) {
         Err(AnalyticsError::Code { line: 1, column: 28, message }) => {
-            assert!(message.contains("RANDOM_CUT_FOREST"), "{message}")
+            assert!(message.contains("HOTSPOTS is not supported"), "{message}")
         }
         other => panic!("expected a code error, got {other:?}"),
     }
