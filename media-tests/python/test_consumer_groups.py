@@ -58,6 +58,7 @@ class OwnershipWatch:
         self.ownerless_since: dict[str, float] = {}
         self.stop = threading.Event()
         self.errors: list[str] = []
+        self.polls = 0
         self.thread = threading.Thread(target=self.run, daemon=True)
         self.thread.start()
 
@@ -69,6 +70,7 @@ class OwnershipWatch:
                 self.errors.append(repr(error))
                 continue
             self.observe(leases, time.monotonic())
+            self.polls += 1
 
     def observe(self, leases: list[dict], now: float) -> None:
         finished = {l["ShardId"] for l in leases if l.get("Checkpoint") == "SHARD_END"}
@@ -172,7 +174,10 @@ def test_three_workers_share_a_stream_through_a_kill_a_split_and_a_graceful_stop
     assert not watch.errors, watch.errors[:3]
     limit_s = (LEASE_MS + RENEW_MS) / 1000 + OWNERLESS_SLACK_S
     assert takeover_s <= limit_s, f"the killed worker's shards waited {takeover_s:.2f} s for a new owner"
-    assert watch.longest_s and max(watch.longest_s.values()) <= limit_s, watch.longest_s
+    # A killed worker's leases keep its name until they expire or are taken, so a fast takeover can
+    # leave no poll that saw a shard without an owner: an empty record is the best case, not a miss.
+    assert watch.polls > 20, f"the lease table was read {watch.polls} times"
+    assert max(watch.longest_s.values(), default=0.0) <= limit_s, watch.longest_s
     assert any(p.sub > 0 for p in processed), "the producer aggregated: sub-sequence numbers are present"
 
 

@@ -395,7 +395,10 @@ def test_direct_put_quotas_throttle_as_aws_does_and_the_sdk_retries(tmp_path):
             fh.put_record(DeliveryStreamName="quota", Record={"Data": b"one more"})
         assert error_code(excinfo) == "ServiceUnavailableException"
         assert excinfo.value.response["ResponseMetadata"]["HTTPStatusCode"] == 503
-        # An unmodified client with its default retries waits out the throttling.
+        # An unmodified client with its default retries waits out the throttling. botocore's
+        # standard mode now backs off 0-50 ms, then 0-100 ms: less than the 100 ms a token takes
+        # to come back at 10 a second, so the call starts 90 ms after the refusal above.
+        time.sleep(0.09)
         retrying = boto3.client("firehose", endpoint_url=server.endpoint, region_name=REGION,
                                 aws_access_key_id=ACCESS_KEY, aws_secret_access_key=SECRET_KEY)
         assert "RecordId" in retrying.put_record(DeliveryStreamName="quota", Record={"Data": b"after a wait"})

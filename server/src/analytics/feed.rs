@@ -169,7 +169,11 @@ fn read_fragments(engine: &Engine, handle: &StreamHandle, key: &str, from_seq: u
     let tip_seq = handle.tip_seq(VIDEO_SHARD).map_err(|e| e.to_string())?;
     let headers =
         engine.list_headers(handle, VIDEO_SHARD, from_seq, tip_seq, READ_FRAGMENTS).map_err(|e| e.to_string())?;
+    if headers.is_empty() {
+        return Ok(PartRead { items: Vec::new(), next_seq: from_seq, behind_ms: None });
+    }
     let (stream, now_ms) = (VideoStream::new(handle.clone()), engine.now_ms());
+    // The consumers' specs are parsed only when there are fragments to decide on.
     let labelled = labelled_before(&handle.meta().settings);
     let full = headers.len() == READ_FRAGMENTS;
     let mut read = PartRead { items: Vec::new(), next_seq: from_seq, behind_ms: None };
