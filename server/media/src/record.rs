@@ -30,6 +30,12 @@ pub struct FragmentRecord {
 }
 
 impl FragmentRecord {
+    /// The tags that describe the fragment: all but the producer's identity tag
+    /// (`FRAGMENT_ID_TAG`), which is bookkeeping for idempotent uploads.
+    pub fn event_tags(&self) -> impl Iterator<Item = &SimpleTag> {
+        self.tags.iter().filter(|t| t.name != crate::FRAGMENT_ID_TAG)
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64 + self.tracks_body.len() + self.frames.len() * 15);
         out.push(VERSION);

@@ -103,7 +103,7 @@ fn parse_output(ctx: &AnalyticsCtx, output: &Value, id: String) -> Result<Output
     let destination = &output[destination_member];
     let resource_arn = destination["ResourceARN"].as_str().unwrap_or_default().to_string();
     if destination_member == "LambdaOutput" {
-        ctx.firehose.lambda_url(&lambda_function(&resource_arn)?)?;
+        ctx.function_url(&resource_arn)?;
     } else if ctx.stream_of_arn(&resource_arn).is_none() {
         return Err(ApiError::invalid(format!("The output stream {resource_arn} does not exist.")));
     }
@@ -479,11 +479,7 @@ pub fn update_application(ctx: &AnalyticsCtx, body: Document) -> Result<Value, A
 
 fn apply_input_update(ctx: &AnalyticsCtx, spec: &mut ApplicationSpec, update: &Value) -> Result<(), ApiError> {
     let id = update["InputId"].as_str().unwrap_or_default();
-    let input = spec
-        .inputs
-        .iter_mut()
-        .find(|i| i.id == id)
-        .ok_or_else(|| ApiError::new(ErrorType::ResourceNotFound, format!("Input {id} is not found")))?;
+    let input = spec.input_mut(id)?;
     if let Some(prefix) = update["NamePrefixUpdate"].as_str() {
         input.name_prefix = prefix.to_string();
     }

@@ -5,6 +5,7 @@
 use framelog_store::{Engine, StoreError, StreamHandle, StreamKind};
 
 use super::spec::ApplicationSpec;
+use crate::consumers::webhook_url::WebhookUrl;
 use crate::error::{ApiError, ErrorType};
 use crate::firehose::FirehoseCtx;
 use crate::kds::KdsCtx;
@@ -74,6 +75,12 @@ impl AnalyticsCtx {
             .collect();
         found.sort_by(|a, b| a.1.name.cmp(&b.1.name));
         found
+    }
+
+    /// The URL standing in for the Lambda function `arn` names: `[lambda_functions.NAME]` in the
+    /// server's config, as for Firehose's processors (InvalidArgument when it is not there).
+    pub fn function_url(&self, arn: &str) -> Result<WebhookUrl, ApiError> {
+        self.firehose.lambda_url(&super::api::lambda_function(arn)?)
     }
 
     /// The engine stream an input or output ARN names: a KDS stream or a delivery stream.

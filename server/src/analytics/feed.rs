@@ -130,7 +130,7 @@ impl Feed {
                 });
                 ("kinesisStreamRecordMetadata", metadata)
             }
-            _ => ("kinesisFirehoseRecordMetadata", json!({"approximateArrivalTimestamp": item.arrival_ms})),
+            _ => arrival_metadata(item),
         }
     }
 
@@ -150,6 +150,11 @@ impl Feed {
         });
         read.await.map_err(|_| "the read was cancelled".to_string())?
     }
+}
+
+/// The metadata of a record known only by its arrival (a delivery stream's, a fragment's).
+pub fn arrival_metadata(item: &Item) -> (&'static str, Value) {
+    ("kinesisFirehoseRecordMetadata", json!({"approximateArrivalTimestamp": item.arrival_ms}))
 }
 
 fn read_records(engine: &Engine, part: &Part, key: &str, from_seq: u64) -> Result<PartRead, String> {

@@ -151,8 +151,7 @@ impl Outputs {
     /// `lambdaDeliveryRecordMetadata.retryHint`, base64 `data`); the records it did not answer
     /// `Ok` for.
     async fn invoke(&self, output: &OutputSpec, records: Vec<OutRecord>) -> Vec<OutRecord> {
-        let url = match super::api::lambda_function(&output.resource_arn).and_then(|f| self.ctx.firehose.lambda_url(&f))
-        {
+        let url = match self.ctx.function_url(&output.resource_arn) {
             Ok(url) => url,
             Err(error) => {
                 tracing::warn!(output = %output.id, error = %error.message.unwrap_or_default(), "the output's function is not configured");

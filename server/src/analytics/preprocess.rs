@@ -14,9 +14,8 @@ use base64::engine::general_purpose::STANDARD;
 use framelog_wire::Backoff;
 use serde_json::{Value, json};
 
-use super::api::lambda_function;
 use super::context::AnalyticsCtx;
-use super::feed::{Feed, Item};
+use super::feed::{Feed, Item, arrival_metadata};
 use super::spec::LambdaProcessor;
 use crate::consumers::outbound::{self, BodyKind};
 use crate::consumers::webhook_url::WebhookUrl;
@@ -53,13 +52,12 @@ impl Preprocessor {
         application_arn: String,
         stream_arn: String,
     ) -> Result<Preprocessor, String> {
-        let function = lambda_function(&processor.resource_arn).map_err(|e| e.message.unwrap_or_default())?;
-        let url = ctx.firehose.lambda_url(&function).map_err(|e| e.message.unwrap_or_default())?;
+        let url = ctx.function_url(&processor.resource_arn).map_err(|e| e.message.unwrap_or_default())?;
         Ok(Preprocessor { ctx: ctx.clone(), url, application_arn, stream_arn })
     }
 
-    /// The items as the function left them (`feed` gives their record metadata) (in their order, dropped ones gone), and those it
-    /// failed.
+    /// The items as the function left them (in their order, dropped ones gone), and those it
+    /// failed; `feed` gives each record's metadata.
     pub async fn run(&self, feed: Option<&Feed>, items: Vec<Item>) -> (Vec<Item>, Vec<Rejected>) {
         let (mut kept, mut rejected) = (Vec::new(), Vec::new());
         for batch in by_event_size(items, EVENT_BYTES, RECORD_OVERHEAD_BYTES, |item| item.data.len()) {
@@ -101,10 +99,7 @@ impl Preprocessor {
             .map(|item| {
                 // Without a feed (an object's lines sampled by DiscoverInputSchema) a record has
                 // only its arrival time, as a delivery stream's does.
-                let (member, metadata) = match feed {
-                    Some(feed) => feed.lambda_metadata(item),
-                    None => ("kinesisFirehoseRecordMetadata", json!({"approximateArrivalTimestamp": item.arrival_ms})),
-                };
+                let (member, metadata) = feed.map_or_else(|| arrival_metadata(item), |feed| feed.lambda_metadata(item));
                 let mut record = json!({"recordId": record_id(item), "data": STANDARD.encode(&item.data)});
                 record[member] = metadata;
                 record

@@ -6,9 +6,9 @@
 
 use serde_json::{Value, json};
 
-use super::api::{change_definition, lambda_function};
+use super::api::change_definition;
 use super::context::AnalyticsCtx;
-use super::spec::{ApplicationSpec, InputSpec, LambdaProcessor};
+use super::spec::{InputSpec, LambdaProcessor};
 use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 
@@ -19,7 +19,7 @@ pub fn parse_processor(ctx: &AnalyticsCtx, configuration: &Value) -> Result<Opti
     }
     let lambda = &configuration["InputLambdaProcessor"];
     let resource_arn = lambda["ResourceARN"].as_str().unwrap_or_default().to_string();
-    ctx.firehose.lambda_url(&lambda_function(&resource_arn)?)?;
+    ctx.function_url(&resource_arn)?;
     Ok(Some(LambdaProcessor { resource_arn, role_arn: lambda["RoleARN"].as_str().unwrap_or_default().to_string() }))
 }
 
@@ -28,19 +28,12 @@ pub fn describe(processor: &LambdaProcessor) -> Value {
     json!({"InputLambdaProcessorDescription": {"ResourceARN": processor.resource_arn, "RoleARN": processor.role_arn}})
 }
 
-fn input_mut<'a>(spec: &'a mut ApplicationSpec, id: &str) -> Result<&'a mut InputSpec, ApiError> {
-    spec.inputs
-        .iter_mut()
-        .find(|i| i.id == id)
-        .ok_or_else(|| ApiError::new(ErrorType::ResourceNotFound, format!("Input {id} is not found")))
-}
-
 pub fn add_input_processing_configuration(ctx: &AnalyticsCtx, body: Document) -> Result<Value, ApiError> {
     let id = body.str("InputId")?.unwrap_or_default();
     let configuration = body.fields().get("InputProcessingConfiguration").cloned().unwrap_or_default();
     let processor = parse_processor(ctx, &configuration)?;
     change_definition(ctx, &body, |spec| {
-        let input = input_mut(spec, &id)?;
+        let input = spec.input_mut(&id)?;
         if input.processor.is_some() {
             return Err(ApiError::invalid(format!("Input {id} already has an input processing configuration.")));
         }
@@ -52,7 +45,7 @@ pub fn add_input_processing_configuration(ctx: &AnalyticsCtx, body: Document) ->
 pub fn delete_input_processing_configuration(ctx: &AnalyticsCtx, body: Document) -> Result<Value, ApiError> {
     let id = body.str("InputId")?.unwrap_or_default();
     change_definition(ctx, &body, |spec| {
-        let input = input_mut(spec, &id)?;
+        let input = spec.input_mut(&id)?;
         if input.processor.take().is_none() {
             return Err(ApiError::new(
                 ErrorType::ResourceNotFound,
@@ -75,7 +68,7 @@ pub fn apply_update(ctx: &AnalyticsCtx, input: &mut InputSpec, update: &Value) -
     let resource_arn = resource_arn.or_else(|| current.as_ref().map(|p| p.resource_arn.clone())).ok_or_else(|| {
         ApiError::invalid(format!("Input {} has no input processing configuration to update.", input.id))
     })?;
-    ctx.firehose.lambda_url(&lambda_function(&resource_arn)?)?;
+    ctx.function_url(&resource_arn)?;
     let role_arn = role_arn.or_else(|| current.map(|p| p.role_arn)).unwrap_or_default();
     input.processor = Some(LambdaProcessor { resource_arn, role_arn });
     Ok(())

@@ -8,6 +8,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::error::{ApiError, ErrorType};
+
 /// The settings key of the definition.
 pub const SPEC_KEY: &str = "analytics.application";
 /// The settings key of the runner's checkpoint.
@@ -113,6 +115,14 @@ impl ApplicationSpec {
 
     pub fn to_setting(&self) -> String {
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// The input `id`, to change it (ResourceNotFound when there is none).
+    pub fn input_mut(&mut self, id: &str) -> Result<&mut InputSpec, ApiError> {
+        self.inputs
+            .iter_mut()
+            .find(|i| i.id == id)
+            .ok_or_else(|| ApiError::new(ErrorType::ResourceNotFound, format!("Input {id} is not found")))
     }
 
     /// The id an input, output or reference source added by the change under way gets: the

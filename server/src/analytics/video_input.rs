@@ -7,9 +7,10 @@
 
 use framelog_media::FragmentRecord;
 use framelog_store::{Engine, Position, StreamHandle, StreamKind};
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
-use crate::kvs::{VIDEO_SHARD, VideoStream, video_public_name as public_name};
+use crate::auth::wildcard_match;
+use crate::kvs::{VIDEO_SHARD, VideoStream, tags_object, video_public_name as public_name};
 
 /// The longest a fragment waits for its stream's consumers to label it.
 pub const LABEL_WAIT_MAX_MS: u64 = 30_000;
@@ -23,22 +24,6 @@ pub fn video_pattern(arn: &str) -> Option<String> {
     (!name.is_empty()).then(|| name.to_string())
 }
 
-/// Whether `name` matches `pattern`, where `*` stands for any run of characters.
-pub fn matches(pattern: &str, name: &str) -> bool {
-    let mut pieces = pattern.split('*');
-    let first = pieces.next().unwrap_or_default();
-    let Some(mut rest) = name.strip_prefix(first) else { return false };
-    let pieces: Vec<&str> = pieces.collect();
-    let Some((last, middle)) = pieces.split_last() else { return rest.is_empty() };
-    for piece in middle {
-        match rest.find(piece) {
-            Some(at) => rest = &rest[at + piece.len()..],
-            None => return false,
-        }
-    }
-    rest.len() >= last.len() && rest.ends_with(last)
-}
-
 /// The video streams `pattern` names now, by public name.
 pub fn matching_streams(engine: &Engine, pattern: &str) -> Vec<(String, StreamHandle)> {
     engine
@@ -46,19 +31,13 @@ pub fn matching_streams(engine: &Engine, pattern: &str) -> Vec<(String, StreamHa
         .into_iter()
         .filter(|handle| handle.meta().kind == StreamKind::Video)
         .map(|handle| (public_name(&handle.meta().name).to_string(), handle))
-        .filter(|(name, _)| matches(pattern, name))
+        // IAM's wildcards: `*` any run of characters, `?` one.
+        .filter(|(name, _)| wildcard_match(pattern, name, false))
         .collect()
 }
 
 /// A fragment's row as the input schema reads it.
 pub fn fragment_document(stream: &VideoStream, seq: u64, record: &FragmentRecord, size_bytes: u64) -> Vec<u8> {
-    // The fragment-id tag is the server's own bookkeeping, left out as consumers' payloads do.
-    let tags: Map<String, Value> = record
-        .tags
-        .iter()
-        .filter(|t| t.name != framelog_media::FRAGMENT_ID_TAG)
-        .map(|t| (t.name.clone(), Value::String(t.value.clone())))
-        .collect();
     json!({
         "StreamName": stream.public_name(),
         "FragmentNumber": stream.fragment_number(seq),
@@ -67,7 +46,7 @@ pub fn fragment_document(stream: &VideoStream, seq: u64, record: &FragmentRecord
         "FragmentLengthInMilliseconds": record.duration_ms,
         "FragmentSizeInBytes": size_bytes,
         "FrameCount": record.frames.len(),
-        "Tags": tags,
+        "Tags": tags_object(record),
     })
     .to_string()
     .into_bytes()
@@ -114,6 +93,7 @@ mod tests {
 
     #[test]
     fn wildcards_stand_for_any_run() {
+        let matches = |pattern: &str, name: &str| wildcard_match(pattern, name, false);
         assert!(matches("cam", "cam"));
         assert!(!matches("cam", "cam2"));
         assert!(matches("cam*", "cam2"));

@@ -20,7 +20,7 @@ use std::sync::Arc;
 pub use audit::AuditLog;
 pub use keys::{Keys, KeysError, StoredKey, add_key};
 pub use middleware::{MAX_BODY_BYTES, MAX_IN_FLIGHT_BYTES, authorize};
-pub use policy::Policy;
+pub use policy::{Policy, wildcard_match};
 pub use target::is_public;
 
 /// Turns the names in a request into the ARNs policies are written against. Implemented where

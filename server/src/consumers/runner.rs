@@ -348,12 +348,7 @@ impl Runner {
     ) -> Value {
         let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
         let keyframe = record.frames.get(frame.index).is_some_and(|f| f.keyframe);
-        let tags: serde_json::Map<String, Value> = record
-            .tags
-            .iter()
-            .filter(|t| t.name != framelog_media::FRAGMENT_ID_TAG)
-            .map(|t| (t.name.clone(), Value::String(t.value.clone())))
-            .collect();
+        let tags = crate::kvs::tags_object(record);
         let mut item = json!({
             "StreamName": self.stream_name,
             "FragmentNumber": number,

@@ -21,7 +21,9 @@ pub mod webrtc;
 
 pub use crate::streamed::{ChunkSender, send_chunk, streamed_response};
 pub use context::{KvsCtx, KvsSettings};
-pub use video_stream::{VIDEO_SHARD, VideoStream, engine_name as video_engine_name, public_name as video_public_name};
+pub use video_stream::{
+    VIDEO_SHARD, VideoStream, engine_name as video_engine_name, public_name as video_public_name, tags_object,
+};
 
 use crate::rest_json::Operation;
 pub(crate) use crate::rest_json::{error_response, parse_document};

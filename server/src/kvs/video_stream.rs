@@ -14,6 +14,12 @@ pub const VIDEO_SHARD: u32 = 0;
 /// (KDS names cannot contain '/').
 const ENGINE_PREFIX: &str = "video/";
 
+/// A fragment's tags (labels written back included) as a JSON object, name to value, as
+/// consumers' payloads and analytics' video rows show them.
+pub fn tags_object(record: &FragmentRecord) -> serde_json::Map<String, serde_json::Value> {
+    record.event_tags().map(|t| (t.name.clone(), serde_json::Value::String(t.value.clone()))).collect()
+}
+
 /// The engine's name for the video stream `name`.
 pub fn engine_name(name: &str) -> String {
     format!("{ENGINE_PREFIX}{name}")

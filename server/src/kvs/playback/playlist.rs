@@ -165,9 +165,7 @@ pub(super) fn discontinuity_before(
 pub(super) fn write_metadata(out: &mut String, session: &Session, number: &str, record: &FragmentRecord) {
     let start_ms = record.producer_ts_ms;
     // RFC 8216 §4.3.2.7: a playlist with EXT-X-DATERANGE must have a PROGRAM-DATE-TIME.
-    // A producer's identity tag is bookkeeping for idempotent uploads, not an event.
-    let events: Vec<&framelog_media::SimpleTag> =
-        record.tags.iter().filter(|t| t.name != framelog_media::FRAGMENT_ID_TAG).collect();
+    let events: Vec<&framelog_media::SimpleTag> = record.event_tags().collect();
     if session.display_timestamps || session.low_latency || !events.is_empty() {
         let _ = writeln!(out, "#EXT-X-PROGRAM-DATE-TIME:{}", iso8601(start_ms));
     }
