@@ -169,14 +169,15 @@ impl Application {
                 let direct = item_pump::writes_directly(def, &item);
                 let counting =
                     item_pump::compile_counting(def, &item, direct, &mut schemas, &reference_names, &state).await?;
-                if !direct {
-                    add_stream(&ctx, &mut tables, &schemas, &counting.target)?;
-                    let outer = item_pump::compile_outer(def, &item, &schemas, &reference_names, &ctx.state()).await?;
-                    pumps.push(Pump::new(counting, None));
-                    pumps.push(Pump::new(outer, None));
-                } else {
-                    pumps.push(Pump::new(counting, None));
-                }
+                let outer = match direct {
+                    true => None,
+                    false => {
+                        add_stream(&ctx, &mut tables, &schemas, &counting.target)?;
+                        Some(item_pump::compile_outer(def, &item, &schemas, &reference_names, &ctx.state()).await?)
+                    }
+                };
+                pumps.push(Pump::new(counting, None));
+                pumps.extend(outer.map(|outer| Pump::new(outer, None)));
                 continue;
             }
             let Some(call) = forest_call::find(&def.query)? else {
@@ -320,15 +321,7 @@ impl Application {
         }
         joined.history.push(rows.clone());
         joined.latest_ms = joined.latest_ms.max(latest_rowtime(rows));
-        let cutoff = joined.latest_ms - range_ms - JOIN_SLACK_MS;
-        joined.history = std::mem::take(&mut joined.history)
-            .into_iter()
-            .filter_map(|batch| {
-                let times = rowtimes(&batch).ok()?.clone();
-                keep_rows(&batch, |row| times.value(row) >= cutoff).ok()
-            })
-            .filter(|batch| batch.num_rows() > 0)
-            .collect();
+        joined.history = rows_since(&joined.history, joined.latest_ms - range_ms - JOIN_SLACK_MS);
     }
 
     /// Runs each join with driving rows waiting: its windowed stream's table holds the rows
@@ -647,6 +640,18 @@ fn only_new(batch: &RecordBatch, flag: usize) -> Result<RecordBatch, datafusion:
 
 /// What a sliding window keeps for the next batch: rows within its RANGE of the latest
 /// ROWTIME and its last ROWS rows, all flagged as history.
+/// The rows of `batches` whose ROWTIME is `cutoff_ms` or later (no empty batches).
+fn rows_since(batches: &[RecordBatch], cutoff_ms: i64) -> Vec<RecordBatch> {
+    batches
+        .iter()
+        .filter_map(|batch| {
+            let times = rowtimes(batch).ok()?.clone();
+            keep_rows(batch, |row| times.value(row) >= cutoff_ms).ok()
+        })
+        .filter(|batch| batch.num_rows() > 0)
+        .collect()
+}
+
 /// The latest ROWTIME of `rows` (i64::MIN when there are none).
 fn latest_rowtime(rows: &RecordBatch) -> i64 {
     rowtimes(rows).ok().and_then(|t| t.values().iter().copied().max()).unwrap_or(i64::MIN)
@@ -656,15 +661,10 @@ fn trim_history(batches: Vec<RecordBatch>, history: crate::dialect::History) -> 
     let latest = batches.iter().filter_map(|b| rowtimes(b).ok()).flat_map(|t| t.values().iter().copied().max()).max();
     let Some(latest) = latest else { return Vec::new() };
     let cutoff = latest - history.range_ms as i64;
-    let mut kept: Vec<RecordBatch> = batches
-        .iter()
-        .filter_map(|b| {
-            let times = rowtimes(b).ok()?.clone();
-            let by_range = keep_rows(b, |row| history.range_ms > 0 && times.value(row) >= cutoff).ok()?;
-            flagged(&by_range, false).ok()
-        })
-        .filter(|b| b.num_rows() > 0)
-        .collect();
+    let mut kept: Vec<RecordBatch> = match history.range_ms {
+        0 => Vec::new(),
+        _ => rows_since(&batches, cutoff).iter().filter_map(|b| flagged(b, false).ok()).collect(),
+    };
     if history.rows > 0 {
         let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
         let skip = total.saturating_sub(history.rows as usize);

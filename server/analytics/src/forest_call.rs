@@ -43,14 +43,16 @@ fn with_directionality(arguments: &mut Vec<TokenWithSpan>, at: Location) -> Resu
         Token::Word(word) if word.value.eq_ignore_ascii_case("false") => false,
         _ => return Ok(false),
     };
-    if arguments.len() != 10 {
+    // `, true` goes; what stays must be the four numbers, each after its comma.
+    arguments.truncate(arguments.len().saturating_sub(2));
+    let numbers = arguments.iter().filter(|t| matches!(t.token, Token::Number(..))).count();
+    if numbers != 4 || arguments.len() != 8 {
         return Err(AnalyticsError::code(
             at.line,
             at.column,
             "RANDOM_CUT_FOREST_WITH_EXPLANATION: withDirectionality comes after all four numbers.",
         ));
     }
-    arguments.truncate(8);
     Ok(directed)
 }
 

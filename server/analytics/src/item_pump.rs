@@ -12,7 +12,7 @@ use datafusion::execution::SessionState;
 use datafusion::sql::sqlparser::tokenizer::TokenWithSpan;
 
 use crate::cursor_stage::{self, stream_schema};
-use crate::dialect::{is_blank, tokenize, word_is};
+use crate::dialect::{is_blank, tokenize};
 use crate::error::{AnalyticsError, Result};
 use crate::item_call::{ItemCall, ItemFunction};
 use crate::pump::{CompiledPump, compile, visible_columns};
@@ -52,7 +52,6 @@ pub fn writes_directly(def: &PumpDef, item: &ItemCall) -> bool {
     };
     significant(&def.query[..item.call.from]) == ["SELECT", "STREAM", "*", "FROM"]
         && significant(&def.query[item.call.to..]).is_empty()
-        && def.query.first().is_some_and(|t| word_is(&t.token, "SELECT"))
 }
 
 /// The tumbling count over the cursor stream. With `direct`, it is the pump itself writing
@@ -68,10 +67,12 @@ pub async fn compile_counting(
     let at = |message: String| AnalyticsError::code(item.call.at.line, item.call.at.column, message);
     let source = cursor_stream_name(&def.name);
     let cursor = streams.get(&source).cloned().ok_or_else(|| AnalyticsError::Plan(source.clone()))?;
-    let column = visible_columns(&cursor)
-        .into_iter()
-        .find(|c| *c == item.column)
-        .or_else(|| visible_columns(&cursor).into_iter().find(|c| c.eq_ignore_ascii_case(&item.column)))
+    let columns = visible_columns(&cursor);
+    let column = columns
+        .iter()
+        .find(|c| **c == item.column)
+        .or_else(|| columns.iter().find(|c| c.eq_ignore_ascii_case(&item.column)))
+        .cloned()
         .ok_or_else(|| at(format!("The cursor has no column '{}'.", item.column)))?;
     let window = format!("STEP(\"{source}\".ROWTIME BY INTERVAL '{}' SECOND)", item.window_s);
     let (sql, fields) = match item.function {
