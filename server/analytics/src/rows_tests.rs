@@ -67,3 +67,15 @@ fn bad_paths_and_types_are_schema_errors() {
     let bad_type = [("V".to_string(), Some("$.v".to_string()), "BLOB".to_string())];
     assert!(matches!(InputSchema::new(format, &bad_type), Err(AnalyticsError::Schema(_))));
 }
+
+#[test]
+fn a_double_holds_the_number_written_to_its_last_digit() {
+    // Adjacent doubles: a parser a unit off in the last place reads one as the other.
+    let written = [0.011346109667493831_f64, 0.011346109667493833, 3.3794801657748073, 1e-300, 123_456_789.123_456_79];
+    let records: Vec<Vec<u8>> = written.iter().map(|v| format!(r#"{{"PRICE":{v:?}}}"#).into_bytes()).collect();
+    let borrowed: Vec<(i64, &[u8])> = records.iter().map(|r| (0, r.as_slice())).collect();
+    let (batch, rejected) = read_records(&ticker_schema(), &borrowed);
+    assert!(rejected.is_empty());
+    let prices = batch.column(2).as_any().downcast_ref::<Float64Array>().expect("PRICE");
+    assert_eq!(prices.values().to_vec(), written);
+}
