@@ -7,7 +7,9 @@ results in batch over the same events in the same run.
 - TOP_K_ITEMS_TUMBLING (the 10 most bid-on auctions per 10 s), and a stream-to-stream LEFT JOIN
   (each bid of 50,000 or more with the same bidder's cheaper bids on the auction in the second
   before it).
-- RANDOM_CUT_FOREST with its default parameters over two columns (no DuckDB counterpart).
+- RANDOM_CUT_FOREST with its default parameters over two columns, and HOTSPOTS with the guide's
+  parameters (1,000 rows, radius 0.2, 17 points) over two scaled columns (no DuckDB counterpart).
+- Session windows: bids per auction per session of a 2-second gap (DuckDB: LAG and a running sum).
 - Each application starts at TRIM_HORIZON over the same preloaded bids; its time runs from
   StartApplication until the output stream has stored every result (the server's IncomingRecords
   counter). Events/s per core divides by the server's CPU seconds in that time, not wall time.
@@ -93,6 +95,21 @@ CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"
   SELECT STREAM auction, price, anomaly_score
   FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM auction, price FROM "SOURCE_SQL_STREAM_001")));
 """, None),
+    "hotspots (1000 rows, radius 0.2)": ("""
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (x DOUBLE, y DOUBLE, hotspots_result VARCHAR(10000));
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"
+  SELECT STREAM x, y, hotspots_result FROM TABLE(HOTSPOTS(CURSOR(
+    SELECT STREAM CAST(price AS DOUBLE) / 10000 AS x, CAST(bidder AS DOUBLE) / 1000 AS y FROM "SOURCE_SQL_STREAM_001"),
+    1000, 0.2, 17));
+""", None),
+    "sessions per auction (2 s gap)": ("""
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (auction BIGINT, bids BIGINT);
+CREATE OR REPLACE PUMP "P" AS INSERT INTO "DESTINATION_SQL_STREAM"
+  SELECT STREAM auction, COUNT(*) FROM "SOURCE_SQL_STREAM_001"
+  GROUP BY auction, SESSION(ROWTIME, INTERVAL '2' SECOND);
+""", "SELECT auction, COUNT(*) FROM (SELECT auction, SUM(CASE WHEN prev IS NULL OR rowtime >= prev + INTERVAL 2 SECOND "
+     "THEN 1 ELSE 0 END) OVER (PARTITION BY auction ORDER BY rowtime ROWS UNBOUNDED PRECEDING) AS s FROM "
+     "(SELECT auction, rowtime, LAG(rowtime) OVER (PARTITION BY auction ORDER BY rowtime) AS prev FROM bids)) GROUP BY auction, s"),
 }
 
 

@@ -17,13 +17,12 @@ use crate::batches::{
 };
 use crate::dialect::{HIDDEN_NEW, HIDDEN_ROWTIME};
 use crate::error::{AnalyticsError, Result};
-use crate::forest::Forest;
-use crate::forest_call;
-use crate::forest_pump;
+use crate::model::Model;
+use crate::model_pump::{self, ModelCall};
+use crate::partition_windows::PartitionWindows;
 use crate::pump::{CompiledPump, PumpKind, compile};
 use crate::script::parse_script;
 use crate::sql_type::SqlType;
-use crate::stagger::StaggerWindows;
 use crate::swap_table::SwapTable;
 use crate::{item_call, item_pump};
 
@@ -79,10 +78,10 @@ struct Pump {
     /// Tumbling: rows by window start. Sliding: the history (one entry).
     open: BTreeMap<i64, Vec<RecordBatch>>,
     emitted_through_ms: i64,
-    /// The forest of a RANDOM_CUT_FOREST stage.
-    forest: Option<Forest>,
-    /// The windows of a stagger pump.
-    stagger: Option<StaggerWindows>,
+    /// The model of a RANDOM_CUT_FOREST or HOTSPOTS stage.
+    model: Option<Model>,
+    /// The windows of a stagger or session pump.
+    partitioned: Option<PartitionWindows>,
     /// A stream-to-stream join's windowed rows, and its driving rows waiting for the step's end.
     joined: Option<JoinRows>,
 }
@@ -100,13 +99,13 @@ struct JoinRows {
 const JOIN_SLACK_MS: i64 = 1_000;
 
 impl Pump {
-    fn new(compiled: CompiledPump, forest: Option<Forest>) -> Pump {
-        let stagger = match compiled.kind {
-            PumpKind::Stagger { range_ms } => Some(StaggerWindows::new(range_ms)),
+    fn new(compiled: CompiledPump, model: Option<Model>) -> Pump {
+        let partitioned = match compiled.kind {
+            PumpKind::Partitioned(rule) => Some(PartitionWindows::new(rule)),
             _ => None,
         };
         let joined = matches!(compiled.kind, PumpKind::Join { .. }).then(JoinRows::default);
-        Pump { compiled, open: BTreeMap::new(), emitted_through_ms: i64::MIN, forest, stagger, joined }
+        Pump { compiled, open: BTreeMap::new(), emitted_through_ms: i64::MIN, model, partitioned, joined }
     }
 }
 
@@ -180,16 +179,16 @@ impl Application {
                 pumps.extend(outer.map(|outer| Pump::new(outer, None)));
                 continue;
             }
-            let Some(call) = forest_call::find(&def.query)? else {
+            let Some(call) = ModelCall::find(&def.query)? else {
                 pumps.push(Pump::new(compile(def, &schemas, &reference_names, &ctx.state()).await?, None));
                 continue;
             };
-            let stage = forest_pump::compile_stage(def, &call, &mut schemas, &reference_names, &ctx.state()).await?;
+            let stage = model_pump::compile_stage(def, &call, &mut schemas, &reference_names, &ctx.state()).await?;
             let scored = add_stream(&ctx, &mut tables, &schemas, &stage.target)?;
-            let forest = Forest::new(call.params, &scored)
-                .map_err(|e| AnalyticsError::code(def.at.line, def.at.column, e.to_string()))?;
-            let outer = forest_pump::compile_outer(def, &call, &schemas, &reference_names, &ctx.state()).await?;
-            pumps.push(Pump::new(stage, Some(forest)));
+            let model =
+                call.model(&scored).map_err(|e| AnalyticsError::code(def.at.line, def.at.column, e.to_string()))?;
+            let outer = model_pump::compile_outer(def, &call, &schemas, &reference_names, &ctx.state()).await?;
+            pumps.push(Pump::new(stage, Some(model)));
             pumps.push(Pump::new(outer, None));
         }
         Ok(Application { ctx, tables, pumps })
@@ -209,31 +208,31 @@ impl Application {
         }
     }
 
-    /// The streams of RANDOM_CUT_FOREST stages, with the ROWTIME of the last row each forest
-    /// took in.
-    pub fn forests(&self) -> Vec<(String, Option<i64>)> {
+    /// The streams of scoring stages (RANDOM_CUT_FOREST, HOTSPOTS), with the ROWTIME of the last
+    /// row each model took in.
+    pub fn models(&self) -> Vec<(String, Option<i64>)> {
         self.pumps
             .iter()
-            .filter_map(|p| p.forest.as_ref().map(|f| (p.compiled.target.clone(), f.absorbed_through_ms())))
+            .filter_map(|p| p.model.as_ref().map(|m| (p.compiled.target.clone(), m.absorbed_through_ms())))
             .collect()
     }
 
-    /// The model of the forest writing `stream`, as bytes (`restore_forest` takes it up).
-    pub fn snapshot_forest(&self, stream: &str) -> Result<Vec<u8>> {
-        self.forest_of(stream).ok_or_else(|| AnalyticsError::Plan(format!("no forest writes {stream}")))?.snapshot()
+    /// The model of the stage writing `stream`, as bytes (`restore_model` takes it up).
+    pub fn snapshot_model(&self, stream: &str) -> Result<Vec<u8>> {
+        self.model_of(stream).ok_or_else(|| AnalyticsError::Plan(format!("no model writes {stream}")))?.snapshot()
     }
 
-    /// Puts back a forest's model after a restart: rows it took in are skipped in the replay.
-    pub fn restore_forest(&mut self, stream: &str, snapshot: &[u8]) -> Result<()> {
-        let pump = self.pumps.iter_mut().find(|p| p.forest.is_some() && p.compiled.target == stream);
-        match pump.and_then(|p| p.forest.as_mut()) {
-            Some(forest) => forest.restore(snapshot),
-            None => Err(AnalyticsError::Plan(format!("no forest writes {stream}"))),
+    /// Puts back a model after a restart: rows it took in are skipped in the replay.
+    pub fn restore_model(&mut self, stream: &str, snapshot: &[u8]) -> Result<()> {
+        let pump = self.pumps.iter_mut().find(|p| p.model.is_some() && p.compiled.target == stream);
+        match pump.and_then(|p| p.model.as_mut()) {
+            Some(model) => model.restore(snapshot),
+            None => Err(AnalyticsError::Plan(format!("no model writes {stream}"))),
         }
     }
 
-    fn forest_of(&self, stream: &str) -> Option<&Forest> {
-        self.pumps.iter().find(|p| p.compiled.target == stream).and_then(|p| p.forest.as_ref())
+    fn model_of(&self, stream: &str) -> Option<&Model> {
+        self.pumps.iter().find(|p| p.compiled.target == stream).and_then(|p| p.model.as_ref())
     }
 
     /// Where windowed pumps stand now.
@@ -253,24 +252,26 @@ impl Application {
             .iter()
             .filter(|p| matches!(p.compiled.kind, PumpKind::Tumbling { .. }))
             .filter_map(|p| p.open.keys().next().copied());
-        let stagger = self.pumps.iter().filter_map(|p| p.stagger.as_ref()?.held_from_ms());
+        let partitioned = self.pumps.iter().filter_map(|p| p.partitioned.as_ref()?.held_from_ms());
         let joined = self.pumps.iter().filter_map(|p| {
             let history = &p.joined.as_ref()?.history;
             history.iter().filter_map(|b| rowtimes(b).ok()?.values().iter().copied().min()).min()
         });
-        tumbling.chain(stagger).chain(joined).min()
+        tumbling.chain(partitioned).chain(joined).min()
     }
 
-    /// Each stagger pump's open windows (partition in hex, opening ms), for a checkpoint.
-    pub fn stagger_windows(&self) -> BTreeMap<String, Vec<(String, i64)>> {
-        self.pumps.iter().filter_map(|p| Some((p.compiled.name.clone(), p.stagger.as_ref()?.open_windows()))).collect()
+    /// Each stagger or session pump's open windows (partition in hex, opening ms), for a
+    /// checkpoint.
+    pub fn partition_windows(&self) -> BTreeMap<String, Vec<(String, i64)>> {
+        let open = |p: &Pump| Some((p.compiled.name.clone(), p.partitioned.as_ref()?.open_windows()));
+        self.pumps.iter().filter_map(open).collect()
     }
 
-    /// Where stagger windows stood at a checkpoint: a replay refills those.
-    pub fn restore_stagger(&mut self, windows: &BTreeMap<String, Vec<(String, i64)>>) {
+    /// Where stagger and session windows stood at a checkpoint: a replay refills those.
+    pub fn restore_partition_windows(&mut self, windows: &BTreeMap<String, Vec<(String, i64)>>) {
         for pump in &mut self.pumps {
-            if let (Some(stagger), Some(open)) = (pump.stagger.as_mut(), windows.get(&pump.compiled.name)) {
-                stagger.restore(open);
+            if let (Some(partitioned), Some(open)) = (pump.partitioned.as_mut(), windows.get(&pump.compiled.name)) {
+                partitioned.restore(open);
             }
         }
     }
@@ -382,12 +383,14 @@ impl Application {
                     })
                     .collect()
             }
-            PumpKind::Stagger { range_ms } => {
-                let Some(stagger) = pump.stagger.as_mut() else { return Vec::new() };
-                stagger
+            PumpKind::Partitioned(_) => {
+                let Some(partitioned) = pump.partitioned.as_mut() else { return Vec::new() };
+                partitioned
                     .close(watermark_ms)
                     .into_iter()
-                    .map(|(end, rows)| (WindowId { pump: name.clone(), start_ms: end - range_ms, end_ms: end }, rows))
+                    .map(|(end, closing)| {
+                        (WindowId { pump: name.clone(), start_ms: closing.start_ms, end_ms: end }, closing.rows)
+                    })
                     .collect()
             }
             _ => Vec::new(),
@@ -422,8 +425,8 @@ impl Application {
                 .await
                 .map(|b| vec![(target, b, None)])
                 .unwrap_or_default(),
-            PumpKind::Stagger { .. } => {
-                self.hold_staggered(index, rows, replay, step).await;
+            PumpKind::Partitioned(_) => {
+                self.hold_partitioned(index, rows, replay, step).await;
                 Vec::new()
             }
             // A replayed driving row joins nothing: its result was written before the restart.
@@ -433,31 +436,25 @@ impl Application {
                 }
                 Vec::new()
             }
-            PumpKind::Forest(_) => {
+            PumpKind::Scored => {
                 let scored = self.score(index, rows, replay, step).await;
                 scored.filter(|_| !replay).map(|b| vec![(target, b, None)]).unwrap_or_default()
             }
         }
     }
 
-    /// A forest stage's step: the cursor's rows, each with its anomaly score. Replayed rows
-    /// only rebuild the forest.
+    /// A scoring stage's step: the cursor's rows with the columns the model adds. Replayed rows
+    /// only rebuild the model.
     async fn score(&mut self, index: usize, rows: &RecordBatch, replay: bool, step: &mut Step) -> Option<RecordBatch> {
         let rowtime = self.pumps[index].compiled.rowtime_column.map_or(Rowtime::At(0), Rowtime::Column);
         let cursor_rows = self.run(index, vec![rows.clone()], rowtime, step).await?;
         let pump = &mut self.pumps[index];
-        let forest = pump.forest.as_mut()?;
-        let scored = forest.score(&cursor_rows, replay).and_then(|(scores, explanations)| {
-            // The scored stream ends with ANOMALY_SCORE [, ANOMALY_EXPLANATION], the hidden flag.
+        let model = pump.model.as_mut()?;
+        let scored = model.score(&cursor_rows, replay).and_then(|added| {
+            // The scored stream ends with the added columns, then the hidden flag.
             let mut columns = cursor_rows.columns().to_vec();
-            let flag = columns.len() - 1;
-            match explanations {
-                Some(explained) => {
-                    columns[flag - 2] = scores;
-                    columns[flag - 1] = explained;
-                }
-                None => columns[flag - 1] = scores,
-            }
+            let first = columns.len() - 1 - added.len();
+            columns.splice(first..first + added.len(), added);
             RecordBatch::try_new(cursor_rows.schema(), columns).map_err(|e| AnalyticsError::Runtime(e.into()))
         });
         match scored {
@@ -489,8 +486,8 @@ impl Application {
         }
     }
 
-    /// Puts rows into their partitions' stagger windows, by the pump's key query.
-    async fn hold_staggered(&mut self, index: usize, rows: &RecordBatch, replay: bool, step: &mut Step) {
+    /// Puts rows into their partitions' stagger or session windows, by the pump's key query.
+    async fn hold_partitioned(&mut self, index: usize, rows: &RecordBatch, replay: bool, step: &mut Step) {
         let pump = &self.pumps[index].compiled;
         let Some(key_plan) = pump.key_plan.clone() else { return };
         if rows.num_rows() == 0 {
@@ -499,8 +496,8 @@ impl Application {
         let keys = self.execute(&pump.source, key_plan, vec![rows.clone()]).await;
         let keys = keys.map_err(AnalyticsError::Runtime).and_then(|batches| key_columns(&batches));
         let name = pump.name.clone();
-        let held = match (keys, self.pumps[index].stagger.as_mut()) {
-            (Ok(keys), Some(stagger)) => stagger.hold(rows, &keys, replay).map_err(|e| e.to_string()),
+        let held = match (keys, self.pumps[index].partitioned.as_mut()) {
+            (Ok(keys), Some(partitioned)) => partitioned.hold(rows, &keys, replay).map_err(|e| e.to_string()),
             (Err(error), _) => Err(error.to_string()),
             (Ok(_), None) => Ok(()),
         };
@@ -685,3 +682,7 @@ fn trim_history(batches: Vec<RecordBatch>, history: crate::dialect::History) -> 
 #[cfg(test)]
 #[path = "application_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "session_tests.rs"]
+mod session_tests;

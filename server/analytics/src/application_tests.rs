@@ -5,7 +5,7 @@ use datafusion::arrow::array::{Array, Float64Array, Int64Array, StringArray, Tim
 use super::*;
 use crate::rows::{InputSchema, RecordFormat, read_records};
 
-const SOURCE: &str = "SOURCE_SQL_STREAM_001";
+pub(super) const SOURCE: &str = "SOURCE_SQL_STREAM_001";
 
 fn ticker_input() -> InputSchema {
     let columns = [
@@ -15,12 +15,12 @@ fn ticker_input() -> InputSchema {
     InputSchema::new(RecordFormat::Json { row_path: "$".into() }, &columns).expect("as the test set it up")
 }
 
-async fn app(code: &str) -> Application {
+pub(super) async fn app(code: &str) -> Application {
     let input = InputDef { name: SOURCE.into(), columns: ticker_input().stream_columns() };
     Application::compile(code, &[input], Vec::new()).await.expect("as the test set it up")
 }
 
-fn rows(events: &[(i64, &str, f64)]) -> RecordBatch {
+pub(super) fn rows(events: &[(i64, &str, f64)]) -> RecordBatch {
     let records: Vec<(i64, Vec<u8>)> = events
         .iter()
         .map(|(ms, symbol, price)| (*ms, format!(r#"{{"TICKER_SYMBOL":"{symbol}","PRICE":{price}}}"#).into_bytes()))
@@ -282,6 +282,49 @@ SELECT STREAM * FROM TABLE(RANDOM_CUT_FOREST(CURSOR(SELECT STREAM COUNT(*) FROM 
     assert!(error.to_string().contains("no GROUP BY or OVER"), "{error}");
 }
 
+const HOTSPOTS: &str = r#"
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (
+    TICKER_SYMBOL VARCHAR(4),
+    PRICE DOUBLE,
+    HOTSPOTS_RESULT VARCHAR(10000));
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+    SELECT "TICKER_SYMBOL", "PRICE", "HOTSPOTS_RESULT"
+    FROM TABLE (HOTSPOTS(CURSOR(SELECT STREAM "TICKER_SYMBOL", "PRICE" FROM "SOURCE_SQL_STREAM_001"), 100, 0.5, 10));
+"#;
+
+/// Each written row's HOTSPOTS_RESULT, parsed.
+fn hotspot_results(step: &Step) -> Vec<serde_json::Value> {
+    let written = step.emitted.iter().filter(|e| e.stream == "DESTINATION_SQL_STREAM");
+    written.flat_map(|e| strings(&e.rows, 3)).map(|r| serde_json::from_str(&r).expect("JSON")).collect()
+}
+
+#[tokio::test]
+async fn hotspots_describe_the_dense_prices_of_the_last_rows() {
+    let mut app = app(HOTSPOTS).await;
+    // Prices 10 apart, then twelve within 0.3 of 200: a hotspot from the tenth on.
+    let spread: Vec<(i64, &str, f64)> = (0..50).map(|i| (i, "A", 5.0 + i as f64 * 10.0)).collect();
+    let step = app.push(SOURCE, rows(&spread), false).await.expect("pushed");
+    assert!(step.errors.is_empty(), "{:?}", step.errors);
+    assert!(hotspot_results(&step).iter().all(|r| r["hotspots"] == serde_json::json!([])));
+    let dense: Vec<(i64, &str, f64)> = (0..12).map(|i| (100 + i, "B", 200.0 + (i % 4) as f64 * 0.1)).collect();
+    let results = hotspot_results(&app.push(SOURCE, rows(&dense), false).await.expect("pushed"));
+    assert_eq!(results.len(), 12, "each row is written with its result");
+    assert_eq!(results[8]["hotspots"], serde_json::json!([]), "nine rows are not ten");
+    let spot = &results[11]["hotspots"][0];
+    assert_eq!(spot["minValues"], serde_json::json!([200.0]), "{spot}");
+    assert!((spot["maxValues"][0].as_f64().expect("a number") - 200.3).abs() < 1e-9, "{spot}");
+    // A restarted application with the model put back describes the next row the same way.
+    let stream = app.models().into_iter().map(|(stream, _)| stream).next().expect("a scoring stage");
+    let snapshot = app.snapshot_model(&stream).expect("a snapshot");
+    let mut restarted = self::app(HOTSPOTS).await;
+    restarted.restore_model(&stream, &snapshot).expect("restored");
+    assert!(hotspot_results(&restarted.push(SOURCE, rows(&dense), true).await.expect("replayed")).is_empty());
+    let next = rows(&[(200, "B", 200.05)]);
+    let again = hotspot_results(&restarted.push(SOURCE, next.clone(), false).await.expect("pushed"));
+    assert_eq!(again, hotspot_results(&app.push(SOURCE, next, false).await.expect("pushed")));
+    assert_eq!(again[0]["hotspots"][0]["minValues"], serde_json::json!([200.0]));
+}
+
 const STAGGER: &str = r#"
 CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (ticker_symbol VARCHAR(4), ticker_count INTEGER);
 CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
@@ -292,7 +335,7 @@ CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
 "#;
 
 /// (ROWTIME, symbol, count) of what a step wrote.
-fn counts(step: &Step) -> Vec<(i64, String, i64)> {
+pub(super) fn counts(step: &Step) -> Vec<(i64, String, i64)> {
     let mut found = Vec::new();
     for emitted in &step.emitted {
         let times = emitted.rows.column(0).as_any().downcast_ref::<TimestampMillisecondArray>().expect("ROWTIME");
@@ -334,10 +377,10 @@ async fn after_a_restart_replayed_rows_refill_only_the_windows_open_at_the_check
     before.push(SOURCE, replayed.clone(), false).await.expect("pushed");
     let written = counts(&before.advance(12_500).await.expect("advanced"));
     assert_eq!(written, [(11_000, "A".into(), 2), (12_000, "B".into(), 1)]);
-    let checkpoint = before.stagger_windows();
+    let checkpoint = before.partition_windows();
     assert_eq!(checkpoint["STREAM_PUMP"].len(), 2, "A's second window and B's second are open");
     let mut after = app(STAGGER).await;
-    after.restore_stagger(&checkpoint);
+    after.restore_partition_windows(&checkpoint);
     let step = after.push(SOURCE, replayed, true).await.expect("replayed");
     assert!(step.emitted.is_empty());
     after.push(SOURCE, rows(&[(14_000, "A", 1.0), (15_000, "C", 1.0)]), false).await.expect("pushed");

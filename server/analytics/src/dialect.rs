@@ -195,7 +195,6 @@ pub(crate) fn is_blank(token: &Token) -> bool {
 /// Rewrites the tokens of one `SELECT STREAM ...`; `columns_of` names a source stream's
 /// visible columns (for `*`).
 pub fn translate(tokens: &[TokenWithSpan], columns_of: &dyn Fn(&str) -> Option<Vec<String>>) -> Result<Translation> {
-    refuse_unsupported(tokens)?;
     let shape = Shape::of(tokens);
     let mut writer = Writer::default();
     let mut state = Walk { shape: &shape, columns_of, tumbling_ms: None, history: None };
@@ -208,26 +207,6 @@ pub fn translate(tokens: &[TokenWithSpan], columns_of: &dyn Fn(&str) -> Option<V
         sliding: if shape.windowed { Some(state.history.unwrap_or(History { range_ms: 0, rows: 0 })) } else { None },
         sources: shape.sources,
     })
-}
-
-/// The dialect's forms this server does not run yet, refused where they are written.
-const NOT_YET: &[&str] = &["HOTSPOTS"];
-
-fn refuse_unsupported(tokens: &[TokenWithSpan]) -> Result<()> {
-    for t in tokens {
-        if let Token::Word(w) = &t.token
-            && w.quote_style.is_none()
-            && NOT_YET.contains(&w.value.to_ascii_uppercase().as_str())
-        {
-            let at = t.span.start;
-            return Err(AnalyticsError::code(
-                at.line,
-                at.column,
-                format!("{} is not supported by this server yet.", w.value.to_ascii_uppercase()),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// What a first look at the top level of the query finds.

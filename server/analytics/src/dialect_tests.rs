@@ -99,15 +99,3 @@ fn a_step_without_an_interval_is_refused_where_it_is() {
 fn the_keyword_list_is_sorted_for_its_search() {
     assert!(KEYWORDS.windows(2).all(|pair| pair[0] < pair[1]));
 }
-
-#[test]
-fn forms_not_run_yet_are_refused_by_name() {
-    let tokens = tokenize("SELECT STREAM * FROM TABLE(HOTSPOTS(CURSOR(SELECT STREAM * FROM s), 100, 0.013, 3))")
-        .expect("as the test set it up");
-    match translate(&tokens, &columns) {
-        Err(AnalyticsError::Code { line: 1, column: 28, message }) => {
-            assert!(message.contains("HOTSPOTS is not supported"), "{message}")
-        }
-        other => panic!("expected a code error, got {other:?}"),
-    }
-}

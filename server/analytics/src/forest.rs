@@ -197,7 +197,7 @@ fn as_f32(column: &ArrayRef) -> Result<Float32Array> {
         .ok_or_else(|| AnalyticsError::Plan("a scored column did not convert to REAL".into()))
 }
 
-fn runtime(error: datafusion::arrow::error::ArrowError) -> AnalyticsError {
+pub(crate) fn runtime(error: datafusion::arrow::error::ArrowError) -> AnalyticsError {
     AnalyticsError::Runtime(error.into())
 }
 

@@ -13,9 +13,9 @@ use datafusion::sql::sqlparser::tokenizer::{Location, TokenWithSpan};
 
 use crate::dialect::{HIDDEN_NEW, HIDDEN_ROWTIME, History, ROWTIME, Translation, translate};
 use crate::error::{AnalyticsError, Result};
-use crate::forest::ForestParams;
+use crate::partition_windows::Rule;
 use crate::script::PumpDef;
-use crate::{stagger_clause, stream_join};
+use crate::{session_clause, stagger_clause, stream_join};
 
 /// How a pump turns rows into rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,10 +26,12 @@ pub enum PumpKind {
     Tumbling { length_ms: i64 },
     /// OVER windows: each row's result over the rows before it.
     Sliding(History),
-    /// RANDOM_CUT_FOREST's cursor: each row's result, scored by the pump's forest.
-    Forest(ForestParams),
-    /// WINDOWED BY STAGGER: a window per partition, from its first row for `range_ms`.
-    Stagger { range_ms: i64 },
+    /// The cursor of RANDOM_CUT_FOREST or HOTSPOTS: each row's result, scored by the pump's
+    /// model.
+    Scored,
+    /// WINDOWED BY STAGGER or GROUP BY SESSION: a window per partition, opened by its first
+    /// row and ended by the rule.
+    Partitioned(Rule),
     /// A stream-to-stream join: each row of the source joins the rows of `history` (the
     /// windowed stream) from `range_ms` before it.
     Join { range_ms: i64 },
@@ -46,7 +48,8 @@ pub struct CompiledPump {
     pub mapping: Vec<Option<usize>>,
     pub rowtime_column: Option<usize>,
     pub new_column: Option<usize>,
-    /// For a stagger window: each source row's partition and whether the WHERE keeps it.
+    /// For a stagger or session window: each source row's partition and whether the WHERE
+    /// keeps it.
     pub key_plan: Option<LogicalPlan>,
     /// For a stream-to-stream join: the windowed stream.
     pub history: Option<String>,
@@ -65,7 +68,10 @@ pub async fn compile(
     references: &[String],
     state: &SessionState,
 ) -> Result<CompiledPump> {
-    let stagger = stagger_clause::find(&def.query)?;
+    let stagger = match stagger_clause::find(&def.query)? {
+        Some(clause) => Some(clause),
+        None => session_clause::find(&def.query)?,
+    };
     let joined = if stagger.is_none() { stream_join::find(&def.query)? } else { None };
     let def = &match (&stagger, &joined) {
         (Some(clause), _) => PumpDef { query: clause.query.clone(), ..def.clone() },
@@ -107,7 +113,7 @@ pub async fn compile(
     let target = streams.get(&def.target).ok_or_else(|| at(format!("Object '{}' not found", def.target)))?;
     let kind = match (&joined, &stagger, translation.tumbling_ms, translation.sliding) {
         (Some(join), ..) => PumpKind::Join { range_ms: join.range_ms as i64 },
-        (None, Some(clause), _, _) => PumpKind::Stagger { range_ms: clause.range_ms as i64 },
+        (None, Some(clause), _, _) => PumpKind::Partitioned(clause.rule),
         (None, None, Some(length_ms), _) => PumpKind::Tumbling { length_ms: length_ms as i64 },
         (None, None, None, Some(history)) => PumpKind::Sliding(history),
         (None, None, None, None) => PumpKind::Rows,

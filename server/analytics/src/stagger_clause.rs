@@ -8,10 +8,12 @@ use datafusion::sql::sqlparser::tokenizer::{Location, TokenWithSpan};
 
 use crate::dialect::{interval_ms, is_blank, matching, tokenize, top_level_word, word_is};
 use crate::error::{AnalyticsError, Result};
+use crate::partition_windows::Rule;
 
+/// A window per partition (stagger here, session in session_clause.rs), as a pump runs it.
 #[derive(Debug, Clone, PartialEq)]
-pub struct StaggerClause {
-    pub range_ms: u64,
+pub struct PartitionClause {
+    pub rule: Rule,
     /// The query without the clause, grouped by the partition.
     pub query: Vec<TokenWithSpan>,
     /// `SELECT <partition>, <the WHERE, as a flag> FROM <the query's FROM>`: one row per source row.
@@ -19,7 +21,7 @@ pub struct StaggerClause {
 }
 
 /// The clause in `tokens`, if the query has one.
-pub fn find(tokens: &[TokenWithSpan]) -> Result<Option<StaggerClause>> {
+pub fn find(tokens: &[TokenWithSpan]) -> Result<Option<PartitionClause>> {
     let Some(windowed) = top_level_word(tokens, 0, tokens.len(), "WINDOWED") else { return Ok(None) };
     let at = tokens[windowed].span.start;
     let mut rest = (windowed + 1..tokens.len()).filter(|&i| !is_blank(&tokens[i].token));
@@ -47,11 +49,12 @@ pub fn find(tokens: &[TokenWithSpan]) -> Result<Option<StaggerClause>> {
     let mut query = head.to_vec();
     query.extend(glue(" GROUP BY ", at)?);
     query.extend_from_slice(keys);
-    Ok(Some(StaggerClause { range_ms, query, key_query: key_query(head, keys, at)? }))
+    let rule = Rule::Stagger { range_ms: range_ms as i64 };
+    Ok(Some(PartitionClause { rule, query, key_query: key_query(head, keys, at)? }))
 }
 
 /// The partition of each source row, and whether the query's WHERE keeps it.
-fn key_query(head: &[TokenWithSpan], keys: &[TokenWithSpan], at: Location) -> Result<Vec<TokenWithSpan>> {
+pub(crate) fn key_query(head: &[TokenWithSpan], keys: &[TokenWithSpan], at: Location) -> Result<Vec<TokenWithSpan>> {
     let from = top_level_word(head, 0, head.len(), "FROM").ok_or_else(|| misuse(at))?;
     let filter = top_level_word(head, from, head.len(), "WHERE");
     let mut query = glue("SELECT STREAM ", at)?;
@@ -101,7 +104,7 @@ mod tests {
     fn the_clause_becomes_a_group_by_and_a_key_query() {
         let sql = "SELECT STREAM s, COUNT(*) FROM src WHERE p > 1 WINDOWED BY STAGGER (PARTITION BY FLOOR(t TO MINUTE), s RANGE INTERVAL '1' MINUTE)";
         let clause = find(&tokenize(sql).expect("tokens")).expect("read").expect("found");
-        assert_eq!(clause.range_ms, 60_000);
+        assert_eq!(clause.rule, Rule::Stagger { range_ms: 60_000 });
         assert_eq!(
             text(&clause.query),
             "SELECT STREAM s, COUNT(*) FROM src WHERE p > 1  GROUP BY  FLOOR(t TO MINUTE), s "

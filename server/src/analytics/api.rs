@@ -40,7 +40,7 @@ fn resource_in_use(name: &str, status: Status, wanted: &str) -> ApiError {
     )
 }
 
-/// An input as given, checked: its source exists, its schema reads, its parallelism is 1.
+/// An input as given, checked: its source exists and its schema reads.
 fn parse_input(ctx: &AnalyticsCtx, input: &Value, id: String) -> Result<InputSpec, ApiError> {
     let source_member = ["KinesisStreamsInput", "KinesisFirehoseInput"]
         .into_iter()
@@ -59,15 +59,8 @@ fn parse_input(ctx: &AnalyticsCtx, input: &Value, id: String) -> Result<InputSpe
     if video_pattern(&resource_arn).is_some() && source_member != "KinesisStreamsInput" {
         return Err(ApiError::invalid("A video stream is read through KinesisStreamsInput."));
     }
+    // The model's constraints (1 to 64) were checked with the request.
     let parallelism = input["InputParallelism"]["Count"].as_u64().unwrap_or(1) as u32;
-    if parallelism != 1 {
-        return Err(ApiError::new(
-            ErrorType::UnsupportedOperation,
-            format!(
-                "InputParallelism Count {parallelism} is not supported by this server: each input fills one in-application stream."
-            ),
-        ));
-    }
     let schema = input["InputSchema"].clone();
     input_schema(&schema)?;
     let processor = parse_processor(ctx, &input["InputProcessingConfiguration"])?;
@@ -205,7 +198,7 @@ fn detail(ctx: &AnalyticsCtx, spec: &ApplicationSpec) -> Value {
             let mut shown = json!({
                 "InputId": input.id,
                 "NamePrefix": input.name_prefix,
-                "InAppStreamNames": [input.stream_name()],
+                "InAppStreamNames": input.stream_names(),
                 "InputSchema": input.schema,
                 "InputParallelism": {"Count": input.parallelism},
                 "InputStartingPositionConfiguration": starting,
@@ -281,7 +274,7 @@ pub fn delete_application(ctx: &AnalyticsCtx, body: Document) -> Result<Value, A
     }
     ctx.engine.delete_stream(&AnalyticsCtx::engine_name(&name)).map_err(|e| ctx.store_error(&name, e))?;
     // Its RANDOM_CUT_FOREST models, if it ever wrote one.
-    let _ = ctx.engine.delete_stream(&super::forests::stream_name(&name));
+    let _ = ctx.engine.delete_stream(&super::models::stream_name(&name));
     Ok(json!({}))
 }
 
@@ -482,6 +475,9 @@ fn apply_input_update(ctx: &AnalyticsCtx, spec: &mut ApplicationSpec, update: &V
     let input = spec.input_mut(id)?;
     if let Some(prefix) = update["NamePrefixUpdate"].as_str() {
         input.name_prefix = prefix.to_string();
+    }
+    if let Some(count) = update["InputParallelismUpdate"]["CountUpdate"].as_u64() {
+        input.parallelism = count as u32;
     }
     let schema = &update["InputSchemaUpdate"];
     if schema.is_object() {

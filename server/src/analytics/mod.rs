@@ -7,8 +7,10 @@ mod api;
 mod context;
 mod discover;
 mod feed;
-mod forests;
+mod models;
 mod outputs;
+#[cfg(test)]
+mod parallelism_tests;
 mod preprocess;
 mod processing_api;
 mod reference;

@@ -21,11 +21,11 @@ use serde_json::json;
 use super::api::ERROR_STREAM;
 use super::context::AnalyticsCtx;
 use super::feed::{Feed, Item};
-use super::forests::ForestStore;
+use super::models::ModelStore;
 use super::outputs::{OutRecord, Outputs};
 use super::preprocess::{Preprocessor, Rejected};
 use super::reference;
-use super::schema::{input_def, input_schema};
+use super::schema::{input_defs, input_schema};
 use super::spec::{ApplicationSpec, CHECKPOINT_KEY, Checkpoint};
 use crate::background::Background;
 use crate::civil_date::sql_timestamp;
@@ -52,7 +52,8 @@ struct Runner {
     spec: ApplicationSpec,
     feed: Feed,
     schema: InputSchema,
-    stream_name: String,
+    /// The in-application streams the input fills (InputParallelism).
+    streams: Vec<String>,
     app: Application,
     outputs: Outputs,
     /// Per input part: where the next read starts, and the first record not yet processed
@@ -60,7 +61,7 @@ struct Runner {
     cursor: BTreeMap<String, u64>,
     replay_until: BTreeMap<String, u64>,
     last_checkpoint_ms: u64,
-    forests: ForestStore,
+    models: ModelStore,
     preprocessor: Option<Preprocessor>,
 }
 
@@ -88,22 +89,22 @@ impl Runner {
             }
             references.push((table.table_name.clone(), rows));
         }
-        let inputs = [input_def(&input).map_err(|e| e.message.unwrap_or_default())?];
+        let inputs = input_defs(&input).map_err(|e| e.message.unwrap_or_default())?;
         let mut app = Application::compile(&spec.code, &inputs, references).await.map_err(|e| e.to_string())?;
         let checkpoint = Checkpoint::from_settings(&app_stream.meta().settings).unwrap_or_default();
         app.restore(&checkpoint.marks);
-        app.restore_stagger(&checkpoint.stagger);
-        let mut forests = ForestStore::new(ctx.clone(), background.clone(), &spec.name);
+        app.restore_partition_windows(&checkpoint.stagger);
+        let mut models = ModelStore::new(ctx.clone(), background.clone(), &spec.name);
         // A model of other code may score other columns, or with other parameters.
         if checkpoint.version == spec.version {
-            forests.restore(&mut app, &checkpoint.forests).await;
+            models.restore(&mut app, &checkpoint.models).await;
         }
         let outputs = Outputs::new(ctx.clone(), background.clone(), spec.outputs.clone(), ctx.arn(&spec.name));
         let mut runner = Runner {
             ctx,
             background,
             app_stream,
-            stream_name: input.stream_name(),
+            streams: input.stream_names(),
             spec,
             feed,
             schema,
@@ -112,7 +113,7 @@ impl Runner {
             cursor: BTreeMap::new(),
             replay_until: BTreeMap::new(),
             last_checkpoint_ms: 0,
-            forests,
+            models,
             preprocessor,
         };
         runner.place_shards(&checkpoint);
@@ -162,7 +163,7 @@ impl Runner {
                 Err(error) => tracing::warn!(application = %self.spec.name, %error, "closing windows failed"),
             }
             let now_ms = self.ctx.engine.now_ms();
-            self.forests.save_due(&self.app, now_ms).await;
+            self.models.save_due(&self.app, now_ms).await;
             if wrote_window || now_ms >= self.last_checkpoint_ms + CHECKPOINT_EVERY_MS {
                 self.checkpoint().await;
                 self.last_checkpoint_ms = now_ms;
@@ -209,24 +210,34 @@ impl Runner {
         let failed: Vec<OutRecord> =
             failed.into_iter().map(|r| input_error(&r.item, r.name, r.message, now_ms)).collect();
         self.write_errors(failed).await;
-        if !replayed.is_empty() {
-            let (rows, _) = self.rows(&replayed);
-            if let Err(error) = self.app.push(&self.stream_name, rows, true).await {
+        for (stream, items) in self.by_stream(replayed) {
+            let (rows, _) = self.rows(&items);
+            if let Err(error) = self.app.push(&stream, rows, true).await {
                 tracing::warn!(application = %self.spec.name, %error, "replaying input failed");
             }
         }
-        if fresh.is_empty() {
-            return;
+        for (stream, items) in self.by_stream(fresh) {
+            let (rows, rejected) = self.rows(&items);
+            let errors: Vec<OutRecord> =
+                rejected.into_iter().map(|(item, message)| input_error(item, "Parse_Error", message, now_ms)).collect();
+            self.write_errors(errors).await;
+            let first = items.first().map(|i| format!("s{}-{}", i.part, i.seq)).unwrap_or_default();
+            match self.app.push(&stream, rows, false).await {
+                Ok(step) => self.handle(step, &first).await,
+                Err(error) => tracing::warn!(application = %self.spec.name, %error, "processing input failed"),
+            }
         }
-        let (rows, rejected) = self.rows(&fresh);
-        let errors: Vec<OutRecord> =
-            rejected.into_iter().map(|(item, message)| input_error(item, "Parse_Error", message, now_ms)).collect();
-        self.write_errors(errors).await;
-        let first = fresh.first().map(|i| format!("s{}-{}", i.part, i.seq)).unwrap_or_default();
-        match self.app.push(&self.stream_name, rows, false).await {
-            Ok(step) => self.handle(step, &first).await,
-            Err(error) => tracing::warn!(application = %self.spec.name, %error, "processing input failed"),
+    }
+
+    /// The items by the in-application stream their part fills (none empty).
+    fn by_stream(&self, items: Vec<Item>) -> BTreeMap<String, Vec<Item>> {
+        let mut grouped: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+        for item in items {
+            let index = self.spec.inputs.first().map_or(0, |input| input.stream_of_part(&item.part));
+            let stream = self.streams.get(index).or(self.streams.first()).cloned().unwrap_or_default();
+            grouped.entry(stream).or_default().push(item);
         }
+        grouped
     }
 
     /// The items through the input's Lambda function, if it has one.
@@ -286,12 +297,12 @@ impl Runner {
 
     /// Stores where each shard stands and the windows written, synced.
     async fn checkpoint(&self) {
-        let held_ms = [self.app.held_from_ms(), self.forests.held_from_ms()].into_iter().flatten().min();
+        let held_ms = [self.app.held_from_ms(), self.models.held_from_ms()].into_iter().flatten().min();
         let mut checkpoint = Checkpoint {
             version: self.spec.version,
             marks: self.app.marks(),
-            forests: self.forests.marks.clone(),
-            stagger: self.app.stagger_windows(),
+            models: self.models.marks.clone(),
+            stagger: self.app.partition_windows(),
             ..Checkpoint::default()
         };
         for (key, &cursor) in &self.cursor {

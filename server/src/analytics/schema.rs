@@ -51,9 +51,10 @@ pub fn input_schema(schema: &Value) -> Result<InputSchema, ApiError> {
     Ok(InputSchema::new(record_format, &columns)?)
 }
 
-/// The in-application stream an input fills, with its columns.
-pub fn input_def(input: &InputSpec) -> Result<InputDef, ApiError> {
-    Ok(InputDef { name: input.stream_name(), columns: input_schema(&input.schema)?.stream_columns() })
+/// The in-application streams an input fills, with their columns.
+pub fn input_defs(input: &InputSpec) -> Result<Vec<InputDef>, ApiError> {
+    let columns = input_schema(&input.schema)?.stream_columns();
+    Ok(input.stream_names().into_iter().map(|name| InputDef { name, columns: columns.clone() }).collect())
 }
 
 /// The reference tables' names and columns (their rows are read when the application starts).
@@ -67,7 +68,7 @@ pub fn reference_columns(spec: &ApplicationSpec) -> Result<Vec<InputDef>, ApiErr
 /// Compiles the application's code against its inputs and (empty) reference tables: the
 /// check a definition change must pass. On a blocking thread: planning is async in DataFusion.
 pub fn check_code(spec: &ApplicationSpec) -> Result<(), ApiError> {
-    let inputs = spec.inputs.iter().map(input_def).collect::<Result<Vec<_>, _>>()?;
+    let inputs = spec.inputs.iter().map(input_defs).collect::<Result<Vec<_>, _>>()?.concat();
     let references = reference_columns(spec)?
         .into_iter()
         .map(|table| (table.name, framelog_analytics::empty_table(&table.columns)))

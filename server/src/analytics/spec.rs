@@ -50,7 +50,8 @@ impl Status {
     }
 }
 
-/// An input: a KDS stream or a Firehose delivery stream, read into `<prefix>_001`.
+/// An input: a KDS stream, a Firehose delivery stream or video streams, read into
+/// `<prefix>_001` up to `<prefix>_<parallelism>`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InputSpec {
     pub id: String,
@@ -76,10 +77,27 @@ pub struct LambdaProcessor {
 }
 
 impl InputSpec {
-    /// The in-application stream it fills.
-    pub fn stream_name(&self) -> String {
-        format!("{}_001", self.name_prefix)
+    /// The in-application streams it fills, one per InputParallelism count.
+    pub fn stream_names(&self) -> Vec<String> {
+        (1..=self.parallelism.max(1)).map(|n| format!("{}_{n:03}", self.name_prefix)).collect()
     }
+
+    /// Which of `stream_names` a part of the input (feed.rs's key) fills: shards in turn, as
+    /// the service spread a source's shards; a video stream by a hash of its name.
+    pub fn stream_of_part(&self, part: &str) -> usize {
+        let count = self.parallelism.max(1) as u64;
+        let place = match part.parse::<u64>() {
+            Ok(shard) => shard,
+            Err(_) => fnv1a(part.as_bytes()),
+        };
+        (place % count) as usize
+    }
+}
+
+/// FNV-1a: a hash that stays the same across builds, so a part keeps its stream after an
+/// upgrade.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, byte| (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// An output: an in-application stream's rows to a KDS stream, a delivery stream or a webhook.
@@ -143,9 +161,10 @@ pub struct Checkpoint {
     pub next_seq: BTreeMap<String, u64>,
     pub replay_seq: BTreeMap<String, u64>,
     pub marks: BTreeMap<String, i64>,
-    /// By scored stream: the RANDOM_CUT_FOREST models to take up again.
-    #[serde(default)]
-    pub forests: BTreeMap<String, super::forests::ForestMark>,
+    /// By scored stream: the models (RANDOM_CUT_FOREST, HOTSPOTS) to take up again. Written
+    /// as `forests`, the name it had when forests were the only models.
+    #[serde(default, rename = "forests")]
+    pub models: BTreeMap<String, super::models::ModelMark>,
     /// By stagger pump: its open windows (partition in hex, opening ms), which a replay refills.
     #[serde(default)]
     pub stagger: BTreeMap<String, Vec<(String, i64)>>,

@@ -76,7 +76,7 @@ CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
     GROUP BY ticker_symbol, STEP("SOURCE_SQL_STREAM_001".ROWTIME BY INTERVAL '1' SECOND);
 "#;
 
-fn application(name: &str, code: &str) -> Value {
+pub(super) fn application(name: &str, code: &str) -> Value {
     json!({
         "ApplicationName": name,
         "ApplicationCode": code,
@@ -327,6 +327,6 @@ async fn a_forest_taken_up_after_a_crash_scores_as_one_that_never_stopped() {
     let outlier = after_crash.get("9000.0").copied().expect("the outlier is written");
     let highest_other = after_crash.iter().filter(|(price, _)| *price != "9000.0").map(|(_, s)| *s).fold(0.0, f64::max);
     assert!(outlier > 2.0 * highest_other, "the outlier scores {outlier}, the others at most {highest_other}");
-    let forests = ctx.engine.stream(&super::forests::stream_name("crashing")).expect("the model is kept");
+    let forests = ctx.engine.stream(&super::models::stream_name("crashing")).expect("the model is kept");
     assert!(ctx.engine.entry(&forests, 0, 0).expect("read").is_some(), "a model was written");
 }

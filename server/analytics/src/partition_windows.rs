@@ -1,6 +1,8 @@
-//! Stagger windows' state: per partition, the window its first row opened, holding its rows
-//! until `range_ms` after that row (then the watermark closes it). A partition's row past its
-//! window's end ends that window and opens the next.
+//! Windows a partition's rows open: per partition, the window its first row opened, holding
+//! its rows until its end (then the watermark closes it). A stagger window ends `range_ms`
+//! after the row that opened it; a session window `gap_ms` after its latest row, so each row
+//! within the gap extends it. A partition's row past its window's end ends that window and
+//! opens the next.
 //!
 //! After a restart the windows open at the checkpoint are known by partition and opening time;
 //! replayed rows go only to those (a replayed row of another partition belonged to a window
@@ -16,16 +18,47 @@ use datafusion::arrow::row::{RowConverter, SortField};
 
 use crate::batches::rowtimes;
 
+/// When a partition's window ends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// WINDOWED BY STAGGER: `range_ms` after the row that opened it.
+    Stagger { range_ms: i64 },
+    /// GROUP BY SESSION: `gap_ms` after its latest row.
+    Session { gap_ms: i64 },
+}
+
 #[derive(Debug)]
 struct Window {
     key: Vec<u8>,
     open_ms: i64,
+    /// The latest ROWTIME among its rows.
+    last_ms: i64,
     rows: Vec<RecordBatch>,
 }
 
+impl Window {
+    fn new(key: &[u8], open_ms: i64) -> Window {
+        Window { key: key.to_vec(), open_ms, last_ms: open_ms, rows: Vec::new() }
+    }
+
+    fn end_ms(&self, rule: Rule) -> i64 {
+        match rule {
+            Rule::Stagger { range_ms } => self.open_ms + range_ms,
+            Rule::Session { gap_ms } => self.last_ms + gap_ms,
+        }
+    }
+}
+
+/// A window closing: its partitions' earliest opening and their rows.
+#[derive(Debug, Default)]
+pub struct Closing {
+    pub start_ms: i64,
+    pub rows: Vec<RecordBatch>,
+}
+
 #[derive(Debug)]
-pub struct StaggerWindows {
-    range_ms: i64,
+pub struct PartitionWindows {
+    rule: Rule,
     open: HashMap<Vec<u8>, Window>,
     /// Windows a later row of their partition ended before the watermark closed them.
     ended: Vec<Window>,
@@ -34,9 +67,9 @@ pub struct StaggerWindows {
     converter: Option<RowConverter>,
 }
 
-impl StaggerWindows {
-    pub fn new(range_ms: i64) -> StaggerWindows {
-        StaggerWindows { range_ms, open: HashMap::new(), ended: Vec::new(), restored: None, converter: None }
+impl PartitionWindows {
+    pub fn new(rule: Rule) -> PartitionWindows {
+        PartitionWindows { rule, open: HashMap::new(), ended: Vec::new(), restored: None, converter: None }
     }
 
     /// Puts each source row into its partition's window. `keys` has a row per source row: the
@@ -89,37 +122,38 @@ impl StaggerWindows {
             if time_ms < open_ms {
                 return None;
             }
-            self.open.insert(key.to_vec(), Window { key: key.to_vec(), open_ms, rows: Vec::new() });
+            self.open.insert(key.to_vec(), Window::new(key, open_ms));
         }
-        match self.open.get(key) {
-            Some(window) if time_ms < window.open_ms + self.range_ms => return Some(window.open_ms),
+        let rule = self.rule;
+        match self.open.get_mut(key) {
+            Some(window) if time_ms < window.end_ms(rule) => {
+                window.last_ms = window.last_ms.max(time_ms);
+                return Some(window.open_ms);
+            }
             Some(_) => {
                 let ended = self.open.remove(key)?;
                 self.ended.push(ended);
             }
             None => {}
         }
-        self.open.insert(key.to_vec(), Window { key: key.to_vec(), open_ms: time_ms, rows: Vec::new() });
+        self.open.insert(key.to_vec(), Window::new(key, time_ms));
         Some(time_ms)
     }
 
     /// The windows ending at or before `watermark_ms`, with their rows, grouped by end.
-    pub fn close(&mut self, watermark_ms: i64) -> BTreeMap<i64, Vec<RecordBatch>> {
-        let range_ms = self.range_ms;
-        let mut closing: BTreeMap<i64, Vec<RecordBatch>> = BTreeMap::new();
-        let ending: Vec<Vec<u8>> = self
-            .open
-            .iter()
-            .filter(|(_, w)| w.open_ms + range_ms <= watermark_ms)
-            .map(|(key, _)| key.clone())
-            .collect();
+    pub fn close(&mut self, watermark_ms: i64) -> BTreeMap<i64, Closing> {
+        let rule = self.rule;
+        let due = |w: &Window| w.end_ms(rule) <= watermark_ms;
+        let ending: Vec<Vec<u8>> = self.open.iter().filter(|(_, w)| due(w)).map(|(key, _)| key.clone()).collect();
         let mut windows: Vec<Window> = ending.iter().filter_map(|key| self.open.remove(key)).collect();
-        let (due, later): (Vec<Window>, Vec<Window>) =
-            std::mem::take(&mut self.ended).into_iter().partition(|w| w.open_ms + range_ms <= watermark_ms);
+        let (closed, later): (Vec<Window>, Vec<Window>) = std::mem::take(&mut self.ended).into_iter().partition(due);
         self.ended = later;
-        windows.extend(due);
+        windows.extend(closed);
+        let mut closing: BTreeMap<i64, Closing> = BTreeMap::new();
         for window in windows {
-            closing.entry(window.open_ms + range_ms).or_default().extend(window.rows);
+            let entry = closing.entry(window.end_ms(rule)).or_insert(Closing { start_ms: i64::MAX, rows: Vec::new() });
+            entry.start_ms = entry.start_ms.min(window.open_ms);
+            entry.rows.extend(window.rows);
         }
         closing
     }
