@@ -131,8 +131,11 @@ def stream_arn(name: str) -> str:
     return f"arn:aws:kinesis:{REGION}:{ACCOUNT}:stream/{name}"
 
 
-def ticker_input(stream: str) -> dict:
-    columns = [("TICKER_SYMBOL", "VARCHAR(4)"), ("SECTOR", "VARCHAR(16)"), ("CHANGE", "REAL"), ("PRICE", "REAL")]
+TICKER_COLUMNS = [("TICKER_SYMBOL", "VARCHAR(4)"), ("SECTOR", "VARCHAR(16)"), ("CHANGE", "REAL"), ("PRICE", "REAL")]
+
+
+def ticker_input(stream: str, columns: list[tuple[str, str]] = TICKER_COLUMNS) -> dict:
+    """A JSON input of `stream` into SOURCE_SQL_STREAM_001, each column read from its own member."""
     return {
         "NamePrefix": "SOURCE_SQL_STREAM",
         "KinesisStreamsInput": {"ResourceARN": stream_arn(stream), "RoleARN": ROLE},

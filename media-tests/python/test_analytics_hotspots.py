@@ -14,7 +14,7 @@ from collections import deque
 import pytest
 
 from kds_helpers import FramelogServer, framelog_bin
-from test_analytics import ROLE, analytics_client, make_streams, output, outputs, put_documents, start, stream_arn, wait_for
+from test_analytics import analytics_client, make_streams, output, outputs, put_documents, start, ticker_input, wait_for
 
 # The developer guide's hotspot detection example, as written there.
 HOTSPOTS = """
@@ -38,19 +38,6 @@ CREATE OR REPLACE PUMP "STREAM_PUMP" AS
 
 WINDOW, RADIUS, MINIMUM = 1000, 0.2, 17
 CENTRES = [(2.5, 7.0), (8.0, 3.0)]
-
-
-def point_input(stream: str) -> dict:
-    columns = [("x", "DOUBLE"), ("y", "DOUBLE"), ("is_hot", "VARCHAR(4)")]
-    return {
-        "NamePrefix": "SOURCE_SQL_STREAM",
-        "KinesisStreamsInput": {"ResourceARN": stream_arn(stream), "RoleARN": ROLE},
-        "InputSchema": {
-            "RecordFormat": {"RecordFormatType": "JSON", "MappingParameters": {"JSONMappingParameters": {"RecordRowPath": "$"}}},
-            "RecordEncoding": "UTF-8",
-            "RecordColumns": [{"Name": n, "Mapping": f"$.{n}", "SqlType": t} for n, t in columns],
-        },
-    }
 
 
 def points(count: int, rng: random.Random) -> list[dict]:
@@ -108,7 +95,7 @@ def test_the_guides_hotspot_example_finds_the_planted_centres_and_the_documented
     kinesis, client = server.client(), analytics_client(server)
     make_streams(kinesis, "points", "hotspots")
     client.create_application(ApplicationName="hotspots", ApplicationCode=HOTSPOTS,
-                              Inputs=[point_input("points")], Outputs=[output("hotspots")])
+                              Inputs=[ticker_input("points", [("x", "DOUBLE"), ("y", "DOUBLE"), ("is_hot", "VARCHAR(4)")])], Outputs=[output("hotspots")])
     start(client, "hotspots")
     sent = points(2500, random.Random(23))
     put_documents(kinesis, "points", sent)

@@ -58,6 +58,15 @@ pub fn is_scored_type(data_type: &DataType) -> bool {
     )
 }
 
+/// The indexes of `schema`'s numeric columns after ROWTIME, but for the function's own `added`.
+pub fn numeric_columns(schema: &SchemaRef, added: &str) -> Vec<usize> {
+    let numeric = |i: &usize| {
+        let field = schema.field(*i);
+        field.name() != added && is_scored_type(field.data_type())
+    };
+    (1..schema.fields().len()).filter(numeric).collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct Forest {
     model: RCFLarge<u64, u64>,
@@ -78,11 +87,7 @@ struct Snapshot {
 impl Forest {
     /// A forest for rows of `schema` (ROWTIME first), scoring its numeric columns.
     pub fn new(params: ForestParams, schema: &SchemaRef) -> Result<Forest> {
-        let scored = |i: &usize| {
-            let field = schema.field(*i);
-            field.name() != ANOMALY_SCORE && is_scored_type(field.data_type())
-        };
-        let columns: Vec<usize> = (1..schema.fields().len()).filter(scored).collect();
+        let columns = numeric_columns(schema, ANOMALY_SCORE);
         if columns.is_empty() {
             return Err(AnalyticsError::Plan(
                 "RANDOM_CUT_FOREST needs a numeric column (DOUBLE, REAL, INTEGER, BIGINT, SMALLINT or TINYINT).".into(),

@@ -7,6 +7,7 @@ use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan};
 
 use crate::error::{AnalyticsError, Result};
 use crate::hotspots::HotspotParams;
+use crate::item_call;
 use crate::table_call::{self, TableCall, split_arguments};
 
 pub const FUNCTION: &str = "HOTSPOTS";
@@ -28,12 +29,14 @@ pub fn find(tokens: &[TokenWithSpan]) -> Result<Option<HotspotCall>> {
             "HOTSPOTS takes a cursor, then windowSize, scanRadius, minimumNumberOfPointsInAHotspot.",
         ));
     };
-    let window_size = whole(window, "windowSize", 100, 1_000)?;
+    let window_size = item_call::number(window, FUNCTION, "windowSize", 100, 1_000)?;
     let scan_radius = number(radius).filter(|r| r.is_finite() && *r > 0.0).ok_or_else(|| {
         refused(radius.span.start, format!("scanRadius must be a number above 0, not {}.", radius.token))
     })?;
-    let minimum_points = whole(minimum, "minimumNumberOfPointsInAHotspot", 2, window_size)?;
-    Ok(Some(HotspotCall { call, params: HotspotParams { window_size, scan_radius, minimum_points } }))
+    let minimum_points = item_call::number(minimum, FUNCTION, "minimumNumberOfPointsInAHotspot", 2, window_size)?;
+    let params =
+        HotspotParams { window_size: window_size as usize, scan_radius, minimum_points: minimum_points as usize };
+    Ok(Some(HotspotCall { call, params }))
 }
 
 fn number(token: &TokenWithSpan) -> Option<f64> {
@@ -41,16 +44,6 @@ fn number(token: &TokenWithSpan) -> Option<f64> {
         Token::Number(text, _) => text.parse::<f64>().ok(),
         _ => None,
     }
-}
-
-fn whole(token: &TokenWithSpan, name: &str, low: usize, high: usize) -> Result<usize> {
-    let value = match &token.token {
-        Token::Number(text, _) => text.parse::<usize>().ok(),
-        _ => None,
-    };
-    value.filter(|v| (low..=high).contains(v)).ok_or_else(|| {
-        refused(token.span.start, format!("{name} must be a whole number from {low} to {high}, not {}.", token.token))
-    })
 }
 
 fn refused(at: Location, message: String) -> AnalyticsError {

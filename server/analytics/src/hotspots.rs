@@ -21,7 +21,7 @@ use serde_json::json;
 use crate::batches::rowtimes;
 use crate::dense_regions::{self, Region};
 use crate::error::{AnalyticsError, Result};
-use crate::forest::{is_scored_type, runtime};
+use crate::forest::{numeric_columns, runtime};
 
 /// The column HOTSPOTS adds to its input's.
 pub const HOTSPOTS_RESULT: &str = "HOTSPOTS_RESULT";
@@ -52,11 +52,7 @@ struct Snapshot {
 impl Hotspots {
     /// A window for rows of `schema` (ROWTIME first), over its numeric columns.
     pub fn new(params: HotspotParams, schema: &SchemaRef) -> Result<Hotspots> {
-        let numeric = |i: &usize| {
-            let field = schema.field(*i);
-            field.name() != HOTSPOTS_RESULT && is_scored_type(field.data_type())
-        };
-        let columns: Vec<usize> = (1..schema.fields().len()).filter(numeric).collect();
+        let columns = numeric_columns(schema, HOTSPOTS_RESULT);
         if columns.is_empty() {
             return Err(AnalyticsError::Plan(
                 "HOTSPOTS needs a numeric column (DOUBLE, REAL, INTEGER, BIGINT, SMALLINT or TINYINT).".into(),

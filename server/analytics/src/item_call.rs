@@ -66,7 +66,8 @@ fn column_name(token: &TokenWithSpan, function: &str) -> Result<String> {
     }
 }
 
-fn number(token: &TokenWithSpan, function: &str, name: &str, low: u64, high: u64) -> Result<u64> {
+/// A whole-number argument within `[low, high]`, or the error naming it where it is written.
+pub(crate) fn number(token: &TokenWithSpan, function: &str, name: &str, low: u64, high: u64) -> Result<u64> {
     let at = token.span.start;
     let value = match &token.token {
         Token::Number(text, _) => text.parse::<u64>().ok(),
