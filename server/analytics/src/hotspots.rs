@@ -1,6 +1,6 @@
 //! HOTSPOTS as a continuous operator: each row's numeric columns are a point; the row is taken
 //! into a window of the last `windowSize` rows, and its HOTSPOTS_RESULT describes the dense
-//! regions (dense_regions.rs, with `scanRadius` and `minimumNumberOfPointsInAHotspot`) of that
+//! regions (dense_regions.rs, kept up to date as rows come and go, with `scanRadius` and `minimumNumberOfPointsInAHotspot`) of that
 //! window: `{"hotspots":[{"density":…,"minValues":[…],"maxValues":[…]}]}`, values in the
 //! order of the numeric columns, densest first. A region's density is its rows divided by its
 //! size, the volume of its bounding box with each side widened by `scanRadius` (so a region of
@@ -9,7 +9,6 @@
 //! The window can be written out and read back (`snapshot`, `restore`) with the ROWTIME of the
 //! last row taken in, as a forest's model is.
 
-use std::collections::VecDeque;
 use std::sync::Arc;
 
 use datafusion::arrow::array::{Array, ArrayRef, Float64Array, StringArray};
@@ -19,7 +18,7 @@ use datafusion::arrow::record_batch::RecordBatch;
 use serde_json::json;
 
 use crate::batches::rowtimes;
-use crate::dense_regions::{self, Region};
+use crate::dense_regions::{PointWindow, Region};
 use crate::error::{AnalyticsError, Result};
 use crate::forest::{numeric_columns, runtime};
 
@@ -39,7 +38,7 @@ pub struct Hotspots {
     params: HotspotParams,
     /// Indexes of the numeric columns in the rows given.
     columns: Vec<usize>,
-    window: VecDeque<Vec<f64>>,
+    window: PointWindow,
     absorbed_through_ms: i64,
 }
 
@@ -58,7 +57,8 @@ impl Hotspots {
                 "HOTSPOTS needs a numeric column (DOUBLE, REAL, INTEGER, BIGINT, SMALLINT or TINYINT).".into(),
             ));
         }
-        Ok(Hotspots { params, columns, window: VecDeque::new(), absorbed_through_ms: i64::MIN })
+        let window = PointWindow::new(params.scan_radius, params.window_size, columns.len());
+        Ok(Hotspots { params, columns, window, absorbed_through_ms: i64::MIN })
     }
 
     /// Takes each row in and describes the window's hotspots after it. With `replay`, rows are
@@ -79,10 +79,7 @@ impl Hotspots {
                 .map(|column| if column.is_null(row) { 0.0 } else { column.value(row) })
                 .map(|value| if value.is_finite() { value } else { 0.0 })
                 .collect();
-            self.window.push_back(point);
-            if self.window.len() > self.params.window_size {
-                self.window.pop_front();
-            }
+            self.window.push(point);
             self.absorbed_through_ms = self.absorbed_through_ms.max(time);
             results.push((!replay).then(|| self.describe()));
         }
@@ -91,9 +88,10 @@ impl Hotspots {
 
     /// The window's hotspots as HOTSPOTS_RESULT's JSON.
     fn describe(&self) -> String {
-        let points: Vec<Vec<f64>> = self.window.iter().cloned().collect();
         let radius = self.params.scan_radius;
-        let mut found: Vec<(f64, Region)> = dense_regions::find(&points, radius, self.params.minimum_points)
+        let mut found: Vec<(f64, Region)> = self
+            .window
+            .regions(self.params.minimum_points)
             .into_iter()
             .map(|region| (density(&region, radius), region))
             .collect();
@@ -113,7 +111,7 @@ impl Hotspots {
     /// The window and where it stands, as bytes.
     pub fn snapshot(&self) -> Result<Vec<u8>> {
         let snapshot =
-            Snapshot { absorbed_through_ms: self.absorbed_through_ms, window: self.window.iter().cloned().collect() };
+            Snapshot { absorbed_through_ms: self.absorbed_through_ms, window: self.window.points().cloned().collect() };
         let mut bytes = Vec::new();
         ciborium::into_writer(&snapshot, &mut bytes)
             .map_err(|e| AnalyticsError::Plan(format!("writing a hotspots snapshot: {e}")))?;
@@ -127,8 +125,10 @@ impl Hotspots {
         if snapshot.window.iter().any(|point| point.len() != self.columns.len()) {
             return Err(AnalyticsError::Plan("the hotspots snapshot is of another shape".into()));
         }
-        let skip = snapshot.window.len().saturating_sub(self.params.window_size);
-        self.window = snapshot.window.into_iter().skip(skip).collect();
+        self.window = PointWindow::new(self.params.scan_radius, self.params.window_size, self.columns.len());
+        for point in snapshot.window {
+            self.window.push(point);
+        }
         self.absorbed_through_ms = snapshot.absorbed_through_ms;
         Ok(())
     }

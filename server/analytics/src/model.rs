@@ -13,7 +13,7 @@ use crate::hotspots::Hotspots;
 #[derive(Debug, Clone)]
 pub enum Model {
     Forest(Box<Forest>),
-    Hotspots(Hotspots),
+    Hotspots(Box<Hotspots>),
 }
 
 impl Model {

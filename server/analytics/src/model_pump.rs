@@ -83,7 +83,7 @@ impl ModelCall {
     pub fn model(&self, schema: &SchemaRef) -> Result<Model> {
         Ok(match self {
             ModelCall::Forest(call) => Model::Forest(Box::new(Forest::new(call.params, schema)?)),
-            ModelCall::Hotspots(call) => Model::Hotspots(Hotspots::new(call.params, schema)?),
+            ModelCall::Hotspots(call) => Model::Hotspots(Box::new(Hotspots::new(call.params, schema)?)),
         })
     }
 }
