@@ -273,7 +273,7 @@ pub fn delete_application(ctx: &AnalyticsCtx, body: Document) -> Result<Value, A
         )));
     }
     ctx.engine.delete_stream(&AnalyticsCtx::engine_name(&name)).map_err(|e| ctx.store_error(&name, e))?;
-    // Its RANDOM_CUT_FOREST models, if it ever wrote one.
+    // Its scoring models (forests, hotspot windows), if it ever wrote one.
     let _ = ctx.engine.delete_stream(&super::models::stream_name(&name));
     Ok(json!({}))
 }

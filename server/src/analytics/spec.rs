@@ -165,7 +165,8 @@ pub struct Checkpoint {
     /// as `forests`, the name it had when forests were the only models.
     #[serde(default, rename = "forests")]
     pub models: BTreeMap<String, super::models::ModelMark>,
-    /// By stagger pump: its open windows (partition in hex, opening ms), which a replay refills.
+    /// By stagger or session pump: its open windows (partition in hex, opening ms), which a
+    /// replay refills. Named when stagger windows were the only kind.
     #[serde(default)]
     pub stagger: BTreeMap<String, Vec<(String, i64)>>,
 }
