@@ -1,8 +1,9 @@
 //! HOTSPOTS as a continuous operator: each row's numeric columns are a point; the row is taken
 //! into a window of the last `windowSize` rows, and its HOTSPOTS_RESULT describes the dense
-//! regions (dense_regions.rs, kept up to date as rows come and go, with `scanRadius` and `minimumNumberOfPointsInAHotspot`) of that
-//! window: `{"hotspots":[{"density":…,"minValues":[…],"maxValues":[…]}]}`, values in the
-//! order of the numeric columns, densest first. A region's density is its rows divided by its
+//! regions of that window (dense_regions.rs, kept up to date as rows come and go, with
+//! `scanRadius` and `minimumNumberOfPointsInAHotspot`):
+//! `{"hotspots":[{"density":…,"minValues":[…],"maxValues":[…]}]}`, values in the order of the
+//! numeric columns, densest first. A region's density is its rows divided by its
 //! size, the volume of its bounding box with each side widened by `scanRadius` (so a region of
 //! equal points has a size).
 //!

@@ -50,7 +50,7 @@ impl Window {
 }
 
 /// A window closing: its partitions' earliest opening and their rows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Closing {
     pub start_ms: i64,
     pub rows: Vec<RecordBatch>,
