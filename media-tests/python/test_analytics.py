@@ -164,11 +164,12 @@ def make_streams(kinesis, *names: str, shards: int = 1) -> None:
         kinesis.create_stream(StreamName=name, ShardCount=shards)
 
 
-def launch(server, name: str, code: str, output_stream: str, app_input: dict | None = None):
-    """Creates the input stream `ticks` and `output_stream`, then the application reading one into
-    the other, started at TRIM_HORIZON; answers the KDS and analytics clients."""
+def launch(server, name: str, code: str, output_stream: str, app_input: dict | None = None, shards: int = 1):
+    """Creates the input stream `ticks` (of `shards`) and `output_stream`, then the application
+    reading one into the other, started at TRIM_HORIZON; answers the KDS and analytics clients."""
     kinesis, client = server.client(), analytics_client(server)
-    make_streams(kinesis, "ticks", output_stream)
+    make_streams(kinesis, "ticks", shards=shards)
+    make_streams(kinesis, output_stream)
     client.create_application(ApplicationName=name, ApplicationCode=code,
                               Inputs=[app_input or ticker_input("ticks")], Outputs=[output(output_stream)])
     start(client, name)

@@ -1,7 +1,8 @@
 """A stream-to-stream join against a real server through boto3: the SQL reference's orders-and-trades
 join (each trade with the orders of its id from the window before it), its minute shortened to two
 seconds, over a timeline where trades come before, shortly after and too long after their orders. The
-pairs written must be those computed here from each record's arrival time.
+pairs written must be those computed here from each record's arrival time. Orders and trades go to
+different shards of four, so the application reads an order and its trade in separate rounds.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ CREATE OR REPLACE PUMP "JOIN_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
     ON o.order_id = t.order_id;
 """
 RANGE_MS = 2000
+SHARDS = 4
 
 
 def order_input() -> dict:
@@ -55,7 +57,7 @@ def server(tmp_path):
 
 
 def test_each_trade_joins_the_orders_of_the_window_before_it(server):
-    kinesis, _ = launch(server, "joins", JOIN, "pairs", app_input=order_input())
+    kinesis, _ = launch(server, "joins", JOIN, "pairs", app_input=order_input(), shards=SHARDS)
     rng = random.Random(31)
     timeline = []  # (seconds from start, record)
     for order_id in range(120):
@@ -69,9 +71,9 @@ def test_each_trade_joins_the_orders_of_the_window_before_it(server):
     for first in range(0, len(timeline), 8):
         batch = timeline[first:first + 8]
         time.sleep(max(0.0, batch[0][0] - (time.monotonic() - started)))
-        records = [{"Data": json.dumps(r).encode(), "PartitionKey": str(r["ORDER_ID"])} for _, r in batch]
+        records = [{"Data": json.dumps(r).encode(), "PartitionKey": f"{r['KIND']}{r['ORDER_ID']}"} for _, r in batch]
         assert kinesis.put_records(StreamName="ticks", Records=records)["FailedRecordCount"] == 0
-    arrived = arrivals(kinesis, "ticks")
+    arrived = arrivals(kinesis, "ticks", SHARDS)
     orders = [(ms, r) for ms, r in arrived if r["KIND"] == "O"]
     expected = Counter()
     for trade_ms, trade in arrived:

@@ -17,6 +17,7 @@ use crate::batches::{
 };
 use crate::dialect::{HIDDEN_NEW, HIDDEN_ROWTIME};
 use crate::error::{AnalyticsError, Result};
+use crate::join_rows::JoinRows;
 use crate::model::Model;
 use crate::model_pump::{self, ModelCall};
 use crate::partition_windows::PartitionWindows;
@@ -82,21 +83,9 @@ struct Pump {
     model: Option<Model>,
     /// The windows of a stagger or session pump.
     partitioned: Option<PartitionWindows>,
-    /// A stream-to-stream join's windowed rows, and its driving rows waiting for the step's end.
+    /// A stream-to-stream join's windowed rows, and its driving rows waiting for the watermark.
     joined: Option<JoinRows>,
 }
-
-#[derive(Debug, Default)]
-struct JoinRows {
-    history: Vec<RecordBatch>,
-    pending: Vec<RecordBatch>,
-    /// The latest ROWTIME either side has shown.
-    latest_ms: i64,
-}
-
-/// How much longer than its range a join keeps the windowed stream's rows: rows of a round
-/// reach the two sides in either order, this far apart at most.
-const JOIN_SLACK_MS: i64 = 1_000;
 
 impl Pump {
     fn new(compiled: CompiledPump, model: Option<Model>) -> Pump {
@@ -239,7 +228,7 @@ impl Application {
     pub fn marks(&self) -> WindowMarks {
         self.pumps
             .iter()
-            .filter(|p| matches!(p.compiled.kind, PumpKind::Tumbling { .. }))
+            .filter(|p| matches!(p.compiled.kind, PumpKind::Tumbling { .. } | PumpKind::Join { .. }))
             .map(|p| (p.compiled.name.clone(), p.emitted_through_ms))
             .collect()
     }
@@ -253,10 +242,7 @@ impl Application {
             .filter(|p| matches!(p.compiled.kind, PumpKind::Tumbling { .. }))
             .filter_map(|p| p.open.keys().next().copied());
         let partitioned = self.pumps.iter().filter_map(|p| p.partitioned.as_ref()?.held_from_ms());
-        let joined = self.pumps.iter().filter_map(|p| {
-            let history = &p.joined.as_ref()?.history;
-            history.iter().filter_map(|b| rowtimes(b).ok()?.values().iter().copied().min()).min()
-        });
+        let joined = self.pumps.iter().filter_map(|p| p.joined.as_ref()?.held_from_ms());
         tumbling.chain(partitioned).chain(joined).min()
     }
 
@@ -303,9 +289,9 @@ impl Application {
                 }
             }
             if queue.is_empty() {
-                // Joins run once everything the step wrote is in: a windowed row written later
-                // in the step than the driving row it matches is still found.
-                for (target, batch) in self.run_joins(step).await {
+                // A driving row the watermark has passed already (a late one) joins now, once
+                // everything the step wrote is in.
+                for (target, batch) in self.run_joins(None, step).await {
                     step.emitted.push(Emitted { stream: target.clone(), rows: visible(&batch), window: None });
                     queue.push_back((target, batch));
                 }
@@ -316,29 +302,28 @@ impl Application {
     /// Keeps `rows` of `stream` if pump `index` joins it as its windowed stream.
     fn keep_joined(&mut self, index: usize, stream: &str, rows: &RecordBatch) {
         let pump = &mut self.pumps[index];
-        let (Some(joined), PumpKind::Join { range_ms }) = (pump.joined.as_mut(), pump.compiled.kind) else { return };
-        if pump.compiled.history.as_deref() != Some(stream) || rows.num_rows() == 0 {
-            return;
+        if let Some(joined) = pump.joined.as_mut().filter(|_| pump.compiled.history.as_deref() == Some(stream)) {
+            joined.keep(rows);
         }
-        joined.history.push(rows.clone());
-        joined.latest_ms = joined.latest_ms.max(latest_rowtime(rows));
-        joined.history = rows_since(&joined.history, joined.latest_ms - range_ms - JOIN_SLACK_MS);
     }
 
-    /// Runs each join with driving rows waiting: its windowed stream's table holds the rows
-    /// it kept while the plan runs.
-    async fn run_joins(&mut self, step: &mut Step) -> Vec<(String, RecordBatch)> {
+    /// Runs each join over its driving rows the watermark has passed, moved to `watermark_ms`
+    /// if given: its windowed stream's table holds the rows it kept while the plan runs.
+    async fn run_joins(&mut self, watermark_ms: Option<i64>, step: &mut Step) -> Vec<(String, RecordBatch)> {
         let mut written = Vec::new();
         for index in 0..self.pumps.len() {
-            let Some(joined) = self.pumps[index].joined.as_mut() else { continue };
-            if joined.pending.is_empty() {
+            let pump = &mut self.pumps[index];
+            let (Some(joined), PumpKind::Join { range_ms }) = (pump.joined.as_mut(), pump.compiled.kind) else {
                 continue;
-            }
-            let driving = std::mem::take(&mut joined.pending);
-            joined.latest_ms = driving.iter().map(latest_rowtime).fold(joined.latest_ms, i64::max);
-            let history_rows = joined.history.clone();
-            let history = self.pumps[index].compiled.history.clone().unwrap_or_default();
-            let Some((_, table)) = self.tables.get(&history).cloned() else { continue };
+            };
+            pump.emitted_through_ms = pump.emitted_through_ms.max(watermark_ms.unwrap_or(i64::MIN));
+            let driving = joined.take_due(pump.emitted_through_ms);
+            let history_rows = joined.history().to_vec();
+            joined.trim(pump.emitted_through_ms, range_ms);
+            let history = pump.compiled.history.clone().unwrap_or_default();
+            let Some((_, table)) = self.tables.get(&history).cloned().filter(|_| !driving.is_empty()) else {
+                continue;
+            };
             table.set(history_rows);
             let rowtime = self.pumps[index].compiled.rowtime_column.map_or(Rowtime::At(0), Rowtime::Column);
             let result = self.run(index, driving, rowtime, step).await;
@@ -364,6 +349,10 @@ impl Application {
                     self.cascade(VecDeque::from([(target, batch)]), false, &mut step).await;
                 }
             }
+        }
+        for (target, batch) in self.run_joins(Some(watermark_ms), &mut step).await {
+            step.emitted.push(Emitted { stream: target.clone(), rows: visible(&batch), window: None });
+            self.cascade(VecDeque::from([(target, batch)]), false, &mut step).await;
         }
         Ok(step)
     }
@@ -429,10 +418,13 @@ impl Application {
                 self.hold_partitioned(index, rows, replay, step).await;
                 Vec::new()
             }
-            // A replayed driving row joins nothing: its result was written before the restart.
+            // A replayed driving row the watermark had passed joins nothing: its result was
+            // written before the restart.
             PumpKind::Join { .. } => {
-                if let Some(joined) = self.pumps[index].joined.as_mut().filter(|_| !replay) {
-                    joined.pending.push(rows.clone());
+                let pump = &mut self.pumps[index];
+                let after_ms = if replay { pump.emitted_through_ms } else { i64::MIN };
+                if let Some(joined) = pump.joined.as_mut() {
+                    joined.pend(rows, after_ms);
                 }
                 Vec::new()
             }
@@ -647,11 +639,6 @@ fn rows_since(batches: &[RecordBatch], cutoff_ms: i64) -> Vec<RecordBatch> {
         })
         .filter(|batch| batch.num_rows() > 0)
         .collect()
-}
-
-/// The latest ROWTIME of `rows` (i64::MIN when there are none).
-fn latest_rowtime(rows: &RecordBatch) -> i64 {
-    rowtimes(rows).ok().and_then(|t| t.values().iter().copied().max()).unwrap_or(i64::MIN)
 }
 
 fn trim_history(batches: Vec<RecordBatch>, history: crate::dialect::History) -> Vec<RecordBatch> {

@@ -19,6 +19,7 @@ mod hotspot_call;
 mod hotspots;
 mod item_call;
 mod item_pump;
+mod join_rows;
 mod model;
 mod model_pump;
 mod partition_windows;
