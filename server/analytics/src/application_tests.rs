@@ -403,11 +403,21 @@ fn next(state: &mut u64) -> u64 {
 /// half-typed. Compiling it answers an error or an application, never a panic, and it still runs.
 #[tokio::test]
 async fn mangled_examples_compile_or_are_refused_without_panicking() {
-    let examples = [FILTER, TUMBLING, SLIDING, ANOMALIES, STAGGER];
+    let examples = [
+        FILTER,
+        TUMBLING,
+        SLIDING,
+        ANOMALIES,
+        HOTSPOTS,
+        STAGGER,
+        item_tests::TOP_K,
+        item_tests::DISTINCT,
+        super::session_tests::SESSIONS,
+    ];
     let input = InputDef { name: SOURCE.into(), columns: ticker_input().stream_columns() };
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     let (mut compiled, mut refused) = (0, 0);
-    for round in 0..2_000 {
+    for round in 0..3_000 {
         let example = examples[round % examples.len()];
         let mut pieces: Vec<&str> = example.split_inclusive([' ', '(', ')', ',', ';', '\n', '\'']).collect();
         for _ in 0..=next(&mut state) % 3 {

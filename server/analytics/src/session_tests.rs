@@ -2,7 +2,7 @@
 
 use super::tests::{SOURCE, app, counts, rows};
 
-const SESSIONS: &str = r#"
+pub(super) const SESSIONS: &str = r#"
 CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (ticker_symbol VARCHAR(4), ticks INTEGER, low DOUBLE);
 CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
     SELECT STREAM ticker_symbol, COUNT(*) AS ticks, MIN(price) AS low
