@@ -13,7 +13,7 @@ use datafusion::datasource::MemTable;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
 use crate::batches::{
-    Rowtime, flagged, in_value_order, into_target, keep_rows, rowtimes, split_by_window, stream_schema, visible,
+    Rowtime, in_value_order, into_target, keep_rows, rowtimes, split_by_window, stream_schema, visible,
 };
 use crate::dialect::{HIDDEN_NEW, HIDDEN_ROWTIME};
 use crate::error::{AnalyticsError, Result};
@@ -23,6 +23,7 @@ use crate::model_pump::{self, ModelCall};
 use crate::partition_windows::PartitionWindows;
 use crate::pump::{CompiledPump, PumpKind, compile};
 use crate::script::parse_script;
+use crate::sliding_history::trim_history;
 use crate::sql_type::SqlType;
 use crate::swap_table::SwapTable;
 use crate::{item_call, item_pump};
@@ -512,7 +513,7 @@ impl Application {
         input.push(rows.clone());
         let rowtime = self.pumps[index].compiled.rowtime_column.map_or(Rowtime::At(0), Rowtime::Column);
         let result = if replay { None } else { self.run(index, input.clone(), rowtime, step).await };
-        let kept = trim_history(input, history);
+        let kept = trim_history(input, history, self.pumps[index].compiled.rows_partition.as_deref());
         self.pumps[index].open.insert(0, kept);
         result
     }
@@ -625,45 +626,6 @@ fn only_new(batch: &RecordBatch, flag: usize) -> Result<RecordBatch, datafusion:
     let column = batch.column(flag).as_any().downcast_ref::<datafusion::arrow::array::BooleanArray>().cloned();
     let column = column.ok_or_else(|| datafusion::arrow::error::ArrowError::SchemaError("hidden flag".into()))?;
     keep_rows(batch, |row| column.value(row))
-}
-
-/// What a sliding window keeps for the next batch: rows within its RANGE of the latest
-/// ROWTIME and its last ROWS rows, all flagged as history.
-/// The rows of `batches` whose ROWTIME is `cutoff_ms` or later (no empty batches).
-fn rows_since(batches: &[RecordBatch], cutoff_ms: i64) -> Vec<RecordBatch> {
-    batches
-        .iter()
-        .filter_map(|batch| {
-            let times = rowtimes(batch).ok()?.clone();
-            keep_rows(batch, |row| times.value(row) >= cutoff_ms).ok()
-        })
-        .filter(|batch| batch.num_rows() > 0)
-        .collect()
-}
-
-fn trim_history(batches: Vec<RecordBatch>, history: crate::dialect::History) -> Vec<RecordBatch> {
-    let latest = batches.iter().filter_map(|b| rowtimes(b).ok()).flat_map(|t| t.values().iter().copied().max()).max();
-    let Some(latest) = latest else { return Vec::new() };
-    let cutoff = latest - history.range_ms as i64;
-    let mut kept: Vec<RecordBatch> = match history.range_ms {
-        0 => Vec::new(),
-        _ => rows_since(&batches, cutoff).iter().filter_map(|b| flagged(b, false).ok()).collect(),
-    };
-    if history.rows > 0 {
-        let total: usize = batches.iter().map(RecordBatch::num_rows).sum();
-        let skip = total.saturating_sub(history.rows as usize);
-        let all = batches
-            .first()
-            .map(|b| b.schema())
-            .and_then(|s| datafusion::arrow::compute::concat_batches(&s, &batches).ok());
-        if history.range_ms == 0
-            && let Some(last_rows) =
-                all.map(|all| all.slice(skip, all.num_rows() - skip)).and_then(|b| flagged(&b, false).ok())
-        {
-            kept = vec![last_rows];
-        }
-    }
-    kept
 }
 
 #[cfg(test)]

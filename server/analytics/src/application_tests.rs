@@ -177,6 +177,38 @@ async fn a_sliding_window_averages_each_rows_preceding_range_across_batches() {
     }
 }
 
+/// `ROWS n PRECEDING` counts within the row's partition: a symbol that ticks rarely still
+/// finds its own last rows after batches of another symbol's.
+#[tokio::test]
+async fn a_rows_window_keeps_the_last_rows_of_each_partition_across_batches() {
+    let code = r#"
+CREATE OR REPLACE STREAM "DESTINATION_SQL_STREAM" (ticker_symbol VARCHAR(4), avg_price DOUBLE);
+CREATE OR REPLACE PUMP "STREAM_PUMP" AS INSERT INTO "DESTINATION_SQL_STREAM"
+    SELECT STREAM ticker_symbol, AVG(price) OVER (PARTITION BY s.ticker_symbol ROWS 2 PRECEDING)
+    FROM "SOURCE_SQL_STREAM_001" AS s;
+"#;
+    let mut app = app(code).await;
+    let events: Vec<(i64, &str, f64)> =
+        (0..60).map(|i| (i * 1_000, if i % 10 == 0 { "A" } else { "B" }, i as f64)).collect();
+    let mut averages: Vec<(String, f64)> = Vec::new();
+    for chunk in events.chunks(7) {
+        let step = app.push(SOURCE, rows(chunk), false).await.expect("as the test set it up");
+        assert!(step.errors.is_empty(), "{:?}", step.errors);
+        for emitted in step.emitted {
+            let values = emitted.rows.column(2).as_any().downcast_ref::<Float64Array>().expect("AVG").clone();
+            averages.extend(strings(&emitted.rows, 1).into_iter().zip(values.values().iter().copied()));
+        }
+    }
+    for symbol in ["A", "B"] {
+        let prices: Vec<f64> = events.iter().filter(|e| e.1 == symbol).map(|e| e.2).collect();
+        let expected: Vec<f64> = (0..prices.len())
+            .map(|i| prices[i.saturating_sub(2)..=i].iter().sum::<f64>() / (i - i.saturating_sub(2) + 1) as f64)
+            .collect();
+        let found: Vec<f64> = averages.iter().filter(|(s, _)| s == symbol).map(|(_, avg)| *avg).collect();
+        assert_eq!(found, expected, "{symbol}: each row with its own two before it");
+    }
+}
+
 #[tokio::test]
 async fn pumps_chain_through_in_application_streams() {
     let code = r#"

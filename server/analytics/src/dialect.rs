@@ -12,6 +12,8 @@
 //! Each emitted token remembers where it was in the application code, so a parse error in the
 //! rewritten SQL is reported at the code's line and column.
 
+use std::collections::BTreeSet;
+
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
@@ -138,6 +140,9 @@ pub struct Translation {
     pub tumbling_ms: Option<u64>,
     /// Set when the query has OVER windows: how much history each batch needs.
     pub sliding: Option<History>,
+    /// The columns its `ROWS n PRECEDING` windows partition by, all of them together (none
+    /// without PARTITION BY); `None` when one partitions by an expression.
+    pub rows_partition: Option<Vec<String>>,
     /// The in-application streams (and reference tables) the query reads, in upper case.
     pub sources: Vec<String>,
 }
@@ -197,7 +202,8 @@ pub(crate) fn is_blank(token: &Token) -> bool {
 pub fn translate(tokens: &[TokenWithSpan], columns_of: &dyn Fn(&str) -> Option<Vec<String>>) -> Result<Translation> {
     let shape = Shape::of(tokens);
     let mut writer = Writer::default();
-    let mut state = Walk { shape: &shape, columns_of, tumbling_ms: None, history: None };
+    let mut state =
+        Walk { shape: &shape, columns_of, tumbling_ms: None, history: None, rows_partition: Some(BTreeSet::new()) };
     state.range(tokens, 0, tokens.len(), &mut writer, 0)?;
     Ok(Translation {
         sql: writer.out,
@@ -205,6 +211,7 @@ pub fn translate(tokens: &[TokenWithSpan], columns_of: &dyn Fn(&str) -> Option<V
         tumbling_ms: state.tumbling_ms,
         grouped: shape.grouped,
         sliding: if shape.windowed { Some(state.history.unwrap_or(History { range_ms: 0, rows: 0 })) } else { None },
+        rows_partition: state.rows_partition.map(|columns| columns.into_iter().collect()),
         sources: shape.sources,
     })
 }
@@ -285,6 +292,7 @@ struct Walk<'a> {
     columns_of: &'a dyn Fn(&str) -> Option<Vec<String>>,
     tumbling_ms: Option<u64>,
     history: Option<History>,
+    rows_partition: Option<BTreeSet<String>>,
 }
 
 impl Walk<'_> {
@@ -439,6 +447,9 @@ impl Walk<'_> {
                     _ => None,
                 });
                 history.rows = history.rows.max(rows.unwrap_or(0));
+                let end = top_level_word(tokens, open + 1, frame, "ORDER").unwrap_or(frame);
+                let columns = partition_columns(tokens, open + 1, end);
+                self.rows_partition = self.rows_partition.take().zip(columns).map(|(all, more)| &all | &more);
             }
         }
         self.history = Some(history);
@@ -451,6 +462,22 @@ impl Walk<'_> {
             _ => self.range(tokens, open, close + 1, w, depth),
         }
     }
+}
+
+/// The columns of a window spec's `PARTITION BY` in tokens `[from, to)` (none without one), or
+/// `None` when an item is not a plain (perhaps qualified) column.
+fn partition_columns(tokens: &[TokenWithSpan], from: usize, to: usize) -> Option<BTreeSet<String>> {
+    let Some(partition) = top_level_word(tokens, from, to, "PARTITION") else { return Some(BTreeSet::new()) };
+    let by = next_significant(tokens, partition + 1, to).filter(|&i| word_is(&tokens[i].token, "BY"))?;
+    let items: Vec<&Token> =
+        tokens[by + 1..to].iter().map(|t| &t.token).filter(|t| !is_blank(t) && **t != Token::EOF).collect();
+    items
+        .split(|t| **t == Token::Comma)
+        .map(|item| match item {
+            [Token::Word(column)] | [Token::Word(_), Token::Period, Token::Word(column)] => Some(normalised(column)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// Whether `*` after this token starts a select item.

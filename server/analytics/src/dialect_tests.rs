@@ -99,3 +99,22 @@ fn a_step_without_an_interval_is_refused_where_it_is() {
 fn the_keyword_list_is_sorted_for_its_search() {
     assert!(KEYWORDS.windows(2).all(|pair| pair[0] < pair[1]));
 }
+
+#[test]
+fn rows_windows_note_the_columns_they_partition_by() {
+    let t = query(
+        "SELECT STREAM AVG(price) OVER (PARTITION BY s.ticker_symbol ROWS 2 PRECEDING), \
+         COUNT(*) OVER (PARTITION BY \"Mixed\", price ORDER BY ROWTIME ROWS 5 PRECEDING), \
+         SUM(price) OVER (PARTITION BY ticker_symbol RANGE INTERVAL '1' MINUTE PRECEDING) \
+         FROM \"SOURCE_SQL_STREAM_001\" s",
+    );
+    assert_eq!(t.sliding.map(|h| h.rows), Some(5));
+    assert_eq!(t.rows_partition, Some(vec!["Mixed".into(), "PRICE".into(), "TICKER_SYMBOL".into()]));
+    let t = query(
+        "SELECT STREAM AVG(price) OVER (PARTITION BY UPPER(ticker_symbol) ROWS 2 PRECEDING) \
+         FROM \"SOURCE_SQL_STREAM_001\"",
+    );
+    assert_eq!(t.rows_partition, None, "an expression is no column");
+    let t = query("SELECT STREAM AVG(price) OVER (ROWS 2 PRECEDING) FROM \"SOURCE_SQL_STREAM_001\"");
+    assert_eq!(t.rows_partition, Some(Vec::new()));
+}

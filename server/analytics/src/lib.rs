@@ -27,6 +27,7 @@ mod pump;
 mod rows;
 mod script;
 mod session_clause;
+mod sliding_history;
 mod sql_type;
 mod stagger_clause;
 mod stream_join;

@@ -53,6 +53,9 @@ pub struct CompiledPump {
     pub key_plan: Option<LogicalPlan>,
     /// For a stream-to-stream join: the windowed stream.
     pub history: Option<String>,
+    /// For a sliding window: the source columns its `ROWS n PRECEDING` count within (`None`:
+    /// an expression, so the last rows of the whole stream are kept).
+    pub rows_partition: Option<Vec<String>>,
 }
 
 /// The visible columns of a stream's table (neither ROWTIME nor the hidden flag).
@@ -148,6 +151,7 @@ pub async fn compile(
         new_column,
         key_plan,
         history: joined.map(|join| join.history),
+        rows_partition: translation.rows_partition.clone(),
     })
 }
 
