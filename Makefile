@@ -49,6 +49,7 @@ run: setup
 	exec $(FRAMELOG_BIN) serve $(ARGS)
 
 test: setup
+	scripts/disk-room.sh
 	$(CARGO) fmt --all --check
 	$(CARGO) clippy --release --workspace --all-targets -- -D warnings
 	$(CARGO) build --release --workspace --all-targets
