@@ -317,10 +317,15 @@ impl Application {
             let (Some(joined), PumpKind::Join { range_ms }) = (pump.joined.as_mut(), pump.compiled.kind) else {
                 continue;
             };
-            pump.emitted_through_ms = pump.emitted_through_ms.max(watermark_ms.unwrap_or(i64::MIN));
+            let moved = watermark_ms.filter(|&ms| ms > pump.emitted_through_ms);
+            pump.emitted_through_ms = moved.unwrap_or(pump.emitted_through_ms);
             let driving = joined.take_due(pump.emitted_through_ms);
             let history_rows = joined.history().to_vec();
-            joined.trim(pump.emitted_through_ms, range_ms);
+            // The cutoff moves only with the watermark: trimming at every step end copied the
+            // whole history again for nothing.
+            if moved.is_some() {
+                joined.trim(pump.emitted_through_ms, range_ms);
+            }
             let history = pump.compiled.history.clone().unwrap_or_default();
             let Some((_, table)) = self.tables.get(&history).cloned().filter(|_| !driving.is_empty()) else {
                 continue;
