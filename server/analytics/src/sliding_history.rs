@@ -16,22 +16,30 @@ use crate::dialect::History;
 /// `partition` names the columns `ROWS` windows partition by (all of them: the last rows of
 /// each finer partition include those of a coarser one); `None` keeps the whole stream's last.
 pub fn trim_history(batches: Vec<RecordBatch>, history: History, partition: Option<&[String]>) -> Vec<RecordBatch> {
-    let Some(schema) = batches.first().map(RecordBatch::schema) else { return Vec::new() };
-    let Ok(all) = concat_batches(&schema, &batches) else { return Vec::new() };
-    let Ok(times) = rowtimes(&all) else { return Vec::new() };
-    let Some(latest_ms) = times.values().iter().copied().max() else { return Vec::new() };
+    let latest_ms = batches.iter().filter_map(|b| rowtimes(b).ok()?.values().iter().copied().max()).max();
+    let Some(latest_ms) = latest_ms else { return Vec::new() };
     let cutoff_ms = latest_ms - history.range_ms as i64;
-    let in_range = |row: usize| history.range_ms > 0 && times.value(row) >= cutoff_ms;
-    let last_rows = match history.rows {
-        0 => vec![false; all.num_rows()],
-        n => last_per_partition(&all, partition.unwrap_or_default(), n as usize)
-            .or_else(|_| last_per_partition(&all, &[], n as usize))
-            .unwrap_or_else(|_| vec![false; all.num_rows()]),
-    };
-    match keep_rows(&all, |row| in_range(row) || last_rows[row]).and_then(|kept| flagged(&kept, false)) {
-        Ok(kept) if kept.num_rows() > 0 => vec![kept],
-        _ => Vec::new(),
+    let in_range = |ms: i64| history.range_ms > 0 && ms >= cutoff_ms;
+    // RANGE alone filters batch by batch; counting the last rows of a partition needs the
+    // rows in one order, so only ROWS pays for putting them into one batch.
+    if history.rows == 0 {
+        return batches.iter().filter_map(|batch| kept(batch, in_range, None)).collect();
     }
+    let Ok(all) = concat_batches(&batches[0].schema(), &batches) else { return Vec::new() };
+    let n = history.rows as usize;
+    let last_rows = last_per_partition(&all, partition.unwrap_or_default(), n)
+        .or_else(|_| last_per_partition(&all, &[], n))
+        .unwrap_or_else(|_| vec![false; all.num_rows()]);
+    kept(&all, in_range, Some(&last_rows)).into_iter().collect()
+}
+
+/// The rows of `batch` within range or marked in `last_rows`, flagged as not new; `None` when
+/// none are.
+fn kept(batch: &RecordBatch, in_range: impl Fn(i64) -> bool, last_rows: Option<&[bool]>) -> Option<RecordBatch> {
+    let times = rowtimes(batch).ok()?;
+    let last = |row: usize| last_rows.is_some_and(|last| last[row]);
+    let kept = keep_rows(batch, |row| in_range(times.value(row)) || last(row)).ok()?;
+    (kept.num_rows() > 0).then(|| flagged(&kept, false).ok()).flatten()
 }
 
 /// For each row of `batch`: whether it is among the last `n` of its partition (the rows with
