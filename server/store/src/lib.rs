@@ -25,6 +25,7 @@ mod backend;
 mod backup;
 mod clock;
 mod cluster;
+mod column_families;
 mod committer;
 mod crypto;
 mod engine;

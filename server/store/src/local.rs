@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock, mpsc};
 use std::thread::JoinHandle;
 
-use rocksdb::{ColumnFamilyDescriptor, DB, Direction, IteratorMode, Options, WriteOptions};
+use rocksdb::{DB, Direction, IteratorMode, Options, WriteOptions};
 use tokio::sync::oneshot;
 
 use crate::backend::{AmendFn, AppendWait, Backend, MetaDurability};
@@ -56,22 +56,6 @@ pub struct EngineOptions {
 const MAX_OPEN_TABLE_FILES: i32 = 1024;
 /// The default size of the block cache every column family shares.
 pub const DEFAULT_BLOCK_CACHE_BYTES: usize = 64 << 20;
-
-/// Table options that bound memory. By default every open table keeps its index and filter
-/// blocks in memory outside any cache, about 1 MB per 64 MB table of small entries, so the
-/// server's RSS grew with the data (soak: ~35 MiB per 10 minutes at 20,000 records/s). In the
-/// shared cache they are bounded; the newest tables' (L0) stay pinned, as they are read most.
-/// (Partitioned indexes, 16 KiB blocks and 4 MiB memtables for the slow column families were
-/// each tried against the soak's memory curve and did not flatten it; what did was the
-/// allocator giving back the pages memtable flushes free: docs/benchmarks.md, soak runs 6-7.)
-fn bounded_tables(block_cache_bytes: usize) -> rocksdb::BlockBasedOptions {
-    let mut tables = rocksdb::BlockBasedOptions::default();
-    tables.set_block_cache(&rocksdb::Cache::new_lru_cache(block_cache_bytes));
-    tables.set_cache_index_and_filter_blocks(true);
-    tables.set_cache_index_and_filter_blocks_with_high_priority(true);
-    tables.set_pin_l0_filter_and_index_blocks_in_cache(true);
-    tables
-}
 
 /// Measured (docs/benchmarks.md, engine appends synced one at a time): a payload in a segment
 /// file costs two syncs (the file, then the WAL) where RocksDB alone costs one, which only pays
@@ -148,30 +132,7 @@ impl LocalEngine {
         // (ext4 commits its journal for everyone on fsync).
         db_opts.set_bytes_per_sync(1 << 20);
 
-        let tables = bounded_tables(options.block_cache_bytes);
-        let mut meta = Options::default();
-        meta.set_block_based_table_factory(&tables);
-        let mut small = Options::default();
-        small.set_block_based_table_factory(&tables);
-        small.set_compression_type(rocksdb::DBCompressionType::Lz4);
-        let mut payloads = Options::default();
-        payloads.set_block_based_table_factory(&tables);
-        payloads.set_compression_type(rocksdb::DBCompressionType::None);
-        payloads.set_enable_blob_files(true);
-        payloads.set_min_blob_size(options.min_blob_size_bytes);
-        payloads.set_blob_file_size(256 << 20);
-        // No blob GC: it relocates live blobs out of the oldest files during compactions, which
-        // rewrote fresh video at ingest rates (200-camera bench: ack p99 76 ms with it, 19 ms
-        // without). Retention expires whole time ranges, so blob files die whole instead; see
-        // the compaction after each trim in retention.rs.
-        payloads.set_enable_blob_gc(false);
-        payloads.set_write_buffer_size(64 << 20);
-        let cfs = vec![
-            ColumnFamilyDescriptor::new(CF_META, meta),
-            ColumnFamilyDescriptor::new(CF_ENTRIES, small.clone()),
-            ColumnFamilyDescriptor::new(CF_PAYLOADS, payloads),
-            ColumnFamilyDescriptor::new(CF_TIME_INDEX, small),
-        ];
+        let cfs = crate::column_families::descriptors(&options)?;
         crate::format_version::check_before_open(path)?;
         let db = Arc::new(DB::open_cf_descriptors(&db_opts, path, cfs)?);
         crate::format_version::stamp(&db)?;
