@@ -39,7 +39,6 @@ mod stalled;
 mod state;
 mod streamed;
 pub mod tls;
-mod token;
 mod token_bucket;
 mod validation;
 

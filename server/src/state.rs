@@ -107,7 +107,7 @@ impl AppState {
                     format!("{scheme}://{address}")
                 }),
             },
-            sessions: crate::token::Signer::new(secret.derive("kvs streaming session")),
+            sessions: framelog_wire::Signer::new(secret.derive("kvs streaming session")),
             segments: Arc::new(kvs::playback::SegmentCache::new(SEGMENT_CACHE_BYTES)),
             edges: Arc::default(),
             ll_views: Arc::default(),

@@ -7,7 +7,7 @@
 
 use base64::engine::general_purpose::STANDARD;
 
-use crate::token::Signer;
+use framelog_wire::Signer;
 
 const VERSION: u8 = 1;
 /// KDS's tolerated delay between issuing and using an iterator.

@@ -23,7 +23,7 @@ pub struct KvsCtx {
     pub engine: Engine,
     pub settings: KvsSettings,
     /// Seals HLS/DASH session tokens.
-    pub sessions: crate::token::Signer,
+    pub sessions: framelog_wire::Signer,
     /// Recently served HLS/DASH segments (bounded in bytes).
     pub segments: std::sync::Arc<crate::kvs::playback::SegmentCache>,
     /// The frames of the fragments PutMedia is receiving, before they are stored (LL-HLS).

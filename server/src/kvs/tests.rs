@@ -30,7 +30,7 @@ pub(crate) fn context(dir: &std::path::Path, clock: &Arc<ManualClock>) -> KvsCtx
             default_retention_hours: 168,
             data_endpoint: "http://127.0.0.1:1".into(),
         },
-        sessions: crate::token::Signer::new(b"test".to_vec()),
+        sessions: framelog_wire::Signer::new(b"test".to_vec()),
         segments: Arc::new(crate::kvs::playback::SegmentCache::new(1 << 20)),
         edges: Arc::default(),
         ll_views: Arc::default(),

@@ -9,7 +9,10 @@ mod ack_error;
 mod backoff;
 pub mod headers;
 pub mod kpl_aggregate;
+pub mod playback_session;
+mod token;
 
 pub use ack::{Ack, AckLines, AckParseError};
 pub use ack_error::{AckError, AckErrorClass, classify};
 pub use backoff::Backoff;
+pub use token::Signer;

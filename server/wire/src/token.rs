@@ -1,6 +1,8 @@
 //! Opaque, tamper-proof tokens: a payload and its HMAC-SHA256 (truncated to 16 bytes) under the
 //! server's secret, base64-encoded. HLS/DASH session tokens (base64url, they travel in URLs) and
 //! KDS shard iterators (standard base64) both use it; the server keeps no state for either.
+//! Here rather than in the server so the token and session parsers can be fuzzed without
+//! building the server (fuzz/fuzz_targets/session_token.rs).
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;

@@ -15,7 +15,6 @@ mod manifest;
 mod playlist;
 mod segment_cache;
 pub mod session;
-mod session_codec;
 #[cfg(test)]
 mod transcode_tests;
 pub mod transcoded;

@@ -8,6 +8,7 @@ use super::window;
 use crate::document::Document;
 use crate::error::{ApiError, ErrorType};
 use crate::kvs::context::KvsCtx;
+pub use framelog_wire::playback_session::{Clock, Discontinuity, Mode, Session};
 
 const DEFAULT_EXPIRES_S: i64 = 300;
 const MAX_EXPIRES_S: i64 = 43_200;
@@ -16,55 +17,6 @@ pub(super) const MAX_RANGE_MS: u64 = 24 * 3_600_000;
 pub const LIVE_FRESHNESS_MS: u64 = 30_000;
 /// The most fragments a low-latency playlist lists (MaxMediaPlaylistFragmentResults is capped).
 const MAX_LOW_LATENCY_FRAGMENTS: usize = 30;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    Live,
-    LiveReplay,
-    OnDemand,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Clock {
-    Server,
-    Producer,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Discontinuity {
-    Always,
-    Never,
-    /// ON_DISCONTINUITY: where there is a gap or the codec configuration changes.
-    OnGap,
-}
-
-/// Everything a session's URLs need, sealed into its token.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
-    pub stream_name: String,
-    /// Names one incarnation of the stream: a re-created stream does not inherit sessions.
-    pub stream_created_ms: u64,
-    pub mode: Mode,
-    pub clock: Clock,
-    pub start_ms: Option<u64>,
-    pub end_ms: Option<u64>,
-    pub max_fragments: usize,
-    pub discontinuity: Discontinuity,
-    pub display_timestamps: bool,
-    /// DASH `DisplayFragmentNumber=ALWAYS`: `kvs:fn` on every S element.
-    pub display_fragment_numbers: bool,
-    /// HLS ContainerFormat MPEG_TS: media playlists list `getTSFragment.ts` segments.
-    pub mpeg_ts: bool,
-    /// Our LL-HLS extension (`"LowLatency": true`, LIVE fMP4 only): partial segments from the
-    /// live edge and blocking playlist reloads (docs/playback.md "Low-Latency HLS").
-    pub low_latency: bool,
-    /// A WHEP session (`getWHEPSessionURL`): its token opens WebRTC, never HLS or DASH.
-    pub webrtc: bool,
-    /// Our extension `"VideoCodec": "H264"`: H.265 video is transcoded to H.264 for players that
-    /// cannot decode H.265 (docs/playback.md "H.265 cameras in Chromium").
-    pub h264: bool,
-    pub expires_ms: u64,
-}
 
 /// Which streaming protocol a session is for; they differ in field names and URLs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -311,7 +263,7 @@ fn check_newest_fragment(
 
 /// Seals a session into its token.
 pub fn seal(ctx: &KvsCtx, session: &Session) -> String {
-    ctx.sessions.seal(&super::session_codec::encode(session))
+    ctx.sessions.seal(&framelog_wire::playback_session::encode(session))
 }
 
 /// Opens a token: the session, or 403 when it is expired, not ours, or for the other kind of
@@ -320,7 +272,7 @@ pub fn open(ctx: &KvsCtx, token: Option<&str>, webrtc: bool) -> Result<Session, 
     let denied = |message: &str| ApiError::new(ErrorType::AccessDenied, message);
     let token = token.ok_or_else(|| ApiError::invalid("SessionToken is required."))?;
     let payload = ctx.sessions.open(token).ok_or_else(|| denied("Streaming session token is invalid"))?;
-    let session = super::session_codec::decode(&payload)
+    let session = framelog_wire::playback_session::decode(&payload)
         .filter(|session| session.webrtc == webrtc)
         .ok_or_else(|| denied("Streaming session token is invalid"))?;
     if ctx.engine.now_ms() > session.expires_ms {
