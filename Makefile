@@ -93,7 +93,8 @@ fuzz-api: setup
 
 # The server soak: 200 cameras of 0.5 MB/s and 20,000 records/s with consumers attached, for 30
 # minutes, sampled each minute (soak/soak-report.json, soak/soak.svg). It writes ~190 GB: on a
-# smaller disk lower the rate, e.g. SOAK_ARGS="--soak-camera-bytes-per-sec 16000".
+# smaller disk lower the rate, e.g. SOAK_ARGS="--soak-camera-bytes-per-sec 16000" (the bench refuses
+# to start a soak the disk cannot hold).
 SOAK_ARGS ?=
 # Firehose's kill tests at full length: 100,000 records each to SeaweedFS and to an HTTPS endpoint.
 firehose-kills: setup

@@ -33,7 +33,8 @@ const RECORD_SHARDS: u32 = 8;
 const WARM_UP_MINUTES: usize = 5;
 /// The targets after the warm-up: memory that does not creep, descriptors and threads that stay
 /// put (a connection or a worker more or less), and no minute's p99 far above the usual one.
-const MAX_RSS_SLOPE_MIB_PER_10_MIN: f64 = 5.0;
+/// The memory target is 5 MB (10^6 bytes) per 10 minutes, in the MiB the samples are in.
+const MAX_RSS_SLOPE_MIB_PER_10_MIN: f64 = 5.0e6 / (1u64 << 20) as f64;
 const MAX_FD_SPREAD: u64 = 10;
 const MAX_THREAD_SPREAD: u64 = 4;
 const MAX_P99_WORST_TO_MEDIAN: f64 = 3.0;
@@ -80,6 +81,7 @@ pub fn run(
     plan: &SoakPlan,
     out: &std::path::Path,
 ) -> anyhow::Result<Vec<Row>> {
+    check_disk_room(plan)?;
     let target = Target::framelog(binary)?;
     let pid = target.pid();
     let (samples, errors) = runtime.block_on(soak(&target, plan))?;
@@ -93,6 +95,29 @@ pub fn run(
     anyhow::ensure!(verdict["targets_met"] == true, "the soak missed its targets: {verdict}");
     // The soak's figures are trends, not rows of the table: they live in its own report.
     Ok(Vec::new())
+}
+
+/// Room the soak leaves free beyond what it writes: the server's own free-space watermark, and
+/// the builds and logs beside it.
+const SPARE_DISK_BYTES: u64 = 8 << 30;
+
+/// Refuses a soak the disk cannot hold before starting it. At the issue's full rate (0.5 MB/s per
+/// camera) the soak writes ~190 GB; on a smaller disk the server would refuse writes within
+/// minutes and the run would measure refusals, and fill the disk the builds share.
+fn check_disk_room(plan: &SoakPlan) -> anyhow::Result<()> {
+    let per_sec_bytes = plan.cameras * plan.camera_bytes_per_sec + plan.records_per_sec * RECORD_BYTES;
+    let written_bytes = per_sec_bytes as u64 * plan.minutes * 60;
+    let stat = rustix::fs::statvfs(".")?;
+    let free_bytes = stat.f_bavail.saturating_mul(stat.f_frsize);
+    anyhow::ensure!(
+        free_bytes >= written_bytes + SPARE_DISK_BYTES,
+        "the soak would write {} GB and the disk here has {} GB free (keeping {} GB spare): lower \
+         --soak-camera-bytes-per-sec or --soak-minutes",
+        written_bytes >> 30,
+        free_bytes >> 30,
+        SPARE_DISK_BYTES >> 30
+    );
+    Ok(())
 }
 
 /// Runs the load and samples the server; returns the samples and the load's errors (written to
