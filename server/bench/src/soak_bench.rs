@@ -111,8 +111,8 @@ fn check_disk_room(plan: &SoakPlan) -> anyhow::Result<()> {
     let free_bytes = stat.f_bavail.saturating_mul(stat.f_frsize);
     anyhow::ensure!(
         free_bytes >= written_bytes + SPARE_DISK_BYTES,
-        "the soak would write {} GB and the disk here has {} GB free (keeping {} GB spare): lower \
-         --soak-camera-bytes-per-sec or --soak-minutes",
+        "the soak would write {} GiB and the disk here has {} GiB free (keeping {} GiB spare): \
+         lower --soak-camera-bytes-per-sec or --soak-minutes",
         written_bytes >> 30,
         free_bytes >> 30,
         SPARE_DISK_BYTES >> 30
